@@ -1,0 +1,259 @@
+# -*- test-case-name: tests.test_ice_client -*-
+"""
+The client side of an Ice protocol connection.
+
+Waits for the server's ValidateConnection before sending, numbers requests
+from 1, keeps many requests in flight and matches replies by id. Every
+request can carry a timeout on the injected clock; a lost connection fails
+every request still in flight, so callers can retry elsewhere.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Optional
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionClosed, ConnectionLost
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gridreg.ice.encoding import InputStream, MarshalError
+from gridreg.ice.messages import (
+    CLOSE_CONNECTION,
+    HEADER_SIZE,
+    MAGIC,
+    MessageType,
+    ProtocolError,
+    Reply,
+    ReplyStatus,
+    Request,
+    decode_reply,
+    decompress_message,
+    encode_request,
+    reply_error,
+)
+from gridreg.ice.server import DEFAULT_MESSAGE_SIZE_MAX
+from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Version
+
+_HEADER = struct.Struct("<4sBBBBBBi")
+
+
+class ConnectionClosedByPeer(ConnectionClosed):
+    """The server sent CloseConnection: requests in flight were not executed."""
+
+
+class IceClientProtocol(Protocol):
+    """One outgoing Ice connection."""
+
+    log = Logger()
+
+    def __init__(
+        self, clock: IReactorTime, max_message_size: Optional[int] = DEFAULT_MESSAGE_SIZE_MAX
+    ) -> None:
+        self.clock = clock
+        self.max_message_size = max_message_size
+        self.validated = False
+        self.connected = False
+        self._next_id = 1
+        self._pending: dict[int, Deferred[Reply]] = {}
+        self._queued: list[bytes] = []
+        self._validation_waiters: list[Deferred[IceClientProtocol]] = []
+        self._close_waiters: list[Deferred[None]] = []
+        self._buffer = b""
+        self._lost: Optional[Failure] = None
+
+    # -- life cycle --------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.connected = True
+
+    def when_validated(self) -> Deferred[IceClientProtocol]:
+        """A fresh Deferred fired once the server has validated the connection."""
+        if self._lost is not None:
+            return fail(self._lost)
+        d: Deferred[IceClientProtocol] = Deferred()
+        if self.validated:
+            d.callback(self)
+        else:
+            self._validation_waiters.append(d)
+        return d
+
+    def close(self) -> Deferred[None]:
+        """Close gracefully (CloseConnection, then the socket); fires when closed."""
+        d: Deferred[None] = Deferred()
+        if not self.connected:
+            d.callback(None)
+            return d
+        self._close_waiters.append(d)
+        if self.validated:
+            self.transport.write(CLOSE_CONNECTION)
+        self.transport.loseConnection()
+        return d
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.connected = False
+        if self._lost is None:
+            self._lost = reason
+        pending, self._pending = self._pending, {}
+        for d in pending.values():
+            d.errback(self._lost)
+        waiters, self._validation_waiters = self._validation_waiters, []
+        for w in waiters:
+            w.errback(self._lost)
+        closers, self._close_waiters = self._close_waiters, []
+        for c in closers:
+            c.callback(None)
+
+    # -- requests ------------------------------------------------------------
+
+    def invoke(
+        self,
+        identity: Identity,
+        operation: str,
+        mode: OperationMode,
+        params: bytes = b"",
+        *,
+        facet: str = "",
+        encoding: Version = ENCODING_1_1,
+        context: Optional[dict[str, str]] = None,
+        timeout: Optional[float] = None,
+    ) -> Deferred[Reply]:
+        """
+        Send a twoway request; the Deferred fires with the L{Reply}, or fails
+        with the connection's loss or a timeout.
+        """
+        if self._lost is not None or not self.connected:
+            return fail(self._lost or Failure(ConnectionLost("not connected")))
+        request_id = self._next_id
+        self._next_id = request_id + 1 if request_id < 0x7FFFFFFF else 1
+        message = encode_request(
+            Request(request_id, identity, facet, operation, int(mode), context or {}, encoding, params)
+        )
+        d: Deferred[Reply] = Deferred(lambda _: self._pending.pop(request_id, None))
+        self._pending[request_id] = d
+        self._send(message)
+        if timeout is not None:
+            d.addTimeout(timeout, self.clock)
+        return d
+
+    def call(
+        self,
+        identity: Identity,
+        operation: str,
+        mode: OperationMode,
+        params: bytes = b"",
+        **kwargs: object,
+    ) -> Deferred[InputStream]:
+        """
+        Like L{invoke}, but fire with an L{InputStream} over the result
+        payload, or fail with the user exception or request failure the reply
+        carries.
+        """
+
+        def result(reply: Reply) -> InputStream:
+            error = reply_error(reply)
+            if error is not None:
+                raise error
+            assert reply.payload is not None and reply.encoding is not None
+            return InputStream(reply.payload, reply.encoding)
+
+        return self.invoke(identity, operation, mode, params, **kwargs).addCallback(result)  # type: ignore[arg-type]
+
+    def invoke_oneway(
+        self, identity: Identity, operation: str, mode: OperationMode, params: bytes = b""
+    ) -> None:
+        """Send a oneway request (request id 0); nothing comes back."""
+        self._send(
+            encode_request(Request(0, identity, "", operation, int(mode), {}, ENCODING_1_1, params))
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def _send(self, message: bytes) -> None:
+        if self.validated:
+            self.transport.write(message)
+        else:
+            self._queued.append(message)
+
+    # -- incoming ------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        pos, end = 0, len(data)
+        try:
+            while end - pos >= HEADER_SIZE:
+                magic, pmajor, _pm, emajor, _em, mtype, compression, size = _HEADER.unpack_from(
+                    data, pos
+                )
+                if magic != MAGIC or pmajor != 1 or emajor != 1 or size < HEADER_SIZE:
+                    raise ProtocolError(f"bad message header {data[pos:pos + 14].hex()}")
+                if self.max_message_size is not None and size > self.max_message_size:
+                    raise ProtocolError(f"reply of {size} bytes exceeds Ice.MessageSizeMax")
+                if end - pos < size:
+                    break
+                message = data[pos:pos + size]
+                pos += size
+                if compression == 2:
+                    message = decompress_message(message, self.max_message_size)
+                self._message(mtype, message)
+                if not self.connected:
+                    return
+        except (ProtocolError, MarshalError) as exc:
+            self.log.warn(
+                "Closing Ice connection to {peer}: {reason}",
+                peer=str(self.transport.getPeer()),
+                reason=str(exc),
+            )
+            self._lost = Failure(ProtocolError(str(exc)))
+            self.transport.loseConnection()
+            return
+        self._buffer = data[pos:]
+
+    def _message(self, mtype: int, message: bytes) -> None:
+        if mtype == MessageType.REPLY:
+            reply = decode_reply(message[HEADER_SIZE:])
+            d = self._pending.pop(reply.request_id, None)
+            if d is not None:
+                d.callback(reply)
+        elif mtype == MessageType.VALIDATE_CONNECTION:
+            if not self.validated:
+                self.validated = True
+                queued, self._queued = self._queued, []
+                if queued:
+                    self.transport.write(b"".join(queued))
+                waiters, self._validation_waiters = self._validation_waiters, []
+                for w in waiters:
+                    w.callback(self)
+        elif mtype == MessageType.CLOSE_CONNECTION:
+            self._lost = Failure(ConnectionClosedByPeer("the server closed the connection"))
+            self.connected = False
+            pending, self._pending = self._pending, {}
+            for d in pending.values():
+                d.errback(self._lost)
+            self.transport.loseConnection()
+        else:
+            raise ProtocolError(f"unexpected message type {mtype} from a server")
+
+
+class IceClientFactory(Factory):
+    """Builds L{IceClientProtocol}s sharing one clock and size limit."""
+
+    noisy = False
+
+    def __init__(
+        self, clock: IReactorTime, max_message_size: Optional[int] = DEFAULT_MESSAGE_SIZE_MAX
+    ) -> None:
+        self.clock = clock
+        self.max_message_size = max_message_size
+
+    def buildProtocol(self, addr: object) -> IceClientProtocol:
+        protocol = IceClientProtocol(self.clock, self.max_message_size)
+        protocol.factory = self
+        return protocol

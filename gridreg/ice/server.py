@@ -1,0 +1,202 @@
+# -*- test-case-name: tests.test_ice_server -*-
+"""
+The server side of an Ice protocol connection.
+
+Frames incoming bytes by the 14-byte header, validates every message, hands
+requests to an L{ObjectAdapter} and writes the replies. All replies produced
+by one C{dataReceived} are joined into one write. A malformed, truncated or
+oversize message closes only its own connection, with a logged reason.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gridreg.ice.encoding import MarshalError
+from gridreg.ice.messages import (
+    CLOSE_CONNECTION,
+    HEADER_SIZE,
+    MAGIC,
+    VALIDATE_CONNECTION,
+    MessageType,
+    ProtocolError,
+    decode_batch_request,
+    decode_request,
+    decompress_message,
+    reply_message,
+)
+from gridreg.ice.servant import ObjectAdapter
+
+_HEADER = struct.Struct("<4sBBBBBBi")
+_REQUEST_ID = struct.Struct("<i")
+
+#: Ice.MessageSizeMax's default: 1 MiB
+DEFAULT_MESSAGE_SIZE_MAX = 1024 * 1024
+
+
+class IceServerProtocol(Protocol):
+    """One accepted Ice connection."""
+
+    log = Logger()
+
+    def __init__(self, adapter: ObjectAdapter, max_message_size: Optional[int]) -> None:
+        self.adapter = adapter
+        self.max_message_size = max_message_size
+        self._buffer = b""
+        self._closed = False
+
+    def connectionMade(self) -> None:
+        self.transport.write(VALIDATE_CONNECTION)
+
+    def close(self) -> None:
+        """Close gracefully, as an Ice server does when its adapter stops."""
+        if not self._closed:
+            self._closed = True
+            self.transport.write(CLOSE_CONNECTION)
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._closed = True
+        self._buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        replies: list[bytes] = []
+        pos = 0
+        end = len(data)
+        try:
+            while end - pos >= HEADER_SIZE:
+                magic, pmajor, _pminor, emajor, _eminor, mtype, compression, size = (
+                    _HEADER.unpack_from(data, pos)
+                )
+                if magic != MAGIC or pmajor != 1 or emajor != 1:
+                    raise ProtocolError(
+                        f"bad message header {data[pos:pos + HEADER_SIZE].hex()}"
+                    )
+                if size < HEADER_SIZE:
+                    raise ProtocolError(f"message size {size} is smaller than its header")
+                if self.max_message_size is not None and size > self.max_message_size:
+                    raise ProtocolError(
+                        f"message of {size} bytes exceeds Ice.MessageSizeMax "
+                        f"({self.max_message_size} bytes)"
+                    )
+                if end - pos < size:
+                    break
+                message = data[pos:pos + size]
+                pos += size
+                if compression == 2:
+                    message = decompress_message(message, self.max_message_size)
+                self._message(mtype, compression, message, replies)
+                if self._closed:
+                    break
+        except (ProtocolError, MarshalError) as exc:
+            self._protocol_error(str(exc), replies)
+            return
+        if pos < end and not self._closed:
+            self._buffer = data[pos:]
+        if replies:
+            self.transport.write(b"".join(replies))
+
+    def _message(self, mtype: int, compression: int, message: bytes, replies: list[bytes]) -> None:
+        if mtype == MessageType.REQUEST:
+            if len(message) < HEADER_SIZE + 4:
+                raise ProtocolError("request message without a request id")
+            (request_id,) = _REQUEST_ID.unpack_from(message, HEADER_SIZE)
+            key = message[HEADER_SIZE + 4:]
+            adapter = self.adapter
+            body = adapter.cached_reply(key)
+            if body is None:
+                body = adapter.dispatch(decode_request(message[HEADER_SIZE:]), key)
+            if request_id == 0:
+                if isinstance(body, Deferred):
+                    body.addErrback(self._late_failure)
+                return
+            if isinstance(body, Deferred):
+                body.addCallback(self._late_reply, request_id, compression).addErrback(
+                    self._late_failure
+                )
+                return
+            replies.append(reply_message(request_id, body, 1 if compression else 0))
+        elif mtype == MessageType.BATCH_REQUEST:
+            for request in decode_batch_request(message[HEADER_SIZE:]):
+                body = self.adapter.dispatch(request)
+                if isinstance(body, Deferred):
+                    body.addErrback(self._late_failure)
+        elif mtype == MessageType.VALIDATE_CONNECTION:
+            pass  # an ACM heartbeat: never answered
+        elif mtype == MessageType.CLOSE_CONNECTION:
+            self._closed = True
+            if replies:
+                self.transport.write(b"".join(replies))
+                del replies[:]
+            self.transport.loseConnection()
+        elif mtype == MessageType.REPLY:
+            raise ProtocolError("unexpected reply message from a client")
+        else:
+            raise ProtocolError(f"unknown message type {mtype}")
+
+    def _late_reply(self, body: bytes, request_id: int, compression: int) -> None:
+        if self._closed:
+            return
+        self.transport.write(reply_message(request_id, body, 1 if compression else 0))
+
+    def _late_failure(self, failure: Failure) -> None:
+        self.log.failure("Failed to send a deferred reply", failure)
+
+    def _protocol_error(self, reason: str, replies: list[bytes]) -> None:
+        peer: IAddress = self.transport.getPeer()
+        self.log.warn(
+            "Closing Ice connection from {peer}: {reason}", peer=str(peer), reason=reason
+        )
+        if replies:
+            self.transport.write(b"".join(replies))
+        self._closed = True
+        self._buffer = b""
+        self.transport.loseConnection()
+
+
+class IceServerFactory(Factory):
+    """
+    Builds L{IceServerProtocol}s for one adapter and remembers them, so that
+    stopping the endpoint can close every connection gracefully.
+    """
+
+    noisy = False
+
+    def __init__(
+        self, adapter: ObjectAdapter, max_message_size: Optional[int] = DEFAULT_MESSAGE_SIZE_MAX
+    ) -> None:
+        self.adapter = adapter
+        self.max_message_size = max_message_size
+        self.connections: set[IceServerProtocol] = set()
+
+    def buildProtocol(self, addr: IAddress) -> IceServerProtocol:
+        protocol = _TrackedServerProtocol(self.adapter, self.max_message_size)
+        protocol.factory = self
+        return protocol
+
+    def close_all(self) -> None:
+        """Send CloseConnection on every open connection and close it."""
+        for protocol in list(self.connections):
+            protocol.close()
+
+
+class _TrackedServerProtocol(IceServerProtocol):
+    factory: IceServerFactory
+
+    def connectionMade(self) -> None:
+        self.factory.connections.add(self)
+        super().connectionMade()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.factory.connections.discard(self)
+        super().connectionLost(reason)

@@ -1,0 +1,95 @@
+# -*- test-case-name: tests.test_registry_tap -*-
+"""
+A registry replica's settings, read once from Ice properties.
+
+Everything a replica needs is named by IceGrid's own property names, so an
+IceGrid configuration file works unchanged; the defaults here are the
+embedded ones the quick start relies on.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import attrs
+
+from gridreg.config.properties import Properties, PropertyError, message_size_max_bytes
+from gridreg.ice.stringify import EndpointParseError, endpoints_from_string
+from gridreg.ice.types import Endpoint, TcpEndpoint, UdpEndpoint
+from gridreg.registry.trace import TraceLevels
+
+DEFAULT_CLIENT_ENDPOINTS = "tcp -h 127.0.0.1 -p 4061"
+DEFAULT_SERVER_ENDPOINTS = "tcp -h 127.0.0.1"
+
+
+@attrs.frozen
+class RegistryConfig:
+    """What one registry replica is and where it listens."""
+
+    instance_name: str
+    replica_name: str
+    client_endpoints: tuple[Endpoint, ...]
+    server_endpoints: tuple[Endpoint, ...]
+    client_published: Optional[tuple[Endpoint, ...]]
+    server_published: Optional[tuple[Endpoint, ...]]
+    data_dir: Optional[str]
+    dynamic_registration: bool
+    message_size_max: Optional[int]
+    trace: TraceLevels
+
+    @property
+    def is_master(self) -> bool:
+        return self.replica_name == "Master"
+
+    @classmethod
+    def from_properties(cls, properties: Properties) -> "RegistryConfig":
+        """
+        @raise PropertyError: a value is malformed or an endpoint cannot be
+            served; the message names the property.
+        """
+        return cls(
+            instance_name=properties.get("IceGrid.InstanceName") or "IceGrid",
+            replica_name=properties.get("IceGrid.Registry.ReplicaName") or "Master",
+            client_endpoints=_listen_endpoints(
+                properties, "IceGrid.Registry.Client.Endpoints", DEFAULT_CLIENT_ENDPOINTS
+            ),
+            server_endpoints=_listen_endpoints(
+                properties, "IceGrid.Registry.Server.Endpoints", DEFAULT_SERVER_ENDPOINTS
+            ),
+            client_published=_optional_endpoints(
+                properties, "IceGrid.Registry.Client.PublishedEndpoints"
+            ),
+            server_published=_optional_endpoints(
+                properties, "IceGrid.Registry.Server.PublishedEndpoints"
+            ),
+            data_dir=properties.get("IceGrid.Registry.Data") or None,
+            dynamic_registration=properties.get_flag("IceGrid.Registry.DynamicRegistration"),
+            message_size_max=message_size_max_bytes(properties),
+            trace=TraceLevels.from_properties(properties),
+        )
+
+
+def _parse(properties: Properties, key: str, text: str) -> tuple[Endpoint, ...]:
+    try:
+        return endpoints_from_string(text, server=True)
+    except EndpointParseError as exc:
+        raise PropertyError(f"{key} ({properties.source(key)}): {exc}") from None
+
+
+def _listen_endpoints(properties: Properties, key: str, default: str) -> tuple[Endpoint, ...]:
+    text = properties.get(key) or default
+    endpoints = _parse(properties, key, text)
+    for endpoint in endpoints:
+        if not isinstance(endpoint, TcpEndpoint) or isinstance(endpoint, UdpEndpoint):
+            raise PropertyError(
+                f"{key} ({properties.source(key)}): gridreg serves tcp and ssl endpoints, "
+                f"not `{endpoint.TRANSPORT}'"
+            )
+    return endpoints
+
+
+def _optional_endpoints(properties: Properties, key: str) -> Optional[tuple[Endpoint, ...]]:
+    text = properties.get(key)
+    if not text:
+        return None
+    return _parse(properties, key, text)

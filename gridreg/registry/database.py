@@ -1,0 +1,189 @@
+# -*- test-case-name: tests.test_registry_database -*-
+"""
+The registry's write path: validate a change, commit it to the store, then
+apply it to the in-memory state.
+
+A write's Deferred fires only after the store has made the change durable,
+so whatever a caller was told succeeded survives a crash. Writes run one at
+a time, so each is validated against the state the previous one left.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from twisted.internet.defer import Deferred, DeferredLock, succeed
+from twisted.logger import Logger
+
+from gridreg.ice.exceptions import (
+    AdapterNotFoundException,
+    InvalidReplicaGroupIdException,
+    ObjectExistsException,
+    ObjectNotRegisteredException,
+)
+from gridreg.ice.types import Identity, Proxy
+from gridreg.registry.state import (
+    AdapterInfo,
+    ObjectInfo,
+    RegistryState,
+    adapter_mutation,
+    object_mutation,
+)
+from gridreg.registry.trace import TraceLevels
+from gridreg.store.interfaces import IRegistryStore
+from gridreg.store.records import Change, Mutation
+
+
+class RegistryDatabase:
+    """Changes to adapters and well-known objects, made durable then visible."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IRegistryStore,
+        state: RegistryState,
+        dynamic_registration: bool,
+        trace: TraceLevels,
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.dynamic_registration = dynamic_registration
+        self.trace = trace
+        self._lock = DeferredLock()
+
+    def _serially(
+        self, validate_and_build: Callable[[], list[Mutation]]
+    ) -> Deferred[Optional[Change]]:
+        """Validate against the current state and commit, one write at a time."""
+
+        def run() -> Deferred[Optional[Change]]:
+            mutations = validate_and_build()
+            if not mutations:
+                return succeed(None)
+            d = self.store.commit(mutations)
+
+            def applied(change: Change) -> Change:
+                self.state.apply(change.mutations)
+                return change
+
+            return d.addCallback(applied)
+
+        return self._lock.run(run)
+
+    # -- adapters --------------------------------------------------------------
+
+    def set_adapter_direct_proxy(
+        self, adapter_id: str, replica_group_id: str, proxy: Optional[Proxy]
+    ) -> Deferred[Optional[Change]]:
+        """
+        Register (or with a null proxy, unregister) an adapter's endpoints,
+        as C{Ice::LocatorRegistry} does with dynamic registration.
+
+        @raise AdapterNotFoundException: dynamic registration is off and the
+            adapter is unknown.
+        @raise InvalidReplicaGroupIdException: the replica group id names a
+            plain adapter, or the adapter id names a replica group.
+        """
+
+        def build() -> list[Mutation]:
+            state = self.state
+            known = adapter_id in state.adapters
+            if proxy is None:
+                if not known:
+                    return []
+                self._trace_adapter("unregistered", adapter_id, replica_group_id)
+                return [adapter_mutation(adapter_id, None)]
+            if not known and not self.dynamic_registration:
+                self._trace_adapter("refused (dynamic registration disabled)", adapter_id, "")
+                raise AdapterNotFoundException()
+            if replica_group_id and replica_group_id in state.adapters:
+                raise InvalidReplicaGroupIdException()
+            if state.is_replica_group(adapter_id):
+                raise InvalidReplicaGroupIdException()
+            info = AdapterInfo(adapter_id, proxy, replica_group_id)
+            if state.adapters.get(adapter_id) == info:
+                return []  # a retried or repeated registration: nothing changes
+            self._trace_adapter("registered", adapter_id, replica_group_id)
+            return [adapter_mutation(adapter_id, info)]
+
+        return self._serially(build)
+
+    def remove_adapter(self, adapter_id: str) -> Deferred[Optional[Change]]:
+        """Remove a registered adapter (the admin's C{adapter remove})."""
+
+        def build() -> list[Mutation]:
+            if adapter_id not in self.state.adapters:
+                raise AdapterNotFoundException()
+            self._trace_adapter("removed", adapter_id, "")
+            return [adapter_mutation(adapter_id, None)]
+
+        return self._serially(build)
+
+    def _trace_adapter(self, what: str, adapter_id: str, group: str) -> None:
+        if self.trace.adapter > 0:
+            self.log.info(
+                "[Adapter] adapter `{adapter_id}' {what}{group_note}",
+                adapter_id=adapter_id,
+                what=what,
+                group_note=f" (replica group `{group}')" if group else "",
+            )
+
+    # -- well-known objects ----------------------------------------------------
+
+    def add_object(self, proxy: Proxy, type_id: str = "") -> Deferred[Optional[Change]]:
+        """
+        Add a well-known object.
+
+        @raise ObjectExistsException: an object with that identity exists.
+        """
+
+        def build() -> list[Mutation]:
+            identity = proxy.identity
+            if self.state.find_object(identity) is not None:
+                raise ObjectExistsException(identity)
+            self._trace_object("added", identity)
+            return [object_mutation(identity, ObjectInfo(proxy, type_id))]
+
+        return self._serially(build)
+
+    def update_object(self, proxy: Proxy) -> Deferred[Optional[Change]]:
+        """
+        Replace a well-known object's proxy, keeping its type.
+
+        @raise ObjectNotRegisteredException: no such object.
+        """
+
+        def build() -> list[Mutation]:
+            identity = proxy.identity
+            old = self.state.objects.get(identity)
+            if old is None:
+                raise ObjectNotRegisteredException(identity)
+            self._trace_object("updated", identity)
+            return [object_mutation(identity, ObjectInfo(proxy, old.type))]
+
+        return self._serially(build)
+
+    def remove_object(self, identity: Identity) -> Deferred[Optional[Change]]:
+        """
+        Remove a well-known object.
+
+        @raise ObjectNotRegisteredException: no such object.
+        """
+
+        def build() -> list[Mutation]:
+            if identity not in self.state.objects:
+                raise ObjectNotRegisteredException(identity)
+            self._trace_object("removed", identity)
+            return [object_mutation(identity, None)]
+
+        return self._serially(build)
+
+    def _trace_object(self, what: str, identity: Identity) -> None:
+        if self.trace.object > 0:
+            self.log.info(
+                "[Object] object `{category}/{name}' {what}",
+                category=identity.category,
+                name=identity.name,
+                what=what,
+            )

@@ -1,0 +1,238 @@
+# -*- test-case-name: tests.test_registry_servants -*-
+"""
+The Ice objects a registry hosts: C{Ice::Locator} / C{IceGrid::Locator},
+C{Ice::LocatorFinder}, C{IceGrid::Query}, C{IceGrid::Registry} on the client
+endpoints and C{Ice::LocatorRegistry} on the server endpoints.
+
+Read operations answer from L{RegistryState} alone. Writes go through
+L{RegistryDatabase} and answer once the change is durable.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from gridreg.ice.encoding import InputStream, OutputStream
+from gridreg.ice.exceptions import (
+    AdapterNotFoundException,
+    ObjectNotFoundException,
+    PermissionDeniedException,
+    ServerNotFoundException,
+)
+from gridreg.ice.messages import Request
+from gridreg.ice.servant import Servant, operation
+from gridreg.ice.types import Identity, Proxy
+from gridreg.registry.database import RegistryDatabase
+from gridreg.registry.state import RegistryState
+from gridreg.registry.trace import TraceLevels
+
+#: the identity IceGrid gives the direct proxies that findAdapterById returns
+ADAPTER_PROXY_IDENTITY = Identity("dummy")
+
+
+@attrs.define
+class PublishedProxies:
+    """The registry's own proxies, known once its endpoints are listening."""
+
+    locator: Optional[Proxy] = None
+    query: Optional[Proxy] = None
+    registry: Optional[Proxy] = None
+    locator_registry: Optional[Proxy] = None
+
+
+def _proxy_result(request: Request, proxy: Optional[Proxy]) -> bytes:
+    out = OutputStream(request.encoding)
+    out.write_proxy(proxy)
+    return out.getvalue()
+
+
+class LocatorServant(Servant):
+    """C{<instance>/Locator}: resolves adapter ids and object identities."""
+
+    type_id = "::IceGrid::Locator"
+    type_ids = ("::Ice::Locator", "::IceGrid::Locator")
+    log = Logger()
+
+    def __init__(self, state: RegistryState, published: PublishedProxies, trace: TraceLevels):
+        self.state = state
+        self.published = published
+        self.trace = trace
+
+    @operation("findAdapterById", idempotent=True, cacheable=True)
+    def find_adapter_by_id(self, request: Request, params: InputStream) -> bytes:
+        adapter_id = params.read_string()
+        endpoints = self.state.adapter_endpoints(adapter_id)
+        if not endpoints:
+            if self.trace.locator > 0:
+                self.log.info("[Locator] couldn't find adapter `{adapter_id}'", adapter_id=adapter_id)
+            raise AdapterNotFoundException()
+        if self.trace.locator > 1:
+            self.log.info("[Locator] found adapter `{adapter_id}'", adapter_id=adapter_id)
+        return _proxy_result(request, Proxy(ADAPTER_PROXY_IDENTITY, endpoints=endpoints))
+
+    @operation("findObjectById", idempotent=True, cacheable=True)
+    def find_object_by_id(self, request: Request, params: InputStream) -> bytes:
+        identity = params.read_identity()
+        info = self.state.find_object(identity)
+        if info is None:
+            if self.trace.locator > 0:
+                self.log.info(
+                    "[Locator] couldn't find object `{category}/{name}'",
+                    category=identity.category,
+                    name=identity.name,
+                )
+            raise ObjectNotFoundException()
+        return _proxy_result(request, info.proxy)
+
+    @operation("getRegistry", idempotent=True, cacheable=True)
+    def get_registry(self, request: Request, params: InputStream) -> bytes:
+        return _proxy_result(request, self.published.locator_registry)
+
+    @operation("getLocalRegistry", idempotent=True, cacheable=True)
+    def get_local_registry(self, request: Request, params: InputStream) -> bytes:
+        return _proxy_result(request, self.published.registry)
+
+    @operation("getLocalQuery", idempotent=True, cacheable=True)
+    def get_local_query(self, request: Request, params: InputStream) -> bytes:
+        return _proxy_result(request, self.published.query)
+
+
+class LocatorFinderServant(Servant):
+    """C{Ice/LocatorFinder}: lets a client that knows only an address find the locator."""
+
+    type_id = "::Ice::LocatorFinder"
+
+    def __init__(self, published: PublishedProxies):
+        self.published = published
+
+    @operation("getLocator", cacheable=True)
+    def get_locator(self, request: Request, params: InputStream) -> bytes:
+        return _proxy_result(request, self.published.locator)
+
+
+class QueryServant(Servant):
+    """C{<instance>/Query}: finds well-known objects; unknown gives null, not an error."""
+
+    type_id = "::IceGrid::Query"
+
+    def __init__(self, state: RegistryState):
+        self.state = state
+
+    @operation("findObjectById", idempotent=True, cacheable=True)
+    def find_object_by_id(self, request: Request, params: InputStream) -> bytes:
+        info = self.state.find_object(params.read_identity())
+        return _proxy_result(request, info.proxy if info is not None else None)
+
+    @operation("findObjectByType", idempotent=True)
+    def find_object_by_type(self, request: Request, params: InputStream) -> bytes:
+        return _proxy_result(request, self.state.random_object_of_type(params.read_string()))
+
+    @operation("findObjectByTypeOnLeastLoadedNode", idempotent=True)
+    def find_object_by_type_on_least_loaded_node(
+        self, request: Request, params: InputStream
+    ) -> bytes:
+        type_id = params.read_string()
+        params.read_enum(2)  # the load sample; without nodes every object is equally loaded
+        return _proxy_result(request, self.state.random_object_of_type(type_id))
+
+    @operation("findAllObjectsByType", idempotent=True, cacheable=True)
+    def find_all_objects_by_type(self, request: Request, params: InputStream) -> bytes:
+        out = OutputStream(request.encoding)
+        out.write_proxy_seq(self.state.objects_of_type(params.read_string()))
+        return out.getvalue()
+
+    @operation("findAllReplicas", idempotent=True, cacheable=True)
+    def find_all_replicas(self, request: Request, params: InputStream) -> bytes:
+        proxy = params.read_proxy()
+        replicas: list[Proxy] = []
+        if proxy is not None:
+            group_id = proxy.adapter_id
+            if proxy.is_well_known:
+                info = self.state.find_object(proxy.identity)
+                group_id = info.proxy.adapter_id if info is not None else ""
+            if group_id and proxy.is_indirect and self.state.is_replica_group(group_id):
+                replicas = [
+                    attrs.evolve(proxy, adapter_id=member.adapter_id)
+                    for member in self.state.replica_group_members(group_id)
+                ]
+        out = OutputStream(request.encoding)
+        out.write_proxy_seq(replicas)
+        return out.getvalue()
+
+
+class RegistryServant(Servant):
+    """
+    C{<instance>/Registry}: IceGrid's session factory. gridreg's sessions
+    are its AMP admin and node sessions, so Ice sessions are refused
+    with a reason rather than left unanswered.
+    """
+
+    type_id = "::IceGrid::Registry"
+    _REFUSAL = "Ice sessions are not offered by gridreg: use gridadmin"
+
+    def __init__(self, session_timeout: int = 30, acm_timeout: int = 30):
+        self.session_timeout = session_timeout
+        self.acm_timeout = acm_timeout
+
+    def _refuse(self, request: Request, params: InputStream) -> bytes:
+        raise PermissionDeniedException(self._REFUSAL)
+
+    create_session = operation("createSession")(_refuse)
+    create_admin_session = operation("createAdminSession")(_refuse)
+    create_session_from_secure_connection = operation("createSessionFromSecureConnection")(
+        _refuse
+    )
+    create_admin_session_from_secure_connection = operation(
+        "createAdminSessionFromSecureConnection"
+    )(_refuse)
+
+    @operation("getSessionTimeout", idempotent=True)
+    def get_session_timeout(self, request: Request, params: InputStream) -> bytes:
+        out = OutputStream(request.encoding)
+        out.write_int(self.session_timeout)
+        return out.getvalue()
+
+    @operation("getACMTimeout", idempotent=True)
+    def get_acm_timeout(self, request: Request, params: InputStream) -> bytes:
+        out = OutputStream(request.encoding)
+        out.write_int(self.acm_timeout)
+        return out.getvalue()
+
+
+class LocatorRegistryServant(Servant):
+    """C{<instance>/LocatorRegistry}: where Ice servers register their adapters."""
+
+    type_id = "::Ice::LocatorRegistry"
+
+    def __init__(self, database: RegistryDatabase):
+        self.database = database
+
+    @operation("setAdapterDirectProxy", idempotent=True)
+    def set_adapter_direct_proxy(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        adapter_id = params.read_string()
+        proxy = params.read_proxy()
+        return self.database.set_adapter_direct_proxy(adapter_id, "", proxy).addCallback(
+            lambda _: b""
+        )
+
+    @operation("setReplicatedAdapterDirectProxy", idempotent=True)
+    def set_replicated_adapter_direct_proxy(
+        self, request: Request, params: InputStream
+    ) -> Deferred[bytes]:
+        adapter_id = params.read_string()
+        group_id = params.read_string()
+        proxy = params.read_proxy()
+        return self.database.set_adapter_direct_proxy(adapter_id, group_id, proxy).addCallback(
+            lambda _: b""
+        )
+
+    @operation("setServerProcessProxy", idempotent=True)
+    def set_server_process_proxy(self, request: Request, params: InputStream) -> bytes:
+        params.read_string()
+        params.read_proxy()
+        # Only servers deployed on nodes have process proxies; none is known here.
+        raise ServerNotFoundException()

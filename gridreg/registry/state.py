@@ -1,0 +1,208 @@
+# -*- test-case-name: tests.test_registry_state -*-
+"""
+The registry's in-memory indexes: what every locate request is answered from.
+
+The state is rebuilt from the store at start-up and then changed only by
+applying the mutations of committed changes, in serial order, so a master
+and its slaves that applied the same changes hold the same state. Listeners
+are told after each change, which is how reply caches are invalidated.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from typing import Callable, Iterable, Mapping, Optional
+
+import attrs
+
+from gridreg.ice.encoding import InputStream, OutputStream
+from gridreg.ice.types import ENCODING_1_1, Identity, Proxy
+from gridreg.store.records import Mutation
+
+ADAPTER = "adapter"
+OBJECT = "object"
+
+
+@attrs.frozen
+class AdapterInfo:
+    """A registered adapter: its direct proxy and the replica group it joined."""
+
+    adapter_id: str
+    proxy: Proxy
+    replica_group_id: str = ""
+
+
+@attrs.frozen
+class ObjectInfo:
+    """A well-known object: its proxy and Slice type id."""
+
+    proxy: Proxy
+    type: str = ""
+
+
+def encode_proxy_field(proxy: Proxy) -> str:
+    """A proxy as stored: its exact 1.1 marshaling, base64, so nothing is lost."""
+    out = OutputStream(ENCODING_1_1)
+    out.write_proxy(proxy)
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def decode_proxy_field(text: str) -> Proxy:
+    proxy = InputStream(base64.b64decode(text), ENCODING_1_1).read_proxy()
+    if proxy is None:
+        raise ValueError("a stored proxy is null")
+    return proxy
+
+
+def object_key(identity: Identity) -> str:
+    """The store key of a well-known object: unambiguous for any identity."""
+    return json.dumps([identity.category, identity.name], ensure_ascii=False)
+
+
+def adapter_mutation(adapter_id: str, info: Optional[AdapterInfo]) -> Mutation:
+    if info is None:
+        return Mutation(ADAPTER, adapter_id, None)
+    return Mutation(
+        ADAPTER,
+        adapter_id,
+        {"proxy": encode_proxy_field(info.proxy), "replica_group": info.replica_group_id},
+    )
+
+
+def object_mutation(identity: Identity, info: Optional[ObjectInfo]) -> Mutation:
+    if info is None:
+        return Mutation(OBJECT, object_key(identity), None)
+    return Mutation(
+        OBJECT, object_key(identity), {"proxy": encode_proxy_field(info.proxy), "type": info.type}
+    )
+
+
+class RegistryState:
+    """
+    Adapters, replica groups and well-known objects, indexed for locating.
+
+    Replica groups formed by dynamic registration list their members in
+    registration order; the reply for a group is therefore stable and can
+    be cached, and Ice clients pick among its endpoints themselves.
+    """
+
+    def __init__(self, rng: Optional[random.Random] = None) -> None:
+        self.adapters: dict[str, AdapterInfo] = {}
+        self.replica_groups: dict[str, list[str]] = {}
+        self.objects: dict[Identity, ObjectInfo] = {}
+        self.builtin_objects: dict[Identity, ObjectInfo] = {}
+        self._by_type: dict[str, dict[Identity, ObjectInfo]] = {}
+        self._listeners: list[Callable[[], None]] = []
+        self._rng = rng or random.Random()
+
+    # -- change ----------------------------------------------------------------
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call C{listener} after every change to the state."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def load(self, records: Mapping[str, Mapping[str, dict]]) -> None:
+        """Replace everything with the records loaded from the store."""
+        self.adapters.clear()
+        self.replica_groups.clear()
+        self.objects.clear()
+        self._by_type.clear()
+        self._apply_all(
+            Mutation(kind, key, value)
+            for kind in (ADAPTER, OBJECT)
+            for key, value in records.get(kind, {}).items()
+        )
+        self._changed()
+
+    def apply(self, mutations: Iterable[Mutation]) -> None:
+        """Apply the mutations of one committed change."""
+        self._apply_all(mutations)
+        self._changed()
+
+    def _apply_all(self, mutations: Iterable[Mutation]) -> None:
+        for mutation in mutations:
+            if mutation.kind == ADAPTER:
+                self._apply_adapter(mutation.key, mutation.value)
+            elif mutation.kind == OBJECT:
+                self._apply_object(mutation.key, mutation.value)
+
+    def _apply_adapter(self, adapter_id: str, value: Optional[dict]) -> None:
+        old = self.adapters.pop(adapter_id, None)
+        if old is not None and old.replica_group_id:
+            members = self.replica_groups.get(old.replica_group_id, [])
+            if adapter_id in members:
+                members.remove(adapter_id)
+            if not members:
+                self.replica_groups.pop(old.replica_group_id, None)
+        if value is None:
+            return
+        info = AdapterInfo(adapter_id, decode_proxy_field(value["proxy"]), value["replica_group"])
+        self.adapters[adapter_id] = info
+        if info.replica_group_id:
+            self.replica_groups.setdefault(info.replica_group_id, []).append(adapter_id)
+
+    def _apply_object(self, key: str, value: Optional[dict]) -> None:
+        category, name = json.loads(key)
+        identity = Identity(name, category)
+        old = self.objects.pop(identity, None)
+        if old is not None:
+            typed = self._by_type.get(old.type)
+            if typed is not None:
+                typed.pop(identity, None)
+                if not typed:
+                    del self._by_type[old.type]
+        if value is None:
+            return
+        info = ObjectInfo(decode_proxy_field(value["proxy"]), value["type"])
+        self.objects[identity] = info
+        self._by_type.setdefault(info.type, {})[identity] = info
+
+    def set_builtin_objects(self, objects: Mapping[Identity, ObjectInfo]) -> None:
+        """The registry's own well-known objects, derived from its endpoints."""
+        self.builtin_objects = dict(objects)
+        self._changed()
+
+    # -- queries ---------------------------------------------------------------
+
+    def find_object(self, identity: Identity) -> Optional[ObjectInfo]:
+        info = self.builtin_objects.get(identity)
+        if info is None:
+            info = self.objects.get(identity)
+        return info
+
+    def objects_of_type(self, type_id: str) -> list[Proxy]:
+        found = [i.proxy for i in self.builtin_objects.values() if i.type == type_id]
+        found.extend(info.proxy for info in self._by_type.get(type_id, {}).values())
+        return found
+
+    def random_object_of_type(self, type_id: str) -> Optional[Proxy]:
+        found = self.objects_of_type(type_id)
+        return self._rng.choice(found) if found else None
+
+    def is_replica_group(self, adapter_id: str) -> bool:
+        return adapter_id in self.replica_groups
+
+    def replica_group_members(self, group_id: str) -> list[AdapterInfo]:
+        return [self.adapters[a] for a in self.replica_groups.get(group_id, ())]
+
+    def adapter_endpoints(self, adapter_id: str) -> Optional[tuple]:
+        """
+        The endpoints a locate request for C{adapter_id} answers with: the
+        adapter's own, or every member's of a replica group; None if unknown.
+        """
+        info = self.adapters.get(adapter_id)
+        if info is not None:
+            return info.proxy.endpoints
+        members = self.replica_groups.get(adapter_id)
+        if members:
+            endpoints: list = []
+            for member in members:
+                endpoints.extend(self.adapters[member].proxy.endpoints)
+            return tuple(endpoints)
+        return None

@@ -1,0 +1,118 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The contract between the registry and its durable state.
+
+The registry keeps its whole state in memory and serves locate requests
+from there; a store is read once at start-up (L{IRegistryStore.open}) and
+written on every change.  Every method returns a L{Deferred} even where an
+implementation is synchronous inside, so a store can move its work to a
+thread later without touching callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from zope.interface import Attribute, Interface
+
+from twisted.internet.defer import Deferred
+
+from gridreg.store.records import Change, Mutation, StoreState
+
+
+class StoreError(Exception):
+    """
+    The store cannot do what was asked: its file is unreadable, foreign or
+    of an unknown schema version, or the disk refused a write.  The message
+    names the file.
+    """
+
+
+class SerialGapError(Exception):
+    """
+    A slave was handed a change that does not directly follow its serial,
+    so applying it would leave a hole in its history.
+
+    @ivar expected: the serial the store would accept next.
+    @ivar got: the serial of the rejected change.
+    """
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(expected, got)
+        self.expected = expected
+        self.got = got
+
+    def __str__(self) -> str:
+        return f"expected change serial {self.expected}, got {self.got}"
+
+
+class IRegistryStore(Interface):
+    """
+    The registry database: records of a few kinds (see
+    L{gridreg.store.records.KINDS}), one serial for the whole database, the
+    id of its lineage and a bounded log of recent changes.
+
+    The master writes with L{commit}; a slave writes with L{apply} (one
+    change at a time, in serial order) or L{replace_all} (a snapshot).
+    Methods other than L{open} fail with L{StoreError} unless the store is
+    open.
+    """
+
+    database_id = Attribute("The lineage UUID (a str); None until open() has fired.")
+    serial = Attribute("The serial of the last change stored (an int); 0 until open() has fired.")
+
+    def open() -> Deferred[StoreState]:
+        """
+        Load the database, creating an empty one (serial 0, a new random
+        database id) if there is none.
+
+        @return: a Deferred firing with the whole state, or failing with
+            L{StoreError} if the existing data is unusable.
+        """
+
+    def commit(mutations: Sequence[Mutation]) -> Deferred[Change]:
+        """
+        Apply a non-empty batch atomically as the next serial and append it to
+        the retained log, pruning changes beyond the retention.  This is the
+        master's write path.
+
+        @return: a Deferred firing with the committed L{Change} only once it
+            is durable: a crash after the callback loses nothing.  It fails
+            with C{ValueError} for an empty batch or a value that is not JSON.
+        """
+
+    def apply(change: Change) -> Deferred[None]:
+        """
+        Store a change received from the master under its own serial.  This
+        is a slave's write path.
+
+        @return: a Deferred that fails with L{SerialGapError} unless
+            C{change.serial} is exactly L{serial} + 1.
+        """
+
+    def changes_since(serial: int) -> Deferred[list[Change] | None]:
+        """
+        The changes after C{serial}, oldest first, for a slave that has
+        C{serial}.
+
+        @return: a Deferred firing with the list (empty if C{serial} is
+            current), or with C{None} when the log no longer reaches back
+            to C{serial} or C{serial} is beyond the store's: the slave then
+            needs a snapshot.
+        """
+
+    def replace_all(state: StoreState) -> Deferred[None]:
+        """
+        Atomically replace the database id, serial and every record with
+        C{state}, and clear the log: a slave adopting the master's snapshot.
+        """
+
+    def snapshot() -> Deferred[StoreState]:
+        """
+        @return: a Deferred firing with a copy of the whole current state.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Release the database.  Closing a closed store does nothing.
+        """

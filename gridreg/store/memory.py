@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+A registry store that lives only as long as its object: for tests, and for a
+registry run without C{IceGrid.Registry.Data}.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from itertools import islice
+
+from zope.interface import implementer
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+
+from gridreg.store.interfaces import IRegistryStore, SerialGapError, StoreError
+from gridreg.store.records import (
+    Change,
+    Mutation,
+    Records,
+    StoreState,
+    empty_records,
+    encode_records,
+    normalise,
+)
+
+
+@implementer(IRegistryStore)
+class MemoryStore:
+    """
+    An L{IRegistryStore} in memory.  Closing and reopening the same object
+    finds the same state, as reopening a file would.
+    """
+
+    def __init__(self, log_retention: int = 10000) -> None:
+        """
+        @param log_retention: how many recent changes L{changes_since} can
+            serve.
+        """
+        if log_retention < 0:
+            raise ValueError(f"log_retention must be >= 0, not {log_retention}")
+        self.log_retention = log_retention
+        self.database_id: str | None = None
+        self.serial = 0
+        self._records: Records = empty_records()
+        self._log: deque[Change] = deque(maxlen=log_retention)
+        self._is_open = False
+
+    def _check_open(self) -> None:
+        if not self._is_open:
+            raise StoreError("memory store is not open")
+
+    def open(self) -> Deferred[StoreState]:
+        return maybeDeferred(self._open)
+
+    def _open(self) -> StoreState:
+        if self._is_open:
+            raise StoreError("memory store is already open")
+        if self.database_id is None:
+            self.database_id = str(uuid.uuid4())
+        self._is_open = True
+        return self._snapshot()
+
+    def commit(self, mutations: Sequence[Mutation]) -> Deferred[Change]:
+        return maybeDeferred(self._commit, mutations)
+
+    def _commit(self, mutations: Sequence[Mutation]) -> Change:
+        self._check_open()
+        if not mutations:
+            raise ValueError("cannot commit an empty batch")
+        change = Change(self.serial + 1, normalise(mutations))
+        self._store(change)
+        return change
+
+    def apply(self, change: Change) -> Deferred[None]:
+        return maybeDeferred(self._apply, change)
+
+    def _apply(self, change: Change) -> None:
+        self._check_open()
+        if change.serial != self.serial + 1:
+            raise SerialGapError(self.serial + 1, change.serial)
+        self._store(Change(change.serial, normalise(change.mutations)))
+
+    def _store(self, change: Change) -> None:
+        for m in change.mutations:
+            if m.value is None:
+                self._records[m.kind].pop(m.key, None)
+            else:
+                self._records[m.kind][m.key] = m.value
+        self.serial = change.serial
+        self._log.append(change)
+
+    def changes_since(self, serial: int) -> Deferred[list[Change] | None]:
+        return maybeDeferred(self._changes_since, serial)
+
+    def _changes_since(self, serial: int) -> list[Change] | None:
+        self._check_open()
+        if serial < 0 or serial > self.serial:
+            return None
+        if serial == self.serial:
+            return []
+        if not self._log or self._log[0].serial > serial + 1:
+            return None
+        return list(islice(self._log, serial + 1 - self._log[0].serial, None))
+
+    def replace_all(self, state: StoreState) -> Deferred[None]:
+        return maybeDeferred(self._replace_all, state)
+
+    def _replace_all(self, state: StoreState) -> None:
+        self._check_open()
+        records = empty_records()
+        for kind, key, value in encode_records(state.records):
+            records[kind][key] = json.loads(value)
+        self._records = records
+        self.database_id = state.database_id
+        self.serial = state.serial
+        self._log.clear()
+
+    def snapshot(self) -> Deferred[StoreState]:
+        return maybeDeferred(self._snapshot)
+
+    def _snapshot(self) -> StoreState:
+        self._check_open()
+        assert self.database_id is not None
+        records: Records = json.loads(json.dumps(self._records))
+        return StoreState(self.database_id, self.serial, records)
+
+    def close(self) -> Deferred[None]:
+        self._is_open = False
+        return succeed(None)

@@ -1,0 +1,162 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The values a registry store holds and ships: mutations, committed changes
+and whole-database states.
+
+A L{Change} is the update record of design.md "Replication": the master
+commits one, gets a serial for it and ships it to slaves as JSON, so its
+encoding here is a wire format and must stay stable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+#: Every kind of record a store keeps; a mutation of any other kind is a bug.
+KINDS: frozenset[str] = frozenset({"adapter", "object", "application", "replica", "meta"})
+
+#: A JSON object, as stored for one record.
+Value = dict[str, Any]
+
+#: C{records[kind][key] = value}.
+Records = dict[str, dict[str, Value]]
+
+
+def _check_kind(instance: object, attribute: attrs.Attribute[str], kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown record kind {kind!r}; expected one of {sorted(KINDS)}")
+
+
+def _check_value(instance: object, attribute: attrs.Attribute[Value | None], value: object) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"a record value must be a dict or None, not {type(value).__name__}")
+
+
+@attrs.frozen
+class Mutation:
+    """
+    One change to one record: a put of C{value}, or a delete when C{value}
+    is C{None}.
+
+    @ivar kind: one of L{KINDS}.
+    @ivar key: the record's key within its kind.
+    @ivar value: a JSON-serialisable dict, or C{None} for a delete.
+    """
+
+    kind: str = attrs.field(validator=_check_kind)
+    key: str = attrs.field(validator=attrs.validators.instance_of(str))
+    value: Value | None = attrs.field(validator=_check_value)
+
+
+def _mutation_tuple(mutations: Iterable[Mutation]) -> tuple[Mutation, ...]:
+    return tuple(mutations)
+
+
+@attrs.frozen
+class Change:
+    """
+    One committed, atomic batch of mutations: the unit replication ships.
+
+    @ivar serial: the database serial this change brought the store to.
+    """
+
+    serial: int = attrs.field(validator=attrs.validators.instance_of(int))
+    mutations: tuple[Mutation, ...] = attrs.field(converter=_mutation_tuple)
+
+
+@attrs.frozen
+class StoreState:
+    """
+    A whole database, as loaded at start-up or shipped as a snapshot.
+
+    @ivar database_id: the UUID of the database's lineage.
+    @ivar serial: the serial of the last change it contains.
+    @ivar records: C{records[kind][key] = value}.  States a store returns
+        have an entry, possibly empty, for every kind in L{KINDS}.
+    """
+
+    database_id: str = attrs.field(validator=attrs.validators.instance_of(str))
+    serial: int = attrs.field(validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)])
+    records: Records = attrs.field(validator=attrs.validators.instance_of(dict))
+
+
+def empty_records() -> Records:
+    """Return a fresh mapping with an empty dict for every kind."""
+    return {kind: {} for kind in KINDS}
+
+
+def encode_value(mutation: Mutation) -> str:
+    """
+    Serialise a put's value the one way every store does, so that a value a
+    store accepts is exactly a value it can save and ship.
+
+    @raise ValueError: if the value is not strict JSON.
+    """
+    try:
+        return json.dumps(mutation.value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"{mutation.kind} {mutation.key!r}: value is not JSON-serialisable: {e}"
+        ) from e
+
+
+def normalise(mutations: Iterable[Mutation]) -> tuple[Mutation, ...]:
+    """
+    Copy each put's value through JSON, so every store accepts and returns
+    exactly what it can save and ship (tuples become lists, and so on), and
+    later changes to the caller's dicts cannot reach stored ones.
+
+    @raise ValueError: if a value is not strict JSON.
+    """
+    return tuple(
+        m if m.value is None else Mutation(m.kind, m.key, json.loads(encode_value(m)))
+        for m in mutations
+    )
+
+
+def encode_records(records: Mapping[str, Mapping[str, Value]]) -> list[tuple[str, str, str]]:
+    """
+    Flatten and serialise a whole state's records into C{(kind, key, json)}
+    rows, checking every kind and value as a put would.
+
+    @raise ValueError: for an unknown kind or a value that is not strict JSON.
+    @raise TypeError: for a value that is not a dict.
+    """
+    return [
+        (kind, key, encode_value(Mutation(kind, key, value)))
+        for kind, values in records.items()
+        for key, value in values.items()
+    ]
+
+
+def _mutation_to_dict(mutation: Mutation) -> dict[str, Any]:
+    return {"kind": mutation.kind, "key": mutation.key, "value": mutation.value}
+
+
+def change_to_json(change: Change) -> str:
+    """Encode a change for the changes log and for replication."""
+    return json.dumps(
+        {"serial": change.serial, "mutations": [_mutation_to_dict(m) for m in change.mutations]},
+        allow_nan=False,
+        separators=(",", ":"),
+    )
+
+
+def change_from_json(text: str | bytes) -> Change:
+    """
+    Decode what L{change_to_json} produced.
+
+    @raise ValueError: if C{text} is not a well-formed change.
+    """
+    try:
+        body = json.loads(text)
+        return Change(
+            serial=body["serial"],
+            mutations=tuple(Mutation(m["kind"], m["key"], m["value"]) for m in body["mutations"]),
+        )
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"malformed change: {e!r}") from e

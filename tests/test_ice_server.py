@@ -1,0 +1,247 @@
+# -*- test-case-name: tests.test_ice_server -*-
+"""
+The server side of an Ice connection: framing, validation, graceful close,
+and bad input that closes only the offending connection.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from gridreg.ice.encoding import InputStream, OutputStream
+from gridreg.ice.exceptions import AdapterNotFoundException
+from gridreg.ice.messages import (
+    CLOSE_CONNECTION,
+    VALIDATE_CONNECTION,
+    ReplyStatus,
+    Request,
+    decode_reply,
+    encode_batch_request,
+    encode_request,
+)
+from gridreg.ice.servant import ObjectAdapter, Servant, operation
+from gridreg.ice.server import IceServerFactory
+from gridreg.ice.types import ENCODING_1_0, ENCODING_1_1, Identity, OperationMode
+
+ECHO = Identity("echo", "test")
+
+
+class EchoServant(Servant):
+    type_id = "::Test::Echo"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.pending: list[Deferred[bytes]] = []
+
+    @operation("echo", idempotent=True, cacheable=True)
+    def echo(self, request: Request, params: InputStream) -> bytes:
+        text = params.read_string()
+        self.calls.append(text)
+        out = OutputStream(request.encoding)
+        out.write_string(text)
+        return out.getvalue()
+
+    @operation("fail", idempotent=True)
+    def fail(self, request: Request, params: InputStream) -> bytes:
+        raise AdapterNotFoundException()
+
+    @operation("crash")
+    def crash(self, request: Request, params: InputStream) -> bytes:
+        raise RuntimeError("boom")
+
+    @operation("later")
+    def later(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        d: Deferred[bytes] = Deferred()
+        self.pending.append(d)
+        return d
+
+
+def string_params(text: str, encoding=ENCODING_1_1) -> bytes:  # type: ignore[no-untyped-def]
+    out = OutputStream(encoding)
+    out.write_string(text)
+    return out.getvalue()
+
+
+def request(
+    request_id: int,
+    operation_name: str,
+    params: bytes = b"",
+    mode: int = OperationMode.NONMUTATING,
+    identity: Identity = ECHO,
+    facet: str = "",
+    encoding=ENCODING_1_1,  # type: ignore[no-untyped-def]
+) -> bytes:
+    return encode_request(
+        Request(request_id, identity, facet, operation_name, mode, {}, encoding, params)
+    )
+
+
+def replies(data: bytes) -> list:  # type: ignore[type-arg]
+    """Split the bytes a server wrote into decoded replies."""
+    found = []
+    while data:
+        size = int.from_bytes(data[10:14], "little")
+        found.append(decode_reply(data[14:size]))
+        data = data[size:]
+    return found
+
+
+class ServerProtocolTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.servant = EchoServant()
+        self.adapter = ObjectAdapter("Test")
+        self.adapter.add(ECHO, self.servant)
+        self.factory = IceServerFactory(self.adapter, max_message_size=4096)
+        self.protocol = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def received(self, data: bytes) -> list:  # type: ignore[type-arg]
+        self.transport.clear()
+        self.protocol.dataReceived(data)
+        return replies(self.transport.value())
+
+    def test_validates_connection_first(self) -> None:
+        """The server speaks first with ValidateConnection, as Ice clients wait for it."""
+        self.assertEqual(self.transport.value(), VALIDATE_CONNECTION)
+
+    def test_many_requests_in_one_chunk(self) -> None:
+        """Pipelined requests are all answered, with their own ids, in one write."""
+        data = b"".join(request(i, "echo", string_params(f"m{i}")) for i in range(1, 6))
+        got = self.received(data)
+        self.assertEqual([r.request_id for r in got], [1, 2, 3, 4, 5])
+        self.assertEqual(
+            [InputStream(r.payload, r.encoding).read_string() for r in got],
+            ["m1", "m2", "m3", "m4", "m5"],
+        )
+
+    def test_byte_by_byte(self) -> None:
+        """A request split into single bytes is answered once complete."""
+        data = request(7, "echo", string_params("x"))
+        for i in range(len(data) - 1):
+            self.assertEqual(self.received(data[i:i + 1]), [])
+        [reply] = self.received(data[-1:])
+        self.assertEqual(reply.request_id, 7)
+
+    def test_encoding_1_0_answered_in_1_0(self) -> None:
+        [reply] = self.received(request(1, "echo", string_params("x", ENCODING_1_0), encoding=ENCODING_1_0))
+        self.assertEqual(reply.encoding, ENCODING_1_0)
+
+    def test_user_exception(self) -> None:
+        [reply] = self.received(request(1, "fail"))
+        self.assertEqual(reply.status, ReplyStatus.USER_EXCEPTION)
+
+    def test_unexpected_error_is_unknown_exception_and_logged(self) -> None:
+        [reply] = self.received(request(1, "crash", mode=OperationMode.NORMAL))
+        self.assertEqual(reply.status, ReplyStatus.UNKNOWN_EXCEPTION)
+        self.assertIn("boom", reply.text)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(self.transport.connected)
+
+    def test_idempotent_operation_refuses_normal_mode(self) -> None:
+        """As IceGrid does (vector 47): Normal mode on an idempotent operation."""
+        [reply] = self.received(request(1, "echo", string_params("x"), mode=OperationMode.NORMAL))
+        self.assertEqual(reply.status, ReplyStatus.UNKNOWN_LOCAL_EXCEPTION)
+        self.assertIn("unexpected operation mode", reply.text)
+        self.assertEqual(self.servant.calls, [])
+
+    def test_not_exist_statuses(self) -> None:
+        got = self.received(
+            request(1, "echo", identity=Identity("nobody"))
+            + request(2, "echo", facet="f")
+            + request(3, "nothing")
+        )
+        self.assertEqual(
+            [r.status for r in got],
+            [
+                ReplyStatus.OBJECT_NOT_EXIST,
+                ReplyStatus.FACET_NOT_EXIST,
+                ReplyStatus.OPERATION_NOT_EXIST,
+            ],
+        )
+
+    def test_oneway_and_batch_are_dispatched_without_reply(self) -> None:
+        batch = encode_batch_request(
+            [Request(0, ECHO, "", "echo", 1, {}, ENCODING_1_1, string_params(t)) for t in "ab"]
+        )
+        self.assertEqual(self.received(request(0, "echo", string_params("o")) + batch), [])
+        self.assertEqual(self.servant.calls, ["o", "a", "b"])
+
+    def test_deferred_reply(self) -> None:
+        """A reply that comes later is written when ready, with its request id."""
+        self.assertEqual(self.received(request(9, "later", mode=OperationMode.NORMAL)), [])
+        self.transport.clear()
+        self.servant.pending[0].callback(b"")
+        [reply] = replies(self.transport.value())
+        self.assertEqual((reply.request_id, reply.status), (9, ReplyStatus.SUCCESS))
+
+    def test_cached_reply_matches_fresh_reply(self) -> None:
+        """The reply cache answers repeats with their own request ids, until invalidated."""
+        first = self.received(request(1, "echo", string_params("c")))
+        second = self.received(request(2, "echo", string_params("c")))
+        self.assertEqual(self.servant.calls, ["c"])
+        self.assertEqual(first[0].payload, second[0].payload)
+        self.assertEqual(second[0].request_id, 2)
+        self.adapter.invalidate()
+        self.received(request(3, "echo", string_params("c")))
+        self.assertEqual(self.servant.calls, ["c", "c"])
+
+    def test_heartbeat_ignored(self) -> None:
+        self.assertEqual(self.received(VALIDATE_CONNECTION), [])
+        self.assertTrue(self.transport.connected)
+
+    def test_close_connection_from_client(self) -> None:
+        """CloseConnection: earlier replies are still written, then the socket closes."""
+        self.received(request(1, "echo", string_params("x")) + CLOSE_CONNECTION)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(len(replies(self.transport.value())), 1)
+
+    def test_server_close_all(self) -> None:
+        self.factory.close_all()
+        self.assertTrue(self.transport.value().endswith(CLOSE_CONNECTION))
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_bad_magic_closes_connection_and_logs(self) -> None:
+        self.received(b"HTTP/1.1 GET /\r\n\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_oversize_message_closes(self) -> None:
+        """A message over Ice.MessageSizeMax is refused from its header alone."""
+        header = request(1, "echo", string_params("x"))[:10] + (10_000).to_bytes(4, "little")
+        self.received(header)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_truncated_body_closes(self) -> None:
+        data = request(1, "echo", string_params("hello"))
+        broken = data[:10] + (20).to_bytes(4, "little") + data[14:20]
+        self.received(broken)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_bad_input_does_not_disturb_other_connections(self) -> None:
+        other = self.factory.buildProtocol(None)
+        other_transport = StringTransport()
+        other.makeConnection(other_transport)
+        self.received(b"garbage" * 3)
+        other_transport.clear()
+        other.dataReceived(request(1, "echo", string_params("still here")))
+        [reply] = replies(other_transport.value())
+        self.assertEqual(InputStream(reply.payload, reply.encoding).read_string(), "still here")
+        self.assertFalse(other_transport.disconnecting)
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.binary(min_size=0, max_size=200))
+    def test_garbage_after_valid_header(self, junk: bytes) -> None:
+        """
+        Whatever follows a well-formed header, the server answers or closes
+        the connection, and never raises.
+        """
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        size = 14 + len(junk)
+        protocol.dataReceived(b"IceP\x01\x00\x01\x00\x00\x00" + size.to_bytes(4, "little") + junk)
+        self.flushLoggedErrors()
