@@ -263,6 +263,11 @@ class LocatorClient(Service):
         protocol.endpoint_index = self.failover.current_index
         self._live = protocol
         self.log.info("Connected to the locator at {endpoint}", endpoint=repr(self.failover.current))
+        # Not now: this runs inside the ClientService's state transition,
+        # which a callback making a request would re-enter.
+        self.reactor.callLater(0, self._notify_connected, protocol)
+
+    def _notify_connected(self, protocol: _LocatorConnection) -> None:
         for callback in tuple(self._connected_callbacks):
             try:
                 callback(protocol)
@@ -287,7 +292,7 @@ class LocatorClient(Service):
                 raise CancelledError("the locator client is stopping")
             protocol: Optional[_LocatorConnection] = None
             try:
-                protocol = await self._service.whenConnected(failAfterFailures=1)  # type: ignore[assignment]
+                protocol = await self._when_connected()
                 assert protocol is not None
                 if not protocol.usable:
                     # The connection is closing but the ClientService has not
@@ -320,6 +325,25 @@ class LocatorClient(Service):
                     max_attempts=self.max_attempts,
                     reason=repr(e),
                 )
+
+    def _when_connected(self) -> Deferred[_LocatorConnection]:
+        """
+        The live connection, or the outcome of the next connection attempt.
+
+        The ClientService fires waiters from inside its state transitions,
+        where asking it anything again raises; so a result that is not
+        there at once is delivered one reactor turn later.
+        """
+        waiting = self._service.whenConnected(failAfterFailures=1)
+        if waiting.called:
+            return waiting  # type: ignore[return-value]
+        later: Deferred[_LocatorConnection] = Deferred(lambda _: waiting.cancel())
+
+        def bounce(result: object) -> None:
+            self.reactor.callLater(0, _fire_unless_called, later, result)
+
+        waiting.addBoth(bounce)
+        return later
 
     def _condemn(self, protocol: _LocatorConnection) -> None:
         """Give up on a connection (once) and make the next replica current."""
@@ -423,6 +447,11 @@ class LocatorClient(Service):
             self._adapters.pop(adapter_id, None)
         if identity is not None:
             self._objects.pop(identity, None)
+
+
+def _fire_unless_called(d: Deferred[Any], result: object) -> None:
+    if not d.called:
+        d.callback(result)
 
 
 def _read_proxy(result: InputStream, not_found: type[Exception]) -> Proxy:

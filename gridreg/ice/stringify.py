@@ -74,8 +74,9 @@ _SIMPLE_ESCAPES = {
 _NAMED_CONTROLS = {"\a": "a", "\b": "b", "\t": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r"}
 # Compat mode (Ice < 3.7) predates \a and \v and prints those as octal.
 _COMPAT_NAMED = {"\b": "b", "\t": "t", "\n": "n", "\f": "f", "\r": "r"}
-_OCTAL = "01234567"
-_HEX = "0123456789abcdefABCDEF"
+_OCTAL_DIGITS = re.compile("[0-7]{1,3}")
+_HEX_DIGITS = re.compile("[0-9a-fA-F]{1,2}")
+_HEX_DIGITS_EXACT = re.compile(r"[0-9a-fA-F]+\Z")
 
 
 def _unescape(text: str, special: str, error: Callable[[str], Exception]) -> str:
@@ -85,10 +86,10 @@ def _unescape(text: str, special: str, error: Callable[[str], Exception]) -> str
     keeps its backslash, as Ice does.
     """
     out = bytearray()
-    i, n = 0, len(text)
-    while i < n:
+    i = 0
+    while i < len(text):
         c = text[i]
-        if c != "\\" or i + 1 == n:
+        if c != "\\" or i + 1 == len(text):
             out += c.encode("utf-8", "surrogatepass")
             i += 1
             continue
@@ -96,27 +97,23 @@ def _unescape(text: str, special: str, error: Callable[[str], Exception]) -> str
         if e in _SIMPLE_ESCAPES or e in special:
             out += _SIMPLE_ESCAPES.get(e, e).encode("utf-8")
             i += 2
-        elif e in _OCTAL:
-            j = i + 1
-            while j < n and j < i + 4 and text[j] in _OCTAL:
-                j += 1
-            value = int(text[i + 1:j], 8)
-            if value > 255:
-                raise error(f"octal escape \\{text[i + 1:j]} is out of range")
-            out.append(value)
-            i = j
+        elif e in "01234567":
+            octal = _OCTAL_DIGITS.match(text, i + 1)
+            assert octal is not None
+            if int(octal.group(), 8) > 255:
+                raise error(f"octal escape \\{octal.group()} is out of range")
+            out.append(int(octal.group(), 8))
+            i = octal.end()
         elif e == "x":
-            j = i + 2
-            while j < n and j < i + 4 and text[j] in _HEX:
-                j += 1
-            if j == i + 2:
+            hexa = _HEX_DIGITS.match(text, i + 2)
+            if hexa is None:
                 raise error("\\x escape without hex digits")
-            out.append(int(text[i + 2:j], 16))
-            i = j
+            out.append(int(hexa.group(), 16))
+            i = hexa.end()
         elif e in "uU":
             width = 4 if e == "u" else 8
             digits = text[i + 2:i + 2 + width]
-            if len(digits) != width or any(d not in _HEX for d in digits):
+            if not _HEX_DIGITS_EXACT.match(digits) or len(digits) != width:
                 raise error(f"\\{e} escape needs {width} hex digits")
             code = int(digits, 16)
             if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:

@@ -11,6 +11,7 @@ store last.
 
 from __future__ import annotations
 
+import random
 from typing import Any, Optional
 
 from twisted.application.service import Service
@@ -48,11 +49,17 @@ class RegistryService(Service):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, config: RegistryConfig, store: IRegistryStore) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        config: RegistryConfig,
+        store: IRegistryStore,
+        rng: Optional[random.Random] = None,
+    ) -> None:
         self.reactor = reactor
         self.config = config
         self.store = store
-        self.state = RegistryState()
+        self.state = RegistryState(rng)
         self.database = RegistryDatabase(
             store, self.state, config.dynamic_registration, config.trace
         )
