@@ -52,6 +52,8 @@ class Link:
         self.client_closed = False
         self.server_closed = False
         self.frozen = False
+        #: every chunk of bytes delivered to the server, in order
+        self.received: list[bytes] = []
 
     @property
     def closed(self) -> bool:
@@ -94,6 +96,7 @@ class Link:
         to_server = self.client_io.getOutBuffer()
         to_client = self.server_io.getOutBuffer()
         if to_server and not self.server_closed:
+            self.received.append(to_server)
             self.server_io.bufferReceived(to_server)
         if to_client and not self.client_closed:
             self.client_io.bufferReceived(to_client)
@@ -148,8 +151,12 @@ class MemoryNetwork:
             link.frozen = False
 
     def links_to(self, host: str, port: int) -> list[Link]:
-        """The connections to an address that are not closed yet."""
+        """The connections to an address that are not closed at both ends yet."""
         return [link for link in self.links if link.address == (host, port) and not link.closed]
+
+    def open_clients(self, host: str, port: int) -> list[Link]:
+        """The connections to an address that their client has not closed."""
+        return [link for link in self.links_to(host, port) if not link.client_closed]
 
     def _connect_pending(self) -> bool:
         reactor = self.reactor
@@ -189,21 +196,28 @@ class MemoryNetwork:
                 return
         raise AssertionError("the memory network never went quiet")
 
-    def advance(self, seconds: float, step: float = 0.005) -> None:
-        """Let C{seconds} of clock time pass in small steps, flushing after each."""
+    def _next_event(self, end: float) -> float:
+        now = self.reactor.seconds()
+        later = [call.getTime() for call in self.reactor.getDelayedCalls() if call.getTime() > now]
+        return min(later + [end])
+
+    def advance(self, seconds: float) -> None:
+        """
+        Let C{seconds} of clock time pass, stopping at every scheduled call on
+        the way to move bytes, as a real reactor would.
+        """
         self.flush()
         end = self.reactor.seconds() + seconds
         while self.reactor.seconds() < end:
-            self.reactor.advance(min(step, end - self.reactor.seconds()))
+            self.reactor.advance(self._next_event(end) - self.reactor.seconds())
             self.flush()
 
     def run_until(
-        self, done: Union[Deferred[Any], Callable[[], bool]], limit: float = 30.0,
-        step: float = 0.005,
+        self, done: Union[Deferred[Any], Callable[[], bool]], limit: float = 30.0
     ) -> float:
         """
-        Let time pass until C{done} (a Deferred that fired, or a predicate
-        that became true); return the clock time that took.
+        Let time pass, event by event, until C{done} (a Deferred that fired,
+        or a predicate that became true); return the clock time that took.
         """
         if isinstance(done, Deferred):
             d = done
@@ -213,7 +227,7 @@ class MemoryNetwork:
         while not done():
             if self.reactor.seconds() - start >= limit:
                 raise AssertionError(f"not done after {limit}s of clock time")
-            self.reactor.advance(step)
+            self.reactor.advance(self._next_event(start + limit) - self.reactor.seconds())
             self.flush()
         return self.reactor.seconds() - start
 
@@ -264,7 +278,9 @@ class RegistryReplica:
         self.store = MemoryStore()
         _now(self.store.open())
         self.state = RegistryState()
-        self.database = RegistryDatabase(self.store, self.state, dynamic_registration, TraceLevels())
+        self.database = RegistryDatabase(
+            self.store, self.state, dynamic_registration, TraceLevels()
+        )
         self.locator_registry = Proxy(
             Identity("LocatorRegistry", instance), endpoints=(TcpEndpoint(*server),)
         )

@@ -185,7 +185,9 @@ class LocatorClient(Service):
             try:
                 dial = client_endpoint(reactor, endpoint, tls_options, timeout_cap=connect_timeout)
             except ValueError as e:
-                self.log.warn("Ignoring locator endpoint {endpoint!r}: {why}", endpoint=endpoint, why=e)
+                self.log.warn(
+                    "Ignoring locator endpoint {endpoint!r}: {why}", endpoint=endpoint, why=e
+                )
                 continue
             endpoints.append(ValidatedEndpoint(dial, reactor, connect_timeout))
         if not endpoints:
@@ -220,7 +222,9 @@ class LocatorClient(Service):
                 "Ice.Default.Locator is not set: it must name the registry's locator, "
                 "e.g. DemoIceGrid/Locator:tcp -h 127.0.0.1 -p 4061"
             )
-        kwargs.setdefault("cache_timeout", properties.get_int("Ice.Default.LocatorCacheTimeout", -1))
+        kwargs.setdefault(
+            "cache_timeout", properties.get_int("Ice.Default.LocatorCacheTimeout", -1)
+        )
         invocation_timeout = properties.get_int("Ice.Default.Locator.InvocationTimeout", -1)
         if invocation_timeout > 0:
             kwargs.setdefault("request_timeout", invocation_timeout / 1000.0)
@@ -242,6 +246,12 @@ class LocatorClient(Service):
         self._live = None
         return self._service.stopService()
 
+    @property
+    def connection(self) -> Optional[IceClientProtocol]:
+        """The current locator connection, if one is up."""
+        live = self._live
+        return live if live is not None and live.usable else None
+
     def on_connected(self, callback: Callable[[IceClientProtocol], object]) -> Callable[[], None]:
         """
         Call C{callback} with the protocol each time a new locator connection
@@ -257,12 +267,15 @@ class LocatorClient(Service):
         return cancel
 
     def _prepare(self, protocol: IProtocol) -> Deferred[None]:
-        return protocol.when_validated().addCallback(self._connected)  # type: ignore[attr-defined, no-any-return]
+        validated = protocol.when_validated()  # type: ignore[attr-defined]
+        return validated.addCallback(self._connected)  # type: ignore[no-any-return]
 
     def _connected(self, protocol: _LocatorConnection) -> None:
         protocol.endpoint_index = self.failover.current_index
         self._live = protocol
-        self.log.info("Connected to the locator at {endpoint}", endpoint=repr(self.failover.current))
+        self.log.info(
+            "Connected to the locator at {endpoint}", endpoint=repr(self.failover.current)
+        )
         # Not now: this runs inside the ClientService's state transition,
         # which a callback making a request would re-enter.
         self.reactor.callLater(0, self._notify_connected, protocol)
@@ -276,7 +289,9 @@ class LocatorClient(Service):
 
     # -- requests --------------------------------------------------------------
 
-    def call(self, operation: str, mode: OperationMode, params: bytes = b"") -> Deferred[InputStream]:
+    def call(
+        self, operation: str, mode: OperationMode, params: bytes = b""
+    ) -> Deferred[InputStream]:
         """
         Invoke C{operation} on the locator object, failing over between
         replicas; fires with the result, or fails with the user exception or

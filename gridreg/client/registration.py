@@ -98,6 +98,7 @@ class AdapterRegistration(Service):
         self._wake: Optional[Deferred[None]] = None
         self._unsubscribe: Optional[Callable[[], None]] = None
         self._registry: Optional[Proxy] = None
+        self._via: Optional[IceClientProtocol] = None  # the locator connection that named it
         self._connection: Optional[IceClientProtocol] = None
         self._connection_endpoints: tuple[Endpoint, ...] = ()
 
@@ -105,7 +106,7 @@ class AdapterRegistration(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._unsubscribe = self.locator_client.on_connected(lambda _: self._kick())
+        self._unsubscribe = self.locator_client.on_connected(self._locator_connected)
         self._kick()
 
     def stopService(self) -> Deferred[None]:
@@ -146,6 +147,19 @@ class AdapterRegistration(Service):
             d.callback(None) if result is None else d.errback(result)
 
     # -- registering -----------------------------------------------------------
+
+    def _locator_connected(self, connection: IceClientProtocol) -> None:
+        """
+        The locator client has a new connection: the registry behind it may
+        be new (restarted, or another replica), so register again, unless
+        the registration under way is about to go through that connection.
+        """
+        if connection is self._via:
+            return
+        sleeping = self._wake is not None and not self._wake.called
+        if self._cycle is not None and self._via is None and not sleeping:
+            return
+        self._kick()
 
     def _kick(self) -> None:
         """(Re-)register now: at start, and on every new locator connection."""
@@ -220,7 +234,9 @@ class AdapterRegistration(Service):
 
     async def _register(self, proxy: Optional[Proxy]) -> None:
         """Fetch the LocatorRegistry from the locator, then set the proxy there."""
+        self._via = None
         registry = await self.locator_client.get_registry()
+        self._via = self.locator_client.connection
         if registry is None:
             raise NoLocatorRegistryError("the locator returned a null LocatorRegistry")
         self._registry = registry
@@ -264,9 +280,8 @@ class AdapterRegistration(Service):
                 last = e
                 continue
             try:
-                protocol = await ValidatedEndpoint(dial, self.reactor, self.request_timeout).connect(
-                    IceClientFactory(self.reactor)
-                )
+                gate = ValidatedEndpoint(dial, self.reactor, self.request_timeout)
+                protocol = await gate.connect(IceClientFactory(self.reactor))
             except CancelledError:
                 raise
             except Exception as e:

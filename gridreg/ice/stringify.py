@@ -615,3 +615,8 @@ def proxy_to_string(proxy: Proxy, mode: str = "Unicode") -> str:
     if proxy.adapter_id:
         return f"{text} @ {_quote_proxy_part(_escape(proxy.adapter_id, '', mode))}"
     return text
+
+
+def endpoints_to_string(endpoints: Iterable[Endpoint]) -> str:
+    """Several endpoints as Ice writes them in a proxy: joined by C{:}."""
+    return ":".join(endpoint_to_string(endpoint) for endpoint in endpoints)

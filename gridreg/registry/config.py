@@ -15,7 +15,7 @@ import attrs
 
 from gridreg.config.properties import Properties, PropertyError, message_size_max_bytes
 from gridreg.ice.stringify import EndpointParseError, endpoints_from_string
-from gridreg.ice.types import Endpoint, TcpEndpoint, UdpEndpoint
+from gridreg.ice.types import Endpoint, Proxy, TcpEndpoint, UdpEndpoint
 from gridreg.registry.trace import TraceLevels
 
 DEFAULT_CLIENT_ENDPOINTS = "tcp -h 127.0.0.1 -p 4061"
@@ -36,6 +36,10 @@ class RegistryConfig:
     dynamic_registration: bool
     message_size_max: Optional[int]
     trace: TraceLevels
+    internal_endpoints: tuple[Endpoint, ...] = ()
+    locator: Optional[Proxy] = None
+    replica_session_timeout: float = 30.0
+    properties: Optional[Properties] = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def is_master(self) -> bool:
@@ -66,6 +70,15 @@ class RegistryConfig:
             dynamic_registration=properties.get_flag("IceGrid.Registry.DynamicRegistration"),
             message_size_max=message_size_max_bytes(properties),
             trace=TraceLevels.from_properties(properties),
+            internal_endpoints=_optional_endpoints(
+                properties, "IceGrid.Registry.Internal.Endpoints"
+            )
+            or (),
+            locator=properties.get_proxy("Ice.Default.Locator"),
+            replica_session_timeout=float(
+                properties.get_int("IceGrid.Registry.ReplicaSessionTimeout", 30)
+            ),
+            properties=properties,
         )
 
 

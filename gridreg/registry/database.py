@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from twisted.internet.defer import Deferred, DeferredLock, succeed
+from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.logger import Logger
 
 from gridreg.ice.exceptions import (
@@ -22,6 +22,7 @@ from gridreg.ice.exceptions import (
     ObjectNotRegisteredException,
 )
 from gridreg.ice.types import Identity, Proxy
+from gridreg.protocol.errors import NotMasterError
 from gridreg.registry.state import (
     AdapterInfo,
     ObjectInfo,
@@ -51,11 +52,22 @@ class RegistryDatabase:
         self.dynamic_registration = dynamic_registration
         self.trace = trace
         self._lock = DeferredLock()
+        #: sends a committed change to the slaves (set on a master)
+        self.replicate: Callable[[Change], Deferred[None]] = lambda change: succeed(None)
+        #: on a slave: says why writes are refused (names the master)
+        self.read_only: Optional[Callable[[], str]] = None
+        #: on a slave: hands an adapter registration to the master
+        self.forward: Optional[
+            Callable[[str, str, Optional[Proxy]], Deferred[Optional[Change]]]
+        ] = None
 
     def _serially(
         self, validate_and_build: Callable[[], list[Mutation]]
     ) -> Deferred[Optional[Change]]:
         """Validate against the current state and commit, one write at a time."""
+
+        if self.read_only is not None:
+            return fail(NotMasterError(self.read_only()))
 
         def run() -> Deferred[Optional[Change]]:
             mutations = validate_and_build()
@@ -63,13 +75,17 @@ class RegistryDatabase:
                 return succeed(None)
             d = self.store.commit(mutations)
 
-            def applied(change: Change) -> Change:
+            def applied(change: Change) -> Deferred[Change]:
                 self.state.apply(change.mutations)
-                return change
+                return self.replicate(change).addCallback(lambda _: change)
 
             return d.addCallback(applied)
 
         return self._lock.run(run)
+
+    def commit(self, mutations: list[Mutation]) -> Deferred[Optional[Change]]:
+        """Commit prepared mutations (the replica set, applications) like any write."""
+        return self._serially(lambda: mutations)
 
     # -- adapters --------------------------------------------------------------
 
@@ -85,6 +101,8 @@ class RegistryDatabase:
         @raise InvalidReplicaGroupIdException: the replica group id names a
             plain adapter, or the adapter id names a replica group.
         """
+        if self.forward is not None:
+            return self.forward(adapter_id, replica_group_id, proxy)
 
         def build() -> list[Mutation]:
             state = self.state

@@ -23,6 +23,7 @@ from gridreg.store.records import Mutation
 
 ADAPTER = "adapter"
 OBJECT = "object"
+REPLICA = "replica"
 
 
 @attrs.frozen
@@ -93,6 +94,9 @@ class RegistryState:
         self.replica_groups: dict[str, list[str]] = {}
         self.objects: dict[Identity, ObjectInfo] = {}
         self.builtin_objects: dict[Identity, ObjectInfo] = {}
+        #: every replica's published endpoints, by name, as replicated
+        self.replicas: dict[str, dict] = {}
+        self._discovery: Optional[Callable[[], None]] = None
         self._by_type: dict[str, dict[Identity, ObjectInfo]] = {}
         self._listeners: list[Callable[[], None]] = []
         self._rng = rng or random.Random()
@@ -113,24 +117,36 @@ class RegistryState:
         self.replica_groups.clear()
         self.objects.clear()
         self._by_type.clear()
+        self.replicas.clear()
         self._apply_all(
             Mutation(kind, key, value)
-            for kind in (ADAPTER, OBJECT)
+            for kind in (ADAPTER, OBJECT, REPLICA)
             for key, value in records.get(kind, {}).items()
         )
+        self._rediscover()
         self._changed()
 
     def apply(self, mutations: Iterable[Mutation]) -> None:
         """Apply the mutations of one committed change."""
-        self._apply_all(mutations)
+        if self._apply_all(mutations):
+            self._rediscover()
         self._changed()
 
-    def _apply_all(self, mutations: Iterable[Mutation]) -> None:
+    def _apply_all(self, mutations: Iterable[Mutation]) -> bool:
+        """Apply mutations; say whether the replica set changed."""
+        replicas_changed = False
         for mutation in mutations:
             if mutation.kind == ADAPTER:
                 self._apply_adapter(mutation.key, mutation.value)
             elif mutation.kind == OBJECT:
                 self._apply_object(mutation.key, mutation.value)
+            elif mutation.kind == REPLICA:
+                replicas_changed = True
+                if mutation.value is None:
+                    self.replicas.pop(mutation.key, None)
+                else:
+                    self.replicas[mutation.key] = mutation.value
+        return replicas_changed
 
     def _apply_adapter(self, adapter_id: str, value: Optional[dict]) -> None:
         old = self.adapters.pop(adapter_id, None)
@@ -164,9 +180,17 @@ class RegistryState:
         self._by_type.setdefault(info.type, {})[identity] = info
 
     def set_builtin_objects(self, objects: Mapping[Identity, ObjectInfo]) -> None:
-        """The registry's own well-known objects, derived from its endpoints."""
+        """The registry's own well-known objects, derived from the replica set."""
         self.builtin_objects = dict(objects)
         self._changed()
+
+    def on_replicas_changed(self, rediscover: Callable[[], None]) -> None:
+        """Call C{rediscover} when replicated replica records change."""
+        self._discovery = rediscover
+
+    def _rediscover(self) -> None:
+        if self._discovery is not None:
+            self._discovery()
 
     # -- queries ---------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from gridreg.config.properties import (
     validate,
 )
 from gridreg.registry.config import RegistryConfig
+from gridreg.registry.security import InternalSecurity
 from gridreg.registry.service import RegistryService
 
 log = Logger()
@@ -47,6 +48,7 @@ class Options(usage.Options):
         self["property"] = []
         self.properties: Optional[Properties] = None
         self.registry_config: Optional[RegistryConfig] = None
+        self.security: Optional[InternalSecurity] = None
         self.warnings: list[str] = []
 
     def opt_property(self, value: str) -> None:
@@ -63,7 +65,11 @@ class Options(usage.Options):
                     "IceGrid.Registry.ReplicaName", self["replica-name"], source="--replica-name"
                 )
             self.warnings = validate(properties)
-            self.registry_config = RegistryConfig.from_properties(properties)
+            config = RegistryConfig.from_properties(properties)
+            self.security = InternalSecurity.from_properties(
+                properties, needed=bool(config.internal_endpoints) or not config.is_master
+            )
+            self.registry_config = config
         except PropertyError as exc:
             raise usage.UsageError(str(exc)) from None
         self.properties = properties
@@ -92,4 +98,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             "IceGrid.Registry.Data is not set: the registry keeps its database in "
             "memory and loses it when it stops"
         )
-    return RegistryService(reactor, config, make_store(config))
+    if not config.is_master and config.locator is None:
+        log.warn(
+            "Slave {replica} has no Ice.Default.Locator: it can only find the master "
+            "through the endpoints stored in its database",
+            replica=config.replica_name,
+        )
+    return RegistryService(reactor, config, make_store(config), security=options.security)

@@ -31,13 +31,27 @@ Commands:
     C{<instance>/Query}, the instance being the locator identity's category;
   - C{admin-addObject PROXY [TYPE]}, C{admin-removeObject IDENTITY}: through an
     IceGrid admin session (needs a null admin permissions verifier);
+  - C{admin-addObjects {"category": C, "prefix": P, "count": N, ...}}: add N
+    well-known objects C{C/P0} .. C{C/P<N-1>} (options C{start}, C{endpoints},
+    C{type}, C{in_flight}) through one admin session, asynchronously; reports
+    C{added}, C{errors} and C{seconds};
   - C{bench {"adapter": ID, "in_flight": N, "duration": SECONDS}} (or
     C{bench ID N SECONDS}): keep N asynchronous findAdapterById calls in flight
-    for SECONDS and report C{count}, C{errors}, C{rate}, C{p50_ms}, C{p99_ms}.
+    for SECONDS, directly on the locator proxy (so no locator cache is
+    involved), and report C{count}, C{errors}, C{rate}, C{p50_ms}, C{p99_ms}
+    and a latency C{histogram} that several clients' results can be merged
+    from. Other options: C{warmup} (seconds before the measured window),
+    C{start_at} (the wall-clock C{time.time()} at which the measured window
+    starts, so several client processes measure the same window; the time
+    before it is warm-up), C{operation} (C{"findObjectById"} with
+    C{"objects": {"category": C, "prefix": P, "count": N}} picks a random
+    identity C{C/P<i>} per call, or C{"identity": ID} a fixed one), C{seed}.
 """
 
 import argparse
 import json
+import math
+import random
 import sys
 import threading
 import time
@@ -194,18 +208,110 @@ class Client:
             session.destroy()
         return {"result": None}
 
+    def cmd_admin_addObjects(self, options):
+        options = dict(options)
+        category = str(options.get("category", "bench"))
+        prefix = str(options.get("prefix", "obj"))
+        first = int(options.get("start", 0))
+        count = int(options.get("count", 1))
+        endpoints = str(options.get("endpoints", "tcp -h 127.0.0.1 -p 10000"))
+        type_id = str(options.get("type", HELLO_TYPE))
+        in_flight = max(1, int(options.get("in_flight", 32)))
+        session = self._admin_session()
+        try:
+            return add_objects(
+                self.communicator,
+                session,
+                [f"{category}/{prefix}{i}:{endpoints}" for i in range(first, first + count)],
+                type_id,
+                in_flight,
+            )
+        finally:
+            session.destroy()
+
     def cmd_bench(self, *args):
         if len(args) == 1 and isinstance(args[0], dict):
             options = dict(args[0])
         else:
             options = dict(zip(("adapter", "in_flight", "duration"), args))
-        return bench(
-            self.locator(),
-            str(options.get("adapter", "HelloAdapter")),
+        operation = str(options.get("operation", "findAdapterById"))
+        locator = self.locator()
+        if operation == "findAdapterById":
+            adapter_id = str(options.get("adapter", "HelloAdapter"))
+            target = adapter_id
+
+            def call():
+                return locator.findAdapterByIdAsync(adapter_id)
+
+        elif operation == "findObjectById":
+            rng = random.Random(options.get("seed"))
+            objects = options.get("objects")
+            if objects:
+                category = str(objects.get("category", ""))
+                prefix = str(objects.get("prefix", ""))
+                identities = [
+                    Ice.Identity(f"{prefix}{i}", category) for i in range(int(objects["count"]))
+                ]
+                target = f"{category}/{prefix}<0..{len(identities) - 1}>"
+            else:
+                target = str(options.get("identity", "hello"))
+                identities = [Ice.stringToIdentity(target)]
+            choice = rng.choice
+
+            def call():
+                return locator.findObjectByIdAsync(choice(identities))
+
+        else:
+            raise ValueError(f"unknown bench operation {operation!r}")
+        result = bench(
+            call,
             int(options.get("in_flight", 16)),
             float(options.get("duration", 5.0)),
             float(options.get("warmup", 0.0)),
+            options.get("start_at"),
         )
+        result.update(operation=operation, adapter=target)
+        return result
+
+
+def add_objects(communicator, session, proxies, type_id, in_flight):
+    """
+    Add well-known objects through an admin session with up to C{in_flight}
+    asynchronous calls outstanding (IceGrid serialises them anyway; this
+    only saves the round trips), keeping the session alive meanwhile.
+    """
+    admin = session.getAdmin()
+    slots = threading.BoundedSemaphore(in_flight)
+    lock = threading.Lock()
+    errors = {}
+    begin = last_keepalive = time.perf_counter()
+
+    def done(future):
+        error = future.exception()
+        if error is not None:
+            name = error_result(error)["error"]
+            with lock:
+                errors[name] = errors.get(name, 0) + 1
+        slots.release()
+
+    for text in proxies:
+        slots.acquire()
+        proxy = communicator.stringToProxy(text)
+        admin.addObjectWithTypeAsync(proxy, type_id).add_done_callback(done)
+        now = time.perf_counter()
+        if now - last_keepalive > 5.0:
+            session.keepAlive()
+            last_keepalive = now
+    for _ in range(in_flight):
+        slots.acquire()
+    failed = sum(errors.values())
+    return {
+        "result": None,
+        "added": len(proxies) - failed,
+        "errors": failed,
+        "error_types": errors,
+        "seconds": time.perf_counter() - begin,
+    }
 
 
 def percentile(sorted_values, fraction):
@@ -215,14 +321,36 @@ def percentile(sorted_values, fraction):
     return sorted_values[index]
 
 
-def bench(locator, adapter_id, in_flight, duration, warmup):
+#: Latency histogram buckets are 1% wide: bucket k holds latencies in
+#: [exp(k * step), exp((k + 1) * step)) microseconds.
+HISTOGRAM_STEP = math.log(1.01)
+
+
+def histogram(latencies):
     """
-    Keep C{in_flight} asynchronous findAdapterById calls outstanding for
-    C{warmup + duration} seconds; only calls started after the warm-up count.
+    A sparse log-scale histogram of latencies (seconds), keyed by bucket
+    number as a string (JSON), so results of several clients can be merged.
+    """
+    counts = {}
+    log = math.log
+    for latency in latencies:
+        key = str(int(log(max(latency * 1e6, 1.0)) / HISTOGRAM_STEP))
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def bench(call, in_flight, duration, warmup, start_at=None):
+    """
+    Keep C{in_flight} asynchronous calls (C{call()} returns an Ice future)
+    outstanding from now until the end of the measured window; only calls
+    started inside the window count.
+
+    The window starts C{warmup} seconds from now, or at the wall-clock time
+    C{start_at} if given, and lasts C{duration} seconds.
     """
     try:
-        locator.findAdapterById(adapter_id)
-    except Ice.AdapterNotFoundException:
+        call().result()
+    except Ice.UserException:
         pass
     lock = threading.Lock()
     finished = threading.Event()
@@ -230,12 +358,14 @@ def bench(locator, adapter_id, in_flight, duration, warmup):
     errors = {}
     state = {"outstanding": 0}
     begin = time.perf_counter()
+    if start_at is not None:
+        warmup = max(0.0, float(start_at) - time.time())
     measure_from = begin + warmup
     deadline = measure_from + duration
 
     def launch():
         started = time.perf_counter()
-        future = locator.findAdapterByIdAsync(adapter_id)
+        future = call()
         future.add_done_callback(lambda f: completed(f, started))
 
     def completed(future, started):
@@ -261,12 +391,11 @@ def bench(locator, adapter_id, in_flight, duration, warmup):
     for _ in range(in_flight):
         launch()
     finished.wait(warmup + duration + 60)
-    elapsed = time.perf_counter() - measure_from
+    elapsed = min(time.perf_counter(), deadline) - measure_from
     latencies.sort()
     count = len(latencies)
     return {
         "result": None,
-        "adapter": adapter_id,
         "in_flight": in_flight,
         "count": count,
         "errors": sum(errors.values()),
@@ -276,6 +405,7 @@ def bench(locator, adapter_id, in_flight, duration, warmup):
         "p50_ms": None if not count else percentile(latencies, 0.50) * 1000.0,
         "p99_ms": None if not count else percentile(latencies, 0.99) * 1000.0,
         "max_ms": None if not count else latencies[-1] * 1000.0,
+        "histogram": histogram(latencies),
     }
 
 

@@ -1,0 +1,462 @@
+"""
+What the side-by-side benchmarks share: starting either registry, reading a
+process's CPU time and memory from C{/proc}, driving real Ice client
+processes through one measured window, and printing tables.
+
+Every benchmark runs IceGrid and gridreg in the same run, on the same
+machine, with the same clients, because only the ratio between them is
+meaningful: absolute figures move with the machine and its load. The
+registry's own CPU time per request is the figure that matters most: on a
+2-core machine the Python Ice client saturates long before either registry
+does, so throughput alone mostly measures the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.task import deferLater, react
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    Logger,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script: python bench/locate.py
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests._processes import (  # noqa: E402
+    IceClient,
+    IceServer,
+    RunningRegistry,
+    free_port,
+    ice_missing,
+    start_gridregistry,
+    start_ice_client,
+    start_ice_server,
+    start_icegridregistry,
+)
+
+REGISTRIES = ("icegrid", "gridreg")
+LOOPBACK = "127.0.0.1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: Must match C{HISTOGRAM_STEP} in C{tests/interop/ice_client.py}.
+HISTOGRAM_STEP = math.log(1.01)
+
+log = Logger(namespace="bench")
+
+
+# -- /proc ---------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """
+    User plus system CPU time of process C{pid}, all its threads included
+    (C{/proc/PID/stat} fields 14 and 15).
+    """
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """
+    C{VmHWM} (peak resident set) and C{VmRSS} of process C{pid}, in KiB.
+    """
+    found: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                found[key] = int(value.split()[0])
+    return found
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured, for the JSON output."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+# -- processes -----------------------------------------------------------------
+
+
+def registry_ports() -> dict[str, str]:
+    """Fixed client and server endpoints, so a restarted registry keeps its ports."""
+    return {
+        "IceGrid.Registry.Client.Endpoints": f"tcp -h {LOOPBACK} -p {free_port()}",
+        "IceGrid.Registry.Server.Endpoints": f"tcp -h {LOOPBACK} -p {free_port()}",
+    }
+
+
+def start_registry(
+    reactor: Any, kind: str, workdir: str | os.PathLike[str], properties: Mapping[str, str] = {}
+) -> Deferred[RunningRegistry]:
+    """
+    Start C{icegridregistry} or C{python -m twisted gridregistry} (instance
+    C{DemoIceGrid}, dynamic registration on) with extra C{properties}.
+    """
+    if kind == "icegrid":
+        return start_icegridregistry(reactor, workdir, extra_props=properties)
+    if kind == "gridreg":
+        return start_gridregistry(reactor, workdir, properties)
+    raise ValueError(f"unknown registry {kind!r}")
+
+
+def registry_pid(registry: RunningRegistry) -> int:
+    """The PID to sample: the registry itself (twist does not fork)."""
+    pid = registry.process.pid
+    assert pid is not None
+    return pid
+
+
+async def start_clients(reactor: Any, locator: str, count: int) -> list[IceClient]:
+    """
+    Start C{count} interactive Ice clients and wait until each has its
+    connection to the locator open (one locate each).
+    """
+    clients = [start_ice_client(reactor, locator) for _ in range(count)]
+    results = await gatherResults(
+        [c.call("getRegistry", timeout=60) for c in clients], consumeErrors=True
+    )
+    for result in results:
+        if not result.get("ok"):
+            raise RuntimeError(f"Ice client could not reach {locator}: {result}")
+    return clients
+
+
+@attrs.define
+class Deployment:
+    """One registry with a registered adapter and its Ice client processes."""
+
+    kind: str
+    workdir: str
+    registry: RunningRegistry
+    server: IceServer | None
+    clients: list[IceClient]
+
+    @property
+    def pid(self) -> int:
+        return registry_pid(self.registry)
+
+    async def stop(self) -> None:
+        stopping = [c.stop() for c in self.clients]
+        if self.server is not None:
+            stopping.append(self.server.stop())
+        await DeferredList(stopping, consumeErrors=True)
+        await self.registry.stop()
+
+
+async def deploy(reactor: Any, kind: str, clients: int) -> Deployment:
+    """
+    Start registry C{kind} in a fresh directory, register C{HelloAdapter}
+    with a real Ice server, and start C{clients} Ice client processes.
+    """
+    workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
+    registry = await start_registry(reactor, kind, workdir)
+    try:
+        server = await start_ice_server(reactor, registry.locator, ("HelloAdapter",), name=kind)
+        started = await start_clients(reactor, registry.locator, clients)
+    except BaseException:
+        await registry.stop()
+        raise
+    return Deployment(kind, workdir, registry, server, started)
+
+
+def remove_workdir(path: str, keep: bool) -> None:
+    if not keep:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- measured windows ----------------------------------------------------------
+
+
+def merge_histograms(histograms: Iterable[Mapping[str, int]]) -> dict[int, int]:
+    merged: dict[int, int] = {}
+    for histogram in histograms:
+        for key, count in histogram.items():
+            merged[int(key)] = merged.get(int(key), 0) + count
+    return merged
+
+
+def histogram_percentile(histogram: Mapping[int, int], fraction: float) -> float | None:
+    """The C{fraction} quantile in milliseconds (bucket midpoint, 1% wide)."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = fraction * (total - 1)
+    seen = 0
+    for key in sorted(histogram):
+        seen += histogram[key]
+        if seen > rank:
+            return math.exp((key + 0.5) * HISTOGRAM_STEP) / 1000.0
+    return None
+
+
+@attrs.frozen
+class ProcessWindow:
+    """CPU seconds a process used between two samples, and the wall time between them."""
+
+    cpu: float
+    wall: float
+
+    @property
+    def utilisation(self) -> float:
+        """Cores kept busy (1.0 = one core all the time)."""
+        return self.cpu / self.wall if self.wall > 0 else 0.0
+
+
+def machine_busy_seconds() -> float:
+    """
+    CPU seconds all cores have spent busy since boot (C{/proc/stat}: all but
+    idle and iowait), to tell how much else ran during a window.
+    """
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+async def sample_window(
+    reactor: Any, pids: Sequence[int], start_at: float, duration: float
+) -> list[ProcessWindow]:
+    """
+    Sample the CPU time of C{pids} at wall-clock C{start_at} and again
+    C{duration} seconds later; the last window returned is the whole
+    machine's.
+    """
+    await deferLater(reactor, max(0.0, start_at - time.time()))
+    wall0, cpu0 = time.time(), [cpu_seconds(p) for p in pids] + [machine_busy_seconds()]
+    await deferLater(reactor, max(0.0, start_at + duration - time.time()))
+    wall1, cpu1 = time.time(), [cpu_seconds(p) for p in pids] + [machine_busy_seconds()]
+    return [ProcessWindow(b - a, wall1 - wall0) for a, b in zip(cpu0, cpu1)]
+
+
+async def wait_for_quiet(
+    reactor: Any, threshold: float = 0.25, max_wait: float = 120.0, probe: float = 0.5
+) -> float:
+    """
+    Wait (at most C{max_wait} seconds) until the whole machine has been
+    busy for less than C{threshold} cores over C{probe} seconds: other
+    programs (a parallel test run) would otherwise skew a window. Call it
+    while the benchmark's own processes are idle. Returns the last load
+    seen, which the caller may report.
+    """
+    deadline = time.time() + max_wait
+    while True:
+        before, wall = machine_busy_seconds(), time.time()
+        await deferLater(reactor, probe)
+        load = (machine_busy_seconds() - before) / (time.time() - wall)
+        if load < threshold or time.time() >= deadline:
+            if load >= threshold:
+                log.warn("machine still busy ({load:.2f} cores) after {wait} s; measuring anyway",
+                         load=load, wait=max_wait)
+            return load
+
+
+@attrs.frozen
+class LoadResult:
+    """One measured window of Ice clients against one registry."""
+
+    count: int
+    errors: int
+    rate: float
+    p50_ms: float | None
+    p99_ms: float | None
+    registry: ProcessWindow
+    clients: list[ProcessWindow]
+    machine: ProcessWindow
+
+    @property
+    def other_cores(self) -> float:
+        """Cores busy with neither the registry nor its clients: the noise."""
+        ours = self.registry.cpu + sum(c.cpu for c in self.clients)
+        return max(0.0, (self.machine.cpu - ours) / self.machine.wall) if self.machine.wall else 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        return self.registry.cpu / self.count * 1e6 if self.count else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "errors": self.errors,
+            "rate": self.rate,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "registry_cpu_s": self.registry.cpu,
+            "registry_cores": self.registry.utilisation,
+            "cpu_us_per_request": self.cpu_us_per_request,
+            "client_cores": [c.utilisation for c in self.clients],
+            "machine_cores": self.machine.utilisation,
+            "other_cores": self.other_cores,
+        }
+
+
+async def run_clients(
+    reactor: Any,
+    registry_process: int,
+    clients: Sequence[IceClient],
+    options: Mapping[str, Any],
+    warmup: float,
+    duration: float,
+    quiet: tuple[float, float] | None = None,
+    on_window: Callable[[float, float], Deferred[Any]] | None = None,
+) -> LoadResult:
+    """
+    Run the C{bench} command of C{ice_client.py} (with C{options}) in every
+    client at once, all measuring the same window, which starts C{warmup}
+    seconds from now; sample the registry's CPU over that window.
+
+    @param quiet: C{(threshold, max_wait)} for L{wait_for_quiet} first.
+    @param on_window: called with the window's wall-clock start and its
+        duration before it starts (to profile it); its Deferred is awaited.
+    """
+    if quiet is not None:
+        await wait_for_quiet(reactor, *quiet)
+    start_at = time.time() + warmup + 0.2
+    command = dict(options, duration=duration, start_at=start_at)
+    pids = [registry_process] + [c.process.pid or 0 for c in clients]
+    sampling = Deferred.fromCoroutine(sample_window(reactor, pids, start_at, duration))
+    extra = on_window(start_at, duration) if on_window is not None else None
+    calls = [c.call("bench", command, timeout=warmup + duration + 90) for c in clients]
+    results = await gatherResults(calls, consumeErrors=True)
+    windows = await sampling
+    if extra is not None:
+        await extra
+    for result in results:
+        if not result.get("ok"):
+            raise RuntimeError(f"bench client failed: {result}")
+    histogram = merge_histograms(r["histogram"] for r in results)
+    count = sum(r["count"] for r in results)
+    return LoadResult(
+        count=count,
+        errors=sum(r["errors"] for r in results),
+        rate=sum(r["rate"] or 0.0 for r in results),
+        p50_ms=histogram_percentile(histogram, 0.50),
+        p99_ms=histogram_percentile(histogram, 0.99),
+        registry=windows[0],
+        clients=windows[1:-1],
+        machine=windows[-1],
+    )
+
+
+# -- output --------------------------------------------------------------------
+
+
+def out(text: str = "") -> None:
+    """Write a line of results to stdout (the benchmark's product)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table, columns padded to their widest cell."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        return " | ".join(str(c).rjust(w) for c, w in zip(cells, widths))
+
+    rule = "-+-".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or theirs is None or theirs == 0:
+        return None
+    return ours / theirs
+
+
+def fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def kilo(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1000:.1f}k"
+
+
+def write_json(path: str | None, data: Mapping[str, Any]) -> None:
+    if path:
+        Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        out(f"results written to {path}")
+
+
+# -- running -------------------------------------------------------------------
+
+
+def common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registries",
+        default=",".join(REGISTRIES),
+        help="which registries to run, comma-separated (default: icegrid,gridreg)",
+    )
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the registries' directories")
+    parser.add_argument("--verbose", action="store_true", help="log everything to stderr")
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.3,
+        help="before each window wait until other programs use fewer cores than this",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="wait at most this many seconds for a quiet machine (0: do not wait)",
+    )
+
+
+def quiet_option(args: argparse.Namespace) -> tuple[float, float] | None:
+    return None if args.quiet_wait <= 0 else (args.quiet_below, args.quiet_wait)
+
+
+def registries(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in REGISTRIES:
+            raise SystemExit(f"unknown registry {name!r}; choose from {', '.join(REGISTRIES)}")
+    return names
+
+
+def run(main: Callable[[Any, argparse.Namespace], Awaitable[None]], args: argparse.Namespace) -> None:
+    """
+    Run C{main(reactor, args)} on the real reactor and exit with its outcome.
+    """
+    reason = ice_missing()
+    if reason is not None:
+        raise SystemExit(f"cannot benchmark: {reason}")
+    level = LogLevel.debug if args.verbose else LogLevel.warn
+    observer = FilteringLogObserver(
+        textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(defaultLogLevel=level)]
+    )
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    react(lambda reactor: Deferred.fromCoroutine(main(reactor, args)))

@@ -1,0 +1,471 @@
+# -*- test-case-name: tests.test_admin_cli -*-
+"""
+The C{gridadmin} command: administer a gridreg registry from a shell.
+
+It reads Ice properties like C{icegridadmin} (C{--config}, C{ICE_CONFIG},
+C{--property}), opens one admin session (L{open_admin_session}), runs one
+command and exits with a status a script can act on. Output is aligned
+text for people, or JSON with C{--json} for programs.
+
+This is the one place in gridreg with a blocking top level: L{main} runs
+the Twisted work with L{twisted.internet.task.react}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from typing import Any, Awaitable, Callable, Optional, Sequence, TextIO
+
+import attrs
+
+from twisted.internet.defer import Deferred
+
+from gridreg.admin.session import (
+    AdminConfigError,
+    AdminSession,
+    AdminUnreachableError,
+    open_admin_session,
+)
+from gridreg.config.properties import Properties, PropertyError, load_file, parse_overrides
+from gridreg.protocol.errors import (
+    ApplicationError,
+    NotAuthorizedError,
+    NotFoundError,
+    NotMasterError,
+    RegistryUserError,
+)
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_NOT_MASTER = 4
+DEFAULT_TIMEOUT = 10.0
+
+EPILOG = """\
+configuration:
+  Ice.Default.Locator (or --locator) names the registry, e.g.
+  "DemoIceGrid/Locator:tcp -h 10.0.0.1 -p 4061:tcp -h 10.0.0.2 -p 4061";
+  IceSSL.CAs, IceSSL.CertFile and IceSSL.KeyFile name the grid CA and an
+  admin certificate (see gridreg-certs). Writes go to the master; use
+  --replica NAME to read from a slave while the master is down.
+
+exit status:
+  0  success
+  1  the registry refused the request (not found, already exists, invalid
+     descriptor, not authorized); `registry ping' also exits 1 when the
+     replica is down
+  2  usage error: bad arguments, configuration or TLS files
+  3  the registry is unreachable or did not answer in time
+  4  a write was refused because the replica is a read-only slave
+"""
+
+
+class UsageError(Exception):
+    """The command line or a file it names cannot work; exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, raising instead of exiting so L{main} controls output and status."""
+
+    def error(self, message: str) -> Any:
+        context = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        raise UsageError(f"{context}{message} (see {self.prog} --help)")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="gridadmin",
+        description="Administer a gridreg registry (applications, objects, adapters, replicas).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE",
+                        help="Ice property file (default: $ICE_CONFIG)")
+    parser.add_argument("--property", metavar="KEY=VALUE", action="append", default=[],
+                        help="set an Ice property; repeatable; overrides --config")
+    parser.add_argument("--locator", metavar="PROXY", help="set Ice.Default.Locator")
+    parser.add_argument("--replica", metavar="NAME",
+                        help="talk to this replica instead of the master (read-only on a slave)")
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"give up on an unanswered request after this long "
+                             f"(default {DEFAULT_TIMEOUT:g})")
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+
+    def group(name: str, help: str) -> Any:
+        sub = groups.add_parser(name, help=help)
+        return sub.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    app = group("application", "deploy and inspect applications (XML descriptors)")
+    app.add_parser("add", help="deploy an application").add_argument("file", metavar="FILE")
+    app.add_parser("update", help="replace a deployed application").add_argument(
+        "file", metavar="FILE")
+    app.add_parser("remove", help="remove an application").add_argument("name", metavar="NAME")
+    app.add_parser("list", help="list the applications")
+    app.add_parser("describe", help="show an application's descriptor").add_argument(
+        "name", metavar="NAME")
+
+    obj = group("object", "manage well-known objects")
+    add = obj.add_parser("add", help="add a well-known object")
+    add.add_argument("proxy", metavar="PROXY")
+    add.add_argument("type", metavar="TYPE", nargs="?", default="")
+    obj.add_parser("remove", help="remove a well-known object").add_argument(
+        "identity", metavar="IDENTITY")
+    obj.add_parser("find", help="list the objects of a type").add_argument("type", metavar="TYPE")
+    obj.add_parser("list", help="list objects, optionally matching a glob").add_argument(
+        "pattern", metavar="PATTERN", nargs="?", default="")
+    obj.add_parser("describe", help="show a well-known object").add_argument(
+        "identity", metavar="IDENTITY")
+
+    adapter = group("adapter", "inspect and remove adapters and replica groups")
+    adapter.add_parser("list", help="list adapters and replica groups")
+    adapter.add_parser("endpoints", help="show an adapter's endpoints").add_argument(
+        "id", metavar="ID")
+    adapter.add_parser("remove", help="remove an adapter").add_argument("id", metavar="ID")
+
+    registry = group("registry", "inspect the registry replicas")
+    registry.add_parser("list", help="list the replicas")
+    registry.add_parser("ping", help="is a replica up?").add_argument("name", metavar="NAME")
+    registry.add_parser("describe", help="show a replica").add_argument("name", metavar="NAME")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """
+    @raise UsageError: for bad arguments.
+    @raise SystemExit: after printing C{--help}.
+    """
+    return build_parser().parse_args(list(argv))
+
+
+def load_properties(
+    args: argparse.Namespace, environ: Optional[dict[str, str]] = None
+) -> Properties:
+    """
+    The properties of C{--config} (else C{$ICE_CONFIG}), then C{--property}
+    overrides, then C{--locator}.
+
+    @raise PropertyError: a file or an override is malformed.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    properties = Properties()
+    config = args.config or environ.get("ICE_CONFIG")
+    if config:
+        load_file(config, properties)
+    properties.apply_overrides(parse_overrides(args.property))
+    if args.locator:
+        properties.set("Ice.Default.Locator", args.locator)
+    if not properties.get("Ice.Default.Locator"):
+        raise PropertyError("Ice.Default.Locator is not set: use --locator or --config")
+    return properties
+
+
+def read_descriptor(args: argparse.Namespace) -> None:
+    """Read C{application add/update}'s file before connecting, so a typo fails fast."""
+    if args.group == "application" and args.action in ("add", "update"):
+        try:
+            with open(args.file, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read {args.file}: {e.strerror or e}") from None
+        try:
+            args.xml = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{args.file} is not UTF-8 text") from None
+
+
+# -- results -----------------------------------------------------------------
+
+
+@attrs.frozen
+class Result:
+    """What a command produced: C{data} for C{--json}, C{text} for people."""
+
+    data: Any
+    text: str
+    code: int = EXIT_OK
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """Rows under upper-case headers, columns aligned; the last one is not padded."""
+    if not rows:
+        return ""
+    table = [[title for title, _ in columns]]
+    table.extend([_cell(row.get(key)) for _, key in columns] for row in rows)
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+        for line in table
+    )
+
+
+def format_fields(data: dict[str, Any], skip: Sequence[str] = ()) -> str:
+    """C{key: value} lines, keys aligned."""
+    keys = [k for k in data if k not in skip and not isinstance(data[k], (list, dict))]
+    width = max((len(k) for k in keys), default=0)
+    return "\n".join(f"{(k + ':').ljust(width + 1)} {_cell(data[k])}" for k in keys)
+
+
+OBJECT_COLUMNS = (("IDENTITY", "identity"), ("TYPE", "type"), ("PROXY", "proxy"))
+ADAPTER_COLUMNS = (("ID", "id"), ("KIND", "kind"), ("REPLICA-GROUP", "replica_group"),
+                   ("APPLICATION", "application"), ("ENDPOINTS", "endpoints"))
+REGISTRY_COLUMNS = (("NAME", "name"), ("ROLE", "role"), ("SERIAL", "serial"), ("LAG", "lag"),
+                    ("ALIVE", "alive"), ("CLIENT", "client"))
+
+
+def _written(data: dict[str, Any], what: str) -> Result:
+    return Result(data, f"{what} (serial {data['serial']})")
+
+
+async def run_command(session: AdminSession, args: argparse.Namespace) -> Result:
+    """Run the command C{args} names over C{session}."""
+    command: Callable[[AdminSession, argparse.Namespace], Awaitable[Result]] = COMMANDS[
+        (args.group, args.action)]
+    return await command(session, args)
+
+
+async def _app_add(session: AdminSession, args: argparse.Namespace) -> Result:
+    update = args.action == "update"
+    name, serial = await session.upload_and_add_application(args.xml, update)
+    return _written({"name": name, "serial": serial},
+                    f"application `{name}' {'updated' if update else 'added'}")
+
+
+async def _app_remove(session: AdminSession, args: argparse.Namespace) -> Result:
+    serial = await session.remove_application(args.name)
+    return _written({"name": args.name, "serial": serial}, f"application `{args.name}' removed")
+
+
+async def _app_list(session: AdminSession, args: argparse.Namespace) -> Result:
+    items = await session.list("application")
+    return Result(items, format_table(items, (("NAME", "name"), ("DESCRIPTION", "description"))))
+
+
+async def _app_describe(session: AdminSession, args: argparse.Namespace) -> Result:
+    app = await session.describe("application", args.name)
+    text = f"application `{app['name']}'"
+    if app.get("description"):
+        text += f"\ndescription: {app['description']}"
+    return Result(app, text + "\n\n" + app.get("xml", "").rstrip("\n"))
+
+
+async def _object_add(session: AdminSession, args: argparse.Namespace) -> Result:
+    serial = await session.add_object(args.proxy, args.type)
+    return _written({"proxy": args.proxy, "type": args.type, "serial": serial}, "object added")
+
+
+async def _object_remove(session: AdminSession, args: argparse.Namespace) -> Result:
+    serial = await session.remove_object(args.identity)
+    return _written({"identity": args.identity, "serial": serial},
+                    f"object `{args.identity}' removed")
+
+
+async def _object_find(session: AdminSession, args: argparse.Namespace) -> Result:
+    items = [o for o in await session.list("object") if o.get("type") == args.type]
+    return Result(items, format_table(items, OBJECT_COLUMNS))
+
+
+async def _object_list(session: AdminSession, args: argparse.Namespace) -> Result:
+    items = await session.list("object", args.pattern)
+    return Result(items, format_table(items, OBJECT_COLUMNS))
+
+
+async def _object_describe(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.describe("object", args.identity)
+    return Result(data, format_fields(data))
+
+
+async def _adapter_list(session: AdminSession, args: argparse.Namespace) -> Result:
+    items = await session.list("adapter")
+    return Result(items, format_table(items, ADAPTER_COLUMNS))
+
+
+async def _adapter_endpoints(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.describe("adapter", args.id)
+    if data.get("kind") == "replica-group":
+        members = data.get("members", [])
+        return Result(data, format_table(members, (("MEMBER", "id"), ("ENDPOINTS", "endpoints"))))
+    return Result(data, data.get("endpoints") or "")
+
+
+async def _adapter_remove(session: AdminSession, args: argparse.Namespace) -> Result:
+    serial = await session.remove_adapter(args.id)
+    return _written({"id": args.id, "serial": serial}, f"adapter `{args.id}' removed")
+
+
+async def _registry_list(session: AdminSession, args: argparse.Namespace) -> Result:
+    items = await session.list("registry")
+    return Result(items, format_table(items, REGISTRY_COLUMNS))
+
+
+async def _registry_ping(session: AdminSession, args: argparse.Namespace) -> Result:
+    alive = await session.ping(args.name)
+    return Result({"name": args.name, "alive": alive},
+                  f"replica `{args.name}' is {'up' if alive else 'down'}",
+                  EXIT_OK if alive else EXIT_REFUSED)
+
+
+async def _registry_describe(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.describe("registry", args.name)
+    return Result(data, format_fields(data))
+
+
+COMMANDS: dict[tuple[str, str], Callable[[AdminSession, argparse.Namespace], Awaitable[Result]]] = {
+    ("application", "add"): _app_add,
+    ("application", "update"): _app_add,
+    ("application", "remove"): _app_remove,
+    ("application", "list"): _app_list,
+    ("application", "describe"): _app_describe,
+    ("object", "add"): _object_add,
+    ("object", "remove"): _object_remove,
+    ("object", "find"): _object_find,
+    ("object", "list"): _object_list,
+    ("object", "describe"): _object_describe,
+    ("adapter", "list"): _adapter_list,
+    ("adapter", "endpoints"): _adapter_endpoints,
+    ("adapter", "remove"): _adapter_remove,
+    ("registry", "list"): _registry_list,
+    ("registry", "ping"): _registry_ping,
+    ("registry", "describe"): _registry_describe,
+}
+
+
+def render(result: Result, as_json: bool) -> str:
+    """What to print on stdout for C{result} (with a final newline, or nothing)."""
+    if as_json:
+        return json.dumps(result.data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return result.text + "\n" if result.text else ""
+
+
+# -- errors --------------------------------------------------------------------
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status documented in L{EPILOG} for a failure."""
+    if isinstance(error, NotMasterError):
+        return EXIT_NOT_MASTER
+    if isinstance(error, (UsageError, AdminConfigError, PropertyError)):
+        return EXIT_USAGE
+    if isinstance(error, (AdminUnreachableError, TimeoutError, ConnectionError)):
+        return EXIT_UNREACHABLE
+    return EXIT_REFUSED
+
+
+def error_line(error: BaseException) -> str:
+    """The one line printed on stderr for a failure."""
+    if isinstance(error, (NotFoundError, RegistryUserError, ApplicationError,
+                          NotMasterError, NotAuthorizedError, UsageError,
+                          AdminConfigError, AdminUnreachableError, PropertyError)):
+        text = str(error)
+    else:
+        text = f"unexpected error: {error!r}"
+    if isinstance(error, ApplicationError):
+        text = f"invalid descriptor: {text}"
+    elif isinstance(error, NotAuthorizedError):
+        text = f"not authorized: {text}"
+    return "gridadmin: " + " ".join(text.split("\n"))
+
+
+# -- main ----------------------------------------------------------------------
+
+Opener = Callable[..., Awaitable[AdminSession]]
+Runner = Callable[[Callable[[Any], Deferred[int]]], int]
+
+
+async def run(
+    reactor: Any,
+    args: argparse.Namespace,
+    properties: Properties,
+    stdout: TextIO,
+    stderr: TextIO,
+    open_session: Opener = open_admin_session,
+) -> int:
+    """Open the session, run the command, print, close; the exit status."""
+
+    def warn(message: str) -> None:
+        stderr.write(f"gridadmin: warning: {message}\n")
+
+    try:
+        session = await open_session(reactor, properties, args.replica, args.timeout, warn=warn)
+    except Exception as e:
+        stderr.write(error_line(e) + "\n")
+        return exit_code(e)
+    try:
+        result = await run_command(session, args)
+    except Exception as e:
+        stderr.write(error_line(e) + "\n")
+        return exit_code(e)
+    finally:
+        await session.close()
+    stdout.write(render(result, args.json))
+    return result.code
+
+
+def _react(work: Callable[[Any], Deferred[int]]) -> int:
+    from twisted.internet import task
+
+    status = [EXIT_UNREACHABLE]  # if the reactor stops before the work is done
+
+    def go(reactor: Any) -> Deferred[None]:
+        return work(reactor).addCallback(lambda code: status.__setitem__(0, code))
+
+    try:
+        task.react(go)
+    except SystemExit:
+        pass
+    return status[0]
+
+
+def main(
+    argv: Optional[Sequence[str]] = None,
+    *,
+    stdout: Optional[TextIO] = None,
+    stderr: Optional[TextIO] = None,
+    environ: Optional[dict[str, str]] = None,
+    runner: Runner = _react,
+    open_session: Opener = open_admin_session,
+) -> int:
+    """The C{gridadmin} entry point; returns the exit status."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        with contextlib.redirect_stdout(stdout):
+            args = parse_args(argv)
+        properties = load_properties(args, environ)
+        read_descriptor(args)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else EXIT_OK
+    except (UsageError, PropertyError) as e:
+        stderr.write(error_line(e) + "\n")
+        return EXIT_USAGE
+
+    def work(reactor: Any) -> Deferred[int]:
+        return Deferred.fromCoroutine(run(reactor, args, properties, stdout, stderr, open_session))
+
+    return runner(work)
+if __name__ == "__main__":
+    sys.exit(main())

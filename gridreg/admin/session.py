@@ -1,0 +1,424 @@
+# -*- test-case-name: tests.test_admin -*-
+"""
+An admin session with one registry replica, as C{gridadmin} opens it.
+
+The admin tool is configured like any Ice client, with C{Ice.Default.Locator}
+(plus the C{IceSSL.*} files of an admin certificate). It asks the locator
+for C{<instance>/InternalRegistry-Master} (or C{-<replica>}), dials the
+internal endpoints of that proxy over mutual TLS, checking that the server
+is that replica, and says C{Hello} as an admin. Every call after that is
+bounded by the session's timeout, so a hung registry costs the operator a
+few seconds, not a hung terminal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any, AsyncIterator, Callable, Optional
+
+from cryptography import x509
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.endpoints import connectProtocol, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from gridreg.client.endpoints import client_endpoint
+from gridreg.client.locator import LocatorClient, LocatorUnreachableError
+from gridreg.config.properties import Properties, PropertyError
+from gridreg.ice.exceptions import ObjectNotFoundException
+from gridreg.ice.types import Identity, Proxy, TcpEndpoint
+from gridreg.protocol.commands import (
+    CHUNK_SIZE,
+    PROTOCOL_VERSION,
+    AdminAdapterRemove,
+    AdminApplicationAdd,
+    AdminApplicationRemove,
+    AdminDescribe,
+    AdminList,
+    AdminObjectAdd,
+    AdminObjectRemove,
+    AdminPing,
+    Hello,
+    UploadChunk,
+)
+from gridreg.protocol.errors import (
+    ApplicationError,
+    NotAuthorizedError,
+    NotFoundError,
+    NotMasterError,
+    RegistryUserError,
+)
+from gridreg.tls import (
+    ADMIN,
+    REGISTRY,
+    PeerNotAuthorized,
+    TLSConfig,
+    client_tls_options,
+    dns_name,
+    insecure_allowed,
+    peer_identity,
+    tls_config_from_properties,
+)
+
+__all__ = [
+    "AdminConfigError",
+    "AdminSession",
+    "AdminSessionError",
+    "AdminUnreachableError",
+    "MASTER",
+    "open_admin_session",
+]
+
+MASTER = "Master"
+ADMIN_NAME_PROPERTY = "GridReg.Admin.Name"
+#: the items asked for per list page; the registry may return fewer
+PAGE_LIMIT = 1000
+
+#: errors the registry answers with; they pass through to the caller as they are
+REFUSALS = (NotAuthorizedError, NotFoundError, NotMasterError, RegistryUserError, ApplicationError)
+
+
+class AdminSessionError(Exception):
+    """The admin session could not be opened or used; the message says why."""
+
+
+class AdminUnreachableError(AdminSessionError):
+    """No answer from the registry: unreachable, timed out, or the connection failed."""
+
+
+class AdminConfigError(AdminSessionError):
+    """The local configuration (properties, TLS files) cannot work."""
+
+
+class _AdminProtocol(amp.AMP):
+    """An AMP client that can say when its connection is gone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gone = False
+        self._lost: list[Deferred[None]] = []
+
+    def when_lost(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        if self.gone:
+            d.callback(None)
+        else:
+            self._lost.append(d)
+        return d
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.gone = True
+        super().connectionLost(reason)
+        waiters, self._lost = self._lost, []
+        for d in waiters:
+            d.callback(None)
+
+
+class AdminSession:
+    """
+    Typed admin calls over one connection to one replica.
+
+    @ivar replica: the name of the replica answering.
+    @ivar instance: the grid's instance name.
+    @ivar is_master: whether that replica is the master (only it accepts writes).
+    """
+
+    def __init__(
+        self,
+        protocol: amp.AMP,
+        clock: Any,
+        timeout: float,
+        replica: str,
+        instance: str,
+        is_master: bool,
+    ) -> None:
+        self.protocol = protocol
+        self.clock = clock
+        self.timeout = timeout
+        self.replica = replica
+        self.instance = instance
+        self.is_master = is_master
+        self._transfers = itertools.count(1)
+
+    async def call(self, command: type[amp.Command], **arguments: Any) -> dict[str, Any]:
+        """
+        Send C{command}; a registry refusal raises its declared error, no
+        answer in time raises L{AdminUnreachableError}.
+        """
+        try:
+            d = self.protocol.callRemote(command, **arguments)
+        except amp.TooLong as e:
+            raise AdminConfigError(f"a {command.__name__} argument is too large to send ({e})")
+        d.addTimeout(self.timeout, self.clock)
+        try:
+            result: dict[str, Any] = await d
+        except REFUSALS:
+            raise
+        except TimeoutError:
+            raise AdminUnreachableError(
+                f"registry replica `{self.replica}' did not answer within {self.timeout:g}s"
+            ) from None
+        except Exception as e:
+            raise AdminUnreachableError(
+                f"the connection to registry replica `{self.replica}' failed: {_reason(e)}"
+            ) from None
+        return result
+
+    # -- applications ----------------------------------------------------------
+
+    async def upload_and_add_application(self, xml: str, update: bool) -> tuple[str, int]:
+        """Upload a descriptor in chunks, then deploy it; returns (name, serial)."""
+        data = xml.encode("utf-8")
+        transfer = f"upload-{next(self._transfers)}"
+        chunks = [data[i:i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)] or [b""]
+        for seq, chunk in enumerate(chunks):
+            await self.call(UploadChunk, transfer=transfer, seq=seq, data=chunk)
+        result = await self.call(AdminApplicationAdd, transfer=transfer, update=update)
+        return result["name"], result["serial"]
+
+    async def remove_application(self, name: str) -> int:
+        return (await self.call(AdminApplicationRemove, name=name))["serial"]  # type: ignore[no-any-return]
+
+    # -- reads -----------------------------------------------------------------
+
+    async def pages(self, what: str, pattern: str = "") -> AsyncIterator[list[dict[str, Any]]]:
+        """The pages of a listing, in order; see L{list}."""
+        cursor = ""
+        while True:
+            result = await self.call(
+                AdminList, what=what, pattern=pattern, cursor=cursor, limit=PAGE_LIMIT
+            )
+            yield json.loads(result["items"])
+            cursor = result["cursor"]
+            if not cursor:
+                return
+
+    async def list(self, what: str, pattern: str = "") -> list[dict[str, Any]]:
+        """
+        Every C{what} ("application", "object", "adapter" or "registry")
+        whose key matches the glob C{pattern} ("" for all), sorted by key.
+        """
+        items: list[dict[str, Any]] = []
+        async for page in self.pages(what, pattern):
+            items.extend(page)
+        return items
+
+    async def describe(self, what: str, key: str) -> dict[str, Any]:
+        """One C{what} in detail, gathered from as many slices as it takes."""
+        parts: list[str] = []
+        offset = 0
+        while True:
+            result = await self.call(AdminDescribe, what=what, key=key, offset=offset)
+            parts.append(result["data"])
+            offset += len(result["data"])
+            if not result["more"]:
+                break
+            if not result["data"]:
+                raise AdminUnreachableError(f"the description of {what} `{key}' stopped short")
+        return json.loads("".join(parts))  # type: ignore[no-any-return]
+
+    async def ping(self, name: str) -> bool:
+        return (await self.call(AdminPing, name=name))["alive"]  # type: ignore[no-any-return]
+
+    # -- writes ----------------------------------------------------------------
+
+    async def add_object(self, proxy: str, type: str = "") -> int:
+        return (await self.call(AdminObjectAdd, proxy=proxy, type=type))["serial"]  # type: ignore[no-any-return]
+
+    async def remove_object(self, identity: str) -> int:
+        return (await self.call(AdminObjectRemove, identity=identity))["serial"]  # type: ignore[no-any-return]
+
+    async def remove_adapter(self, adapter_id: str) -> int:
+        return (await self.call(AdminAdapterRemove, adapter_id=adapter_id))["serial"]  # type: ignore[no-any-return]
+
+    def close(self) -> Deferred[None]:
+        """Close the connection; fires once it is closed."""
+        transport = self.protocol.transport
+        if isinstance(self.protocol, _AdminProtocol):
+            lost = self.protocol.when_lost()
+        else:
+            lost = Deferred()
+            lost.callback(None)
+        if transport is not None:
+            transport.loseConnection()
+        return lost.addTimeout(self.timeout, self.clock).addErrback(lambda _: None)
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+def instance_name(properties: Properties) -> str:
+    """C{IceGrid.InstanceName}, else the category of the locator's identity."""
+    name = properties.get("IceGrid.InstanceName")
+    if name:
+        return name
+    locator = properties.get_proxy("Ice.Default.Locator")
+    if locator is not None and locator.identity.category:
+        return locator.identity.category
+    return "IceGrid"
+
+
+def admin_name(properties: Properties, tls: Optional[TLSConfig]) -> str:
+    """
+    Who we say we are: C{GridReg.Admin.Name}, else the name in our admin
+    certificate (the registry checks the two agree), else C{admin}.
+
+    @raise AdminConfigError: the certificate is not an admin certificate.
+    """
+    configured = properties.get(ADMIN_NAME_PROPERTY)
+    if tls is None:
+        return configured or "admin"
+    with open(tls.cert_file, "rb") as f:
+        certificate = x509.load_pem_x509_certificates(f.read())[0]
+    try:
+        identity = peer_identity(certificate)
+    except PeerNotAuthorized as e:
+        raise AdminConfigError(f"IceSSL.CertFile {tls.cert_file}: {e}") from None
+    if identity.role != ADMIN:
+        raise AdminConfigError(
+            f"IceSSL.CertFile {tls.cert_file} is the certificate of {identity.role} "
+            f"`{identity.name}', not of an admin: use an admin certificate"
+        )
+    return configured or identity.name
+
+
+def dial_endpoints(
+    reactor: Any,
+    proxy: Proxy,
+    replica: str,
+    tls: Optional[TLSConfig],
+    timeout: float,
+) -> list[tuple[str, IStreamClientEndpoint]]:
+    """The (address, endpoint) pairs to try for a replica's internal proxy, in order."""
+    options = client_tls_options(tls, dns_name(REGISTRY, replica)) if tls is not None else None
+    found = []
+    for endpoint in proxy.endpoints:
+        if not isinstance(endpoint, TcpEndpoint):
+            continue
+        plain = TcpEndpoint(endpoint.host, endpoint.port, endpoint.timeout)
+        dial = client_endpoint(reactor, plain, timeout_cap=timeout)
+        if options is not None:
+            dial = wrapClientTLS(options, dial)
+        found.append((f"{endpoint.host or '127.0.0.1'}:{endpoint.port}", dial))
+    return found
+
+
+async def discover(
+    reactor: Any, properties: Properties, replica: Optional[str], timeout: float
+) -> Proxy:
+    """
+    The proxy of C{InternalRegistry-<replica>} (the master's by default),
+    asked of the replicas C{Ice.Default.Locator} lists.
+    """
+    name = replica or MASTER
+    try:
+        instance = instance_name(properties)
+        locator = LocatorClient.from_properties(reactor, properties)
+    except ValueError as e:  # PropertyError too
+        raise AdminConfigError(str(e)) from None
+    locator.startService()
+    try:
+        d = locator.find_object_by_id(Identity(f"InternalRegistry-{name}", instance))
+        return await d.addTimeout(timeout, reactor)
+    except ObjectNotFoundException:
+        if replica is None:
+            raise AdminUnreachableError(
+                f"the registry of `{instance}' has no master now (no {instance}/InternalRegistry-"
+                f"{MASTER}); use --replica NAME for read-only access to a slave"
+            ) from None
+        raise NotFoundError(f"the registry of `{instance}' has no replica `{replica}'") from None
+    except (LocatorUnreachableError, TimeoutError) as e:
+        raise AdminUnreachableError(
+            f"no registry replica answered at {properties.get('Ice.Default.Locator')}: "
+            f"{_reason(getattr(e, 'last_error', None) or e)}"
+        ) from None
+    finally:
+        await locator.stopService()
+
+
+async def open_admin_session(
+    reactor: Any,
+    properties: Properties,
+    replica: Optional[str],
+    timeout: float,
+    *,
+    warn: Optional[Callable[[str], None]] = None,
+) -> AdminSession:
+    """
+    Find a replica through C{Ice.Default.Locator}, connect to its internal
+    endpoint and open an admin session.
+
+    @param replica: the replica to administer; C{None} for the master.
+    @param timeout: seconds allowed for discovery, connecting, and each call.
+    @param warn: told about insecure settings (the CLI prints them).
+    @raise AdminConfigError: bad properties or TLS files, or no TLS without
+        C{GridReg.Internal.Insecure}.
+    @raise AdminUnreachableError: no replica answered, or the one asked for
+        could not be reached.
+    @raise NotFoundError: there is no such replica.
+    @raise NotAuthorizedError: the registry refused our admin session.
+    """
+    try:
+        tls = tls_config_from_properties(properties)
+        insecure = tls is None and insecure_allowed(properties)
+    except PropertyError as e:
+        raise AdminConfigError(str(e)) from None
+    if tls is None and not insecure:
+        raise AdminConfigError(
+            "no TLS configured: set IceSSL.CAs, IceSSL.CertFile and IceSSL.KeyFile to the grid "
+            "CA and an admin certificate (or GridReg.Internal.Insecure=1 on a test machine)"
+        )
+    if insecure:
+        (warn or _log_warning)(
+            "GridReg.Internal.Insecure is set: the admin session runs over plain TCP, "
+            "unauthenticated and unencrypted"
+        )
+    user = admin_name(properties, tls)
+    name = replica or MASTER
+    proxy = await discover(reactor, properties, replica, timeout)
+    candidates = dial_endpoints(reactor, proxy, name, tls, timeout)
+    if not candidates:
+        raise AdminUnreachableError(f"registry replica `{name}' publishes no tcp internal endpoint")
+    failures = []
+    for address, endpoint in candidates:
+        try:
+            return await _hello(reactor, endpoint, name, user, timeout)
+        except AdminUnreachableError as e:
+            failures.append(f"{address}: {e}")
+    hint = "; use --replica NAME for read-only access to a slave" if replica is None else ""
+    raise AdminUnreachableError(
+        f"cannot reach registry replica `{name}' ({'; '.join(failures)}){hint}"
+    )
+
+
+async def _hello(
+    reactor: Any, endpoint: IStreamClientEndpoint, replica: str, user: str, timeout: float
+) -> AdminSession:
+    protocol = _AdminProtocol()
+    try:
+        await connectProtocol(endpoint, protocol).addTimeout(timeout, reactor)
+    except TimeoutError:
+        raise AdminUnreachableError(f"no connection within {timeout:g}s") from None
+    except Exception as e:
+        raise AdminUnreachableError(_reason(e)) from None
+    session = AdminSession(protocol, reactor, timeout, replica, "", False)
+    try:
+        hello = await session.call(Hello, version=PROTOCOL_VERSION, role=ADMIN, name=user)
+    except BaseException:
+        protocol.transport.abortConnection()
+        raise
+    session.instance = hello["instance"]
+    session.replica = hello["replica"]
+    session.is_master = hello["master"]
+    return session
+
+
+_log = Logger(namespace="gridreg.admin")
+
+
+def _log_warning(message: str) -> None:
+    _log.warn("{message}", message=message)

@@ -1,0 +1,234 @@
+# -*- test-case-name: tests.test_replication -*-
+"""
+The AMP commands spoken on a registry's internal endpoints.
+
+This module is the protocol's specification, imported by both sides. Every
+internal connection starts with L{Hello}. Then, by role:
+
+  - replica sessions (slave to master): L{RegisterReplica}, after which the
+    master pushes L{PushChanges} (the missed and then every new change) or a
+    snapshot (L{BeginSnapshot}, L{SnapshotChunk}..., L{EndSnapshot}), and
+    L{ReplicaSetChanged} whenever a replica joins or leaves; a slave forwards
+    registrations that reach it with L{ForwardAdapterRegistration};
+  - admin sessions (gridadmin to any replica): the C{Admin*} commands; the
+    writes are refused by slaves with L{NotMasterError}.
+
+AMP values are limited to 65,535 bytes, so whatever grows travels in pages
+(a cursor and a limit) or in chunks (L{UploadChunk}, snapshot chunks).
+Wire names are the Python keyword names.
+"""
+
+from __future__ import annotations
+
+from twisted.protocols import amp
+
+from gridreg.protocol.errors import (
+    ApplicationError,
+    DuplicateReplicaError,
+    NotAuthorizedError,
+    NotFoundError,
+    NotMasterError,
+    RegistryUserError,
+    SyncError,
+)
+
+PROTOCOL_VERSION = 1
+
+#: the largest chunk of a snapshot or upload, well below AMP's 65,535 limit
+CHUNK_SIZE = 60_000
+
+_COMMON_ERRORS = {
+    NotAuthorizedError: b"NOT_AUTHORIZED",
+    NotMasterError: b"NOT_MASTER",
+    NotFoundError: b"NOT_FOUND",
+    RegistryUserError: b"USER_ERROR",
+    ApplicationError: b"APPLICATION_ERROR",
+}
+
+
+class Hello(amp.Command):
+    """
+    The first command on every internal connection: who is calling. The
+    responder checks the claim against the peer's certificate.
+    """
+
+    arguments = [
+        (b"version", amp.Integer()),
+        (b"role", amp.Unicode()),  # "registry", "node" or "admin"
+        (b"name", amp.Unicode()),
+    ]
+    response = [
+        (b"version", amp.Integer()),
+        (b"instance", amp.Unicode()),
+        (b"replica", amp.Unicode()),
+        (b"master", amp.Boolean()),
+    ]
+    errors = _COMMON_ERRORS
+
+
+# -- replica sessions ---------------------------------------------------------
+
+
+class RegisterReplica(amp.Command):
+    """
+    A slave registers with the master, saying what it holds. The master
+    answers how it will catch it up ("changes" or "snapshot") and then
+    pushes the data; C{endpoints} is JSON: client, server and internal
+    endpoint strings.
+    """
+
+    arguments = [
+        (b"name", amp.Unicode()),
+        (b"endpoints", amp.Unicode()),
+        (b"database_id", amp.Unicode()),
+        (b"serial", amp.Integer()),
+    ]
+    response = [
+        (b"database_id", amp.Unicode()),
+        (b"serial", amp.Integer()),
+        (b"sync", amp.Unicode()),
+    ]
+    errors = {DuplicateReplicaError: b"DUPLICATE_REPLICA", **_COMMON_ERRORS}
+
+
+class PushChanges(amp.Command):
+    """
+    The master sends committed changes (JSON list of changes, consecutive
+    serials); the slave answers once they are durable in its store.
+    """
+
+    arguments = [(b"database_id", amp.Unicode()), (b"changes", amp.Unicode())]
+    response = [(b"serial", amp.Integer())]
+    errors = {SyncError: b"SYNC_ERROR"}
+
+
+class BeginSnapshot(amp.Command):
+    """A snapshot of C{size} bytes (JSON StoreState) follows in chunks."""
+
+    arguments = [
+        (b"transfer", amp.Unicode()),
+        (b"database_id", amp.Unicode()),
+        (b"serial", amp.Integer()),
+        (b"size", amp.Integer()),
+        (b"sha256", amp.Unicode()),
+    ]
+    response: list = []
+    errors = {SyncError: b"SYNC_ERROR"}
+
+
+class SnapshotChunk(amp.Command):
+    arguments = [(b"transfer", amp.Unicode()), (b"seq", amp.Integer()), (b"data", amp.String())]
+    response: list = []
+    errors = {SyncError: b"SYNC_ERROR"}
+
+
+class EndSnapshot(amp.Command):
+    """The slave checks size and hash, replaces its database, and answers."""
+
+    arguments = [(b"transfer", amp.Unicode())]
+    response = [(b"serial", amp.Integer())]
+    errors = {SyncError: b"SYNC_ERROR"}
+
+
+class ReplicaSetChanged(amp.Command):
+    """
+    The master tells a slave which replicas are active now (JSON: name to
+    endpoints), so every replica publishes the same Locator and Query.
+    """
+
+    arguments = [(b"replicas", amp.Unicode())]
+    response: list = []
+
+
+class ForwardAdapterRegistration(amp.Command):
+    """
+    A registration that reached a slave's LocatorRegistry, forwarded to the
+    master. C{proxy} is the base64 of the proxy's 1.1 marshaling, empty to
+    unregister. The error carries the Ice user exception's type id.
+    """
+
+    arguments = [
+        (b"adapter_id", amp.Unicode()),
+        (b"replica_group_id", amp.Unicode()),
+        (b"proxy", amp.Unicode()),
+    ]
+    response: list = []
+    errors = _COMMON_ERRORS
+
+
+# -- admin sessions -----------------------------------------------------------
+
+
+class UploadChunk(amp.Command):
+    """One chunk of a blob (an application descriptor) for a later command."""
+
+    arguments = [(b"transfer", amp.Unicode()), (b"seq", amp.Integer()), (b"data", amp.String())]
+    response: list = []
+    errors = _COMMON_ERRORS
+
+
+class AdminApplicationAdd(amp.Command):
+    """Add (or with C{update}, replace) an application from an uploaded XML descriptor."""
+
+    arguments = [(b"transfer", amp.Unicode()), (b"update", amp.Boolean())]
+    response = [(b"name", amp.Unicode()), (b"serial", amp.Integer())]
+    errors = _COMMON_ERRORS
+
+
+class AdminApplicationRemove(amp.Command):
+    arguments = [(b"name", amp.Unicode())]
+    response = [(b"serial", amp.Integer())]
+    errors = _COMMON_ERRORS
+
+
+class AdminList(amp.Command):
+    """
+    One page of a listing: C{what} is "application", "object", "adapter" or
+    "registry"; items are JSON; C{cursor} continues where the page ended.
+    """
+
+    arguments = [
+        (b"what", amp.Unicode()),
+        (b"pattern", amp.Unicode()),
+        (b"cursor", amp.Unicode()),
+        (b"limit", amp.Integer()),
+    ]
+    response = [(b"items", amp.Unicode()), (b"cursor", amp.Unicode())]
+    errors = _COMMON_ERRORS
+
+
+class AdminDescribe(amp.Command):
+    """
+    One thing in detail (JSON), in pages of C{CHUNK_SIZE} characters when
+    large (an application's descriptor): fetch C{offset} until C{more} is false.
+    """
+
+    arguments = [(b"what", amp.Unicode()), (b"key", amp.Unicode()), (b"offset", amp.Integer())]
+    response = [(b"data", amp.Unicode()), (b"more", amp.Boolean())]
+    errors = _COMMON_ERRORS
+
+
+class AdminObjectAdd(amp.Command):
+    arguments = [(b"proxy", amp.Unicode()), (b"type", amp.Unicode())]
+    response = [(b"serial", amp.Integer())]
+    errors = _COMMON_ERRORS
+
+
+class AdminObjectRemove(amp.Command):
+    arguments = [(b"identity", amp.Unicode())]
+    response = [(b"serial", amp.Integer())]
+    errors = _COMMON_ERRORS
+
+
+class AdminAdapterRemove(amp.Command):
+    arguments = [(b"adapter_id", amp.Unicode())]
+    response = [(b"serial", amp.Integer())]
+    errors = _COMMON_ERRORS
+
+
+class AdminPing(amp.Command):
+    """Is replica C{name} alive, as seen by the replica answering?"""
+
+    arguments = [(b"name", amp.Unicode())]
+    response = [(b"alive", amp.Boolean())]
+    errors = _COMMON_ERRORS

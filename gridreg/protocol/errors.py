@@ -1,0 +1,40 @@
+# -*- test-case-name: tests.test_replication -*-
+"""
+Errors that cross an internal AMP connection.
+
+Each is declared in the C{errors} of the commands that raise it, so the
+caller gets the same exception class back instead of a dropped connection.
+"""
+
+from __future__ import annotations
+
+
+class NotAuthorizedError(Exception):
+    """The peer's certificate or claimed role does not allow this."""
+
+
+class NotMasterError(Exception):
+    """A write reached a slave: slaves are read-only. The message names the master."""
+
+
+class NotFoundError(Exception):
+    """No such application, object, adapter or replica."""
+
+
+class RegistryUserError(Exception):
+    """
+    The registry refused the request with an Ice user exception; the message
+    starts with its type id (C{::Ice::AdapterNotFoundException: ...}).
+    """
+
+
+class ApplicationError(Exception):
+    """A descriptor is malformed or invalid; the message says where and why."""
+
+
+class DuplicateReplicaError(Exception):
+    """Another active replica already has this name (or is a second master)."""
+
+
+class SyncError(Exception):
+    """A replication message could not be applied (gap, wrong database, bad chunk)."""

@@ -1,0 +1,91 @@
+# -*- test-case-name: tests.test_discovery -*-
+"""
+The well-known objects every replica derives from the replica set.
+
+Slaves, nodes and the admin tool find the master from C{Ice.Default.Locator}
+alone by asking any replica for C{<instance>/InternalRegistry-Master}; Ice
+clients get a Locator and a Query carrying the client endpoints of every
+active replica, so they can fail over along them.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import attrs
+
+from gridreg.ice.stringify import endpoints_from_string, endpoints_to_string
+from gridreg.ice.types import Endpoint, Identity, Proxy
+from gridreg.registry.state import ObjectInfo
+
+MASTER = "Master"
+REPLICA = "replica"
+
+
+@attrs.frozen
+class ReplicaEndpoints:
+    """Where one replica listens, as published."""
+
+    client: tuple[Endpoint, ...]
+    server: tuple[Endpoint, ...] = ()
+    internal: tuple[Endpoint, ...] = ()
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "client": endpoints_to_string(self.client),
+            "server": endpoints_to_string(self.server),
+            "internal": endpoints_to_string(self.internal),
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, str]) -> "ReplicaEndpoints":
+        def parse(key: str) -> tuple[Endpoint, ...]:
+            text = value.get(key) or ""
+            return endpoints_from_string(text) if text else ()
+
+        return cls(parse("client"), parse("server"), parse("internal"))
+
+
+def registry_identity(instance: str, replica: str) -> Identity:
+    """C{<instance>/Registry} for the master, C{<instance>/Registry-<name>} for a slave."""
+    return Identity("Registry" if replica == MASTER else f"Registry-{replica}", instance)
+
+
+def internal_identity(instance: str, replica: str) -> Identity:
+    return Identity(f"InternalRegistry-{replica}", instance)
+
+
+def builtin_objects(
+    instance: str,
+    replicas: Mapping[str, ReplicaEndpoints],
+    active: Iterable[str],
+) -> dict[Identity, ObjectInfo]:
+    """
+    The registry's own well-known objects.
+
+    @param replicas: every replica known (this one included), by name.
+    @param active: the names of the replicas that are up now, this one
+        first; their client endpoints make up Locator and Query.
+    """
+    client: list[Endpoint] = []
+    for name in active:
+        if name in replicas:
+            client.extend(e for e in replicas[name].client if e not in client)
+    everyone = tuple(client)
+
+    def info(identity: Identity, endpoints: tuple[Endpoint, ...], type_id: str) -> ObjectInfo:
+        return ObjectInfo(Proxy(identity, endpoints=endpoints), type_id)
+
+    objects = {
+        Identity("Locator", instance): info(
+            Identity("Locator", instance), everyone, "::IceGrid::Locator"
+        ),
+        Identity("Query", instance): info(Identity("Query", instance), everyone, "::IceGrid::Query"),
+    }
+    for name, endpoints in replicas.items():
+        registry = registry_identity(instance, name)
+        objects[registry] = info(registry, endpoints.client, "::IceGrid::Registry")
+        if endpoints.internal:
+            internal = internal_identity(instance, name)
+            objects[internal] = info(internal, endpoints.internal, "::IceGrid::InternalRegistry")
+    return objects

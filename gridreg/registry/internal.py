@@ -1,0 +1,143 @@
+# -*- test-case-name: tests.test_replication -*-
+"""
+The server side of a registry's internal endpoints (AMP, over mutual TLS).
+
+Every connection starts with C{Hello}; the role it claims is checked against
+the peer's certificate, and decides which commands it may send: slaves
+register and forward registrations, admin clients use the admin commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from gridreg.ice.encoding import InputStream
+from gridreg.ice.exceptions import UserException
+from gridreg.ice.types import ENCODING_1_1
+from gridreg.protocol.commands import (
+    PROTOCOL_VERSION,
+    ForwardAdapterRegistration,
+    Hello,
+    RegisterReplica,
+)
+from gridreg.protocol.errors import NotAuthorizedError, NotMasterError, RegistryUserError
+
+if TYPE_CHECKING:
+    from gridreg.registry.service import RegistryService
+
+ROLES = ("registry", "node", "admin")
+
+
+def user_error(failure: Failure) -> Failure:
+    """An Ice user exception crosses AMP as its type id."""
+    if failure.check(UserException):
+        exc = failure.value
+        return Failure(RegistryUserError(f"{exc.type_id}: {exc}"))
+    return failure
+
+
+class InternalProtocol(amp.AMP):
+    """One connection to a replica's internal endpoint."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        registry: "RegistryService",
+        admin_locator: Optional[amp.CommandLocator],
+        authorize: Optional[Callable[[Any, str, str], None]],
+    ) -> None:
+        super().__init__()
+        self.registry = registry
+        self.admin_locator = admin_locator
+        self._authorize = authorize
+        self.role: Optional[str] = None
+        self.peer_name: Optional[str] = None
+
+    def locateResponder(self, name: bytes) -> Any:
+        responder = super().locateResponder(name)
+        if responder is None and self.role == "admin" and self.admin_locator is not None:
+            responder = self.admin_locator.locateResponder(name)
+        return responder
+
+    def _require(self, role: str) -> None:
+        if self.role != role:
+            raise NotAuthorizedError(f"this command needs a {role} session")
+
+    @Hello.responder
+    def hello(self, version: int, role: str, name: str) -> dict[str, Any]:
+        if role not in ROLES:
+            raise NotAuthorizedError(f"unknown role `{role}'")
+        if self._authorize is not None:
+            if not ISSLTransport.providedBy(self.transport):
+                raise NotAuthorizedError("internal sessions need TLS")
+            self._authorize(self.transport, role, name)
+        self.role = role
+        self.peer_name = name
+        config = self.registry.config
+        return {
+            "version": PROTOCOL_VERSION,
+            "instance": config.instance_name,
+            "replica": config.replica_name,
+            "master": config.is_master,
+        }
+
+    @RegisterReplica.responder
+    def register_replica(
+        self, name: str, endpoints: str, database_id: str, serial: int
+    ) -> dict[str, Any]:
+        self._require("registry")
+        if name != self.peer_name:
+            raise NotAuthorizedError(f"registered as `{name}' after saying hello as `{self.peer_name}'")
+        master = self.registry.master
+        if master is None:
+            raise NotMasterError(self.registry.not_master_message())
+        return master.register(self, name, json.loads(endpoints), database_id, serial)
+
+    @ForwardAdapterRegistration.responder
+    def forward_adapter_registration(
+        self, adapter_id: str, replica_group_id: str, proxy: str
+    ) -> Deferred[dict[str, Any]]:
+        self._require("registry")
+        if self.registry.master is None:
+            raise NotMasterError(self.registry.not_master_message())
+        decoded = (
+            InputStream(base64.b64decode(proxy), ENCODING_1_1).read_proxy() if proxy else None
+        )
+        d = self.registry.database.set_adapter_direct_proxy(adapter_id, replica_group_id, decoded)
+        return d.addCallbacks(lambda _: {}, user_error)
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if self.role == "registry" and self.registry.master is not None:
+            self.registry.master.lost(self)
+
+
+class InternalFactory(Factory):
+    noisy = False
+
+    def __init__(
+        self,
+        registry: "RegistryService",
+        admin_locator: Optional[Callable[[InternalProtocol], amp.CommandLocator]],
+        authorize: Optional[Callable[[Any, str, str], None]],
+    ) -> None:
+        self.registry = registry
+        self.admin_locator = admin_locator
+        self.authorize = authorize
+        self.connections: set[InternalProtocol] = set()
+
+    def buildProtocol(self, addr: Any) -> InternalProtocol:
+        protocol = InternalProtocol(self.registry, None, self.authorize)
+        if self.admin_locator is not None:
+            protocol.admin_locator = self.admin_locator(protocol)
+        return protocol

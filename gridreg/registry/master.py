@@ -1,0 +1,315 @@
+# -*- test-case-name: tests.test_replication -*-
+"""
+The master's side of replication: one session per slave, and the fan-out.
+
+Each session sends, strictly in order, first whatever the slave missed (the
+retained changes, or a snapshot in chunks) and then every new change. A
+write on the master returns once each slave that was live when it committed
+has acknowledged it or has been dropped for not answering in time; a dropped
+slave reconnects and catches up by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.protocols import amp
+
+from gridreg.protocol.commands import (
+    CHUNK_SIZE,
+    BeginSnapshot,
+    EndSnapshot,
+    PushChanges,
+    ReplicaSetChanged,
+    SnapshotChunk,
+)
+from gridreg.protocol.errors import DuplicateReplicaError
+from gridreg.registry.trace import TraceLevels
+from gridreg.store.interfaces import IRegistryStore
+from gridreg.store.records import Change, StoreState, change_to_json
+
+#: the most change JSON sent in one PushChanges value
+_BATCH_BYTES = 50_000
+
+
+def snapshot_to_json(state: StoreState) -> bytes:
+    return json.dumps(
+        {"database_id": state.database_id, "serial": state.serial, "records": state.records},
+        separators=(",", ":"),
+    ).encode("utf-8")
+
+
+class SlaveSession:
+    """One slave, as the master sees it."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        name: str,
+        endpoints: dict[str, str],
+        protocol: amp.AMP,
+        serial: int,
+        database_id: str,
+        clock: IReactorTime,
+        timeout: float,
+        trace: TraceLevels,
+    ) -> None:
+        self.name = name
+        self.endpoints = endpoints
+        self.protocol = protocol
+        #: the last serial this slave holds
+        self.serial = serial
+        self.database_id = database_id
+        self.clock = clock
+        self.timeout = timeout
+        self.trace = trace
+        self.live = False
+        self.closed = False
+        self._lock = DeferredLock()
+
+    def run(self, job: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+        """Run C{job} after every job queued before it: sends stay in serial order."""
+        return self._lock.run(job)
+
+    def _call(self, command: type[amp.Command], **kwargs: Any) -> Deferred[dict[str, Any]]:
+        return self.protocol.callRemote(command, **kwargs).addTimeout(self.timeout, self.clock)
+
+    def push(self, changes: list[Change]) -> Deferred[None]:
+        """Send changes the slave does not have yet, in batches under AMP's limit."""
+        missing = [c for c in changes if c.serial > self.serial]
+        if not missing:
+            return succeed(None)
+        batches: list[list[str]] = [[]]
+        size = 0
+        for change in missing:
+            text = change_to_json(change)
+            if batches[-1] and size + len(text) > _BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append(text)
+            size += len(text)
+        d: Deferred[Any] = succeed(None)
+        for batch in batches:
+            d.addCallback(lambda _, b=batch: self._push_batch(b))
+        return d
+
+    def _push_batch(self, batch: list[str]) -> Deferred[None]:
+        payload = "[" + ",".join(batch) + "]"
+        if len(payload.encode("utf-8")) > 65_000:
+            raise ValueError("a single change is larger than an AMP value")
+
+        def acked(answer: dict[str, Any]) -> None:
+            self.serial = answer["serial"]
+            if self.trace.replica > 2:
+                self.log.info(
+                    "[Replica] slave `{replica}' acknowledged serial {serial}",
+                    replica=self.name,
+                    serial=self.serial,
+                )
+
+        return self._call(
+            PushChanges, database_id=self.database_id, changes=payload
+        ).addCallback(acked)
+
+    def send_snapshot(self, state: StoreState) -> Deferred[None]:
+        """Replace the slave's database with the master's, in chunks."""
+        data = snapshot_to_json(state)
+        transfer = uuid.uuid4().hex
+        self.database_id = state.database_id
+        d = self._call(
+            BeginSnapshot,
+            transfer=transfer,
+            database_id=state.database_id,
+            serial=state.serial,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        for seq, offset in enumerate(range(0, len(data), CHUNK_SIZE)):
+            chunk = data[offset:offset + CHUNK_SIZE]
+            d.addCallback(
+                lambda _, s=seq, c=chunk: self._call(
+                    SnapshotChunk, transfer=transfer, seq=s, data=c
+                )
+            )
+        d.addCallback(lambda _: self._call(EndSnapshot, transfer=transfer))
+
+        def done(answer: dict[str, Any]) -> None:
+            self.serial = answer["serial"]
+
+        return d.addCallback(done)
+
+    def drop(self, why: str) -> None:
+        """Close the session; the slave will reconnect and catch up."""
+        if self.closed:
+            return
+        self.closed = True
+        self.live = False
+        self.log.warn("[Replica] dropping slave `{replica}': {why}", replica=self.name, why=why)
+        transport = self.protocol.transport
+        if transport is not None:
+            transport.abortConnection()
+
+
+class MasterReplication:
+    """Tracks the slaves of this master and replicates every change to them."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IRegistryStore,
+        clock: IReactorTime,
+        timeout: float,
+        trace: TraceLevels,
+        on_replicas_changed: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.timeout = timeout
+        self.trace = trace
+        self.sessions: dict[str, SlaveSession] = {}
+        self._on_replicas_changed = on_replicas_changed
+
+    # -- sessions ----------------------------------------------------------------
+
+    def register(
+        self,
+        protocol: amp.AMP,
+        name: str,
+        endpoints: dict[str, str],
+        database_id: str,
+        serial: int,
+    ) -> dict[str, Any]:
+        """
+        Accept a slave and start catching it up.
+
+        @raise DuplicateReplicaError: a live slave already has this name.
+        """
+        if name == "Master":
+            raise DuplicateReplicaError("a second replica named Master: there is one master")
+        old = self.sessions.get(name)
+        if old is not None and not old.closed and old.protocol is not protocol:
+            raise DuplicateReplicaError(f"a replica named `{name}' is already registered")
+        same_lineage = database_id == self.store.database_id and serial <= self.store.serial
+        session = SlaveSession(
+            name,
+            endpoints,
+            protocol,
+            serial if same_lineage else -1,
+            self.store.database_id,
+            self.clock,
+            self.timeout,
+            self.trace,
+        )
+        self.sessions[name] = session
+        sync = "changes" if same_lineage else "snapshot"
+        if self.trace.replica > 0:
+            self.log.info(
+                "[Replica] slave `{replica}' registered at serial {serial} "
+                "(database {database_id}); syncing by {sync}",
+                replica=name,
+                serial=serial,
+                database_id=database_id,
+                sync=sync,
+            )
+        self.clock.callLater(0, self._sync, session)
+        return {"database_id": self.store.database_id, "serial": self.store.serial, "sync": sync}
+
+    def _sync(self, session: SlaveSession) -> None:
+        started = self.clock.seconds()
+
+        def catch_up() -> Deferred[None]:
+            if session.serial >= 0:
+                d = self.store.changes_since(session.serial)
+
+                def missing(changes: Optional[list[Change]]) -> Deferred[None]:
+                    if changes is None:
+                        return self.store.snapshot().addCallback(session.send_snapshot)
+                    return session.push(changes)
+
+                return d.addCallback(missing)
+            return self.store.snapshot().addCallback(session.send_snapshot)
+
+        def live(_: object) -> None:
+            if session.closed:
+                return
+            session.live = True
+            if self.trace.replica > 0:
+                self.log.info(
+                    "[Replica] slave `{replica}' is up to date at serial {serial} "
+                    "({seconds:.3f} s)",
+                    replica=session.name,
+                    serial=session.serial,
+                    seconds=self.clock.seconds() - started,
+                )
+            self._on_replicas_changed()
+
+        session.run(catch_up).addCallbacks(
+            live, lambda f: self.drop(session, f"sync failed: {f.getErrorMessage()}")
+        )
+
+    def drop(self, session: SlaveSession, why: str) -> None:
+        """Stop replicating to a slave that failed; it will reconnect and catch up."""
+        was_live = session.live
+        session.drop(why)
+        if self.sessions.get(session.name) is session:
+            del self.sessions[session.name]
+        if was_live:
+            self._on_replicas_changed()
+
+    def lost(self, protocol: amp.AMP) -> None:
+        """A slave's connection is gone."""
+        for name, session in list(self.sessions.items()):
+            if session.protocol is protocol:
+                session.closed = True
+                session.live = False
+                del self.sessions[name]
+                if self.trace.replica > 0:
+                    self.log.info("[Replica] slave `{replica}' disconnected", replica=name)
+                self._on_replicas_changed()
+
+    def live_slaves(self) -> dict[str, dict[str, str]]:
+        return {n: s.endpoints for n, s in self.sessions.items() if s.live}
+
+    # -- fan-out -------------------------------------------------------------------
+
+    def replicate(self, change: Change) -> Deferred[None]:
+        """
+        Send a committed change to every slave; fire once every slave that
+        was live has acknowledged it or been dropped.
+        """
+        waits = []
+        for session in list(self.sessions.values()):
+            if session.closed:
+                continue
+            d = session.run(lambda s=session: s.push([change]))
+            d.addErrback(
+                lambda f, s=session: self.drop(s, f"no acknowledgement: {f.getErrorMessage()}")
+            )
+            if session.live:
+                waits.append(d)
+        if self.trace.replica > 1:
+            self.log.info(
+                "[Replica] replicating serial {serial} to {count} slave(s)",
+                serial=change.serial,
+                count=len(waits),
+            )
+        return DeferredList(waits).addCallback(lambda _: None)
+
+    def announce(self, replicas: dict[str, dict[str, str]]) -> None:
+        """Tell every live slave which replicas are active."""
+        payload = json.dumps(replicas)
+        for session in self.sessions.values():
+            if session.live:
+                session.protocol.callRemote(ReplicaSetChanged, replicas=payload).addErrback(
+                    lambda f, s=session: self.drop(
+                        s, f"replica set not delivered: {f.getErrorMessage()}"
+                    )
+                )

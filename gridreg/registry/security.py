@@ -1,0 +1,104 @@
+# -*- test-case-name: tests.test_replication -*-
+"""
+How a replica secures its internal endpoints: mutual TLS from the IceSSL.*
+properties, or plain TCP only when the operator asked for it explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from gridreg.config.properties import Properties, PropertyError
+from gridreg.ice.types import Endpoint, TcpEndpoint
+from gridreg.registry.listen import DEFAULT_PUBLISHED_HOST, listen_ice
+
+#: how long a replica waits for a TCP connection to another replica
+CONNECT_TIMEOUT = 5.0
+
+
+class InternalSecurity:
+    """TLS settings for internal sessions (or their explicit absence)."""
+
+    log = Logger()
+
+    def __init__(self, tls: Any = None) -> None:
+        self.tls = tls
+
+    @classmethod
+    def insecure(cls) -> "InternalSecurity":
+        return cls(None)
+
+    @classmethod
+    def from_properties(cls, properties: Properties, needed: bool) -> "InternalSecurity":
+        """
+        @param needed: the replica has internal endpoints or a master to reach.
+        @raise PropertyError: internal endpoints without IceSSL.* and without
+            the explicit permission to run them in the clear.
+        """
+        from gridreg import tls
+
+        config = tls.tls_config_from_properties(properties)
+        if config is not None:
+            return cls(config)
+        if needed and not tls.insecure_allowed(properties):
+            raise PropertyError(
+                "internal endpoints need mutual TLS: set IceSSL.CAs, IceSSL.CertFile and "
+                "IceSSL.KeyFile (see `python -m gridreg.certs'), or GridReg.Internal.Insecure=1 "
+                "to run them in the clear"
+            )
+        if needed:
+            cls.log.warn("{warning}", warning=tls.INSECURE_WARNING)
+        return cls(None)
+
+    @property
+    def authorize(self) -> Optional[Callable[[Any, str, str], None]]:
+        """Checks a peer's certificate against the role and name it claims."""
+        if self.tls is None:
+            return None
+        from gridreg import tls
+
+        def check(transport: Any, role: str, name: str) -> None:
+            from gridreg.protocol.errors import NotAuthorizedError
+
+            try:
+                tls.authorize(tls.peer_identity(transport), role, name)
+            except tls.PeerNotAuthorized as exc:
+                raise NotAuthorizedError(str(exc)) from None
+
+        return check
+
+    def listen(self, reactor: Any, endpoint: Endpoint, factory: Factory) -> Deferred[IListeningPort]:
+        if self.tls is None:
+            return listen_ice(reactor, endpoint, factory)
+        from gridreg import tls
+
+        assert isinstance(endpoint, TcpEndpoint)
+        interface = "" if endpoint.host in ("", "*") else endpoint.host
+        return SSL4ServerEndpoint(
+            reactor, endpoint.port, tls.server_tls_options(self.tls), interface=interface
+        ).listen(factory)
+
+    def client_endpoint(self, reactor: Any, endpoint: Endpoint, replica: str) -> IStreamClientEndpoint:
+        """An endpoint reaching replica C{replica}, checking its certificate's name."""
+        assert isinstance(endpoint, TcpEndpoint)
+        host = endpoint.host or DEFAULT_PUBLISHED_HOST
+        tcp_class = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
+        tcp = tcp_class(reactor, host, endpoint.port, timeout=CONNECT_TIMEOUT)
+        if self.tls is None:
+            return tcp
+        from gridreg import tls
+
+        return wrapClientTLS(
+            tls.client_tls_options(self.tls, tls.dns_name("registry", replica)), tcp
+        )

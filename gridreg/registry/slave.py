@@ -1,0 +1,301 @@
+# -*- test-case-name: tests.test_replication -*-
+"""
+A slave's side of replication: find the master, register, apply what it sends.
+
+The slave keeps one session with the master through a C{ClientService}: a
+lost master is looked for again with a capped, jittered back-off, through
+C{Ice.Default.Locator} and through the master endpoints it stored itself,
+so it also comes back when its locator does not lead to the master.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable, Optional, Sequence
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredLock, fail
+from twisted.internet.error import ConnectError
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gridreg.protocol.commands import (
+    PROTOCOL_VERSION,
+    BeginSnapshot,
+    EndSnapshot,
+    ForwardAdapterRegistration,
+    Hello,
+    PushChanges,
+    RegisterReplica,
+    ReplicaSetChanged,
+    SnapshotChunk,
+)
+from gridreg.protocol.errors import DuplicateReplicaError, SyncError
+from gridreg.registry.state import RegistryState
+from gridreg.registry.trace import TraceLevels
+from gridreg.store.interfaces import IRegistryStore
+from gridreg.store.records import StoreState, change_from_json
+
+LocateMaster = Callable[[], Deferred[Sequence[IStreamClientEndpoint]]]
+
+
+@implementer(IStreamClientEndpoint)
+class MasterEndpoint:
+    """Connects to wherever the master is now: looked up anew on every attempt."""
+
+    def __init__(self, locate: LocateMaster) -> None:
+        self._locate = locate
+
+    def connect(self, factory: Factory) -> Deferred[Any]:
+        async def attempt() -> Any:
+            candidates = await self._locate()
+            last: Optional[BaseException] = None
+            for endpoint in candidates:
+                try:
+                    return await endpoint.connect(factory)
+                except Exception as exc:  # try the next address of the master
+                    last = exc
+            raise ConnectError(string=f"the master is unreachable: {last or 'no known endpoint'}")
+
+        return Deferred.fromCoroutine(attempt())
+
+
+class SlaveProtocol(amp.AMP):
+    """The slave's connection to its master: the master pushes, the slave applies."""
+
+    def __init__(self, slave: "SlaveReplication") -> None:
+        super().__init__()
+        self.slave = slave
+
+    @PushChanges.responder
+    def push_changes(self, database_id: str, changes: str) -> Deferred[dict[str, int]]:
+        return self.slave.apply_changes(database_id, changes)
+
+    @BeginSnapshot.responder
+    def begin_snapshot(
+        self, transfer: str, database_id: str, serial: int, size: int, sha256: str
+    ) -> dict[str, Any]:
+        self.slave.begin_snapshot(transfer, size, sha256)
+        return {}
+
+    @SnapshotChunk.responder
+    def snapshot_chunk(self, transfer: str, seq: int, data: bytes) -> dict[str, Any]:
+        self.slave.snapshot_chunk(transfer, seq, data)
+        return {}
+
+    @EndSnapshot.responder
+    def end_snapshot(self, transfer: str) -> Deferred[dict[str, int]]:
+        return self.slave.end_snapshot(transfer)
+
+    @ReplicaSetChanged.responder
+    def replica_set_changed(self, replicas: str) -> dict[str, Any]:
+        self.slave.set_active(json.loads(replicas))
+        return {}
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self.slave.master_lost(self)
+
+
+class _Snapshot:
+    def __init__(self, transfer: str, size: int, sha256: str) -> None:
+        self.transfer = transfer
+        self.size = size
+        self.sha256 = sha256
+        self.chunks: list[bytes] = []
+        self.received = 0
+
+
+class SlaveReplication(Service):
+    """Keeps this slave registered with the master and its database in sync."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        name: str,
+        store: IRegistryStore,
+        state: RegistryState,
+        locate_master: LocateMaster,
+        own_endpoints: Callable[[], dict[str, str]],
+        on_active: Callable[[list[str]], None],
+        trace: TraceLevels,
+        request_timeout: float = 5.0,
+    ) -> None:
+        self.reactor = reactor
+        self.replica_name = name
+        self.store = store
+        self.state = state
+        self.own_endpoints = own_endpoints
+        self.on_active = on_active
+        self.trace = trace
+        self.request_timeout = request_timeout
+        self.master: Optional[SlaveProtocol] = None
+        self._lock = DeferredLock()
+        self._snapshot: Optional[_Snapshot] = None
+        self._client = ClientService(
+            MasterEndpoint(locate_master),
+            _SlaveFactory(self),
+            retryPolicy=backoffPolicy(initialDelay=0.2, maxDelay=5.0, factor=1.5),
+            clock=reactor,
+            prepareConnection=self._register,
+        )
+
+    def startService(self) -> None:
+        super().startService()
+        self._client.startService()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self._client.stopService()
+
+    # -- registration --------------------------------------------------------------
+
+    def _register(self, protocol: SlaveProtocol) -> Deferred[None]:
+        async def register() -> None:
+            await protocol.callRemote(
+                Hello, version=PROTOCOL_VERSION, role="registry", name=self.replica_name
+            ).addTimeout(self.request_timeout, self.reactor)
+            answer = await protocol.callRemote(
+                RegisterReplica,
+                name=self.replica_name,
+                endpoints=json.dumps(self.own_endpoints()),
+                database_id=self.store.database_id,
+                serial=self.store.serial,
+            ).addTimeout(self.request_timeout, self.reactor)
+            self.master = protocol
+            if self.trace.replica > 0:
+                self.log.info(
+                    "[Replica] registered with the master (serial {serial} there, "
+                    "{mine} here); syncing by {sync}",
+                    serial=answer["serial"],
+                    mine=self.store.serial,
+                    sync=answer["sync"],
+                )
+
+        def refused(failure: Failure) -> Failure:
+            if failure.check(DuplicateReplicaError):
+                self.log.critical(
+                    "The master refused replica `{replica}': {reason}",
+                    replica=self.replica_name,
+                    reason=failure.getErrorMessage(),
+                )
+            else:
+                self.log.info(
+                    "[Replica] registration with the master failed: {reason}",
+                    reason=failure.getErrorMessage(),
+                )
+            return failure
+
+        return Deferred.fromCoroutine(register()).addErrback(refused)
+
+    def master_lost(self, protocol: SlaveProtocol) -> None:
+        if self.master is protocol:
+            self.master = None
+            self._snapshot = None
+            self.log.warn("[Replica] lost the session with the master; looking for it again")
+            self.on_active([])
+
+    def set_active(self, replicas: dict[str, Any]) -> None:
+        self.on_active(sorted(replicas))
+
+    # -- applying ------------------------------------------------------------------
+
+    def apply_changes(self, database_id: str, payload: str) -> Deferred[dict[str, int]]:
+        def apply() -> Deferred[dict[str, int]]:
+            if database_id != self.store.database_id:
+                raise SyncError(
+                    f"changes of database {database_id}, this replica holds {self.store.database_id}"
+                )
+            changes = [change_from_json(json.dumps(c)) for c in json.loads(payload)]
+
+            async def each() -> dict[str, int]:
+                for change in changes:
+                    if change.serial <= self.store.serial:
+                        continue
+                    await self.store.apply(change)
+                    self.state.apply(change.mutations)
+                    if self.trace.replica > 2:
+                        self.log.info("[Replica] applied serial {serial}", serial=change.serial)
+                return {"serial": self.store.serial}
+
+            return Deferred.fromCoroutine(each())
+
+        return self._lock.run(apply).addErrback(_as_sync_error)
+
+    def begin_snapshot(self, transfer: str, size: int, sha256: str) -> None:
+        self._snapshot = _Snapshot(transfer, size, sha256)
+
+    def snapshot_chunk(self, transfer: str, seq: int, data: bytes) -> None:
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.transfer != transfer or seq != len(snapshot.chunks):
+            raise SyncError(f"unexpected snapshot chunk {seq} of {transfer}")
+        snapshot.received += len(data)
+        if snapshot.received > snapshot.size:
+            raise SyncError("the snapshot is larger than announced")
+        snapshot.chunks.append(data)
+
+    def end_snapshot(self, transfer: str) -> Deferred[dict[str, int]]:
+        snapshot, self._snapshot = self._snapshot, None
+        if snapshot is None or snapshot.transfer != transfer:
+            return fail(SyncError(f"no snapshot {transfer} in progress"))
+        data = b"".join(snapshot.chunks)
+        if len(data) != snapshot.size or hashlib.sha256(data).hexdigest() != snapshot.sha256:
+            return fail(SyncError("the snapshot's size or hash does not match"))
+        body = json.loads(data)
+        stored = StoreState(body["database_id"], body["serial"], body["records"])
+
+        def replace() -> Deferred[dict[str, int]]:
+            d = self.store.replace_all(stored)
+
+            def loaded(_: object) -> dict[str, int]:
+                self.state.load(stored.records)
+                if self.trace.replica > 0:
+                    self.log.info(
+                        "[Replica] loaded a snapshot of database {database_id} at serial {serial}",
+                        database_id=stored.database_id,
+                        serial=stored.serial,
+                    )
+                return {"serial": stored.serial}
+
+            return d.addCallback(loaded)
+
+        return self._lock.run(replace)
+
+    # -- forwarding ----------------------------------------------------------------
+
+    def forward_registration(
+        self, adapter_id: str, replica_group_id: str, proxy: str
+    ) -> Deferred[dict[str, Any]]:
+        """Hand a registration that reached this slave to the master."""
+        if self.master is None:
+            return fail(SyncError("the master is unreachable; registrations need the master"))
+        return self.master.callRemote(
+            ForwardAdapterRegistration,
+            adapter_id=adapter_id,
+            replica_group_id=replica_group_id,
+            proxy=proxy,
+        ).addTimeout(self.request_timeout, self.reactor)
+
+
+def _as_sync_error(failure: Failure) -> Failure:
+    if failure.check(SyncError):
+        return failure
+    return Failure(SyncError(failure.getErrorMessage()))
+
+
+class _SlaveFactory(Factory):
+    noisy = False
+
+    def __init__(self, slave: SlaveReplication) -> None:
+        self.slave = slave
+
+    def buildProtocol(self, addr: Any) -> SlaveProtocol:
+        return SlaveProtocol(self.slave)

@@ -1,0 +1,434 @@
+# -*- test-case-name: tests.test_tls -*-
+"""
+Mutual TLS for gridreg's internal AMP sessions.
+
+Replicas, nodes and admin clients reach a replica's internal endpoint
+(C{IceGrid.Registry.Internal.Endpoints}); both sides present a certificate
+signed by the grid's CA. Being signed by that CA only I{authenticates} a
+peer. What it may do depends on its role and name, so every certificate
+carries one DNS name of the form C{<label>.<role>.gridreg}:
+
+    - C{<replica>.registry.gridreg} for registry replicas;
+    - C{<node>.node.gridreg} for nodes;
+    - C{<user>.admin.gridreg} for admin clients;
+
+and the exact name, which DNS cannot spell, as its subject CN. Clients check
+the server's DNS name during the handshake (L{client_tls_options}); servers
+read the client's identity afterwards (L{peer_identity}) and L{authorize} it
+for the session it asks for. L{gridreg.certs} makes such certificates.
+
+Files are named with IceSSL's properties (L{tls_config_from_properties}), so
+an IceGrid configuration reads the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+from OpenSSL.crypto import X509, PKey
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    SSL4ServerEndpoint,
+    serverFromString,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.ssl import (
+    Certificate,
+    CertificateOptions,
+    KeyPair,
+    PrivateCertificate,
+    TLSVersion,
+    optionsForClientTLS,
+    trustRootFromCertificates,
+)
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+from gridreg.config.properties import PropertyError
+from gridreg.ice.types import TcpEndpoint
+
+__all__ = [
+    "ADMIN", "INSECURE_PROPERTY", "INSECURE_WARNING", "NODE", "REGISTRY", "ROLES",
+    "PeerIdentity", "PeerNotAuthorized", "TLSConfig", "authorize", "client_tls_options",
+    "dns_label", "dns_name", "insecure_allowed", "peer_identity", "server_tls_options",
+    "tls_config_from_properties", "wrap_client_endpoint", "wrap_server_endpoint",
+]
+
+REGISTRY = "registry"
+NODE = "node"
+ADMIN = "admin"
+#: the roles a certificate may name; anything else is refused
+ROLES = (REGISTRY, NODE, ADMIN)
+DOMAIN = "gridreg"
+
+#: the gridreg property that lets internal endpoints run without TLS
+INSECURE_PROPERTY = "GridReg.Internal.Insecure"
+INSECURE_WARNING = (
+    "GridReg.Internal.Insecure is set: internal sessions (replication, nodes, admin) run "
+    "over plain TCP, unauthenticated and unencrypted; anyone who can reach the internal "
+    "endpoint can act as a replica, node or administrator. Use this only on a trusted "
+    "test machine.")
+
+CA_PROPERTY = "IceSSL.CAs"
+CERT_PROPERTY = "IceSSL.CertFile"
+KEY_PROPERTY = "IceSSL.KeyFile"
+DIR_PROPERTY = "IceSSL.DefaultDir"
+
+_MIN_TLS = TLSVersion.TLSv1_2
+_log = Logger(namespace="gridreg.tls")
+
+_MAX_LABEL = 63
+_HASH_CHARS = 8
+_NOT_LDH = re.compile(r"[^a-z0-9-]")
+#: what the hash suffix looks like; a name that already ends so is hashed
+#: too, so a plain label can never equal an encoded one
+_LOOKS_HASHED = re.compile(rf"-[0-9a-f]{{{_HASH_CHARS}}}\Z")
+_UPPER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+class PeerNotAuthorized(Exception):
+    """
+    The TLS peer may not do what it asked: it has no usable gridreg
+    identity, or the wrong role or name. The message says which.
+    """
+
+
+@attrs.frozen
+class TLSConfig:
+    """PEM files: the grid CA(s) to trust, our certificate (chain) and its key."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+
+@attrs.frozen
+class PeerIdentity:
+    """
+    Who a TLS peer is, from its certificate.
+
+    @ivar role: C{registry}, C{node} or C{admin}.
+    @ivar name: the exact replica, node or user name (the subject CN).
+    @ivar dns_name: the certificate's C{<label>.<role>.gridreg} name.
+    """
+
+    role: str
+    name: str
+    dns_name: str
+
+
+# -- names ---------------------------------------------------------------------
+
+def dns_label(name: str) -> str:
+    """
+    A DNS label for C{name}, deterministic and distinct for distinct names.
+
+    ASCII letters are lowercased. Other characters DNS forbids become C{-};
+    when that, trimming C{-} at the ends, or shortening to 63 characters
+    changes the name, a C{-} and 8 hex digits of the name's SHA-256 are
+    appended (C{"Replica 1"} gives C{replica-1-} plus the hash), so odd names
+    cannot collide. Names that differ only in ASCII case share a label, as
+    DNS ignores case; the CN tells them apart.
+
+    @raise ValueError: for an empty name.
+    """
+    if not name:
+        raise ValueError("an empty name has no DNS label")
+    lowered = name.translate(_UPPER)
+    label = _NOT_LDH.sub("-", lowered).strip("-")
+    if (label == lowered and len(label) <= _MAX_LABEL and not _LOOKS_HASHED.search(label)
+            and label[2:4] != "--"):  # "xn--" style labels mean punycode
+        return label
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_HASH_CHARS]
+    stem = label[:_MAX_LABEL - _HASH_CHARS - 1].rstrip("-") or "x"
+    return f"{stem}-{digest}"
+
+
+def dns_name(role: str, name: str) -> str:
+    """
+    The DNS name a peer's certificate carries, e.g. C{master.registry.gridreg}
+    for the replica C{Master}; clients pass it as C{expected_peer}.
+
+    @raise ValueError: for an unknown role or an empty name.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    return f"{dns_label(name)}.{role}.{DOMAIN}"
+
+
+# -- configuration -------------------------------------------------------------
+
+class _FileError(ValueError):
+    """A TLS file is missing or unusable; C{which} is the property that names it."""
+
+    def __init__(self, which: str, path: str, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.which, self.path, self.why = which, path, why
+
+
+def _read(which: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise _FileError(which, path, "no such file") from None
+    except OSError as e:
+        raise _FileError(which, path, e.strerror or str(e)) from None
+
+
+def _certificates(which: str, path: str) -> list[x509.Certificate]:
+    data = _read(which, path)
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise _FileError(which, path, "not a PEM certificate file") from None
+    return certs
+
+
+def _load(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, list[X509]]:
+    """The trusted CAs, our certificate with its key, and any intermediates."""
+    cas = [Certificate(X509.from_cryptography(c))
+           for c in _certificates(CA_PROPERTY, config.ca_file)]
+    chain = _certificates(CERT_PROPERTY, config.cert_file)
+    data = _read(KEY_PROPERTY, config.key_file)
+    try:
+        key = serialization.load_pem_private_key(data, None)
+    except TypeError:
+        raise _FileError(KEY_PROPERTY, config.key_file,
+                         "the key is encrypted; gridreg needs an unencrypted PEM key") from None
+    except ValueError:
+        raise _FileError(KEY_PROPERTY, config.key_file, "not a PEM private key") from None
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    if public != chain[0].public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise _FileError(KEY_PROPERTY, config.key_file,
+                         f"not the private key of the certificate in {config.cert_file}")
+    pair = KeyPair(PKey.from_cryptography_key(key))  # type: ignore[arg-type]
+    ours = PrivateCertificate.fromCertificateAndKeyPair(
+        Certificate(X509.from_cryptography(chain[0])), pair)
+    return cas, ours, [X509.from_cryptography(c) for c in chain[1:]]
+
+
+def _where(properties: Mapping[str, str], key: str) -> str:
+    source = getattr(properties, "source", None)
+    return f"{source(key)}: " if source is not None else ""
+
+
+def tls_config_from_properties(properties: Mapping[str, str]) -> TLSConfig | None:
+    """
+    The TLS files named by C{IceSSL.CAs}, C{IceSSL.CertFile} and
+    C{IceSSL.KeyFile}, relative ones under C{IceSSL.DefaultDir}; all PEM.
+
+    The files are read now, so a bad path or file stops start-up with an
+    error naming the property, not a failed handshake later.
+
+    @return: C{None} when none of the three is set.
+    @raise PropertyError: when only some are set, or a file is missing,
+        unreadable, not PEM, or the key does not match the certificate.
+    """
+    keys = (CA_PROPERTY, CERT_PROPERTY, KEY_PROPERTY)
+    values = {key: properties.get(key) for key in keys}
+    if not any(values.values()):
+        return None
+    for key, value in values.items():
+        if not value:
+            raise PropertyError(
+                f"{key} is not set: gridreg's mutual TLS needs {', '.join(keys)} together")
+    base = properties.get(DIR_PROPERTY) or ""
+    paths = {key: os.path.join(base, value) for key, value in values.items() if value}
+    config = TLSConfig(paths[CA_PROPERTY], paths[CERT_PROPERTY], paths[KEY_PROPERTY])
+    try:
+        _load(config)
+    except _FileError as e:
+        raise PropertyError(f"{_where(properties, e.which)}invalid value for {e.which}: "
+                            f"{values[e.which]!r}: {e.path}: {e.why}") from None
+    return config
+
+
+def insecure_allowed(properties: Mapping[str, str]) -> bool:
+    """
+    Whether the operator set C{GridReg.Internal.Insecure} to a number > 0,
+    allowing plain TCP on internal endpoints; if so, log L{INSECURE_WARNING}.
+    Call it once at start-up.
+
+    @raise PropertyError: if the value is not an integer.
+    """
+    value = properties.get(INSECURE_PROPERTY)
+    if value is None or not value.strip():
+        return False
+    try:
+        allowed = int(value.strip()) > 0
+    except ValueError:
+        raise PropertyError(f"{_where(properties, INSECURE_PROPERTY)}invalid value for "
+                            f"{INSECURE_PROPERTY}: {value!r}: not an integer") from None
+    if allowed:
+        _log.warn(INSECURE_WARNING, property=INSECURE_PROPERTY)
+    return allowed
+
+
+# -- TLS options -----------------------------------------------------------------
+
+def server_tls_options(config: TLSConfig) -> IOpenSSLServerConnectionCreator:
+    """
+    Server TLS settings that I{require} a client certificate signed by the
+    grid CA (TLS 1.2 or later). Who the client is gets checked after the
+    handshake with L{peer_identity} and L{authorize}.
+
+    @raise ValueError: if a file is missing or unusable.
+    """
+    cas, ours, extra = _load(config)
+    return CertificateOptions(
+        privateKey=ours.privateKey.original, certificate=ours.original,
+        extraCertChain=extra, trustRoot=trustRootFromCertificates(cas),
+        raiseMinimumTo=_MIN_TLS)
+
+
+def client_tls_options(config: TLSConfig, expected_peer: str) -> IOpenSSLClientConnectionCreator:
+    """
+    Client TLS settings that present our certificate and accept only a
+    server whose certificate, signed by the grid CA, carries the DNS name
+    C{expected_peer} (see L{dns_name}), whatever address we dialled.
+
+    @raise ValueError: if a file is missing or unusable.
+    """
+    cas, ours, extra = _load(config)
+    return optionsForClientTLS(
+        expected_peer, trustRoot=trustRootFromCertificates(cas), clientCertificate=ours,
+        extraCertificateOptions={"raiseMinimumTo": _MIN_TLS, "extraCertChain": extra})
+
+
+# -- identity and authorization ----------------------------------------------------
+
+def _as_cryptography(cert: object) -> x509.Certificate:
+    if isinstance(cert, x509.Certificate):
+        return cert
+    if isinstance(cert, Certificate):  # Twisted's wrapper, e.g. AMP's peerCertificate
+        cert = cert.original
+    if isinstance(cert, X509):
+        return cert.to_cryptography()
+    raise PeerNotAuthorized(f"unusable peer certificate {cert!r}")
+
+
+def peer_identity(transport: Any) -> PeerIdentity:
+    """
+    The identity in the certificate a TLS peer presented, once the
+    handshake is complete (e.g. from C{IHandshakeListener.handshakeCompleted}).
+
+    @param transport: a TLS transport (C{getPeerCertificate()}), or the
+        peer's certificate itself.
+    @raise PeerNotAuthorized: if there is no certificate, no DNS name
+        C{<label>.<role>.gridreg} with a known role, several of them, or a
+        subject CN that is missing or does not encode to that label.
+    """
+    get = getattr(transport, "getPeerCertificate", None)
+    cert = get() if get is not None else transport
+    if cert is None:
+        raise PeerNotAuthorized("the peer presented no certificate")
+    cert = _as_cryptography(cert)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    ours = sorted({n.lower() for n in names if n.lower().endswith("." + DOMAIN)})
+    shaped = [n.split(".") for n in ours if n.count(".") == 2]
+    if not shaped:
+        raise PeerNotAuthorized(
+            f"the peer certificate {cert.subject.rfc4514_string()!r} has no "
+            f"<name>.<role>.{DOMAIN} DNS name")
+    if len(shaped) > 1:
+        raise PeerNotAuthorized(f"the peer certificate names several identities: {ours}")
+    label, role, _ = shaped[0]
+    dns = ".".join(shaped[0])
+    if role not in ROLES:
+        raise PeerNotAuthorized(f"peer {dns} has the unknown role {role!r}")
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(cns) != 1 or not isinstance(cns[0].value, str):
+        raise PeerNotAuthorized(f"peer {dns} has no single subject CN naming it")
+    name = cns[0].value
+    if not name or dns_label(name) != label:
+        raise PeerNotAuthorized(f"peer {dns}: its CN {name!r} does not match its DNS name")
+    return PeerIdentity(role, name, dns)
+
+
+def authorize(identity: PeerIdentity, role: str, name: str | None = None) -> None:
+    """
+    Check that a peer has C{role} and, if given, exactly the name C{name}.
+
+    @raise PeerNotAuthorized: with a message saying who the peer is and
+        what this endpoint accepts.
+    """
+    if identity.role != role:
+        raise PeerNotAuthorized(f"peer {identity.name!r} has role {identity.role}, "
+                                f"this endpoint accepts {role}")
+    if name is not None and identity.name != name:
+        raise PeerNotAuthorized(f"peer {identity.name!r} ({identity.dns_name}) is not "
+                                f"the {role} {name!r} expected here")
+
+
+# -- endpoints ---------------------------------------------------------------------
+
+@implementer(IStreamServerEndpoint)
+@attrs.frozen
+class _TLSServerEndpoint:
+    """TLS over another server endpoint, for Twisted releases without wrapServerTLS."""
+
+    wrapped: IStreamServerEndpoint
+    options: IOpenSSLServerConnectionCreator
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        return self.wrapped.listen(TLSMemoryBIOFactory(self.options, False, factory))
+
+
+def wrap_server_endpoint(reactor: Any,
+                         endpoint: str | TcpEndpoint | IStreamServerEndpoint,
+                         config: TLSConfig) -> IStreamServerEndpoint:
+    """
+    A listening endpoint speaking mutual TLS with L{server_tls_options}.
+
+    @param endpoint: a Twisted server endpoint string (C{tcp:12000:interface=127.0.0.1}),
+        an Ice C{tcp}/C{ssl} endpoint (as parsed from
+        C{IceGrid.Registry.Internal.Endpoints}), or a server endpoint to wrap.
+    """
+    options = server_tls_options(config)
+    if isinstance(endpoint, TcpEndpoint):
+        interface = "" if endpoint.host in ("", "*") else endpoint.host
+        return SSL4ServerEndpoint(reactor, endpoint.port, options, interface=interface)
+    wrapped: IStreamServerEndpoint = (
+        serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint)
+    wrap = getattr(endpoints, "wrapServerTLS", None)  # Twisted >= 25
+    if wrap is not None:
+        return wrap(options, wrapped)  # type: ignore[no-any-return]
+    return _TLSServerEndpoint(wrapped, options)
+
+
+def wrap_client_endpoint(reactor: Any, host: str, port: int, config: TLSConfig,
+                         expected_peer: str, timeout: float = 30) -> IStreamClientEndpoint:
+    """
+    An endpoint dialling C{host:port} with L{client_tls_options}: it connects
+    only if the server proves to be C{expected_peer} (a L{dns_name}).
+
+    @param timeout: seconds allowed for the TCP connection.
+    """
+    return wrapClientTLS(client_tls_options(config, expected_peer),
+                         HostnameEndpoint(reactor, host, port, timeout=timeout))
