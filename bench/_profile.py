@@ -3,11 +3,11 @@ Sampling gridreg with py-spy during a measured window, and reading the
 result: where does the registry's CPU time go?
 
 py-spy (C{pip install py-spy}) reads the interpreter's stacks from outside
-the process, so gridreg needs no change. It runs with C{--nonblocking} (it
-does not stop the registry to take a sample), and skips idle stacks (the
-reactor waiting in C{epoll}), so the percentages are of the registry's busy
-time. The registry's CPU figures of a profiled window are still a little
-worse than unprofiled ones; compare them only with each other.
+the process, so gridreg needs no change. It pauses the registry for each
+sample (without that its stacks came out biased towards the idle reactor),
+so the registry's figures of a profiled window are worse than unprofiled
+ones: compare them only with each other. Samples of the reactor waiting in
+C{epoll_wait} are counted apart, so percentages are of the busy time.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ async def record(
 ) -> Path:
     """
     Record C{pid} from wall-clock C{start_at} for C{duration} seconds into
-    C{output} (py-spy's raw "collapsed stacks" format, by function).
+    C{output} (py-spy's raw "collapsed stacks" format, by line).
     """
     await deferLater(reactor, max(0.0, start_at - time.time()))
     command = [
@@ -53,8 +53,6 @@ async def record(
         str(max(1, round(duration))),
         "--rate",
         str(rate),
-        "--nonblocking",
-        "--function",
         "--format",
         "raw",
         "--output",
@@ -89,11 +87,28 @@ def _short(frame: str) -> str:
     return f"{match['function']} ({where})"
 
 
-def parse(lines: Iterable[str]) -> tuple[Counter[str], Counter[str], int]:
-    """Self and inclusive sample counts per frame, and the total."""
+#: Leaf frames that are the reactor waiting in C{epoll_wait}, not working
+#: (py-spy cannot tell idle threads apart when it does not pause the
+#: process): C{EPollReactor.doPoll} at its C{self._poller.poll(...)} line.
+IDLE_LEAVES = (".doPoll (twisted/internet/epollreactor.py:227)",)
+
+
+def _function(frame: str) -> str:
+    """A frame without its current line: C{fn (file)}."""
+    match = _FRAME.match(frame)
+    if match is None:
+        return frame
+    return f"{match['function']} ({match['where'].rsplit(':', 1)[0]})"
+
+
+def parse(lines: Iterable[str]) -> tuple[Counter[str], Counter[str], int, int]:
+    """
+    Self sample counts per line, inclusive counts per function, the busy
+    total and the idle samples (left out of both).
+    """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    total = 0
+    total = idle = 0
     for line in lines:
         line = line.rstrip("\n")
         if not line:
@@ -103,24 +118,30 @@ def parse(lines: Iterable[str]) -> tuple[Counter[str], Counter[str], int]:
         frames = [_short(f) for f in _frames(stack)]
         if not frames:
             continue
+        if frames[-1].endswith(IDLE_LEAVES):
+            idle += count
+            continue
         total += count
         own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    return own, inclusive, total
+        for function in {_function(f) for f in frames}:
+            inclusive[function] += count
+    return own, inclusive, total, idle
 
 
 def summary(path: Path, top: int = 15) -> str:
-    """The top frames by self time and by inclusive time, as text."""
+    """The top lines by self time and functions by inclusive time, as text."""
     with open(path) as f:
-        own, inclusive, total = parse(f)
+        own, inclusive, total, idle = parse(f)
     if not total:
-        return f"{path}: no samples"
-    lines = [f"{path.name}: {total} samples of busy time"]
-    lines.append("  self %   function (file:line of its definition)")
+        return f"{path}: no busy samples"
+    lines = [
+        f"{path.name}: {total} busy samples ({idle} more idle in epoll, left out); "
+        "% of busy time"
+    ]
+    lines.append("  self %   function (file:line)")
     for frame, count in own.most_common(top):
         lines.append(f"  {100 * count / total:5.1f}   {frame}")
-    lines.append("  incl %   function")
-    for frame, count in inclusive.most_common(top):
+    lines.append("  incl %   function (file)")
+    for frame, count in inclusive.most_common(top + 10):
         lines.append(f"  {100 * count / total:5.1f}   {frame}")
     return "\n".join(lines)

@@ -11,10 +11,12 @@ import json
 import xml.etree.ElementTree as ElementTree
 from typing import Any, Optional
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.protocols import amp
-from twisted.test.iosim import IOPump, connectedServerAndClient
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.admin.session import (
@@ -23,6 +25,7 @@ from gridreg.admin.session import (
     AdminUnreachableError,
     open_admin_session,
 )
+from gridreg.certs import make_demo_certs
 from gridreg.config.properties import Properties
 from gridreg.ice.stringify import proxy_from_string
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
@@ -49,9 +52,11 @@ from gridreg.registry.admin import MAX_UPLOAD_BYTES, PAGE_BUDGET, AdminResponder
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.descriptors import DescriptorError
 from gridreg.registry.internal import InternalProtocol
+from gridreg.registry.security import InternalSecurity
 from gridreg.registry.service import RegistryService
 from gridreg.store.memory import MemoryStore
 from gridreg.store.records import Change, Mutation
+from gridreg.tls import ADMIN, REGISTRY, TLSConfig, server_tls_options
 from tests._helpers import MemoryNetwork
 
 HOST = "127.0.0.1"
@@ -122,17 +127,24 @@ def install_applications(registry: RegistryService) -> None:
 
 
 def start_registry(
-    testcase: SynchronousTestCase, network: MemoryNetwork, name: str, ports: tuple[int, int, int]
+    testcase: SynchronousTestCase,
+    network: MemoryNetwork,
+    name: str,
+    ports: tuple[int, int, int],
+    tls: Optional[TLSConfig] = None,
 ) -> RegistryService:
     config = RegistryConfig.from_properties(registry_properties(name, ports))
-    registry = RegistryService(network.reactor, config, MemoryStore())
+    registry = RegistryService(network.reactor, config, MemoryStore(),
+                               security=InternalSecurity(tls))
     registry.privilegedStartService()
     registry.startService()
     testcase.successResultOf(registry.when_ready())
     install_applications(registry)
-    for port, factory in zip(
-        ports, (registry.client_factory, registry.server_factory, registry.internal_factory)
-    ):
+    internal: Factory = registry.internal_factory
+    if tls is not None:
+        internal = TLSMemoryBIOFactory(server_tls_options(tls), False, internal,
+                                       clock=network.reactor)
+    for port, factory in zip(ports, (registry.client_factory, registry.server_factory, internal)):
         network.listen(HOST, port, factory)
     testcase.addCleanup(registry.stopService)
     return registry
@@ -298,9 +310,9 @@ class ResponderTests(SynchronousTestCase):
         message = self.admin.refused(RegistryUserError, AdminObjectAdd, proxy="hello:tcp -p 1",
                                      type="")
         self.assertEqual(message, "object `hello' already exists")
-        message = self.admin.refused(RegistryUserError, AdminObjectAdd, proxy="bad:udp -z",
+        message = self.admin.refused(RegistryUserError, AdminObjectAdd, proxy="bad -x:tcp",
                                      type="")
-        self.assertIn("bad:udp -z", message)
+        self.assertIn("`bad -x:tcp'", message)
         message = self.admin.refused(NotFoundError, AdminObjectRemove, identity="cat/missing")
         self.assertEqual(message, "object `cat/missing' is not registered")
         self.admin.refused(RegistryUserError, AdminObjectRemove, identity="a/b/c")
@@ -446,11 +458,14 @@ class SessionTests(SynchronousTestCase):
         replicas = self.successResultOf(self.finish(session.list("registry")))
         self.assertEqual([(r["name"], r["alive"]) for r in replicas],
                          [("Master", True), ("Replica1", True)])
-        self.finish(session.close())
+        closed = session.close()
+        self.network.run_until(closed)
+        self.assertTrue(session.protocol.gone)
 
     def test_slave_session_is_read_only(self) -> None:
-        self.successResultOf(self.master.database.add_object(
-            proxy_from_string("hello@HelloAdapter"), "::Demo::Hello"))
+        added = self.master.database.add_object(
+            proxy_from_string("hello@HelloAdapter"), "::Demo::Hello")
+        self.network.run_until(added)
         self.network.run_until(lambda: Identity("hello") in self.slave.state.objects)
         session = self.successResultOf(self.open(replica="Replica1"))
         self.assertEqual((session.replica, session.is_master), ("Replica1", False))
@@ -480,4 +495,49 @@ class SessionTests(SynchronousTestCase):
         self.assertIn("IceSSL.CertFile", failure.getErrorMessage())
 
 
-del succeed, IOPump  # imported for type checkers of the helpers above
+
+class TLSSessionTests(SynchronousTestCase):
+    """Admin sessions over mutual TLS, with gridreg's demo certificates."""
+
+    def setUp(self) -> None:
+        self.certs = make_demo_certs(self.mktemp(), ["Master", "Replica1"],
+                                     admins=["Alice Admin"], instance="DemoIceGrid")
+        self.network = MemoryNetwork()
+
+    def start(self, certificate: str = "Master") -> None:
+        self.master = start_registry(self, self.network, "Master", MASTER_PORTS,
+                                     tls=self.certs[REGISTRY, certificate])
+
+    def open(self, config: TLSConfig) -> Deferred[AdminSession]:
+        properties = Properties()
+        properties.set("Ice.Default.Locator", f"DemoIceGrid/Locator:tcp -h {HOST} -p 4061")
+        properties.set("IceSSL.CAs", config.ca_file)
+        properties.set("IceSSL.CertFile", config.cert_file)
+        properties.set("IceSSL.KeyFile", config.key_file)
+        d = Deferred.fromCoroutine(open_admin_session(self.network.reactor, properties, None, 3.0))
+        self.network.run_until(d)
+        return d
+
+    def test_admin_certificate(self) -> None:
+        """The admin's name comes from its certificate, which the registry checks."""
+        self.start()
+        session = self.successResultOf(self.open(self.certs[ADMIN, "Alice Admin"]))
+        self.assertTrue(session.is_master)
+        [connection] = [link.server for link in self.network.links
+                        if link.address == (HOST, MASTER_PORTS[2])]
+        self.assertEqual(connection.wrappedProtocol.peer_name, "Alice Admin")
+        d = Deferred.fromCoroutine(session.list("registry"))
+        self.network.run_until(d)
+        self.assertEqual([r["name"] for r in self.successResultOf(d)], ["Master"])
+
+    def test_registry_must_prove_its_name(self) -> None:
+        """A server whose certificate names another replica is not talked to."""
+        self.start(certificate="Replica1")
+        failure = self.failureResultOf(self.open(self.certs[ADMIN, "Alice Admin"]),
+                                       AdminUnreachableError)
+        self.assertIn("127.0.0.1:4063", failure.getErrorMessage())
+
+    def test_not_an_admin_certificate(self) -> None:
+        self.start()
+        failure = self.failureResultOf(self.open(self.certs[REGISTRY, "Master"]), AdminConfigError)
+        self.assertIn("not of an admin", failure.getErrorMessage())

@@ -15,7 +15,12 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from gridreg.client import AdapterRegistration, LocatorClient, register_port
+from gridreg.client import (
+    AdapterRegistration,
+    LocatorClient,
+    NoLocatorRegistryError,
+    register_port,
+)
 from gridreg.client.locator import locator_retry_policy
 from gridreg.ice.encoding import InputStream
 from gridreg.ice.exceptions import AdapterNotFoundException
@@ -135,7 +140,7 @@ class RegisterTests(RegistrationTestCase):
         d = registration.stopService()
         elapsed = self.network.run_until(d)
         self.successResultOf(d)
-        self.assertEqual(elapsed, 2.0)
+        self.assertAlmostEqual(elapsed, 2.0)
         self.assertTrue(
             any("Could not unregister" in e["log_format"] for e in events), list(events)
         )
@@ -167,6 +172,15 @@ class RegisterTests(RegistrationTestCase):
         self.failureResultOf(d, AdapterNotFoundException)
         self.failureResultOf(registration.when_registered(), AdapterNotFoundException)
         self.assertEqual(len(registry.registry_requests()), 1)
+
+    def test_no_locator_registry(self) -> None:
+        """A locator without a LocatorRegistry cannot take registrations: said once, clearly."""
+        self.registry.published.locator_registry = None
+        registration = self.registration()
+        d = registration.when_registered()
+        self.network.advance(10)
+        self.failureResultOf(d, NoLocatorRegistryError)
+        self.assertEqual(len(self.registry.locate_requests("getRegistry")), 1)
 
     def test_register_port(self) -> None:
         """A listening port is published as tcp on the given host and its real port."""

@@ -17,12 +17,20 @@ import itertools
 import json
 from typing import Any, AsyncIterator, Callable, Optional
 
+import attrs
+from zope.interface import implementer
+
 from cryptography import x509
 from twisted.internet.defer import Deferred, TimeoutError
-from twisted.internet.endpoints import connectProtocol, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.endpoints import connectProtocol
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+)
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from gridreg.client.endpoints import client_endpoint
@@ -56,6 +64,7 @@ from gridreg.tls import (
     REGISTRY,
     PeerNotAuthorized,
     TLSConfig,
+    authorize,
     client_tls_options,
     dns_name,
     insecure_allowed,
@@ -286,6 +295,27 @@ def admin_name(properties: Properties, tls: Optional[TLSConfig]) -> str:
     return configured or identity.name
 
 
+@implementer(IStreamClientEndpoint)
+@attrs.frozen
+class TLSClientEndpoint:
+    """
+    TLS over another client endpoint, like L{wrapClientTLS} but with our
+    clock: Twisted's TLS batches small writes until the next reactor turn,
+    and that turn must be the injected reactor's, not the global one's.
+    """
+
+    wrapped: IStreamClientEndpoint
+    options: IOpenSSLClientConnectionCreator
+    clock: Any
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
+        try:
+            tls = TLSMemoryBIOFactory(self.options, True, factory, clock=self.clock)
+        except TypeError:  # a Twisted without write batching
+            tls = TLSMemoryBIOFactory(self.options, True, factory)
+        return self.wrapped.connect(tls).addCallback(lambda p: p.wrappedProtocol)
+
+
 def dial_endpoints(
     reactor: Any,
     proxy: Proxy,
@@ -302,7 +332,7 @@ def dial_endpoints(
         plain = TcpEndpoint(endpoint.host, endpoint.port, endpoint.timeout)
         dial = client_endpoint(reactor, plain, timeout_cap=timeout)
         if options is not None:
-            dial = wrapClientTLS(options, dial)
+            dial = TLSClientEndpoint(dial, options, reactor)
         found.append((f"{endpoint.host or '127.0.0.1'}:{endpoint.port}", dial))
     return found
 
@@ -386,7 +416,7 @@ async def open_admin_session(
     failures = []
     for address, endpoint in candidates:
         try:
-            return await _hello(reactor, endpoint, name, user, timeout)
+            return await _hello(reactor, endpoint, name, user, timeout, tls is not None)
         except AdminUnreachableError as e:
             failures.append(f"{address}: {e}")
     hint = "; use --replica NAME for read-only access to a slave" if replica is None else ""
@@ -396,7 +426,12 @@ async def open_admin_session(
 
 
 async def _hello(
-    reactor: Any, endpoint: IStreamClientEndpoint, replica: str, user: str, timeout: float
+    reactor: Any,
+    endpoint: IStreamClientEndpoint,
+    replica: str,
+    user: str,
+    timeout: float,
+    check_peer: bool,
 ) -> AdminSession:
     protocol = _AdminProtocol()
     try:
@@ -408,6 +443,12 @@ async def _hello(
     session = AdminSession(protocol, reactor, timeout, replica, "", False)
     try:
         hello = await session.call(Hello, version=PROTOCOL_VERSION, role=ADMIN, name=user)
+        if check_peer:
+            # the handshake checked the DNS name, which folds case; this is the exact name
+            try:
+                authorize(peer_identity(protocol.transport), REGISTRY, replica)
+            except PeerNotAuthorized as e:
+                raise AdminUnreachableError(f"not the replica we asked for: {e}") from None
     except BaseException:
         protocol.transport.abortConnection()
         raise

@@ -12,17 +12,19 @@ without knowing there is a list.
 
 from __future__ import annotations
 
-from typing import Sequence
+import random
+from typing import Callable, Sequence
 
 from zope.interface import implementer
 
+from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-__all__ = ["FailoverEndpoint"]
+__all__ = ["FailoverEndpoint", "locator_retry_policy"]
 
 
 @implementer(IStreamClientEndpoint)
@@ -89,3 +91,24 @@ class FailoverEndpoint:
             return failure
 
         return endpoint.connect(protocolFactory).addErrback(failed)
+
+
+def locator_retry_policy(
+    initial_delay: float = 0.05,
+    factor: float = 1.5,
+    max_delay: float = 2.0,
+    max_jitter: float = 0.1,
+    random: Callable[[], float] = random.random,
+) -> Callable[[int], float]:
+    """
+    The reconnection back-off: exponential, capped at C{max_delay}, plus up
+    to C{max_jitter} seconds of jitter so that clients cut off together do
+    not reconnect in lockstep. The jitter is bounded because Twisted's
+    default (up to a whole second) alone would break sub-second failover.
+    """
+    return backoffPolicy(
+        initialDelay=initial_delay,
+        maxDelay=max_delay,
+        factor=factor,
+        jitter=lambda: max_jitter * random(),
+    )

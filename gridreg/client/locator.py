@@ -16,10 +16,9 @@ C{Ice.Default.LocatorCacheTimeout} seconds (-1: forever, 0: never).
 
 from __future__ import annotations
 
-import random
 from typing import Any, Callable, Optional, Union
 
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService
 from twisted.application.service import Service
 from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
@@ -30,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gridreg.client.endpoints import ValidatedEndpoint, client_endpoint
-from gridreg.client.failover import FailoverEndpoint
+from gridreg.client.failover import FailoverEndpoint, locator_retry_policy
 from gridreg.config.properties import Properties, PropertyError
 from gridreg.ice.client import IceClientFactory, IceClientProtocol
 from gridreg.ice.encoding import InputStream, OutputStream
@@ -68,27 +67,6 @@ class LocatorUnreachableError(Exception):
         return f"no locator replica answered after {self.attempts} attempts: {self.last_error!r}"
 
 
-def locator_retry_policy(
-    initial_delay: float = 0.05,
-    factor: float = 1.5,
-    max_delay: float = 2.0,
-    max_jitter: float = 0.1,
-    random: Callable[[], float] = random.random,
-) -> Callable[[int], float]:
-    """
-    The reconnection back-off: exponential, capped at C{max_delay}, plus up
-    to C{max_jitter} seconds of jitter so that clients cut off together do
-    not reconnect in lockstep. The jitter is bounded because Twisted's
-    default (up to a whole second) alone would break sub-second failover.
-    """
-    return backoffPolicy(
-        initialDelay=initial_delay,
-        maxDelay=max_delay,
-        factor=factor,
-        jitter=lambda: max_jitter * random(),
-    )
-
-
 class _LocatorConnection(IceClientProtocol):
     """An Ice connection that also knows whether the locator client gave up on it."""
 
@@ -101,7 +79,7 @@ class _LocatorConnection(IceClientProtocol):
 
     @property
     def usable(self) -> bool:
-        return self.connected and not self.condemned
+        return bool(self.connected) and not self.condemned
 
     def when_lost(self) -> Deferred[None]:
         if self.gone:
@@ -305,16 +283,22 @@ class LocatorClient(Service):
         while True:
             if self._stopping:
                 raise CancelledError("the locator client is stopping")
-            protocol: Optional[_LocatorConnection] = None
             try:
                 protocol = await self._when_connected()
-                assert protocol is not None
-                if not protocol.usable:
-                    # The connection is closing but the ClientService has not
-                    # seen it go yet: wait until it has, then ask again.
-                    await protocol.when_lost()
-                    await deferLater(self.reactor, 0, lambda: None)
-                    continue
+            except CancelledError:
+                raise
+            except Exception as e:
+                # Whatever stopped the connection attempt (refused, timed
+                # out, a TLS handshake refused), that replica is out for now.
+                attempts = self._failed_attempt(operation, attempts, e)
+                continue
+            if not protocol.usable:
+                # The connection is closing but the ClientService has not
+                # seen it go yet: wait until it has, then ask again.
+                await protocol.when_lost()
+                await deferLater(self.reactor, 0, lambda: None)
+                continue
+            try:
                 return await protocol.call(
                     self.locator.identity,
                     operation,
@@ -325,21 +309,24 @@ class LocatorClient(Service):
                     timeout=self.request_timeout,
                 )
             except TRANSPORT_FAILURES as e:
-                attempts += 1
-                if protocol is not None:
-                    self._condemn(protocol)
-                if self._stopping:
-                    raise CancelledError("the locator client is stopping") from e
-                if attempts >= self.max_attempts:
-                    raise LocatorUnreachableError(attempts, e) from e
-                self.log.info(
-                    "Locator request {operation} failed (attempt {attempt} of {max_attempts}): "
-                    "{reason}",
-                    operation=operation,
-                    attempt=attempts,
-                    max_attempts=self.max_attempts,
-                    reason=repr(e),
-                )
+                self._condemn(protocol)
+                attempts = self._failed_attempt(operation, attempts, e)
+
+    def _failed_attempt(self, operation: str, attempts: int, error: Exception) -> int:
+        """Count a failed attempt; raise if it was the last one allowed."""
+        attempts += 1
+        if self._stopping:
+            raise CancelledError("the locator client is stopping") from error
+        if attempts >= self.max_attempts:
+            raise LocatorUnreachableError(attempts, error) from error
+        self.log.info(
+            "Locator request {operation} failed (attempt {attempt} of {max_attempts}): {reason}",
+            operation=operation,
+            attempt=attempts,
+            max_attempts=self.max_attempts,
+            reason=repr(error),
+        )
+        return attempts
 
     def _when_connected(self) -> Deferred[_LocatorConnection]:
         """
@@ -412,9 +399,8 @@ class LocatorClient(Service):
         """
         return Deferred.fromCoroutine(self._resolve(proxy))
 
-    async def _resolve(self, proxy: Union[Proxy, str]) -> tuple[Endpoint, ...]:
-        if isinstance(proxy, str):
-            proxy = proxy_from_string(proxy)
+    async def _resolve(self, target: Union[Proxy, str]) -> tuple[Endpoint, ...]:
+        proxy = proxy_from_string(target) if isinstance(target, str) else target
         if proxy.endpoints:
             return proxy.endpoints
         if not proxy.adapter_id:

@@ -347,6 +347,9 @@ def _known() -> tuple[dict[str, PropertySpec], tuple[str, ...]]:
     k.update({f"{reg}.{s}": _I for s in ("LMDB.MapSize", "Discovery.Enabled", "Discovery.Port",
                                          "RequireNodeCertCN", "RequireReplicaCertCN")})
     k[f"{reg}.DynamicRegistration"] = PropertySpec(PropertyKind.INT, "0")
+    # gridreg's own: internal endpoints in the clear, and the admin tool's user name
+    k["GridReg.Internal.Insecure"] = PropertySpec(PropertyKind.INT, "0")
+    k["GridReg.Admin.Name"] = PropertySpec(default="admin")
     for timeout in ("ReplicaSessionTimeout", "NodeSessionTimeout", "SessionTimeout"):
         k[f"{reg}.{timeout}"] = PropertySpec(PropertyKind.INT, "30")
     _adapter(node, k, wild)
@@ -417,7 +420,7 @@ KNOWN_PROPERTIES: Mapping[str, PropertySpec]
 KNOWN_PREFIXES: tuple[str, ...]
 KNOWN_PROPERTIES, KNOWN_PREFIXES = _known()
 #: Reserved prefixes whose unknown properties deserve a warning.
-VALIDATED_PREFIXES = ("Ice.", "IceGrid.", "IceSSL.")
+VALIDATED_PREFIXES = ("Ice.", "IceGrid.", "IceSSL.", "GridReg.")
 _BY_LOWER = {name.lower(): name for name in KNOWN_PROPERTIES}
 
 

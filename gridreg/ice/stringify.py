@@ -16,7 +16,7 @@ import binascii
 import ipaddress
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from gridreg.ice.types import (
     DEFAULT_TIMEOUT,

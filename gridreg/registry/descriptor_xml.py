@@ -20,14 +20,14 @@ as not supported; C{<allocatable>} and C{<log>} are accepted and ignored.
 from __future__ import annotations
 
 import re
-from typing import Any
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 from xml.etree.ElementTree import ParseError
 from xml.parsers import expat
 
 import attrs
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import DefusedXMLParser
+from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
+from defusedxml.ElementTree import DefusedXMLParser  # type: ignore[import-untyped]
 
 from gridreg.ice.stringify import IdentityParseError, identity_from_string, identity_to_string
 from gridreg.ice.types import Identity
@@ -68,7 +68,7 @@ class _Element:
     """One XML element, with the line its start tag is on."""
 
     tag: str
-    attrs: dict[str, str]
+    attrib: dict[str, str]
     line: int
     children: list[_Element] = attrs.field(factory=list)
     text: list[str] = attrs.field(factory=list)
@@ -101,7 +101,11 @@ class _Builder:
 
 
 def _read_xml(text: str) -> _Element:
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_DESCRIPTOR_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        raise DescriptorError(f"the descriptor is not valid Unicode: {e.reason}") from e
+    if size > MAX_DESCRIPTOR_BYTES:
         raise DescriptorError(f"the descriptor is larger than {MAX_DESCRIPTOR_BYTES} bytes")
     builder = _Builder()
     parser = DefusedXMLParser(target=builder, forbid_dtd=True)
@@ -234,16 +238,16 @@ class _At:
         return "".join(self.el.text)
 
     def attributes(self, required: Iterable[str] = (), optional: Iterable[str] = (),
-              ignored: Iterable[str] = ()) -> dict[str, str]:
+                   ignored: Iterable[str] = ()) -> dict[str, str]:
         """The attributes the caller uses; unknown ones are errors."""
         required, optional, ignored = tuple(required), tuple(optional), tuple(ignored)
-        for name in self.el.attrs:
+        for name in self.el.attrib:
             if name not in required + optional + ignored:
                 raise self.fail(f"unknown attribute {name!r} on <{self.el.tag}>")
         for name in required:
-            if not self.el.attrs.get(name):
+            if not self.el.attrib.get(name):
                 raise self.fail(f"<{self.el.tag}> needs a non-empty {name!r} attribute")
-        return {k: v for k, v in self.el.attrs.items() if k not in ignored}
+        return {k: v for k, v in self.el.attrib.items() if k not in ignored}
 
     def children(self, allowed: Iterable[str], ignored: Iterable[str] = ()) -> Iterator[_At]:
         """The allowed children, in order; anything else is an error."""
@@ -281,9 +285,14 @@ class _At:
             raise self.fail(f"{what} must be at least {minimum}, not {text}")
         return int(text)
 
-    def picked(self, tag: str) -> Iterator[_At]:
-        """The children named C{tag}, leaving the others to L{children}."""
-        return (_At(el, self.path, self.scope) for el in self.el.children if el.tag == tag)
+    def picked(self, *tags: str) -> Iterator[_At]:
+        """The children with one of C{tags}, leaving the others to L{children}."""
+        return (_At(el, self.path, self.scope) for el in self.el.children if el.tag in tags)
+
+    def description(self) -> str:
+        self.attributes()
+        self.no_children(text=True)
+        return self.sub(self.text().strip())
 
     def variables(self) -> list[tuple[str, str]]:
         """This element's C{<variable>}s, unsubstituted (they are used lazily)."""
@@ -335,10 +344,11 @@ class _ApplicationParser:
         self.adapter_ids: dict[str, _At] = {}
         self.identities: dict[Identity, _At] = {}
 
-    def _claim(self, table: dict[Any, _At], key: object, what: str, at: _At) -> None:
+    def _claim(self, table: dict[Any, _At], key: object, what: str, at: _At,
+               shown: str = "") -> None:
         if key in table:
             first = table[key]
-            raise at.fail(f"duplicate {what} {key!r} (first at line {first.el.line}, "
+            raise at.fail(f"duplicate {what} {shown or key!r} (first at line {first.el.line}, "
                           f"{first.path})")
         table[key] = at
 
@@ -355,8 +365,7 @@ class _ApplicationParser:
                    "replica-group", "node")
         for child in at.children(allowed):
             if child.el.tag == "description":
-                description = child.sub(child.text().strip())
-                child.no_children(text=True)
+                description = child.description()
             elif child.el.tag == "properties":
                 self._named_set(child, sets)
             elif child.el.tag == "server-template":
@@ -408,8 +417,7 @@ class _ApplicationParser:
         description = ""
         for child in at.children(("description", "load-balancing", "object")):
             if child.el.tag == "description":
-                description = child.sub(child.text().strip())
-                child.no_children(text=True)
+                description = child.description()
             elif child.el.tag == "object":
                 objects.append(self._object(child, in_adapter=False))
             else:
@@ -422,7 +430,7 @@ class _ApplicationParser:
     def _load_balancing(self, at: _At) -> LoadBalancing:
         # Like IceGrid, the type is not substituted, and only adaptive
         # takes a load sample.
-        kind = at.el.attrs.get("type", "")
+        kind = at.el.attrib.get("type", "")
         adaptive = ("load-sample",) if kind == "adaptive" else ()
         a = at.attributes(required=("type",), optional=("n-replicas",) + adaptive)
         at.no_children()
@@ -446,7 +454,7 @@ class _ApplicationParser:
             raise at.fail(f"invalid object identity {text!r}: {e.reason}") from e
         canonical = identity_to_string(identity)
         at = at.named(canonical)
-        self._claim(self.identities, identity, "object identity", at)
+        self._claim(self.identities, identity, "object identity", at, canonical)
         return ObjectDescriptor(canonical, at.sub(a.get("type", "")),
                                 at.sub(a.get("property", "")))
 
@@ -464,23 +472,22 @@ class _ApplicationParser:
         allowed = ("description", "variable", "properties", "server", "server-instance")
         for child in (child for part in parts for child in part.children(allowed)):
             if child.el.tag == "description":
-                description = child.sub(child.text().strip())
-                child.no_children(text=True)
+                description = child.description()
             elif child.el.tag == "server":
-                servers.append(self._server(child, sets, ()))
+                servers.append(self._server(child, sets, []))
             elif child.el.tag == "server-instance":
                 servers.append(self._instance(child, sets))
         return NodeDescriptor(name, tuple(servers), description)
 
     def _instance(self, at: _At, sets: _PropertySets) -> ServerDescriptor:
-        if not at.el.attrs.get("template"):
+        if not at.el.attrib.get("template"):
             raise at.fail("<server-instance> needs a non-empty 'template' attribute")
-        template_id = at.sub(at.el.attrs["template"])
+        template_id = at.sub(at.el.attrib["template"])
         at = at.named(template_id)
         template = self.templates.get(template_id)
         if template is None:
             raise at.fail(f"unknown server template {template_id!r}")
-        given = {k: v for k, v in at.el.attrs.items() if k != "template"}
+        given = {k: v for k, v in at.el.attrib.items() if k != "template"}
         declared = dict(template.parameters)
         unknown = sorted(set(given) - set(declared))
         if unknown:
@@ -489,12 +496,10 @@ class _ApplicationParser:
         if missing:
             raise at.fail(f"template {template_id!r} needs parameter {', '.join(missing)}")
         # Arguments and defaults are substituted where the instance is.
-        values = {k: at.sub(given[k] if k in given else v or "") for k, v in declared.items()}
+        values = {k: at.sub(given.get(k, v or "")) for k, v in declared.items()}
         refs: list[tuple[str, str]] = []
         own: list[tuple[str, str]] = []
-        for child in at.children(("properties",)):
-            child.attributes()
-            self._properties(child.children(("property", "properties")), sets, refs, own)
+        self._properties(at.children(("properties",)), sets, refs, own, inline=True)
         server = attrs.evolve(template.server, scope=at.scope.child(values),
                               parent=f"{at.path} -> server-template[{template_id}]")
         return self._server(server, sets, refs + own)
@@ -526,10 +531,11 @@ class _ApplicationParser:
         for child in at.children(allowed, ignored=("allocatable", "log", "property",
                                                    "properties")):
             tag = child.el.tag
-            if tag != "adapter":
+            if tag in ("option", "env"):
+                child.attributes()
                 child.no_children(text=True)
             if tag == "description":
-                description = child.sub(child.text().strip())
+                description = child.description()
             elif tag == "option":
                 options.append(child.sub(child.text()))
             elif tag == "env":
@@ -543,12 +549,7 @@ class _ApplicationParser:
                     raise child.fail(f"duplicate adapter name {adapter.name!r}")
                 names.add(adapter.name)
                 adapters.append(adapter)
-        properties = [c for c in (_At(el, at.path, at.scope) for el in at.el.children)
-                      if c.el.tag in ("property", "properties")]
-        for child in properties:
-            if child.el.tag == "properties":
-                child.attributes()
-        self._properties(properties, sets, refs, own, inline=True)
+        self._properties(at.picked("property", "properties"), sets, refs, own, inline=True)
         return ServerDescriptor(
             server_id, at.value(a["exe"], "exe"), at.sub(a.get("pwd", "")), tuple(options),
             tuple(envs), activation, timeouts[0], timeouts[1],
@@ -600,18 +601,16 @@ class _ApplicationParser:
                 a = child.attributes(required=("name",), optional=("value",))
                 child.no_children()
                 own.append((child.sub(a["name"]), child.sub(a.get("value", ""))))
-            elif "refid" in child.el.attrs:
+            elif inline:  # an unnamed set: a plain container
+                child.attributes()
+                self._properties(child.children(("property", "properties")), sets, refs, own,
+                                 seen=seen)
+            else:  # a reference to a named set, whose properties come first
                 refid = child.attributes(required=("refid",))["refid"]
                 child.no_children()
                 if refid in seen or refid not in sets:
                     raise child.fail(f"property set {refid!r} is unknown or refers to itself")
-                target = sets[refid]
                 nested: list[tuple[str, str]] = []
-                self._properties(target.children(("property", "properties")), sets,
+                self._properties(sets[refid].children(("property", "properties")), sets,
                                  nested, nested, seen=seen | {refid})
                 refs.extend(nested)
-            elif inline:
-                self._properties(child.children(("property", "properties")), sets, refs, own,
-                                 seen=seen)
-            else:
-                raise child.fail("a nested <properties> needs a 'refid' attribute")

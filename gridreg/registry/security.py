@@ -57,8 +57,6 @@ class InternalSecurity:
                 "IceSSL.KeyFile (see `python -m gridreg.certs'), or GridReg.Internal.Insecure=1 "
                 "to run them in the clear"
             )
-        if needed:
-            cls.log.warn("{warning}", warning=tls.INSECURE_WARNING)
         return cls(None)
 
     @property
@@ -77,6 +75,16 @@ class InternalSecurity:
                 raise NotAuthorizedError(str(exc)) from None
 
         return check
+
+    def check_server(self, transport: Any, replica: str) -> None:
+        """
+        After the handshake with a replica: is it exactly the one we meant?
+        (The certificate's name was checked already; this also compares the
+        exact replica name, which DNS labels fold.)
+        """
+        check = self.authorize
+        if check is not None:
+            check(transport, "registry", replica)
 
     def listen(self, reactor: Any, endpoint: Endpoint, factory: Factory) -> Deferred[IListeningPort]:
         if self.tls is None:

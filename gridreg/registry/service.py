@@ -18,6 +18,8 @@ import random
 import re
 from typing import Any, Optional, Sequence
 
+import attrs
+
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
@@ -94,6 +96,7 @@ class RegistryService(Service):
         self.active: list[str] = [config.replica_name]
         self.master: Optional[MasterReplication] = None
         self.slave: Optional[SlaveReplication] = None
+        self._locators: Optional[list[Any]] = None
         self._ready: Optional[Failure | bool] = None
         self._ready_waiters: list[Deferred[None]] = []
         self.state.on_change(self.client_adapter.invalidate)
@@ -336,6 +339,7 @@ class RegistryService(Service):
             lambda: self.own.to_json() if self.own else {},
             self._set_active,
             self.config.trace,
+            check_master=lambda transport: self.security.check_server(transport, MASTER),
         )
         self.slave = slave
         self.database.read_only = self.not_master_message
@@ -348,35 +352,61 @@ class RegistryService(Service):
         self._rediscover()
 
     def _locate_master(self) -> Deferred[Sequence[IStreamClientEndpoint]]:
-        """The master's internal endpoints: from the locator, then from the store."""
+        """
+        The master's internal endpoints, as every replica named in
+        C{Ice.Default.Locator} sees them, then as this replica stored them.
+        Asking each one (not just the first that answers) matters after a
+        promotion, when some replicas still name the old master.
+        """
+
+        async def ask(client: Any) -> tuple[Endpoint, ...]:
+            proxy = await client.find_object_by_id(
+                internal_identity(self.config.instance_name, MASTER)
+            )
+            return proxy.endpoints
 
         async def locate() -> Sequence[IStreamClientEndpoint]:
             endpoints: list[Endpoint] = []
-            if self.config.locator is not None:
-                try:
-                    proxy = await self._locator_client().find_object_by_id(
-                        internal_identity(self.config.instance_name, MASTER)
-                    )
-                    endpoints.extend(proxy.endpoints)
-                except Exception as exc:
-                    self.log.info(
-                        "[Replica] the locator does not know the master: {error}", error=str(exc)
-                    )
+            answers = await DeferredList(
+                [Deferred.fromCoroutine(ask(c)) for c in self._locator_clients()],
+                consumeErrors=True,
+            )
+            for ok, found in answers:
+                if ok:
+                    endpoints.extend(e for e in found if e not in endpoints)
             stored = self.replica_endpoints(MASTER)
             if stored is not None:
                 endpoints.extend(e for e in stored.internal if e not in endpoints)
-            return [self.security.client_endpoint(self.reactor, e, MASTER) for e in endpoints]
+            mine = self.own.internal if self.own else ()
+            return [
+                self.security.client_endpoint(self.reactor, e, MASTER)
+                for e in endpoints
+                if e not in mine
+            ]
 
         return Deferred.fromCoroutine(locate())
 
-    def _locator_client(self) -> Any:
-        if getattr(self, "_locator", None) is None:
+    def _locator_clients(self) -> list[Any]:
+        """One locator client per replica listed in Ice.Default.Locator (but this one)."""
+        if self._locators is None:
             from gridreg.client.locator import LocatorClient
 
-            assert self.config.locator is not None
-            self._locator = LocatorClient(self.reactor, self.config.locator, cache_timeout=0)
-            self._locator.startService()
-        return self._locator
+            locator = self.config.locator
+            mine = self.own.client if self.own else ()
+            self._locators = []
+            if locator is not None:
+                for endpoint in locator.endpoints:
+                    if endpoint in mine:
+                        continue
+                    client = LocatorClient(
+                        self.reactor,
+                        attrs.evolve(locator, endpoints=(endpoint,)),
+                        cache_timeout=0,
+                        max_attempts=1,
+                    )
+                    client.startService()
+                    self._locators.append(client)
+        return self._locators
 
     def _forward_registration(
         self, adapter_id: str, replica_group_id: str, proxy: Optional[Proxy]
@@ -415,8 +445,8 @@ class RegistryService(Service):
         stopping: list[Deferred[Any]] = []
         if self.slave is not None:
             stopping.append(self.slave.stopService())
-        if getattr(self, "_locator", None) is not None:
-            stopping.append(self._locator.stopService())
+        for client in self._locators or ():
+            stopping.append(client.stopService())
         for ports in self.ports.values():
             stopping.extend(d for d in (p.stopListening() for p in ports) if d is not None)
             ports.clear()

@@ -128,6 +128,7 @@ class SlaveReplication(Service):
         on_active: Callable[[list[str]], None],
         trace: TraceLevels,
         request_timeout: float = 5.0,
+        check_master: Optional[Callable[[Any], None]] = None,
     ) -> None:
         self.reactor = reactor
         self.replica_name = name
@@ -137,6 +138,7 @@ class SlaveReplication(Service):
         self.on_active = on_active
         self.trace = trace
         self.request_timeout = request_timeout
+        self.check_master = check_master
         self.master: Optional[SlaveProtocol] = None
         self._lock = DeferredLock()
         self._snapshot: Optional[_Snapshot] = None
@@ -160,9 +162,16 @@ class SlaveReplication(Service):
 
     def _register(self, protocol: SlaveProtocol) -> Deferred[None]:
         async def register() -> None:
-            await protocol.callRemote(
+            greeting = await protocol.callRemote(
                 Hello, version=PROTOCOL_VERSION, role="registry", name=self.replica_name
             ).addTimeout(self.request_timeout, self.reactor)
+            # the TLS handshake is over once the master has answered: check who it is
+            if self.check_master is not None:
+                self.check_master(protocol.transport)
+            if not greeting["master"]:
+                raise SyncError(
+                    f"`{greeting['replica']}' answered at the master's address but is a slave"
+                )
             answer = await protocol.callRemote(
                 RegisterReplica,
                 name=self.replica_name,

@@ -1,0 +1,198 @@
+# -*- test-case-name: tests.test_replication_processes -*-
+"""
+Registry replication with real processes: a master and two slaves as
+C{twist gridregistry} processes over mutual TLS, real Ice 3.7 servers and
+clients, SIGKILL, restarts and promotion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from gridreg.certs import make_demo_certs
+from tests._processes import (
+    RunningRegistry,
+    free_port,
+    ice_missing,
+    run_ice_client,
+    start_gridregistry,
+    start_ice_server,
+)
+
+REPLICAS = ("Master", "Replica1", "Replica2")
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    """Retry C{check} every 0.1 s until it is true (bounded: fails after C{timeout})."""
+    waited = 0.0
+    while not await check():
+        if waited >= timeout:
+            raise AssertionError(f"not true after {timeout} s")
+        await deferLater(reactor, 0.1, lambda: None)
+        waited += 0.1
+
+
+class GridProcesses:
+    """Ports, certificates and configuration for a master and slaves on loopback."""
+
+    def __init__(self, testcase: TestCase) -> None:
+        self.testcase = testcase
+        self.root = Path(testcase.mktemp()).resolve()
+        self.root.mkdir(parents=True)
+        self.certs = self.root / "certs"
+        make_demo_certs(str(self.certs), replicas=REPLICAS, admins=["admin"], instance="DemoIceGrid")
+        self.ports = {
+            name: {kind: free_port() for kind in ("client", "server", "internal")}
+            for name in REPLICAS
+        }
+        self.running: dict[str, RunningRegistry] = {}
+
+    def locator(self, *names: str) -> str:
+        endpoints = ":".join(
+            f"tcp -h 127.0.0.1 -p {self.ports[n]['client']}" for n in (names or REPLICAS)
+        )
+        return f"DemoIceGrid/Locator:{endpoints}"
+
+    def properties(self, name: str, as_name: str, certs: Path) -> dict[str, str]:
+        ports = self.ports[name]
+        return {
+            "IceGrid.Registry.ReplicaName": as_name,
+            "IceGrid.Registry.Client.Endpoints": f"tcp -h 127.0.0.1 -p {ports['client']}",
+            "IceGrid.Registry.Server.Endpoints": f"tcp -h 127.0.0.1 -p {ports['server']}",
+            "IceGrid.Registry.Internal.Endpoints": f"tcp -h 127.0.0.1 -p {ports['internal']}",
+            "IceGrid.Registry.ReplicaSessionTimeout": "3",
+            "IceGrid.Registry.Trace.Replica": "1",
+            "Ice.Default.Locator": self.locator(),
+            "IceSSL.DefaultDir": str(certs),
+            "IceSSL.CAs": "ca.pem",
+            "IceSSL.CertFile": f"registry-{as_name}.pem",
+            "IceSSL.KeyFile": f"registry-{as_name}.key",
+        }
+
+    async def start(
+        self, name: str, as_name: str | None = None, certs: Path | None = None
+    ) -> RunningRegistry:
+        """Start replica C{name} (on its own data dir and ports), possibly renamed."""
+        registry = await start_gridregistry(
+            reactor,
+            self.root / name,
+            self.properties(name, as_name or name, certs or self.certs),
+        )
+        self.running[name] = registry
+        self.testcase.addCleanup(registry.stop)
+        return registry
+
+    async def resolves(self, locator: str, proxy: str, expected: str) -> bool:
+        [result] = await run_ice_client(reactor, locator, [["resolve", proxy]])
+        return bool(result["ok"]) and result.get("result") == expected
+
+
+class ReplicationProcessTests(TestCase):
+    skip = ice_missing()
+    timeout = 120
+
+    async def test_master_and_two_slaves(self) -> None:
+        """
+        Registrations made on the master reach both slaves; with the master
+        killed, clients resolve through the slaves; a slave restarted while
+        the master is down comes back from its own database; the master
+        restarted catches the slaves up.
+        """
+        grid = GridProcesses(self)
+        master = await grid.start("Master")
+        await grid.start("Replica1")
+        await grid.start("Replica2")
+        server = await start_ice_server(reactor, grid.locator("Master"), ("HelloAdapter",), name="A")
+        self.addCleanup(server.stop)
+        for slave in ("Replica1", "Replica2"):
+            await eventually(lambda s=slave: grid.resolves(grid.locator(s), "hello@HelloAdapter", "A"))
+
+        await master.kill("KILL")
+        self.assertTrue(await grid.resolves(grid.locator(), "hello@HelloAdapter", "A"))
+
+        await grid.running["Replica1"].stop()
+        await grid.start("Replica1")
+        self.assertTrue(
+            await grid.resolves(grid.locator("Replica1"), "hello@HelloAdapter", "A"),
+            "a slave restarted without its master serves from its own database",
+        )
+
+        await grid.start("Master")
+        later = await start_ice_server(
+            reactor, grid.locator("Master"), ("LaterAdapter",), name="B"
+        )
+        self.addCleanup(later.stop)
+        for slave in ("Replica1", "Replica2"):
+            await eventually(
+                lambda s=slave: grid.resolves(grid.locator(s), "hello@LaterAdapter", "B")
+            )
+
+    async def test_promotion_keeps_acknowledged_writes(self) -> None:
+        """
+        A slave restarted as Master on its own database has every write the
+        old master acknowledged, and the other slave registers with it.
+        """
+        grid = GridProcesses(self)
+        master = await grid.start("Master")
+        await grid.start("Replica1")
+        await grid.start("Replica2")
+        for slave in ("Replica1", "Replica2"):
+            await eventually(
+                lambda s=slave: _knows_internal(grid.locator("Master"), s)
+            )
+        server = await start_ice_server(reactor, grid.locator("Master"), ("HelloAdapter",), name="A")
+        self.addCleanup(server.stop)
+        # acknowledged by the master: then it dies
+        await master.kill("KILL")
+        await grid.running["Replica1"].stop()
+        await grid.start("Replica1", as_name="Master")
+        self.assertTrue(await grid.resolves(grid.locator("Replica1"), "hello@HelloAdapter", "A"))
+        later = await start_ice_server(
+            reactor, grid.locator("Replica1"), ("AfterPromotion",), name="C"
+        )
+        self.addCleanup(later.stop)
+        await eventually(
+            lambda: grid.resolves(grid.locator("Replica2"), "hello@AfterPromotion", "C")
+        )
+
+    async def test_replica_with_wrong_certificate_is_rejected(self) -> None:
+        grid = GridProcesses(self)
+        await grid.start("Master")
+        impostor_certs = grid.root / "impostor-certs"
+        make_demo_certs(str(impostor_certs), replicas=REPLICAS, instance="DemoIceGrid")
+        await grid.start("Replica1", certs=impostor_certs)
+        server = await start_ice_server(reactor, grid.locator("Master"), ("HelloAdapter",), name="A")
+        self.addCleanup(server.stop)
+        # the master never lists the impostor, and it never receives the registration
+        await deferLater(reactor, 1.5, lambda: None)
+        self.assertFalse(await _knows_internal(grid.locator("Master"), "Replica1", live=True))
+        self.assertFalse(await grid.resolves(grid.locator("Replica1"), "hello@HelloAdapter", "A"))
+
+    async def test_write_sent_to_slave_while_master_down_is_refused(self) -> None:
+        grid = GridProcesses(self)
+        master = await grid.start("Master")
+        await grid.start("Replica1")
+        await eventually(lambda: _knows_internal(grid.locator("Master"), "Replica1"))
+        await master.kill("KILL")
+        failure = None
+        try:
+            await start_ice_server(reactor, grid.locator("Replica1"), ("Refused",), name="R")
+        except Exception as exc:  # the Ice server reports why its activation failed
+            failure = exc
+        self.assertIsNotNone(failure, "a slave cannot register adapters without its master")
+
+
+async def _knows_internal(locator: str, replica: str, live: bool = False) -> bool:
+    """Does the registry behind C{locator} list C{replica} (in its Locator, if C{live})?"""
+    if live:
+        [result] = await run_ice_client(reactor, locator, [["findObjectById", "DemoIceGrid/Query"]])
+        return bool(result["ok"]) and len(result["endpoints"]) > 1
+    [result] = await run_ice_client(
+        reactor, locator, [["findObjectById", f"DemoIceGrid/InternalRegistry-{replica}"]]
+    )
+    return bool(result["ok"])
