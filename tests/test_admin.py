@@ -261,6 +261,15 @@ class ResponderTests(SynchronousTestCase):
         items = self.successResultOf(self.admin.run(self.admin.session.list("object", "oth*")))
         self.assertEqual([i["identity"] for i in items], [f"other-{i:05d}" for i in range(5)])
 
+    def test_unexpected_errors_keep_the_connection(self) -> None:
+        """A bug answers as a refusal, logged, instead of dropping the session."""
+        self.patch(self.registry, "replica_info", lambda: 1 / 0)
+        message = self.admin.refused(RegistryUserError, AdminPing, name="Master")
+        self.assertIn("ZeroDivisionError", message)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(self.admin.result(AdminDescribe, what="object", key="DemoIceGrid/Query",
+                                           offset=0)["more"], False)
+
     def test_list_unknown_kind(self) -> None:
         message = self.admin.refused(RegistryUserError, AdminList, what="server", pattern="",
                                      cursor="", limit=10)
@@ -382,11 +391,12 @@ class ResponderTests(SynchronousTestCase):
         chunk = b"x" * CHUNK_SIZE
         seq = 0
         while (seq + 1) * CHUNK_SIZE <= MAX_UPLOAD_BYTES:
-            responder.upload_chunk("big", seq, chunk)
+            self.successResultOf(responder.upload_chunk(transfer="big", seq=seq, data=chunk))
             seq += 1
-        self.assertRaises(RegistryUserError, responder.upload_chunk, "big", seq, chunk)
+        self.failureResultOf(responder.upload_chunk(transfer="big", seq=seq, data=chunk),
+                             RegistryUserError)
         # the space is free again for the next upload
-        responder.upload_chunk("next", 0, chunk)
+        self.successResultOf(responder.upload_chunk(transfer="next", seq=0, data=chunk))
 
     def test_application_add_describe_remove(self) -> None:
         padding = "<!-- " + "x" * (2 * CHUNK_SIZE + 100) + " -->"

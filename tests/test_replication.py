@@ -226,3 +226,19 @@ class ReplicationTests(SynchronousTestCase):
             with self.assertRaises(DuplicateReplicaError) as caught:
                 self.master.master.register(object(), name, {}, store.database_id, 0)
             self.assertIn(name, str(caught.exception))
+
+    def test_second_master_refuses_to_run(self) -> None:
+        """A Master started while another one answers stops itself."""
+        conflicts: list[RegistryService] = []
+        self.patch(RegistryService, "on_conflict", lambda registry: conflicts.append(registry))
+        self.grid.settle(0.5)
+        self.assertEqual(conflicts, [], "the first master is alone")
+        self.grid.ports["Master2"] = (7001, 7002, 7003)
+        config = RegistryConfig.from_properties(
+            registry_properties("Master", self.grid.ports["Master2"])
+        )
+        second = RegistryService(self.grid.network.reactor, config, MemoryStore())
+        second.privilegedStartService()
+        second.startService()
+        self.grid.run_until(lambda: bool(conflicts), limit=10)
+        self.assertEqual(conflicts, [second])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import fnmatch
+import functools
 import json
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -107,6 +108,19 @@ def _bounded(item: dict[str, Any]) -> dict[str, Any]:
     return cut
 
 
+def _guarded(method: Callable[..., Any]) -> Callable[..., Deferred[dict[str, Any]]]:
+    """
+    Answer any failure of a responder with a declared error: AMP answers an
+    undeclared one with UNKNOWN and drops the connection.
+    """
+
+    @functools.wraps(method)
+    def guarded(self: "AdminResponder", *args: Any, **kwargs: Any) -> Deferred[dict[str, Any]]:
+        return maybeDeferred(method, self, *args, **kwargs).addErrback(self._refusal)
+
+    return guarded
+
+
 @attrs.define
 class _Upload:
     chunks: list[bytes] = attrs.Factory(list)
@@ -172,6 +186,7 @@ class AdminResponder(amp.CommandLocator):
     # -- uploads ---------------------------------------------------------------
 
     @UploadChunk.responder
+    @_guarded
     def upload_chunk(self, transfer: str, seq: int, data: bytes) -> dict[str, Any]:
         """
         Keep chunk C{seq} of C{transfer}. Chunks start at 0 and come in order;
@@ -210,6 +225,7 @@ class AdminResponder(amp.CommandLocator):
     # -- applications ----------------------------------------------------------
 
     @AdminApplicationAdd.responder
+    @_guarded
     def application_add(self, transfer: str, update: bool) -> Deferred[dict[str, Any]]:
         """Deploy (or replace) the application whose XML was uploaded as C{transfer}."""
         self._require_master()
@@ -235,6 +251,7 @@ class AdminResponder(amp.CommandLocator):
         return parse_application(xml).name
 
     @AdminApplicationRemove.responder
+    @_guarded
     def application_remove(self, name: str) -> Deferred[dict[str, Any]]:
         self._require_master()
         return self._write(name, lambda: self.registry.database.remove_application(name))
@@ -242,6 +259,7 @@ class AdminResponder(amp.CommandLocator):
     # -- objects ---------------------------------------------------------------
 
     @AdminObjectAdd.responder
+    @_guarded
     def object_add(self, proxy: str, type: str) -> Deferred[dict[str, Any]]:
         self._require_master()
         try:
@@ -251,6 +269,7 @@ class AdminResponder(amp.CommandLocator):
         return self._write(proxy, lambda: self.registry.database.add_object(parsed, type))
 
     @AdminObjectRemove.responder
+    @_guarded
     def object_remove(self, identity: str) -> Deferred[dict[str, Any]]:
         self._require_master()
         parsed = _identity(identity)
@@ -263,6 +282,7 @@ class AdminResponder(amp.CommandLocator):
     # -- adapters --------------------------------------------------------------
 
     @AdminAdapterRemove.responder
+    @_guarded
     def adapter_remove(self, adapter_id: str) -> Deferred[dict[str, Any]]:
         """
         Remove a registered adapter; for a replica group, as IceGrid does,
@@ -292,6 +312,7 @@ class AdminResponder(amp.CommandLocator):
     # -- reads -----------------------------------------------------------------
 
     @AdminList.responder
+    @_guarded
     def list_page(self, what: str, pattern: str, cursor: str, limit: int) -> dict[str, Any]:
         """
         One page of C{what}, sorted by key, after C{cursor}; the answer's
@@ -372,6 +393,7 @@ class AdminResponder(amp.CommandLocator):
         return item
 
     @AdminDescribe.responder
+    @_guarded
     def describe(self, what: str, key: str, offset: int) -> dict[str, Any]:
         """
         C{key} of C{what} in detail, as JSON text sliced from C{offset}, at
@@ -409,6 +431,7 @@ class AdminResponder(amp.CommandLocator):
         raise NotFoundError(f"registry replica `{name}' not found")
 
     @AdminPing.responder
+    @_guarded
     def ping(self, name: str) -> dict[str, Any]:
         return {"alive": bool(self._replica(name).get("alive"))}
 

@@ -122,8 +122,7 @@ def _read_xml(text: str) -> _Element:
             f"forbidden XML ({type(e).__name__}): DTDs and entities are not allowed",
             line=parser.parser.CurrentLineNumber,
         ) from e
-    if root is None:  # pragma: no cover - expat refuses an empty document first
-        raise DescriptorError("the descriptor has no root element")
+    assert root is not None  # expat refuses a document without a root element
     return root
 
 
@@ -273,10 +272,9 @@ class _At:
 
     def value(self, text: str, what: str) -> str:
         """C{text} substituted, which must not come out empty."""
-        value = self.sub(text)
-        if not value:
-            raise self.fail(f"the {what} must not be empty")
-        return value
+        if value := self.sub(text):
+            return value
+        raise self.fail(f"the {what} must not be empty")
 
     def integer(self, text: str, what: str, minimum: int | None = None) -> int:
         if not _INT.match(text) or not -2**31 <= int(text) < 2**31:
@@ -308,12 +306,8 @@ class _At:
         return list(found.items())
 
 
-@attrs.frozen
-class _Template:
-    parameters: tuple[tuple[str, str | None], ...]
-    server: _At
-
-
+#: A server template: its parameters with their defaults, and its <server>.
+_Template = tuple[dict[str, "str | None"], _At]
 _PropertySets = Mapping[str, _At]
 
 
@@ -346,8 +340,7 @@ class _ApplicationParser:
 
     def _claim(self, table: dict[Any, _At], key: object, what: str, at: _At,
                shown: str = "") -> None:
-        if key in table:
-            first = table[key]
+        if first := table.get(key):
             raise at.fail(f"duplicate {what} {shown or key!r} (first at line {first.el.line}, "
                           f"{first.path})")
         table[key] = at
@@ -357,8 +350,7 @@ class _ApplicationParser:
         at = at.named(name).within(_Scope.root(name))
         variables = at.variables()
         at = at.within(at.scope.child(variables=variables))
-        description = ""
-        groups = []
+        description, groups = "", []
         sets: dict[str, _At] = {}
         nodes: dict[str, list[_At]] = {}
         allowed = ("description", "variable", "properties", "server-template",
@@ -405,16 +397,14 @@ class _ApplicationParser:
             parameters[a["name"]] = a.get("default")
         if len(servers) != 1:
             raise at.fail("a server template must hold exactly one <server>")
-        self.templates[template_id] = _Template(tuple(parameters.items()), servers[0])
+        self.templates[template_id] = (parameters, servers[0])
 
     def _replica_group(self, at: _At) -> ReplicaGroupDescriptor:
         group_id = at.value(at.attributes(("id",), ignored=("filter", "proxy-options"))["id"],
                             "replica group id")
         at = at.named(group_id)
         self._claim(self.groups, group_id, "replica group", at)
-        policies = []
-        objects = []
-        description = ""
+        policies, objects, description = [], [], ""
         for child in at.children(("description", "load-balancing", "object")):
             if child.el.tag == "description":
                 description = child.description()
@@ -467,8 +457,7 @@ class _ApplicationParser:
         for child in (child for part in parts for child in part.picked("properties")):
             self._named_set(child, node_sets)
         sets = {**app_sets, **node_sets}
-        servers = []
-        description = ""
+        servers, description = [], ""
         allowed = ("description", "variable", "properties", "server", "server-instance")
         for child in (child for part in parts for child in part.children(allowed)):
             if child.el.tag == "description":
@@ -484,11 +473,10 @@ class _ApplicationParser:
             raise at.fail("<server-instance> needs a non-empty 'template' attribute")
         template_id = at.sub(at.el.attrib["template"])
         at = at.named(template_id)
-        template = self.templates.get(template_id)
-        if template is None:
+        if template_id not in self.templates:
             raise at.fail(f"unknown server template {template_id!r}")
+        declared, body = self.templates[template_id]
         given = {k: v for k, v in at.el.attrib.items() if k != "template"}
-        declared = dict(template.parameters)
         unknown = sorted(set(given) - set(declared))
         if unknown:
             raise at.fail(f"template {template_id!r} has no parameter {', '.join(unknown)}")
@@ -500,7 +488,7 @@ class _ApplicationParser:
         refs: list[tuple[str, str]] = []
         own: list[tuple[str, str]] = []
         self._properties(at.children(("properties",)), sets, refs, own, inline=True)
-        server = attrs.evolve(template.server, scope=at.scope.child(values),
+        server = attrs.evolve(body, scope=at.scope.child(values),
                               parent=f"{at.path} -> server-template[{template_id}]")
         return self._server(server, sets, refs + own)
 
@@ -522,10 +510,9 @@ class _ApplicationParser:
                           f"{', '.join(ACTIVATION_MODES)})")
         timeouts = [at.integer(at.sub(a.get(key, "") or "0"), key, minimum=0)
                     for key in ("activation-timeout", "deactivation-timeout")]
-        options, envs, adapters, names = [], [], [], set()
+        options, envs, adapters, names, description = [], [], [], set(), ""
         refs: list[tuple[str, str]] = []
         own: list[tuple[str, str]] = []
-        description = ""
         allowed = ("description", "variable", "option", "env", "adapter")
         # Property elements are picked out below, in their own order.
         for child in at.children(allowed, ignored=("allocatable", "log", "property",

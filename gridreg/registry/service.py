@@ -23,7 +23,9 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from gridreg.ice.encoding import OutputStream
@@ -32,6 +34,7 @@ from gridreg.ice.servant import ObjectAdapter
 from gridreg.ice.server import IceServerFactory
 from gridreg.ice.stringify import endpoints_to_string
 from gridreg.ice.types import ENCODING_1_1, Endpoint, Identity, Proxy
+from gridreg.protocol.commands import PROTOCOL_VERSION, Hello
 from gridreg.protocol.errors import RegistryUserError
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
@@ -305,6 +308,47 @@ class RegistryService(Service):
         self.master = master
         self.database.replicate = master.replicate
         self._record_replicas({MASTER: self.own.to_json()})
+        if self.config.locator is not None:
+            self._refuse_second_master().addErrback(
+                lambda f: self.log.failure("Could not check for another master", f)
+            )
+
+    def _refuse_second_master(self) -> Deferred[None]:
+        """
+        Ask the replicas in Ice.Default.Locator where the master is; if
+        another live master answers there, this one must not run.
+        """
+
+        async def check() -> None:
+            for endpoint in await self._locate_master():
+                try:
+                    protocol = await endpoint.connect(_HelloFactory())
+                except Exception:
+                    continue  # a stale address: nobody is there
+                try:
+                    answer = await protocol.callRemote(
+                        Hello, version=PROTOCOL_VERSION, role="registry", name=MASTER
+                    ).addTimeout(5, self.reactor)
+                except Exception:
+                    continue
+                finally:
+                    protocol.transport.loseConnection()
+                if answer["master"]:
+                    self.log.critical(
+                        "Another master of {instance} is running (it answered at {peer}): "
+                        "there is one master per grid; this replica stops",
+                        instance=self.config.instance_name,
+                        peer=str(protocol.transport.getPeer()),
+                    )
+                    self.on_conflict()
+                    return
+
+        return Deferred.fromCoroutine(check())
+
+    def on_conflict(self) -> None:
+        """Stop the process: called when a second master is detected."""
+        if getattr(self.reactor, "running", False):
+            self.reactor.stop()
 
     def _slaves_changed(self) -> None:
         assert self.master is not None and self.own is not None
@@ -452,6 +496,11 @@ class RegistryService(Service):
             ports.clear()
         d = DeferredList(stopping, consumeErrors=True)
         return d.addCallback(lambda _: self.store.close())
+
+
+class _HelloFactory(Factory):
+    noisy = False
+    protocol = amp.AMP
 
 
 def _admin_locator(protocol: Any) -> Any:
