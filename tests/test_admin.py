@@ -8,10 +8,10 @@ locator, on a memory network.
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ElementTree
+import os
 from typing import Any, Optional
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.protocols import amp
@@ -50,18 +50,17 @@ from gridreg.protocol.errors import (
 )
 from gridreg.registry.admin import MAX_UPLOAD_BYTES, PAGE_BUDGET, AdminResponder
 from gridreg.registry.config import RegistryConfig
-from gridreg.registry.descriptors import DescriptorError
 from gridreg.registry.internal import InternalProtocol
 from gridreg.registry.security import InternalSecurity
 from gridreg.registry.service import RegistryService
 from gridreg.store.memory import MemoryStore
-from gridreg.store.records import Change, Mutation
 from gridreg.tls import ADMIN, REGISTRY, TLSConfig, server_tls_options
 from tests._helpers import MemoryNetwork
 
 HOST = "127.0.0.1"
 MASTER_PORTS = (4061, 4062, 4063)
 
+DEMO_APP = os.path.join(os.path.dirname(__file__), os.pardir, "etc", "demo-app.xml")
 TINY_APP = '<icegrid><application name="Tiny"></application></icegrid>'
 
 
@@ -81,51 +80,6 @@ def registry_properties(name: str, ports: tuple[int, int, int]) -> Properties:
     return properties
 
 
-def install_applications(registry: RegistryService) -> None:
-    """
-    Stand in for application deployment where the database does not have it
-    yet: exactly the attributes the admin responder relies on.
-    """
-    database, state = registry.database, registry.state
-    if not hasattr(state, "applications"):
-        state.applications = {}  # type: ignore[attr-defined]
-    if not hasattr(state, "application_of_adapter"):
-        state.application_of_adapter = lambda adapter_id: None  # type: ignore[attr-defined]
-    if hasattr(database, "add_application"):
-        return
-
-    class Application:
-        def __init__(self, name: str, description: str, xml: str) -> None:
-            self.name, self.description, self.xml = name, description, xml
-
-    def add_application(xml: str, update: bool) -> Deferred[Optional[Change]]:
-        try:
-            app = ElementTree.fromstring(xml).find("application")
-        except ElementTree.ParseError as e:
-            return fail(DescriptorError(f"malformed XML: {e}"))
-        if app is None or not app.get("name"):
-            return fail(DescriptorError("no <application name=...>", "icegrid"))
-        name = app.get("name", "")
-        if (name in state.applications) != update:  # type: ignore[attr-defined]
-            return fail(DescriptorError(f"application `{name}' {'unknown' if update else 'exists'}"))
-        description = app.findtext("description") or ""
-
-        def done(change: Optional[Change]) -> Optional[Change]:
-            state.applications[name] = Application(name, description, xml)  # type: ignore[attr-defined]
-            return change
-
-        return database.commit([Mutation("application", name, {"xml": xml})]).addCallback(done)
-
-    def remove_application(name: str) -> Deferred[Optional[Change]]:
-        if name not in state.applications:  # type: ignore[attr-defined]
-            return fail(NotFoundError(f"application `{name}' not found"))
-        state.applications.pop(name)  # type: ignore[attr-defined]
-        return database.commit([Mutation("application", name, None)])
-
-    database.add_application = add_application  # type: ignore[attr-defined]
-    database.remove_application = remove_application  # type: ignore[attr-defined]
-
-
 def start_registry(
     testcase: SynchronousTestCase,
     network: MemoryNetwork,
@@ -139,7 +93,6 @@ def start_registry(
     registry.privilegedStartService()
     registry.startService()
     testcase.successResultOf(registry.when_ready())
-    install_applications(registry)
     internal: Factory = registry.internal_factory
     if tls is not None:
         internal = TLSMemoryBIOFactory(server_tls_options(tls), False, internal,
@@ -350,12 +303,13 @@ class ResponderTests(SynchronousTestCase):
         self.assertEqual([state.adapters[a].replica_group_id for a in ("Rep1", "Rep2")], ["", ""])
 
     def test_adapter_of_an_application_is_not_removed(self) -> None:
-        register(self.registry, "App.Adapter", "", 20001)
-        self.patch(self.registry.state, "application_of_adapter",
-                   lambda adapter_id: "DemoApp" if adapter_id == "App.Adapter" else None)
-        message = self.admin.refused(RegistryUserError, AdminAdapterRemove, adapter_id="App.Adapter")
-        self.assertIn("application `DemoApp'", message)
-        self.assertIn("App.Adapter", self.registry.state.adapters)
+        """Adapters an application deploys go away with the application, not one by one."""
+        with open(DEMO_APP, encoding="utf-8") as f:
+            xml = f.read()
+        self.successResultOf(self.admin.run(self.admin.session.upload_and_add_application(xml, False)))
+        for adapter_id in ("HelloServer-1.Hello", "HelloGroup"):
+            message = self.admin.refused(RegistryUserError, AdminAdapterRemove, adapter_id=adapter_id)
+            self.assertIn("application `DemoApp'", message)
 
     # -- slaves -----------------------------------------------------------------
 
@@ -419,7 +373,11 @@ class ResponderTests(SynchronousTestCase):
         d = self.admin.run(self.admin.session.upload_and_add_application("<icegrid><oops", False))
         self.failureResultOf(d, ApplicationError)
         d = self.admin.run(self.admin.session.upload_and_add_application(TINY_APP, True))
-        self.failureResultOf(d, ApplicationError)
+        self.failureResultOf(d, NotFoundError)
+        self.successResultOf(self.admin.run(
+            self.admin.session.upload_and_add_application(TINY_APP, False)))
+        d = self.admin.run(self.admin.session.upload_and_add_application(TINY_APP, False))
+        self.assertIn("already exists", self.failureResultOf(d, ApplicationError).getErrorMessage())
         self.admin.result(UploadChunk, transfer="u", seq=0, data=b"\xff\xfe")
         message = self.admin.refused(ApplicationError, AdminApplicationAdd, transfer="u",
                                      update=False)

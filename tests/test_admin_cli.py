@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 import json
 import os
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
@@ -328,7 +329,7 @@ class ExitStatusTests(SynchronousTestCase):
                      session=FakeSession(ApplicationError("icegrid, line 1: no application\nat all")))
         self.assertEqual(result.status, cli.EXIT_REFUSED)
         self.assertEqual(result.err,
-                         "gridadmin: invalid descriptor: icegrid, line 1: no application at all\n")
+                         "gridadmin: icegrid, line 1: no application at all\n")
 
     def test_ping(self) -> None:
         result = run(self, "registry", "ping", "Master")

@@ -128,8 +128,9 @@ class ServerTests(SynchronousTestCase):
             '<description>d</description><option>-v</option><option> two words </option>'
             '<env>A=b=c</env><property name="P" value="1"/>'
             '<adapter name="Ad" id="X" endpoints="tcp" priority="-2" server-lifetime="false">'
+            '<description>ignored</description><allocatable identity="ignored"/>'
             '<object identity="cat/o" type="::T" property="Ad.Identity"/></adapter>'
-            '<allocatable identity="ignored"/><log path="ignored.log"/>',
+            '<log path="ignored.log"/>',
             'id="S" exe="run" pwd="/tmp" activation="always" activation-timeout="7" '
             'deactivation-timeout="8" user="ignored"',
         )

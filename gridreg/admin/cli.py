@@ -18,7 +18,8 @@ import contextlib
 import json
 import os
 import sys
-from typing import Any, Awaitable, Callable, Optional, Sequence, TextIO
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Optional, TextIO
 
 import attrs
 
@@ -382,9 +383,7 @@ def error_line(error: BaseException) -> str:
         text = str(error)
     else:
         text = f"unexpected error: {error!r}"
-    if isinstance(error, ApplicationError):
-        text = f"invalid descriptor: {text}"
-    elif isinstance(error, NotAuthorizedError):
+    if isinstance(error, NotAuthorizedError):
         text = f"not authorized: {text}"
     return "gridadmin: " + " ".join(text.split("\n"))
 

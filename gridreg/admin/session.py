@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any, AsyncIterator, Callable, Optional
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Optional
 
 import attrs
 from zope.interface import implementer
@@ -28,6 +29,7 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IStreamClientEndpoint,
 )
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -73,11 +75,11 @@ from gridreg.tls import (
 )
 
 __all__ = [
+    "MASTER",
     "AdminConfigError",
     "AdminSession",
     "AdminSessionError",
     "AdminUnreachableError",
-    "MASTER",
     "open_admin_session",
 ]
 
@@ -118,7 +120,7 @@ class _AdminProtocol(amp.AMP):
             self._lost.append(d)
         return d
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.gone = True
         super().connectionLost(reason)
         waiters, self._lost = self._lost, []
@@ -330,7 +332,7 @@ def dial_endpoints(
         if not isinstance(endpoint, TcpEndpoint):
             continue
         plain = TcpEndpoint(endpoint.host, endpoint.port, endpoint.timeout)
-        dial = client_endpoint(reactor, plain, timeout_cap=timeout)
+        dial: Any = client_endpoint(reactor, plain, timeout_cap=timeout)
         if options is not None:
             dial = TLSClientEndpoint(dial, options, reactor)
         found.append((f"{endpoint.host or '127.0.0.1'}:{endpoint.port}", dial))
@@ -450,7 +452,7 @@ async def _hello(
             except PeerNotAuthorized as e:
                 raise AdminUnreachableError(f"not the replica we asked for: {e}") from None
     except BaseException:
-        protocol.transport.abortConnection()
+        protocol.transport.abortConnection()  # type: ignore[union-attr]
         raise
     session.instance = hello["instance"]
     session.replica = hello["replica"]

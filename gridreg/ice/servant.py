@@ -41,6 +41,10 @@ Handler = Callable[[Any, Request, InputStream], Any]
 OBJECT_TYPE_ID = "::Ice::Object"
 
 
+class Uncached(bytes):
+    """A result payload that must not be reused (a load-balanced answer)."""
+
+
 @attrs.frozen
 class Operation:
     """What the adapter needs to know about one Slice operation."""
@@ -191,7 +195,7 @@ class ObjectAdapter:
                 lambda failure: self._failed(request, failure),
             )
         body = success_body(request.encoding, result)
-        if op.cacheable and cache_key is not None:
+        if op.cacheable and cache_key is not None and type(result) is not Uncached:
             if len(self._cache) >= self.cache_limit:
                 self._cache.clear()
             self._cache[cache_key] = body

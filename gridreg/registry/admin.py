@@ -20,7 +20,8 @@ import bisect
 import fnmatch
 import functools
 import json
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
@@ -115,7 +116,7 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Deferred[dict[str, Any
     """
 
     @functools.wraps(method)
-    def guarded(self: "AdminResponder", *args: Any, **kwargs: Any) -> Deferred[dict[str, Any]]:
+    def guarded(self: AdminResponder, *args: Any, **kwargs: Any) -> Deferred[dict[str, Any]]:
         return maybeDeferred(method, self, *args, **kwargs).addErrback(self._refusal)
 
     return guarded
@@ -137,7 +138,7 @@ class AdminResponder(amp.CommandLocator):
 
     log = Logger()
 
-    def __init__(self, registry: "RegistryService", protocol: amp.AMP) -> None:
+    def __init__(self, registry: RegistryService, protocol: amp.AMP) -> None:
         self.registry = registry
         self.protocol = protocol
         self._uploads: dict[str, _Upload] = {}
@@ -178,7 +179,7 @@ class AdminResponder(amp.CommandLocator):
     def _peer(self) -> str:
         return str(getattr(self.protocol, "peer_name", None) or "?")
 
-    def _write(self, what: str, run: Callable[[], Deferred[Any]]) -> Deferred[dict[str, Any]]:
+    def _write(self, what: str, run: Callable[[], Any]) -> Deferred[dict[str, Any]]:
         d = maybeDeferred(run)
         d.addCallback(lambda change: {"serial": self._serial(change)})
         return d.addErrback(self._refusal, what)
@@ -443,4 +444,4 @@ def _identity(text: str) -> Identity:
         raise RegistryUserError(f"invalid identity `{text}': {e.reason}") from None
 
 
-__all__ = ["AdminResponder", "KINDS", "MAX_PAGE_ITEMS", "MAX_UPLOAD_BYTES", "PAGE_BUDGET"]
+__all__ = ["KINDS", "MAX_PAGE_ITEMS", "MAX_UPLOAD_BYTES", "PAGE_BUDGET", "AdminResponder"]

@@ -17,12 +17,22 @@ from twisted.logger import Logger
 
 from gridreg.ice.exceptions import (
     AdapterNotFoundException,
+    DeploymentException,
     InvalidReplicaGroupIdException,
     ObjectExistsException,
     ObjectNotRegisteredException,
 )
 from gridreg.ice.types import Identity, Proxy
-from gridreg.protocol.errors import NotMasterError
+from gridreg.protocol.errors import NotFoundError, NotMasterError
+from gridreg.registry.applications import APPLICATION
+from gridreg.registry.descriptors import (
+    DescriptorError,
+    application_to_json,
+    check_conflicts,
+    check_update,
+    derive,
+    parse_application,
+)
 from gridreg.registry.state import (
     AdapterInfo,
     ObjectInfo,
@@ -107,22 +117,29 @@ class RegistryDatabase:
         def build() -> list[Mutation]:
             state = self.state
             known = adapter_id in state.adapters
+            group_id = replica_group_id
             if proxy is None:
                 if not known:
                     return []
                 self._trace_adapter("unregistered", adapter_id, replica_group_id)
                 return [adapter_mutation(adapter_id, None)]
-            if not known and not self.dynamic_registration:
+            deployed_group = state.deployed_group_of(adapter_id)
+            if deployed_group is not None:
+                # an application deploys it: its replica group is the descriptor's
+                if group_id and group_id != deployed_group:
+                    raise InvalidReplicaGroupIdException()
+                group_id = deployed_group
+            elif not known and not self.dynamic_registration:
                 self._trace_adapter("refused (dynamic registration disabled)", adapter_id, "")
                 raise AdapterNotFoundException()
-            if replica_group_id and replica_group_id in state.adapters:
+            if group_id and group_id in state.adapters:
                 raise InvalidReplicaGroupIdException()
             if state.is_replica_group(adapter_id):
                 raise InvalidReplicaGroupIdException()
-            info = AdapterInfo(adapter_id, proxy, replica_group_id)
+            info = AdapterInfo(adapter_id, proxy, group_id)
             if state.adapters.get(adapter_id) == info:
                 return []  # a retried or repeated registration: nothing changes
-            self._trace_adapter("registered", adapter_id, replica_group_id)
+            self._trace_adapter("registered", adapter_id, group_id)
             return [adapter_mutation(adapter_id, info)]
 
         return self._serially(build)
@@ -160,6 +177,8 @@ class RegistryDatabase:
             identity = proxy.identity
             if self.state.find_object(identity) is not None:
                 raise ObjectExistsException(identity)
+            if not identity.name:
+                raise DeploymentException("a well-known object needs a non-empty identity")
             self._trace_object("added", identity)
             return [object_mutation(identity, ObjectInfo(proxy, type_id))]
 
@@ -190,6 +209,12 @@ class RegistryDatabase:
         """
 
         def build() -> list[Mutation]:
+            owner = self.state.deployed.application_of_object(identity)
+            if owner is not None:
+                raise DeploymentException(
+                    f"object `{identity.category}/{identity.name}' is deployed by application "
+                    f"`{owner}': update the application instead"
+                )
             if identity not in self.state.objects:
                 raise ObjectNotRegisteredException(identity)
             self._trace_object("removed", identity)
@@ -205,3 +230,62 @@ class RegistryDatabase:
                 name=identity.name,
                 what=what,
             )
+
+    # -- applications --------------------------------------------------------------
+
+    def add_application(self, xml_text: str, update: bool = False) -> Deferred[Optional[Change]]:
+        """
+        Deploy an application from its IceGrid XML descriptor (or, with
+        C{update}, replace the deployed one of the same name).
+
+        @raise DescriptorError: the descriptor is malformed, invalid, or
+            claims ids another application (or an admin object) holds.
+        @raise NotFoundError: C{update} of an application that is not deployed.
+        """
+
+        def build() -> list[Mutation]:
+            app = parse_application(xml_text)
+            derived = derive(app)
+            deployed = self.state.deployed.derived
+            others = [d for name, d in deployed.items() if name != app.name]
+            if update:
+                if app.name not in deployed:
+                    raise NotFoundError(f"application `{app.name}' is not deployed")
+                check_update(deployed[app.name], derived, others)
+            else:
+                if app.name in deployed:
+                    raise DescriptorError(f"application `{app.name}' already exists")
+                check_conflicts(derived, others)
+            for identity in derived.objects:
+                if identity in self.state.objects:
+                    raise DescriptorError(
+                        f"object `{identity.category}/{identity.name}' was added by the admin"
+                    )
+            self._trace_application("updated" if update else "added", app.name)
+            return [Mutation(APPLICATION, app.name, application_to_json(app))]
+
+        return self._serially(build)
+
+    def remove_application(self, name: str) -> Deferred[Optional[Change]]:
+        """
+        Remove a deployed application and the registrations of its adapters.
+
+        @raise NotFoundError: no such application.
+        """
+
+        def build() -> list[Mutation]:
+            derived = self.state.deployed.derived.get(name)
+            if derived is None:
+                raise NotFoundError(f"application `{name}' is not deployed")
+            self._trace_application("removed", name)
+            return [Mutation(APPLICATION, name, None)] + [
+                adapter_mutation(adapter_id, None)
+                for adapter_id in derived.adapters
+                if adapter_id in self.state.adapters
+            ]
+
+        return self._serially(build)
+
+    def _trace_application(self, what: str, name: str) -> None:
+        if self.trace.application > 0:
+            self.log.info("[Application] application `{name}' {what}", name=name, what=what)

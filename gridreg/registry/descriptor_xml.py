@@ -50,10 +50,8 @@ MAX_DESCRIPTOR_BYTES = 4 * 1024 * 1024
 #: How much text variable substitution may produce in one parse.
 MAX_EXPANSION = 4 * MAX_DESCRIPTOR_BYTES
 
-_UNSUPPORTED = frozenset({
-    "icebox", "service", "service-template", "service-instance",
-    "distrib", "dbenv", "dbproperty", "directory", "target",
-})
+_UNSUPPORTED = frozenset({"icebox", "service", "service-template", "service-instance",
+                          "distrib", "dbenv", "dbproperty", "directory", "target"})
 _RESERVED = frozenset({"application", "node", "server", "service"})
 #: Prefixes of variables that a node resolves when it starts a server.
 _RUNTIME_PREFIXES = ("node.", "server.", "service.", "session.")
@@ -118,10 +116,8 @@ def _read_xml(text: str) -> _Element:
         reason = expat.errors.messages.get(e.code, str(e))
         raise DescriptorError(f"malformed XML at column {column}: {reason}", line=line) from e
     except DefusedXmlException as e:
-        raise DescriptorError(
-            f"forbidden XML ({type(e).__name__}): DTDs and entities are not allowed",
-            line=parser.parser.CurrentLineNumber,
-        ) from e
+        reason = f"forbidden XML ({type(e).__name__}): DTDs and entities are not allowed"
+        raise DescriptorError(reason, line=parser.parser.CurrentLineNumber) from e
     assert root is not None  # expat refuses a document without a root element
     return root
 
@@ -502,6 +498,7 @@ class _ApplicationParser:
         server_id = at.value(a["id"], "server id")
         at = at.named(server_id)
         self._claim(self.server_ids, server_id, "server id", at)
+        # ${server.data} is a directory the node provides for each server.
         runtime = {"server": server_id, "server.data": f"${{node.data}}/servers/{server_id}/data"}
         at = at.within(at.scope.child(runtime, at.variables()))
         activation = at.sub(a.get("activation", "manual"))
@@ -515,8 +512,7 @@ class _ApplicationParser:
         own: list[tuple[str, str]] = []
         allowed = ("description", "variable", "option", "env", "adapter")
         # Property elements are picked out below, in their own order.
-        for child in at.children(allowed, ignored=("allocatable", "log", "property",
-                                                   "properties")):
+        for child in at.children(allowed, ignored=("log", "property", "properties")):
             tag = child.el.tag
             if tag in ("option", "env"):
                 child.attributes()

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from gridreg.ice.stringify import IdentityParseError, identity_from_string
+from gridreg.ice.stringify import IdentityParseError, identity_from_string, identity_to_string
 from gridreg.ice.types import Identity, Proxy
 
 #: The load-balancing policies IceGrid defines.
@@ -157,7 +157,8 @@ class ApplicationDescriptor:
     A parsed application. C{xml} is the text it came from, kept verbatim:
     it is what the registry stores and replicates.
 
-    @ivar variables: the application-level variables, in document order.
+    @ivar variables: the application-level variables as written (values are
+        substituted where they are used), in document order.
     """
 
     name: str
@@ -231,7 +232,7 @@ _V = TypeVar("_V")
 
 def _put(index: dict[_K, _V], key: _K, value: _V, what: str, app: str) -> None:
     if key in index:
-        raise DescriptorError(f"duplicate {what} {key!r}", f"application[{app}]")
+        raise DescriptorError(f"duplicate {_describe(what, key)}", f"icegrid/application[{app}]")
     index[key] = value
 
 
@@ -239,7 +240,7 @@ def _object_identity(obj: ObjectDescriptor, app: str) -> Identity:
     try:
         return identity_from_string(obj.identity)
     except IdentityParseError as e:
-        raise DescriptorError(f"invalid object identity: {e}", f"application[{app}]") from e
+        raise DescriptorError(f"invalid object identity: {e}", f"icegrid/application[{app}]") from e
 
 
 def derive(app: ApplicationDescriptor) -> DerivedApplication:
@@ -271,13 +272,13 @@ def derive(app: ApplicationDescriptor) -> DerivedApplication:
                 if adapter.id in groups:
                     raise DescriptorError(
                         f"adapter id {adapter.id!r} is also a replica group id",
-                        f"application[{name}]",
+                        f"icegrid/application[{name}]",
                     )
                 if adapter.replica_group_id and adapter.replica_group_id not in groups:
                     raise DescriptorError(
                         f"adapter {adapter.id!r} names unknown replica group "
                         f"{adapter.replica_group_id!r}",
-                        f"application[{name}]",
+                        f"icegrid/application[{name}]",
                     )
                 deployed = DeployedAdapter(
                     adapter.id, server.id, node.name, adapter.replica_group_id, adapter.priority
@@ -307,9 +308,8 @@ def _claims(app: DerivedApplication) -> Iterable[tuple[str, object]]:
 
 
 def _describe(kind: str, key: object) -> str:
-    if isinstance(key, Identity):
-        return f"{kind} {key.category + '/' if key.category else ''}{key.name!r}"
-    return f"{kind} {key!r}"
+    shown = identity_to_string(key) if isinstance(key, Identity) else key
+    return f"{kind} {shown!r}"
 
 
 def _check_disjoint(new: DerivedApplication, others: Iterable[DerivedApplication]) -> None:
@@ -319,7 +319,7 @@ def _check_disjoint(new: DerivedApplication, others: Iterable[DerivedApplication
             if claim in claims:
                 raise DescriptorError(
                     f"{_describe(*claim)} is already used by application {other.name!r}",
-                    f"application[{new.name}]",
+                    f"icegrid/application[{new.name}]",
                 )
 
 
@@ -334,7 +334,7 @@ def check_conflicts(new: DerivedApplication, others: Iterable[DerivedApplication
     for other in others:
         if other.name == new.name:
             raise DescriptorError(
-                f"application {new.name!r} already exists", f"application[{new.name}]"
+                f"application {new.name!r} already exists", f"icegrid/application[{new.name}]"
             )
     _check_disjoint(new, others)
 
@@ -353,7 +353,7 @@ def check_update(
     if old.name != new.name:
         raise DescriptorError(
             f"cannot update application {old.name!r} with a descriptor named {new.name!r}",
-            f"application[{new.name}]",
+            f"icegrid/application[{new.name}]",
         )
     _check_disjoint(new, [o for o in others if o.name != new.name])
 

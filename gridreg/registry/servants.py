@@ -24,7 +24,7 @@ from gridreg.ice.exceptions import (
     ServerNotFoundException,
 )
 from gridreg.ice.messages import Request
-from gridreg.ice.servant import Servant, operation
+from gridreg.ice.servant import Servant, Uncached, operation
 from gridreg.ice.types import Identity, Proxy
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.state import RegistryState
@@ -65,14 +65,16 @@ class LocatorServant(Servant):
     @operation("findAdapterById", idempotent=True, cacheable=True)
     def find_adapter_by_id(self, request: Request, params: InputStream) -> bytes:
         adapter_id = params.read_string()
-        endpoints = self.state.adapter_endpoints(adapter_id)
-        if not endpoints:
+        found = self.state.locate_adapter(adapter_id)
+        if found is None or not found[0]:
             if self.trace.locator > 0:
                 self.log.info("[Locator] couldn't find adapter `{adapter_id}'", adapter_id=adapter_id)
             raise AdapterNotFoundException()
         if self.trace.locator > 1:
             self.log.info("[Locator] found adapter `{adapter_id}'", adapter_id=adapter_id)
-        return _proxy_result(request, Proxy(ADAPTER_PROXY_IDENTITY, endpoints=endpoints))
+        endpoints, stable = found
+        result = _proxy_result(request, Proxy(ADAPTER_PROXY_IDENTITY, endpoints=endpoints))
+        return result if stable else Uncached(result)
 
     @operation("findObjectById", idempotent=True, cacheable=True)
     def find_object_by_id(self, request: Request, params: InputStream) -> bytes:

@@ -18,7 +18,10 @@ from typing import Callable, Iterable, Mapping, Optional
 import attrs
 
 from gridreg.ice.encoding import InputStream, OutputStream
-from gridreg.ice.types import ENCODING_1_1, Identity, Proxy
+from gridreg.ice.types import ENCODING_1_1, Endpoint, Identity, Proxy
+from gridreg.registry.applications import APPLICATION, DeployedIndex
+from gridreg.registry.descriptors import ApplicationDescriptor
+from gridreg.registry.loadbalancing import RoundRobinState, order_replicas
 from gridreg.store.records import Mutation
 
 ADAPTER = "adapter"
@@ -97,6 +100,8 @@ class RegistryState:
         #: every replica's published endpoints, by name, as replicated
         self.replicas: dict[str, dict] = {}
         self._discovery: Optional[Callable[[], None]] = None
+        self.deployed = DeployedIndex()
+        self._round_robin = RoundRobinState()
         self._by_type: dict[str, dict[Identity, ObjectInfo]] = {}
         self._listeners: list[Callable[[], None]] = []
         self._rng = rng or random.Random()
@@ -118,9 +123,10 @@ class RegistryState:
         self.objects.clear()
         self._by_type.clear()
         self.replicas.clear()
+        self.deployed.clear()
         self._apply_all(
             Mutation(kind, key, value)
-            for kind in (ADAPTER, OBJECT, REPLICA)
+            for kind in (ADAPTER, OBJECT, REPLICA, APPLICATION)
             for key, value in records.get(kind, {}).items()
         )
         self._rediscover()
@@ -140,6 +146,8 @@ class RegistryState:
                 self._apply_adapter(mutation.key, mutation.value)
             elif mutation.kind == OBJECT:
                 self._apply_object(mutation.key, mutation.value)
+            elif mutation.kind == APPLICATION:
+                self.deployed.put(mutation.key, mutation.value)
             elif mutation.kind == REPLICA:
                 replicas_changed = True
                 if mutation.value is None:
@@ -198,35 +206,83 @@ class RegistryState:
         info = self.builtin_objects.get(identity)
         if info is None:
             info = self.objects.get(identity)
+        if info is None:
+            deployed = self.deployed.objects.get(identity)
+            if deployed is not None:
+                info = ObjectInfo(*deployed)
         return info
 
     def objects_of_type(self, type_id: str) -> list[Proxy]:
         found = [i.proxy for i in self.builtin_objects.values() if i.type == type_id]
         found.extend(info.proxy for info in self._by_type.get(type_id, {}).values())
+        found.extend(proxy for proxy, t in self.deployed.objects.values() if t == type_id)
         return found
 
     def random_object_of_type(self, type_id: str) -> Optional[Proxy]:
         found = self.objects_of_type(type_id)
         return self._rng.choice(found) if found else None
 
+    # -- applications --------------------------------------------------------------
+
+    @property
+    def applications(self) -> dict[str, ApplicationDescriptor]:
+        return self.deployed.applications
+
+    def application_of_adapter(self, adapter_id: str) -> Optional[str]:
+        return self.deployed.application_of(adapter_id)
+
+    def deployed_group_of(self, adapter_id: str) -> Optional[str]:
+        """The replica group an application puts the adapter in ("" for none)."""
+        deployed = self.deployed.adapters.get(adapter_id)
+        return deployed.replica_group_id if deployed is not None else None
+
+    # -- adapters and replica groups -----------------------------------------------
+
     def is_replica_group(self, adapter_id: str) -> bool:
-        return adapter_id in self.replica_groups
+        return adapter_id in self.replica_groups or adapter_id in self.deployed.replica_groups
 
     def replica_group_members(self, group_id: str) -> list[AdapterInfo]:
-        return [self.adapters[a] for a in self.replica_groups.get(group_id, ())]
+        """The registered members of a replica group, in a stable order."""
+        members = [self.adapters[a] for a in self.replica_groups.get(group_id, ())]
+        if group_id in self.deployed.replica_groups:
+            members.sort(key=lambda info: info.adapter_id)
+        return members
 
-    def adapter_endpoints(self, adapter_id: str) -> Optional[tuple]:
+    def adapter_endpoints(self, adapter_id: str) -> Optional[tuple[Endpoint, ...]]:
+        """The endpoints a locate request answers (see L{locate_adapter})."""
+        found = self.locate_adapter(adapter_id)
+        return found[0] if found is not None else None
+
+    def locate_adapter(self, adapter_id: str) -> Optional[tuple[tuple[Endpoint, ...], bool]]:
         """
-        The endpoints a locate request for C{adapter_id} answers with: the
-        adapter's own, or every member's of a replica group; None if unknown.
+        What a locate request for C{adapter_id} answers: the adapter's own
+        endpoints, or its replica group members' in the order of the group's
+        load-balancing policy; and whether that answer is the same every time
+        (so it may be cached). None if nothing is registered under that id.
         """
         info = self.adapters.get(adapter_id)
         if info is not None:
-            return info.proxy.endpoints
-        members = self.replica_groups.get(adapter_id)
-        if members:
-            endpoints: list = []
-            for member in members:
-                endpoints.extend(self.adapters[member].proxy.endpoints)
-            return tuple(endpoints)
-        return None
+            return info.proxy.endpoints, True
+        members = self.replica_group_members(adapter_id)
+        if not members:
+            return None
+        group = self.deployed.replica_groups.get(adapter_id)
+        stable = True
+        if group is not None:
+            stable = len(members) < 2 or group.policy.type == "ordered"
+            members = order_replicas(
+                group.policy,
+                members,
+                rng=self._rng,
+                state=self._round_robin,
+                group_id=adapter_id,
+                priority=lambda m: self._priority(m.adapter_id),
+            )
+        endpoints: list[Endpoint] = []
+        for member in members:
+            endpoints.extend(member.proxy.endpoints)
+        return tuple(endpoints), stable
+
+    def _priority(self, adapter_id: str) -> int:
+        deployed = self.deployed.adapters.get(adapter_id)
+        return deployed.priority if deployed is not None else 0

@@ -1,0 +1,75 @@
+# -*- test-case-name: tests.test_applications -*-
+"""
+What deployed applications add to the registry's indexes: adapter ids the
+registry accepts without dynamic registration, replica groups with their
+load-balancing policy, and well-known objects.
+
+Applications are few and change rarely, so the indexes are rebuilt from all
+of them on every change; locate requests only read them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from gridreg.ice.types import Identity
+from gridreg.registry.descriptors import (
+    ApplicationDescriptor,
+    DeployedAdapter,
+    DerivedApplication,
+    ReplicaGroupDescriptor,
+    application_from_json,
+    derive,
+)
+
+APPLICATION = "application"
+
+
+class DeployedIndex:
+    """The union of every deployed application, indexed by id."""
+
+    def __init__(self) -> None:
+        self.derived: dict[str, DerivedApplication] = {}
+        self.adapters: dict[str, DeployedAdapter] = {}
+        self.replica_groups: dict[str, ReplicaGroupDescriptor] = {}
+        #: identity to (proxy, type)
+        self.objects: dict[Identity, tuple[Any, str]] = {}
+        self._application_of: dict[str, str] = {}
+
+    def clear(self) -> None:
+        self.derived.clear()
+        self._rebuild()
+
+    def put(self, name: str, value: Optional[Mapping[str, Any]]) -> None:
+        """Apply one replicated application record (None removes it)."""
+        if value is None:
+            self.derived.pop(name, None)
+        else:
+            self.derived[name] = derive(application_from_json(value))
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.adapters = {}
+        self.replica_groups = {}
+        self.objects = {}
+        self._application_of = {}
+        for name, app in self.derived.items():
+            self.adapters.update(app.adapters)
+            self.replica_groups.update(app.replica_groups)
+            self.objects.update(app.objects)
+            for adapter_id in list(app.adapters) + list(app.replica_groups):
+                self._application_of[adapter_id] = name
+
+    @property
+    def applications(self) -> dict[str, ApplicationDescriptor]:
+        return {name: app.descriptor for name, app in self.derived.items()}
+
+    def application_of(self, adapter_id: str) -> Optional[str]:
+        """The application that deploys an adapter or replica group, if any."""
+        return self._application_of.get(adapter_id)
+
+    def application_of_object(self, identity: Identity) -> Optional[str]:
+        for name, app in self.derived.items():
+            if identity in app.objects:
+                return name
+        return None
