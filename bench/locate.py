@@ -35,6 +35,7 @@ from bench._harness import (
     memory_kib,
     out,
     quiet_option,
+    quietest,
     ratio,
     registries,
     remove_workdir,
@@ -87,16 +88,22 @@ async def measure(
         def profile(start_at: float, duration: float) -> Deferred[Path]:
             return start_recording(reactor, deployment.pid, start_at, duration, output)
 
-    result = await run_clients(
-        reactor,
-        deployment.pid,
-        deployment.clients[:processes],
-        options,
-        args.warmup,
-        args.duration,
-        quiet_option(args),
-        profile,
-    )
+
+    def attempt() -> Deferred[LoadResult]:
+        return Deferred.fromCoroutine(
+            run_clients(
+                reactor,
+                deployment.pid,
+                deployment.clients[:processes],
+                options,
+                args.warmup,
+                args.duration,
+                quiet_option(args),
+                profile,
+            )
+        )
+
+    result = await quietest(attempt, lambda r: r.other_cores, args.quiet_below, args.attempts)
     out(
         f"  {deployment.kind:8} {label(setting):>7}: {result.rate:9.0f} req/s, "
         f"p50 {fmt(result.p50_ms)} ms, p99 {fmt(result.p99_ms)} ms, "

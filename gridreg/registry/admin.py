@@ -349,6 +349,7 @@ class AdminResponder(amp.CommandLocator):
             return sorted(objects), lambda k: self._object_item(objects[k])
         if what == "adapter":
             ids = set(state.adapters) | set(state.replica_groups)
+            ids |= set(state.deployed.adapters) | set(state.deployed.replica_groups)
             return sorted(ids), lambda k: self._adapter_item(k, members=False)
         if what == "registry":
             replicas = {r["name"]: r for r in self.registry.replica_info()}
@@ -359,6 +360,7 @@ class AdminResponder(amp.CommandLocator):
     def _objects(self) -> dict[str, Identity]:
         state = self.registry.state
         everything = {identity_to_string(i): i for i in state.objects}
+        everything.update((identity_to_string(i), i) for i in state.deployed.objects)
         everything.update((identity_to_string(i), i) for i in state.builtin_objects)
         return everything
 
@@ -382,8 +384,11 @@ class AdminResponder(amp.CommandLocator):
             item.update(kind="adapter", replica_group=info.replica_group_id,
                         endpoints=endpoints_to_string(info.proxy.endpoints))
             return item
-        group = [state.adapters[m] for m in state.replica_groups.get(adapter_id, ())
-                 if m in state.adapters]
+        deployed = state.deployed.adapters.get(adapter_id)
+        if deployed is not None:  # deployed, not registered: its server is not running
+            item.update(kind="adapter", replica_group=deployed.replica_group_id, endpoints="")
+            return item
+        group = state.replica_group_members(adapter_id)
         item.update(kind="replica-group", replica_group="",
                     endpoints=endpoints_to_string(e for m in group for e in m.proxy.endpoints))
         if members:
