@@ -156,3 +156,57 @@ class CrashRecoveryTests(TestCase):
         self.assertTrue(adapter["ok"], adapter)
         self.assertEqual(adapter["result"], "survivor")
         self.assertTrue(group["ok"], group)
+
+
+class SslEndpointTests(TestCase):
+    """Real Ice clients with IceSSL use gridreg's ssl client endpoints."""
+
+    skip = ice_missing()
+    timeout = 30
+
+    async def test_ssl_locator(self) -> None:
+        from gridreg.certs import make_demo_certs
+
+        workdir = Path(self.mktemp()).resolve()
+        certs = workdir / "certs"
+        make_demo_certs(str(certs), replicas=["Master"], admins=["client"], instance="DemoIceGrid")
+        port = free_port()
+        tls = {
+            "IceSSL.DefaultDir": str(certs),
+            "IceSSL.CAs": "ca.pem",
+        }
+        registry = await start_gridregistry(
+            reactor,
+            workdir,
+            {
+                "IceGrid.Registry.Client.Endpoints": f"ssl -h 127.0.0.1 -p {port}",
+                "IceSSL.CertFile": "registry-Master.pem",
+                "IceSSL.KeyFile": "registry-Master.key",
+                **tls,
+            },
+        )
+        self.addCleanup(registry.stop)
+        locator = f"DemoIceGrid/Locator:ssl -h 127.0.0.1 -p {port}"
+        client_tls = {
+            "Ice.Plugin.IceSSL": "IceSSL:createIceSSL",
+            "IceSSL.CertFile": "admin-client.pem",
+            "IceSSL.KeyFile": "admin-client.key",
+            **tls,
+        }
+        query, missing = await run_ice_client(
+            reactor,
+            locator,
+            [["findObjectById", "DemoIceGrid/Query"], ["findAdapterById", "Nope"]],
+            client_tls,
+        )
+        self.assertTrue(query["ok"], query)
+        self.assertEqual(query["endpoints"], [f"ssl -h 127.0.0.1 -p {port} -t 60000"])
+        self.assertEqual(missing["error"], "Ice.AdapterNotFoundException")
+        # without a certificate from the grid's CA, the TLS handshake fails
+        [refused] = await run_ice_client(
+            reactor,
+            locator,
+            [["findObjectById", "DemoIceGrid/Query"]],
+            {"Ice.Plugin.IceSSL": "IceSSL:createIceSSL", **tls},
+        )
+        self.assertFalse(refused["ok"])

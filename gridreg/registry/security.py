@@ -86,6 +86,18 @@ class InternalSecurity:
         if check is not None:
             check(transport, "registry", replica)
 
+    def ice_tls(self) -> Any:
+        """
+        TLS options for the Ice protocol's C{ssl} endpoints: the same
+        certificates, and, like IceSSL's default C{IceSSL.VerifyPeer=2}, a
+        client certificate signed by the grid's CA is required.
+        """
+        if self.tls is None:
+            return None
+        from gridreg import tls
+
+        return tls.server_tls_options(self.tls)
+
     def listen(self, reactor: Any, endpoint: Endpoint, factory: Factory) -> Deferred[IListeningPort]:
         if self.tls is None:
             return listen_ice(reactor, endpoint, factory)

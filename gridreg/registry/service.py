@@ -157,8 +157,9 @@ class RegistryService(Service):
             serial=stored.serial,
         )
         config = self.config
+        ice_tls = self.security.ice_tls()
         listening = [
-            (kind, listen_ice(self.reactor, endpoint, factory))
+            (kind, listen_ice(self.reactor, endpoint, factory, ice_tls))
             for kind, endpoints, factory in (
                 ("client", config.client_endpoints, self.client_factory),
                 ("server", config.server_endpoints, self.server_factory),
