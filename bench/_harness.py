@@ -19,10 +19,11 @@ import math
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,9 +32,9 @@ from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.internet.task import deferLater, react
 from twisted.logger import (
     FilteringLogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
-    Logger,
     globalLogBeginner,
     textFileLogObserver,
 )
@@ -42,7 +43,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: python bench/locate.py
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests._processes import (  # noqa: E402
+from tests._processes import (
     IceClient,
     IceServer,
     RunningRegistry,
@@ -90,21 +91,57 @@ def memory_kib(pid: int) -> dict[str, int]:
     return found
 
 
+def git_commit() -> str:
+    """The commit measured, C{+dirty} if gridreg/ has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "gridreg"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def machine() -> dict[str, Any]:
     """Where the figures were measured, for the JSON output."""
     model = ""
     try:
         with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+            model = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), ""
+            )
     except OSError:
         pass
     return {
+        "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpus": os.cpu_count(),
         "cpu_model": model,
         "kernel": platform.release(),
         "python": platform.python_version(),
     }
+
+
+def header(name: str) -> None:
+    """Say what is measured where, first thing in every benchmark's output."""
+    info = machine()
+    out(
+        f"{name}: gridreg commit {info['commit']}, {info['date']}, {info['cpus']} cores "
+        f"({info['cpu_model']}), Python {info['python']}"
+    )
 
 
 # -- processes -----------------------------------------------------------------
@@ -277,8 +314,11 @@ async def wait_for_quiet(
         load = (machine_busy_seconds() - before) / (time.time() - wall)
         if load < threshold or time.time() >= deadline:
             if load >= threshold:
-                log.warn("machine still busy ({load:.2f} cores) after {wait} s; measuring anyway",
-                         load=load, wait=max_wait)
+                log.warn(  # noqa: G010 - twisted.logger's name
+                    "machine still busy ({load:.2f} cores) after {wait} s; measuring anyway",
+                    load=load,
+                    wait=max_wait,
+                )
             return load
 
 
@@ -305,8 +345,10 @@ async def quietest(
             best = result
         if noise(result) < threshold:
             break
-        out(f"    (other programs kept {noise(result):.2f} cores busy; "
-            + ("measuring again)" if number + 1 < attempts else "keeping the quietest)"))
+        out(
+            f"    (other programs kept {noise(result):.2f} cores busy; "
+            + ("measuring again)" if number + 1 < attempts else "keeping the quietest)")
+        )
     assert best is not None
     return best
 
@@ -320,6 +362,7 @@ class LoadResult:
     rate: float
     p50_ms: float | None
     p99_ms: float | None
+    max_ms: float | None
     registry: ProcessWindow
     clients: list[ProcessWindow]
     machine: ProcessWindow
@@ -341,6 +384,7 @@ class LoadResult:
             "rate": self.rate,
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,
+            "max_ms": self.max_ms,
             "registry_cpu_s": self.registry.cpu,
             "registry_cores": self.registry.utilisation,
             "cpu_us_per_request": self.cpu_us_per_request,
@@ -392,6 +436,7 @@ async def run_clients(
         rate=sum(r["rate"] or 0.0 for r in results),
         p50_ms=histogram_percentile(histogram, 0.50),
         p99_ms=histogram_percentile(histogram, 0.99),
+        max_ms=max((r["max_ms"] for r in results if r["max_ms"] is not None), default=None),
         registry=windows[0],
         clients=windows[1:-1],
         machine=windows[-1],
@@ -463,7 +508,6 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
         help="wait at most this many seconds for a quiet machine (0: do not wait)",
     )
 
-
     parser.add_argument(
         "--attempts",
         type=int,
@@ -484,7 +528,10 @@ def registries(text: str) -> list[str]:
     return names
 
 
-def run(main: Callable[[Any, argparse.Namespace], Awaitable[None]], args: argparse.Namespace) -> None:
+def run(
+    main: Callable[[Any, argparse.Namespace], Coroutine[Any, Any, None]],
+    args: argparse.Namespace,
+) -> None:
     """
     Run C{main(reactor, args)} on the real reactor and exit with its outcome.
     """

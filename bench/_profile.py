@@ -135,8 +135,8 @@ def summary(path: Path, top: int = 15) -> str:
     if not total:
         return f"{path}: no busy samples"
     lines = [
-        f"{path.name}: {total} busy samples ({idle} more idle in epoll, left out); "
-        "% of busy time"
+        f"{path.name}: {total} busy samples ({idle} more idle in epoll, left out);"
+        + " % of busy time"
     ]
     lines.append("  self %   function (file:line)")
     for frame, count in own.most_common(top):

@@ -30,6 +30,7 @@ from bench._harness import (
     common_arguments,
     deploy,
     fmt,
+    header,
     kilo,
     machine,
     memory_kib,
@@ -87,7 +88,6 @@ async def measure(
 
         def profile(start_at: float, duration: float) -> Deferred[Path]:
             return start_recording(reactor, deployment.pid, start_at, duration, output)
-
 
     def attempt() -> Deferred[LoadResult]:
         return Deferred.fromCoroutine(
@@ -169,10 +169,7 @@ def report(
     rows = [
         [label(s)]
         + [f"{results[k][label(s)].registry.utilisation:.2f}" for k in kinds]
-        + [
-            " + ".join(f"{c.utilisation:.2f}" for c in results[k][label(s)].clients)
-            for k in kinds
-        ]
+        + [" + ".join(f"{c.utilisation:.2f}" for c in results[k][label(s)].clients) for k in kinds]
         + [f"{results[k][label(s)].other_cores:.2f}" for k in kinds]
         for s in settings
     ]
@@ -188,12 +185,42 @@ def report(
     out()
     for kind in kinds:
         mem = memory[kind]
-        out(f"{kind} peak RSS (VmHWM): {mem.get('VmHWM', 0) / 1024:.1f} MiB, "
-            f"RSS at end {mem.get('VmRSS', 0) / 1024:.1f} MiB")
+        out(
+            f"{kind} peak RSS (VmHWM): {mem.get('VmHWM', 0) / 1024:.1f} MiB, "
+            f"RSS at end {mem.get('VmRSS', 0) / 1024:.1f} MiB"
+        )
     out(f"goals: {GOALS}")
+    if kinds == ["icegrid", "gridreg"]:
+        for line in goal_verdicts(settings, results):
+            out(line)
+
+
+def goal_verdicts(
+    settings: list[tuple[int, int]], results: dict[str, dict[str, LoadResult]]
+) -> list[str]:
+    """One line per setting: each goal of docs/performance.md, met or missed."""
+    lines = []
+    for setting in settings:
+        ice, ours = results["icegrid"][label(setting)], results["gridreg"][label(setting)]
+        checks = []
+        rate_goal = 1.3 if setting[1] > 1 else 1.0
+        rate = ratio(ours.rate, ice.rate)
+        checks.append(f"req/s {fmt(rate, '.2f', 'x')} (>= {rate_goal}x)")
+        checks[-1] += " met" if rate is not None and rate >= rate_goal else " MISSED"
+        if setting[0] >= 16:
+            cpu = ratio(ours.cpu_us_per_request, ice.cpu_us_per_request)
+            met = cpu is not None and cpu <= 0.5
+            checks.append(f"CPU {fmt(cpu, '.2f', 'x')} (<= 0.5x) " + ("met" if met else "MISSED"))
+        met = ours.p99_ms is not None and ice.p99_ms is not None and ours.p99_ms <= ice.p99_ms
+        checks.append(
+            f"p99 {fmt(ours.p99_ms)} vs {fmt(ice.p99_ms)} ms " + ("met" if met else "MISSED")
+        )
+        lines.append(f"  {label(setting):>7}: " + "; ".join(checks))
+    return lines
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
+    header("locate")
     kinds = registries(args.registries)
     settings = parse_settings(args.settings)
     processes = max(p for _, p in settings)
@@ -203,11 +230,15 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     try:
         for kind in kinds:
             deployments[kind] = await deploy(reactor, kind, processes)
-            out(f"{kind}: registry pid {deployments[kind].pid}, locator "
-                f"{deployments[kind].registry.locator}")
+            out(
+                f"{kind}: registry pid {deployments[kind].pid}, locator "
+                f"{deployments[kind].registry.locator}"
+            )
         for number in range(args.rounds):
-            out(f"round {number + 1} of {args.rounds} "
-                f"(warm-up {args.warmup} s, measured {args.duration} s)")
+            out(
+                f"round {number + 1} of {args.rounds} "
+                f"(warm-up {args.warmup} s, measured {args.duration} s)"
+            )
             for setting in settings:
                 for kind in kinds:
                     result = await measure(reactor, deployments[kind], setting, args)

@@ -19,9 +19,11 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 
 from bench._harness import (
     REPO_ROOT,
@@ -30,6 +32,7 @@ from bench._harness import (
     common_arguments,
     deploy,
     fmt,
+    header,
     kilo,
     machine,
     out,
@@ -45,7 +48,6 @@ from bench._harness import (
     write_json,
 )
 from tests._processes import LineProcess
-from twisted.internet.defer import Deferred
 
 VECTOR = REPO_ROOT / "tests" / "data" / "ice-vectors" / "07_findAdapterById_known.json"
 CLIENT = REPO_ROOT / "bench" / "_pipeline_client.py"
@@ -135,6 +137,7 @@ async def measure(reactor: Any, deployment: Deployment, args: argparse.Namespace
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
+    header("pipeline")
     kinds = registries(args.registries)
     deployments: dict[str, Deployment] = {}
     rounds: dict[str, list[PipelineResult]] = {k: [] for k in kinds}
@@ -142,12 +145,13 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         for kind in kinds:
             deployments[kind] = await deploy(reactor, kind, 0)
         for number in range(args.rounds):
-            out(f"round {number + 1} of {args.rounds} ({args.in_flight} in flight, "
-                f"warm-up {args.warmup} s, measured {args.duration} s)")
+            out(
+                f"round {number + 1} of {args.rounds} ({args.in_flight} in flight, "
+                f"warm-up {args.warmup} s, measured {args.duration} s)"
+            )
             for kind in kinds:
-                deployment = deployments[kind]
                 result = await quietest(
-                    lambda: Deferred.fromCoroutine(measure(reactor, deployment, args)),
+                    partial(measure, reactor, deployments[kind], args),
                     lambda r: r.other_cores,
                     args.quiet_below,
                     args.attempts,

@@ -24,11 +24,11 @@ registry CPU per lookup with 16 in flight.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from bench._harness import (
     LoadResult,
     common_arguments,
     fmt,
+    header,
     machine,
     memory_kib,
     out,
@@ -58,12 +59,14 @@ from bench._harness import (
     table,
     write_json,
 )
+from bench._profile import start_recording, summary
 from gridreg.ice.client import IceClientProtocol
 from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.messages import ReplyStatus
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Proxy, TcpEndpoint
 from gridreg.registry.state import ObjectInfo, object_mutation
 from gridreg.store.sqlite import SQLiteStore
+from tests._processes import IceClient, RunningRegistry
 
 CATEGORY = "bench"
 PREFIX = "obj"
@@ -136,8 +139,10 @@ async def add_icegrid_objects(
                 seconds += result["seconds"]
                 out(f"  icegrid: {added} objects added through the admin in {seconds:.1f} s")
                 if seconds / added * count > limit and added >= FALLBACK_OBJECTS:
-                    out(f"  icegrid: {count} would take about {seconds / added * count:.0f} s "
-                        f"(> {limit:.0f} s): stopping at {added}")
+                    out(
+                        f"  icegrid: {count} would take about {seconds / added * count:.0f} s "
+                        f"(> {limit:.0f} s): stopping at {added}"
+                    )
                     break
         finally:
             await client.stop()
@@ -179,6 +184,63 @@ async def first_locate(reactor: Any, port: int, target: Identity, timeout: float
     raise RuntimeError(f"no answered locate on port {port} within {timeout} s")
 
 
+async def lookups(
+    reactor: Any,
+    kind: str,
+    pid: int,
+    client: IceClient,
+    count: int,
+    in_flight: int,
+    args: argparse.Namespace,
+) -> LoadResult:
+    """One window of findObjectById calls for random objects, profiled if asked."""
+    profile = None
+    if args.profile and kind == "gridreg":
+        output = Path(args.profile).resolve() / f"gridreg-findObjectById-{count}-{in_flight}x1.txt"
+        output.parent.mkdir(parents=True, exist_ok=True)
+
+        def profile(start_at: float, duration: float) -> Deferred[Path]:
+            return start_recording(reactor, pid, start_at, duration, output)
+
+    options = {
+        "operation": "findObjectById",
+        "objects": {"category": CATEGORY, "prefix": PREFIX, "count": count},
+        "seed": None,  # a fresh sequence per window: no replay of cached lookups
+        "in_flight": in_flight,
+    }
+    return await run_clients(
+        reactor, pid, [client], options, 1.0, args.duration, quiet_option(args), profile
+    )
+
+
+async def measure_lookups(
+    reactor: Any, kind: str, registry: RunningRegistry, count: int, args: argparse.Namespace
+) -> list[LoadResult]:
+    """Lookup latency with 1 call in flight, and CPU per lookup with 16."""
+    [client] = await start_clients(reactor, registry.locator, 1)
+    pid = registry_pid(registry)
+    results = []
+    try:
+        for in_flight in (1, 16):
+            result = await quietest(
+                partial(lookups, reactor, kind, pid, client, count, in_flight, args),
+                lambda r: r.other_cores,
+                args.quiet_below,
+                args.attempts,
+            )
+            out(
+                f"  {kind}: findObjectById, {in_flight} in flight: {result.rate:.0f} req/s, "
+                f"p50 {fmt(result.p50_ms, '.3f')} ms, p99 {fmt(result.p99_ms, '.3f')} ms, "
+                f"max {fmt(result.max_ms, '.1f')} ms, "
+                f"{fmt(result.cpu_us_per_request, '.1f')} us CPU/lookup, "
+                f"other {result.other_cores:.2f} cores"
+            )
+            results.append(result)
+    finally:
+        await client.stop()
+    return results
+
+
 async def measure_restarts(
     reactor: Any,
     kind: str,
@@ -203,48 +265,13 @@ async def measure_restarts(
         startups.append(answered - begin)
         try:
             memory_started = memory_kib(registry_pid(registry))
-            out(f"  {kind}: start {number + 1}: first locate answered after "
-                f"{startups[-1] * 1000:.0f} ms, RSS {memory_started['VmRSS'] / 1024:.1f} MiB")
+            out(
+                f"  {kind}: start {number + 1}: first locate answered after "
+                f"{startups[-1] * 1000:.0f} ms, RSS {memory_started['VmRSS'] / 1024:.1f} MiB"
+            )
             if number == args.restarts - 1:
-                [client] = await start_clients(reactor, registry.locator, 1)
-                try:
-                    options = {
-                        "operation": "findObjectById",
-                        "objects": {"category": CATEGORY, "prefix": PREFIX, "count": count},
-                        "seed": 1,
-                    }
-                    pid = registry_pid(registry)
-
-                    def attempt(in_flight: int) -> Deferred[LoadResult]:
-                        return Deferred.fromCoroutine(
-                            run_clients(
-                                reactor,
-                                pid,
-                                [client],
-                                dict(options, in_flight=in_flight),
-                                1.0,
-                                args.duration,
-                                quiet_option(args),
-                            )
-                        )
-
-                    latency, load = [
-                        await quietest(
-                            lambda: attempt(in_flight),
-                            lambda r: r.other_cores,
-                            args.quiet_below,
-                            args.attempts,
-                        )
-                        for in_flight in (1, 16)
-                    ]
-                    for name, r in (("1 in flight", latency), ("16 in flight", load)):
-                        out(f"  {kind}: findObjectById, {name}: {r.rate:.0f} req/s, p50 "
-                            f"{fmt(r.p50_ms, '.3f')} ms, p99 {fmt(r.p99_ms, '.3f')} ms, "
-                            f"{fmt(r.cpu_us_per_request, '.1f')} us CPU/lookup, "
-                            f"other {r.other_cores:.2f} cores")
-                finally:
-                    await client.stop()
-                memory_end = memory_kib(pid)
+                latency, load = await measure_lookups(reactor, kind, registry, count, args)
+                memory_end = memory_kib(registry_pid(registry))
         finally:
             await registry.stop()
     assert latency is not None and load is not None
@@ -270,8 +297,10 @@ def directory_size(path: Path) -> int:
 def report(kinds: list[str], results: dict[str, dict[str, Any]], fallback: bool) -> None:
     out()
     if fallback:
-        out(f"NOTE: IceGrid's admin was too slow for {results.get('requested')} objects; "
-            f"both registries hold {FALLBACK_OBJECTS}.")
+        out(
+            f"NOTE: IceGrid's admin was too slow for {results.get('requested')} objects; "
+            f"both registries hold {FALLBACK_OBJECTS}."
+        )
     rows = []
     for kind in kinds:
         r = results[kind]
@@ -324,6 +353,7 @@ def report(kinds: list[str], results: dict[str, dict[str, Any]], fallback: bool)
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
+    header("wellknown_scale")
     kinds = registries(args.registries)
     count = args.objects
     results: dict[str, Any] = {"requested": count}
@@ -355,6 +385,10 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             for path in workdirs.values():
                 shutil.rmtree(path, ignore_errors=True)
     report(kinds, results, fallback)
+    if args.profile:
+        for profiled in sorted(Path(args.profile).resolve().glob("gridreg-findObjectById-*.txt")):
+            out()
+            out(summary(profiled, args.profile_top))
     write_json(
         args.json,
         {"benchmark": "wellknown_scale", "machine": machine(), "fallback": fallback, **results},
@@ -372,6 +406,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=180.0,
         help="fall back to 10,000 objects if IceGrid's admin would need longer",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        default=None,
+        help="sample gridreg with py-spy during its lookup windows; raw profiles in DIR",
+    )
+    parser.add_argument("--profile-top", type=int, default=15, help="frames to list per profile")
     common_arguments(parser)
     return parser.parse_args(argv)
 

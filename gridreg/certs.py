@@ -83,80 +83,122 @@ def _write(path: str, data: bytes, mode: int) -> None:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
-             now: datetime, until: datetime) -> x509.CertificateBuilder:
-    return (x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(issuer).public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE).not_valid_after(until)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    now: datetime,
+    until: datetime,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(until)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
 
 
 def _usage(*, digital_signature: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=digital_signature, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
-        crl_sign=cert_sign, encipher_only=False, decipher_only=False)
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
-def _make_ca(instance: str, now: datetime, days: int
-             ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _make_ca(
+    instance: str, now: datetime, days: int
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, instance),
-                      x509.NameAttribute(NameOID.COMMON_NAME, f"{instance} gridreg CA")])
-    cert = (_builder(name, name, key.public_key(), now, now + timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_usage(cert_sign=True), critical=True)
-            .sign(key, hashes.SHA256()))
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, instance),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{instance} gridreg CA"),
+        ]
+    )
+    cert = (
+        _builder(name, name, key.public_key(), now, now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_usage(cert_sign=True), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return cert, key
 
 
-def _make_leaf(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, instance: str,
-               role: str, name: str, now: datetime, days: int
-               ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _make_leaf(
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    instance: str,
+    role: str,
+    name: str,
+    now: datetime,
+    days: int,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, instance),
-                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
-                         x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, instance),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
     ca_ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     # never beyond the CA: a reused CA may expire sooner than asked
     until = min(now + timedelta(days=days), ca.not_valid_after_utc)
-    cert = (_builder(subject, ca.subject, key.public_key(), now, until)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_usage(digital_signature=True), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name(role, name))]),
-                           critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        _builder(subject, ca.subject, key.public_key(), now, until)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_usage(digital_signature=True), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(dns_name(role, name))]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     return cert, key
 
 
 def _spki(public_key: Any) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER,  # type: ignore[no-any-return]
-                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public_key.public_bytes(
+        serialization.Encoding.DER,  # type: ignore[no-any-return]
+        serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
 
 
-def _load_ca(cert_path: str, key_path: str
-             ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _load_ca(cert_path: str, key_path: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     try:
         with open(cert_path, "rb") as f:
             cert = x509.load_pem_x509_certificate(f.read())
         with open(key_path, "rb") as f:
             key = serialization.load_pem_private_key(f.read(), None)
     except (ValueError, TypeError) as e:
-        raise CertificateError(f"cannot reuse the CA in {cert_path} and {key_path}: {e}"
-                               ) from None
+        raise CertificateError(f"cannot reuse the CA in {cert_path} and {key_path}: {e}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or _spki(key.public_key()) != _spki(
-            cert.public_key()):
+        cert.public_key()
+    ):
         raise CertificateError(f"{key_path} is not the private key of {cert_path}")
     return cert, key
 
@@ -171,8 +213,9 @@ def _signed_by(cert_path: str, ca: x509.Certificate) -> bool:
     return True
 
 
-def _peers(replicas: Iterable[str], nodes: Iterable[str], admins: Iterable[str]
-           ) -> list[tuple[str, str]]:
+def _peers(
+    replicas: Iterable[str], nodes: Iterable[str], admins: Iterable[str]
+) -> list[tuple[str, str]]:
     """The (role, name) pairs, de-duplicated; two names sharing a DNS name are an error."""
     peers: list[tuple[str, str]] = []
     by_dns: dict[str, str] = {}
@@ -182,18 +225,27 @@ def _peers(replicas: Iterable[str], nodes: Iterable[str], admins: Iterable[str]
                 continue
             dns = dns_name(role, name)
             if dns in by_dns:
-                raise ValueError(f"{role} names {by_dns[dns]!r} and {name!r} would share the "
-                                 f"DNS name {dns}; rename one")
+                raise ValueError(
+                    f"{role} names {by_dns[dns]!r} and {name!r} would share the "
+                    f"DNS name {dns}; rename one"
+                )
             by_dns[dns] = name
             peers.append((role, name))
     return peers
 
 
-def make_demo_certs(out_dir: str, replicas: Iterable[str] = (), nodes: Iterable[str] = (),
-                    admins: Iterable[str] = (), *, instance: str = "IceGrid",
-                    days: int = DEFAULT_DAYS, force: bool = False,
-                    now: datetime | None = None,
-                    report: TextIO | None = None) -> dict[tuple[str, str], TLSConfig]:
+def make_demo_certs(
+    out_dir: str,
+    replicas: Iterable[str] = (),
+    nodes: Iterable[str] = (),
+    admins: Iterable[str] = (),
+    *,
+    instance: str = "IceGrid",
+    days: int = DEFAULT_DAYS,
+    force: bool = False,
+    now: datetime | None = None,
+    report: TextIO | None = None,
+) -> dict[tuple[str, str], TLSConfig]:
     """
     Make (or reuse) the grid CA in C{out_dir} and a certificate per peer.
 
@@ -230,8 +282,10 @@ def make_demo_certs(out_dir: str, replicas: Iterable[str] = (), nodes: Iterable[
         ca, ca_key = _load_ca(ca_path, ca_key_path)
         say("kept", ca_path)
     elif any(have):
-        raise CertificateError(f"{ca_path} and {ca_key_path} must both exist or both be "
-                               "absent; remove the other to make a new CA")
+        raise CertificateError(
+            f"{ca_path} and {ca_key_path} must both exist or both be "
+            "absent; remove the other to make a new CA"
+        )
     else:
         ca, ca_key = _make_ca(instance, now, max(days, CA_DAYS))
         _write(ca_key_path, _key_pem(ca_key), 0o600)
@@ -245,8 +299,9 @@ def make_demo_certs(out_dir: str, replicas: Iterable[str] = (), nodes: Iterable[
         exists = os.path.exists(cert_path) and os.path.exists(key_path)
         if exists and not force:
             if not _signed_by(cert_path, ca):
-                raise CertificateError(f"{cert_path} is not signed by {ca_path}; "
-                                       "use --force to re-issue it")
+                raise CertificateError(
+                    f"{cert_path} is not signed by {ca_path}; use --force to re-issue it"
+                )
             say("kept", cert_path)
         else:
             cert, key = _make_leaf(ca, ca_key, instance, role, name, now, days)
@@ -289,29 +344,61 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser(out: TextIO, err: TextIO) -> _Parser:
     parser = _Parser(
-        out, err,
+        out,
+        err,
         prog="gridreg-certs",
         description="Make a CA and mutual-TLS certificates for a gridreg grid's "
-                    "replicas, nodes and admin clients. Existing files are reused.")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="directory for ca.pem, ca.key and <role>-<name>.pem/.key")
-    parser.add_argument("--instance", default="IceGrid",
-                        help="IceGrid.InstanceName, recorded in the subjects (default: IceGrid)")
-    parser.add_argument("--replica", action="append", default=[], metavar="NAME",
-                        help="a registry replica name (IceGrid.Registry.ReplicaName); repeatable")
-    parser.add_argument("--node", action="append", default=[], metavar="NAME",
-                        help="a node name (IceGrid.Node.Name); repeatable")
-    parser.add_argument("--admin", action="append", default=[], metavar="USER",
-                        help="an admin client user name; repeatable")
-    parser.add_argument("--days", type=int, default=DEFAULT_DAYS,
-                        help=f"validity of new certificates in days (default: {DEFAULT_DAYS})")
-    parser.add_argument("--force", action="store_true",
-                        help="re-issue peer certificates that already exist (the CA is kept)")
+        "replicas, nodes and admin clients. Existing files are reused.",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="directory for ca.pem, ca.key and <role>-<name>.pem/.key",
+    )
+    parser.add_argument(
+        "--instance",
+        default="IceGrid",
+        help="IceGrid.InstanceName, recorded in the subjects (default: IceGrid)",
+    )
+    parser.add_argument(
+        "--replica",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a registry replica name (IceGrid.Registry.ReplicaName); repeatable",
+    )
+    parser.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a node name (IceGrid.Node.Name); repeatable",
+    )
+    parser.add_argument(
+        "--admin",
+        action="append",
+        default=[],
+        metavar="USER",
+        help="an admin client user name; repeatable",
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=DEFAULT_DAYS,
+        help=f"validity of new certificates in days (default: {DEFAULT_DAYS})",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="re-issue peer certificates that already exist (the CA is kept)",
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
-         stderr: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
     """
     Run C{gridreg-certs}.
 
@@ -326,8 +413,16 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
     except _UsageExit as e:  # the parser has written help or the usage error
         return e.status
     try:
-        make_demo_certs(args.out, args.replica, args.node, args.admin, instance=args.instance,
-                        days=args.days, force=args.force, report=out)
+        make_demo_certs(
+            args.out,
+            args.replica,
+            args.node,
+            args.admin,
+            instance=args.instance,
+            days=args.days,
+            force=args.force,
+            report=out,
+        )
     except ValueError as e:
         err.write(f"{parser.prog}: error: {e}\n")
         return 2

@@ -62,7 +62,11 @@ class DemoGrid:
         self.children: list[tuple[Any, _Child]] = []
 
     def port(self, replica: str, kind: str) -> int:
-        return self.base_port + 10 * REPLICAS.index(replica) + ("client", "server", "internal").index(kind)
+        return (
+            self.base_port
+            + 10 * REPLICAS.index(replica)
+            + ("client", "server", "internal").index(kind)
+        )
 
     @property
     def locator(self) -> str:
@@ -74,12 +78,16 @@ class DemoGrid:
         certs = self.root / "certs"
         make_demo_certs(str(certs), replicas=REPLICAS, admins=["admin"], instance=INSTANCE)
         for replica in REPLICAS:
+            client, server, internal = (
+                f"tcp -h 127.0.0.1 -p {self.port(replica, kind)}"
+                for kind in ("client", "server", "internal")
+            )
             lines = {
                 "IceGrid.InstanceName": INSTANCE,
                 "IceGrid.Registry.ReplicaName": replica,
-                "IceGrid.Registry.Client.Endpoints": f"tcp -h 127.0.0.1 -p {self.port(replica, 'client')}",
-                "IceGrid.Registry.Server.Endpoints": f"tcp -h 127.0.0.1 -p {self.port(replica, 'server')}",
-                "IceGrid.Registry.Internal.Endpoints": f"tcp -h 127.0.0.1 -p {self.port(replica, 'internal')}",
+                "IceGrid.Registry.Client.Endpoints": client,
+                "IceGrid.Registry.Server.Endpoints": server,
+                "IceGrid.Registry.Internal.Endpoints": internal,
                 "IceGrid.Registry.Data": str(self.root / "db" / replica),
                 "IceGrid.Registry.DynamicRegistration": "1",
                 "IceGrid.Registry.Trace.Replica": "1",
@@ -162,7 +170,10 @@ class DemoGrid:
                     ],
                 )
         else:
-            log.warn("no Ice for Python at {python}: the sample servers are not started", python=ICE_PYTHON)
+            log.warn(
+                "no Ice for Python at {python}: the sample servers are not started",
+                python=ICE_PYTHON,
+            )
 
     async def deploy(self, app: Path) -> None:
         """Add (or update) the sample application with gridadmin."""
@@ -170,12 +181,21 @@ class DemoGrid:
             child = self.spawn(
                 f"gridadmin-{verb}",
                 [
-                    sys.executable, "-m", "gridreg.admin.cli", "--config", "admin.cfg",
-                    "application", verb, str(app),
+                    sys.executable,
+                    "-m",
+                    "gridreg.admin.cli",
+                    "--config",
+                    "admin.cfg",
+                    "application",
+                    verb,
+                    str(app),
                 ],
             )
             await child.ended
-            if verb == "add" and "already exists" not in (self.root / "logs" / "gridadmin-add.log").read_text():
+            if (
+                verb == "add"
+                and "already exists" not in (self.root / "logs" / "gridadmin-add.log").read_text()
+            ):
                 return
 
     async def stop(self) -> None:

@@ -67,10 +67,25 @@ from gridreg.config.properties import PropertyError
 from gridreg.ice.types import TcpEndpoint
 
 __all__ = [
-    "ADMIN", "INSECURE_PROPERTY", "INSECURE_WARNING", "NODE", "REGISTRY", "ROLES",
-    "PeerIdentity", "PeerNotAuthorized", "TLSConfig", "authorize", "client_tls_options",
-    "dns_label", "dns_name", "insecure_allowed", "peer_identity", "server_tls_options",
-    "tls_config_from_properties", "wrap_client_endpoint", "wrap_server_endpoint",
+    "ADMIN",
+    "INSECURE_PROPERTY",
+    "INSECURE_WARNING",
+    "NODE",
+    "REGISTRY",
+    "ROLES",
+    "PeerIdentity",
+    "PeerNotAuthorized",
+    "TLSConfig",
+    "authorize",
+    "client_tls_options",
+    "dns_label",
+    "dns_name",
+    "insecure_allowed",
+    "peer_identity",
+    "server_tls_options",
+    "tls_config_from_properties",
+    "wrap_client_endpoint",
+    "wrap_server_endpoint",
 ]
 
 REGISTRY = "registry"
@@ -86,7 +101,8 @@ INSECURE_WARNING = (
     "GridReg.Internal.Insecure is set: internal sessions (replication, nodes, admin) run "
     "over plain TCP, unauthenticated and unencrypted; anyone who can reach the internal "
     "endpoint can act as a replica, node or administrator. Use this only on a trusted "
-    "test machine.")
+    "test machine."
+)
 
 CA_PROPERTY = "IceSSL.CAs"
 CERT_PROPERTY = "IceSSL.CertFile"
@@ -138,6 +154,7 @@ class PeerIdentity:
 
 # -- names ---------------------------------------------------------------------
 
+
 def dns_label(name: str) -> str:
     """
     A DNS label for C{name}, deterministic and distinct for distinct names.
@@ -155,11 +172,15 @@ def dns_label(name: str) -> str:
         raise ValueError("an empty name has no DNS label")
     lowered = name.translate(_UPPER)
     label = _NOT_LDH.sub("-", lowered).strip("-")
-    if (label == lowered and len(label) <= _MAX_LABEL and not _LOOKS_HASHED.search(label)
-            and label[2:4] != "--"):  # "xn--" style labels mean punycode
+    if (
+        label == lowered
+        and len(label) <= _MAX_LABEL
+        and not _LOOKS_HASHED.search(label)
+        and label[2:4] != "--"
+    ):  # "xn--" style labels mean punycode
         return label
     digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_HASH_CHARS]
-    stem = label[:_MAX_LABEL - _HASH_CHARS - 1].rstrip("-") or "x"
+    stem = label[: _MAX_LABEL - _HASH_CHARS - 1].rstrip("-") or "x"
     return f"{stem}-{digest}"
 
 
@@ -176,6 +197,7 @@ def dns_name(role: str, name: str) -> str:
 
 
 # -- configuration -------------------------------------------------------------
+
 
 class _FileError(ValueError):
     """A TLS file is missing or unusable; C{which} is the property that names it."""
@@ -206,26 +228,36 @@ def _certificates(which: str, path: str) -> list[x509.Certificate]:
 
 def _load(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, list[X509]]:
     """The trusted CAs, our certificate with its key, and any intermediates."""
-    cas = [Certificate(X509.from_cryptography(c))
-           for c in _certificates(CA_PROPERTY, config.ca_file)]
+    cas = [
+        Certificate(X509.from_cryptography(c)) for c in _certificates(CA_PROPERTY, config.ca_file)
+    ]
     chain = _certificates(CERT_PROPERTY, config.cert_file)
     data = _read(KEY_PROPERTY, config.key_file)
     try:
         key = serialization.load_pem_private_key(data, None)
     except TypeError:
-        raise _FileError(KEY_PROPERTY, config.key_file,
-                         "the key is encrypted; gridreg needs an unencrypted PEM key") from None
+        raise _FileError(
+            KEY_PROPERTY,
+            config.key_file,
+            "the key is encrypted; gridreg needs an unencrypted PEM key",
+        ) from None
     except ValueError:
         raise _FileError(KEY_PROPERTY, config.key_file, "not a PEM private key") from None
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     if public != chain[0].public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
-        raise _FileError(KEY_PROPERTY, config.key_file,
-                         f"not the private key of the certificate in {config.cert_file}")
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        raise _FileError(
+            KEY_PROPERTY,
+            config.key_file,
+            f"not the private key of the certificate in {config.cert_file}",
+        )
     pair = KeyPair(PKey.from_cryptography_key(key))  # type: ignore[arg-type]
     ours = PrivateCertificate.fromCertificateAndKeyPair(
-        Certificate(X509.from_cryptography(chain[0])), pair)
+        Certificate(X509.from_cryptography(chain[0])), pair
+    )
     return cas, ours, [X509.from_cryptography(c) for c in chain[1:]]
 
 
@@ -253,15 +285,18 @@ def tls_config_from_properties(properties: Mapping[str, str]) -> TLSConfig | Non
     for key, value in values.items():
         if not value:
             raise PropertyError(
-                f"{key} is not set: gridreg's mutual TLS needs {', '.join(keys)} together")
+                f"{key} is not set: gridreg's mutual TLS needs {', '.join(keys)} together"
+            )
     base = properties.get(DIR_PROPERTY) or ""
     paths = {key: os.path.join(base, value) for key, value in values.items() if value}
     config = TLSConfig(paths[CA_PROPERTY], paths[CERT_PROPERTY], paths[KEY_PROPERTY])
     try:
         _load(config)
     except _FileError as e:
-        raise PropertyError(f"{_where(properties, e.which)}invalid value for {e.which}: "
-                            f"{values[e.which]!r}: {e.path}: {e.why}") from None
+        raise PropertyError(
+            f"{_where(properties, e.which)}invalid value for {e.which}: "
+            f"{values[e.which]!r}: {e.path}: {e.why}"
+        ) from None
     return config
 
 
@@ -279,14 +314,17 @@ def insecure_allowed(properties: Mapping[str, str]) -> bool:
     try:
         allowed = int(value.strip()) > 0
     except ValueError:
-        raise PropertyError(f"{_where(properties, INSECURE_PROPERTY)}invalid value for "
-                            f"{INSECURE_PROPERTY}: {value!r}: not an integer") from None
+        raise PropertyError(
+            f"{_where(properties, INSECURE_PROPERTY)}invalid value for "
+            f"{INSECURE_PROPERTY}: {value!r}: not an integer"
+        ) from None
     if allowed:
         _log.warn(INSECURE_WARNING, property=INSECURE_PROPERTY)
     return allowed
 
 
 # -- TLS options -----------------------------------------------------------------
+
 
 def server_tls_options(config: TLSConfig) -> IOpenSSLServerConnectionCreator:
     """
@@ -298,9 +336,12 @@ def server_tls_options(config: TLSConfig) -> IOpenSSLServerConnectionCreator:
     """
     cas, ours, extra = _load(config)
     return CertificateOptions(
-        privateKey=ours.privateKey.original, certificate=ours.original,
-        extraCertChain=extra, trustRoot=trustRootFromCertificates(cas),
-        raiseMinimumTo=_MIN_TLS)
+        privateKey=ours.privateKey.original,
+        certificate=ours.original,
+        extraCertChain=extra,
+        trustRoot=trustRootFromCertificates(cas),
+        raiseMinimumTo=_MIN_TLS,
+    )
 
 
 def client_tls_options(config: TLSConfig, expected_peer: str) -> IOpenSSLClientConnectionCreator:
@@ -313,11 +354,15 @@ def client_tls_options(config: TLSConfig, expected_peer: str) -> IOpenSSLClientC
     """
     cas, ours, extra = _load(config)
     return optionsForClientTLS(
-        expected_peer, trustRoot=trustRootFromCertificates(cas), clientCertificate=ours,
-        extraCertificateOptions={"raiseMinimumTo": _MIN_TLS, "extraCertChain": extra})
+        expected_peer,
+        trustRoot=trustRootFromCertificates(cas),
+        clientCertificate=ours,
+        extraCertificateOptions={"raiseMinimumTo": _MIN_TLS, "extraCertChain": extra},
+    )
 
 
 # -- identity and authorization ----------------------------------------------------
+
 
 def _as_cryptography(cert: object) -> x509.Certificate:
     if isinstance(cert, x509.Certificate):
@@ -355,7 +400,8 @@ def peer_identity(transport: Any) -> PeerIdentity:
     if not shaped:
         raise PeerNotAuthorized(
             f"the peer certificate {cert.subject.rfc4514_string()!r} has no "
-            f"<name>.<role>.{DOMAIN} DNS name")
+            f"<name>.<role>.{DOMAIN} DNS name"
+        )
     if len(shaped) > 1:
         raise PeerNotAuthorized(f"the peer certificate names several identities: {ours}")
     label, role, _ = shaped[0]
@@ -379,14 +425,17 @@ def authorize(identity: PeerIdentity, role: str, name: str | None = None) -> Non
         what this endpoint accepts.
     """
     if identity.role != role:
-        raise PeerNotAuthorized(f"peer {identity.name!r} has role {identity.role}, "
-                                f"this endpoint accepts {role}")
+        raise PeerNotAuthorized(
+            f"peer {identity.name!r} has role {identity.role}, this endpoint accepts {role}"
+        )
     if name is not None and identity.name != name:
-        raise PeerNotAuthorized(f"peer {identity.name!r} ({identity.dns_name}) is not "
-                                f"the {role} {name!r} expected here")
+        raise PeerNotAuthorized(
+            f"peer {identity.name!r} ({identity.dns_name}) is not the {role} {name!r} expected here"
+        )
 
 
 # -- endpoints ---------------------------------------------------------------------
+
 
 @implementer(IStreamServerEndpoint)
 @attrs.frozen
@@ -400,9 +449,9 @@ class _TLSServerEndpoint:
         return self.wrapped.listen(TLSMemoryBIOFactory(self.options, False, factory))
 
 
-def wrap_server_endpoint(reactor: Any,
-                         endpoint: str | TcpEndpoint | IStreamServerEndpoint,
-                         config: TLSConfig) -> IStreamServerEndpoint:
+def wrap_server_endpoint(
+    reactor: Any, endpoint: str | TcpEndpoint | IStreamServerEndpoint, config: TLSConfig
+) -> IStreamServerEndpoint:
     """
     A listening endpoint speaking mutual TLS with L{server_tls_options}.
 
@@ -415,20 +464,24 @@ def wrap_server_endpoint(reactor: Any,
         interface = "" if endpoint.host in ("", "*") else endpoint.host
         return SSL4ServerEndpoint(reactor, endpoint.port, options, interface=interface)
     wrapped: IStreamServerEndpoint = (
-        serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint)
+        serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
+    )
     wrap = getattr(endpoints, "wrapServerTLS", None)  # Twisted >= 25
     if wrap is not None:
         return wrap(options, wrapped)  # type: ignore[no-any-return]
     return _TLSServerEndpoint(wrapped, options)
 
 
-def wrap_client_endpoint(reactor: Any, host: str, port: int, config: TLSConfig,
-                         expected_peer: str, timeout: float = 30) -> IStreamClientEndpoint:
+def wrap_client_endpoint(
+    reactor: Any, host: str, port: int, config: TLSConfig, expected_peer: str, timeout: float = 30
+) -> IStreamClientEndpoint:
     """
     An endpoint dialling C{host:port} with L{client_tls_options}: it connects
     only if the server proves to be C{expected_peer} (a L{dns_name}).
 
     @param timeout: seconds allowed for the TCP connection.
     """
-    return wrapClientTLS(client_tls_options(config, expected_peer),
-                         HostnameEndpoint(reactor, host, port, timeout=timeout))
+    return wrapClientTLS(
+        client_tls_options(config, expected_peer),
+        HostnameEndpoint(reactor, host, port, timeout=timeout),
+    )

@@ -102,8 +102,12 @@ class Link:
             self.client_io.bufferReceived(to_client)
         if to_server or to_client:
             return True
-        if (self.client_io.disconnecting or self.server_io.disconnecting or self.client_closed
-                or self.server_closed):
+        if (
+            self.client_io.disconnecting
+            or self.server_io.disconnecting
+            or self.client_closed
+            or self.server_closed
+        ):
             self._close_client()
             self._close_server()
             return True
@@ -173,8 +177,9 @@ class MemoryNetwork:
                 factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
                 continue
             address = IPv4Address("TCP", host, port)
-            link = Link((host, port), factory.buildProtocol(address),
-                        server_factory.buildProtocol(address))
+            link = Link(
+                (host, port), factory.buildProtocol(address), server_factory.buildProtocol(address)
+            )
             link.frozen = (host, port) in self.hung
             self.links.append(link)
             link.start()
@@ -316,17 +321,20 @@ class RegistryReplica:
     def register_adapter(
         self, adapter_id: str, endpoints: tuple[Endpoint, ...], replica_group_id: str = ""
     ) -> None:
-        _now(self.database.set_adapter_direct_proxy(
-            adapter_id, replica_group_id, Proxy(Identity("dummy"), endpoints=endpoints)
-        ))
+        _now(
+            self.database.set_adapter_direct_proxy(
+                adapter_id, replica_group_id, Proxy(Identity("dummy"), endpoints=endpoints)
+            )
+        )
 
     def add_object(self, proxy: Proxy, type_id: str = "") -> None:
         _now(self.database.add_object(proxy, type_id))
 
     def locate_requests(self, operation: Optional[str] = None) -> list[Request]:
         """The requests the locator received (of one operation, if given)."""
-        return [r for r in self.client_adapter.requests
-                if operation is None or r.operation == operation]
+        return [
+            r for r in self.client_adapter.requests if operation is None or r.operation == operation
+        ]
 
     def registry_requests(self) -> list[Request]:
         """The requests the LocatorRegistry received."""

@@ -88,15 +88,17 @@ def start_registry(
     tls: Optional[TLSConfig] = None,
 ) -> RegistryService:
     config = RegistryConfig.from_properties(registry_properties(name, ports))
-    registry = RegistryService(network.reactor, config, MemoryStore(),
-                               security=InternalSecurity(tls))
+    registry = RegistryService(
+        network.reactor, config, MemoryStore(), security=InternalSecurity(tls)
+    )
     registry.privilegedStartService()
     registry.startService()
     testcase.successResultOf(registry.when_ready())
     internal: Factory = registry.internal_factory
     if tls is not None:
-        internal = TLSMemoryBIOFactory(server_tls_options(tls), False, internal,
-                                       clock=network.reactor)
+        internal = TLSMemoryBIOFactory(
+            server_tls_options(tls), False, internal, clock=network.reactor
+        )
     for port, factory in zip(ports, (registry.client_factory, registry.server_factory, internal)):
         network.listen(HOST, port, factory)
     testcase.addCleanup(registry.stopService)
@@ -112,8 +114,9 @@ def register(registry: RegistryService, adapter: str, group: str, port: int) -> 
 class AdminConnection:
     """An admin session's AMP client, joined to a replica's admin responder in memory."""
 
-    def __init__(self, testcase: SynchronousTestCase, registry: RegistryService,
-                 role: str = "admin") -> None:
+    def __init__(
+        self, testcase: SynchronousTestCase, registry: RegistryService, role: str = "admin"
+    ) -> None:
         self.testcase = testcase
 
         def server() -> InternalProtocol:
@@ -123,9 +126,7 @@ class AdminConnection:
 
         self.clock = Clock()
         client: amp.AMP
-        client, self.server, self.pump = connectedServerAndClient(
-            server, amp.AMP, clock=self.clock
-        )
+        client, self.server, self.pump = connectedServerAndClient(server, amp.AMP, clock=self.clock)
         self.client = client
         self.session = AdminSession(client, self.clock, 5.0, "Master", "DemoIceGrid", True)
         self.result(Hello, version=PROTOCOL_VERSION, role=role, name="alice")
@@ -180,8 +181,9 @@ class ResponderTests(SynchronousTestCase):
         seen: list[str] = []
         cursor, pages = "", 0
         while True:
-            page = self.admin.result(AdminList, what="object", pattern="", cursor=cursor,
-                                     limit=1000)
+            page = self.admin.result(
+                AdminList, what="object", pattern="", cursor=cursor, limit=1000
+            )
             self.assertLessEqual(len(page["items"].encode("utf-8")), PAGE_BUDGET)
             items = json.loads(page["items"])
             self.assertTrue(items)
@@ -191,9 +193,15 @@ class ResponderTests(SynchronousTestCase):
             if not cursor:
                 break
             self.assertEqual(cursor, items[-1]["identity"])
-        expected = sorted([f"object-{i:05d}" for i in range(3000)]
-                          + ["DemoIceGrid/Locator", "DemoIceGrid/Query", "DemoIceGrid/Registry",
-                             "DemoIceGrid/InternalRegistry-Master"])
+        expected = sorted(
+            [f"object-{i:05d}" for i in range(3000)]
+            + [
+                "DemoIceGrid/Locator",
+                "DemoIceGrid/Query",
+                "DemoIceGrid/Registry",
+                "DemoIceGrid/InternalRegistry-Master",
+            ]
+        )
         self.assertEqual(seen, expected)
         self.assertGreater(pages, 3)  # the budget, not the limit, cut the pages
 
@@ -204,7 +212,9 @@ class ResponderTests(SynchronousTestCase):
         self.assertEqual([i["identity"] for i in items], [f"object-{i:05d}" for i in range(10)])
         self.assertEqual(page["cursor"], "object-00009")
         self.assertEqual(items[0]["type"], "::Demo::Hello")
-        self.assertEqual(items[0]["proxy"], f"object-00000 -t -e 1.1:tcp -h {HOST} -p 10000 -t 60000")
+        self.assertEqual(
+            items[0]["proxy"], f"object-00000 -t -e 1.1:tcp -h {HOST} -p 10000 -t 60000"
+        )
 
     def test_session_list_gathers_pages_matching_a_glob(self) -> None:
         self.add_objects(3000)
@@ -220,12 +230,17 @@ class ResponderTests(SynchronousTestCase):
         message = self.admin.refused(RegistryUserError, AdminPing, name="Master")
         self.assertIn("ZeroDivisionError", message)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
-        self.assertEqual(self.admin.result(AdminDescribe, what="object", key="DemoIceGrid/Query",
-                                           offset=0)["more"], False)
+        self.assertEqual(
+            self.admin.result(AdminDescribe, what="object", key="DemoIceGrid/Query", offset=0)[
+                "more"
+            ],
+            False,
+        )
 
     def test_list_unknown_kind(self) -> None:
-        message = self.admin.refused(RegistryUserError, AdminList, what="server", pattern="",
-                                     cursor="", limit=10)
+        message = self.admin.refused(
+            RegistryUserError, AdminList, what="server", pattern="", cursor="", limit=10
+        )
         self.assertIn("server", message)
 
     def test_adapters_and_replica_groups(self) -> None:
@@ -235,20 +250,28 @@ class ResponderTests(SynchronousTestCase):
         items = self.successResultOf(self.admin.run(self.admin.session.list("adapter")))
         self.assertEqual(
             [(i["id"], i["kind"], i["replica_group"]) for i in items],
-            [("Group", "replica-group", ""), ("Rep1", "adapter", "Group"),
-             ("Rep2", "adapter", "Group"), ("Solo", "adapter", "")],
+            [
+                ("Group", "replica-group", ""),
+                ("Rep1", "adapter", "Group"),
+                ("Rep2", "adapter", "Group"),
+                ("Solo", "adapter", ""),
+            ],
         )
         self.assertEqual(items[3]["endpoints"], f"tcp -h {HOST} -p 20001 -t 60000")
-        group = self.successResultOf(self.admin.run(self.admin.session.describe("adapter", "Group")))
+        group = self.successResultOf(
+            self.admin.run(self.admin.session.describe("adapter", "Group"))
+        )
         self.assertEqual([m["id"] for m in group["members"]], ["Rep1", "Rep2"])
         self.assertIn("-p 20003", group["endpoints"])
 
     def test_registry_list_describe_ping(self) -> None:
         items = self.successResultOf(self.admin.run(self.admin.session.list("registry")))
-        self.assertEqual([(i["name"], i["role"], i["alive"]) for i in items],
-                         [("Master", "master", True)])
+        self.assertEqual(
+            [(i["name"], i["role"], i["alive"]) for i in items], [("Master", "master", True)]
+        )
         described = self.successResultOf(
-            self.admin.run(self.admin.session.describe("registry", "Master")))
+            self.admin.run(self.admin.session.describe("registry", "Master"))
+        )
         self.assertEqual(described["internal"], f"tcp -h {HOST} -p 4063 -t 60000")
         self.assertEqual(self.admin.result(AdminPing, name="Master"), {"alive": True})
         self.admin.refused(NotFoundError, AdminPing, name="Nobody")
@@ -260,30 +283,40 @@ class ResponderTests(SynchronousTestCase):
         answer = self.admin.result(AdminObjectAdd, proxy="hello@HelloAdapter", type="::Demo::Hello")
         self.assertEqual(answer["serial"], before + 1)
         self.assertEqual(self.registry.state.find_object(Identity("hello")).type, "::Demo::Hello")
-        described = self.successResultOf(self.admin.run(self.admin.session.describe("object", "hello")))
-        self.assertEqual(described, {"identity": "hello", "proxy": "hello -t -e 1.1 @ HelloAdapter",
-                                     "type": "::Demo::Hello"})
+        described = self.successResultOf(
+            self.admin.run(self.admin.session.describe("object", "hello"))
+        )
+        self.assertEqual(
+            described,
+            {
+                "identity": "hello",
+                "proxy": "hello -t -e 1.1 @ HelloAdapter",
+                "type": "::Demo::Hello",
+            },
+        )
         answer = self.admin.result(AdminObjectRemove, identity="hello")
         self.assertEqual(answer["serial"], before + 2)
         self.assertIsNone(self.registry.state.find_object(Identity("hello")))
 
     def test_object_errors(self) -> None:
         self.admin.result(AdminObjectAdd, proxy="hello@HelloAdapter", type="")
-        message = self.admin.refused(RegistryUserError, AdminObjectAdd, proxy="hello:tcp -p 1",
-                                     type="")
+        message = self.admin.refused(
+            RegistryUserError, AdminObjectAdd, proxy="hello:tcp -p 1", type=""
+        )
         self.assertEqual(message, "object `hello' already exists")
-        message = self.admin.refused(RegistryUserError, AdminObjectAdd, proxy="bad -x:tcp",
-                                     type="")
+        message = self.admin.refused(RegistryUserError, AdminObjectAdd, proxy="bad -x:tcp", type="")
         self.assertIn("`bad -x:tcp'", message)
         message = self.admin.refused(NotFoundError, AdminObjectRemove, identity="cat/missing")
         self.assertEqual(message, "object `cat/missing' is not registered")
         self.admin.refused(RegistryUserError, AdminObjectRemove, identity="a/b/c")
-        message = self.admin.refused(RegistryUserError, AdminObjectRemove,
-                                     identity="DemoIceGrid/Locator")
+        message = self.admin.refused(
+            RegistryUserError, AdminObjectRemove, identity="DemoIceGrid/Locator"
+        )
         self.assertIn("registry's own", message)
         self.admin.refused(NotFoundError, AdminDescribe, what="object", key="missing", offset=0)
-        self.admin.refused(RegistryUserError, AdminObjectAdd, proxy="DemoIceGrid/Query:tcp -p 1",
-                           type="")
+        self.admin.refused(
+            RegistryUserError, AdminObjectAdd, proxy="DemoIceGrid/Query:tcp -p 1", type=""
+        )
 
     # -- adapters -------------------------------------------------------------
 
@@ -306,9 +339,13 @@ class ResponderTests(SynchronousTestCase):
         """Adapters an application deploys go away with the application, not one by one."""
         with open(DEMO_APP, encoding="utf-8") as f:
             xml = f.read()
-        self.successResultOf(self.admin.run(self.admin.session.upload_and_add_application(xml, False)))
+        self.successResultOf(
+            self.admin.run(self.admin.session.upload_and_add_application(xml, False))
+        )
         for adapter_id in ("HelloServer-1.Hello", "HelloGroup"):
-            message = self.admin.refused(RegistryUserError, AdminAdapterRemove, adapter_id=adapter_id)
+            message = self.admin.refused(
+                RegistryUserError, AdminAdapterRemove, adapter_id=adapter_id
+            )
             self.assertIn("application `DemoApp'", message)
 
     # -- slaves -----------------------------------------------------------------
@@ -326,7 +363,9 @@ class ResponderTests(SynchronousTestCase):
         ):
             self.assertEqual(self.admin.refused(NotMasterError, command, **arguments), expected)
         self.assertIn("Solo", self.registry.state.adapters)
-        self.assertEqual(len(self.successResultOf(self.admin.run(self.admin.session.list("adapter")))), 1)
+        self.assertEqual(
+            len(self.successResultOf(self.admin.run(self.admin.session.list("adapter")))), 1
+        )
 
     # -- uploads and applications -------------------------------------------------
 
@@ -347,8 +386,9 @@ class ResponderTests(SynchronousTestCase):
         while (seq + 1) * CHUNK_SIZE <= MAX_UPLOAD_BYTES:
             self.successResultOf(responder.upload_chunk(transfer="big", seq=seq, data=chunk))
             seq += 1
-        self.failureResultOf(responder.upload_chunk(transfer="big", seq=seq, data=chunk),
-                             RegistryUserError)
+        self.failureResultOf(
+            responder.upload_chunk(transfer="big", seq=seq, data=chunk), RegistryUserError
+        )
         # the space is free again for the next upload
         self.successResultOf(responder.upload_chunk(transfer="next", seq=0, data=chunk))
 
@@ -356,8 +396,9 @@ class ResponderTests(SynchronousTestCase):
         padding = "<!-- " + "x" * (2 * CHUNK_SIZE + 100) + " -->"
         xml = f'<icegrid>{padding}<application name="Big"></application></icegrid>'
         session = self.admin.session
-        name, serial = self.successResultOf(self.admin.run(
-            session.upload_and_add_application(xml, False)))
+        name, serial = self.successResultOf(
+            self.admin.run(session.upload_and_add_application(xml, False))
+        )
         self.assertEqual((name, serial), ("Big", self.registry.store.serial))
         self.assertIn("Big", self.registry.state.applications)
         described = self.successResultOf(self.admin.run(session.describe("application", "Big")))
@@ -374,13 +415,15 @@ class ResponderTests(SynchronousTestCase):
         self.failureResultOf(d, ApplicationError)
         d = self.admin.run(self.admin.session.upload_and_add_application(TINY_APP, True))
         self.failureResultOf(d, NotFoundError)
-        self.successResultOf(self.admin.run(
-            self.admin.session.upload_and_add_application(TINY_APP, False)))
+        self.successResultOf(
+            self.admin.run(self.admin.session.upload_and_add_application(TINY_APP, False))
+        )
         d = self.admin.run(self.admin.session.upload_and_add_application(TINY_APP, False))
         self.assertIn("already exists", self.failureResultOf(d, ApplicationError).getErrorMessage())
         self.admin.result(UploadChunk, transfer="u", seq=0, data=b"\xff\xfe")
-        message = self.admin.refused(ApplicationError, AdminApplicationAdd, transfer="u",
-                                     update=False)
+        message = self.admin.refused(
+            ApplicationError, AdminApplicationAdd, transfer="u", update=False
+        )
         self.assertIn("UTF-8", message)
 
 
@@ -396,18 +439,27 @@ class SessionTests(SynchronousTestCase):
 
     def properties(self, **extra: str) -> Properties:
         properties = Properties()
-        properties.set("Ice.Default.Locator",
-                       f"DemoIceGrid/Locator:tcp -h {HOST} -p 4061:tcp -h {HOST} -p 5061")
+        properties.set(
+            "Ice.Default.Locator",
+            f"DemoIceGrid/Locator:tcp -h {HOST} -p 4061:tcp -h {HOST} -p 5061",
+        )
         properties.set("GridReg.Internal.Insecure", "1")
         for key, value in extra.items():
             properties.set(key, value)
         return properties
 
-    def open(self, replica: Optional[str] = None, properties: Optional[Properties] = None
-             ) -> Deferred[AdminSession]:
-        d = Deferred.fromCoroutine(open_admin_session(
-            self.network.reactor, properties or self.properties(), replica, 3.0,
-            warn=self.warnings.append))
+    def open(
+        self, replica: Optional[str] = None, properties: Optional[Properties] = None
+    ) -> Deferred[AdminSession]:
+        d = Deferred.fromCoroutine(
+            open_admin_session(
+                self.network.reactor,
+                properties or self.properties(),
+                replica,
+                3.0,
+                warn=self.warnings.append,
+            )
+        )
         self.network.run_until(d)
         return d
 
@@ -418,21 +470,24 @@ class SessionTests(SynchronousTestCase):
 
     def test_master_session(self) -> None:
         session = self.successResultOf(self.open())
-        self.assertEqual((session.replica, session.instance, session.is_master),
-                         ("Master", "DemoIceGrid", True))
+        self.assertEqual(
+            (session.replica, session.instance, session.is_master), ("Master", "DemoIceGrid", True)
+        )
         self.assertIn("plain TCP", self.warnings[0])
         self.successResultOf(self.finish(session.add_object("hello@HelloAdapter", "::Demo::Hello")))
         self.network.run_until(lambda: Identity("hello") in self.slave.state.objects)
         replicas = self.successResultOf(self.finish(session.list("registry")))
-        self.assertEqual([(r["name"], r["alive"]) for r in replicas],
-                         [("Master", True), ("Replica1", True)])
+        self.assertEqual(
+            [(r["name"], r["alive"]) for r in replicas], [("Master", True), ("Replica1", True)]
+        )
         closed = session.close()
         self.network.run_until(closed)
         self.assertTrue(session.protocol.gone)
 
     def test_slave_session_is_read_only(self) -> None:
         added = self.master.database.add_object(
-            proxy_from_string("hello@HelloAdapter"), "::Demo::Hello")
+            proxy_from_string("hello@HelloAdapter"), "::Demo::Hello"
+        )
         self.network.run_until(added)
         self.network.run_until(lambda: Identity("hello") in self.slave.state.objects)
         session = self.successResultOf(self.open(replica="Replica1"))
@@ -463,18 +518,19 @@ class SessionTests(SynchronousTestCase):
         self.assertIn("IceSSL.CertFile", failure.getErrorMessage())
 
 
-
 class TLSSessionTests(SynchronousTestCase):
     """Admin sessions over mutual TLS, with gridreg's demo certificates."""
 
     def setUp(self) -> None:
-        self.certs = make_demo_certs(self.mktemp(), ["Master", "Replica1"],
-                                     admins=["Alice Admin"], instance="DemoIceGrid")
+        self.certs = make_demo_certs(
+            self.mktemp(), ["Master", "Replica1"], admins=["Alice Admin"], instance="DemoIceGrid"
+        )
         self.network = MemoryNetwork()
 
     def start(self, certificate: str = "Master") -> None:
-        self.master = start_registry(self, self.network, "Master", MASTER_PORTS,
-                                     tls=self.certs[REGISTRY, certificate])
+        self.master = start_registry(
+            self, self.network, "Master", MASTER_PORTS, tls=self.certs[REGISTRY, certificate]
+        )
 
     def open(self, config: TLSConfig) -> Deferred[AdminSession]:
         properties = Properties()
@@ -491,8 +547,9 @@ class TLSSessionTests(SynchronousTestCase):
         self.start()
         session = self.successResultOf(self.open(self.certs[ADMIN, "Alice Admin"]))
         self.assertTrue(session.is_master)
-        [connection] = [link.server for link in self.network.links
-                        if link.address == (HOST, MASTER_PORTS[2])]
+        [connection] = [
+            link.server for link in self.network.links if link.address == (HOST, MASTER_PORTS[2])
+        ]
         self.assertEqual(connection.wrappedProtocol.peer_name, "Alice Admin")
         d = Deferred.fromCoroutine(session.list("registry"))
         self.network.run_until(d)
@@ -501,8 +558,9 @@ class TLSSessionTests(SynchronousTestCase):
     def test_registry_must_prove_its_name(self) -> None:
         """A server whose certificate names another replica is not talked to."""
         self.start(certificate="Replica1")
-        failure = self.failureResultOf(self.open(self.certs[ADMIN, "Alice Admin"]),
-                                       AdminUnreachableError)
+        failure = self.failureResultOf(
+            self.open(self.certs[ADMIN, "Alice Admin"]), AdminUnreachableError
+        )
         self.assertIn("127.0.0.1:4063", failure.getErrorMessage())
 
     def test_not_an_admin_certificate(self) -> None:

@@ -29,21 +29,46 @@ from gridreg.protocol.errors import (
 LOCATOR = "DemoIceGrid/Locator:tcp -h 127.0.0.1 -p 4061"
 
 OBJECTS = [
-    {"identity": "DemoIceGrid/Locator", "proxy": "DemoIceGrid/Locator -t -e 1.1:tcp -p 4061",
-     "type": "::IceGrid::Locator"},
+    {
+        "identity": "DemoIceGrid/Locator",
+        "proxy": "DemoIceGrid/Locator -t -e 1.1:tcp -p 4061",
+        "type": "::IceGrid::Locator",
+    },
     {"identity": "hello", "proxy": "hello -t -e 1.1 @ HelloGroup", "type": "::Demo::Hello"},
 ]
 ADAPTERS = [
-    {"id": "HelloGroup", "kind": "replica-group", "replica_group": "", "application": "DemoApp",
-     "endpoints": "tcp -h 127.0.0.1 -p 1:tcp -h 127.0.0.1 -p 2"},
-    {"id": "Solo", "kind": "adapter", "replica_group": "", "application": "",
-     "endpoints": "tcp -h 127.0.0.1 -p 3"},
+    {
+        "id": "HelloGroup",
+        "kind": "replica-group",
+        "replica_group": "",
+        "application": "DemoApp",
+        "endpoints": "tcp -h 127.0.0.1 -p 1:tcp -h 127.0.0.1 -p 2",
+    },
+    {
+        "id": "Solo",
+        "kind": "adapter",
+        "replica_group": "",
+        "application": "",
+        "endpoints": "tcp -h 127.0.0.1 -p 3",
+    },
 ]
 REPLICAS = [
-    {"name": "Master", "role": "master", "serial": 12, "lag": None, "alive": True,
-     "client": "tcp -p 4061"},
-    {"name": "Replica1", "role": "slave", "serial": 11, "lag": 1, "alive": False,
-     "client": "tcp -p 5061"},
+    {
+        "name": "Master",
+        "role": "master",
+        "serial": 12,
+        "lag": None,
+        "alive": True,
+        "client": "tcp -p 4061",
+    },
+    {
+        "name": "Replica1",
+        "role": "slave",
+        "serial": 11,
+        "lag": 1,
+        "alive": False,
+        "client": "tcp -p 5061",
+    },
 ]
 
 
@@ -69,18 +94,27 @@ class FakeSession:
         return await self._answer(8, "remove_application", name)
 
     async def list(self, what: str, pattern: str = "") -> list[dict[str, Any]]:
-        data = {"application": [{"name": "DemoApp", "description": "Two servers"}],
-                "object": OBJECTS, "adapter": ADAPTERS, "registry": REPLICAS}[what]
+        data = {
+            "application": [{"name": "DemoApp", "description": "Two servers"}],
+            "object": OBJECTS,
+            "adapter": ADAPTERS,
+            "registry": REPLICAS,
+        }[what]
         return await self._answer(data, "list", what, pattern)
 
     async def describe(self, what: str, key: str) -> dict[str, Any]:
         data = {
             "application": {"name": key, "description": "Two servers", "xml": "<icegrid/>\n"},
             "object": OBJECTS[1],
-            "adapter": {**ADAPTERS[0], "members": [
-                {"id": "HelloServer-1.Hello", "endpoints": "tcp -h 127.0.0.1 -p 1"},
-                {"id": "HelloServer-2.Hello", "endpoints": "tcp -h 127.0.0.1 -p 2"}]}
-            if key == "HelloGroup" else ADAPTERS[1],
+            "adapter": {
+                **ADAPTERS[0],
+                "members": [
+                    {"id": "HelloServer-1.Hello", "endpoints": "tcp -h 127.0.0.1 -p 1"},
+                    {"id": "HelloServer-2.Hello", "endpoints": "tcp -h 127.0.0.1 -p 2"},
+                ],
+            }
+            if key == "HelloGroup"
+            else ADAPTERS[1],
             "registry": {**REPLICAS[0], "internal": "tcp -p 4063"},
         }[what]
         return await self._answer(data, "describe", what, key)
@@ -107,16 +141,25 @@ class FakeSession:
 class Run:
     """One C{gridadmin} invocation against a fake session: status and output."""
 
-    def __init__(self, testcase: SynchronousTestCase, argv: list[str],
-                 session: Optional[FakeSession] = None,
-                 open_error: Optional[Exception] = None,
-                 environ: Optional[dict[str, str]] = None) -> None:
+    def __init__(
+        self,
+        testcase: SynchronousTestCase,
+        argv: list[str],
+        session: Optional[FakeSession] = None,
+        open_error: Optional[Exception] = None,
+        environ: Optional[dict[str, str]] = None,
+    ) -> None:
         self.session = session or FakeSession()
         self.opened: list[tuple[Any, ...]] = []
         out, err = io.StringIO(), io.StringIO()
 
-        async def open_session(reactor: Any, properties: Any, replica: Optional[str],
-                               timeout: float, warn: Callable[[str], None]) -> FakeSession:
+        async def open_session(
+            reactor: Any,
+            properties: Any,
+            replica: Optional[str],
+            timeout: float,
+            warn: Callable[[str], None],
+        ) -> FakeSession:
             self.opened.append((properties, replica, timeout))
             if open_error is not None:
                 raise open_error
@@ -125,8 +168,14 @@ class Run:
         def runner(work: Callable[[Any], Deferred[int]]) -> int:
             return testcase.successResultOf(work(None))  # type: ignore[no-any-return]
 
-        self.status = cli.main(argv, stdout=out, stderr=err, environ=environ or {},
-                               runner=runner, open_session=open_session)
+        self.status = cli.main(
+            argv,
+            stdout=out,
+            stderr=err,
+            environ=environ or {},
+            runner=runner,
+            open_session=open_session,
+        )
         self.out, self.err = out.getvalue(), err.getvalue()
 
 
@@ -138,14 +187,23 @@ class ArgumentTests(SynchronousTestCase):
     def test_help_documents_exit_statuses(self) -> None:
         result = Run(self, ["--help"])
         self.assertEqual(result.status, 0)
-        for line in ("0  success", "1  the registry refused", "2  usage error",
-                     "3  the registry is unreachable", "4  a write was refused"):
+        for line in (
+            "0  success",
+            "1  the registry refused",
+            "2  usage error",
+            "3  the registry is unreachable",
+            "4  a write was refused",
+        ):
             self.assertIn(line, result.out)
 
     def test_usage_errors_exit_2_with_one_line(self) -> None:
-        for argv in (["object", "add"], ["frobnicate"], ["object"],
-                     ["--timeout", "-1", "registry", "list"],
-                     ["application", "list", "extra"]):
+        for argv in (
+            ["object", "add"],
+            ["frobnicate"],
+            ["object"],
+            ["--timeout", "-1", "registry", "list"],
+            ["application", "list", "extra"],
+        ):
             result = run(self, *argv)
             self.assertEqual(result.status, cli.EXIT_USAGE, argv)
             self.assertEqual(result.out, "")
@@ -154,25 +212,53 @@ class ArgumentTests(SynchronousTestCase):
             self.assertEqual(result.opened, [])
 
     def test_global_options(self) -> None:
-        args = cli.parse_args(["--replica", "Replica1", "--json", "--timeout", "2.5",
-                               "--property", "A=1", "--property", "B=2",
-                               "object", "add", "hello@A", "::Demo::Hello"])
-        self.assertEqual((args.replica, args.json, args.timeout, args.property),
-                         ("Replica1", True, 2.5, ["A=1", "B=2"]))
-        self.assertEqual((args.group, args.action, args.proxy, args.type),
-                         ("object", "add", "hello@A", "::Demo::Hello"))
+        args = cli.parse_args(
+            [
+                "--replica",
+                "Replica1",
+                "--json",
+                "--timeout",
+                "2.5",
+                "--property",
+                "A=1",
+                "--property",
+                "B=2",
+                "object",
+                "add",
+                "hello@A",
+                "::Demo::Hello",
+            ]
+        )
+        self.assertEqual(
+            (args.replica, args.json, args.timeout, args.property),
+            ("Replica1", True, 2.5, ["A=1", "B=2"]),
+        )
+        self.assertEqual(
+            (args.group, args.action, args.proxy, args.type),
+            ("object", "add", "hello@A", "::Demo::Hello"),
+        )
         args = cli.parse_args(["object", "add", "hello@A"])
         self.assertEqual((args.type, args.timeout, args.replica), ("", cli.DEFAULT_TIMEOUT, None))
 
     def test_every_command_parses(self) -> None:
-        for argv in (["application", "add", "f.xml"], ["application", "update", "f.xml"],
-                     ["application", "remove", "A"], ["application", "list"],
-                     ["application", "describe", "A"], ["object", "remove", "x"],
-                     ["object", "find", "::T"], ["object", "list"], ["object", "list", "h*"],
-                     ["object", "describe", "x"], ["adapter", "list"],
-                     ["adapter", "endpoints", "A"], ["adapter", "remove", "A"],
-                     ["registry", "list"], ["registry", "ping", "M"],
-                     ["registry", "describe", "M"]):
+        for argv in (
+            ["application", "add", "f.xml"],
+            ["application", "update", "f.xml"],
+            ["application", "remove", "A"],
+            ["application", "list"],
+            ["application", "describe", "A"],
+            ["object", "remove", "x"],
+            ["object", "find", "::T"],
+            ["object", "list"],
+            ["object", "list", "h*"],
+            ["object", "describe", "x"],
+            ["adapter", "list"],
+            ["adapter", "endpoints", "A"],
+            ["adapter", "remove", "A"],
+            ["registry", "list"],
+            ["registry", "ping", "M"],
+            ["registry", "describe", "M"],
+        ):
             args = cli.parse_args(argv)
             self.assertIn((args.group, args.action), cli.COMMANDS)
 
@@ -200,8 +286,9 @@ class ArgumentTests(SynchronousTestCase):
         result = Run(self, ["registry", "list"])
         self.assertEqual(result.status, cli.EXIT_USAGE)
         self.assertIn("Ice.Default.Locator", result.err)
-        result = Run(self, ["--config", os.path.join(self.mktemp(), "missing.cfg"),
-                            "registry", "list"])
+        result = Run(
+            self, ["--config", os.path.join(self.mktemp(), "missing.cfg"), "registry", "list"]
+        )
         self.assertEqual(result.status, cli.EXIT_USAGE)
         result = run(self, "application", "add", os.path.join(self.mktemp(), "missing.xml"))
         self.assertEqual(result.status, cli.EXIT_USAGE)
@@ -214,7 +301,9 @@ class OutputTests(SynchronousTestCase):
         text = cli.format_table(ADAPTERS, cli.ADAPTER_COLUMNS)
         lines = text.split("\n")
         self.assertEqual(len(lines), 3)
-        self.assertTrue(lines[0].startswith("ID          KIND           REPLICA-GROUP  APPLICATION"))
+        self.assertTrue(
+            lines[0].startswith("ID          KIND           REPLICA-GROUP  APPLICATION")
+        )
         self.assertEqual(lines[2].index("adapter"), lines[0].index("KIND"))
         self.assertEqual(lines[2].index("tcp"), lines[0].index("ENDPOINTS"))
         self.assertEqual(cli.format_table([], cli.ADAPTER_COLUMNS), "")
@@ -230,13 +319,16 @@ class OutputTests(SynchronousTestCase):
         result = run(self, "--json", "registry", "list")
         self.assertEqual(json.loads(result.out), REPLICAS)
         result = run(self, "--json", "object", "add", "hello@A", "::Demo::Hello")
-        self.assertEqual(json.loads(result.out),
-                         {"proxy": "hello@A", "type": "::Demo::Hello", "serial": 9})
+        self.assertEqual(
+            json.loads(result.out), {"proxy": "hello@A", "type": "::Demo::Hello", "serial": 9}
+        )
 
     def test_registry_list_cells(self) -> None:
         result = run(self, "registry", "list")
         master, replica = result.out.splitlines()[1:]
-        self.assertEqual(master.split(), ["Master", "master", "12", "-", "yes", "tcp", "-p", "4061"])
+        self.assertEqual(
+            master.split(), ["Master", "master", "12", "-", "yes", "tcp", "-p", "4061"]
+        )
         self.assertEqual(replica.split()[:5], ["Replica1", "slave", "11", "1", "no"])
 
     def test_object_find_filters_by_type(self) -> None:
@@ -253,17 +345,22 @@ class OutputTests(SynchronousTestCase):
 
     def test_application_describe(self) -> None:
         result = run(self, "application", "describe", "DemoApp")
-        self.assertEqual(result.out, "application `DemoApp'\ndescription: Two servers\n\n<icegrid/>\n")
+        self.assertEqual(
+            result.out, "application `DemoApp'\ndescription: Two servers\n\n<icegrid/>\n"
+        )
 
     def test_adapter_endpoints(self) -> None:
         result = run(self, "adapter", "endpoints", "Solo")
         self.assertEqual(result.out, "tcp -h 127.0.0.1 -p 3\n")
         result = run(self, "adapter", "endpoints", "HelloGroup")
-        self.assertEqual(result.out.splitlines(), [
-            "MEMBER               ENDPOINTS",
-            "HelloServer-1.Hello  tcp -h 127.0.0.1 -p 1",
-            "HelloServer-2.Hello  tcp -h 127.0.0.1 -p 2",
-        ])
+        self.assertEqual(
+            result.out.splitlines(),
+            [
+                "MEMBER               ENDPOINTS",
+                "HelloServer-1.Hello  tcp -h 127.0.0.1 -p 1",
+                "HelloServer-2.Hello  tcp -h 127.0.0.1 -p 2",
+            ],
+        )
 
     def test_registry_describe(self) -> None:
         result = run(self, "registry", "describe", "Master")
@@ -272,16 +369,26 @@ class OutputTests(SynchronousTestCase):
 
     def test_writes(self) -> None:
         for argv, call, line in (
-            (["application", "remove", "DemoApp"], ("remove_application", "DemoApp"),
-             "application `DemoApp' removed (serial 8)"),
-            (["object", "remove", "hello"], ("remove_object", "hello"),
-             "object `hello' removed (serial 10)"),
-            (["adapter", "remove", "Solo"], ("remove_adapter", "Solo"),
-             "adapter `Solo' removed (serial 11)"),
+            (
+                ["application", "remove", "DemoApp"],
+                ("remove_application", "DemoApp"),
+                "application `DemoApp' removed (serial 8)",
+            ),
+            (
+                ["object", "remove", "hello"],
+                ("remove_object", "hello"),
+                "object `hello' removed (serial 10)",
+            ),
+            (
+                ["adapter", "remove", "Solo"],
+                ("remove_adapter", "Solo"),
+                "adapter `Solo' removed (serial 11)",
+            ),
         ):
             result = run(self, *argv)
-            self.assertEqual((result.status, result.session.calls, result.out),
-                             (0, [call], line + "\n"))
+            self.assertEqual(
+                (result.status, result.session.calls, result.out), (0, [call], line + "\n")
+            )
 
 
 class ExitStatusTests(SynchronousTestCase):
@@ -300,23 +407,41 @@ class ExitStatusTests(SynchronousTestCase):
             self.assertEqual(cli.exit_code(error), status, error)
 
     def test_refusal_from_the_registry(self) -> None:
-        result = run(self, "object", "remove", "nope",
-                     session=FakeSession(NotFoundError("object `nope' is not registered")))
+        result = run(
+            self,
+            "object",
+            "remove",
+            "nope",
+            session=FakeSession(NotFoundError("object `nope' is not registered")),
+        )
         self.assertEqual((result.status, result.out), (cli.EXIT_REFUSED, ""))
         self.assertEqual(result.err, "gridadmin: object `nope' is not registered\n")
         self.assertTrue(result.session.closed)
 
     def test_slave_refuses_writes(self) -> None:
         message = "this replica `Replica1' is a read-only slave; writes go to the master"
-        result = run(self, "--replica", "Replica1", "object", "add", "x@A",
-                     session=FakeSession(NotMasterError(message)))
+        result = run(
+            self,
+            "--replica",
+            "Replica1",
+            "object",
+            "add",
+            "x@A",
+            session=FakeSession(NotMasterError(message)),
+        )
         self.assertEqual(result.status, cli.EXIT_NOT_MASTER)
         self.assertEqual(result.err, f"gridadmin: {message}\n")
         self.assertEqual(result.opened[0][1], "Replica1")
 
     def test_unreachable(self) -> None:
-        result = run(self, "--timeout", "2", "registry", "list",
-                     open_error=AdminUnreachableError("no registry replica answered"))
+        result = run(
+            self,
+            "--timeout",
+            "2",
+            "registry",
+            "list",
+            open_error=AdminUnreachableError("no registry replica answered"),
+        )
         self.assertEqual(result.status, cli.EXIT_UNREACHABLE)
         self.assertEqual(result.err, "gridadmin: no registry replica answered\n")
         self.assertEqual(result.opened[0][2], 2.0)
@@ -325,11 +450,15 @@ class ExitStatusTests(SynchronousTestCase):
         path = self.mktemp()
         with open(path, "w") as f:
             f.write("<icegrid/>")
-        result = run(self, "application", "add", path,
-                     session=FakeSession(ApplicationError("icegrid, line 1: no application\nat all")))
+        result = run(
+            self,
+            "application",
+            "add",
+            path,
+            session=FakeSession(ApplicationError("icegrid, line 1: no application\nat all")),
+        )
         self.assertEqual(result.status, cli.EXIT_REFUSED)
-        self.assertEqual(result.err,
-                         "gridadmin: icegrid, line 1: no application at all\n")
+        self.assertEqual(result.err, "gridadmin: icegrid, line 1: no application at all\n")
 
     def test_ping(self) -> None:
         result = run(self, "registry", "ping", "Master")

@@ -136,7 +136,9 @@ class ApplicationTests(SynchronousTestCase):
         self.successResultOf(
             self.database.set_adapter_direct_proxy("HelloServer-1.Hello", "", direct(1))
         )
-        updated = demo_xml().replace('index="2"/>', 'index="2"/>\n<server-instance template="HelloServer" index="3"/>')
+        updated = demo_xml().replace(
+            'index="2"/>', 'index="2"/>\n<server-instance template="HelloServer" index="3"/>'
+        )
         self.successResultOf(self.database.add_application(updated, update=True))
         self.assertIn("HelloServer-3.Hello", self.registry.state.deployed.adapters)
         self.successResultOf(self.database.remove_application("DemoApp"))

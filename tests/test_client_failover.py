@@ -305,4 +305,3 @@ class RetryPolicyTests(SynchronousTestCase):
         policy = locator_retry_policy(random=lambda: next(draws))
         first, second = policy(3), policy(3)
         self.assertAlmostEqual(second - first, 0.05)
-

@@ -354,9 +354,7 @@ class FailoverTests(LocatorTestCase):
         client = self.make_client()
         self.assertEqual(client.max_attempts, 4)
         self.outcome(client.resolve("hello")).trap(LocatorUnreachableError)
-        self.assertEqual(
-            self.network.attempts, [("127.0.0.1", 4061), ("127.0.0.1", 5061)] * 2
-        )
+        self.assertEqual(self.network.attempts, [("127.0.0.1", 4061), ("127.0.0.1", 5061)] * 2)
 
     def test_recovers(self) -> None:
         """After every replica was down, a replica that comes back is used."""

@@ -158,8 +158,9 @@ class RegisterTests(RegistrationTestCase):
 
     def test_refused(self) -> None:
         """A registry without dynamic registration refuses: that is final, not retried."""
-        registry = RegistryReplica(("127.0.0.1", 6061), ("127.0.0.1", 6062),
-                                   dynamic_registration=False)
+        registry = RegistryReplica(
+            ("127.0.0.1", 6061), ("127.0.0.1", 6062), dynamic_registration=False
+        )
         registry.serve(self.network)
         locator = LocatorClient(self.reactor, f"DemoIceGrid/Locator:{registry.locator_endpoint}")
         locator.startService()
@@ -186,7 +187,10 @@ class RegisterTests(RegistrationTestCase):
         """A listening port is published as tcp on the given host and its real port."""
         port = _FakePort(IPv4Address("TCP", "0.0.0.0", 43210))
         registration = register_port(
-            self.reactor, self.locator, "HelloAdapter", port  # type: ignore[arg-type]
+            self.reactor,
+            self.locator,
+            "HelloAdapter",
+            port,  # type: ignore[arg-type]
         )
         self.assertEqual(registration.endpoints, (TcpEndpoint("127.0.0.1", 43210),))
         registration.startService()
@@ -276,4 +280,3 @@ class RecoveryTests(RegistrationTestCase):
     def locator_reconnected(self) -> None:
         for link in self.network.links_to(*self.registry.client_address):
             link.kill()
-

@@ -83,19 +83,29 @@ class DemoApplicationTests(SynchronousTestCase):
         self.assertEqual(group.objects, (ObjectDescriptor("hello", "::Demo::Hello"),))
 
     def test_adapters(self) -> None:
-        self.assertEqual(self.derived.adapters, {
-            "HelloServer-1.Hello": DeployedAdapter(
-                "HelloServer-1.Hello", "HelloServer-1", "node1", "HelloGroup", 0),
-            "HelloServer-2.Hello": DeployedAdapter(
-                "HelloServer-2.Hello", "HelloServer-2", "node1", "HelloGroup", 0),
-        })
+        self.assertEqual(
+            self.derived.adapters,
+            {
+                "HelloServer-1.Hello": DeployedAdapter(
+                    "HelloServer-1.Hello", "HelloServer-1", "node1", "HelloGroup", 0
+                ),
+                "HelloServer-2.Hello": DeployedAdapter(
+                    "HelloServer-2.Hello", "HelloServer-2", "node1", "HelloGroup", 0
+                ),
+            },
+        )
 
     def test_well_known_object(self) -> None:
         """C{hello} resolves through the replica group."""
-        self.assertEqual(self.derived.objects, {
-            Identity("hello"): (Proxy(Identity("hello"), adapter_id="HelloGroup"),
-                                "::Demo::Hello"),
-        })
+        self.assertEqual(
+            self.derived.objects,
+            {
+                Identity("hello"): (
+                    Proxy(Identity("hello"), adapter_id="HelloGroup"),
+                    "::Demo::Hello",
+                ),
+            },
+        )
 
     def test_servers(self) -> None:
         """Each template instance is a server with its own substituted values."""
@@ -125,7 +135,7 @@ class ServerTests(SynchronousTestCase):
 
     def test_everything(self) -> None:
         s = server(
-            '<description>d</description><option>-v</option><option> two words </option>'
+            "<description>d</description><option>-v</option><option> two words </option>"
             '<env>A=b=c</env><property name="P" value="1"/>'
             '<adapter name="Ad" id="X" endpoints="tcp" priority="-2" server-lifetime="false">'
             '<description>ignored</description><allocatable identity="ignored"/>'
@@ -134,25 +144,50 @@ class ServerTests(SynchronousTestCase):
             'id="S" exe="run" pwd="/tmp" activation="always" activation-timeout="7" '
             'deactivation-timeout="8" user="ignored"',
         )
-        self.assertEqual(s, ServerDescriptor(
-            "S", "run", "/tmp", ("-v", " two words "), ("A=b=c",), "always", 7, 8,
-            (("P", "1"),),
-            (AdapterDescriptor("Ad", "X", "tcp", "", -2, False,
-                               (ObjectDescriptor("cat/o", "::T", "Ad.Identity"),)),),
-            "d",
-        ))
+        self.assertEqual(
+            s,
+            ServerDescriptor(
+                "S",
+                "run",
+                "/tmp",
+                ("-v", " two words "),
+                ("A=b=c",),
+                "always",
+                7,
+                8,
+                (("P", "1"),),
+                (
+                    AdapterDescriptor(
+                        "Ad",
+                        "X",
+                        "tcp",
+                        "",
+                        -2,
+                        False,
+                        (ObjectDescriptor("cat/o", "::T", "Ad.Identity"),),
+                    ),
+                ),
+                "d",
+            ),
+        )
 
     def test_adapter_objects_resolve_through_adapter(self) -> None:
-        derived = derive(parse(
-            '<node name="n"><server id="S" exe="x"><adapter name="A">'
-            '<object identity="o1" type="::T"/></adapter></server></node>'))
-        self.assertEqual(derived.objects[Identity("o1")],
-                         (Proxy(Identity("o1"), adapter_id="S.A"), "::T"))
+        derived = derive(
+            parse(
+                '<node name="n"><server id="S" exe="x"><adapter name="A">'
+                '<object identity="o1" type="::T"/></adapter></server></node>'
+            )
+        )
+        self.assertEqual(
+            derived.objects[Identity("o1")], (Proxy(Identity("o1"), adapter_id="S.A"), "::T")
+        )
 
     def test_same_node_twice(self) -> None:
         """Like IceGrid, two elements naming one node are one node."""
-        app = parse('<node name="n"><variable name="v" value="1"/><server id="A" exe="${v}"/>'
-                    '</node><node name="n"><server id="B" exe="${v}"/></node>')
+        app = parse(
+            '<node name="n"><variable name="v" value="1"/><server id="A" exe="${v}"/>'
+            '</node><node name="n"><server id="B" exe="${v}"/></node>'
+        )
         self.assertEqual([(s.id, s.exe) for s in app.nodes[0].servers], [("A", "1"), ("B", "1")])
 
 
@@ -165,21 +200,34 @@ class VariableTests(SynchronousTestCase):
             '<node name="n1"><variable name="b" value="${a}B"/>'
             '<server id="S-${node}" exe="x">'
             '<variable name="c" value="${b}C"/>'
-            '<option>${application}/${node}/${server}/${c}</option>'
-            '</server></node>')
+            "<option>${application}/${node}/${server}/${c}</option>"
+            "</server></node>"
+        )
         s = app.nodes[0].servers[0]
         self.assertEqual((s.id, s.options), ("S-n1", ("App/n1/S-n1/ABC",)))
         self.assertEqual(app.variables, (("a", "A"),))
 
     def test_substituted_where_used(self) -> None:
         """An application variable may mention C{${server}}."""
-        s = parse('<variable name="dir" value="/data/${server}"/>'
-                  '<node name="n"><server id="S" exe="x" pwd="${dir}"/></node>').nodes[0].servers[0]
+        s = (
+            parse(
+                '<variable name="dir" value="/data/${server}"/>'
+                '<node name="n"><server id="S" exe="x" pwd="${dir}"/></node>'
+            )
+            .nodes[0]
+            .servers[0]
+        )
         self.assertEqual(s.pwd, "/data/S")
 
     def test_inner_definition_wins(self) -> None:
-        s = parse('<variable name="v" value="app"/><node name="n"><variable name="v" value="node"/>'
-                  '<server id="S" exe="${v}"/></node>').nodes[0].servers[0]
+        s = (
+            parse(
+                '<variable name="v" value="app"/><node name="n"><variable name="v" value="node"/>'
+                '<server id="S" exe="${v}"/></node>'
+            )
+            .nodes[0]
+            .servers[0]
+        )
         self.assertEqual(s.exe, "node")
 
     def test_escape(self) -> None:
@@ -196,9 +244,11 @@ class VariableTests(SynchronousTestCase):
 
     def test_cycle(self) -> None:
         e = self.assertRaises(
-            DescriptorError, parse,
+            DescriptorError,
+            parse,
             '<variable name="a" value="${b}"/><variable name="b" value="${a}"/>'
-            '<node name="n"><server id="S" exe="${a}"/></node>')
+            '<node name="n"><server id="S" exe="${a}"/></node>',
+        )
         self.assertIn("refers to itself", str(e))
 
     def test_unterminated(self) -> None:
@@ -206,15 +256,18 @@ class VariableTests(SynchronousTestCase):
         self.assertIn("unterminated", str(e))
 
     def test_reserved_and_duplicate_names(self) -> None:
-        for body in ('<variable name="server" value="x"/>',
-                     '<variable name="v"/><variable name="v"/>'):
+        for body in (
+            '<variable name="server" value="x"/>',
+            '<variable name="v"/><variable name="v"/>',
+        ):
             self.assertRaises(DescriptorError, parse, body)
 
     def test_expansion_cap(self) -> None:
         """Variables that double at each level cannot blow up memory."""
         body = '<variable name="v0" value="xxxxxxxxxxxxxxxx"/>'
-        body += "".join(f'<variable name="v{i}" value="${{v{i - 1}}}${{v{i - 1}}}"/>'
-                        for i in range(1, 40))
+        body += "".join(
+            f'<variable name="v{i}" value="${{v{i - 1}}}${{v{i - 1}}}"/>' for i in range(1, 40)
+        )
         body += '<node name="n"><server id="S" exe="${v39}"/></node>'
         e = self.assertRaises(DescriptorError, parse, body)
         self.assertIn("expands the descriptor too much", str(e))
@@ -236,16 +289,21 @@ class TemplateTests(SynchronousTestCase):
     """Server templates and their instances."""
 
     def test_instances(self) -> None:
-        app = parse(TEMPLATE + '<node name="n"><server-instance template="T" index="1"/>'
-                    '<server-instance template="T" index="2" where="here">'
-                    '<properties><property name="P" value="instance"/></properties>'
-                    '</server-instance></node>')
+        app = parse(
+            TEMPLATE + '<node name="n"><server-instance template="T" index="1"/>'
+            '<server-instance template="T" index="2" where="here">'
+            '<properties><property name="P" value="instance"/></properties>'
+            "</server-instance></node>"
+        )
         one, two = app.nodes[0].servers
-        self.assertEqual((one.id, one.options, one.properties),
-                         ("T-1", ("n-default",), (("P", "template"),)))
+        self.assertEqual(
+            (one.id, one.options, one.properties), ("T-1", ("n-default",), (("P", "template"),))
+        )
         # The instance's properties come last, so they win.
-        self.assertEqual((two.id, two.options, two.properties),
-                         ("T-2", ("here",), (("P", "template"), ("P", "instance"))))
+        self.assertEqual(
+            (two.id, two.options, two.properties),
+            ("T-2", ("here",), (("P", "template"), ("P", "instance"))),
+        )
 
     def test_errors(self) -> None:
         cases = {
@@ -254,17 +312,20 @@ class TemplateTests(SynchronousTestCase):
             '<server-instance template="T" index="1" bad="2"/>': "has no parameter bad",
         }
         for instance, message in cases.items():
-            e = self.assertRaises(DescriptorError, parse,
-                                  TEMPLATE + f'<node name="n">{instance}</node>')
+            e = self.assertRaises(
+                DescriptorError, parse, TEMPLATE + f'<node name="n">{instance}</node>'
+            )
             self.assertIn(message, str(e))
             self.assertIn("node[n]/server-instance", str(e))
 
     def test_error_inside_template_names_instance(self) -> None:
         e = self.assertRaises(
-            DescriptorError, parse,
+            DescriptorError,
+            parse,
             '<server-template id="T"><parameter name="p"/>'
             '<server id="S${p}" exe="x" activation="sometimes"/></server-template>'
-            '<node name="n"><server-instance template="T" p="1"/></node>')
+            '<node name="n"><server-instance template="T" p="1"/></node>',
+        )
         self.assertIn("server-instance[T] -> server-template[T]/server[S1]", str(e))
         self.assertIn("unknown activation mode 'sometimes'", str(e))
 
@@ -280,29 +341,35 @@ class PropertySetTests(SynchronousTestCase):
             '<property name="E" value="${node}"/></properties>'
             '<server id="s1" exe="x"><property name="A" value="own"/>'
             '<properties><properties refid="nb"/><property name="C" value="c"/></properties>'
-            '<property name="D" value="d"/></server></node>')
-        self.assertEqual(app.nodes[0].servers[0].properties, (
-            ("A", "base"), ("B", "App"), ("E", "n"), ("A", "own"), ("C", "c"), ("D", "d")))
+            '<property name="D" value="d"/></server></node>'
+        )
+        self.assertEqual(
+            app.nodes[0].servers[0].properties,
+            (("A", "base"), ("B", "App"), ("E", "n"), ("A", "own"), ("C", "c"), ("D", "d")),
+        )
 
     def test_unknown_reference(self) -> None:
-        e = self.assertRaises(DescriptorError, server,
-                              '<properties><properties refid="nope"/></properties>')
+        e = self.assertRaises(
+            DescriptorError, server, '<properties><properties refid="nope"/></properties>'
+        )
         self.assertIn("property set 'nope'", str(e))
 
 
 class ReplicaGroupTests(SynchronousTestCase):
-
     def test_default_policy(self) -> None:
         app = parse('<replica-group id="G"/>')
         self.assertEqual(app.replica_groups[0].policy, LoadBalancing("random", 0, "1"))
 
     def test_adaptive(self) -> None:
-        app = parse('<replica-group id="G"><description>d</description>'
-                    '<load-balancing type="adaptive" n-replicas="2" load-sample="15"/>'
-                    '</replica-group>')
+        app = parse(
+            '<replica-group id="G"><description>d</description>'
+            '<load-balancing type="adaptive" n-replicas="2" load-sample="15"/>'
+            "</replica-group>"
+        )
         group = app.replica_groups[0]
-        self.assertEqual((group.policy, group.description),
-                         (LoadBalancing("adaptive", 2, "15"), "d"))
+        self.assertEqual(
+            (group.policy, group.description), (LoadBalancing("adaptive", 2, "15"), "d")
+        )
 
     def test_members(self) -> None:
         derived = derive(parse(GROUP_AND_TWO_SERVERS))
@@ -321,14 +388,20 @@ class ValidationTests(SynchronousTestCase):
         return e
 
     def test_line_and_path(self) -> None:
-        e = self.assert_refused(app_xml(
-            '<node name="n1">\n<server id="S" exe="x">\n<adapter name="A" priority="high"/>'
-            '\n</server>\n</node>'), "priority must be an integer, not 'high'")
+        e = self.assert_refused(
+            app_xml(
+                '<node name="n1">\n<server id="S" exe="x">\n<adapter name="A" priority="high"/>'
+                "\n</server>\n</node>"
+            ),
+            "priority must be an integer, not 'high'",
+        )
         self.assertEqual(e.line, 5)
         self.assertEqual(e.path, "icegrid/application[App]/node[n1]/server[S]/adapter[A]")
         self.assertEqual(
-            str(e), "icegrid/application[App]/node[n1]/server[S]/adapter[A], line 5: "
-                    "priority must be an integer, not 'high'")
+            str(e),
+            "icegrid/application[App]/node[n1]/server[S]/adapter[A], line 5: "
+            "priority must be an integer, not 'high'",
+        )
 
     def test_application_name(self) -> None:
         self.assert_refused("<icegrid><application/></icegrid>", "'name'")
@@ -339,40 +412,65 @@ class ValidationTests(SynchronousTestCase):
         self.assert_refused("<icegrid/>", "exactly one <application>")
         self.assert_refused(app_xml("<nodes/>"), "unknown element <nodes> in <application>")
         self.assert_refused(app_xml('<node name="n" colour="red"/>'), "unknown attribute 'colour'")
-        self.assert_refused(app_xml('<node name="n"><icebox id="I" exe="x"/></node>'),
-                            "<icebox> is not supported")
-        self.assert_refused(app_xml('<replica-group id="G">text</replica-group>'),
-                            "unexpected text in <replica-group>")
+        self.assert_refused(
+            app_xml('<node name="n"><icebox id="I" exe="x"/></node>'), "<icebox> is not supported"
+        )
+        self.assert_refused(
+            app_xml('<replica-group id="G">text</replica-group>'),
+            "unexpected text in <replica-group>",
+        )
 
     def test_duplicates(self) -> None:
         self.assert_refused(
-            app_xml('<node name="a"><server id="S" exe="x"/></node>'
-                    '<node name="b"><server id="S" exe="x"/></node>'),
-            "duplicate server id 'S'", "node[b]/server[S]")
+            app_xml(
+                '<node name="a"><server id="S" exe="x"/></node>'
+                '<node name="b"><server id="S" exe="x"/></node>'
+            ),
+            "duplicate server id 'S'",
+            "node[b]/server[S]",
+        )
         self.assert_refused(
-            app_xml('<node name="a"><server id="S1" exe="x"><adapter name="A" id="X"/></server>'
-                    '<server id="S2" exe="x"><adapter name="B" id="X"/></server></node>'),
-            "duplicate adapter id 'X'", "first at line 3")
+            app_xml(
+                '<node name="a"><server id="S1" exe="x"><adapter name="A" id="X"/></server>'
+                '<server id="S2" exe="x"><adapter name="B" id="X"/></server></node>'
+            ),
+            "duplicate adapter id 'X'",
+            "first at line 3",
+        )
         self.assert_refused(
-            app_xml('<replica-group id="G"><object identity="o"/></replica-group>'
-                    '<node name="n"><server id="S" exe="x"><adapter name="A">'
-                    '<object identity="o"/></adapter></server></node>'),
-            "duplicate object identity 'o'")
-        self.assert_refused(app_xml('<replica-group id="G"/><replica-group id="G"/>'),
-                            "duplicate replica group 'G'")
-        self.assert_refused(app_xml('<node name="n"><server id="S" exe="x"><adapter name="A"/>'
-                                    '<adapter name="A" id="other"/></server></node>'),
-                            "duplicate adapter name 'A'")
+            app_xml(
+                '<replica-group id="G"><object identity="o"/></replica-group>'
+                '<node name="n"><server id="S" exe="x"><adapter name="A">'
+                '<object identity="o"/></adapter></server></node>'
+            ),
+            "duplicate object identity 'o'",
+        )
+        self.assert_refused(
+            app_xml('<replica-group id="G"/><replica-group id="G"/>'), "duplicate replica group 'G'"
+        )
+        self.assert_refused(
+            app_xml(
+                '<node name="n"><server id="S" exe="x"><adapter name="A"/>'
+                '<adapter name="A" id="other"/></server></node>'
+            ),
+            "duplicate adapter name 'A'",
+        )
 
     def test_replica_group_references(self) -> None:
         self.assert_refused(
-            app_xml('<node name="n"><server id="S" exe="x"><adapter name="A" '
-                    'replica-group="Nope"/></server></node>'),
-            "unknown replica group 'Nope'")
+            app_xml(
+                '<node name="n"><server id="S" exe="x"><adapter name="A" '
+                'replica-group="Nope"/></server></node>'
+            ),
+            "unknown replica group 'Nope'",
+        )
         self.assert_refused(
-            app_xml('<replica-group id="G"/><node name="n"><server id="S" exe="x">'
-                    '<adapter name="A" id="G"/></server></node>'),
-            "adapter id 'G' is already a replica group id")
+            app_xml(
+                '<replica-group id="G"/><node name="n"><server id="S" exe="x">'
+                '<adapter name="A" id="G"/></server></node>'
+            ),
+            "adapter id 'G' is already a replica group id",
+        )
 
     def test_bad_values(self) -> None:
         def group(policy: str) -> str:
@@ -388,28 +486,43 @@ class ValidationTests(SynchronousTestCase):
             (group('type="random" n-replicas="two"'), "n-replicas must be an integer"),
             (group('type="adaptive" load-sample="2"'), "load-sample must be 1, 5 or 15"),
             (group('type="random" load-sample="5"'), "unknown attribute 'load-sample'"),
-            ('<replica-group id="G"><object identity="a/b/c"/></replica-group>',
-             "invalid object identity 'a/b/c'"),
-            (node('<server id="S" exe="x" activation="ondemand"/>'),
-             "unknown activation mode 'ondemand'"),
-            (node('<server id="S" exe="x" activation-timeout="soon"/>'),
-             "activation-timeout must be an integer"),
-            (node('<server id="S" exe="x" deactivation-timeout="-1"/>'),
-             "deactivation-timeout must be at least 0"),
-            (node('<server id="S" exe="x"><adapter name="A" server-lifetime="yes"/></server>'),
-             "server-lifetime must be 'true' or 'false'"),
-            (node('<server id="S" exe="x"><adapter name="A" priority="99999999999"/></server>'),
-             "priority must be an integer"),
-            (node('<server id="S" exe="x"><env>NOVALUE</env></server>'),
-             "<env> must read NAME=VALUE"),
+            (
+                '<replica-group id="G"><object identity="a/b/c"/></replica-group>',
+                "invalid object identity 'a/b/c'",
+            ),
+            (
+                node('<server id="S" exe="x" activation="ondemand"/>'),
+                "unknown activation mode 'ondemand'",
+            ),
+            (
+                node('<server id="S" exe="x" activation-timeout="soon"/>'),
+                "activation-timeout must be an integer",
+            ),
+            (
+                node('<server id="S" exe="x" deactivation-timeout="-1"/>'),
+                "deactivation-timeout must be at least 0",
+            ),
+            (
+                node('<server id="S" exe="x"><adapter name="A" server-lifetime="yes"/></server>'),
+                "server-lifetime must be 'true' or 'false'",
+            ),
+            (
+                node('<server id="S" exe="x"><adapter name="A" priority="99999999999"/></server>'),
+                "priority must be an integer",
+            ),
+            (
+                node('<server id="S" exe="x"><env>NOVALUE</env></server>'),
+                "<env> must read NAME=VALUE",
+            ),
             (node('<server id="S" exe=""/>'), "non-empty 'exe'"),
         ]
         for body, message in cases:
             self.assert_refused(app_xml(body), message)
 
     def test_malformed_xml(self) -> None:
-        e = self.assert_refused("<icegrid>\n<application name='a'>\n</icegrid>",
-                                "malformed XML", "mismatched tag")
+        e = self.assert_refused(
+            "<icegrid>\n<application name='a'>\n</icegrid>", "malformed XML", "mismatched tag"
+        )
         self.assertEqual(e.line, 3)
 
 
@@ -417,22 +530,28 @@ class HardenedParserTests(SynchronousTestCase):
     """Descriptors come over the network: the parser must not be a weapon."""
 
     def test_billion_laughs(self) -> None:
-        xml = ('<?xml version="1.0"?>\n<!DOCTYPE icegrid [\n<!ENTITY a "aaaaaaaaaa">\n'
-               + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">\n'
-                         for i in range(8))
-               + ']>\n<icegrid><application name="&i;"/></icegrid>')
+        xml = (
+            '<?xml version="1.0"?>\n<!DOCTYPE icegrid [\n<!ENTITY a "aaaaaaaaaa">\n'
+            + "".join(
+                f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">\n' for i in range(8)
+            )
+            + ']>\n<icegrid><application name="&i;"/></icegrid>'
+        )
         e = self.assertRaises(DescriptorError, parse_application, xml)
         self.assertIn("forbidden XML", str(e))
 
     def test_any_dtd(self) -> None:
         """A DTD is refused even when it declares nothing dangerous."""
         xml = '<!DOCTYPE x [<!ENTITY e "x">]><icegrid/>'
-        self.assertIn("forbidden XML", str(self.assertRaises(
-            DescriptorError, parse_application, xml)))
+        self.assertIn(
+            "forbidden XML", str(self.assertRaises(DescriptorError, parse_application, xml))
+        )
 
     def test_external_entity(self) -> None:
-        xml = ('<?xml version="1.0"?>\n<!DOCTYPE icegrid [<!ENTITY x SYSTEM '
-               '"file:///etc/passwd">]>\n<icegrid><application name="&x;"/></icegrid>')
+        xml = (
+            '<?xml version="1.0"?>\n<!DOCTYPE icegrid [<!ENTITY x SYSTEM '
+            '"file:///etc/passwd">]>\n<icegrid><application name="&x;"/></icegrid>'
+        )
         self.assertRaises(DescriptorError, parse_application, xml)
 
     def test_size_cap(self) -> None:
@@ -473,16 +592,19 @@ class ConflictTests(SynchronousTestCase):
         cases = {
             '<node name="n"><server id="A" exe="x"/></node>': "server id 'A'",
             '<node name="n"><server id="Z" exe="x"><adapter name="Ad" id="A.Ad"/></server>'
-            '</node>': "adapter id 'A.Ad'",
+            "</node>": "adapter id 'A.Ad'",
             '<replica-group id="B-adapter"/>': "adapter id 'B-adapter'",
-            '<node name="n"><server id="Z" exe="x"><adapter name="G" id="G"/></server></node>':
-                "adapter id 'G'",
-            '<replica-group id="H"><object identity="obj"/></replica-group>':
-                "object identity 'obj'",
+            '<node name="n"><server id="Z" exe="x"><adapter name="G" id="G"/></server></node>': (
+                "adapter id 'G'"
+            ),
+            '<replica-group id="H"><object identity="obj"/></replica-group>': (
+                "object identity 'obj'"
+            ),
         }
         for body, message in cases.items():
-            e = self.assertRaises(DescriptorError, check_conflicts,
-                                  self.derived(body, "Two"), [first])
+            e = self.assertRaises(
+                DescriptorError, check_conflicts, self.derived(body, "Two"), [first]
+            )
             self.assertIn(message, str(e))
             self.assertIn("already used by application 'One'", str(e))
 
@@ -504,8 +626,9 @@ class ConflictTests(SynchronousTestCase):
         self.assertRaises(DescriptorError, check_update, old, new, [other])
 
     def test_update_renamed(self) -> None:
-        self.assertRaises(DescriptorError, check_update, self.derived("", "One"),
-                          self.derived("", "Two"), [])
+        self.assertRaises(
+            DescriptorError, check_update, self.derived("", "One"), self.derived("", "Two"), []
+        )
 
 
 class DeriveTests(SynchronousTestCase):
@@ -513,21 +636,48 @@ class DeriveTests(SynchronousTestCase):
 
     def test_duplicate_adapter(self) -> None:
         adapter = AdapterDescriptor("A", "X")
-        app = ApplicationDescriptor("App", nodes=(
-            NodeDescriptor("n", (ServerDescriptor("S1", "x", adapters=(adapter,)),
-                                 ServerDescriptor("S2", "x", adapters=(adapter,)))),))
-        self.assertIn("duplicate adapter id 'X'",
-                      str(self.assertRaises(DescriptorError, derive, app)))
+        app = ApplicationDescriptor(
+            "App",
+            nodes=(
+                NodeDescriptor(
+                    "n",
+                    (
+                        ServerDescriptor("S1", "x", adapters=(adapter,)),
+                        ServerDescriptor("S2", "x", adapters=(adapter,)),
+                    ),
+                ),
+            ),
+        )
+        self.assertIn(
+            "duplicate adapter id 'X'", str(self.assertRaises(DescriptorError, derive, app))
+        )
 
     def test_unknown_group(self) -> None:
-        app = ApplicationDescriptor("App", nodes=(NodeDescriptor("n", (ServerDescriptor(
-            "S", "x", adapters=(AdapterDescriptor("A", "X", replica_group_id="G"),)),)),))
-        self.assertIn("unknown replica group 'G'",
-                      str(self.assertRaises(DescriptorError, derive, app)))
+        app = ApplicationDescriptor(
+            "App",
+            nodes=(
+                NodeDescriptor(
+                    "n",
+                    (
+                        ServerDescriptor(
+                            "S", "x", adapters=(AdapterDescriptor("A", "X", replica_group_id="G"),)
+                        ),
+                    ),
+                ),
+            ),
+        )
+        self.assertIn(
+            "unknown replica group 'G'", str(self.assertRaises(DescriptorError, derive, app))
+        )
 
 
-FUZZ = settings(max_examples=300, derandomize=True, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=300,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @st.composite
@@ -538,8 +688,15 @@ def mutated_demo(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(text)))
         cut = draw(st.integers(0, 3))
-        text = text[:at] + draw(st.sampled_from(['', '"', "<", ">", "/", "$", "${", "}", "&",
-                                                 "x", " ", "\x00", "-1"])) + text[at + cut:]
+        text = (
+            text[:at]
+            + draw(
+                st.sampled_from(
+                    ["", '"', "<", ">", "/", "$", "${", "}", "&", "x", " ", "\x00", "-1"]
+                )
+            )
+            + text[at + cut :]
+        )
     return text
 
 

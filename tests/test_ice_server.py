@@ -123,12 +123,14 @@ class ServerProtocolTests(SynchronousTestCase):
         """A request split into single bytes is answered once complete."""
         data = request(7, "echo", string_params("x"))
         for i in range(len(data) - 1):
-            self.assertEqual(self.received(data[i:i + 1]), [])
+            self.assertEqual(self.received(data[i : i + 1]), [])
         [reply] = self.received(data[-1:])
         self.assertEqual(reply.request_id, 7)
 
     def test_encoding_1_0_answered_in_1_0(self) -> None:
-        [reply] = self.received(request(1, "echo", string_params("x", ENCODING_1_0), encoding=ENCODING_1_0))
+        [reply] = self.received(
+            request(1, "echo", string_params("x", ENCODING_1_0), encoding=ENCODING_1_0)
+        )
         self.assertEqual(reply.encoding, ENCODING_1_0)
 
     def test_user_exception(self) -> None:

@@ -22,15 +22,20 @@ MEMBERS = ("a", "b", "c", "d")
 
 
 class OrderReplicasTests(SynchronousTestCase):
-
     def setUp(self) -> None:
         self.rng = random.Random(42)
         self.state = RoundRobinState()
 
-    def order(self, policy: LoadBalancing, members: tuple[str, ...] = MEMBERS,
-              group_id: str = "G", **kwargs: object) -> list[str]:
-        return order_replicas(policy, members, rng=self.rng, state=self.state,
-                              group_id=group_id, **kwargs)  # type: ignore[arg-type]
+    def order(
+        self,
+        policy: LoadBalancing,
+        members: tuple[str, ...] = MEMBERS,
+        group_id: str = "G",
+        **kwargs: object,
+    ) -> list[str]:
+        return order_replicas(
+            policy, members, rng=self.rng, state=self.state, group_id=group_id, **kwargs
+        )  # type: ignore[arg-type]
 
     def test_random_is_a_seeded_permutation(self) -> None:
         """Random replies list every member, in an order the injected rng decides."""
@@ -49,8 +54,13 @@ class OrderReplicasTests(SynchronousTestCase):
         policy = LoadBalancing("round-robin")
         self.assertEqual(
             [self.order(policy) for _ in range(5)],
-            [["a", "b", "c", "d"], ["b", "c", "d", "a"], ["c", "d", "a", "b"],
-             ["d", "a", "b", "c"], ["a", "b", "c", "d"]],
+            [
+                ["a", "b", "c", "d"],
+                ["b", "c", "d", "a"],
+                ["c", "d", "a", "b"],
+                ["d", "a", "b", "c"],
+                ["a", "b", "c", "d"],
+            ],
         )
 
     def test_round_robin_counts_per_group(self) -> None:
@@ -74,8 +84,9 @@ class OrderReplicasTests(SynchronousTestCase):
 
     def test_round_robin_with_n_replicas(self) -> None:
         policy = LoadBalancing("round-robin", n_replicas=2)
-        self.assertEqual([self.order(policy) for _ in range(3)],
-                         [["a", "b"], ["b", "c"], ["c", "d"]])
+        self.assertEqual(
+            [self.order(policy) for _ in range(3)], [["a", "b"], ["b", "c"], ["c", "d"]]
+        )
 
     def test_ordered_by_priority(self) -> None:
         priorities = {"a": 5, "b": 1, "c": 5, "d": -3}
@@ -89,19 +100,22 @@ class OrderReplicasTests(SynchronousTestCase):
 
     def test_adaptive_lightest_first(self) -> None:
         loads: dict[str, Load] = {"a": 0.9, "b": 0.1, "c": None, "d": 0.5}
-        self.assertEqual(self.order(LoadBalancing("adaptive"), load=loads.__getitem__),
-                         ["b", "d", "a", "c"])  # unknown load last
+        self.assertEqual(
+            self.order(LoadBalancing("adaptive"), load=loads.__getitem__), ["b", "d", "a", "c"]
+        )  # unknown load last
 
     def test_adaptive_uses_the_load_sample(self) -> None:
         loads = {"a": LoadSamples(0.1, 0.9, 0.5), "b": LoadSamples(0.9, 0.1, 0.4)}
         for sample, expected in [("1", ["a", "b"]), ("5", ["b", "a"]), ("15", ["b", "a"])]:
             policy = LoadBalancing("adaptive", load_sample=sample)
-            self.assertEqual(self.order(policy, members=("a", "b"), load=loads.__getitem__),
-                             expected)
+            self.assertEqual(
+                self.order(policy, members=("a", "b"), load=loads.__getitem__), expected
+            )
 
     def test_adaptive_ties_are_spread(self) -> None:
-        firsts = Counter(self.order(LoadBalancing("adaptive"), load=lambda m: 0.5)[0]
-                         for _ in range(200))
+        firsts = Counter(
+            self.order(LoadBalancing("adaptive"), load=lambda m: 0.5)[0] for _ in range(200)
+        )
         self.assertEqual(set(firsts), set(MEMBERS))
 
     def test_adaptive_without_loads_is_random(self) -> None:

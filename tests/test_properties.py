@@ -52,10 +52,13 @@ class SyntaxTests(FileTestsMixin, SynchronousTestCase):
         path = self.write(REGISTRY_MASTER)
         props = load_file(path)
         self.assertEqual(props["IceGrid.InstanceName"], "DemoIceGrid")
-        self.assertEqual(props.get_endpoints("IceGrid.Registry.Client.Endpoints"),
-                         (TcpEndpoint("127.0.0.1", 12000),))
-        self.assertEqual(props.get_endpoints("IceGrid.Registry.Server.Endpoints"),
-                         (TcpEndpoint("127.0.0.1", 0),))
+        self.assertEqual(
+            props.get_endpoints("IceGrid.Registry.Client.Endpoints"),
+            (TcpEndpoint("127.0.0.1", 12000),),
+        )
+        self.assertEqual(
+            props.get_endpoints("IceGrid.Registry.Server.Endpoints"), (TcpEndpoint("127.0.0.1", 0),)
+        )
         self.assertTrue(props.get_flag("IceGrid.Registry.DynamicRegistration"))
         self.assertEqual(props.source("IceGrid.Registry.Data"), f"{path}:5")
         self.assertEqual(validate(props), [])
@@ -64,7 +67,8 @@ class SyntaxTests(FileTestsMixin, SynchronousTestCase):
         props = parse_text(
             "# a comment\n\n   \n  # indented comment\n"
             "Ice.MessageSizeMax = 2048    # Largest message size is 2MB\n",
-            "c.cfg")
+            "c.cfg",
+        )
         self.assertEqual(dict(props), {"Ice.MessageSizeMax": "2048"})
         self.assertEqual(props.source("Ice.MessageSizeMax"), "c.cfg:5")
 
@@ -95,12 +99,24 @@ class SyntaxTests(FileTestsMixin, SynchronousTestCase):
             "A.9 == v\n"
             'A.10 = "quoted # value"\n'
             "A .11 = v\n",
-            "e.cfg")
-        self.assertEqual(dict(props), {
-            "A.1": "a # b", "A.2": "a = b", "A=3": "x", "A#4": "x",
-            "A.5": "c:\\dir\\file", "A.6": "a\\", "A.7": "\\", "A.8": "x=y",
-            "A.9": "= v", "A.10": '"quoted', "A .11": "v",
-        })
+            "e.cfg",
+        )
+        self.assertEqual(
+            dict(props),
+            {
+                "A.1": "a # b",
+                "A.2": "a = b",
+                "A=3": "x",
+                "A#4": "x",
+                "A.5": "c:\\dir\\file",
+                "A.6": "a\\",
+                "A.7": "\\",
+                "A.8": "x=y",
+                "A.9": "= v",
+                "A.10": '"quoted',
+                "A .11": "v",
+            },
+        )
 
     def test_later_lines_override_and_empty_unsets(self) -> None:
         props = parse_text("A=1\nB=1\nA=2\nB=\n", "o.cfg")
@@ -150,8 +166,10 @@ class OverrideTests(FileTestsMixin, SynchronousTestCase):
     """C{--property KEY=VALUE} overrides from the command line."""
 
     def test_parse(self) -> None:
-        self.assertEqual(parse_overrides(["A=1", " B = x y ", "C=", "D=a=b", "E=x\\#y"]),
-                         [("A", "1"), ("B", "x y"), ("C", ""), ("D", "a=b"), ("E", "x#y")])
+        self.assertEqual(
+            parse_overrides(["A=1", " B = x y ", "C=", "D=a=b", "E=x\\#y"]),
+            [("A", "1"), ("B", "x y"), ("C", ""), ("D", "a=b"), ("E", "x#y")],
+        )
 
     def test_bad_pairs(self) -> None:
         for pair in ("novalue", "=x", "", "# x"):
@@ -162,8 +180,9 @@ class OverrideTests(FileTestsMixin, SynchronousTestCase):
     def test_file_then_command_line(self) -> None:
         """Command-line overrides win over the file, and can unset."""
         props = load_file(self.write(REGISTRY_MASTER))
-        props.apply_overrides(parse_overrides([
-            "IceGrid.InstanceName=Other", "IceGrid.Registry.DynamicRegistration="]))
+        props.apply_overrides(
+            parse_overrides(["IceGrid.InstanceName=Other", "IceGrid.Registry.DynamicRegistration="])
+        )
         self.assertEqual(props["IceGrid.InstanceName"], "Other")
         self.assertEqual(props.source("IceGrid.InstanceName"), "command line")
         self.assertNotIn("IceGrid.Registry.DynamicRegistration", props)
@@ -206,11 +225,13 @@ class GetterTests(SynchronousTestCase):
         self.assertTrue(props.get_flag("missing", True))
 
     def test_get_proxy(self) -> None:
-        props = self.props("Ice.Default.Locator=DemoIceGrid/Locator:default -p 12000\n"
-                           "Bad.Proxy=a/b/c\n")
-        self.assertEqual(props.get_proxy("Ice.Default.Locator"),
-                         Proxy(Identity("Locator", "DemoIceGrid"),
-                               endpoints=(TcpEndpoint(port=12000),)))
+        props = self.props(
+            "Ice.Default.Locator=DemoIceGrid/Locator:default -p 12000\nBad.Proxy=a/b/c\n"
+        )
+        self.assertEqual(
+            props.get_proxy("Ice.Default.Locator"),
+            Proxy(Identity("Locator", "DemoIceGrid"), endpoints=(TcpEndpoint(port=12000),)),
+        )
         self.assertIsNone(props.get_proxy("Unset.Proxy"))
         e = self.assertRaises(PropertyError, props.get_proxy, "Bad.Proxy")
         for fragment in ("g.cfg:2", "Bad.Proxy", "'a/b/c'"):
@@ -218,15 +239,18 @@ class GetterTests(SynchronousTestCase):
 
     def test_ice_defaults_apply(self) -> None:
         """Ice.Default.Protocol/Timeout shape C{default} endpoints, as in Ice."""
-        props = self.props("Ice.Default.Protocol=ssl\nIce.Default.Timeout=5000\n"
-                           "X.Endpoints=default -p 4\n")
+        props = self.props(
+            "Ice.Default.Protocol=ssl\nIce.Default.Timeout=5000\nX.Endpoints=default -p 4\n"
+        )
         self.assertEqual(props.get_endpoints("X.Endpoints"), (SslEndpoint(port=4, timeout=5000),))
 
     def test_get_endpoints(self) -> None:
-        props = self.props("A.Endpoints=tcp -h * -p 1:tcp -h \"::1\" -p 2\n"
-                           "B.Endpoints=tcp -p 70000\n")
-        self.assertEqual(props.get_endpoints("A.Endpoints"),
-                         (TcpEndpoint("*", 1), TcpEndpoint("::1", 2)))
+        props = self.props(
+            'A.Endpoints=tcp -h * -p 1:tcp -h "::1" -p 2\nB.Endpoints=tcp -p 70000\n'
+        )
+        self.assertEqual(
+            props.get_endpoints("A.Endpoints"), (TcpEndpoint("*", 1), TcpEndpoint("::1", 2))
+        )
         self.assertRaises(PropertyError, props.get_endpoints, "A.Endpoints", server=False)
         self.assertEqual(props.get_endpoints("Unset"), ())
         e = self.assertRaises(PropertyError, props.get_endpoints, "B.Endpoints")
@@ -239,18 +263,23 @@ class ValidateTests(SynchronousTestCase):
 
     def test_unknown_icegrid_property_warns(self) -> None:
         props = parse_text("IceGrid.Registry.Foo=1\nIceGrid.InstanceName=X\n", "v.cfg")
-        self.assertEqual(validate(props),
-                         ["unknown property: `IceGrid.Registry.Foo' (set at v.cfg:1)"])
+        self.assertEqual(
+            validate(props), ["unknown property: `IceGrid.Registry.Foo' (set at v.cfg:1)"]
+        )
 
     def test_case_hint(self) -> None:
         """Like Ice, suggest the known name that differs only in case."""
         [warning] = validate(parse_text("Ice.trace.network=1\n", "v.cfg"))
-        self.assertIn("unknown property: `Ice.trace.network'; did you mean `Ice.Trace.Network'",
-                      warning)
+        self.assertIn(
+            "unknown property: `Ice.trace.network'; did you mean `Ice.Trace.Network'", warning
+        )
 
     def test_other_prefixes_are_legal(self) -> None:
-        props = parse_text("Hello.Endpoints=whatever\nIceStormAdmin.X=1\nIce.Plugin.IceSSL=x:y\n"
-                           "IceGrid.Registry.Client.Locator.Context.k=v\n", "v.cfg")
+        props = parse_text(
+            "Hello.Endpoints=whatever\nIceStormAdmin.X=1\nIce.Plugin.IceSSL=x:y\n"
+            "IceGrid.Registry.Client.Locator.Context.k=v\n",
+            "v.cfg",
+        )
         self.assertEqual(validate(props), [])
 
     def test_ice_and_icessl_unknown_warn(self) -> None:
@@ -284,8 +313,14 @@ class MessageSizeMaxTests(SynchronousTestCase):
     """Ice.MessageSizeMax is in KiB; 0 or less means no limit."""
 
     def test_values(self) -> None:
-        cases = {None: 1024 * 1024, "2048": 2048 * 1024, "1": 1024, "0": None, "-1": None,
-                 "4194304": None}
+        cases = {
+            None: 1024 * 1024,
+            "2048": 2048 * 1024,
+            "1": 1024,
+            "0": None,
+            "-1": None,
+            "4194304": None,
+        }
         for value, expected in cases.items():
             props = Properties()
             if value is not None:

@@ -54,8 +54,10 @@ class Grid:
         self.ports: dict[str, tuple[int, int, int]] = {}
 
     def start(self, name: str, ports: Optional[tuple[int, int, int]] = None) -> RegistryService:
-        ports = ports or self.ports.get(name) or (
-            MASTER_PORTS if name == "Master" else (5000 + 10 * len(self.ports),) * 3
+        ports = (
+            ports
+            or self.ports.get(name)
+            or (MASTER_PORTS if name == "Master" else (5000 + 10 * len(self.ports),) * 3)
         )
         if ports[0] == ports[1]:
             ports = (ports[0], ports[0] + 1, ports[0] + 2)
@@ -195,7 +197,9 @@ class ReplicationTests(SynchronousTestCase):
             self.successResultOf(self.master.database.commit(mutations))
         foreign = MemoryStore()
         self.successResultOf(foreign.open())
-        self.successResultOf(foreign.commit([object_mutation(Identity("stale"), ObjectInfo(hello("stale")))]))
+        self.successResultOf(
+            foreign.commit([object_mutation(Identity("stale"), ObjectInfo(hello("stale")))])
+        )
         self.successResultOf(foreign.close())
         self.grid.stores["Replica1"] = foreign
         slave = self.grid.start("Replica1")

@@ -8,7 +8,7 @@ clients, SIGKILL, restarts and promotion.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -45,7 +45,9 @@ class GridProcesses:
         self.root = Path(testcase.mktemp()).resolve()
         self.root.mkdir(parents=True)
         self.certs = self.root / "certs"
-        make_demo_certs(str(self.certs), replicas=REPLICAS, admins=["admin"], instance="DemoIceGrid")
+        make_demo_certs(
+            str(self.certs), replicas=REPLICAS, admins=["admin"], instance="DemoIceGrid"
+        )
         self.ports = {
             name: {kind: free_port() for kind in ("client", "server", "internal")}
             for name in REPLICAS
@@ -107,10 +109,14 @@ class ReplicationProcessTests(TestCase):
         master = await grid.start("Master")
         await grid.start("Replica1")
         await grid.start("Replica2")
-        server = await start_ice_server(reactor, grid.locator("Master"), ("HelloAdapter",), name="A")
+        server = await start_ice_server(
+            reactor, grid.locator("Master"), ("HelloAdapter",), name="A"
+        )
         self.addCleanup(server.stop)
         for slave in ("Replica1", "Replica2"):
-            await eventually(lambda s=slave: grid.resolves(grid.locator(s), "hello@HelloAdapter", "A"))
+            await eventually(
+                lambda s=slave: grid.resolves(grid.locator(s), "hello@HelloAdapter", "A")
+            )
 
         await master.kill("KILL")
         self.assertTrue(await grid.resolves(grid.locator(), "hello@HelloAdapter", "A"))
@@ -123,9 +129,7 @@ class ReplicationProcessTests(TestCase):
         )
 
         await grid.start("Master")
-        later = await start_ice_server(
-            reactor, grid.locator("Master"), ("LaterAdapter",), name="B"
-        )
+        later = await start_ice_server(reactor, grid.locator("Master"), ("LaterAdapter",), name="B")
         self.addCleanup(later.stop)
         for slave in ("Replica1", "Replica2"):
             await eventually(
@@ -142,10 +146,10 @@ class ReplicationProcessTests(TestCase):
         await grid.start("Replica1")
         await grid.start("Replica2")
         for slave in ("Replica1", "Replica2"):
-            await eventually(
-                lambda s=slave: _knows_internal(grid.locator("Master"), s)
-            )
-        server = await start_ice_server(reactor, grid.locator("Master"), ("HelloAdapter",), name="A")
+            await eventually(lambda s=slave: _knows_internal(grid.locator("Master"), s))
+        server = await start_ice_server(
+            reactor, grid.locator("Master"), ("HelloAdapter",), name="A"
+        )
         self.addCleanup(server.stop)
         # acknowledged by the master: then it dies
         await master.kill("KILL")
@@ -166,7 +170,9 @@ class ReplicationProcessTests(TestCase):
         impostor_certs = grid.root / "impostor-certs"
         make_demo_certs(str(impostor_certs), replicas=REPLICAS, instance="DemoIceGrid")
         await grid.start("Replica1", certs=impostor_certs)
-        server = await start_ice_server(reactor, grid.locator("Master"), ("HelloAdapter",), name="A")
+        server = await start_ice_server(
+            reactor, grid.locator("Master"), ("HelloAdapter",), name="A"
+        )
         self.addCleanup(server.stop)
         # the master never lists the impostor, and it never receives the registration
         await deferLater(reactor, 1.5, lambda: None)

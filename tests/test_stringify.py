@@ -44,16 +44,24 @@ from gridreg.ice.types import (
 
 #: The table of canonical prints in ice-protocol.md section 11.
 DOC_TABLE = [
-    ("DemoIceGrid/Locator:default -p 12000:default -p 12001",
-     "DemoIceGrid/Locator -t -e 1.1:tcp -p 12000 -t 60000:tcp -p 12001 -t 60000"),
-    ("DemoIceGrid/Locator:tcp -h localhost -p 12000 -t 5000 -z",
-     "DemoIceGrid/Locator -t -e 1.1:tcp -h localhost -p 12000 -t 5000 -z"),
+    (
+        "DemoIceGrid/Locator:default -p 12000:default -p 12001",
+        "DemoIceGrid/Locator -t -e 1.1:tcp -p 12000 -t 60000:tcp -p 12001 -t 60000",
+    ),
+    (
+        "DemoIceGrid/Locator:tcp -h localhost -p 12000 -t 5000 -z",
+        "DemoIceGrid/Locator -t -e 1.1:tcp -h localhost -p 12000 -t 5000 -z",
+    ),
     ("hello@HelloAdapter", "hello -t -e 1.1 @ HelloAdapter"),
     ("hello -f fac -o", "hello -f fac -o -e 1.1"),
-    ("hello -d:udp -h 239.255.1.1 -p 10000 --ttl 5 --interface 127.0.0.1",
-     "hello -d -e 1.1:udp -h 239.255.1.1 -p 10000 --interface 127.0.0.1 --ttl 5"),
-    ("hello -e 1.0 -p 1.0:tcp -h 1.2.3.4 -p 5 -t infinite",
-     "hello -t -e 1.0:tcp -h 1.2.3.4 -p 5 -t infinite"),
+    (
+        "hello -d:udp -h 239.255.1.1 -p 10000 --ttl 5 --interface 127.0.0.1",
+        "hello -d -e 1.1:udp -h 239.255.1.1 -p 10000 --interface 127.0.0.1 --ttl 5",
+    ),
+    (
+        "hello -e 1.0 -p 1.0:tcp -h 1.2.3.4 -p 5 -t infinite",
+        "hello -t -e 1.0:tcp -h 1.2.3.4 -p 5 -t infinite",
+    ),
     ('x:default -h "::1" -p 5', 'x -t -e 1.1:tcp -h "::1" -p 5 -t 60000'),
 ]
 
@@ -90,16 +98,21 @@ ICEPY_RECORDED = [
     ("\\q", "\\\\q -t -e 1.1"),
     ("\\U0001F600", "😀 -t -e 1.1"),
     ("n\\u0007\\u000b\\u0000", "n\\a\\v\\u0000 -t -e 1.1"),
-    ("hello :  tcp -p 5  :  tcp -p 6",
-     "hello -t -e 1.1:tcp -p 5 -t 60000:tcp -p 6 -t 60000"),
+    ("hello :  tcp -p 5  :  tcp -p 6", "hello -t -e 1.1:tcp -p 5 -t 60000:tcp -p 6 -t 60000"),
     ("hello:ws -h foo -p 5 -r /res", "hello -t -e 1.1:ws -h foo -p 5 -t 60000 -r /res"),
     ("hello:wss -p 5", "hello -t -e 1.1:wss -p 5 -t 60000 -r /"),
-    ("hello:ws -p 5 -z -r /x --sourceAddress 1.2.3.4",
-     "hello -t -e 1.1:ws -p 5 --sourceAddress 1.2.3.4 -t 60000 -z -r /x"),
-    ("hello:ssl -p 5 -z --sourceAddress 1.2.3.4 -t 7",
-     "hello -t -e 1.1:ssl -p 5 --sourceAddress 1.2.3.4 -t 7 -z"),
-    ("hello:udp -h 239.255.1.1 -p 10000 -z -c --ttl 5 --interface 127.0.0.1",
-     "hello -t -e 1.1:udp -h 239.255.1.1 -p 10000 --interface 127.0.0.1 --ttl 5 -c -z"),
+    (
+        "hello:ws -p 5 -z -r /x --sourceAddress 1.2.3.4",
+        "hello -t -e 1.1:ws -p 5 --sourceAddress 1.2.3.4 -t 60000 -z -r /x",
+    ),
+    (
+        "hello:ssl -p 5 -z --sourceAddress 1.2.3.4 -t 7",
+        "hello -t -e 1.1:ssl -p 5 --sourceAddress 1.2.3.4 -t 7 -z",
+    ),
+    (
+        "hello:udp -h 239.255.1.1 -p 10000 -z -c --ttl 5 --interface 127.0.0.1",
+        "hello -t -e 1.1:udp -h 239.255.1.1 -p 10000 --interface 127.0.0.1 --ttl 5 -c -z",
+    ),
     ('x:tcp --sourceAddress "::1"', 'x -t -e 1.1:tcp -p 0 --sourceAddress "::1" -t 60000'),
     ("x:tcp -h 'x' -p 5", "x -t -e 1.1:tcp -h x -p 5 -t 60000"),
     ('x:tcp -p "5"', "x -t -e 1.1:tcp -p 5 -t 60000"),
@@ -110,15 +123,25 @@ ICEPY_RECORDED = [
     ("hello:opaque -t 99 -e 1.0 -v AAAA", "hello -t -e 1.1:opaque -t 99 -e 1.0 -v AAAA"),
     ("hello:opaque -t 99 -v AAAA", "hello -t -e 1.1:opaque -t 99 -e 1.0 -v AAAA"),
     # Opaque text of a type Ice models is decoded into that endpoint.
-    ("hello:opaque -t 2 -e 1.1 -v CTEyNy4wLjAuMQEAAAD/////AA==",
-     "hello -t -e 1.1:ssl -h 127.0.0.1 -p 1 -t infinite"),
+    (
+        "hello:opaque -t 2 -e 1.1 -v CTEyNy4wLjAuMQEAAAD/////AA==",
+        "hello -t -e 1.1:ssl -h 127.0.0.1 -p 1 -t infinite",
+    ),
     ("hello:opaque -t 3 -e 1.1 -v CTEyNy4wLjAuMQEAAAAA", "hello -t -e 1.1:udp -h 127.0.0.1 -p 1"),
-    ("hello:opaque -t 4 -e 1.1 -v CTEyNy4wLjAuMQEAAAD/////AAEv",
-     "hello -t -e 1.1:ws -h 127.0.0.1 -p 1 -t infinite -r /"),
-    (("x -D -s -p 1.1 -e 1.0 -f fac:udp -p 7 -c -z:ws -h h -p 8 -r / -t 9"
-      ':wss -h "::1" -p 9 --sourceAddress 10.0.0.1'),
-     ("x -f fac -D -s -p 1.1 -e 1.0:udp -p 7 -c -z:ws -h h -p 8 -t 9 -r /"
-      ':wss -h "::1" -p 9 --sourceAddress 10.0.0.1 -t 60000 -r /')),
+    (
+        "hello:opaque -t 4 -e 1.1 -v CTEyNy4wLjAuMQEAAAD/////AAEv",
+        "hello -t -e 1.1:ws -h 127.0.0.1 -p 1 -t infinite -r /",
+    ),
+    (
+        (
+            "x -D -s -p 1.1 -e 1.0 -f fac:udp -p 7 -c -z:ws -h h -p 8 -r / -t 9"
+            ':wss -h "::1" -p 9 --sourceAddress 10.0.0.1'
+        ),
+        (
+            "x -f fac -D -s -p 1.1 -e 1.0:udp -p 7 -c -z:ws -h h -p 8 -t 9 -r /"
+            ':wss -h "::1" -p 9 --sourceAddress 10.0.0.1 -t 60000 -r /'
+        ),
+    ),
 ]
 
 
@@ -145,14 +168,19 @@ class CanonicalPrintTests(SynchronousTestCase):
     def test_to_string_modes(self) -> None:
         """ASCII and Compat modes match IcePy run with Ice.ToStringMode set."""
         proxy = proxy_from_string('é/n\\u0001\\u007f -f é\\u000b @ "é x\\u0007"')
-        self.assertEqual(proxy_to_string(proxy, "ASCII"),
-                         '\\u00e9/n\\u0001\\u007f -f \\u00e9\\v -t -e 1.1 @ "\\u00e9 x\\a"')
-        self.assertEqual(proxy_to_string(proxy, "Compat"),
-                         '\\303\\251/n\\001\\177 -f \\303\\251\\013 -t -e 1.1'
-                         ' @ "\\303\\251 x\\007"')
+        self.assertEqual(
+            proxy_to_string(proxy, "ASCII"),
+            '\\u00e9/n\\u0001\\u007f -f \\u00e9\\v -t -e 1.1 @ "\\u00e9 x\\a"',
+        )
+        self.assertEqual(
+            proxy_to_string(proxy, "Compat"),
+            '\\303\\251/n\\001\\177 -f \\303\\251\\013 -t -e 1.1 @ "\\303\\251 x\\007"',
+        )
         emoji = proxy_from_string("😀 -f 😀:tcp -h é -p 5")
-        self.assertEqual(proxy_to_string(emoji, "ASCII"),
-                         "\\U0001f600 -f \\U0001f600 -t -e 1.1:tcp -h é -p 5 -t 60000")
+        self.assertEqual(
+            proxy_to_string(emoji, "ASCII"),
+            "\\U0001f600 -f \\U0001f600 -t -e 1.1:tcp -h é -p 5 -t 60000",
+        )
 
     def test_option_like_facet_is_quoted(self) -> None:
         """
@@ -169,9 +197,13 @@ class ProxyParseTests(SynchronousTestCase):
 
     def test_direct(self) -> None:
         proxy = proxy_from_string("DemoIceGrid/Locator:default -p 12000:default -p 12001")
-        self.assertEqual(proxy, Proxy(
-            Identity("Locator", "DemoIceGrid"),
-            endpoints=(TcpEndpoint(port=12000), TcpEndpoint(port=12001))))
+        self.assertEqual(
+            proxy,
+            Proxy(
+                Identity("Locator", "DemoIceGrid"),
+                endpoints=(TcpEndpoint(port=12000), TcpEndpoint(port=12001)),
+            ),
+        )
         self.assertFalse(proxy.is_indirect)
 
     def test_indirect(self) -> None:
@@ -185,9 +217,17 @@ class ProxyParseTests(SynchronousTestCase):
 
     def test_options(self) -> None:
         proxy = proxy_from_string("x -f fac -d -s -e 1.0 -p 1.1")
-        self.assertEqual(proxy, Proxy(Identity("x"), facet="fac", mode=ProxyMode.DATAGRAM,
-                                      secure=True, encoding=ENCODING_1_0,
-                                      protocol=Version(1, 1)))
+        self.assertEqual(
+            proxy,
+            Proxy(
+                Identity("x"),
+                facet="fac",
+                mode=ProxyMode.DATAGRAM,
+                secure=True,
+                encoding=ENCODING_1_0,
+                protocol=Version(1, 1),
+            ),
+        )
 
     def test_quoted_identity_and_adapter(self) -> None:
         proxy = proxy_from_string("'c/a b' @ \"Adapter One\"")
@@ -219,7 +259,7 @@ class ProxyErrorTests(SynchronousTestCase):
         ("x:tcp -p", EndpointParseError, "-p"),
         ("x:tcp -h * -p 5", EndpointParseError, "-h *"),
         ("x:tcp --sourceAddress foo", EndpointParseError, "'foo'"),
-        ("x:tcp -h a\"b -p 5", EndpointParseError, "quote"),
+        ('x:tcp -h a"b -p 5', EndpointParseError, "quote"),
         ("x:opaque -t 99 -e 1.1", EndpointParseError, "-v"),
         ("x:opaque -t 99 -e 1.1 -v !!!!", EndpointParseError, "'!!!!'"),
         ("x:opaque -t 1 -e 1.1 -v AAAA", EndpointParseError, "type 1"),
@@ -299,22 +339,29 @@ class EndpointTests(SynchronousTestCase):
     def test_tcp(self) -> None:
         self.assertEqual(
             endpoint_from_string("tcp -h 127.0.0.1 -p 12000 -z --sourceAddress 10.0.0.1"),
-            TcpEndpoint("127.0.0.1", 12000, 60000, True, "10.0.0.1"))
+            TcpEndpoint("127.0.0.1", 12000, 60000, True, "10.0.0.1"),
+        )
         self.assertEqual(endpoint_from_string("tcp -t infinite"), TcpEndpoint(timeout=-1))
 
     def test_udp_and_ws(self) -> None:
         self.assertEqual(
             endpoint_from_string("udp -h 239.255.1.1 -p 10000 --ttl 5 --interface eth0 -c"),
-            UdpEndpoint("239.255.1.1", 10000, False, 5, "eth0", True))
-        self.assertEqual(endpoint_from_string("wss -h h -p 1 -r /x"),
-                         WssEndpoint("h", 1, resource="/x"))
+            UdpEndpoint("239.255.1.1", 10000, False, 5, "eth0", True),
+        )
+        self.assertEqual(
+            endpoint_from_string("wss -h h -p 1 -r /x"), WssEndpoint("h", 1, resource="/x")
+        )
         self.assertEqual(endpoint_from_string("ws -p 1"), WsEndpoint(port=1, resource="/"))
 
     def test_opaque(self) -> None:
-        self.assertEqual(endpoint_from_string("opaque -t 99 -e 1.1 -v AAEC"),
-                         OpaqueEndpoint(99, ENCODING_1_1, b"\x00\x01\x02"))
-        self.assertEqual(endpoint_to_string(OpaqueEndpoint(99, ENCODING_1_0, b"\x00\x01\x02")),
-                         "opaque -t 99 -e 1.0 -v AAEC")
+        self.assertEqual(
+            endpoint_from_string("opaque -t 99 -e 1.1 -v AAEC"),
+            OpaqueEndpoint(99, ENCODING_1_1, b"\x00\x01\x02"),
+        )
+        self.assertEqual(
+            endpoint_to_string(OpaqueEndpoint(99, ENCODING_1_0, b"\x00\x01\x02")),
+            "opaque -t 99 -e 1.0 -v AAEC",
+        )
 
     def test_server_wildcard(self) -> None:
         """C{-h *} is for listening endpoints only."""
@@ -322,15 +369,21 @@ class EndpointTests(SynchronousTestCase):
         self.assertRaises(EndpointParseError, endpoint_from_string, "tcp -h * -p 5")
 
     def test_print(self) -> None:
-        self.assertEqual(endpoint_to_string(TcpEndpoint("127.0.0.1", 12000)),
-                         "tcp -h 127.0.0.1 -p 12000 -t 60000")
-        self.assertEqual(endpoint_to_string(TcpEndpoint(port=1, timeout=-1, compress=True)),
-                         "tcp -p 1 -t infinite -z")
-        self.assertEqual(endpoint_to_string(UdpEndpoint("239.255.1.1", 10000, ttl=5,
-                                                        interface="127.0.0.1")),
-                         "udp -h 239.255.1.1 -p 10000 --interface 127.0.0.1 --ttl 5")
-        self.assertEqual(endpoint_to_string(WsEndpoint("h", 1, resource="/res")),
-                         "ws -h h -p 1 -t 60000 -r /res")
+        self.assertEqual(
+            endpoint_to_string(TcpEndpoint("127.0.0.1", 12000)),
+            "tcp -h 127.0.0.1 -p 12000 -t 60000",
+        )
+        self.assertEqual(
+            endpoint_to_string(TcpEndpoint(port=1, timeout=-1, compress=True)),
+            "tcp -p 1 -t infinite -z",
+        )
+        self.assertEqual(
+            endpoint_to_string(UdpEndpoint("239.255.1.1", 10000, ttl=5, interface="127.0.0.1")),
+            "udp -h 239.255.1.1 -p 10000 --interface 127.0.0.1 --ttl 5",
+        )
+        self.assertEqual(
+            endpoint_to_string(WsEndpoint("h", 1, resource="/res")), "ws -h h -p 1 -t 60000 -r /res"
+        )
         self.assertEqual(endpoint_to_string(TcpEndpoint("::1", 5)), 'tcp -h "::1" -p 5 -t 60000')
 
     def test_host_with_blank_parses_back(self) -> None:
@@ -341,8 +394,10 @@ class EndpointTests(SynchronousTestCase):
 
     def test_list(self) -> None:
         """A C{:} inside quotes does not split the list."""
-        self.assertEqual(endpoints_from_string('tcp -h "::1" -p 1 : udp -p 2'),
-                         (TcpEndpoint("::1", 1), UdpEndpoint(port=2)))
+        self.assertEqual(
+            endpoints_from_string('tcp -h "::1" -p 1 : udp -p 2'),
+            (TcpEndpoint("::1", 1), UdpEndpoint(port=2)),
+        )
         self.assertRaises(EndpointParseError, endpoint_from_string, "tcp -p 1:tcp -p 2")
         self.assertRaises(EndpointParseError, endpoints_from_string, "tcp -h ::1 -p 1")
 
@@ -350,8 +405,9 @@ class EndpointTests(SynchronousTestCase):
 # -- round trip ----------------------------------------------------------------
 
 _text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
-_host = st.one_of(st.just(""), st.ip_addresses().map(str),
-                  st.from_regex(r"\A[a-z0-9][a-z0-9.-]{0,20}\Z"))
+_host = st.one_of(
+    st.just(""), st.ip_addresses().map(str), st.from_regex(r"\A[a-z0-9][a-z0-9.-]{0,20}\Z")
+)
 _port = st.integers(0, 65535)
 _timeout = st.one_of(st.just(-1), st.integers(1, 0x7FFFFFFF))
 _source = st.one_of(st.just(""), st.ip_addresses().map(str))
@@ -360,8 +416,15 @@ _version = st.builds(Version, st.integers(1, 255), st.integers(0, 255))
 _endpoint = st.one_of(
     st.builds(TcpEndpoint, _host, _port, _timeout, st.booleans(), _source),
     st.builds(SslEndpoint, _host, _port, _timeout, st.booleans(), _source),
-    st.builds(UdpEndpoint, _host, _port, st.booleans(), st.integers(-1, 255),
-              st.one_of(st.just(""), _host), st.booleans()),
+    st.builds(
+        UdpEndpoint,
+        _host,
+        _port,
+        st.booleans(),
+        st.integers(-1, 255),
+        st.one_of(st.just(""), _host),
+        st.booleans(),
+    ),
     st.builds(WsEndpoint, _host, _port, _timeout, st.booleans(), _resource, _source),
     st.builds(WssEndpoint, _host, _port, _timeout, st.booleans(), _resource, _source),
     st.builds(OpaqueEndpoint, st.integers(6, 32767), _version, st.binary(min_size=1)),
@@ -381,7 +444,8 @@ def _proxies(draw: st.DrawFn) -> Proxy:
         protocol=draw(_version),
         encoding=draw(_version),
         endpoints=tuple(draw(st.lists(_endpoint, min_size=1, max_size=3)))
-        if where == "direct" else (),
+        if where == "direct"
+        else (),
         adapter_id=draw(_text.filter(bool)) if where == "indirect" else "",
     )
 

@@ -59,8 +59,12 @@ def read(path: str) -> bytes:
 def grid(test: SynchronousTestCase, **kwargs: Any) -> dict[tuple[str, str], TLSConfig]:
     """The certificates of a demo grid, in a fresh directory."""
     return certs.make_demo_certs(
-        test.mktemp(), kwargs.pop("replicas", ["Master", "Replica1", "Replica2"]),
-        kwargs.pop("nodes", ["node1"]), kwargs.pop("admins", ["admin"]), **kwargs)
+        test.mktemp(),
+        kwargs.pop("replicas", ["Master", "Replica1", "Replica2"]),
+        kwargs.pop("nodes", ["node1"]),
+        kwargs.pop("admins", ["admin"]),
+        **kwargs,
+    )
 
 
 @implementer(IHandshakeListener)
@@ -107,20 +111,24 @@ class Peer(Protocol):
         return str(self.lost.value)
 
 
-def talk(server_options: IOpenSSLServerConnectionCreator,
-         client_options: IOpenSSLClientConnectionCreator,
-         require: str | None = None) -> tuple[Peer, Peer]:
+def talk(
+    server_options: IOpenSSLServerConnectionCreator,
+    client_options: IOpenSSLClientConnectionCreator,
+    require: str | None = None,
+) -> tuple[Peer, Peer]:
     """Run a TLS connection in memory to its end; (client, server) application protocols."""
     clock = Clock()
     server, client = Peer(b"from server", require), Peer(b"from client")
 
     def side(options: Any, is_client: bool, app: Peer) -> Callable[[], Protocol]:
-        factory = TLSMemoryBIOFactory(options, is_client, Factory.forProtocol(lambda: app),
-                                      clock=clock)
+        factory = TLSMemoryBIOFactory(
+            options, is_client, Factory.forProtocol(lambda: app), clock=clock
+        )
         return lambda: factory.buildProtocol(None)
 
     _, _, pump = iosim.connectedServerAndClient(
-        side(server_options, False, server), side(client_options, True, client), clock=clock)
+        side(server_options, False, server), side(client_options, True, client), clock=clock
+    )
     pump.flush()
     return client, server
 
@@ -140,10 +148,14 @@ class MutualTLSTests(SynchronousTestCase):
 
     def test_replicas_learn_each_others_identity(self) -> None:
         """A slave with a grid certificate reaches the master; each side reads the other's name."""
-        client, server = talk(self.master, tls.client_tls_options(
-            self.grid[REGISTRY, "Replica1"], MASTER), require=REGISTRY)
-        self.assertEqual(server.identity,
-                         PeerIdentity(REGISTRY, "Replica1", "replica1.registry.gridreg"))
+        client, server = talk(
+            self.master,
+            tls.client_tls_options(self.grid[REGISTRY, "Replica1"], MASTER),
+            require=REGISTRY,
+        )
+        self.assertEqual(
+            server.identity, PeerIdentity(REGISTRY, "Replica1", "replica1.registry.gridreg")
+        )
         self.assertEqual(client.identity, PeerIdentity(REGISTRY, "Master", MASTER))
         self.assertEqual((server.received, client.received), (b"from client", b"from server"))
         self.assertIsNone(server.refused)
@@ -155,8 +167,9 @@ class MutualTLSTests(SynchronousTestCase):
         that trusts our CA and claims a replica's name.
         """
         stranger = grid(self, replicas=["Replica1"], nodes=[], admins=[])[REGISTRY, "Replica1"]
-        config = TLSConfig(self.grid[REGISTRY, "Master"].ca_file, stranger.cert_file,
-                           stranger.key_file)
+        config = TLSConfig(
+            self.grid[REGISTRY, "Master"].ca_file, stranger.cert_file, stranger.key_file
+        )
         client, server = talk(self.master, tls.client_tls_options(config, MASTER))
         self.assert_refused(server)
         self.assertIn("certificate verify failed", server.why_lost())
@@ -173,18 +186,21 @@ class MutualTLSTests(SynchronousTestCase):
 
     def test_node_is_not_a_replica(self) -> None:
         """A valid node certificate authenticates but is not authorized for a slave session."""
-        client, server = talk(self.master, tls.client_tls_options(
-            self.grid[NODE, "node1"], MASTER), require=REGISTRY)
+        client, server = talk(
+            self.master, tls.client_tls_options(self.grid[NODE, "node1"], MASTER), require=REGISTRY
+        )
         self.assertEqual(server.identity, PeerIdentity(NODE, "node1", "node1.node.gridreg"))
-        self.assertEqual(str(server.refused),
-                         "peer 'node1' has role node, this endpoint accepts registry")
+        self.assertEqual(
+            str(server.refused), "peer 'node1' has role node, this endpoint accepts registry"
+        )
         self.assertIsNotNone(client.lost)
 
     def test_client_checks_the_servers_name(self) -> None:
         """A client expecting Master refuses a server holding Replica2's certificate."""
         impostor = tls.server_tls_options(self.grid[REGISTRY, "Replica2"])
-        client, server = talk(impostor, tls.client_tls_options(
-            self.grid[REGISTRY, "Replica1"], MASTER))
+        client, server = talk(
+            impostor, tls.client_tls_options(self.grid[REGISTRY, "Replica1"], MASTER)
+        )
         self.assertIsNone(client.identity)
         self.assertEqual(client.received, b"")
         assert client.lost is not None
@@ -194,8 +210,10 @@ class MutualTLSTests(SynchronousTestCase):
     def test_client_refuses_a_server_from_another_ca(self) -> None:
         """A server with the right name but another CA's certificate is refused."""
         other = grid(self, replicas=["Master"], nodes=[], admins=[])[REGISTRY, "Master"]
-        client, server = talk(tls.server_tls_options(other), tls.client_tls_options(
-            self.grid[REGISTRY, "Replica1"], MASTER))
+        client, server = talk(
+            tls.server_tls_options(other),
+            tls.client_tls_options(self.grid[REGISTRY, "Replica1"], MASTER),
+        )
         self.assertIsNone(client.identity)
         self.assertIn("certificate verify failed", client.why_lost())
         self.assertEqual(server.received, b"")
@@ -215,10 +233,17 @@ class AuthorizeTests(SynchronousTestCase):
     def test_exact_name(self) -> None:
         """Names that share a DNS label (case) are still told apart by the CN."""
         tls.authorize(PeerIdentity(REGISTRY, "Master", MASTER), REGISTRY, "Master")
-        e = self.assertRaises(PeerNotAuthorized, tls.authorize,
-                              PeerIdentity(REGISTRY, "master", MASTER), REGISTRY, "Master")
-        self.assertEqual(str(e), "peer 'master' (master.registry.gridreg) is not "
-                                 "the registry 'Master' expected here")
+        e = self.assertRaises(
+            PeerNotAuthorized,
+            tls.authorize,
+            PeerIdentity(REGISTRY, "master", MASTER),
+            REGISTRY,
+            "Master",
+        )
+        self.assertEqual(
+            str(e),
+            "peer 'master' (master.registry.gridreg) is not the registry 'Master' expected here",
+        )
 
 
 class PeerIdentityTests(SynchronousTestCase):
@@ -236,12 +261,19 @@ class PeerIdentityTests(SynchronousTestCase):
     def issue(self, cn: str | None, *dns: str) -> x509.Certificate:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.ca.subject)
-                   .public_key(key.public_key()).serial_number(1)
-                   .not_valid_before(NOW).not_valid_after(NOW + timedelta(days=1)))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.ca.subject)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(NOW)
+            .not_valid_after(NOW + timedelta(days=1))
+        )
         if dns:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
+                x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False
+            )
         return builder.sign(self.ca_key, hashes.SHA256())  # type: ignore[arg-type]
 
     def refused(self, cert: object) -> str:
@@ -249,6 +281,7 @@ class PeerIdentityTests(SynchronousTestCase):
 
     def test_transport_or_certificate(self) -> None:
         """Both a transport (after the handshake) and a bare certificate work."""
+
         class Transport:
             def getPeerCertificate(self) -> Any:
                 return master
@@ -267,24 +300,30 @@ class PeerIdentityTests(SynchronousTestCase):
         self.assertEqual(self.refused(Transport()), "the peer presented no certificate")
 
     def test_no_gridreg_name(self) -> None:
-        self.assertIn("has no <name>.<role>.gridreg DNS name",
-                      self.refused(self.issue("Master")))
-        self.assertIn("has no <name>.<role>.gridreg DNS name",
-                      self.refused(self.issue("Master", "master.example.com", "a.b.c.gridreg")))
+        self.assertIn("has no <name>.<role>.gridreg DNS name", self.refused(self.issue("Master")))
+        self.assertIn(
+            "has no <name>.<role>.gridreg DNS name",
+            self.refused(self.issue("Master", "master.example.com", "a.b.c.gridreg")),
+        )
 
     def test_unknown_role(self) -> None:
-        self.assertEqual(self.refused(self.issue("Master", "master.root.gridreg")),
-                         "peer master.root.gridreg has the unknown role 'root'")
+        self.assertEqual(
+            self.refused(self.issue("Master", "master.root.gridreg")),
+            "peer master.root.gridreg has the unknown role 'root'",
+        )
 
     def test_several_identities(self) -> None:
         """One certificate cannot claim two roles."""
-        self.assertIn("several identities", self.refused(
-            self.issue("node1", "node1.node.gridreg", "node1.admin.gridreg")))
+        self.assertIn(
+            "several identities",
+            self.refused(self.issue("node1", "node1.node.gridreg", "node1.admin.gridreg")),
+        )
 
     def test_cn_must_match(self) -> None:
         """The CN is the authorized name, so it must encode to the DNS label clients checked."""
-        self.assertIn("its CN 'Replica1' does not match",
-                      self.refused(self.issue("Replica1", MASTER)))
+        self.assertIn(
+            "its CN 'Replica1' does not match", self.refused(self.issue("Replica1", MASTER))
+        )
         self.assertIn("no single subject CN", self.refused(self.issue(None, MASTER)))
 
 
@@ -305,8 +344,19 @@ class DnsNameTests(SynchronousTestCase):
 
     def test_odd_names_get_a_hash(self) -> None:
         """Names DNS cannot spell are encoded deterministically and do not collide."""
-        odd = ["Replica 1", "Replica_1", "replica.1", "Replica-1-", "-Replica-1", "Réplica1",
-               "\u212aey", "x" * 64, "replica-1-0badcafe", "ab--cd", "___"]
+        odd = [
+            "Replica 1",
+            "Replica_1",
+            "replica.1",
+            "Replica-1-",
+            "-Replica-1",
+            "Réplica1",
+            "\u212aey",
+            "x" * 64,
+            "replica-1-0badcafe",
+            "ab--cd",
+            "___",
+        ]
         plain = ["replica-1", "y" * 63, "key", "Key"]
         labels = [tls.dns_label(name) for name in odd + plain]
         self.assertEqual(labels, [tls.dns_label(name) for name in odd + plain])
@@ -348,37 +398,71 @@ class PropertiesTests(SynchronousTestCase):
 
     def test_default_dir(self) -> None:
         """Relative paths are under IceSSL.DefaultDir; absolute ones stay."""
-        config = tls.tls_config_from_properties(self.properties(
-            DefaultDir=self.dir, CAs="ca.pem", CertFile="registry-Master.pem",
-            KeyFile=os.path.abspath(self.master.key_file)))
-        self.assertEqual(config, TLSConfig(os.path.join(self.dir, "ca.pem"), os.path.join(
-            self.dir, "registry-Master.pem"), os.path.abspath(self.master.key_file)))
+        config = tls.tls_config_from_properties(
+            self.properties(
+                DefaultDir=self.dir,
+                CAs="ca.pem",
+                CertFile="registry-Master.pem",
+                KeyFile=os.path.abspath(self.master.key_file),
+            )
+        )
+        self.assertEqual(
+            config,
+            TLSConfig(
+                os.path.join(self.dir, "ca.pem"),
+                os.path.join(self.dir, "registry-Master.pem"),
+                os.path.abspath(self.master.key_file),
+            ),
+        )
 
     def test_missing_file(self) -> None:
-        e = self.assertRaises(PropertyError, tls.tls_config_from_properties, self.properties(
-            DefaultDir=self.dir, CAs="ca.pem", CertFile="registry-Nobody.pem",
-            KeyFile="registry-Master.key"))
-        self.assertEqual(str(e), "grid.cfg:7: invalid value for IceSSL.CertFile: "
-                                 f"'registry-Nobody.pem': {self.dir}/registry-Nobody.pem: "
-                                 "no such file")
+        e = self.assertRaises(
+            PropertyError,
+            tls.tls_config_from_properties,
+            self.properties(
+                DefaultDir=self.dir,
+                CAs="ca.pem",
+                CertFile="registry-Nobody.pem",
+                KeyFile="registry-Master.key",
+            ),
+        )
+        self.assertEqual(
+            str(e),
+            "grid.cfg:7: invalid value for IceSSL.CertFile: "
+            f"'registry-Nobody.pem': {self.dir}/registry-Nobody.pem: "
+            "no such file",
+        )
 
     def test_partial(self) -> None:
         """Setting only some of the three is a mistake, not 'no TLS'."""
-        e = self.assertRaises(PropertyError, tls.tls_config_from_properties,
-                              self.properties(CAs=self.master.ca_file))
+        e = self.assertRaises(
+            PropertyError, tls.tls_config_from_properties, self.properties(CAs=self.master.ca_file)
+        )
         self.assertIn("IceSSL.CertFile is not set", str(e))
 
     def test_wrong_key(self) -> None:
-        e = self.assertRaises(PropertyError, tls.tls_config_from_properties, self.properties(
-            CAs=self.master.ca_file, CertFile=self.master.cert_file,
-            KeyFile=os.path.join(self.dir, "ca.key")))
+        e = self.assertRaises(
+            PropertyError,
+            tls.tls_config_from_properties,
+            self.properties(
+                CAs=self.master.ca_file,
+                CertFile=self.master.cert_file,
+                KeyFile=os.path.join(self.dir, "ca.key"),
+            ),
+        )
         self.assertIn("invalid value for IceSSL.KeyFile", str(e))
         self.assertIn("not the private key of the certificate", str(e))
 
     def test_not_pem(self) -> None:
-        e = self.assertRaises(PropertyError, tls.tls_config_from_properties, self.properties(
-            CAs=self.master.key_file, CertFile=self.master.cert_file,
-            KeyFile=self.master.key_file))
+        e = self.assertRaises(
+            PropertyError,
+            tls.tls_config_from_properties,
+            self.properties(
+                CAs=self.master.key_file,
+                CertFile=self.master.cert_file,
+                KeyFile=self.master.key_file,
+            ),
+        )
         self.assertIn("invalid value for IceSSL.CAs", str(e))
         self.assertIn("not a PEM certificate file", str(e))
 
@@ -387,8 +471,7 @@ class InsecureTests(SynchronousTestCase):
     """Plain TCP internally needs an explicit, loudly logged opt-in."""
 
     def allowed(self, value: str | None) -> tuple[bool, list[str]]:
-        events = EventLoggingObserver.createWithCleanup(
-            self, globalLogPublisher)  # type: ignore[arg-type]
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
         props = Properties()
         if value is not None:
             props.set(tls.INSECURE_PROPERTY, value)
@@ -419,13 +502,34 @@ class CertsCommandTests(SynchronousTestCase):
     def test_files_and_modes(self) -> None:
         """Keys are private to their owner; certificates have gridreg's names and usages."""
         out = self.mktemp()
-        status, stdout, _ = self.run_main("--out", out, "--instance", "DemoIceGrid",
-                                          "--replica", "Master", "--node", "node1",
-                                          "--admin", "admin", "--days", "30")
+        status, stdout, _ = self.run_main(
+            "--out",
+            out,
+            "--instance",
+            "DemoIceGrid",
+            "--replica",
+            "Master",
+            "--node",
+            "node1",
+            "--admin",
+            "admin",
+            "--days",
+            "30",
+        )
         self.assertEqual(status, 0)
-        self.assertEqual(sorted(os.listdir(out)), [
-            "admin-admin.key", "admin-admin.pem", "ca.key", "ca.pem", "node-node1.key",
-            "node-node1.pem", "registry-Master.key", "registry-Master.pem"])
+        self.assertEqual(
+            sorted(os.listdir(out)),
+            [
+                "admin-admin.key",
+                "admin-admin.pem",
+                "ca.key",
+                "ca.pem",
+                "node-node1.key",
+                "node-node1.pem",
+                "registry-Master.key",
+                "registry-Master.pem",
+            ],
+        )
         self.assertEqual(len(stdout.splitlines()), 8)
         for name in os.listdir(out):
             mode = stat.S_IMODE(os.stat(os.path.join(out, name)).st_mode)
@@ -439,10 +543,11 @@ class CertsCommandTests(SynchronousTestCase):
             node = x509.load_pem_x509_certificate(f.read())
         node.verify_directly_issued_by(ca)
         self.assertIsInstance(node.public_key(), ec.EllipticCurvePublicKey)
-        self.assertEqual(tls.peer_identity(node), PeerIdentity(NODE, "node1",
-                                                               "node1.node.gridreg"))
-        self.assertEqual(node.not_valid_after_utc - node.not_valid_before_utc,
-                         timedelta(days=30) + certs.BACKDATE)
+        self.assertEqual(tls.peer_identity(node), PeerIdentity(NODE, "node1", "node1.node.gridreg"))
+        self.assertEqual(
+            node.not_valid_after_utc - node.not_valid_before_utc,
+            timedelta(days=30) + certs.BACKDATE,
+        )
         usages = node.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         self.assertEqual({u._name for u in usages}, {"serverAuth", "clientAuth"})
 
@@ -457,8 +562,9 @@ class CertsCommandTests(SynchronousTestCase):
         self.assertEqual(second[REGISTRY, "Master"], first[REGISTRY, "Master"])
         node = second[NODE, "node2"]
         self.assertEqual(node.ca_file, first[REGISTRY, "Master"].ca_file)
-        _, server = talk(tls.server_tls_options(first[REGISTRY, "Master"]),
-                         tls.client_tls_options(node, MASTER))
+        _, server = talk(
+            tls.server_tls_options(first[REGISTRY, "Master"]), tls.client_tls_options(node, MASTER)
+        )
         self.assertEqual(server.identity, PeerIdentity(NODE, "node2", "node2.node.gridreg"))
 
     def test_force_reissues_peers_only(self) -> None:
@@ -485,8 +591,9 @@ class CertsCommandTests(SynchronousTestCase):
         out = self.mktemp()
         config = certs.make_demo_certs(out, ["../Replica 1"])[REGISTRY, "../Replica 1"]
         self.assertEqual(os.path.dirname(config.cert_file), out)
-        self.assertEqual(os.path.basename(config.cert_file),
-                         f"registry-{tls.dns_label('../Replica 1')}.pem")
+        self.assertEqual(
+            os.path.basename(config.cert_file), f"registry-{tls.dns_label('../Replica 1')}.pem"
+        )
 
     def test_bad_arguments(self) -> None:
         """Bad arguments exit with status 2 and say what is wrong."""
@@ -495,8 +602,10 @@ class CertsCommandTests(SynchronousTestCase):
             ((), "the following arguments are required: --out"),
             (("--out", out, "--days", "0"), "--days must be at least 1"),
             (("--out", out, "--days", "x"), "invalid int value"),
-            (("--out", out, "--replica", "Master", "--replica", "master"),
-             "would share the DNS name master.registry.gridreg"),
+            (
+                ("--out", out, "--replica", "Master", "--replica", "master"),
+                "would share the DNS name master.registry.gridreg",
+            ),
             (("--out", out, "--node", "n" * 65), "must have 1 to 64 characters"),
         ]:
             status, stdout, stderr = self.run_main(*argv)
@@ -525,21 +634,24 @@ class RealSocketTests(TestCase):
                 server_done.callback(self)
 
         server = Server(b"from server", require=REGISTRY)
-        endpoint = tls.wrap_server_endpoint(reactor, "tcp:0:interface=127.0.0.1",
-                                            config[REGISTRY, "Master"])
+        endpoint = tls.wrap_server_endpoint(
+            reactor, "tcp:0:interface=127.0.0.1", config[REGISTRY, "Master"]
+        )
         port: Any = await endpoint.listen(Factory.forProtocol(lambda: server))
         self.addCleanup(port.stopListening)
 
         client_done: Deferred[None] = Deferred()
         client = Peer(b"from client")
         client.connectionLost = lambda reason: client_done.callback(None)  # type: ignore
-        dial = tls.wrap_client_endpoint(reactor, "127.0.0.1", port.getHost().port,
-                                        config[REGISTRY, "Replica1"], MASTER)
+        dial = tls.wrap_client_endpoint(
+            reactor, "127.0.0.1", port.getHost().port, config[REGISTRY, "Replica1"], MASTER
+        )
         await dial.connect(Factory.forProtocol(lambda: client))
 
         await server_done
-        self.assertEqual(server.identity, PeerIdentity(REGISTRY, "Replica1",
-                                                       "replica1.registry.gridreg"))
+        self.assertEqual(
+            server.identity, PeerIdentity(REGISTRY, "Replica1", "replica1.registry.gridreg")
+        )
         self.assertEqual(server.received, b"from client")
         self.assertEqual(client.identity, PeerIdentity(REGISTRY, "Master", MASTER))
         client.tls.loseConnection()
@@ -550,8 +662,9 @@ class RealSocketTests(TestCase):
         from twisted.internet import reactor
 
         config = grid(self, nodes=[], admins=[])
-        endpoint = tls.wrap_server_endpoint(reactor, TcpEndpoint("127.0.0.1", 0),
-                                            config[REGISTRY, "Master"])
+        endpoint = tls.wrap_server_endpoint(
+            reactor, TcpEndpoint("127.0.0.1", 0), config[REGISTRY, "Master"]
+        )
 
         async def check() -> None:
             port: Any = await endpoint.listen(Factory.forProtocol(Protocol))

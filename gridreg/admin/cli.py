@@ -95,17 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", metavar="FILE",
-                        help="Ice property file (default: $ICE_CONFIG)")
-    parser.add_argument("--property", metavar="KEY=VALUE", action="append", default=[],
-                        help="set an Ice property; repeatable; overrides --config")
+    parser.add_argument("--config", metavar="FILE", help="Ice property file (default: $ICE_CONFIG)")
+    parser.add_argument(
+        "--property",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="set an Ice property; repeatable; overrides --config",
+    )
     parser.add_argument("--locator", metavar="PROXY", help="set Ice.Default.Locator")
-    parser.add_argument("--replica", metavar="NAME",
-                        help="talk to this replica instead of the master (read-only on a slave)")
+    parser.add_argument(
+        "--replica",
+        metavar="NAME",
+        help="talk to this replica instead of the master (read-only on a slave)",
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
-    parser.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help=f"give up on an unanswered request after this long "
-                             f"(default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument(
+        "--timeout",
+        type=_positive,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on an unanswered request after this long (default {DEFAULT_TIMEOUT:g})",
+    )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
 
     def group(name: str, help: str) -> Any:
@@ -115,28 +126,34 @@ def build_parser() -> argparse.ArgumentParser:
     app = group("application", "deploy and inspect applications (XML descriptors)")
     app.add_parser("add", help="deploy an application").add_argument("file", metavar="FILE")
     app.add_parser("update", help="replace a deployed application").add_argument(
-        "file", metavar="FILE")
+        "file", metavar="FILE"
+    )
     app.add_parser("remove", help="remove an application").add_argument("name", metavar="NAME")
     app.add_parser("list", help="list the applications")
     app.add_parser("describe", help="show an application's descriptor").add_argument(
-        "name", metavar="NAME")
+        "name", metavar="NAME"
+    )
 
     obj = group("object", "manage well-known objects")
     add = obj.add_parser("add", help="add a well-known object")
     add.add_argument("proxy", metavar="PROXY")
     add.add_argument("type", metavar="TYPE", nargs="?", default="")
     obj.add_parser("remove", help="remove a well-known object").add_argument(
-        "identity", metavar="IDENTITY")
+        "identity", metavar="IDENTITY"
+    )
     obj.add_parser("find", help="list the objects of a type").add_argument("type", metavar="TYPE")
     obj.add_parser("list", help="list objects, optionally matching a glob").add_argument(
-        "pattern", metavar="PATTERN", nargs="?", default="")
+        "pattern", metavar="PATTERN", nargs="?", default=""
+    )
     obj.add_parser("describe", help="show a well-known object").add_argument(
-        "identity", metavar="IDENTITY")
+        "identity", metavar="IDENTITY"
+    )
 
     adapter = group("adapter", "inspect and remove adapters and replica groups")
     adapter.add_parser("list", help="list adapters and replica groups")
     adapter.add_parser("endpoints", help="show an adapter's endpoints").add_argument(
-        "id", metavar="ID")
+        "id", metavar="ID"
+    )
     adapter.add_parser("remove", help="remove an adapter").add_argument("id", metavar="ID")
 
     registry = group("registry", "inspect the registry replicas")
@@ -218,8 +235,7 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
     table.extend([_cell(row.get(key)) for _, key in columns] for row in rows)
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-        for line in table
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table
     )
 
 
@@ -231,10 +247,21 @@ def format_fields(data: dict[str, Any], skip: Sequence[str] = ()) -> str:
 
 
 OBJECT_COLUMNS = (("IDENTITY", "identity"), ("TYPE", "type"), ("PROXY", "proxy"))
-ADAPTER_COLUMNS = (("ID", "id"), ("KIND", "kind"), ("REPLICA-GROUP", "replica_group"),
-                   ("APPLICATION", "application"), ("ENDPOINTS", "endpoints"))
-REGISTRY_COLUMNS = (("NAME", "name"), ("ROLE", "role"), ("SERIAL", "serial"), ("LAG", "lag"),
-                    ("ALIVE", "alive"), ("CLIENT", "client"))
+ADAPTER_COLUMNS = (
+    ("ID", "id"),
+    ("KIND", "kind"),
+    ("REPLICA-GROUP", "replica_group"),
+    ("APPLICATION", "application"),
+    ("ENDPOINTS", "endpoints"),
+)
+REGISTRY_COLUMNS = (
+    ("NAME", "name"),
+    ("ROLE", "role"),
+    ("SERIAL", "serial"),
+    ("LAG", "lag"),
+    ("ALIVE", "alive"),
+    ("CLIENT", "client"),
+)
 
 
 def _written(data: dict[str, Any], what: str) -> Result:
@@ -244,15 +271,17 @@ def _written(data: dict[str, Any], what: str) -> Result:
 async def run_command(session: AdminSession, args: argparse.Namespace) -> Result:
     """Run the command C{args} names over C{session}."""
     command: Callable[[AdminSession, argparse.Namespace], Awaitable[Result]] = COMMANDS[
-        (args.group, args.action)]
+        (args.group, args.action)
+    ]
     return await command(session, args)
 
 
 async def _app_add(session: AdminSession, args: argparse.Namespace) -> Result:
     update = args.action == "update"
     name, serial = await session.upload_and_add_application(args.xml, update)
-    return _written({"name": name, "serial": serial},
-                    f"application `{name}' {'updated' if update else 'added'}")
+    return _written(
+        {"name": name, "serial": serial}, f"application `{name}' {'updated' if update else 'added'}"
+    )
 
 
 async def _app_remove(session: AdminSession, args: argparse.Namespace) -> Result:
@@ -280,8 +309,9 @@ async def _object_add(session: AdminSession, args: argparse.Namespace) -> Result
 
 async def _object_remove(session: AdminSession, args: argparse.Namespace) -> Result:
     serial = await session.remove_object(args.identity)
-    return _written({"identity": args.identity, "serial": serial},
-                    f"object `{args.identity}' removed")
+    return _written(
+        {"identity": args.identity, "serial": serial}, f"object `{args.identity}' removed"
+    )
 
 
 async def _object_find(session: AdminSession, args: argparse.Namespace) -> Result:
@@ -324,9 +354,11 @@ async def _registry_list(session: AdminSession, args: argparse.Namespace) -> Res
 
 async def _registry_ping(session: AdminSession, args: argparse.Namespace) -> Result:
     alive = await session.ping(args.name)
-    return Result({"name": args.name, "alive": alive},
-                  f"replica `{args.name}' is {'up' if alive else 'down'}",
-                  EXIT_OK if alive else EXIT_REFUSED)
+    return Result(
+        {"name": args.name, "alive": alive},
+        f"replica `{args.name}' is {'up' if alive else 'down'}",
+        EXIT_OK if alive else EXIT_REFUSED,
+    )
 
 
 async def _registry_describe(session: AdminSession, args: argparse.Namespace) -> Result:
@@ -377,9 +409,20 @@ def exit_code(error: BaseException) -> int:
 
 def error_line(error: BaseException) -> str:
     """The one line printed on stderr for a failure."""
-    if isinstance(error, (NotFoundError, RegistryUserError, ApplicationError,
-                          NotMasterError, NotAuthorizedError, UsageError,
-                          AdminConfigError, AdminUnreachableError, PropertyError)):
+    if isinstance(
+        error,
+        (
+            NotFoundError,
+            RegistryUserError,
+            ApplicationError,
+            NotMasterError,
+            NotAuthorizedError,
+            UsageError,
+            AdminConfigError,
+            AdminUnreachableError,
+            PropertyError,
+        ),
+    ):
         text = str(error)
     else:
         text = f"unexpected error: {error!r}"
@@ -466,5 +509,7 @@ def main(
         return Deferred.fromCoroutine(run(reactor, args, properties, stdout, stderr, open_session))
 
     return runner(work)
+
+
 if __name__ == "__main__":
     sys.exit(main())

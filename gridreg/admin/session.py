@@ -184,7 +184,7 @@ class AdminSession:
         """Upload a descriptor in chunks, then deploy it; returns (name, serial)."""
         data = xml.encode("utf-8")
         transfer = f"upload-{next(self._transfers)}"
-        chunks = [data[i:i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)] or [b""]
+        chunks = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)] or [b""]
         for seq, chunk in enumerate(chunks):
             await self.call(UploadChunk, transfer=transfer, seq=seq, data=chunk)
         result = await self.call(AdminApplicationAdd, transfer=transfer, update=update)

@@ -76,9 +76,7 @@ def client_endpoint(
             f"the ssl endpoint {ice_endpoint.host or '127.0.0.1'}:{ice_endpoint.port} "
             "needs tls_options (client TLS settings)"
         )
-    timeout: Optional[float] = (
-        None if ice_endpoint.timeout < 0 else ice_endpoint.timeout / 1000.0
-    )
+    timeout: Optional[float] = None if ice_endpoint.timeout < 0 else ice_endpoint.timeout / 1000.0
     if timeout_cap is not None and (timeout is None or timeout > timeout_cap):
         timeout = timeout_cap
     if timeout is None:

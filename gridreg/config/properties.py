@@ -35,6 +35,7 @@ class PropertyError(ValueError):
 
 # -- parsing -----------------------------------------------------------------
 
+
 def _parse_line(line: str) -> tuple[str, str] | None:
     """
     Parse one C{key = value} line the way Ice does; C{None} for a blank or
@@ -84,9 +85,7 @@ def _parse_line(line: str) -> tuple[str, str] | None:
     return name, "".join(value)
 
 
-def parse_text(
-    text: str, source_name: str, properties: Properties | None = None
-) -> Properties:
+def parse_text(text: str, source_name: str, properties: Properties | None = None) -> Properties:
     """
     Apply Ice property-file C{text} to C{properties} (or a new set); later
     lines override earlier ones and an empty value unsets the property.
@@ -108,9 +107,7 @@ def parse_text(
     return properties
 
 
-def load_file(
-    path: str | os.PathLike[str], properties: Properties | None = None
-) -> Properties:
+def load_file(path: str | os.PathLike[str], properties: Properties | None = None) -> Properties:
     """
     Read an Ice property file (UTF-8) into C{properties} (or a new set).
 
@@ -154,6 +151,7 @@ def parse_overrides(pairs: Iterable[str]) -> list[tuple[str, str]]:
 
 # -- the property set ----------------------------------------------------------
 
+
 class Properties(Mapping[str, str]):
     """
     A set of Ice properties that remembers where each value came from.
@@ -184,8 +182,7 @@ class Properties(Mapping[str, str]):
         else:
             self._values.pop(key, None)
 
-    def apply_overrides(self, pairs: Iterable[tuple[str, str]],
-                        source: str = COMMAND_LINE) -> None:
+    def apply_overrides(self, pairs: Iterable[tuple[str, str]], source: str = COMMAND_LINE) -> None:
         """Apply L{parse_overrides} results after the files, so they win."""
         for key, value in pairs:
             self.set(key, value, source)
@@ -274,6 +271,7 @@ def message_size_max_bytes(properties: Properties) -> int | None:
 
 # -- known properties and validation ------------------------------------------
 
+
 class PropertyKind(enum.Enum):
     """How a known property's value is checked."""
 
@@ -296,16 +294,41 @@ class PropertySpec:
 
 _S, _I = PropertySpec(), PropertySpec(PropertyKind.INT)
 _PROXY_SUFFIXES = {
-    "": PropertySpec(PropertyKind.PROXY), "EndpointSelection": PropertySpec(
-        PropertyKind.CHOICE, "Random", ("Random", "Ordered")),
-    "ConnectionCached": _I, "PreferSecure": _I, "LocatorCacheTimeout": _I,
-    "InvocationTimeout": _I, "Locator": PropertySpec(PropertyKind.PROXY),
-    "Router": PropertySpec(PropertyKind.PROXY), "CollocationOptimized": _I,
+    "": PropertySpec(PropertyKind.PROXY),
+    "EndpointSelection": PropertySpec(PropertyKind.CHOICE, "Random", ("Random", "Ordered")),
+    "ConnectionCached": _I,
+    "PreferSecure": _I,
+    "LocatorCacheTimeout": _I,
+    "InvocationTimeout": _I,
+    "Locator": PropertySpec(PropertyKind.PROXY),
+    "Router": PropertySpec(PropertyKind.PROXY),
+    "CollocationOptimized": _I,
 }
-_THREAD_POOL = ("Size", "SizeMax", "SizeWarn", "StackSize", "Serialize", "ThreadIdleTime",
-                "ThreadPriority")
-_REGISTRY_TRACES = ("Admin", "Adapter", "Application", "Discovery", "Locator", "Node", "Object",
-                    "Patch", "Replica", "Server", "Session", "Subscriber", "Topic", "TopicManager")
+_THREAD_POOL = (
+    "Size",
+    "SizeMax",
+    "SizeWarn",
+    "StackSize",
+    "Serialize",
+    "ThreadIdleTime",
+    "ThreadPriority",
+)
+_REGISTRY_TRACES = (
+    "Admin",
+    "Adapter",
+    "Application",
+    "Discovery",
+    "Locator",
+    "Node",
+    "Object",
+    "Patch",
+    "Replica",
+    "Server",
+    "Session",
+    "Subscriber",
+    "Topic",
+    "TopicManager",
+)
 
 
 def _proxy(prefix: str, into: dict[str, PropertySpec], wild: list[str]) -> None:
@@ -316,8 +339,12 @@ def _proxy(prefix: str, into: dict[str, PropertySpec], wild: list[str]) -> None:
 
 def _adapter(prefix: str, into: dict[str, PropertySpec], wild: list[str]) -> None:
     """The properties every object adapter C{prefix} accepts."""
-    into.update({f"{prefix}.{s}": _I for s in ("ACM", "ACM.Timeout", "ACM.Heartbeat",
-                                               "ACM.Close", "MessageSizeMax")})
+    into.update(
+        {
+            f"{prefix}.{s}": _I
+            for s in ("ACM", "ACM.Timeout", "ACM.Heartbeat", "ACM.Close", "MessageSizeMax")
+        }
+    )
     into.update({f"{prefix}.ThreadPool.{s}": _I for s in _THREAD_POOL})
     into.update({f"{prefix}.{s}": _S for s in ("AdapterId", "ReplicaGroupId", "ProxyOptions")})
     into[f"{prefix}.Endpoints"] = PropertySpec(PropertyKind.ENDPOINTS)
@@ -328,24 +355,62 @@ def _adapter(prefix: str, into: dict[str, PropertySpec], wild: list[str]) -> Non
 
 def _known() -> tuple[dict[str, PropertySpec], tuple[str, ...]]:
     k: dict[str, PropertySpec] = {}
-    wild: list[str] = ["Ice.Plugin.", "Ice.Package.", "IceSSL.DH.", "IceSSL.FindCert.",
-                       "IceSSL.TrustOnly.Server."]
+    wild: list[str] = [
+        "Ice.Plugin.",
+        "Ice.Package.",
+        "IceSSL.DH.",
+        "IceSSL.FindCert.",
+        "IceSSL.TrustOnly.Server.",
+    ]
     reg, node = "IceGrid.Registry", "IceGrid.Node"
     k["IceGrid.InstanceName"] = PropertySpec(default="IceGrid")
     k[f"{reg}.ReplicaName"] = PropertySpec(default="Master")
-    for name in ("Client", "Server", "Internal", "SessionManager", "AdminSessionManager",
-                 "Discovery"):
+    for name in (
+        "Client",
+        "Server",
+        "Internal",
+        "SessionManager",
+        "AdminSessionManager",
+        "Discovery",
+    ):
         _adapter(f"{reg}.{name}", k, wild)
-    for name in ("PermissionsVerifier", "AdminPermissionsVerifier", "SSLPermissionsVerifier",
-                 "AdminSSLPermissionsVerifier"):
+    for name in (
+        "PermissionsVerifier",
+        "AdminPermissionsVerifier",
+        "SSLPermissionsVerifier",
+        "AdminSSLPermissionsVerifier",
+    ):
         _proxy(f"{reg}.{name}", k, wild)
     k.update({f"{reg}.Trace.{t}": PropertySpec(PropertyKind.INT, "0") for t in _REGISTRY_TRACES})
-    k.update({f"{reg}.{s}": _S for s in (
-        "Data", "LMDB.Path", "AdminCryptPasswords", "CryptPasswords", "DefaultTemplates",
-        "UserAccounts", "SessionFilters", "AdminSessionFilters", "Discovery.Address",
-        "Discovery.Interface")})
-    k.update({f"{reg}.{s}": _I for s in ("LMDB.MapSize", "Discovery.Enabled", "Discovery.Port",
-                                         "RequireNodeCertCN", "RequireReplicaCertCN")})
+    k.update(
+        {
+            f"{reg}.{s}": _S
+            for s in (
+                "Data",
+                "LMDB.Path",
+                "AdminCryptPasswords",
+                "CryptPasswords",
+                "DefaultTemplates",
+                "UserAccounts",
+                "SessionFilters",
+                "AdminSessionFilters",
+                "Discovery.Address",
+                "Discovery.Interface",
+            )
+        }
+    )
+    k.update(
+        {
+            f"{reg}.{s}": _I
+            for s in (
+                "LMDB.MapSize",
+                "Discovery.Enabled",
+                "Discovery.Port",
+                "RequireNodeCertCN",
+                "RequireReplicaCertCN",
+            )
+        }
+    )
     k[f"{reg}.DynamicRegistration"] = PropertySpec(PropertyKind.INT, "0")
     # gridreg's own: internal endpoints in the clear, and the admin tool's user name
     k["GridReg.Internal.Insecure"] = PropertySpec(PropertyKind.INT, "0")
@@ -355,61 +420,201 @@ def _known() -> tuple[dict[str, PropertySpec], tuple[str, ...]]:
     _adapter(node, k, wild)
     _proxy(f"{node}.UserAccountMapper", k, wild)
     k.update({f"{node}.{s}": _S for s in ("Name", "Data", "Output", "UserAccounts")})
-    k.update({f"{node}.{s}": _I for s in (
-        "AllowEndpointsOverride", "AllowRunningServersAsRoot", "CollocateRegistry",
-        "DisableOnFailure", "PrintServersReady", "ProcessorSocketCount", "RedirectErrToOut",
-        "Trace.Activator", "Trace.Adapter", "Trace.Admin", "Trace.Patch", "Trace.Replica",
-        "Trace.Server")})
+    k.update(
+        {
+            f"{node}.{s}": _I
+            for s in (
+                "AllowEndpointsOverride",
+                "AllowRunningServersAsRoot",
+                "CollocateRegistry",
+                "DisableOnFailure",
+                "PrintServersReady",
+                "ProcessorSocketCount",
+                "RedirectErrToOut",
+                "Trace.Activator",
+                "Trace.Adapter",
+                "Trace.Admin",
+                "Trace.Patch",
+                "Trace.Replica",
+                "Trace.Server",
+            )
+        }
+    )
     k[f"{node}.PropertiesOverride"] = _S
     k[f"{node}.WaitTime"] = PropertySpec(PropertyKind.INT, "60")
     _proxy("Ice.Default.Locator", k, wild)
     _proxy("Ice.Default.Router", k, wild)
     _adapter("Ice.Admin", k, wild)
-    k.update({
-        "Ice.MessageSizeMax": PropertySpec(PropertyKind.INT, "1024"),
-        "Ice.Default.Timeout": PropertySpec(PropertyKind.INT, str(DEFAULT_TIMEOUT)),
-        "Ice.Default.LocatorCacheTimeout": PropertySpec(PropertyKind.INT, "-1"),
-        "Ice.Default.Protocol": PropertySpec(PropertyKind.CHOICE, "tcp",
-                                             ("tcp", "ssl", "udp", "ws", "wss")),
-        "Ice.Default.EndpointSelection": _PROXY_SUFFIXES["EndpointSelection"],
-        "Ice.ToStringMode": PropertySpec(PropertyKind.CHOICE, "Unicode",
-                                         ("Unicode", "ASCII", "Compat")),
-    })
-    k.update({f"Ice.{s}": _S for s in (
-        "Default.Host", "Default.SourceAddress", "Default.EncodingVersion", "Default.Package",
-        "Admin.InstanceName", "Admin.ServerId", "Admin.Facets", "Config", "ChangeUser",
-        "EventLog.Source", "HTTPProxyHost", "ImplicitContext", "LogFile", "PluginLoadOrder",
-        "ProgramName", "RetryIntervals", "SOCKSProxyHost", "StdErr", "StdOut", "SyslogFacility",
-        "Admin.Logger.Properties", "Trace.Admin.Properties", "Trace.Admin.Logger")})
-    k.update({f"Ice.{s}": _I for s in (
-        "Trace.Network", "Trace.Protocol", "Trace.Locator", "Trace.Retry", "Trace.Slicing",
-        "Trace.ThreadPool", "Warn.Connections", "Warn.Datagrams", "Warn.Dispatch",
-        "Warn.Endpoints", "Warn.UnknownProperties", "Warn.UnusedProperties", "Warn.AMICallback",
-        "Default.CollocationOptimized", "Default.InvocationTimeout", "Default.PreferSecure",
-        "Default.SlicedFormat", "Admin.Enabled", "Admin.DelayCreation", "Admin.Logger.KeepLogs",
-        "Admin.Logger.KeepTraces", "ACM.Timeout", "ACM.Heartbeat", "ACM.Close",
-        "ACM.Client.Timeout", "ACM.Client.Heartbeat", "ACM.Client.Close", "ACM.Server.Timeout",
-        "ACM.Server.Heartbeat", "ACM.Server.Close", "BatchAutoFlushSize", "CacheMessageBuffers",
-        "ClassGraphDepthMax", "Compression.Level", "ConsoleListener", "HTTPProxyPort",
-        "InitPlugins", "IPv4", "IPv6", "LogStdErr.Convert", "Nohup", "NullHandleAbort",
-        "Override.CloseTimeout", "Override.Compress", "Override.ConnectTimeout",
-        "Override.Timeout", "Override.Secure", "PreferIPv6Address", "PrintAdapterReady",
-        "PrintProcessId", "PrintStackTraces", "ServerIdleTime", "SOCKSProxyPort",
-        "ThreadPriority", "UDP.RcvSize", "UDP.SndSize", "TCP.Backlog", "TCP.RcvSize",
-        "TCP.SndSize", "UseSyslog", "BackgroundLocatorCacheUpdates")})
+    k.update(
+        {
+            "Ice.MessageSizeMax": PropertySpec(PropertyKind.INT, "1024"),
+            "Ice.Default.Timeout": PropertySpec(PropertyKind.INT, str(DEFAULT_TIMEOUT)),
+            "Ice.Default.LocatorCacheTimeout": PropertySpec(PropertyKind.INT, "-1"),
+            "Ice.Default.Protocol": PropertySpec(
+                PropertyKind.CHOICE, "tcp", ("tcp", "ssl", "udp", "ws", "wss")
+            ),
+            "Ice.Default.EndpointSelection": _PROXY_SUFFIXES["EndpointSelection"],
+            "Ice.ToStringMode": PropertySpec(
+                PropertyKind.CHOICE, "Unicode", ("Unicode", "ASCII", "Compat")
+            ),
+        }
+    )
+    k.update(
+        {
+            f"Ice.{s}": _S
+            for s in (
+                "Default.Host",
+                "Default.SourceAddress",
+                "Default.EncodingVersion",
+                "Default.Package",
+                "Admin.InstanceName",
+                "Admin.ServerId",
+                "Admin.Facets",
+                "Config",
+                "ChangeUser",
+                "EventLog.Source",
+                "HTTPProxyHost",
+                "ImplicitContext",
+                "LogFile",
+                "PluginLoadOrder",
+                "ProgramName",
+                "RetryIntervals",
+                "SOCKSProxyHost",
+                "StdErr",
+                "StdOut",
+                "SyslogFacility",
+                "Admin.Logger.Properties",
+                "Trace.Admin.Properties",
+                "Trace.Admin.Logger",
+            )
+        }
+    )
+    k.update(
+        {
+            f"Ice.{s}": _I
+            for s in (
+                "Trace.Network",
+                "Trace.Protocol",
+                "Trace.Locator",
+                "Trace.Retry",
+                "Trace.Slicing",
+                "Trace.ThreadPool",
+                "Warn.Connections",
+                "Warn.Datagrams",
+                "Warn.Dispatch",
+                "Warn.Endpoints",
+                "Warn.UnknownProperties",
+                "Warn.UnusedProperties",
+                "Warn.AMICallback",
+                "Default.CollocationOptimized",
+                "Default.InvocationTimeout",
+                "Default.PreferSecure",
+                "Default.SlicedFormat",
+                "Admin.Enabled",
+                "Admin.DelayCreation",
+                "Admin.Logger.KeepLogs",
+                "Admin.Logger.KeepTraces",
+                "ACM.Timeout",
+                "ACM.Heartbeat",
+                "ACM.Close",
+                "ACM.Client.Timeout",
+                "ACM.Client.Heartbeat",
+                "ACM.Client.Close",
+                "ACM.Server.Timeout",
+                "ACM.Server.Heartbeat",
+                "ACM.Server.Close",
+                "BatchAutoFlushSize",
+                "CacheMessageBuffers",
+                "ClassGraphDepthMax",
+                "Compression.Level",
+                "ConsoleListener",
+                "HTTPProxyPort",
+                "InitPlugins",
+                "IPv4",
+                "IPv6",
+                "LogStdErr.Convert",
+                "Nohup",
+                "NullHandleAbort",
+                "Override.CloseTimeout",
+                "Override.Compress",
+                "Override.ConnectTimeout",
+                "Override.Timeout",
+                "Override.Secure",
+                "PreferIPv6Address",
+                "PrintAdapterReady",
+                "PrintProcessId",
+                "PrintStackTraces",
+                "ServerIdleTime",
+                "SOCKSProxyPort",
+                "ThreadPriority",
+                "UDP.RcvSize",
+                "UDP.SndSize",
+                "TCP.Backlog",
+                "TCP.RcvSize",
+                "TCP.SndSize",
+                "UseSyslog",
+                "BackgroundLocatorCacheUpdates",
+            )
+        }
+    )
     for pool in ("Client", "Server"):
         k.update({f"Ice.ThreadPool.{pool}.{s}": _I for s in _THREAD_POOL})
-    k.update({f"IceSSL.{s}": _S for s in (
-        "Alias", "CAs", "CertAuthDir", "CertAuthFile", "CertFile", "CertStore",
-        "CertStoreLocation", "CertVerifier", "Ciphers", "DefaultDir", "DHParams",
-        "EntropyDaemon", "FindCert", "KeyFile", "Keychain", "KeychainPassword", "Keystore",
-        "KeystorePassword", "KeystoreType", "Password", "PasswordCallback", "Protocols",
-        "ProtocolVersionMax", "ProtocolVersionMin", "Random", "TrustOnly", "TrustOnly.Client",
-        "TrustOnly.Server", "Truststore", "TruststorePassword", "TruststoreType")})
-    k.update({f"IceSSL.{s}": _I for s in (
-        "CheckCertName", "CheckCRL", "InitOpenSSL", "PasswordRetryMax", "RevocationCheck",
-        "RevocationCheckCacheOnly", "SchannelStrongCrypto", "Trace.Security", "UsePlatformCAs",
-        "VerifyDepthMax", "ServerNameIndication")})
+    k.update(
+        {
+            f"IceSSL.{s}": _S
+            for s in (
+                "Alias",
+                "CAs",
+                "CertAuthDir",
+                "CertAuthFile",
+                "CertFile",
+                "CertStore",
+                "CertStoreLocation",
+                "CertVerifier",
+                "Ciphers",
+                "DefaultDir",
+                "DHParams",
+                "EntropyDaemon",
+                "FindCert",
+                "KeyFile",
+                "Keychain",
+                "KeychainPassword",
+                "Keystore",
+                "KeystorePassword",
+                "KeystoreType",
+                "Password",
+                "PasswordCallback",
+                "Protocols",
+                "ProtocolVersionMax",
+                "ProtocolVersionMin",
+                "Random",
+                "TrustOnly",
+                "TrustOnly.Client",
+                "TrustOnly.Server",
+                "Truststore",
+                "TruststorePassword",
+                "TruststoreType",
+            )
+        }
+    )
+    k.update(
+        {
+            f"IceSSL.{s}": _I
+            for s in (
+                "CheckCertName",
+                "CheckCRL",
+                "InitOpenSSL",
+                "PasswordRetryMax",
+                "RevocationCheck",
+                "RevocationCheckCacheOnly",
+                "SchannelStrongCrypto",
+                "Trace.Security",
+                "UsePlatformCAs",
+                "VerifyDepthMax",
+                "ServerNameIndication",
+            )
+        }
+    )
     k["IceSSL.VerifyPeer"] = PropertySpec(PropertyKind.INT, "2")
     return k, tuple(wild)
 

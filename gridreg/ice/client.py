@@ -28,7 +28,6 @@ from gridreg.ice.messages import (
     MessageType,
     ProtocolError,
     Reply,
-    ReplyStatus,
     Request,
     decode_reply,
     decompress_message,
@@ -130,7 +129,9 @@ class IceClientProtocol(Protocol):
         request_id = self._next_id
         self._next_id = request_id + 1 if request_id < 0x7FFFFFFF else 1
         message = encode_request(
-            Request(request_id, identity, facet, operation, int(mode), context or {}, encoding, params)
+            Request(
+                request_id, identity, facet, operation, int(mode), context or {}, encoding, params
+            )
         )
         d: Deferred[Reply] = Deferred(lambda _: self._pending.pop(request_id, None))
         self._pending[request_id] = d
@@ -193,12 +194,12 @@ class IceClientProtocol(Protocol):
                     data, pos
                 )
                 if magic != MAGIC or pmajor != 1 or emajor != 1 or size < HEADER_SIZE:
-                    raise ProtocolError(f"bad message header {data[pos:pos + 14].hex()}")
+                    raise ProtocolError(f"bad message header {data[pos : pos + 14].hex()}")
                 if self.max_message_size is not None and size > self.max_message_size:
                     raise ProtocolError(f"reply of {size} bytes exceeds Ice.MessageSizeMax")
                 if end - pos < size:
                     break
-                message = data[pos:pos + size]
+                message = data[pos : pos + size]
                 pos += size
                 if compression == 2:
                     message = decompress_message(message, self.max_message_size)

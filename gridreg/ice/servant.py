@@ -114,7 +114,6 @@ class Servant:
         return self._operations.get(name)
 
 
-
 def _mode_mismatch(expected: str, received: int) -> str:
     return (
         "::Ice::MarshalException: unexpected operation mode. "

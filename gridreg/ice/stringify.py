@@ -68,8 +68,17 @@ class EndpointParseError(ProxyParseError):
 # -- escapes -----------------------------------------------------------------
 
 _SIMPLE_ESCAPES = {
-    "\\": "\\", "'": "'", '"': '"', "?": "?",
-    "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "?": "?",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
 }
 _NAMED_CONTROLS = {"\a": "a", "\b": "b", "\t": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r"}
 # Compat mode (Ice < 3.7) predates \a and \v and prints those as octal.
@@ -112,7 +121,7 @@ def _unescape(text: str, special: str, error: Callable[[str], Exception]) -> str
             i = hexa.end()
         elif e in "uU":
             width = 4 if e == "u" else 8
-            digits = text[i + 2:i + 2 + width]
+            digits = text[i + 2 : i + 2 + width]
             if not _HEX_DIGITS_EXACT.match(digits) or len(digits) != width:
                 raise error(f"\\{e} escape needs {width} hex digits")
             code = int(digits, 16)
@@ -154,6 +163,7 @@ def _escape(text: str, special: str, mode: str) -> str:
 
 # -- identities --------------------------------------------------------------
 
+
 def identity_from_string(text: str) -> Identity:
     """
     Parse C{category/name} or C{name}.
@@ -161,6 +171,7 @@ def identity_from_string(text: str) -> Identity:
     @raise IdentityParseError: on a second unescaped C{/}, a bad escape or an
         empty name (Ice refuses identities without a name).
     """
+
     def error(reason: str) -> IdentityParseError:
         return IdentityParseError(reason, text)
 
@@ -169,7 +180,7 @@ def identity_from_string(text: str) -> Identity:
         raise error("more than one unescaped '/' in identity")
     cut = slashes[0] if slashes else -1
     category = _unescape(text[:cut], "/", error) if slashes else ""
-    name = _unescape(text[cut + 1:], "/", error)
+    name = _unescape(text[cut + 1 :], "/", error)
     if not name:
         raise error("identity has an empty name")
     return Identity(name=name, category=category)
@@ -208,7 +219,7 @@ def _split_endpoints(text: str, error: Callable[[str], Exception]) -> list[str]:
             if end < 0:
                 raise error("mismatched quote")
             i = end
-        elif c == "\\" and text[i + 1:i + 2] in ("\"", "'"):
+        elif c == "\\" and text[i + 1 : i + 2] in ('"', "'"):
             i += 2
         elif c == ":":
             pieces.append(text[start:i])
@@ -241,7 +252,7 @@ def _endpoint_tokens(text: str, error: Callable[[str], Exception]) -> list[str]:
             end = _quoted_end(text, i)
             if end < 0:
                 raise error("mismatched quote")
-            current.append(text[i + 1:end - 1].replace("\\" + c, c))
+            current.append(text[i + 1 : end - 1].replace("\\" + c, c))
             i = end
         else:
             current.append(c)
@@ -262,11 +273,22 @@ def _quote_arg(value: str) -> str:
 
 _INT = re.compile(r"[+-]?[0-9]+\Z")
 _VERSION = re.compile(r"([0-9]+)\.([0-9]+)\Z")
-_TCP_OPTIONS = {"-h": "host", "-p": "port", "-t": "timeout", "-z": "compress",
-                "--sourceAddress": "source_address"}
+_TCP_OPTIONS = {
+    "-h": "host",
+    "-p": "port",
+    "-t": "timeout",
+    "-z": "compress",
+    "--sourceAddress": "source_address",
+}
 _WS_OPTIONS = dict(_TCP_OPTIONS, **{"-r": "resource"})
-_UDP_OPTIONS = {"-h": "host", "-p": "port", "-z": "compress", "--ttl": "ttl",
-                "--interface": "interface", "-c": "connect"}
+_UDP_OPTIONS = {
+    "-h": "host",
+    "-p": "port",
+    "-z": "compress",
+    "--ttl": "ttl",
+    "--interface": "interface",
+    "-c": "connect",
+}
 _OPAQUE_OPTIONS = {"-t": "type", "-e": "encoding", "-v": "body"}
 _TRANSPORTS: dict[str, tuple[type, dict[str, str]]] = {
     "tcp": (TcpEndpoint, _TCP_OPTIONS),
@@ -322,9 +344,13 @@ def _convert(field: str, option: str, value: str, error: Callable[[str], Excepti
     return value
 
 
-def endpoint_from_string(text: str, default_protocol: str = "tcp",
-                         default_timeout: int = DEFAULT_TIMEOUT, *,
-                         server: bool = False) -> Endpoint:
+def endpoint_from_string(
+    text: str,
+    default_protocol: str = "tcp",
+    default_timeout: int = DEFAULT_TIMEOUT,
+    *,
+    server: bool = False,
+) -> Endpoint:
     """
     Parse one endpoint such as C{tcp -h 127.0.0.1 -p 12000}.
 
@@ -343,14 +369,19 @@ def endpoint_from_string(text: str, default_protocol: str = "tcp",
     return endpoints[0]
 
 
-def endpoints_from_string(text: str, default_protocol: str = "tcp",
-                          default_timeout: int = DEFAULT_TIMEOUT, *,
-                          server: bool = False) -> tuple[Endpoint, ...]:
+def endpoints_from_string(
+    text: str,
+    default_protocol: str = "tcp",
+    default_timeout: int = DEFAULT_TIMEOUT,
+    *,
+    server: bool = False,
+) -> tuple[Endpoint, ...]:
     """
     Parse C{:}-separated endpoints (a C{:} inside quotes does not split).
 
     @raise EndpointParseError: if any endpoint is empty or invalid.
     """
+
     def error(reason: str) -> EndpointParseError:
         return EndpointParseError(reason, text)
 
@@ -358,13 +389,15 @@ def endpoints_from_string(text: str, default_protocol: str = "tcp",
     for piece in _split_endpoints(text, error):
         if not piece.strip(WHITESPACE):
             raise error("empty endpoint")
-        result.append(_parse_endpoint(piece.strip(WHITESPACE), default_protocol,
-                                      default_timeout, server))
+        result.append(
+            _parse_endpoint(piece.strip(WHITESPACE), default_protocol, default_timeout, server)
+        )
     return tuple(result)
 
 
-def _parse_endpoint(text: str, default_protocol: str, default_timeout: int,
-                    server: bool) -> Endpoint:
+def _parse_endpoint(
+    text: str, default_protocol: str, default_timeout: int, server: bool
+) -> Endpoint:
     def error(reason: str) -> EndpointParseError:
         return EndpointParseError(reason, text)
 
@@ -427,7 +460,7 @@ def _decode_body(opaque: OpaqueEndpoint) -> Endpoint | None:
         if pos + size > len(data):
             raise ValueError("short body")
         pos += size
-        return data[pos - size:pos]
+        return data[pos - size : pos]
 
     def string() -> str:
         size = take(1)[0]
@@ -481,14 +514,22 @@ def endpoint_to_string(endpoint: Endpoint) -> str:
 
 # -- proxies -----------------------------------------------------------------
 
-_MODE_OPTIONS = {"-t": ProxyMode.TWOWAY, "-o": ProxyMode.ONEWAY, "-O": ProxyMode.BATCH_ONEWAY,
-                 "-d": ProxyMode.DATAGRAM, "-D": ProxyMode.BATCH_DATAGRAM}
+_MODE_OPTIONS = {
+    "-t": ProxyMode.TWOWAY,
+    "-o": ProxyMode.ONEWAY,
+    "-O": ProxyMode.BATCH_ONEWAY,
+    "-d": ProxyMode.DATAGRAM,
+    "-D": ProxyMode.BATCH_DATAGRAM,
+}
 _MODE_NAMES = {mode: option for option, mode in _MODE_OPTIONS.items()}
 _PROXY_DELIMITERS = WHITESPACE + ":@"
 
 
 def _proxy_token(
-    text: str, i: int, error: Callable[[str], Exception], what: str,
+    text: str,
+    i: int,
+    error: Callable[[str], Exception],
+    what: str,
     delimiters: str = _PROXY_DELIMITERS,
 ) -> tuple[str, int, bool]:
     """
@@ -501,7 +542,7 @@ def _proxy_token(
             raise error(f"mismatched quotes around {what}")
         if end < len(text) and text[end] not in delimiters:
             raise error(f"unexpected {text[end:]!r} after quoted {what}")
-        return text[i + 1:end - 1], end, True
+        return text[i + 1 : end - 1], end, True
     end = i
     while end < len(text) and text[end] not in delimiters:
         end += 1
@@ -512,14 +553,16 @@ def _skip_space(text: str, i: int) -> int:
     return len(text) - len(text[i:].lstrip(WHITESPACE))
 
 
-def proxy_from_string(text: str, default_protocol: str = "tcp",
-                      default_timeout: int = DEFAULT_TIMEOUT) -> Proxy:
+def proxy_from_string(
+    text: str, default_protocol: str = "tcp", default_timeout: int = DEFAULT_TIMEOUT
+) -> Proxy:
     """
     Parse a stringified proxy: C{identity [options] [:endpoint...| @ adapter]}.
 
     @raise ProxyParseError: (or its identity/endpoint subclasses) naming the
         offending text; the empty string is an error, not a null proxy.
     """
+
     def error(reason: str) -> ProxyParseError:
         return ProxyParseError(reason, text)
 
@@ -540,8 +583,9 @@ def proxy_from_string(text: str, default_protocol: str = "tcp",
         if option in _MODE_OPTIONS or option == "-s":
             j = _skip_space(s, i)
             if j < len(s) and s[j] not in ":@-":
-                raise error(f"unexpected argument {_proxy_token(s, j, error, 'argument')[0]!r} "
-                            f"for {option}")
+                raise error(
+                    f"unexpected argument {_proxy_token(s, j, error, 'argument')[0]!r} for {option}"
+                )
             if option == "-s":
                 fields["secure"] = True
             else:
@@ -566,8 +610,9 @@ def proxy_from_string(text: str, default_protocol: str = "tcp",
             raise error(f"expected a proxy option but found {option!r}")
     if i < len(s) and s[i] == ":":
         try:
-            fields["endpoints"] = endpoints_from_string(s[i + 1:], default_protocol,
-                                                        default_timeout)
+            fields["endpoints"] = endpoints_from_string(
+                s[i + 1 :], default_protocol, default_timeout
+            )
         except EndpointParseError as e:
             raise EndpointParseError(f"{e.reason} (endpoint {e.text!r})", text) from None
     elif i < len(s):

@@ -101,7 +101,8 @@ def _bounded(item: dict[str, Any]) -> dict[str, Any]:
     if len(_json(item)) <= MAX_ITEM_BYTES:
         return item
     cut = {
-        key: value[:_CUT_FIELD] + "..." if isinstance(value, str) and len(value) > _CUT_FIELD
+        key: value[:_CUT_FIELD] + "..."
+        if isinstance(value, str) and len(value) > _CUT_FIELD
         else value
         for key, value in item.items()
     }
@@ -160,9 +161,13 @@ class AdminResponder(amp.CommandLocator):
         if isinstance(exc, _DECLARED):
             return failure
         if isinstance(exc, ObjectExistsException):
-            return Failure(RegistryUserError(f"object `{identity_to_string(exc.id)}' already exists"))
+            return Failure(
+                RegistryUserError(f"object `{identity_to_string(exc.id)}' already exists")
+            )
         if isinstance(exc, ObjectNotRegisteredException):
-            return Failure(NotFoundError(f"object `{identity_to_string(exc.id)}' is not registered"))
+            return Failure(
+                NotFoundError(f"object `{identity_to_string(exc.id)}' is not registered")
+            )
         if isinstance(exc, (AdapterNotFoundException, AdapterNotExistException)):
             return Failure(NotFoundError(f"adapter `{what}' not found"))
         if isinstance(exc, ApplicationNotExistException):
@@ -238,15 +243,22 @@ class AdminResponder(amp.CommandLocator):
         except UnicodeDecodeError as e:
             raise ApplicationError(f"the descriptor is not UTF-8 text (byte {e.start})") from None
         d = maybeDeferred(self.registry.database.add_application, xml, update)
-        d.addCallback(lambda change: {"name": self._application_name(change, xml),
-                                      "serial": self._serial(change)})
+        d.addCallback(
+            lambda change: {
+                "name": self._application_name(change, xml),
+                "serial": self._serial(change),
+            }
+        )
         return d.addErrback(self._refusal)
 
     def _application_name(self, change: Optional[Change], xml: str) -> str:
         applications = self.registry.state.applications
         if change is not None:
-            names = {m.key for m in change.mutations
-                     if m.kind == "application" and m.value is not None and m.key in applications}
+            names = {
+                m.key
+                for m in change.mutations
+                if m.kind == "application" and m.value is not None and m.key in applications
+            }
             if len(names) == 1:
                 return names.pop()
         return parse_application(xml).name
@@ -381,16 +393,22 @@ class AdminResponder(amp.CommandLocator):
             "application": state.application_of_adapter(adapter_id) or "",
         }
         if info is not None:
-            item.update(kind="adapter", replica_group=info.replica_group_id,
-                        endpoints=endpoints_to_string(info.proxy.endpoints))
+            item.update(
+                kind="adapter",
+                replica_group=info.replica_group_id,
+                endpoints=endpoints_to_string(info.proxy.endpoints),
+            )
             return item
         deployed = state.deployed.adapters.get(adapter_id)
         if deployed is not None:  # deployed, not registered: its server is not running
             item.update(kind="adapter", replica_group=deployed.replica_group_id, endpoints="")
             return item
         group = state.replica_group_members(adapter_id)
-        item.update(kind="replica-group", replica_group="",
-                    endpoints=endpoints_to_string(e for m in group for e in m.proxy.endpoints))
+        item.update(
+            kind="replica-group",
+            replica_group="",
+            endpoints=endpoints_to_string(e for m in group for e in m.proxy.endpoints),
+        )
         if members:
             item["members"] = [
                 {"id": m.adapter_id, "endpoints": endpoints_to_string(m.proxy.endpoints)}
@@ -408,7 +426,7 @@ class AdminResponder(amp.CommandLocator):
         if offset < 0:
             raise RegistryUserError(f"invalid offset {offset}")
         text = _json(self._details(what, key))
-        return {"data": text[offset:offset + CHUNK_SIZE], "more": offset + CHUNK_SIZE < len(text)}
+        return {"data": text[offset : offset + CHUNK_SIZE], "more": offset + CHUNK_SIZE < len(text)}
 
     def _details(self, what: str, key: str) -> dict[str, Any]:
         state = self.registry.state

@@ -50,8 +50,19 @@ MAX_DESCRIPTOR_BYTES = 4 * 1024 * 1024
 #: How much text variable substitution may produce in one parse.
 MAX_EXPANSION = 4 * MAX_DESCRIPTOR_BYTES
 
-_UNSUPPORTED = frozenset({"icebox", "service", "service-template", "service-instance",
-                          "distrib", "dbenv", "dbproperty", "directory", "target"})
+_UNSUPPORTED = frozenset(
+    {
+        "icebox",
+        "service",
+        "service-template",
+        "service-instance",
+        "distrib",
+        "dbenv",
+        "dbproperty",
+        "directory",
+        "target",
+    }
+)
 _RESERVED = frozenset({"application", "node", "server", "service"})
 #: Prefixes of variables that a node resolves when it starts a server.
 _RUNTIME_PREFIXES = ("node.", "server.", "service.", "session.")
@@ -145,8 +156,9 @@ class _Scope:
     def root(cls, application: str) -> _Scope:
         return cls({"application": (application, True)}, [MAX_EXPANSION])
 
-    def child(self, literals: Mapping[str, str] = {},
-              variables: Iterable[tuple[str, str]] = ()) -> _Scope:
+    def child(
+        self, literals: Mapping[str, str] = {}, variables: Iterable[tuple[str, str]] = ()
+    ) -> _Scope:
         """A nested scope whose definitions hide this one's."""
         values = dict(self._values)
         values.update((k, (v, True)) for k, v in literals.items())
@@ -168,7 +180,7 @@ class _Scope:
                 end = text.find("}", j)
                 if end < 0:
                     raise at.fail(f"unterminated variable reference in {text!r}")
-                out.append(self._lookup(text[j + 2:end], at, resolving))
+                out.append(self._lookup(text[j + 2 : end], at, resolving))
                 i = end + 1
             else:
                 out.append("$")
@@ -188,8 +200,9 @@ class _Scope:
                 return "${" + name + "}"
             raise at.fail(f"undefined variable {name!r}")
         if name in resolving:
-            raise at.fail(f"variable {name!r} refers to itself "
-                          f"({' -> '.join(resolving + (name,))})")
+            raise at.fail(
+                f"variable {name!r} refers to itself ({' -> '.join(resolving + (name,))})"
+            )
         value, literal = self._values[name]
         if not literal:
             value = self._substitute(value, at, resolving + (name,))
@@ -232,8 +245,12 @@ class _At:
     def text(self) -> str:
         return "".join(self.el.text)
 
-    def attributes(self, required: Iterable[str] = (), optional: Iterable[str] = (),
-                   ignored: Iterable[str] = ()) -> dict[str, str]:
+    def attributes(
+        self,
+        required: Iterable[str] = (),
+        optional: Iterable[str] = (),
+        ignored: Iterable[str] = (),
+    ) -> dict[str, str]:
         """The attributes the caller uses; unknown ones are errors."""
         required, optional, ignored = tuple(required), tuple(optional), tuple(ignored)
         for name in self.el.attrib:
@@ -262,7 +279,8 @@ class _At:
         """Refuse child elements (and, unless C{text}, character data)."""
         if self.el.children:
             raise _At(self.el.children[0], self.path, self.scope).fail(
-                f"<{self.el.tag}> takes no child elements")
+                f"<{self.el.tag}> takes no child elements"
+            )
         if not text and self.text().strip():
             raise self.fail(f"unexpected text in <{self.el.tag}>")
 
@@ -273,7 +291,7 @@ class _At:
         raise self.fail(f"the {what} must not be empty")
 
     def integer(self, text: str, what: str, minimum: int | None = None) -> int:
-        if not _INT.match(text) or not -2**31 <= int(text) < 2**31:
+        if not _INT.match(text) or not -(2**31) <= int(text) < 2**31:
             raise self.fail(f"{what} must be an integer, not {text!r}")
         if minimum is not None and int(text) < minimum:
             raise self.fail(f"{what} must be at least {minimum}, not {text}")
@@ -334,11 +352,13 @@ class _ApplicationParser:
         self.adapter_ids: dict[str, _At] = {}
         self.identities: dict[Identity, _At] = {}
 
-    def _claim(self, table: dict[Any, _At], key: object, what: str, at: _At,
-               shown: str = "") -> None:
+    def _claim(
+        self, table: dict[Any, _At], key: object, what: str, at: _At, shown: str = ""
+    ) -> None:
         if first := table.get(key):
-            raise at.fail(f"duplicate {what} {shown or key!r} (first at line {first.el.line}, "
-                          f"{first.path})")
+            raise at.fail(
+                f"duplicate {what} {shown or key!r} (first at line {first.el.line}, {first.path})"
+            )
         table[key] = at
 
     def parse(self, at: _At, xml_text: str) -> ApplicationDescriptor:
@@ -349,8 +369,14 @@ class _ApplicationParser:
         description, groups = "", []
         sets: dict[str, _At] = {}
         nodes: dict[str, list[_At]] = {}
-        allowed = ("description", "variable", "properties", "server-template",
-                   "replica-group", "node")
+        allowed = (
+            "description",
+            "variable",
+            "properties",
+            "server-template",
+            "replica-group",
+            "node",
+        )
         for child in at.children(allowed):
             if child.el.tag == "description":
                 description = child.description()
@@ -365,7 +391,11 @@ class _ApplicationParser:
                 node_name = child.attributes(("name",), ignored=("load-factor",))["name"]
                 nodes.setdefault(node_name, []).append(child.named(node_name))
         return ApplicationDescriptor(
-            name, description, xml_text, tuple(variables), tuple(groups),
+            name,
+            description,
+            xml_text,
+            tuple(variables),
+            tuple(groups),
             tuple(self._node(name, parts, sets) for name, parts in nodes.items()),
         )
 
@@ -396,8 +426,9 @@ class _ApplicationParser:
         self.templates[template_id] = (parameters, servers[0])
 
     def _replica_group(self, at: _At) -> ReplicaGroupDescriptor:
-        group_id = at.value(at.attributes(("id",), ignored=("filter", "proxy-options"))["id"],
-                            "replica group id")
+        group_id = at.value(
+            at.attributes(("id",), ignored=("filter", "proxy-options"))["id"], "replica group id"
+        )
         at = at.named(group_id)
         self._claim(self.groups, group_id, "replica group", at)
         policies, objects, description = [], [], ""
@@ -421,8 +452,10 @@ class _ApplicationParser:
         a = at.attributes(required=("type",), optional=("n-replicas",) + adaptive)
         at.no_children()
         if kind not in LOAD_BALANCING_TYPES:
-            raise at.fail(f"unknown load-balancing type {kind!r} (expected one of "
-                          f"{', '.join(LOAD_BALANCING_TYPES)})")
+            raise at.fail(
+                f"unknown load-balancing type {kind!r} (expected one of "
+                f"{', '.join(LOAD_BALANCING_TYPES)})"
+            )
         n_replicas = at.integer(at.sub(a.get("n-replicas", "0")), "n-replicas", minimum=0)
         sample = at.sub(a.get("load-sample", "1"))
         if sample not in LOAD_SAMPLES:
@@ -441,8 +474,7 @@ class _ApplicationParser:
         canonical = identity_to_string(identity)
         at = at.named(canonical)
         self._claim(self.identities, identity, "object identity", at, canonical)
-        return ObjectDescriptor(canonical, at.sub(a.get("type", "")),
-                                at.sub(a.get("property", "")))
+        return ObjectDescriptor(canonical, at.sub(a.get("type", "")), at.sub(a.get("property", "")))
 
     # -- nodes and servers ----------------------------------------------------
 
@@ -484,12 +516,16 @@ class _ApplicationParser:
         refs: list[tuple[str, str]] = []
         own: list[tuple[str, str]] = []
         self._properties(at.children(("properties",)), sets, refs, own, inline=True)
-        server = attrs.evolve(body, scope=at.scope.child(values),
-                              parent=f"{at.path} -> server-template[{template_id}]")
+        server = attrs.evolve(
+            body,
+            scope=at.scope.child(values),
+            parent=f"{at.path} -> server-template[{template_id}]",
+        )
         return self._server(server, sets, refs + own)
 
-    def _server(self, at: _At, sets: _PropertySets,
-                extra_properties: list[tuple[str, str]]) -> ServerDescriptor:
+    def _server(
+        self, at: _At, sets: _PropertySets, extra_properties: list[tuple[str, str]]
+    ) -> ServerDescriptor:
         a = at.attributes(
             required=("id", "exe"),
             optional=("pwd", "activation", "activation-timeout", "deactivation-timeout"),
@@ -503,10 +539,14 @@ class _ApplicationParser:
         at = at.within(at.scope.child(runtime, at.variables()))
         activation = at.sub(a.get("activation", "manual"))
         if activation not in ACTIVATION_MODES:
-            raise at.fail(f"unknown activation mode {activation!r} (expected one of "
-                          f"{', '.join(ACTIVATION_MODES)})")
-        timeouts = [at.integer(at.sub(a.get(key, "") or "0"), key, minimum=0)
-                    for key in ("activation-timeout", "deactivation-timeout")]
+            raise at.fail(
+                f"unknown activation mode {activation!r} (expected one of "
+                f"{', '.join(ACTIVATION_MODES)})"
+            )
+        timeouts = [
+            at.integer(at.sub(a.get(key, "") or "0"), key, minimum=0)
+            for key in ("activation-timeout", "deactivation-timeout")
+        ]
         options, envs, adapters, names, description = [], [], [], set(), ""
         refs: list[tuple[str, str]] = []
         own: list[tuple[str, str]] = []
@@ -534,9 +574,17 @@ class _ApplicationParser:
                 adapters.append(adapter)
         self._properties(at.picked("property", "properties"), sets, refs, own, inline=True)
         return ServerDescriptor(
-            server_id, at.value(a["exe"], "exe"), at.sub(a.get("pwd", "")), tuple(options),
-            tuple(envs), activation, timeouts[0], timeouts[1],
-            tuple(refs + own + extra_properties), tuple(adapters), description,
+            server_id,
+            at.value(a["exe"], "exe"),
+            at.sub(a.get("pwd", "")),
+            tuple(options),
+            tuple(envs),
+            activation,
+            timeouts[0],
+            timeouts[1],
+            tuple(refs + own + extra_properties),
+            tuple(adapters),
+            description,
         )
 
     def _adapter(self, at: _At, server_id: str) -> AdapterDescriptor:
@@ -565,14 +613,27 @@ class _ApplicationParser:
             for child in at.children(("object", "description"), ignored=("allocatable",))
             if child.el.tag == "object"
         )
-        return AdapterDescriptor(name, adapter_id, at.sub(a.get("endpoints", "default")),
-                                 group, priority, lifetime == "true", objects)
+        return AdapterDescriptor(
+            name,
+            adapter_id,
+            at.sub(a.get("endpoints", "default")),
+            group,
+            priority,
+            lifetime == "true",
+            objects,
+        )
 
     # -- property sets --------------------------------------------------------
 
-    def _properties(self, children: Iterable[_At], sets: _PropertySets,
-                    refs: list[tuple[str, str]], own: list[tuple[str, str]],
-                    inline: bool = False, seen: frozenset[str] = frozenset()) -> None:
+    def _properties(
+        self,
+        children: Iterable[_At],
+        sets: _PropertySets,
+        refs: list[tuple[str, str]],
+        own: list[tuple[str, str]],
+        inline: bool = False,
+        seen: frozenset[str] = frozenset(),
+    ) -> None:
         """
         Collect properties into C{refs} (from referenced sets) and C{own}
         (in document order); callers put C{refs} first so their own win,
@@ -586,14 +647,20 @@ class _ApplicationParser:
                 own.append((child.sub(a["name"]), child.sub(a.get("value", ""))))
             elif inline:  # an unnamed set: a plain container
                 child.attributes()
-                self._properties(child.children(("property", "properties")), sets, refs, own,
-                                 seen=seen)
+                self._properties(
+                    child.children(("property", "properties")), sets, refs, own, seen=seen
+                )
             else:  # a reference to a named set, whose properties come first
                 refid = child.attributes(required=("refid",))["refid"]
                 child.no_children()
                 if refid in seen or refid not in sets:
                     raise child.fail(f"property set {refid!r} is unknown or refers to itself")
                 nested: list[tuple[str, str]] = []
-                self._properties(sets[refid].children(("property", "properties")), sets,
-                                 nested, nested, seen=seen | {refid})
+                self._properties(
+                    sets[refid].children(("property", "properties")),
+                    sets,
+                    nested,
+                    nested,
+                    seen=seen | {refid},
+                )
                 refs.extend(nested)

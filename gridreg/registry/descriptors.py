@@ -379,7 +379,5 @@ def application_from_json(record: Mapping[str, Any]) -> ApplicationDescriptor:
         raise DescriptorError("a stored application record needs string 'name' and 'xml'")
     app = parse_application(xml)
     if app.name != name:
-        raise DescriptorError(
-            f"stored application {name!r} holds a descriptor named {app.name!r}"
-        )
+        raise DescriptorError(f"stored application {name!r} holds a descriptor named {app.name!r}")
     return app

@@ -80,7 +80,9 @@ def builtin_objects(
         Identity("Locator", instance): info(
             Identity("Locator", instance), everyone, "::IceGrid::Locator"
         ),
-        Identity("Query", instance): info(Identity("Query", instance), everyone, "::IceGrid::Query"),
+        Identity("Query", instance): info(
+            Identity("Query", instance), everyone, "::IceGrid::Query"
+        ),
     }
     for name, endpoints in replicas.items():
         registry = registry_identity(instance, name)

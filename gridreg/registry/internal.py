@@ -97,7 +97,9 @@ class InternalProtocol(amp.AMP):
     ) -> dict[str, Any]:
         self._require("registry")
         if name != self.peer_name:
-            raise NotAuthorizedError(f"registered as `{name}' after saying hello as `{self.peer_name}'")
+            raise NotAuthorizedError(
+                f"registered as `{name}' after saying hello as `{self.peer_name}'"
+            )
         master = self.registry.master
         if master is None:
             raise NotMasterError(self.registry.not_master_message())
@@ -110,9 +112,7 @@ class InternalProtocol(amp.AMP):
         self._require("registry")
         if self.registry.master is None:
             raise NotMasterError(self.registry.not_master_message())
-        decoded = (
-            InputStream(base64.b64decode(proxy), ENCODING_1_1).read_proxy() if proxy else None
-        )
+        decoded = InputStream(base64.b64decode(proxy), ENCODING_1_1).read_proxy() if proxy else None
         d = self.registry.database.set_adapter_direct_proxy(adapter_id, replica_group_id, decoded)
         return d.addCallbacks(lambda _: {}, user_error)
 

@@ -120,5 +120,5 @@ def order_replicas(
     else:
         raise ValueError(f"unknown load-balancing type {policy.type!r}")
     if policy.n_replicas > 0:
-        del ordered[policy.n_replicas:]
+        del ordered[policy.n_replicas :]
     return ordered

@@ -114,9 +114,9 @@ class SlaveSession:
                     serial=self.serial,
                 )
 
-        return self._call(
-            PushChanges, database_id=self.database_id, changes=payload
-        ).addCallback(acked)
+        return self._call(PushChanges, database_id=self.database_id, changes=payload).addCallback(
+            acked
+        )
 
     def send_snapshot(self, state: StoreState) -> Deferred[None]:
         """Replace the slave's database with the master's, in chunks."""
@@ -132,7 +132,7 @@ class SlaveSession:
             sha256=hashlib.sha256(data).hexdigest(),
         )
         for seq, offset in enumerate(range(0, len(data), CHUNK_SIZE)):
-            chunk = data[offset:offset + CHUNK_SIZE]
+            chunk = data[offset : offset + CHUNK_SIZE]
             d.addCallback(
                 lambda _, s=seq, c=chunk: self._call(
                     SnapshotChunk, transfer=transfer, seq=s, data=c

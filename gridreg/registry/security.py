@@ -98,7 +98,9 @@ class InternalSecurity:
 
         return tls.server_tls_options(self.tls)
 
-    def listen(self, reactor: Any, endpoint: Endpoint, factory: Factory) -> Deferred[IListeningPort]:
+    def listen(
+        self, reactor: Any, endpoint: Endpoint, factory: Factory
+    ) -> Deferred[IListeningPort]:
         if self.tls is None:
             return listen_ice(reactor, endpoint, factory)
         from gridreg import tls
@@ -109,7 +111,9 @@ class InternalSecurity:
             reactor, endpoint.port, tls.server_tls_options(self.tls), interface=interface
         ).listen(factory)
 
-    def client_endpoint(self, reactor: Any, endpoint: Endpoint, replica: str) -> IStreamClientEndpoint:
+    def client_endpoint(
+        self, reactor: Any, endpoint: Endpoint, replica: str
+    ) -> IStreamClientEndpoint:
         """An endpoint reaching replica C{replica}, checking its certificate's name."""
         assert isinstance(endpoint, TcpEndpoint)
         host = endpoint.host or DEFAULT_PUBLISHED_HOST

@@ -68,7 +68,9 @@ class LocatorServant(Servant):
         found = self.state.locate_adapter(adapter_id)
         if found is None or not found[0]:
             if self.trace.locator > 0:
-                self.log.info("[Locator] couldn't find adapter `{adapter_id}'", adapter_id=adapter_id)
+                self.log.info(
+                    "[Locator] couldn't find adapter `{adapter_id}'", adapter_id=adapter_id
+                )
             raise AdapterNotFoundException()
         if self.trace.locator > 1:
             self.log.info("[Locator] found adapter `{adapter_id}'", adapter_id=adapter_id)
@@ -185,9 +187,7 @@ class RegistryServant(Servant):
 
     create_session = operation("createSession")(_refuse)
     create_admin_session = operation("createAdminSession")(_refuse)
-    create_session_from_secure_connection = operation("createSessionFromSecureConnection")(
-        _refuse
-    )
+    create_session_from_secure_connection = operation("createSessionFromSecureConnection")(_refuse)
     create_admin_session_from_secure_connection = operation(
         "createAdminSessionFromSecureConnection"
     )(_refuse)

@@ -172,7 +172,9 @@ class RegistryService(Service):
         kinds = [kind for kind, _ in listening]
         return DeferredList(
             [d for _, d in listening], fireOnOneErrback=True, consumeErrors=True
-        ).addCallbacks(lambda results: self._listening(kinds, results), lambda f: f.value.subFailure)
+        ).addCallbacks(
+            lambda results: self._listening(kinds, results), lambda f: f.value.subFailure
+        )
 
     def _listening(self, kinds: list[str], results: list[tuple[bool, IListeningPort]]) -> None:
         for kind, (_, port) in zip(kinds, results):

@@ -221,7 +221,8 @@ class SlaveReplication(Service):
         def apply() -> Deferred[dict[str, int]]:
             if database_id != self.store.database_id:
                 raise SyncError(
-                    f"changes of database {database_id}, this replica holds {self.store.database_id}"
+                    f"changes of database {database_id}, "
+                    f"this replica holds {self.store.database_id}"
                 )
             changes = [change_from_json(json.dumps(c)) for c in json.loads(payload)]
 

@@ -9,27 +9,25 @@ from __future__ import annotations
 import json
 import uuid
 from collections import deque
-from collections.abc import Sequence
 from itertools import islice
 
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
-from gridreg.store.interfaces import IRegistryStore, SerialGapError, StoreError
+from gridreg.store._serial import SerialStore
+from gridreg.store.interfaces import IRegistryStore, StoreError
 from gridreg.store.records import (
     Change,
-    Mutation,
     Records,
     StoreState,
     empty_records,
     encode_records,
-    normalise,
 )
 
 
 @implementer(IRegistryStore)
-class MemoryStore:
+class MemoryStore(SerialStore):
     """
     An L{IRegistryStore} in memory.  Closing and reopening the same object
     finds the same state, as reopening a file would.
@@ -64,27 +62,7 @@ class MemoryStore:
         self._is_open = True
         return self._snapshot()
 
-    def commit(self, mutations: Sequence[Mutation]) -> Deferred[Change]:
-        return maybeDeferred(self._commit, mutations)
-
-    def _commit(self, mutations: Sequence[Mutation]) -> Change:
-        self._check_open()
-        if not mutations:
-            raise ValueError("cannot commit an empty batch")
-        change = Change(self.serial + 1, normalise(mutations))
-        self._store(change)
-        return change
-
-    def apply(self, change: Change) -> Deferred[None]:
-        return maybeDeferred(self._apply, change)
-
-    def _apply(self, change: Change) -> None:
-        self._check_open()
-        if change.serial != self.serial + 1:
-            raise SerialGapError(self.serial + 1, change.serial)
-        self._store(Change(change.serial, normalise(change.mutations)))
-
-    def _store(self, change: Change) -> None:
+    def _persist(self, change: Change) -> None:
         for m in change.mutations:
             if m.value is None:
                 self._records[m.kind].pop(m.key, None)

@@ -17,25 +17,24 @@ import sqlite3
 import uuid
 from contextlib import contextmanager
 from importlib import resources
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 
-from gridreg.store.interfaces import IRegistryStore, SerialGapError, StoreError
+from gridreg.store._serial import SerialStore
+from gridreg.store.interfaces import IRegistryStore, StoreError
 from gridreg.store.records import (
     KINDS,
     Change,
-    Mutation,
     Records,
     StoreState,
     change_from_json,
     change_to_json,
     encode_records,
     encode_value,
-    normalise,
 )
 
 #: The schema version this code reads and writes.
@@ -52,7 +51,7 @@ def load_schema(version: int) -> str:
 
 
 @implementer(IRegistryStore)
-class SQLiteStore:
+class SQLiteStore(SerialStore):
     """
     An L{IRegistryStore} in C{<path>/registry.sqlite}.
 
@@ -205,7 +204,7 @@ class SQLiteStore:
                     db.rollback()
                 raise
 
-    def _write(self, change: Change) -> None:
+    def _persist(self, change: Change) -> None:
         with self._transaction() as db:
             for m in change.mutations:
                 if m.value is None:
@@ -224,26 +223,6 @@ class SQLiteStore:
             )
             db.execute("UPDATE meta SET serial = ?", (change.serial,))
         self.serial = change.serial
-
-    def commit(self, mutations: Sequence[Mutation]) -> Deferred[Change]:
-        return maybeDeferred(self._commit, mutations)
-
-    def _commit(self, mutations: Sequence[Mutation]) -> Change:
-        self._check_open()
-        if not mutations:
-            raise ValueError("cannot commit an empty batch")
-        change = Change(self.serial + 1, normalise(mutations))
-        self._write(change)
-        return change
-
-    def apply(self, change: Change) -> Deferred[None]:
-        return maybeDeferred(self._apply, change)
-
-    def _apply(self, change: Change) -> None:
-        self._check_open()
-        if change.serial != self.serial + 1:
-            raise SerialGapError(self.serial + 1, change.serial)
-        self._write(Change(change.serial, normalise(change.mutations)))
 
     def changes_since(self, serial: int) -> Deferred[list[Change] | None]:
         return maybeDeferred(self._changes_since, serial)

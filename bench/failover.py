@@ -1,0 +1,350 @@
+"""
+Locator failover when the master dies or hangs: IceGrid and gridreg side by
+side, in one run.
+
+Each scenario starts a fresh grid (a master and one slave), registers
+C{HelloAdapter} with a real Ice server through the master and waits until
+the slave knows it. A client then calls C{findAdapterById("HelloAdapter")}
+on its locator every 2 ms (one call at a time), with the locator proxy
+listing the master then the slave; after C{--kill-after} seconds the master
+gets SIGKILL (it dies: its sockets are reset) or SIGSTOP (it hangs: the
+kernel still accepts connections and keeps the old ones open). Reported:
+the longest gap between two successful calls, the time from the signal to
+the first successful call after it, and the calls that failed.
+
+Clients:
+
+  - C{ice}: a real Ice 3.7 client (C{bench/ice_failover_client.py}) with
+    C{Ice.Default.Locator.EndpointSelection=Ordered} and
+    C{Ice.Default.LocatorCacheTimeout=0}, otherwise default settings;
+  - C{ice-acm}: the same plus C{Ice.ACM.Client.Timeout=2};
+  - C{ice-acm-it}: C{ice-acm} plus C{Ice.Default.InvocationTimeout=1000};
+  - C{ice-acm-ct}: C{ice-acm} plus C{Ice.Override.ConnectTimeout=500} (a
+    retry may dial the hung master again: the kernel completes the TCP
+    handshake, and without this the client waits up to the default 60 s
+    endpoint timeout for the ValidateConnection that never comes);
+  - C{gridreg.client}: L{gridreg.client.LocatorClient} in this process
+    (C{request_timeout} 0.5 s, no cache).
+
+A run in which the client never recovers ends after C{--duration-stop}
+(SIGSTOP) or C{--duration-kill} (SIGKILL) seconds; its gap is then "at
+least" the time since its last success.
+
+    python -m bench.failover [--clients ice,ice-acm,ice-acm-it,ice-acm-ct,gridreg.client] [--signals KILL,STOP]
+                             [--kill-after 2] [--duration-stop 20] [--repeats 1]
+                             [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.task import deferLater
+
+from bench._grid import (
+    BENCH_DIR,
+    MASTER,
+    Grid,
+    open_writer,
+    probe_adapter,
+    remove_tree,
+    wait_synced,
+)
+from bench._harness import (
+    common_arguments,
+    fmt,
+    machine,
+    out,
+    ratio,
+    registries,
+    run,
+    table,
+    write_json,
+)
+from gridreg.client import LocatorClient
+from tests._processes import ICE_PYTHON, IceServer, LineProcess, ice_env, start_ice_server
+
+CLIENTS = ("ice", "ice-acm", "ice-acm-it", "ice-acm-ct", "gridreg.client")
+SIGNALS = ("KILL", "STOP")
+ADAPTER = "HelloAdapter"
+SLAVE = "Replica1"
+ICE_PROPERTIES = {
+    "ice": {
+        "Ice.Default.Locator.EndpointSelection": "Ordered",
+        "Ice.Default.LocatorCacheTimeout": "0",
+    },
+    "ice-acm": {
+        "Ice.Default.Locator.EndpointSelection": "Ordered",
+        "Ice.Default.LocatorCacheTimeout": "0",
+        "Ice.ACM.Client.Timeout": "2",
+    },
+    "ice-acm-it": {
+        "Ice.Default.Locator.EndpointSelection": "Ordered",
+        "Ice.Default.LocatorCacheTimeout": "0",
+        "Ice.ACM.Client.Timeout": "2",
+        "Ice.Default.InvocationTimeout": "1000",
+    },
+    "ice-acm-ct": {
+        "Ice.Default.Locator.EndpointSelection": "Ordered",
+        "Ice.Default.LocatorCacheTimeout": "0",
+        "Ice.ACM.Client.Timeout": "2",
+        "Ice.Override.ConnectTimeout": "500",
+    },
+}
+GOAL = "gridreg.client fails over from a killed or hung replica in under one second"
+
+Call = tuple[float, float | None, str | None]
+
+
+# -- clients -------------------------------------------------------------------------
+
+
+async def run_ice_client(
+    reactor: Any, grid: Grid, client: str, signal: str, args: argparse.Namespace
+) -> tuple[list[Call], float, float]:
+    """Run the real Ice client; signal the master mid-run. Returns calls, signal time, end."""
+    duration = args.duration_stop if signal == "STOP" else args.duration_kill
+    command = [
+        ICE_PYTHON,
+        str(BENCH_DIR / "ice_failover_client.py"),
+        f"--locator={grid.locator(MASTER, SLAVE)}",
+        f"--adapter={ADAPTER}",
+        f"--duration={duration}",
+        f"--interval={args.interval}",
+    ] + [f"--property={k}={v}" for k, v in ICE_PROPERTIES[client].items()]
+    process = LineProcess.spawn(reactor, f"{client} client", command, ice_env(), BENCH_DIR)
+    try:
+        started = await process.next_event(lambda e: e.get("event") in ("started", "error"), 60)
+        if started["event"] != "started":
+            raise RuntimeError(f"the Ice client made no successful call: {started}")
+        await deferLater(reactor, args.kill_after)
+        signalled = time.monotonic()
+        grid.signal(MASTER, signal)
+        result = await process.next_event("result", duration + 30)
+    finally:
+        await process.terminate()
+    calls = [(c[0], c[1], c[2]) for c in result["calls"]]
+    return calls, signalled, float(result["end"])
+
+
+async def run_locator_client(
+    reactor: Any, grid: Grid, signal: str, args: argparse.Namespace
+) -> tuple[list[Call], float, float]:
+    """The same loop with gridreg's LocatorClient in this process."""
+    duration = args.duration_stop if signal == "STOP" else args.duration_kill
+    locator = LocatorClient(
+        reactor, grid.locator(MASTER, SLAVE), cache_timeout=0, request_timeout=0.5
+    )
+    locator.startService()
+    calls: list[Call] = []
+    try:
+        await locator.find_adapter_by_id(ADAPTER)
+        begin = time.monotonic()
+        signalled: float | None = None
+        deadline = begin + duration
+        while time.monotonic() < deadline:
+            if signalled is None and time.monotonic() >= begin + args.kill_after:
+                signalled = time.monotonic()
+                grid.signal(MASTER, signal)
+            start = time.monotonic()
+            error = None
+            try:
+                await locator.find_adapter_by_id(ADAPTER)
+            except Exception as e:  # every failure is a result
+                error = type(e).__name__
+            calls.append((start, time.monotonic(), error))
+            pause = start + args.interval - time.monotonic()
+            await deferLater(reactor, max(0.0, pause))
+        assert signalled is not None
+    finally:
+        await locator.stopService()
+    return calls, signalled, time.monotonic()
+
+
+# -- analysis ------------------------------------------------------------------------
+
+
+def analyse(calls: list[Call], signalled: float, end: float) -> dict[str, Any]:
+    """What the client saw around the signal."""
+    successes = sorted(c[1] for c in calls if c[2] is None and c[1] is not None)
+    before = [t for t in successes if t <= signalled]
+    after = [t for t in successes if t > signalled]
+    gaps = [b - a for a, b in zip(successes, successes[1:])]
+    stalled = not after
+    longest = max(gaps) if gaps else 0.0
+    if successes and end - successes[-1] > longest:
+        longest = end - successes[-1]
+    failed = [c for c in calls if c[2] is not None and (c[1] is None or c[1] >= signalled)]
+    error_types: dict[str, int] = {}
+    for c in failed:
+        error_types[c[2] or "?"] = error_types.get(c[2] or "?", 0) + 1
+    durations = [c[1] - c[0] for c in calls if c[1] is not None]
+    return {
+        "calls": len(calls),
+        "calls_before_signal": sum(1 for c in calls if c[1] is not None and c[1] <= signalled),
+        "gap_s": longest,
+        "gap_is_lower_bound": stalled,
+        "recovered_after_s": (after[0] - signalled) if after else None,
+        "observed_s": end - signalled,
+        "errors": len(failed),
+        "error_types": error_types,
+        "errors_before_signal": sum(
+            1 for c in calls if c[2] is not None and c[1] is not None and c[1] < signalled
+        ),
+        "slowest_call_s": max(durations, default=None),
+    }
+
+
+# -- scenarios -----------------------------------------------------------------------
+
+
+async def scenario(
+    reactor: Any, kind: str, client: str, signal: str, root: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    grid = Grid(reactor, kind, root / f"{kind}-{client}-{signal}", [MASTER, SLAVE])
+    server: IceServer | None = None
+    try:
+        await grid.start(MASTER)
+        await grid.start(SLAVE)
+        writer = await open_writer(reactor, grid)
+        try:
+            await wait_synced(reactor, grid, writer, [SLAVE], "failover")
+        finally:
+            await writer.close()
+        server = await start_ice_server(reactor, grid.locator(MASTER), (ADAPTER,), name=kind)
+        await probe_adapter(reactor, grid.client_port(SLAVE), ADAPTER, timeout=30)
+        if client == "gridreg.client":
+            calls, signalled, end = await run_locator_client(reactor, grid, signal, args)
+        else:
+            calls, signalled, end = await run_ice_client(reactor, grid, client, signal, args)
+    finally:
+        await grid.stop_all()
+        if server is not None:
+            await server.process.terminate()
+        remove_tree(grid.root, args.keep)
+    result = analyse(calls, signalled, end)
+    gap = fmt(result["gap_s"] * 1000, ".0f")
+    recovered = result["recovered_after_s"]
+    out(f"  {kind:7} {client:14} SIG{signal:4}: gap {'>= ' if result['gap_is_lower_bound'] else ''}"
+        f"{gap} ms, first success "
+        + (f"{recovered * 1000:.0f} ms after the signal" if recovered is not None
+           else f"never ({result['observed_s']:.1f} s observed)")
+        + f", {result['errors']} failed calls {result['error_types'] or ''}")
+    return result
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median gap, plus the largest gap of all and every run."""
+    ordered = sorted(runs, key=lambda r: r["gap_s"])
+    median = dict(ordered[(len(ordered) - 1) // 2])
+    median["gap_max_s"] = ordered[-1]["gap_s"]
+    median["gap_max_is_lower_bound"] = ordered[-1]["gap_is_lower_bound"]
+    median["errors_max"] = max(r["errors"] for r in runs)
+    median["runs"] = runs
+    return median
+
+
+def describe(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return "-"
+    if result["gap_is_lower_bound"]:
+        return f">= {result['gap_s']:.1f} s (stalled)"
+    text = f"{result['gap_s'] * 1000:.0f} ms"
+    if len(result["runs"]) > 1:
+        worst = result["gap_max_s"]
+        text += (f" (max >= {worst:.1f} s)" if result["gap_max_is_lower_bound"]
+                 else f" (max {worst * 1000:.0f})")
+    return text
+
+
+def errors_cell(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return "-"
+    if not result["errors"]:
+        return "0"
+    kinds = ", ".join(f"{n} {name.rsplit('.', 1)[-1]}" for name, n in result["error_types"].items())
+    return kinds
+
+
+def report(kinds: list[str], clients: list[str], signals: list[str],
+           results: dict[str, dict[str, dict[str, Any]]]) -> None:
+    out()
+    out("Failover: longest gap between successful findAdapterById calls when the master gets "
+        "the signal (client calls every 2 ms; locator = master, slave; median of "
+        f"{len(next(iter(next(iter(results.values())).values()))['runs'])} runs)")
+    headers = ["client", "signal"]
+    for kind in kinds:
+        headers += [f"{kind} gap", f"{kind} failed calls"]
+    if kinds == ["icegrid", "gridreg"]:
+        headers.append("gap gridreg/icegrid")
+    rows = []
+    for client in clients:
+        for signal in signals:
+            key = f"{client} {signal}"
+            row = [client, f"SIG{signal}"]
+            for kind in kinds:
+                r = results[kind].get(key)
+                row += [describe(r), errors_cell(r)]
+            if kinds == ["icegrid", "gridreg"]:
+                ice, ours = results["icegrid"].get(key), results["gridreg"].get(key)
+                if ice and ours and not ice["gap_is_lower_bound"] and not ours["gap_is_lower_bound"]:
+                    row.append(fmt(ratio(ours["gap_s"], ice["gap_s"]), ".2f", "x"))
+                else:
+                    row.append("")
+            rows.append(row)
+    out(table(headers, rows))
+    out(f"goal: {GOAL}")
+
+
+async def main(reactor: Any, args: argparse.Namespace) -> None:
+    kinds = registries(args.registries)
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    signals = [s.strip().upper() for s in args.signals.split(",") if s.strip()]
+    for c in clients:
+        if c not in CLIENTS:
+            raise SystemExit(f"unknown client {c!r}; choose from {', '.join(CLIENTS)}")
+    for s in signals:
+        if s not in SIGNALS:
+            raise SystemExit(f"unknown signal {s!r}; choose from {', '.join(SIGNALS)}")
+    root = Path(tempfile.mkdtemp(prefix="bench-failover-"))
+    results: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in kinds}
+    try:
+        for client in clients:
+            for signal in signals:
+                for kind in kinds:
+                    runs = [
+                        await scenario(reactor, kind, client, signal, root, args)
+                        for _ in range(args.repeats)
+                    ]
+                    results[kind][f"{client} {signal}"] = combine(runs)
+    finally:
+        remove_tree(root, args.keep)
+    report(kinds, clients, signals, results)
+    write_json(args.json, {"benchmark": "failover", "machine": machine(),
+                           "arguments": vars(args), "results": results})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    parser.add_argument("--clients", default=",".join(CLIENTS),
+                        help=f"comma-separated, from {', '.join(CLIENTS)}")
+    parser.add_argument("--signals", default=",".join(SIGNALS), help="KILL and/or STOP")
+    parser.add_argument("--kill-after", type=float, default=2.0,
+                        help="seconds of calls before the master gets the signal")
+    parser.add_argument("--duration-kill", type=float, default=6.0,
+                        help="seconds a SIGKILL run lasts (from the first call)")
+    parser.add_argument("--duration-stop", type=float, default=20.0,
+                        help="seconds a SIGSTOP run lasts (from the first call)")
+    parser.add_argument("--interval", type=float, default=0.002, help="seconds between calls")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs per scenario; the table shows the median gap (and the max)")
+    common_arguments(parser)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    run(main, parse_args())

@@ -1,0 +1,421 @@
+"""
+Registry replication: IceGrid and gridreg side by side, in one run.
+
+Three measurements, each on a fresh grid of real processes on loopback
+(IceGrid: C{icegridregistry} replicas; gridreg: C{twist gridregistry}
+replicas over mutual TLS):
+
+  - lag: a master and one slave. N times, add a well-known object on the
+    master through the admin session (IceGrid: a real Ice client holding an
+    admin session, C{bench/ice_admin_driver.py}; gridreg: an
+    L{AdminSession} in this process) while a real Ice client pointed only at
+    the slave polls C{findObjectById} for it every 0.5 ms. Lag is from the
+    write's start to the first poll that finds it; "visible at ack" means no
+    poll that started after the acknowledgement missed the object.
+  - sync: a master holding N objects (IceGrid: added through its admin;
+    gridreg: written into the master's SQLite store before it starts) and a
+    fresh slave: from launching the slave to its first answer for the last
+    object (probed every 2 ms from this process), and to its client
+    endpoint's first validated connection (process start-up alone).
+  - throughput: a master and two slaves; K admin writes with 1 and 16 in
+    flight; writes/s and the CPU the master and slaves spent per write.
+
+    python -m bench.replication [--parts lag,sync,throughput] [--lag-writes 200]
+                                [--sync-sizes 1,10000,100000] [--sync-repeats 3]
+                                [--writes 2000] [--in-flight 1,16] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from bench._grid import (
+    MASTER,
+    Grid,
+    IceObserver,
+    Writer,
+    build_gridreg_store,
+    object_name,
+    open_writer,
+    parse_identity,
+    probe_object,
+    remove_tree,
+    wait_synced,
+)
+from bench._harness import (
+    common_arguments,
+    cpu_seconds,
+    fmt,
+    machine,
+    out,
+    ratio,
+    registries,
+    run,
+    table,
+    wait_for_quiet,
+    write_json,
+)
+
+GOALS = (
+    "lag p50 and max no worse than IceGrid's, every write visible on the slave when "
+    "acknowledged; a fresh slave synced no slower than IceGrid's"
+)
+ADD_CHUNK = 10_000
+SYNC_CATEGORY = "sync"
+SYNC_PREFIX = "obj"
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def ms(value: float | None) -> str:
+    return fmt(None if value is None else value * 1000.0, ".2f")
+
+
+def side_by_side(kinds: list[str], rows: list[tuple[str, dict[str, Any], str]]) -> str:
+    """
+    One row per metric: its value per registry (formatted) and gridreg's
+    ratio to IceGrid; C{rows} are (metric, {kind: raw value}, format spec).
+    """
+    both = kinds == ["icegrid", "gridreg"] or kinds == ["gridreg", "icegrid"]
+    headers = ["metric"] + [k for k in ("icegrid", "gridreg") if k in kinds]
+    if both:
+        headers.append("gridreg/icegrid")
+    lines = []
+    for metric, values, spec in rows:
+        line = [metric]
+        for kind in ("icegrid", "gridreg"):
+            if kind in kinds:
+                value = values.get(kind)
+                line.append(value if isinstance(value, str) else fmt(value, spec))
+        if both:
+            ice, ours = values.get("icegrid"), values.get("gridreg")
+            numeric = isinstance(ice, (int, float)) and isinstance(ours, (int, float))
+            line.append(fmt(ratio(ours, ice), ".2f", "x") if numeric else "")
+        lines.append(line)
+    return table(headers, lines)
+
+
+async def quiet(reactor: Any, args: argparse.Namespace) -> None:
+    if args.quiet_wait > 0:
+        await wait_for_quiet(reactor, args.quiet_below, args.quiet_wait)
+
+
+# -- lag -----------------------------------------------------------------------------
+
+
+async def lag_once(writer: Writer, observer: IceObserver, identity: str) -> dict[str, Any]:
+    polled = await observer.start_poll(identity, timeout=10.0, interval=0.0005)
+    start, ack = await writer.add(identity)
+    poll = await polled
+    if not poll["ok"] or not poll["found"]:
+        raise RuntimeError(f"{identity} never appeared on the slave: {poll}")
+    missed_after_ack = poll["last_miss_start"] is not None and poll["last_miss_start"] >= ack
+    return {
+        "ack_s": ack - start,
+        "lag_s": poll["found_end"] - start,
+        "visible_at_ack": not missed_after_ack,
+        "polls": poll["polls"],
+    }
+
+
+async def measure_lag(reactor: Any, kind: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    grid = Grid(reactor, kind, root / f"{kind}-lag", [MASTER, "Replica1"])
+    writer: Writer | None = None
+    observer: IceObserver | None = None
+    try:
+        await grid.start(MASTER)
+        await grid.start("Replica1")
+        writer = await open_writer(reactor, grid)
+        observer = await IceObserver.open(reactor, grid, "Replica1")
+        await wait_synced(reactor, grid, writer, ["Replica1"], "lag")
+        for i in range(args.lag_warmup):
+            await lag_once(writer, observer, f"lagwarm/obj{i}")
+        await quiet(reactor, args)
+        samples = []
+        for i in range(args.lag_writes):
+            samples.append(await lag_once(writer, observer, f"lag/obj{i}"))
+    finally:
+        if observer is not None:
+            await observer.close()
+        if writer is not None:
+            await writer.close()
+        await grid.stop_all()
+        remove_tree(grid.root, args.keep)
+    lags = [s["lag_s"] for s in samples]
+    acks = [s["ack_s"] for s in samples]
+    result = {
+        "writes": len(samples),
+        "ack_p50_s": percentile(acks, 0.5),
+        "ack_p99_s": percentile(acks, 0.99),
+        "ack_max_s": max(acks),
+        "lag_p50_s": percentile(lags, 0.5),
+        "lag_p99_s": percentile(lags, 0.99),
+        "lag_max_s": max(lags),
+        "visible_at_ack": sum(1 for s in samples if s["visible_at_ack"]),
+        "visible_before_ack": sum(1 for s in samples if s["lag_s"] <= s["ack_s"]),
+        "polls_mean": statistics.mean(s["polls"] for s in samples),
+        "samples": samples,
+    }
+    out(f"  {kind}: lag p50 {ms(result['lag_p50_s'])} ms, p99 {ms(result['lag_p99_s'])} ms, "
+        f"max {ms(result['lag_max_s'])} ms; ack p50 {ms(result['ack_p50_s'])} ms; "
+        f"visible at ack {result['visible_at_ack']}/{result['writes']}")
+    return result
+
+
+def report_lag(kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    out()
+    out(f"Replication lag: {args.lag_writes} admin writes on the master, master + 1 slave "
+        f"(ms from the write's start)")
+
+    def row(metric: str, key: str) -> tuple[str, dict[str, Any], str]:
+        return metric, {k: results[k][key] * 1000.0 for k in kinds}, ".2f"
+
+    out(side_by_side(kinds, [
+        row("write acknowledged p50 ms", "ack_p50_s"),
+        row("write acknowledged p99 ms", "ack_p99_s"),
+        row("visible on slave p50 ms", "lag_p50_s"),
+        row("visible on slave p99 ms", "lag_p99_s"),
+        row("visible on slave max ms", "lag_max_s"),
+        ("visible on slave at ack", {k: f"{results[k]['visible_at_ack']}/{results[k]['writes']}"
+                                     for k in kinds}, ""),
+        ("visible before ack arrived", {k: f"{results[k]['visible_before_ack']}/"
+                                        f"{results[k]['writes']}" for k in kinds}, ""),
+    ]))
+
+
+# -- sync ----------------------------------------------------------------------------
+
+
+async def fresh_slave(reactor: Any, grid: Grid, name: str, count: int) -> dict[str, float]:
+    """Start a slave on an empty database; time its start-up and its sync."""
+    grid.wipe(name)
+    target = parse_identity(object_name(SYNC_CATEGORY, SYNC_PREFIX, count - 1))
+    launch = time.monotonic()
+    starting = Deferred.fromCoroutine(grid.start(name))  # spawned now, not when awaited
+    try:
+        probe = await probe_object(reactor, grid.client_port(name), target, timeout=300)
+    finally:
+        await starting
+    result = {"up_s": probe.connected - launch, "ready_s": probe.found - launch}
+    await grid.stop(name)
+    grid.wipe(name)
+    return result
+
+
+async def measure_sync(reactor: Any, kind: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    sizes = sorted(int(s) for s in args.sync_sizes.split(","))
+    names = [f"Replica{i + 1}" for i in range(len(sizes) * args.sync_repeats)]
+    grid = Grid(reactor, kind, root / f"{kind}-sync", [MASTER, *names])
+    results: dict[str, Any] = {}
+    fresh = iter(names)
+    writer: Writer | None = None
+    added = 0
+    add_seconds = 0.0
+    try:
+        for count in sizes:
+            if kind == "gridreg":
+                # a new master whose store holds exactly `count` objects
+                if writer is not None:
+                    await writer.close()
+                    writer = None
+                await grid.stop(MASTER)
+                grid.wipe(MASTER)
+                seconds = await build_gridreg_store(
+                    grid.data_dir(MASTER), SYNC_CATEGORY, SYNC_PREFIX, count
+                )
+                out(f"  gridreg: master store with {count} objects written in {seconds:.1f} s")
+                await grid.start(MASTER)
+            else:
+                if MASTER not in grid.running:
+                    await grid.start(MASTER)
+                    writer = await open_writer(reactor, grid)
+                assert writer is not None
+                stopped_short = False
+                while added < count:
+                    chunk = min(ADD_CHUNK, count - added)
+                    add_seconds += await writer.add_many(
+                        SYNC_CATEGORY, SYNC_PREFIX, added, chunk, 32
+                    )
+                    added += chunk
+                    projected = add_seconds / added * count
+                    if added < count and projected > args.max_add_seconds:
+                        out(f"  icegrid: adding {count} objects would take about "
+                            f"{projected:.0f} s (> {args.max_add_seconds:.0f} s): skipped")
+                        stopped_short = True
+                        break
+                if stopped_short:
+                    results[str(count)] = {"skipped": f"adding would take ~{projected:.0f} s"}
+                    break
+                out(f"  icegrid: master holds {added} objects (added through the admin in "
+                    f"{add_seconds:.1f} s)")
+            last = parse_identity(object_name(SYNC_CATEGORY, SYNC_PREFIX, count - 1))
+            await probe_object(reactor, grid.client_port(MASTER), last, timeout=300)
+            runs = []
+            for _ in range(args.sync_repeats):
+                await quiet(reactor, args)
+                run_result = await fresh_slave(reactor, grid, next(fresh), count)
+                out(f"  {kind}: fresh slave, {count} objects: up after "
+                    f"{run_result['up_s'] * 1000:.0f} ms, answers for the last object after "
+                    f"{run_result['ready_s'] * 1000:.0f} ms")
+                runs.append(run_result)
+            results[str(count)] = {
+                "up_median_s": statistics.median(r["up_s"] for r in runs),
+                "ready_median_s": statistics.median(r["ready_s"] for r in runs),
+                "ready_max_s": max(r["ready_s"] for r in runs),
+                "runs": runs,
+            }
+    finally:
+        if writer is not None:
+            await writer.close()
+        await grid.stop_all()
+        remove_tree(grid.root, args.keep)
+    return results
+
+
+def report_sync(kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    out()
+    out(f"Fresh slave sync: launch -> first answer for the master's last object "
+        f"(median of {args.sync_repeats}; 'up' = client endpoint first validated a connection)")
+    rows = []
+    for size in sorted({s for k in kinds for s in results[k]}, key=int):
+        for metric, key in (("up", "up_median_s"), ("ready", "ready_median_s"),
+                            ("ready max", "ready_max_s")):
+            values: dict[str, Any] = {}
+            for k in kinds:
+                entry = results[k].get(size, {})
+                values[k] = entry["skipped"] if "skipped" in entry else (
+                    entry[key] * 1000.0 if key in entry else None)
+            rows.append((f"{int(size):>7} objects: {metric} ms", values, ".0f"))
+    out(side_by_side(kinds, rows))
+
+
+# -- throughput ----------------------------------------------------------------------
+
+
+async def measure_throughput(
+    reactor: Any, kind: str, root: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    slaves = ["Replica1", "Replica2"]
+    grid = Grid(reactor, kind, root / f"{kind}-throughput", [MASTER, *slaves])
+    writer: Writer | None = None
+    results: dict[str, Any] = {}
+    try:
+        await grid.start(MASTER)
+        for slave in slaves:
+            await grid.start(slave)
+        writer = await open_writer(reactor, grid)
+        await wait_synced(reactor, grid, writer, slaves, "throughput")
+        await writer.add_many("tputwarm", "obj", 0, 100, 16)
+        for in_flight in (int(n) for n in args.in_flight.split(",")):
+            await quiet(reactor, args)
+            names = [MASTER, *slaves]
+            before = {n: cpu_seconds(grid.pid(n)) for n in names}
+            seconds = await writer.add_many("tput", f"f{in_flight}-", 0, args.writes, in_flight)
+            cpu = {n: cpu_seconds(grid.pid(n)) - before[n] for n in names}
+            last = parse_identity(object_name("tput", f"f{in_flight}-", args.writes - 1))
+            for slave in slaves:  # every write reached every slave
+                await probe_object(reactor, grid.client_port(slave), last, timeout=60)
+            results[str(in_flight)] = {
+                "writes": args.writes,
+                "seconds": seconds,
+                "writes_per_s": args.writes / seconds,
+                "master_cpu_us_per_write": cpu[MASTER] / args.writes * 1e6,
+                "slave_cpu_us_per_write": sum(cpu[s] for s in slaves) / len(slaves)
+                / args.writes * 1e6,
+            }
+            r = results[str(in_flight)]
+            out(f"  {kind}: {in_flight:>2} in flight: {r['writes_per_s']:.0f} writes/s, master "
+                f"{r['master_cpu_us_per_write']:.0f} us CPU/write, each slave "
+                f"{r['slave_cpu_us_per_write']:.0f} us CPU/write")
+    finally:
+        if writer is not None:
+            await writer.close()
+        await grid.stop_all()
+        remove_tree(grid.root, args.keep)
+    return results
+
+
+def report_throughput(
+    kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace
+) -> None:
+    out()
+    out(f"Write throughput: {args.writes} admin writes, master + 2 slaves "
+        f"(CPU from /proc over the writes; on a 2-core machine)")
+    rows = []
+    for in_flight in args.in_flight.split(","):
+        for metric, key, spec in (("writes/s", "writes_per_s", ".0f"),
+                                  ("master us CPU/write", "master_cpu_us_per_write", ".0f"),
+                                  ("slave us CPU/write", "slave_cpu_us_per_write", ".0f")):
+            rows.append((f"{int(in_flight):>2} in flight: {metric}",
+                         {k: results[k][in_flight][key] for k in kinds}, spec))
+    out(side_by_side(kinds, rows))
+
+
+# -- main ----------------------------------------------------------------------------
+
+
+PARTS = {
+    "lag": (measure_lag, report_lag),
+    "sync": (measure_sync, report_sync),
+    "throughput": (measure_throughput, report_throughput),
+}
+
+
+async def main(reactor: Any, args: argparse.Namespace) -> None:
+    kinds = registries(args.registries)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    for part in parts:
+        if part not in PARTS:
+            raise SystemExit(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
+    root = Path(tempfile.mkdtemp(prefix="bench-replication-"))
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for part in parts:
+            measure, _ = PARTS[part]
+            out(f"{part}:")
+            results[part] = {}
+            for kind in kinds:
+                results[part][kind] = await measure(reactor, kind, root, args)
+    finally:
+        remove_tree(root, args.keep)
+    for part in parts:
+        PARTS[part][1](kinds, results[part], args)
+    out()
+    out(f"goals: {GOALS}")
+    write_json(args.json, {"benchmark": "replication", "machine": machine(),
+                           "arguments": vars(args), "results": results})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    parser.add_argument("--parts", default="lag,sync,throughput",
+                        help="which measurements, comma-separated (default: all)")
+    parser.add_argument("--lag-writes", type=int, default=200, help="writes whose lag is measured")
+    parser.add_argument("--lag-warmup", type=int, default=5, help="writes before those")
+    parser.add_argument("--sync-sizes", default="1,10000,100000",
+                        help="objects the master holds when a fresh slave starts")
+    parser.add_argument("--sync-repeats", type=int, default=3,
+                        help="fresh slaves started per size (the median is reported)")
+    parser.add_argument("--max-add-seconds", type=float, default=180.0,
+                        help="skip a size whose objects IceGrid's admin would take longer to add")
+    parser.add_argument("--writes", type=int, default=2000, help="writes per throughput window")
+    parser.add_argument("--in-flight", default="1,16", help="writes in flight, comma-separated")
+    common_arguments(parser)
+    parser.set_defaults(quiet_wait=30.0)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    run(main, parse_args())
