@@ -65,6 +65,29 @@ BENCH_DIR = REPO_ROOT / "bench"
 STORE_BATCH = 1000
 
 
+_tracked: list[LineProcess] = []
+_cleanup_installed: list[bool] = []
+
+
+def track(reactor: Any, process: LineProcess) -> LineProcess:
+    """
+    Terminate C{process} when the reactor shuts down, if it still runs: an
+    interrupted benchmark (Ctrl-C stops the reactor without running the
+    coroutines' C{finally} blocks) leaves no registry or client behind.
+    """
+    if not _cleanup_installed:
+        _cleanup_installed.append(True)
+        reactor.addSystemEventTrigger("before", "shutdown", _terminate_tracked)
+    _tracked[:] = [p for p in _tracked if p.ended is None]
+    _tracked.append(process)
+    return process
+
+
+def _terminate_tracked() -> Deferred[Any]:
+    running = [p for p in _tracked if p.ended is None]
+    return DeferredList([p.terminate() for p in running], consumeErrors=True)
+
+
 def object_name(category: str, prefix: str, index: int) -> str:
     return f"{category}/{prefix}{index}"
 
@@ -149,6 +172,7 @@ class Grid:
             )
         else:
             registry = await start_gridregistry(self.reactor, workdir, self.properties(name))
+        track(self.reactor, registry.process)
         self.running[name] = registry
         return registry
 
@@ -204,7 +228,7 @@ class IceDriver:
     ) -> IceDriver:
         args = [ICE_PYTHON, str(BENCH_DIR / "ice_admin_driver.py"), f"--locator={locator}"]
         args += [f"--property={k}={v}" for k, v in properties.items()]
-        process = LineProcess.spawn(reactor, name, args, ice_env(), BENCH_DIR)
+        process = track(reactor, LineProcess.spawn(reactor, name, args, ice_env(), BENCH_DIR))
         try:
             await process.next_event("ready", timeout=30)
         except BaseException:
@@ -441,14 +465,18 @@ async def _probe(
                         assert connected is not None
                         return ProbeResult(connected, found)
             except Exception:  # refused, lost, timed out: connect again
-                if protocol is not None and protocol.connected:
-                    protocol.transport.abortConnection()
+                _abort(protocol)
                 protocol = None
             await deferLater(reactor, interval)
     finally:
-        if protocol is not None and protocol.connected:
-            protocol.transport.abortConnection()
+        _abort(protocol)
     raise RuntimeError(f"{what} not found on port {port} in {timeout} s")
+
+
+def _abort(protocol: IceClientProtocol | None) -> None:
+    if protocol is not None and protocol.connected:
+        transport: Any = protocol.transport
+        transport.abortConnection()
 
 
 def parse_identity(text: str) -> Identity:

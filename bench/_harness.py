@@ -43,7 +43,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: python bench/locate.py
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests._processes import (
+from tests._processes import (  # noqa: E402 - after the sys.path fix above
     IceClient,
     IceServer,
     RunningRegistry,

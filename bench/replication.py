@@ -28,17 +28,20 @@ replicas over mutual TLS):
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 
 from bench._grid import (
     MASTER,
     Grid,
+    IceGridWriter,
     IceObserver,
     Writer,
     build_gridreg_store,
@@ -54,6 +57,7 @@ from bench._harness import (
     cpu_seconds,
     fmt,
     machine,
+    machine_busy_seconds,
     out,
     ratio,
     registries,
@@ -112,6 +116,31 @@ async def quiet(reactor: Any, args: argparse.Namespace) -> None:
         await wait_for_quiet(reactor, args.quiet_below, args.quiet_wait)
 
 
+@attrs.define
+class Window:
+    """CPU used by our processes and by the whole machine since the window started."""
+
+    pids: list[int]
+    wall: float
+    ours: float
+    machine: float
+
+    @classmethod
+    def start(cls, pids: list[int]) -> Window:
+        return cls(pids, time.monotonic(), cls._ours(pids), machine_busy_seconds())
+
+    @staticmethod
+    def _ours(pids: list[int]) -> float:
+        return sum(cpu_seconds(p) for p in pids if p)
+
+    def other_cores(self) -> float:
+        """Cores other programs kept busy meanwhile: the noise in the figures."""
+        wall = time.monotonic() - self.wall
+        machine = machine_busy_seconds() - self.machine
+        ours = self._ours(self.pids) - self.ours
+        return max(0.0, machine - ours) / wall if wall > 0 else 0.0
+
+
 # -- lag -----------------------------------------------------------------------------
 
 
@@ -130,7 +159,9 @@ async def lag_once(writer: Writer, observer: IceObserver, identity: str) -> dict
     }
 
 
-async def measure_lag(reactor: Any, kind: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+async def measure_lag(
+    reactor: Any, kind: str, root: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     grid = Grid(reactor, kind, root / f"{kind}-lag", [MASTER, "Replica1"])
     writer: Writer | None = None
     observer: IceObserver | None = None
@@ -143,9 +174,15 @@ async def measure_lag(reactor: Any, kind: str, root: Path, args: argparse.Namesp
         for i in range(args.lag_warmup):
             await lag_once(writer, observer, f"lagwarm/obj{i}")
         await quiet(reactor, args)
+        pids = [grid.pid(MASTER), grid.pid("Replica1"), os.getpid(),
+                observer.driver.process.pid or 0]
+        if isinstance(writer, IceGridWriter):
+            pids.append(writer.driver.process.pid or 0)
+        window = Window.start(pids)
         samples = []
         for i in range(args.lag_writes):
             samples.append(await lag_once(writer, observer, f"lag/obj{i}"))
+        other_cores = window.other_cores()
     finally:
         if observer is not None:
             await observer.close()
@@ -166,15 +203,19 @@ async def measure_lag(reactor: Any, kind: str, root: Path, args: argparse.Namesp
         "visible_at_ack": sum(1 for s in samples if s["visible_at_ack"]),
         "visible_before_ack": sum(1 for s in samples if s["lag_s"] <= s["ack_s"]),
         "polls_mean": statistics.mean(s["polls"] for s in samples),
+        "other_cores": other_cores,
         "samples": samples,
     }
     out(f"  {kind}: lag p50 {ms(result['lag_p50_s'])} ms, p99 {ms(result['lag_p99_s'])} ms, "
         f"max {ms(result['lag_max_s'])} ms; ack p50 {ms(result['ack_p50_s'])} ms; "
-        f"visible at ack {result['visible_at_ack']}/{result['writes']}")
+        f"visible at ack {result['visible_at_ack']}/{result['writes']}; "
+        f"other programs kept {other_cores:.2f} cores busy")
     return result
 
 
-def report_lag(kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+def report_lag(
+    kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace
+) -> None:
     out()
     out(f"Replication lag: {args.lag_writes} admin writes on the master, master + 1 slave "
         f"(ms from the write's start)")
@@ -214,7 +255,9 @@ async def fresh_slave(reactor: Any, grid: Grid, name: str, count: int) -> dict[s
     return result
 
 
-async def measure_sync(reactor: Any, kind: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+async def measure_sync(
+    reactor: Any, kind: str, root: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     sizes = sorted(int(s) for s in args.sync_sizes.split(","))
     names = [f"Replica{i + 1}" for i in range(len(sizes) * args.sync_repeats)]
     grid = Grid(reactor, kind, root / f"{kind}-sync", [MASTER, *names])
@@ -284,7 +327,9 @@ async def measure_sync(reactor: Any, kind: str, root: Path, args: argparse.Names
     return results
 
 
-def report_sync(kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+def report_sync(
+    kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace
+) -> None:
     out()
     out(f"Fresh slave sync: launch -> first answer for the master's last object "
         f"(median of {args.sync_repeats}; 'up' = client endpoint first validated a connection)")
@@ -299,6 +344,8 @@ def report_sync(kinds: list[str], results: dict[str, dict[str, Any]], args: argp
                     entry[key] * 1000.0 if key in entry else None)
             rows.append((f"{int(size):>7} objects: {metric} ms", values, ".0f"))
     out(side_by_side(kinds, rows))
+    out("('up': IceGrid opens its client endpoint only once it has synced with the master; "
+        "gridreg opens it first and answers from its empty database until the snapshot is in)")
 
 
 # -- throughput ----------------------------------------------------------------------
@@ -321,9 +368,14 @@ async def measure_throughput(
         for in_flight in (int(n) for n in args.in_flight.split(",")):
             await quiet(reactor, args)
             names = [MASTER, *slaves]
+            pids = [grid.pid(n) for n in names] + [os.getpid()]
+            if isinstance(writer, IceGridWriter):
+                pids.append(writer.driver.process.pid or 0)
+            window = Window.start(pids)
             before = {n: cpu_seconds(grid.pid(n)) for n in names}
             seconds = await writer.add_many("tput", f"f{in_flight}-", 0, args.writes, in_flight)
             cpu = {n: cpu_seconds(grid.pid(n)) - before[n] for n in names}
+            other_cores = window.other_cores()
             last = parse_identity(object_name("tput", f"f{in_flight}-", args.writes - 1))
             for slave in slaves:  # every write reached every slave
                 await probe_object(reactor, grid.client_port(slave), last, timeout=60)
@@ -334,11 +386,13 @@ async def measure_throughput(
                 "master_cpu_us_per_write": cpu[MASTER] / args.writes * 1e6,
                 "slave_cpu_us_per_write": sum(cpu[s] for s in slaves) / len(slaves)
                 / args.writes * 1e6,
+                "other_cores": other_cores,
             }
             r = results[str(in_flight)]
             out(f"  {kind}: {in_flight:>2} in flight: {r['writes_per_s']:.0f} writes/s, master "
                 f"{r['master_cpu_us_per_write']:.0f} us CPU/write, each slave "
-                f"{r['slave_cpu_us_per_write']:.0f} us CPU/write")
+                f"{r['slave_cpu_us_per_write']:.0f} us CPU/write; other programs kept "
+                f"{other_cores:.2f} cores busy")
     finally:
         if writer is not None:
             await writer.close()
@@ -380,6 +434,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         if part not in PARTS:
             raise SystemExit(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
     root = Path(tempfile.mkdtemp(prefix="bench-replication-"))
+    # an interrupted run skips the finally below; the reactor's shutdown does not
+    reactor.addSystemEventTrigger("after", "shutdown", remove_tree, root, args.keep)
     results: dict[str, dict[str, Any]] = {}
     try:
         for part in parts:

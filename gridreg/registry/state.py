@@ -46,6 +46,35 @@ class ObjectInfo:
     type: str = ""
 
 
+class StoredObject:
+    """
+    A well-known object loaded from the store: its proxy is decoded the
+    first time it is used, so a registry holding many objects starts fast
+    and keeps only the stored text of those nobody asks for.
+    """
+
+    __slots__ = ("_field", "_proxy", "type")
+
+    def __init__(self, field: str, type: str) -> None:
+        self._field = field
+        self._proxy: Optional[Proxy] = None
+        self.type = type
+
+    @property
+    def proxy(self) -> Proxy:
+        if self._proxy is None:
+            self._proxy = decode_proxy_field(self._field)
+        return self._proxy
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (StoredObject, ObjectInfo)):
+            return (self.proxy, self.type) == (other.proxy, other.type)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"StoredObject({self._field!r}, {self.type!r})"
+
+
 def encode_proxy_field(proxy: Proxy) -> str:
     """A proxy as stored: its exact 1.1 marshaling, base64, so nothing is lost."""
     out = OutputStream(ENCODING_1_1)
@@ -95,7 +124,7 @@ class RegistryState:
     def __init__(self, rng: Optional[random.Random] = None) -> None:
         self.adapters: dict[str, AdapterInfo] = {}
         self.replica_groups: dict[str, list[str]] = {}
-        self.objects: dict[Identity, ObjectInfo] = {}
+        self.objects: dict[Identity, ObjectInfo | StoredObject] = {}
         self.builtin_objects: dict[Identity, ObjectInfo] = {}
         #: every replica's published endpoints, by name, as replicated
         self.replicas: dict[str, dict] = {}
@@ -124,11 +153,15 @@ class RegistryState:
         self._by_type.clear()
         self.replicas.clear()
         self.deployed.clear()
-        self._apply_all(
-            Mutation(kind, key, value)
-            for kind in (ADAPTER, OBJECT, REPLICA, APPLICATION)
-            for key, value in records.get(kind, {}).items()
-        )
+        apply = {
+            ADAPTER: self._apply_adapter,
+            OBJECT: self._apply_object,
+            REPLICA: self.replicas.__setitem__,
+            APPLICATION: self.deployed.put,
+        }
+        for kind, put in apply.items():
+            for key, value in records.get(kind, {}).items():
+                put(key, value)
         self._rediscover()
         self._changed()
 
@@ -183,7 +216,7 @@ class RegistryState:
                     del self._by_type[old.type]
         if value is None:
             return
-        info = ObjectInfo(decode_proxy_field(value["proxy"]), value["type"])
+        info = StoredObject(value["proxy"], value["type"])
         self.objects[identity] = info
         self._by_type.setdefault(info.type, {})[identity] = info
 
