@@ -7,6 +7,7 @@ clients, SIGKILL, restarts and promotion.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -16,6 +17,8 @@ from twisted.trial.unittest import TestCase
 
 from gridreg.certs import make_demo_certs
 from tests._processes import (
+    REPO_ROOT,
+    LineProcess,
     RunningRegistry,
     free_port,
     ice_missing,
@@ -89,6 +92,38 @@ class GridProcesses:
         self.testcase.addCleanup(registry.stop)
         return registry
 
+    def admin_config(self) -> Path:
+        path = self.root / "admin.cfg"
+        path.write_text(
+            f"Ice.Default.Locator = {self.locator()}\n"
+            f"IceSSL.DefaultDir = {self.certs}\n"
+            "IceSSL.CAs = ca.pem\n"
+            "IceSSL.CertFile = admin-admin.pem\n"
+            "IceSSL.KeyFile = admin-admin.key\n"
+        )
+        return path
+
+    async def gridadmin(self, *args: str) -> tuple[int, str]:
+        """Run gridadmin; return its exit code and output."""
+        process = LineProcess.spawn(
+            reactor,
+            "gridadmin",
+            [
+                sys.executable,
+                "-m",
+                "gridreg.admin.cli",
+                "--config",
+                str(self.admin_config()),
+                *args,
+            ],
+            {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+            str(self.root),
+        )
+        await process.when_ended()
+        return process.exit_code, "\n".join(process.lines) + bytes(process.stderr).decode(
+            "utf-8", "replace"
+        )
+
     async def resolves(self, locator: str, proxy: str, expected: str) -> bool:
         [result] = await run_ice_client(reactor, locator, [["resolve", proxy]])
         return bool(result["ok"]) and result.get("result") == expected
@@ -97,6 +132,49 @@ class GridProcesses:
 class ReplicationProcessTests(TestCase):
     skip = ice_missing()
     timeout = 120
+
+    async def test_gridadmin_changes_reach_slaves_and_clients_fail_over(self) -> None:
+        """
+        An object added with gridadmin on the master resolves on both slaves;
+        gridadmin writes sent to a slave are refused (exit 4); with the master
+        killed, real Ice clients and gridreg.client keep resolving.
+        """
+        grid = GridProcesses(self)
+        master = await grid.start("Master")
+        await grid.start("Replica1")
+        await grid.start("Replica2")
+        for slave in ("Replica1", "Replica2"):
+            await eventually(lambda s=slave: _knows_internal(grid.locator("Master"), s))
+        server = await start_ice_server(
+            reactor, grid.locator("Master"), ("HelloAdapter",), name="A", objects=("greeter",)
+        )
+        self.addCleanup(server.stop)
+        code, output = await grid.gridadmin(
+            "object", "add", "greeter@HelloAdapter", "::Demo::Hello"
+        )
+        self.assertEqual(code, 0, output)
+        for slave in ("Replica1", "Replica2"):
+            self.assertTrue(
+                await grid.resolves(grid.locator(slave), "greeter", "A"),
+                f"acknowledged on the master, so already on {slave}",
+            )
+        code, output = await grid.gridadmin("--replica", "Replica1", "object", "remove", "greeter")
+        self.assertEqual(code, 4, output)
+        self.assertIn("read-only", output)
+
+        await master.kill("KILL")
+        self.assertTrue(await grid.resolves(grid.locator(), "greeter", "A"))
+        code, output = await grid.gridadmin("--replica", "Replica2", "object", "list")
+        self.assertEqual(code, 0, output)
+        self.assertIn("greeter", output)
+
+        from gridreg.client import LocatorClient
+
+        client = LocatorClient(reactor, grid.locator(), cache_timeout=0)
+        client.startService()
+        self.addCleanup(client.stopService)
+        endpoints = await client.resolve("greeter")
+        self.assertEqual([e.port for e in endpoints], [server.port("HelloAdapter")])
 
     async def test_master_and_two_slaves(self) -> None:
         """
