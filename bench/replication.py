@@ -28,6 +28,7 @@ replicas over mutual TLS):
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import tempfile
@@ -180,8 +181,14 @@ async def measure_lag(
             pids.append(writer.driver.process.pid or 0)
         window = Window.start(pids)
         samples = []
-        for i in range(args.lag_writes):
-            samples.append(await lag_once(writer, observer, f"lag/obj{i}"))
+        # this process times the writes: keep its own collector's pauses out of them
+        gc.collect()
+        gc.disable()
+        try:
+            for i in range(args.lag_writes):
+                samples.append(await lag_once(writer, observer, f"lag/obj{i}"))
+        finally:
+            gc.enable()
         other_cores = window.other_cores()
     finally:
         if observer is not None:

@@ -34,7 +34,7 @@ from gridreg.ice.messages import (
     encode_request,
     reply_error,
 )
-from gridreg.ice.server import DEFAULT_MESSAGE_SIZE_MAX
+from gridreg.ice.server import DEFAULT_MESSAGE_SIZE_MAX, set_no_delay
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Version
 
 _HEADER = struct.Struct("<4sBBBBBBi")
@@ -68,6 +68,7 @@ class IceClientProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        set_no_delay(self.transport)
 
     def when_validated(self) -> Deferred[IceClientProtocol]:
         """A fresh Deferred fired once the server has validated the connection."""

@@ -43,6 +43,19 @@ _REQUEST_ID = struct.Struct("<i")
 DEFAULT_MESSAGE_SIZE_MAX = 1024 * 1024
 
 
+def set_no_delay(transport: object) -> None:
+    """
+    Send small messages at once: without TCP_NODELAY, Nagle's algorithm holds
+    a reply back until the peer's delayed ACK, up to 40 ms on Linux.
+    """
+    set_tcp_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_tcp_no_delay is not None:
+        try:
+            set_tcp_no_delay(True)
+        except OSError:
+            pass  # not a TCP socket after all (a UNIX socket, or already closed)
+
+
 class IceServerProtocol(Protocol):
     """One accepted Ice connection."""
 
@@ -59,6 +72,7 @@ class IceServerProtocol(Protocol):
         # On a plain TCP transport with nothing queued, replies go straight to
         # the socket: it saves the reactor a writability round trip per reply.
         self._direct = type(self.transport) in _DIRECT_TRANSPORTS
+        set_no_delay(self.transport)
         self.transport.write(VALIDATE_CONNECTION)
 
     def _write(self, data: bytes) -> None:
@@ -138,16 +152,17 @@ class IceServerProtocol(Protocol):
             body = adapter.cached_reply(key)
             if body is None:
                 body = adapter.dispatch(decode_request(message[HEADER_SIZE:]), key)
+            if type(body) is bytes:  # the common case; isinstance on Deferred is slow
+                if request_id:
+                    replies.append(reply_message(request_id, body, 1 if compression else 0))
+                return
+            assert isinstance(body, Deferred)
             if request_id == 0:
-                if isinstance(body, Deferred):
-                    body.addErrback(self._late_failure)
+                body.addErrback(self._late_failure)
                 return
-            if isinstance(body, Deferred):
-                body.addCallback(self._late_reply, request_id, compression).addErrback(
-                    self._late_failure
-                )
-                return
-            replies.append(reply_message(request_id, body, 1 if compression else 0))
+            body.addCallback(self._late_reply, request_id, compression).addErrback(
+                self._late_failure
+            )
         elif mtype == MessageType.BATCH_REQUEST:
             for request in decode_batch_request(message[HEADER_SIZE:]):
                 body = self.adapter.dispatch(request)

@@ -30,7 +30,7 @@ ENCODING_1_0 = Version(1, 0)
 ENCODING_1_1 = Version(1, 1)
 
 
-@attrs.frozen(order=True)
+@attrs.frozen(order=True, cache_hash=True)
 class Identity:
     """An Ice object identity; C{name} comes first on the wire."""
 

@@ -25,9 +25,9 @@ from gridreg.ice.exceptions import (
 )
 from gridreg.ice.messages import Request
 from gridreg.ice.servant import Servant, Uncached, operation
-from gridreg.ice.types import Identity, Proxy
+from gridreg.ice.types import ENCODING_1_1, Identity, Proxy
 from gridreg.registry.database import RegistryDatabase
-from gridreg.registry.state import RegistryState
+from gridreg.registry.state import ObjectInfo, RegistryState, StoredObject
 from gridreg.registry.trace import TraceLevels
 
 #: the identity IceGrid gives the direct proxies that findAdapterById returns
@@ -48,6 +48,13 @@ def _proxy_result(request: Request, proxy: Optional[Proxy]) -> bytes:
     out = OutputStream(request.encoding)
     out.write_proxy(proxy)
     return out.getvalue()
+
+
+def _object_result(request: Request, info: ObjectInfo | StoredObject) -> bytes:
+    """A well-known object's proxy; in encoding 1.1, straight from the store's bytes."""
+    if type(info) is StoredObject and request.encoding == ENCODING_1_1:
+        return info.wire
+    return _proxy_result(request, info.proxy)
 
 
 class LocatorServant(Servant):
@@ -90,7 +97,7 @@ class LocatorServant(Servant):
                     name=identity.name,
                 )
             raise ObjectNotFoundException()
-        return _proxy_result(request, info.proxy)
+        return _object_result(request, info)
 
     @operation("getRegistry", idempotent=True, cacheable=True)
     def get_registry(self, request: Request, params: InputStream) -> bytes:
@@ -129,7 +136,7 @@ class QueryServant(Servant):
     @operation("findObjectById", idempotent=True, cacheable=True)
     def find_object_by_id(self, request: Request, params: InputStream) -> bytes:
         info = self.state.find_object(params.read_identity())
-        return _proxy_result(request, info.proxy if info is not None else None)
+        return _object_result(request, info) if info is not None else _proxy_result(request, None)
 
     @operation("findObjectByType", idempotent=True)
     def find_object_by_type(self, request: Request, params: InputStream) -> bytes:
