@@ -246,3 +246,13 @@ class ReplicationTests(SynchronousTestCase):
         second.startService()
         self.grid.run_until(lambda: bool(conflicts), limit=10)
         self.assertEqual(conflicts, [second])
+
+    def test_fresh_slave_serves_clients_only_once_synced(self) -> None:
+        """An empty slave refuses Ice connections until its first sync is done."""
+        self.successResultOf(self.settled(self.master.database.add_object(hello())))
+        slave = self.grid.start("Replica1")
+        self.assertIsNone(slave.client_factory.buildProtocol(None))
+        self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves())
+        self.grid.settle(0.1)
+        self.assertIsNotNone(slave.client_factory.buildProtocol(None))
+        self.assertTrue(has_object(slave, "hello"))

@@ -213,8 +213,13 @@ class IceServerFactory(Factory):
         self.adapter = adapter
         self.max_message_size = max_message_size
         self.connections: set[IceServerProtocol] = set()
+        #: when false, connections are closed at once, as if nobody listened,
+        #: so Ice clients move on to the next endpoint
+        self.accepting = True
 
-    def buildProtocol(self, addr: IAddress) -> IceServerProtocol:
+    def buildProtocol(self, addr: IAddress) -> Optional[IceServerProtocol]:
+        if not self.accepting:
+            return None
         protocol = _TrackedServerProtocol(self.adapter, self.max_message_size)
         protocol.factory = self
         return protocol

@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, DeferredList, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 
 from gridreg.protocol.commands import (
     CHUNK_SIZE,
@@ -36,6 +37,8 @@ from gridreg.store.records import Change, StoreState, change_to_json
 
 #: the most change JSON sent in one PushChanges value
 _BATCH_BYTES = 50_000
+#: snapshot chunks in flight at once
+_WINDOW = 16
 
 
 def snapshot_to_json(state: StoreState) -> bytes:
@@ -131,19 +134,47 @@ class SlaveSession:
             size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
         )
-        for seq, offset in enumerate(range(0, len(data), CHUNK_SIZE)):
-            chunk = data[offset : offset + CHUNK_SIZE]
-            d.addCallback(
-                lambda _, s=seq, c=chunk: self._call(
-                    SnapshotChunk, transfer=transfer, seq=s, data=c
-                )
-            )
+        d.addCallback(lambda _: self._send_chunks(transfer, data))
         d.addCallback(lambda _: self._call(EndSnapshot, transfer=transfer))
 
         def done(answer: dict[str, Any]) -> None:
             self.serial = answer["serial"]
 
         return d.addCallback(done)
+
+    def _send_chunks(self, transfer: str, data: bytes) -> Deferred[None]:
+        """
+        Send the snapshot's chunks, up to C{_WINDOW} unacknowledged at a time:
+        AMP keeps them in order, and the window bounds what is buffered.
+        """
+        chunks = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)]
+        done: Deferred[None] = Deferred()
+        state = {"next": 0, "outstanding": 0, "failed": False}
+
+        def send_more() -> None:
+            while state["outstanding"] < _WINDOW and state["next"] < len(chunks):
+                seq = state["next"]
+                state["next"] += 1
+                state["outstanding"] += 1
+                self._call(
+                    SnapshotChunk, transfer=transfer, seq=seq, data=chunks[seq]
+                ).addCallbacks(acked, failed)
+            if state["outstanding"] == 0 and not done.called:
+                done.callback(None)
+
+        def acked(_: object) -> None:
+            state["outstanding"] -= 1
+            if not state["failed"]:
+                send_more()
+
+        def failed(failure: Failure) -> None:
+            state["outstanding"] -= 1
+            if not state["failed"]:
+                state["failed"] = True
+                done.errback(failure)
+
+        send_more()
+        return done
 
     def drop(self, why: str) -> None:
         """Close the session; the slave will reconnect and catch up."""

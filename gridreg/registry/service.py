@@ -389,12 +389,19 @@ class RegistryService(Service):
             check_master=lambda transport: self.security.check_server(transport, MASTER),
         )
         self.slave = slave
+        if self.store.serial == 0:
+            # An empty slave would answer "not found" for everything: like
+            # IceGrid, it serves Ice clients only once it has synced.
+            self.client_factory.accepting = self.server_factory.accepting = False
         self.database.read_only = self.not_master_message
         self.database.forward = self._forward_registration
         slave.startService()
 
     def _set_active(self, names: list[str]) -> None:
         me = self.config.replica_name
+        if me in names and not self.client_factory.accepting:
+            self.log.info("Replica {replica} is in sync: serving Ice clients", replica=me)
+            self.client_factory.accepting = self.server_factory.accepting = True
         self.active = [me, *[n for n in names if n != me]]
         self._rediscover()
 
