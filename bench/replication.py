@@ -351,8 +351,8 @@ def report_sync(
                     entry[key] * 1000.0 if key in entry else None)
             rows.append((f"{int(size):>7} objects: {metric} ms", values, ".0f"))
     out(side_by_side(kinds, rows))
-    out("('up': IceGrid opens its client endpoint only once it has synced with the master; "
-        "gridreg opens it first and answers from its empty database until the snapshot is in)")
+    out("('up': the slave's client endpoint first validated an Ice connection; IceGrid opens "
+        "it only once synced with the master, so its 'up' includes the sync)")
 
 
 # -- throughput ----------------------------------------------------------------------
