@@ -106,9 +106,16 @@ def locator_retry_policy(
     not reconnect in lockstep. The jitter is bounded because Twisted's
     default (up to a whole second) alone would break sub-second failover.
     """
-    return backoffPolicy(
+    backoff = backoffPolicy(
         initialDelay=initial_delay,
         maxDelay=max_delay,
         factor=factor,
         jitter=lambda: max_jitter * random(),
     )
+
+    def policy(attempt: int) -> float:
+        # The first attempt after a loss goes to the next replica at once:
+        # the one that failed is behind us, so there is nothing to wait for.
+        return 0.0 if attempt <= 1 else backoff(attempt - 1)
+
+    return policy

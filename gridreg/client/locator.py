@@ -251,6 +251,7 @@ class LocatorClient(Service):
     def _connected(self, protocol: _LocatorConnection) -> None:
         protocol.endpoint_index = self.failover.current_index
         self._live = protocol
+        protocol.when_lost().addCallback(lambda _: self._lost(protocol))
         self.log.info(
             "Connected to the locator at {endpoint}", endpoint=repr(self.failover.current)
         )
@@ -346,6 +347,11 @@ class LocatorClient(Service):
 
         waiting.addBoth(bounce)
         return later
+
+    def _lost(self, protocol: _LocatorConnection) -> None:
+        """A replica dropped us (it died, or closed): reconnect to the next one."""
+        if not protocol.condemned and self.failover.current_index == protocol.endpoint_index:
+            self.failover.advance()
 
     def _condemn(self, protocol: _LocatorConnection) -> None:
         """Give up on a connection (once) and make the next replica current."""
