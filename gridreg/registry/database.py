@@ -74,24 +74,37 @@ class RegistryDatabase:
     def _serially(
         self, validate_and_build: Callable[[], list[Mutation]]
     ) -> Deferred[Optional[Change]]:
-        """Validate against the current state and commit, one write at a time."""
+        """
+        Validate against the current state and commit, one write at a time;
+        fire once the slaves have the change too.
 
+        Only validation, the local commit and handing the change to the
+        replication queues hold the lock: the queues keep serial order, so
+        the next write need not wait for this one's acknowledgements.
+        """
         if self.read_only is not None:
             return fail(NotMasterError(self.read_only()))
 
-        def run() -> Deferred[Optional[Change]]:
+        def run() -> Deferred[Optional[tuple[Change, Deferred[None]]]]:
             mutations = validate_and_build()
             if not mutations:
                 return succeed(None)
-            d = self.store.commit(mutations)
 
-            def applied(change: Change) -> Deferred[Change]:
+            def applied(change: Change) -> tuple[Change, Deferred[None]]:
                 self.state.apply(change.mutations)
-                return self.replicate(change).addCallback(lambda _: change)
+                return change, self.replicate(change)
 
-            return d.addCallback(applied)
+            return self.store.commit(mutations).addCallback(applied)
 
-        return self._lock.run(run)
+        def replicated(
+            committed: Optional[tuple[Change, Deferred[None]]],
+        ) -> Optional[Deferred[Change]]:
+            if committed is None:
+                return None
+            change, acknowledged = committed
+            return acknowledged.addCallback(lambda _: change)
+
+        return self._lock.run(run).addCallback(replicated)
 
     def commit(self, mutations: list[Mutation]) -> Deferred[Optional[Change]]:
         """Commit prepared mutations (the replica set, applications) like any write."""
