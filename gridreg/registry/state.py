@@ -296,11 +296,6 @@ class RegistryState:
             members.sort(key=lambda info: info.adapter_id)
         return members
 
-    def adapter_endpoints(self, adapter_id: str) -> Optional[tuple[Endpoint, ...]]:
-        """The endpoints a locate request answers (see L{locate_adapter})."""
-        found = self.locate_adapter(adapter_id)
-        return found[0] if found is not None else None
-
     def locate_adapter(self, adapter_id: str) -> Optional[tuple[tuple[Endpoint, ...], bool]]:
         """
         What a locate request for C{adapter_id} answers: the adapter's own
