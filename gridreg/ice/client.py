@@ -10,7 +10,6 @@ every request still in flight, so callers can retry elsewhere.
 
 from __future__ import annotations
 
-import struct
 from typing import Optional
 
 from twisted.internet.defer import Deferred, fail
@@ -24,7 +23,6 @@ from gridreg.ice.encoding import InputStream, MarshalError
 from gridreg.ice.messages import (
     CLOSE_CONNECTION,
     HEADER_SIZE,
-    MAGIC,
     MessageType,
     ProtocolError,
     Reply,
@@ -32,12 +30,11 @@ from gridreg.ice.messages import (
     decode_reply,
     decompress_message,
     encode_request,
+    parse_header,
     reply_error,
 )
 from gridreg.ice.server import DEFAULT_MESSAGE_SIZE_MAX, set_no_delay
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Version
-
-_HEADER = struct.Struct("<4sBBBBBBi")
 
 
 class ConnectionClosedByPeer(ConnectionClosed):
@@ -191,20 +188,14 @@ class IceClientProtocol(Protocol):
         pos, end = 0, len(data)
         try:
             while end - pos >= HEADER_SIZE:
-                magic, pmajor, _pm, emajor, _em, mtype, compression, size = _HEADER.unpack_from(
-                    data, pos
-                )
-                if magic != MAGIC or pmajor != 1 or emajor != 1 or size < HEADER_SIZE:
-                    raise ProtocolError(f"bad message header {data[pos : pos + 14].hex()}")
-                if self.max_message_size is not None and size > self.max_message_size:
-                    raise ProtocolError(f"reply of {size} bytes exceeds Ice.MessageSizeMax")
-                if end - pos < size:
+                header = parse_header(data[pos : pos + HEADER_SIZE], self.max_message_size)
+                if end - pos < header.size:
                     break
-                message = data[pos : pos + size]
-                pos += size
-                if compression == 2:
+                message = data[pos : pos + header.size]
+                pos += header.size
+                if header.compression == 2:
                     message = decompress_message(message, self.max_message_size)
-                self._message(mtype, message)
+                self._message(header.message_type, message)
                 if not self.connected:
                     return
         except (ProtocolError, MarshalError) as exc:

@@ -36,6 +36,7 @@ from gridreg.ice.stringify import endpoints_to_string
 from gridreg.ice.types import ENCODING_1_1, Endpoint, Identity, Proxy
 from gridreg.protocol.commands import PROTOCOL_VERSION, Hello
 from gridreg.protocol.errors import RegistryUserError
+from gridreg.registry.admin import AdminResponder
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.discovery import (
@@ -514,9 +515,5 @@ class _HelloFactory(Factory):
 
 
 def _admin_locator(protocol: Any) -> Any:
-    """The admin commands of one internal connection (gridreg.registry.admin)."""
-    try:
-        from gridreg.registry.admin import AdminResponder
-    except ImportError:  # pragma: no cover - the admin module is optional while it is written
-        return None
+    """The admin commands of one internal connection."""
     return AdminResponder(protocol.registry, protocol)

@@ -40,7 +40,7 @@ from gridreg.protocol.errors import DuplicateReplicaError, SyncError
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
-from gridreg.store.records import StoreState, change_from_json
+from gridreg.store.records import StoreState, change_from_dict
 
 LocateMaster = Callable[[], Deferred[Sequence[IStreamClientEndpoint]]]
 
@@ -224,7 +224,7 @@ class SlaveReplication(Service):
                     f"changes of database {database_id}, "
                     f"this replica holds {self.store.database_id}"
                 )
-            changes = [change_from_json(json.dumps(c)) for c in json.loads(payload)]
+            changes = [change_from_dict(c) for c in json.loads(payload)]
 
             async def each() -> dict[str, int]:
                 for change in changes:

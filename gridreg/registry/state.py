@@ -71,10 +71,7 @@ class StoredObject:
     @property
     def proxy(self) -> Proxy:
         if self._proxy is None:
-            proxy = InputStream(self.wire, ENCODING_1_1).read_proxy()
-            if proxy is None:
-                raise ValueError("a stored proxy is null")
-            self._proxy = proxy
+            self._proxy = _decode_wire(self.wire)
         return self._proxy
 
     def __eq__(self, other: object) -> bool:
@@ -94,7 +91,11 @@ def encode_proxy_field(proxy: Proxy) -> str:
 
 
 def decode_proxy_field(text: str) -> Proxy:
-    proxy = InputStream(base64.b64decode(text), ENCODING_1_1).read_proxy()
+    return _decode_wire(base64.b64decode(text))
+
+
+def _decode_wire(data: bytes) -> Proxy:
+    proxy = InputStream(data, ENCODING_1_1).read_proxy()
     if proxy is None:
         raise ValueError("a stored proxy is null")
     return proxy

@@ -152,8 +152,17 @@ def change_from_json(text: str | bytes) -> Change:
 
     @raise ValueError: if C{text} is not a well-formed change.
     """
+    return change_from_dict(json.loads(text))
+
+
+def change_from_dict(body: Any) -> Change:
+    """
+    A change from its decoded JSON form (as replication receives it, inside
+    a list of changes).
+
+    @raise ValueError: if C{body} is not a well-formed change.
+    """
     try:
-        body = json.loads(text)
         return Change(
             serial=body["serial"],
             mutations=tuple(Mutation(m["kind"], m["key"], m["value"]) for m in body["mutations"]),
