@@ -7,6 +7,7 @@ locator, on a memory network.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any, Optional
@@ -40,14 +41,15 @@ from gridreg.protocol.commands import (
     AdminObjectRemove,
     AdminPing,
     Hello,
-    UploadChunk,
 )
 from gridreg.protocol.errors import (
     ApplicationError,
     NotFoundError,
     NotMasterError,
     RegistryUserError,
+    TransferError,
 )
+from gridreg.protocol.chunking import BeginTransfer, TransferChunk
 from gridreg.registry.admin import MAX_UPLOAD_BYTES, PAGE_BUDGET, AdminResponder
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.internal import InternalProtocol
@@ -358,7 +360,7 @@ class ResponderTests(SynchronousTestCase):
             (AdminObjectAdd, {"proxy": "x@A", "type": ""}),
             (AdminObjectRemove, {"identity": "x"}),
             (AdminAdapterRemove, {"adapter_id": "Solo"}),
-            (UploadChunk, {"transfer": "t", "seq": 0, "data": b"<icegrid/>"}),
+            (BeginTransfer, {"transfer": "t", "size": 10, "sha256": ""}),
             (AdminApplicationAdd, {"transfer": "t", "update": False}),
         ):
             self.assertEqual(self.admin.refused(NotMasterError, command, **arguments), expected)
@@ -370,27 +372,42 @@ class ResponderTests(SynchronousTestCase):
     # -- uploads and applications -------------------------------------------------
 
     def test_upload_chunks_must_come_in_order(self) -> None:
-        message = self.admin.refused(RegistryUserError, UploadChunk, transfer="t", seq=1, data=b"x")
-        self.assertIn("start at 0", message)
-        self.admin.result(UploadChunk, transfer="t", seq=0, data=b"<icegrid>")
-        message = self.admin.refused(RegistryUserError, UploadChunk, transfer="t", seq=2, data=b"x")
+        message = self.admin.refused(TransferError, TransferChunk, transfer="t", seq=0, data=b"x")
+        self.assertIn("unknown transfer", message)
+        data = b"<icegrid><application name='A'/></icegrid>"
+        digest = hashlib.sha256(data).hexdigest()
+        self.admin.result(BeginTransfer, transfer="t", size=len(data), sha256=digest)
+        self.admin.result(TransferChunk, transfer="t", seq=0, data=data[:9])
+        message = self.admin.refused(TransferError, TransferChunk, transfer="t", seq=2, data=b"x")
         self.assertIn("expected 1", message)
         # the transfer was abandoned: deploying it now fails, and so does continuing it
-        self.admin.refused(RegistryUserError, AdminApplicationAdd, transfer="t", update=False)
-        self.admin.refused(RegistryUserError, UploadChunk, transfer="t", seq=1, data=b"x")
+        self.admin.refused(TransferError, AdminApplicationAdd, transfer="t", update=False)
+        self.admin.refused(TransferError, TransferChunk, transfer="t", seq=1, data=data[9:])
+        self.assertEqual(self.registry.state.applications, {})
+
+    def test_an_upload_must_match_its_size_and_hash(self) -> None:
+        data = b"<icegrid><application name='A'/></icegrid>"
+        self.admin.result(BeginTransfer, transfer="t", size=len(data), sha256="0" * 64)
+        self.admin.result(TransferChunk, transfer="t", seq=0, data=data)
+        message = self.admin.refused(TransferError, AdminApplicationAdd, transfer="t", update=False)
+        self.assertIn("SHA-256", message)
+        digest = hashlib.sha256(data).hexdigest()
+        self.admin.result(BeginTransfer, transfer="u", size=len(data) + 1, sha256=digest)
+        self.admin.result(TransferChunk, transfer="u", seq=0, data=data)
+        message = self.admin.refused(TransferError, AdminApplicationAdd, transfer="u", update=False)
+        self.assertIn("incomplete", message)
+        self.assertEqual(self.registry.state.applications, {})
 
     def test_uploads_are_bounded(self) -> None:
-        responder = AdminResponder(self.registry, self.admin.server)
-        chunk = b"x" * CHUNK_SIZE
-        seq = 0
-        while (seq + 1) * CHUNK_SIZE <= MAX_UPLOAD_BYTES:
-            self.successResultOf(responder.upload_chunk(transfer="big", seq=seq, data=chunk))
-            seq += 1
-        self.failureResultOf(
-            responder.upload_chunk(transfer="big", seq=seq, data=chunk), RegistryUserError
+        message = self.admin.refused(
+            TransferError, BeginTransfer, transfer="big", size=MAX_UPLOAD_BYTES + 1, sha256=""
         )
-        # the space is free again for the next upload
-        self.successResultOf(responder.upload_chunk(transfer="next", seq=0, data=chunk))
+        self.assertIn(f"exceeds the {MAX_UPLOAD_BYTES} bytes", message)
+        self.admin.result(BeginTransfer, transfer="most", size=MAX_UPLOAD_BYTES - 10, sha256="")
+        self.admin.refused(TransferError, BeginTransfer, transfer="more", size=11, sha256="")
+        # an abandoned upload frees its space for the next one
+        self.admin.refused(TransferError, TransferChunk, transfer="most", seq=3, data=b"x")
+        self.admin.result(BeginTransfer, transfer="next", size=MAX_UPLOAD_BYTES, sha256="")
 
     def test_application_add_describe_remove(self) -> None:
         padding = "<!-- " + "x" * (2 * CHUNK_SIZE + 100) + " -->"
@@ -420,7 +437,10 @@ class ResponderTests(SynchronousTestCase):
         )
         d = self.admin.run(self.admin.session.upload_and_add_application(TINY_APP, False))
         self.assertIn("already exists", self.failureResultOf(d, ApplicationError).getErrorMessage())
-        self.admin.result(UploadChunk, transfer="u", seq=0, data=b"\xff\xfe")
+        self.admin.result(
+            BeginTransfer, transfer="u", size=2, sha256=hashlib.sha256(b"\xff\xfe").hexdigest()
+        )
+        self.admin.result(TransferChunk, transfer="u", seq=0, data=b"\xff\xfe")
         message = self.admin.refused(
             ApplicationError, AdminApplicationAdd, transfer="u", update=False
         )

@@ -59,6 +59,8 @@ REPLICAS = [
         "serial": 12,
         "lag": None,
         "alive": True,
+        "state": "live",
+        "reason": "",
         "client": "tcp -p 4061",
     },
     {
@@ -67,6 +69,8 @@ REPLICAS = [
         "serial": 11,
         "lag": 1,
         "alive": False,
+        "state": "failed",
+        "reason": "no acknowledgement: timed out",
         "client": "tcp -p 5061",
     },
 ]
@@ -327,9 +331,10 @@ class OutputTests(SynchronousTestCase):
         result = run(self, "registry", "list")
         master, replica = result.out.splitlines()[1:]
         self.assertEqual(
-            master.split(), ["Master", "master", "12", "-", "yes", "tcp", "-p", "4061"]
+            master.split(), ["Master", "master", "12", "-", "yes", "live", "tcp", "-p", "4061"]
         )
-        self.assertEqual(replica.split()[:5], ["Replica1", "slave", "11", "1", "no"])
+        self.assertEqual(replica.split()[:6], ["Replica1", "slave", "11", "1", "no", "failed"])
+        self.assertTrue(replica.endswith("no acknowledgement: timed out"))
 
     def test_object_find_filters_by_type(self) -> None:
         result = run(self, "--json", "object", "find", "::Demo::Hello")

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.config.properties import Properties
 from gridreg.ice.stringify import proxy_from_string
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
-from gridreg.protocol.errors import DuplicateReplicaError, NotMasterError
+from gridreg.protocol.errors import DuplicateReplicaError, NotMasterError, RegistryUserError
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.service import RegistryService
 from gridreg.registry.state import ObjectInfo, object_mutation
+from gridreg.store.interfaces import StoreError
 from gridreg.store.memory import MemoryStore
 from tests._helpers import MemoryNetwork
 
@@ -101,6 +102,26 @@ def hello(name: str = "hello") -> Proxy:
 
 def has_object(registry: RegistryService, name: str) -> bool:
     return Identity(name) in registry.state.objects
+
+
+def large_application(name: str = "Large", objects: int = 2000) -> str:
+    """A descriptor of about 114 kB with C{objects} well-known objects in one replica group."""
+    lines = "\n".join(
+        f'      <object identity="{name}-object-{i:05d}" type="::Demo::Hello"/>'
+        for i in range(objects)
+    )
+    return (
+        f'<icegrid>\n  <application name="{name}">\n'
+        f'    <replica-group id="{name}Group">\n{lines}\n    </replica-group>\n'
+        "  </application>\n</icegrid>\n"
+    )
+
+
+def has_application(registry: RegistryService, name: str, objects: int = 2000) -> bool:
+    """The application is deployed on C{registry}, its last object resolvable."""
+    return name in registry.state.applications and (
+        registry.state.find_object(Identity(f"{name}-object-{objects - 1:05d}")) is not None
+    )
 
 
 class ReplicationTests(SynchronousTestCase):
@@ -207,6 +228,97 @@ class ReplicationTests(SynchronousTestCase):
         self.assertEqual(len(slave.state.objects), 1800)
         self.assertNotIn(Identity("stale"), slave.state.objects)
         self.assertEqual(slave.store.database_id, self.master.store.database_id)
+
+    def test_large_change_reaches_live_slaves_before_the_write_returns(self) -> None:
+        """
+        A change far larger than an AMP value (a 114 kB descriptor) goes
+        through the chunked channel: acknowledged only once the slaves have it.
+        """
+        xml = large_application()
+        self.assertGreater(len(xml), 110_000)
+        slaves = [self.grid.start("Replica1"), self.grid.start("Replica2")]
+        self.grid.run_until(lambda: len(self.master.master.live_slaves()) == 2)
+        d = self.master.database.add_application(xml)
+        seen_at_ack: list[bool] = []
+        d.addCallback(lambda _: seen_at_ack.extend(has_application(s, "Large") for s in slaves))
+        self.grid.run_until(d)
+        self.successResultOf(d)
+        self.assertEqual(seen_at_ack, [True, True])
+        self.assertEqual(sorted(self.master.master.live_slaves()), ["Replica1", "Replica2"])
+        for slave in slaves:
+            self.assertEqual(slave.store.serial, self.master.store.serial)
+
+    def test_large_change_reaches_a_slave_that_missed_it(self) -> None:
+        """Sync by missed changes carries large changes too."""
+        self.grid.start("Replica1")
+        self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves())
+        self.grid.kill("Replica1")
+        self.grid.run_until(lambda: not self.master.master.live_slaves())
+        self.successResultOf(
+            self.settled(self.master.database.add_application(large_application()))
+        )
+        self.successResultOf(self.settled(self.master.database.add_object(hello("after"))))
+        slave = self.grid.start("Replica1")
+        self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves())
+        self.assertTrue(has_application(slave, "Large"))
+        self.assertTrue(has_object(slave, "after"))
+        self.assertEqual(slave.store.serial, self.master.store.serial)
+
+    def test_large_change_reaches_a_fresh_slave_by_snapshot(self) -> None:
+        self.successResultOf(
+            self.settled(self.master.database.add_application(large_application()))
+        )
+        self.grid.stores["Replica1"] = foreign = MemoryStore()
+        self.successResultOf(foreign.open())
+        self.successResultOf(foreign.commit([object_mutation(Identity("x"), ObjectInfo(hello()))]))
+        self.successResultOf(foreign.close())
+        slave = self.grid.start("Replica1")
+        self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves())
+        self.assertTrue(has_application(slave, "Large"))
+        self.assertEqual(slave.store.database_id, self.master.store.database_id)
+
+    def test_a_change_too_large_to_replicate_is_refused_before_commit(self) -> None:
+        self.master.database.max_change_bytes = 50_000
+        serial = self.master.store.serial
+        failure = self.failureResultOf(
+            self.master.database.add_application(large_application()), RegistryUserError
+        )
+        self.assertIn("at most 50000", failure.getErrorMessage())
+        self.assertEqual(self.master.store.serial, serial)
+        self.assertNotIn("Large", self.master.state.applications)
+
+    def test_a_slave_out_of_sync_says_why_and_recovers(self) -> None:
+        """
+        A slave whose disk refuses a change is shown as failed, with the
+        reason, on the master and on itself; once the disk accepts writes
+        again it syncs by itself.
+        """
+        slave = self.grid.start("Replica1")
+        self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves())
+        store = self.grid.stores["Replica1"]
+        real_apply = store.apply
+
+        def disk_full(change: Any) -> Deferred[None]:
+            return fail(StoreError("registry.sqlite: database or disk is full"))
+
+        self.patch(store, "apply", disk_full)
+        self.successResultOf(self.settled(self.master.database.add_object(hello("during"))))
+
+        def status(registry: RegistryService, name: str) -> dict[str, Any]:
+            return next(r for r in registry.replica_info() if r["name"] == name)
+
+        seen = status(self.master, "Replica1")
+        self.assertEqual((seen["state"], seen["alive"]), ("failed", False))
+        self.assertIn("disk is full", seen["reason"])
+        self.assertEqual(status(slave, "Replica1")["state"], "failed")
+        self.assertIn("disk is full", status(slave, "Replica1")["reason"])
+        self.assertFalse(has_object(slave, "during"))
+
+        self.patch(store, "apply", real_apply)
+        self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves(), limit=20)
+        self.assertTrue(has_object(slave, "during"))
+        self.assertEqual(status(self.master, "Replica1")["state"], "live")
+        self.assertEqual(status(slave, "Replica1")["state"], "live")
 
     def test_hung_slave_is_dropped_and_write_completes(self) -> None:
         self.grid.start("Replica1")

@@ -260,7 +260,9 @@ REGISTRY_COLUMNS = (
     ("SERIAL", "serial"),
     ("LAG", "lag"),
     ("ALIVE", "alive"),
+    ("STATE", "state"),
     ("CLIENT", "client"),
+    ("REASON", "reason"),
 )
 
 

@@ -13,7 +13,6 @@ few seconds, not a hung terminal.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Optional
@@ -41,7 +40,6 @@ from gridreg.config.properties import Properties, PropertyError
 from gridreg.ice.exceptions import ObjectNotFoundException
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
 from gridreg.protocol.commands import (
-    CHUNK_SIZE,
     PROTOCOL_VERSION,
     AdminAdapterRemove,
     AdminApplicationAdd,
@@ -52,14 +50,15 @@ from gridreg.protocol.commands import (
     AdminObjectRemove,
     AdminPing,
     Hello,
-    UploadChunk,
 )
+from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.errors import (
     ApplicationError,
     NotAuthorizedError,
     NotFoundError,
     NotMasterError,
     RegistryUserError,
+    TransferError,
 )
 from gridreg.tls import (
     ADMIN,
@@ -89,7 +88,14 @@ ADMIN_NAME_PROPERTY = "GridReg.Admin.Name"
 PAGE_LIMIT = 1000
 
 #: errors the registry answers with; they pass through to the caller as they are
-REFUSALS = (NotAuthorizedError, NotFoundError, NotMasterError, RegistryUserError, ApplicationError)
+REFUSALS = (
+    NotAuthorizedError,
+    NotFoundError,
+    NotMasterError,
+    RegistryUserError,
+    ApplicationError,
+    TransferError,
+)
 
 
 class AdminSessionError(Exception):
@@ -152,7 +158,9 @@ class AdminSession:
         self.replica = replica
         self.instance = instance
         self.is_master = is_master
-        self._transfers = itertools.count(1)
+
+    def _call_deferred(self, command: type[amp.Command], **arguments: Any) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self.call(command, **arguments))
 
     async def call(self, command: type[amp.Command], **arguments: Any) -> dict[str, Any]:
         """
@@ -182,11 +190,8 @@ class AdminSession:
 
     async def upload_and_add_application(self, xml: str, update: bool) -> tuple[str, int]:
         """Upload a descriptor in chunks, then deploy it; returns (name, serial)."""
-        data = xml.encode("utf-8")
-        transfer = f"upload-{next(self._transfers)}"
-        chunks = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)] or [b""]
-        for seq, chunk in enumerate(chunks):
-            await self.call(UploadChunk, transfer=transfer, seq=seq, data=chunk)
+        transfer = new_transfer_id("upload")
+        await send_blob(self._call_deferred, transfer, xml.encode("utf-8"))
         result = await self.call(AdminApplicationAdd, transfer=transfer, update=update)
         return result["name"], result["serial"]
 

@@ -7,14 +7,15 @@ internal connection starts with L{Hello}. Then, by role:
 
   - replica sessions (slave to master): L{RegisterReplica}, after which the
     master pushes L{PushChanges} (the missed and then every new change) or a
-    snapshot (L{BeginSnapshot}, L{SnapshotChunk}..., L{EndSnapshot}), and
+    snapshot (L{InstallSnapshot}), and
     L{ReplicaSetChanged} whenever a replica joins or leaves; a slave forwards
     registrations that reach it with L{ForwardAdapterRegistration};
   - admin sessions (gridadmin to any replica): the C{Admin*} commands; the
     writes are refused by slaves with L{NotMasterError}.
 
 AMP values are limited to 65,535 bytes, so whatever grows travels in pages
-(a cursor and a limit) or in chunks (L{UploadChunk}, snapshot chunks).
+(a cursor and a limit) or, for blobs (snapshots, large changes, uploaded
+descriptors), in one chunked channel: L{gridreg.protocol.chunking}.
 Wire names are the Python keyword names.
 """
 
@@ -30,11 +31,13 @@ from gridreg.protocol.errors import (
     NotMasterError,
     RegistryUserError,
     SyncError,
+    TransferError,
 )
 
-PROTOCOL_VERSION = 1
+#: 2: one chunked channel for snapshots, large changes and uploads
+PROTOCOL_VERSION = 2
 
-#: the largest chunk of a snapshot or upload, well below AMP's 65,535 limit
+#: the largest slice of a description, well below AMP's 65,535 limit
 CHUNK_SIZE = 60_000
 
 _COMMON_ERRORS = {
@@ -93,41 +96,34 @@ class RegisterReplica(amp.Command):
 
 class PushChanges(amp.Command):
     """
-    The master sends committed changes (JSON list of changes, consecutive
-    serials); the slave answers once they are durable in its store.
+    The master sends committed changes (a JSON list of changes, consecutive
+    serials), inline in C{changes} or, when larger than an AMP value, as the
+    chunked C{transfer} sent just before; the slave answers once they are
+    durable in its store.
     """
 
-    arguments = [(b"database_id", amp.Unicode()), (b"changes", amp.Unicode())]
+    arguments = [
+        (b"database_id", amp.Unicode()),
+        (b"changes", amp.Unicode()),
+        (b"transfer", amp.Unicode()),
+    ]
     response = [(b"serial", amp.Integer())]
-    errors = {SyncError: b"SYNC_ERROR"}
+    errors = {SyncError: b"SYNC_ERROR", TransferError: b"TRANSFER_ERROR"}
 
 
-class BeginSnapshot(amp.Command):
-    """A snapshot of C{size} bytes (JSON StoreState) follows in chunks."""
+class InstallSnapshot(amp.Command):
+    """
+    Replace the slave's database with the snapshot sent as C{transfer} (a
+    whole StoreState); the slave answers with the serial it now holds.
+    """
 
     arguments = [
         (b"transfer", amp.Unicode()),
         (b"database_id", amp.Unicode()),
         (b"serial", amp.Integer()),
-        (b"size", amp.Integer()),
-        (b"sha256", amp.Unicode()),
     ]
-    response: list = []
-    errors = {SyncError: b"SYNC_ERROR"}
-
-
-class SnapshotChunk(amp.Command):
-    arguments = [(b"transfer", amp.Unicode()), (b"seq", amp.Integer()), (b"data", amp.String())]
-    response: list = []
-    errors = {SyncError: b"SYNC_ERROR"}
-
-
-class EndSnapshot(amp.Command):
-    """The slave checks size and hash, replaces its database, and answers."""
-
-    arguments = [(b"transfer", amp.Unicode())]
     response = [(b"serial", amp.Integer())]
-    errors = {SyncError: b"SYNC_ERROR"}
+    errors = {SyncError: b"SYNC_ERROR", TransferError: b"TRANSFER_ERROR"}
 
 
 class ReplicaSetChanged(amp.Command):
@@ -159,20 +155,15 @@ class ForwardAdapterRegistration(amp.Command):
 # -- admin sessions -----------------------------------------------------------
 
 
-class UploadChunk(amp.Command):
-    """One chunk of a blob (an application descriptor) for a later command."""
-
-    arguments = [(b"transfer", amp.Unicode()), (b"seq", amp.Integer()), (b"data", amp.String())]
-    response: list = []
-    errors = _COMMON_ERRORS
-
-
 class AdminApplicationAdd(amp.Command):
-    """Add (or with C{update}, replace) an application from an uploaded XML descriptor."""
+    """
+    Add (or with C{update}, replace) an application from the XML descriptor
+    sent as the chunked C{transfer}.
+    """
 
     arguments = [(b"transfer", amp.Unicode()), (b"update", amp.Boolean())]
     response = [(b"name", amp.Unicode()), (b"serial", amp.Integer())]
-    errors = _COMMON_ERRORS
+    errors = {TransferError: b"TRANSFER_ERROR", **_COMMON_ERRORS}
 
 
 class AdminApplicationRemove(amp.Command):

@@ -38,3 +38,7 @@ class DuplicateReplicaError(Exception):
 
 class SyncError(Exception):
     """A replication message could not be applied (gap, wrong database, bad chunk)."""
+
+
+class TransferError(Exception):
+    """A chunked transfer was malformed, incomplete, too large or did not match its hash."""

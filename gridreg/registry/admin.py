@@ -11,7 +11,8 @@ L{NotMasterError} naming the master, so the operator knows where to go.
 Nothing here may answer more than AMP's 65,535 bytes per value, because
 listings and descriptors grow with the grid: lists come in pages bounded by
 a count I{and} a byte budget, descriptions in slices of L{CHUNK_SIZE}
-characters, and descriptors are uploaded in chunks first.
+characters, and descriptors are uploaded through the chunked channel
+(L{gridreg.protocol.chunking}) first.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
-import attrs
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
@@ -58,14 +58,15 @@ from gridreg.protocol.commands import (
     AdminObjectAdd,
     AdminObjectRemove,
     AdminPing,
-    UploadChunk,
 )
+from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.errors import (
     ApplicationError,
     NotAuthorizedError,
     NotFoundError,
     NotMasterError,
     RegistryUserError,
+    TransferError,
 )
 from gridreg.registry.descriptors import DescriptorError, parse_application
 from gridreg.store.records import Change
@@ -88,7 +89,14 @@ MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 MAX_TRANSFERS = 16
 
 #: errors that already say what the admin needs to hear
-_DECLARED = (NotFoundError, NotMasterError, RegistryUserError, ApplicationError, NotAuthorizedError)
+_DECLARED = (
+    NotFoundError,
+    NotMasterError,
+    RegistryUserError,
+    ApplicationError,
+    NotAuthorizedError,
+    TransferError,
+)
 
 
 def _json(value: Any) -> str:
@@ -123,13 +131,7 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Deferred[dict[str, Any
     return guarded
 
 
-@attrs.define
-class _Upload:
-    chunks: list[bytes] = attrs.Factory(list)
-    size: int = 0
-
-
-class AdminResponder(amp.CommandLocator):
+class AdminResponder(TransferResponder):
     """
     The admin commands for one connection to one replica.
 
@@ -142,8 +144,7 @@ class AdminResponder(amp.CommandLocator):
     def __init__(self, registry: RegistryService, protocol: amp.AMP) -> None:
         self.registry = registry
         self.protocol = protocol
-        self._uploads: dict[str, _Upload] = {}
-        self._buffered = 0
+        self.transfers = TransferReceiver(MAX_UPLOAD_BYTES, MAX_TRANSFERS)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -191,42 +192,9 @@ class AdminResponder(amp.CommandLocator):
 
     # -- uploads ---------------------------------------------------------------
 
-    @UploadChunk.responder
-    @_guarded
-    def upload_chunk(self, transfer: str, seq: int, data: bytes) -> dict[str, Any]:
-        """
-        Keep chunk C{seq} of C{transfer}. Chunks start at 0 and come in order;
-        anything else abandons the transfer, which the admin then starts again.
-        """
+    def check_transfer_allowed(self) -> None:
+        """Descriptors are uploaded to be deployed, which only the master does."""
         self._require_master()
-        upload = self._uploads.get(transfer)
-        if seq == 0:
-            if upload is not None:
-                self._drop(transfer)
-                raise RegistryUserError(f"upload `{transfer}' was already started")
-            if len(self._uploads) >= MAX_TRANSFERS:
-                raise RegistryUserError(f"too many uploads in progress (at most {MAX_TRANSFERS})")
-            upload = self._uploads[transfer] = _Upload()
-        elif upload is None:
-            raise RegistryUserError(f"unknown upload `{transfer}': chunks start at 0, not {seq}")
-        elif seq != len(upload.chunks):
-            self._drop(transfer)
-            raise RegistryUserError(
-                f"chunk {seq} of upload `{transfer}' is out of order: expected {len(upload.chunks)}"
-            )
-        if self._buffered + len(data) > MAX_UPLOAD_BYTES:
-            self._drop(transfer)
-            raise RegistryUserError(f"uploads are limited to {MAX_UPLOAD_BYTES} bytes")
-        upload.chunks.append(data)
-        upload.size += len(data)
-        self._buffered += len(data)
-        return {}
-
-    def _drop(self, transfer: str) -> Optional[_Upload]:
-        upload = self._uploads.pop(transfer, None)
-        if upload is not None:
-            self._buffered -= upload.size
-        return upload
 
     # -- applications ----------------------------------------------------------
 
@@ -235,11 +203,8 @@ class AdminResponder(amp.CommandLocator):
     def application_add(self, transfer: str, update: bool) -> Deferred[dict[str, Any]]:
         """Deploy (or replace) the application whose XML was uploaded as C{transfer}."""
         self._require_master()
-        upload = self._drop(transfer)
-        if upload is None:
-            raise RegistryUserError(f"unknown upload `{transfer}'")
         try:
-            xml = b"".join(upload.chunks).decode("utf-8")
+            xml = self.transfers.take(transfer).decode("utf-8")
         except UnicodeDecodeError as e:
             raise ApplicationError(f"the descriptor is not UTF-8 text (byte {e.start})") from None
         d = maybeDeferred(self.registry.database.add_application, xml, update)
@@ -365,7 +330,7 @@ class AdminResponder(amp.CommandLocator):
             return sorted(ids), lambda k: self._adapter_item(k, members=False)
         if what == "registry":
             replicas = {r["name"]: r for r in self.registry.replica_info()}
-            fields = ("name", "role", "serial", "lag", "alive", "client")
+            fields = ("name", "role", "serial", "lag", "alive", "state", "reason", "client")
             return sorted(replicas), lambda k: {f: replicas[k].get(f) for f in fields}
         raise RegistryUserError(f"unknown kind `{what}': expected one of {', '.join(KINDS)}")
 

@@ -23,7 +23,7 @@ from gridreg.ice.exceptions import (
     ObjectNotRegisteredException,
 )
 from gridreg.ice.types import Identity, Proxy
-from gridreg.protocol.errors import NotFoundError, NotMasterError
+from gridreg.protocol.errors import NotFoundError, NotMasterError, RegistryUserError
 from gridreg.registry.applications import APPLICATION
 from gridreg.registry.descriptors import (
     DescriptorError,
@@ -42,7 +42,12 @@ from gridreg.registry.state import (
 )
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
-from gridreg.store.records import Change, Mutation
+from gridreg.store.records import Change, Mutation, encode_value
+
+
+#: the default bound on one change's values (JSON bytes), far above any descriptor
+#: that fits in an Ice message or an admin upload
+MAX_CHANGE_BYTES = 64 * 1024 * 1024
 
 
 class RegistryDatabase:
@@ -62,6 +67,8 @@ class RegistryDatabase:
         self.dynamic_registration = dynamic_registration
         self.trace = trace
         self._lock = DeferredLock()
+        #: the largest change committed: whatever the master commits, it can replicate
+        self.max_change_bytes = MAX_CHANGE_BYTES
         #: sends a committed change to the slaves (set on a master)
         self.replicate: Callable[[Change], Deferred[None]] = lambda change: succeed(None)
         #: on a slave: says why writes are refused (names the master)
@@ -89,6 +96,12 @@ class RegistryDatabase:
             mutations = validate_and_build()
             if not mutations:
                 return succeed(None)
+            size = sum(len(encode_value(m)) for m in mutations if m.value is not None)
+            if size > self.max_change_bytes:
+                raise RegistryUserError(
+                    f"the change is {size} bytes; a replicated change may have at most "
+                    f"{self.max_change_bytes}"
+                )
 
             def applied(change: Change) -> tuple[Change, Deferred[None]]:
                 self.state.apply(change.mutations)

@@ -77,6 +77,11 @@ class InternalProtocol(amp.AMP):
     def hello(self, version: int, role: str, name: str) -> dict[str, Any]:
         if role not in ROLES:
             raise NotAuthorizedError(f"unknown role `{role}'")
+        if version != PROTOCOL_VERSION:
+            raise NotAuthorizedError(
+                f"internal protocol version {version}; this replica speaks version "
+                f"{PROTOCOL_VERSION}: run the same gridreg release on every replica"
+            )
         if self._authorize is not None:
             if not ISSLTransport.providedBy(self.transport):
                 raise NotAuthorizedError("internal sessions need TLS")

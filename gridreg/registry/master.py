@@ -11,34 +11,26 @@ slave reconnects and catches up by itself.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import uuid
 from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols import amp
-from twisted.python.failure import Failure
 
-from gridreg.protocol.commands import (
-    CHUNK_SIZE,
-    BeginSnapshot,
-    EndSnapshot,
-    PushChanges,
-    ReplicaSetChanged,
-    SnapshotChunk,
-)
+from gridreg.protocol.chunking import new_transfer_id, send_blob
+from gridreg.protocol.commands import InstallSnapshot, PushChanges, ReplicaSetChanged
 from gridreg.protocol.errors import DuplicateReplicaError
+from gridreg.registry.replica_status import DISCONNECTED, FAILED, LIVE, SYNCING, ReplicaStatus
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
 from gridreg.store.records import Change, StoreState, change_to_json
 
-#: the most change JSON sent in one PushChanges value
+#: changes are gathered into batches of about this many bytes of JSON
 _BATCH_BYTES = 50_000
-#: snapshot chunks in flight at once
-_WINDOW = 16
+#: a batch up to this size travels inside PushChanges, a larger one is chunked
+INLINE_BYTES = 60_000
 
 
 def snapshot_to_json(state: StoreState) -> bytes:
@@ -85,7 +77,11 @@ class SlaveSession:
         return self.protocol.callRemote(command, **kwargs).addTimeout(self.timeout, self.clock)
 
     def push(self, changes: list[Change]) -> Deferred[None]:
-        """Send changes the slave does not have yet, in batches under AMP's limit."""
+        """
+        Send changes the slave does not have yet, in batches of about
+        C{_BATCH_BYTES}; a batch larger than an AMP value (a single large
+        change) goes through the chunked channel.
+        """
         missing = [c for c in changes if c.serial > self.serial]
         if not missing:
             return succeed(None)
@@ -104,9 +100,7 @@ class SlaveSession:
         return d
 
     def _push_batch(self, batch: list[str]) -> Deferred[None]:
-        payload = "[" + ",".join(batch) + "]"
-        if len(payload.encode("utf-8")) > 65_000:
-            raise ValueError("a single change is larger than an AMP value")
+        payload = ("[" + ",".join(batch) + "]").encode("utf-8")
 
         def acked(answer: dict[str, Any]) -> None:
             self.serial = answer["serial"]
@@ -117,64 +111,42 @@ class SlaveSession:
                     serial=self.serial,
                 )
 
-        return self._call(PushChanges, database_id=self.database_id, changes=payload).addCallback(
-            acked
-        )
+        if len(payload) <= INLINE_BYTES:
+            d = self._call(
+                PushChanges,
+                database_id=self.database_id,
+                changes=payload.decode("utf-8"),
+                transfer="",
+            )
+        else:
+            transfer = new_transfer_id("changes")
+            d = send_blob(self._call, transfer, payload)
+            d.addCallback(
+                lambda _: self._call(
+                    PushChanges, database_id=self.database_id, changes="", transfer=transfer
+                )
+            )
+        return d.addCallback(acked)
 
     def send_snapshot(self, state: StoreState) -> Deferred[None]:
-        """Replace the slave's database with the master's, in chunks."""
+        """Replace the slave's database with the master's, through the chunked channel."""
         data = snapshot_to_json(state)
-        transfer = uuid.uuid4().hex
+        transfer = new_transfer_id("snapshot")
         self.database_id = state.database_id
-        d = self._call(
-            BeginSnapshot,
-            transfer=transfer,
-            database_id=state.database_id,
-            serial=state.serial,
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
+        d = send_blob(self._call, transfer, data)
+        d.addCallback(
+            lambda _: self._call(
+                InstallSnapshot,
+                transfer=transfer,
+                database_id=state.database_id,
+                serial=state.serial,
+            )
         )
-        d.addCallback(lambda _: self._send_chunks(transfer, data))
-        d.addCallback(lambda _: self._call(EndSnapshot, transfer=transfer))
 
         def done(answer: dict[str, Any]) -> None:
             self.serial = answer["serial"]
 
         return d.addCallback(done)
-
-    def _send_chunks(self, transfer: str, data: bytes) -> Deferred[None]:
-        """
-        Send the snapshot's chunks, up to C{_WINDOW} unacknowledged at a time:
-        AMP keeps them in order, and the window bounds what is buffered.
-        """
-        chunks = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)]
-        done: Deferred[None] = Deferred()
-        state = {"next": 0, "outstanding": 0, "failed": False}
-
-        def send_more() -> None:
-            while state["outstanding"] < _WINDOW and state["next"] < len(chunks):
-                seq = state["next"]
-                state["next"] += 1
-                state["outstanding"] += 1
-                self._call(
-                    SnapshotChunk, transfer=transfer, seq=seq, data=chunks[seq]
-                ).addCallbacks(acked, failed)
-            if state["outstanding"] == 0 and not done.called:
-                done.callback(None)
-
-        def acked(_: object) -> None:
-            state["outstanding"] -= 1
-            if not state["failed"]:
-                send_more()
-
-        def failed(failure: Failure) -> None:
-            state["outstanding"] -= 1
-            if not state["failed"]:
-                state["failed"] = True
-                done.errback(failure)
-
-        send_more()
-        return done
 
     def drop(self, why: str) -> None:
         """Close the session; the slave will reconnect and catch up."""
@@ -206,7 +178,12 @@ class MasterReplication:
         self.timeout = timeout
         self.trace = trace
         self.sessions: dict[str, SlaveSession] = {}
+        #: every slave seen since start-up, by name: live, syncing, or why not
+        self.statuses: dict[str, ReplicaStatus] = {}
         self._on_replicas_changed = on_replicas_changed
+
+    def _set_status(self, name: str, state: str, reason: str = "") -> None:
+        self.statuses[name] = ReplicaStatus(state, reason, self.clock.seconds())
 
     # -- sessions ----------------------------------------------------------------
 
@@ -241,6 +218,7 @@ class MasterReplication:
         )
         self.sessions[name] = session
         sync = "changes" if same_lineage else "snapshot"
+        self._set_status(name, SYNCING, f"catching up by {sync} from serial {serial}")
         if self.trace.replica > 0:
             self.log.info(
                 "[Replica] slave `{replica}' registered at serial {serial} "
@@ -272,6 +250,7 @@ class MasterReplication:
             if session.closed:
                 return
             session.live = True
+            self._set_status(session.name, LIVE)
             if self.trace.replica > 0:
                 self.log.info(
                     "[Replica] slave `{replica}' is up to date at serial {serial} "
@@ -292,6 +271,7 @@ class MasterReplication:
         session.drop(why)
         if self.sessions.get(session.name) is session:
             del self.sessions[session.name]
+            self._set_status(session.name, FAILED, why)
         if was_live:
             self._on_replicas_changed()
 
@@ -302,6 +282,7 @@ class MasterReplication:
                 session.closed = True
                 session.live = False
                 del self.sessions[name]
+                self._set_status(name, DISCONNECTED, "the slave's connection was lost")
                 if self.trace.replica > 0:
                     self.log.info("[Replica] slave `{replica}' disconnected", replica=name)
                 self._on_replicas_changed()

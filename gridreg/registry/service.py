@@ -49,6 +49,7 @@ from gridreg.registry.discovery import (
 from gridreg.registry.internal import InternalFactory
 from gridreg.registry.listen import listen_ice, published_endpoint
 from gridreg.registry.master import MasterReplication
+from gridreg.registry.replica_status import DISCONNECTED, LIVE, ReplicaStatus
 from gridreg.registry.security import InternalSecurity
 from gridreg.registry.servants import (
     LocatorFinderServant,
@@ -271,7 +272,7 @@ class RegistryService(Service):
         )
 
     def replica_info(self) -> list[dict[str, Any]]:
-        """Every known replica: name, role, endpoints, serial, lag, alive."""
+        """Every known replica: name, role, endpoints, serial, lag, alive, state and why."""
         names = set(self.state.replicas) | {self.config.replica_name}
         sessions = self.master.sessions if self.master is not None else {}
         info = []
@@ -285,6 +286,7 @@ class RegistryService(Service):
             lag = None
             if self.master is not None and serial is not None:
                 lag = self.store.serial - serial
+            status = self._replica_status(name)
             info.append(
                 {
                     "name": name,
@@ -295,9 +297,23 @@ class RegistryService(Service):
                     "serial": serial,
                     "lag": lag,
                     "alive": name in self.active,
+                    "state": status.state if status else "",
+                    "reason": status.reason if status else "",
                 }
             )
         return info
+
+    def _replica_status(self, name: str) -> Optional[ReplicaStatus]:
+        """What replica C{name}'s replication is doing, as far as this replica knows."""
+        if name == self.config.replica_name:
+            if self.slave is not None:
+                return self.slave.status
+            return ReplicaStatus(LIVE) if self.master is not None else None
+        if self.master is not None:
+            return self.master.statuses.get(
+                name, ReplicaStatus(DISCONNECTED, "has not registered since this master started")
+            )
+        return ReplicaStatus(LIVE) if name in self.active else None
 
     # -- master ----------------------------------------------------------------------
 

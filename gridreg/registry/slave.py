@@ -10,13 +10,12 @@ so it also comes back when its locator does not lead to the master.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredLock, fail
+from twisted.internet.defer import Deferred, DeferredLock, fail, maybeDeferred
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -25,24 +24,34 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
-    BeginSnapshot,
-    EndSnapshot,
     ForwardAdapterRegistration,
     Hello,
+    InstallSnapshot,
     PushChanges,
     RegisterReplica,
     ReplicaSetChanged,
-    SnapshotChunk,
 )
 from gridreg.protocol.errors import DuplicateReplicaError, SyncError
+from gridreg.registry.replica_status import (
+    DISCONNECTED,
+    FAILED,
+    LIVE,
+    REFUSED,
+    SYNCING,
+    ReplicaStatus,
+)
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
 from gridreg.store.records import StoreState, change_from_dict
 
 LocateMaster = Callable[[], Deferred[Sequence[IStreamClientEndpoint]]]
+
+#: the most bytes a master may have in transit to a slave at once (snapshots included)
+MAX_REPLICATION_BYTES = 2 * 1024**3
 
 
 @implementer(IStreamClientEndpoint)
@@ -66,32 +75,32 @@ class MasterEndpoint:
         return Deferred.fromCoroutine(attempt())
 
 
-class SlaveProtocol(amp.AMP):
+class SlaveProtocol(TransferResponder, amp.AMP):
     """The slave's connection to its master: the master pushes, the slave applies."""
 
     def __init__(self, slave: "SlaveReplication") -> None:
         super().__init__()
         self.slave = slave
+        self.transfers = TransferReceiver(MAX_REPLICATION_BYTES, max_transfers=4)
 
     @PushChanges.responder
-    def push_changes(self, database_id: str, changes: str) -> Deferred[dict[str, int]]:
-        return self.slave.apply_changes(database_id, changes)
+    def push_changes(
+        self, database_id: str, changes: str, transfer: str
+    ) -> Deferred[dict[str, int]]:
+        def apply() -> Deferred[dict[str, int]]:
+            payload = self.transfers.take(transfer).decode("utf-8") if transfer else changes
+            return self.slave.apply_changes(database_id, payload)
 
-    @BeginSnapshot.responder
-    def begin_snapshot(
-        self, transfer: str, database_id: str, serial: int, size: int, sha256: str
-    ) -> dict[str, Any]:
-        self.slave.begin_snapshot(transfer, size, sha256)
-        return {}
+        return maybeDeferred(apply).addErrback(self.slave.failed)
 
-    @SnapshotChunk.responder
-    def snapshot_chunk(self, transfer: str, seq: int, data: bytes) -> dict[str, Any]:
-        self.slave.snapshot_chunk(transfer, seq, data)
-        return {}
+    @InstallSnapshot.responder
+    def install_snapshot(
+        self, transfer: str, database_id: str, serial: int
+    ) -> Deferred[dict[str, int]]:
+        def install() -> Deferred[dict[str, int]]:
+            return self.slave.install_snapshot(self.transfers.take(transfer), database_id, serial)
 
-    @EndSnapshot.responder
-    def end_snapshot(self, transfer: str) -> Deferred[dict[str, int]]:
-        return self.slave.end_snapshot(transfer)
+        return maybeDeferred(install).addErrback(self.slave.failed)
 
     @ReplicaSetChanged.responder
     def replica_set_changed(self, replicas: str) -> dict[str, Any]:
@@ -100,16 +109,8 @@ class SlaveProtocol(amp.AMP):
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
+        self.transfers.clear()
         self.slave.master_lost(self)
-
-
-class _Snapshot:
-    def __init__(self, transfer: str, size: int, sha256: str) -> None:
-        self.transfer = transfer
-        self.size = size
-        self.sha256 = sha256
-        self.chunks: list[bytes] = []
-        self.received = 0
 
 
 class SlaveReplication(Service):
@@ -140,8 +141,9 @@ class SlaveReplication(Service):
         self.request_timeout = request_timeout
         self.check_master = check_master
         self.master: Optional[SlaveProtocol] = None
+        #: this slave's replication, as C{registry list} shows it
+        self.status = ReplicaStatus(DISCONNECTED, "looking for the master", reactor.seconds())
         self._lock = DeferredLock()
-        self._snapshot: Optional[_Snapshot] = None
         self._client = ClientService(
             MasterEndpoint(locate_master),
             _SlaveFactory(self),
@@ -180,6 +182,7 @@ class SlaveReplication(Service):
                 serial=self.store.serial,
             ).addTimeout(self.request_timeout, self.reactor)
             self.master = protocol
+            self._set_status(SYNCING, f"catching up by {answer['sync']}")
             if self.trace.replica > 0:
                 self.log.info(
                     "[Replica] registered with the master (serial {serial} there, "
@@ -190,6 +193,8 @@ class SlaveReplication(Service):
                 )
 
         def refused(failure: Failure) -> Failure:
+            reason = f"registration with the master failed: {failure.getErrorMessage()}"
+            self._set_status(REFUSED if failure.check(DuplicateReplicaError) else FAILED, reason)
             if failure.check(DuplicateReplicaError):
                 self.log.critical(
                     "The master refused replica `{replica}': {reason}",
@@ -208,12 +213,30 @@ class SlaveReplication(Service):
     def master_lost(self, protocol: SlaveProtocol) -> None:
         if self.master is protocol:
             self.master = None
-            self._snapshot = None
+            if self.status.state != FAILED:
+                self._set_status(DISCONNECTED, "lost the session with the master")
             self.log.warn("[Replica] lost the session with the master; looking for it again")
             self.on_active([])
 
     def set_active(self, replicas: dict[str, Any]) -> None:
+        if self.replica_name in replicas:
+            self._set_status(LIVE)
         self.on_active(sorted(replicas))
+
+    def _set_status(self, state: str, reason: str = "") -> None:
+        self.status = ReplicaStatus(state, reason, self.reactor.seconds())
+
+    def failed(self, failure: Failure) -> Failure:
+        """A push or snapshot from the master could not be applied: say why."""
+        failure = _as_sync_error(failure)
+        reason = failure.getErrorMessage()
+        self._set_status(FAILED, f"could not apply what the master sent: {reason}")
+        self.log.error(
+            "[Replica] could not apply what the master sent: {reason}; the master will "
+            "drop the session and this replica will sync again",
+            reason=reason,
+        )
+        return failure
 
     # -- applying ------------------------------------------------------------------
 
@@ -238,29 +261,24 @@ class SlaveReplication(Service):
 
             return Deferred.fromCoroutine(each())
 
-        return self._lock.run(apply).addErrback(_as_sync_error)
+        return self._lock.run(apply)
 
-    def begin_snapshot(self, transfer: str, size: int, sha256: str) -> None:
-        self._snapshot = _Snapshot(transfer, size, sha256)
-
-    def snapshot_chunk(self, transfer: str, seq: int, data: bytes) -> None:
-        snapshot = self._snapshot
-        if snapshot is None or snapshot.transfer != transfer or seq != len(snapshot.chunks):
-            raise SyncError(f"unexpected snapshot chunk {seq} of {transfer}")
-        snapshot.received += len(data)
-        if snapshot.received > snapshot.size:
-            raise SyncError("the snapshot is larger than announced")
-        snapshot.chunks.append(data)
-
-    def end_snapshot(self, transfer: str) -> Deferred[dict[str, int]]:
-        snapshot, self._snapshot = self._snapshot, None
-        if snapshot is None or snapshot.transfer != transfer:
-            return fail(SyncError(f"no snapshot {transfer} in progress"))
-        data = b"".join(snapshot.chunks)
-        if len(data) != snapshot.size or hashlib.sha256(data).hexdigest() != snapshot.sha256:
-            return fail(SyncError("the snapshot's size or hash does not match"))
-        body = json.loads(data)
-        stored = StoreState(body["database_id"], body["serial"], body["records"])
+    def install_snapshot(
+        self, data: bytes, database_id: str, serial: int
+    ) -> Deferred[dict[str, int]]:
+        """Replace this replica's database with a snapshot of the master's."""
+        try:
+            body = json.loads(data)
+            stored = StoreState(body["database_id"], body["serial"], body["records"])
+        except (ValueError, KeyError, TypeError) as e:
+            return fail(SyncError(f"malformed snapshot: {e}"))
+        if (stored.database_id, stored.serial) != (database_id, serial):
+            return fail(
+                SyncError(
+                    f"the snapshot holds database {stored.database_id} at serial "
+                    f"{stored.serial}, announced as {database_id} at {serial}"
+                )
+            )
 
         def replace() -> Deferred[dict[str, int]]:
             d = self.store.replace_all(stored)

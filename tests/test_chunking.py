@@ -1,0 +1,182 @@
+"""
+The chunked channel that carries snapshots, large changes and uploaded
+descriptors across AMP's 65,535-byte values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.protocols import amp
+from twisted.test.iosim import connectedServerAndClient
+from twisted.trial.unittest import SynchronousTestCase
+
+from gridreg.protocol.chunking import (
+    CHUNK_SIZE,
+    BeginTransfer,
+    TransferChunk,
+    TransferReceiver,
+    TransferResponder,
+    send_blob,
+)
+from gridreg.protocol.errors import TransferError
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ReceiverTests(SynchronousTestCase):
+    def test_a_blob_arrives_whole(self) -> None:
+        receiver = TransferReceiver(max_bytes=100)
+        data = b"0123456789" * 5
+        receiver.begin("t", len(data), digest(data))
+        for seq, start in enumerate(range(0, len(data), 7)):
+            receiver.chunk("t", seq, data[start : start + 7])
+        self.assertEqual(receiver.take("t"), data)
+        self.assertEqual(receiver.reserved, 0)
+        with self.assertRaises(TransferError):
+            receiver.take("t")
+
+    def test_an_empty_blob(self) -> None:
+        receiver = TransferReceiver(max_bytes=10)
+        receiver.begin("t", 0, digest(b""))
+        self.assertEqual(receiver.take("t"), b"")
+
+    def test_hash_mismatch_is_refused(self) -> None:
+        receiver = TransferReceiver(max_bytes=100)
+        receiver.begin("t", 3, digest(b"abc"))
+        receiver.chunk("t", 0, b"abd")
+        with self.assertRaises(TransferError) as caught:
+            receiver.take("t")
+        self.assertIn("SHA-256", str(caught.exception))
+
+    def test_incomplete_blob_is_refused(self) -> None:
+        receiver = TransferReceiver(max_bytes=100)
+        receiver.begin("t", 4, digest(b"abcd"))
+        receiver.chunk("t", 0, b"abc")
+        with self.assertRaises(TransferError) as caught:
+            receiver.take("t")
+        self.assertIn("3 of 4 bytes", str(caught.exception))
+
+    def test_more_than_announced_abandons_the_transfer(self) -> None:
+        receiver = TransferReceiver(max_bytes=100)
+        receiver.begin("t", 2, digest(b"ab"))
+        with self.assertRaises(TransferError):
+            receiver.chunk("t", 0, b"abc")
+        self.assertEqual(receiver.reserved, 0)
+        with self.assertRaises(TransferError):
+            receiver.take("t")
+
+    def test_out_of_order_abandons_the_transfer(self) -> None:
+        receiver = TransferReceiver(max_bytes=100)
+        receiver.begin("t", 4, digest(b"abcd"))
+        receiver.chunk("t", 0, b"ab")
+        with self.assertRaises(TransferError) as caught:
+            receiver.chunk("t", 0, b"cd")
+        self.assertIn("expected 1", str(caught.exception))
+        with self.assertRaises(TransferError):
+            receiver.chunk("t", 1, b"cd")
+
+    def test_bounds_on_bytes_and_transfers(self) -> None:
+        receiver = TransferReceiver(max_bytes=10, max_transfers=2)
+        receiver.begin("a", 6, "")
+        with self.assertRaises(TransferError) as caught:
+            receiver.begin("b", 5, "")
+        self.assertIn("exceeds the 10 bytes", str(caught.exception))
+        receiver.begin("b", 4, "")
+        with self.assertRaises(TransferError) as caught:
+            receiver.begin("c", 0, "")
+        self.assertIn("at most 2", str(caught.exception))
+        receiver.discard("a")
+        receiver.begin("c", 6, "")
+        self.assertEqual(receiver.reserved, 10)
+        receiver.clear()
+        self.assertEqual(receiver.reserved, 0)
+
+    def test_a_reused_id_is_refused_and_forgotten(self) -> None:
+        receiver = TransferReceiver(max_bytes=10)
+        receiver.begin("a", 6, "")
+        with self.assertRaises(TransferError):
+            receiver.begin("a", 1, "")
+        self.assertEqual(receiver.reserved, 0)
+
+    def test_negative_size_is_refused(self) -> None:
+        with self.assertRaises(TransferError):
+            TransferReceiver(max_bytes=10).begin("a", -1, "")
+
+
+class _Receiving(TransferResponder, amp.AMP):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__()
+        self.transfers = TransferReceiver(max_bytes)
+
+
+class SendBlobTests(SynchronousTestCase):
+    def connect(self, max_bytes: int = 10**7) -> tuple[amp.AMP, _Receiving, Any]:
+        clock = Clock()
+        client, server, pump = connectedServerAndClient(
+            lambda: _Receiving(max_bytes), amp.AMP, clock=clock
+        )
+        return client, server, pump
+
+    def test_large_blob_crosses_amp(self) -> None:
+        """A blob many times AMP's value limit arrives intact."""
+        client, server, pump = self.connect()
+        data = bytes(range(256)) * 1000  # 256,000 bytes: five chunks
+        d = send_blob(client.callRemote, "t", data)
+        pump.flush()
+        self.successResultOf(d)
+        self.assertEqual(server.transfers.take("t"), data)
+
+    def test_window_bounds_chunks_in_flight(self) -> None:
+        calls: list[tuple[type[amp.Command], dict[str, Any]]] = []
+        answers: list[Deferred[dict[str, Any]]] = []
+
+        def call(command: type[amp.Command], **kwargs: Any) -> Deferred[dict[str, Any]]:
+            calls.append((command, kwargs))
+            if command is BeginTransfer:
+                return succeed({})
+            answers.append(Deferred())
+            return answers[-1]
+
+        data = b"x" * (CHUNK_SIZE * 5)
+        d = send_blob(call, "t", data, window=2)
+        self.assertEqual([c for c, _ in calls], [BeginTransfer, TransferChunk, TransferChunk])
+        self.assertEqual(calls[0][1]["size"], len(data))
+        self.assertEqual(calls[0][1]["sha256"], digest(data))
+        answers[0].callback({})
+        self.assertEqual(len(calls), 4, "one acknowledgement lets one more chunk go")
+        while not d.called:
+            in_flight = [a for a in answers if not a.called]
+            self.assertLessEqual(len(in_flight), 2)
+            in_flight[0].callback({})
+        self.successResultOf(d)
+        self.assertEqual([kw["seq"] for _, kw in calls[1:]], [0, 1, 2, 3, 4])
+
+    def test_refused_begin_fails_the_send(self) -> None:
+        client, _, pump = self.connect(max_bytes=10)
+        d = send_blob(client.callRemote, "t", b"x" * 11)
+        pump.flush()
+        self.assertIn("exceeds", self.failureResultOf(d, TransferError).getErrorMessage())
+
+    def test_failed_chunk_fails_the_send_once(self) -> None:
+        def call(command: type[amp.Command], **kwargs: Any) -> Deferred[dict[str, Any]]:
+            if command is TransferChunk:
+                return fail(TransferError(f"chunk {kwargs['seq']} refused"))
+            return succeed({})
+
+        d = send_blob(call, "t", b"x" * (CHUNK_SIZE * 3))
+        self.assertEqual(
+            self.failureResultOf(d, TransferError).getErrorMessage(), "chunk 0 refused"
+        )
+
+    def test_empty_blob_sends_no_chunk(self) -> None:
+        client, server, pump = self.connect()
+        d = send_blob(client.callRemote, "t", b"")
+        pump.flush()
+        self.successResultOf(d)
+        self.assertEqual(server.transfers.take("t"), b"")
