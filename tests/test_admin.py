@@ -354,8 +354,8 @@ class ResponderTests(SynchronousTestCase):
 
     def test_writes_refused_on_a_slave_reads_work(self) -> None:
         register(self.registry, "Solo", "", 20001)
-        self.patch(self.registry, "master", None)
-        expected = self.registry.not_master_message()
+        expected = "this replica `Replica1' is a read-only slave; writes go to the master"
+        self.patch(self.registry.role, "write_refusal", lambda: expected)
         for command, arguments in (
             (AdminObjectAdd, {"proxy": "x@A", "type": ""}),
             (AdminObjectRemove, {"identity": "x"}),

@@ -158,6 +158,8 @@ def _known() -> tuple[dict[str, PropertySpec], tuple[str, ...]]:
     # gridreg's own: internal endpoints in the clear, and the admin tool's user name
     k["GridReg.Internal.Insecure"] = PropertySpec(PropertyKind.INT, "0")
     k["GridReg.Admin.Name"] = PropertySpec(default="admin")
+    k["GridReg.Replication.MinAcks"] = PropertySpec(PropertyKind.INT, "0")
+    k["GridReg.Replication.EpochCheckInterval"] = PropertySpec(PropertyKind.INT, "5")
     for timeout in ("ReplicaSessionTimeout", "NodeSessionTimeout", "SessionTimeout"):
         k[f"{reg}.{timeout}"] = PropertySpec(PropertyKind.INT, "30")
     _adapter(node, k, wild)

@@ -25,22 +25,25 @@ from twisted.protocols import amp
 
 from gridreg.protocol.errors import (
     ApplicationError,
+    DivergedError,
     DuplicateReplicaError,
     NotAuthorizedError,
     NotFoundError,
     NotMasterError,
+    QuorumError,
     RegistryUserError,
     SyncError,
     TransferError,
 )
 
-#: 2: one chunked channel for snapshots, large changes and uploads
+#: 2: one chunked channel for snapshots, large changes and uploads; epochs
 PROTOCOL_VERSION = 2
 
 #: the largest slice of a description, well below AMP's 65,535 limit
 CHUNK_SIZE = 60_000
 
 _COMMON_ERRORS = {
+    QuorumError: b"QUORUM",
     NotAuthorizedError: b"NOT_AUTHORIZED",
     NotMasterError: b"NOT_MASTER",
     NotFoundError: b"NOT_FOUND",
@@ -65,6 +68,8 @@ class Hello(amp.Command):
         (b"instance", amp.Unicode()),
         (b"replica", amp.Unicode()),
         (b"master", amp.Boolean()),
+        # the newest replication epoch the replica holds (number:token)
+        (b"epoch", amp.Unicode()),
     ]
     errors = _COMMON_ERRORS
 
@@ -74,10 +79,12 @@ class Hello(amp.Command):
 
 class RegisterReplica(amp.Command):
     """
-    A slave registers with the master, saying what it holds. The master
-    answers how it will catch it up ("changes" or "snapshot") and then
-    pushes the data; C{endpoints} is JSON: client, server and internal
-    endpoint strings.
+    A slave registers with the master, saying what it holds: database,
+    serial, and the epoch of its last change. The master answers how it
+    will catch it up ("changes" or "snapshot") and then pushes the data;
+    C{endpoints} is JSON: client, server and internal endpoint strings. A
+    slave whose database holds changes the master lacks is refused with
+    L{DivergedError}, and nothing is overwritten.
     """
 
     arguments = [
@@ -85,13 +92,19 @@ class RegisterReplica(amp.Command):
         (b"endpoints", amp.Unicode()),
         (b"database_id", amp.Unicode()),
         (b"serial", amp.Integer()),
+        (b"epoch", amp.Unicode()),
     ]
     response = [
         (b"database_id", amp.Unicode()),
         (b"serial", amp.Integer()),
         (b"sync", amp.Unicode()),
+        (b"epoch", amp.Unicode()),
     ]
-    errors = {DuplicateReplicaError: b"DUPLICATE_REPLICA", **_COMMON_ERRORS}
+    errors = {
+        DuplicateReplicaError: b"DUPLICATE_REPLICA",
+        DivergedError: b"DIVERGED",
+        **_COMMON_ERRORS,
+    }
 
 
 class PushChanges(amp.Command):
@@ -140,7 +153,9 @@ class ForwardAdapterRegistration(amp.Command):
     """
     A registration that reached a slave's LocatorRegistry, forwarded to the
     master. C{proxy} is the base64 of the proxy's 1.1 marshaling, empty to
-    unregister. The error carries the Ice user exception's type id.
+    unregister. When the master refuses it with an Ice user exception, the
+    answer names the exception's type id in C{exception} (empty: done), so
+    the slave raises the same one to the Ice server.
     """
 
     arguments = [
@@ -148,7 +163,7 @@ class ForwardAdapterRegistration(amp.Command):
         (b"replica_group_id", amp.Unicode()),
         (b"proxy", amp.Unicode()),
     ]
-    response: list = []
+    response = [(b"exception", amp.Unicode()), (b"reason", amp.Unicode())]
     errors = _COMMON_ERRORS
 
 

@@ -42,3 +42,18 @@ class SyncError(Exception):
 
 class TransferError(Exception):
     """A chunked transfer was malformed, incomplete, too large or did not match its hash."""
+
+
+class QuorumError(Exception):
+    """
+    A write was committed on the master but fewer slaves than
+    C{GridReg.Replication.MinAcks} committed it in time; the message says how many.
+    """
+
+
+class DivergedError(Exception):
+    """
+    The master refused a slave's session: the slave's database holds changes
+    the master does not have (or the other way round, a stale master). The
+    message says which; an operator decides (C{--initdb-from-replica}).
+    """

@@ -72,7 +72,7 @@ from gridreg.registry.descriptors import DescriptorError, parse_application
 from gridreg.store.records import Change
 
 if TYPE_CHECKING:
-    from gridreg.registry.service import RegistryService
+    from gridreg.registry.roles import Replica
 
 #: what C{AdminList} and C{AdminDescribe} know about
 KINDS = ("application", "object", "adapter", "registry")
@@ -135,13 +135,13 @@ class AdminResponder(TransferResponder):
     """
     The admin commands for one connection to one replica.
 
-    @ivar registry: the replica (L{RegistryService}).
+    @ivar registry: the replica (L{Replica}).
     @ivar protocol: the connection, for the peer's name in logs.
     """
 
     log = Logger()
 
-    def __init__(self, registry: RegistryService, protocol: amp.AMP) -> None:
+    def __init__(self, registry: Replica, protocol: amp.AMP) -> None:
         self.registry = registry
         self.protocol = protocol
         self.transfers = TransferReceiver(MAX_UPLOAD_BYTES, MAX_TRANSFERS)
@@ -149,8 +149,9 @@ class AdminResponder(TransferResponder):
     # -- helpers ---------------------------------------------------------------
 
     def _require_master(self) -> None:
-        if self.registry.master is None:
-            raise NotMasterError(self.registry.not_master_message())
+        refusal = self.registry.role.write_refusal()
+        if refusal is not None:
+            raise NotMasterError(refusal)
 
     def _serial(self, change: Optional[Change]) -> int:
         """The serial a write reached; a write that changed nothing reports the current one."""

@@ -40,6 +40,15 @@ class RegistryConfig:
     locator: Optional[Proxy] = None
     replica_session_timeout: float = 30.0
     properties: Optional[Properties] = attrs.field(default=None, eq=False, repr=False)
+    #: GridReg.Replication.MinAcks: slaves that must commit a write before it is acknowledged
+    min_acks: int = 0
+    #: GridReg.Replication.EpochCheckInterval: how often a master asks the replicas that
+    #: are not its live slaves whether a newer master exists (seconds)
+    epoch_check_interval: float = 5.0
+    #: --readonly: a master that serves reads and refuses writes and slaves
+    readonly: bool = False
+    #: --initdb-from-replica: start from a copy of this replica's database
+    initdb_from_replica: Optional[str] = None
 
     @property
     def is_master(self) -> bool:
@@ -79,6 +88,10 @@ class RegistryConfig:
                 properties.get_int("IceGrid.Registry.ReplicaSessionTimeout", 30)
             ),
             properties=properties,
+            min_acks=_non_negative(properties, "GridReg.Replication.MinAcks", 0),
+            epoch_check_interval=float(
+                _positive(properties, "GridReg.Replication.EpochCheckInterval", 5)
+            ),
         )
 
 
@@ -106,3 +119,17 @@ def _optional_endpoints(properties: Properties, key: str) -> Optional[tuple[Endp
     if not text:
         return None
     return _parse(properties, key, text)
+
+
+def _non_negative(properties: Properties, key: str, default: int) -> int:
+    value = properties.get_int(key, default)
+    if value < 0:
+        raise PropertyError(f"{key} ({properties.source(key)}): must be 0 or more, not {value}")
+    return value
+
+
+def _positive(properties: Properties, key: str, default: int) -> int:
+    value = properties.get_int(key, default)
+    if value <= 0:
+        raise PropertyError(f"{key} ({properties.source(key)}): must be more than 0, not {value}")
+    return value

@@ -10,7 +10,7 @@ a time, so each is validated against the state the previous one left.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.logger import Logger
@@ -50,6 +50,17 @@ from gridreg.store.records import Change, Mutation, encode_value
 MAX_CHANGE_BYTES = 64 * 1024 * 1024
 
 
+def _acknowledged(committed: Optional[tuple[Change, Deferred[None]]]) -> Any:
+    """The change, once the slaves acknowledged it as the rules say."""
+    if committed is None:
+        return None
+    change, acknowledged = committed
+    return acknowledged.addCallback(lambda _: change)
+
+
+T = TypeVar("T")
+
+
 class RegistryDatabase:
     """Changes to adapters and well-known objects, made durable then visible."""
 
@@ -71,8 +82,8 @@ class RegistryDatabase:
         self.max_change_bytes = MAX_CHANGE_BYTES
         #: sends a committed change to the slaves (set on a master)
         self.replicate: Callable[[Change], Deferred[None]] = lambda change: succeed(None)
-        #: on a slave: says why writes are refused (names the master)
-        self.read_only: Optional[Callable[[], str]] = None
+        #: why writes are refused now (a slave's, names the master), or None
+        self.refusal: Callable[[], Optional[str]] = lambda: None
         #: on a slave: hands an adapter registration to the master
         self.forward: Optional[
             Callable[[str, str, Optional[Proxy]], Deferred[Optional[Change]]]
@@ -89,35 +100,44 @@ class RegistryDatabase:
         replication queues hold the lock: the queues keep serial order, so
         the next write need not wait for this one's acknowledgements.
         """
-        if self.read_only is not None:
-            return fail(NotMasterError(self.read_only()))
+        refusal = self.refusal()
+        if refusal is not None:
+            return fail(NotMasterError(refusal))
+        return self._lock.run(self.write_locked, validate_and_build).addCallback(_acknowledged)
 
-        def run() -> Deferred[Optional[tuple[Change, Deferred[None]]]]:
-            mutations = validate_and_build()
-            if not mutations:
-                return succeed(None)
-            size = sum(len(encode_value(m)) for m in mutations if m.value is not None)
-            if size > self.max_change_bytes:
-                raise RegistryUserError(
-                    f"the change is {size} bytes; a replicated change may have at most "
-                    f"{self.max_change_bytes}"
-                )
+    def write_locked(
+        self, validate_and_build: Callable[[], list[Mutation]]
+    ) -> Deferred[Optional[tuple[Change, Deferred[None]]]]:
+        """
+        The body of a write, for callers that hold the write lock (see
+        L{exclusively}): fires with the change and its acknowledgement.
+        """
+        refusal = self.refusal()  # again: the role may have changed while this write waited
+        if refusal is not None:
+            return fail(NotMasterError(refusal))
+        mutations = validate_and_build()
+        if not mutations:
+            return succeed(None)
+        size = sum(len(encode_value(m)) for m in mutations if m.value is not None)
+        if size > self.max_change_bytes:
+            raise RegistryUserError(
+                f"the change is {size} bytes; a replicated change may have at most "
+                f"{self.max_change_bytes}"
+            )
 
-            def applied(change: Change) -> tuple[Change, Deferred[None]]:
-                self.state.apply(change.mutations)
-                return change, self.replicate(change)
+        def applied(change: Change) -> tuple[Change, Deferred[None]]:
+            self.state.apply(change.mutations)
+            return change, self.replicate(change)
 
-            return self.store.commit(mutations).addCallback(applied)
+        return self.store.commit(mutations).addCallback(applied)
 
-        def replicated(
-            committed: Optional[tuple[Change, Deferred[None]]],
-        ) -> Optional[Deferred[Change]]:
-            if committed is None:
-                return None
-            change, acknowledged = committed
-            return acknowledged.addCallback(lambda _: change)
+    def exclusively(self, job: Callable[[], Deferred[T]]) -> Deferred[T]:
+        """Run C{job} with the write lock held: every write waits for it."""
+        return self._lock.run(job)
 
-        return self._lock.run(run).addCallback(replicated)
+    def drain(self) -> Deferred[None]:
+        """Fire once the writes queued now have committed (or failed)."""
+        return self._lock.run(lambda: succeed(None))
 
     def commit(self, mutations: list[Mutation]) -> Deferred[Optional[Change]]:
         """Commit prepared mutations (the replica set, applications) like any write."""

@@ -29,19 +29,20 @@ from gridreg.protocol.commands import (
     Hello,
     RegisterReplica,
 )
-from gridreg.protocol.errors import NotAuthorizedError, NotMasterError, RegistryUserError
+from gridreg.protocol.errors import NotAuthorizedError, NotMasterError
+from gridreg.registry.epochs import Epoch
 
 if TYPE_CHECKING:
-    from gridreg.registry.service import RegistryService
+    from gridreg.registry.roles import Replica
 
 ROLES = ("registry", "node", "admin")
 
 
-def user_error(failure: Failure) -> Failure:
-    """An Ice user exception crosses AMP as its type id."""
+def _user_exception(failure: Failure) -> Any:
+    """An Ice user exception crosses AMP as its type id, in the answer."""
     if failure.check(UserException):
         exc = failure.value
-        return Failure(RegistryUserError(f"{exc.type_id}: {exc}"))
+        return {"exception": exc.type_id, "reason": str(exc)}
     return failure
 
 
@@ -52,7 +53,7 @@ class InternalProtocol(amp.AMP):
 
     def __init__(
         self,
-        registry: "RegistryService",
+        registry: "Replica",
         admin_locator: Optional[amp.CommandLocator],
         authorize: Optional[Callable[[Any, str, str], None]],
     ) -> None:
@@ -93,38 +94,45 @@ class InternalProtocol(amp.AMP):
             "version": PROTOCOL_VERSION,
             "instance": config.instance_name,
             "replica": config.replica_name,
-            "master": config.is_master,
+            **self.registry.role.hello(),
         }
 
     @RegisterReplica.responder
     def register_replica(
-        self, name: str, endpoints: str, database_id: str, serial: int
+        self, name: str, endpoints: str, database_id: str, serial: int, epoch: str
     ) -> dict[str, Any]:
         self._require("registry")
         if name != self.peer_name:
             raise NotAuthorizedError(
                 f"registered as `{name}' after saying hello as `{self.peer_name}'"
             )
-        master = self.registry.master
-        if master is None:
-            raise NotMasterError(self.registry.not_master_message())
-        return master.register(self, name, json.loads(endpoints), database_id, serial)
+        try:
+            slave_epoch = Epoch.from_wire(epoch)
+        except ValueError:
+            raise NotAuthorizedError(f"malformed epoch `{epoch}'") from None
+        return self.registry.role.register_replica(
+            self, name, json.loads(endpoints), database_id, serial, slave_epoch
+        )
 
     @ForwardAdapterRegistration.responder
     def forward_adapter_registration(
         self, adapter_id: str, replica_group_id: str, proxy: str
     ) -> Deferred[dict[str, Any]]:
         self._require("registry")
-        if self.registry.master is None:
-            raise NotMasterError(self.registry.not_master_message())
+        role = self.registry.role
+        if not role.is_master:
+            raise NotMasterError(role.write_refusal())
         decoded = InputStream(base64.b64decode(proxy), ENCODING_1_1).read_proxy() if proxy else None
         d = self.registry.database.set_adapter_direct_proxy(adapter_id, replica_group_id, decoded)
-        return d.addCallbacks(lambda _: {}, user_error)
+        return d.addCallbacks(lambda _: {"exception": "", "reason": ""}, _user_exception)
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
-        if self.role == "registry" and self.registry.master is not None:
-            self.registry.master.lost(self)
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            factory.connections.discard(self)
+        if self.role == "registry":
+            self.registry.role.replica_lost(self)
 
 
 class InternalFactory(Factory):
@@ -132,7 +140,7 @@ class InternalFactory(Factory):
 
     def __init__(
         self,
-        registry: "RegistryService",
+        registry: "Replica",
         admin_locator: Optional[Callable[[InternalProtocol], amp.CommandLocator]],
         authorize: Optional[Callable[[Any, str, str], None]],
     ) -> None:
@@ -143,6 +151,14 @@ class InternalFactory(Factory):
 
     def buildProtocol(self, addr: Any) -> InternalProtocol:
         protocol = InternalProtocol(self.registry, None, self.authorize)
+        protocol.factory = self
         if self.admin_locator is not None:
             protocol.admin_locator = self.admin_locator(protocol)
+        self.connections.add(protocol)
         return protocol
+
+    def close_all(self) -> None:
+        """Close every internal connection (the replica is stopping)."""
+        for protocol in list(self.connections):
+            if protocol.transport is not None:
+                protocol.transport.loseConnection()

@@ -18,10 +18,11 @@ from twisted.internet.defer import Deferred, DeferredList, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 
 from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.commands import InstallSnapshot, PushChanges, ReplicaSetChanged
-from gridreg.protocol.errors import DuplicateReplicaError
+from gridreg.protocol.errors import DuplicateReplicaError, QuorumError
 from gridreg.registry.replica_status import DISCONNECTED, FAILED, LIVE, SYNCING, ReplicaStatus
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
@@ -172,8 +173,11 @@ class MasterReplication:
         timeout: float,
         trace: TraceLevels,
         on_replicas_changed: Callable[[], None],
+        min_acks: int = 0,
     ) -> None:
         self.store = store
+        #: GridReg.Replication.MinAcks: slaves that must commit a change before it is acknowledged
+        self.min_acks = min_acks
         self.clock = clock
         self.timeout = timeout
         self.trace = trace
@@ -275,6 +279,11 @@ class MasterReplication:
         if was_live:
             self._on_replicas_changed()
 
+    def close_all(self, why: str) -> None:
+        """Drop every slave session (the master stops, or is fenced)."""
+        for session in list(self.sessions.values()):
+            self.drop(session, why)
+
     def lost(self, protocol: amp.AMP) -> None:
         """A slave's connection is gone."""
         for name, session in list(self.sessions.items()):
@@ -294,26 +303,68 @@ class MasterReplication:
 
     def replicate(self, change: Change) -> Deferred[None]:
         """
-        Send a committed change to every slave; fire once every slave that
-        was live has acknowledged it or been dropped.
+        Send a committed change to every slave. With C{min_acks} 0 (IceGrid's
+        rule), fire once every slave that was live has acknowledged it or been
+        dropped; with C{min_acks} N, fire once N slaves have committed it, or
+        fail with L{QuorumError} when they cannot within the session timeout.
         """
-        waits = []
+        pushes = []
+        live = []
         for session in list(self.sessions.values()):
             if session.closed:
                 continue
             d = session.run(lambda s=session: s.push([change]))
-            d.addErrback(
-                lambda f, s=session: self.drop(s, f"no acknowledgement: {f.getErrorMessage()}")
-            )
+            d.addCallbacks(lambda _: True, lambda f, s=session: self._unacknowledged(s, f))
+            pushes.append(d)
             if session.live:
-                waits.append(d)
+                live.append(d)
         if self.trace.replica > 1:
             self.log.info(
                 "[Replica] replicating serial {serial} to {count} slave(s)",
                 serial=change.serial,
-                count=len(waits),
+                count=len(pushes),
             )
-        return DeferredList(waits).addCallback(lambda _: None)
+        if self.min_acks <= 0:
+            return DeferredList(live).addCallback(lambda _: None)
+        return self._quorum(change, pushes)
+
+    def _unacknowledged(self, session: SlaveSession, failure: Failure) -> bool:
+        self.drop(session, f"no acknowledgement: {failure.getErrorMessage()}")
+        return False
+
+    def _quorum(self, change: Change, pushes: list[Deferred[bool]]) -> Deferred[None]:
+        """Fire once C{min_acks} of C{pushes} succeeded; fail once that cannot happen."""
+        needed = self.min_acks
+        done: Deferred[None] = Deferred()
+        counts = {"acked": 0, "finished": 0}
+
+        def refuse() -> None:
+            if not done.called:
+                done.errback(
+                    QuorumError(
+                        f"serial {change.serial} is committed on the master, but only "
+                        f"{counts['acked']} slave(s) committed it within "
+                        f"{self.timeout:g} s and GridReg.Replication.MinAcks is {needed}; "
+                        "the other slaves get it when they sync"
+                    )
+                )
+
+        def finished(acked: bool) -> None:
+            counts["finished"] += 1
+            counts["acked"] += acked
+            if counts["acked"] >= needed and not done.called:
+                done.callback(None)
+            elif counts["finished"] == len(pushes):
+                refuse()
+
+        for push in pushes:
+            push.addCallback(finished)
+        if len(pushes) < needed:
+            refuse()
+        else:
+            timer = self.clock.callLater(self.timeout, refuse)
+            done.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])
+        return done
 
     def announce(self, replicas: dict[str, dict[str, str]]) -> None:
         """Tell every live slave which replicas are active."""

@@ -34,7 +34,8 @@ from gridreg.protocol.commands import (
     RegisterReplica,
     ReplicaSetChanged,
 )
-from gridreg.protocol.errors import DuplicateReplicaError, SyncError
+from gridreg.protocol.errors import DivergedError, DuplicateReplicaError, SyncError
+from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
 from gridreg.registry.replica_status import (
     DISCONNECTED,
     FAILED,
@@ -60,10 +61,20 @@ class MasterEndpoint:
 
     def __init__(self, locate: LocateMaster) -> None:
         self._locate = locate
+        self._attempts = 0
 
     def connect(self, factory: Factory) -> Deferred[Any]:
+        """
+        Try the candidates in order, starting one further each attempt: a
+        stale master that answers (and is refused) must not hide the others.
+        """
+
         async def attempt() -> Any:
-            candidates = await self._locate()
+            candidates = list(await self._locate())
+            if candidates:
+                start = self._attempts % len(candidates)
+                candidates = candidates[start:] + candidates[:start]
+            self._attempts += 1
             last: Optional[BaseException] = None
             for endpoint in candidates:
                 try:
@@ -131,6 +142,8 @@ class SlaveReplication(Service):
         request_timeout: float = 5.0,
         check_master: Optional[Callable[[Any], None]] = None,
     ) -> None:
+        #: the newest epoch of a master this slave registered with
+        self.seen_epoch = NO_EPOCH
         self.reactor = reactor
         self.replica_name = name
         self.store = store
@@ -174,13 +187,21 @@ class SlaveReplication(Service):
                 raise SyncError(
                     f"`{greeting['replica']}' answered at the master's address but is a slave"
                 )
+            master_epoch = Epoch.from_wire(greeting["epoch"])
+            if master_epoch < self.epoch():
+                raise StaleMasterError(
+                    f"the master at {protocol.transport.getPeer()} is of epoch {master_epoch}, "
+                    f"older than epoch {self.epoch()} this replica has seen: refusing it"
+                )
             answer = await protocol.callRemote(
                 RegisterReplica,
                 name=self.replica_name,
                 endpoints=json.dumps(self.own_endpoints()),
                 database_id=self.store.database_id,
                 serial=self.store.serial,
+                epoch=self.held_epoch().to_wire(),
             ).addTimeout(self.request_timeout, self.reactor)
+            self.seen_epoch = max(self.seen_epoch, Epoch.from_wire(answer["epoch"]))
             self.master = protocol
             self._set_status(SYNCING, f"catching up by {answer['sync']}")
             if self.trace.replica > 0:
@@ -194,8 +215,9 @@ class SlaveReplication(Service):
 
         def refused(failure: Failure) -> Failure:
             reason = f"registration with the master failed: {failure.getErrorMessage()}"
-            self._set_status(REFUSED if failure.check(DuplicateReplicaError) else FAILED, reason)
-            if failure.check(DuplicateReplicaError):
+            operator = failure.check(DuplicateReplicaError, DivergedError, StaleMasterError)
+            self._set_status(REFUSED if operator else FAILED, reason)
+            if operator:
                 self.log.critical(
                     "The master refused replica `{replica}': {reason}",
                     replica=self.replica_name,
@@ -222,6 +244,14 @@ class SlaveReplication(Service):
         if self.replica_name in replicas:
             self._set_status(LIVE)
         self.on_active(sorted(replicas))
+
+    def held_epoch(self) -> Epoch:
+        """The epoch of the last change in this replica's database."""
+        return EpochHistory.from_meta(self.state.meta).current
+
+    def epoch(self) -> Epoch:
+        """The newest epoch this replica has seen: a master older than it is refused."""
+        return max(self.held_epoch(), self.seen_epoch)
 
     def _set_status(self, state: str, reason: str = "") -> None:
         self.status = ReplicaStatus(state, reason, self.reactor.seconds())
@@ -311,6 +341,10 @@ class SlaveReplication(Service):
             replica_group_id=replica_group_id,
             proxy=proxy,
         ).addTimeout(self.request_timeout, self.reactor)
+
+
+class StaleMasterError(SyncError):
+    """The replica answering as master is of an older epoch than this slave has seen."""
 
 
 def _as_sync_error(failure: Failure) -> Failure:

@@ -28,6 +28,7 @@ from gridreg.store.records import Mutation
 ADAPTER = "adapter"
 OBJECT = "object"
 REPLICA = "replica"
+META = "meta"
 
 
 @attrs.frozen
@@ -140,6 +141,8 @@ class RegistryState:
         self.builtin_objects: dict[Identity, ObjectInfo] = {}
         #: every replica's published endpoints, by name, as replicated
         self.replicas: dict[str, dict] = {}
+        #: the database's own facts (the replication epoch), as replicated
+        self.meta: dict[str, dict] = {}
         self._discovery: Optional[Callable[[], None]] = None
         self.deployed = DeployedIndex()
         self._round_robin = RoundRobinState()
@@ -164,8 +167,10 @@ class RegistryState:
         self.objects.clear()
         self._by_type.clear()
         self.replicas.clear()
+        self.meta.clear()
         self.deployed.clear()
         apply = {
+            META: self.meta.__setitem__,
             ADAPTER: self._apply_adapter,
             OBJECT: self._apply_object,
             REPLICA: self.replicas.__setitem__,
@@ -197,6 +202,11 @@ class RegistryState:
                 self._apply_object(mutation.key, mutation.value)
             elif mutation.kind == APPLICATION:
                 self.deployed.put(mutation.key, mutation.value)
+            elif mutation.kind == META:
+                if mutation.value is None:
+                    self.meta.pop(mutation.key, None)
+                else:
+                    self.meta[mutation.key] = mutation.value
             elif mutation.kind == REPLICA:
                 replicas_changed = True
                 if mutation.value is None:
