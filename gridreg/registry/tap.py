@@ -100,7 +100,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     config = options.registry_config
     assert config is not None
     for warning in options.warnings:
-        log.warn("{warning}", warning=warning)
+        # not "warning": trial's legacy observer takes such events for Python warnings
+        log.warn("{problem}", problem=warning)
     for ignored in options.ignored:
         log.warn(IGNORED_WARNING, **ignored.fields())
     if not config.data_dir:
