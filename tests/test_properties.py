@@ -375,11 +375,11 @@ class IgnoredPropertiesTests(SynchronousTestCase):
                 "gridreg's SQLite database grows as needed; no size limit is applied "
                 "(set at i.cfg:6)",
                 "property `IceGrid.Registry.PermissionsVerifier' is not supported by gridreg "
-                "(yet): gridreg creates no client or admin sessions yet (planned); ignored "
+                "(yet): gridreg creates no Ice client sessions yet (planned); ignored "
                 "(set at i.cfg:8)",
                 "property `IceGrid.Registry.AdminPermissionsVerifier' is not supported by "
-                "gridreg (yet): gridreg creates no client or admin sessions yet (planned); "
-                "ignored (set at i.cfg:9)",
+                "gridreg (yet): no Ice admin sessions yet (planned); gridadmin is authorised "
+                "by its TLS certificate (set at i.cfg:9)",
             ],
         )
 

@@ -155,7 +155,7 @@ class StartupWarningTests(SynchronousTestCase):
                 f"gridreg's SQLite database grows as needed; no size limit is applied "
                 f"(set at {path}:2)",
                 "property `IceGrid.Registry.PermissionsVerifier' is not supported by gridreg "
-                "(yet): gridreg creates no client or admin sessions yet (planned); ignored "
+                "(yet): gridreg creates no Ice client sessions yet (planned); ignored "
                 f"(set at {path}:6)",
                 "property `IceGrid.Node.Name' is not supported by gridreg (yet): gridreg has "
                 f"no nodes yet (gridnode is planned); ignored (set at {path}:7)",

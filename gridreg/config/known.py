@@ -2,7 +2,8 @@
 """
 The properties Ice, IceGrid, IceSSL and gridreg document: their kinds and
 defaults, so that a misspelt name is warned about and a bad value stops
-start-up with the property's name.
+start-up with the property's name; and what gridreg does with each
+(L{PROPERTY_SUPPORT}), so that one it ignores is warned about too.
 """
 
 from __future__ import annotations
@@ -413,11 +414,14 @@ def _unsupported(instead: str, *inert: str) -> PropertySupport:
 
 
 _NO_NODES = "gridreg has no nodes yet (gridnode is planned); ignored"
-_NO_SESSIONS = "gridreg creates no client or admin sessions yet (planned); ignored"
+_NO_SESSIONS = "gridreg creates no Ice client sessions yet (planned); ignored"
+_NO_ADMIN_SESSIONS = (
+    "no Ice admin sessions yet (planned); gridadmin is authorised by its TLS certificate"
+)
 _NO_GLACIER2 = "gridreg has no Glacier2 session managers yet (planned); ignored"
 _NO_DISCOVERY = "no multicast discovery yet (planned); clients need Ice.Default.Locator"
 _NO_TRACE = "gridreg has no such trace category; nothing is traced"
-_ADAPTER = "gridreg's {} adapter takes only Endpoints, PublishedEndpoints and ACM.*; ignored"
+_ADAPTER = "gridreg's {} adapter takes only {} and ACM.*; ignored"
 _ICE_RUNTIME = "an Ice run-time setting; gridreg runs on Twisted, not the Ice run time; ignored"
 
 #: What gridreg does with each known property, keyed by exact name or by a
@@ -461,9 +465,13 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "IceGrid.Registry.Server.ACM*": _HONOURED,
     "IceGrid.Registry.Internal.ACM*": _HONOURED,
     # -- the registry's adapters: the rest of their properties --
-    "IceGrid.Registry.Client.*": _unsupported(_ADAPTER.format("Client")),
-    "IceGrid.Registry.Server.*": _unsupported(_ADAPTER.format("Server")),
-    "IceGrid.Registry.Internal.*": _unsupported(_ADAPTER.format("Internal")),
+    "IceGrid.Registry.Client.*": _unsupported(
+        _ADAPTER.format("Client", "Endpoints, PublishedEndpoints")
+    ),
+    "IceGrid.Registry.Server.*": _unsupported(
+        _ADAPTER.format("Server", "Endpoints, PublishedEndpoints")
+    ),
+    "IceGrid.Registry.Internal.*": _unsupported(_ADAPTER.format("Internal", "Endpoints")),
     "IceGrid.Registry.Internal.PublishedEndpoints": _unsupported(
         "other replicas are given the Internal.Endpoints hosts and the ports listened on"
     ),
@@ -496,7 +504,7 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "IceGrid.Registry.Trace.Server": _planned(_NO_NODES, "0"),
     "IceGrid.Registry.Trace.Patch": _planned(_NO_NODES, "0"),
     "IceGrid.Registry.Trace.Session": _planned(_NO_SESSIONS, "0"),
-    "IceGrid.Registry.Trace.Admin": _planned(_NO_SESSIONS, "0"),
+    "IceGrid.Registry.Trace.Admin": _planned("admin operations are not traced yet", "0"),
     "IceGrid.Registry.Trace.Discovery": _planned(_NO_DISCOVERY, "0"),
     # -- nodes (planned) --
     "IceGrid.Node.*": _planned(_NO_NODES),
@@ -505,11 +513,11 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     # -- sessions, admin sessions, Glacier2 (planned) --
     "IceGrid.Registry.SessionTimeout": _planned(_NO_SESSIONS),
     "IceGrid.Registry.PermissionsVerifier*": _planned(_NO_SESSIONS),
-    "IceGrid.Registry.AdminPermissionsVerifier*": _planned(_NO_SESSIONS),
+    "IceGrid.Registry.AdminPermissionsVerifier*": _planned(_NO_ADMIN_SESSIONS),
     "IceGrid.Registry.SSLPermissionsVerifier*": _planned(_NO_SESSIONS),
-    "IceGrid.Registry.AdminSSLPermissionsVerifier*": _planned(_NO_SESSIONS),
+    "IceGrid.Registry.AdminSSLPermissionsVerifier*": _planned(_NO_ADMIN_SESSIONS),
     "IceGrid.Registry.CryptPasswords": _planned(_NO_SESSIONS),
-    "IceGrid.Registry.AdminCryptPasswords": _planned(_NO_SESSIONS),
+    "IceGrid.Registry.AdminCryptPasswords": _planned(_NO_ADMIN_SESSIONS),
     "IceGrid.Registry.UserAccounts": _planned(_NO_SESSIONS),
     "IceGrid.Registry.SessionManager.*": _planned(_NO_GLACIER2),
     "IceGrid.Registry.AdminSessionManager.*": _planned(_NO_GLACIER2),
