@@ -190,6 +190,21 @@ class StartupWarningTests(SynchronousTestCase):
             ],
         )
 
+    def test_icegrid_database_directory(self) -> None:
+        """A directory holding IceGrid's own LMDB database is not read: say so."""
+        data = self.mktemp()
+        os.mkdir(data)
+        with open(os.path.join(data, "data.mdb"), "wb"):
+            pass
+        self.assertEqual(
+            [formatEvent(e) for e in _warnings([f"--property=IceGrid.Registry.LMDB.Path={data}"])],
+            [
+                f"{data} holds an IceGrid LMDB database (data.mdb), which gridreg cannot read: "
+                "gridreg keeps its own database (registry.sqlite) beside it, and starts "
+                "without IceGrid's applications, adapters and objects"
+            ],
+        )
+
     def test_honoured_configuration_is_quiet(self) -> None:
         """A configuration of honoured properties (and inert values) logs nothing."""
         path = self.write(

@@ -9,6 +9,7 @@ file, line or value stops start-up with a message naming it.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 from twisted.application.service import IService
@@ -108,6 +109,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         log.warn(
             "IceGrid.Registry.LMDB.Path is not set: the registry keeps its database in "
             "memory and loses it when it stops"
+        )
+    elif os.path.exists(os.path.join(config.data_dir, "data.mdb")):
+        log.warn(
+            "{data_dir} holds an IceGrid LMDB database (data.mdb), which gridreg cannot "
+            "read: gridreg keeps its own database (registry.sqlite) beside it, and "
+            "starts without IceGrid's applications, adapters and objects",
+            data_dir=config.data_dir,
         )
     if not config.is_master and config.locator is None:
         log.warn(
