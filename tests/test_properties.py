@@ -12,9 +12,12 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.config.properties import (
+    IGNORED_WARNING,
     KNOWN_PROPERTIES,
+    IgnoredProperty,
     Properties,
     PropertyError,
+    ignored_properties,
     load_file,
     message_size_max_bytes,
     parse_overrides,
@@ -30,6 +33,20 @@ IceGrid.Registry.Server.Endpoints=tcp -h 127.0.0.1
 IceGrid.Registry.Internal.Endpoints=tcp -h 127.0.0.1
 IceGrid.Registry.Data=db/master
 IceGrid.Registry.DynamicRegistration=1
+"""
+
+#: the same registry as configured for IceGrid 3.7
+REGISTRY_MASTER_37 = """\
+IceGrid.InstanceName=DemoIceGrid
+IceGrid.Registry.Client.Endpoints=tcp -h 127.0.0.1 -p 12000
+IceGrid.Registry.Server.Endpoints=tcp -h 127.0.0.1
+IceGrid.Registry.Internal.Endpoints=tcp -h 127.0.0.1
+IceGrid.Registry.LMDB.Path=db/master
+IceGrid.Registry.LMDB.MapSize=10
+IceGrid.Registry.DynamicRegistration=1
+IceGrid.Registry.PermissionsVerifier=DemoIceGrid/NullPermissionsVerifier
+IceGrid.Registry.AdminPermissionsVerifier=DemoIceGrid/NullPermissionsVerifier
+IceGrid.Registry.Discovery.Enabled=0
 """
 
 
@@ -237,6 +254,11 @@ class GetterTests(SynchronousTestCase):
         for fragment in ("g.cfg:2", "Bad.Proxy", "'a/b/c'"):
             self.assertIn(fragment, str(e))
 
+    def test_endpoint_defaults(self) -> None:
+        props = parse_text("Ice.Default.Protocol=ssl\nIce.Default.Timeout=5000\n", "d.cfg")
+        self.assertEqual(props.endpoint_defaults(), ("ssl", 5000))
+        self.assertEqual(Properties().endpoint_defaults(), ("tcp", 60000))
+
     def test_ice_defaults_apply(self) -> None:
         """Ice.Default.Protocol/Timeout shape C{default} endpoints, as in Ice."""
         props = self.props(
@@ -331,3 +353,83 @@ class MessageSizeMaxTests(SynchronousTestCase):
         props = parse_text("Ice.MessageSizeMax=1MB\n", "m.cfg")
         e = self.assertRaises(PropertyError, message_size_max_bytes, props)
         self.assertIn("m.cfg:1", str(e))
+
+
+class IgnoredPropertiesTests(SynchronousTestCase):
+    """Known properties that are set but that gridreg does not act on."""
+
+    def warnings(self, text: str) -> list[str]:
+        ignored = ignored_properties(parse_text(text, "i.cfg"))
+        return [IGNORED_WARNING.format(**i.fields()) for i in ignored]
+
+    def test_icegrid_37_registry(self) -> None:
+        """
+        The 3.7 registry configuration: the database directory is honoured,
+        the map size and the session verifiers are not, Discovery.Enabled=0
+        asks for what gridreg does anyway.
+        """
+        self.assertEqual(
+            self.warnings(REGISTRY_MASTER_37),
+            [
+                "property `IceGrid.Registry.LMDB.MapSize' is not supported by gridreg (yet): "
+                "gridreg's SQLite database grows as needed; no size limit is applied "
+                "(set at i.cfg:6)",
+                "property `IceGrid.Registry.PermissionsVerifier' is not supported by gridreg "
+                "(yet): gridreg creates no Ice client sessions yet (planned); ignored "
+                "(set at i.cfg:8)",
+                "property `IceGrid.Registry.AdminPermissionsVerifier' is not supported by "
+                "gridreg (yet): no Ice admin sessions yet (planned); gridadmin is authorised "
+                "by its TLS certificate (set at i.cfg:9)",
+            ],
+        )
+
+    def test_older_registry_is_quiet(self) -> None:
+        self.assertEqual(self.warnings(REGISTRY_MASTER), [])
+
+    def test_inert_values(self) -> None:
+        """A value that asks for what gridreg does anyway is not warned about."""
+        quiet = (
+            "IceGrid.Registry.Discovery.Enabled=0\n"
+            "IceGrid.Registry.Trace.Patch=00\n"
+            "IceSSL.VerifyPeer=2\n"
+            "Ice.ToStringMode=Unicode\n"
+        )
+        self.assertEqual(self.warnings(quiet), [])
+        loud = self.warnings(
+            "IceGrid.Registry.Discovery.Enabled=1\nIceGrid.Registry.Trace.Patch=1\n"
+            "IceSSL.VerifyPeer=0\nIce.ToStringMode=ASCII\n"
+        )
+        self.assertEqual(len(loud), 4, loud)
+
+    def test_prefix_properties(self) -> None:
+        """Names under a known prefix (contexts, plug-ins) are classified too."""
+        ignored = ignored_properties(
+            parse_text("Ice.Plugin.IceSSL=IceSSL:createIceSSL\nMy.Own=1\n", "i.cfg")
+        )
+        self.assertEqual(
+            ignored,
+            [IgnoredProperty("Ice.Plugin.IceSSL", "i.cfg:1", ignored[0].support)],
+        )
+        self.assertEqual(ignored[0].support.instead, "gridreg loads no Ice plug-ins; ignored")
+
+    def test_unknown_properties_are_left_to_validate(self) -> None:
+        props = parse_text("IceGrid.Registry.Bogus=1\n", "i.cfg")
+        self.assertEqual(ignored_properties(props), [])
+        self.assertEqual(len(validate(props)), 1)
+
+    def test_honoured_properties(self) -> None:
+        """ACM (implemented on its own branch) and gridadmin's name are not warned about."""
+        self.assertEqual(
+            self.warnings(
+                "Ice.ACM.Timeout=60\nIceGrid.Registry.Client.ACM.Timeout=60\n"
+                "GridReg.Admin.Name=ops\nIce.Default.Locator=IceGrid/Locator:tcp -p 4061\n"
+            ),
+            [],
+        )
+
+    def test_admin_router_is_known(self) -> None:
+        """IceGrid 3.7.8 knows IceGrid.AdminRouter.*: it is not an unknown property."""
+        props = parse_text("IceGrid.AdminRouter.Endpoints=tcp -h 127.0.0.1\n", "i.cfg")
+        self.assertEqual(validate(props), [])
+        [warning] = self.warnings("IceGrid.AdminRouter.Endpoints=tcp -h 127.0.0.1\n")
+        self.assertIn("no Glacier2 session managers yet (planned)", warning)

@@ -2,7 +2,8 @@
 """
 The properties Ice, IceGrid, IceSSL and gridreg document: their kinds and
 defaults, so that a misspelt name is warned about and a bad value stops
-start-up with the property's name.
+start-up with the property's name; and what gridreg does with each
+(L{PROPERTY_SUPPORT}), so that one it ignores is warned about too.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def _known() -> tuple[dict[str, PropertySpec], tuple[str, ...]]:
         "Discovery",
     ):
         _adapter(f"{reg}.{name}", k, wild)
+    _adapter("IceGrid.AdminRouter", k, wild)
     for name in (
         "PermissionsVerifier",
         "AdminPermissionsVerifier",
@@ -369,3 +371,211 @@ KNOWN_PROPERTIES: Mapping[str, PropertySpec]
 #: Prefixes under which any name is known (contexts, plugins, ...).
 KNOWN_PREFIXES: tuple[str, ...]
 KNOWN_PROPERTIES, KNOWN_PREFIXES = _known()
+
+
+# -- what gridreg does with each known property -------------------------------
+
+
+class Support(enum.Enum):
+    """Whether gridreg acts on a property it knows."""
+
+    HONOURED = "honoured"  # some part of gridreg reads it and acts on it
+    PLANNED = "planned"  # ignored until planned work (nodes, sessions, ...) reads it
+    UNSUPPORTED = "unsupported"  # ignored, with no plan to read it
+
+
+@attrs.frozen
+class PropertySupport:
+    """
+    What gridreg does with a known property.
+
+    @ivar instead: for an ignored property, what gridreg does instead; the
+        start-up warning says it.
+    @ivar inert: values that ask for what gridreg does anyway, so setting
+        one earns no warning (compared as integers for C{INT} properties).
+    """
+
+    support: Support
+    instead: str = ""
+    inert: tuple[str, ...] = ()
+
+    @property
+    def honoured(self) -> bool:
+        return self.support is Support.HONOURED
+
+
+_HONOURED = PropertySupport(Support.HONOURED)
+
+
+def _planned(instead: str, *inert: str) -> PropertySupport:
+    return PropertySupport(Support.PLANNED, instead, inert)
+
+
+def _unsupported(instead: str, *inert: str) -> PropertySupport:
+    return PropertySupport(Support.UNSUPPORTED, instead, inert)
+
+
+_NO_NODES = "gridreg has no nodes yet (gridnode is planned); ignored"
+_NO_SESSIONS = "gridreg creates no Ice client sessions yet (planned); ignored"
+_NO_ADMIN_SESSIONS = (
+    "no Ice admin sessions yet (planned); gridadmin is authorised by its TLS certificate"
+)
+_NO_GLACIER2 = "gridreg has no Glacier2 session managers yet (planned); ignored"
+_NO_DISCOVERY = "no multicast discovery yet (planned); clients need Ice.Default.Locator"
+_NO_TRACE = "gridreg has no such trace category; nothing is traced"
+_ADAPTER = "gridreg's {} adapter takes only {} and ACM.*; ignored"
+_ICE_RUNTIME = "an Ice run-time setting; gridreg runs on Twisted, not the Ice run time; ignored"
+
+#: What gridreg does with each known property, keyed by exact name or by a
+#: prefix ending in C{*}; an exact name wins, then the longest prefix. To
+#: implement a property, flip its entry to C{_HONOURED} (and add a sample to
+#: tests.test_registry_config, which checks that something reads it).
+PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
+    # -- read by the registry (gridreg.registry.config, gridreg.tls) --
+    "IceGrid.InstanceName": _HONOURED,
+    "IceGrid.Registry.ReplicaName": _HONOURED,
+    "IceGrid.Registry.Client.Endpoints": _HONOURED,
+    "IceGrid.Registry.Client.PublishedEndpoints": _HONOURED,
+    "IceGrid.Registry.Server.Endpoints": _HONOURED,
+    "IceGrid.Registry.Server.PublishedEndpoints": _HONOURED,
+    "IceGrid.Registry.Internal.Endpoints": _HONOURED,
+    "IceGrid.Registry.LMDB.Path": _HONOURED,
+    "IceGrid.Registry.Data": _HONOURED,
+    "IceGrid.Registry.DynamicRegistration": _HONOURED,
+    "IceGrid.Registry.ReplicaSessionTimeout": _HONOURED,
+    "IceGrid.Registry.Trace.Adapter": _HONOURED,
+    "IceGrid.Registry.Trace.Application": _HONOURED,
+    "IceGrid.Registry.Trace.Locator": _HONOURED,
+    "IceGrid.Registry.Trace.Object": _HONOURED,
+    "IceGrid.Registry.Trace.Replica": _HONOURED,
+    "Ice.Default.Locator": _HONOURED,
+    "Ice.Default.Protocol": _HONOURED,
+    "Ice.Default.Timeout": _HONOURED,
+    "Ice.MessageSizeMax": _HONOURED,
+    "IceSSL.CAs": _HONOURED,
+    "IceSSL.CertFile": _HONOURED,
+    "IceSSL.KeyFile": _HONOURED,
+    "IceSSL.DefaultDir": _HONOURED,
+    "GridReg.Internal.Insecure": _HONOURED,
+    # -- read by gridadmin or gridreg.client, harmless in a shared file --
+    "GridReg.Admin.Name": _HONOURED,
+    "Ice.Default.LocatorCacheTimeout": _HONOURED,
+    "Ice.Default.Locator.InvocationTimeout": _HONOURED,
+    # -- ACM (idle connections), implemented on its own branch --
+    "Ice.ACM*": _HONOURED,
+    "IceGrid.Registry.Client.ACM*": _HONOURED,
+    "IceGrid.Registry.Server.ACM*": _HONOURED,
+    "IceGrid.Registry.Internal.ACM*": _HONOURED,
+    # -- the registry's adapters: the rest of their properties --
+    "IceGrid.Registry.Client.*": _unsupported(
+        _ADAPTER.format("Client", "Endpoints, PublishedEndpoints")
+    ),
+    "IceGrid.Registry.Server.*": _unsupported(
+        _ADAPTER.format("Server", "Endpoints, PublishedEndpoints")
+    ),
+    "IceGrid.Registry.Internal.*": _unsupported(_ADAPTER.format("Internal", "Endpoints")),
+    "IceGrid.Registry.Internal.PublishedEndpoints": _unsupported(
+        "other replicas are given the Internal.Endpoints hosts and the ports listened on"
+    ),
+    "IceGrid.Registry.Client.MessageSizeMax": _unsupported(
+        "Ice.MessageSizeMax limits every client and server connection"
+    ),
+    "IceGrid.Registry.Server.MessageSizeMax": _unsupported(
+        "Ice.MessageSizeMax limits every client and server connection"
+    ),
+    "IceGrid.Registry.Internal.MessageSizeMax": _unsupported(
+        "replicas talk gridreg's own protocol, which has no size limit: large data travels "
+        "in chunks",
+        "0",
+    ),
+    # -- persistence and deployment --
+    "IceGrid.Registry.LMDB.MapSize": _unsupported(
+        "gridreg's SQLite database grows as needed; no size limit is applied"
+    ),
+    "IceGrid.Registry.DefaultTemplates": _unsupported(
+        "no templates are preloaded; define templates in the application descriptors"
+    ),
+    "IceGrid.Registry.RequireReplicaCertCN": _unsupported(
+        "with TLS a replica's certificate must always name it "
+        "(<replica>.registry.gridreg); the check cannot be turned off",
+        "1",
+    ),
+    # -- tracing --
+    "IceGrid.Registry.Trace.*": _unsupported(_NO_TRACE, "0"),
+    "IceGrid.Registry.Trace.Node": _planned(_NO_NODES, "0"),
+    "IceGrid.Registry.Trace.Server": _planned(_NO_NODES, "0"),
+    "IceGrid.Registry.Trace.Patch": _planned(_NO_NODES, "0"),
+    "IceGrid.Registry.Trace.Session": _planned(_NO_SESSIONS, "0"),
+    "IceGrid.Registry.Trace.Admin": _planned("admin operations are not traced yet", "0"),
+    "IceGrid.Registry.Trace.Discovery": _planned(_NO_DISCOVERY, "0"),
+    # -- nodes (planned) --
+    "IceGrid.Node.*": _planned(_NO_NODES),
+    "IceGrid.Registry.NodeSessionTimeout": _planned(_NO_NODES),
+    "IceGrid.Registry.RequireNodeCertCN": _planned(_NO_NODES),
+    # -- sessions, admin sessions, Glacier2 (planned) --
+    "IceGrid.Registry.SessionTimeout": _planned(_NO_SESSIONS),
+    "IceGrid.Registry.PermissionsVerifier*": _planned(_NO_SESSIONS),
+    "IceGrid.Registry.AdminPermissionsVerifier*": _planned(_NO_ADMIN_SESSIONS),
+    "IceGrid.Registry.SSLPermissionsVerifier*": _planned(_NO_SESSIONS),
+    "IceGrid.Registry.AdminSSLPermissionsVerifier*": _planned(_NO_ADMIN_SESSIONS),
+    "IceGrid.Registry.CryptPasswords": _planned(_NO_SESSIONS),
+    "IceGrid.Registry.AdminCryptPasswords": _planned(_NO_ADMIN_SESSIONS),
+    "IceGrid.Registry.UserAccounts": _planned(_NO_SESSIONS),
+    "IceGrid.Registry.SessionManager.*": _planned(_NO_GLACIER2),
+    "IceGrid.Registry.AdminSessionManager.*": _planned(_NO_GLACIER2),
+    "IceGrid.Registry.SessionFilters": _planned(_NO_GLACIER2, "0"),
+    "IceGrid.Registry.AdminSessionFilters": _planned(_NO_GLACIER2, "0"),
+    "IceGrid.AdminRouter.*": _planned(_NO_GLACIER2),
+    # -- discovery (planned) --
+    "IceGrid.Registry.Discovery.*": _planned(_NO_DISCOVERY),
+    "IceGrid.Registry.Discovery.Enabled": _planned(_NO_DISCOVERY, "0"),
+    # -- Ice run-time settings --
+    "Ice.*": _unsupported(_ICE_RUNTIME),
+    "Ice.Admin*": _unsupported("gridreg has no Ice admin object; use gridadmin"),
+    "Ice.Admin.Enabled": _unsupported("gridreg has no Ice admin object; use gridadmin", "0"),
+    "Ice.Config": _unsupported("read as a property it does nothing; pass the file with --config"),
+    "Ice.Default.Locator.*": _unsupported(
+        "a slave asks each replica at Ice.Default.Locator's endpoints, with its own timeouts"
+    ),
+    "Ice.Default.Router*": _unsupported("gridreg uses no router; ignored"),
+    "Ice.Default.Host": _unsupported("an endpoint without -h listens on every interface"),
+    "Ice.ChangeUser": _unsupported("use twistd's --uid and --gid"),
+    "Ice.LogFile": _unsupported("gridreg logs through twisted.logger: use twistd's --logfile"),
+    "Ice.UseSyslog": _unsupported("use twistd's --syslog", "0"),
+    "Ice.StdErr": _unsupported("redirect the output of twist or twistd instead"),
+    "Ice.StdOut": _unsupported("redirect the output of twist or twistd instead"),
+    "Ice.Plugin*": _unsupported("gridreg loads no Ice plug-ins; ignored"),
+    "Ice.InitPlugins": _unsupported("gridreg loads no Ice plug-ins; ignored"),
+    "Ice.PluginLoadOrder": _unsupported("gridreg loads no Ice plug-ins; ignored"),
+    "Ice.PrintAdapterReady": _unsupported("no ready line is printed; wait for the port", "0"),
+    "Ice.PrintProcessId": _unsupported("use twistd's --pidfile", "0"),
+    "Ice.ThreadPool.*": _unsupported("gridreg serves every connection on one reactor thread"),
+    "Ice.ToStringMode": _unsupported("identities are always printed in Unicode mode", "Unicode"),
+    "Ice.Trace.*": _unsupported("no Ice run-time tracing; see IceGrid.Registry.Trace.*", "0"),
+    "Ice.Warn.UnknownProperties": _unsupported(
+        "unknown Ice, IceGrid and IceSSL properties are always warned about", "1"
+    ),
+    # -- IceSSL --
+    "IceSSL.*": _unsupported(
+        "gridreg's TLS reads only IceSSL.CAs, IceSSL.CertFile, IceSSL.KeyFile and "
+        "IceSSL.DefaultDir (PEM files) and always requires a certificate signed by IceSSL.CAs"
+    ),
+    "IceSSL.VerifyPeer": _unsupported(
+        "a peer certificate signed by IceSSL.CAs is always required", "2"
+    ),
+}
+
+
+def property_support(name: str) -> PropertySupport | None:
+    """
+    What gridreg does with property C{name}: its exact entry in
+    L{PROPERTY_SUPPORT}, else the longest C{*} prefix that matches it.
+    """
+    found = PROPERTY_SUPPORT.get(name)
+    if found is not None:
+        return found
+    best = ""
+    for key in PROPERTY_SUPPORT:
+        if key.endswith("*") and name.startswith(key[:-1]) and len(key) > len(best):
+            best = key
+    return PROPERTY_SUPPORT[best] if best else None

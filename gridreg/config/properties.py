@@ -14,8 +14,16 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 
+import attrs
 
-from gridreg.config.known import KNOWN_PREFIXES, KNOWN_PROPERTIES, PropertyKind, PropertySpec
+from gridreg.config.known import (
+    KNOWN_PREFIXES,
+    KNOWN_PROPERTIES,
+    PropertyKind,
+    PropertySpec,
+    PropertySupport,
+    property_support,
+)
 from gridreg.ice.stringify import (
     ProxyParseError,
     endpoints_from_string,
@@ -227,7 +235,8 @@ class Properties(Mapping[str, str]):
         """C{key} as a flag: Ice treats an integer > 0 as true."""
         return self.get_int(key, 1 if default else 0) > 0
 
-    def _defaults(self) -> tuple[str, int]:
+    def endpoint_defaults(self) -> tuple[str, int]:
+        """C{Ice.Default.Protocol} and C{Ice.Default.Timeout}, for endpoints that omit them."""
         protocol = self.get("Ice.Default.Protocol", "tcp")
         return protocol, self.get_int("Ice.Default.Timeout", DEFAULT_TIMEOUT)
 
@@ -237,7 +246,7 @@ class Properties(Mapping[str, str]):
         if value is None:
             return None
         try:
-            return proxy_from_string(value, *self._defaults())
+            return proxy_from_string(value, *self.endpoint_defaults())
         except ProxyParseError as e:
             raise self._invalid(key, e.reason) from None
 
@@ -252,7 +261,7 @@ class Properties(Mapping[str, str]):
         if value is None:
             return ()
         try:
-            return endpoints_from_string(value, *self._defaults(), server=server)
+            return endpoints_from_string(value, *self.endpoint_defaults(), server=server)
         except ProxyParseError as e:
             raise self._invalid(key, e.reason) from None
 
@@ -310,3 +319,49 @@ def validate(properties: Properties) -> list[str]:
                 message += f"; did you mean `{hint}'"
             warnings.append(f"{message} (set at {properties.source(key)})")
     return warnings
+
+
+# -- properties gridreg knows but does not act on ------------------------------
+
+#: The start-up warning for a set property that gridreg ignores.
+IGNORED_WARNING = (
+    "property `{property}' is not supported by gridreg (yet): {instead} (set at {source})"
+)
+
+
+@attrs.frozen
+class IgnoredProperty:
+    """A known property that is set, but that gridreg does not act on."""
+
+    key: str
+    source: str
+    support: PropertySupport
+
+    def fields(self) -> dict[str, str]:
+        """The fields of L{IGNORED_WARNING}."""
+        return {"property": self.key, "instead": self.support.instead, "source": self.source}
+
+
+def _inert(properties: Properties, key: str, support: PropertySupport) -> bool:
+    spec = KNOWN_PROPERTIES.get(key)
+    value = properties[key].strip()
+    if spec is not None and spec.kind is PropertyKind.INT and _INT.match(value):
+        return int(value) in {int(v) for v in support.inert}
+    return value in support.inert
+
+
+def ignored_properties(properties: Properties) -> list[IgnoredProperty]:
+    """
+    The known properties that are set but not honoured, as
+    L{gridreg.config.known.PROPERTY_SUPPORT} says, in the order they were
+    set; values that ask for what gridreg does anyway are left out.
+    """
+    ignored = []
+    for key in properties:
+        if key not in KNOWN_PROPERTIES and not key.startswith(KNOWN_PREFIXES):
+            continue
+        support = property_support(key)
+        if support is None or support.honoured or _inert(properties, key, support):
+            continue
+        ignored.append(IgnoredProperty(key, properties.source(key), support))
+    return ignored

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_registry_tap -*-
+# -*- test-case-name: tests.test_registry_config -*-
 """
 A registry replica's settings, read once from Ice properties.
 
@@ -9,6 +9,7 @@ embedded ones the quick start relies on.
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import attrs
@@ -20,6 +21,8 @@ from gridreg.registry.trace import TraceLevels
 
 DEFAULT_CLIENT_ENDPOINTS = "tcp -h 127.0.0.1 -p 4061"
 DEFAULT_SERVER_ENDPOINTS = "tcp -h 127.0.0.1"
+#: the database directory: IceGrid 3.7's name, then the name up to 3.6
+DATA_DIR_PROPERTIES = ("IceGrid.Registry.LMDB.Path", "IceGrid.Registry.Data")
 
 
 @attrs.frozen
@@ -75,7 +78,7 @@ class RegistryConfig:
             server_published=_optional_endpoints(
                 properties, "IceGrid.Registry.Server.PublishedEndpoints"
             ),
-            data_dir=properties.get("IceGrid.Registry.Data") or None,
+            data_dir=_data_dir(properties),
             dynamic_registration=properties.get_flag("IceGrid.Registry.DynamicRegistration"),
             message_size_max=message_size_max_bytes(properties),
             trace=TraceLevels.from_properties(properties),
@@ -95,9 +98,29 @@ class RegistryConfig:
         )
 
 
+def _data_dir(properties: Properties) -> Optional[str]:
+    """
+    The database directory: C{IceGrid.Registry.LMDB.Path} or its older name
+    C{IceGrid.Registry.Data}; both may be set only to the same directory.
+    """
+    current, older = DATA_DIR_PROPERTIES
+    path, old_path = properties.get(current), properties.get(older)
+    if path and old_path and not _same_dir(path, old_path):
+        raise PropertyError(
+            f"{current} ({properties.source(current)}) and {older} "
+            f"({properties.source(older)}) name different database directories, "
+            f"{path!r} and {old_path!r}: set only {current} ({older} is its older name)"
+        )
+    return path or old_path or None
+
+
+def _same_dir(a: str, b: str) -> bool:
+    return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
+
+
 def _parse(properties: Properties, key: str, text: str) -> tuple[Endpoint, ...]:
     try:
-        return endpoints_from_string(text, server=True)
+        return endpoints_from_string(text, *properties.endpoint_defaults(), server=True)
     except EndpointParseError as exc:
         raise PropertyError(f"{key} ({properties.source(key)}): {exc}") from None
 

@@ -9,6 +9,7 @@ file, line or value stops start-up with a message naming it.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 from twisted.application.service import IService
@@ -16,8 +17,11 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from gridreg.config.properties import (
+    IGNORED_WARNING,
+    IgnoredProperty,
     Properties,
     PropertyError,
+    ignored_properties,
     load_file,
     parse_overrides,
     validate,
@@ -36,7 +40,7 @@ class Options(usage.Options):
     longdesc = (
         "Run one replica of a gridreg registry: an IceGrid-compatible locator. "
         "Properties use IceGrid's names (IceGrid.InstanceName, "
-        "IceGrid.Registry.Client.Endpoints, IceGrid.Registry.Data, ...)."
+        "IceGrid.Registry.Client.Endpoints, IceGrid.Registry.LMDB.Path, ...)."
     )
     optParameters = [
         ["config", "c", None, "An Ice property file to read (like --Ice.Config)."],
@@ -50,6 +54,7 @@ class Options(usage.Options):
         self.registry_config: Optional[RegistryConfig] = None
         self.security: Optional[InternalSecurity] = None
         self.warnings: list[str] = []
+        self.ignored: list[IgnoredProperty] = []
 
     def opt_property(self, value: str) -> None:
         """Set one property, KEY=VALUE (repeatable; later ones win)."""
@@ -65,6 +70,7 @@ class Options(usage.Options):
                     "IceGrid.Registry.ReplicaName", self["replica-name"], source="--replica-name"
                 )
             self.warnings = validate(properties)
+            self.ignored = ignored_properties(properties)
             config = RegistryConfig.from_properties(properties)
             self.security = InternalSecurity.from_properties(
                 properties, needed=bool(config.internal_endpoints) or not config.is_master
@@ -76,7 +82,10 @@ class Options(usage.Options):
 
 
 def make_store(config: RegistryConfig) -> Any:
-    """SQLite under IceGrid.Registry.Data, or memory when no directory is set."""
+    """
+    SQLite under IceGrid.Registry.LMDB.Path (or IceGrid.Registry.Data), or
+    memory when no directory is set.
+    """
     if config.data_dir:
         from gridreg.store.sqlite import SQLiteStore
 
@@ -92,11 +101,21 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     config = options.registry_config
     assert config is not None
     for warning in options.warnings:
-        log.warn("{warning}", warning=warning)
+        # not "warning": trial's legacy observer takes such events for Python warnings
+        log.warn("{problem}", problem=warning)
+    for ignored in options.ignored:
+        log.warn(IGNORED_WARNING, **ignored.fields())
     if not config.data_dir:
         log.warn(
-            "IceGrid.Registry.Data is not set: the registry keeps its database in "
+            "IceGrid.Registry.LMDB.Path is not set: the registry keeps its database in "
             "memory and loses it when it stops"
+        )
+    elif os.path.exists(os.path.join(config.data_dir, "data.mdb")):
+        log.warn(
+            "{data_dir} holds an IceGrid LMDB database (data.mdb), which gridreg cannot "
+            "read: gridreg keeps its own database (registry.sqlite) beside it, and "
+            "starts without IceGrid's applications, adapters and objects",
+            data_dir=config.data_dir,
         )
     if not config.is_master and config.locator is None:
         log.warn(
