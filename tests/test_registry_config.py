@@ -313,6 +313,8 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "IceSSL.DefaultDir": ({}, "{copy}"),
     "GridReg.Internal.Insecure": (NO_TLS, "1"),
     "GridReg.Admin.Name": ({}, "operator"),
+    "GridReg.Replication.MinAcks": ({}, "1"),
+    "GridReg.Replication.EpochCheckInterval": ({}, "2"),
     "Ice.Default.LocatorCacheTimeout": ({}, "10"),
     "Ice.Default.Locator.InvocationTimeout": ({}, "2000"),
 }

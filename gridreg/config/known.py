@@ -459,6 +459,8 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "GridReg.Internal.Insecure": _HONOURED,
     # -- read by gridadmin or gridreg.client, harmless in a shared file --
     "GridReg.Admin.Name": _HONOURED,
+    "GridReg.Replication.MinAcks": _HONOURED,
+    "GridReg.Replication.EpochCheckInterval": _HONOURED,
     "Ice.Default.LocatorCacheTimeout": _HONOURED,
     "Ice.Default.Locator.InvocationTimeout": _HONOURED,
     # -- ACM (idle connections), implemented on its own branch --
