@@ -177,9 +177,11 @@ class MemoryNetwork:
                 factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
                 continue
             address = IPv4Address("TCP", host, port)
-            link = Link(
-                (host, port), factory.buildProtocol(address), server_factory.buildProtocol(address)
-            )
+            server = server_factory.buildProtocol(address)
+            if server is None:  # the server refuses connections for now
+                factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
+                continue
+            link = Link((host, port), factory.buildProtocol(address), server)
             link.frozen = (host, port) in self.hung
             self.links.append(link)
             link.start()

@@ -139,6 +139,22 @@ class InstallSnapshot(amp.Command):
     errors = {SyncError: b"SYNC_ERROR", TransferError: b"TRANSFER_ERROR"}
 
 
+class FetchDatabase(amp.Command):
+    """
+    A replica started with C{--initdb-from-replica} asks the answering one
+    for a copy of its database: it is sent back over the same connection
+    as a chunked transfer, named in the answer.
+    """
+
+    arguments: list[tuple[bytes, amp.Argument]] = []
+    response = [
+        (b"transfer", amp.Unicode()),
+        (b"database_id", amp.Unicode()),
+        (b"serial", amp.Integer()),
+    ]
+    errors = {TransferError: b"TRANSFER_ERROR", **_COMMON_ERRORS}
+
+
 class ReplicaSetChanged(amp.Command):
     """
     The master tells a slave which replicas are active now (JSON: name to

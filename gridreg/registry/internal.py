@@ -25,12 +25,15 @@ from gridreg.ice.exceptions import UserException
 from gridreg.ice.types import ENCODING_1_1
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
+    FetchDatabase,
     ForwardAdapterRegistration,
     Hello,
     RegisterReplica,
 )
+from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.errors import NotAuthorizedError, NotMasterError
 from gridreg.registry.epochs import Epoch
+from gridreg.registry.snapshots import snapshot_to_json
 
 if TYPE_CHECKING:
     from gridreg.registry.roles import Replica
@@ -125,6 +128,29 @@ class InternalProtocol(amp.AMP):
         decoded = InputStream(base64.b64decode(proxy), ENCODING_1_1).read_proxy() if proxy else None
         d = self.registry.database.set_adapter_direct_proxy(adapter_id, replica_group_id, decoded)
         return d.addCallbacks(lambda _: {"exception": "", "reason": ""}, _user_exception)
+
+    @FetchDatabase.responder
+    def fetch_database(self) -> Deferred[dict[str, Any]]:
+        """Send this replica's database to a replica starting from a copy of it."""
+        self._require("registry")
+        timeout = self.registry.config.replica_session_timeout
+        clock = self.registry.reactor
+
+        def call(command: type[amp.Command], **kwargs: Any) -> Deferred[Any]:
+            return self.callRemote(command, **kwargs).addTimeout(timeout, clock)
+
+        async def send() -> dict[str, Any]:
+            state = await self.registry.store.snapshot()
+            transfer = new_transfer_id("database")
+            await send_blob(call, transfer, snapshot_to_json(state))
+            self.log.info(
+                "[Replica] sent a copy of this database (serial {serial}) to `{peer}'",
+                serial=state.serial,
+                peer=self.peer_name,
+            )
+            return {"transfer": transfer, "database_id": state.database_id, "serial": state.serial}
+
+        return Deferred.fromCoroutine(send())
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.commands import InstallSnapshot, PushChanges, ReplicaSetChanged
 from gridreg.protocol.errors import DuplicateReplicaError, QuorumError
+from gridreg.registry.snapshots import snapshot_to_json
 from gridreg.registry.replica_status import DISCONNECTED, FAILED, LIVE, SYNCING, ReplicaStatus
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
@@ -32,13 +33,6 @@ from gridreg.store.records import Change, StoreState, change_to_json
 _BATCH_BYTES = 50_000
 #: a batch up to this size travels inside PushChanges, a larger one is chunked
 INLINE_BYTES = 60_000
-
-
-def snapshot_to_json(state: StoreState) -> bytes:
-    return json.dumps(
-        {"database_id": state.database_id, "serial": state.serial, "records": state.records},
-        separators=(",", ":"),
-    ).encode("utf-8")
 
 
 class SlaveSession:

@@ -30,6 +30,7 @@ from gridreg.registry.admin import AdminResponder
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.discovery import MASTER, ReplicaEndpoints, registry_identity
+from gridreg.registry.initdb import fetch_database
 from gridreg.registry.internal import InternalFactory
 from gridreg.registry.listen import listen_ice, published_endpoint
 from gridreg.registry.master_role import MasterRole
@@ -88,6 +89,7 @@ class RegistryService(Service):
         )
         self.ports: dict[str, list[IListeningPort]] = {"client": [], "server": [], "internal": []}
         self.role: IReplicaRole = MasterRole(self) if config.is_master else SlaveRole(self)
+        self._starting = False
         self._ready: Optional[Failure | bool] = None
         self._ready_waiters: list[Deferred[None]] = []
         self.state.on_change(self.client_adapter.invalidate)
@@ -141,16 +143,43 @@ class RegistryService(Service):
         in use) stops twistd right here with the reason, and a non-zero exit.
         """
         super().privilegedStartService()
+        self._starting = True
         self.store.open().addCallback(self._loaded).addBoth(self._started)
         if isinstance(self._ready, Failure):
             raise SystemExit(f"gridregistry: cannot start: {self._ready.getErrorMessage()}")
 
     def startService(self) -> None:
-        if self._ready is None and not self.running:
+        if not self._starting:
             self.privilegedStartService()
         super().startService()
 
     def _loaded(self, stored: StoreState) -> Deferred[None]:
+        if self.config.initdb_from_replica:
+            return Deferred.fromCoroutine(self._initdb(stored)).addCallback(self._serve)
+        return self._serve(stored)
+
+    async def _initdb(self, stored: StoreState) -> StoreState:
+        """Replace the database with a copy of the replica C{--initdb-from-replica} names."""
+        name = self.config.initdb_from_replica
+        assert name is not None
+        copy = await fetch_database(
+            self.peers,
+            name,
+            stored.records.get("replica", {}),
+            max(60.0, self.config.replica_session_timeout),
+        )
+        await self.peers.stop()  # its locator clients were made before this replica listened
+        await self.store.replace_all(copy)
+        self.log.warn(
+            "Replica {replica} now holds a copy of {source}'s database (serial {serial}); "
+            "its own was replaced",
+            replica=self.config.replica_name,
+            source=name,
+            serial=copy.serial,
+        )
+        return copy
+
+    def _serve(self, stored: StoreState) -> Deferred[None]:
         self.state.load(stored.records)
         self.log.info(
             "Registry replica {replica} of {instance} loaded {adapters} adapters and "
@@ -217,6 +246,8 @@ class RegistryService(Service):
                 replica=self.config.replica_name,
                 reason=result.getErrorMessage(),
             )
+            if self.running and getattr(self.reactor, "running", False):
+                self.reactor.stop()  # failed after start-up returned (--initdb-from-replica)
         else:
             self._ready = True
         waiters, self._ready_waiters = self._ready_waiters, []

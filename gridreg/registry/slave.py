@@ -44,12 +44,17 @@ from gridreg.registry.replica_status import (
     SYNCING,
     ReplicaStatus,
 )
+from gridreg.registry.snapshots import snapshot_from_json
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
-from gridreg.store.records import StoreState, change_from_dict
+from gridreg.store.records import change_from_dict
 
 LocateMaster = Callable[[], Deferred[Sequence[IStreamClientEndpoint]]]
+
+#: how long a refused registration's connection is kept before trying again; doubles
+FIRST_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 5.0
 
 #: the most bytes a master may have in transit to a slave at once (snapshots included)
 MAX_REPLICATION_BYTES = 2 * 1024**3
@@ -144,6 +149,7 @@ class SlaveReplication(Service):
     ) -> None:
         #: the newest epoch of a master this slave registered with
         self.seen_epoch = NO_EPOCH
+        self._retry_delay = FIRST_RETRY_DELAY
         self.reactor = reactor
         self.replica_name = name
         self.store = store
@@ -213,24 +219,38 @@ class SlaveReplication(Service):
                     sync=answer["sync"],
                 )
 
-        def refused(failure: Failure) -> Failure:
+        def refused(failure: Failure) -> None:
             reason = f"registration with the master failed: {failure.getErrorMessage()}"
             operator = failure.check(DuplicateReplicaError, DivergedError, StaleMasterError)
             self._set_status(REFUSED if operator else FAILED, reason)
+            delay = self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_DELAY)
             if operator:
                 self.log.critical(
-                    "The master refused replica `{replica}': {reason}",
+                    "Replica `{replica}' cannot sync with this master: {reason} "
+                    "(asking again in {delay:g} s)",
                     replica=self.replica_name,
                     reason=failure.getErrorMessage(),
+                    delay=delay,
                 )
             else:
                 self.log.info(
-                    "[Replica] registration with the master failed: {reason}",
+                    "[Replica] registration with the master failed: {reason} "
+                    "(trying again in {delay:g} s)",
                     reason=failure.getErrorMessage(),
+                    delay=delay,
                 )
-            return failure
+            # The connection is closed here, after the delay, not by failing
+            # prepareConnection: ClientService keeps a refused connection
+            # open and then cannot handle its loss.
+            transport = protocol.transport
+            if transport is not None:
+                self.reactor.callLater(delay, transport.loseConnection)
 
-        return Deferred.fromCoroutine(register()).addErrback(refused)
+        def registered(_: None) -> None:
+            self._retry_delay = FIRST_RETRY_DELAY
+
+        return Deferred.fromCoroutine(register()).addCallbacks(registered, refused)
 
     def master_lost(self, protocol: SlaveProtocol) -> None:
         if self.master is protocol:
@@ -298,10 +318,9 @@ class SlaveReplication(Service):
     ) -> Deferred[dict[str, int]]:
         """Replace this replica's database with a snapshot of the master's."""
         try:
-            body = json.loads(data)
-            stored = StoreState(body["database_id"], body["serial"], body["records"])
-        except (ValueError, KeyError, TypeError) as e:
-            return fail(SyncError(f"malformed snapshot: {e}"))
+            stored = snapshot_from_json(data)
+        except SyncError as e:
+            return fail(e)
         if (stored.database_id, stored.serial) != (database_id, serial):
             return fail(
                 SyncError(

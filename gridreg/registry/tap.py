@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+import attrs
+
 from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
@@ -36,7 +38,10 @@ log = Logger()
 class Options(usage.Options):
     """twistd gridregistry [--config FILE] [--replica-name NAME] [--property K=V ...]"""
 
-    synopsis = "[--config FILE] [--replica-name NAME] [--property KEY=VALUE ...]"
+    synopsis = (
+        "[--config FILE] [--replica-name NAME] [--property KEY=VALUE ...] "
+        "[--readonly] [--initdb-from-replica NAME]"
+    )
     longdesc = (
         "Run one replica of a gridreg registry: an IceGrid-compatible locator. "
         "Properties use IceGrid's names (IceGrid.InstanceName, "
@@ -45,6 +50,20 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, "An Ice property file to read (like --Ice.Config)."],
         ["replica-name", None, None, "IceGrid.Registry.ReplicaName: Master, or a slave's name."],
+        [
+            "initdb-from-replica",
+            None,
+            None,
+            "Start from a copy of the named replica's database (replacing this one's).",
+        ],
+    ]
+    optFlags = [
+        [
+            "readonly",
+            None,
+            "Master only: serve reads, refuse writes and do not sync slaves "
+            "(to inspect a promoted replica before opening it).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -72,6 +91,19 @@ class Options(usage.Options):
             self.warnings = validate(properties)
             self.ignored = ignored_properties(properties)
             config = RegistryConfig.from_properties(properties)
+            if self["readonly"]:
+                if not config.is_master:
+                    raise PropertyError(
+                        "--readonly applies to the master: a slave refuses writes already"
+                    )
+                config = attrs.evolve(config, readonly=True)
+            source = self["initdb-from-replica"]
+            if source is not None:
+                if not source or source == config.replica_name:
+                    raise PropertyError(
+                        f"--initdb-from-replica names another replica, not `{source}'"
+                    )
+                config = attrs.evolve(config, initdb_from_replica=source)
             self.security = InternalSecurity.from_properties(
                 properties, needed=bool(config.internal_endpoints) or not config.is_master
             )
