@@ -146,7 +146,8 @@ class LineProcess(ProcessProtocol):
         self.lines.append(line)
         self.log.debug("{process} stdout: {line}", process=self.name, line=line)
         try:
-            event = json.loads(line)
+            # twist's JSON log records start with RFC 7464's record separator
+            event = json.loads(line.lstrip("\x1e"))
         except ValueError:
             return
         if not isinstance(event, dict):

@@ -132,7 +132,7 @@ async def _start_registry(
     properties: Mapping[str, str],
     config_file: Path,
     data_dir: Path,
-    timeout: float,
+    timeout: float | None,
 ) -> RunningRegistry:
     client_port = endpoint_port(properties["IceGrid.Registry.Client.Endpoints"])
     if client_port is None:
@@ -147,6 +147,8 @@ async def _start_registry(
         data_dir=data_dir,
         config_file=config_file,
     )
+    if timeout is None:
+        return registry
     try:
         await wait_for_port(reactor, LOOPBACK, client_port, timeout, process)
     except BaseException:
@@ -208,6 +210,7 @@ def start_gridregistry(
     config_lines: Mapping[str, str] = {},
     args: Sequence[str] = (),
     timeout: float = 20.0,
+    wait: bool = True,
 ) -> Deferred[RunningRegistry]:
     """
     Run our registry, C{python -m twisted gridregistry --config FILE ARGS}
@@ -217,7 +220,8 @@ def start_gridregistry(
     C{config_lines} are Ice properties written to FILE on top of defaults:
     instance C{DemoIceGrid}, client and server endpoints on free loopback
     ports, C{IceGrid.Registry.Data} = C{tmpdir}/db, dynamic registration on.
-    Fires once the client endpoint accepts connections.
+    Fires once the client endpoint accepts connections (at once without
+    C{wait}: for a registry expected to stop by itself).
     """
     workdir = Path(tmpdir).resolve()
     data_dir = workdir / "db"
@@ -247,7 +251,7 @@ def start_gridregistry(
             properties,
             config_file,
             data_dir,
-            timeout,
+            timeout if wait else None,
         )
     )
 
