@@ -23,7 +23,9 @@ from gridreg.protocol.errors import (
     NotAuthorizedError,
     NotFoundError,
     NotMasterError,
+    QuorumError,
     RegistryUserError,
+    TransferError,
 )
 
 LOCATOR = "DemoIceGrid/Locator:tcp -h 127.0.0.1 -p 4061"
@@ -408,8 +410,11 @@ class ExitStatusTests(SynchronousTestCase):
             (PropertyError("x"), cli.EXIT_USAGE),
             (AdminUnreachableError("x"), cli.EXIT_UNREACHABLE),
             (NotMasterError("x"), cli.EXIT_NOT_MASTER),
+            (QuorumError("x"), cli.EXIT_NO_QUORUM),
+            (TransferError("x"), cli.EXIT_REFUSED),
         ):
             self.assertEqual(cli.exit_code(error), status, error)
+            self.assertTrue(cli.error_line(error).endswith(": x"), cli.error_line(error))
 
     def test_refusal_from_the_registry(self) -> None:
         result = run(

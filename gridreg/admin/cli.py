@@ -37,7 +37,9 @@ from gridreg.protocol.errors import (
     NotAuthorizedError,
     NotFoundError,
     NotMasterError,
+    QuorumError,
     RegistryUserError,
+    TransferError,
 )
 
 EXIT_OK = 0
@@ -45,6 +47,7 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_NOT_MASTER = 4
+EXIT_NO_QUORUM = 5
 DEFAULT_TIMEOUT = 10.0
 
 EPILOG = """\
@@ -62,7 +65,10 @@ exit status:
      replica is down
   2  usage error: bad arguments, configuration or TLS files
   3  the registry is unreachable or did not answer in time
-  4  a write was refused because the replica is a read-only slave
+  4  a write was refused because the replica is a read-only slave (or a
+     master started with --readonly, or fenced by a newer master)
+  5  the write is committed on the master but fewer slaves than
+     GridReg.Replication.MinAcks committed it in time
 """
 
 
@@ -402,6 +408,8 @@ def exit_code(error: BaseException) -> int:
     """The exit status documented in L{EPILOG} for a failure."""
     if isinstance(error, NotMasterError):
         return EXIT_NOT_MASTER
+    if isinstance(error, QuorumError):
+        return EXIT_NO_QUORUM
     if isinstance(error, (UsageError, AdminConfigError, PropertyError)):
         return EXIT_USAGE
     if isinstance(error, (AdminUnreachableError, TimeoutError, ConnectionError)):
@@ -419,6 +427,8 @@ def error_line(error: BaseException) -> str:
             ApplicationError,
             NotMasterError,
             NotAuthorizedError,
+            QuorumError,
+            TransferError,
             UsageError,
             AdminConfigError,
             AdminUnreachableError,

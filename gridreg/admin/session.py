@@ -57,6 +57,7 @@ from gridreg.protocol.errors import (
     NotAuthorizedError,
     NotFoundError,
     NotMasterError,
+    QuorumError,
     RegistryUserError,
     TransferError,
 )
@@ -89,6 +90,7 @@ PAGE_LIMIT = 1000
 
 #: errors the registry answers with; they pass through to the caller as they are
 REFUSALS = (
+    QuorumError,
     NotAuthorizedError,
     NotFoundError,
     NotMasterError,
