@@ -92,7 +92,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     config = options.registry_config
     assert config is not None
     for warning in options.warnings:
-        log.warn("{warning}", warning=warning)
+        log.warn("{property_warning}", property_warning=warning)
     if not config.data_dir:
         log.warn(
             "IceGrid.Registry.Data is not set: the registry keeps its database in "
