@@ -92,7 +92,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     config = options.registry_config
     assert config is not None
     for warning in options.warnings:
-        log.warn("{property_warning}", property_warning=warning)
+        # not "warning": trial's legacy observer takes such events for Python warnings
+        log.warn("{problem}", problem=warning)
     if not config.data_dir:
         log.warn(
             "IceGrid.Registry.Data is not set: the registry keeps its database in "
