@@ -14,7 +14,7 @@ from pathlib import Path
 
 from twisted.application.service import IServiceMaker
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
@@ -208,18 +208,6 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIsInstance(service.store, SQLiteStore)
         self.assertEqual(os.listdir(data), [])
         self.assertEqual([f for f in self.logged() if f.endswith(IN_MEMORY)], [])
-
-    def test_warnings_logged(self) -> None:
-        """
-        Property warnings are logged under a key of their own: C{warning} is
-        reserved by Twisted's legacy log (it means a Python warning).
-        """
-        self.make("--property", "IceGrid.Bogus=1")
-        [warning] = [e for e in self.events if e["log_format"] == "{problem}"]
-        self.assertEqual(
-            warning["problem"], "unknown property: `IceGrid.Bogus' (set at command line)"
-        )
-        self.assertEqual(warning["log_level"], LogLevel.warn)
 
     def test_slave_without_locator_warned(self) -> None:
         self.make("--replica-name", "Replica1", "--property", INSECURE)

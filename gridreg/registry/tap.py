@@ -92,8 +92,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     config = options.registry_config
     assert config is not None
     for warning in options.warnings:
-        # not "warning": trial's legacy observer takes such events for Python warnings
-        log.warn("{problem}", problem=warning)
+        log.warn("{warning}", warning=warning)
     if not config.data_dir:
         log.warn(
             "IceGrid.Registry.Data is not set: the registry keeps its database in "
