@@ -36,12 +36,7 @@ from cryptography.x509.oid import NameOID
 from OpenSSL.crypto import X509, PKey
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    SSL4ServerEndpoint,
-    serverFromString,
-    wrapClientTLS,
-)
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
     IOpenSSLClientConnectionCreator,
@@ -64,7 +59,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 from gridreg.config.properties import PropertyError
-from gridreg.ice.types import TcpEndpoint
+from gridreg.endpoints import client_endpoint, server_endpoint, with_transport
+from gridreg.ice.types import SslEndpoint, TcpEndpoint
 
 __all__ = [
     "ADMIN",
@@ -461,8 +457,7 @@ def wrap_server_endpoint(
     """
     options = server_tls_options(config)
     if isinstance(endpoint, TcpEndpoint):
-        interface = "" if endpoint.host in ("", "*") else endpoint.host
-        return SSL4ServerEndpoint(reactor, endpoint.port, options, interface=interface)
+        return server_endpoint(reactor, with_transport(endpoint, secure=True), options)
     wrapped: IStreamServerEndpoint = (
         serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
     )
@@ -479,9 +474,9 @@ def wrap_client_endpoint(
     An endpoint dialling C{host:port} with L{client_tls_options}: it connects
     only if the server proves to be C{expected_peer} (a L{dns_name}).
 
+    @param host: an IPv4 or IPv6 literal, or a host name resolved over IPv4,
+        as for an Ice C{ssl} endpoint (L{gridreg.endpoints.client_endpoint}).
     @param timeout: seconds allowed for the TCP connection.
     """
-    return wrapClientTLS(
-        client_tls_options(config, expected_peer),
-        HostnameEndpoint(reactor, host, port, timeout=timeout),
-    )
+    options = client_tls_options(config, expected_peer)
+    return client_endpoint(reactor, SslEndpoint(host, port, -1), options, timeout_cap=timeout)

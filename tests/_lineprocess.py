@@ -35,6 +35,8 @@ Predicate = Callable[[Event], bool] | str | None
 
 _STDERR_LIMIT = 256 * 1024
 _LINE_LIMIT = 20_000
+#: what starts each record of a JSON text sequence (twisted.logger.jsonFileLogObserver)
+_RECORD_SEPARATOR = "\x1e"
 
 
 def free_port() -> int:
@@ -146,8 +148,8 @@ class LineProcess(ProcessProtocol):
         self.lines.append(line)
         self.log.debug("{process} stdout: {line}", process=self.name, line=line)
         try:
-            # twist's JSON log records start with RFC 7464's record separator
-            event = json.loads(line.lstrip("\x1e"))
+            # twist writes JSON text sequences: each record starts with RS (RFC 7464)
+            event = json.loads(line.removeprefix(_RECORD_SEPARATOR))
         except ValueError:
             return
         if not isinstance(event, dict):

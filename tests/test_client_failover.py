@@ -1,32 +1,28 @@
 # -*- test-case-name: tests.test_client_failover -*-
 """
 Tests for L{gridreg.client.failover} and L{gridreg.client.endpoints}: the
-endpoint list that retries walk, the translation of Ice endpoints into
-Twisted ones, and the connection gate that tells a hung server from a live
-one.
+endpoint list that retries walk and the connection gate that tells a hung
+server from a live one. The translation of Ice endpoints into Twisted ones
+is in L{tests.test_endpoints}.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.ssl import CertificateOptions
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.client import FailoverEndpoint, locator_retry_policy
-from gridreg.client.endpoints import ValidatedEndpoint, client_endpoint
+from gridreg.client.endpoints import ValidatedEndpoint
 from gridreg.ice.client import IceClientFactory, IceClientProtocol
 from gridreg.ice.messages import VALIDATE_CONNECTION
-from gridreg.ice.types import SslEndpoint, TcpEndpoint, UdpEndpoint
 from tests._helpers import MemoryNetwork
 
 
@@ -107,64 +103,6 @@ class FailoverEndpointTests(SynchronousTestCase):
         entry.attempts[-1].errback(error.ConnectionRefusedError())
         self.failureResultOf(d, error.ConnectionRefusedError)
         self.assertEqual(self.failover.current_index, 1)
-
-
-class ClientEndpointTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.reactor = MemoryReactorClock()
-
-    def dial(self, endpoint: IStreamClientEndpoint) -> tuple[Any, ...]:
-        endpoint.connect(Factory.forProtocol(Protocol))
-        return self.reactor.tcpClients[-1]
-
-    def test_tcp(self) -> None:
-        """host, port and the -t timeout (ms) become the TCP connect's."""
-        endpoint = client_endpoint(self.reactor, TcpEndpoint("10.0.0.7", 4061, 1500))
-        self.assertIsInstance(endpoint, TCP4ClientEndpoint)
-        host, port, _, timeout, bind = self.dial(endpoint)
-        self.assertEqual((host, port, timeout, bind), ("10.0.0.7", 4061, 1.5, None))
-
-    def test_empty_host_is_loopback(self) -> None:
-        host, *_ = self.dial(client_endpoint(self.reactor, TcpEndpoint("", 4061)))
-        self.assertEqual(host, "127.0.0.1")
-
-    def test_timeout_capped(self) -> None:
-        """A caller that waits 0.5 s for an answer does not wait 60 s for a connection."""
-        endpoint = client_endpoint(self.reactor, TcpEndpoint("h", 1, 60000), timeout_cap=0.5)
-        self.assertEqual(self.dial(endpoint)[3], 0.5)
-
-    def test_infinite_timeout(self) -> None:
-        """-t -1 means no Ice timeout: the cap, or Twisted's default."""
-        self.assertEqual(self.dial(client_endpoint(self.reactor, TcpEndpoint("h", 1, -1)))[3], 30)
-        capped = client_endpoint(self.reactor, TcpEndpoint("h", 1, -1), timeout_cap=2)
-        self.assertEqual(self.dial(capped)[3], 2)
-
-    def test_ipv6(self) -> None:
-        endpoint = client_endpoint(self.reactor, TcpEndpoint("::1", 4061))
-        self.assertIsInstance(endpoint, TCP6ClientEndpoint)
-        self.assertEqual(self.dial(endpoint)[:2], ("::1", 4061))
-
-    def test_source_address(self) -> None:
-        endpoint = client_endpoint(
-            self.reactor, TcpEndpoint("10.0.0.7", 4061, source_address="10.0.0.1")
-        )
-        self.assertEqual(self.dial(endpoint)[4], ("10.0.0.1", 0))
-
-    def test_ssl_needs_tls_options(self) -> None:
-        with self.assertRaises(ValueError) as caught:
-            client_endpoint(self.reactor, SslEndpoint("127.0.0.1", 4063))
-        self.assertIn("tls_options", str(caught.exception))
-
-    def test_ssl(self) -> None:
-        """An ssl endpoint is TLS over a TCP connection to the same address."""
-        endpoint = client_endpoint(
-            self.reactor, SslEndpoint("127.0.0.1", 4063), tls_options=CertificateOptions()
-        )
-        self.assertNotIsInstance(endpoint, TCP4ClientEndpoint)
-        self.assertEqual(self.dial(endpoint)[:2], ("127.0.0.1", 4063))
-
-    def test_other_transports(self) -> None:
-        self.assertRaises(ValueError, client_endpoint, self.reactor, UdpEndpoint("h", 1))
 
 
 class SilentServer(Protocol):

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import Logger, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.client import (
@@ -21,6 +23,7 @@ from gridreg.client import (
     NoLocatorRegistryError,
     register_port,
 )
+from gridreg.client._registration_machine import RegistrationCore, build_registration
 from gridreg.client.locator import locator_retry_policy
 from gridreg.ice.encoding import InputStream
 from gridreg.ice.exceptions import AdapterNotFoundException
@@ -280,3 +283,219 @@ class RecoveryTests(RegistrationTestCase):
     def locator_reconnected(self) -> None:
         for link in self.network.links_to(*self.registry.client_address):
             link.kill()
+
+
+class _FakeRegistration:
+    """The collaborators of a registration machine, scripted by the test."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.attempts: list[Deferred[None]] = []
+        self.unregistered = 0
+        self.dropped = 0
+        self.cancelled: list[int] = []
+        self.via = False
+        self.core = RegistrationCore(
+            clock=self.clock,
+            retry_policy=lambda attempt: 10.0 * attempt,
+            attempt=self.attempt,
+            unregister=self.unregister,
+            drop_connection=self.drop,
+            via_known=lambda: self.via,
+            refusals=(AdapterNotFoundException,),
+            log=Logger(),
+            adapter_id="HelloAdapter",
+            endpoints="(...)",
+        )
+        self.machine = build_registration(self.core)
+
+    def attempt(self) -> Deferred[None]:
+        self.attempts.append(Deferred(lambda _: self.cancelled.append(len(self.attempts))))
+        return self.attempts[-1]
+
+    def unregister(self) -> Deferred[None]:
+        self.unregistered += 1
+        return succeed(None)
+
+    def drop(self) -> None:
+        self.dropped += 1
+
+    def waiter(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.core.waiters.append(d)
+        return d
+
+
+class RegistrationMachineTests(SynchronousTestCase):
+    """Each transition of L{gridreg.client._registration_machine}, with a fake core."""
+
+    def setUp(self) -> None:
+        self.fake = _FakeRegistration()
+        self.machine = self.fake.machine
+        self.core = self.fake.core
+
+    def stop(self) -> None:
+        done: Deferred[None] = Deferred()
+        self.machine.stop(done)
+        self.successResultOf(done)
+
+    def test_start_attempts(self) -> None:
+        self.machine.start()
+        self.assertEqual(len(self.fake.attempts), 1)
+        self.assertFalse(self.core.registered)
+
+    def test_succeeded(self) -> None:
+        self.machine.start()
+        waiting = self.fake.waiter()
+        self.fake.attempts[0].callback(None)
+        self.assertTrue(self.core.registered)
+        self.successResultOf(waiting)
+
+    def test_failed_backs_off_then_retries(self) -> None:
+        """A failure drops the connection and retries after the policy's delay, growing."""
+        self.machine.start()
+        self.fake.attempts[0].errback(ConnectionRefusedError())
+        self.assertEqual(self.fake.dropped, 1)
+        self.clock.advance(9.9)
+        self.assertEqual(len(self.fake.attempts), 1)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.fake.attempts), 2)
+        self.fake.attempts[1].errback(ConnectionRefusedError())
+        self.assertEqual([call.getTime() for call in self.clock.getDelayedCalls()], [30.0])
+
+    @property
+    def clock(self) -> Clock:
+        return self.fake.clock
+
+    def test_reconnection_during_attempt_registers_again(self) -> None:
+        """
+        A new locator connection while the attempt's request is in flight (its
+        registry known): once it succeeds, register again through the new one.
+        """
+        self.machine.start()
+        self.fake.via = True
+        waiting = self.fake.waiter()
+        self.machine.locator_reconnected()
+        self.fake.attempts[0].callback(None)
+        self.assertEqual(len(self.fake.attempts), 2)
+        self.assertNoResult(waiting)
+        self.assertFalse(self.core.registered)
+        self.fake.attempts[1].callback(None)
+        self.assertTrue(self.core.registered)
+        self.successResultOf(waiting)
+
+    def test_reconnection_before_registry_known(self) -> None:
+        """An attempt still asking the locator goes through the new connection anyway."""
+        self.machine.start()
+        self.machine.locator_reconnected()
+        self.fake.attempts[0].callback(None)
+        self.assertEqual(len(self.fake.attempts), 1)
+        self.assertTrue(self.core.registered)
+
+    def test_reconnection_cuts_backoff_short(self) -> None:
+        self.machine.start()
+        self.fake.attempts[0].errback(ConnectionRefusedError())
+        self.machine.locator_reconnected()
+        self.assertEqual(len(self.fake.attempts), 2)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_failures_counted_within_a_cycle(self) -> None:
+        """The back-off keeps growing across a reconnection, and resets once registered."""
+        self.machine.start()
+        self.fake.attempts[0].errback(ConnectionRefusedError())
+        self.machine.locator_reconnected()
+        self.fake.attempts[1].errback(ConnectionRefusedError())
+        self.assertEqual(self.core.failures, 2)
+        self.clock.advance(20)
+        self.fake.attempts[2].callback(None)
+        self.assertEqual(self.core.failures, 0)
+
+    def test_reregister_on_reconnection(self) -> None:
+        self.machine.start()
+        self.fake.attempts[0].callback(None)
+        self.machine.locator_reconnected()
+        self.assertFalse(self.core.registered)
+        self.assertEqual(len(self.fake.attempts), 2)
+
+    def test_refused(self) -> None:
+        """A refusal is final: waiters fail, nothing is retried."""
+        self.machine.start()
+        waiting = self.fake.waiter()
+        self.fake.attempts[0].errback(AdapterNotFoundException())
+        self.failureResultOf(waiting, AdapterNotFoundException)
+        assert self.core.refused is not None
+        self.assertTrue(self.core.refused.check(AdapterNotFoundException))
+        self.clock.advance(1000)
+        self.assertEqual(len(self.fake.attempts), 1)
+
+    def test_refused_then_reconnection(self) -> None:
+        """A new locator connection may be a registry that accepts: try again."""
+        self.machine.start()
+        self.fake.attempts[0].errback(AdapterNotFoundException())
+        self.machine.locator_reconnected()
+        self.assertIsNone(self.core.refused)
+        self.assertEqual(len(self.fake.attempts), 2)
+        self.fake.attempts[1].callback(None)
+        self.assertTrue(self.core.registered)
+
+    def test_abandoned(self) -> None:
+        """An attempt cancelled from elsewhere ends the cycle until a new connection."""
+        self.machine.start()
+        waiting = self.fake.waiter()
+        self.fake.attempts[0].cancel()
+        self.assertNoResult(waiting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.machine.locator_reconnected()
+        self.fake.attempts[1].callback(None)
+        self.successResultOf(waiting)
+
+    def test_stop_during_attempt(self) -> None:
+        self.machine.start()
+        waiting = self.fake.waiter()
+        self.stop()
+        self.assertEqual(self.fake.cancelled, [1])
+        self.failureResultOf(waiting, CancelledError)
+        self.assertEqual(self.fake.unregistered, 1)
+
+    def test_stop_during_backoff(self) -> None:
+        self.machine.start()
+        self.fake.attempts[0].errback(ConnectionRefusedError())
+        self.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.fake.unregistered, 1)
+
+    def test_stop_when_registered(self) -> None:
+        self.machine.start()
+        self.fake.attempts[0].callback(None)
+        self.stop()
+        self.assertFalse(self.core.registered)
+        self.assertEqual(self.fake.unregistered, 1)
+
+    def test_stop_when_refused_or_idle(self) -> None:
+        self.machine.start()
+        self.fake.attempts[0].errback(AdapterNotFoundException())
+        self.stop()
+        self.assertIsNone(self.core.refused)
+        self.machine.start()
+        self.fake.attempts[1].cancel()
+        self.stop()
+        self.assertEqual(self.fake.unregistered, 2)
+
+    def test_stop_twice(self) -> None:
+        self.machine.start()
+        self.stop()
+        self.stop()
+        self.assertEqual(self.fake.unregistered, 1)
+
+    def test_restart(self) -> None:
+        """A stopped registration registers again when started."""
+        self.machine.start()
+        self.fake.attempts[0].callback(None)
+        self.stop()
+        self.machine.start()
+        self.fake.attempts[1].callback(None)
+        self.assertTrue(self.core.registered)
+
+    def test_reconnection_when_stopped(self) -> None:
+        self.machine.locator_reconnected()
+        self.assertEqual(self.fake.attempts, [])

@@ -246,4 +246,4 @@ class ServerProtocolTests(SynchronousTestCase):
         protocol.makeConnection(transport)
         size = 14 + len(junk)
         protocol.dataReceived(b"IceP\x01\x00\x01\x00\x00\x00" + size.to_bytes(4, "little") + junk)
-        self.flushLoggedErrors()
+        self.assertEqual(self.flushLoggedErrors(), [])

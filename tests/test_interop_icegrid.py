@@ -92,6 +92,12 @@ class LineProcessTests(TestCase):
         self.assertEqual(process.lines[0], "plain")
         self.assertEqual(process.exit_code, 0)
 
+    async def test_json_text_sequence(self) -> None:
+        """Records of a JSON text sequence, as C{twist} logs, are events too."""
+        process = self.spawn('print("\\x1e" + \'{"log_format": "hello"}\')')
+        await process.when_ended()
+        self.assertEqual((await process.next_event())["log_format"], "hello")
+
     async def test_exit_fails_waiter_with_stderr(self) -> None:
         """
         A process that exits while a test waits fails the wait with its

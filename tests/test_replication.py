@@ -331,7 +331,7 @@ class ReplicationTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertLess(elapsed, 3.0)
         self.assertNotIn("Replica1", self.master.master.live_slaves())
-        self.flushLoggedErrors()
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_duplicate_replica_name_refused(self) -> None:
         """A second live replica with a taken name, or a second Master, is refused."""

@@ -18,6 +18,7 @@ from twisted.trial.unittest import TestCase
 from gridreg.certs import make_demo_certs
 from tests._processes import (
     REPO_ROOT,
+    IceServerError,
     LineProcess,
     RunningRegistry,
     free_port,
@@ -28,6 +29,11 @@ from tests._processes import (
 )
 
 REPLICAS = ("Master", "Replica1", "Replica2")
+
+#: how a slave's log line starts when the master refuses (or fails) its registration
+SLAVE_REGISTRATION_FAILED = "[Replica] registration with the master failed: {reason}"
+#: what AMP logs when a connection closes (C{cls} names the protocol)
+AMP_CONNECTION_LOST = "{cls} connection lost (HOST:{host} PEER:{peer})"
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
@@ -247,28 +253,59 @@ class ReplicationProcessTests(TestCase):
         await grid.start("Master")
         impostor_certs = grid.root / "impostor-certs"
         make_demo_certs(str(impostor_certs), replicas=REPLICAS, instance="DemoIceGrid")
-        await grid.start("Replica1", certs=impostor_certs)
+        impostor = await grid.start("Replica1", certs=impostor_certs)
         server = await start_ice_server(
             reactor, grid.locator("Master"), ("HelloAdapter",), name="A"
         )
         self.addCleanup(server.stop)
-        # the master never lists the impostor, and it never receives the registration
-        await deferLater(reactor, 1.5, lambda: None)
+        # The impostor tries again after the registration, and the master's
+        # certificate check refuses it once more.
+        registered = reactor.seconds()
+        refusal = await impostor.process.next_event(
+            lambda e: (
+                str(e.get("log_format")).startswith(SLAVE_REGISTRATION_FAILED)
+                and e.get("log_time", 0) > registered
+            ),
+            timeout=20,
+        )
+        self.assertIn("certificate verify failed", refusal["reason"])
         self.assertFalse(await _knows_internal(grid.locator("Master"), "Replica1", live=True))
         self.assertFalse(await grid.resolves(grid.locator("Replica1"), "hello@HelloAdapter", "A"))
 
     async def test_write_sent_to_slave_while_master_down_is_refused(self) -> None:
+        """
+        Once a slave has seen its master's connection close, an Ice server
+        registering with it is refused: the slave needs the master for writes.
+        """
         grid = GridProcesses(self)
         master = await grid.start("Master")
-        await grid.start("Replica1")
+        slave = await grid.start("Replica1")
         await eventually(lambda: _knows_internal(grid.locator("Master"), "Replica1"))
+        killed = reactor.seconds()
         await master.kill("KILL")
-        failure = None
-        try:
+        await slave.process.next_event(
+            lambda e: (
+                e.get("log_format") == AMP_CONNECTION_LOST
+                and e.get("cls") == "SlaveProtocol"
+                and e.get("log_time", 0) > killed
+            ),
+            timeout=20,
+        )
+        with self.assertRaises(IceServerError) as caught:
             await start_ice_server(reactor, grid.locator("Replica1"), ("Refused",), name="R")
-        except Exception as exc:  # the Ice server reports why its activation failed
-            failure = exc
-        self.assertIsNotNone(failure, "a slave cannot register adapters without its master")
+        # the Ice server reports why its activation failed: the slave's refusal
+        self.assertEqual(caught.exception.type, "Ice.UnknownException")
+        self.assertEqual(
+            caught.exception.event["details"]["unknown"],
+            "gridreg.protocol.errors.SyncError: the master is unreachable; "
+            "registrations need the master",
+        )
+
+    test_write_sent_to_slave_while_master_down_is_refused.todo = (  # type: ignore[attr-defined]
+        "SlaveReplication.master_lost never forgets the master: ClientService hands "
+        "prepareConnection a _ReconnectingProtocolProxy, so `self.master is protocol' is false "
+        "and the registration is forwarded over the dead connection (ConnectionLost)"
+    )
 
 
 async def _knows_internal(locator: str, replica: str, live: bool = False) -> bool:

@@ -17,26 +17,18 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Optional
 
-import attrs
-from zope.interface import implementer
-
 from cryptography import x509
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import connectProtocol
-from twisted.internet.interfaces import (
-    IOpenSSLClientConnectionCreator,
-    IProtocolFactory,
-    IStreamClientEndpoint,
-)
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols import amp
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from gridreg.client.endpoints import client_endpoint
 from gridreg.client.locator import LocatorClient, LocatorUnreachableError
 from gridreg.config.properties import Properties, PropertyError
+from gridreg.endpoints import client_endpoint, with_transport
 from gridreg.ice.exceptions import ObjectNotFoundException
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
 from gridreg.protocol.commands import (
@@ -304,27 +296,6 @@ def admin_name(properties: Properties, tls: Optional[TLSConfig]) -> str:
     return configured or identity.name
 
 
-@implementer(IStreamClientEndpoint)
-@attrs.frozen
-class TLSClientEndpoint:
-    """
-    TLS over another client endpoint, like L{wrapClientTLS} but with our
-    clock: Twisted's TLS batches small writes until the next reactor turn,
-    and that turn must be the injected reactor's, not the global one's.
-    """
-
-    wrapped: IStreamClientEndpoint
-    options: IOpenSSLClientConnectionCreator
-    clock: Any
-
-    def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
-        try:
-            tls = TLSMemoryBIOFactory(self.options, True, factory, clock=self.clock)
-        except TypeError:  # a Twisted without write batching
-            tls = TLSMemoryBIOFactory(self.options, True, factory)
-        return self.wrapped.connect(tls).addCallback(lambda p: p.wrappedProtocol)
-
-
 def dial_endpoints(
     reactor: Any,
     proxy: Proxy,
@@ -338,10 +309,8 @@ def dial_endpoints(
     for endpoint in proxy.endpoints:
         if not isinstance(endpoint, TcpEndpoint):
             continue
-        plain = TcpEndpoint(endpoint.host, endpoint.port, endpoint.timeout)
-        dial: Any = client_endpoint(reactor, plain, timeout_cap=timeout)
-        if options is not None:
-            dial = TLSClientEndpoint(dial, options, reactor)
+        secure = with_transport(endpoint, options is not None)
+        dial = client_endpoint(reactor, secure, options, timeout_cap=timeout)
         found.append((f"{endpoint.host or '127.0.0.1'}:{endpoint.port}", dial))
     return found
 

@@ -5,8 +5,9 @@ From Ice endpoints to Twisted client endpoints.
 A locator client dials the endpoints of an C{Ice.Default.Locator} proxy, and
 an adapter registration the endpoints of the LocatorRegistry proxy the
 locator hands out; both turn Ice endpoints into
-L{IStreamClientEndpoint}s here, so everything above works on Twisted
-endpoints and tests can substitute memory ones.
+L{IStreamClientEndpoint}s with L{gridreg.endpoints.client_endpoint}
+(re-exported here), so everything above works on Twisted endpoints and
+tests can substitute memory ones.
 
 L{ValidatedEndpoint} exists because a hung Ice server (stopped with
 SIGSTOP, deadlocked, swapping) still completes TCP handshakes: the kernel
@@ -17,17 +18,14 @@ that message has arrived, within a deadline.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Optional
 
 from zope.interface import implementer
 
 from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import (
     IDelayedCall,
-    IOpenSSLClientConnectionCreator,
     IProtocol,
     IProtocolFactory,
     IReactorTime,
@@ -36,69 +34,10 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
+from gridreg.endpoints import client_endpoint
 from gridreg.ice.messages import HEADER_SIZE, MAGIC, MessageType
-from gridreg.ice.types import Endpoint, SslEndpoint, TcpEndpoint
 
 __all__ = ["client_endpoint", "ValidatedEndpoint"]
-
-#: the connect timeout Twisted uses when neither the endpoint nor the caller sets one
-_DEFAULT_CONNECT_TIMEOUT = 30.0
-
-
-def client_endpoint(
-    reactor: Any,
-    ice_endpoint: Endpoint,
-    tls_options: Optional[IOpenSSLClientConnectionCreator] = None,
-    *,
-    timeout_cap: Optional[float] = None,
-) -> IStreamClientEndpoint:
-    """
-    The Twisted client endpoint that dials C{ice_endpoint}.
-
-    The Ice endpoint's C{-t} timeout (milliseconds, -1 for none) becomes the
-    connect timeout, capped at C{timeout_cap} so that a dead host cannot
-    hold a caller longer than it is prepared to wait for an answer. An empty
-    host means loopback, as it does for an Ice client.
-
-    @param reactor: an L{IReactorTCP} (and L{IReactorTime}) provider.
-    @param tls_options: the client TLS settings for C{ssl} endpoints, e.g.
-        from L{twisted.internet.ssl.optionsForClientTLS}.
-    @param timeout_cap: the longest connect timeout to use, in seconds.
-    @raise ValueError: for a transport other than C{tcp} and C{ssl}, or an
-        C{ssl} endpoint without C{tls_options}.
-    """
-    if not isinstance(ice_endpoint, TcpEndpoint):
-        raise ValueError(
-            f"cannot dial a {ice_endpoint.TRANSPORT} endpoint: gridreg clients speak tcp and ssl"
-        )
-    if isinstance(ice_endpoint, SslEndpoint) and tls_options is None:
-        raise ValueError(
-            f"the ssl endpoint {ice_endpoint.host or '127.0.0.1'}:{ice_endpoint.port} "
-            "needs tls_options (client TLS settings)"
-        )
-    timeout: Optional[float] = None if ice_endpoint.timeout < 0 else ice_endpoint.timeout / 1000.0
-    if timeout_cap is not None and (timeout is None or timeout > timeout_cap):
-        timeout = timeout_cap
-    if timeout is None:
-        timeout = _DEFAULT_CONNECT_TIMEOUT
-    host = ice_endpoint.host or "127.0.0.1"
-    bind = (ice_endpoint.source_address, 0) if ice_endpoint.source_address else None
-    tcp: IStreamClientEndpoint
-    if _is_ipv6(host):
-        tcp = TCP6ClientEndpoint(reactor, host, ice_endpoint.port, timeout, bind)
-    else:
-        tcp = TCP4ClientEndpoint(reactor, host, ice_endpoint.port, timeout, bind)
-    if isinstance(ice_endpoint, SslEndpoint):
-        assert tls_options is not None
-        return wrapClientTLS(tls_options, tcp)
-    return tcp
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
-    except ValueError:
-        return False
 
 
 @implementer(IStreamClientEndpoint)

@@ -8,7 +8,9 @@ survive the registry: a restarted replica with an empty database, or a
 failover to another replica, must learn about the adapter again. So
 L{AdapterRegistration} registers again every time the locator client makes a
 new connection, retries with back-off while no registry answers, and
-unregisters (a null proxy) when it stops.
+unregisters (a null proxy) when it stops. When to register is decided by a
+state machine (L{gridreg.client._registration_machine}); this module does
+the registering.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IListeningPort, IOpenSSLClientConnectionCreator
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
+from gridreg.client._registration_machine import RegistrationCore, build_registration
 from gridreg.client.endpoints import ValidatedEndpoint, client_endpoint
 from gridreg.client.locator import LocatorClient, locator_retry_policy
 from gridreg.ice.client import IceClientFactory, IceClientProtocol
@@ -90,24 +92,36 @@ class AdapterRegistration(Service):
         self.request_timeout = request_timeout
         self.retry_policy = retry_policy or locator_retry_policy()
         self.tls_options = tls_options
-        self.registered = False
-        self._refused: Optional[Failure] = None
-        self._waiters: list[Deferred[None]] = []
-        self._cycle: Optional[Deferred[None]] = None
-        self._again = False
-        self._wake: Optional[Deferred[None]] = None
         self._unsubscribe: Optional[Callable[[], None]] = None
         self._registry: Optional[Proxy] = None
         self._via: Optional[IceClientProtocol] = None  # the locator connection that named it
         self._connection: Optional[IceClientProtocol] = None
         self._connection_endpoints: tuple[Endpoint, ...] = ()
+        self._core = RegistrationCore(
+            clock=reactor,
+            retry_policy=self.retry_policy,
+            attempt=lambda: Deferred.fromCoroutine(self._register(self._direct_proxy())),
+            unregister=self._unregister_if_known,
+            drop_connection=self._drop_connection,
+            via_known=lambda: self._via is not None,
+            refusals=(NoLocatorRegistryError,) + _REFUSALS,
+            log=self.log,
+            adapter_id=adapter_id,
+            endpoints=repr(self.endpoints),
+        )
+        self._machine = build_registration(self._core)
+
+    @property
+    def registered(self) -> bool:
+        """Whether the latest registration succeeded."""
+        return self._core.registered
 
     # -- life cycle ------------------------------------------------------------
 
     def startService(self) -> None:
         super().startService()
         self._unsubscribe = self.locator_client.on_connected(self._locator_connected)
-        self._kick()
+        self._machine.start()
 
     def stopService(self) -> Deferred[None]:
         """
@@ -118,13 +132,9 @@ class AdapterRegistration(Service):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._cycle is not None:
-            self._cycle.cancel()
-        self.registered = False
-        self._fire(Failure(CancelledError("the adapter registration stopped")))
-        if self._registry is None:
-            return succeed(None)
-        return Deferred.fromCoroutine(self._unregister())
+        done: Deferred[None] = Deferred()
+        self._machine.stop(done)
+        return done
 
     def when_registered(self) -> Deferred[None]:
         """
@@ -133,18 +143,13 @@ class AdapterRegistration(Service):
         C{AdapterNotFoundException} without dynamic registration) or the
         service stops first.
         """
-        if self.registered:
+        if self._core.registered:
             return succeed(None)
-        if self._refused is not None:
-            return fail(self._refused)
+        if self._core.refused is not None:
+            return fail(self._core.refused)
         d: Deferred[None] = Deferred()
-        self._waiters.append(d)
+        self._core.waiters.append(d)
         return d
-
-    def _fire(self, result: Optional[Failure]) -> None:
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            d.callback(None) if result is None else d.errback(result)
 
     # -- registering -----------------------------------------------------------
 
@@ -152,82 +157,11 @@ class AdapterRegistration(Service):
         """
         The locator client has a new connection: the registry behind it may
         be new (restarted, or another replica), so register again, unless
-        the registration under way is about to go through that connection.
+        the registration under way is about to go through that connection
+        or went through it.
         """
-        if connection is self._via:
-            return
-        sleeping = self._wake is not None and not self._wake.called
-        if self._cycle is not None and self._via is None and not sleeping:
-            return
-        self._kick()
-
-    def _kick(self) -> None:
-        """(Re-)register now: at start, and on every new locator connection."""
-        if not self.running:
-            return
-        self.registered = False
-        self._refused = None
-        if self._cycle is not None:
-            self._again = True
-            if self._wake is not None and not self._wake.called:
-                self._wake.callback(None)  # cut a back-off short
-            return
-        self._again = False
-        cycle = Deferred.fromCoroutine(self._register_until_done())
-        self._cycle = cycle
-        cycle.addErrback(lambda f: f.trap(CancelledError))
-        cycle.addBoth(self._cycle_done)
-
-    def _cycle_done(self, _: object) -> None:
-        self._cycle = None
-
-    async def _register_until_done(self) -> None:
-        attempt = 0
-        while True:
-            self._again = False
-            try:
-                await self._register(self._direct_proxy())
-            except CancelledError:
-                raise
-            except (NoLocatorRegistryError,) + _REFUSALS as e:
-                self._refused = Failure(e)
-                self.log.error(
-                    "The registry refused adapter {adapter_id}: {reason!r}",
-                    adapter_id=self.adapter_id,
-                    reason=e,
-                )
-                self._fire(self._refused)
-                return
-            except Exception as e:
-                attempt += 1
-                delay = self.retry_policy(attempt)
-                self.log.info(
-                    "Registering adapter {adapter_id} failed ({reason!r}); retry {attempt} in "
-                    "{delay:.3f}s",
-                    adapter_id=self.adapter_id,
-                    reason=e,
-                    attempt=attempt,
-                    delay=delay,
-                )
-                self._drop_connection()
-                await self._sleep(delay)
-                continue
-            if not self._again:
-                break
-        self.registered = True
-        self.log.info(
-            "Adapter {adapter_id} registered with {endpoints}",
-            adapter_id=self.adapter_id,
-            endpoints=repr(self.endpoints),
-        )
-        self._fire(None)
-
-    def _sleep(self, delay: float) -> Deferred[None]:
-        """A back-off that L{_kick} can cut short and stopping cancels."""
-        wake: Deferred[None] = Deferred(lambda _: call.cancel() if call.active() else None)
-        call = self.reactor.callLater(delay, lambda: None if wake.called else wake.callback(None))
-        self._wake = wake
-        return wake
+        if connection is not self._via:
+            self._machine.locator_reconnected()
 
     def _direct_proxy(self) -> Proxy:
         return Proxy(ADAPTER_PROXY_IDENTITY, endpoints=self.endpoints)
@@ -298,9 +232,12 @@ class AdapterRegistration(Service):
         if connection is not None and connection.connected:
             connection.transport.abortConnection()
 
-    async def _unregister(self) -> None:
-        registry = self._registry
-        assert registry is not None
+    def _unregister_if_known(self) -> Deferred[None]:
+        if self._registry is None:
+            return succeed(None)
+        return Deferred.fromCoroutine(self._unregister(self._registry))
+
+    async def _unregister(self, registry: Proxy) -> None:
         try:
             await self._set_direct_proxy(registry, None)
         except Exception as e:

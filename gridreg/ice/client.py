@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ice_client -*-
+# -*- test-case-name: tests.test_client_locator,tests.test_client_failover -*-
 """
 The client side of an Ice protocol connection.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ice_servant -*-
+# -*- test-case-name: tests.test_ice_server,tests.test_registry_vectors -*-
 """
 Servants and the object adapter that dispatches Ice requests to them.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_registry_database -*-
+# -*- test-case-name: tests.test_applications,tests.test_replication,tests.test_admin -*-
 """
 The registry's write path: validate a change, commit it to the store, then
 apply it to the in-memory state.

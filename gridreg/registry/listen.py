@@ -1,7 +1,8 @@
-# -*- test-case-name: tests.test_registry_service -*-
+# -*- test-case-name: tests.test_endpoints -*-
 """
-From Ice endpoints to Twisted listening ports, and back to the endpoints a
-registry publishes in the proxies it hands out.
+From Ice endpoints to Twisted listening ports (through
+L{gridreg.endpoints.server_endpoint}), and back to the endpoints a registry
+publishes in the proxies it hands out.
 """
 
 from __future__ import annotations
@@ -10,15 +11,11 @@ from typing import Any, Optional
 
 import attrs
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.endpoints import (
-    SSL4ServerEndpoint,
-    TCP4ServerEndpoint,
-    TCP6ServerEndpoint,
-)
 from twisted.internet.interfaces import IListeningPort, IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import Factory
 
-from gridreg.ice.types import Endpoint, SslEndpoint, TcpEndpoint
+from gridreg.endpoints import server_endpoint
+from gridreg.ice.types import Endpoint, TcpEndpoint
 
 #: hosts meaning "every interface" in an Ice server endpoint
 _ANY_HOSTS = ("", "*", "0.0.0.0", "::")
@@ -33,20 +30,15 @@ def listen_ice(
     factory: Factory,
     tls: Optional[IOpenSSLServerConnectionCreator] = None,
 ) -> Deferred[IListeningPort]:
-    """Listen on a C{tcp} or C{ssl} Ice endpoint."""
-    if not isinstance(endpoint, TcpEndpoint):
-        return fail(ValueError(f"cannot listen on a {endpoint.TRANSPORT} endpoint"))
-    host = endpoint.host
-    interface = "" if host in ("", "*") else host
-    if isinstance(endpoint, SslEndpoint):
-        if tls is None:
-            return fail(
-                ValueError("an ssl endpoint needs IceSSL.CertFile, IceSSL.KeyFile and IceSSL.CAs")
-            )
-        return SSL4ServerEndpoint(reactor, endpoint.port, tls, interface=interface).listen(factory)
-    if ":" in interface:
-        return TCP6ServerEndpoint(reactor, endpoint.port, interface=interface).listen(factory)
-    return TCP4ServerEndpoint(reactor, endpoint.port, interface=interface).listen(factory)
+    """
+    Listen on a C{tcp} or C{ssl} Ice endpoint; a failed Deferred
+    (L{ValueError}) for another transport, or C{ssl} without C{tls}.
+    """
+    try:
+        listening = server_endpoint(reactor, endpoint, tls)
+    except ValueError as e:
+        return fail(e)
+    return listening.listen(factory)
 
 
 def published_endpoint(endpoint: Endpoint, port: IListeningPort) -> Endpoint:

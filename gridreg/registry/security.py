@@ -9,19 +9,14 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import (
-    SSL4ServerEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
-)
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from gridreg.config.properties import Properties, PropertyError
-from gridreg.ice.types import Endpoint, TcpEndpoint
-from gridreg.registry.listen import DEFAULT_PUBLISHED_HOST, listen_ice
+from gridreg.endpoints import client_endpoint, with_transport
+from gridreg.ice.types import Endpoint
+from gridreg.registry.listen import listen_ice
 
 #: how long a replica waits for a TCP connection to another replica
 CONNECT_TIMEOUT = 5.0
@@ -105,24 +100,20 @@ class InternalSecurity:
             return listen_ice(reactor, endpoint, factory)
         from gridreg import tls
 
-        assert isinstance(endpoint, TcpEndpoint)
-        interface = "" if endpoint.host in ("", "*") else endpoint.host
-        return SSL4ServerEndpoint(
-            reactor, endpoint.port, tls.server_tls_options(self.tls), interface=interface
-        ).listen(factory)
+        secure = with_transport(endpoint, secure=True)
+        return listen_ice(reactor, secure, factory, tls.server_tls_options(self.tls))
 
     def client_endpoint(
         self, reactor: Any, endpoint: Endpoint, replica: str
     ) -> IStreamClientEndpoint:
-        """An endpoint reaching replica C{replica}, checking its certificate's name."""
-        assert isinstance(endpoint, TcpEndpoint)
-        host = endpoint.host or DEFAULT_PUBLISHED_HOST
-        tcp_class = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
-        tcp = tcp_class(reactor, host, endpoint.port, timeout=CONNECT_TIMEOUT)
-        if self.tls is None:
-            return tcp
-        from gridreg import tls
+        """
+        An endpoint reaching replica C{replica}, checking its certificate's
+        name, within L{CONNECT_TIMEOUT} whatever the endpoint's C{-t}.
+        """
+        secure = with_transport(endpoint, self.tls is not None, timeout=-1)
+        options = None
+        if self.tls is not None:
+            from gridreg import tls
 
-        return wrapClientTLS(
-            tls.client_tls_options(self.tls, tls.dns_name("registry", replica)), tcp
-        )
+            options = tls.client_tls_options(self.tls, tls.dns_name("registry", replica))
+        return client_endpoint(reactor, secure, options, timeout_cap=CONNECT_TIMEOUT)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_registry_servants -*-
+# -*- test-case-name: tests.test_registry_vectors,tests.test_client_locator -*-
 """
 The Ice objects a registry hosts: C{Ice::Locator} / C{IceGrid::Locator},
 C{Ice::LocatorFinder}, C{IceGrid::Query}, C{IceGrid::Registry} on the client

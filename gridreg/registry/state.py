@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_registry_state -*-
+# -*- test-case-name: tests.test_replication,tests.test_applications,tests.test_registry_vectors -*-
 """
 The registry's in-memory indexes: what every locate request is answered from.
 

@@ -1,0 +1,181 @@
+# -*- test-case-name: tests.test_endpoints -*-
+"""
+From Ice endpoints to Twisted endpoints: the one place that decides which
+Twisted endpoint dials or listens on an Ice C{tcp} or C{ssl} endpoint.
+
+An Ice endpoint's transport says whether TLS is spoken: C{ssl} needs TLS
+options from the caller, C{tcp} is plain. Callers that secure every
+internal connection whatever the endpoint says (replicas, administrators)
+first choose the transport with L{with_transport}.
+
+Everything above this module sees L{IStreamClientEndpoint} and
+L{IStreamServerEndpoint} providers, so tests can substitute memory ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import attrs
+from zope.interface import implementer
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ClientEndpoint,
+    TCP6ServerEndpoint,
+)
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from gridreg.ice.types import Endpoint, SslEndpoint, TcpEndpoint
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "TLSClientEndpoint",
+    "client_endpoint",
+    "listen_interface",
+    "server_endpoint",
+    "with_transport",
+]
+
+#: the connect timeout used when neither the endpoint nor the caller sets one
+DEFAULT_CONNECT_TIMEOUT = 30.0
+
+#: the host an Ice client dials when an endpoint's host is empty
+_LOOPBACK = "127.0.0.1"
+
+
+def _is_ipv6(host: str) -> bool:
+    """Whether C{host} is an IPv6 literal (host names and IPv4 never contain a colon)."""
+    return ":" in host
+
+
+def _address(endpoint: Endpoint) -> TcpEndpoint:
+    """C{endpoint} as a C{tcp}/C{ssl} one, or L{ValueError} naming its transport."""
+    if not isinstance(endpoint, TcpEndpoint):
+        raise ValueError(f"a {endpoint.TRANSPORT} endpoint is not supported: only tcp and ssl")
+    return endpoint
+
+
+def with_transport(endpoint: Endpoint, secure: bool, timeout: Optional[int] = None) -> TcpEndpoint:
+    """
+    The same host and port over C{ssl} when C{secure}, otherwise C{tcp},
+    without a source address.
+
+    @param timeout: the C{-t} timeout to give it (milliseconds, -1 for
+        none); by default, C{endpoint}'s.
+    @raise ValueError: C{endpoint} is neither C{tcp} nor C{ssl}.
+    """
+    address = _address(endpoint)
+    kind = SslEndpoint if secure else TcpEndpoint
+    return kind(address.host, address.port, address.timeout if timeout is None else timeout)
+
+
+@implementer(IStreamClientEndpoint)
+@attrs.frozen
+class TLSClientEndpoint:
+    """
+    TLS over another client endpoint, like L{wrapClientTLS} but with our
+    clock: Twisted's TLS batches small writes until the next reactor turn,
+    and that turn must be the injected reactor's, not the global one's.
+    """
+
+    wrapped: IStreamClientEndpoint
+    options: IOpenSSLClientConnectionCreator
+    clock: Any
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
+        try:
+            tls = TLSMemoryBIOFactory(self.options, True, factory, clock=self.clock)
+        except TypeError:  # a Twisted without write batching
+            tls = TLSMemoryBIOFactory(self.options, True, factory)
+        return self.wrapped.connect(tls).addCallback(lambda p: p.wrappedProtocol)
+
+
+def client_endpoint(
+    reactor: Any,
+    ice_endpoint: Endpoint,
+    tls_options: Optional[IOpenSSLClientConnectionCreator] = None,
+    *,
+    timeout_cap: Optional[float] = None,
+) -> IStreamClientEndpoint:
+    """
+    The Twisted client endpoint that dials C{ice_endpoint}.
+
+    The Ice endpoint's C{-t} timeout (milliseconds, -1 for none) becomes the
+    connect timeout, capped at C{timeout_cap} so that a dead host cannot
+    hold a caller longer than it is prepared to wait for an answer;
+    L{DEFAULT_CONNECT_TIMEOUT} when neither sets one. An empty host means
+    loopback, as it does for an Ice client. IPv6 literals are dialled over
+    IPv6; IPv4 literals and host names (resolved by the reactor) over IPv4.
+
+    @param reactor: an L{IReactorTCP} and L{IReactorTime} provider.
+    @param tls_options: the client TLS settings for C{ssl} endpoints, e.g.
+        from L{twisted.internet.ssl.optionsForClientTLS}.
+    @param timeout_cap: the longest connect timeout to use, in seconds.
+    @raise ValueError: for a transport other than C{tcp} and C{ssl}, or an
+        C{ssl} endpoint without C{tls_options}.
+    """
+    if not isinstance(ice_endpoint, TcpEndpoint):
+        raise ValueError(
+            f"cannot dial a {ice_endpoint.TRANSPORT} endpoint: gridreg clients speak tcp and ssl"
+        )
+    if isinstance(ice_endpoint, SslEndpoint) and tls_options is None:
+        raise ValueError(
+            f"the ssl endpoint {ice_endpoint.host or _LOOPBACK}:{ice_endpoint.port} "
+            "needs tls_options (client TLS settings)"
+        )
+    timeout: Optional[float] = None if ice_endpoint.timeout < 0 else ice_endpoint.timeout / 1000.0
+    if timeout_cap is not None and (timeout is None or timeout > timeout_cap):
+        timeout = timeout_cap
+    if timeout is None:
+        timeout = DEFAULT_CONNECT_TIMEOUT
+    host = ice_endpoint.host or _LOOPBACK
+    bind = (ice_endpoint.source_address, 0) if ice_endpoint.source_address else None
+    tcp_class = TCP6ClientEndpoint if _is_ipv6(host) else TCP4ClientEndpoint
+    tcp: IStreamClientEndpoint = tcp_class(reactor, host, ice_endpoint.port, timeout, bind)
+    if isinstance(ice_endpoint, SslEndpoint):
+        assert tls_options is not None
+        return TLSClientEndpoint(tcp, tls_options, reactor)
+    return tcp
+
+
+def listen_interface(host: str) -> str:
+    """The interface to listen on for an Ice server endpoint's host (C{*} or empty: all)."""
+    return "" if host in ("", "*") else host
+
+
+def server_endpoint(
+    reactor: Any,
+    ice_endpoint: Endpoint,
+    tls_options: Optional[IOpenSSLServerConnectionCreator] = None,
+) -> IStreamServerEndpoint:
+    """
+    The Twisted server endpoint that listens on C{ice_endpoint}: its port on
+    its host's interface (every interface for an empty host or C{*}), over
+    IPv6 for an IPv6 literal, with TLS for C{ssl}.
+
+    @param reactor: an L{IReactorTCP} and L{IReactorSSL} provider.
+    @param tls_options: the server TLS settings for C{ssl} endpoints.
+    @raise ValueError: for a transport other than C{tcp} and C{ssl}, or an
+        C{ssl} endpoint without C{tls_options}.
+    """
+    if not isinstance(ice_endpoint, TcpEndpoint):
+        raise ValueError(f"cannot listen on a {ice_endpoint.TRANSPORT} endpoint")
+    interface = listen_interface(ice_endpoint.host)
+    if isinstance(ice_endpoint, SslEndpoint):
+        if tls_options is None:
+            raise ValueError("an ssl endpoint needs IceSSL.CertFile, IceSSL.KeyFile and IceSSL.CAs")
+        return SSL4ServerEndpoint(reactor, ice_endpoint.port, tls_options, interface=interface)
+    if _is_ipv6(interface):
+        return TCP6ServerEndpoint(reactor, ice_endpoint.port, interface=interface)
+    return TCP4ServerEndpoint(reactor, ice_endpoint.port, interface=interface)

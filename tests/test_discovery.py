@@ -1,0 +1,116 @@
+# -*- test-case-name: tests.test_discovery -*-
+"""
+Tests for L{gridreg.registry.discovery}: the well-known objects a replica
+derives from the replica set (Locator, Query, Registry[-name],
+InternalRegistry-name) and the stored form of a replica's endpoints.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from gridreg.ice.types import Identity, Proxy, SslEndpoint, TcpEndpoint
+from gridreg.registry.discovery import (
+    ReplicaEndpoints,
+    builtin_objects,
+    internal_identity,
+    registry_identity,
+)
+from gridreg.registry.state import ObjectInfo
+
+MASTER = ReplicaEndpoints(
+    client=(TcpEndpoint("127.0.0.1", 4061),),
+    server=(TcpEndpoint("127.0.0.1", 4062),),
+    internal=(SslEndpoint("127.0.0.1", 4063),),
+)
+REPLICA1 = ReplicaEndpoints(
+    client=(TcpEndpoint("127.0.0.1", 4071), TcpEndpoint("::1", 4071)),
+    internal=(SslEndpoint("127.0.0.1", 4073),),
+)
+REPLICA2 = ReplicaEndpoints(client=(TcpEndpoint("127.0.0.1", 4081),))
+
+
+class IdentityTests(SynchronousTestCase):
+    def test_registry(self) -> None:
+        """IceGrid names the master's Registry plainly and a slave's after it."""
+        self.assertEqual(registry_identity("Demo", "Master"), Identity("Registry", "Demo"))
+        self.assertEqual(
+            registry_identity("Demo", "Replica1"), Identity("Registry-Replica1", "Demo")
+        )
+
+    def test_internal(self) -> None:
+        self.assertEqual(
+            internal_identity("Demo", "Master"), Identity("InternalRegistry-Master", "Demo")
+        )
+
+
+class BuiltinObjectsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.replicas = {"Master": MASTER, "Replica1": REPLICA1, "Replica2": REPLICA2}
+
+    def test_locator_and_query_list_active_replicas_in_order(self) -> None:
+        """Locator and Query carry the client endpoints of the active replicas, this one first."""
+        objects = builtin_objects("Demo", self.replicas, ["Replica1", "Master"])
+        expected = REPLICA1.client + MASTER.client
+        locator = objects[Identity("Locator", "Demo")]
+        self.assertEqual(
+            locator,
+            ObjectInfo(
+                Proxy(Identity("Locator", "Demo"), endpoints=expected), "::IceGrid::Locator"
+            ),
+        )
+        self.assertEqual(objects[Identity("Query", "Demo")].proxy.endpoints, expected)
+        self.assertEqual(objects[Identity("Query", "Demo")].type, "::IceGrid::Query")
+
+    def test_inactive_and_unknown_replicas_left_out(self) -> None:
+        objects = builtin_objects("Demo", self.replicas, ["Master", "Gone"])
+        self.assertEqual(objects[Identity("Locator", "Demo")].proxy.endpoints, MASTER.client)
+
+    def test_shared_endpoints_listed_once(self) -> None:
+        same = ReplicaEndpoints(client=MASTER.client)
+        objects = builtin_objects("Demo", {"Master": MASTER, "Twin": same}, ["Master", "Twin"])
+        self.assertEqual(objects[Identity("Locator", "Demo")].proxy.endpoints, MASTER.client)
+
+    def test_registry_of_every_known_replica(self) -> None:
+        """Every known replica's Registry is published, active or not, with its client endpoints."""
+        objects = builtin_objects("Demo", self.replicas, ["Master"])
+        for name, endpoints in self.replicas.items():
+            info = objects[registry_identity("Demo", name)]
+            self.assertEqual(info.proxy.endpoints, endpoints.client)
+            self.assertEqual(info.type, "::IceGrid::Registry")
+
+    def test_internal_registry_only_with_internal_endpoints(self) -> None:
+        objects = builtin_objects("Demo", self.replicas, ["Master"])
+        self.assertEqual(
+            objects[internal_identity("Demo", "Master")],
+            ObjectInfo(
+                Proxy(internal_identity("Demo", "Master"), endpoints=MASTER.internal),
+                "::IceGrid::InternalRegistry",
+            ),
+        )
+        self.assertIn(internal_identity("Demo", "Replica1"), objects)
+        self.assertNotIn(internal_identity("Demo", "Replica2"), objects)
+        self.assertEqual(len(objects), 2 + 3 + 2)
+
+    def test_no_active_replica(self) -> None:
+        objects = builtin_objects("Demo", self.replicas, [])
+        self.assertEqual(objects[Identity("Locator", "Demo")].proxy.endpoints, ())
+
+
+class ReplicaEndpointsTests(SynchronousTestCase):
+    def test_round_trip(self) -> None:
+        for endpoints in (MASTER, REPLICA1, REPLICA2):
+            self.assertEqual(ReplicaEndpoints.from_json(endpoints.to_json()), endpoints)
+
+    def test_json_is_ice_strings(self) -> None:
+        self.assertEqual(
+            REPLICA2.to_json(),
+            {"client": "tcp -h 127.0.0.1 -p 4081 -t 60000", "server": "", "internal": ""},
+        )
+
+    def test_missing_keys(self) -> None:
+        """A record from an older replica may lack kinds: they are empty."""
+        self.assertEqual(
+            ReplicaEndpoints.from_json({"client": "tcp -h 127.0.0.1 -p 4081"}),
+            ReplicaEndpoints(client=(TcpEndpoint("127.0.0.1", 4081),)),
+        )
