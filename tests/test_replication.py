@@ -14,7 +14,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from gridreg.config.properties import Properties
 from gridreg.ice.stringify import proxy_from_string
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
-from gridreg.protocol.errors import DuplicateReplicaError, NotMasterError, RegistryUserError
+from gridreg.protocol.errors import (
+    DuplicateReplicaError,
+    NotMasterError,
+    RegistryUserError,
+    SyncError,
+)
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.service import RegistryService
 from gridreg.registry.state import ObjectInfo, object_mutation
@@ -190,6 +195,12 @@ class ReplicationTests(SynchronousTestCase):
         self.grid.run_until(lambda: has_object(slave, "before"))
         self.grid.kill("Master")
         self.assertTrue(has_object(slave, "before"), "the slave still answers from its copy")
+        self.assertIsNone(slave.slave.master, "the slave forgot the dead master's session")
+        self.assertEqual(slave.slave.status.state, "disconnected")
+        self.failureResultOf(
+            slave.database.set_adapter_direct_proxy("A", "", Proxy(Identity("a"))),
+            SyncError,
+        )
         self.grid.settle(3)
         master = self.grid.start("Master")
         self.grid.run_until(lambda: "Replica1" in master.master.live_slaves(), limit=20)

@@ -301,12 +301,6 @@ class ReplicationProcessTests(TestCase):
             "registrations need the master",
         )
 
-    test_write_sent_to_slave_while_master_down_is_refused.todo = (  # type: ignore[attr-defined]
-        "SlaveReplication.master_lost never forgets the master: ClientService hands "
-        "prepareConnection a _ReconnectingProtocolProxy, so `self.master is protocol' is false "
-        "and the registration is forwarded over the dead connection (ConnectionLost)"
-    )
-
 
 async def _knows_internal(locator: str, replica: str, live: bool = False) -> bool:
     """Does the registry behind C{locator} list C{replica} (in its Locator, if C{live})?"""

@@ -123,6 +123,10 @@ class SlaveProtocol(TransferResponder, amp.AMP):
         self.slave.set_active(json.loads(replicas))
         return {}
 
+    def itself(self) -> "SlaveProtocol":
+        """This protocol, also when called through a wrapper that proxies it."""
+        return self
+
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         self.transfers.clear()
@@ -208,7 +212,9 @@ class SlaveReplication(Service):
                 epoch=self.held_epoch().to_wire(),
             ).addTimeout(self.request_timeout, self.reactor)
             self.seen_epoch = max(self.seen_epoch, Epoch.from_wire(answer["epoch"]))
-            self.master = protocol
+            # ClientService hands us a proxy of our protocol: keep the protocol
+            # itself, which is what master_lost() is called with
+            self.master = protocol.itself()
             self._set_status(SYNCING, f"catching up by {answer['sync']}")
             if self.trace.replica > 0:
                 self.log.info(
