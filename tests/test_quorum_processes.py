@@ -37,9 +37,7 @@ class QuorumProcessTests(TestCase):
         await grid.start("Replica2")
         await grid.reaches("Replica1", "live")
         await grid.reaches("Replica2", "live")
-        session = await open_admin_session(
-            reactor, load_file(str(grid.admin_config())), None, 5.0
-        )
+        session = await open_admin_session(reactor, load_file(str(grid.admin_config())), None, 5.0)
         acknowledged: list[str] = []
         refused: list[str] = []
 

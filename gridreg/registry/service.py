@@ -26,6 +26,7 @@ from gridreg.ice.servant import ObjectAdapter
 from gridreg.ice.server import IceServerFactory
 from gridreg.ice.stringify import endpoints_to_string
 from gridreg.ice.types import Endpoint, Identity, Proxy
+from gridreg.registry._readiness import RegistryStartError, build_readiness
 from gridreg.registry.admin import AdminResponder
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
@@ -52,8 +53,7 @@ from gridreg.store.interfaces import IRegistryStore
 from gridreg.store.records import StoreState
 
 
-class RegistryStartError(Exception):
-    """The replica could not start; the message says why."""
+__all__ = ["RegistryService", "RegistryStartError"]
 
 
 class RegistryService(Service):
@@ -90,8 +90,7 @@ class RegistryService(Service):
         self.ports: dict[str, list[IListeningPort]] = {"client": [], "server": [], "internal": []}
         self.role: IReplicaRole = MasterRole(self) if config.is_master else SlaveRole(self)
         self._starting = False
-        self._ready: Optional[Failure | bool] = None
-        self._ready_waiters: list[Deferred[None]] = []
+        self._readiness = build_readiness()
         self.state.on_change(self.client_adapter.invalidate)
         self._add_servants()
 
@@ -145,8 +144,9 @@ class RegistryService(Service):
         super().privilegedStartService()
         self._starting = True
         self.store.open().addCallback(self._loaded).addBoth(self._started)
-        if isinstance(self._ready, Failure):
-            raise SystemExit(f"gridregistry: cannot start: {self._ready.getErrorMessage()}")
+        failure = self._readiness.failure()
+        if failure is not None:
+            raise SystemExit(f"gridregistry: cannot start: {failure.getErrorMessage()}")
 
     def startService(self) -> None:
         if not self._starting:
@@ -240,34 +240,20 @@ class RegistryService(Service):
 
     def _started(self, result: object) -> None:
         if isinstance(result, Failure):
-            self._ready = result
             self.log.critical(
                 "Registry replica {replica} failed to start: {reason}",
                 replica=self.config.replica_name,
                 reason=result.getErrorMessage(),
             )
+            self._readiness.failed(result)
             if self.running and getattr(self.reactor, "running", False):
                 self.reactor.stop()  # failed after start-up returned (--initdb-from-replica)
         else:
-            self._ready = True
-        waiters, self._ready_waiters = self._ready_waiters, []
-        for waiter in waiters:
-            self._fire_ready(waiter)
-
-    def _fire_ready(self, waiter: Deferred[None]) -> None:
-        if isinstance(self._ready, Failure):
-            waiter.errback(RegistryStartError(self._ready.getErrorMessage()))
-        else:
-            waiter.callback(None)
+            self._readiness.started()
 
     def when_ready(self) -> Deferred[None]:
         """A fresh Deferred fired once the replica answers requests."""
-        d: Deferred[None] = Deferred()
-        if self._ready is None:
-            self._ready_waiters.append(d)
-        else:
-            self._fire_ready(d)
-        return d
+        return self._readiness.when_ready()
 
     # -- what the admin sees -------------------------------------------------------------
 

@@ -36,14 +36,8 @@ from gridreg.protocol.commands import (
 )
 from gridreg.protocol.errors import DivergedError, DuplicateReplicaError, SyncError
 from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
-from gridreg.registry.replica_status import (
-    DISCONNECTED,
-    FAILED,
-    LIVE,
-    REFUSED,
-    SYNCING,
-    ReplicaStatus,
-)
+from gridreg.registry._slave_session_machine import build_slave_session
+from gridreg.registry.replica_status import ReplicaStatus
 from gridreg.registry.snapshots import snapshot_from_json
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
@@ -163,9 +157,9 @@ class SlaveReplication(Service):
         self.trace = trace
         self.request_timeout = request_timeout
         self.check_master = check_master
-        self.master: Optional[SlaveProtocol] = None
-        #: this slave's replication, as C{registry list} shows it
-        self.status = ReplicaStatus(DISCONNECTED, "looking for the master", reactor.seconds())
+        #: the connection this slave registered on, until it is lost
+        self._connection: Optional[SlaveProtocol] = None
+        self._session = build_slave_session(reactor)
         self._lock = DeferredLock()
         self._client = ClientService(
             MasterEndpoint(locate_master),
@@ -214,8 +208,8 @@ class SlaveReplication(Service):
             self.seen_epoch = max(self.seen_epoch, Epoch.from_wire(answer["epoch"]))
             # ClientService hands us a proxy of our protocol: keep the protocol
             # itself, which is what master_lost() is called with
-            self.master = protocol.itself()
-            self._set_status(SYNCING, f"catching up by {answer['sync']}")
+            self._connection = protocol.itself()
+            self._session.registered(self._connection, answer["sync"])
             if self.trace.replica > 0:
                 self.log.info(
                     "[Replica] registered with the master (serial {serial} there, "
@@ -228,7 +222,10 @@ class SlaveReplication(Service):
         def refused(failure: Failure) -> None:
             reason = f"registration with the master failed: {failure.getErrorMessage()}"
             operator = failure.check(DuplicateReplicaError, DivergedError, StaleMasterError)
-            self._set_status(REFUSED if operator else FAILED, reason)
+            if operator:
+                self._session.refused(reason)
+            else:
+                self._session.failed(reason)
             delay = self._retry_delay
             self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_DELAY)
             if operator:
@@ -258,17 +255,27 @@ class SlaveReplication(Service):
 
         return Deferred.fromCoroutine(register()).addCallbacks(registered, refused)
 
+    @property
+    def status(self) -> ReplicaStatus:
+        """This slave's replication, as C{registry list} shows it."""
+        return self._session.status()
+
+    @property
+    def master(self) -> Optional[SlaveProtocol]:
+        """The master's connection while the session is good (Syncing or Live)."""
+        master: Optional[SlaveProtocol] = self._session.master()
+        return master
+
     def master_lost(self, protocol: SlaveProtocol) -> None:
-        if self.master is protocol:
-            self.master = None
-            if self.status.state != FAILED:
-                self._set_status(DISCONNECTED, "lost the session with the master")
+        if self._connection is protocol:
+            self._connection = None
+            self._session.lost()
             self.log.warn("[Replica] lost the session with the master; looking for it again")
             self.on_active([])
 
     def set_active(self, replicas: dict[str, Any]) -> None:
         if self.replica_name in replicas:
-            self._set_status(LIVE)
+            self._session.caught_up()
         self.on_active(sorted(replicas))
 
     def held_epoch(self) -> Epoch:
@@ -279,14 +286,11 @@ class SlaveReplication(Service):
         """The newest epoch this replica has seen: a master older than it is refused."""
         return max(self.held_epoch(), self.seen_epoch)
 
-    def _set_status(self, state: str, reason: str = "") -> None:
-        self.status = ReplicaStatus(state, reason, self.reactor.seconds())
-
     def failed(self, failure: Failure) -> Failure:
         """A push or snapshot from the master could not be applied: say why."""
         failure = _as_sync_error(failure)
         reason = failure.getErrorMessage()
-        self._set_status(FAILED, f"could not apply what the master sent: {reason}")
+        self._session.failed(f"could not apply what the master sent: {reason}")
         self.log.error(
             "[Replica] could not apply what the master sent: {reason}; the master will "
             "drop the session and this replica will sync again",
