@@ -185,8 +185,12 @@ class FencingTests(SynchronousTestCase):
         own = {r["name"]: r for r in self.old.replica_info()}["Master"]
         self.assertEqual(own["state"], "refused")
         self.assertIn("superseded", own["reason"])
-        # the promoted master goes on
+        # the promoted master goes on, also after a restart: the fenced one is no rival
         self.successResultOf(settled(self.grid, promoted.database.add_object(hello("after"))))
+        self.grid.kill("Replica1")
+        promoted = self.grid.start("Replica1", as_name="Master")
+        self.grid.run_until(lambda: promoted.role.opened)
+        self.assertEqual(epoch_of(promoted).number, 3)
         self.assertConflicts([])
 
     def test_a_slave_refuses_a_master_older_than_its_epoch(self) -> None:

@@ -78,7 +78,9 @@ class MasterRole:
         return None
 
     def hello(self) -> dict[str, Any]:
-        return {"master": True, "epoch": self.epoch().to_wire()}
+        # a fenced master no longer acts as one: a master that starts later must
+        # not take it for a rival, nor a slave for its master
+        return {"master": self.fenced is None, "epoch": self.epoch().to_wire()}
 
     def register_replica(
         self,
