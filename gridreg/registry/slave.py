@@ -187,15 +187,16 @@ class SlaveReplication(Service):
             # the TLS handshake is over once the master has answered: check who it is
             if self.check_master is not None:
                 self.check_master(protocol.transport)
-            if not greeting["master"]:
-                raise SyncError(
-                    f"`{greeting['replica']}' answered at the master's address but is a slave"
-                )
             master_epoch = Epoch.from_wire(greeting["epoch"])
             if master_epoch < self.epoch():
                 raise StaleMasterError(
                     f"the master at {protocol.transport.getPeer()} is of epoch {master_epoch}, "
                     f"older than epoch {self.epoch()} this replica has seen: refusing it"
+                )
+            if not greeting["master"]:
+                raise SyncError(
+                    f"`{greeting['replica']}' answered at the master's address but does not "
+                    "act as the master (a slave, or a fenced master)"
                 )
             answer = await protocol.callRemote(
                 RegisterReplica,
