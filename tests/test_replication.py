@@ -344,6 +344,29 @@ class ReplicationTests(SynchronousTestCase):
         self.assertNotIn("Replica1", self.master.master.live_slaves())
         self.assertEqual(self.flushLoggedErrors(), [])
 
+    def test_both_sides_notice_a_silent_session_without_any_write(self) -> None:
+        """
+        A session cut without a reset (a partition): the master drops the
+        slave after a session timeout of silence, the slave drops the master
+        after an unanswered keepalive, and they meet again once it heals.
+        """
+        slave = self.grid.start("Replica1")
+        self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves())
+        links = self.grid.network.links_to(HOST, MASTER_PORTS[2])
+        for link in links:
+            link.frozen = True
+        elapsed = self.grid.run_until(
+            lambda: "Replica1" not in self.master.master.live_slaves(), limit=10
+        )
+        self.assertLessEqual(elapsed, 2 + 0.5 + 0.1)  # ReplicaSessionTimeout + one check
+        seen = {r["name"]: r for r in self.master.replica_info()}["Replica1"]
+        self.assertIn("nothing heard from it", seen["reason"])
+        self.grid.run_until(lambda: slave.slave.master is None, limit=10)
+        for link in links:
+            link.frozen = False
+        self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves(), limit=20)
+        self.assertEqual(slave.slave.status.state, "live")
+
     def test_duplicate_replica_name_refused(self) -> None:
         """A second live replica with a taken name, or a second Master, is refused."""
         self.grid.start("Replica1")

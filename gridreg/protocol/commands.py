@@ -165,6 +165,20 @@ class ReplicaSetChanged(amp.Command):
     response: list = []
 
 
+class ReplicaKeepAlive(amp.Command):
+    """
+    A slave tells its master it is alive, a few times per
+    C{ReplicaSessionTimeout}. A master that hears nothing from a slave for
+    that long drops it; a slave whose keepalive goes unanswered that long
+    drops the connection and looks for the master again, so a connection
+    cut without a reset (a partition) never leaves either side waiting.
+    """
+
+    arguments = [(b"serial", amp.Integer())]
+    response = [(b"epoch", amp.Unicode())]
+    errors = _COMMON_ERRORS
+
+
 class ForwardAdapterRegistration(amp.Command):
     """
     A registration that reached a slave's LocatorRegistry, forwarded to the

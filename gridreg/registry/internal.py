@@ -28,6 +28,7 @@ from gridreg.protocol.commands import (
     FetchDatabase,
     ForwardAdapterRegistration,
     Hello,
+    ReplicaKeepAlive,
     RegisterReplica,
 )
 from gridreg.protocol.chunking import new_transfer_id, send_blob
@@ -128,6 +129,11 @@ class InternalProtocol(amp.AMP):
         decoded = InputStream(base64.b64decode(proxy), ENCODING_1_1).read_proxy() if proxy else None
         d = self.registry.database.set_adapter_direct_proxy(adapter_id, replica_group_id, decoded)
         return d.addCallbacks(lambda _: {"exception": "", "reason": ""}, _user_exception)
+
+    @ReplicaKeepAlive.responder
+    def replica_keepalive(self, serial: int) -> dict[str, Any]:
+        self._require("registry")
+        return {"epoch": self.registry.role.keepalive(self, serial).to_wire()}
 
     @FetchDatabase.responder
     def fetch_database(self) -> Deferred[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -62,6 +63,8 @@ class SlaveSession:
         self.trace = trace
         self.live = False
         self.closed = False
+        #: when the slave was last heard from (a keepalive or an acknowledgement)
+        self.heard = clock.seconds()
         self._lock = DeferredLock()
 
     def run(self, job: Callable[[], Deferred[Any]]) -> Deferred[Any]:
@@ -99,6 +102,7 @@ class SlaveSession:
 
         def acked(answer: dict[str, Any]) -> None:
             self.serial = answer["serial"]
+            self.heard = self.clock.seconds()
             if self.trace.replica > 2:
                 self.log.info(
                     "[Replica] slave `{replica}' acknowledged serial {serial}",
@@ -178,6 +182,8 @@ class MasterReplication:
         self.sessions: dict[str, SlaveSession] = {}
         #: every slave seen since start-up, by name: live, syncing, or why not
         self.statuses: dict[str, ReplicaStatus] = {}
+        self._watch = LoopingCall(self._drop_silent)
+        self._watch.clock = clock
         self._on_replicas_changed = on_replicas_changed
 
     def _set_status(self, name: str, state: str, reason: str = "") -> None:
@@ -272,6 +278,32 @@ class MasterReplication:
             self._set_status(session.name, FAILED, why)
         if was_live:
             self._on_replicas_changed()
+
+    def heard_from(self, protocol: amp.AMP, serial: int) -> bool:
+        """A keepalive from the slave on C{protocol}: False if it has no session."""
+        for session in self.sessions.values():
+            if session.protocol is protocol and not session.closed:
+                session.heard = self.clock.seconds()
+                return True
+        return False
+
+    def start_watching(self) -> None:
+        """Drop slaves that stay silent for a session timeout (half-open connections)."""
+        if not self._watch.running:
+            self._watch.start(self.timeout / 4, now=False)
+
+    def stop_watching(self) -> None:
+        if self._watch.running:
+            self._watch.stop()
+
+    def _drop_silent(self) -> None:
+        try:
+            now = self.clock.seconds()
+            for session in list(self.sessions.values()):
+                if not session.closed and now - session.heard > self.timeout:
+                    self.drop(session, f"nothing heard from it for {now - session.heard:.1f} s")
+        except Exception:  # a LoopingCall that raises stops for good
+            self.log.failure("Could not check the slaves' keepalives")
 
     def close_all(self, why: str) -> None:
         """Drop every slave session (the master stops, or is fenced)."""

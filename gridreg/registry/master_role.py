@@ -125,6 +125,11 @@ class MasterRole:
             "epoch": self.epoch().to_wire(),
         }
 
+    def keepalive(self, protocol: Any, serial: int) -> Epoch:
+        if not self.replication.heard_from(protocol, serial):
+            raise NotMasterError("no session: register first")
+        return self.epoch()
+
     def replica_lost(self, protocol: Any) -> None:
         self.replication.lost(protocol)
 
@@ -162,6 +167,7 @@ class MasterRole:
     def stop(self) -> Deferred[Any]:
         if self._watch.running:
             self._watch.stop()
+        self.replication.stop_watching()
         self.replication.close_all("the master is stopping")
         return succeed(None)
 
@@ -230,6 +236,7 @@ class MasterRole:
             committed[1].addErrback(lambda _: None)
         self.history = history
         self.opened = True
+        self.replication.start_watching()
         self.log.info(
             "[Replica] master opened epoch {epoch} at serial {serial}",
             epoch=str(history.current),

@@ -59,6 +59,13 @@ class IReplicaRole(Interface):
             losing changes (or shows this master is stale).
         """
 
+    def keepalive(protocol: Any, serial: int) -> Epoch:
+        """
+        A slave's keepalive on C{protocol}; returns this replica's epoch.
+
+        @raise NotMasterError: this replica has no session with that slave.
+        """
+
     def replica_lost(protocol: Any) -> None:
         """An internal connection that may have been a slave's is gone."""
 

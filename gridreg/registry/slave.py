@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, DeferredLock, fail, maybeDeferred
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -32,6 +33,7 @@ from gridreg.protocol.commands import (
     InstallSnapshot,
     PushChanges,
     RegisterReplica,
+    ReplicaKeepAlive,
     ReplicaSetChanged,
 )
 from gridreg.protocol.errors import DivergedError, DuplicateReplicaError, SyncError
@@ -144,7 +146,12 @@ class SlaveReplication(Service):
         trace: TraceLevels,
         request_timeout: float = 5.0,
         check_master: Optional[Callable[[Any], None]] = None,
+        session_timeout: float = 30.0,
     ) -> None:
+        #: IceGrid.Registry.ReplicaSessionTimeout: keepalives go 4 times as often
+        self.session_timeout = session_timeout
+        self._keepalive = LoopingCall(self._keep_alive)
+        self._keepalive.clock = reactor
         #: the newest epoch of a master this slave registered with
         self.seen_epoch = NO_EPOCH
         self._retry_delay = FIRST_RETRY_DELAY
@@ -175,7 +182,34 @@ class SlaveReplication(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
+        if self._keepalive.running:
+            self._keepalive.stop()
         return self._client.stopService()
+
+    def _keep_alive(self) -> Optional[Deferred[None]]:
+        """
+        Tell the master this slave is alive; a master silent for a session
+        timeout is taken for gone: drop the connection and look for it again.
+        """
+        connection = self._connection
+        if connection is None:
+            return None
+
+        def answered(answer: dict[str, Any]) -> None:
+            self.seen_epoch = max(self.seen_epoch, Epoch.from_wire(answer["epoch"]))
+
+        def unanswered(failure: Failure) -> None:
+            if self._connection is connection and connection.transport is not None:
+                self.log.warn(
+                    "[Replica] the master did not answer a keepalive ({reason}): "
+                    "dropping the session and looking for it again",
+                    reason=failure.getErrorMessage(),
+                )
+                connection.transport.abortConnection()
+
+        d = connection.callRemote(ReplicaKeepAlive, serial=self.store.serial)
+        d.addTimeout(self.session_timeout, self.reactor)
+        return d.addCallbacks(answered, unanswered)
 
     # -- registration --------------------------------------------------------------
 
@@ -211,6 +245,8 @@ class SlaveReplication(Service):
             # itself, which is what master_lost() is called with
             self._connection = protocol.itself()
             self._session.registered(self._connection, answer["sync"])
+            if not self._keepalive.running:
+                self._keepalive.start(self.session_timeout / 4, now=False)
             if self.trace.replica > 0:
                 self.log.info(
                     "[Replica] registered with the master (serial {serial} there, "

@@ -46,6 +46,7 @@ class SlaveRole:
             self._set_active,
             config.trace,
             check_master=lambda transport: replica.security.check_server(transport, MASTER),
+            session_timeout=config.replica_session_timeout,
         )
 
     # -- IReplicaRole ----------------------------------------------------------------
@@ -71,6 +72,9 @@ class SlaveRole:
         serial: int,
         epoch: Epoch,
     ) -> dict[str, Any]:
+        raise NotMasterError(self.write_refusal())
+
+    def keepalive(self, protocol: Any, serial: int) -> Epoch:
         raise NotMasterError(self.write_refusal())
 
     def replica_lost(self, protocol: Any) -> None:
