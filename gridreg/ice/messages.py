@@ -352,6 +352,8 @@ def _request_at(body: bytes, pos: int, end: int, request_id: int) -> tuple[Reque
         raise MarshalError(f"facet sequence with {facet_count} elements")
     operation, pos = _string(body, pos, end)
     mode = body[pos]
+    if mode > 2:  # Normal, Nonmutating, Idempotent: Ice refuses other values too
+        raise MarshalError(f"bad operation mode {mode}")
     context_count = body[pos + 1]
     pos += 2
     context: dict[str, str] = {}
