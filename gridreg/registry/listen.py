@@ -6,6 +6,7 @@ registry publishes in the proxies it hands out.
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Optional
 
 import attrs
@@ -22,6 +23,10 @@ from gridreg.ice.types import Endpoint, SslEndpoint, TcpEndpoint
 
 #: hosts meaning "every interface" in an Ice server endpoint
 _ANY_HOSTS = ("", "*", "0.0.0.0", "::")
+
+#: the listen backlog, as Ice's default for Ice.TCP.Backlog: Twisted's 50 drops
+#: the handshakes of a burst of new clients (bench/idle_connections.py)
+LISTEN_BACKLOG = socket.SOMAXCONN
 
 #: the address published for an endpoint that listens on every interface
 DEFAULT_PUBLISHED_HOST = "127.0.0.1"
@@ -43,10 +48,13 @@ def listen_ice(
             return fail(
                 ValueError("an ssl endpoint needs IceSSL.CertFile, IceSSL.KeyFile and IceSSL.CAs")
             )
-        return SSL4ServerEndpoint(reactor, endpoint.port, tls, interface=interface).listen(factory)
-    if ":" in interface:
-        return TCP6ServerEndpoint(reactor, endpoint.port, interface=interface).listen(factory)
-    return TCP4ServerEndpoint(reactor, endpoint.port, interface=interface).listen(factory)
+        return SSL4ServerEndpoint(
+            reactor, endpoint.port, tls, backlog=LISTEN_BACKLOG, interface=interface
+        ).listen(factory)
+    endpoint_type = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
+    return endpoint_type(
+        reactor, endpoint.port, backlog=LISTEN_BACKLOG, interface=interface
+    ).listen(factory)
 
 
 def published_endpoint(endpoint: Endpoint, port: IListeningPort) -> Endpoint:
