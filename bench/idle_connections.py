@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_bench_idle_connections -*-
 """
 Idle and half-open Ice connections: IceGrid and gridreg side by side.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_interop_acm -*-
 """
 A real ZeroC Ice 3.7 client that shows what happens to its idle locator
 connection: it calls the locator, waits (at most C{--wait} seconds) for that
