@@ -8,7 +8,8 @@ Prints one JSON line: C{{"first_port": P, "closed_after": SECONDS or null,
 "close_reason": "Ice.CloseConnectionException", "second_ok": true,
 "second_port": P2}}. Run with the system Python that has the Ice binding::
 
-    /usr/bin/python3 tests/interop/ice_acm_client.py --locator PROXY [--wait 10]
+    /usr/bin/python3 tests/interop/ice_acm_client.py --locator PROXY [--wait 10] \\
+        [--property KEY=VALUE ...]
 """
 
 import argparse
@@ -24,10 +25,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--locator", required=True)
     parser.add_argument("--wait", type=float, default=10.0)
+    parser.add_argument("--property", action="append", default=[], help="KEY=VALUE")
     options = parser.parse_args()
     init = Ice.InitializationData()
     init.properties = Ice.createProperties()
     init.properties.setProperty("Ice.Default.Locator", options.locator)
+    for pair in options.property:
+        key, _, value = pair.partition("=")
+        init.properties.setProperty(key, value)
     with Ice.initialize(init) as communicator:
         locator = communicator.getDefaultLocator()
         locator.getRegistry()
