@@ -324,5 +324,5 @@ class CoverageGuidedFuzzTests(TestCase):
         self.assertEqual(sorted(summaries), ["amp", "ice", "xml"], process.describe())
         for summary in summaries.values():
             self.assertTrue(summary["ok"], summary)
-            self.assertGreater(summary["runs"], 100, summary)
+            self.assertGreater(summary["runs"], 10, summary)
         self.assertEqual(process.exit_code, 0, process.describe())
