@@ -128,7 +128,9 @@ class IceServerProtocol(Protocol):
     def close_idle(self) -> None:
         """Close gracefully because the connection has been idle too long."""
         if not self._closed:
-            self.log.info(
+            # routine, and silent in Ice without Ice.Trace.Network; a burst of
+            # thousands at info would hold the reactor up writing log lines
+            self.log.debug(
                 "Closing idle Ice connection from {peer}", peer=str(self.transport.getPeer())
             )
             self.close()
