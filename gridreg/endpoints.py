@@ -14,6 +14,8 @@ L{IStreamServerEndpoint} providers, so tests can substitute memory ones.
 
 from __future__ import annotations
 
+import socket
+
 from typing import Any, Optional
 
 import attrs
@@ -52,6 +54,11 @@ DEFAULT_CONNECT_TIMEOUT = 30.0
 
 #: the host an Ice client dials when an endpoint's host is empty
 _LOOPBACK = "127.0.0.1"
+
+
+#: the listen backlog, as Ice's default for Ice.TCP.Backlog: Twisted's 50 drops
+#: connections when many clients connect at once
+LISTEN_BACKLOG = socket.SOMAXCONN
 
 
 def _is_ipv6(host: str) -> bool:
@@ -175,7 +182,13 @@ def server_endpoint(
     if isinstance(ice_endpoint, SslEndpoint):
         if tls_options is None:
             raise ValueError("an ssl endpoint needs IceSSL.CertFile, IceSSL.KeyFile and IceSSL.CAs")
-        return SSL4ServerEndpoint(reactor, ice_endpoint.port, tls_options, interface=interface)
+        return SSL4ServerEndpoint(
+            reactor, ice_endpoint.port, tls_options, backlog=LISTEN_BACKLOG, interface=interface
+        )
     if _is_ipv6(interface):
-        return TCP6ServerEndpoint(reactor, ice_endpoint.port, interface=interface)
-    return TCP4ServerEndpoint(reactor, ice_endpoint.port, interface=interface)
+        return TCP6ServerEndpoint(
+            reactor, ice_endpoint.port, backlog=LISTEN_BACKLOG, interface=interface
+        )
+    return TCP4ServerEndpoint(
+        reactor, ice_endpoint.port, backlog=LISTEN_BACKLOG, interface=interface
+    )

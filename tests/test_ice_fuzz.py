@@ -8,15 +8,19 @@ data model survive an encode/decode round trip.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import reactor
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gridreg.ice.encoding import InputStream, MarshalError, OutputStream
 from gridreg.ice.exceptions import (
@@ -39,6 +43,9 @@ from gridreg.ice.messages import (
     encode_request,
     parse_header,
 )
+from tests import fuzz_targets
+from tests._lineprocess import LineProcess
+from tests._processes import REPO_ROOT
 from gridreg.ice.types import (
     ENCODING_1_0,
     ENCODING_1_1,
@@ -136,7 +143,7 @@ requests = st.builds(
     identity=identities,
     facet=texts,
     operation=texts,
-    mode=st.integers(0, 255),
+    mode=st.integers(0, 2),
     context=st.dictionaries(texts, texts, max_size=3),
     encoding=versions,
     params=st.binary(max_size=300),
@@ -257,3 +264,65 @@ class RoundTripTests(SynchronousTestCase):
     def test_batches(self, batch: list[Request]) -> None:
         message = encode_batch_request(batch)
         self.assertEqual(decode_batch_request(message[HEADER_SIZE:]), batch)
+
+
+class FuzzTargetTests(SynchronousTestCase):
+    """
+    The coverage-guided fuzzer's targets (C{tests/fuzz_targets.py}) on their
+    seeds and on every input that once broke them: the Ice server, the
+    internal AMP protocol and the XML descriptor parser answer bad input with
+    a clear error and a closed connection, never an unhandled exception.
+    """
+
+    def run_target(self, name: str, inputs: list[bytes]) -> None:
+        target = fuzz_targets.TARGETS[name][0]
+        for data in inputs:
+            target(data)
+
+    def test_seeds(self) -> None:
+        for name, (_, seeds) in fuzz_targets.TARGETS.items():
+            self.run_target(name, seeds())
+
+    def test_regressions(self) -> None:
+        found = {name: fuzz_targets.regressions(name) for name in fuzz_targets.TARGETS}
+        self.assertGreaterEqual(len(found["amp"]), 5)
+        self.assertGreaterEqual(len(found["ice"]), 1)
+        for name, kept in found.items():
+            self.run_target(name, [data for _, data in kept])
+
+    def test_regression_closes_with_a_reason(self) -> None:
+        """A request with operation mode 4 closes its connection with a logged reason."""
+        [(_, data)] = [r for r in fuzz_targets.regressions("ice") if r[0].endswith("mode-4")]
+        with self.assertRaises(MarshalError):
+            decode_request(data[1 + HEADER_SIZE :])
+
+    def test_bad_amp_arguments_answered(self) -> None:
+        """A command whose integer argument does not parse gets BAD_ARGUMENTS and a close."""
+        [(_, data)] = [
+            r for r in fuzz_targets.regressions("amp") if r[0].endswith("integer-argument")
+        ]
+        protocol = fuzz_targets.registry().internal_factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(fuzz_targets.HELLO_ADMIN + data[1:])
+        self.assertIn(b"BAD_ARGUMENTS", transport.value())
+        self.assertTrue(transport.disconnecting)
+
+
+class CoverageGuidedFuzzTests(TestCase):
+    """A short run of C{bench/fuzz.py} (atheris) on every target, as CI does."""
+
+    skip = None if importlib.util.find_spec("atheris") else "atheris is not installed"
+    timeout = 120
+
+    async def test_short_fuzz_run(self) -> None:
+        workdir = os.path.abspath(self.mktemp())
+        args = [sys.executable, "-m", "bench.fuzz", "--seconds=1", f"--workdir={workdir}"]
+        process = LineProcess.spawn(reactor, "fuzz", args, dict(os.environ), REPO_ROOT)
+        await process.when_ended()
+        summaries = {e["target"]: e for e in process.events if "target" in e}
+        self.assertEqual(sorted(summaries), ["amp", "ice", "xml"], process.describe())
+        for summary in summaries.values():
+            self.assertTrue(summary["ok"], summary)
+            self.assertGreater(summary["runs"], 10, summary)
+        self.assertEqual(process.exit_code, 0, process.describe())

@@ -39,10 +39,12 @@ from gridreg.ice.exceptions import (
 )
 from gridreg.ice.messages import (
     CLOSE_CONNECTION,
+    DECOMPRESSED_SIZE_CAP,
     HEADER_SIZE,
     MAGIC,
     VALIDATE_CONNECTION,
     Header,
+    MessageBuffer,
     MessageType,
     ProtocolError,
     Reply,
@@ -175,6 +177,38 @@ class CompressionTests(HexTestCase):
         self.assertRaises(ProtocolError, decompress_message, good + b"junk", 100)
         self.assertRaises(ProtocolError, decompress_message, good[:16], 100)
         self.assertRaises(ProtocolError, decompress_message, self._compressed(b"", 5), 100)
+
+    def test_no_limit_still_caps_decompression(self) -> None:
+        """
+        With Ice.MessageSizeMax at 0 (no limit, as Ice reads it) a compressed
+        message decompresses up to gridreg's cap; a bomb past it is refused
+        with the reason, not a TypeError.
+        """
+        good = self._compressed(b"abcdef" * 10, 74)
+        self.assertEqual(decompress_message(good, None)[14:], b"abcdef" * 10)
+        bomb = self._compressed(b"\0" * 1000, DECOMPRESSED_SIZE_CAP + 1)
+        error = self.assertRaises(ProtocolError, decompress_message, bomb, None)
+        self.assertIn("cap", str(error))
+
+
+class MessageBufferTests(SynchronousTestCase):
+    def test_waits_for_what_is_needed(self) -> None:
+        """Bytes are held until the needed count arrives, then handed over at once."""
+        buffer = MessageBuffer()
+        self.assertEqual(buffer.feed(b"Ice"), b"Ice")  # nothing held: framed at once
+        buffer.keep(b"Ice", 0, HEADER_SIZE)
+        for byte in b"P\x01\x00\x01\x00\x00\x00\x14\x00\x00":
+            self.assertIsNone(buffer.feed(bytes([byte])))
+        self.assertEqual(buffer.feed(b"\x00"), b"IceP\x01\x00\x01\x00\x00\x00\x14\x00\x00\x00")
+        self.assertEqual(len(buffer), 0)
+
+    def test_keeps_only_the_tail(self) -> None:
+        buffer = MessageBuffer()
+        buffer.keep(b"xxxxabc", 4, 100)
+        self.assertEqual(len(buffer), 3)
+        self.assertIsNone(buffer.feed(b"d"))
+        buffer.clear()
+        self.assertEqual(buffer.feed(b"e"), b"e")
 
 
 class RequestTests(HexTestCase):

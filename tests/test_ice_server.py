@@ -6,19 +6,24 @@ and bad input that closes only the offending connection.
 
 from __future__ import annotations
 
+import bz2
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.exceptions import AdapterNotFoundException
 from gridreg.ice.messages import (
     CLOSE_CONNECTION,
+    DECOMPRESSED_SIZE_CAP,
     VALIDATE_CONNECTION,
     ReplyStatus,
     Request,
+    compress_message,
     decode_reply,
     encode_batch_request,
     encode_request,
@@ -126,6 +131,64 @@ class ServerProtocolTests(SynchronousTestCase):
             self.assertEqual(self.received(data[i : i + 1]), [])
         [reply] = self.received(data[-1:])
         self.assertEqual(reply.request_id, 7)
+
+    def test_large_message_byte_by_byte_stays_linear(self) -> None:
+        """
+        A 200 KB request fed one byte at a time is answered, and the server
+        never holds more than that one message (joining the bytes once, not
+        on every segment, which would copy ~20 GB).
+        """
+        factory = IceServerFactory(self.adapter, max_message_size=1 << 20)
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        data = request(3, "echo", string_params("y" * 200_000))
+        largest = 0
+        for i in range(len(data) - 1):
+            protocol.dataReceived(data[i : i + 1])
+            largest = max(largest, len(protocol._buffer))
+        self.assertLess(largest, len(data))
+        transport.clear()
+        protocol.dataReceived(data[-1:])
+        [reply] = replies(transport.value())
+        self.assertEqual(InputStream(reply.payload, reply.encoding).read_string(), "y" * 200_000)
+        self.assertEqual(len(protocol._buffer), 0)
+
+    def test_partial_header_held_then_checked(self) -> None:
+        """A partial header is held (13 bytes); once whole, an oversize one closes."""
+        header = request(1, "echo", string_params("x"))[:10] + (10_000).to_bytes(4, "little")
+        self.received(header[:13])
+        self.assertEqual(len(self.protocol._buffer), 13)
+        self.assertFalse(self.transport.disconnecting)
+        self.received(header[13:])
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(len(self.protocol._buffer), 0)
+
+    def test_no_message_size_limit(self) -> None:
+        """
+        Ice.MessageSizeMax=0 (no limit): large and compressed requests are
+        served; a compressed one declaring more than gridreg's cap is refused
+        with a logged reason and the connection closed.
+        """
+        factory = IceServerFactory(self.adapter, max_message_size=None)
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        transport.clear()
+        protocol.dataReceived(request(1, "echo", string_params("z" * 5000)))
+        protocol.dataReceived(compress_message(request(2, "echo", string_params("c" * 300))))
+        self.assertEqual([r.request_id for r in replies(transport.value())], [1, 2])
+        stream = bz2.compress(b"\0" * 1000)
+        bomb = (
+            b"IceP\x01\x00\x01\x00\x00\x02"
+            + (18 + len(stream)).to_bytes(4, "little")
+            + (DECOMPRESSED_SIZE_CAP + 1).to_bytes(4, "little")
+            + stream
+        )
+        with capturedLogs() as events:
+            protocol.dataReceived(bomb)
+        self.assertTrue(transport.disconnecting)
+        self.assertIn("cap", events[-1]["reason"])
 
     def test_encoding_1_0_answered_in_1_0(self) -> None:
         [reply] = self.received(

@@ -321,10 +321,9 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
 
 #: honoured entries implemented by the ACM branch, with a sample value each
 ACM_SAMPLES = {
-    "Ice.ACM*": ("Ice.ACM.Timeout", "45"),
+    "Ice.ACM*": ("Ice.ACM.Server.Close", "0"),
     "IceGrid.Registry.Client.ACM*": ("IceGrid.Registry.Client.ACM.Timeout", "45"),
     "IceGrid.Registry.Server.ACM*": ("IceGrid.Registry.Server.ACM.Timeout", "45"),
-    "IceGrid.Registry.Internal.ACM*": ("IceGrid.Registry.Internal.ACM.Timeout", "45"),
 }
 
 
@@ -391,7 +390,3 @@ class HonouredPropertiesAreReadTests(SynchronousTestCase):
     def test_acm_properties_are_read(self) -> None:
         for key, value in ACM_SAMPLES.values():
             self.assert_read(key, {}, value)
-
-    test_acm_properties_are_read.todo = (  # type: ignore[attr-defined]
-        "ACM is implemented on its own branch; drop this todo once it is merged"
-    )

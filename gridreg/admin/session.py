@@ -17,8 +17,10 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Optional
 
+import attrs
+
 from cryptography import x509
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import Deferred, DeferredList, TimeoutError
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import connectionDone
@@ -26,7 +28,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from gridreg.client.locator import LocatorClient, LocatorUnreachableError
+from gridreg.client.locator import LocatorClient
 from gridreg.config.properties import Properties, PropertyError
 from gridreg.endpoints import client_endpoint, with_transport
 from gridreg.ice.exceptions import ObjectNotFoundException
@@ -320,7 +322,9 @@ async def discover(
 ) -> Proxy:
     """
     The proxy of C{InternalRegistry-<replica>} (the master's by default),
-    asked of the replicas C{Ice.Default.Locator} lists.
+    asked of every replica C{Ice.Default.Locator} lists at once: their
+    endpoints are merged, in the locator's order, because right after a
+    promotion some replicas still name the old master.
     """
     name = replica or MASTER
     try:
@@ -328,24 +332,44 @@ async def discover(
         locator = LocatorClient.from_properties(reactor, properties)
     except ValueError as e:  # PropertyError too
         raise AdminConfigError(str(e)) from None
-    locator.startService()
+    identity = Identity(f"InternalRegistry-{name}", instance)
+    clients = [
+        LocatorClient(
+            reactor,
+            attrs.evolve(locator.locator, endpoints=(endpoint,)),
+            cache_timeout=0,
+            max_attempts=1,
+            request_timeout=locator.request_timeout,
+        )
+        for endpoint in locator.locator.endpoints
+    ]
+    for client in clients:
+        client.startService()
     try:
-        d = locator.find_object_by_id(Identity(f"InternalRegistry-{name}", instance))
-        return await d.addTimeout(timeout, reactor)
-    except ObjectNotFoundException:
+        answers = await DeferredList(
+            [c.find_object_by_id(identity).addTimeout(timeout, reactor) for c in clients],
+            consumeErrors=True,
+        )
+    finally:
+        await DeferredList([c.stopService() for c in clients], consumeErrors=True)
+    found: list[Proxy] = [answer for ok, answer in answers if ok]
+    if found:
+        endpoints = [e for proxy in found for e in proxy.endpoints]
+        unique = [e for i, e in enumerate(endpoints) if e not in endpoints[:i]]
+        return attrs.evolve(found[0], endpoints=tuple(unique))
+    failures = [answer for ok, answer in answers if not ok]
+    if any(f.check(ObjectNotFoundException) for f in failures):
         if replica is None:
             raise AdminUnreachableError(
                 f"the registry of `{instance}' has no master now (no {instance}/InternalRegistry-"
                 f"{MASTER}); use --replica NAME for read-only access to a slave"
-            ) from None
-        raise NotFoundError(f"the registry of `{instance}' has no replica `{replica}'") from None
-    except (LocatorUnreachableError, TimeoutError) as e:
-        raise AdminUnreachableError(
-            f"no registry replica answered at {properties.get('Ice.Default.Locator')}: "
-            f"{_reason(getattr(e, 'last_error', None) or e)}"
-        ) from None
-    finally:
-        await locator.stopService()
+            )
+        raise NotFoundError(f"the registry of `{instance}' has no replica `{replica}'")
+    last = failures[-1].value if failures else None
+    raise AdminUnreachableError(
+        f"no registry replica answered at {properties.get('Ice.Default.Locator')}: "
+        f"{_reason(getattr(last, 'last_error', None) or last)}"
+    )
 
 
 async def open_admin_session(

@@ -467,7 +467,10 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "Ice.ACM*": _HONOURED,
     "IceGrid.Registry.Client.ACM*": _HONOURED,
     "IceGrid.Registry.Server.ACM*": _HONOURED,
-    "IceGrid.Registry.Internal.ACM*": _HONOURED,
+    "IceGrid.Registry.Internal.ACM*": _unsupported(
+        "internal sessions are AMP, kept alive by their own keepalives "
+        "(IceGrid.Registry.ReplicaSessionTimeout)"
+    ),
     # -- the registry's adapters: the rest of their properties --
     "IceGrid.Registry.Client.*": _unsupported(
         _ADAPTER.format("Client", "Endpoints, PublishedEndpoints")

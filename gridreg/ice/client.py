@@ -23,6 +23,7 @@ from gridreg.ice.encoding import InputStream, MarshalError
 from gridreg.ice.messages import (
     CLOSE_CONNECTION,
     HEADER_SIZE,
+    MessageBuffer,
     MessageType,
     ProtocolError,
     Reply,
@@ -58,7 +59,7 @@ class IceClientProtocol(Protocol):
         self._queued: list[bytes] = []
         self._validation_waiters: list[Deferred[IceClientProtocol]] = []
         self._close_waiters: list[Deferred[None]] = []
-        self._buffer = b""
+        self._buffer = MessageBuffer()
         self._lost: Optional[Failure] = None
 
     # -- life cycle --------------------------------------------------------
@@ -182,14 +183,17 @@ class IceClientProtocol(Protocol):
     # -- incoming ------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if self._buffer:
-            data = self._buffer + data
-            self._buffer = b""
+        framed = self._buffer.feed(data)
+        if framed is None:
+            return
+        data = framed
         pos, end = 0, len(data)
+        needed = HEADER_SIZE
         try:
             while end - pos >= HEADER_SIZE:
                 header = parse_header(data[pos : pos + HEADER_SIZE], self.max_message_size)
                 if end - pos < header.size:
+                    needed = header.size
                     break
                 message = data[pos : pos + header.size]
                 pos += header.size
@@ -207,7 +211,8 @@ class IceClientProtocol(Protocol):
             self._lost = Failure(ProtocolError(str(exc)))
             self.transport.loseConnection()
             return
-        self._buffer = data[pos:]
+        if pos < end:
+            self._buffer.keep(data, pos, needed)
 
     def _message(self, mtype: int, message: bytes) -> None:
         if mtype == MessageType.REPLY:

@@ -41,7 +41,9 @@ from gridreg.ice.types import ENCODING_1_0, ENCODING_1_1, Identity, Version
 
 __all__ = [
     "CLOSE_CONNECTION",
+    "DECOMPRESSED_SIZE_CAP",
     "HEADER_SIZE",
+    "MessageBuffer",
     "MAGIC",
     "VALIDATE_CONNECTION",
     "Header",
@@ -153,15 +155,22 @@ def parse_header(data: bytes, max_size: int | None = None) -> Header:
     return Header(mtype, compression, size)
 
 
-def decompress_message(message: bytes, max_size: int) -> bytes:
+#: The largest uncompressed size accepted for a compressed message when
+#: C{Ice.MessageSizeMax} sets no limit (0 or negative, as Ice reads it): an
+#: uncompressed message costs its sender every byte, a bzip2 bomb does not.
+DECOMPRESSED_SIZE_CAP = 64 * 1024 * 1024
+
+
+def decompress_message(message: bytes, max_size: int | None) -> bytes:
     """
     Return the uncompressed equivalent of a whole message: the same header
     with compression 0 and the real size, then the bunzip2-ed body.  A
     message whose compression byte is not 2 is returned unchanged.
 
-    The declared uncompressed size is checked against C{max_size} before
-    decompressing, and decompression is bounded by it, so a bzip2 bomb
-    cannot make us produce more than C{max_size} bytes.
+    The declared uncompressed size is checked against C{max_size} (or
+    L{DECOMPRESSED_SIZE_CAP} when C{max_size} is C{None}, i.e. no limit)
+    before decompressing, and decompression is bounded by it, so a bzip2
+    bomb cannot make us produce more than that many bytes.
 
     @raise ProtocolError: size out of range, corrupt stream, or a stream
         whose length differs from the declared size.
@@ -171,8 +180,17 @@ def decompress_message(message: bytes, max_size: int) -> bytes:
     if len(message) < HEADER_SIZE + 4:
         raise ProtocolError("compressed message without an uncompressed size")
     (total,) = _unpack_int(message, HEADER_SIZE)
-    if total < HEADER_SIZE or total > max_size:
-        raise ProtocolError(f"uncompressed size {total} out of range (limit {max_size})")
+    if total < HEADER_SIZE:
+        raise ProtocolError(f"uncompressed size {total} smaller than the header")
+    if max_size is None and total > DECOMPRESSED_SIZE_CAP:
+        raise ProtocolError(
+            f"uncompressed size {total} exceeds gridreg's cap of {DECOMPRESSED_SIZE_CAP} "
+            "bytes for compressed messages (Ice.MessageSizeMax sets no limit)"
+        )
+    if max_size is not None and total > max_size:
+        raise ProtocolError(
+            f"uncompressed size {total} exceeds Ice.MessageSizeMax ({max_size} bytes)"
+        )
     body_size = total - HEADER_SIZE
     decompressor = bz2.BZ2Decompressor()
     try:
@@ -190,6 +208,54 @@ def decompress_message(message: bytes, max_size: int) -> bytes:
     if len(body) != body_size or decompressor.unused_data:
         raise ProtocolError("compressed body does not match its declared size")
     return _header(message[8], 0, total) + body
+
+
+class MessageBuffer:
+    """
+    The bytes of a connection's incomplete message, kept between
+    C{dataReceived} calls.
+
+    Bytes are appended to a C{bytearray} and joined into one C{bytes} only
+    once a whole message (or header) can be framed, so a message that
+    arrives one byte at a time costs linear time, not quadratic, and the
+    buffer never holds more than one message plus one segment.
+    """
+
+    __slots__ = ("_pending", "_needed")
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+        self._needed = HEADER_SIZE
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def feed(self, data: bytes) -> bytes | None:
+        """
+        Add C{data}; return everything buffered when there is enough to frame
+        (the buffer is then empty until L{keep}), or C{None} to wait for more.
+        """
+        pending = self._pending
+        if not pending:
+            return data
+        pending += data
+        if len(pending) < self._needed:
+            return None
+        data = bytes(pending)
+        pending.clear()
+        return data
+
+    def keep(self, data: bytes, pos: int, needed: int) -> None:
+        """
+        Keep C{data[pos:]}, an incomplete message, until C{needed} bytes of it
+        have arrived (its size, or L{HEADER_SIZE} while the header is short).
+        """
+        self._pending[:] = memoryview(data)[pos:]
+        self._needed = needed
+
+    def clear(self) -> None:
+        self._pending = bytearray()
+        self._needed = HEADER_SIZE
 
 
 def compress_message(message: bytes) -> bytes:
@@ -286,6 +352,8 @@ def _request_at(body: bytes, pos: int, end: int, request_id: int) -> tuple[Reque
         raise MarshalError(f"facet sequence with {facet_count} elements")
     operation, pos = _string(body, pos, end)
     mode = body[pos]
+    if mode > 2:  # Normal, Nonmutating, Idempotent: Ice refuses other values too
+        raise MarshalError(f"bad operation mode {mode}")
     context_count = body[pos + 1]
     pos += 2
     context: dict[str, str] = {}

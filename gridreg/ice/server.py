@@ -5,7 +5,8 @@ The server side of an Ice protocol connection.
 Frames incoming bytes by the 14-byte header, validates every message, hands
 requests to an L{ObjectAdapter} and writes the replies. All replies produced
 by one C{dataReceived} are joined into one write. A malformed, truncated or
-oversize message closes only its own connection, with a logged reason.
+oversize message closes only its own connection, with a logged reason. With
+an L{AcmMonitor}, idle and stalled connections are closed as Ice's ACM does.
 """
 
 from __future__ import annotations
@@ -15,17 +16,19 @@ from typing import Optional
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gridreg.ice.acm import AcmConfig, AcmMonitor
 from gridreg.ice.encoding import MarshalError
 from gridreg.ice.messages import (
     CLOSE_CONNECTION,
     HEADER_SIZE,
     MAGIC,
     VALIDATE_CONNECTION,
+    MessageBuffer,
     MessageType,
     ProtocolError,
     decode_batch_request,
@@ -61,12 +64,23 @@ class IceServerProtocol(Protocol):
 
     log = Logger()
 
-    def __init__(self, adapter: ObjectAdapter, max_message_size: Optional[int]) -> None:
+    def __init__(
+        self,
+        adapter: ObjectAdapter,
+        max_message_size: Optional[int],
+        monitor: Optional[AcmMonitor] = None,
+    ) -> None:
         self.adapter = adapter
         self.max_message_size = max_message_size
-        self._buffer = b""
+        self.monitor = monitor
+        self._buffer = MessageBuffer()
         self._closed = False
         self._direct = False
+        #: for the ACM monitor: last whole message in or out, last progress
+        #: on an incomplete one, dispatches not answered yet
+        self.last_activity = 0.0
+        self.partial_since: Optional[float] = None
+        self.dispatching = 0
 
     def connectionMade(self) -> None:
         # On a plain TCP transport with nothing queued, replies go straight to
@@ -74,6 +88,9 @@ class IceServerProtocol(Protocol):
         self._direct = type(self.transport) in _DIRECT_TRANSPORTS
         set_no_delay(self.transport)
         self.transport.write(VALIDATE_CONNECTION)
+        if self.monitor is not None:
+            self.last_activity = self.monitor.clock.seconds()
+            self.monitor.add(self)
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
@@ -100,17 +117,59 @@ class IceServerProtocol(Protocol):
             self.transport.write(CLOSE_CONNECTION)
             self.transport.loseConnection()
 
+    # -- ACM (see gridreg.ice.acm) ---------------------------------------------
+
+    def send_heartbeat(self) -> None:
+        """Send a ValidateConnection message, as an Ice ACM heartbeat."""
+        if not self._closed:
+            self.transport.write(VALIDATE_CONNECTION)
+            self._touch()
+
+    def close_idle(self) -> None:
+        """Close gracefully because the connection has been idle too long."""
+        if not self._closed:
+            # routine, and silent in Ice without Ice.Trace.Network; a burst of
+            # thousands at info would hold the reactor up writing log lines
+            self.log.debug(
+                "Closing idle Ice connection from {peer}", peer=str(self.transport.getPeer())
+            )
+            self.close()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, without CloseConnection."""
+        if not self._closed:
+            self.log.info(
+                "Dropping Ice connection from {peer}: {reason}",
+                peer=str(self.transport.getPeer()),
+                reason=reason,
+            )
+            self._closed = True
+            self._buffer.clear()
+            self.transport.abortConnection()
+
+    def _touch(self) -> None:
+        if self.monitor is not None:
+            self.last_activity = self.monitor.clock.seconds()
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closed = True
-        self._buffer = b""
+        self._buffer.clear()
+        if self.monitor is not None:
+            self.monitor.remove(self)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._buffer:
-            data = self._buffer + data
-            self._buffer = b""
+        if self._closed:
+            return
+        framed = self._buffer.feed(data)
+        if framed is None:
+            if self.monitor is not None:
+                self.partial_since = self.monitor.clock.seconds()
+            return
+        data = framed
         replies: list[bytes] = []
         pos = 0
         end = len(data)
+        needed = HEADER_SIZE
         try:
             while end - pos >= HEADER_SIZE:
                 magic, pmajor, _pminor, emajor, _eminor, mtype, compression, size = (
@@ -126,6 +185,7 @@ class IceServerProtocol(Protocol):
                         f"({self.max_message_size} bytes)"
                     )
                 if end - pos < size:
+                    needed = size
                     break
                 message = data[pos : pos + size]
                 pos += size
@@ -137,8 +197,13 @@ class IceServerProtocol(Protocol):
         except (ProtocolError, MarshalError) as exc:
             self._protocol_error(str(exc), replies)
             return
+        if self.monitor is not None:
+            now = self.monitor.clock.seconds()
+            if pos:
+                self.last_activity = now
+            self.partial_since = now if pos < end else None
         if pos < end and not self._closed:
-            self._buffer = data[pos:]
+            self._buffer.keep(data, pos, needed)
         if replies:
             self._write(replies[0] if len(replies) == 1 else b"".join(replies))
 
@@ -157,6 +222,8 @@ class IceServerProtocol(Protocol):
                     replies.append(reply_message(request_id, body, 1 if compression else 0))
                 return
             assert isinstance(body, Deferred)
+            self.dispatching += 1
+            body.addBoth(self._dispatched)
             if request_id == 0:
                 body.addErrback(self._late_failure)
                 return
@@ -181,10 +248,15 @@ class IceServerProtocol(Protocol):
         else:
             raise ProtocolError(f"unknown message type {mtype}")
 
+    def _dispatched(self, result: object) -> object:
+        self.dispatching -= 1
+        return result
+
     def _late_reply(self, body: bytes, request_id: int, compression: int) -> None:
         if self._closed:
             return
         self._write(reply_message(request_id, body, 1 if compression else 0))
+        self._touch()
 
     def _late_failure(self, failure: Failure) -> None:
         self.log.failure("Failed to send a deferred reply", failure)
@@ -195,7 +267,7 @@ class IceServerProtocol(Protocol):
         if replies:
             self.transport.write(b"".join(replies))
         self._closed = True
-        self._buffer = b""
+        self._buffer.clear()
         self.transport.loseConnection()
 
 
@@ -208,10 +280,21 @@ class IceServerFactory(Factory):
     noisy = False
 
     def __init__(
-        self, adapter: ObjectAdapter, max_message_size: Optional[int] = DEFAULT_MESSAGE_SIZE_MAX
+        self,
+        adapter: ObjectAdapter,
+        max_message_size: Optional[int] = DEFAULT_MESSAGE_SIZE_MAX,
+        *,
+        clock: Optional[IReactorTime] = None,
+        acm: Optional[AcmConfig] = None,
     ) -> None:
+        """
+        @param clock: with it, connections are under ACM (C{acm}, or Ice's
+            defaults as icegridregistry applies them) and stalled messages
+            time out; without it, connections are never closed for idleness.
+        """
         self.adapter = adapter
         self.max_message_size = max_message_size
+        self.monitor = AcmMonitor(acm or AcmConfig(), clock) if clock is not None else None
         self.connections: set[IceServerProtocol] = set()
         #: when false, connections are closed at once, as if nobody listened,
         #: so Ice clients move on to the next endpoint
@@ -220,7 +303,7 @@ class IceServerFactory(Factory):
     def buildProtocol(self, addr: IAddress) -> Optional[IceServerProtocol]:
         if not self.accepting:
             return None
-        protocol = _TrackedServerProtocol(self.adapter, self.max_message_size)
+        protocol = _TrackedServerProtocol(self.adapter, self.max_message_size, self.monitor)
         protocol.factory = self
         return protocol
 

@@ -15,6 +15,7 @@ from typing import Optional
 import attrs
 
 from gridreg.config.properties import Properties, PropertyError, message_size_max_bytes
+from gridreg.ice.acm import AcmConfig
 from gridreg.ice.stringify import EndpointParseError, endpoints_from_string
 from gridreg.ice.types import Endpoint, Proxy, TcpEndpoint, UdpEndpoint
 from gridreg.registry.trace import TraceLevels
@@ -42,6 +43,9 @@ class RegistryConfig:
     internal_endpoints: tuple[Endpoint, ...] = ()
     locator: Optional[Proxy] = None
     replica_session_timeout: float = 30.0
+    #: ACM of the client and server endpoints (IceGrid.Registry.{Client,Server}.ACM.*)
+    client_acm: AcmConfig = AcmConfig()
+    server_acm: AcmConfig = AcmConfig()
     properties: Optional[Properties] = attrs.field(default=None, eq=False, repr=False)
     #: GridReg.Replication.MinAcks: slaves that must commit a write before it is acknowledged
     min_acks: int = 0
@@ -90,6 +94,12 @@ class RegistryConfig:
             replica_session_timeout=float(
                 properties.get_int("IceGrid.Registry.ReplicaSessionTimeout", 30)
             ),
+            client_acm=AcmConfig.from_properties(
+                properties,
+                "IceGrid.Registry.Client",
+                properties.get_int("IceGrid.Registry.SessionTimeout", 30),
+            ),
+            server_acm=AcmConfig.from_properties(properties, "IceGrid.Registry.Server", 30),
             properties=properties,
             min_acks=_non_negative(properties, "GridReg.Replication.MinAcks", 0),
             epoch_check_interval=float(

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from gridreg.ice.encoding import InputStream
 from gridreg.ice.exceptions import UserException
 from gridreg.ice.types import ENCODING_1_1
+from gridreg.protocol import commands
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
     FetchDatabase,
@@ -40,6 +41,37 @@ if TYPE_CHECKING:
     from gridreg.registry.roles import Replica
 
 ROLES = ("registry", "node", "admin")
+
+#: every command of the internal protocol, by wire name
+_COMMANDS: dict[bytes, type[amp.Command]] = {
+    value.commandName: value
+    for value in vars(commands).values()
+    if isinstance(value, type) and issubclass(value, amp.Command) and value is not amp.Command
+}
+
+
+def _checking_arguments(
+    command: type[amp.Command], responder: Callable[[amp.AmpBox], Any], protocol: amp.AMP
+) -> Callable[[amp.AmpBox], Any]:
+    """
+    C{responder}, refusing a box whose arguments do not decode (missing, not
+    an integer, not UTF-8) with a C{BAD_ARGUMENTS} error that closes the
+    connection, instead of AMP's unhandled-error traceback. Found by
+    C{bench/fuzz.py}.
+    """
+
+    def checked(box: amp.AmpBox) -> Any:
+        try:
+            command.parseArguments(box, protocol)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise amp.RemoteAmpError(
+                b"BAD_ARGUMENTS",
+                f"{command.__name__}: bad arguments ({exc!r})",
+                fatal=True,
+            ) from None
+        return responder(box)
+
+    return checked
 
 
 def _user_exception(failure: Failure) -> Any:
@@ -68,11 +100,49 @@ class InternalProtocol(amp.AMP):
         self.role: Optional[str] = None
         self.peer_name: Optional[str] = None
 
+    def dataReceived(self, data: bytes) -> None:
+        """
+        A box AMP itself refuses (an empty one, say) closes this connection
+        with a logged reason, instead of escaping to the reactor as an
+        unhandled error. Found by C{bench/fuzz.py}.
+        """
+        try:
+            super().dataReceived(data)
+        except amp.AmpError as exc:
+            self.log.warn(
+                "Closing internal connection from {peer}: {reason}",
+                peer=str(self.transport.getPeer()),
+                reason=repr(exc),
+            )
+            self.transport.loseConnection()
+
+    def unhandledError(self, failure: Failure) -> None:
+        """
+        A command sent without C{_ask} that fails with a declared error (an
+        unknown command, bad arguments, a refused write) has no one to tell:
+        the connection closes with a logged reason, not AMP's traceback.
+        Found by C{bench/fuzz.py}.
+        """
+        if failure.check(amp.RemoteAmpError):
+            self.log.warn(
+                "Closing internal connection from {peer}: {reason}",
+                peer=str(self.transport.getPeer()),
+                reason=failure.value.description,
+            )
+            self.transport.loseConnection()
+            return
+        super().unhandledError(failure)
+
     def locateResponder(self, name: bytes) -> Any:
+        if not name.isascii():
+            return None  # an unknown command; AMP's own lookup would raise (fuzzing)
         responder = super().locateResponder(name)
         if responder is None and self.role == "admin" and self.admin_locator is not None:
             responder = self.admin_locator.locateResponder(name)
-        return responder
+        command = _COMMANDS.get(name)
+        if responder is None or command is None:
+            return responder
+        return _checking_arguments(command, responder, self)
 
     def _require(self, role: str) -> None:
         if self.role != role:

@@ -82,8 +82,12 @@ class RegistryService(Service):
         self.peers = Peers(reactor, config, self.security)
         self.client_adapter = ObjectAdapter("Client")
         self.server_adapter = ObjectAdapter("Server")
-        self.client_factory = IceServerFactory(self.client_adapter, config.message_size_max)
-        self.server_factory = IceServerFactory(self.server_adapter, config.message_size_max)
+        self.client_factory = IceServerFactory(
+            self.client_adapter, config.message_size_max, clock=reactor, acm=config.client_acm
+        )
+        self.server_factory = IceServerFactory(
+            self.server_adapter, config.message_size_max, clock=reactor, acm=config.server_acm
+        )
         self.internal_factory = InternalFactory(
             self, lambda protocol: AdminResponder(self, protocol), self.security.authorize
         )
