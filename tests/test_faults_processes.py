@@ -1,0 +1,315 @@
+# -*- test-case-name: tests.test_faults_processes -*-
+"""
+Faults on real C{twist gridregistry} processes (loopback, mutual TLS): a hung
+slave, a black-holed slave connection, unusable database files, a full disk
+on the master, and a short kill storm. Everything a test observes comes
+through the processes' public surface: Ice locate requests, C{gridadmin}
+(and the admin session it uses), exit codes and output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from bench._grid import MASTER, Grid, GridregWriter, parse_identity, probe_object, track
+from tests._faults import (
+    FakeLocator,
+    SmallDisk,
+    TcpProxy,
+    corrupt_database,
+    foreign_database,
+    hang,
+    resume,
+)
+from tests._lineprocess import LineProcess
+from tests._processes import REPO_ROOT, write_config
+
+#: IceGrid.Registry.ReplicaSessionTimeout of these grids, in seconds
+SESSION_TIMEOUT = 2.0
+#: what a write may take beyond the session timeout (scheduling on a busy machine)
+MARGIN = 2.0
+SLAVE = "Replica1"
+TARGET = "tcp -h 127.0.0.1 -p 10000"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0
+) -> None:
+    """Retry C{check} every 0.1 s until it is true; fail after C{timeout} s."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not true after {timeout} s: {what}")
+        await deferLater(reactor, 0.1, lambda: None)
+
+
+class FaultGrid(Grid):
+    """A gridreg grid with a short session timeout and per-replica overrides."""
+
+    def __init__(self, testcase: TestCase, names: tuple[str, ...]) -> None:
+        root = Path(testcase.mktemp()).resolve()
+        super().__init__(reactor, "gridreg", root, names)
+        self.overrides: dict[str, dict[str, str]] = {}
+        testcase.addCleanup(self.stop_all)
+
+    def properties(self, name: str) -> dict[str, str]:
+        props = super().properties(name)
+        props["IceGrid.Registry.ReplicaSessionTimeout"] = str(int(SESSION_TIMEOUT))
+        props["IceGrid.Registry.Trace.Replica"] = "1"
+        props.update(self.overrides.get(name, {}))
+        return props
+
+    def admin_config(self) -> Path:
+        path = self.root / "admin.cfg"
+        write_config(
+            path,
+            {
+                "Ice.Default.Locator": self.locator(MASTER),
+                "IceSSL.DefaultDir": str(self.certs),
+                "IceSSL.CAs": "ca.pem",
+                "IceSSL.CertFile": "admin-admin.pem",
+                "IceSSL.KeyFile": "admin-admin.key",
+            },
+        )
+        return path
+
+    async def run_admin(self, *args: str, timeout: float = 30.0) -> tuple[int, str, str]:
+        """Run C{gridadmin ARGS}; return its exit code, stdout and stderr."""
+        command = [sys.executable, "-m", "gridreg.admin.cli", "--config", str(self.admin_config())]
+        process = track(
+            reactor,
+            LineProcess.spawn(
+                reactor,
+                "gridadmin",
+                [*command, *args],
+                {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+                str(self.root),
+            ),
+        )
+        timer = reactor.callLater(timeout, process.terminate)
+        await process.when_ended()
+        if timer.active():
+            timer.cancel()
+        stdout = "\n".join(process.lines)
+        return process.exit_code, stdout, bytes(process.stderr).decode("utf-8", "replace")
+
+    async def gridadmin(self, *args: str) -> tuple[int, str]:
+        """Run C{gridadmin ARGS}; return its exit code and all it printed."""
+        code, stdout, stderr = await self.run_admin(*args)
+        return code, stdout + "\n" + stderr
+
+    async def admin_json(self, *args: str) -> Any:
+        """The C{--json} answer of C{gridadmin ARGS}, which must succeed."""
+        code, stdout, stderr = await self.run_admin("--json", *args)
+        if code != 0:
+            raise AssertionError(f"gridadmin {' '.join(args)} exited {code}: {stdout}{stderr}")
+        return json.loads(stdout)
+
+    async def alive(self, name: str) -> bool:
+        """Does the master's C{registry list} show C{name} alive?"""
+        replicas = await self.admin_json("registry", "list")
+        return any(r["name"] == name and r["alive"] for r in replicas)
+
+    async def digest(self, name: str) -> str:
+        """Replica C{name}'s own digest, from C{gridadmin --replica NAME registry describe}."""
+        args: tuple[str, ...] = ("registry", "describe", name)
+        if name != MASTER:
+            args = ("--replica", name, *args)
+        return str((await self.admin_json(*args))["digest"])
+
+    async def knows(self, name: str, identity: str, timeout: float = 20.0) -> None:
+        """Wait until replica C{name}'s Ice locator answers for C{identity}."""
+        await probe_object(
+            reactor, self.client_port(name), parse_identity(identity), timeout, interval=0.05
+        )
+
+
+async def timed_add(writer: GridregWriter, identity: str) -> float:
+    start, acknowledged = await writer.add(identity)
+    return acknowledged - start
+
+
+class SlaveFaultTests(TestCase):
+    """A slave that stops answering delays the master's writes by at most the timeout."""
+
+    timeout = 90
+
+    async def _live_grid(self, grid: FaultGrid) -> GridregWriter:
+        await grid.start(MASTER)
+        await grid.start(SLAVE)
+        writer = await GridregWriter.open(reactor, grid)
+        self.addCleanup(writer.close)
+        await writer.add("faults/first")
+        await grid.knows(SLAVE, "faults/first")
+        await eventually(lambda: grid.alive(SLAVE), f"{SLAVE} alive in registry list")
+        return writer
+
+    async def _check_delay_then_catch_up(
+        self,
+        grid: FaultGrid,
+        writer: GridregWriter,
+        inject: Callable[[], None],
+        heal: Callable[[], None],
+    ) -> None:
+        baseline = await timed_add(writer, "faults/baseline")
+        inject()
+        delayed = await timed_add(writer, "faults/during")
+        self.assertGreaterEqual(
+            delayed, SESSION_TIMEOUT * 0.9, "the master waited for its live slave"
+        )
+        self.assertLess(delayed, baseline + SESSION_TIMEOUT + MARGIN)
+        after = await timed_add(writer, "faults/after-drop")
+        self.assertLess(after, SESSION_TIMEOUT, "a dropped slave no longer delays writes")
+        heal()
+        for identity in ("faults/during", "faults/after-drop"):
+            await grid.knows(SLAVE, identity, timeout=30)
+        await eventually(lambda: grid.alive(SLAVE), f"{SLAVE} alive again", timeout=30)
+        await timed_add(writer, "faults/healed")
+        await grid.knows(SLAVE, "faults/healed")
+        self.assertEqual(await grid.digest(SLAVE), await grid.digest(MASTER))
+
+    async def test_hung_slave(self) -> None:
+        """
+        With its slave SIGSTOPped, a master write returns within
+        ReplicaSessionTimeout (plus a margin), the next one at once; after
+        SIGCONT the slave answers both writes, is listed alive again, and
+        holds the master's digest.
+        """
+        grid = FaultGrid(self, (MASTER, SLAVE))
+        writer = await self._live_grid(grid)
+        slave = grid.running[SLAVE]
+        self.addCleanup(resume, slave)
+        await self._check_delay_then_catch_up(
+            grid, writer, lambda: hang(slave), lambda: resume(slave)
+        )
+
+    async def test_black_holed_slave_connection(self) -> None:
+        """
+        The slave reaches the master only through a TCP proxy (its locator
+        points there); with the proxy black-holing, a master write returns
+        within ReplicaSessionTimeout plus a margin and the next at once;
+        healed, the slave catches up and holds the master's digest.
+        """
+        grid = FaultGrid(self, (MASTER, SLAVE))
+        proxy = await TcpProxy(reactor, ("127.0.0.1", grid.ports[MASTER]["internal"])).start()
+        self.addCleanup(proxy.stop)
+        locator = await FakeLocator(
+            reactor, "DemoIceGrid", {"DemoIceGrid/InternalRegistry-Master": proxy.endpoint}
+        ).start()
+        self.addCleanup(locator.stop)
+        grid.overrides[SLAVE] = {"Ice.Default.Locator": locator.locator}
+        writer = await self._live_grid(grid)
+        self.assertGreaterEqual(proxy.connected, 1, "the slave's session runs through the proxy")
+        await self._check_delay_then_catch_up(grid, writer, proxy.blackhole, proxy.heal)
+        self.assertGreaterEqual(proxy.connected, 2, "the slave came back through the proxy")
+
+
+class DatabaseFileTests(TestCase):
+    """A registry refuses a data directory whose database is not its own."""
+
+    timeout = 60
+
+    async def _refused(self, make: Callable[[Path], Path]) -> None:
+        root = Path(self.mktemp()).resolve()
+        data = root / "db"
+        path = make(data)
+        config = root / "registry.cfg"
+        write_config(
+            config,
+            {
+                "IceGrid.InstanceName": "DemoIceGrid",
+                "IceGrid.Registry.Client.Endpoints": "tcp -h 127.0.0.1 -p 0",
+                "IceGrid.Registry.Server.Endpoints": "tcp -h 127.0.0.1 -p 0",
+                "IceGrid.Registry.Data": str(data),
+            },
+        )
+        process = track(
+            reactor,
+            LineProcess.spawn(
+                reactor,
+                "gridregistry",
+                [sys.executable, "-m", "twisted", "gridregistry", "--config", str(config)],
+                {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
+                str(root),
+            ),
+        )
+        timer = reactor.callLater(30, process.terminate)
+        await process.when_ended()
+        self.assertTrue(timer.active(), f"still running after 30 s:\n{process.describe()}")
+        timer.cancel()
+        self.assertNotIn(process.exit_code, (0, None), process.describe())
+        output = "\n".join(process.lines) + bytes(process.stderr).decode("utf-8", "replace")
+        self.assertIn(str(path), output)
+        return None
+
+    async def test_corrupt_database(self) -> None:
+        """Garbage where the database file belongs: start-up fails, naming the file."""
+        await self._refused(corrupt_database)
+
+    async def test_foreign_database(self) -> None:
+        """Another program's SQLite database: start-up fails, naming the file."""
+        await self._refused(foreign_database)
+
+
+class DiskFullTests(TestCase):
+    timeout = 90
+
+    async def test_master_disk_full(self) -> None:
+        """
+        The master's data directory on a full tmpfs: writes fail with exit 1
+        and a message saying the disk is full; reads go on; once space
+        returns writes succeed again without a restart; after a restart the
+        database holds exactly the acknowledged writes.
+        """
+        grid = FaultGrid(self, (MASTER,))
+        disk = SmallDisk(reactor, grid.data_dir(MASTER), size_kib=2048)
+        why = await disk.mount()
+        if why is not None:
+            self.skipTest(why)
+        self.addCleanup(disk.unmount)
+        await grid.start(MASTER)
+        acknowledged: set[str] = set()
+        refused: list[str] = []
+
+        async def add(identity: str) -> tuple[int, str]:
+            code, output = await grid.gridadmin("object", "add", f"{identity}:{TARGET}")
+            if code == 0:
+                acknowledged.add(identity)
+            else:
+                refused.append(identity)
+            return code, output
+
+        for i in range(3):
+            code, output = await add(f"full/before{i}")
+            self.assertEqual(code, 0, output)
+        disk.fill()
+        for i in range(10):  # the file system may still hold a partial page of WAL
+            code, output = await add(f"full/during{i}")
+            if code != 0:
+                break
+        self.assertEqual(code, 1, output)
+        self.assertIn("disk is full", output)
+        self.assertIn(str(grid.data_dir(MASTER)), output)
+        code, output = await add("full/during-again")
+        self.assertEqual(code, 1, output)
+        listed = await grid.admin_json("object", "list", "full/*")
+        self.assertEqual({o["identity"] for o in listed}, acknowledged, "reads go on")
+
+        disk.release()
+        code, output = await add("full/after")
+        self.assertEqual(code, 0, output)
+
+        await grid.stop(MASTER)
+        await grid.start(MASTER)
+        listed = await grid.admin_json("object", "list", "full/*")
+        self.assertEqual({o["identity"] for o in listed}, acknowledged)
+        self.assertTrue(refused)
+        self.assertTrue(acknowledged.isdisjoint(refused))
