@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater, react
 from twisted.logger import (
     FilteringLogObserver,
@@ -124,6 +124,7 @@ class StormResult:
 
     seconds: float
     large: bool
+    seed: int
     faults: Counter[str] = attrs.Factory(Counter)
     attempted: Counter[str] = attrs.Factory(Counter)
     acknowledged: Counter[str] = attrs.Factory(Counter)
@@ -158,7 +159,8 @@ class StormResult:
             return "-" if value is None else f"{value:.1f} s"
 
         rows = [
-            f"kill storm: {self.seconds:.0f} s, large descriptors {'on' if self.large else 'off'}",
+            f"kill storm: {self.seconds:.0f} s, large descriptors {'on' if self.large else 'off'}"
+            f", seed {self.seed}",
             "faults injected: "
             + ", ".join(f"{f} {self.faults[f]}" for f in FAULTS)
             + f" (total {sum(self.faults.values())})",
@@ -195,6 +197,7 @@ class StormResult:
         return {
             "seconds": self.seconds,
             "large": self.large,
+            "seed": self.seed,
             "faults": dict(self.faults),
             "attempted": dict(self.attempted),
             "acknowledged": dict(self.acknowledged),
@@ -229,9 +232,16 @@ class Storm:
         objects_per_large: int = 2000,
         heal_timeout: float = 60.0,
         verbose: bool = False,
+        every_fault: bool = False,
     ) -> None:
+        """
+        @param interval: the bounds of the random pause between two faults.
+        @param every_fault: inject the faults in rounds of every kind (in a
+            random order each round) instead of drawing each by weight, so
+            that even a short storm has each kind.
+        """
         self.reactor = reactor
-        self.grid = StormGrid(reactor, "gridreg", root, NAMES)
+        self.grid = StormGrid(reactor, "gridreg", root.resolve(), NAMES)
         self.seconds = seconds
         self.large = large
         self.seed = seed if seed is not None else random.randrange(2**32)
@@ -241,7 +251,9 @@ class Storm:
         self.objects_per_large = objects_per_large
         self.heal_timeout = heal_timeout
         self.verbose = verbose
-        self.result = StormResult(seconds, large)
+        self.every_fault = every_fault
+        self._round: list[str] = []
+        self.result = StormResult(seconds, large, self.seed)
         #: what the master acknowledged: ("object", identity) or ("application", name)
         self.acked: list[tuple[str, str]] = []
         self.stopping = False
@@ -258,15 +270,17 @@ class Storm:
     # -- replicas ----------------------------------------------------------------------
 
     async def start(self, name: str) -> None:
+        why = ""
         for attempt in range(5):
             try:
                 self.processes.append(await self.grid.start(name))
                 return
             except ProcessError as e:  # e.g. its port still held for a moment
                 self.grid.running.pop(name, None)
-                self.say(f"restart of {name} failed ({attempt + 1}): {str(e).splitlines()[0]}")
+                why = str(e)
+                self.say(f"start of {name} failed ({attempt + 1}): {why.splitlines()[0]}")
                 await deferLater(self.reactor, 0.5)
-        raise RuntimeError(f"cannot restart {name}")
+        raise RuntimeError(f"cannot start {name}: {why}")
 
     async def kill(self, name: str) -> None:
         registry = self.grid.running.pop(name, None)
@@ -313,7 +327,14 @@ class Storm:
             await self.pause(*self.interval)
             if time.monotonic() >= deadline:
                 break
-            await self.fault(self.rng.choices(FAULTS, WEIGHTS)[0])
+            await self.fault(self._next_fault())
+
+    def _next_fault(self) -> str:
+        if not self.every_fault:
+            return self.rng.choices(FAULTS, WEIGHTS)[0]
+        if not self._round:
+            self._round = self.rng.sample(FAULTS, len(FAULTS))
+        return self._round.pop()
 
     # -- writing -----------------------------------------------------------------------
 
@@ -488,7 +509,8 @@ class Storm:
     async def run(self) -> StormResult:
         self.say(f"seed {self.seed}")
         try:
-            await gatherResults([Deferred.fromCoroutine(self.start(n)) for n in NAMES])
+            for name in NAMES:
+                await self.start(name)
             self._started = time.monotonic()
             deadline = self._started + self.seconds
             writing = Deferred.fromCoroutine(self.writer())
@@ -543,7 +565,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         verbose=args.verbose,
     )
     result = await storm.run()
-    print(f"seed {storm.seed}, directory {root}{'' if args.keep else ' (removed)'}")
+    print(f"directory {root}{'' if args.keep else ' (removed)'}")
     print(result.report())
     if args.json:
         Path(args.json).write_text(json.dumps(result.as_json(), indent=2, sort_keys=True) + "\n")

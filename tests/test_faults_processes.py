@@ -20,6 +20,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from bench._grid import MASTER, Grid, GridregWriter, parse_identity, probe_object, track
+from bench.kill_storm import StormResult, run_storm
 from tests._faults import (
     FakeLocator,
     SmallDisk,
@@ -313,3 +314,66 @@ class DiskFullTests(TestCase):
         self.assertEqual({o["identity"] for o in listed}, acknowledged)
         self.assertTrue(refused)
         self.assertTrue(acknowledged.isdisjoint(refused))
+
+
+class KnownLargeChangeGap(AssertionError):
+    """
+    The storm lost writes because large changes do not reach the slaves
+    (issue 6 item 1), and for no other reason the master logged.
+    """
+
+
+class KillStormTests(TestCase):
+    """Short kill storms (C{bench/kill_storm.py} runs long ones)."""
+
+    timeout = 120
+
+    def _check(self, result: StormResult, faults: int) -> None:
+        self.assertGreaterEqual(sum(result.faults.values()), faults, result.report())
+        self.assertGreater(sum(result.acknowledged.values()), 50, result.report())
+        if result.ok:
+            return
+        reasons = " ".join(result.drop_reasons)
+        if result.large and "larger than an AMP value" in reasons:
+            raise KnownLargeChangeGap(result.report())
+        self.fail(result.report())
+
+    async def test_storm(self) -> None:
+        """
+        Master and slaves SIGKILLed (slaves also wiped) at random moments of
+        writes, syncs and snapshots for 15 s: once healed, every slave is
+        live, every acknowledged write is on every replica and all report
+        one digest.
+        """
+        result = await run_storm(
+            reactor,
+            Path(self.mktemp()),
+            seconds=15,
+            large=False,
+            interval=(0.3, 1.5),
+            heal_timeout=30,
+            every_fault=True,
+        )
+        self._check(result, faults=5)
+
+    async def test_storm_with_large_descriptors(self) -> None:
+        """
+        The same with some 2,000-object application descriptors (~150 kB)
+        among the writes.
+        """
+        result = await run_storm(
+            reactor,
+            Path(self.mktemp()),
+            seconds=8,
+            large=True,
+            interval=(0.3, 1.2),
+            large_every=10,
+            heal_timeout=10,
+            every_fault=True,
+        )
+        self._check(result, faults=2)
+
+    test_storm_with_large_descriptors.todo = (  # type: ignore[attr-defined]
+        (KnownLargeChangeGap,),
+        "issue 6 item 1: changes larger than an AMP value never reach the slaves",
+    )
