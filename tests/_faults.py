@@ -57,6 +57,7 @@ __all__ = [
 FORWARD = "forward"
 BLACKHOLE = "blackhole"
 CUT = "cut"
+PARTITION = "partition"
 
 
 # -- the TCP proxy --------------------------------------------------------------
@@ -72,6 +73,11 @@ class _Side(Protocol):
         self.lost = False
 
     def dataReceived(self, data: bytes) -> None:
+        if self.pair.proxy.mode == PARTITION:
+            return  # lost on the way
+        if self.pair.half_open:
+            self.abort()  # what the peer's host answers to data for a dead connection
+            return
         if self.peer is not None and self.peer.transport is not None:
             self.peer.transport.write(data)
         else:
@@ -103,6 +109,8 @@ class _Pair:
         self.outbound: _Side | None = None
         self.connecting = False
         self.closed = False
+        #: one side closed during a partition; the other was not told
+        self.half_open = False
 
     def connect_onward(self) -> None:
         """Open the proxy's connection to the target and start relaying."""
@@ -134,6 +142,11 @@ class _Pair:
         connectProtocol(endpoint, outbound).addCallbacks(connected, failed)
 
     def side_lost(self, side: _Side) -> None:
+        if self.proxy.mode == PARTITION and not self.closed:
+            other = self.outbound if side is self.inbound else self.inbound
+            if other is not None and not other.lost:
+                self.half_open = True
+                return
         # a close on one side closes the other, as the end of a TCP connection would
         self.close()
 
@@ -181,6 +194,8 @@ class TcpProxy:
         are accepted and left hanging; L{heal} resumes them;
       - L{cut}: every connection is closed, both sides, and new ones are
         closed as soon as accepted until L{heal};
+      - L{partition}: bytes both ways are read and dropped, closes are not
+        passed on (a peer learns of one only when it next sends);
       - L{heal}: back to forwarding.
 
     @ivar accepted: how many connections the proxy has accepted.
@@ -254,7 +269,18 @@ class TcpProxy:
         for pair in list(self.pairs):
             pair.close()
 
+    def partition(self) -> None:
+        """
+        Drop every byte both ways and pass no close on, as a network
+        partition does: a side that closes meanwhile leaves its peer with a
+        dead connection, reset only when the peer next sends something.
+        """
+        self.mode = PARTITION
+        for pair in list(self.pairs):
+            pair.resume()
+
     def heal(self) -> None:
+        """Forward again (dead connections left by a partition stay dead)."""
         self.mode = FORWARD
         for pair in list(self.pairs):
             pair.resume()

@@ -213,6 +213,40 @@ class SlaveFaultTests(TestCase):
         self.assertGreaterEqual(proxy.connected, 2, "the slave came back through the proxy")
 
 
+class LostResetTests(TestCase):
+    """A partition loses the master's reset of the slave's session too."""
+
+    timeout = 90
+    _live_grid = SlaveFaultTests._live_grid
+
+    async def test_slave_notices_a_session_the_master_dropped(self) -> None:
+        """
+        The master drops the partitioned slave; its reset is lost in the
+        partition, so after healing the slave still holds a connection
+        nobody serves. It must notice by itself (IceGrid slaves keep their
+        session alive) and catch up within 3 x ReplicaSessionTimeout.
+        """
+        grid = FaultGrid(self, (MASTER, SLAVE))
+        proxy = await TcpProxy(reactor, ("127.0.0.1", grid.ports[MASTER]["internal"])).start()
+        self.addCleanup(proxy.stop)
+        locator = await FakeLocator(
+            reactor, "DemoIceGrid", {"DemoIceGrid/InternalRegistry-Master": proxy.endpoint}
+        ).start()
+        self.addCleanup(locator.stop)
+        grid.overrides[SLAVE] = {"Ice.Default.Locator": locator.locator}
+        writer = await self._live_grid(grid)
+        proxy.partition()
+        delayed = await timed_add(writer, "faults/during")
+        self.assertGreaterEqual(delayed, SESSION_TIMEOUT * 0.9, "the master dropped the slave")
+        proxy.heal()
+        await grid.knows(SLAVE, "faults/during", timeout=3 * SESSION_TIMEOUT)
+
+    test_slave_notices_a_session_the_master_dropped.todo = (  # type: ignore[attr-defined]
+        (RuntimeError,),
+        "slaves do not keep their master session alive: a lost reset leaves them stale",
+    )
+
+
 class DatabaseFileTests(TestCase):
     """A registry refuses a data directory whose database is not its own."""
 
