@@ -411,3 +411,41 @@ class KillStormTests(TestCase):
         (KnownLargeChangeGap,),
         "issue 6 item 1: changes larger than an AMP value never reach the slaves",
     )
+
+
+class SlaveDiskFullTests(TestCase):
+    timeout = 90
+
+    async def test_slave_disk_full(self) -> None:
+        """
+        A slave whose data directory is full cannot take a change: the
+        master's write still returns within ReplicaSessionTimeout plus a
+        margin, and the slave is listed not alive; once space returns it
+        catches up by itself, is alive, holds the master's digest and keeps
+        the change across a restart.
+        """
+        grid = FaultGrid(self, (MASTER, SLAVE))
+        disk = SmallDisk(reactor, grid.data_dir(SLAVE), size_kib=2048)
+        why = await disk.mount()
+        if why is not None:
+            self.skipTest(why)
+        self.addCleanup(disk.unmount)
+        writer = await SlaveFaultTests._live_grid(self, grid)  # type: ignore[arg-type]
+        disk.fill()
+        self.assertLess(await timed_add(writer, "faults/full"), SESSION_TIMEOUT + MARGIN)
+        self.assertLess(await timed_add(writer, "faults/full-again"), SESSION_TIMEOUT + MARGIN)
+
+        async def dead() -> bool:
+            return not await grid.alive(SLAVE)
+
+        await eventually(dead, f"{SLAVE} listed not alive")
+        self.assertNotEqual(
+            await grid.digest(SLAVE), await grid.digest(MASTER), "the slave lacks the writes"
+        )
+        disk.release()
+        await grid.knows(SLAVE, "faults/full-again", timeout=30)
+        await eventually(lambda: grid.alive(SLAVE), f"{SLAVE} alive again", timeout=30)
+        self.assertEqual(await grid.digest(SLAVE), await grid.digest(MASTER))
+        await grid.stop(SLAVE)
+        await grid.start(SLAVE)
+        await grid.knows(SLAVE, "faults/full")
