@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,9 @@ class _Side(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self.pair.proxy.mode == PARTITION:
-            return  # lost on the way
+            self.pair.proxy.dropped += len(data)  # lost on the way
+            self.pair.proxy._notify()
+            return
         if self.pair.half_open:
             self.abort()  # what the peer's host answers to data for a dead connection
             return
@@ -200,6 +202,7 @@ class TcpProxy:
 
     @ivar accepted: how many connections the proxy has accepted.
     @ivar connected: how many of them it has relayed to the target.
+    @ivar dropped: how many bytes partitions have dropped.
     """
 
     def __init__(self, reactor: ProcessReactor, target: tuple[str, int]) -> None:
@@ -209,8 +212,9 @@ class TcpProxy:
         self.pairs: set[_Pair] = set()
         self.accepted = 0
         self.connected = 0
+        self.dropped = 0
         self._port: IListeningPort | None = None
-        self._waiters: list[tuple[int, Deferred[None]]] = []
+        self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
 
     async def start(self) -> TcpProxy:
         endpoint = TCP4ServerEndpoint(self.reactor, 0, interface=LOOPBACK)
@@ -242,19 +246,26 @@ class TcpProxy:
 
     def _notify(self) -> None:
         waiting, self._waiters = self._waiters, []
-        for count, deferred in waiting:
-            if self.connected >= count:
+        for check, deferred in waiting:
+            if check():
                 deferred.callback(None)
             else:
-                self._waiters.append((count, deferred))
+                self._waiters.append((check, deferred))
+
+    def _when(self, check: Callable[[], bool], timeout: float) -> Deferred[None]:
+        if check():
+            return succeed(None)
+        deferred: Deferred[None] = Deferred()
+        self._waiters.append((check, deferred))
+        return deferred.addTimeout(timeout, self.reactor)
 
     def when_connected(self, count: int, timeout: float = 20.0) -> Deferred[None]:
         """Fire once the proxy has relayed C{count} connections in all."""
-        if self.connected >= count:
-            return succeed(None)
-        deferred: Deferred[None] = Deferred()
-        self._waiters.append((count, deferred))
-        return deferred.addTimeout(timeout, self.reactor)
+        return self._when(lambda: self.connected >= count, timeout)
+
+    def when_dropped(self, count: int, timeout: float = 20.0) -> Deferred[None]:
+        """Fire once a partition has dropped C{count} bytes in all."""
+        return self._when(lambda: self.dropped >= count, timeout)
 
     def forward(self) -> None:
         self.heal()

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from bench._grid import MASTER, Grid, GridregWriter, parse_identity, probe_object, track
@@ -449,3 +453,89 @@ class SlaveDiskFullTests(TestCase):
         await grid.stop(SLAVE)
         await grid.start(SLAVE)
         await grid.knows(SLAVE, "faults/full")
+
+
+class _Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+
+class _Client(Protocol):
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost: Deferred[None] = Deferred()
+        self._want: tuple[bytes, Deferred[bytes]] | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if self._want is not None and self.received.endswith(self._want[0]):
+            want, self._want = self._want, None
+            want[1].callback(self.received)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.callback(None)
+
+    def until(self, ending: bytes) -> Deferred[bytes]:
+        """Fire with all received once it ends with C{ending} (bounded: 10 s)."""
+        d: Deferred[bytes] = Deferred()
+        self._want = (ending, d)
+        self.dataReceived(b"")
+        return d.addTimeout(10, reactor)
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+
+class TcpProxyTests(TestCase):
+    """The proxy the fault tests rely on does what its modes say."""
+
+    timeout = 30
+
+    async def _proxy_and_client(self) -> tuple[TcpProxy, _Client]:
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(_Echo)
+        )
+        self.addCleanup(port.stopListening)
+        proxy = await TcpProxy(reactor, ("127.0.0.1", port.getHost().port)).start()
+        self.addCleanup(proxy.stop)
+        return proxy, await self._client(proxy)
+
+    async def _client(self, proxy: TcpProxy) -> _Client:
+        client = _Client()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", proxy.port), client)
+        self.addCleanup(lambda: client.transport.abortConnection())  # type: ignore[union-attr]
+        return client
+
+    async def test_forward_and_blackhole_delays_until_heal(self) -> None:
+        proxy, client = await self._proxy_and_client()
+        client.send(b"a")
+        self.assertEqual(await client.until(b"a"), b"a")
+        proxy.blackhole()
+        client.send(b"b")
+        later = await self._client(proxy)  # accepted, left hanging
+        later.send(b"c")
+        proxy.heal()
+        self.assertEqual(await client.until(b"b"), b"ab", "held, not lost")
+        self.assertEqual(await later.until(b"c"), b"c")
+
+    async def test_partition_drops_bytes(self) -> None:
+        proxy, client = await self._proxy_and_client()
+        proxy.partition()
+        client.send(b"lost")
+        await proxy.when_dropped(4)
+        proxy.heal()
+        client.send(b"kept")
+        self.assertEqual(await client.until(b"kept"), b"kept", "TCP order: 'lost' was dropped")
+
+    async def test_cut_closes_and_refuses_until_heal(self) -> None:
+        proxy, client = await self._proxy_and_client()
+        proxy.cut()
+        await client.lost
+        refused = await self._client(proxy)
+        await refused.lost
+        proxy.heal()
+        healed = await self._client(proxy)
+        healed.send(b"x")
+        self.assertEqual(await healed.until(b"x"), b"x")
