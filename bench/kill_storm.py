@@ -22,7 +22,7 @@ digest (C{registry describe}). It prints the fault matrix and exits 1 if a
 check failed.
 
 Some applications are large (C{--objects-per-large} well-known objects,
-about 150 kB of XML) unless C{--no-large}.
+about 155 kB of XML for 2,000) unless C{--no-large}.
 
     python -m bench.kill_storm [--seconds 120] [--no-large] [--seed N] [--json FILE]
 """

@@ -379,14 +379,14 @@ class KillStormTests(TestCase):
     async def test_storm(self) -> None:
         """
         Master and slaves SIGKILLed (slaves also wiped) at random moments of
-        writes, syncs and snapshots for 15 s: once healed, every slave is
+        writes, syncs and snapshots for 12 s: once healed, every slave is
         live, every acknowledged write is on every replica and all report
         one digest.
         """
         result = await run_storm(
             reactor,
             Path(self.mktemp()),
-            seconds=15,
+            seconds=12,
             large=False,
             interval=(0.3, 1.5),
             heal_timeout=30,
@@ -396,16 +396,17 @@ class KillStormTests(TestCase):
 
     async def test_storm_with_large_descriptors(self) -> None:
         """
-        The same with some 2,000-object application descriptors (~150 kB)
+        The same with some 1,500-object application descriptors (~120 kB)
         among the writes.
         """
         result = await run_storm(
             reactor,
             Path(self.mktemp()),
-            seconds=8,
+            seconds=6,
             large=True,
-            interval=(0.3, 1.2),
-            large_every=10,
+            interval=(0.3, 1.0),
+            large_every=8,
+            objects_per_large=1500,
             heal_timeout=10,
             every_fault=True,
         )
