@@ -132,6 +132,10 @@ class StormResult:
     errors: Counter[str] = attrs.Factory(Counter)
     error_seconds: float = 0.0
     longest_error: float = 0.0
+    #: what the killer had just done when the longest error window began
+    longest_error_after: str = ""
+    #: (seconds into the storm, fault) for every fault
+    timeline: list[tuple[float, str]] = attrs.Factory(list)
     #: per replica: acknowledged writes it does not have
     lost: dict[str, list[str]] = attrs.Factory(dict)
     digests: dict[str, str] = attrs.Factory(dict)
@@ -174,7 +178,8 @@ class StormResult:
             "writer errors:   "
             + (", ".join(f"{k} {v}" for k, v in self.errors.most_common(4)) or "none")
             + f"; writers saw errors for {self.error_seconds:.1f} s in all, "
-            f"longest {self.longest_error:.1f} s",
+            f"longest {self.longest_error:.1f} s"
+            + (f" (after {self.longest_error_after})" if self.longest_error_after else ""),
             f"healed:          slaves live {'yes' if self.slaves_live else 'NO'} after "
             f"{fmt(self.live_after)}; same digest {'yes' if self.same_digest else 'NO'} after "
             f"{fmt(self.same_digest_after)}",
@@ -205,6 +210,8 @@ class StormResult:
             "errors": dict(self.errors),
             "error_seconds": self.error_seconds,
             "longest_error_seconds": self.longest_error,
+            "longest_error_after": self.longest_error_after,
+            "timeline": self.timeline,
             "lost": {n: len(v) for n, v in self.lost.items()},
             "lost_distinct": self.lost_count,
             "digests": self.digests,
@@ -292,6 +299,7 @@ class Storm:
 
     async def fault(self, fault: str) -> None:
         self.result.faults[fault] += 1
+        self.result.timeline.append((round(time.monotonic() - self._started, 2), fault))
         slave = self.rng.choice(SLAVES)
         self.say(f"fault {fault}" + ("" if fault == "master" else f" ({slave})"))
         if fault == "master":
@@ -347,7 +355,15 @@ class Storm:
         if self._error_since is not None:
             window = time.monotonic() - self._error_since
             self.result.error_seconds += window
-            self.result.longest_error = max(self.result.longest_error, window)
+            if window > self.result.longest_error:
+                self.result.longest_error = window
+                began = self._error_since - self._started
+                before = [(t, f) for t, f in self.result.timeline if t <= began + 0.01]
+                if before:
+                    t, f = before[-1]
+                    self.result.longest_error_after = (
+                        f"fault {f} at {t:.1f} s; errors from {began:.1f} s"
+                    )
             self._error_since = None
 
     async def writer(self) -> None:
