@@ -240,12 +240,15 @@ class Storm:
         heal_timeout: float = 60.0,
         verbose: bool = False,
         every_fault: bool = False,
+        min_faults: int = 0,
     ) -> None:
         """
         @param interval: the bounds of the random pause between two faults.
         @param every_fault: inject the faults in rounds of every kind (in a
             random order each round) instead of drawing each by weight, so
             that even a short storm has each kind.
+        @param min_faults: go on past C{seconds} until this many faults were
+            injected (on a slow machine), for at most C{2 * seconds} more.
         """
         self.reactor = reactor
         self.grid = StormGrid(reactor, "gridreg", root.resolve(), NAMES)
@@ -259,6 +262,7 @@ class Storm:
         self.heal_timeout = heal_timeout
         self.verbose = verbose
         self.every_fault = every_fault
+        self.min_faults = min_faults
         self._round: list[str] = []
         self.result = StormResult(seconds, large, self.seed)
         #: what the master acknowledged: ("object", identity) or ("application", name)
@@ -331,9 +335,18 @@ class Storm:
             await self.start(MASTER)
 
     async def killer(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
+        """Inject faults until C{deadline} and L{min_faults}, but at most thrice as long."""
+        limit = deadline + 2 * self.seconds
+
+        def more() -> bool:
+            now = time.monotonic()
+            if now < deadline:
+                return True
+            return now < limit and sum(self.result.faults.values()) < self.min_faults
+
+        while more():
             await self.pause(*self.interval)
-            if time.monotonic() >= deadline:
+            if not more():
                 break
             await self.fault(self._next_fault())
 

@@ -197,7 +197,8 @@ class TcpProxy:
       - L{cut}: every connection is closed, both sides, and new ones are
         closed as soon as accepted until L{heal};
       - L{partition}: bytes both ways are read and dropped, closes are not
-        passed on (a peer learns of one only when it next sends);
+        passed on (a peer learns of one only when it next sends), new
+        connections hang as with L{blackhole};
       - L{heal}: back to forwarding.
 
     @ivar accepted: how many connections the proxy has accepted.

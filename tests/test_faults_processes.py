@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_faults_processes -*-
 """
 Faults on real C{twist gridregistry} processes (loopback, mutual TLS): a hung
-slave, a black-holed slave connection, unusable database files, a full disk
-on the master, and a short kill storm. Everything a test observes comes
+slave, a black-holed or partitioned slave connection, unusable database
+files, a full disk on the master or a slave, and short kill storms (see
+C{bench/kill_storm.py} for long ones). Everything a test observes comes
 through the processes' public surface: Ice locate requests, C{gridadmin}
 (and the admin session it uses), exit codes and output.
 """
@@ -142,20 +143,25 @@ async def timed_add(writer: GridregWriter, identity: str) -> float:
     return acknowledged - start
 
 
+async def live_grid(testcase: TestCase, grid: FaultGrid) -> GridregWriter:
+    """
+    Start the master and the slave; return an admin session on the master
+    once the slave has a first write and is listed alive.
+    """
+    await grid.start(MASTER)
+    await grid.start(SLAVE)
+    writer = await GridregWriter.open(reactor, grid)
+    testcase.addCleanup(writer.close)
+    await writer.add("faults/first")
+    await grid.knows(SLAVE, "faults/first")
+    await eventually(lambda: grid.alive(SLAVE), f"{SLAVE} alive in registry list")
+    return writer
+
+
 class SlaveFaultTests(TestCase):
     """A slave that stops answering delays the master's writes by at most the timeout."""
 
     timeout = 90
-
-    async def _live_grid(self, grid: FaultGrid) -> GridregWriter:
-        await grid.start(MASTER)
-        await grid.start(SLAVE)
-        writer = await GridregWriter.open(reactor, grid)
-        self.addCleanup(writer.close)
-        await writer.add("faults/first")
-        await grid.knows(SLAVE, "faults/first")
-        await eventually(lambda: grid.alive(SLAVE), f"{SLAVE} alive in registry list")
-        return writer
 
     async def _check_delay_then_catch_up(
         self,
@@ -189,7 +195,7 @@ class SlaveFaultTests(TestCase):
         holds the master's digest.
         """
         grid = FaultGrid(self, (MASTER, SLAVE))
-        writer = await self._live_grid(grid)
+        writer = await live_grid(self, grid)
         slave = grid.running[SLAVE]
         self.addCleanup(resume, slave)
         await self._check_delay_then_catch_up(
@@ -211,7 +217,7 @@ class SlaveFaultTests(TestCase):
         ).start()
         self.addCleanup(locator.stop)
         grid.overrides[SLAVE] = {"Ice.Default.Locator": locator.locator}
-        writer = await self._live_grid(grid)
+        writer = await live_grid(self, grid)
         self.assertGreaterEqual(proxy.connected, 1, "the slave's session runs through the proxy")
         await self._check_delay_then_catch_up(grid, writer, proxy.blackhole, proxy.heal)
         self.assertGreaterEqual(proxy.connected, 2, "the slave came back through the proxy")
@@ -221,7 +227,6 @@ class LostResetTests(TestCase):
     """A partition loses the master's reset of the slave's session too."""
 
     timeout = 90
-    _live_grid = SlaveFaultTests._live_grid
 
     async def test_slave_notices_a_session_the_master_dropped(self) -> None:
         """
@@ -238,7 +243,7 @@ class LostResetTests(TestCase):
         ).start()
         self.addCleanup(locator.stop)
         grid.overrides[SLAVE] = {"Ice.Default.Locator": locator.locator}
-        writer = await self._live_grid(grid)
+        writer = await live_grid(self, grid)
         proxy.partition()
         delayed = await timed_add(writer, "faults/during")
         self.assertGreaterEqual(delayed, SESSION_TIMEOUT * 0.9, "the master dropped the slave")
@@ -391,6 +396,7 @@ class KillStormTests(TestCase):
             interval=(0.3, 1.5),
             heal_timeout=30,
             every_fault=True,
+            min_faults=5,
         )
         self._check(result, faults=5)
 
@@ -409,6 +415,7 @@ class KillStormTests(TestCase):
             objects_per_large=1500,
             heal_timeout=10,
             every_fault=True,
+            min_faults=2,
         )
         self._check(result, faults=2)
 
@@ -435,7 +442,7 @@ class SlaveDiskFullTests(TestCase):
         if why is not None:
             self.skipTest(why)
         self.addCleanup(disk.unmount)
-        writer = await SlaveFaultTests._live_grid(self, grid)  # type: ignore[arg-type]
+        writer = await live_grid(self, grid)
         disk.fill()
         self.assertLess(await timed_add(writer, "faults/full"), SESSION_TIMEOUT + MARGIN)
         self.assertLess(await timed_add(writer, "faults/full-again"), SESSION_TIMEOUT + MARGIN)
