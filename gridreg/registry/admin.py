@@ -69,6 +69,7 @@ from gridreg.protocol.errors import (
     TransferError,
 )
 from gridreg.registry.descriptors import DescriptorError, parse_application
+from gridreg.store.digest import state_digest
 from gridreg.store.records import Change
 
 if TYPE_CHECKING:
@@ -384,17 +385,22 @@ class AdminResponder(TransferResponder):
 
     @AdminDescribe.responder
     @_guarded
-    def describe(self, what: str, key: str, offset: int) -> dict[str, Any]:
+    def describe(self, what: str, key: str, offset: int) -> Deferred[dict[str, Any]]:
         """
         C{key} of C{what} in detail, as JSON text sliced from C{offset}, at
         most L{CHUNK_SIZE} characters (all ASCII) at a time.
         """
         if offset < 0:
             raise RegistryUserError(f"invalid offset {offset}")
-        text = _json(self._details(what, key))
-        return {"data": text[offset : offset + CHUNK_SIZE], "more": offset + CHUNK_SIZE < len(text)}
+        d = maybeDeferred(self._details, what, key).addCallback(_json)
+        return d.addCallback(
+            lambda text: {
+                "data": text[offset : offset + CHUNK_SIZE],
+                "more": offset + CHUNK_SIZE < len(text),
+            }
+        )
 
-    def _details(self, what: str, key: str) -> dict[str, Any]:
+    def _details(self, what: str, key: str) -> dict[str, Any] | Deferred[dict[str, Any]]:
         state = self.registry.state
         if what == "application":
             app = state.applications.get(key)
@@ -411,7 +417,13 @@ class AdminResponder(TransferResponder):
                 raise NotFoundError(f"adapter `{key}' not found")
             return self._adapter_item(key, members=True)
         if what == "registry":
-            return self._replica(key)
+            replica = self._replica(key)
+            if key != self.registry.config.replica_name:
+                return replica
+            # this replica's own records: the digest to compare replicas by
+            return self.registry.store.snapshot().addCallback(
+                lambda stored: {**replica, "digest": state_digest(stored)}
+            )
         raise RegistryUserError(f"unknown kind `{what}': expected one of {', '.join(KINDS)}")
 
     def _replica(self, name: str) -> dict[str, Any]:
