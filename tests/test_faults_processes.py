@@ -173,8 +173,10 @@ class SlaveFaultTests(TestCase):
         baseline = await timed_add(writer, "faults/baseline")
         inject()
         delayed = await timed_add(writer, "faults/during")
+        # the master waits until the slave has been silent for a session
+        # timeout: it last heard from it at most a keepalive period before
         self.assertGreaterEqual(
-            delayed, SESSION_TIMEOUT * 0.9, "the master waited for its live slave"
+            delayed, SESSION_TIMEOUT * 0.7, "the master waited for its live slave"
         )
         self.assertLess(delayed, baseline + SESSION_TIMEOUT + MARGIN)
         after = await timed_add(writer, "faults/after-drop")
@@ -247,15 +249,9 @@ class LostResetTests(TestCase):
         writer = await live_grid(self, grid)
         proxy.partition()
         delayed = await timed_add(writer, "faults/during")
-        self.assertGreaterEqual(delayed, SESSION_TIMEOUT * 0.9, "the master dropped the slave")
+        self.assertGreaterEqual(delayed, SESSION_TIMEOUT * 0.7, "the master dropped the slave")
         proxy.heal()
         await grid.knows(SLAVE, "faults/during", timeout=3 * SESSION_TIMEOUT)
-
-    test_slave_notices_a_session_the_master_dropped.todo = (  # type: ignore[attr-defined]
-        # by name: trial prints the names of a todo's errors on an unexpected success
-        ("builtins.RuntimeError",),
-        "slaves do not keep their master session alive: a lost reset leaves them stale",
-    )
 
 
 class DatabaseFileTests(TestCase):
@@ -420,11 +416,6 @@ class KillStormTests(TestCase):
             min_faults=2,
         )
         self._check(result, faults=2)
-
-    test_storm_with_large_descriptors.todo = (  # type: ignore[attr-defined]
-        (f"{__name__}.KnownLargeChangeGap",),
-        "issue 6 item 1: changes larger than an AMP value never reach the slaves",
-    )
 
 
 class SlaveDiskFullTests(TestCase):

@@ -342,6 +342,13 @@ class ReplicationTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertLess(elapsed, 3.0)
         self.assertNotIn("Replica1", self.master.master.live_slaves())
+        seen = {r["name"]: r for r in self.master.replica_info()}["Replica1"]
+        self.assertTrue(
+            seen["reason"].startswith(
+                ("no acknowledgement: no answer within 2 s", "nothing heard from it for")
+            ),
+            seen["reason"],
+        )
         self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_both_sides_notice_a_silent_session_without_any_write(self) -> None:

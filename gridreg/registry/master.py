@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Optional
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock, succeed
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, TimeoutError, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -266,7 +266,7 @@ class MasterReplication:
             self._on_replicas_changed()
 
         session.run(catch_up).addCallbacks(
-            live, lambda f: self.drop(session, f"sync failed: {f.getErrorMessage()}")
+            live, lambda f: self.drop(session, f"sync failed: {self._why(f)}")
         )
 
     def drop(self, session: SlaveSession, why: str) -> None:
@@ -354,8 +354,14 @@ class MasterReplication:
             return DeferredList(live).addCallback(lambda _: None)
         return self._quorum(change, pushes)
 
+    def _why(self, failure: Failure) -> str:
+        """A failure in words; a timeout says how long it waited."""
+        if failure.check(TimeoutError):
+            return f"no answer within {self.timeout:g} s"
+        return failure.getErrorMessage()
+
     def _unacknowledged(self, session: SlaveSession, failure: Failure) -> bool:
-        self.drop(session, f"no acknowledgement: {failure.getErrorMessage()}")
+        self.drop(session, f"no acknowledgement: {self._why(failure)}")
         return False
 
     def _quorum(self, change: Change, pushes: list[Deferred[bool]]) -> Deferred[None]:
@@ -399,6 +405,6 @@ class MasterReplication:
             if session.live:
                 session.protocol.callRemote(ReplicaSetChanged, replicas=payload).addErrback(
                     lambda f, s=session: self.drop(
-                        s, f"replica set not delivered: {f.getErrorMessage()}"
+                        s, f"replica set not delivered: {self._why(f)}"
                     )
                 )
