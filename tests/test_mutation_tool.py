@@ -1,0 +1,48 @@
+"""
+Tests for C{bench/mutation.py}'s configuration: that a rerun finds every
+module, test module and equivalent it names (the run itself is too slow
+for the suite).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from bench import mutation
+
+
+class ConfigurationTests(SynchronousTestCase):
+    def test_modules_and_tests_exist(self) -> None:
+        for module, tests in mutation.MODULES.items():
+            self.assertTrue((mutation.ROOT / module).is_file(), module)
+            for name in tests:
+                importlib.import_module(name)
+
+    def test_equivalents_name_real_lines(self) -> None:
+        """Every listed equivalent names a configured module and one of its source lines."""
+        equivalents = mutation.read_equivalents()
+        self.assertNotEqual(equivalents, [])
+        for e in equivalents:
+            self.assertIn(e.module, mutation.MODULES)
+            lines = [line.strip() for line in (mutation.ROOT / e.module).read_text().splitlines()]
+            self.assertIn(e.line, lines, f"{e.module}: {e.line}")
+            self.assertTrue(e.operator.startswith("core/"), e.operator)
+
+    def test_malformed_equivalent_refused(self) -> None:
+        path = Path(self.mktemp())
+        path.write_text("# comment\n\ngridreg/x.py | core/AddNot | if x:\n")
+        with self.assertRaises(SystemExit) as raised:
+            mutation.read_equivalents(path)
+        self.assertIn(":3:", str(raised.exception))
+
+    def test_curated_operators(self) -> None:
+        """The natural counterpart of each operator is kept; the rest of the cross product not."""
+        self.assertTrue(mutation.operator_kept("core/ReplaceBinaryOperator_Add_Sub"))
+        self.assertFalse(mutation.operator_kept("core/ReplaceBinaryOperator_Add_Pow"))
+        self.assertTrue(mutation.operator_kept("core/ReplaceComparisonOperator_Lt_LtE"))
+        self.assertFalse(mutation.operator_kept("core/ReplaceComparisonOperator_Lt_Is"))
+        self.assertTrue(mutation.operator_kept("core/NumberReplacer"))
+        self.assertTrue(mutation.operator_kept("core/AddNot"))
