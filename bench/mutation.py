@@ -99,12 +99,20 @@ def operator_kept(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Equivalent:
-    """One line of the equivalents file: C{module | operator | source line | reason}."""
+    """
+    One line of the equivalents file: C{module | operator | source line |
+    mutated line | reason}, C{*} as the mutated line standing for every
+    mutation of that operator on that line.
+    """
 
     module: str
     operator: str
     line: str
+    mutated: str
     reason: str
+
+    def matches(self, operator: str, line: str, mutated: str) -> bool:
+        return (self.operator, self.line) == (operator, line) and self.mutated in ("*", mutated)
 
 
 def read_equivalents(path: Path = EQUIVALENTS) -> list[Equivalent]:
@@ -116,8 +124,10 @@ def read_equivalents(path: Path = EQUIVALENTS) -> list[Equivalent]:
         if not text.strip() or text.lstrip().startswith("#"):
             continue
         parts = [p.strip() for p in text.split(" | ")]
-        if len(parts) != 4 or not all(parts):
-            raise SystemExit(f"{path}:{number}: expected 'module | operator | line | reason'")
+        if len(parts) != 5 or not all(parts):
+            raise SystemExit(
+                f"{path}:{number}: expected 'module | operator | line | mutated line | reason'"
+            )
         result.append(Equivalent(*parts))
     return result
 
@@ -285,11 +295,8 @@ def mutate(
                 mutation = item.mutations[0]
                 line_number = mutation.start_pos[0]
                 line = source[line_number - 1].strip()
-                match = [
-                    e
-                    for e in equivalents
-                    if e.operator == mutation.operator_name and e.line == line
-                ]
+                mutated = mutated_line(result.diff or "")
+                match = [e for e in equivalents if e.matches(mutation.operator_name, line, mutated)]
                 if result.test_outcome == TestOutcome.SURVIVED and (
                     result.worker_outcome == WorkerOutcome.NORMAL
                 ):
@@ -307,6 +314,14 @@ def mutate(
             print(f"kept: {copy}")
         else:
             shutil.rmtree(copy, ignore_errors=True)
+
+
+def mutated_line(diff: str) -> str:
+    """The first line a mutant's diff adds, stripped."""
+    for line in diff.splitlines():
+        if line.startswith("+") and not line.startswith("+++"):
+            return line[1:].strip()
+    return ""
 
 
 def _changed_lines(diff: str) -> str:

@@ -44,6 +44,7 @@ APP_XML = """<icegrid>
         <adapter name="A" id="S1.A" endpoints="tcp" replica-group="Ordered" priority="2"/>
         <adapter name="B" id="S1.B" endpoints="tcp" replica-group="Rotated"/>
         <adapter name="C" id="S1.C" endpoints="tcp"/>
+        <adapter name="D" id="S1.D" endpoints="tcp" replica-group="Ordered" priority="0"/>
       </server>
       <server id="S2" exe="x">
         <adapter name="A" id="S2.A" endpoints="tcp" replica-group="Ordered" priority="1"/>
@@ -182,6 +183,21 @@ class ObjectTests(SynchronousTestCase):
         picked = {self.state.random_object_of_type("::Demo::Hello") for _ in range(60)}
         self.assertEqual(picked, {direct(1000 + n, f"o{n}") for n in range(3)})
 
+    def test_seeded_choices_are_reproducible(self) -> None:
+        """Random choices come from the injected generator, so a seed reproduces them."""
+        mutations = [obj(f"o{n}", 1000 + n) for n in range(10)]
+        picks = []
+        for _ in range(2):
+            state = RegistryState(random.Random(5))
+            state.apply(mutations)
+            picks.append([state.random_object_of_type("::Demo::Hello") for _ in range(20)])
+        self.assertEqual(picks[0], picks[1])
+
+    def test_default_generator(self) -> None:
+        state = RegistryState()
+        state.apply([obj("o", 1000)])
+        self.assertEqual(state.random_object_of_type("::Demo::Hello"), direct(1000, "o"))
+
     def test_builtin_objects(self) -> None:
         """The registry's own objects win over stored ones and count in the type index."""
         builtin = ObjectInfo(direct(4061, "Locator"), "::Ice::Locator")
@@ -288,6 +304,18 @@ class ApplicationTests(SynchronousTestCase):
         self.state.apply([adapter("S1.A", 1000, "Ordered"), adapter("S2.A", 2000, "Ordered")])
         self.assertEqual(ports(self.state, "Ordered"), ([2000, 1000], True))
 
+    def test_undeployed_member_ranks_as_priority_zero(self) -> None:
+        """A member the application does not deploy has IceGrid's default priority, 0."""
+        self.state.apply(
+            [
+                adapter("S1.A", 1000, "Ordered"),
+                adapter("S2.A", 2000, "Ordered"),
+                adapter("S1.D", 3000, "Ordered"),
+                adapter("T.extra", 4000, "Ordered"),
+            ]
+        )
+        self.assertEqual(ports(self.state, "Ordered"), ([3000, 4000, 2000, 1000], True))
+
     def test_deployed_members_in_stable_order(self) -> None:
         """Registration order does not matter for a deployed group: members sort by id."""
         self.state.apply([adapter("S2.B", 2000, "Rotated"), adapter("S1.B", 1000, "Rotated")])
@@ -348,6 +376,10 @@ class StoredFormTests(SynchronousTestCase):
 
     def test_object_keys_are_unambiguous(self) -> None:
         self.assertNotEqual(object_key(Identity("b/c", "a")), object_key(Identity("c", "a/b")))
+
+    def test_object_keys_are_stable(self) -> None:
+        """Keys are stored and replicated: the format existing databases hold must not change."""
+        self.assertEqual(object_key(Identity("caf\u00e9", "c")), '["c", "caf\u00e9"]')
 
     def test_delete_mutations(self) -> None:
         self.assertEqual(adapter_mutation("A", None), Mutation(ADAPTER, "A", None))
