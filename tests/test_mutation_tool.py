@@ -33,7 +33,7 @@ class ConfigurationTests(SynchronousTestCase):
 
     def test_malformed_equivalent_refused(self) -> None:
         path = Path(self.mktemp())
-        path.write_text("# comment\n\ngridreg/x.py | core/AddNot | if x:\n")
+        path.write_text("# comment\n\ngridreg/x.py | core/AddNot | if x: | reason\n")
         with self.assertRaises(SystemExit) as raised:
             mutation.read_equivalents(path)
         self.assertIn(":3:", str(raised.exception))
@@ -46,3 +46,22 @@ class ConfigurationTests(SynchronousTestCase):
         self.assertFalse(mutation.operator_kept("core/ReplaceComparisonOperator_Lt_Is"))
         self.assertTrue(mutation.operator_kept("core/NumberReplacer"))
         self.assertTrue(mutation.operator_kept("core/AddNot"))
+
+    def test_annotations_only_with_future_import(self) -> None:
+        """Mutants in annotations are skipped only where annotations are never evaluated."""
+        source = "def f(x: int | None) -> int | None:\n    return x | 1\n"
+        self.assertEqual(mutation.annotation_spans(source), [])
+        spans = mutation.annotation_spans("from __future__ import annotations\n" + source)
+        self.assertTrue(mutation.in_spans((2, 13), spans))  # the first "|"
+        self.assertTrue(mutation.in_spans((2, 28), spans))  # the return annotation's
+        self.assertFalse(mutation.in_spans((3, 13), spans))  # "x | 1" in the body
+
+    def test_equivalent_matching(self) -> None:
+        any_number = mutation.Equivalent("m.py", "core/NumberReplacer", "x = 0", "*", "why")
+        self.assertTrue(any_number.matches("core/NumberReplacer", "x = 0", "x = 1"))
+        self.assertFalse(any_number.matches("core/AddNot", "x = 0", "x = 1"))
+        one = mutation.Equivalent("m.py", "core/NumberReplacer", "x = 0", "x = -1", "why")
+        self.assertTrue(one.matches("core/NumberReplacer", "x = 0", "x = -1"))
+        self.assertFalse(one.matches("core/NumberReplacer", "x = 0", "x = 1"))
+        diff = "--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-x = 0\n+    x = -1\n"
+        self.assertEqual(mutation.mutated_line(diff), "x = -1")
