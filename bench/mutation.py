@@ -111,8 +111,17 @@ class Equivalent:
     mutated: str
     reason: str
 
-    def matches(self, operator: str, line: str, mutated: str) -> bool:
-        return (self.operator, self.line) == (operator, line) and self.mutated in ("*", mutated)
+    def matches(self, operator: str, line: str, mutated: str, function: str) -> bool:
+        """
+        Whether a mutant is this one.  A source line written C{[name] line}
+        matches only inside function C{name}, for lines that occur twice.
+        """
+        expected = self.line
+        if expected.startswith("["):
+            name, _, expected = expected[1:].partition("] ")
+            if name != function:
+                return False
+        return (self.operator, expected) == (operator, line) and self.mutated in ("*", mutated)
 
 
 def read_equivalents(path: Path = EQUIVALENTS) -> list[Equivalent]:
@@ -168,6 +177,20 @@ def annotation_spans(source: str) -> list[Span]:
                 )
             )
     return spans
+
+
+def enclosing_functions(source: str) -> dict[int, str]:
+    """Line number -> the name of the innermost function around it."""
+    result: dict[int, str] = {}
+    functions = [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
+    for node in sorted(functions, key=lambda n: n.lineno):  # inner ones come later
+        for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+            result[line] = node.name
+    return result
 
 
 def in_spans(position: tuple[int, int], spans: list[Span]) -> bool:
@@ -257,7 +280,9 @@ def mutate(
         config = write_config(copy, module, tests, timeout)
         session = copy / "session.sqlite"
         run(["cosmic-ray", "init", str(config), str(session)], copy)
-        source = (copy / module).read_text(encoding="utf-8").splitlines()
+        text = (copy / module).read_text(encoding="utf-8")
+        source = text.splitlines()
+        functions = enclosing_functions(text)
         annotations = annotation_spans((copy / module).read_text(encoding="utf-8"))
         skipped = 0
         in_annotations = 0
@@ -296,7 +321,12 @@ def mutate(
                 line_number = mutation.start_pos[0]
                 line = source[line_number - 1].strip()
                 mutated = mutated_line(result.diff or "")
-                match = [e for e in equivalents if e.matches(mutation.operator_name, line, mutated)]
+                function = functions.get(line_number, "")
+                match = [
+                    e
+                    for e in equivalents
+                    if e.matches(mutation.operator_name, line, mutated, function)
+                ]
                 if result.test_outcome == TestOutcome.SURVIVED and (
                     result.worker_outcome == WorkerOutcome.NORMAL
                 ):

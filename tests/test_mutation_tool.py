@@ -27,8 +27,12 @@ class ConfigurationTests(SynchronousTestCase):
         self.assertNotEqual(equivalents, [])
         for e in equivalents:
             self.assertIn(e.module, mutation.MODULES)
-            lines = [line.strip() for line in (mutation.ROOT / e.module).read_text().splitlines()]
-            self.assertIn(e.line, lines, f"{e.module}: {e.line}")
+            text = (mutation.ROOT / e.module).read_text()
+            line = e.line
+            if line.startswith("["):
+                function, _, line = line[1:].partition("] ")
+                self.assertIn(function, mutation.enclosing_functions(text).values())
+            self.assertIn(line, [line.strip() for line in text.splitlines()], e)
             self.assertTrue(e.operator.startswith("core/"), e.operator)
 
     def test_malformed_equivalent_refused(self) -> None:
@@ -58,10 +62,15 @@ class ConfigurationTests(SynchronousTestCase):
 
     def test_equivalent_matching(self) -> None:
         any_number = mutation.Equivalent("m.py", "core/NumberReplacer", "x = 0", "*", "why")
-        self.assertTrue(any_number.matches("core/NumberReplacer", "x = 0", "x = 1"))
-        self.assertFalse(any_number.matches("core/AddNot", "x = 0", "x = 1"))
+        self.assertTrue(any_number.matches("core/NumberReplacer", "x = 0", "x = 1", "f"))
+        self.assertFalse(any_number.matches("core/AddNot", "x = 0", "x = 1", "f"))
         one = mutation.Equivalent("m.py", "core/NumberReplacer", "x = 0", "x = -1", "why")
-        self.assertTrue(one.matches("core/NumberReplacer", "x = 0", "x = -1"))
-        self.assertFalse(one.matches("core/NumberReplacer", "x = 0", "x = 1"))
+        self.assertTrue(one.matches("core/NumberReplacer", "x = 0", "x = -1", "f"))
+        self.assertFalse(one.matches("core/NumberReplacer", "x = 0", "x = 1", "f"))
+        in_g = mutation.Equivalent("m.py", "core/AddNot", "[g] if x:", "*", "why")
+        self.assertTrue(in_g.matches("core/AddNot", "if x:", "if not x:", "g"))
+        self.assertFalse(in_g.matches("core/AddNot", "if x:", "if not x:", "f"))
+        source = "def f():\n    def g():\n        pass\n    return g\n"
+        self.assertEqual(mutation.enclosing_functions(source), {1: "f", 2: "g", 3: "g", 4: "f"})
         diff = "--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-x = 0\n+    x = -1\n"
         self.assertEqual(mutation.mutated_line(diff), "x = -1")
