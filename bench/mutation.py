@@ -34,6 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENTS = Path(__file__).resolve().parent / "mutation-equivalents.txt"
 
+#: cosmic-ray's command line, with gridreg's own operators (DeleteStatement,
+#: ReturnNone) registered.
+COSMIC_RAY = [sys.executable, "-m", "bench._mutation_operators"]
+
 #: module -> the trial modules that cover it (and only those: the run is per
 #: module, so it must be fast).
 MODULES: dict[str, list[str]] = {
@@ -279,7 +283,7 @@ def mutate(
             raise SystemExit(f"the unmutated tests fail: {' '.join(tests)}")
         config = write_config(copy, module, tests, timeout)
         session = copy / "session.sqlite"
-        run(["cosmic-ray", "init", str(config), str(session)], copy)
+        run([*COSMIC_RAY, "init", str(config), str(session)], copy)
         text = (copy / module).read_text(encoding="utf-8")
         source = text.splitlines()
         functions = enclosing_functions(text)
@@ -306,7 +310,7 @@ def mutate(
             f"{in_annotations} in annotations skipped), tests: {' '.join(tests)}",
             flush=True,
         )
-        run(["cosmic-ray", "exec", str(config), str(session)], copy)
+        run([*COSMIC_RAY, "exec", str(config), str(session)], copy)
 
         equivalents = [e for e in read_equivalents() if e.module == module]
         used: set[Equivalent] = set()
