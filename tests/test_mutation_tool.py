@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from bench import mutation
 
@@ -74,3 +74,59 @@ class ConfigurationTests(SynchronousTestCase):
         self.assertEqual(mutation.enclosing_functions(source), {1: "f", 2: "g", 3: "g", 4: "f"})
         diff = "--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-x = 0\n+    x = -1\n"
         self.assertEqual(mutation.mutated_line(diff), "x = -1")
+
+
+class OperatorTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        try:
+            from cosmic_ray.mutating import MutationVisitor
+        except ImportError:
+            raise SkipTest("cosmic-ray is not installed (pip install -e .[dev])")
+        from bench import _mutation_operators
+
+        self.visitor = MutationVisitor
+        self.operators = _mutation_operators
+
+    def mutants(self, operator: type, source: str) -> list[str]:
+        result = []
+        while True:
+            mutated = self.visitor.mutate_code(source, operator(), len(result))
+            if mutated is None:
+                return result
+            result.append(mutated)
+
+    def test_examples(self) -> None:
+        for operator in (self.operators.DeleteStatement, self.operators.ReturnNone):
+            for example in operator.examples():
+                mutated = self.visitor.mutate_code(
+                    example.pre_mutation_code, operator(), example.occurrence
+                )
+                self.assertEqual(mutated, example.post_mutation_code)
+
+    def test_delete_statement_only_in_blocks_of_functions(self) -> None:
+        source = (
+            "X = 1\n"
+            "def f(d):\n"
+            '    """doc"""\n'
+            "    y = 2\n"
+            "    if d:\n"
+            "        d.pop(1)  # why\n"
+            "        return y\n"
+            "    try:\n"
+            "        del d[0]\n"
+            "    except KeyError:\n"
+            "        raise ValueError()\n"
+            "class C:\n"
+            "    if X:\n"
+            "        z = 3\n"
+        )
+        mutants = self.mutants(self.operators.DeleteStatement, source)
+        self.assertEqual(len(mutants), 3)
+        self.assertIn("        pass  # why\n", mutants[0])
+        self.assertIn("    try:\n        pass\n", mutants[1])
+        self.assertIn("    except KeyError:\n        pass\n", mutants[2])
+
+    def test_return_none(self) -> None:
+        source = "def f(x):\n    if x:\n        return\n    return None if x else x\n"
+        mutants = self.mutants(self.operators.ReturnNone, source)
+        self.assertEqual(mutants, ["def f(x):\n    if x:\n        return\n    return None\n"])
