@@ -367,6 +367,17 @@ class StoredFormTests(SynchronousTestCase):
         self.assertEqual(stored, ObjectInfo(proxy, "::T"))
         self.assertNotEqual(stored, ObjectInfo(proxy, "::U"))
         self.assertNotEqual(stored, "something else")
+        self.assertIn("'::T'", repr(stored))
+
+    def test_stored_object_defers_to_other_types(self) -> None:
+        """Comparing with another type asks that type (Python's protocol), e.g. mock.ANY."""
+
+        class Anything:
+            def __eq__(self, other: object) -> bool:
+                return True
+
+        stored = StoredObject(encode_proxy_field(direct(1000)), "::T")
+        self.assertTrue(stored == Anything())
 
     def test_null_proxy_refused(self) -> None:
         out = OutputStream(ENCODING_1_1)
