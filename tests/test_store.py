@@ -460,6 +460,24 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         self.assertEqual(self.successResultOf(store.open()).serial, 0)
         self.addCleanup(store.close)
 
+    def test_open_twice_names_the_mistake(self) -> None:
+        """Opening an open store says so, and leaves it working."""
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        failure = self.failureResultOf(store.open(), StoreError)
+        self.assertIn("already open", str(failure.value))
+        self.assertEqual(self.successResultOf(store.commit([put("a")])).serial, 1)
+
+    def test_reopen_same_store(self) -> None:
+        """A closed store refuses work as not open, and can be opened again."""
+        store = self.open_store()
+        self.successResultOf(store.commit([put("a")]))
+        self.successResultOf(store.close())
+        failure = self.failureResultOf(store.commit([put("b")]), StoreError)
+        self.assertIn("not open", str(failure.value))
+        state = self.successResultOf(store.open())
+        self.assertEqual((state.serial, state.records["adapter"]), (1, {"a": {}}))
+
     def test_creates_data_directory(self) -> None:
         path = os.path.join(self.mktemp(), "a", "b")
         store = SQLiteStore(path)
