@@ -126,8 +126,10 @@ class StoreConformanceMixin(_MixinBase):
         self.assertEqual(self.records(store), {"a": {}, "b": {}})
 
     def test_negative_log_retention_refused(self) -> None:
-        with self.assertRaises(ValueError):
+        """A negative retention is refused, naming the parameter."""
+        with self.assertRaises(ValueError) as raised:
             self.make_store(log_retention=-1)
+        self.assertIn("log_retention must be >= 0", str(raised.exception))
 
     def test_delete_of_missing_record(self) -> None:
         """Deleting what is not there is a change like any other, and harmless."""
