@@ -11,10 +11,15 @@ Usage, from the repository root (see bench/README.rst, "Mutation testing")::
 The working tree (committed or not, less ignored files) is copied to a
 temporary directory outside the repository; cosmic-ray mutates the copy one
 mutant at a time and runs only the trial modules that cover the module
-(L{MODULES}), stopping at the first failure.  The run lowers its own
-priority (C{nice 10}).  It prints killed / survived / percent and every
-surviving mutant, except those listed as equivalent in
-C{bench/mutation-equivalents.txt}.
+(L{MODULES}), stopping at the first failure, with a timeout per mutant.
+The run lowers its own priority (C{nice 10}).
+
+Operators: cosmic-ray's core set, less most of its binary and comparison
+operator cross product (L{operator_kept}), plus gridreg's C{DeleteStatement}
+and C{ReturnNone} (C{bench/_mutation_operators.py}).  Mutants inside
+annotations are skipped (never evaluated here).  It prints killed /
+survived / percent and every surviving mutant, except those listed as
+equivalent in C{bench/mutation-equivalents.txt}; a timeout counts as killed.
 """
 
 from __future__ import annotations

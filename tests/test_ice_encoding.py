@@ -558,3 +558,17 @@ class BoundaryTests(HexTestCase):
             endpoint = UdpEndpoint("239.1.2.3", 2, compress)
             data = write(ENCODING_1_0, endpoint=endpoint)
             self.assertEqual(InputStream(data, ENCODING_1_0).read_endpoint(), endpoint)
+
+    def test_tagged_fsize_member_last(self) -> None:
+        stream = inp("3e 02000000 aabb ff")  # tag 7, FSize of 2 bytes, then the end marker
+        stream.skip_tagged_members()
+        self.assertTrue(stream.at_end())
+
+    def test_tagged_class_member_refused(self) -> None:
+        """A tagged class member cannot be skipped safely, so it is refused, not ignored."""
+        with self.assertRaises(MarshalError) as raised:
+            inp("0f ff").skip_tagged_members()
+        self.assertIn("not supported", str(raised.exception))
+
+    def test_unknown_endpoint_object_refused(self) -> None:
+        self.assertRaises(MarshalError, OutputStream().write_endpoint, "tcp -p 1")  # type: ignore
