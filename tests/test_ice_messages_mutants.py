@@ -158,6 +158,15 @@ class StringAndIdentityTests(SynchronousTestCase):
             body = raw_request(identity=b"\x05hello\xff" + struct.pack("<i", size))
             assert_marshal_error(self, body, "negative string size")
 
+    def test_string_beyond_the_body(self) -> None:
+        body = raw_request()[:12] + b"\xc8abc"  # an operation name claiming 200 bytes
+        assert_marshal_error(self, body, "string exceeds the message")
+
+    def test_facet_sequence_of_two(self) -> None:
+        """A facet is a sequence of at most one string; more is malformed, not a crash."""
+        body = raw_request().replace(b"\x05hello\x00\x00", b"\x05hello\x00\x02\x01a\x01b", 1)
+        assert_marshal_error(self, body, "facet sequence with 2 elements")
+
     def test_identity_cache_is_bounded(self) -> None:
         """Requests for ever new identities cannot grow the decoder's cache without bound."""
         self.addCleanup(messages._IDENTITY_CACHE.clear)
@@ -232,6 +241,14 @@ class BatchTests(SynchronousTestCase):
             with self.assertRaises(MarshalError) as raised:
                 decode_batch_request(struct.pack("<i", count) + data)
             self.assertIn(f"bad batch request count {count}", str(raised.exception))
+
+    def test_truncated(self) -> None:
+        """A batch cut short anywhere is malformed, including inside its count."""
+        body = body_of(encode_batch_request([request(request_id=0)] * 2))
+        for cut in (1, 3, len(body) - 5, len(body) - 1):
+            with self.assertRaises(MarshalError) as raised:
+                decode_batch_request(body[:cut])
+            self.assertIn("malformed batch request", str(raised.exception))
 
     def test_trailing_bytes_counted(self) -> None:
         body = struct.pack("<i", 1) + self.smallest() + b"\x00\x00\x00"
