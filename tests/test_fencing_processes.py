@@ -144,3 +144,4 @@ class FencingProcessTests(TestCase):
         code, output = await grid.gridadmin("object", "add", "new@A", "::Demo::Hello")
         self.assertEqual(code, 4, output)
         self.assertIn("--readonly", output)
+
