@@ -13,6 +13,9 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from gridreg.admin.session import open_admin_session
+from gridreg.config.properties import load_file
+from gridreg.protocol.errors import NotMasterError, QuorumError
 from tests._processes import RunningRegistry, ice_missing, start_gridregistry
 from tests.test_replication_processes import GridProcesses, eventually
 
@@ -145,3 +148,55 @@ class FencingProcessTests(TestCase):
         self.assertEqual(code, 4, output)
         self.assertIn("--readonly", output)
 
+
+class PartitionGrid(OperatorGrid):
+    def properties(self, name: str, as_name: str, certs: Any) -> dict[str, str]:
+        return {
+            **super().properties(name, as_name, certs),
+            "GridReg.Replication.MinAcks": "1",
+            "GridReg.Replication.EpochCheckInterval": "1",
+        }
+
+
+class PartitionProcessTests(TestCase):
+    skip = ice_missing()
+    timeout = 120
+
+    async def test_a_master_cut_off_during_a_promotion_never_acknowledges_a_write(self) -> None:
+        """
+        The master hangs (SIGSTOP: to the others it is partitioned away),
+        Replica1 is promoted and Replica2 follows it. When the old master
+        comes back it acknowledges nothing (MinAcks 1: its slaves are gone)
+        and fences itself on learning of the newer epoch.
+        """
+        grid = PartitionGrid(self)
+        master = await grid.start("Master")
+        await grid.start("Replica1")
+        await grid.start("Replica2")
+        await grid.reaches("Replica1", "live")
+        await grid.reaches("Replica2", "live")
+        stale = await open_admin_session(reactor, load_file(str(grid.admin_config())), None, 5.0)
+        self.addCleanup(stale.close)
+        await stale.add_object("before@A", "::Demo::Hello")
+
+        master.process.signal("STOP")
+        self.addCleanup(master.process.signal, "CONT")
+        await grid.running["Replica1"].stop()
+        await grid.start("Replica1", as_name="Master")
+        await grid.reaches("Replica2", "live")
+        code, output = await grid.gridadmin("object", "add", "promoted@A", "::Demo::Hello")
+        self.assertEqual(code, 0, output)
+
+        master.process.signal("CONT")
+        with self.assertRaises((QuorumError, NotMasterError)):
+            await stale.add_object("stale@A", "::Demo::Hello")
+        event = await master.process.next_event(logged("stops accepting writes"), timeout=30)
+        self.assertIn("epoch 2", event["why"])
+        with self.assertRaises(NotMasterError) as refused:
+            await stale.add_object("stale-again@A", "::Demo::Hello")
+        self.assertIn("no longer accepts writes", str(refused.exception))
+        code, output = await grid.gridadmin("--json", "object", "list")
+        self.assertEqual(code, 0, output)
+        names = {o["identity"] for o in json.loads(output)}
+        self.assertTrue({"before", "promoted"} <= names, output)
+        self.assertFalse({"stale", "stale-again"} & names, output)

@@ -65,6 +65,7 @@ from gridreg.protocol.errors import (
     NotAuthorizedError,
     NotFoundError,
     NotMasterError,
+    QuorumError,
     RegistryUserError,
     TransferError,
 )
@@ -91,6 +92,7 @@ MAX_TRANSFERS = 16
 
 #: errors that already say what the admin needs to hear
 _DECLARED = (
+    QuorumError,
     NotFoundError,
     NotMasterError,
     RegistryUserError,

@@ -79,7 +79,11 @@ async def fetch_database(
     reasons = []
     for endpoint in endpoints:
         try:
-            protocol = await peers.connect(endpoint, name).connect(_Factory())
+            protocol = (
+                await peers.connect(endpoint, name)
+                .connect(_Factory())
+                .addTimeout(timeout, peers.reactor)
+            )
         except Exception as exc:  # not there: try its next endpoint
             reasons.append(str(exc))
             continue

@@ -404,7 +404,5 @@ class MasterReplication:
         for session in self.sessions.values():
             if session.live:
                 session.protocol.callRemote(ReplicaSetChanged, replicas=payload).addErrback(
-                    lambda f, s=session: self.drop(
-                        s, f"replica set not delivered: {self._why(f)}"
-                    )
+                    lambda f, s=session: self.drop(s, f"replica set not delivered: {self._why(f)}")
                 )

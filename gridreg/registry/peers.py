@@ -121,9 +121,14 @@ class Peers:
         not that replica) answers in time.
         """
         try:
-            protocol = await self.connect(endpoint, name).connect(_HelloFactory())
+            # bounded as a whole: a hung peer accepts TCP but never finishes TLS
+            protocol = (
+                await self.connect(endpoint, name)
+                .connect(_HelloFactory())
+                .addTimeout(PROBE_TIMEOUT, self.reactor)
+            )
         except Exception:
-            return None  # a stale address: nobody is there
+            return None  # a stale address, or a hung replica: no answer
         try:
             answer = await protocol.callRemote(
                 Hello, version=PROTOCOL_VERSION, role="registry", name=self.config.replica_name

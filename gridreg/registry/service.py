@@ -55,6 +55,10 @@ from gridreg.store.records import StoreState
 
 __all__ = ["RegistryService", "RegistryStartError"]
 
+#: the longest a stopping replica waits for its writes to drain, then for its
+#: connections to close, before it closes its store anyway
+STOP_TIMEOUT = 5.0
+
 
 class RegistryService(Service):
     """One registry replica: store, in-memory state, endpoints, and its role."""
@@ -322,7 +326,8 @@ class RegistryService(Service):
             for ports in self.ports.values():
                 stopping.extend(d for d in (p.stopListening() for p in ports) if d is not None)
                 ports.clear()
-            return DeferredList(stopping, consumeErrors=True)
+            # a hung peer must not keep this replica from stopping
+            return DeferredList(stopping, consumeErrors=True).addTimeout(STOP_TIMEOUT, self.reactor)
 
-        d = self.database.drain().addBoth(close)
+        d = self.database.drain().addTimeout(STOP_TIMEOUT, self.reactor).addBoth(close)
         return d.addBoth(lambda _: self.store.close())

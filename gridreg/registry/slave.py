@@ -60,8 +60,11 @@ MAX_REPLICATION_BYTES = 2 * 1024**3
 class MasterEndpoint:
     """Connects to wherever the master is now: looked up anew on every attempt."""
 
-    def __init__(self, locate: LocateMaster) -> None:
+    def __init__(self, locate: LocateMaster, clock: Any, timeout: float) -> None:
         self._locate = locate
+        self._clock = clock
+        #: for each candidate, TLS included: a hung master accepts TCP, then nothing
+        self._timeout = timeout
         self._attempts = 0
 
     def connect(self, factory: Factory) -> Deferred[Any]:
@@ -79,7 +82,7 @@ class MasterEndpoint:
             last: Optional[BaseException] = None
             for endpoint in candidates:
                 try:
-                    return await endpoint.connect(factory)
+                    return await endpoint.connect(factory).addTimeout(self._timeout, self._clock)
                 except Exception as exc:  # try the next address of the master
                     last = exc
             raise ConnectError(string=f"the master is unreachable: {last or 'no known endpoint'}")
@@ -169,7 +172,7 @@ class SlaveReplication(Service):
         self._session = build_slave_session(reactor)
         self._lock = DeferredLock()
         self._client = ClientService(
-            MasterEndpoint(locate_master),
+            MasterEndpoint(locate_master, reactor, request_timeout),
             _SlaveFactory(self),
             retryPolicy=backoffPolicy(initialDelay=0.2, maxDelay=5.0, factor=1.5),
             clock=reactor,
@@ -184,6 +187,10 @@ class SlaveReplication(Service):
         super().stopService()
         if self._keepalive.running:
             self._keepalive.stop()
+        connection = self._connection
+        if connection is not None and connection.transport is not None:
+            # no graceful close: a hung master would never finish it
+            connection.transport.abortConnection()
         return self._client.stopService()
 
     def _keep_alive(self) -> Optional[Deferred[None]]:
@@ -282,10 +289,11 @@ class SlaveReplication(Service):
                 )
             # The connection is closed here, after the delay, not by failing
             # prepareConnection: ClientService keeps a refused connection
-            # open and then cannot handle its loss.
+            # open and then cannot handle its loss. Aborted, not closed: a
+            # hung master would never finish a graceful TLS close.
             transport = protocol.transport
             if transport is not None:
-                self.reactor.callLater(delay, transport.loseConnection)
+                self.reactor.callLater(delay, transport.abortConnection)
 
         def registered(_: None) -> None:
             self._retry_delay = FIRST_RETRY_DELAY
