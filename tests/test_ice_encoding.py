@@ -430,3 +430,145 @@ class EndpointTests(HexTestCase):
     def test_truncated_body(self) -> None:
         """A body shorter than its fields is an error even if the encapsulation is sound."""
         self.assertRaises(MarshalError, inp("0100 0b000000 0101 0168 010000").read_endpoint)
+
+
+def assert_count_refused(testcase: SynchronousTestCase, stream: InputStream, read: str) -> None:
+    """The read fails on the count itself, before reading any element."""
+    with testcase.assertRaises(MarshalError) as raised:
+        getattr(stream, read)()
+    testcase.assertIn("exceeds the remaining data", str(raised.exception))
+
+
+class BoundaryTests(HexTestCase):
+    """The edges of each check: the largest value accepted, the first refused."""
+
+    def test_largest_size(self) -> None:
+        self.assertHex(write(size=0x7FFFFFFF), "ffffffff7f")
+        self.assertRaises(MarshalError, OutputStream().write_size, 0x80000000)
+        self.assertRaises(MarshalError, OutputStream().write_string_seq, range(0x80000000))
+
+    def test_non_canonical_zero_size(self) -> None:
+        """Ice accepts a size of 0 written as C{FF} plus an int32, and so do we."""
+        self.assertEqual(inp("ff00000000").read_size(), 0)
+        self.assertEqual(inp("ff00000000").read_string(), "")
+
+    def test_versions_decode_as_written(self) -> None:
+        """Versions other than 1.0 and 1.1 are reported as themselves, not as a known one."""
+        for major, minor in [(1, 0), (1, 1), (1, 2), (2, 1), (2, 0), (0, 1), (0, 0), (255, 255)]:
+            stream = InputStream(bytes([major, minor]))
+            self.assertEqual(stream.read_version(), Version(major, minor))
+
+    def test_opaque_endpoint_of_unknown_encoding_kept(self) -> None:
+        """An endpoint encapsulated with an encoding we do not speak is kept byte for byte."""
+        for version in (Version(1, 2), Version(2, 1), Version(2, 0), Version(0, 1)):
+            data = bytes.fromhex("0100") + encaps(version, b"\x01\x61")
+            endpoint = InputStream(data).read_endpoint()
+            self.assertEqual(endpoint, OpaqueEndpoint(1, version, b"\x01\x61"))
+            self.assertEqual(write(endpoint=endpoint), data)
+
+    def test_bad_version_refused(self) -> None:
+        self.assertRaises(MarshalError, OutputStream().write_version, Version(256, 0))
+        self.assertRaises(MarshalError, OutputStream().write_version, Version(1, -1))
+
+    def test_unsupported_input_encoding(self) -> None:
+        for version in (Version(1, 2), Version(2, 0), Version(0, 1)):
+            self.assertRaises(MarshalError, InputStream, b"", version)
+            self.assertRaises(MarshalError, OutputStream, version)
+
+    def test_enum_zero_and_negative(self) -> None:
+        for encoding in (ENCODING_1_0, ENCODING_1_1):
+            out = OutputStream(encoding)
+            out.write_enum(0, 5)
+            self.assertEqual(out.getvalue(), b"\x00")
+            self.assertEqual(InputStream(out.getvalue(), encoding).read_enum(5), 0)
+            self.assertRaises(MarshalError, OutputStream(encoding).write_enum, -1, 5)
+            self.assertRaises(MarshalError, OutputStream(encoding).write_enum, 6, 5)
+
+    def test_every_proxy_mode(self) -> None:
+        """All five modes, batch datagram included, marshal and decode; others are refused."""
+        for mode in ProxyMode:
+            for encoding in (ENCODING_1_0, ENCODING_1_1):
+                proxy = Proxy(
+                    Identity("o"),
+                    mode=mode,
+                    protocol=encoding,
+                    encoding=encoding,
+                    adapter_id="A",
+                )
+                data = write(encoding, proxy=proxy)
+                self.assertEqual(InputStream(data, encoding).read_proxy(), proxy)
+        for bad in (-1, 5):
+            proxy = Proxy(Identity("o"), mode=bad)  # type: ignore[arg-type]
+            self.assertRaises(MarshalError, OutputStream().write_proxy, proxy)
+        self.assertRaises(MarshalError, inp("016f 00 00 0500 0100 0101 00 00").read_proxy)
+
+    def test_sequences_of_smallest_elements(self) -> None:
+        """Counts are checked against the smallest element, so the smallest ones fit."""
+        values = ["", "", ""]
+        self.assertEqual(inp(write(string_seq=values).hex()).read_string_seq(), values)
+        pairs = {"": "", "a": ""}
+        self.assertEqual(inp(write(string_dict=pairs).hex()).read_string_dict(), pairs)
+        nulls = [None, None, None]
+        self.assertEqual(inp(write(proxy_seq=nulls).hex()).read_proxy_seq(), nulls)
+
+    def test_proxy_with_smallest_endpoints(self) -> None:
+        """An opaque endpoint with an empty body takes 8 bytes; a count of them fits."""
+        empty = OpaqueEndpoint(99, ENCODING_1_1, b"")
+        proxy = Proxy(Identity("o"), endpoints=(empty, empty))
+        self.assertEqual(inp(write(proxy=proxy).hex()).read_proxy(), proxy)
+
+    def test_counts_refused_before_reading(self) -> None:
+        """A count that cannot fit what is left is refused before any element is read."""
+        assert_count_refused(self, inp("05 00000000"), "read_string_seq")
+        assert_count_refused(self, inp("03 000000 00"), "read_string_dict")
+        assert_count_refused(self, inp("03 0000 0000"), "read_proxy_seq")
+        # one 27-byte TCP endpoint and 2 more bytes claiming to be four endpoints
+        proxy = write(proxy=Proxy(Identity("o"), endpoints=(TCP_24081,)))
+        self.assertEqual(proxy[10], 1)
+        claims_four = proxy[:10] + b"\x04" + proxy[11:] + b"\x00\x00"
+        assert_count_refused(self, InputStream(claims_four), "read_proxy")
+
+    def test_counts_checked_against_what_is_left(self) -> None:
+        """The check uses the bytes after the read position, not the buffer's length."""
+        padding = b"\x00" * 64
+        for read, data in [
+            ("read_string_seq", "05 00000000"),
+            ("read_string_dict", "03 000000 00"),
+            ("read_proxy_seq", "03 0000 0000"),
+        ]:
+            stream = InputStream(padding + bytes.fromhex(data), pos=len(padding))
+            assert_count_refused(self, stream, read)
+
+    def test_truncation_message(self) -> None:
+        """A truncated read says how many bytes it needed, where, and how many were left."""
+        stream = inp("01020304 05")
+        stream.skip(2)
+        with self.assertRaises(MarshalError) as raised:
+            stream.read_int()
+        self.assertEqual(str(raised.exception), "need 4 bytes at offset 2, 3 left")
+
+    def test_tagged_size_member_last(self) -> None:
+        stream = inp("0c 05 ff")  # tag 1, Size, then the end marker
+        stream.skip_tagged_members()
+        self.assertTrue(stream.at_end())
+
+    def test_udp_1_0_compress_flag(self) -> None:
+        """In 1.0 the compress flag comes after the four version bytes."""
+        for compress in (True, False):
+            endpoint = UdpEndpoint("239.1.2.3", 2, compress)
+            data = write(ENCODING_1_0, endpoint=endpoint)
+            self.assertEqual(InputStream(data, ENCODING_1_0).read_endpoint(), endpoint)
+
+    def test_tagged_fsize_member_last(self) -> None:
+        stream = inp("3e 02000000 aabb ff")  # tag 7, FSize of 2 bytes, then the end marker
+        stream.skip_tagged_members()
+        self.assertTrue(stream.at_end())
+
+    def test_tagged_class_member_refused(self) -> None:
+        """A tagged class member cannot be skipped safely, so it is refused, not ignored."""
+        with self.assertRaises(MarshalError) as raised:
+            inp("0f ff").skip_tagged_members()
+        self.assertIn("not supported", str(raised.exception))
+
+    def test_unknown_endpoint_object_refused(self) -> None:
+        self.assertRaises(MarshalError, OutputStream().write_endpoint, "tcp -p 1")  # type: ignore

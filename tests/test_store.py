@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,8 @@ from gridreg.store.records import (
     change_from_json,
     change_to_json,
 )
-from gridreg.store.sqlite import DB_FILENAME, SQLiteStore
+from gridreg.store import sqlite as sqlite_module
+from gridreg.store.sqlite import DB_FILENAME, SQLiteStore, load_schema
 
 
 def put(key: str, **value: object) -> Mutation:
@@ -34,6 +36,35 @@ def put(key: str, **value: object) -> Mutation:
 
 def delete(key: str) -> Mutation:
     return Mutation("adapter", key, None)
+
+
+class FailingConnection:
+    """
+    A store's SQLite connection that fails the first statement containing
+    C{fail_on} as a failing disk would, leaving the transaction open (as
+    SQLite does for most errors), and otherwise passes everything through.
+    """
+
+    def __init__(self, db: sqlite3.Connection, fail_on: str) -> None:
+        self._db = db
+        self._fail_on = fail_on
+        self.failed = False
+
+    def _check(self, sql: str) -> None:
+        if not self.failed and self._fail_on in sql:
+            self.failed = True
+            raise sqlite3.OperationalError("disk I/O error")
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self._check(sql)
+        return self._db.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self._check(sql)
+        return self._db.executemany(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
 
 
 if TYPE_CHECKING:
@@ -48,14 +79,18 @@ class StoreConformanceMixin(_MixinBase):
     L{make_store} and L{reopen}.
     """
 
-    def make_store(self, log_retention: int = 10000) -> IRegistryStore:
+    def make_store(self, log_retention: int | None = None) -> IRegistryStore:
+        """A new store; C{log_retention=None} means the constructor's default."""
         raise NotImplementedError()
+
+    def fast_commits(self, store: IRegistryStore) -> None:
+        """Let a test make thousands of commits quickly (durability is not its point)."""
 
     def reopen(self, store: IRegistryStore) -> IRegistryStore:
         """Close C{store} and return an unopened store over the same data."""
         raise NotImplementedError()
 
-    def open_store(self, log_retention: int = 10000) -> IRegistryStore:
+    def open_store(self, log_retention: int | None = None) -> IRegistryStore:
         store = self.make_store(log_retention)
         self.successResultOf(store.open())
         self.addCleanup(store.close)
@@ -69,6 +104,40 @@ class StoreConformanceMixin(_MixinBase):
     def records(self, store: IRegistryStore, kind: str = "adapter") -> dict[str, Any]:
         state = self.successResultOf(store.snapshot())
         return state.records[kind]
+
+    def test_default_log_retention(self) -> None:
+        """By default a slave up to 10,000 changes behind catches up from the log."""
+        store = self.open_store()
+        self.fast_commits(store)
+        for n in range(10001):
+            self.successResultOf(store.apply(Change(n + 1, (put("a", n=n),))))
+        self.assertEqual(store.serial, 10001)
+        self.assertIsNone(self.successResultOf(store.changes_since(0)))
+        changes = self.changes_since(store, 1)
+        self.assertEqual((len(changes), changes[0].serial), (10000, 2))
+
+    def test_no_log_retention(self) -> None:
+        """With a log of 0 changes every slave that is behind needs a snapshot."""
+        store = self.open_store(log_retention=0)
+        self.successResultOf(store.commit([put("a")]))
+        self.successResultOf(store.commit([put("b")]))
+        self.assertEqual(self.successResultOf(store.changes_since(2)), [])
+        self.assertIsNone(self.successResultOf(store.changes_since(1)))
+        self.assertEqual(self.records(store), {"a": {}, "b": {}})
+
+    def test_negative_log_retention_refused(self) -> None:
+        """A negative retention is refused, naming the parameter."""
+        with self.assertRaises(ValueError) as raised:
+            self.make_store(log_retention=-1)
+        self.assertIn("log_retention must be >= 0", str(raised.exception))
+
+    def test_delete_of_missing_record(self) -> None:
+        """Deleting what is not there is a change like any other, and harmless."""
+        store = self.open_store()
+        change = self.successResultOf(store.commit([delete("nothing")]))
+        self.assertEqual(change, Change(1, (delete("nothing"),)))
+        self.assertEqual(self.records(store), {})
+        self.assertEqual(self.changes_since(store, 0), [change])
 
     def test_provides_interface(self) -> None:
         self.assertTrue(verifyObject(IRegistryStore, self.open_store()))
@@ -245,7 +314,9 @@ class StoreConformanceMixin(_MixinBase):
 
 
 class MemoryStoreTests(StoreConformanceMixin, SynchronousTestCase):
-    def make_store(self, log_retention: int = 10000) -> IRegistryStore:
+    def make_store(self, log_retention: int | None = None) -> IRegistryStore:
+        if log_retention is None:
+            return MemoryStore()
         return MemoryStore(log_retention=log_retention)
 
     def reopen(self, store: IRegistryStore) -> IRegistryStore:
@@ -254,13 +325,160 @@ class MemoryStoreTests(StoreConformanceMixin, SynchronousTestCase):
 
 
 class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
-    def make_store(self, log_retention: int = 10000) -> IRegistryStore:
+    def make_store(self, log_retention: int | None = None) -> IRegistryStore:
+        if log_retention is None:
+            return SQLiteStore(self.mktemp())
         return SQLiteStore(self.mktemp(), log_retention=log_retention)
+
+    def fast_commits(self, store: IRegistryStore) -> None:
+        assert isinstance(store, SQLiteStore) and store._db is not None
+        store._db.execute("PRAGMA synchronous=OFF")
 
     def reopen(self, store: IRegistryStore) -> IRegistryStore:
         assert isinstance(store, SQLiteStore)
         self.successResultOf(store.close())
         return SQLiteStore(store.path, log_retention=store.log_retention)
+
+    def fail_next(self, store: SQLiteStore, fail_on: str) -> FailingConnection:
+        assert store._db is not None
+        failing = FailingConnection(store._db, fail_on)
+        store._db = failing  # type: ignore[assignment]
+        return failing
+
+    def test_failed_write_is_rolled_back(self) -> None:
+        """
+        A write the disk refuses is not acknowledged, leaves nothing behind,
+        and the next write succeeds with the next serial.
+        """
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        self.successResultOf(store.commit([put("a")]))
+        failing = self.fail_next(store, "INSERT INTO changes")
+        failure = self.failureResultOf(store.commit([put("lost")]), StoreError)
+        self.assertTrue(failing.failed)
+        self.assertIn(store.filename, str(failure.value))
+        self.assertIn("disk I/O error", str(failure.value))
+        self.assertEqual(store.serial, 1)
+        self.assertEqual(self.records(store), {"a": {}})
+        self.assertEqual(self.successResultOf(store.commit([put("b")])).serial, 2)
+        store = self.reopen(store)
+        state = self.successResultOf(store.open())
+        self.addCleanup(store.close)
+        self.assertEqual((state.serial, state.records["adapter"]), (2, {"a": {}, "b": {}}))
+        self.assertEqual([c.serial for c in self.changes_since(store, 0)], [1, 2])
+
+    def test_failed_apply_is_rolled_back(self) -> None:
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        self.fail_next(store, "UPDATE meta")
+        self.failureResultOf(store.apply(Change(1, (put("lost"),))), StoreError)
+        self.assertEqual((store.serial, self.records(store)), (0, {}))
+        self.assertIsNone(self.successResultOf(store.apply(Change(1, (put("a"),)))))
+        self.assertEqual(self.records(store), {"a": {}})
+
+    def test_failed_snapshot_install_is_rolled_back(self) -> None:
+        """A snapshot that cannot be written leaves the old database whole and usable."""
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        self.successResultOf(store.commit([put("a")]))
+        database_id = store.database_id
+        self.fail_next(store, "INSERT INTO records")
+        state = StoreState(str(uuid.uuid4()), 9, {"adapter": {"new": {}}})
+        self.failureResultOf(store.replace_all(state), StoreError)
+        self.assertEqual((store.database_id, store.serial), (database_id, 1))
+        self.assertEqual(self.records(store), {"a": {}})
+        self.assertEqual([c.serial for c in self.changes_since(store, 0)], [1])
+        self.assertEqual(self.successResultOf(store.commit([put("b")])).serial, 2)
+
+    def test_disk_full(self) -> None:
+        """A full disk fails the write with a clear error; writes succeed once space returns."""
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore) and store._db is not None
+        self.successResultOf(store.commit([put("a")]))
+        (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+        store._db.execute(f"PRAGMA max_page_count = {pages + 2}")
+        failure = self.failureResultOf(store.commit([put("big", blob="x" * 100000)]), StoreError)
+        self.assertIn("full", str(failure.value))
+        self.assertIn(store.filename, str(failure.value))
+        self.assertEqual(store.serial, 1)
+        store._db.execute("PRAGMA max_page_count = 1073741823")
+        self.assertEqual(self.successResultOf(store.commit([put("b")])).serial, 2)
+        self.assertEqual(self.records(store), {"a": {}, "b": {}})
+
+    def test_data_directory_cannot_be_made(self) -> None:
+        """A data directory path that runs through a file is refused with the file named."""
+        parent = self.mktemp()
+        with open(parent, "w") as f:
+            f.write("a file, not a directory")
+        self.assert_open_fails(os.path.join(parent, "data"), "cannot open")
+
+    def test_second_registry_refused_at_once(self) -> None:
+        """The second registry on a directory fails immediately, without waiting for the lock."""
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        started = time.monotonic()
+        self.failureResultOf(SQLiteStore(store.path).open(), StoreError)
+        self.assertLess(time.monotonic() - started, 0.5)
+
+    def edit_database(self, path: str, *statements: str) -> None:
+        store = SQLiteStore(path)
+        self.successResultOf(store.open())
+        self.successResultOf(store.close())
+        with sqlite3.connect(os.path.join(path, DB_FILENAME)) as db:
+            for statement in statements:
+                db.execute(statement)
+        db.close()
+
+    def test_bad_version_table(self) -> None:
+        for statements in [
+            ("INSERT INTO version (version) VALUES (1)",),
+            ("UPDATE version SET version = 'one'",),
+            ("DELETE FROM version",),
+        ]:
+            path = self.mktemp()
+            self.edit_database(path, *statements)
+            self.assert_open_fails(path, "not a gridreg database", "bad version table")
+
+    def test_bad_meta_table(self) -> None:
+        path = self.mktemp()
+        self.edit_database(path, "INSERT INTO meta (database_id, serial) VALUES ('x', 3)")
+        self.assert_open_fails(path, "not a gridreg database", "bad meta table")
+
+    def test_corrupt_record(self) -> None:
+        """A record that is not JSON is refused at start-up, naming the file and the kind."""
+        path = self.mktemp()
+        self.edit_database(
+            path, "INSERT INTO records (kind, key, value) VALUES ('object', 'o', '{not json')"
+        )
+        self.assert_open_fails(path, "corrupt object record")
+
+    def test_failed_creation_leaves_no_database(self) -> None:
+        """If creating the schema fails, the next start creates it from scratch."""
+        path = self.mktemp()
+        self.patch(sqlite_module, "load_schema", lambda version: "CREATE TABLE version (x);\nbad")
+        self.assert_open_fails(path, "bad")
+        self.patch(sqlite_module, "load_schema", load_schema)
+        store = SQLiteStore(path)
+        self.assertEqual(self.successResultOf(store.open()).serial, 0)
+        self.addCleanup(store.close)
+
+    def test_open_twice_names_the_mistake(self) -> None:
+        """Opening an open store says so, and leaves it working."""
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        failure = self.failureResultOf(store.open(), StoreError)
+        self.assertIn("already open", str(failure.value))
+        self.assertEqual(self.successResultOf(store.commit([put("a")])).serial, 1)
+
+    def test_reopen_same_store(self) -> None:
+        """A closed store refuses work as not open, and can be opened again."""
+        store = self.open_store()
+        self.successResultOf(store.commit([put("a")]))
+        self.successResultOf(store.close())
+        failure = self.failureResultOf(store.commit([put("b")]), StoreError)
+        self.assertIn("not open", str(failure.value))
+        state = self.successResultOf(store.open())
+        self.assertEqual((state.serial, state.records["adapter"]), (1, {"a": {}}))
 
     def test_creates_data_directory(self) -> None:
         path = os.path.join(self.mktemp(), "a", "b")
@@ -358,3 +576,14 @@ class RecordsTests(SynchronousTestCase):
         ]:
             with self.assertRaises(ValueError):
                 change_from_json(text)
+
+    def test_state_serial_not_negative(self) -> None:
+        self.assertEqual(StoreState("id", 0, {}).serial, 0)
+        with self.assertRaises(ValueError):
+            StoreState("id", -1, {})
+
+    def test_change_json_is_strict(self) -> None:
+        """What is shipped to slaves is strict JSON: NaN and infinities are refused."""
+        for bad in (float("nan"), float("inf")):
+            with self.assertRaises(ValueError):
+                change_to_json(Change(1, (put("a", x=bad),)))
