@@ -395,7 +395,7 @@ class MasterReplication:
     def announce(self, replicas: dict[str, dict[str, str]]) -> None:
         """Tell every live slave which replicas are active."""
         payload = json.dumps(replicas)
-        for session in self.sessions.values():
+        for session in list(self.sessions.values()):
             if session.live:
                 session.protocol.callRemote(ReplicaSetChanged, replicas=payload).addErrback(
                     lambda f, s=session: self.drop(
