@@ -59,11 +59,13 @@ MODULES: dict[str, list[str]] = {
         "tests.test_ice_vectors",
     ],
     "gridreg/registry/master.py": [
+        "tests.test_master_fanout",
         "tests.test_replication",
         "tests.test_fencing",
         "tests.test_initdb",
     ],
     "gridreg/registry/slave.py": [
+        "tests.test_slave_sync",
         "tests.test_replication",
         "tests.test_fencing",
         "tests.test_initdb",
