@@ -71,18 +71,27 @@ MODULES: dict[str, list[str]] = {
         "tests.test_initdb",
     ],
     "gridreg/registry/master_role.py": [
+        "tests.test_master_role",
         "tests.test_fencing",
         "tests.test_initdb",
         "tests.test_replication",
     ],
     "gridreg/registry/slave_role.py": [
+        "tests.test_slave_role",
         "tests.test_replication",
         "tests.test_fencing",
         "tests.test_initdb",
     ],
     "gridreg/registry/epochs.py": ["tests.test_epochs", "tests.test_fencing", "tests.test_initdb"],
     "gridreg/protocol/chunking.py": ["tests.test_chunking", "tests.test_admin"],
-    "gridreg/registry/database.py": ["tests.test_admin", "tests.test_applications"],
+    "gridreg/registry/database.py": [
+        "tests.test_admin",
+        "tests.test_applications",
+        "tests.test_client_registration",
+        "tests.test_registry_vectors",
+        "tests.test_query_by_type",
+        "tests.test_replication",
+    ],
     "gridreg/registry/_slave_session_machine.py": [
         "tests.test_slave_session_machine",
         "tests.test_replication",
