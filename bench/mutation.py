@@ -85,6 +85,7 @@ MODULES: dict[str, list[str]] = {
     "gridreg/registry/epochs.py": ["tests.test_epochs", "tests.test_fencing", "tests.test_initdb"],
     "gridreg/protocol/chunking.py": ["tests.test_chunking", "tests.test_admin"],
     "gridreg/registry/database.py": [
+        "tests.test_registry_database",
         "tests.test_admin",
         "tests.test_applications",
         "tests.test_client_registration",
