@@ -35,9 +35,11 @@ from gridreg.protocol.errors import (
     DivergedError,
     DuplicateReplicaError,
     NotAuthorizedError,
+    TransferError,
     NotMasterError,
     SyncError,
 )
+from gridreg.registry import slave as slave_module
 from gridreg.registry.epochs import Epoch, EpochHistory, epoch_mutation
 from gridreg.registry.slave import (
     FIRST_RETRY_DELAY,
@@ -599,3 +601,130 @@ class MasterEndpointTests(SynchronousTestCase):
         endpoint, _ = self.endpoint({})
         failure = self.failureResultOf(endpoint.connect(None), ConnectError)
         self.assertIn("no known endpoint", failure.getErrorMessage())
+
+
+class TuningTests(SlaveTests):
+    """The bounds and delays a slave runs with."""
+
+    def test_a_lost_master_is_looked_for_with_a_capped_back_off(self) -> None:
+        real = slave_module.backoffPolicy
+        self.patch(
+            slave_module,
+            "backoffPolicy",
+            lambda **kwargs: real(**kwargs, jitter=lambda: 0.0),
+        )
+        attempts: list[float] = []
+
+        def locate() -> Deferred[list[Any]]:
+            attempts.append(round(self.reactor.seconds(), 3))
+            return succeed([])
+
+        slave = SlaveReplication(
+            self.reactor,
+            "Replica1",
+            self.store,
+            self.state,
+            locate,
+            dict,
+            self.active.append,
+            TraceLevels(),
+        )
+        slave.startService()
+        while len(attempts) < 20:
+            next_call = min(c.getTime() for c in self.reactor.getDelayedCalls())
+            self.reactor.advance(next_call - self.reactor.seconds())
+        delays = [round(b - a, 3) for a, b in zip(attempts, attempts[1:])]
+        self.assertEqual(delays[:3], [0.3, 0.45, 0.675])  # 0.2 s, growing 1.5 times
+        self.assertEqual(max(delays), 5.0)
+        self.assertEqual(delays[-3:], [5.0, 5.0, 5.0])
+        self.successResultOf(slave.stopService())
+
+    def test_default_timeouts(self) -> None:
+        """Without settings, a request waits 5 s and keepalives go every 30 s / 4."""
+        slave = SlaveReplication(
+            self.reactor,
+            "Replica1",
+            self.store,
+            self.state,
+            lambda: succeed([]),
+            dict,
+            self.active.append,
+            TraceLevels(),
+        )
+        self.slave = slave
+        protocol, _, pump = self.connect()
+        d = slave._register(protocol)
+        self.reactor.advance(4.99)
+        self.assertEqual(slave.status.state, "disconnected", "still waiting for Hello")
+        self.reactor.advance(0.01)
+        self.successResultOf(d)
+        self.assertEqual(slave.status.state, "failed")
+        protocol, _, pump = self.connect()
+        d = slave._register(protocol)
+        pump.flush()
+        self.successResultOf(d)
+        self.reactor.advance(7.49)
+        pump.flush()
+        self.assertEqual(self.control.keepalives, [])
+        self.reactor.advance(0.01)
+        pump.flush()
+        self.assertEqual(self.control.keepalives, [0])
+
+    def test_the_master_may_have_two_gib_in_transit(self) -> None:
+        protocol, _, pump = self.connect()
+        receiver = protocol.transfers
+        receiver.begin("a", 2 * 1024**3, "00")
+        with self.assertRaises(TransferError):
+            receiver.begin("b", 1, "00")
+        receiver.discard("a")
+        for name in "abcd":
+            receiver.begin(name, 1, "00")
+        with self.assertRaises(TransferError) as caught:
+            receiver.begin("e", 1, "00")
+        self.assertIn("at most 4 at once", str(caught.exception))
+
+    def test_the_master_endpoint_is_an_endpoint(self) -> None:
+        from zope.interface.verify import verifyObject
+
+        from twisted.internet.interfaces import IStreamClientEndpoint
+
+        self.assertTrue(verifyObject(IStreamClientEndpoint, MasterEndpoint(lambda: succeed([]))))
+
+    def test_stopping_fires_once_the_connection_is_closed(self) -> None:
+        self.slave.startService()
+        self.successResultOf(self.slave.stopService())
+
+
+class TraceTests(SlaveTests):
+    def run_session(self, level: int) -> str:
+        self.slave.trace = TraceLevels(replica=level)
+        self.events.clear()
+        self.control.refusal = NotMasterError("not yet")
+        d, _, _ = self.register()
+        self.control.refusal = None
+        d, _, _ = self.register()
+        payload = "[" + change_to_json(change(self.store.serial + 1, f"t{level}")) + "]"
+        self.successResultOf(self.slave.apply_changes(self.store.database_id, payload))
+        data = snapshot_to_json(StoreState("db", self.store.serial, {}))
+        self.successResultOf(self.slave.install_snapshot(data, "db", self.store.serial))
+        return self.messages()
+
+    def test_what_each_level_logs(self) -> None:
+        quiet = self.run_session(0)
+        self.assertIn("registration with the master failed: not yet (trying again in 0.5 s)", quiet)
+        self.assertNotIn("registered with the master", quiet)
+        self.assertNotIn("loaded a snapshot", quiet)
+        one = self.run_session(1)
+        self.assertIn("registered with the master", one)
+        self.assertIn("loaded a snapshot of database db", one)
+        self.assertNotIn("applied serial", one)
+        two = self.run_session(2)
+        self.assertNotIn("applied serial", two)
+        self.assertIn("applied serial", self.run_session(3))
+
+    def test_a_refusal_that_needs_an_operator_is_critical(self) -> None:
+        self.control.refusal = DivergedError("ahead")
+        self.register()
+        (event,) = [e for e in self.events if "cannot sync" in formatEvent(e)]
+        self.assertEqual(event["log_level"].name, "critical")
+        self.assertIn("(asking again in 0.5 s)", formatEvent(event))
