@@ -139,6 +139,10 @@ class MasterTests(SynchronousTestCase):
         self.clock.advance(0)
         return slave
 
+    def write(self) -> tuple[Change, Deferred[None]]:
+        (committed,) = self.commit(1)
+        return committed, self.master.replicate(committed)
+
     def messages(self) -> list[str]:
         from twisted.logger import formatEvent
 
@@ -245,8 +249,10 @@ class RegisterTests(MasterTests):
     def test_registration_and_sync_are_traced(self) -> None:
         self.master = self.replication(trace=1)
         self.commit(1)
+        self.clock.advance(10)
         self.join("R1", serial=0)
         text = "\n".join(self.messages())
+        self.assertIn("(0.000 s)", text)
         self.assertIn("slave `R1' registered at serial 0", text)
         self.assertIn("syncing by changes", text)
         self.assertIn("slave `R1' is up to date at serial 1", text)
@@ -283,8 +289,8 @@ class PushTests(MasterTests):
         self.successResultOf(session.push(changes))
         self.assertEqual(slave.applied, list(range(1, 11)))
         pushes = [kw for command, kw in slave.calls if command is PushChanges]
-        self.assertGreater(len(pushes), 2)
-        self.assertLess(len(pushes), 10)
+        # three changes of a quarter budget (and some JSON) fill a batch
+        self.assertEqual([len(json.loads(kw["changes"])) for kw in pushes], [3, 3, 3, 1])
         for kw in pushes:
             self.assertLessEqual(len(kw["changes"].encode("utf-8")), INLINE_BYTES)
             self.assertEqual(kw["transfer"], "")
@@ -394,6 +400,29 @@ class DropTests(MasterTests):
         self.master.lost(FakeSlave())
         self.assertEqual(len(self.changed), 1)
 
+    def test_a_connection_lost_while_syncing_is_not_made_live(self) -> None:
+        self.commit(1)
+        slave = FakeSlave()
+        slave.hold = True
+        self.join("R1", slave, serial=0)
+        self.master.lost(slave)
+        slave.held[0].callback({"serial": 1})
+        self.assertEqual(self.master.statuses["R1"].state, "disconnected")
+        self.assertEqual(self.master.live_slaves(), {})
+        self.assertEqual(len(self.changed), 1)
+
+    def test_a_push_failing_after_the_connection_was_lost(self) -> None:
+        slave = self.join("R1")
+        slave.hold = True
+        self.changed.clear()
+        _, d = self.write()
+        self.master.lost(slave)
+        self.assertEqual(len(self.changed), 1)
+        slave.held[0].errback(SyncError("connection lost"))
+        self.successResultOf(d)
+        self.assertEqual(len(self.changed), 1, "the slave was already gone")
+        self.assertEqual(self.master.statuses["R1"].state, "disconnected")
+
     def test_a_lost_connection_is_traced(self) -> None:
         self.master = self.replication(trace=1)
         slave = self.join("R1")
@@ -418,6 +447,7 @@ class DropTests(MasterTests):
 
 class KeepaliveTests(MasterTests):
     def test_a_silent_slave_is_dropped_after_a_session_timeout(self) -> None:
+        self.clock.advance(100)
         slave = self.join("R1")
         self.master.start_watching()
         self.master.start_watching()  # a second start is harmless
@@ -439,7 +469,7 @@ class KeepaliveTests(MasterTests):
 
     def test_keepalive_from_an_unknown_or_closed_session(self) -> None:
         slave = self.join("R1")
-        self.assertFalse(self.master.heard_from(FakeSlave(), 0))
+        self.assertIs(self.master.heard_from(FakeSlave(), 0), False)
         session = self.master.sessions["R1"]
         session.closed = True
         self.clock.advance(1)
@@ -481,10 +511,6 @@ class KeepaliveTests(MasterTests):
 
 
 class FanOutTests(MasterTests):
-    def write(self) -> tuple[Change, Deferred[None]]:
-        (committed,) = self.commit(1)
-        return committed, self.master.replicate(committed)
-
     def test_a_write_waits_for_every_live_slave(self) -> None:
         one, two = self.join("R1"), self.join("R2")
         one.hold = two.hold = True
@@ -533,10 +559,12 @@ class FanOutTests(MasterTests):
 
     def test_closed_sessions_are_skipped(self) -> None:
         slave = self.join("R1")
+        other = self.join("R2")
         self.master.sessions["R1"].closed = True
-        _, d = self.write()
+        committed, d = self.write()
         self.successResultOf(d)
         self.assertEqual(slave.calls, [])
+        self.assertEqual(other.applied, [committed.serial])
 
     def test_a_write_without_slaves_returns_at_once(self) -> None:
         _, d = self.write()
@@ -551,6 +579,21 @@ class FanOutTests(MasterTests):
             f"replicating serial {committed.serial} to 1 slave(s)", "\n".join(self.messages())
         )
         self.assertNotIn("acknowledged serial", "\n".join(self.messages()))
+
+    def test_replication_is_not_traced_at_level_one(self) -> None:
+        self.master = self.replication(trace=1)
+        self.join("R1")
+        _, d = self.write()
+        self.successResultOf(d)
+        self.assertNotIn("replicating serial", "\n".join(self.messages()))
+
+    def test_by_default_a_write_needs_no_slave(self) -> None:
+        """GridReg.Replication.MinAcks is 0 unless set: IceGrid's rule."""
+        self.master = MasterReplication(
+            self.store, self.clock, TIMEOUT, TraceLevels(), lambda: None
+        )
+        _, d = self.write()
+        self.successResultOf(d)
 
 
 class QuorumTests(MasterTests):
