@@ -94,6 +94,7 @@ MODULES: dict[str, list[str]] = {
         "tests.test_replication",
     ],
     "gridreg/registry/_slave_session_machine.py": [
+        "tests.test_slave_session_transitions",
         "tests.test_slave_session_machine",
         "tests.test_replication",
     ],
