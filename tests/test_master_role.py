@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import fail
+from zope.interface.verify import verifyObject
+
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.protocol.errors import DivergedError, NotMasterError, QuorumError
 from gridreg.registry import master_role
+from gridreg.registry.discovery import MASTER
 from gridreg.registry.epochs import Epoch
+from gridreg.registry.peers import PeerAnswer, Peers
+from gridreg.registry.roles import IReplicaRole
 from tests.test_fencing import Grid, epoch_of, settled
 from tests.test_replication import hello
 
@@ -85,6 +90,8 @@ class MasterRoleTests(SynchronousTestCase):
         self.assertEqual(answer["sync"], "snapshot")
 
     def test_a_slave_ahead_is_refused_and_recorded(self) -> None:
+        events: list[dict[str, Any]] = []
+        self.patch(master_role.MasterRole, "log", Logger(observer=events.append))
         store = self.master.store
         with self.assertRaises(DivergedError) as caught:
             self.role.register_replica(
@@ -95,6 +102,19 @@ class MasterRoleTests(SynchronousTestCase):
         self.assertEqual(status.state, "refused")
         self.assertIn("ahead of the master's", status.reason)
         self.assertIsNone(self.role.fenced, "a slave ahead does not fence the master")
+        (event,) = events
+        self.assertEqual(event["log_level"].name, "error")
+        self.assertIn("refusing slave `Replica2'", formatEvent(event))
+        self.assertIn("Nothing is overwritten", formatEvent(event))
+
+    def test_a_fencing_reason_is_quoted_unchanged(self) -> None:
+        self.role.fence("Master2 took the writes")
+        with self.assertRaises(NotMasterError) as refused:
+            self.role.register_replica(object(), "Replica3", {}, "db", 0, Epoch(0))
+        self.assertEqual(
+            str(refused.exception),
+            "this master no longer accepts slaves: Master2 took the writes",
+        )
 
     def test_fencing_shuts_everything_once(self) -> None:
         closed: list[str] = []
@@ -103,6 +123,11 @@ class MasterRoleTests(SynchronousTestCase):
         self.role.fence("first reason")
         self.role.fence("second reason")
         self.assertEqual(self.role.fenced, "first reason")
+        with self.assertRaises(NotMasterError) as refused:
+            self.role.register_replica(object(), "Replica3", {}, "db", 0, Epoch(0))
+        self.assertEqual(
+            str(refused.exception), "this master no longer accepts slaves: first reason"
+        )
         self.assertEqual(closed, ["client", "server"])
         self.assertFalse(self.master.client_factory.accepting)
         self.assertFalse(self.master.server_factory.accepting)
@@ -189,3 +214,155 @@ class OpeningTests(SynchronousTestCase):
                 object(), "Replica2", {}, master.store.database_id, 0, Epoch(0)
             )
         self.assertIn("refuses slaves", str(caught.exception))
+
+
+class SurveyTests(SynchronousTestCase):
+    """Whom the master asks for newer epochs, and what it does with the answers."""
+
+    def setUp(self) -> None:
+        self.grid = Grid(self)
+        self.master = self.grid.start("Master")
+        self.grid.start("Replica1")
+        self.grid.start("Replica2")
+        self.grid.run_until(lambda: self.grid.live(self.master, "Replica1", "Replica2"))
+        self.grid.kill("Replica2")
+        self.grid.run_until(lambda: self.grid.live(self.master, "Replica1"))
+        self.role = self.master.role
+        self.events: list[dict[str, Any]] = []
+        self.patch(master_role.MasterRole, "log", Logger(observer=self.events.append))
+
+    def answers(self, *answers: PeerAnswer) -> None:
+        async def survey(targets: Any) -> list[PeerAnswer]:
+            self.targets = targets
+            return list(answers)
+
+        self.patch(self.master.peers, "survey", survey)
+
+    def check(self) -> None:
+        d = Deferred.fromCoroutine(self.role._check())
+        self.successResultOf(settled(self.grid, d))
+
+    def test_targets_are_the_stored_replicas_under_their_name_and_as_master(self) -> None:
+        internal = {n: self.master.directory.others()[n].internal for n in ("Replica1", "Replica2")}
+        checked = self.role._targets(live_too=False)
+        self.assertEqual(
+            checked, {"Replica2": list(internal["Replica2"]), MASTER: list(internal["Replica2"])}
+        )
+        everyone = self.role._targets(live_too=True)
+        self.assertEqual(everyone["Replica1"], list(internal["Replica1"]))
+        self.assertEqual(everyone["Replica2"], list(internal["Replica2"]))
+        self.assertEqual(
+            sorted(map(str, everyone[MASTER])),
+            sorted(map(str, internal["Replica1"] + internal["Replica2"])),
+        )
+
+    def test_the_check_skips_live_slaves_and_its_own_endpoints(self) -> None:
+        self.answers()
+        self.check()
+        own = set(self.master.directory.own.internal)
+        probed = {e for endpoints in self.targets.values() for e in endpoints}
+        self.assertFalse(own & probed)
+        self.assertNotIn("Replica1", self.targets)
+        self.assertIn("Replica2", self.targets)
+
+    def test_a_replica_of_the_same_epoch_does_not_fence(self) -> None:
+        self.answers(PeerAnswer("Replica2", "tcp -p 6063", False, self.role.epoch()))
+        self.check()
+        self.assertIsNone(self.role.fenced)
+
+    def test_a_replica_of_a_newer_epoch_fences_naming_it(self) -> None:
+        newer = Epoch(self.role.epoch().number + 1, "n")
+        self.answers(
+            PeerAnswer("Replica2", "tcp -p 6063", False, newer),
+            PeerAnswer("Replica1", "tcp -p 5063", False, self.role.epoch()),
+        )
+        self.check()
+        self.assertEqual(
+            self.role.fenced,
+            f"superseded by epoch {newer}: replica `Replica2' at tcp -p 6063 has it",
+        )
+
+    def test_a_newer_master_fences_naming_it(self) -> None:
+        newer = Epoch(self.role.epoch().number + 2, "m")
+        self.answers(
+            PeerAnswer("Replica2", "tcp -p 6063", False, Epoch(newer.number - 1, "a")),
+            PeerAnswer("Master", "tcp -p 7063", True, newer),
+        )
+        self.check()
+        self.assertIn(f"superseded by epoch {newer}: the master at tcp -p 7063", self.role.fenced)
+        self.assertIn(
+            "this master stops accepting writes", "\n".join(formatEvent(e) for e in self.events)
+        )
+
+
+class OpeningSurveyTests(SynchronousTestCase):
+    """What the master does with what it learns before opening its epoch."""
+
+    def setUp(self) -> None:
+        self.grid = Grid(self)
+        master = self.grid.start("Master")
+        self.grid.start("Replica1")
+        self.grid.run_until(lambda: self.grid.live(master, "Replica1"))
+        self.grid.kill("Master")
+        self.events: list[dict[str, Any]] = []
+        self.patch(master_role.MasterRole, "log", Logger(observer=self.events.append))
+
+    def start(self, *answers: PeerAnswer) -> Any:
+        async def survey(self: Any, targets: Any) -> list[PeerAnswer]:
+            return list(answers)
+
+        self.patch(Peers, "survey", survey)
+        master = self.grid.start("Master")
+        self.grid.network.advance(1)
+        return master
+
+    def text(self) -> str:
+        return "\n".join(formatEvent(e) for e in self.events)
+
+    def test_another_master_stops_this_one(self) -> None:
+        other = Epoch(1, "o")
+        master = self.start(
+            PeerAnswer("Master", "tcp -p 7063", True, other),
+            PeerAnswer("Master", "tcp -p 8063", True, Epoch(9, "p")),
+        )
+        self.assertFalse(master.role.opened)
+        self.assertEqual(self.grid.conflicts, [master])
+        self.assertEqual(master.role.fenced, "another master (epoch 9 (p)) answers at tcp -p 8063")
+        self.assertIn(
+            "Another master of DemoIceGrid is running (epoch 9 (p), at tcp -p 8063)", self.text()
+        )
+
+    def test_a_newer_epoch_elsewhere_keeps_it_closed(self) -> None:
+        stored = epoch_of(self.grid.running["Replica1"])
+        master = self.start(
+            PeerAnswer("Replica1", "tcp -p 5063", False, Epoch(stored.number + 1, "a")),
+            PeerAnswer("Replica2", "tcp -p 6063", False, Epoch(stored.number + 2, "b")),
+        )
+        self.assertFalse(master.role.opened)
+        self.assertEqual(self.grid.conflicts, [])
+        self.assertIn(
+            f"superseded: replica `Replica2' at tcp -p 6063 has seen epoch "
+            f"{stored.number + 2} (b), newer than this database's {stored}",
+            master.role.fenced,
+        )
+        self.failureResultOf(master.database.add_object(hello()), NotMasterError)
+
+    def test_the_new_epoch_is_newer_than_every_answer(self) -> None:
+        stored = epoch_of(self.grid.running["Replica1"])
+        master = self.start(PeerAnswer("Replica1", "tcp -p 5063", False, stored))
+        self.assertTrue(master.role.opened)
+        self.assertEqual(epoch_of(master).number, stored.number + 1)
+        self.assertIn("master opened epoch", self.text())
+
+    def test_readonly_is_said_at_start(self) -> None:
+        self.grid.start("Master", options={"readonly": True})
+        self.assertIn("Master started with --readonly", self.text())
+
+
+class InterfaceTests(SynchronousTestCase):
+    def test_both_roles_provide_the_role_interface(self) -> None:
+        grid = Grid(self)
+        master = grid.start("Master")
+        slave = grid.start("Replica1")
+        for registry in (master, slave):
+            self.assertTrue(verifyObject(IReplicaRole, registry.role))
