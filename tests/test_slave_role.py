@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from zope.interface.verify import verifyObject
+
 from twisted.internet.defer import succeed
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.ice.exceptions import AdapterNotFoundException
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
 from gridreg.protocol.errors import NotMasterError, RegistryUserError
+from gridreg.registry import slave_role
 from gridreg.registry.epochs import EpochHistory
+from gridreg.registry.roles import IReplicaRole
 from tests.test_replication import HOST, Grid, hello
 
 
@@ -79,6 +84,27 @@ class SlaveRoleTests(OneSlave):
         self.grid.run_until(lambda: slave.client_factory.accepting)
         self.assertTrue(slave.server_factory.accepting)
         self.assertIn("Replica1", slave.directory.active)
+
+    def test_an_empty_slave_stays_closed_until_it_is_listed(self) -> None:
+        self.grid.kill("Replica1")
+        self.grid.stores.pop("Replica1")
+        self.grid.kill("Master")
+        events: list[dict[str, Any]] = []
+        self.patch(slave_role.SlaveRole, "log", Logger(observer=events.append))
+        slave = self.grid.start("Replica1")
+        slave.role._set_active(["Master"])
+        self.assertFalse(slave.client_factory.accepting, "the master lost before any sync")
+        self.assertEqual(slave.directory.active, ["Replica1", "Master"])
+        slave.role._set_active(["Master", "Replica1"])
+        self.assertTrue(slave.client_factory.accepting)
+        self.assertEqual(
+            [formatEvent(e) for e in events], ["Replica Replica1 is in sync: serving Ice clients"]
+        )
+        slave.role._set_active(["Master", "Replica1"])
+        self.assertEqual(len(events), 1, "said once")
+
+    def test_the_role_interface(self) -> None:
+        self.assertTrue(verifyObject(IReplicaRole, self.role))
 
     def test_a_stopped_slave_stops_its_session(self) -> None:
         self.successResultOf(self.settled(self.role.stop()))
