@@ -82,7 +82,12 @@ MODULES: dict[str, list[str]] = {
         "tests.test_fencing",
         "tests.test_initdb",
     ],
-    "gridreg/registry/epochs.py": ["tests.test_epochs", "tests.test_fencing", "tests.test_initdb"],
+    "gridreg/registry/epochs.py": [
+        "tests.test_epoch_display",
+        "tests.test_epochs",
+        "tests.test_fencing",
+        "tests.test_initdb",
+    ],
     "gridreg/protocol/chunking.py": ["tests.test_chunking", "tests.test_admin"],
     "gridreg/registry/database.py": [
         "tests.test_registry_database",
