@@ -88,7 +88,11 @@ MODULES: dict[str, list[str]] = {
         "tests.test_fencing",
         "tests.test_initdb",
     ],
-    "gridreg/protocol/chunking.py": ["tests.test_chunking", "tests.test_admin"],
+    "gridreg/protocol/chunking.py": [
+        "tests.test_chunking_defaults",
+        "tests.test_chunking",
+        "tests.test_admin",
+    ],
     "gridreg/registry/database.py": [
         "tests.test_registry_database",
         "tests.test_admin",
