@@ -22,6 +22,7 @@ from gridreg.protocol.errors import NotMasterError, RegistryUserError
 from gridreg.registry import slave_role
 from gridreg.registry.epochs import EpochHistory
 from gridreg.registry.roles import IReplicaRole
+from gridreg.store.records import Mutation
 from tests.test_replication import HOST, Grid, hello
 
 
@@ -102,6 +103,23 @@ class SlaveRoleTests(OneSlave):
         )
         slave.role._set_active(["Master", "Replica1"])
         self.assertEqual(len(events), 1, "said once")
+
+    def test_a_changed_replica_record_is_published_at_once(self) -> None:
+        """
+        The master's endpoints change in the replicated records (it moved):
+        the slave's InternalRegistry-Master and its refusals follow the record.
+        """
+        moved = {
+            "client": "tcp -h 127.0.0.1 -p 7061",
+            "server": "tcp -h 127.0.0.1 -p 7062",
+            "internal": "tcp -h 127.0.0.1 -p 7063",
+        }
+        d = self.master.database.commit([Mutation("replica", "Master", moved)])
+        self.successResultOf(self.settled(d))
+        self.grid.run_until(lambda: self.slave.store.serial == self.master.store.serial)
+        internal = self.slave.state.find_object(Identity("InternalRegistry-Master", "DemoIceGrid"))
+        self.assertEqual(internal.proxy.endpoints[0].port, 7063)
+        self.assertIn("-p 7061", self.role.write_refusal())
 
     def test_the_role_interface(self) -> None:
         self.assertTrue(verifyObject(IReplicaRole, self.role))
