@@ -19,7 +19,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.protocol.chunking import CHUNK_SIZE, BeginTransfer, TransferChunk, TransferReceiver
 from gridreg.protocol.commands import InstallSnapshot, PushChanges, ReplicaSetChanged
-from gridreg.protocol.errors import DuplicateReplicaError, QuorumError, SyncError
+from gridreg.protocol.errors import (
+    DuplicateReplicaError,
+    QuorumError,
+    SyncError,
+    TransferError,
+)
 from gridreg.registry import master as master_module
 from gridreg.registry.master import _BATCH_BYTES, INLINE_BYTES, MasterReplication, SlaveSession
 from gridreg.registry.snapshots import snapshot_from_json
@@ -192,6 +197,20 @@ class RegisterTests(MasterTests):
         self.assertEqual(self.master.sessions["R1"].database_id, self.store.database_id)
         self.assertEqual(self.master.sessions["R1"].serial, 2)
         self.assertIn("R1", self.master.live_slaves())
+
+    def test_a_snapshot_chunk_that_fails_drops_the_slave(self) -> None:
+        """The errback of a failed chunk ends the sync: the slave is dropped, not left waiting."""
+        self.commit(2)
+        slave = FakeSlave()
+        slave.failing[TransferChunk] = TransferError("chunk 0 of transfer refused")
+        self.master.register(slave, "R1", {}, "another-database", 0)
+        self.clock.advance(0)
+        self.assertNotIn(InstallSnapshot, slave.commands())
+        self.assertNotIn("R1", self.master.sessions)
+        status = self.master.statuses["R1"]
+        self.assertEqual(status.state, "failed")
+        self.assertEqual(status.reason, "sync failed: chunk 0 of transfer refused")
+        self.assertEqual(slave.transport.aborted, 1)
 
     def test_a_slave_ahead_of_the_master_gets_a_snapshot(self) -> None:
         self.commit(2)
