@@ -198,6 +198,19 @@ class RegisterTests(MasterTests):
         self.assertEqual(self.master.sessions["R1"].serial, 2)
         self.assertIn("R1", self.master.live_slaves())
 
+    def test_a_change_committed_right_after_registration_waits_for_the_sync(self) -> None:
+        """
+        A write that commits in the same turn as a registration is sent after
+        what the slave missed, so the slave receives every serial in order.
+        """
+        self.commit(1)
+        slave = FakeSlave()
+        self.master.register(slave, "R1", {}, self.store.database_id, 0)
+        committed, d = self.write()
+        self.clock.advance(0)
+        self.assertEqual(slave.applied, [1, committed.serial])
+        self.assertIn("R1", self.master.live_slaves())
+
     def test_a_snapshot_chunk_that_fails_drops_the_slave(self) -> None:
         """The errback of a failed chunk ends the sync: the slave is dropped, not left waiting."""
         self.commit(2)
