@@ -25,6 +25,7 @@ from gridreg.ice.stringify import proxy_from_string
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
 from gridreg.protocol.errors import NotMasterError, RegistryUserError
 from gridreg.registry.database import RegistryDatabase
+from gridreg.registry.descriptors import DescriptorError
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.memory import MemoryStore
@@ -274,3 +275,45 @@ class ObjectTests(DatabaseTests):
         failure = self.failureResultOf(self.database.remove_object(identity), DeploymentException)
         self.assertIn(f"is deployed by application `{name}'", str(failure.value))
         self.assertIsNotNone(self.state.find_object(identity))
+
+
+OTHER_APP = """<icegrid>
+  <application name="OtherApp">
+    <replica-group id="OtherGroup">
+      <object identity="other" type="::Demo::Hello"/>
+    </replica-group>
+  </application>
+</icegrid>
+"""
+
+
+class ApplicationTests(DatabaseTests):
+    def test_an_update_is_traced_as_such(self) -> None:
+        self.database = self.make(dynamic=True, trace=1)
+        self.successResultOf(self.database.add_application(demo_xml()))
+        self.successResultOf(self.database.add_application(demo_xml(), update=True))
+        text = self.messages()
+        self.assertIn("[Application] application `DemoApp' added", text)
+        self.assertIn("[Application] application `DemoApp' updated", text)
+
+    def test_an_update_may_not_take_another_application_s_object(self) -> None:
+        self.successResultOf(self.database.add_application(demo_xml()))
+        self.successResultOf(self.database.add_application(OTHER_APP))
+        taking = demo_xml().replace(
+            '<object identity="hello" type="::Demo::Hello"/>',
+            '<object identity="hello" type="::Demo::Hello"/>\n'
+            '      <object identity="other" type="::Demo::Hello"/>',
+        )
+        self.assertIn('identity="other"', taking)
+        serial = self.store.serial
+        self.failureResultOf(self.database.add_application(taking, update=True), DescriptorError)
+        self.assertEqual(self.store.serial, serial)
+
+    def test_an_application_may_not_take_an_object_the_admin_added(self) -> None:
+        self.successResultOf(self.database.add_object(proxy_from_string("other@A")))
+        failure = self.failureResultOf(self.database.add_application(OTHER_APP), DescriptorError)
+        self.assertIn("object `/other' was added by the admin", str(failure.value))
+        self.assertNotIn("OtherApp", self.state.deployed.derived)
+
+    def test_the_default_bound_on_a_change_is_64_mib(self) -> None:
+        self.assertEqual(self.database.max_change_bytes, 64 * 1024 * 1024)
