@@ -278,7 +278,8 @@ class RegisterTests(SlaveTests):
             (call,) = [c for c in self.reactor.getDelayedCalls() if c.active()]
             delays.append(call.getTime() - self.reactor.seconds())
             call.cancel()
-        self.assertEqual(delays, [0.5, 1.0, 2.0, 4.0, MAX_RETRY_DELAY, MAX_RETRY_DELAY])
+        self.assertEqual(delays, [0.5, 1.0, 2.0, 4.0, 5.0, 5.0])
+        self.assertEqual(MAX_RETRY_DELAY, 5.0)
         self.control.refusal = None
         d, _, _ = self.register()
         self.successResultOf(d)
@@ -362,6 +363,8 @@ class SessionTests(SlaveTests):
         self.assertEqual(self.slave.status.state, "disconnected")
         self.assertEqual(self.active, [[]])
         self.assertIn("lost the session with the master", self.messages())
+        self.reactor.advance(2 * SESSION_TIMEOUT)
+        self.assertNotIn("keepalive", self.messages(), "no keepalive goes to a lost master")
 
     def test_losing_another_connection_changes_nothing(self) -> None:
         d, protocol, pump = self.register()
@@ -522,6 +525,15 @@ class ResponderTests(SlaveTests):
         self.assertIn(
             "could not apply what the master sent: disk is full", self.slave.status.reason
         )
+        self.flushLoggedErrors()
+
+    def test_changes_of_another_database_are_refused_over_amp(self) -> None:
+        payload = "[" + change_to_json(change(1, "a")) + "]"
+        answer = self.call(PushChanges, database_id="other", changes=payload, transfer="")
+        failure = self.failureResultOf(answer, SyncError)
+        self.assertIn("changes of database other", failure.getErrorMessage())
+        self.assertIn("changes of database other", self.slave.status.reason)
+        self.assertFalse(self.protocol.transport.disconnecting, "a declared error")
         self.flushLoggedErrors()
 
     def test_a_snapshot_through_a_transfer(self) -> None:
