@@ -292,9 +292,14 @@ class ApplicationTests(DatabaseTests):
         self.database = self.make(dynamic=True, trace=1)
         self.successResultOf(self.database.add_application(demo_xml()))
         self.successResultOf(self.database.add_application(demo_xml(), update=True))
-        text = self.messages()
-        self.assertIn("[Application] application `DemoApp' added", text)
-        self.assertIn("[Application] application `DemoApp' updated", text)
+        traced = [line for line in self.messages().splitlines() if "[Application]" in line]
+        self.assertEqual(
+            traced,
+            [
+                "[Application] application `DemoApp' added",
+                "[Application] application `DemoApp' updated",
+            ],
+        )
 
     def test_an_update_may_not_take_another_application_s_object(self) -> None:
         self.successResultOf(self.database.add_application(demo_xml()))
