@@ -58,6 +58,55 @@ MODULES: dict[str, list[str]] = {
         "tests.test_ice_messages_mutants",
         "tests.test_ice_vectors",
     ],
+    "gridreg/registry/master.py": [
+        "tests.test_master_fanout",
+        "tests.test_replication",
+        "tests.test_fencing",
+        "tests.test_initdb",
+    ],
+    "gridreg/registry/slave.py": [
+        "tests.test_slave_sync",
+        "tests.test_replication",
+        "tests.test_fencing",
+        "tests.test_initdb",
+    ],
+    "gridreg/registry/master_role.py": [
+        "tests.test_master_role",
+        "tests.test_fencing",
+        "tests.test_initdb",
+        "tests.test_replication",
+    ],
+    "gridreg/registry/slave_role.py": [
+        "tests.test_slave_role",
+        "tests.test_replication",
+        "tests.test_fencing",
+        "tests.test_initdb",
+    ],
+    "gridreg/registry/epochs.py": [
+        "tests.test_epoch_display",
+        "tests.test_epochs",
+        "tests.test_fencing",
+        "tests.test_initdb",
+    ],
+    "gridreg/protocol/chunking.py": [
+        "tests.test_chunking_defaults",
+        "tests.test_chunking",
+        "tests.test_admin",
+    ],
+    "gridreg/registry/database.py": [
+        "tests.test_registry_database",
+        "tests.test_admin",
+        "tests.test_applications",
+        "tests.test_client_registration",
+        "tests.test_registry_vectors",
+        "tests.test_query_by_type",
+        "tests.test_replication",
+    ],
+    "gridreg/registry/_slave_session_machine.py": [
+        "tests.test_slave_session_transitions",
+        "tests.test_slave_session_machine",
+        "tests.test_replication",
+    ],
 }
 
 #: Binary operator replacements kept: each operator's natural counterpart.

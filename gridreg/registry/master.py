@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock, TimeoutError, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -232,13 +232,18 @@ class MasterReplication:
                 database_id=database_id,
                 sync=sync,
             )
-        self.clock.callLater(0, self._sync, session)
+        self._sync(session)
         return {"database_id": self.store.database_id, "serial": self.store.serial, "sync": sync}
 
     def _sync(self, session: SlaveSession) -> None:
         started = self.clock.seconds()
 
         def catch_up() -> Deferred[None]:
+            # queued now, so that a change replicated meanwhile waits behind it;
+            # sent on the next turn, once the slave has its registration's answer
+            return deferLater(self.clock, 0, send)
+
+        def send() -> Deferred[None]:
             if session.serial >= 0:
                 d = self.store.changes_since(session.serial)
 
@@ -401,7 +406,7 @@ class MasterReplication:
     def announce(self, replicas: dict[str, dict[str, str]]) -> None:
         """Tell every live slave which replicas are active."""
         payload = json.dumps(replicas)
-        for session in self.sessions.values():
+        for session in list(self.sessions.values()):
             if session.live:
                 session.protocol.callRemote(ReplicaSetChanged, replicas=payload).addErrback(
                     lambda f, s=session: self.drop(s, f"replica set not delivered: {self._why(f)}")
