@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectError
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger, formatEvent
 from twisted.protocols import amp
@@ -579,19 +580,31 @@ class ResponderTests(SlaveTests):
 
 class MasterEndpointTests(SynchronousTestCase):
     class Candidate:
-        def __init__(self, name: str, calls: list[str], works: bool) -> None:
+        def __init__(self, name: str, calls: list[str], works: Optional[bool]) -> None:
             self.name, self.calls, self.works = name, calls, works
 
         def connect(self, factory: Any) -> Deferred[Any]:
             self.calls.append(self.name)
+            if self.works is None:
+                return Deferred()  # a hung master: TCP accepted, TLS never finishes
             if self.works:
                 return succeed(self.name)
             return fail(ConnectError(string=f"{self.name} refused"))
 
-    def endpoint(self, works: dict[str, bool]) -> tuple[MasterEndpoint, list[str]]:
+    def endpoint(self, works: dict[str, Optional[bool]]) -> tuple[MasterEndpoint, list[str]]:
         calls: list[str] = []
         candidates = [self.Candidate(n, calls, ok) for n, ok in works.items()]
-        return MasterEndpoint(lambda: succeed(candidates)), calls
+        self.clock = Clock()
+        return MasterEndpoint(lambda: succeed(candidates), self.clock, 5.0), calls
+
+    def test_a_hung_candidate_times_out_and_the_next_is_tried(self) -> None:
+        endpoint, calls = self.endpoint({"hung": None, "b": True})
+        d = endpoint.connect(None)
+        self.clock.advance(4.9)
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), "b")
+        self.assertEqual(calls, ["hung", "b"])
 
     def test_each_attempt_starts_one_further(self) -> None:
         endpoint, calls = self.endpoint({"a": True, "b": True, "c": True})
@@ -700,7 +713,9 @@ class TuningTests(SlaveTests):
 
         from twisted.internet.interfaces import IStreamClientEndpoint
 
-        self.assertTrue(verifyObject(IStreamClientEndpoint, MasterEndpoint(lambda: succeed([]))))
+        self.assertTrue(
+            verifyObject(IStreamClientEndpoint, MasterEndpoint(lambda: succeed([]), Clock(), 5.0))
+        )
 
     def test_stopping_fires_once_the_connection_is_closed(self) -> None:
         self.slave.startService()
