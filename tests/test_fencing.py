@@ -12,13 +12,14 @@ from typing import Any, Optional
 
 import attrs
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.protocol.errors import NotMasterError, QuorumError
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.epochs import EpochHistory
 from gridreg.registry.service import RegistryService
+from gridreg.store.interfaces import StoreError
 from gridreg.store.memory import MemoryStore
 from tests._helpers import MemoryNetwork
 from tests.test_replication import HOST, hello, registry_properties
@@ -150,6 +151,31 @@ class EpochTests(SynchronousTestCase):
         self.assertTrue(master.role.opened)
         self.assertEqual(epoch_of(master).number, 2)
         del slave
+
+
+class OpeningTests(SynchronousTestCase):
+    def test_a_master_that_cannot_open_its_epoch_refuses_writes_and_retries(self) -> None:
+        grid = Grid(self)
+        store = grid.stores["Master"] = MemoryStore()
+        real_commit = store.commit
+        failures = [StoreError("registry.sqlite: database or disk is full")]
+
+        def commit(mutations: Any) -> Deferred[Any]:
+            if failures:
+                return fail(failures.pop())
+            return real_commit(mutations)
+
+        self.patch(store, "commit", commit)
+        master = grid.start("Master")
+        queued = master.database.add_object(hello("queued"))
+        grid.network.flush()
+        self.assertFalse(master.role.opened)
+        failure = self.failureResultOf(queued, NotMasterError)
+        self.assertIn("could not open its epoch yet: registry.sqlite", failure.getErrorMessage())
+        self.assertNotIn(hello("queued").identity, master.state.objects)
+        grid.run_until(lambda: master.role.opened, limit=5)
+        self.assertEqual(epoch_of(master).number, 1)
+        self.successResultOf(settled(grid, master.database.add_object(hello("later"))))
 
 
 class FencingTests(SynchronousTestCase):

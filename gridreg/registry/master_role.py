@@ -37,6 +37,10 @@ from gridreg.registry.replica_status import DISCONNECTED, LIVE, REFUSED, Replica
 from gridreg.registry.roles import IReplicaRole, Replica
 
 
+#: how long a master waits before trying again to open its epoch
+OPEN_RETRY_DELAY = 1.0
+
+
 @implementer(IReplicaRole)
 class MasterRole:
     """
@@ -61,6 +65,9 @@ class MasterRole:
         )
         self.history = EpochHistory()
         self.opened = False
+        #: why the last attempt to open the epoch failed, until one succeeds
+        self.not_opened: Optional[str] = None
+        self._retry: Any = None
         self.fenced: Optional[str] = None
         self._watch = LoopingCall(self._watch_for_newer_epochs)
         self._watch.clock = replica.reactor
@@ -73,6 +80,8 @@ class MasterRole:
     def write_refusal(self) -> Optional[str]:
         if self.fenced is not None:
             return f"this master no longer accepts writes: {self.fenced}"
+        if self.not_opened is not None:
+            return f"the master could not open its epoch yet: {self.not_opened}"
         if self.readonly:
             return "this master was started with --readonly: it serves reads and refuses writes"
         return None
@@ -160,11 +169,28 @@ class MasterRole:
                 serial=replica.store.serial,
             )
             return
-        replica.database.exclusively(lambda: Deferred.fromCoroutine(self._open())).addErrback(
-            lambda f: self.log.failure("The master could not open its epoch", f)
+        self._begin_opening()
+
+    def _begin_opening(self) -> None:
+        """Open the epoch under the write lock; if that fails, refuse writes and retry."""
+
+        def failed(failure: Failure) -> None:
+            self.log.error(
+                "[Replica] the master could not open its epoch ({reason}); it refuses writes "
+                "and tries again in {delay:g} s",
+                reason=self.not_opened,
+                delay=OPEN_RETRY_DELAY,
+            )
+            self._retry = self.replica.reactor.callLater(OPEN_RETRY_DELAY, self._begin_opening)
+
+        self._retry = None
+        self.replica.database.exclusively(lambda: Deferred.fromCoroutine(self._open())).addErrback(
+            failed
         )
 
     def stop(self) -> Deferred[Any]:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
         if self._watch.running:
             self._watch.stop()
         self.replication.stop_watching()
@@ -200,7 +226,18 @@ class MasterRole:
         )
 
     async def _open(self) -> None:
-        """Begin a new epoch, unless another master runs or a newer epoch exists."""
+        """
+        Begin a new epoch, unless another master runs or a newer epoch exists.
+        A failure is recorded here, with the write lock still held, so that no
+        write queued behind the opening commits outside an epoch.
+        """
+        try:
+            await self._open_epoch()
+        except BaseException as exc:
+            self.not_opened = str(exc) or type(exc).__name__
+            raise
+
+    async def _open_epoch(self) -> None:
         answers = await self._survey(live_too=True)
         stored = self.history.current
         masters = [a for a in answers if a.master]
@@ -230,12 +267,14 @@ class MasterRole:
         history = self.history.begin(new_epoch(latest), replica.store.serial + 1)
         own = replica.directory.own
         records = replica.directory.changed_records({MASTER: own.to_json()}) if own else []
+        self.not_opened = None  # a retry: its own commit must not be refused
         committed = await replica.database.write_locked(lambda: [epoch_mutation(history), *records])
         if committed is not None:
             # the slaves get the epoch when they register: no quorum to wait for
             committed[1].addErrback(lambda _: None)
         self.history = history
         self.opened = True
+        self.not_opened = None
         self.replication.start_watching()
         self.log.info(
             "[Replica] master opened epoch {epoch} at serial {serial}",
