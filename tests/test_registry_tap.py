@@ -171,6 +171,47 @@ class OptionsTests(SynchronousTestCase):
             "internal endpoints need mutual TLS", self.refused("--replica-name", "Replica1")
         )
 
+    def test_readonly_and_initdb_as_icegridregistry_spells_them(self) -> None:
+        self.assertTrue(self.config("--readonly").readonly)
+        self.assertFalse(self.config().readonly)
+        for args in (["--initdb-from-replica", "Replica1"], ["--initdb-from-replica=Replica1"]):
+            self.assertEqual(self.config(*args).initdb_from_replica, "Replica1")
+        self.assertIsNone(self.config().initdb_from_replica)
+
+    def test_readonly_is_for_the_master(self) -> None:
+        message = self.refused(
+            "--readonly",
+            "--replica-name",
+            "Replica1",
+            "--property",
+            "GridReg.Internal.Insecure=1",
+        )
+        self.assertEqual(
+            message, "--readonly applies to the master: a slave refuses writes already"
+        )
+
+    def test_initdb_names_another_replica(self) -> None:
+        self.assertEqual(
+            self.refused("--initdb-from-replica", "Master"),
+            "--initdb-from-replica names another replica, not `Master'",
+        )
+
+    def test_quorum_properties(self) -> None:
+        config = self.config(
+            "--property",
+            "GridReg.Replication.MinAcks=2",
+            "--property",
+            "GridReg.Replication.EpochCheckInterval=3",
+        )
+        self.assertEqual((config.min_acks, config.epoch_check_interval), (2, 3.0))
+        self.assertIn(
+            "must be 0 or more", self.refused("--property", "GridReg.Replication.MinAcks=-1")
+        )
+        self.assertIn(
+            "must be more than 0",
+            self.refused("--property", "GridReg.Replication.EpochCheckInterval=0"),
+        )
+
 
 class MakeServiceTests(SynchronousTestCase):
     def setUp(self) -> None:
