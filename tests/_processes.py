@@ -21,7 +21,7 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -133,7 +133,13 @@ async def _start_registry(
     config_file: Path,
     data_dir: Path,
     timeout: float | None,
+    listening: Callable[[dict[str, Any]], bool] | None = None,
 ) -> RunningRegistry:
+    """
+    Spawn a registry; with a C{timeout}, wait until it listens: for the
+    C{listening} log event when given (so a port that another process
+    happened to hold is not taken for ours), and for its client port.
+    """
     client_port = endpoint_port(properties["IceGrid.Registry.Client.Endpoints"])
     if client_port is None:
         raise ValueError("IceGrid.Registry.Client.Endpoints needs an explicit -p PORT")
@@ -150,11 +156,18 @@ async def _start_registry(
     if timeout is None:
         return registry
     try:
+        if listening is not None:
+            await process.next_event(listening, timeout=timeout)
         await wait_for_port(reactor, LOOPBACK, client_port, timeout, process)
     except BaseException:
         await process.terminate()
         raise
     return registry
+
+
+def _gridregistry_listens(event: dict[str, Any]) -> bool:
+    """twist's log event of a gridregistry that listens on all its endpoints."""
+    return str(event.get("log_format", "")).startswith("Registry {replica} serves clients on")
 
 
 def start_icegridregistry(
@@ -252,6 +265,7 @@ def start_gridregistry(
             config_file,
             data_dir,
             timeout if wait else None,
+            _gridregistry_listens,
         )
     )
 
