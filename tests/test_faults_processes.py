@@ -213,17 +213,26 @@ class SlaveFaultTests(TestCase):
         (The slave may also come back earlier by the master's address it
         stored, which bypasses the proxy: a second route, not a failure.)
         """
-        grid = FaultGrid(self, (MASTER, SLAVE))
-        proxy = await TcpProxy(reactor, ("127.0.0.1", grid.ports[MASTER]["internal"])).start()
-        self.addCleanup(proxy.stop)
-        locator = await FakeLocator(
-            reactor, "DemoIceGrid", {"DemoIceGrid/InternalRegistry-Master": proxy.endpoint}
-        ).start()
-        self.addCleanup(locator.stop)
-        grid.overrides[SLAVE] = {"Ice.Default.Locator": locator.locator}
-        writer = await live_grid(self, grid)
+        grid, proxy, writer = await grid_with_slave_behind_proxy(self)
         self.assertGreaterEqual(proxy.connected, 1, "the slave's session runs through the proxy")
         await self._check_delay_then_catch_up(grid, writer, proxy.blackhole, proxy.heal)
+
+
+async def grid_with_slave_behind_proxy(testcase: TestCase) -> tuple[Any, TcpProxy, Any]:
+    """
+    A master and a live slave whose locator sends it to the master through a
+    TCP proxy the test controls; returns the grid, the proxy and a writer.
+    """
+    grid = FaultGrid(testcase, (MASTER, SLAVE))
+    proxy = await TcpProxy(reactor, ("127.0.0.1", grid.ports[MASTER]["internal"])).start()
+    testcase.addCleanup(proxy.stop)
+    locator = await FakeLocator(
+        reactor, "DemoIceGrid", {"DemoIceGrid/InternalRegistry-Master": proxy.endpoint}
+    ).start()
+    testcase.addCleanup(locator.stop)
+    grid.overrides[SLAVE] = {"Ice.Default.Locator": locator.locator}
+    writer = await live_grid(testcase, grid)
+    return grid, proxy, writer
 
 
 class LostResetTests(TestCase):
@@ -238,15 +247,7 @@ class LostResetTests(TestCase):
         nobody serves. It must notice by itself (IceGrid slaves keep their
         session alive) and catch up within 3 x ReplicaSessionTimeout.
         """
-        grid = FaultGrid(self, (MASTER, SLAVE))
-        proxy = await TcpProxy(reactor, ("127.0.0.1", grid.ports[MASTER]["internal"])).start()
-        self.addCleanup(proxy.stop)
-        locator = await FakeLocator(
-            reactor, "DemoIceGrid", {"DemoIceGrid/InternalRegistry-Master": proxy.endpoint}
-        ).start()
-        self.addCleanup(locator.stop)
-        grid.overrides[SLAVE] = {"Ice.Default.Locator": locator.locator}
-        writer = await live_grid(self, grid)
+        grid, proxy, writer = await grid_with_slave_behind_proxy(self)
         proxy.partition()
         delayed = await timed_add(writer, "faults/during")
         self.assertGreaterEqual(delayed, SESSION_TIMEOUT * 0.7, "the master dropped the slave")

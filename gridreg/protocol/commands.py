@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from twisted.protocols import amp
 
+from gridreg.protocol import chunking
 from gridreg.protocol.errors import (
     ApplicationError,
     DivergedError,
@@ -39,8 +40,9 @@ from gridreg.protocol.errors import (
 #: 2: one chunked channel for snapshots, large changes and uploads; epochs
 PROTOCOL_VERSION = 2
 
-#: the largest slice of a description, well below AMP's 65,535 limit
-CHUNK_SIZE = 60_000
+#: a description is answered in slices of at most this many characters, the
+#: chunk size of the blob channel (well below AMP's 65,535 per value)
+CHUNK_SIZE = chunking.CHUNK_SIZE
 
 _COMMON_ERRORS = {
     QuorumError: b"QUORUM",

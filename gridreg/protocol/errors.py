@@ -8,6 +8,11 @@ caller gets the same exception class back instead of a dropped connection.
 
 from __future__ import annotations
 
+from typing import Optional
+
+from twisted.internet.defer import TimeoutError
+from twisted.python.failure import Failure
+
 
 class NotAuthorizedError(Exception):
     """The peer's certificate or claimed role does not allow this."""
@@ -57,3 +62,13 @@ class DivergedError(Exception):
     the master does not have (or the other way round, a stale master). The
     message says which; an operator decides (C{--initdb-from-replica}).
     """
+
+
+def failure_reason(failure: Failure, timeout: Optional[float] = None) -> str:
+    """
+    A failed call in words for logs and C{registry list}: a timeout says how
+    long it waited (when known) instead of showing C{TimeoutError}'s arguments.
+    """
+    if failure.check(TimeoutError):
+        return f"no answer within {timeout:g} s" if timeout is not None else "no answer in time"
+    return failure.getErrorMessage()

@@ -17,10 +17,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
 
-from gridreg.ice.types import Endpoint
 from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.commands import PROTOCOL_VERSION, FetchDatabase, Hello
-from gridreg.registry.discovery import ReplicaEndpoints, internal_identity
+from gridreg.registry.discovery import ReplicaEndpoints
 from gridreg.registry.peers import Peers
 from gridreg.registry.slave import MAX_REPLICATION_BYTES
 from gridreg.registry.snapshots import snapshot_from_json
@@ -44,23 +43,6 @@ class _Factory(Factory):
     protocol = _Receiving
 
 
-async def _where(peers: Peers, name: str, stored: dict[str, Any]) -> list[Endpoint]:
-    """The named replica's internal endpoints: from the locator, then as stored."""
-    endpoints: list[Endpoint] = []
-    identity = internal_identity(peers.config.instance_name, name)
-    for client in peers.locator_clients(()):
-        try:
-            proxy = await client.find_object_by_id(identity)
-        except Exception:  # this locator does not know it, or is down: ask the next
-            continue
-        endpoints.extend(e for e in proxy.endpoints if e not in endpoints)
-    if name in stored:
-        endpoints.extend(
-            e for e in ReplicaEndpoints.from_json(stored[name]).internal if e not in endpoints
-        )
-    return endpoints
-
-
 async def fetch_database(
     peers: Peers, name: str, stored: dict[str, Any], timeout: float
 ) -> StoreState:
@@ -70,7 +52,9 @@ async def fetch_database(
     @param stored: the replica endpoints this replica's own database holds.
     @raise InitdbError: nobody answers as C{name}, or the copy failed.
     """
-    endpoints = await _where(peers, name, stored)
+    endpoints = await peers.internal_endpoints(
+        name, None, ReplicaEndpoints.from_json(stored[name]) if name in stored else None
+    )
     if not endpoints:
         raise InitdbError(
             f"--initdb-from-replica {name}: no endpoints for replica `{name}' "

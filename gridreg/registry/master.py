@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Optional
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock, TimeoutError, succeed
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.commands import InstallSnapshot, PushChanges, ReplicaSetChanged
-from gridreg.protocol.errors import DuplicateReplicaError, QuorumError
+from gridreg.protocol.errors import DuplicateReplicaError, QuorumError, failure_reason
 from gridreg.registry.snapshots import snapshot_to_json
 from gridreg.registry.replica_status import DISCONNECTED, FAILED, LIVE, SYNCING, ReplicaStatus
 from gridreg.registry.trace import TraceLevels
@@ -360,10 +360,7 @@ class MasterReplication:
         return self._quorum(change, pushes)
 
     def _why(self, failure: Failure) -> str:
-        """A failure in words; a timeout says how long it waited."""
-        if failure.check(TimeoutError):
-            return f"no answer within {self.timeout:g} s"
-        return failure.getErrorMessage()
+        return failure_reason(failure, self.timeout)
 
     def _unacknowledged(self, session: SlaveSession, failure: Failure) -> bool:
         self.drop(session, f"no acknowledgement: {self._why(failure)}")

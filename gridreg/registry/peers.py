@@ -89,10 +89,20 @@ class Peers:
         Asking each one (not just the first that answers) matters after a
         promotion, when some replicas still name the old master.
         """
+        return await self.internal_endpoints(MASTER, own, stored)
+
+    async def internal_endpoints(
+        self, name: str, own: Optional[ReplicaEndpoints], stored: Optional[ReplicaEndpoints]
+    ) -> list[Endpoint]:
+        """
+        Replica C{name}'s internal endpoints: those of its
+        C{InternalRegistry-<name>} as every replica in C{Ice.Default.Locator}
+        answers it (all asked at once), then C{stored}; never C{own}'s.
+        """
 
         async def ask(client: Any) -> tuple[Endpoint, ...]:
             proxy = await client.find_object_by_id(
-                internal_identity(self.config.instance_name, MASTER)
+                internal_identity(self.config.instance_name, name)
             )
             return tuple(proxy.endpoints)
 

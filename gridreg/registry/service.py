@@ -107,14 +107,6 @@ class RegistryService(Service):
         return self.ports["client"]
 
     @property
-    def own(self) -> Optional[ReplicaEndpoints]:
-        return self.directory.own
-
-    @property
-    def active(self) -> list[str]:
-        return self.directory.active
-
-    @property
     def master(self) -> Any:
         """The master's replication (sessions, fan-out), or None on a slave."""
         return self.role.replication if isinstance(self.role, MasterRole) else None
@@ -264,13 +256,6 @@ class RegistryService(Service):
         return self._readiness.when_ready()
 
     # -- what the admin sees -------------------------------------------------------------
-
-    def replica_endpoints(self, name: str) -> Optional[ReplicaEndpoints]:
-        return self.directory.endpoints_of(name)
-
-    def not_master_message(self) -> str:
-        """Why this replica refuses writes (a slave's names the master)."""
-        return self.role.write_refusal() or "this replica accepts writes"
 
     def replica_info(self) -> list[dict[str, Any]]:
         """Every known replica: name, role, endpoints, serial, lag, alive, state and why."""

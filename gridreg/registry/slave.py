@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredLock, TimeoutError, fail, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredLock, fail, maybeDeferred
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -36,7 +36,12 @@ from gridreg.protocol.commands import (
     ReplicaKeepAlive,
     ReplicaSetChanged,
 )
-from gridreg.protocol.errors import DivergedError, DuplicateReplicaError, SyncError
+from gridreg.protocol.errors import (
+    DivergedError,
+    DuplicateReplicaError,
+    SyncError,
+    failure_reason,
+)
 from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
 from gridreg.registry._slave_session_machine import build_slave_session
 from gridreg.registry.replica_status import ReplicaStatus
@@ -210,7 +215,7 @@ class SlaveReplication(Service):
                 self.log.warn(
                     "[Replica] the master did not answer a keepalive ({reason}): "
                     "dropping the session and looking for it again",
-                    reason=_why(failure),
+                    reason=failure_reason(failure),
                 )
                 connection.transport.abortConnection()
 
@@ -264,7 +269,7 @@ class SlaveReplication(Service):
                 )
 
         def refused(failure: Failure) -> None:
-            reason = f"registration with the master failed: {_why(failure)}"
+            reason = f"registration with the master failed: {failure_reason(failure)}"
             operator = failure.check(DuplicateReplicaError, DivergedError, StaleMasterError)
             if operator:
                 self._session.refused(reason)
@@ -277,14 +282,14 @@ class SlaveReplication(Service):
                     "Replica `{replica}' cannot sync with this master: {reason} "
                     "(asking again in {delay:g} s)",
                     replica=self.replica_name,
-                    reason=_why(failure),
+                    reason=failure_reason(failure),
                     delay=delay,
                 )
             else:
                 self.log.info(
                     "[Replica] registration with the master failed: {reason} "
                     "(trying again in {delay:g} s)",
-                    reason=_why(failure),
+                    reason=failure_reason(failure),
                     delay=delay,
                 )
             # The connection is closed here, after the delay, not by failing
@@ -415,13 +420,6 @@ class SlaveReplication(Service):
             replica_group_id=replica_group_id,
             proxy=proxy,
         ).addTimeout(self.request_timeout, self.reactor)
-
-
-def _why(failure: Failure) -> str:
-    """A failure in words; a timeout says so instead of showing its arguments."""
-    if failure.check(TimeoutError):
-        return "no answer in time"
-    return failure.getErrorMessage()
 
 
 class StaleMasterError(SyncError):
