@@ -142,7 +142,7 @@ class ServerTests(SynchronousTestCase):
             '<object identity="cat/o" type="::T" property="Ad.Identity"/></adapter>'
             '<log path="ignored.log"/>',
             'id="S" exe="run" pwd="/tmp" activation="always" activation-timeout="7" '
-            'deactivation-timeout="8" user="ignored"',
+            'deactivation-timeout="8" user="svc"',
         )
         self.assertEqual(
             s,
@@ -168,6 +168,7 @@ class ServerTests(SynchronousTestCase):
                     ),
                 ),
                 "d",
+                "svc",
             ),
         )
 
@@ -718,3 +719,25 @@ class FuzzTests(SynchronousTestCase):
             parse_application(text)
         except DescriptorError:
             pass
+
+
+class ServerJsonTests(SynchronousTestCase):
+    """What a replica sends a node: a server descriptor survives JSON unchanged."""
+
+    def test_round_trip(self) -> None:
+        import json
+
+        from gridreg.registry.descriptors import server_from_json, server_to_json
+
+        s = server(
+            '<option>-v</option><env>A=b</env><property name="P" value="1"/>'
+            '<adapter name="Ad" endpoints="tcp"><object identity="o" type="::T"/></adapter>',
+            'id="S" exe="run" activation="on-demand" user="svc"',
+        )
+        self.assertEqual(server_from_json(json.loads(json.dumps(server_to_json(s)))), s)
+
+    def test_malformed(self) -> None:
+        from gridreg.registry.descriptors import DescriptorError, server_from_json
+
+        with self.assertRaises(DescriptorError):
+            server_from_json({"id": "S"})

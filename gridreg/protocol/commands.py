@@ -38,7 +38,8 @@ from gridreg.protocol.errors import (
 )
 
 #: 2: one chunked channel for snapshots, large changes and uploads; epochs
-PROTOCOL_VERSION = 2
+#: 3: node sessions (gridreg.protocol.node_commands)
+PROTOCOL_VERSION = 3
 
 #: a description is answered in slices of at most this many characters, the
 #: chunk size of the blob channel (well below AMP's 65,535 per value)

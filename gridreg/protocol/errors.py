@@ -72,3 +72,18 @@ def failure_reason(failure: Failure, timeout: Optional[float] = None) -> str:
     if failure.check(TimeoutError):
         return f"no answer within {timeout:g} s" if timeout is not None else "no answer in time"
     return failure.getErrorMessage()
+
+
+class NodeError(Exception):
+    """
+    A node could not do what a replica asked of a server: start it (the
+    process failed, or its adapters did not register within the activation
+    timeout), stop it, or signal it. The message says which server and why.
+    """
+
+
+class NodeUnreachableError(Exception):
+    """
+    The replica that got the request has no session with the server's node
+    (never registered, timed out, or gone). The message names the node.
+    """

@@ -124,6 +124,8 @@ class ServerDescriptor:
     @ivar activation_timeout: seconds, 0 for the node's default.
     @ivar deactivation_timeout: seconds, 0 for the node's default.
     @ivar properties: Ice properties in order; a later duplicate wins.
+    @ivar user: the account to run the server as; C{""} for the node's own
+        (a node running as root then uses C{nobody}, as IceGrid does).
     """
 
     id: str
@@ -137,6 +139,8 @@ class ServerDescriptor:
     properties: tuple[tuple[str, str], ...] = ()
     adapters: tuple[AdapterDescriptor, ...] = ()
     description: str = ""
+    #: the account the node runs the server as ("" for the node's own)
+    user: str = ""
 
 
 @attrs.frozen

@@ -255,8 +255,8 @@ class _ApplicationParser:
     ) -> ServerDescriptor:
         a = at.attributes(
             required=("id", "exe"),
-            optional=("pwd", "activation", "activation-timeout", "deactivation-timeout"),
-            ignored=("application-distrib", "allocatable", "user", "ice-version"),
+            optional=("pwd", "activation", "activation-timeout", "deactivation-timeout", "user"),
+            ignored=("application-distrib", "allocatable", "ice-version"),
         )
         server_id = at.value(a["id"], "server id")
         at = at.named(server_id)
@@ -312,6 +312,7 @@ class _ApplicationParser:
             tuple(refs + own + extra_properties),
             tuple(adapters),
             description,
+            at.sub(a.get("user", "")),
         )
 
     def _adapter(self, at: At, server_id: str) -> AdapterDescriptor:

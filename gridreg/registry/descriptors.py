@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from gridreg.registry.descriptor_model import (
     ACTIVATION_MODES,
     LOAD_BALANCING_TYPES,
@@ -60,6 +62,8 @@ __all__ = [
     "ServerDescriptor",
     "application_from_json",
     "application_to_json",
+    "server_from_json",
+    "server_to_json",
     "check_conflicts",
     "check_update",
     "derive",
@@ -99,3 +103,41 @@ def application_from_json(record: Mapping[str, Any]) -> ApplicationDescriptor:
     if app.name != name:
         raise DescriptorError(f"stored application {name!r} holds a descriptor named {app.name!r}")
     return app
+
+
+# -- servers, as a replica sends them to their node ------------------------------
+
+
+def server_to_json(server: ServerDescriptor) -> dict[str, Any]:
+    """A server descriptor as plain JSON: what L{DeployServers} carries to a node."""
+    return attrs.asdict(server)
+
+
+def server_from_json(value: Mapping[str, Any]) -> ServerDescriptor:
+    """
+    Rebuild L{server_to_json}'s output.
+
+    @raise DescriptorError: the value is not a server descriptor.
+    """
+    try:
+        fields = dict(value)
+        adapters = tuple(
+            AdapterDescriptor(
+                **{
+                    **a,
+                    "objects": tuple(ObjectDescriptor(**o) for o in a.get("objects", ())),
+                }
+            )
+            for a in fields.pop("adapters", ())
+        )
+        return ServerDescriptor(
+            **{
+                **fields,
+                "options": tuple(fields.get("options", ())),
+                "envs": tuple(fields.get("envs", ())),
+                "properties": tuple(tuple(p) for p in fields.get("properties", ())),
+                "adapters": adapters,
+            }
+        )
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DescriptorError(f"malformed server descriptor: {exc}") from None

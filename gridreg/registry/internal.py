@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from gridreg.ice.encoding import InputStream
 from gridreg.ice.exceptions import UserException
 from gridreg.ice.types import ENCODING_1_1
-from gridreg.protocol import commands
+from gridreg.protocol import commands, node_commands
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
     FetchDatabase,
@@ -45,7 +45,8 @@ ROLES = ("registry", "node", "admin")
 #: every command of the internal protocol, by wire name
 _COMMANDS: dict[bytes, type[amp.Command]] = {
     value.commandName: value
-    for value in vars(commands).values()
+    for module in (commands, node_commands)
+    for value in vars(module).values()
     if isinstance(value, type) and issubclass(value, amp.Command) and value is not amp.Command
 }
 
