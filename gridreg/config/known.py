@@ -514,7 +514,27 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "IceGrid.Registry.Trace.Admin": _planned("admin operations are not traced yet", "0"),
     "IceGrid.Registry.Trace.Discovery": _planned(_NO_DISCOVERY, "0"),
     # -- nodes (planned) --
-    "IceGrid.Node.*": _planned(_NO_NODES),
+    "IceGrid.Node.*": _unsupported("not implemented by gridnode"),
+    "IceGrid.Node.Name": _HONOURED,
+    "IceGrid.Node.Data": _HONOURED,
+    "IceGrid.Node.Output": _HONOURED,
+    "IceGrid.Node.RedirectErrToOut": _HONOURED,
+    "IceGrid.Node.PrintServersReady": _HONOURED,
+    "IceGrid.Node.WaitTime": _HONOURED,
+    "IceGrid.Node.DisableOnFailure": _HONOURED,
+    "IceGrid.Node.PropertiesOverride": _HONOURED,
+    "IceGrid.Node.AllowRunningServersAsRoot": _HONOURED,
+    "IceGrid.Node.Trace.Server": _HONOURED,
+    "IceGrid.Node.Trace.Adapter": _HONOURED,
+    "IceGrid.Node.Trace.Activator": _HONOURED,
+    "IceGrid.Node.Trace.Replica": _HONOURED,
+    "IceGrid.Node.Trace.*": _unsupported("not traced by gridnode", "0"),
+    "IceGrid.Node.Endpoints": _unsupported(
+        "a gridnode needs no endpoint: replicas reach it over the session it opens with them"
+    ),
+    "IceGrid.Node.CollocateRegistry": _unsupported(
+        "run gridregistry and gridnode as two processes", "0"
+    ),
     "IceGrid.Registry.NodeSessionTimeout": _planned(_NO_NODES),
     "IceGrid.Registry.RequireNodeCertCN": _planned(_NO_NODES),
     # -- sessions, admin sessions, Glacier2 (planned) --

@@ -1,4 +1,4 @@
-"""twistd plugins of gridreg: the registry replica and (later) the node."""
+"""twistd plugins of gridreg: the registry replica and the node."""
 
 from twisted.application.service import ServiceMaker
 
@@ -7,4 +7,11 @@ gridregistry = ServiceMaker(
     "gridreg.registry.tap",
     "A replica of a gridreg registry: an IceGrid-compatible locator",
     "gridregistry",
+)
+
+gridnode = ServiceMaker(
+    "gridreg node",
+    "gridreg.node.tap",
+    "A gridreg node: runs the servers deployed on it, as icegridnode does",
+    "gridnode",
 )

@@ -1,0 +1,142 @@
+# -*- test-case-name: tests.test_node_sessions -*-
+"""
+The node's side of one node session: what a replica asks of the node.
+
+AMP is symmetric, so the replica calls the node over the connection the
+node opened: the node needs no listening port. Every responder hands the
+request to the node's servers (L{gridreg.node.servers.ServerManager}) or to
+its sessions; nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING, Any, Optional
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from gridreg.ice.encoding import InputStream
+from gridreg.ice.types import ENCODING_1_1, Proxy
+from gridreg.protocol.chunking import TransferReceiver, TransferResponder
+from gridreg.protocol.errors import TransferError
+from gridreg.protocol.node_commands import (
+    ActivateServer,
+    AdapterRegistered,
+    DeployServers,
+    EnableServer,
+    ProcessRegistered,
+    ReplicasChanged,
+    ShutdownNode,
+    SignalServer,
+    StopServer,
+)
+from gridreg.registry.descriptors import DescriptorError, server_from_json
+
+if TYPE_CHECKING:
+    from gridreg.node.sessions import ReplicaLink
+
+#: the largest deployment a replica may send a node at once
+MAX_DEPLOYMENT_BYTES = 256 * 1024**2
+
+
+def decode_proxy(text: str) -> Optional[Proxy]:
+    """A proxy as node sessions carry it: base64 of its 1.1 marshaling, "" for none."""
+    if not text:
+        return None
+    return InputStream(base64.b64decode(text), ENCODING_1_1).read_proxy()
+
+
+class NodeProtocol(TransferResponder, amp.AMP):
+    """One node session, seen from the node."""
+
+    log = Logger()
+
+    def __init__(self, link: "ReplicaLink") -> None:
+        super().__init__()
+        self.link = link
+        self.transfers = TransferReceiver(MAX_DEPLOYMENT_BYTES, max_transfers=2)
+
+    @property
+    def _servers(self) -> Any:
+        return self.link.sessions.servers
+
+    def itself(self) -> "NodeProtocol":
+        """This protocol, also when called through ClientService's proxy of it."""
+        return self
+
+    @DeployServers.responder
+    def deploy_servers(self, transfer: str, serial: int) -> Deferred[dict[str, Any]]:
+        def deploy() -> Any:
+            try:
+                entries = [
+                    (entry["application"], server_from_json(entry["descriptor"]))
+                    for entry in json.loads(self.transfers.take(transfer).decode("utf-8"))
+                ]
+            except (ValueError, KeyError, TypeError, DescriptorError) as exc:
+                raise TransferError(f"a malformed deployment: {exc}") from None
+            return self.link.sessions.deploy(entries, serial, self.link.name)
+
+        return maybeDeferred(deploy).addCallback(lambda applied: {"applied": applied})
+
+    @ActivateServer.responder
+    def activate_server(self, server: str) -> Deferred[dict[str, Any]]:
+        return maybeDeferred(self._servers.activate, server).addCallback(
+            lambda pid: {"pid": pid or 0}
+        )
+
+    @StopServer.responder
+    def stop_server(self, server: str) -> Deferred[dict[str, Any]]:
+        return maybeDeferred(self._servers.stop, server).addCallback(lambda _: {})
+
+    @EnableServer.responder
+    def enable_server(self, server: str, enabled: bool) -> dict[str, Any]:
+        self._servers.enable(server, enabled)
+        return {}
+
+    @SignalServer.responder
+    def signal_server(self, server: str, signal: str) -> dict[str, Any]:
+        self._servers.signal(server, signal)
+        return {}
+
+    @AdapterRegistered.responder
+    def adapter_registered(self, adapter: str, replica_group: str, proxy: str) -> dict[str, Any]:
+        # The live state reaches every replica (this one first) from inside
+        # this call, before the answer goes back on this connection.
+        self.link.sessions.prefer(self.link)
+        try:
+            self._servers.adapter_registered(adapter, replica_group, decode_proxy(proxy))
+        finally:
+            self.link.sessions.prefer(None)
+        return {}
+
+    @ProcessRegistered.responder
+    def process_registered(self, server: str, proxy: str) -> dict[str, Any]:
+        decoded = decode_proxy(proxy)
+        if decoded is not None:
+            self._servers.process_registered(server, decoded)
+        return {}
+
+    @ReplicasChanged.responder
+    def replicas_changed(self, replicas: str) -> dict[str, Any]:
+        self.link.sessions.learn(json.loads(replicas), complete=self.link.is_master)
+        return {}
+
+    @ShutdownNode.responder
+    def shutdown_node(self) -> dict[str, Any]:
+        self.log.warn(
+            "Node {node} was asked to shut down by replica {replica}",
+            node=self.link.sessions.config.name,
+            replica=self.link.name,
+        )
+        # after the answer is written
+        self.link.sessions.reactor.callLater(0, self.link.sessions.shutdown)
+        return {}
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self.transfers.clear()
+        self.link.lost(self)
