@@ -29,6 +29,7 @@ from gridreg.config.known import (
 )
 from gridreg.config.properties import Properties, PropertyError, parse_text
 from gridreg.ice.types import TcpEndpoint
+from gridreg.node.config import NodeConfig
 from gridreg.registry import tap
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.security import InternalSecurity
@@ -140,7 +141,7 @@ class StartupWarningTests(SynchronousTestCase):
             "IceGrid.Registry.Trace.Node=0\n"
             "IceGrid.Registry.Trace.Locator=2\n"
             "IceGrid.Registry.PermissionsVerifier=IceGrid/NullPermissionsVerifier\n"
-            "IceGrid.Node.Name=node1\n"
+            "IceGrid.Node.Endpoints=tcp\n"
             "Ice.ThreadPool.Server.Size=4\n"
             "Ice.ACM.Timeout=60\n"
             "Ice.Plugin.IceSSL=IceSSL:createIceSSL\n"
@@ -157,8 +158,9 @@ class StartupWarningTests(SynchronousTestCase):
                 "property `IceGrid.Registry.PermissionsVerifier' is not supported by gridreg "
                 "(yet): gridreg creates no Ice client sessions yet (planned); ignored "
                 f"(set at {path}:6)",
-                "property `IceGrid.Node.Name' is not supported by gridreg (yet): gridreg has "
-                f"no nodes yet (gridnode is planned); ignored (set at {path}:7)",
+                "property `IceGrid.Node.Endpoints' is not supported by gridreg (yet): a "
+                "gridnode needs no endpoint: replicas reach it over the session it opens "
+                f"with them (set at {path}:7)",
                 "property `Ice.ThreadPool.Server.Size' is not supported by gridreg (yet): "
                 "gridreg serves every connection on one reactor thread "
                 f"(set at {path}:8)",
@@ -173,7 +175,7 @@ class StartupWarningTests(SynchronousTestCase):
             [
                 "IceGrid.Registry.LMDB.MapSize",
                 "IceGrid.Registry.PermissionsVerifier",
-                "IceGrid.Node.Name",
+                "IceGrid.Node.Endpoints",
                 "Ice.ThreadPool.Server.Size",
                 "Ice.Plugin.IceSSL",
                 "IceSSL.VerifyPeer",
@@ -254,7 +256,7 @@ class ClassificationTests(SynchronousTestCase):
 
     def test_one_of_each(self) -> None:
         self.assertIs(property_support("IceGrid.Registry.LMDB.Path").support, Support.HONOURED)
-        self.assertIs(property_support("IceGrid.Node.Endpoints").support, Support.PLANNED)
+        self.assertIs(property_support("IceGrid.Node.Endpoints").support, Support.UNSUPPORTED)
         self.assertIs(property_support("IceGrid.AdminRouter.Endpoints").support, Support.PLANNED)
         self.assertIs(
             property_support("IceGrid.Registry.LMDB.MapSize").support, Support.UNSUPPORTED
@@ -281,6 +283,7 @@ BASE = {
     "IceSSL.KeyFile": "registry-Master.key",
 }
 NO_TLS = {"IceSSL.CAs": "", "IceSSL.CertFile": "", "IceSSL.KeyFile": ""}
+NODE = {"IceGrid.Node.Name": "node1", "IceGrid.Node.Data": "data"}
 
 #: per honoured entry: properties to add to BASE first, then the property's sample value
 SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
@@ -317,6 +320,20 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "GridReg.Replication.EpochCheckInterval": ({}, "2"),
     "Ice.Default.LocatorCacheTimeout": ({}, "10"),
     "Ice.Default.Locator.InvocationTimeout": ({}, "2000"),
+    # -- read by gridnode, harmless in a registry's file --
+    "IceGrid.Node.Name": ({"IceGrid.Node.Data": "d"}, "node1"),
+    "IceGrid.Node.Data": (NODE, "other"),
+    "IceGrid.Node.Output": (NODE, "out"),
+    "IceGrid.Node.RedirectErrToOut": (NODE, "1"),
+    "IceGrid.Node.PrintServersReady": (NODE, "servers"),
+    "IceGrid.Node.WaitTime": (NODE, "5"),
+    "IceGrid.Node.DisableOnFailure": (NODE, "-1"),
+    "IceGrid.Node.PropertiesOverride": (NODE, "Ice.Trace.Network=1"),
+    "IceGrid.Node.AllowRunningServersAsRoot": (NODE, "1"),
+    "IceGrid.Node.Trace.Server": (NODE, "1"),
+    "IceGrid.Node.Trace.Adapter": (NODE, "1"),
+    "IceGrid.Node.Trace.Activator": (NODE, "1"),
+    "IceGrid.Node.Trace.Replica": (NODE, "1"),
 }
 
 #: honoured entries implemented by the ACM branch, with a sample value each
@@ -339,9 +356,17 @@ def _client(properties: Properties) -> object:
     return (client.locator, client.cache_timeout, client.request_timeout)
 
 
-#: what a registry, its internal TLS, gridreg.client and gridadmin make of the properties
+def _node(properties: Properties) -> object:
+    try:
+        return NodeConfig.from_properties(properties)
+    except PropertyError as exc:
+        return str(exc)
+
+
+#: what a registry, its internal TLS, gridreg.client, gridadmin and gridnode make of them
 READERS: tuple[Callable[[Properties], object], ...] = (
     RegistryConfig.from_properties,
+    _node,
     _security,
     _client,
     lambda properties: admin_name(properties, None),
