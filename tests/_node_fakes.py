@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
+from gridreg.config.properties import Properties
 from gridreg.ice.stringify import proxy_from_string
 from gridreg.node.activator import Host, ProcReader
 from gridreg.node.config import NodeConfig
@@ -125,4 +126,9 @@ LOCATOR = "IceGrid/Locator:tcp -h 127.0.0.1 -p 4061"
 
 
 def node_config(data_dir: str, **kw: Any) -> NodeConfig:
-    return NodeConfig(name="node1", data_dir=data_dir, locator=proxy_from_string(LOCATOR), **kw)
+    """A node's config whose properties hold its locator as written (the config file quotes that)."""
+    properties = Properties()
+    properties.set("Ice.Default.Locator", LOCATOR)
+    return NodeConfig(
+        name="node1", data_dir=data_dir, locator=proxy_from_string(LOCATOR), properties=properties, **kw
+    )
