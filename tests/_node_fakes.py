@@ -22,7 +22,9 @@ from gridreg.node.config import NodeConfig
 class FakeProcess:
     """A spawned child that exits when a test says so."""
 
-    def __init__(self, spawner: "FakeSpawner", protocol: ProcessProtocol, pid: int, **spawned: Any) -> None:
+    def __init__(
+        self, spawner: "FakeSpawner", protocol: ProcessProtocol, pid: int, **spawned: Any
+    ) -> None:
         self.spawner = spawner
         self.protocol = protocol
         self.pid: Optional[int] = pid
@@ -62,13 +64,32 @@ class FakeSpawner:
         self.fail_with: Optional[Exception] = None
         self.exit_on_term = True
 
-    def spawn(self, protocol: ProcessProtocol, executable: str, args: list[str], env: dict[str, str],
-              path: str, uid: Optional[int], gid: Optional[int], child_fds: dict[int, Any]) -> FakeProcess:
+    def spawn(
+        self,
+        protocol: ProcessProtocol,
+        executable: str,
+        args: list[str],
+        env: dict[str, str],
+        path: str,
+        uid: Optional[int],
+        gid: Optional[int],
+        child_fds: dict[int, Any],
+    ) -> FakeProcess:
         if self.fail_with is not None:
             raise self.fail_with
         self.next_pid += 1
-        process = FakeProcess(self, protocol, self.next_pid, executable=executable, args=args,
-                              env=env, path=path, uid=uid, gid=gid, child_fds=dict(child_fds))
+        process = FakeProcess(
+            self,
+            protocol,
+            self.next_pid,
+            executable=executable,
+            args=args,
+            env=env,
+            path=path,
+            uid=uid,
+            gid=gid,
+            child_fds=dict(child_fds),
+        )
         self.processes.append(process)
         return process
 
@@ -84,16 +105,26 @@ class _Account:
     pw_gid: int
 
 
-ACCOUNTS = {"root": _Account("root", 0, 0), "nobody": _Account("nobody", 65534, 65534),
-            "alice": _Account("alice", 1000, 1000), "bob": _Account("bob", 1001, 1001)}
+ACCOUNTS = {
+    "root": _Account("root", 0, 0),
+    "nobody": _Account("nobody", 65534, 65534),
+    "alice": _Account("alice", 1000, 1000),
+    "bob": _Account("bob", 1001, 1001),
+}
 
 
 def fake_host(euid: int = 1000, **kw: Any) -> Host:
     def getpwnam(name: str) -> Any:
         return ACCOUNTS[name]
 
-    return Host(geteuid=lambda: euid, getpwnam=getpwnam, environ={"PATH": "/fake/bin", "HOME": "/h"},
-                cwd=lambda: "/node/cwd", is_executable=lambda p: p in ("/fake/bin/srv", "/opt/app/bin/srv"), **kw)
+    return Host(
+        geteuid=lambda: euid,
+        getpwnam=getpwnam,
+        environ={"PATH": "/fake/bin", "HOME": "/h"},
+        cwd=lambda: "/node/cwd",
+        is_executable=lambda p: p in ("/fake/bin/srv", "/opt/app/bin/srv"),
+        **kw,
+    )
 
 
 class FakeProc:
@@ -130,5 +161,9 @@ def node_config(data_dir: str, **kw: Any) -> NodeConfig:
     properties = Properties()
     properties.set("Ice.Default.Locator", LOCATOR)
     return NodeConfig(
-        name="node1", data_dir=data_dir, locator=proxy_from_string(LOCATOR), properties=properties, **kw
+        name="node1",
+        data_dir=data_dir,
+        locator=proxy_from_string(LOCATOR),
+        properties=properties,
+        **kw,
     )

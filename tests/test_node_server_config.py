@@ -57,11 +57,17 @@ SERVER = ServerDescriptor(
     properties=(("P1", "v1"), ("NodeVars", VARS), ("P0", "v0")),
     adapters=(
         AdapterDescriptor(
-            name="A", id="S1.A", endpoints="tcp -h 127.0.0.1", server_lifetime=False,
+            name="A",
+            id="S1.A",
+            endpoints="tcp -h 127.0.0.1",
+            server_lifetime=False,
             objects=(ObjectDescriptor("obj1", property="Identity"),),
         ),
         AdapterDescriptor(
-            name="B", id="BId", endpoints="tcp -h 127.0.0.1", replica_group_id="RG",
+            name="B",
+            id="BId",
+            endpoints="tcp -h 127.0.0.1",
+            replica_group_id="RG",
             server_lifetime=False,
         ),
     ),
@@ -70,7 +76,8 @@ SERVER = ServerDescriptor(
 
 def _config() -> object:
     return node_config(
-        "/d", output_dir="/d/out",
+        "/d",
+        output_dir="/d/out",
         properties_override=(("Ice.Trace.Network", "1"), ("Foo.Bar", "baz")),
     )
 
@@ -83,9 +90,20 @@ class ConfigFileTests(SynchronousTestCase):
         header, blank, *body = render_config(server, config, 0.0).split("\n")  # type: ignore[arg-type]
         self.assertRegex(header, r"^# Configuration file \(\d\d/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3}\)$")
         self.assertEqual(blank, "")
-        expected_vars = " ".join(
-            variables[k] for k in ("node", "node.os", "node.hostname", "node.release", "node.version", "node.machine")
-        ) + " /d /d"
+        expected_vars = (
+            " ".join(
+                variables[k]
+                for k in (
+                    "node",
+                    "node.os",
+                    "node.hostname",
+                    "node.release",
+                    "node.version",
+                    "node.machine",
+                )
+            )
+            + " /d /d"
+        )
         self.assertEqual(
             "\n".join(body),
             ICEGRIDNODE_FILE.replace("NODEVARS", escape_property(expected_vars)),
@@ -99,15 +117,24 @@ class ConfigFileTests(SynchronousTestCase):
         self.assertEqual(variables["node.os"], os.uname().sysname)
         self.assertEqual(variables["node.release"], os.uname().release)
         server = substitute_node_variables(
-            ServerDescriptor(id="S", exe="${node.data}/bin", options=("${server.data}",), envs=("D=${node}",)),
-            variables, "/d",
+            ServerDescriptor(
+                id="S", exe="${node.data}/bin", options=("${server.data}",), envs=("D=${node}",)
+            ),
+            variables,
+            "/d",
         )
-        self.assertEqual((server.exe, server.options, server.envs), ("/d/bin", ("/d/servers/S/data",), ("D=node1",)))
+        self.assertEqual(
+            (server.exe, server.options, server.envs),
+            ("/d/bin", ("/d/servers/S/data",), ("D=node1",)),
+        )
 
     def test_without_output_and_overrides(self) -> None:
         """No Ice.StdOut/StdErr without IceGrid.Node.Output, no override comment without overrides."""
-        text = render_config(ServerDescriptor(id="S2", exe="x", properties=(("P", "1"), ("P", "2"))),
-                             node_config("/d"), 0.0)  # type: ignore[arg-type]
+        text = render_config(
+            ServerDescriptor(id="S2", exe="x", properties=(("P", "1"), ("P", "2"))),
+            node_config("/d"),
+            0.0,
+        )  # type: ignore[arg-type]
         self.assertEqual(
             text.split("\n", 2)[2],
             "# Server configuration\nIce.Admin.ServerId=S2\nIce.Admin.Endpoints=tcp -h localhost\n"
@@ -116,8 +143,11 @@ class ConfigFileTests(SynchronousTestCase):
         )
 
     def test_redirect_err_to_out(self) -> None:
-        text = render_config(ServerDescriptor(id="S", exe="x"),
-                             node_config("/d", output_dir="/o", redirect_err_to_out=True), 0.0)  # type: ignore[arg-type]
+        text = render_config(
+            ServerDescriptor(id="S", exe="x"),
+            node_config("/d", output_dir="/o", redirect_err_to_out=True),
+            0.0,
+        )  # type: ignore[arg-type]
         self.assertIn("Ice.StdErr=/o/S.out\nIce.StdOut=/o/S.out\n", text)
 
     def test_escaping(self) -> None:

@@ -105,16 +105,22 @@ class RealProcessTests(TestCase):
             f.write(RECORDER)
         self.events: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self.config = node_config(
-            os.path.join(self.base, "data"), output_dir=os.path.join(self.base, "out"),
-            allow_running_as_root=True, wait_time=10,
+            os.path.join(self.base, "data"),
+            output_dir=os.path.join(self.base, "out"),
+            allow_running_as_root=True,
+            wait_time=10,
         )
         self.manager = ServerManager(reactor, self.config, lambda s, a: self.events.append((s, a)))
         self.addCleanup(self.manager.stop_all)
 
     def server(self, **kw: Any) -> ServerDescriptor:
         fields: dict[str, Any] = dict(
-            id="S1", exe=sys.executable, options=(self.script,), pwd=self.base,
-            envs=("GRIDREG_T=yes",), activation="on-demand",
+            id="S1",
+            exe=sys.executable,
+            options=(self.script,),
+            pwd=self.base,
+            envs=("GRIDREG_T=yes",),
+            activation="on-demand",
         )
         fields.update(kw)
         return ServerDescriptor(**fields)
@@ -138,13 +144,17 @@ class RealProcessTests(TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.config.data_dir, "servers", "S1", "pid")))
 
     async def test_exit_during_activation(self) -> None:
-        await self.manager.deploy([("App", self.server(envs=("EXIT_CODE=3",), adapters=_lifetime_adapter()))])
+        await self.manager.deploy(
+            [("App", self.server(envs=("EXIT_CODE=3",), adapters=_lifetime_adapter()))]
+        )
         with self.assertRaises(NodeError) as caught:
             await self.manager.activate("S1")
         self.assertIn("exit status 3", str(caught.exception))
 
     async def test_sigkill_after_deactivation_timeout(self) -> None:
-        await self.manager.deploy([("App", self.server(envs=("IGNORE_TERM=1",), deactivation_timeout=1))])
+        await self.manager.deploy(
+            [("App", self.server(envs=("IGNORE_TERM=1",), deactivation_timeout=1))]
+        )
         await self.manager.activate("S1")
         await _wait_for(lambda: "ignoring" in self.out())
         await self.manager.stop("S1")
@@ -182,22 +192,41 @@ class RealIceServerTests(TestCase):
         script = os.path.join(base, "ice_server.py")
         with open(script, "w") as f:
             f.write(ICE_SERVER)
-        config = node_config(os.path.join(base, "data"), output_dir=os.path.join(base, "out"),
-                             allow_running_as_root=True, wait_time=10)
+        config = node_config(
+            os.path.join(base, "data"),
+            output_dir=os.path.join(base, "out"),
+            allow_running_as_root=True,
+            wait_time=10,
+        )
         events: list[Any] = []
         manager = ServerManager(reactor, config, lambda s, a: events.append((s, a)))
         self.addCleanup(manager.stop_all)
         server = ServerDescriptor(
-            id="S1", exe=ICE_PYTHON, options=(script,), activation="manual",
+            id="S1",
+            exe=ICE_PYTHON,
+            options=(script,),
+            activation="manual",
             properties=(("P", "a #1"),),
-            adapters=(AdapterDescriptor(name="A", id="S1.A", endpoints="tcp -h 127.0.0.1", server_lifetime=False),),
+            adapters=(
+                AdapterDescriptor(
+                    name="A", id="S1.A", endpoints="tcp -h 127.0.0.1", server_lifetime=False
+                ),
+            ),
         )
         await manager.deploy([("App", server)])
         await manager.activate("S1")
         out = os.path.join(base, "out", "S1.out")
         ready = json.loads((await _wait_for(lambda: _lines(out)))[0])
-        self.assertEqual(ready["config"], {"Ice.ProgramName": "S1", "Ice.Admin.ServerId": "S1",
-                                           "A.Endpoints": "tcp -h 127.0.0.1", "A.AdapterId": "S1.A", "P": "a #1"})
+        self.assertEqual(
+            ready["config"],
+            {
+                "Ice.ProgramName": "S1",
+                "Ice.Admin.ServerId": "S1",
+                "A.Endpoints": "tcp -h 127.0.0.1",
+                "A.AdapterId": "S1.A",
+                "P": "a #1",
+            },
+        )
         manager.process_registered("S1", proxy_from_string(ready["proxy"]))
         await manager.stop("S1")
         self.assertEqual(json.loads(_lines(out)[1]), {"event": "shutdown"})

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Optional
+from typing import Any
 
 import attrs
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -26,8 +26,12 @@ from tests._node_fakes import FakeProc, FakeSpawner, fake_host, node_config
 
 ADAPTER = AdapterDescriptor(name="A", id="S1.A", endpoints="tcp -h 127.0.0.1")
 SERVER = ServerDescriptor(
-    id="S1", exe="srv", options=("--x", "${node.data}"), envs=("FOO=1", "FOO=2", "BAR=b"),
-    activation="on-demand", adapters=(ADAPTER,),
+    id="S1",
+    exe="srv",
+    options=("--x", "${node.data}"),
+    envs=("FOO=1", "FOO=2", "BAR=b"),
+    activation="on-demand",
+    adapters=(ADAPTER,),
 )
 ENDPOINTS = proxy_from_string("x:tcp -h 127.0.0.1 -p 5000")
 
@@ -42,8 +46,14 @@ class Harness:
         self.shutdown_result: Deferred[None] = Deferred()
         self.config = node_config(os.path.abspath(case.mktemp()), **config)
         self.manager = ServerManager(
-            None, self.config, lambda s, a: self.events.append((s, a)), self.spawner, self.clock,
-            host=fake_host(euid), proc=self.proc.reader(), process_shutdown=self._shutdown,
+            None,
+            self.config,
+            lambda s, a: self.events.append((s, a)),
+            self.spawner,
+            self.clock,
+            host=fake_host(euid),
+            proc=self.proc.reader(),
+            process_shutdown=self._shutdown,
         )
 
     def _shutdown(self, proxy: Any, timeout: float) -> Deferred[None]:
@@ -66,8 +76,12 @@ class ActivationTests(SynchronousTestCase):
         spawned = h.spawner.last.spawned
         config_file = os.path.join(h.config.data_dir, "servers", "S1", "config", "config")
         self.assertEqual(spawned["executable"], "/fake/bin/srv")
-        self.assertEqual(spawned["args"], ["srv", "--x", h.config.data_dir, "--Ice.Config=" + config_file])
-        self.assertEqual(spawned["env"], {"PATH": "/fake/bin", "HOME": "/h", "FOO": "2", "BAR": "b"})
+        self.assertEqual(
+            spawned["args"], ["srv", "--x", h.config.data_dir, "--Ice.Config=" + config_file]
+        )
+        self.assertEqual(
+            spawned["env"], {"PATH": "/fake/bin", "HOME": "/h", "FOO": "2", "BAR": "b"}
+        )
         self.assertEqual(spawned["path"], "/node/cwd")
         self.assertEqual((spawned["uid"], spawned["gid"]), (None, None))
         self.assertEqual((spawned["child_fds"][1], spawned["child_fds"][2]), (1, 2))
@@ -96,10 +110,14 @@ class ActivationTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d2), pid)
         servers, adapters = h.events[seen[0] - 1]
         self.assertEqual(servers, {"S1": {"state": "active", "pid": pid, "enabled": True}})
-        self.assertEqual(adapters, {"S1.A": {"proxy": encode_proxy_field(ENDPOINTS), "replica_group": ""}})
+        self.assertEqual(
+            adapters, {"S1.A": {"proxy": encode_proxy_field(ENDPOINTS), "replica_group": ""}}
+        )
         self.assertEqual(h.states(), ["inactive", "activating", "active"])
-        self.assertEqual(h.manager.server_info("S1"),
-                         {"server": "S1", "application": "App", "state": "active", "pid": pid, "enabled": True})
+        self.assertEqual(
+            h.manager.server_info("S1"),
+            {"server": "S1", "application": "App", "state": "active", "pid": pid, "enabled": True},
+        )
 
     def test_no_lifetime_adapter_active_once_spawned(self) -> None:
         h = Harness(self)
@@ -139,23 +157,31 @@ class ActivationTests(SynchronousTestCase):
         h = Harness(self)
         h.deploy(SERVER)
         h.spawner.fail_with = OSError("no fork")
-        self.assertIn("no fork", str(self.failureResultOf(h.manager.activate("S1"), NodeError).value))
+        self.assertIn(
+            "no fork", str(self.failureResultOf(h.manager.activate("S1"), NodeError).value)
+        )
         self.assertEqual(h.manager.server_info("S1")["state"], "inactive")
 
     def test_missing_executable(self) -> None:
         h = Harness(self)
         h.deploy(attrs.evolve(SERVER, exe="nothere"))
-        self.assertIn("nothere", str(self.failureResultOf(h.manager.activate("S1"), NodeError).value))
+        self.assertIn(
+            "nothere", str(self.failureResultOf(h.manager.activate("S1"), NodeError).value)
+        )
         self.assertEqual(h.spawner.processes, [])
 
     def test_disabled_and_unknown(self) -> None:
         h = Harness(self)
         h.deploy(SERVER)
         h.manager.enable("S1", False)
-        self.assertIn("disabled", str(self.failureResultOf(h.manager.activate("S1"), NodeError).value))
+        self.assertIn(
+            "disabled", str(self.failureResultOf(h.manager.activate("S1"), NodeError).value)
+        )
         self.failureResultOf(h.manager.activate("S2"), NotFoundError)
         self.assertRaises(NotFoundError, h.manager.adapter_registered, "Other.A", "", ENDPOINTS)
-        self.assertEqual(h.events[-1], ({"S1": {"state": "inactive", "pid": None, "enabled": False}}, {}))
+        self.assertEqual(
+            h.events[-1], ({"S1": {"state": "inactive", "pid": None, "enabled": False}}, {})
+        )
 
     def test_pid_record(self) -> None:
         """A running server's pid and start time are on disk until it exits."""
@@ -175,7 +201,9 @@ class UserTests(SynchronousTestCase):
         h = Harness(self, euid=0)
         h.deploy(SERVER)
         h.manager.activate("S1")
-        self.assertEqual((h.spawner.last.spawned["uid"], h.spawner.last.spawned["gid"]), (65534, 65534))
+        self.assertEqual(
+            (h.spawner.last.spawned["uid"], h.spawner.last.spawned["gid"]), (65534, 65534)
+        )
 
     def test_root_runs_as_user(self) -> None:
         h = Harness(self, euid=0)
@@ -261,7 +289,10 @@ class StopTests(SynchronousTestCase):
         self.assertIn("S1.A", h.manager.live_state()[1])
         self.successResultOf(h.manager.stop("S1"))
         self.assertEqual(h.events[-1][1], {"S1.A": {"proxy": "", "replica_group": "RG"}})
-        self.assertEqual(h.manager.live_state(), ({"S1": {"state": "inactive", "pid": None, "enabled": True}}, {}))
+        self.assertEqual(
+            h.manager.live_state(),
+            ({"S1": {"state": "inactive", "pid": None, "enabled": True}}, {}),
+        )
 
     def test_crash_logged(self) -> None:
         h = Harness(self)
@@ -364,7 +395,9 @@ class DeployTests(SynchronousTestCase):
         self.assertEqual(h.manager.server_info("B")["state"], "inactive")
         h.deploy(attrs.evolve(a, options=("--new",)))
         self.assertEqual(first_c.signals, [signal.SIGTERM])
-        self.assertEqual(h.events[-1][0], {"C": {"state": "destroyed", "pid": None, "enabled": True}})
+        self.assertEqual(
+            h.events[-1][0], {"C": {"state": "destroyed", "pid": None, "enabled": True}}
+        )
         self.assertEqual(sorted(h.manager.live_state()[0]), ["A"])
         self.assertRaises(NotFoundError, h.manager.server_info, "B")
 

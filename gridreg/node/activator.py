@@ -108,7 +108,9 @@ def resolve_executable(exe: str, pwd_dir: str, host: Host) -> str:
     raise NodeError(f"couldn't find `{exe}' executable on the node's PATH")
 
 
-def run_as(descriptor: ServerDescriptor, allow_root: bool, host: Host) -> tuple[Optional[int], Optional[int]]:
+def run_as(
+    descriptor: ServerDescriptor, allow_root: bool, host: Host
+) -> tuple[Optional[int], Optional[int]]:
     """
     The (uid, gid) to start C{descriptor}'s server as, or (None, None) for
     the node's own account. As IceGrid: a root node runs servers as the

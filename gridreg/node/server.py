@@ -230,17 +230,30 @@ class ManagedServer:
         self.pid = transport.pid
         self._started_at = self.env.clock.seconds()
         try:
-            write_pid_record(config.data_dir, self.id, transport.pid, self.env.proc.start_time(transport.pid))
+            write_pid_record(
+                config.data_dir, self.id, transport.pid, self.env.proc.start_time(transport.pid)
+            )
         except OSError as exc:
-            self.log.warn("[Server] cannot record the pid of server `{server}': {error}", server=self.id, error=str(exc))
-        self._trace("server", 1, "[Server] changed server `{server}' state to `Activating' (pid {pid})", pid=self.pid)
+            self.log.warn(
+                "[Server] cannot record the pid of server `{server}': {error}",
+                server=self.id,
+                error=str(exc),
+            )
+        self._trace(
+            "server",
+            1,
+            "[Server] changed server `{server}' state to `Activating' (pid {pid})",
+            pid=self.pid,
+        )
         if not self._lifetime_adapters() - set(self._registered):
             self.notify({self.id: self.entry()}, {})
             self._become_active({})
             return
         self.notify({self.id: self.entry()}, {})
         timeout = desc.activation_timeout or config.wait_time
-        self._activation_call = self.env.clock.callLater(timeout, self._activation_timed_out, timeout)
+        self._activation_call = self.env.clock.callLater(
+            timeout, self._activation_timed_out, timeout
+        )
 
     def _activation_failed(self, reason: str) -> None:
         self.log.warn("[Server] {reason}", server=self.id, reason=reason)
@@ -275,13 +288,17 @@ class ManagedServer:
 
     # -- registrations ---------------------------------------------------------
 
-    def adapter_registered(self, adapter_id: str, replica_group: str, proxy: Optional[Proxy]) -> None:
+    def adapter_registered(
+        self, adapter_id: str, replica_group: str, proxy: Optional[Proxy]
+    ) -> None:
         if proxy is None:
             self._registered.pop(adapter_id, None)
             delta = {adapter_id: {"proxy": "", "replica_group": replica_group}}
         else:
             self._registered[adapter_id] = (replica_group, proxy)
-            delta = {adapter_id: {"proxy": encode_proxy_field(proxy), "replica_group": replica_group}}
+            delta = {
+                adapter_id: {"proxy": encode_proxy_field(proxy), "replica_group": replica_group}
+            }
         self._trace(
             "adapter",
             1,
@@ -334,7 +351,9 @@ class ManagedServer:
         if self._process is None:
             return
         self._trace(
-            "server", 1, "[Server] server `{server}' shutdown failed ({error}): sending SIGTERM",
+            "server",
+            1,
+            "[Server] server `{server}' shutdown failed ({error}): sending SIGTERM",
             error=failure.getErrorMessage(),
         )
         self._send(_signal.SIGTERM)
@@ -352,7 +371,12 @@ class ManagedServer:
         """@raise NodeError: the server is not running."""
         if self._process is None:
             raise NodeError(f"server `{self.id}' is not running")
-        self._trace("activator", 1, "[Activator] sent signal {sig} to server `{server}'", sig=signal_name(number))
+        self._trace(
+            "activator",
+            1,
+            "[Activator] sent signal {sig} to server `{server}'",
+            sig=signal_name(number),
+        )
         self._send(number)
 
     def _send(self, number: int) -> None:
@@ -372,19 +396,26 @@ class ManagedServer:
         self._process_proxy = None
         pid, self.pid = self.pid, None
         remove_pid_record(self.env.config.data_dir, self.id)
-        adapters = {aid: {"proxy": "", "replica_group": g} for aid, (g, _) in self._registered.items()}
+        adapters = {
+            aid: {"proxy": "", "replica_group": g} for aid, (g, _) in self._registered.items()
+        }
         self._registered.clear()
         self._machine.exited()
         if failed and not expected:
             self.log.warn(
                 "[Server] server `{server}' (pid {pid}) terminated abnormally: {how}",
-                server=self.id, pid=pid, how=how,
+                server=self.id,
+                pid=pid,
+                how=how,
             )
             self._disable_after_failure()
         else:
             self._trace(
-                "activator", 1, "[Activator] detected termination of server `{server}' (pid {pid}): {how}",
-                pid=pid, how=how,
+                "activator",
+                1,
+                "[Activator] detected termination of server `{server}' (pid {pid}): {how}",
+                pid=pid,
+                how=how,
             )
         self._trace("server", 1, "[Server] changed server `{server}' state to `Inactive'")
         self.notify({self.id: self.entry()}, adapters)
@@ -429,7 +460,8 @@ class ManagedServer:
     def _always_failed(self, failure: Failure) -> None:
         self.log.warn(
             "[Server] `always' server `{server}' did not start: {error}",
-            server=self.id, error=failure.getErrorMessage(),
+            server=self.id,
+            error=failure.getErrorMessage(),
         )
 
     def _schedule_restart(self, up_for: float) -> None:

@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from gridreg.endpoints import client_endpoint
 from gridreg.ice.client import IceClientProtocol
@@ -63,7 +64,9 @@ def shutdown_process(reactor: Any, proxy: Proxy, timeout: float) -> Deferred[Non
 
     async def call() -> None:
         endpoints = [
-            e for e in proxy.endpoints if isinstance(e, TcpEndpoint) and not isinstance(e, SslEndpoint)
+            e
+            for e in proxy.endpoints
+            if isinstance(e, TcpEndpoint) and not isinstance(e, SslEndpoint)
         ]
         if not endpoints:
             raise NodeError("the server's process proxy has no tcp endpoint")
@@ -72,7 +75,12 @@ def shutdown_process(reactor: Any, proxy: Proxy, timeout: float) -> Deferred[Non
         try:
             await protocol.when_validated().addTimeout(timeout, reactor)
             await protocol.call(
-                proxy.identity, "shutdown", OperationMode.NORMAL, b"", facet=proxy.facet, timeout=timeout
+                proxy.identity,
+                "shutdown",
+                OperationMode.NORMAL,
+                b"",
+                facet=proxy.facet,
+                timeout=timeout,
             )
         finally:
             protocol.transport.loseConnection()
@@ -125,8 +133,7 @@ class ServerManager:
         """
         wanted = {descriptor.id: (app, descriptor) for app, descriptor in entries}
         for server_id in [s for s in self._servers if s not in wanted]:
-            server = self._servers.pop(server_id)
-            self._track(server.destroy())
+            self._track(self._servers.pop(server_id).destroy())
         for server_id, (app, descriptor) in wanted.items():
             server = self._servers.get(server_id)
             if server is None:
@@ -155,26 +162,34 @@ class ServerManager:
             server.supervised = supervised and not self._stopping
             if not server.enabled or self._stopping:
                 return None
-            return server.activate().addErrback(
-                lambda f: self.log.warn(
-                    "[Server] server `{server}' did not restart with its new descriptor: {error}",
-                    server=server.id,
-                    error=f.getErrorMessage(),
-                )
+            return server.activate().addErrback(restart_failed)
+
+        def restart_failed(failure: Failure) -> None:
+            self.log.warn(
+                "[Server] server `{server}' did not restart with its new descriptor: {error}",
+                server=server.id,
+                error=failure.getErrorMessage(),
             )
 
         self._track(server.halt().addCallback(restart))
 
     def _track(self, d: Deferred[Any]) -> None:
         self._pending.append(d)
-        d.addBoth(lambda r: (self._pending.remove(d), r)[1])
+
+        def done(result: object) -> object:
+            self._pending.remove(d)
+            return result
+
+        d.addBoth(done)
 
     # -- control -------------------------------------------------------------
 
     def _get(self, server_id: str) -> ManagedServer:
         server = self._servers.get(server_id)
         if server is None:
-            raise NotFoundError(f"server `{server_id}' is not deployed on node `{self.config.name}'")
+            raise NotFoundError(
+                f"server `{server_id}' is not deployed on node `{self.config.name}'"
+            )
         return server
 
     def activate(self, server_id: str) -> Deferred[int]:
@@ -185,7 +200,9 @@ class ServerManager:
         """Fires once the server's process has exited (or at once if none ran)."""
         return self._get_deferred(server_id, lambda s: s.stop())
 
-    def _get_deferred(self, server_id: str, action: Callable[[ManagedServer], Deferred[Any]]) -> Deferred[Any]:
+    def _get_deferred(
+        self, server_id: str, action: Callable[[ManagedServer], Deferred[Any]]
+    ) -> Deferred[Any]:
         try:
             server = self._get(server_id)
         except NotFoundError as exc:
@@ -200,13 +217,17 @@ class ServerManager:
         server = self._get(server_id)
         server.signal(parse_signal(signal))
 
-    def adapter_registered(self, adapter_id: str, replica_group: str, proxy: Optional[Proxy]) -> None:
+    def adapter_registered(
+        self, adapter_id: str, replica_group: str, proxy: Optional[Proxy]
+    ) -> None:
         """@raise NotFoundError: no server of this node declares C{adapter_id}."""
         for server in self._servers.values():
             if server.owns(adapter_id):
                 server.adapter_registered(adapter_id, replica_group, proxy)
                 return
-        raise NotFoundError(f"adapter `{adapter_id}' belongs to no server of node `{self.config.name}'")
+        raise NotFoundError(
+            f"adapter `{adapter_id}' belongs to no server of node `{self.config.name}'"
+        )
 
     def process_registered(self, server_id: str, proxy: Proxy) -> None:
         self._get(server_id).process_registered(proxy)
@@ -266,7 +287,7 @@ class ServerManager:
             (server.descriptor.deactivation_timeout if server else 0) or self.config.wait_time
         )
         self.log.warn(
-            "[Server] stopping server `{server}' (pid {pid}) left running by a previous run of the node",
+            "[Server] stopping server `{server}' (pid {pid}), left running by the node's last run",
             server=server_id,
             pid=pid,
         )
@@ -282,7 +303,7 @@ class ServerManager:
             if not killed[0] and self.clock.seconds() >= deadline:
                 killed[0] = True
                 self.log.warn(
-                    "[Server] server `{server}' (pid {pid}) did not stop within {timeout} s: sending SIGKILL",
+                    "[Server] server `{server}' (pid {pid}) did not stop in {timeout} s: SIGKILL",
                     server=server_id,
                     pid=pid,
                     timeout=timeout,
@@ -290,7 +311,7 @@ class ServerManager:
                 self._kill(pid, _signal.SIGKILL)
 
         loop = LoopingCall(poll)
-        loop.clock = self.clock
+        loop.clock = self.clock  # type: ignore[misc]
         loop.start(LEFTOVER_POLL_INTERVAL, now=False).addCallback(done).chainDeferred(finished)
         return finished
 
