@@ -451,3 +451,23 @@ class LoadTests(SynchronousTestCase):
             raise OSError("no /proc")
 
         self.assertEqual(LoadSampler(reader=broken).sample(), (0.0, 0.0, 0.0))
+
+
+class RedeployTests(SynchronousTestCase):
+    def test_no_second_copy_while_old_one_stops(self) -> None:
+        """Removed then deployed again: the new one starts only once the old process exited."""
+        h = Harness(self)
+        h.spawner.exit_on_term = False
+        h.deploy(ALWAYS)
+        self.successResultOf(h.manager.start())
+        old = h.spawner.last
+        h.deploy()
+        h.deploy(ALWAYS)
+        d = h.manager.activate("S1")
+        self.assertEqual(len(h.spawner.processes), 1)
+        self.assertNoResult(d)
+        old.exit(signal=signal.SIGTERM)
+        self.assertNotIn("destroyed", h.states(), "S1 is deployed: never announced destroyed")
+        self.assertEqual(len(h.spawner.processes), 2)
+        self.assertEqual(self.successResultOf(d), h.spawner.last.pid)
+        self.assertEqual(h.manager.server_info("S1")["state"], "active")

@@ -122,6 +122,7 @@ class ServerManager:
         self._supervising = False
         self._stopping = False
         self._pending: list[Deferred[Any]] = []
+        self._destroying: dict[str, Deferred[None]] = {}
 
     # -- deployment ----------------------------------------------------------
 
@@ -133,7 +134,7 @@ class ServerManager:
         """
         wanted = {descriptor.id: (app, descriptor) for app, descriptor in entries}
         for server_id in [s for s in self._servers if s not in wanted]:
-            self._track(self._servers.pop(server_id).destroy())
+            self._destroy(self._servers.pop(server_id))
         for server_id, (app, descriptor) in wanted.items():
             server = self._servers.get(server_id)
             if server is None:
@@ -141,7 +142,10 @@ class ServerManager:
                 server.supervised = self._supervising
                 self._servers[server_id] = server
                 self._notify({server_id: server.entry()}, {})
-                server.start_if_always()
+                if server_id in self._destroying:
+                    self._after_destroyed(server_id, server.start_if_always)
+                else:
+                    server.start_if_always()
             elif (server.application, server.descriptor) != (app, descriptor):
                 self._replace(server, app, descriptor)
         return succeed(None)
@@ -173,6 +177,27 @@ class ServerManager:
 
         self._track(server.halt().addCallback(restart))
 
+    def _destroy(self, server: ManagedServer) -> None:
+        """
+        Stop and forget C{server}. Until its process is gone, a server
+        deployed again under its id waits: never two copies of one server.
+        """
+        d = server.destroy()
+        self._destroying[server.id] = d
+
+        def gone(_: None) -> None:
+            if self._destroying.get(server.id) is d:
+                del self._destroying[server.id]
+
+        d.addCallback(gone)
+        self._track(d)
+
+    def _after_destroyed(self, server_id: str, action: Callable[[], Any]) -> Deferred[Any]:
+        """C{action}'s result once the old server under C{server_id} is gone."""
+        waiter: Deferred[None] = Deferred()
+        self._destroying[server_id].addCallback(lambda r: (waiter.callback(None), r)[1])
+        return waiter.addCallback(lambda _: action())
+
     def _track(self, d: Deferred[Any]) -> None:
         self._pending.append(d)
 
@@ -194,6 +219,8 @@ class ServerManager:
 
     def activate(self, server_id: str) -> Deferred[int]:
         """The pid once the server is active; L{NodeError} why not, L{NotFoundError} if unknown."""
+        if server_id in self._destroying and server_id in self._servers:
+            return self._after_destroyed(server_id, lambda: self.activate(server_id))
         return self._get_deferred(server_id, lambda s: s.activate())
 
     def stop(self, server_id: str) -> Deferred[None]:
@@ -246,6 +273,11 @@ class ServerManager:
         return self._get(server_id).info()
 
     def _notify(self, servers: dict[str, Any], adapters: dict[str, Any]) -> None:
+        for server_id, entry in servers.items():
+            current = self._servers.get(server_id)
+            if entry["state"] == "destroyed" and current is not None:
+                # the id was deployed again while its old process stopped
+                servers[server_id] = current.entry()
         if servers or adapters:
             self._on_live_state(servers, adapters)
 
