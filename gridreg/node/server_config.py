@@ -4,7 +4,7 @@ The Ice configuration file a node writes for each server, as C{icegridnode}
 3.7 writes it, at the same place: C{<IceGrid.Node.Data>/servers/<id>/config/config},
 passed to the server as the last argument, C{--Ice.Config=<that path>}.
 
-What a real icegridnode 3.7.10 wrote (node C{node1}, IceGrid.Node.Output
+What a real icegridnode 3.7.8 wrote (node C{node1}, IceGrid.Node.Output
 C{/d/out}, IceGrid.Node.PropertiesOverride C{Ice.Trace.Network=1 Foo.Bar=baz},
 a server C{S1} with adapters C{A} (an object with C{property="Identity"})
 and C{B} (id C{BId}, replica group C{RG}), properties P1, NodeVars, P0)::
