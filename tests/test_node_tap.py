@@ -104,3 +104,31 @@ class NodeOptionsTests(SynchronousTestCase):
         names = {p.tapname for p in getPlugins(IServiceMaker)}
         self.assertIn("gridnode", names)
         self.assertIn("gridregistry", names)
+
+
+class NodeLoadTests(SynchronousTestCase):
+    """What a node reports as its load: the load averages over its processors."""
+
+    def test_load_file_and_processor_count(self) -> None:
+        from gridreg.node.service import _load_sampler
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("4.00 2.00 1.00 3/200 1234\n")
+        options = parse(
+            "--property", LOCATOR, "--property", f"IceGrid.Node.Data={self.mktemp()}",
+            "--property", "GridReg.Internal.Insecure=1", "--node-name", "n",
+            "--property", f"GridReg.Node.LoadAverageFile={path}",
+            "--property", "IceGrid.Node.ProcessorSocketCount=4",
+        )
+        assert options.node_config is not None
+        self.assertEqual(_load_sampler(options.node_config)(), (1.0, 0.5, 0.25))
+
+    def test_negative_processor_count_refused(self) -> None:
+        with self.assertRaises(usage.UsageError) as caught:
+            parse(
+                "--property", LOCATOR, "--property", "IceGrid.Node.Data=d",
+                "--property", "GridReg.Internal.Insecure=1", "--node-name", "n",
+                "--property", "IceGrid.Node.ProcessorSocketCount=-1",
+            )
+        self.assertIn("IceGrid.Node.ProcessorSocketCount", str(caught.exception))

@@ -334,6 +334,8 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "IceGrid.Node.Trace.Adapter": (NODE, "1"),
     "IceGrid.Node.Trace.Activator": (NODE, "1"),
     "IceGrid.Node.Trace.Replica": (NODE, "1"),
+    "IceGrid.Node.ProcessorSocketCount": (NODE, "4"),
+    "GridReg.Node.LoadAverageFile": (NODE, "loadavg"),
 }
 
 #: honoured entries implemented by the ACM branch, with a sample value each

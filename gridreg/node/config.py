@@ -70,6 +70,11 @@ class NodeConfig:
     disable_on_failure: int = 0
     properties_override: tuple[tuple[str, str], ...] = ()
     allow_running_as_root: bool = False
+    #: IceGrid.Node.ProcessorSocketCount: divides the load averages; 0 counts processors
+    processors: int = 0
+    #: GridReg.Node.LoadAverageFile: where the load averages are read (a container's
+    #: own, or a test's; /proc/loadavg by default)
+    load_file: str = "/proc/loadavg"
     trace: NodeTrace = NodeTrace()
     properties: Optional[Properties] = attrs.field(default=None, eq=False, repr=False)
 
@@ -121,6 +126,8 @@ class NodeConfig:
             properties_override=_overrides(properties),
             allow_running_as_root=properties.get_int("IceGrid.Node.AllowRunningServersAsRoot", 0)
             > 0,
+            processors=_non_negative(properties, "IceGrid.Node.ProcessorSocketCount"),
+            load_file=properties.get("GridReg.Node.LoadAverageFile") or "/proc/loadavg",
             trace=NodeTrace.from_properties(properties),
             properties=properties,
         )
@@ -142,3 +149,10 @@ def _overrides(properties: Properties) -> tuple[tuple[str, str], ...]:
             raise PropertyError(f"{key} ({properties.source(key)}): {word!r} is not Name=Value")
         pairs.append((name, value if sep else "1"))
     return tuple(pairs)
+
+
+def _non_negative(properties: Properties, key: str) -> int:
+    value = properties.get_int(key, 0)
+    if value < 0:
+        raise PropertyError(f"{key} ({properties.source(key)}): must be 0 or more, not {value}")
+    return value

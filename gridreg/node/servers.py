@@ -268,6 +268,10 @@ class ServerManager:
             adapters.update(s.adapters())
         return servers, adapters
 
+    def always_servers(self) -> dict[str, Any]:
+        """The servers with C{always} activation, by id (for IceGrid.Node.PrintServersReady)."""
+        return {sid: s for sid, s in self._servers.items() if s.descriptor.activation == "always"}
+
     def server_info(self, server_id: str) -> dict[str, Any]:
         """@raise NotFoundError: unknown server."""
         return self._get(server_id).info()

@@ -45,6 +45,17 @@ def node_info(config: NodeConfig) -> dict[str, Any]:
     }
 
 
+def _load_sampler(config: NodeConfig) -> Load:
+    """The node's load: its load-average file divided by its processors."""
+    from gridreg.node.load import LoadSampler
+
+    def read() -> str:
+        with open(config.load_file, encoding="ascii") as f:
+            return f.read()
+
+    return LoadSampler(read, lambda: config.processors or os.cpu_count()).sample
+
+
 class NodeService(Service):
     """One node: its servers and its sessions with the replicas."""
 
@@ -67,9 +78,7 @@ class NodeService(Service):
 
             servers = ServerManager(reactor, config, self._live_state_changed)
         if load is None:
-            from gridreg.node.load import LoadSampler
-
-            load = LoadSampler().sample
+            load = _load_sampler(config)
         self.servers = servers
         self.sessions = NodeSessions(
             reactor,

@@ -1,0 +1,131 @@
+# -*- test-case-name: tests.test_nodes_processes -*-
+"""
+Nodes with real processes: a master and a slave (C{twist gridregistry}), two
+C{twist gridnode}s over mutual TLS, and real Ice 3.7 Python servers deployed
+as on-demand servers, started by real Ice clients through the master, and
+through the slave while the master is dead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from gridreg.certs import make_demo_certs
+from tests._node_processes import RunningNode, managed_server_xml, start_gridnode
+from tests._processes import ice_missing, run_ice_client
+from tests.test_replication_processes import GridProcesses, eventually
+
+NODES = ("node1", "node2")
+
+
+class NodeGrid(GridProcesses):
+    """A master, a slave and two nodes on loopback, with their certificates."""
+
+    def __init__(self, testcase: TestCase) -> None:
+        super().__init__(testcase)
+        make_demo_certs(str(self.certs), nodes=NODES, instance="DemoIceGrid")
+        self.nodes: dict[str, RunningNode] = {}
+
+    def properties(self, name: str, as_name: str, certs: Path) -> dict[str, str]:
+        return {
+            **super().properties(name, as_name, certs),
+            "IceGrid.Registry.NodeSessionTimeout": "4",
+            "IceGrid.Registry.Trace.Node": "1",
+            "IceGrid.Registry.Trace.Server": "1",
+        }
+
+    def start_node(self, name: str, **extra: str) -> RunningNode:
+        node = start_gridnode(
+            reactor,
+            self.root / name,
+            name,
+            {
+                "Ice.Default.Locator": self.locator("Master", "Replica1"),
+                "IceSSL.DefaultDir": str(self.certs),
+                "IceSSL.CAs": "ca.pem",
+                "IceSSL.CertFile": f"node-{name}.pem",
+                "IceSSL.KeyFile": f"node-{name}.key",
+                **extra,
+            },
+        )
+        self.nodes[name] = node
+        self.testcase.addCleanup(node.stop)
+        return node
+
+    async def deploy(self, name: str, body: str) -> None:
+        path = self.root / f"{name}.xml"
+        path.write_text(f'<icegrid><application name="{name}">{body}</application></icegrid>')
+        code, output = await self.gridadmin("application", "add", str(path))
+        self.testcase.assertEqual(code, 0, output)
+
+    async def hello(self, proxy: str, *replicas: str) -> str:
+        """Call sayHello on C{proxy} from a fresh Ice client whose locator lists C{replicas}."""
+        [result] = await run_ice_client(reactor, self.locator(*replicas), [["sayHello", proxy]])
+        self.testcase.assertTrue(result["ok"], result)
+        return str(result["result"])
+
+
+class NodeProcessTests(TestCase):
+    timeout = 180
+
+    def setUp(self) -> None:
+        missing = ice_missing()
+        if missing:
+            raise self.skipTest(missing)
+        self.grid = NodeGrid(self)
+
+    async def start_grid(self) -> None:
+        await self.grid.start("Master")
+        await self.grid.start("Replica1")
+        for name in NODES:
+            node = self.grid.start_node(name)
+            await node.has_session("Master")
+
+    async def test_on_demand_server_started_through_master_then_slave(self) -> None:
+        await self.start_grid()
+        await self.grid.deploy(
+            "Demo", "<node name='node1'>" + managed_server_xml("Hello1", "node1") + "</node>"
+        )
+        self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Master"), "Hello1")
+        await self.grid.running["Master"].kill()
+        code, output = await self.grid.gridadmin("server", "stop", "Hello1")
+        self.assertEqual(code, 0, output)
+        self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Replica1"), "Hello1")
+
+    async def test_round_robin_group_across_two_nodes_alternates(self) -> None:
+        await self.start_grid()
+        members = "".join(
+            f"<node name='{node}'>"
+            + managed_server_xml(f"RR-{node}", node, group="RRGroup")
+            + "</node>"
+            for node in NODES
+        )
+        await self.grid.deploy(
+            "RoundRobin",
+            "<replica-group id='RRGroup'><load-balancing type='round-robin'/>"
+            "<object identity='rr' type='::Demo::Hello'/></replica-group>" + members,
+        )
+        answers = [await self.grid.hello("rr", "Master") for _ in range(4)]
+        self.assertEqual(sorted(set(answers)), ["RR-node1", "RR-node2"])
+        self.assertNotEqual(answers[0], answers[1])
+        self.assertEqual(answers[0], answers[2])
+
+    async def test_killed_nodes_adapters_disappear(self) -> None:
+        await self.start_grid()
+        await self.grid.deploy(
+            "Demo",
+            "<node name='node2'>" + managed_server_xml("Hello2", "node2") + "</node>",
+        )
+        self.assertEqual(await self.grid.hello("hello@Hello2.Hello", "Master"), "Hello2")
+        await self.grid.nodes["node2"].kill()
+
+        async def gone() -> bool:
+            [result] = await run_ice_client(
+                reactor, self.grid.locator("Master"), [["findAdapterById", "Hello2.Hello"]]
+            )
+            return not result["ok"] or not result.get("endpoints")
+
+        await eventually(gone, timeout=30)
