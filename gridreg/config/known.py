@@ -507,15 +507,15 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     ),
     # -- tracing --
     "IceGrid.Registry.Trace.*": _unsupported(_NO_TRACE, "0"),
-    "IceGrid.Registry.Trace.Node": _planned(_NO_NODES, "0"),
-    "IceGrid.Registry.Trace.Server": _planned(_NO_NODES, "0"),
+    "IceGrid.Registry.Trace.Node": _HONOURED,
+    "IceGrid.Registry.Trace.Server": _HONOURED,
     "IceGrid.Registry.Trace.Patch": _planned(_NO_NODES, "0"),
     "IceGrid.Registry.Trace.Session": _planned(_NO_SESSIONS, "0"),
     "IceGrid.Registry.Trace.Admin": _planned("admin operations are not traced yet", "0"),
     "IceGrid.Registry.Trace.Discovery": _planned(_NO_DISCOVERY, "0"),
     # -- nodes (planned) --
     "IceGrid.Node.*": _planned(_NO_NODES),
-    "IceGrid.Registry.NodeSessionTimeout": _planned(_NO_NODES),
+    "IceGrid.Registry.NodeSessionTimeout": _HONOURED,
     "IceGrid.Registry.RequireNodeCertCN": _planned(_NO_NODES),
     # -- sessions, admin sessions, Glacier2 (planned) --
     "IceGrid.Registry.SessionTimeout": _planned(_NO_SESSIONS),
