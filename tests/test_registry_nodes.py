@@ -14,7 +14,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from gridreg.ice.encoding import OutputStream
+from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.messages import ReplyStatus, decode_reply
 from gridreg.ice.types import Identity, OperationMode
 from gridreg.registry.service import RegistryService
@@ -290,3 +290,50 @@ class DeploymentTests(NodeTestCase):
         self.grid.run_until(lambda: bool(node.replicas))
         self.assertEqual([r["name"] for r in node.replicas[-1]], ["Master", "Replica1"])
         self.assertIn(str(PORTS["Replica1"][2]), node.replicas[-1][1]["internal"])
+
+
+class LoadTests(NodeTestCase):
+    def test_adaptive_groups_order_members_by_their_nodes_load(self) -> None:
+        node1 = self.grid.node("Master", "node1")
+        node2 = self.grid.node("Master", "node2")
+        self.grid.wait(node1.adapter_up("G1.A", 7401))
+        self.grid.wait(node2.adapter_up("G2.A", 7402))
+        # the group's policy uses the 5-minute sample
+        self.grid.wait(node1.keepalive(0.1, 0.9, 0.1))
+        self.grid.wait(node2.keepalive(0.9, 0.2, 0.9))
+        for _ in range(3):
+            self.assertEqual(self.locate(self.master, "Group").ports(), [7402, 7401])
+        self.grid.wait(node2.keepalive(0.9, 1.5, 0.9))
+        self.assertEqual(self.locate(self.master, "Group").ports(), [7401, 7402])
+
+    def test_members_without_a_node_session_come_last(self) -> None:
+        node1 = self.grid.node("Master", "node1")
+        self.grid.wait(node1.adapter_up("G1.A", 7401))
+        self.grid.wait(node1.keepalive(3.0, 3.0, 3.0))
+        self.grid.wait(self.master.database.set_adapter_direct_proxy("G2.A", "Group", direct(7402)))
+        for _ in range(3):
+            self.assertEqual(self.locate(self.master, "Group").ports(), [7401, 7402])
+
+    def least_loaded(self, sample: int) -> str:
+        def write(out: OutputStream) -> None:
+            out.write_string("::Demo::Hello")
+            out.write_enum(sample, 2)
+
+        transport = call_servant(
+            self.master, Identity("Query", "DemoIceGrid"), "findObjectByTypeOnLeastLoadedNode", write
+        )
+        self.grid.network.flush()
+        reply = decode_reply(transport.value()[14:])
+        proxy = InputStream(reply.payload, reply.encoding).read_proxy()
+        assert proxy is not None
+        return proxy.identity.name
+
+    def test_find_object_by_type_on_least_loaded_node(self) -> None:
+        node1 = self.grid.node("Master", "node1")
+        node2 = self.grid.node("Master", "node2")
+        self.grid.wait(node1.keepalive(0.1, 0.8, 0.8))
+        self.grid.wait(node2.keepalive(0.5, 0.2, 0.2))
+        for _ in range(3):
+            self.assertEqual(self.least_loaded(0), "obj1")
+            self.assertEqual(self.least_loaded(1), "obj2")
+            self.assertEqual(self.least_loaded(2), "obj2")
