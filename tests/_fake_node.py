@@ -106,7 +106,9 @@ class FakeNode(amp.AMP, TransferResponder):
         )
 
     def adapter_up(self, adapter_id: str, port: int, group: str = "") -> Deferred[Any]:
-        return self.live(adapters={adapter_id: {"proxy": proxy_field(direct(port)), "replica_group": group}})
+        return self.live(
+            adapters={adapter_id: {"proxy": proxy_field(direct(port)), "replica_group": group}}
+        )
 
     # -- what a replica asks -----------------------------------------------------------
 

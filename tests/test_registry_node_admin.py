@@ -76,10 +76,12 @@ class SlaveAdminTests(NodeTestCase):
         self.assertEqual((node["load1"], node["load5"], node["load15"]), (0.25, 0.5, 0.75))
         self.assertEqual(node["servers"], ["G1", "M1", "S1"])
         self.assertTrue(node["alive"])
-        listed = json.loads(self.ask(AdminList, what="node", pattern="", cursor="", limit=0)["items"])
-        self.assertEqual({n["node"]: n["alive"] for n in listed}, {
-            "node1": True, "node2": False, "node3": False
-        })
+        listed = json.loads(
+            self.ask(AdminList, what="node", pattern="", cursor="", limit=0)["items"]
+        )
+        self.assertEqual(
+            {n["node"]: n["alive"] for n in listed}, {"node1": True, "node2": False, "node3": False}
+        )
 
     def test_control_is_relayed_to_the_node(self) -> None:
         serial = self.master.store.serial
@@ -95,16 +97,23 @@ class SlaveAdminTests(NodeTestCase):
         self.assertEqual(self.master.store.serial, serial, "nothing written")
 
     def test_control_failures(self) -> None:
-        self.assertIn("Nobody", self.refused(
-            AdminServerControl, NotFoundError, server="Nobody", action="start", argument=""
-        ))
-        self.assertIn("node2", self.refused(
-            AdminServerControl, NodeUnreachableError, server="S2", action="start", argument=""
-        ))
+        self.assertIn(
+            "Nobody",
+            self.refused(
+                AdminServerControl, NotFoundError, server="Nobody", action="start", argument=""
+            ),
+        )
+        self.assertIn(
+            "node2",
+            self.refused(
+                AdminServerControl, NodeUnreachableError, server="S2", action="start", argument=""
+            ),
+        )
         self.node.failing["S1"] = "cannot execute `/bin/s1'"
-        self.assertIn("cannot execute", self.refused(
-            AdminServerControl, NodeError, server="S1", action="start", argument=""
-        ))
+        self.assertIn(
+            "cannot execute",
+            self.refused(AdminServerControl, NodeError, server="S1", action="start", argument=""),
+        )
 
     def test_node_control(self) -> None:
         ping = json.loads(self.ask(AdminNodeControl, node="node2", action="ping")["result"])

@@ -189,9 +189,27 @@ class ActivationTests(NodeTestCase):
     def test_manual_disabled_and_unconnected_servers_are_not_started(self) -> None:
         node = self.grid.node("Master", "node1")
         self.assertIsNone(self.locate(self.master, "MA").ports())
-        self.grid.wait(node.live(servers={"S1": {"state": "inactive", "pid": None, "enabled": False}}))
+        self.grid.wait(
+            node.live(servers={"S1": {"state": "inactive", "pid": None, "enabled": False}})
+        )
         self.assertIsNone(self.locate(self.master, "A1").ports())
         self.assertIsNone(self.locate(self.master, "A3").ports())  # node3 never registered
+        self.assertEqual(node.activations, [])
+
+    def test_a_well_known_object_is_found_without_activation(self) -> None:
+        node = self.grid.node("Master", "node1")
+
+        def write(out: OutputStream) -> None:
+            out.write_identity(Identity("obj1"))
+
+        transport = call_servant(
+            self.master, Identity("Locator", "DemoIceGrid"), "findObjectById", write
+        )
+        self.grid.network.flush()
+        reply = decode_reply(transport.value()[14:])
+        proxy = InputStream(reply.payload, reply.encoding).read_proxy()
+        assert proxy is not None
+        self.assertEqual(proxy.adapter_id, "A1")
         self.assertEqual(node.activations, [])
 
     def test_unknown_adapters_are_still_not_found(self) -> None:
@@ -320,7 +338,10 @@ class LoadTests(NodeTestCase):
             out.write_enum(sample, 2)
 
         transport = call_servant(
-            self.master, Identity("Query", "DemoIceGrid"), "findObjectByTypeOnLeastLoadedNode", write
+            self.master,
+            Identity("Query", "DemoIceGrid"),
+            "findObjectByTypeOnLeastLoadedNode",
+            write,
         )
         self.grid.network.flush()
         reply = decode_reply(transport.value()[14:])

@@ -150,4 +150,3 @@ def _first_success(waits: list[Deferred[str]], reasons: list[str]) -> Deferred[s
 
 
 __all__ = ["Activator", "DEFAULT_ACTIVATION_TIMEOUT"]
-

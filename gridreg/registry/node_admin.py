@@ -143,7 +143,9 @@ class NodeAdminResponder(amp.CommandLocator):
         if found is None:
             raise NotFoundError(f"server `{server_id}' not found")
         if action not in SERVER_ACTIONS:
-            raise NodeError(f"unknown action `{action}': expected one of {', '.join(SERVER_ACTIONS)}")
+            raise NodeError(
+                f"unknown action `{action}': expected one of {', '.join(SERVER_ACTIONS)}"
+            )
         descriptor = found[1].descriptor
         node = found[1].node
         if node not in nodes.sessions:

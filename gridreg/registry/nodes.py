@@ -58,7 +58,7 @@ class NodeSession:
 
     def abort(self) -> None:
         self.closed = True
-        transport = self.protocol.transport
+        transport: Any = self.protocol.transport
         if transport is not None:
             transport.abortConnection()
 

@@ -259,9 +259,7 @@ class LocatorRegistryServant(Servant):
         self.database = database
         self.relay = relay
 
-    def _register(
-        self, adapter_id: str, group_id: str, proxy: Optional[Proxy]
-    ) -> Deferred[bytes]:
+    def _register(self, adapter_id: str, group_id: str, proxy: Optional[Proxy]) -> Deferred[bytes]:
         """
         A managed server's adapter goes to its node, when the node has a
         session here; anything else is a replicated write (servers started by hand).

@@ -328,7 +328,9 @@ class RegistryState:
     def _proxy_load(self, proxy: Proxy, sample: str) -> float:
         adapter_id = proxy.adapter_id
         if adapter_id in self.deployed.replica_groups:
-            members = [a for a, d in self.deployed.adapters.items() if d.replica_group_id == adapter_id]
+            members = [
+                a for a, d in self.deployed.adapters.items() if d.replica_group_id == adapter_id
+            ]
         else:
             members = [adapter_id]
         loads = [_load_value(self._member_load(a), sample) for a in members]
