@@ -58,6 +58,9 @@ def managed_server_xml(
     attributes: str = "",
 ) -> str:
     """A <server> running the real Ice server of L{MANAGED_SERVER}."""
+    if os.geteuid() == 0 and "user=" not in attributes:
+        # as IceGrid, a root node runs servers as nobody unless they name root
+        attributes += ' user="root"'
     adapter = f' id="{adapter_id}"' if adapter_id else ""
     group_attr = f' replica-group="{group}"' if group else ""
     return (
@@ -90,6 +93,7 @@ def start_gridnode(
         "IceGrid.Node.Output": str(root / "out"),
         "IceGrid.Node.Trace.Replica": "1",
         "IceGrid.Node.Trace.Server": "1",
+        "IceGrid.Node.AllowRunningServersAsRoot": "1",
         **properties,
     }
     config_file = root / "gridnode.cfg"

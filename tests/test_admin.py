@@ -241,9 +241,9 @@ class ResponderTests(SynchronousTestCase):
 
     def test_list_unknown_kind(self) -> None:
         message = self.admin.refused(
-            RegistryUserError, AdminList, what="server", pattern="", cursor="", limit=10
+            RegistryUserError, AdminList, what="patch", pattern="", cursor="", limit=10
         )
-        self.assertIn("server", message)
+        self.assertIn("patch", message)
 
     def test_adapters_and_replica_groups(self) -> None:
         register(self.registry, "Solo", "", 20001)

@@ -94,6 +94,11 @@ def _lines(path: str) -> list[str]:
         return []
 
 
+#: as IceGrid, a root node runs a server as root only when it names root (and
+#: AllowRunningServersAsRoot); these tests' files are the root's own
+AS_ROOT = "root" if os.geteuid() == 0 else ""
+
+
 class RealProcessTests(TestCase):
     timeout = 60
 
@@ -121,6 +126,7 @@ class RealProcessTests(TestCase):
             pwd=self.base,
             envs=("GRIDREG_T=yes",),
             activation="on-demand",
+            user=AS_ROOT,
         )
         fields.update(kw)
         return ServerDescriptor(**fields)
@@ -206,6 +212,7 @@ class RealIceServerTests(TestCase):
             exe=ICE_PYTHON,
             options=(script,),
             activation="manual",
+            user=AS_ROOT,
             properties=(("P", "a #1"),),
             adapters=(
                 AdapterDescriptor(

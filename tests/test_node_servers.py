@@ -211,11 +211,22 @@ class UserTests(SynchronousTestCase):
         h.manager.activate("S1")
         self.assertEqual(h.spawner.last.spawned["uid"], 1001)
 
-    def test_root_allowed(self) -> None:
+    def test_root_allowed_only_when_named(self) -> None:
+        """AllowRunningServersAsRoot lets user="root" run as root; no user is still nobody."""
         h = Harness(self, euid=0, allow_running_as_root=True)
         h.deploy(SERVER)
         h.manager.activate("S1")
-        self.assertEqual(h.spawner.last.spawned["uid"], None)
+        self.assertEqual(h.spawner.last.spawned["uid"], 65534)
+        h2 = Harness(self, euid=0, allow_running_as_root=True)
+        h2.deploy(attrs.evolve(SERVER, user="root"))
+        h2.manager.activate("S1")
+        self.assertEqual(h2.spawner.last.spawned["uid"], 0)
+
+    def test_root_refused_unless_allowed(self) -> None:
+        h = Harness(self, euid=0)
+        h.deploy(attrs.evolve(SERVER, user="root"))
+        error = self.failureResultOf(h.manager.activate("S1"), NodeError).value
+        self.assertIn("AllowRunningServersAsRoot", str(error))
 
     def test_other_user_refused(self) -> None:
         h = Harness(self, euid=1000)

@@ -99,7 +99,10 @@ class NodeProcessTests(TestCase):
         await self.start_grid()
         members = "".join(
             f"<node name='{node}'>"
-            + managed_server_xml(f"RR-{node}", node, group="RRGroup")
+            + managed_server_xml(
+                f"RR-{node}", node, group="RRGroup",
+                extra="<property name='Hello.Identity' value='rr'/>",
+            )
             + "</node>"
             for node in NODES
         )

@@ -303,6 +303,9 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "IceGrid.Registry.Trace.Locator": ({}, "1"),
     "IceGrid.Registry.Trace.Object": ({}, "1"),
     "IceGrid.Registry.Trace.Replica": ({}, "1"),
+    "IceGrid.Registry.Trace.Node": ({}, "1"),
+    "IceGrid.Registry.Trace.Server": ({}, "1"),
+    "IceGrid.Registry.NodeSessionTimeout": ({}, "10"),
     "Ice.Default.Locator": ({}, "IceGrid/Locator:tcp -h 127.0.0.1 -p 5061"),
     "Ice.Default.Protocol": (
         {"IceGrid.Registry.Client.Endpoints": "default -h 127.0.0.1 -p 4061"},

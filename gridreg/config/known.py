@@ -416,7 +416,7 @@ def _unsupported(instead: str, *inert: str) -> PropertySupport:
     return PropertySupport(Support.UNSUPPORTED, instead, inert)
 
 
-_NO_NODES = "gridreg has no nodes yet (gridnode is planned); ignored"
+_NO_NODES = "not implemented by gridreg's nodes yet; ignored"
 _NO_SESSIONS = "gridreg creates no Ice client sessions yet (planned); ignored"
 _NO_ADMIN_SESSIONS = (
     "no Ice admin sessions yet (planned); gridadmin is authorised by its TLS certificate"
@@ -510,9 +510,9 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     ),
     # -- tracing --
     "IceGrid.Registry.Trace.*": _unsupported(_NO_TRACE, "0"),
-    "IceGrid.Registry.Trace.Node": _planned(_NO_NODES, "0"),
-    "IceGrid.Registry.Trace.Server": _planned(_NO_NODES, "0"),
-    "IceGrid.Registry.Trace.Patch": _planned(_NO_NODES, "0"),
+    "IceGrid.Registry.Trace.Node": _HONOURED,
+    "IceGrid.Registry.Trace.Server": _HONOURED,
+    "IceGrid.Registry.Trace.Patch": _unsupported("gridreg does not patch servers (no IcePatch2)", "0"),
     "IceGrid.Registry.Trace.Session": _planned(_NO_SESSIONS, "0"),
     "IceGrid.Registry.Trace.Admin": _planned("admin operations are not traced yet", "0"),
     "IceGrid.Registry.Trace.Discovery": _planned(_NO_DISCOVERY, "0"),
@@ -538,8 +538,12 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "IceGrid.Node.CollocateRegistry": _unsupported(
         "run gridregistry and gridnode as two processes", "0"
     ),
-    "IceGrid.Registry.NodeSessionTimeout": _planned(_NO_NODES),
-    "IceGrid.Registry.RequireNodeCertCN": _planned(_NO_NODES),
+    "IceGrid.Registry.NodeSessionTimeout": _HONOURED,
+    "IceGrid.Registry.RequireNodeCertCN": _unsupported(
+        "with TLS a node's certificate must always name it (<node>.node.gridreg); the check "
+        "cannot be turned off",
+        "1",
+    ),
     # -- sessions, admin sessions, Glacier2 (planned) --
     "IceGrid.Registry.SessionTimeout": _planned(_NO_SESSIONS),
     "IceGrid.Registry.PermissionsVerifier*": _planned(_NO_SESSIONS),

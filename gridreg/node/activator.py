@@ -113,18 +113,16 @@ def run_as(
 ) -> tuple[Optional[int], Optional[int]]:
     """
     The (uid, gid) to start C{descriptor}'s server as, or (None, None) for
-    the node's own account. As IceGrid: a root node runs servers as the
-    descriptor's C{user}, else as C{nobody}, unless
-    C{IceGrid.Node.AllowRunningServersAsRoot}; a node that is not root can
-    only run servers as itself.
+    the node's own account. As IceGrid 3.7.8 does (checked against it): a
+    root node runs servers as the descriptor's C{user}, else as C{nobody};
+    C{IceGrid.Node.AllowRunningServersAsRoot} only allows C{user="root"}. A
+    node that is not root can only run servers as itself.
 
     @raise NodeError: the account does not exist, or is not the node's.
     """
     euid = host.geteuid()
     user = descriptor.user
     if euid == 0:
-        if allow_root and not user:
-            return None, None
         name = user or "nobody"
         try:
             account = host.getpwnam(name)

@@ -196,6 +196,10 @@ class ManagedServer:
             executable = resolve_executable(desc.exe, cwd, host)
             path = write_config(desc, config, self.env.clock.seconds(), uid)
             fds = output_fds(config.output_dir, self.id, config.redirect_err_to_out)
+            if uid is not None:
+                # the server reopens them itself (Ice.StdOut, Ice.StdErr)
+                for fd in {v for k, v in fds.items() if v > 2}:
+                    os.fchown(fd, uid, gid if gid is not None else -1)
             fds[0] = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         except (NodeError, OSError) as exc:
             close_fds(fds)

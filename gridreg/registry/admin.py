@@ -70,6 +70,13 @@ from gridreg.protocol.errors import (
     TransferError,
 )
 from gridreg.registry.descriptors import DescriptorError, parse_application
+from gridreg.registry.node_admin import (
+    NodeAdminResponder,
+    node_details,
+    node_listing,
+    server_details,
+    server_listing,
+)
 from gridreg.store.digest import state_digest
 from gridreg.store.records import Change
 
@@ -77,7 +84,7 @@ if TYPE_CHECKING:
     from gridreg.registry.roles import Replica
 
 #: what C{AdminList} and C{AdminDescribe} know about
-KINDS = ("application", "object", "adapter", "registry")
+KINDS = ("application", "object", "adapter", "registry", "server", "node")
 #: the most items one page holds, whatever the caller asks for
 MAX_PAGE_ITEMS = 1000
 #: the most JSON bytes one page holds, well below AMP's 65,535 per value
@@ -134,7 +141,7 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Deferred[dict[str, Any
     return guarded
 
 
-class AdminResponder(TransferResponder):
+class AdminResponder(TransferResponder, NodeAdminResponder):
     """
     The admin commands for one connection to one replica.
 
@@ -336,6 +343,10 @@ class AdminResponder(TransferResponder):
             replicas = {r["name"]: r for r in self.registry.replica_info()}
             fields = ("name", "role", "serial", "lag", "alive", "state", "reason", "client")
             return sorted(replicas), lambda k: {f: replicas[k].get(f) for f in fields}
+        if what == "server":
+            return server_listing(self.registry.nodes)
+        if what == "node":
+            return node_listing(self.registry.nodes)
         raise RegistryUserError(f"unknown kind `{what}': expected one of {', '.join(KINDS)}")
 
     def _objects(self) -> dict[str, Identity]:
@@ -426,6 +437,10 @@ class AdminResponder(TransferResponder):
             return self.registry.store.snapshot().addCallback(
                 lambda stored: {**replica, "digest": state_digest(stored)}
             )
+        if what == "server":
+            return server_details(self.registry.nodes, key)
+        if what == "node":
+            return node_details(self.registry.nodes, key)
         raise RegistryUserError(f"unknown kind `{what}': expected one of {', '.join(KINDS)}")
 
     def _replica(self, name: str) -> dict[str, Any]:

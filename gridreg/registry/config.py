@@ -43,6 +43,8 @@ class RegistryConfig:
     internal_endpoints: tuple[Endpoint, ...] = ()
     locator: Optional[Proxy] = None
     replica_session_timeout: float = 30.0
+    #: IceGrid.Registry.NodeSessionTimeout: a node silent this long loses its session
+    node_session_timeout: int = 30
     #: ACM of the client and server endpoints (IceGrid.Registry.{Client,Server}.ACM.*)
     client_acm: AcmConfig = AcmConfig()
     server_acm: AcmConfig = AcmConfig()
@@ -94,6 +96,7 @@ class RegistryConfig:
             replica_session_timeout=float(
                 properties.get_int("IceGrid.Registry.ReplicaSessionTimeout", 30)
             ),
+            node_session_timeout=_positive(properties, "IceGrid.Registry.NodeSessionTimeout", 30),
             client_acm=AcmConfig.from_properties(
                 properties,
                 "IceGrid.Registry.Client",

@@ -33,7 +33,9 @@ from gridreg.protocol.commands import (
     RegisterReplica,
 )
 from gridreg.protocol.chunking import new_transfer_id, send_blob
-from gridreg.protocol.errors import NotAuthorizedError, NotMasterError
+from gridreg.protocol.errors import NodeError, NotAuthorizedError, NotMasterError
+from gridreg.protocol.node_commands import NodeKeepAlive, NodeLiveState, RegisterNode
+from gridreg.registry.loadbalancing import LoadSamples
 from gridreg.registry.epochs import Epoch
 from gridreg.registry.snapshots import snapshot_to_json
 
@@ -229,6 +231,37 @@ class InternalProtocol(amp.AMP):
 
         return Deferred.fromCoroutine(send())
 
+    # -- node sessions (gridreg.protocol.node_commands) -------------------------------
+
+    @RegisterNode.responder
+    def register_node(self, name: str, info: str, epoch: str) -> dict[str, Any]:
+        """A node asks to be managed; the node, not this replica, judges the epoch."""
+        self._require("node")
+        if name != self.peer_name:
+            raise NotAuthorizedError(
+                f"registered as `{name}' after saying hello as `{self.peer_name}'"
+            )
+        return self.registry.nodes.register(self, name, _json_object(info, "info"))
+
+    @NodeKeepAlive.responder
+    def node_keepalive(self, load1: float, load5: float, load15: float) -> dict[str, Any]:
+        self._require("node")
+        return {"epoch": self.registry.nodes.keepalive(self, LoadSamples(load1, load5, load15))}
+
+    @NodeLiveState.responder
+    def node_live_state(self, servers: str, adapters: str, full: bool) -> dict[str, Any]:
+        self._require("node")
+        try:
+            self.registry.nodes.live_state(
+                self,
+                _json_object(servers, "servers"),
+                _json_object(adapters, "adapters"),
+                full,
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise NodeError(f"malformed live state: {exc}") from None
+        return {}
+
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         factory = getattr(self, "factory", None)
@@ -236,6 +269,18 @@ class InternalProtocol(amp.AMP):
             factory.connections.discard(self)
         if self.role == "registry":
             self.registry.role.replica_lost(self)
+        elif self.role == "node":
+            self.registry.nodes.lost(self)
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        raise NodeError(f"`{what}' is not JSON") from None
+    if not isinstance(value, dict):
+        raise NodeError(f"`{what}' is not a JSON object")
+    return value
 
 
 class InternalFactory(Factory):

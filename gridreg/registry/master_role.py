@@ -323,6 +323,7 @@ class MasterRole:
         if changed and self.write_refusal() is None:
             replica.database.commit(changed).addErrback(self._bookkeeping_failed)
         self.replication.announce({MASTER: own.to_json(), **live})
+        replica.nodes.announce_replicas({MASTER: own.to_json(), **live})
 
     def _bookkeeping_failed(self, failure: Failure) -> None:
         """The replica set is committed locally even without a quorum; slaves sync it."""

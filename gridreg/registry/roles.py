@@ -96,6 +96,10 @@ class Replica(Protocol):
     role: IReplicaRole
     client_factory: Any
     server_factory: Any
+    #: the node sessions (gridreg.registry.nodes.NodeSessions)
+    nodes: Any
+    #: the master's replication, or None on a slave
+    master: Any
 
     def replica_info(self) -> list[dict[str, Any]]: ...
 

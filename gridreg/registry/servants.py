@@ -10,7 +10,7 @@ L{RegistryDatabase} and answer once the change is durable.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -29,6 +29,10 @@ from gridreg.ice.types import ENCODING_1_1, Identity, Proxy
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.state import ObjectInfo, RegistryState, StoredObject
 from gridreg.registry.trace import TraceLevels
+
+if TYPE_CHECKING:
+    from gridreg.registry.activation import Activator
+    from gridreg.registry.node_relay import NodeRelay
 
 #: the identity IceGrid gives the direct proxies that findAdapterById returns
 ADAPTER_PROXY_IDENTITY = Identity("dummy")
@@ -64,26 +68,60 @@ class LocatorServant(Servant):
     type_ids = ("::Ice::Locator", "::IceGrid::Locator")
     log = Logger()
 
-    def __init__(self, state: RegistryState, published: PublishedProxies, trace: TraceLevels):
+    def __init__(
+        self,
+        state: RegistryState,
+        published: PublishedProxies,
+        trace: TraceLevels,
+        activator: Optional["Activator"] = None,
+    ):
         self.state = state
         self.published = published
         self.trace = trace
+        self.activator = activator
 
     @operation("findAdapterById", idempotent=True, cacheable=True)
-    def find_adapter_by_id(self, request: Request, params: InputStream) -> bytes:
+    def find_adapter_by_id(self, request: Request, params: InputStream) -> bytes | Deferred[bytes]:
+        """
+        A registered adapter's endpoints; for a deployed adapter (or group)
+        without any, its on-demand servers are activated first, and what
+        cannot be made active is answered with a null proxy, as IceGrid does
+        (see L{gridreg.registry.activation}); anything else is not found.
+        """
         adapter_id = params.read_string()
         found = self.state.locate_adapter(adapter_id)
-        if found is None or not found[0]:
+        if found is not None and found[0]:
+            if self.trace.locator > 1:
+                self.log.info("[Locator] found adapter `{adapter_id}'", adapter_id=adapter_id)
+            endpoints, stable = found
+            result = _proxy_result(request, Proxy(ADAPTER_PROXY_IDENTITY, endpoints=endpoints))
+            return result if stable else Uncached(result)
+        activator = self.activator
+        if activator is None or not activator.is_managed(adapter_id):
             if self.trace.locator > 0:
                 self.log.info(
                     "[Locator] couldn't find adapter `{adapter_id}'", adapter_id=adapter_id
                 )
             raise AdapterNotFoundException()
-        if self.trace.locator > 1:
-            self.log.info("[Locator] found adapter `{adapter_id}'", adapter_id=adapter_id)
-        endpoints, stable = found
-        result = _proxy_result(request, Proxy(ADAPTER_PROXY_IDENTITY, endpoints=endpoints))
-        return result if stable else Uncached(result)
+        return activator.activate_for(adapter_id).addCallback(
+            self._after_activation, request, adapter_id
+        )
+
+    def _after_activation(self, reason: str, request: Request, adapter_id: str) -> bytes:
+        found = self.state.locate_adapter(adapter_id)
+        if found is not None and found[0]:
+            if self.trace.locator > 1:
+                self.log.info("[Locator] found adapter `{adapter_id}'", adapter_id=adapter_id)
+            proxy: Optional[Proxy] = Proxy(ADAPTER_PROXY_IDENTITY, endpoints=found[0])
+        else:
+            if self.trace.locator > 0:
+                self.log.info(
+                    "[Locator] couldn't resolve adapter `{adapter_id}' endpoints: {reason}",
+                    adapter_id=adapter_id,
+                    reason=reason or "the adapter is not active",
+                )
+            proxy = None
+        return Uncached(_proxy_result(request, proxy))
 
     @operation("findObjectById", idempotent=True, cacheable=True)
     def find_object_by_id(self, request: Request, params: InputStream) -> bytes:
@@ -147,8 +185,8 @@ class QueryServant(Servant):
         self, request: Request, params: InputStream
     ) -> bytes:
         type_id = params.read_string()
-        params.read_enum(2)  # the load sample; without nodes every object is equally loaded
-        return _proxy_result(request, self.state.random_object_of_type(type_id))
+        sample = ("1", "5", "15")[params.read_enum(2)]
+        return _proxy_result(request, self.state.least_loaded_object_of_type(type_id, sample))
 
     @operation("findAllObjectsByType", idempotent=True, cacheable=True)
     def find_all_objects_by_type(self, request: Request, params: InputStream) -> bytes:
@@ -217,16 +255,25 @@ class LocatorRegistryServant(Servant):
 
     type_id = "::Ice::LocatorRegistry"
 
-    def __init__(self, database: RegistryDatabase):
+    def __init__(self, database: RegistryDatabase, relay: Optional["NodeRelay"] = None):
         self.database = database
+        self.relay = relay
+
+    def _register(self, adapter_id: str, group_id: str, proxy: Optional[Proxy]) -> Deferred[bytes]:
+        """
+        A managed server's adapter goes to its node, when the node has a
+        session here; anything else is a replicated write (servers started by hand).
+        """
+        relayed = self.relay.adapter(adapter_id, group_id, proxy) if self.relay else None
+        if relayed is None:
+            relayed = self.database.set_adapter_direct_proxy(adapter_id, group_id, proxy)
+        return relayed.addCallback(lambda _: b"")
 
     @operation("setAdapterDirectProxy", idempotent=True)
     def set_adapter_direct_proxy(self, request: Request, params: InputStream) -> Deferred[bytes]:
         adapter_id = params.read_string()
         proxy = params.read_proxy()
-        return self.database.set_adapter_direct_proxy(adapter_id, "", proxy).addCallback(
-            lambda _: b""
-        )
+        return self._register(adapter_id, "", proxy)
 
     @operation("setReplicatedAdapterDirectProxy", idempotent=True)
     def set_replicated_adapter_direct_proxy(
@@ -235,13 +282,20 @@ class LocatorRegistryServant(Servant):
         adapter_id = params.read_string()
         group_id = params.read_string()
         proxy = params.read_proxy()
-        return self.database.set_adapter_direct_proxy(adapter_id, group_id, proxy).addCallback(
-            lambda _: b""
-        )
+        return self._register(adapter_id, group_id, proxy)
 
     @operation("setServerProcessProxy", idempotent=True)
-    def set_server_process_proxy(self, request: Request, params: InputStream) -> bytes:
-        params.read_string()
-        params.read_proxy()
-        # Only servers deployed on nodes have process proxies; none is known here.
-        raise ServerNotFoundException()
+    def set_server_process_proxy(
+        self, request: Request, params: InputStream
+    ) -> bytes | Deferred[bytes]:
+        """
+        Handed to the server's node; a deployed server whose node has no
+        session here (started by hand) is accepted and ignored; an unknown
+        server is refused, as IceGrid does.
+        """
+        server_id = params.read_string()
+        proxy = params.read_proxy()
+        relayed = self.relay.process(server_id, proxy) if self.relay else None
+        if relayed is None:
+            raise ServerNotFoundException()
+        return relayed.addCallback(lambda _: b"")

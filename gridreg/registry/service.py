@@ -27,6 +27,7 @@ from gridreg.ice.server import IceServerFactory
 from gridreg.ice.stringify import endpoints_to_string
 from gridreg.ice.types import Endpoint, Identity, Proxy
 from gridreg.registry._readiness import RegistryStartError, build_readiness
+from gridreg.registry.activation import Activator
 from gridreg.registry.admin import AdminResponder
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
@@ -35,6 +36,8 @@ from gridreg.registry.initdb import fetch_database
 from gridreg.registry.internal import InternalFactory
 from gridreg.registry.listen import listen_ice, published_endpoint
 from gridreg.registry.master_role import MasterRole
+from gridreg.registry.node_relay import NodeRelay
+from gridreg.registry.nodes import NodeSessions
 from gridreg.registry.peers import Peers
 from gridreg.registry.replica_set import ReplicaDirectory
 from gridreg.registry.roles import IReplicaRole
@@ -100,6 +103,8 @@ class RegistryService(Service):
         self._starting = False
         self._readiness = build_readiness()
         self.state.on_change(self.client_adapter.invalidate)
+        self.nodes = NodeSessions(self)
+        self.activator = Activator(self.state, self.nodes)
         self._add_servants()
 
     @property
@@ -120,7 +125,7 @@ class RegistryService(Service):
         instance = self.config.instance_name
         self.client_adapter.add(
             Identity("Locator", instance),
-            LocatorServant(self.state, self.published, self.config.trace),
+            LocatorServant(self.state, self.published, self.config.trace, self.activator),
         )
         self.client_adapter.add(Identity("Query", instance), QueryServant(self.state))
         self.client_adapter.add(
@@ -130,7 +135,8 @@ class RegistryService(Service):
             Identity("LocatorFinder", "Ice"), LocatorFinderServant(self.published)
         )
         self.server_adapter.add(
-            Identity("LocatorRegistry", instance), LocatorRegistryServant(self.database)
+            Identity("LocatorRegistry", instance),
+            LocatorRegistryServant(self.database, NodeRelay(self.nodes, self.database)),
         )
 
     # -- start -----------------------------------------------------------------
@@ -231,6 +237,7 @@ class RegistryService(Service):
             Identity("LocatorRegistry", config.instance_name), endpoints=own.server
         )
         self.directory.rediscover()
+        self.nodes.start()
         self.log.info(
             "Registry {replica} serves clients on {endpoints}",
             replica=config.replica_name,
@@ -307,6 +314,7 @@ class RegistryService(Service):
             self.client_factory.close_all()
             self.server_factory.close_all()
             stopping: list[Deferred[Any]] = [self.role.stop(), self.peers.stop()]
+            self.nodes.stop()
             self.internal_factory.close_all()
             for ports in self.ports.values():
                 stopping.extend(d for d in (p.stopListening() for p in ports) if d is not None)

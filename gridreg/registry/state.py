@@ -22,7 +22,7 @@ from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.types import ENCODING_1_1, Endpoint, Identity, Proxy
 from gridreg.registry.applications import APPLICATION, DeployedIndex
 from gridreg.registry.descriptors import ApplicationDescriptor
-from gridreg.registry.loadbalancing import RoundRobinState, order_replicas
+from gridreg.registry.loadbalancing import Load, LoadSamples, RoundRobinState, order_replicas
 from gridreg.store.records import Mutation
 
 ADAPTER = "adapter"
@@ -149,6 +149,13 @@ class RegistryState:
         self._by_type: dict[str, dict[Identity, ObjectInfo]] = {}
         self._listeners: list[Callable[[], None]] = []
         self._rng = rng or random.Random()
+        #: what nodes report their servers registered: adapter id to info; node
+        #: live state, not replicated nor stored, gone with the node's session
+        self.live_adapters: dict[str, AdapterInfo] = {}
+        self._live_by_node: dict[str, dict[str, AdapterInfo]] = {}
+        self._live_groups: dict[str, list[str]] = {}
+        #: a node's load averages, if it has a session with this replica
+        self.node_load: Callable[[str], Optional[LoadSamples]] = lambda node: None
 
     # -- change ----------------------------------------------------------------
 
@@ -259,6 +266,32 @@ class RegistryState:
         if self._discovery is not None:
             self._discovery()
 
+    # -- node live state -------------------------------------------------------
+
+    def set_node_adapters(self, node: str, adapters: Mapping[str, AdapterInfo]) -> None:
+        """
+        Replace the adapters node C{node} reports as registered (empty: its
+        session ended). Their C{replica_group_id} is the deployed one.
+        """
+        if not adapters and node not in self._live_by_node:
+            return
+        if adapters:
+            self._live_by_node[node] = dict(adapters)
+        else:
+            self._live_by_node.pop(node, None)
+        self.live_adapters = {}
+        self._live_groups = {}
+        for name in sorted(self._live_by_node):
+            for adapter_id, info in sorted(self._live_by_node[name].items()):
+                self.live_adapters[adapter_id] = info
+                if info.replica_group_id:
+                    self._live_groups.setdefault(info.replica_group_id, []).append(adapter_id)
+        self._changed()
+
+    def adapter_info(self, adapter_id: str) -> Optional[AdapterInfo]:
+        """A registered adapter: replicated, or reported by its node."""
+        return self.adapters.get(adapter_id) or self.live_adapters.get(adapter_id)
+
     # -- queries ---------------------------------------------------------------
 
     def find_object(self, identity: Identity) -> Optional[ObjectInfo]:
@@ -280,6 +313,32 @@ class RegistryState:
     def random_object_of_type(self, type_id: str) -> Optional[Proxy]:
         found = self.objects_of_type(type_id)
         return self._rng.choice(found) if found else None
+
+    def least_loaded_object_of_type(self, type_id: str, sample: str) -> Optional[Proxy]:
+        """
+        An object of C{type_id} whose adapter's node is the least loaded
+        (C{sample}: "1", "5" or "15" minutes); ties and unknown loads random.
+        """
+        found = self.objects_of_type(type_id)
+        if not found:
+            return None
+        self._rng.shuffle(found)
+        return min(found, key=lambda proxy: self._proxy_load(proxy, sample))
+
+    def _proxy_load(self, proxy: Proxy, sample: str) -> float:
+        adapter_id = proxy.adapter_id
+        if adapter_id in self.deployed.replica_groups:
+            members = [
+                a for a, d in self.deployed.adapters.items() if d.replica_group_id == adapter_id
+            ]
+        else:
+            members = [adapter_id]
+        loads = [_load_value(self._member_load(a), sample) for a in members]
+        return min(loads, default=float("inf"))
+
+    def _member_load(self, adapter_id: str) -> Load:
+        deployed = self.deployed.adapters.get(adapter_id)
+        return self.node_load(deployed.node) if deployed is not None else None
 
     # -- applications --------------------------------------------------------------
 
@@ -303,6 +362,11 @@ class RegistryState:
     def replica_group_members(self, group_id: str) -> list[AdapterInfo]:
         """The registered members of a replica group, in a stable order."""
         members = [self.adapters[a] for a in self.replica_groups.get(group_id, ())]
+        members.extend(
+            self.live_adapters[a]
+            for a in self._live_groups.get(group_id, ())
+            if a not in self.adapters
+        )
         if group_id in self.deployed.replica_groups:
             members.sort(key=lambda info: info.adapter_id)
         return members
@@ -314,7 +378,7 @@ class RegistryState:
         load-balancing policy; and whether that answer is the same every time
         (so it may be cached). None if nothing is registered under that id.
         """
-        info = self.adapters.get(adapter_id)
+        info = self.adapter_info(adapter_id)
         if info is not None:
             return info.proxy.endpoints, True
         members = self.replica_group_members(adapter_id)
@@ -331,6 +395,7 @@ class RegistryState:
                 state=self._round_robin,
                 group_id=adapter_id,
                 priority=lambda m: self._priority(m.adapter_id),
+                load=lambda m: self._member_load(m.adapter_id),
             )
         endpoints: list[Endpoint] = []
         for member in members:
@@ -340,3 +405,9 @@ class RegistryState:
     def _priority(self, adapter_id: str) -> int:
         deployed = self.deployed.adapters.get(adapter_id)
         return deployed.priority if deployed is not None else 0
+
+
+def _load_value(load: Load, sample: str) -> float:
+    if isinstance(load, LoadSamples):
+        return load.sample(sample)
+    return float("inf") if load is None else float(load)

@@ -27,6 +27,7 @@ class TraceLevels:
     node: int = 0
     application: int = 0
     session: int = 0
+    server: int = 0
 
     @classmethod
     def from_properties(cls, properties: Properties) -> "TraceLevels":
