@@ -20,27 +20,26 @@ from gridreg.client.locator import LocatorClient
 from gridreg.config.properties import load_file
 from gridreg.endpoints import client_endpoint
 from gridreg.ice.client import IceClientFactory
-from gridreg.ice.stringify import endpoint_to_string
-from gridreg.ice.types import Identity, OperationMode
+from gridreg.ice.stringify import endpoint_to_string, proxy_from_string
+from gridreg.ice.types import OperationMode
 
 #: an on-demand server's activation is part of the first locate request
 LOCATE_TIMEOUT = 30.0
 
 
-async def say_hello(reactor: Any, locator: LocatorClient, identity: str) -> tuple[str, str]:
-    """(the answer, the endpoint that gave it)."""
-    endpoints = await locator.resolve(identity)
+async def say_hello(reactor: Any, locator: LocatorClient, target: str) -> tuple[str, str]:
+    """(the answer, the endpoint that gave it) for the proxy C{target}."""
+    proxy = proxy_from_string(target)
+    endpoints = await locator.resolve(proxy)
     if not endpoints:
-        raise LookupError(f"`{identity}' resolved to no endpoints")
+        raise LookupError(f"`{target}' resolved to no endpoints")
     endpoint = endpoints[0]
     protocol = await client_endpoint(reactor, endpoint, timeout_cap=5.0).connect(
         IceClientFactory(reactor)
     )
     try:
         await protocol.when_validated()
-        answer = await protocol.call(
-            Identity(identity), "sayHello", OperationMode.NORMAL, timeout=10.0
-        )
+        answer = await protocol.call(proxy.identity, "sayHello", OperationMode.NORMAL, timeout=10.0)
         return answer.read_string(), endpoint_to_string(endpoint)
     finally:
         await protocol.close()
@@ -52,7 +51,7 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--dir", default="demo-grid", help="the demo grid's directory")
     parser.add_argument("--count", type=int, default=2, help="how many calls (default 2)")
-    parser.add_argument("--identity", default="hello", help="the object to call")
+    parser.add_argument("--identity", default="hello", help="the proxy to call (default hello)")
     options = parser.parse_args(list(argv))
     properties = load_file(f"{options.dir}/client.cfg")
 
