@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
+from twisted.internet.error import ConnectError
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -187,7 +188,7 @@ class DemoGrid:
                 )
                 protocol.transport.loseConnection()
                 return
-            except ConnectionError:
+            except ConnectError:  # not listening yet (Twisted's, not the builtin)
                 if waited >= timeout:
                     raise
                 await self._sleep(0.1)
