@@ -17,6 +17,8 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Optional, TextIO
@@ -31,9 +33,12 @@ from gridreg.admin.session import (
     AdminUnreachableError,
     open_admin_session,
 )
+from gridreg.admin.variables import VariableError, parse_assignments, set_variables
 from gridreg.config.properties import Properties, PropertyError, load_file, parse_overrides
 from gridreg.protocol.errors import (
     ApplicationError,
+    NodeError,
+    NodeUnreachableError,
     NotAuthorizedError,
     NotFoundError,
     NotMasterError,
@@ -48,6 +53,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_NOT_MASTER = 4
 EXIT_NO_QUORUM = 5
+EXIT_NODE_UNREACHABLE = 6
 DEFAULT_TIMEOUT = 10.0
 
 EPILOG = """\
@@ -57,18 +63,29 @@ configuration:
   IceSSL.CAs, IceSSL.CertFile and IceSSL.KeyFile name the grid CA and an
   admin certificate (see gridreg-certs). Writes go to the master; use
   --replica NAME to read from a slave while the master is down.
+  Server and node commands work through any replica, a slave too: it
+  relays them to the node over its own session with that node.
+
+variables:
+  application add|update FILE NAME=VALUE ... sets application variables,
+  overriding the descriptor's own <variable>s of those names (as
+  icegridadmin does); they are written into the uploaded XML.
 
 exit status:
   0  success
   1  the registry refused the request (not found, already exists, invalid
-     descriptor, not authorized); `registry ping' also exits 1 when the
-     replica is down
+     descriptor, not authorized) or a node could not do it (a server failed
+     to start, an unknown signal); `registry ping' and `node ping' also exit
+     1 when the replica or node is down, `server pid' when the server is
+     not running
   2  usage error: bad arguments, configuration or TLS files
   3  the registry is unreachable or did not answer in time
   4  a write was refused because the replica is a read-only slave (or a
      master started with --readonly, or fenced by a newer master)
   5  the write is committed on the master but fewer slaves than
      GridReg.Replication.MinAcks committed it in time
+  6  the server's node is unreachable: the replica answering has no session
+     with it (the node is down, or not registered with that replica yet)
 """
 
 
@@ -94,10 +111,30 @@ def _positive(text: str) -> float:
     return value
 
 
+SERVER_ACTIONS = {
+    "describe": "show a server's descriptor and state",
+    "state": "show a server's state",
+    "pid": "show a server's process id",
+    "start": "start a server and wait until it is active",
+    "stop": "stop a server and wait until it has exited",
+    "enable": "let a server be started",
+    "disable": "never start a server (a running one keeps running)",
+}
+NODE_ACTIONS = {
+    "describe": "show a node",
+    "ping": "is a node up?",
+    "load": "show a node's load averages",
+    "shutdown": "stop a node and its servers",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="gridadmin",
-        description="Administer a gridreg registry (applications, objects, adapters, replicas).",
+        description=(
+            "Administer a gridreg registry "
+            "(applications, objects, adapters, servers, nodes, replicas)."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -130,10 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     app = group("application", "deploy and inspect applications (XML descriptors)")
-    app.add_parser("add", help="deploy an application").add_argument("file", metavar="FILE")
-    app.add_parser("update", help="replace a deployed application").add_argument(
-        "file", metavar="FILE"
-    )
+    for verb, help in (
+        ("add", "deploy an application"),
+        ("update", "replace a deployed application"),
+    ):
+        deploy = app.add_parser(verb, help=help)
+        deploy.add_argument("file", metavar="FILE")
+        deploy.add_argument(
+            "variables",
+            metavar="NAME=VALUE",
+            nargs="*",
+            help="set an application variable (overrides the descriptor's)",
+        )
     app.add_parser("remove", help="remove an application").add_argument("name", metavar="NAME")
     app.add_parser("list", help="list the applications")
     app.add_parser("describe", help="show an application's descriptor").add_argument(
@@ -161,6 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
         "id", metavar="ID"
     )
     adapter.add_parser("remove", help="remove an adapter").add_argument("id", metavar="ID")
+
+    server = group("server", "inspect and control the servers nodes run")
+    server.add_parser("list", help="list servers, optionally matching a glob").add_argument(
+        "pattern", metavar="GLOB", nargs="?", default=""
+    )
+    for action, help in SERVER_ACTIONS.items():
+        server.add_parser(action, help=help).add_argument("id", metavar="ID")
+    sig = server.add_parser("signal", help="send a signal to a server's process")
+    sig.add_argument("id", metavar="ID")
+    sig.add_argument("signal", metavar="SIGNAL", help="a name (SIGUSR1, USR1) or a number")
+
+    node = group("node", "inspect and shut down nodes")
+    node.add_parser("list", help="list the nodes")
+    for action, help in NODE_ACTIONS.items():
+        node.add_parser(action, help=help).add_argument("name", metavar="NAME")
 
     registry = group("registry", "inspect the registry replicas")
     registry.add_parser("list", help="list the replicas")
@@ -200,8 +260,15 @@ def load_properties(
 
 
 def read_descriptor(args: argparse.Namespace) -> None:
-    """Read C{application add/update}'s file before connecting, so a typo fails fast."""
+    """
+    Read C{application add/update}'s file and write its command-line
+    variables into it before connecting, so a typo fails fast.
+    """
     if args.group == "application" and args.action in ("add", "update"):
+        try:
+            assignments = parse_assignments(args.variables)
+        except VariableError as e:
+            raise UsageError(f"application {args.action}: {e}") from None
         try:
             with open(args.file, "rb") as f:
                 data = f.read()
@@ -211,6 +278,26 @@ def read_descriptor(args: argparse.Namespace) -> None:
             args.xml = data.decode("utf-8")
         except UnicodeDecodeError:
             raise UsageError(f"{args.file} is not UTF-8 text") from None
+        try:
+            args.xml = set_variables(args.xml, assignments)
+        except VariableError as e:
+            raise UsageError(f"cannot set variables in {args.file}: {e}") from None
+
+
+def signal_name(text: str) -> str:
+    """
+    C{SIGNAL} as the node takes it: a known name with its C{SIG} prefix, or
+    a number; checked here so a typo does not reach the node.
+
+    @raise UsageError: not a signal.
+    """
+    if text.isdigit():
+        return text
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    if name not in signal.Signals.__members__:
+        raise UsageError(f"server signal: unknown signal `{text}'")
+    return name
 
 
 # -- results -----------------------------------------------------------------
@@ -223,6 +310,8 @@ class Result:
     data: Any
     text: str
     code: int = EXIT_OK
+    #: a line for stderr, when the command did not get what it asked for
+    error: str = ""
 
 
 def _cell(value: Any) -> str:
@@ -270,6 +359,33 @@ REGISTRY_COLUMNS = (
     ("CLIENT", "client"),
     ("REASON", "reason"),
 )
+
+
+SERVER_COLUMNS = (
+    ("SERVER", "server"),
+    ("APPLICATION", "application"),
+    ("NODE", "node"),
+    ("STATE", "state"),
+    ("PID", "pid"),
+    ("ENABLED", "enabled"),
+    ("ACTIVATION", "activation"),
+)
+NODE_COLUMNS = (
+    ("NODE", "node"),
+    ("ALIVE", "alive"),
+    ("HOSTNAME", "hostname"),
+    ("OS", "os"),
+    ("LOAD1", "load1"),
+    ("LOAD5", "load5"),
+    ("LOAD15", "load15"),
+    ("SERVERS", "servers"),
+)
+
+
+def _load(value: Any) -> Any:
+    return (
+        f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    )
 
 
 def _written(data: dict[str, Any], what: str) -> Result:
@@ -374,6 +490,139 @@ async def _registry_describe(session: AdminSession, args: argparse.Namespace) ->
     return Result(data, format_fields(data))
 
 
+# -- servers and nodes --------------------------------------------------------
+
+
+def server_state_line(data: dict[str, Any]) -> str:
+    """A server's state as icegridadmin prints it: C{active (pid = 1234, enabled)}."""
+    enabled = "enabled" if data.get("enabled", True) else "disabled"
+    pid = data.get("pid")
+    detail = f"pid = {pid}, {enabled}" if pid is not None else enabled
+    return f"{data.get('state', 'unknown')} ({detail})"
+
+
+async def _server_list(session: AdminSession, args: argparse.Namespace) -> Result:
+    items = await session.list("server", args.pattern)
+    return Result(items, format_table(items, SERVER_COLUMNS))
+
+
+def _section(title: str, lines: Sequence[str]) -> list[str]:
+    return [f"{title}:", *(f"  {line}" for line in lines)] if lines else []
+
+
+async def _server_describe(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.describe("server", args.id)
+    fields: dict[str, Any] = {
+        key: data.get(key)
+        for key in ("application", "node", "state", "pid", "enabled", "activation", "exe", "pwd")
+        if key in data
+    }
+    if data.get("options"):
+        fields["options"] = shlex.join(data["options"])
+    lines = [f"server `{data.get('server', args.id)}'", format_fields(fields)]
+    lines += _section("envs", list(data.get("envs") or ()))
+    adapters = [
+        {
+            "name": a.get("name"),
+            "id": a.get("id"),
+            "replica_group": a.get("replica_group_id") or a.get("replica_group") or None,
+            "endpoints": a.get("endpoints"),
+        }
+        for a in data.get("adapters") or ()
+    ]
+    if adapters:
+        table = format_table(
+            adapters,
+            (
+                ("NAME", "name"),
+                ("ID", "id"),
+                ("REPLICA-GROUP", "replica_group"),
+                ("ENDPOINTS", "endpoints"),
+            ),
+        )
+        lines += _section("adapters", table.split("\n"))
+    properties = data.get("properties") or ()
+    if isinstance(properties, dict):
+        properties = list(properties.items())
+    lines += _section("properties", [f"{name} = {value}" for name, value in properties])
+    return Result(data, "\n".join(line for line in lines if line))
+
+
+async def _server_state(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.server_control(args.id, "state")
+    return Result(data, server_state_line(data))
+
+
+async def _server_pid(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.server_control(args.id, "pid")
+    if data.get("pid") is None:
+        return Result(data, "", EXIT_REFUSED, f"server `{args.id}' is not running")
+    return Result(data, str(data["pid"]))
+
+
+_DONE = {"start": "started", "stop": "stopped", "enable": "enabled", "disable": "disabled"}
+
+
+async def _server_control(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.server_control(args.id, args.action)
+    return Result(data, f"server `{args.id}' {_DONE[args.action]}: {server_state_line(data)}")
+
+
+async def _server_signal(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.server_control(args.id, "signal", args.signal)
+    return Result(data, f"server `{args.id}' sent {args.signal}: {server_state_line(data)}")
+
+
+async def _node_list(session: AdminSession, args: argparse.Namespace) -> Result:
+    items = await session.list("node")
+    rows = [
+        {
+            **item,
+            **{key: _load(item.get(key)) for key in ("load1", "load5", "load15")},
+            "servers": len(item["servers"])
+            if isinstance(item.get("servers"), list)
+            else item.get("servers"),
+        }
+        for item in items
+    ]
+    return Result(items, format_table(rows, NODE_COLUMNS))
+
+
+async def _node_describe(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.describe("node", args.name)
+    scalars = {
+        key: _load(value) if key.startswith("load") else value for key, value in data.items()
+    }
+    lines = [f"node `{data.get('node', args.name)}'", format_fields(scalars, skip=("node",))]
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines += _section(key, [f"{k}: {_cell(v)}" for k, v in value.items()])
+        elif isinstance(value, list):
+            lines += _section(key, [_cell(v) for v in value])
+    return Result(data, "\n".join(line for line in lines if line))
+
+
+async def _node_ping(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.node_control(args.name, "ping")
+    alive = bool(data.get("alive"))
+    return Result(
+        data,
+        f"node `{args.name}' is {'up' if alive else 'down'}",
+        EXIT_OK if alive else EXIT_REFUSED,
+    )
+
+
+async def _node_load(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.node_control(args.name, "load")
+    loads = " / ".join(str(_load(data.get(key))) for key in ("load1", "load5", "load15"))
+    return Result(data, f"load average (1/5/15): {loads}")
+
+
+async def _node_shutdown(session: AdminSession, args: argparse.Namespace) -> Result:
+    data = await session.node_control(args.name, "shutdown")
+    return Result(data, f"node `{args.name}' shut down")
+
+
 COMMANDS: dict[tuple[str, str], Callable[[AdminSession, argparse.Namespace], Awaitable[Result]]] = {
     ("application", "add"): _app_add,
     ("application", "update"): _app_add,
@@ -388,6 +637,20 @@ COMMANDS: dict[tuple[str, str], Callable[[AdminSession, argparse.Namespace], Awa
     ("adapter", "list"): _adapter_list,
     ("adapter", "endpoints"): _adapter_endpoints,
     ("adapter", "remove"): _adapter_remove,
+    ("server", "list"): _server_list,
+    ("server", "describe"): _server_describe,
+    ("server", "state"): _server_state,
+    ("server", "pid"): _server_pid,
+    ("server", "start"): _server_control,
+    ("server", "stop"): _server_control,
+    ("server", "enable"): _server_control,
+    ("server", "disable"): _server_control,
+    ("server", "signal"): _server_signal,
+    ("node", "list"): _node_list,
+    ("node", "describe"): _node_describe,
+    ("node", "ping"): _node_ping,
+    ("node", "load"): _node_load,
+    ("node", "shutdown"): _node_shutdown,
     ("registry", "list"): _registry_list,
     ("registry", "ping"): _registry_ping,
     ("registry", "describe"): _registry_describe,
@@ -410,6 +673,8 @@ def exit_code(error: BaseException) -> int:
         return EXIT_NOT_MASTER
     if isinstance(error, QuorumError):
         return EXIT_NO_QUORUM
+    if isinstance(error, NodeUnreachableError):
+        return EXIT_NODE_UNREACHABLE
     if isinstance(error, (UsageError, AdminConfigError, PropertyError)):
         return EXIT_USAGE
     if isinstance(error, (AdminUnreachableError, TimeoutError, ConnectionError)):
@@ -425,6 +690,8 @@ def error_line(error: BaseException) -> str:
             NotFoundError,
             RegistryUserError,
             ApplicationError,
+            NodeError,
+            NodeUnreachableError,
             NotMasterError,
             NotAuthorizedError,
             QuorumError,
@@ -475,6 +742,8 @@ async def run(
     finally:
         await session.close()
     stdout.write(render(result, args.json))
+    if result.error:
+        stderr.write(f"gridadmin: {result.error}\n")
     return result.code
 
 
@@ -511,6 +780,8 @@ def main(
             args = parse_args(argv)
         properties = load_properties(args, environ)
         read_descriptor(args)
+        if args.group == "server" and args.action == "signal":
+            args.signal = signal_name(args.signal)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else EXIT_OK
     except (UsageError, PropertyError) as e:

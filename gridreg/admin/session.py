@@ -48,6 +48,8 @@ from gridreg.protocol.commands import (
 from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.errors import (
     ApplicationError,
+    NodeError,
+    NodeUnreachableError,
     NotAuthorizedError,
     NotFoundError,
     NotMasterError,
@@ -55,6 +57,7 @@ from gridreg.protocol.errors import (
     RegistryUserError,
     TransferError,
 )
+from gridreg.protocol.node_commands import AdminNodeControl, AdminServerControl
 from gridreg.tls import (
     ADMIN,
     REGISTRY,
@@ -91,6 +94,8 @@ REFUSALS = (
     RegistryUserError,
     ApplicationError,
     TransferError,
+    NodeError,
+    NodeUnreachableError,
 )
 
 
@@ -210,7 +215,8 @@ class AdminSession:
 
     async def list(self, what: str, pattern: str = "") -> list[dict[str, Any]]:
         """
-        Every C{what} ("application", "object", "adapter" or "registry")
+        Every C{what} ("application", "object", "adapter", "registry",
+        "server" or "node")
         whose key matches the glob C{pattern} ("" for all), sorted by key.
         """
         items: list[dict[str, Any]] = []
@@ -245,6 +251,23 @@ class AdminSession:
 
     async def remove_adapter(self, adapter_id: str) -> int:
         return (await self.call(AdminAdapterRemove, adapter_id=adapter_id))["serial"]  # type: ignore[no-any-return]
+
+    # -- servers and nodes (relayed by the replica to the node) ----------------
+
+    async def server_control(self, server: str, action: str, argument: str = "") -> dict[str, Any]:
+        """
+        C{action} ("state", "pid", "start", "stop", "enable", "disable",
+        "signal") on C{server}; its state afterwards.
+        """
+        result = await self.call(
+            AdminServerControl, server=server, action=action, argument=argument
+        )
+        return json.loads(result["result"])  # type: ignore[no-any-return]
+
+    async def node_control(self, node: str, action: str) -> dict[str, Any]:
+        """C{action} ("ping", "load", "shutdown") on C{node}."""
+        result = await self.call(AdminNodeControl, node=node, action=action)
+        return json.loads(result["result"])  # type: ignore[no-any-return]
 
     def close(self) -> Deferred[None]:
         """Close the connection; fires once it is closed."""
