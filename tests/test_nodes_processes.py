@@ -62,8 +62,17 @@ class NodeGrid(GridProcesses):
         self.testcase.assertEqual(code, 0, output)
 
     async def hello(self, proxy: str, *replicas: str) -> str:
-        """Call sayHello on C{proxy} from a fresh Ice client whose locator lists C{replicas}."""
-        [result] = await run_ice_client(reactor, self.locator(*replicas), [["sayHello", proxy]])
+        """
+        Call sayHello on C{proxy} from a fresh Ice client whose locator lists
+        C{replicas}; it takes the first endpoint of a locate answer, so the
+        registry's order decides.
+        """
+        [result] = await run_ice_client(
+            reactor,
+            self.locator(*replicas),
+            [["sayHello", proxy]],
+            {"Ice.Default.EndpointSelection": "Ordered"},
+        )
         self.testcase.assertTrue(result["ok"], result)
         return str(result["result"])
 
@@ -91,7 +100,7 @@ class NodeProcessTests(TestCase):
         )
         self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Master"), "Hello1")
         await self.grid.running["Master"].kill()
-        code, output = await self.grid.gridadmin("server", "stop", "Hello1")
+        code, output = await self.grid.gridadmin("--replica", "Replica1", "server", "stop", "Hello1")
         self.assertEqual(code, 0, output)
         self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Replica1"), "Hello1")
 
@@ -111,6 +120,16 @@ class NodeProcessTests(TestCase):
             "<replica-group id='RRGroup'><load-balancing type='round-robin'/>"
             "<object identity='rr' type='::Demo::Hello'/></replica-group>" + members,
         )
+        # the first lookup starts every member; it answers as soon as one is up
+        self.assertIn(await self.grid.hello("rr", "Master"), ("RR-node1", "RR-node2"))
+
+        async def both_up() -> bool:
+            [result] = await run_ice_client(
+                reactor, self.grid.locator("Master"), [["findAdapterById", "RRGroup"]]
+            )
+            return result["ok"] and len(result.get("endpoints") or ()) == 2
+
+        await eventually(both_up)
         answers = [await self.grid.hello("rr", "Master") for _ in range(4)]
         self.assertEqual(sorted(set(answers)), ["RR-node1", "RR-node2"])
         self.assertNotEqual(answers[0], answers[1])
