@@ -56,11 +56,18 @@ ICEGRIDADMIN = shutil.which("icegridadmin") or "/usr/bin/icegridadmin"
 
 
 def descriptor(node: str = NODE) -> str:
-    """The application both grids deploy: one on-demand server on C{node}."""
+    """
+    The application both grids deploy: one on-demand server on C{node}.
+    When the nodes run as root the server runs as root too (C{user="root"},
+    with C{IceGrid.Node.AllowRunningServersAsRoot=1}): a root node would
+    otherwise run it as C{nobody}, which then needs write access to the
+    output files.
+    """
+    user = ' user="root"' if os.geteuid() == 0 else ""
     return f"""<icegrid>
   <application name="{APPLICATION}">
     <node name="{node}">
-      <server id="{SERVER}" exe="{ICE_PYTHON}" activation="on-demand">
+      <server id="{SERVER}" exe="{ICE_PYTHON}" activation="on-demand"{user}>
         <option>{SERVER_SCRIPT}</option>
         <adapter name="Hello" id="{ADAPTER}" endpoints="tcp -h {LOOPBACK}"/>
       </server>
@@ -169,6 +176,8 @@ class NodeGrid:
             "IceGrid.Node.Output": str(self.output_dir.resolve()),
             "Ice.Default.Locator": self.grid.locator(MASTER, SLAVE),
         }
+        if os.geteuid() == 0:
+            props["IceGrid.Node.AllowRunningServersAsRoot"] = "1"
         if self.kind == "icegrid":
             props["IceGrid.Node.Endpoints"] = f"tcp -h {LOOPBACK}"
         else:
