@@ -113,13 +113,16 @@ def last_server_times(path: Path) -> ServerTimes | None:
     found: dict[str, float] = {}
     for line in reversed(lines):
         word, _, value = line.partition(" ")
-        if word in ("started", "registering", "activated") and word not in found:
-            try:
-                found[word] = float(value)
-            except ValueError:
-                continue
-        if word == "started" and len(found) == 3:
-            return ServerTimes(found["started"], found["registering"], found["activated"])
+        if word not in ("started", "registering", "activated") or word in found:
+            continue
+        try:
+            found[word] = float(value)
+        except ValueError:
+            continue
+        if word == "started":
+            if len(found) == 3:
+                return ServerTimes(found["started"], found["registering"], found["activated"])
+            found = {}  # a start still under way (or one that failed): look further back
     return None
 
 
