@@ -199,7 +199,8 @@ def analyse(calls: list[Call], signalled: float, end: float) -> dict[str, Any]:
     longest = max((b - a for a, b in zip(points, points[1:])), default=0.0)
     # the call in progress when the run ended counts only if it was hanging
     failed = [
-        c for c in calls
+        c
+        for c in calls
         if c[2] is not None
         and (c[1] is None or c[1] >= signalled)
         and not (c[1] is None and end - c[0] < HANGING)
@@ -256,12 +257,17 @@ async def scenario(
     result = analyse(calls, signalled, end)
     gap = fmt(result["gap_s"] * 1000, ".0f")
     recovered = result["recovered_after_s"]
-    out(f"  {kind:7} {client:14} SIG{signal:4}: gap {'>= ' if result['gap_is_lower_bound'] else ''}"
+    out(
+        f"  {kind:7} {client:14} SIG{signal:4}: gap {'>= ' if result['gap_is_lower_bound'] else ''}"
         f"{gap} ms, first success "
-        + (f"{recovered * 1000:.0f} ms after the signal" if recovered is not None
-           else f"never ({result['observed_s']:.1f} s observed)")
+        + (
+            f"{recovered * 1000:.0f} ms after the signal"
+            if recovered is not None
+            else f"never ({result['observed_s']:.1f} s observed)"
+        )
         + f", {result['errors']} failed calls {result['error_types'] or ''}"
-        + f", longest gap anywhere {result['longest_gap_anywhere_s'] * 1000:.0f} ms")
+        + f", longest gap anywhere {result['longest_gap_anywhere_s'] * 1000:.0f} ms"
+    )
     return result
 
 
@@ -284,8 +290,11 @@ def describe(result: dict[str, Any] | None) -> str:
     text = f"{result['gap_s'] * 1000:.0f} ms"
     if len(result["runs"]) > 1:
         worst = result["gap_max_s"]
-        text += (f" (max >= {worst:.1f} s)" if result["gap_max_is_lower_bound"]
-                 else f" (max {worst * 1000:.0f})")
+        text += (
+            f" (max >= {worst:.1f} s)"
+            if result["gap_max_is_lower_bound"]
+            else f" (max {worst * 1000:.0f})"
+        )
     return text
 
 
@@ -298,13 +307,19 @@ def errors_cell(result: dict[str, Any] | None) -> str:
     return kinds
 
 
-def report(kinds: list[str], clients: list[str], signals: list[str],
-           results: dict[str, dict[str, dict[str, Any]]]) -> None:
+def report(
+    kinds: list[str],
+    clients: list[str],
+    signals: list[str],
+    results: dict[str, dict[str, dict[str, Any]]],
+) -> None:
     out()
-    out("Failover gap: last successful findAdapterById before the outage -> first success "
+    out(
+        "Failover gap: last successful findAdapterById before the outage -> first success "
         "after the master got the signal (client calls every 2 ms; locator = master, slave; "
         "median of "
-        f"{len(next(iter(next(iter(results.values())).values()))['runs'])} runs)")
+        f"{len(next(iter(next(iter(results.values())).values()))['runs'])} runs)"
+    )
     headers = ["client", "signal"]
     for kind in kinds:
         headers += [f"{kind} gap", f"{kind} failed calls"]
@@ -356,24 +371,48 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     finally:
         remove_tree(root, args.keep)
     report(kinds, clients, signals, results)
-    write_json(args.json, {"benchmark": "failover", "machine": machine(),
-                           "arguments": vars(args), "results": results})
+    write_json(
+        args.json,
+        {
+            "benchmark": "failover",
+            "machine": machine(),
+            "arguments": vars(args),
+            "results": results,
+        },
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
-    parser.add_argument("--clients", default=",".join(CLIENTS),
-                        help=f"comma-separated, from {', '.join(CLIENTS)}")
+    parser.add_argument(
+        "--clients", default=",".join(CLIENTS), help=f"comma-separated, from {', '.join(CLIENTS)}"
+    )
     parser.add_argument("--signals", default=",".join(SIGNALS), help="KILL and/or STOP")
-    parser.add_argument("--kill-after", type=float, default=2.0,
-                        help="seconds of calls before the master gets the signal")
-    parser.add_argument("--duration-kill", type=float, default=6.0,
-                        help="seconds a SIGKILL run lasts (from the first call)")
-    parser.add_argument("--duration-stop", type=float, default=20.0,
-                        help="seconds a SIGSTOP run lasts (from the first call)")
+    parser.add_argument(
+        "--kill-after",
+        type=float,
+        default=2.0,
+        help="seconds of calls before the master gets the signal",
+    )
+    parser.add_argument(
+        "--duration-kill",
+        type=float,
+        default=6.0,
+        help="seconds a SIGKILL run lasts (from the first call)",
+    )
+    parser.add_argument(
+        "--duration-stop",
+        type=float,
+        default=20.0,
+        help="seconds a SIGSTOP run lasts (from the first call)",
+    )
     parser.add_argument("--interval", type=float, default=0.002, help="seconds between calls")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="runs per scenario; the table shows the median gap (and the max)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs per scenario; the table shows the median gap (and the max)",
+    )
     common_arguments(parser)
     return parser.parse_args(argv)
 

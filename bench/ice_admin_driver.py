@@ -152,8 +152,12 @@ class Driver:
                 }
             last_miss_start = start
             if end >= deadline:
-                return {"found": False, "last_miss_start": last_miss_start, "polls": polls,
-                        "began": began}
+                return {
+                    "found": False,
+                    "last_miss_start": last_miss_start,
+                    "polls": polls,
+                    "began": began,
+                }
             pause = start + interval - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
@@ -188,8 +192,12 @@ def main(argv):
                 words = json.loads(line)
                 result = dict(driver.run(words), ok=True, command=words[0])
             except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON line
-                result = {"ok": False, "command": words[0] if words else line.strip(),
-                          "error": error_name(exc), "message": str(exc).strip()}
+                result = {
+                    "ok": False,
+                    "command": words[0] if words else line.strip(),
+                    "error": error_name(exc),
+                    "message": str(exc).strip(),
+                }
             emit(result)
     finally:
         driver.closing.set()

@@ -78,8 +78,12 @@ def main(argv):
 
     threading.Thread(target=loop, daemon=True).start()
     if not started.wait(30.0):
-        sys.stdout.write(json.dumps({"event": "error", "message": "no successful call in 30 s",
-                                     "calls": calls[-20:]}) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {"event": "error", "message": "no successful call in 30 s", "calls": calls[-20:]}
+            )
+            + "\n"
+        )
         sys.stdout.flush()
         os._exit(1)
     begin = time.monotonic()
@@ -91,8 +95,9 @@ def main(argv):
         records = [list(c) for c in calls]
         if current[0] is not None:
             records.append([current[0], None, "in-progress"])
-    sys.stdout.write(json.dumps({"event": "result", "end": time.monotonic(),
-                                 "calls": records}) + "\n")
+    sys.stdout.write(
+        json.dumps({"event": "result", "end": time.monotonic(), "calls": records}) + "\n"
+    )
     sys.stdout.flush()
     # a call may still hang on a stopped registry: do not wait for it
     os._exit(0)

@@ -175,8 +175,12 @@ async def measure_lag(
         for i in range(args.lag_warmup):
             await lag_once(writer, observer, f"lagwarm/obj{i}")
         await quiet(reactor, args)
-        pids = [grid.pid(MASTER), grid.pid("Replica1"), os.getpid(),
-                observer.driver.process.pid or 0]
+        pids = [
+            grid.pid(MASTER),
+            grid.pid("Replica1"),
+            os.getpid(),
+            observer.driver.process.pid or 0,
+        ]
         if isinstance(writer, IceGridWriter):
             pids.append(writer.driver.process.pid or 0)
         window = Window.start(pids)
@@ -213,10 +217,12 @@ async def measure_lag(
         "other_cores": other_cores,
         "samples": samples,
     }
-    out(f"  {kind}: lag p50 {ms(result['lag_p50_s'])} ms, p99 {ms(result['lag_p99_s'])} ms, "
+    out(
+        f"  {kind}: lag p50 {ms(result['lag_p50_s'])} ms, p99 {ms(result['lag_p99_s'])} ms, "
         f"max {ms(result['lag_max_s'])} ms; ack p50 {ms(result['ack_p50_s'])} ms; "
         f"visible at ack {result['visible_at_ack']}/{result['writes']}; "
-        f"other programs kept {other_cores:.2f} cores busy")
+        f"other programs kept {other_cores:.2f} cores busy"
+    )
     return result
 
 
@@ -224,23 +230,39 @@ def report_lag(
     kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace
 ) -> None:
     out()
-    out(f"Replication lag: {args.lag_writes} admin writes on the master, master + 1 slave "
-        f"(ms from the write's start)")
+    out(
+        f"Replication lag: {args.lag_writes} admin writes on the master, master + 1 slave "
+        f"(ms from the write's start)"
+    )
 
     def row(metric: str, key: str) -> tuple[str, dict[str, Any], str]:
         return metric, {k: results[k][key] * 1000.0 for k in kinds}, ".2f"
 
-    out(side_by_side(kinds, [
-        row("write acknowledged p50 ms", "ack_p50_s"),
-        row("write acknowledged p99 ms", "ack_p99_s"),
-        row("visible on slave p50 ms", "lag_p50_s"),
-        row("visible on slave p99 ms", "lag_p99_s"),
-        row("visible on slave max ms", "lag_max_s"),
-        ("visible on slave at ack", {k: f"{results[k]['visible_at_ack']}/{results[k]['writes']}"
-                                     for k in kinds}, ""),
-        ("visible before ack arrived", {k: f"{results[k]['visible_before_ack']}/"
-                                        f"{results[k]['writes']}" for k in kinds}, ""),
-    ]))
+    out(
+        side_by_side(
+            kinds,
+            [
+                row("write acknowledged p50 ms", "ack_p50_s"),
+                row("write acknowledged p99 ms", "ack_p99_s"),
+                row("visible on slave p50 ms", "lag_p50_s"),
+                row("visible on slave p99 ms", "lag_p99_s"),
+                row("visible on slave max ms", "lag_max_s"),
+                (
+                    "visible on slave at ack",
+                    {k: f"{results[k]['visible_at_ack']}/{results[k]['writes']}" for k in kinds},
+                    "",
+                ),
+                (
+                    "visible before ack arrived",
+                    {
+                        k: f"{results[k]['visible_before_ack']}/{results[k]['writes']}"
+                        for k in kinds
+                    },
+                    "",
+                ),
+            ],
+        )
+    )
 
 
 # -- sync ----------------------------------------------------------------------------
@@ -301,24 +323,30 @@ async def measure_sync(
                     added += chunk
                     projected = add_seconds / added * count
                     if added < count and projected > args.max_add_seconds:
-                        out(f"  icegrid: adding {count} objects would take about "
-                            f"{projected:.0f} s (> {args.max_add_seconds:.0f} s): skipped")
+                        out(
+                            f"  icegrid: adding {count} objects would take about "
+                            f"{projected:.0f} s (> {args.max_add_seconds:.0f} s): skipped"
+                        )
                         stopped_short = True
                         break
                 if stopped_short:
                     results[str(count)] = {"skipped": f"adding would take ~{projected:.0f} s"}
                     break
-                out(f"  icegrid: master holds {added} objects (added through the admin in "
-                    f"{add_seconds:.1f} s)")
+                out(
+                    f"  icegrid: master holds {added} objects (added through the admin in "
+                    f"{add_seconds:.1f} s)"
+                )
             last = parse_identity(object_name(SYNC_CATEGORY, SYNC_PREFIX, count - 1))
             await probe_object(reactor, grid.client_port(MASTER), last, timeout=300)
             runs = []
             for _ in range(args.sync_repeats):
                 await quiet(reactor, args)
                 run_result = await fresh_slave(reactor, grid, next(fresh), count)
-                out(f"  {kind}: fresh slave, {count} objects: up after "
+                out(
+                    f"  {kind}: fresh slave, {count} objects: up after "
                     f"{run_result['up_s'] * 1000:.0f} ms, answers for the last object after "
-                    f"{run_result['ready_s'] * 1000:.0f} ms")
+                    f"{run_result['ready_s'] * 1000:.0f} ms"
+                )
                 runs.append(run_result)
             results[str(count)] = {
                 "up_median_s": statistics.median(r["up_s"] for r in runs),
@@ -338,21 +366,31 @@ def report_sync(
     kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace
 ) -> None:
     out()
-    out(f"Fresh slave sync: launch -> first answer for the master's last object "
-        f"(median of {args.sync_repeats}; 'up' = client endpoint first validated a connection)")
+    out(
+        f"Fresh slave sync: launch -> first answer for the master's last object "
+        f"(median of {args.sync_repeats}; 'up' = client endpoint first validated a connection)"
+    )
     rows = []
     for size in sorted({s for k in kinds for s in results[k]}, key=int):
-        for metric, key in (("up", "up_median_s"), ("ready", "ready_median_s"),
-                            ("ready max", "ready_max_s")):
+        for metric, key in (
+            ("up", "up_median_s"),
+            ("ready", "ready_median_s"),
+            ("ready max", "ready_max_s"),
+        ):
             values: dict[str, Any] = {}
             for k in kinds:
                 entry = results[k].get(size, {})
-                values[k] = entry["skipped"] if "skipped" in entry else (
-                    entry[key] * 1000.0 if key in entry else None)
+                values[k] = (
+                    entry["skipped"]
+                    if "skipped" in entry
+                    else (entry[key] * 1000.0 if key in entry else None)
+                )
             rows.append((f"{int(size):>7} objects: {metric} ms", values, ".0f"))
     out(side_by_side(kinds, rows))
-    out("('up': the slave's client endpoint first validated an Ice connection; IceGrid opens "
-        "it only once synced with the master, so its 'up' includes the sync)")
+    out(
+        "('up': the slave's client endpoint first validated an Ice connection; IceGrid opens "
+        "it only once synced with the master, so its 'up' includes the sync)"
+    )
 
 
 # -- throughput ----------------------------------------------------------------------
@@ -391,15 +429,19 @@ async def measure_throughput(
                 "seconds": seconds,
                 "writes_per_s": args.writes / seconds,
                 "master_cpu_us_per_write": cpu[MASTER] / args.writes * 1e6,
-                "slave_cpu_us_per_write": sum(cpu[s] for s in slaves) / len(slaves)
-                / args.writes * 1e6,
+                "slave_cpu_us_per_write": sum(cpu[s] for s in slaves)
+                / len(slaves)
+                / args.writes
+                * 1e6,
                 "other_cores": other_cores,
             }
             r = results[str(in_flight)]
-            out(f"  {kind}: {in_flight:>2} in flight: {r['writes_per_s']:.0f} writes/s, master "
+            out(
+                f"  {kind}: {in_flight:>2} in flight: {r['writes_per_s']:.0f} writes/s, master "
                 f"{r['master_cpu_us_per_write']:.0f} us CPU/write, each slave "
                 f"{r['slave_cpu_us_per_write']:.0f} us CPU/write; other programs kept "
-                f"{other_cores:.2f} cores busy")
+                f"{other_cores:.2f} cores busy"
+            )
     finally:
         if writer is not None:
             await writer.close()
@@ -412,15 +454,24 @@ def report_throughput(
     kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace
 ) -> None:
     out()
-    out(f"Write throughput: {args.writes} admin writes, master + 2 slaves "
-        f"(CPU from /proc over the writes; on a 2-core machine)")
+    out(
+        f"Write throughput: {args.writes} admin writes, master + 2 slaves "
+        f"(CPU from /proc over the writes; on a 2-core machine)"
+    )
     rows = []
     for in_flight in args.in_flight.split(","):
-        for metric, key, spec in (("writes/s", "writes_per_s", ".0f"),
-                                  ("master us CPU/write", "master_cpu_us_per_write", ".0f"),
-                                  ("slave us CPU/write", "slave_cpu_us_per_write", ".0f")):
-            rows.append((f"{int(in_flight):>2} in flight: {metric}",
-                         {k: results[k][in_flight][key] for k in kinds}, spec))
+        for metric, key, spec in (
+            ("writes/s", "writes_per_s", ".0f"),
+            ("master us CPU/write", "master_cpu_us_per_write", ".0f"),
+            ("slave us CPU/write", "slave_cpu_us_per_write", ".0f"),
+        ):
+            rows.append(
+                (
+                    f"{int(in_flight):>2} in flight: {metric}",
+                    {k: results[k][in_flight][key] for k in kinds},
+                    spec,
+                )
+            )
     out(side_by_side(kinds, rows))
 
 
@@ -457,22 +508,43 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         PARTS[part][1](kinds, results[part], args)
     out()
     out(f"goals: {GOALS}")
-    write_json(args.json, {"benchmark": "replication", "machine": machine(),
-                           "arguments": vars(args), "results": results})
+    write_json(
+        args.json,
+        {
+            "benchmark": "replication",
+            "machine": machine(),
+            "arguments": vars(args),
+            "results": results,
+        },
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
-    parser.add_argument("--parts", default="lag,sync,throughput",
-                        help="which measurements, comma-separated (default: all)")
+    parser.add_argument(
+        "--parts",
+        default="lag,sync,throughput",
+        help="which measurements, comma-separated (default: all)",
+    )
     parser.add_argument("--lag-writes", type=int, default=200, help="writes whose lag is measured")
     parser.add_argument("--lag-warmup", type=int, default=5, help="writes before those")
-    parser.add_argument("--sync-sizes", default="1,10000,100000",
-                        help="objects the master holds when a fresh slave starts")
-    parser.add_argument("--sync-repeats", type=int, default=3,
-                        help="fresh slaves started per size (the median is reported)")
-    parser.add_argument("--max-add-seconds", type=float, default=180.0,
-                        help="skip a size whose objects IceGrid's admin would take longer to add")
+    parser.add_argument(
+        "--sync-sizes",
+        default="1,10000,100000",
+        help="objects the master holds when a fresh slave starts",
+    )
+    parser.add_argument(
+        "--sync-repeats",
+        type=int,
+        default=3,
+        help="fresh slaves started per size (the median is reported)",
+    )
+    parser.add_argument(
+        "--max-add-seconds",
+        type=float,
+        default=180.0,
+        help="skip a size whose objects IceGrid's admin would take longer to add",
+    )
     parser.add_argument("--writes", type=int, default=2000, help="writes per throughput window")
     parser.add_argument("--in-flight", default="1,16", help="writes in flight, comma-separated")
     common_arguments(parser)
