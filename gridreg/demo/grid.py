@@ -136,6 +136,8 @@ class DemoGrid:
                     "IceGrid.Node.Data": str(self.root / "nodes" / node),
                     "IceGrid.Node.Output": str(self.root / "logs" / "servers"),
                     "IceGrid.Node.Trace.Activator": "1",
+                    # honoured only for servers that name root: the demo's do when run as root
+                    "IceGrid.Node.AllowRunningServersAsRoot": "1",
                     "IceGrid.Node.Trace.Server": "1",
                     "Ice.Default.Locator": self.locator,
                     **self._tls("node", node),
@@ -152,7 +154,11 @@ class DemoGrid:
         self.application_file.write_text(
             set_variables(
                 sample_application(),
-                [("python", sys.executable), ("pythonpath", str(PACKAGE_ROOT))],
+                [
+                    ("python", sys.executable),
+                    ("pythonpath", str(PACKAGE_ROOT)),
+                    ("user", "root" if os.geteuid() == 0 else ""),
+                ],
             ),
             encoding="utf-8",
         )
