@@ -151,3 +151,159 @@ class NodeProcessTests(TestCase):
             return not result["ok"] or not result.get("endpoints")
 
         await eventually(gone, timeout=30)
+
+
+def _running_copies(server_id: str) -> list[int]:
+    """The pids of every process running server C{server_id}'s configuration."""
+    import os
+
+    needle = f"/servers/{server_id}/config/config".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if needle in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                continue  # it exited meanwhile
+    return pids
+
+
+class NodeFailureProcessTests(TestCase):
+    """Nodes and replicas failing, with real processes."""
+
+    timeout = 180
+
+    def setUp(self) -> None:
+        missing = ice_missing()
+        if missing:
+            raise self.skipTest(missing)
+        self.grid = NodeGrid(self)
+
+    async def server_state(self, server: str, *replica: str) -> str:
+        args = ("--replica", replica[0]) if replica else ()
+        code, output = await self.grid.gridadmin(*args, "server", "state", server)
+        return output.strip() if code == 0 else f"error {code}: {output}"
+
+    async def test_restarted_node_never_runs_a_second_copy(self) -> None:
+        """
+        A node SIGKILLed while its always server runs is restarted: the
+        orphan is stopped and one copy runs again (IceGrid 3.7.8 starts a
+        second copy here).
+        """
+        await self.grid.start("Master")
+        node = self.grid.start_node("node1")
+        await node.has_session("Master")
+        await self.grid.deploy(
+            "Always", "<node name='node1'>" + managed_server_xml("Always1", "node1", "always") + "</node>"
+        )
+
+        async def active() -> bool:
+            return (await self.server_state("Always1")).startswith("active")
+
+        await eventually(active)
+        [orphan] = _running_copies("Always1")
+        await node.kill()
+        self.assertEqual(_running_copies("Always1"), [orphan])  # still running, unmanaged
+        restarted = self.grid.start_node("node1")
+        await restarted.has_session("Master")
+
+        async def one_new_copy() -> bool:
+            copies = _running_copies("Always1")
+            return len(copies) == 1 and copies != [orphan] and await active()
+
+        await eventually(one_new_copy, timeout=40)
+
+    async def test_node_started_with_the_master_down_starts_its_servers(self) -> None:
+        """ice#5368: with the master down, a node still gets its servers from a slave."""
+        await self.grid.start("Master")
+        await self.grid.start("Replica1")
+        await self.grid.deploy(
+            "Always", "<node name='node1'>" + managed_server_xml("Always1", "node1", "always") + "</node>"
+        )
+
+        async def replicated() -> bool:
+            code, output = await self.grid.gridadmin("--replica", "Replica1", "server", "list")
+            return code == 0 and "Always1" in output
+
+        await eventually(replicated)
+        await self.grid.running["Master"].kill()
+        node = self.grid.start_node("node1")
+        await node.has_session("Replica1")
+
+        async def active() -> bool:
+            return (await self.server_state("Always1", "Replica1")).startswith("active")
+
+        await eventually(active)
+        self.assertEqual(len(_running_copies("Always1")), 1)
+
+    async def test_node_stopped_with_sigterm_stops_its_servers(self) -> None:
+        await self.grid.start("Master")
+        node = self.grid.start_node("node1")
+        await node.has_session("Master")
+        await self.grid.deploy(
+            "Demo", "<node name='node1'>" + managed_server_xml("Hello1", "node1") + "</node>"
+        )
+        self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Master"), "Hello1")
+        self.assertEqual(len(_running_copies("Hello1")), 1)
+        await node.process.stop_gracefully(timeout=30)
+        # twist ends by the SIGTERM it handled (not the SIGKILL stop_gracefully falls back on)
+        self.assertEqual(node.process.exit_signal, 15, node.process.describe())
+        self.assertEqual(_running_copies("Hello1"), [])
+        stopped = [e for e in node.process.events if "changed server" in str(e.get("log_format"))]
+        self.assertEqual(stopped[-1].get("log_format"), "[Server] changed server `{server}' state to `Inactive'")
+
+    async def test_node_registers_again_with_a_restarted_master(self) -> None:
+        await self.grid.start("Master")
+        node = self.grid.start_node("node1")
+        await node.has_session("Master")
+        await self.grid.deploy(
+            "Demo", "<node name='node1'>" + managed_server_xml("Hello1", "node1") + "</node>"
+        )
+        await self.grid.running["Master"].kill()
+        await self.grid.start("Master")
+        await node.has_session("Master")
+        self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Master"), "Hello1")
+
+    async def test_adaptive_group_prefers_the_idle_node(self) -> None:
+        await self.grid.start("Master")
+        for name, load in (("node1", "0.10 0.10 0.10"), ("node2", "8.00 8.00 8.00")):
+            path = self.grid.root / f"{name}.loadavg"
+            path.write_text(f"{load} 1/100 4242\n")
+            node = self.grid.start_node(
+                name,
+                **{"GridReg.Node.LoadAverageFile": str(path), "IceGrid.Node.ProcessorSocketCount": "1"},
+            )
+            await node.has_session("Master")
+        members = "".join(
+            f"<node name='{node}'>"
+            + managed_server_xml(
+                f"AD-{node}", node, group="AdaptiveGroup",
+                extra="<property name='Hello.Identity' value='ad'/>",
+            )
+            + "</node>"
+            for node in NODES
+        )
+        await self.grid.deploy(
+            "Adaptive",
+            "<replica-group id='AdaptiveGroup'><load-balancing type='adaptive' load-sample='1'/>"
+            "<object identity='ad' type='::Demo::Hello'/></replica-group>" + members,
+        )
+
+        async def loads_known() -> bool:
+            code, output = await self.grid.gridadmin("node", "load", "node2")
+            return code == 0 and "8.00" in output
+
+        await eventually(loads_known)
+        await self.grid.hello("ad", "Master")  # starts both members
+
+        async def both_up() -> bool:
+            [result] = await run_ice_client(
+                reactor, self.grid.locator("Master"), [["findAdapterById", "AdaptiveGroup"]]
+            )
+            return result["ok"] and len(result.get("endpoints") or ()) == 2
+
+        await eventually(both_up)
+        answers = [await self.grid.hello("ad", "Master") for _ in range(3)]
+        self.assertEqual(answers, ["AD-node1"] * 3)
