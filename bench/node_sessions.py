@@ -9,7 +9,7 @@ Each does what C{gridnode} does (L{gridreg.protocol.node_commands}):
 C{Hello} (role C{node}), C{RegisterNode}, a full C{NodeLiveState}, answers
 the replica's C{DeployServers} (the blob over the chunked channel,
 L{TransferResponder}) and reports its servers C{inactive}, then sends
-C{NodeKeepAlive} every session timeout / 4 (each node at its own phase).
+C{NodeKeepAlive} every session timeout / 2 (as gridnode and icegridnode; each node at its own phase).
 
 IceGrid (same run, one after the other, never at once): one
 C{icegridregistry} master with the same timeout and C{--icegrid-nodes} real
@@ -274,7 +274,7 @@ class GridregNodes:
             ).addTimeout(REQUEST_TIMEOUT, self.reactor)
         self.registration.append(time.monotonic() - begin)
         self.protocols[name] = protocol
-        self.period = float(answer["session_timeout"]) / 4
+        self.period = float(answer["session_timeout"]) / 2
 
     async def register_all(self) -> float:
         """Register every node, C{CONNECT_AT_ONCE} at a time; return the seconds taken."""

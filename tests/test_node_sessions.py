@@ -273,7 +273,7 @@ class NodeSessionTests(SynchronousTestCase):
         master = self.serve("Master")
         self.start("Master")
         self.network.advance(8)
-        self.assertEqual(len(master.loads), 4)
+        self.assertEqual(len(master.loads), 2)  # twice per session timeout, as IceGrid
         self.assertEqual(master.loads[0], (0.5, 0.25, 0.125))
 
     def test_registers_again_with_a_replica_that_forgot_it(self) -> None:
@@ -343,3 +343,26 @@ class BatchTests(SynchronousTestCase):
         for _, some in out:
             merged.update(some)
         self.assertEqual(merged, adapters)
+
+
+class PrintServersReadyTests(SynchronousTestCase):
+    """IceGrid.Node.PrintServersReady: one line once every always server is active."""
+
+    def test_printed_once_always_servers_are_up(self) -> None:
+        import io
+
+        import attrs
+
+        network = MemoryNetwork()
+        servers = FakeServers()
+        servers.always_servers = lambda: {"A": object()}  # type: ignore[method-assign]
+        out = io.StringIO()
+        config = attrs.evolve(node_config(), print_servers_ready="grid")
+        node = NodeService(network.reactor, config, servers=servers, load=lambda: (0, 0, 0), stdout=out)
+        servers.on_live_state = node._live_state_changed
+        node.sessions.applied_serial = 3  # a deployment was taken in
+        node._maybe_print_ready()
+        self.assertEqual(out.getvalue(), "")
+        servers.activate("A")
+        servers.activate("A")
+        self.assertEqual(out.getvalue(), "grid ready\n")

@@ -10,7 +10,8 @@ registers with the slaves, gets its servers from them and starts them; and
 it registers again by itself with a restarted or promoted master.
 
 Each session is kept up by a C{ClientService} (capped back-off, forever);
-keepalives carry the node's load four times per session timeout, and a
+keepalives carry the node's load twice per session timeout (as IceGrid's
+nodes do), and a
 replica that stops answering them is dropped and looked for again.
 Everything the node reports (server states, registered adapters) is pushed
 to every replica it has a session with.
@@ -155,7 +156,7 @@ class ReplicaLink:
             self.protocol = protocol.itself()
             if self._keepalive.running:
                 self._keepalive.stop()
-            self._keepalive.start(self.session_timeout / 4, now=False)
+            self._keepalive.start(self.session_timeout / 2, now=False)
             sessions.registered(self)
             sessions.learn(json.loads(answer["replicas"]), complete=self.is_master)
             self.send_live_state(*sessions.servers.live_state(), full=True)

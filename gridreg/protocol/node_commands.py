@@ -8,7 +8,7 @@ A node opens one session with every replica. It starts with
 L{gridreg.protocol.commands.Hello} (role C{node}, the node's name), then:
 
   - node to replica: L{RegisterNode} (once; a second session under the same
-    name takes over the old one at once), then L{NodeKeepAlive} four times
+    name takes over the old one at once), then L{NodeKeepAlive} twice
     per C{IceGrid.Registry.NodeSessionTimeout} carrying the node's load, and
     L{NodeLiveState} whenever a server's state or a registered adapter
     changes (first a full one, right after registering);
