@@ -307,3 +307,73 @@ class NodeFailureProcessTests(TestCase):
         await eventually(both_up)
         answers = [await self.grid.hello("ad", "Master") for _ in range(3)]
         self.assertEqual(answers, ["AD-node1"] * 3)
+
+
+class NodeDeploymentProcessTests(TestCase):
+    """Application changes reaching a node, and a promoted master, with real processes."""
+
+    timeout = 180
+
+    def setUp(self) -> None:
+        missing = ice_missing()
+        if missing:
+            raise self.skipTest(missing)
+        self.grid = NodeGrid(self)
+
+    async def pid(self, server: str) -> str:
+        code, output = await self.grid.gridadmin("server", "pid", server)
+        return output.strip() if code == 0 else ""
+
+    async def test_update_restarts_only_changed_servers_and_remove_stops_them(self) -> None:
+        await self.grid.start("Master")
+        node = self.grid.start_node("node1")
+        await node.has_session("Master")
+
+        def servers(changed: str = "") -> str:
+            return (
+                "<node name='node1'>"
+                + managed_server_xml("U1", "node1")
+                + managed_server_xml("U2", "node1", extra=changed)
+                + "</node>"
+            )
+
+        await self.grid.deploy("Upd", servers())
+        for server in ("U1", "U2"):
+            self.assertEqual(await self.grid.hello(f"hello@{server}.Hello", "Master"), server)
+        before = {server: await self.pid(server) for server in ("U1", "U2")}
+        path = self.grid.root / "Upd.xml"
+        path.write_text(
+            "<icegrid><application name='Upd'>"
+            + servers("<property name='Changed' value='1'/>")
+            + "</application></icegrid>"
+        )
+        code, output = await self.grid.gridadmin("application", "update", str(path))
+        self.assertEqual(code, 0, output)
+
+        async def u2_restarted() -> bool:
+            return (await self.pid("U2")) not in ("", before["U2"])
+
+        await eventually(u2_restarted)
+        self.assertEqual(await self.pid("U1"), before["U1"])
+        code, output = await self.grid.gridadmin("application", "remove", "Upd")
+        self.assertEqual(code, 0, output)
+
+        async def stopped() -> bool:
+            return _running_copies("U1") == [] and _running_copies("U2") == []
+
+        await eventually(stopped)
+
+    async def test_node_follows_a_promoted_slave(self) -> None:
+        await self.grid.start("Master")
+        await self.grid.start("Replica1")
+        node = self.grid.start_node("node1")
+        await node.has_session("Master")
+        await node.has_session("Replica1")
+        await self.grid.deploy(
+            "Demo", "<node name='node1'>" + managed_server_xml("Hello1", "node1") + "</node>"
+        )
+        await self.grid.running["Master"].kill()
+        await self.grid.running["Replica1"].stop()
+        await self.grid.start("Replica1", as_name="Master")
+        await node.has_session("Master", timeout=60)
+        self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Replica1"), "Hello1")
