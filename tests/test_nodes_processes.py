@@ -61,6 +61,30 @@ class NodeGrid(GridProcesses):
         code, output = await self.gridadmin("application", "add", str(path))
         self.testcase.assertEqual(code, 0, output)
 
+    async def deploy_group(self, prefix: str, group: str, policy: str, identity: str) -> None:
+        """One on-demand member per node in replica group C{group}, serving C{identity}."""
+        members = "".join(
+            f"<node name='{node}'>"
+            + managed_server_xml(
+                f"{prefix}-{node}", node, group=group,
+                extra=f"<property name='Hello.Identity' value='{identity}'/>",
+            )
+            + "</node>"
+            for node in NODES
+        )
+        await self.deploy(
+            group,
+            f"<replica-group id='{group}'><load-balancing {policy}/>"
+            f"<object identity='{identity}' type='::Demo::Hello'/></replica-group>" + members,
+        )
+
+    async def group_size(self, group: str) -> int:
+        """How many members' endpoints the master answers for C{group} now."""
+        [result] = await run_ice_client(
+            reactor, self.locator("Master"), [["findAdapterById", group]]
+        )
+        return len(result.get("endpoints") or ()) if result["ok"] else 0
+
     async def hello(self, proxy: str, *replicas: str) -> str:
         """
         Call sayHello on C{proxy} from a fresh Ice client whose locator lists
@@ -106,28 +130,12 @@ class NodeProcessTests(TestCase):
 
     async def test_round_robin_group_across_two_nodes_alternates(self) -> None:
         await self.start_grid()
-        members = "".join(
-            f"<node name='{node}'>"
-            + managed_server_xml(
-                f"RR-{node}", node, group="RRGroup",
-                extra="<property name='Hello.Identity' value='rr'/>",
-            )
-            + "</node>"
-            for node in NODES
-        )
-        await self.grid.deploy(
-            "RoundRobin",
-            "<replica-group id='RRGroup'><load-balancing type='round-robin'/>"
-            "<object identity='rr' type='::Demo::Hello'/></replica-group>" + members,
-        )
+        await self.grid.deploy_group("RR", "RRGroup", "type='round-robin'", "rr")
         # the first lookup starts every member; it answers as soon as one is up
         self.assertIn(await self.grid.hello("rr", "Master"), ("RR-node1", "RR-node2"))
 
         async def both_up() -> bool:
-            [result] = await run_ice_client(
-                reactor, self.grid.locator("Master"), [["findAdapterById", "RRGroup"]]
-            )
-            return result["ok"] and len(result.get("endpoints") or ()) == 2
+            return await self.grid.group_size("RRGroup") == 2
 
         await eventually(both_up)
         answers = [await self.grid.hello("rr", "Master") for _ in range(4)]
@@ -276,20 +284,7 @@ class NodeFailureProcessTests(TestCase):
                 **{"GridReg.Node.LoadAverageFile": str(path), "IceGrid.Node.ProcessorSocketCount": "1"},
             )
             await node.has_session("Master")
-        members = "".join(
-            f"<node name='{node}'>"
-            + managed_server_xml(
-                f"AD-{node}", node, group="AdaptiveGroup",
-                extra="<property name='Hello.Identity' value='ad'/>",
-            )
-            + "</node>"
-            for node in NODES
-        )
-        await self.grid.deploy(
-            "Adaptive",
-            "<replica-group id='AdaptiveGroup'><load-balancing type='adaptive' load-sample='1'/>"
-            "<object identity='ad' type='::Demo::Hello'/></replica-group>" + members,
-        )
+        await self.grid.deploy_group("AD", "AdaptiveGroup", "type='adaptive' load-sample='1'", "ad")
 
         async def loads_known() -> bool:
             code, output = await self.grid.gridadmin("node", "load", "node2")
@@ -299,10 +294,7 @@ class NodeFailureProcessTests(TestCase):
         await self.grid.hello("ad", "Master")  # starts both members
 
         async def both_up() -> bool:
-            [result] = await run_ice_client(
-                reactor, self.grid.locator("Master"), [["findAdapterById", "AdaptiveGroup"]]
-            )
-            return result["ok"] and len(result.get("endpoints") or ()) == 2
+            return await self.grid.group_size("AdaptiveGroup") == 2
 
         await eventually(both_up)
         answers = [await self.grid.hello("ad", "Master") for _ in range(3)]

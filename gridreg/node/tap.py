@@ -15,23 +15,15 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from gridreg.config.properties import (
-    IGNORED_WARNING,
-    IgnoredProperty,
-    Properties,
-    PropertyError,
-    ignored_properties,
-    load_file,
-    parse_overrides,
-    validate,
-)
+from gridreg.config.options import PropertyOptions
+from gridreg.config.properties import PropertyError
 from gridreg.node.config import NodeConfig
 from gridreg.registry.security import InternalSecurity
 
 log = Logger()
 
 
-class Options(usage.Options):
+class Options(PropertyOptions):
     """twistd gridnode [--config FILE] [--node-name NAME] [--property K=V ...]"""
 
     synopsis = "[--config FILE] [--node-name NAME] [--property KEY=VALUE ...]"
@@ -41,32 +33,19 @@ class Options(usage.Options):
         "(IceGrid.Node.Name, IceGrid.Node.Data, IceGrid.Node.Output, Ice.Default.Locator, ...)."
     )
     optParameters = [
-        ["config", "c", None, "An Ice property file to read (like --Ice.Config)."],
         ["node-name", None, None, "IceGrid.Node.Name: this node's name."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self["property"] = []
-        self.properties: Optional[Properties] = None
         self.node_config: Optional[NodeConfig] = None
         self.security: Optional[InternalSecurity] = None
-        self.warnings: list[str] = []
-        self.ignored: list[IgnoredProperty] = []
-
-    def opt_property(self, value: str) -> None:
-        """Set one property, KEY=VALUE (repeatable; later ones win)."""
-        self["property"].append(value)
 
     def postOptions(self) -> None:
         try:
-            properties = load_file(self["config"]) if self["config"] else Properties()
-            for key, value in parse_overrides(self["property"]):
-                properties.set(key, value, source="command line")
-            if self["node-name"] is not None:
-                properties.set("IceGrid.Node.Name", self["node-name"], source="--node-name")
-            self.warnings = validate(properties)
-            self.ignored = ignored_properties(properties)
+            properties = self.read_properties(
+                ("IceGrid.Node.Name", self["node-name"], "--node-name")
+            )
             self.node_config = NodeConfig.from_properties(properties)
             self.security = InternalSecurity.from_properties(properties, needed=True)
         except PropertyError as exc:
@@ -81,8 +60,5 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     config = options.node_config
     assert config is not None
-    for warning in options.warnings:
-        log.warn("{problem}", problem=warning)
-    for ignored in options.ignored:
-        log.warn(IGNORED_WARNING, **ignored.fields())
+    options.log_warnings(log)
     return NodeService(reactor, config, options.security)

@@ -18,16 +18,8 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from gridreg.config.properties import (
-    IGNORED_WARNING,
-    IgnoredProperty,
-    Properties,
-    PropertyError,
-    ignored_properties,
-    load_file,
-    parse_overrides,
-    validate,
-)
+from gridreg.config.options import PropertyOptions
+from gridreg.config.properties import PropertyError
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.security import InternalSecurity
 from gridreg.registry.service import RegistryService
@@ -35,7 +27,7 @@ from gridreg.registry.service import RegistryService
 log = Logger()
 
 
-class Options(usage.Options):
+class Options(PropertyOptions):
     """twistd gridregistry [--config FILE] [--replica-name NAME] [--property K=V ...]"""
 
     synopsis = (
@@ -48,7 +40,6 @@ class Options(usage.Options):
         "IceGrid.Registry.Client.Endpoints, IceGrid.Registry.LMDB.Path, ...)."
     )
     optParameters = [
-        ["config", "c", None, "An Ice property file to read (like --Ice.Config)."],
         ["replica-name", None, None, "IceGrid.Registry.ReplicaName: Master, or a slave's name."],
         [
             "initdb-from-replica",
@@ -68,28 +59,14 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
-        self["property"] = []
-        self.properties: Optional[Properties] = None
         self.registry_config: Optional[RegistryConfig] = None
         self.security: Optional[InternalSecurity] = None
-        self.warnings: list[str] = []
-        self.ignored: list[IgnoredProperty] = []
-
-    def opt_property(self, value: str) -> None:
-        """Set one property, KEY=VALUE (repeatable; later ones win)."""
-        self["property"].append(value)
 
     def postOptions(self) -> None:
         try:
-            properties = load_file(self["config"]) if self["config"] else Properties()
-            for key, value in parse_overrides(self["property"]):
-                properties.set(key, value, source="command line")
-            if self["replica-name"] is not None:
-                properties.set(
-                    "IceGrid.Registry.ReplicaName", self["replica-name"], source="--replica-name"
-                )
-            self.warnings = validate(properties)
-            self.ignored = ignored_properties(properties)
+            properties = self.read_properties(
+                ("IceGrid.Registry.ReplicaName", self["replica-name"], "--replica-name")
+            )
             config = RegistryConfig.from_properties(properties)
             if self["readonly"]:
                 if not config.is_master:
@@ -132,11 +109,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor
     config = options.registry_config
     assert config is not None
-    for warning in options.warnings:
-        # not "warning": trial's legacy observer takes such events for Python warnings
-        log.warn("{problem}", problem=warning)
-    for ignored in options.ignored:
-        log.warn(IGNORED_WARNING, **ignored.fields())
+    options.log_warnings(log)
     if not config.data_dir:
         log.warn(
             "IceGrid.Registry.LMDB.Path is not set: the registry keeps its database in "
