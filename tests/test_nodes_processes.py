@@ -369,3 +369,50 @@ class NodeDeploymentProcessTests(TestCase):
         await self.grid.start("Replica1", as_name="Master")
         await node.has_session("Master", timeout=60)
         self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Replica1"), "Hello1")
+
+
+class NodeAppearsProcessTests(TestCase):
+    """Nodes that appear late, or come back from a pause."""
+
+    timeout = 180
+
+    def setUp(self) -> None:
+        missing = ice_missing()
+        if missing:
+            raise self.skipTest(missing)
+        self.grid = NodeGrid(self)
+
+    async def node_up(self, name: str) -> bool:
+        code, _ = await self.grid.gridadmin("node", "ping", name)
+        return code == 0
+
+    async def test_servers_of_a_node_that_registers_later(self) -> None:
+        """A descriptor naming a node that never registered deploys, and runs once it does."""
+        await self.grid.start("Master")
+        await self.grid.deploy(
+            "Late", "<node name='node2'>" + managed_server_xml("Late2", "node2") + "</node>"
+        )
+        node = self.grid.start_node("node2")
+        await node.has_session("Master")
+        self.assertEqual(await self.grid.hello("hello@Late2.Hello", "Master"), "Late2")
+
+    async def test_node_paused_beyond_its_session_timeout_comes_back(self) -> None:
+        await self.grid.start("Master")
+        node = self.grid.start_node("node1")
+        await node.has_session("Master")
+        await self.grid.deploy(
+            "Demo", "<node name='node1'>" + managed_server_xml("Hello1", "node1") + "</node>"
+        )
+        node.process.signal("STOP")
+
+        async def down() -> bool:
+            return not await self.node_up("node1")
+
+        await eventually(down, timeout=30)  # the session timed out at the registry
+        node.process.signal("CONT")
+
+        async def up() -> bool:
+            return await self.node_up("node1")
+
+        await eventually(up, timeout=30)
+        self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Master"), "Hello1")
