@@ -295,6 +295,18 @@ class NodeSessionTests(SynchronousTestCase):
         self.assertEqual(len(master.registrations), 2)
         self.assertEqual(self.sessions.replicas(), ["Master"])
 
+    def test_hung_replica_dropped_and_found_again(self) -> None:
+        """A replica that stops answering keepalives (SIGSTOP) is registered with again."""
+        master = self.serve("Master")
+        self.start("Master")
+        self.network.hang(HOST, PORTS["Master"])
+        self.network.advance(16)  # two unanswered keepalive periods and their timeout
+        self.assertEqual(self.sessions.replicas(), [])
+        self.network.resume(HOST, PORTS["Master"])
+        self.network.advance(10)
+        self.assertEqual(self.sessions.replicas(), ["Master"])
+        self.assertGreaterEqual(len(master.registrations), 2)
+
     def test_master_down_slaves_still_managed(self) -> None:
         """With the master down at start-up, the slaves it cannot reach through are found."""
         slave = self.serve("Replica1", ["Master", "Replica1"])
