@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
@@ -36,9 +36,6 @@ from gridreg.protocol.node_commands import (
 )
 from gridreg.registry.descriptors import DescriptorError, server_from_json
 
-if TYPE_CHECKING:
-    from gridreg.node.sessions import ReplicaLink
-
 #: the largest deployment a replica may send a node at once
 MAX_DEPLOYMENT_BYTES = 256 * 1024**2
 
@@ -50,12 +47,26 @@ def decode_proxy(text: str) -> Optional[Proxy]:
     return InputStream(base64.b64decode(text), ENCODING_1_1).read_proxy()
 
 
+class SessionLink(Protocol):
+    """
+    What the protocol uses of the session it carries
+    (L{gridreg.node.sessions.ReplicaLink}): the replica's name, whether it
+    is the master, the node's sessions, and being told the connection is gone.
+    """
+
+    name: str
+    is_master: bool
+    sessions: Any
+
+    def lost(self, protocol: "NodeProtocol") -> None: ...
+
+
 class NodeProtocol(TransferResponder, amp.AMP):
     """One node session, seen from the node."""
 
     log = Logger()
 
-    def __init__(self, link: "ReplicaLink") -> None:
+    def __init__(self, link: SessionLink) -> None:
         super().__init__()
         self.link = link
         self.transfers = TransferReceiver(MAX_DEPLOYMENT_BYTES, max_transfers=2)
