@@ -38,7 +38,7 @@ def dump(value: Any, ids: dict[int, int] | None = None) -> Any:
             return {"@ref": ids[id(value)]}
         ids[id(value)] = len(ids) + 1
         out: dict[str, Any] = {"@type": type(value).ice_id}
-        names = sorted(n for cls in type(value).ice_slices() for n, _ in cls.ice_members)
+        names = sorted(n for cls in type(value).ice_slices() for n, _ in cls.ice_own_members())
         for name in names:
             out[name] = dump(getattr(value, name), ids)
         return out

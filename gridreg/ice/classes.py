@@ -78,6 +78,11 @@ class Value:
         """The classes whose slices make up an instance, most derived first."""
         return [k for k in cls.__mro__ if issubclass(k, Value) and "ice_id" in vars(k) and k.ice_id]
 
+    @classmethod
+    def ice_own_members(cls) -> tuple[tuple[str, IceType], ...]:
+        """The members of this class's own slice (not inherited ones)."""
+        return vars(cls).get("ice_members", ())  # type: ignore[no-any-return]
+
 
 class UnknownSlicedValue(Value):
     """
@@ -378,7 +383,7 @@ class ValueWriter:
         if self.sliced:
             out.write_int(0)
             self._tables.append(_SliceTable())
-        for name, ice_type in cls.ice_members:
+        for name, ice_type in cls.ice_own_members():
             ice_type.write(self, getattr(value, name))
         if self.sliced:
             out._buf[size_at : size_at + 4] = (len(out._buf) - size_at).to_bytes(4, "little")
@@ -523,7 +528,7 @@ class ValueReader:
         table: list[_Patch] | None = [] if flags & _HAS_INDIRECTION_TABLE else None
         self._tables.append(table)
         try:
-            for name, ice_type in cls.ice_members:
+            for name, ice_type in cls.ice_own_members():
                 setattr(value, name, _set_when_known(ice_type.read(self), _setter(value, name)))
             if flags & _HAS_OPTIONAL_MEMBERS:
                 self._skip_tagged()
@@ -589,6 +594,6 @@ def walk(value: Any) -> Iterator[Value]:
             seen.add(id(item))
             yield item
             for cls in type(item).ice_slices():
-                stack.extend(getattr(item, name, None) for name, _ in cls.ice_members)
+                stack.extend(getattr(item, name, None) for name, _ in cls.ice_own_members())
         elif hasattr(type(item), "ice_members") and not isinstance(item, Value):
             stack.extend(getattr(item, name) for name, _ in type(item).ice_members)
