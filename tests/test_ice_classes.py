@@ -9,7 +9,7 @@ slice off to a known base; malformed graphs raise L{MarshalError}.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -20,6 +20,7 @@ from gridreg.ice.classes import (
     SLICED,
     STRING,
     ClassRef,
+    Members,
     DictOf,
     SeqOf,
     Value,
@@ -35,7 +36,7 @@ from tests._ice_values import dump, icepy_available, icepy_decode, vector
 @attrs.define(eq=False)
 class Node(Value):
     ice_id = "::GridregTest::Node"
-    ice_members = (("name", STRING), ("next", ClassRef()))
+    ice_members: ClassVar[Members] = (("name", STRING), ("next", ClassRef()))
     name: str = ""
     next: Any = None
 
@@ -44,7 +45,7 @@ class Node(Value):
 @attrs.define(eq=False)
 class Base(Value):
     ice_id = "::GridregTest::Base"
-    ice_members = (("n", INT),)
+    ice_members: ClassVar[Members] = (("n", INT),)
     n: int = 0
 
 
@@ -53,7 +54,7 @@ class Base(Value):
 class WithCompact(Base):
     ice_id = "::GridregTest::WithCompact"
     ice_compact_id = 7
-    ice_members = (("c", STRING),)
+    ice_members: ClassVar[Members] = (("c", STRING),)
     c: str = ""
 
 
@@ -61,7 +62,7 @@ class WithCompact(Base):
 @attrs.define(eq=False)
 class Box(Value):
     ice_id = "::GridregTest::Box"
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("seq", SeqOf(ClassRef(Node))),
         ("dict", DictOf(STRING, ClassRef(Node))),
         ("b", ClassRef(Base)),

@@ -29,6 +29,7 @@ from gridreg.ice.encoding import InputStream, MarshalError, OutputStream
 
 __all__ = [
     "COMPACT",
+    "Members",
     "SLICED",
     "ClassRef",
     "DictOf",
@@ -42,6 +43,9 @@ __all__ = [
     "register",
     "registered",
 ]
+
+#: A class's or struct's data members: (attribute name, type) in Slice order.
+Members = tuple[tuple[str, "IceType"], ...]
 
 COMPACT = "compact"
 SLICED = "sliced"
@@ -70,7 +74,7 @@ class Value:
     """
 
     ice_id: ClassVar[str] = ""
-    ice_members: ClassVar[tuple[tuple[str, IceType], ...]] = ()
+    ice_members: ClassVar[Members] = ()
     ice_compact_id: ClassVar[int] = -1
 
     @classmethod
@@ -79,7 +83,7 @@ class Value:
         return [k for k in cls.__mro__ if issubclass(k, Value) and "ice_id" in vars(k) and k.ice_id]
 
     @classmethod
-    def ice_own_members(cls) -> tuple[tuple[str, IceType], ...]:
+    def ice_own_members(cls) -> Members:
         """The members of this class's own slice (not inherited ones)."""
         return vars(cls).get("ice_members", ())  # type: ignore[no-any-return]
 

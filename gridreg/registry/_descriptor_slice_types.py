@@ -11,6 +11,8 @@ unexpanded, with their C{${variables}}.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import attrs
 
 from gridreg.ice.classes import (
@@ -23,6 +25,7 @@ from gridreg.ice.classes import (
     DictOf,
     SeqOf,
     StructOf,
+    Members,
     Value,
     register,
 )
@@ -30,13 +33,13 @@ from gridreg.ice.types import Identity
 
 _STRINGS = SeqOf(STRING)
 _DICT = DictOf(STRING, STRING)
-_list = attrs.Factory(list)
-_dict = attrs.Factory(dict)
+_list: Any = attrs.Factory(list)
+_dict: Any = attrs.Factory(dict)
 
 
 @attrs.define
 class PropertyDescriptor:
-    ice_members = (("name", STRING), ("value", STRING))
+    ice_members: ClassVar[Members] = (("name", STRING), ("value", STRING))
     name: str = ""
     value: str = ""
 
@@ -46,7 +49,7 @@ _PROPERTIES = SeqOf(StructOf(PropertyDescriptor))
 
 @attrs.define
 class PropertySetDescriptor:
-    ice_members = (("references", _STRINGS), ("properties", _PROPERTIES))
+    ice_members: ClassVar[Members] = (("references", _STRINGS), ("properties", _PROPERTIES))
     references: list[str] = _list
     properties: list[PropertyDescriptor] = _list
 
@@ -57,7 +60,7 @@ _PSETS = DictOf(STRING, _PSET)
 
 @attrs.define
 class ObjectDescriptor:
-    ice_members = (("id", IDENTITY), ("type", STRING), ("proxyOptions", STRING))
+    ice_members: ClassVar[Members] = (("id", IDENTITY), ("type", STRING), ("proxyOptions", STRING))
     id: Identity = Identity("")
     type: str = ""
     proxyOptions: str = ""
@@ -68,7 +71,7 @@ _OBJECTS = SeqOf(StructOf(ObjectDescriptor))
 
 @attrs.define
 class AdapterDescriptor:
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("name", STRING),
         ("description", STRING),
         ("id", STRING),
@@ -92,7 +95,7 @@ class AdapterDescriptor:
 
 @attrs.define
 class DbEnvDescriptor:
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("name", STRING),
         ("description", STRING),
         ("dbHome", STRING),
@@ -106,7 +109,7 @@ class DbEnvDescriptor:
 
 @attrs.define
 class DistributionDescriptor:
-    ice_members = (("icepatch", STRING), ("directories", _STRINGS))
+    ice_members: ClassVar[Members] = (("icepatch", STRING), ("directories", _STRINGS))
     icepatch: str = ""
     directories: list[str] = _list
 
@@ -115,7 +118,7 @@ class DistributionDescriptor:
 @attrs.define
 class CommunicatorDescriptor(Value):
     ice_id = "::IceGrid::CommunicatorDescriptor"
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("adapters", SeqOf(StructOf(AdapterDescriptor))),
         ("propertySet", _PSET),
         ("dbEnvs", SeqOf(StructOf(DbEnvDescriptor))),
@@ -133,7 +136,7 @@ class CommunicatorDescriptor(Value):
 @attrs.define
 class ServerDescriptor(CommunicatorDescriptor):
     ice_id = "::IceGrid::ServerDescriptor"
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("id", STRING),
         ("exe", STRING),
         ("iceVersion", STRING),
@@ -167,14 +170,14 @@ class ServerDescriptor(CommunicatorDescriptor):
 @attrs.define
 class ServiceDescriptor(CommunicatorDescriptor):
     ice_id = "::IceGrid::ServiceDescriptor"
-    ice_members = (("name", STRING), ("entry", STRING))
+    ice_members: ClassVar[Members] = (("name", STRING), ("entry", STRING))
     name: str = ""
     entry: str = ""
 
 
 @attrs.define
 class ServiceInstanceDescriptor:
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("template", STRING),
         ("parameterValues", _DICT),
         ("descriptor", ClassRef(ServiceDescriptor)),
@@ -190,13 +193,13 @@ class ServiceInstanceDescriptor:
 @attrs.define
 class IceBoxDescriptor(ServerDescriptor):
     ice_id = "::IceGrid::IceBoxDescriptor"
-    ice_members = (("services", SeqOf(StructOf(ServiceInstanceDescriptor))),)
+    ice_members: ClassVar[Members] = (("services", SeqOf(StructOf(ServiceInstanceDescriptor))),)
     services: list[ServiceInstanceDescriptor] = _list
 
 
 @attrs.define
 class ServerInstanceDescriptor:
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("template", STRING),
         ("parameterValues", _DICT),
         ("propertySet", _PSET),
@@ -210,7 +213,7 @@ class ServerInstanceDescriptor:
 
 @attrs.define
 class TemplateDescriptor:
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("descriptor", ClassRef(CommunicatorDescriptor)),
         ("parameters", _STRINGS),
         ("parameterDefaults", _DICT),
@@ -225,7 +228,7 @@ _TEMPLATES = DictOf(STRING, StructOf(TemplateDescriptor))
 
 @attrs.define
 class NodeDescriptor:
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("variables", _DICT),
         ("serverInstances", SeqOf(StructOf(ServerInstanceDescriptor))),
         ("servers", SeqOf(ClassRef(ServerDescriptor))),
@@ -245,7 +248,7 @@ class NodeDescriptor:
 @attrs.define
 class LoadBalancingPolicy(Value):
     ice_id = "::IceGrid::LoadBalancingPolicy"
-    ice_members = (("nReplicas", STRING),)
+    ice_members: ClassVar[Members] = (("nReplicas", STRING),)
     nReplicas: str = ""
 
 
@@ -271,7 +274,7 @@ class RoundRobinLoadBalancingPolicy(LoadBalancingPolicy):
 @attrs.define
 class AdaptiveLoadBalancingPolicy(LoadBalancingPolicy):
     ice_id = "::IceGrid::AdaptiveLoadBalancingPolicy"
-    ice_members = (("loadSample", STRING),)
+    ice_members: ClassVar[Members] = (("loadSample", STRING),)
     loadSample: str = ""
 
 
@@ -287,7 +290,7 @@ POLICY_CLASSES = {v: k for k, v in POLICY_TYPES.items()}
 
 @attrs.define
 class ReplicaGroupDescriptor:
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("id", STRING),
         ("loadBalancing", ClassRef(LoadBalancingPolicy)),
         ("proxyOptions", STRING),
@@ -305,7 +308,7 @@ class ReplicaGroupDescriptor:
 
 @attrs.define
 class ApplicationDescriptor:
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("name", STRING),
         ("variables", _DICT),
         ("replicaGroups", SeqOf(StructOf(ReplicaGroupDescriptor))),
@@ -329,7 +332,7 @@ class ApplicationDescriptor:
 
 @attrs.define
 class ApplicationInfo:
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("uuid", STRING),
         ("createTime", LONG),
         ("createUser", STRING),
@@ -349,7 +352,7 @@ class ApplicationInfo:
 
 @attrs.define
 class ServerInfo:
-    ice_members = (
+    ice_members: ClassVar[Members] = (
         ("application", STRING),
         ("uuid", STRING),
         ("revision", INT),
