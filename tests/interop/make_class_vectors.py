@@ -132,16 +132,16 @@ def server(id_, exe, adapters=(), properties=(), refs=(), **kw):
 
 def full_application():
     lb = IceGrid
-    shared_policy = lb.RoundRobinLoadBalancingPolicy("2")
+    policy = lb.RoundRobinLoadBalancingPolicy("2")
     groups = [
         lb.ReplicaGroupDescriptor("RG-random", lb.RandomLoadBalancingPolicy("0"), "", [], "", ""),
         lb.ReplicaGroupDescriptor(
             "RG-ordered", lb.OrderedLoadBalancingPolicy("1"), "", [], "ordered group", ""
         ),
         lb.ReplicaGroupDescriptor(
-            "RG-rr", shared_policy, "", [obj("rrobj", "::Demo::Hello")], "", ""
+            "RG-rr", policy, "", [obj("rrobj", "::Demo::Hello")], "", ""
         ),
-        lb.ReplicaGroupDescriptor("RG-rr2", shared_policy, "", [], "", ""),
+        lb.ReplicaGroupDescriptor("RG-rr2", lb.RoundRobinLoadBalancingPolicy("2"), "", [], "", ""),
         lb.ReplicaGroupDescriptor(
             "RG-adaptive", lb.AdaptiveLoadBalancingPolicy("0", "5"), "", [], "", ""
         ),
