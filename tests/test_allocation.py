@@ -41,9 +41,7 @@ APP = """<icegrid><application name="Alloc">
   </node>
 </application></icegrid>"""
 
-OBJ1, OBJ2, SOBJ1, SOBJ2, WK1 = (
-    Identity(n, "") for n in ("obj1", "obj2", "sobj1", "sobj2", "wk1")
-)
+OBJ1, OBJ2, SOBJ1, SOBJ2, WK1 = (Identity(n, "") for n in ("obj1", "obj2", "sobj1", "sobj2", "wk1"))
 
 
 def deploy(state: RegistryState, xml: str) -> None:
@@ -79,8 +77,9 @@ class ByIdTests(_Base):
     def test_unknown_and_well_known(self) -> None:
         """Only allocatable objects can be allocated; well-known ones are "not registered"."""
         for identity in (Identity("nosuch", ""), WK1):
-            e = self.refused(self.manager.allocate_by_id("s1", identity, -1),
-                             ObjectNotRegisteredException)
+            e = self.refused(
+                self.manager.allocate_by_id("s1", identity, -1), ObjectNotRegisteredException
+            )
             self.assertEqual(e, ObjectNotRegisteredException(identity))
 
     def test_again_by_the_same_session(self) -> None:
@@ -105,7 +104,9 @@ class ByIdTests(_Base):
 
     def test_timeout_is_an_allocation_exception(self) -> None:
         self.assertIsInstance(AllocationTimeoutException(), AllocationException)
-        self.assertEqual(AllocationTimeoutException.type_id, "::IceGrid::AllocationTimeoutException")
+        self.assertEqual(
+            AllocationTimeoutException.type_id, "::IceGrid::AllocationTimeoutException"
+        )
         self.assertEqual(
             [t for t, _ in AllocationTimeoutException().slices()],
             ["::IceGrid::AllocationTimeoutException", "::IceGrid::AllocationException"],
@@ -161,8 +162,9 @@ class ByIdTests(_Base):
 
 class ByTypeTests(_Base):
     def test_free_of_type(self) -> None:
-        got = {self.granted(self.manager.allocate_by_type("s1", "::T", -1)).identity
-               for _ in range(2)}
+        got = {
+            self.granted(self.manager.allocate_by_type("s1", "::T", -1)).identity for _ in range(2)
+        }
         self.assertEqual(got, {OBJ1, OBJ2})
 
     def test_unknown_type(self) -> None:
@@ -197,8 +199,9 @@ class ByTypeTests(_Base):
 class ReleaseTests(_Base):
     def test_unknown_or_well_known(self) -> None:
         for identity in (Identity("nosuch", ""), WK1):
-            e = self.assertRaises(ObjectNotRegisteredException, self.manager.release, "s1",
-                                  identity)
+            e = self.assertRaises(
+                ObjectNotRegisteredException, self.manager.release, "s1", identity
+            )
             self.assertEqual(e.id, identity)
 
     def test_not_the_holder(self) -> None:
@@ -299,10 +302,15 @@ class ApplicationChangeTests(_Base):
         self.granted(self.manager.allocate_by_id("s1", OBJ1, -1))
         self.granted(self.manager.allocate_by_id("s1", SOBJ1, -1))
         d = self.manager.allocate_by_id("s2", OBJ1, 30)
-        deploy(self.state, APP.replace('<allocatable identity="obj1" type="::T"/>', "")
-               .replace('<allocatable identity="sobj1" type="::S"/>', ""))
-        self.assertEqual(self.refused(d, ObjectNotRegisteredException),
-                         ObjectNotRegisteredException(OBJ1))
+        deploy(
+            self.state,
+            APP.replace('<allocatable identity="obj1" type="::T"/>', "").replace(
+                '<allocatable identity="sobj1" type="::S"/>', ""
+            ),
+        )
+        self.assertEqual(
+            self.refused(d, ObjectNotRegisteredException), ObjectNotRegisteredException(OBJ1)
+        )
         self.assertRaises(ObjectNotRegisteredException, self.manager.release, "s1", OBJ1)
         self.assertEqual(self.manager.allocated_by("s1"), frozenset())
         self.assertEqual(self.released, ["S2"])
@@ -322,9 +330,13 @@ class ApplicationChangeTests(_Base):
         self.granted(self.manager.allocate_by_id("s1", OBJ1, -1))
         self.granted(self.manager.allocate_by_id("s1", OBJ2, -1))
         d = self.manager.allocate_by_type("s2", "::T", -1)
-        deploy(self.state, APP.replace(
-            '<object identity="wk1"', '<allocatable identity="obj3" type="::T"/><object identity="wk1"'
-        ))
+        deploy(
+            self.state,
+            APP.replace(
+                '<object identity="wk1"',
+                '<allocatable identity="obj3" type="::T"/><object identity="wk1"',
+            ),
+        )
         self.assertEqual(self.granted(d).identity, Identity("obj3", ""))
         self.assertEqual(self.manager.holder_of(OBJ1), "s1")  # unchanged objects stay held
 

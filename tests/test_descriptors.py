@@ -760,7 +760,9 @@ class AllocatableTests(SynchronousTestCase):
           <object identity="wk" type="::A"/>
         </adapter>
       </server>
-      <server id="P" exe="p"><adapter name="Ad"><allocatable identity="a2" type="::A"/></adapter></server>
+      <server id="P" exe="p">
+        <adapter name="Ad"><allocatable identity="a2" type="::A"/></adapter>
+      </server>
     </node>
     """
 
@@ -784,8 +786,9 @@ class AllocatableTests(SynchronousTestCase):
             (Proxy(a1, adapter_id="S.Ad"), "::A", "S", True),
         )
         proxy, type_id, server_id, allocatable_server = derived.allocatables[a2]
-        self.assertEqual((proxy.adapter_id, type_id, server_id, allocatable_server),
-                         ("P.Ad", "::A", "P", False))
+        self.assertEqual(
+            (proxy.adapter_id, type_id, server_id, allocatable_server), ("P.Ad", "::A", "P", False)
+        )
 
     def test_identity_shared_with_well_known_objects(self) -> None:
         e = self.assertRaises(
@@ -810,8 +813,11 @@ class AllocatableTests(SynchronousTestCase):
     def test_conflict_between_applications(self) -> None:
         first = derive(parse(self.XML, "One"))
         second = derive(
-            parse('<node name="n2"><server id="Q" exe="q"><adapter name="Ad">'
-                  '<object identity="a2"/></adapter></server></node>', "Two")
+            parse(
+                '<node name="n2"><server id="Q" exe="q"><adapter name="Ad">'
+                '<object identity="a2"/></adapter></server></node>',
+                "Two",
+            )
         )
         e = self.assertRaises(DescriptorError, check_conflicts, second, [first])
         self.assertIn("object identity 'a2' is already used by application 'One'", str(e))
@@ -819,7 +825,9 @@ class AllocatableTests(SynchronousTestCase):
     def test_not_in_replica_group(self) -> None:
         """IceGrid: "the <allocatable> element can only be a child of an <adapter> element"."""
         e = self.assertRaises(
-            DescriptorError, parse, '<replica-group id="G"><allocatable identity="x"/></replica-group>'
+            DescriptorError,
+            parse,
+            '<replica-group id="G"><allocatable identity="x"/></replica-group>',
         )
         self.assertIn("unknown element <allocatable> in <replica-group>", str(e))
 

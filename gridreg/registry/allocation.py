@@ -48,8 +48,10 @@ module copies:
     C{NullHandleException} and later hung on C{application remove}; we keep
     the sane part.) A by-type waiter whose type has no allocatable object
     left gets the "no allocatable objects" C{AllocationException}.
-  - A session's pending requests when it is destroyed fail with
-    C{AllocationException("session destroyed")} (IceGrid's C{SessionI}).
+  - A session's pending requests (by id, and for an object of a server
+    held by another session) fail when it is destroyed, with
+    C{AllocationException("session destroyed")}.
+  - Not observed, our choice: any negative timeout waits for ever.
 """
 
 from __future__ import annotations
@@ -204,7 +206,9 @@ class AllocationManager:
     def _allocatables(self) -> dict[Identity, DeployedAllocatable]:
         return self._state.deployed.allocatables
 
-    def allocate_by_id(self, session_key: str, identity: Identity, timeout: float) -> Deferred[Proxy]:
+    def allocate_by_id(
+        self, session_key: str, identity: Identity, timeout: float
+    ) -> Deferred[Proxy]:
         """
         Allocate one object to a session, waiting up to C{timeout} seconds
         (negative: for ever) behind earlier requests if someone holds it.
