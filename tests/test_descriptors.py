@@ -138,7 +138,8 @@ class ServerTests(SynchronousTestCase):
             "<description>d</description><option>-v</option><option> two words </option>"
             '<env>A=b=c</env><property name="P" value="1"/>'
             '<adapter name="Ad" id="X" endpoints="tcp" priority="-2" server-lifetime="false">'
-            '<description>ignored</description><allocatable identity="ignored"/>'
+            '<description>ignored</description><allocatable identity="cat/a" type="::A" '
+            'property="Ad.Allocatable"/>'
             '<object identity="cat/o" type="::T" property="Ad.Identity"/></adapter>'
             '<log path="ignored.log"/>',
             'id="S" exe="run" pwd="/tmp" activation="always" activation-timeout="7" '
@@ -165,6 +166,7 @@ class ServerTests(SynchronousTestCase):
                         -2,
                         False,
                         (ObjectDescriptor("cat/o", "::T", "Ad.Identity"),),
+                        (ObjectDescriptor("cat/a", "::A", "Ad.Allocatable"),),
                     ),
                 ),
                 "d",
@@ -741,3 +743,110 @@ class ServerJsonTests(SynchronousTestCase):
 
         with self.assertRaises(DescriptorError):
             server_from_json({"id": "S"})
+
+
+class AllocatableTests(SynchronousTestCase):
+    """
+    C{<allocatable>} objects of adapters and C{allocatable="true"} servers,
+    which allocation sessions use (L{gridreg.registry.allocation}).
+    """
+
+    XML = """
+    <replica-group id="G"><object identity="rg" type="::T"/></replica-group>
+    <node name="n1">
+      <server id="S" exe="s" allocatable="true">
+        <adapter name="Ad">
+          <allocatable identity="cat/a1" type="::A" property="Ad.A1"/>
+          <object identity="wk" type="::A"/>
+        </adapter>
+      </server>
+      <server id="P" exe="p">
+        <adapter name="Ad"><allocatable identity="a2" type="::A"/></adapter>
+      </server>
+    </node>
+    """
+
+    def test_parsed(self) -> None:
+        s, p = parse(self.XML).nodes[0].servers
+        self.assertTrue(s.allocatable)
+        self.assertFalse(p.allocatable)
+        self.assertEqual(s.adapters[0].allocatables, (ObjectDescriptor("cat/a1", "::A", "Ad.A1"),))
+        self.assertEqual(s.adapters[0].objects, (ObjectDescriptor("wk", "::A"),))
+
+    def test_derived_apart_from_well_known_objects(self) -> None:
+        """
+        Allocatable objects are not well-known: IceGrid's C{findObjectById}
+        of one answers null and C{findAllObjectsByType} leaves them out.
+        """
+        derived = derive(parse(self.XML))
+        a1, a2 = Identity("a1", "cat"), Identity("a2", "")
+        self.assertEqual(set(derived.objects), {Identity("rg", ""), Identity("wk", "")})
+        self.assertEqual(
+            derived.allocatables[a1],
+            (Proxy(a1, adapter_id="S.Ad"), "::A", "S", True),
+        )
+        proxy, type_id, server_id, allocatable_server = derived.allocatables[a2]
+        self.assertEqual(
+            (proxy.adapter_id, type_id, server_id, allocatable_server), ("P.Ad", "::A", "P", False)
+        )
+
+    def test_identity_shared_with_well_known_objects(self) -> None:
+        e = self.assertRaises(
+            DescriptorError,
+            parse,
+            '<node name="n1"><server id="S" exe="s"><adapter name="Ad">'
+            '<object identity="x"/><allocatable identity="x"/></adapter></server></node>',
+        )
+        self.assertIn("duplicate object identity 'x'", str(e))
+
+    def test_hand_built_duplicate(self) -> None:
+        adapter = AdapterDescriptor(
+            "A", "X", objects=(ObjectDescriptor("x"),), allocatables=(ObjectDescriptor("x"),)
+        )
+        app = ApplicationDescriptor(
+            "App", nodes=(NodeDescriptor("n", (ServerDescriptor("S", "x", adapters=(adapter,)),)),)
+        )
+        self.assertIn(
+            "duplicate object identity 'x'", str(self.assertRaises(DescriptorError, derive, app))
+        )
+
+    def test_conflict_between_applications(self) -> None:
+        first = derive(parse(self.XML, "One"))
+        second = derive(
+            parse(
+                '<node name="n2"><server id="Q" exe="q"><adapter name="Ad">'
+                '<object identity="a2"/></adapter></server></node>',
+                "Two",
+            )
+        )
+        e = self.assertRaises(DescriptorError, check_conflicts, second, [first])
+        self.assertIn("object identity 'a2' is already used by application 'One'", str(e))
+
+    def test_not_in_replica_group(self) -> None:
+        """IceGrid: "the <allocatable> element can only be a child of an <adapter> element"."""
+        e = self.assertRaises(
+            DescriptorError,
+            parse,
+            '<replica-group id="G"><allocatable identity="x"/></replica-group>',
+        )
+        self.assertIn("unknown element <allocatable> in <replica-group>", str(e))
+
+    def test_allocatable_attribute_is_boolean(self) -> None:
+        e = self.assertRaises(DescriptorError, server, "", 'id="S" exe="s" allocatable="yes"')
+        self.assertIn("allocatable must be 'true' or 'false'", str(e))
+
+    def test_allocatable_attribute_substituted(self) -> None:
+        app = parse(
+            '<variable name="alloc" value="true"/>'
+            '<node name="n1"><server id="S" exe="s" allocatable="${alloc}"/></node>'
+        )
+        self.assertTrue(app.nodes[0].servers[0].allocatable)
+
+    def test_json_round_trip(self) -> None:
+        """A node gets allocatables too: their C{property} is set on the server."""
+        import json
+
+        from gridreg.registry.descriptors import server_from_json, server_to_json
+
+        s = parse(self.XML).nodes[0].servers[0]
+        self.assertEqual(server_from_json(json.loads(json.dumps(server_to_json(s)))), s)

@@ -2,7 +2,8 @@
 """
 What deployed applications add to the registry's indexes: adapter ids the
 registry accepts without dynamic registration, replica groups with their
-load-balancing policy, and well-known objects.
+load-balancing policy, well-known objects, and allocatable objects (which
+only allocation sessions see, L{gridreg.registry.allocation}).
 
 Applications are few and change rarely, so the indexes are rebuilt from all
 of them on every change; locate requests only read them.
@@ -16,6 +17,7 @@ from gridreg.ice.types import Identity
 from gridreg.registry.descriptors import (
     ApplicationDescriptor,
     DeployedAdapter,
+    DeployedAllocatable,
     DerivedApplication,
     ReplicaGroupDescriptor,
     application_from_json,
@@ -34,6 +36,8 @@ class DeployedIndex:
         self.replica_groups: dict[str, ReplicaGroupDescriptor] = {}
         #: identity to (proxy, type)
         self.objects: dict[Identity, tuple[Any, str]] = {}
+        #: identity to (proxy, type, server id, whether the server is allocatable)
+        self.allocatables: dict[Identity, DeployedAllocatable] = {}
         self._application_of: dict[str, str] = {}
 
     def clear(self) -> None:
@@ -52,11 +56,13 @@ class DeployedIndex:
         self.adapters = {}
         self.replica_groups = {}
         self.objects = {}
+        self.allocatables = {}
         self._application_of = {}
         for name, app in self.derived.items():
             self.adapters.update(app.adapters)
             self.replica_groups.update(app.replica_groups)
             self.objects.update(app.objects)
+            self.allocatables.update(app.allocatables)
             for adapter_id in list(app.adapters) + list(app.replica_groups):
                 self._application_of[adapter_id] = name
 

@@ -16,7 +16,7 @@ claiming the same ids.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import attrs
 
@@ -60,7 +60,9 @@ class DescriptorError(Exception):
 @attrs.frozen
 class ObjectDescriptor:
     """
-    A well-known object declared by an adapter or a replica group.
+    A well-known object declared by an adapter or a replica group, or an
+    allocatable object declared by an adapter (same fields, IceGrid's one
+    C{ObjectDescriptor} for both).
 
     @ivar identity: the stringified identity, in canonical form.
     @ivar property: for an adapter's object, the server property that the
@@ -103,6 +105,8 @@ class AdapterDescriptor:
     @ivar priority: its rank under the C{ordered} policy (lowest first).
     @ivar server_lifetime: whether the server counts as active only while
         this adapter is.
+    @ivar allocatables: objects clients allocate through a session; they
+        are not well-known (IceGrid's C{Query} and locator don't find them).
     """
 
     name: str
@@ -112,6 +116,7 @@ class AdapterDescriptor:
     priority: int = 0
     server_lifetime: bool = True
     objects: tuple[ObjectDescriptor, ...] = ()
+    allocatables: tuple[ObjectDescriptor, ...] = ()
 
 
 @attrs.frozen
@@ -126,6 +131,9 @@ class ServerDescriptor:
     @ivar properties: Ice properties in order; a later duplicate wins.
     @ivar user: the account to run the server as; C{""} for the node's own
         (a node running as root then uses C{nobody}, as IceGrid does).
+    @ivar allocatable: a session that allocates one of the server's
+        allocatable objects holds the whole server until it releases them
+        all, so other sessions cannot allocate its other objects meanwhile.
     """
 
     id: str
@@ -141,6 +149,7 @@ class ServerDescriptor:
     description: str = ""
     #: the account the node runs the server as ("" for the node's own)
     user: str = ""
+    allocatable: bool = False
 
 
 @attrs.frozen
@@ -196,12 +205,28 @@ class DeployedServer:
         return self.descriptor.id
 
 
+class DeployedAllocatable(NamedTuple):
+    """
+    An allocatable object: its indirect proxy (C{identity@adapter-id}), its
+    type, the server it belongs to, and whether that server is allocatable.
+    A tuple, so callers may unpack C{(proxy, type, server_id,
+    allocatable_server)}.
+    """
+
+    proxy: Proxy
+    type: str
+    server_id: str
+    allocatable_server: bool
+
+
 @attrs.frozen
 class DerivedApplication:
     """
     The registry's view of one application: flat indexes by id.
 
     @ivar objects: well-known objects: identity to (indirect proxy, type).
+    @ivar allocatables: allocatable objects by identity; kept apart from
+        C{objects} because they are not well-known.
     """
 
     name: str
@@ -210,6 +235,7 @@ class DerivedApplication:
     replica_groups: Mapping[str, ReplicaGroupDescriptor]
     objects: Mapping[Identity, tuple[Proxy, str]]
     servers: Mapping[str, DeployedServer]
+    allocatables: Mapping[Identity, DeployedAllocatable] = attrs.field(factory=dict)
 
 
 _K = TypeVar("_K")
@@ -245,6 +271,7 @@ def derive(app: ApplicationDescriptor) -> DerivedApplication:
     groups: dict[str, ReplicaGroupDescriptor] = {}
     objects: dict[Identity, tuple[Proxy, str]] = {}
     servers: dict[str, DeployedServer] = {}
+    allocatables: dict[Identity, DeployedAllocatable] = {}
     for group in app.replica_groups:
         _put(groups, group.id, group, "replica group", name)
         for obj in group.objects:
@@ -274,7 +301,23 @@ def derive(app: ApplicationDescriptor) -> DerivedApplication:
                     identity = _object_identity(obj, name)
                     proxy = Proxy(identity, adapter_id=adapter.id)
                     _put(objects, identity, (proxy, obj.type), "object identity", name)
-    return DerivedApplication(name, app, adapters, groups, objects, servers)
+                for obj in adapter.allocatables:
+                    identity = _object_identity(obj, name)
+                    entry = DeployedAllocatable(
+                        Proxy(identity, adapter_id=adapter.id),
+                        obj.type,
+                        server.id,
+                        server.allocatable,
+                    )
+                    _put(allocatables, identity, entry, "object identity", name)
+    # One identity namespace for both kinds, as in IceGrid.
+    for identity in allocatables:
+        if identity in objects:
+            raise DescriptorError(
+                f"duplicate {_describe('object identity', identity)}",
+                f"icegrid/application[{name}]",
+            )
+    return DerivedApplication(name, app, adapters, groups, objects, servers, allocatables)
 
 
 # -- conflicts between applications -------------------------------------------
@@ -290,6 +333,8 @@ def _claims(app: DerivedApplication) -> Iterable[tuple[str, object]]:
     for server_id in app.servers:
         yield "server id", server_id
     for identity in app.objects:
+        yield "object identity", identity
+    for identity in app.allocatables:
         yield "object identity", identity
 
 

@@ -15,8 +15,10 @@ substitution may expand the text (L{gridreg.registry._descriptor_variables}).
 
 Supported: variables, replica groups and their load balancing, nodes,
 servers, adapters, well-known objects, server templates and instances, and
-property sets. IceBox, distributions and database environments are refused
-as not supported; C{<allocatable>} and C{<log>} are accepted and ignored.
+property sets, allocatable objects (C{<allocatable>}, only in an
+C{<adapter>}, as in IceGrid) and allocatable servers. IceBox, distributions
+and database environments are refused as not supported; C{<log>} is
+accepted and ignored.
 """
 
 from __future__ import annotations
@@ -255,8 +257,15 @@ class _ApplicationParser:
     ) -> ServerDescriptor:
         a = at.attributes(
             required=("id", "exe"),
-            optional=("pwd", "activation", "activation-timeout", "deactivation-timeout", "user"),
-            ignored=("application-distrib", "allocatable", "ice-version"),
+            optional=(
+                "pwd",
+                "activation",
+                "activation-timeout",
+                "deactivation-timeout",
+                "user",
+                "allocatable",
+            ),
+            ignored=("application-distrib", "ice-version"),
         )
         server_id = at.value(a["id"], "server id")
         at = at.named(server_id)
@@ -270,6 +279,9 @@ class _ApplicationParser:
                 f"unknown activation mode {activation!r} (expected one of "
                 f"{', '.join(ACTIVATION_MODES)})"
             )
+        allocatable = at.sub(a.get("allocatable", "false"))
+        if allocatable not in ("true", "false"):
+            raise at.fail(f"allocatable must be 'true' or 'false', not {allocatable!r}")
         timeouts = [
             at.integer(at.sub(a.get(key, "") or "0"), key, minimum=0)
             for key in ("activation-timeout", "deactivation-timeout")
@@ -313,6 +325,7 @@ class _ApplicationParser:
             tuple(adapters),
             description,
             at.sub(a.get("user", "")),
+            allocatable == "true",
         )
 
     def _adapter(self, at: At, server_id: str) -> AdapterDescriptor:
@@ -336,11 +349,13 @@ class _ApplicationParser:
         lifetime = a.get("server-lifetime", "true")
         if lifetime not in ("true", "false"):
             raise at.fail(f"server-lifetime must be 'true' or 'false', not {lifetime!r}")
-        objects = tuple(
-            self._object(child, in_adapter=True)
-            for child in at.children(("object", "description"), ignored=("allocatable",))
-            if child.el.tag == "object"
-        )
+        objects: list[ObjectDescriptor] = []
+        allocatables: list[ObjectDescriptor] = []
+        for child in at.children(("object", "allocatable", "description")):
+            if child.el.tag == "object":
+                objects.append(self._object(child, in_adapter=True))
+            elif child.el.tag == "allocatable":
+                allocatables.append(self._object(child, in_adapter=True))
         return AdapterDescriptor(
             name,
             adapter_id,
@@ -348,7 +363,8 @@ class _ApplicationParser:
             group,
             priority,
             lifetime == "true",
-            objects,
+            tuple(objects),
+            tuple(allocatables),
         )
 
     # -- property sets --------------------------------------------------------

@@ -31,6 +31,7 @@ from gridreg.registry.descriptor_model import (
     AdapterDescriptor,
     ApplicationDescriptor,
     DeployedAdapter,
+    DeployedAllocatable,
     DeployedServer,
     DerivedApplication,
     DescriptorError,
@@ -52,6 +53,7 @@ __all__ = [
     "AdapterDescriptor",
     "ApplicationDescriptor",
     "DeployedAdapter",
+    "DeployedAllocatable",
     "DeployedServer",
     "DerivedApplication",
     "DescriptorError",
@@ -126,6 +128,9 @@ def server_from_json(value: Mapping[str, Any]) -> ServerDescriptor:
                 **{
                     **a,
                     "objects": tuple(ObjectDescriptor(**o) for o in a.get("objects", ())),
+                    "allocatables": tuple(
+                        ObjectDescriptor(**o) for o in a.get("allocatables", ())
+                    ),
                 }
             )
             for a in fields.pop("adapters", ())
