@@ -142,6 +142,22 @@ class ConfigFileTests(SynchronousTestCase):
             "Ice.Default.Locator=IceGrid/Locator:tcp -h 127.0.0.1 -p 4061\n",
         )
 
+    def test_no_properties_heading_without_properties(self) -> None:
+        """icegridnode writes `# Server descriptor properties' only above some (docs/icegrid-node-facts.md)."""
+        text = render_config(ServerDescriptor(id="S3", exe="x"), node_config("/d"), 0.0)  # type: ignore[arg-type]
+        self.assertNotIn("# Server descriptor properties", text)
+
+    def test_allocatable_property_set_like_an_objects(self) -> None:
+        from gridreg.registry.descriptor_model import AdapterDescriptor, ObjectDescriptor
+
+        adapter = AdapterDescriptor(
+            "A", "S4.A", allocatables=(ObjectDescriptor("cat/res", "::T", "A.Resource"),)
+        )
+        text = render_config(
+            ServerDescriptor(id="S4", exe="x", adapters=(adapter,)), node_config("/d"), 0.0
+        )  # type: ignore[arg-type]
+        self.assertIn("# Server descriptor properties\nA.Resource=cat/res\n", text)
+
     def test_redirect_err_to_out(self) -> None:
         text = render_config(
             ServerDescriptor(id="S", exe="x"),

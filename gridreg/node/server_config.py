@@ -169,10 +169,17 @@ def config_lines(descriptor: ServerDescriptor, config: NodeConfig) -> list[tuple
     ]
     for adapter in descriptor.adapters:
         lines.extend(_adapter_lines(descriptor, adapter))
-    lines.append(("# Server descriptor properties", ""))
-    for adapter in descriptor.adapters:
-        lines.extend((o.property, o.identity) for o in adapter.objects if o.property)
-    lines.extend(descriptor.properties)
+    # objects' and allocatables' property attributes first, as icegridnode
+    own = [
+        (o.property, o.identity)
+        for adapter in descriptor.adapters
+        for o in (*adapter.objects, *adapter.allocatables)
+        if o.property
+    ]
+    own.extend(descriptor.properties)
+    if own:  # icegridnode writes the heading only when there is something under it
+        lines.append(("# Server descriptor properties", ""))
+        lines.extend(own)
     if config.output_dir is not None:
         out = os.path.join(config.output_dir, sid + ".out")
         err = out if config.redirect_err_to_out else os.path.join(config.output_dir, sid + ".err")
