@@ -104,7 +104,7 @@ def _reply_address(reply: Proxy, sender: tuple[str, int]) -> Optional[tuple[str,
     IPv4 address (an empty host means the sender's); names are not resolved.
     """
     for endpoint in reply.endpoints:
-        if not isinstance(endpoint, UdpEndpoint) or not endpoint.port:
+        if not isinstance(endpoint, UdpEndpoint) or not 0 < endpoint.port < 65536:
             continue
         host = endpoint.host or sender[0]
         try:
