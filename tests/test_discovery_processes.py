@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import sys
+from typing import Any
 from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
@@ -26,6 +27,8 @@ from tests._processes import (
     start_gridregistry,
     start_ice_server,
 )
+
+from tests.test_replication_processes import GridProcesses, eventually
 
 _IN_NETNS = "GRIDREG_DISCOVERY_NETNS"
 INSTANCE = "DemoIceGrid"
@@ -95,6 +98,54 @@ class InNamespace(TestCase):
             reactor, None, [["getRegistry"]], plugin_properties(port, "OtherGrid")
         )
         self.assertIsNone(result.get("result"), result)
+
+    async def test_replicas_found_after_master_stops(self) -> None:
+        """
+        Every replica answers with the Locator of all active replicas; with
+        the master stopped, a new client still finds the slave and resolves.
+        """
+        port = random.randrange(20000, 60000)
+        grid = _DiscoveryGrid(self, port)
+        master = await grid.start("Master")
+        await grid.start("Replica1")
+        ports = grid.ports
+
+        async def both_listed() -> bool:
+            [found] = await run_ice_client(
+                reactor, None, [["findObjectById", f"{INSTANCE}/Locator"]], plugin_properties(port)
+            )
+            text = str(found.get("result"))
+            return all(f"-p {ports[n]['client']}" in text for n in ("Master", "Replica1"))
+
+        await eventually(both_listed)
+        server = await start_ice_server(
+            reactor, None, name="B", properties=plugin_properties(port)
+        )
+        self.addCleanup(server.stop)
+        await master.stop()
+        [result] = await run_ice_client(
+            reactor, None, [["resolve", "hello@HelloAdapter"]], plugin_properties(port)
+        )
+        self.assertTrue(result["ok"], result)
+        self.assertEqual(result["result"], "B")
+
+
+class _DiscoveryGrid(GridProcesses):
+    """The replication tests' master and slaves, each answering lookups on loopback."""
+
+    def __init__(self, testcase: TestCase, port: int) -> None:
+        super().__init__(testcase)
+        self.discovery_port = port
+
+    def properties(self, name: str, as_name: str, certs: Any) -> dict[str, str]:
+        return {
+            **super().properties(name, as_name, certs),
+            "IceGrid.InstanceName": INSTANCE,
+            "IceGrid.Registry.DynamicRegistration": "1",
+            "IceGrid.Registry.Discovery.Enabled": "1",
+            "IceGrid.Registry.Discovery.Interface": "127.0.0.1",
+            "IceGrid.Registry.Discovery.Port": str(self.discovery_port),
+        }
 
 
 def _netns_missing() -> str | None:
