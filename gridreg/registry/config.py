@@ -26,8 +26,9 @@ DEFAULT_SERVER_ENDPOINTS = "tcp -h 127.0.0.1"
 DEFAULT_DISCOVERY_ADDRESS = "239.255.0.1"
 DEFAULT_DISCOVERY_ADDRESS_IPV6 = "ff15::1"
 DEFAULT_DISCOVERY_PORT = 4061
-#: gridreg's default for IceGrid.Registry.Discovery.Enabled: off, unlike IceGrid (1), so
-#: a replica sends no multicast membership reports unless asked (see docs/discovery.md)
+#: gridreg's default for IceGrid.Registry.Discovery.Enabled: 0, unlike IceGrid's 1, so a
+#: replica joins no multicast group (and sends no IGMP report) on a network unless asked;
+#: see gridreg.registry.discovery_service
 DEFAULT_DISCOVERY_ENABLED = 0
 #: the database directory: IceGrid 3.7's name, then the name up to 3.6
 DATA_DIR_PROPERTIES = ("IceGrid.Registry.LMDB.Path", "IceGrid.Registry.Data")
@@ -212,7 +213,8 @@ def _discovery_endpoints(properties: Properties) -> tuple[UdpEndpoint, ...]:
         text = f'udp -h "{address}" -p {port}'
         if interface:
             text += f' --interface "{interface}"'
-        key = prefix + ("Address" if properties.get(prefix + "Address") else "Interface")
+        blame_interface = interface and not properties.get(prefix + "Address")
+        key = prefix + ("Interface" if blame_interface else "Address")
     try:
         endpoints = endpoints_from_string(text, "udp", server=True)
     except EndpointParseError as exc:

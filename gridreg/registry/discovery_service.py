@@ -12,6 +12,14 @@ Each replica answers with its C{<instance>/Locator} proxy, which already
 carries the client endpoints of every active replica, so one answer is
 enough for the client to fail over along all of them.
 
+Off by default (C{IceGrid.Registry.Discovery.Enabled=0}), unlike IceGrid:
+gridreg replicas never joined a multicast group before, and turning the
+lookup on silently would join 239.255.0.1 on the default route's interface
+of every host running a replica (and of every test run), answer any
+IceLocatorDiscovery client of the same instance on that network, and need
+UDP 4061 open in firewalls that were set up for TCP only. Set
+C{Enabled=1} (with C{Interface} to keep it on one network) to use it.
+
 Nothing here may stop a replica: a datagram that cannot be decoded is
 dropped with a log line, and an endpoint that cannot be listened on or
 whose multicast group cannot be joined (no route in a container, say) is
@@ -146,7 +154,8 @@ class LookupProtocol(DatagramProtocol):
         if instance and instance != self.instance:
             if self.trace > 1:
                 self.log.info(
-                    "[Discovery] ignored a lookup for instance {asked!r} from {sender}",
+                    "[Discovery] ignored discovery lookup for instance name `{asked}' "
+                    "from {sender}",
                     asked=instance,
                     sender=addr,
                 )
@@ -172,7 +181,8 @@ class LookupProtocol(DatagramProtocol):
             return
         if self.trace > 0:
             self.log.info(
-                "[Discovery] answered a lookup for {asked!r} from {target} with {locator}",
+                "[Discovery] replying to discovery lookup for instance name `{asked}' "
+                "from {target} with {locator}",
                 asked=instance,
                 target=target,
                 locator=endpoints_to_string(locator.endpoints),
