@@ -396,7 +396,7 @@ class IgnoredPropertiesTests(SynchronousTestCase):
         )
         self.assertEqual(self.warnings(quiet), [])
         loud = self.warnings(
-            "IceGrid.Registry.Discovery.Enabled=1\nIceGrid.Registry.Trace.Patch=1\n"
+            "IceGrid.Registry.SessionFilters=1\nIceGrid.Registry.Trace.Patch=1\n"
             "IceSSL.VerifyPeer=0\nIce.ToStringMode=ASCII\n"
         )
         self.assertEqual(len(loud), 4, loud)

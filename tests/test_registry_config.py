@@ -286,6 +286,9 @@ NO_TLS = {"IceSSL.CAs": "", "IceSSL.CertFile": "", "IceSSL.KeyFile": ""}
 NODE = {"IceGrid.Node.Name": "node1", "IceGrid.Node.Data": "data"}
 
 #: per honoured entry: properties to add to BASE first, then the property's sample value
+#: discovery on, so its Address, Port, Interface and Endpoints matter
+DISCOVERY = {"IceGrid.Registry.Discovery.Enabled": "1"}
+
 SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "IceGrid.InstanceName": ({}, "OtherGrid"),
     "IceGrid.Registry.ReplicaName": ({}, "Replica1"),
@@ -321,6 +324,12 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "GridReg.Admin.Name": ({}, "operator"),
     "GridReg.Replication.MinAcks": ({}, "1"),
     "GridReg.Replication.EpochCheckInterval": ({}, "2"),
+    "IceGrid.Registry.Discovery.Enabled": ({}, "1"),
+    "IceGrid.Registry.Discovery.Address": (DISCOVERY, "239.255.0.2"),
+    "IceGrid.Registry.Discovery.Port": (DISCOVERY, "5555"),
+    "IceGrid.Registry.Discovery.Interface": (DISCOVERY, "127.0.0.1"),
+    "IceGrid.Registry.Discovery.Endpoints": (DISCOVERY, "udp -h 239.255.0.1 -p 5555"),
+    "IceGrid.Registry.Trace.Discovery": ({}, "1"),
     "Ice.Default.LocatorCacheTimeout": ({}, "10"),
     "Ice.Default.Locator.InvocationTimeout": ({}, "2000"),
     # -- read by gridnode, harmless in a registry's file --

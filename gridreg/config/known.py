@@ -422,7 +422,9 @@ _NO_ADMIN_SESSIONS = (
     "no Ice admin sessions yet (planned); gridadmin is authorised by its TLS certificate"
 )
 _NO_GLACIER2 = "gridreg has no Glacier2 session managers yet (planned); ignored"
-_NO_DISCOVERY = "no multicast discovery yet (planned); clients need Ice.Default.Locator"
+_ADAPTER_DISCOVERY = (
+    "gridreg's Discovery adapter takes only Endpoints (or Address, Port and Interface); ignored"
+)
 _NO_TRACE = "gridreg has no such trace category; nothing is traced"
 _ADAPTER = "gridreg's {} adapter takes only {} and ACM.*; ignored"
 _ICE_RUNTIME = "an Ice run-time setting; gridreg runs on Twisted, not the Ice run time; ignored"
@@ -515,7 +517,7 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "IceGrid.Registry.Trace.Patch": _unsupported("gridreg does not patch servers (no IcePatch2)", "0"),
     "IceGrid.Registry.Trace.Session": _planned(_NO_SESSIONS, "0"),
     "IceGrid.Registry.Trace.Admin": _planned("admin operations are not traced yet", "0"),
-    "IceGrid.Registry.Trace.Discovery": _planned(_NO_DISCOVERY, "0"),
+    "IceGrid.Registry.Trace.Discovery": _HONOURED,
     # -- nodes (planned) --
     "IceGrid.Node.*": _unsupported("not implemented by gridnode"),
     "IceGrid.Node.Name": _HONOURED,
@@ -558,9 +560,13 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "IceGrid.Registry.SessionFilters": _planned(_NO_GLACIER2, "0"),
     "IceGrid.Registry.AdminSessionFilters": _planned(_NO_GLACIER2, "0"),
     "IceGrid.AdminRouter.*": _planned(_NO_GLACIER2),
-    # -- discovery (planned) --
-    "IceGrid.Registry.Discovery.*": _planned(_NO_DISCOVERY),
-    "IceGrid.Registry.Discovery.Enabled": _planned(_NO_DISCOVERY, "0"),
+    # -- discovery: the IceLocatorDiscovery lookup (gridreg.registry.discovery_service) --
+    "IceGrid.Registry.Discovery.*": _unsupported(_ADAPTER_DISCOVERY),
+    "IceGrid.Registry.Discovery.Enabled": _HONOURED,
+    "IceGrid.Registry.Discovery.Address": _HONOURED,
+    "IceGrid.Registry.Discovery.Port": _HONOURED,
+    "IceGrid.Registry.Discovery.Interface": _HONOURED,
+    "IceGrid.Registry.Discovery.Endpoints": _HONOURED,
     # -- Ice run-time settings --
     "Ice.*": _unsupported(_ICE_RUNTIME),
     "Ice.Admin*": _unsupported("gridreg has no Ice admin object; use gridadmin"),

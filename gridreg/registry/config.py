@@ -22,6 +22,14 @@ from gridreg.registry.trace import TraceLevels
 
 DEFAULT_CLIENT_ENDPOINTS = "tcp -h 127.0.0.1 -p 4061"
 DEFAULT_SERVER_ENDPOINTS = "tcp -h 127.0.0.1"
+#: IceGrid's defaults for the multicast lookup endpoint (IceGrid.Registry.Discovery.*)
+DEFAULT_DISCOVERY_ADDRESS = "239.255.0.1"
+DEFAULT_DISCOVERY_ADDRESS_IPV6 = "ff15::1"
+DEFAULT_DISCOVERY_PORT = 4061
+#: gridreg's default for IceGrid.Registry.Discovery.Enabled: 0, unlike IceGrid's 1, so a
+#: replica joins no multicast group (and sends no IGMP report) on a network unless asked;
+#: see gridreg.registry.discovery_service
+DEFAULT_DISCOVERY_ENABLED = 0
 #: the database directory: IceGrid 3.7's name, then the name up to 3.6
 DATA_DIR_PROPERTIES = ("IceGrid.Registry.LMDB.Path", "IceGrid.Registry.Data")
 
@@ -58,6 +66,11 @@ class RegistryConfig:
     readonly: bool = False
     #: --initdb-from-replica: start from a copy of this replica's database
     initdb_from_replica: Optional[str] = None
+    #: IceGrid.Registry.Discovery.Endpoints (derived from Address, Port and Interface
+    #: when unset) where the IceLocatorDiscovery lookup is answered; empty when disabled
+    discovery_endpoints: tuple[UdpEndpoint, ...] = ()
+    #: IceGrid.Registry.Trace.Discovery
+    discovery_trace: int = 0
 
     @property
     def is_master(self) -> bool:
@@ -108,6 +121,8 @@ class RegistryConfig:
             epoch_check_interval=float(
                 _positive(properties, "GridReg.Replication.EpochCheckInterval", 5)
             ),
+            discovery_endpoints=_discovery_endpoints(properties),
+            discovery_trace=properties.get_int("IceGrid.Registry.Trace.Discovery", 0),
         )
 
 
@@ -169,3 +184,57 @@ def _positive(properties: Properties, key: str, default: int) -> int:
     if value <= 0:
         raise PropertyError(f"{key} ({properties.source(key)}): must be more than 0, not {value}")
     return value
+
+
+def _discovery_endpoints(properties: Properties) -> tuple[UdpEndpoint, ...]:
+    """
+    The lookup endpoints, as IceGrid derives them: explicit
+    C{IceGrid.Registry.Discovery.Endpoints}, else C{udp -h ADDRESS -p PORT
+    [--interface INTERFACE]}; none when C{Discovery.Enabled} is 0.
+    """
+    prefix = "IceGrid.Registry.Discovery."
+    if properties.get_int(prefix + "Enabled", DEFAULT_DISCOVERY_ENABLED) <= 0:
+        return ()
+    key = prefix + "Endpoints"
+    text = properties.get(key)
+    if not text:
+        ipv6 = properties.get_int("Ice.IPv4", 1) <= 0 or properties.get_flag(
+            "Ice.PreferIPv6Address"
+        )
+        default = DEFAULT_DISCOVERY_ADDRESS_IPV6 if ipv6 else DEFAULT_DISCOVERY_ADDRESS
+        address = properties.get(prefix + "Address") or default
+        port = properties.get_int(prefix + "Port", DEFAULT_DISCOVERY_PORT)
+        if not 0 < port < 65536:
+            raise PropertyError(
+                f"{prefix}Port ({properties.source(prefix + 'Port')}): "
+                f"must be a port number, 1 to 65535, not {port}"
+            )
+        interface = properties.get(prefix + "Interface") or ""
+        text = f'udp -h "{address}" -p {port}'
+        if interface:
+            text += f' --interface "{interface}"'
+        blame_interface = interface and not properties.get(prefix + "Address")
+        key = prefix + ("Interface" if blame_interface else "Address")
+    try:
+        endpoints = endpoints_from_string(text, "udp", server=True)
+    except EndpointParseError as exc:
+        raise PropertyError(f"{key} ({_source(properties, key)}): {exc}") from None
+    for endpoint in endpoints:
+        if not isinstance(endpoint, UdpEndpoint):
+            raise PropertyError(
+                f"{key} ({_source(properties, key)}): the lookup is served on udp "
+                f"endpoints, not `{endpoint.TRANSPORT}'"
+            )
+        if ":" in endpoint.host or ":" in endpoint.interface:
+            raise PropertyError(
+                f"{key} ({_source(properties, key)}): gridreg serves the lookup over IPv4 "
+                f"only, not on {endpoint.host!r}"
+            )
+    return endpoints  # type: ignore[return-value]
+
+
+def _source(properties: Properties, key: str) -> str:
+    try:
+        return properties.source(key)
+    except KeyError:
+        return "default"

@@ -32,6 +32,7 @@ from gridreg.registry.admin import AdminResponder
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.discovery import MASTER, ReplicaEndpoints, registry_identity
+from gridreg.registry.discovery_service import Discovery
 from gridreg.registry.initdb import fetch_database
 from gridreg.registry.internal import InternalFactory
 from gridreg.registry.listen import listen_ice, published_endpoint
@@ -105,6 +106,14 @@ class RegistryService(Service):
         self.state.on_change(self.client_adapter.invalidate)
         self.nodes = NodeSessions(self)
         self.activator = Activator(self.state, self.nodes)
+        # answers IceLocatorDiscovery lookups with the Locator of every active replica
+        self.discovery = Discovery(
+            reactor,
+            config.instance_name,
+            config.discovery_endpoints,
+            lambda: self.published.locator,
+            config.discovery_trace,
+        )
         self._add_servants()
 
     @property
@@ -243,6 +252,7 @@ class RegistryService(Service):
             replica=config.replica_name,
             endpoints=endpoints_to_string(own.client),
         )
+        self.discovery.start()
         self.role.start()
 
     def _started(self, result: object) -> None:
@@ -313,7 +323,11 @@ class RegistryService(Service):
         def close(_: object) -> Deferred[Any]:
             self.client_factory.close_all()
             self.server_factory.close_all()
-            stopping: list[Deferred[Any]] = [self.role.stop(), self.peers.stop()]
+            stopping: list[Deferred[Any]] = [
+                self.role.stop(),
+                self.peers.stop(),
+                self.discovery.stop(),
+            ]
             self.nodes.stop()
             self.internal_factory.close_all()
             for ports in self.ports.values():
