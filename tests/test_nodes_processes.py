@@ -28,6 +28,19 @@ class NodeGrid(GridProcesses):
         super().__init__(testcase)
         make_demo_certs(str(self.certs), nodes=NODES, instance="DemoIceGrid")
         self.nodes: dict[str, RunningNode] = {}
+        # the first cleanup added runs last: after the nodes have stopped
+        testcase.addCleanup(self.kill_orphans)
+
+    def kill_orphans(self) -> None:
+        """Servers a SIGKILLed node left running (as icegridnode's would be) end with the test."""
+        import os
+        import signal
+
+        for pid in _grid_servers(self.root):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it ended meanwhile
 
     def properties(self, name: str, as_name: str, certs: Path) -> dict[str, str]:
         return {
@@ -161,6 +174,11 @@ class NodeProcessTests(TestCase):
         await eventually(gone, timeout=30)
 
 
+def _grid_servers(root: Path) -> list[int]:
+    """The pids of every server started from a node data directory under C{root}."""
+    return _running_copies("", root)
+
+
 def _running_copies(server_id: str, root: Path) -> list[int]:
     """
     The pids of every process running server C{server_id}'s configuration
@@ -168,7 +186,7 @@ def _running_copies(server_id: str, root: Path) -> list[int]:
     """
     import os
 
-    needle = f"/servers/{server_id}/config/config".encode()
+    needle = (f"/servers/{server_id}/config/config" if server_id else "/config/config").encode()
     where = str(root).encode()
     pids = []
     for entry in os.listdir("/proc"):
