@@ -45,6 +45,9 @@ class RegistryConfig:
     replica_session_timeout: float = 30.0
     #: IceGrid.Registry.NodeSessionTimeout: a node silent this long loses its session
     node_session_timeout: int = 30
+    #: IceGrid.Registry.SessionTimeout: an Ice client or admin session not heard from
+    #: this long ends (seconds)
+    session_timeout: int = 30
     #: ACM of the client and server endpoints (IceGrid.Registry.{Client,Server}.ACM.*)
     client_acm: AcmConfig = AcmConfig()
     server_acm: AcmConfig = AcmConfig()
@@ -97,6 +100,7 @@ class RegistryConfig:
                 properties.get_int("IceGrid.Registry.ReplicaSessionTimeout", 30)
             ),
             node_session_timeout=_positive(properties, "IceGrid.Registry.NodeSessionTimeout", 30),
+            session_timeout=_positive(properties, "IceGrid.Registry.SessionTimeout", 30),
             client_acm=AcmConfig.from_properties(
                 properties,
                 "IceGrid.Registry.Client",

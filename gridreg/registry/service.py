@@ -29,6 +29,8 @@ from gridreg.ice.types import Endpoint, Identity, Proxy
 from gridreg.registry._readiness import RegistryStartError, build_readiness
 from gridreg.registry.activation import Activator
 from gridreg.registry.admin import AdminResponder
+from gridreg.registry.admin_model import AdminModel
+from gridreg.registry.ice_sessions import IceSessions
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.discovery import MASTER, ReplicaEndpoints, registry_identity
@@ -52,6 +54,7 @@ from gridreg.registry.servants import (
 )
 from gridreg.registry.slave_role import SlaveRole
 from gridreg.registry.state import RegistryState
+from gridreg.registry.verifiers import certificate_verifier, password_verifier
 from gridreg.store.interfaces import IRegistryStore
 from gridreg.store.records import StoreState
 
@@ -105,7 +108,31 @@ class RegistryService(Service):
         self.state.on_change(self.client_adapter.invalidate)
         self.nodes = NodeSessions(self)
         self.activator = Activator(self.state, self.nodes)
+        self.admin_model = AdminModel(self)
+        self.ice_sessions = IceSessions(
+            self,
+            self.client_adapter,
+            self.admin_model,
+            config.session_timeout,
+            self._verifiers(),
+        )
         self._add_servants()
+
+    def _verifiers(self) -> dict[str, Any]:
+        """The session verifiers the IceGrid.Registry.*PermissionsVerifier properties set."""
+        properties = self.config.properties
+        if properties is None:
+            return {}
+        instance = self.config.instance_name
+        found: dict[str, Any] = {}
+        for kind, prefix in (("", ""), ("admin", "Admin")):
+            verifier = password_verifier(properties, prefix, instance, self.reactor, self.state)
+            if verifier is not None:
+                found[kind] = verifier
+            secure = certificate_verifier(properties, prefix, instance, self.reactor, self.state)
+            if secure is not None:
+                found[f"ssl {kind}".strip()] = secure
+        return found
 
     @property
     def client_ports(self) -> list[IListeningPort]:
@@ -129,7 +156,12 @@ class RegistryService(Service):
         )
         self.client_adapter.add(Identity("Query", instance), QueryServant(self.state))
         self.client_adapter.add(
-            registry_identity(instance, self.config.replica_name), RegistryServant()
+            registry_identity(instance, self.config.replica_name),
+            RegistryServant(
+                self.config.session_timeout,
+                int(self.config.client_acm.timeout),
+                self.ice_sessions,
+            ),
         )
         self.client_adapter.add(
             Identity("LocatorFinder", "Ice"), LocatorFinderServant(self.published)
@@ -238,6 +270,7 @@ class RegistryService(Service):
         )
         self.directory.rediscover()
         self.nodes.start()
+        self.ice_sessions.start()
         self.log.info(
             "Registry {replica} serves clients on {endpoints}",
             replica=config.replica_name,
@@ -313,7 +346,11 @@ class RegistryService(Service):
         def close(_: object) -> Deferred[Any]:
             self.client_factory.close_all()
             self.server_factory.close_all()
-            stopping: list[Deferred[Any]] = [self.role.stop(), self.peers.stop()]
+            stopping: list[Deferred[Any]] = [
+                self.ice_sessions.stop(),
+                self.role.stop(),
+                self.peers.stop(),
+            ]
             self.nodes.stop()
             self.internal_factory.close_all()
             for ports in self.ports.values():
