@@ -57,6 +57,11 @@ class RegistryConfig:
     #: GridReg.Replication.EpochCheckInterval: how often a master asks the replicas that
     #: are not its live slaves whether a newer master exists (seconds)
     epoch_check_interval: float = 5.0
+    #: IceGrid.Registry.[Admin][SSL]PermissionsVerifier, by kind ("", "admin", "ssl",
+    #: "ssl admin"): who may open Ice sessions
+    verifiers: tuple[tuple[str, Proxy], ...] = ()
+    #: IceGrid.Registry.[Admin]CryptPasswords, by kind ("", "admin")
+    crypt_passwords: tuple[tuple[str, str], ...] = ()
     #: --readonly: a master that serves reads and refuses writes and slaves
     readonly: bool = False
     #: --initdb-from-replica: start from a copy of this replica's database
@@ -101,6 +106,16 @@ class RegistryConfig:
             ),
             node_session_timeout=_positive(properties, "IceGrid.Registry.NodeSessionTimeout", 30),
             session_timeout=_positive(properties, "IceGrid.Registry.SessionTimeout", 30),
+            verifiers=tuple(
+                (kind, proxy)
+                for kind, name in _VERIFIERS
+                if (proxy := properties.get_proxy(f"IceGrid.Registry.{name}")) is not None
+            ),
+            crypt_passwords=tuple(
+                (kind, path)
+                for kind, name in (("", "CryptPasswords"), ("admin", "AdminCryptPasswords"))
+                if (path := properties.get(f"IceGrid.Registry.{name}"))
+            ),
             client_acm=AcmConfig.from_properties(
                 properties,
                 "IceGrid.Registry.Client",
@@ -113,6 +128,14 @@ class RegistryConfig:
                 _positive(properties, "GridReg.Replication.EpochCheckInterval", 5)
             ),
         )
+
+
+_VERIFIERS = (
+    ("", "PermissionsVerifier"),
+    ("admin", "AdminPermissionsVerifier"),
+    ("ssl", "SSLPermissionsVerifier"),
+    ("ssl admin", "AdminSSLPermissionsVerifier"),
+)
 
 
 def _data_dir(properties: Properties) -> Optional[str]:

@@ -54,7 +54,7 @@ from gridreg.registry.servants import (
 )
 from gridreg.registry.slave_role import SlaveRole
 from gridreg.registry.state import RegistryState
-from gridreg.registry.verifiers import certificate_verifier, password_verifier
+from gridreg.registry.verifiers import build_verifiers
 from gridreg.store.interfaces import IRegistryStore
 from gridreg.store.records import StoreState
 
@@ -120,19 +120,10 @@ class RegistryService(Service):
 
     def _verifiers(self) -> dict[str, Any]:
         """The session verifiers the IceGrid.Registry.*PermissionsVerifier properties set."""
-        properties = self.config.properties
-        if properties is None:
-            return {}
-        instance = self.config.instance_name
-        found: dict[str, Any] = {}
-        for kind, prefix in (("", ""), ("admin", "Admin")):
-            verifier = password_verifier(properties, prefix, instance, self.reactor, self.state)
-            if verifier is not None:
-                found[kind] = verifier
-            secure = certificate_verifier(properties, prefix, instance, self.reactor, self.state)
-            if secure is not None:
-                found[f"ssl {kind}".strip()] = secure
-        return found
+        config = self.config
+        return build_verifiers(
+            config.verifiers, config.crypt_passwords, config.instance_name, self.reactor, self.state
+        )
 
     @property
     def client_ports(self) -> list[IListeningPort]:

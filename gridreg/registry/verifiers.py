@@ -23,10 +23,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gridreg.config.properties import Properties, PropertyError
+from gridreg.config.properties import PropertyError
 from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.exceptions import Glacier2PermissionDeniedException, PermissionDeniedException
-from gridreg.ice.types import OperationMode, Proxy
+from gridreg.ice.types import Identity, OperationMode, Proxy
 from gridreg.registry import remote
 from gridreg.registry.state import RegistryState
 
@@ -172,48 +172,30 @@ class SSLInfo:
         out.write_string_seq(self.certs)
 
 
-def password_verifier(
-    properties: Properties,
-    prefix: str,
+def build_verifiers(
+    verifiers: tuple[tuple[str, Proxy], ...],
+    crypt_passwords: tuple[tuple[str, str], ...],
     instance: str,
     reactor: Any,
     state: RegistryState,
-) -> Optional[PasswordVerifier]:
+) -> dict[str, Any]:
     """
-    The verifier C{IceGrid.Registry.<prefix>PermissionsVerifier} or
-    C{<prefix>CryptPasswords} configures, or None (sessions refused).
+    The verifier of each kind ("", "admin", "ssl", "ssl admin") the
+    properties configure; a proxy wins over a password file, as in IceGrid.
 
-    @raise PropertyError: the proxy is malformed or the file unreadable.
+    @raise PropertyError: a password file cannot be read.
     """
-    key = f"IceGrid.Registry.{prefix}PermissionsVerifier"
-    proxy = properties.get_proxy(key)
-    if proxy is not None:
-        if proxy.identity.category == instance and proxy.identity.name == "NullPermissionsVerifier":
-            return NullVerifier()
-        return RemoteVerifier(reactor, state, proxy)
-    path_key = f"IceGrid.Registry.{prefix}CryptPasswords"
-    path = properties.get(path_key)
-    if path:
+    found: dict[str, Any] = {}
+    for kind, path in crypt_passwords:
+        name = f"IceGrid.Registry.{'Admin' if kind else ''}CryptPasswords"
         try:
-            return CryptVerifier.from_file(path)
+            found[kind] = CryptVerifier.from_file(path)
         except OSError as e:
-            raise PropertyError(
-                f"{path_key} ({properties.source(path_key)}): cannot read {path!r}: {e.strerror}"
-            ) from None
-    return None
-
-
-def certificate_verifier(
-    properties: Properties,
-    prefix: str,
-    instance: str,
-    reactor: Any,
-    state: RegistryState,
-) -> Optional[CertificateVerifier]:
-    """The verifier C{IceGrid.Registry.<prefix>SSLPermissionsVerifier} configures, or None."""
-    proxy = properties.get_proxy(f"IceGrid.Registry.{prefix}SSLPermissionsVerifier")
-    if proxy is None:
-        return None
-    if proxy.identity.category == instance and proxy.identity.name == "NullSSLPermissionsVerifier":
-        return NullVerifier()
-    return RemoteVerifier(reactor, state, proxy)
+            raise PropertyError(f"{name}: cannot read {path!r}: {e.strerror}") from None
+    for kind, proxy in verifiers:
+        null = "NullSSLPermissionsVerifier" if kind.startswith("ssl") else "NullPermissionsVerifier"
+        if proxy.identity == Identity(null, instance):
+            found[kind] = NullVerifier()
+        else:
+            found[kind] = RemoteVerifier(reactor, state, proxy)
+    return found
