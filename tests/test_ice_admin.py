@@ -44,9 +44,7 @@ NORMAL, IDEMPOTENT = OperationMode.NORMAL, OperationMode.IDEMPOTENT
 READ_ONLY = "this operation is not allowed on a slave or read-only master registry."
 
 
-def make_registry(
-    testcase: SynchronousTestCase, **extra: str
-) -> RegistryService:
+def make_registry(testcase: SynchronousTestCase, **extra: str) -> RegistryService:
     properties = Properties()
     for key, value in {
         "IceGrid.InstanceName": "TG",
@@ -86,7 +84,9 @@ class Client:
         """The result stream, or the exception the reply carries (returned, not raised)."""
         request_id, self.next_id = self.next_id, self.next_id + 1
         self.protocol.dataReceived(
-            encode_request(Request(request_id, identity, "", operation, int(mode), {}, params=params))
+            encode_request(
+                Request(request_id, identity, "", operation, int(mode), {}, params=params)
+            )
         )
         data = self.transport.value()
         self.transport.clear()
@@ -151,7 +151,9 @@ class SessionTests(SynchronousTestCase):
         ids = self.client.invoke(proxy.identity, "ice_ids").read_string_seq()
         self.assertEqual(ids, ["::Glacier2::Session", "::Ice::Object", "::IceGrid::AdminSession"])
         admin = self.client.invoke(proxy.identity, "getAdmin", IDEMPOTENT).read_proxy()
-        self.assertEqual(self.client.invoke(admin.identity, "ice_id").read_string(), "::IceGrid::Admin")
+        self.assertEqual(
+            self.client.invoke(admin.identity, "ice_id").read_string(), "::IceGrid::Admin"
+        )
         name = self.client.invoke(proxy.identity, "getReplicaName", IDEMPOTENT).read_string()
         self.assertEqual(name, "Master")
         template = self.client.invoke(proxy.identity, "getAdminCallbackTemplate", IDEMPOTENT)
@@ -161,14 +163,20 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(
             self.client.invoke(self.registry, "getSessionTimeout", IDEMPOTENT).read_int(), 30
         )
-        self.assertEqual(self.client.invoke(self.registry, "getACMTimeout", IDEMPOTENT).read_int(), 30)
+        self.assertEqual(
+            self.client.invoke(self.registry, "getACMTimeout", IDEMPOTENT).read_int(), 30
+        )
 
     def test_destroy(self) -> None:
         proxy = self.admin_session()
         admin = self.client.invoke(proxy.identity, "getAdmin", IDEMPOTENT).read_proxy()
         self.client.invoke(proxy.identity, "destroy")
-        self.assertIsInstance(self.client.invoke(proxy.identity, "keepAlive", IDEMPOTENT), ObjectNotExistError)
-        self.assertIsInstance(self.client.invoke(admin.identity, "getAllNodeNames", IDEMPOTENT), ObjectNotExistError)
+        self.assertIsInstance(
+            self.client.invoke(proxy.identity, "keepAlive", IDEMPOTENT), ObjectNotExistError
+        )
+        self.assertIsInstance(
+            self.client.invoke(admin.identity, "getAllNodeNames", IDEMPOTENT), ObjectNotExistError
+        )
 
     def test_connection_close_ends_the_session(self) -> None:
         proxy = self.admin_session()
@@ -195,9 +203,7 @@ class SessionTests(SynchronousTestCase):
         second = result.read_proxy()
         serial = int(self.service.store.serial)
         self.assertEqual(self.client.invoke(first.identity, "startUpdate").read_int(), serial)
-        self.assertEqual(
-            other.invoke(second.identity, "startUpdate"), AccessDeniedException("u")
-        )
+        self.assertEqual(other.invoke(second.identity, "startUpdate"), AccessDeniedException("u"))
         self.assertEqual(other.invoke(second.identity, "finishUpdate"), AccessDeniedException(""))
         self.client.invoke(first.identity, "finishUpdate")
         self.assertEqual(
@@ -331,10 +337,13 @@ class VerifierTests(SynchronousTestCase):
             f.write(f"alice {sha512_crypt.hash('secret')}\nbob {md5_crypt.hash('pw')}\n")
         self.addCleanup(os.unlink, path)
         service = make_registry(self, **{"IceGrid.Registry.AdminCryptPasswords": path})
-        self.assertIsInstance(self.create(service, "createAdminSession", "alice", "secret"), InputStream)
+        self.assertIsInstance(
+            self.create(service, "createAdminSession", "alice", "secret"), InputStream
+        )
         self.assertIsInstance(self.create(service, "createAdminSession", "bob", "pw"), InputStream)
         self.assertEqual(
-            self.create(service, "createAdminSession", "alice", "bad"), PermissionDeniedException("")
+            self.create(service, "createAdminSession", "alice", "bad"),
+            PermissionDeniedException(""),
         )
         self.assertEqual(
             self.create(service, "createAdminSession", "nobody", "x"), PermissionDeniedException("")
@@ -348,7 +357,15 @@ class VerifierTests(SynchronousTestCase):
         )
         client = Client(self, service)
         request = encode_request(
-            Request(1, Identity("Registry", "TG"), "", "createAdminSession", 0, {}, params=strings("u", "p"))
+            Request(
+                1,
+                Identity("Registry", "TG"),
+                "",
+                "createAdminSession",
+                0,
+                {},
+                params=strings("u", "p"),
+            )
         )
         client.protocol.dataReceived(request)
         service.reactor.advance(11)
@@ -367,7 +384,9 @@ class AdminTests(SynchronousTestCase):
         session = self.client.invoke(
             Identity("Registry", "TG"), "createAdminSession", NORMAL, strings("u", "p")
         ).read_proxy()
-        self.admin = self.client.invoke(session.identity, "getAdmin", IDEMPOTENT).read_proxy().identity
+        self.admin = (
+            self.client.invoke(session.identity, "getAdmin", IDEMPOTENT).read_proxy().identity
+        )
 
     def call(self, operation: str, params: bytes = b"", mode: OperationMode = NORMAL) -> Any:
         return self.client.invoke(self.admin, operation, mode, params)
@@ -377,7 +396,9 @@ class AdminTests(SynchronousTestCase):
 
     def test_objects(self) -> None:
         foo = proxy_from_string("foo:tcp -h 127.0.0.1 -p 9")
-        self.assertIsInstance(self.call("addObjectWithType", proxy_params(foo, "::Foo")), InputStream)
+        self.assertIsInstance(
+            self.call("addObjectWithType", proxy_params(foo, "::Foo")), InputStream
+        )
         self.assertEqual(
             self.call("addObjectWithType", proxy_params(foo, "::Foo")),
             ObjectExistsException(Identity("foo")),
@@ -438,8 +459,12 @@ class AdminTests(SynchronousTestCase):
         group = self.read("getAdapterInfo", strings("G"))
         self.assertEqual(group.read_size(), 1)
         self.assertEqual(group.read_string(), "A")
-        self.assertEqual(self.read("getAdapterInfo", strings("nope")), AdapterNotExistException("nope"))
-        self.assertEqual(self.call("removeAdapter", strings("nope")), AdapterNotExistException("nope"))
+        self.assertEqual(
+            self.read("getAdapterInfo", strings("nope")), AdapterNotExistException("nope")
+        )
+        self.assertEqual(
+            self.call("removeAdapter", strings("nope")), AdapterNotExistException("nope")
+        )
         self.assertIsInstance(self.call("removeAdapter", strings("A")), InputStream)
         self.assertEqual(self.read("getAllAdapterIds").read_string_seq(), [])
 
@@ -449,8 +474,12 @@ class AdminTests(SynchronousTestCase):
         self.assertEqual(info.read_string(), "Master")
         self.assertTrue(info.read_string())
         self.assertTrue(self.read("pingRegistry", strings("Master")).read_bool())
-        self.assertEqual(self.read("pingRegistry", strings("nope")), RegistryNotExistException("nope"))
-        self.assertEqual(self.read("getRegistryInfo", strings("nope")), RegistryNotExistException("nope"))
+        self.assertEqual(
+            self.read("pingRegistry", strings("nope")), RegistryNotExistException("nope")
+        )
+        self.assertEqual(
+            self.read("getRegistryInfo", strings("nope")), RegistryNotExistException("nope")
+        )
 
     def test_nodes_and_servers_unknown(self) -> None:
         self.assertEqual(self.read("getAllNodeNames").read_string_seq(), [])
@@ -491,7 +520,9 @@ class AdminTests(SynchronousTestCase):
             ("removeAdapter", strings("A")),
             ("removeApplication", strings("App")),
         ):
-            self.assertEqual(self.call(operation, params), DeploymentException(READ_ONLY), operation)
+            self.assertEqual(
+                self.call(operation, params), DeploymentException(READ_ONLY), operation
+            )
         self.assertEqual(self.read("getAllRegistryNames").read_string_seq(), ["Master"])
 
 
@@ -515,7 +546,9 @@ class SlaveTests(SynchronousTestCase):
                 "client session creation is only allowed with the master registry."
             ),
         )
-        session = client.invoke(registry, "createAdminSession", NORMAL, strings("u", "p")).read_proxy()
+        session = client.invoke(
+            registry, "createAdminSession", NORMAL, strings("u", "p")
+        ).read_proxy()
         name = client.invoke(session.identity, "getReplicaName", IDEMPOTENT).read_string()
         self.assertEqual(name, "Replica1")
         admin = client.invoke(session.identity, "getAdmin", IDEMPOTENT).read_proxy()
@@ -524,3 +557,81 @@ class SlaveTests(SynchronousTestCase):
             client.invoke(admin.identity, "addObjectWithType", NORMAL, proxy_params(foo, "::Foo")),
             DeploymentException(READ_ONLY),
         )
+
+
+class _FakeAddress:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+
+class _FakeTransport:
+    def getPeer(self) -> _FakeAddress:
+        return _FakeAddress("127.0.0.1", 50000)
+
+    def getHost(self) -> _FakeAddress:
+        return _FakeAddress("127.0.0.1", 4062)
+
+    def getHandle(self) -> None:
+        return None
+
+
+class _SecureConnection:
+    """What the session factory asks of an ssl connection: its client certificate."""
+
+    is_open = True
+    monitor = None
+    last_activity = 0.0
+
+    def __init__(self, certificate: Any) -> None:
+        self.certificate = certificate
+        self.transport = _FakeTransport()
+        self.closers: list[Any] = []
+
+    def is_secure(self) -> bool:
+        return True
+
+    def peer_certificate(self) -> Any:
+        return self.certificate
+
+    def on_close(self, callback: Any) -> None:
+        self.closers.append(callback)
+
+    def forget_close(self, callback: Any) -> None:
+        self.closers.remove(callback)
+
+
+class SecureSessionTests(SynchronousTestCase):
+    def test_admin_session_from_a_client_certificate(self) -> None:
+        from OpenSSL import crypto
+
+        from gridreg.certs import make_demo_certs
+
+        certs = self.mktemp()
+        make_demo_certs(certs, admins=["alice"], instance="TG")
+        with open(os.path.join(certs, "admin-alice.pem"), "rb") as f:
+            certificate = crypto.load_certificate(crypto.FILETYPE_PEM, f.read())
+        service = make_registry(
+            self,
+            **{"IceGrid.Registry.AdminSSLPermissionsVerifier": "TG/NullSSLPermissionsVerifier"},
+        )
+        request = Request(
+            1, Identity("Registry", "TG"), "", "createAdminSessionFromSecureConnection", 0
+        )
+        connection = _SecureConnection(certificate)
+        body = self.successResultOf(
+            service.client_adapter.dispatch(request, None, connection)  # type: ignore[arg-type]
+        )
+        self.assertEqual(body[0], 0, body)
+        [session] = service.ice_sessions.sessions.values()
+        self.assertIn("CN=", session.user)
+        self.assertEqual(len(connection.closers), 1)
+        connection.closers[0]()
+        self.assertEqual(service.ice_sessions.sessions, {})
+
+    def test_empty_user_dn(self) -> None:
+        service = make_registry(
+            self, **{"IceGrid.Registry.SSLPermissionsVerifier": "TG/NullSSLPermissionsVerifier"}
+        )
+        request = Request(1, Identity("Registry", "TG"), "", "createSessionFromSecureConnection", 0)
+        body = service.client_adapter.dispatch(request, None, _SecureConnection(None))
+        self.assertIn(b"empty user DN", bytes(body))  # type: ignore[arg-type]

@@ -34,7 +34,6 @@ from gridreg.ice.exceptions import (
 )
 from gridreg.ice.stringify import identity_to_string
 from gridreg.ice.types import Identity, Proxy
-from gridreg.protocol.errors import NotFoundError
 from gridreg.registry.state import AdapterInfo, ObjectInfo
 from gridreg.store.records import Change
 
@@ -162,7 +161,9 @@ class AdminModel:
         """IceGrid's C{getAllObjectInfos}: a glob on the stringified identity, "" for all."""
         return [
             info
-            for identity, info in sorted(self.objects().items(), key=lambda kv: identity_to_string(kv[0]))
+            for identity, info in sorted(
+                self.objects().items(), key=lambda kv: identity_to_string(kv[0])
+            )
             if not expression or fnmatch.fnmatchcase(identity_to_string(identity), expression)
         ]
 
@@ -318,4 +319,3 @@ class AdminModel:
         self.node_session(name)
         nodes = self.registry.nodes
         return nodes.call(name, ShutdownNode, nodes.timeout)
-

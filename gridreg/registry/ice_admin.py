@@ -158,9 +158,7 @@ class AdminServant(Servant):
         return out.getvalue()
 
     update_application = operation("updateApplication")(_not_offered)
-    update_application_without_restart = operation("updateApplicationWithoutRestart")(
-        _not_offered
-    )
+    update_application_without_restart = operation("updateApplicationWithoutRestart")(_not_offered)
     instantiate_server = operation("instantiateServer")(_not_offered)
     patch_application = operation("patchApplication")(_not_offered)
     patch_server = operation("patchServer")(_not_offered)
@@ -177,9 +175,7 @@ class AdminServant(Servant):
         out = self._out(request)
         app = self.model.registry.state.applications.get(application)
         revision = (getattr(app, "meta", None) or {}).get("revision", 1)
-        codec.write_server_info(
-            out, application, "", revision, server.node, server.descriptor, ""
-        )
+        codec.write_server_info(out, application, "", revision, server.node, server.descriptor, "")
         return out.getvalue()
 
     @operation("getServerState", idempotent=True)
@@ -296,7 +292,9 @@ class AdminServant(Servant):
                 raise DeploymentException("proxy is null")
             self.model._managed("adding", proxy.identity)
             registry = self.model.registry
-            d = remote.call(registry.reactor, registry.state, proxy, "ice_id", OperationMode.NONMUTATING)
+            d = remote.call(
+                registry.reactor, registry.state, proxy, "ice_id", OperationMode.NONMUTATING
+            )
 
             def no_type(failure: Failure) -> Failure:
                 if failure.check(UserException):

@@ -79,8 +79,9 @@ class SessionServant(Servant):
         self.last_keepalive = self.sessions.clock.seconds()
         if self.sessions.trace > 1:
             self.log.info(
-                "[Session] {kind} session `{user}' keep alive", kind=self.kind, user=self.user,
-                
+                "[Session] {kind} session `{user}' keep alive",
+                kind=self.kind,
+                user=self.user,
             )
         return b""
 
@@ -289,9 +290,7 @@ class IceSessions:
 
     # -- creation ----------------------------------------------------------------
 
-    def create(
-        self, admin: bool, user: str, password: str, connection: Any
-    ) -> Deferred[Proxy]:
+    def create(self, admin: bool, user: str, password: str, connection: Any) -> Deferred[Proxy]:
         kind = "admin" if admin else ""
         if not admin and not self.registry.role.is_master:
             raise PermissionDeniedException(SLAVE_CLIENT_SESSION)
@@ -324,7 +323,6 @@ class IceSessions:
                 kind="admin" if admin else "client",
                 user=user,
                 reason=getattr(failure.value, "reason", failure.getErrorMessage()),
-                
             )
         return failure
 
@@ -343,8 +341,9 @@ class IceSessions:
             connection.on_close(session.on_close)  # type: ignore[attr-defined]
         if self.trace > 0:
             self.log.info(
-                "[Session] {kind} session `{user}' created", kind=session.kind, user=user,
-                
+                "[Session] {kind} session `{user}' created",
+                kind=session.kind,
+                user=user,
             )
         return self.proxy_for(identity)
 
@@ -372,12 +371,15 @@ class IceSessions:
             forget(session.on_close)
         if self.trace > 0:
             self.log.info(
-                "[Session] {kind} session `{user}' {why}", kind=session.kind, user=session.user, why=why,
-                
+                "[Session] {kind} session `{user}' {why}",
+                kind=session.kind,
+                user=session.user,
+                why=why,
             )
         return maybeDeferred(session.released).addErrback(
-            lambda f: self.log.failure("Releasing what session `{user}' held failed", f,
-                                       user=session.user)
+            lambda f: self.log.failure(
+                "Releasing what session `{user}' held failed", f, user=session.user
+            )
         )
 
     def reap(self) -> None:
@@ -440,8 +442,12 @@ def _ssl_info(connection: Any) -> tuple[SSLInfo, str]:
     except Exception:
         pass
     info = SSLInfo(
-        getattr(peer, "host", ""), getattr(peer, "port", 0),
-        getattr(host, "host", ""), getattr(host, "port", 0), cipher, certs,
+        getattr(peer, "host", ""),
+        getattr(peer, "port", 0),
+        getattr(host, "host", ""),
+        getattr(host, "port", 0),
+        cipher,
+        certs,
     )
     return info, user
 

@@ -37,8 +37,9 @@ def resolve(state: RegistryState, proxy: Proxy) -> tuple[Endpoint, ...]:
     if proxy.is_well_known:
         info = state.find_object(proxy.identity)
         if info is None:
-            raise UnreachableError(f"object `{proxy.identity.category}/{proxy.identity.name}' "
-                                   "is not registered")
+            raise UnreachableError(
+                f"object `{proxy.identity.category}/{proxy.identity.name}' is not registered"
+            )
         if info.proxy.endpoints:
             return info.proxy.endpoints
         adapter_id = info.proxy.adapter_id

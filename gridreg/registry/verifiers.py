@@ -17,7 +17,7 @@ verifier is an "internal server error".
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -143,7 +143,7 @@ class RemoteVerifier:
         log.info(
             "[Session] exception while verifying password with permissions verifier: {error}",
             error=failure.getErrorMessage(),
-                    )
+        )
         return Failure(PermissionDeniedException(INTERNAL_ERROR))
 
 
