@@ -25,6 +25,7 @@ from gridreg.ice.exceptions import (
     DeploymentException,
     FileNotAvailableException,
     NodeNotExistException,
+    NodeUnreachableException,
     ObjectExistsException,
     ObjectNotExistError,
     ObjectNotRegisteredException,
@@ -496,6 +497,33 @@ class AdminTests(SynchronousTestCase):
         self.assertEqual(
             self.read("getServerAdminCategory").read_string(), "TG-RegistryServerAdminRouter"
         )
+
+    def test_server_on_a_node_without_session(self) -> None:
+        """IceGrid 3.7.8: the node `couldn't be reached: the node is not active'."""
+        xml = (
+            "<icegrid><application name='A'><node name='node9'>"
+            "<server id='S9' exe='/bin/sleep' activation='manual'>"
+            "<adapter name='X' endpoints='tcp -h 127.0.0.1'/></server>"
+            "</node></application></icegrid>"
+        )
+        self.successResultOf(self.service.database.add_application(xml))
+        down = NodeUnreachableException("node9", "the node is not active")
+        self.assertEqual(self.read("getAllServerIds").read_string_seq(), ["S9"])
+        self.assertEqual(self.read("getAllNodeNames").read_string_seq(), ["node9"])
+        self.assertFalse(self.read("pingNode", strings("node9")).read_bool())
+        self.assertEqual(self.read("getNodeInfo", strings("node9")), down)
+        self.assertEqual(self.read("getServerState", strings("S9")), down)
+        self.assertEqual(self.call("startServer", strings("S9")), down)
+        self.assertEqual(self.call("stopServer", strings("S9")), down)
+        self.assertEqual(
+            self.call("removeAdapter", strings("S9.X")),
+            DeploymentException(
+                "removing adapter `S9.X' is not allowed:\n"
+                "the adapter was added with the application descriptor `A'"
+            ),
+        )
+        self.assertEqual(self.read("getAllApplicationNames").read_string_seq(), ["A"])
+        self.assertIsInstance(self.call("removeApplication", strings("A")), InputStream)
 
     def test_applications_without_codec(self) -> None:
         self.assertEqual(self.read("getAllApplicationNames").read_string_seq(), [])

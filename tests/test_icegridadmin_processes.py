@@ -89,7 +89,7 @@ class IceGridAdminProcessTests(TestCase):
         await grid.deploy(
             "Demo",
             "<node name='node1'>"
-            + managed_server_xml("Hello1", "node1", activation="manual")
+            + managed_server_xml("IceAdminHello", "node1", activation="manual")
             + "</node>",
         )
 
@@ -127,7 +127,7 @@ class IceGridAdminProcessTests(TestCase):
         )
 
         # -- adapters, registries, nodes
-        self.assertIn("Hello1.Hello", (await self.ok("adapter list")).splitlines())
+        self.assertIn("IceAdminHello.Hello", (await self.ok("adapter list")).splitlines())
         self.assertEqual(
             await self.refused("adapter endpoints nope"), "error: couldn't find adapter `nope'"
         )
@@ -142,15 +142,16 @@ class IceGridAdminProcessTests(TestCase):
         self.assertIn("node `node1'", await self.ok("node describe node1"))
         self.assertEqual(await self.refused("node ping nope"), "error: couldn't find node `nope'")
 
-        # -- servers, relayed to the node
-        self.assertEqual((await self.ok("server list")).splitlines(), ["Hello1"])
-        self.assertIn("inactive", await self.ok("server state Hello1"))
-        self.assertEqual(await self.ok("server start Hello1"), "")
-        self.assertIn("active", await self.ok("server state Hello1"))
-        self.assertEqual(await self.ok("server stop Hello1"), "")
+        # -- servers, relayed to the node (a name of its own: other process tests
+        # count the running copies of theirs across the machine)
+        self.assertEqual((await self.ok("server list")).splitlines(), ["IceAdminHello"])
+        self.assertIn("inactive", await self.ok("server state IceAdminHello"))
+        self.assertEqual(await self.ok("server start IceAdminHello"), "")
+        self.assertIn("active", await self.ok("server state IceAdminHello"))
+        self.assertEqual(await self.ok("server stop IceAdminHello"), "")
 
         async def stopped() -> bool:
-            return "inactive" in await self.ok("server state Hello1")
+            return "inactive" in await self.ok("server state IceAdminHello")
 
         await eventually(stopped)
         self.assertEqual(
@@ -175,10 +176,10 @@ class IceGridAdminProcessTests(TestCase):
         await eventually(replicated)
         self.assertIn("foo", (await self.ok("object list", *slave)).splitlines())
         self.assertIn("registry `Replica1'", await self.ok("registry describe Replica1", *slave))
-        self.assertEqual((await self.ok("server list", *slave)).splitlines(), ["Hello1"])
+        self.assertEqual((await self.ok("server list", *slave)).splitlines(), ["IceAdminHello"])
         self.assertEqual((await self.ok("node list", *slave)).splitlines(), ["node1"])
-        self.assertEqual(await self.ok("server start Hello1", *slave), "")
-        self.assertEqual(await self.ok("server stop Hello1", *slave), "")
+        self.assertEqual(await self.ok("server start IceAdminHello", *slave), "")
+        self.assertEqual(await self.ok("server stop IceAdminHello", *slave), "")
 
         # -- back at the master: the object goes
         self.assertEqual(await self.ok("object remove foo"), "")

@@ -161,17 +161,23 @@ class NodeProcessTests(TestCase):
         await eventually(gone, timeout=30)
 
 
-def _running_copies(server_id: str) -> list[int]:
-    """The pids of every process running server C{server_id}'s configuration."""
+def _running_copies(server_id: str, under: Path) -> list[int]:
+    """
+    The pids of every process running server C{server_id}'s configuration
+    from a node whose data is under C{under}: other tests (in parallel
+    workers) run servers of the same name.
+    """
     import os
 
     needle = f"/servers/{server_id}/config/config".encode()
+    root = str(under).encode()
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if needle in f.read():
+                    cmdline = f.read()
+                    if needle in cmdline and root in cmdline:
                         pids.append(int(entry))
             except OSError:
                 continue  # it exited meanwhile
@@ -211,14 +217,15 @@ class NodeFailureProcessTests(TestCase):
             return (await self.server_state("Always1")).startswith("active")
 
         await eventually(active)
-        [orphan] = _running_copies("Always1")
+        [orphan] = _running_copies("Always1", self.grid.root)
         await node.kill()
-        self.assertEqual(_running_copies("Always1"), [orphan])  # still running, unmanaged
+        # still running, unmanaged
+        self.assertEqual(_running_copies("Always1", self.grid.root), [orphan])
         restarted = self.grid.start_node("node1")
         await restarted.has_session("Master")
 
         async def one_new_copy() -> bool:
-            copies = _running_copies("Always1")
+            copies = _running_copies("Always1", self.grid.root)
             return len(copies) == 1 and copies != [orphan] and await active()
 
         await eventually(one_new_copy, timeout=40)
@@ -244,7 +251,7 @@ class NodeFailureProcessTests(TestCase):
             return (await self.server_state("Always1", "Replica1")).startswith("active")
 
         await eventually(active)
-        self.assertEqual(len(_running_copies("Always1")), 1)
+        self.assertEqual(len(_running_copies("Always1", self.grid.root)), 1)
 
     async def test_node_stopped_with_sigterm_stops_its_servers(self) -> None:
         await self.grid.start("Master")
@@ -254,11 +261,11 @@ class NodeFailureProcessTests(TestCase):
             "Demo", "<node name='node1'>" + managed_server_xml("Hello1", "node1") + "</node>"
         )
         self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Master"), "Hello1")
-        self.assertEqual(len(_running_copies("Hello1")), 1)
+        self.assertEqual(len(_running_copies("Hello1", self.grid.root)), 1)
         await node.process.stop_gracefully(timeout=30)
         # twist ends by the SIGTERM it handled (not the SIGKILL stop_gracefully falls back on)
         self.assertEqual(node.process.exit_signal, 15, node.process.describe())
-        self.assertEqual(_running_copies("Hello1"), [])
+        self.assertEqual(_running_copies("Hello1", self.grid.root), [])
         stopped = [e for e in node.process.events if "changed server" in str(e.get("log_format"))]
         self.assertEqual(stopped[-1].get("log_format"), "[Server] changed server `{server}' state to `Inactive'")
 
@@ -351,7 +358,8 @@ class NodeDeploymentProcessTests(TestCase):
         self.assertEqual(code, 0, output)
 
         async def stopped() -> bool:
-            return _running_copies("U1") == [] and _running_copies("U2") == []
+            root = self.grid.root
+            return _running_copies("U1", root) == [] and _running_copies("U2", root) == []
 
         await eventually(stopped)
 

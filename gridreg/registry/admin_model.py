@@ -273,7 +273,13 @@ class AdminModel:
         return found
 
     def server_status(self, server_id: str) -> dict[str, Any]:
+        """
+        What the server's node reports of it: as IceGrid, a server whose
+        node has no session here cannot be asked about.
+        """
         _, server = self.server(server_id)
+        if server.node not in self.registry.nodes.sessions:
+            raise NodeUnreachableException(server.node, NODE_NOT_ACTIVE)
         return dict(self.registry.nodes.server_status(server_id, server.node))
 
     def control_server(self, server_id: str, action: str, argument: str = "") -> Deferred[Any]:
