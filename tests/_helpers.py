@@ -249,9 +249,11 @@ class CountingAdapter(ObjectAdapter):
     def cached_reply(self, key: bytes) -> Optional[bytes]:
         return None
 
-    def dispatch(self, request: Request, cache_key: Optional[bytes] = None) -> DispatchResult:
+    def dispatch(
+        self, request: Request, cache_key: Optional[bytes] = None, connection: Any = None
+    ) -> DispatchResult:
         self.requests.append(request)
-        return super().dispatch(request, cache_key)
+        return super().dispatch(request, cache_key, connection)
 
 
 def _now(d: Deferred[Any]) -> Any:

@@ -17,6 +17,19 @@ from twisted.trial.unittest import SynchronousTestCase
 from gridreg.ice.encoding import MarshalError, OutputStream
 from gridreg.ice.exceptions import (
     KNOWN_EXCEPTIONS,
+    AccessDeniedException,
+    AllocationException,
+    BadSignalException,
+    FileNotAvailableException,
+    Glacier2PermissionDeniedException,
+    NodeNotExistException,
+    NodeUnreachableException,
+    ObserverAlreadyRegisteredException,
+    RegistryNotExistException,
+    RegistryUnreachableException,
+    ServerStartException,
+    ServerStopException,
+    ServerUnreachableException,
     AdapterNotExistException,
     AdapterNotFoundException,
     ApplicationNotExistException,
@@ -356,7 +369,27 @@ class UserExceptionTests(HexTestCase):
         DeploymentException("bad"),
         PermissionDeniedException("no"),
         ServerNotExistException("srv"),
+        NodeNotExistException("node"),
+        RegistryNotExistException("reg"),
+        BadSignalException("SIGFOO"),
+        AccessDeniedException("alice"),
+        AllocationException("none"),
+        FileNotAvailableException("no file"),
+        Glacier2PermissionDeniedException("denied"),
+        ObserverAlreadyRegisteredException(Identity("obs", "cat")),
+        ServerStartException("srv", "why"),
+        ServerStopException("srv", "why"),
+        NodeUnreachableException("node", "down"),
+        ServerUnreachableException("srv", "down"),
+        RegistryUnreachableException("reg", "down"),
     ]
+
+    def test_two_members_in_slice_order(self) -> None:
+        """IceGrid's (id or name, reason) exceptions: the first member first."""
+        payload = encode_user_exception(NodeUnreachableException("n", "r"), ENCODING_1_1)
+        type_id = b"::IceGrid::NodeUnreachableException"
+        self.assertEqual(payload, b"\x20" + bytes([len(type_id)]) + type_id + b"\x01n\x01r")
+        self.assertEqual(NodeUnreachableException("n", "r").reason, "r")
 
     def test_every_known_exception_round_trips(self) -> None:
         self.assertEqual(len(self.EXAMPLES), len(KNOWN_EXCEPTIONS))

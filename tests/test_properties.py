@@ -364,9 +364,9 @@ class IgnoredPropertiesTests(SynchronousTestCase):
 
     def test_icegrid_37_registry(self) -> None:
         """
-        The 3.7 registry configuration: the database directory is honoured,
-        the map size and the session verifiers are not, Discovery.Enabled=0
-        asks for what gridreg does anyway.
+        The 3.7 registry configuration: the database directory and the
+        session verifiers are honoured, the map size is not,
+        Discovery.Enabled=0 asks for what gridreg does anyway.
         """
         self.assertEqual(
             self.warnings(REGISTRY_MASTER_37),
@@ -374,12 +374,6 @@ class IgnoredPropertiesTests(SynchronousTestCase):
                 "property `IceGrid.Registry.LMDB.MapSize' is not supported by gridreg (yet): "
                 "gridreg's SQLite database grows as needed; no size limit is applied "
                 "(set at i.cfg:6)",
-                "property `IceGrid.Registry.PermissionsVerifier' is not supported by gridreg "
-                "(yet): gridreg creates no Ice client sessions yet (planned); ignored "
-                "(set at i.cfg:8)",
-                "property `IceGrid.Registry.AdminPermissionsVerifier' is not supported by "
-                "gridreg (yet): no Ice admin sessions yet (planned); gridadmin is authorised "
-                "by its TLS certificate (set at i.cfg:9)",
             ],
         )
 

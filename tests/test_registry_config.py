@@ -140,7 +140,7 @@ class StartupWarningTests(SynchronousTestCase):
             "IceGrid.Registry.Discovery.Enabled=0\n"
             "IceGrid.Registry.Trace.Node=0\n"
             "IceGrid.Registry.Trace.Locator=2\n"
-            "IceGrid.Registry.PermissionsVerifier=IceGrid/NullPermissionsVerifier\n"
+            "IceGrid.Registry.PermissionsVerifier.InvocationTimeout=1000\n"
             "IceGrid.Node.Endpoints=tcp\n"
             "Ice.ThreadPool.Server.Size=4\n"
             "Ice.ACM.Timeout=60\n"
@@ -155,8 +155,9 @@ class StartupWarningTests(SynchronousTestCase):
                 "property `IceGrid.Registry.LMDB.MapSize' is not supported by gridreg (yet): "
                 f"gridreg's SQLite database grows as needed; no size limit is applied "
                 f"(set at {path}:2)",
-                "property `IceGrid.Registry.PermissionsVerifier' is not supported by gridreg "
-                "(yet): gridreg creates no Ice client sessions yet (planned); ignored "
+                "property `IceGrid.Registry.PermissionsVerifier.InvocationTimeout' is not "
+                "supported by gridreg (yet): a verifier is called with gridreg's own settings "
+                "(one connection per call, 10 s); its proxy properties are ignored "
                 f"(set at {path}:6)",
                 "property `IceGrid.Node.Endpoints' is not supported by gridreg (yet): a "
                 "gridnode needs no endpoint: replicas reach it over the session it opens "
@@ -174,7 +175,7 @@ class StartupWarningTests(SynchronousTestCase):
             [e.get("property") for e in events[1:]],
             [
                 "IceGrid.Registry.LMDB.MapSize",
-                "IceGrid.Registry.PermissionsVerifier",
+                "IceGrid.Registry.PermissionsVerifier.InvocationTimeout",
                 "IceGrid.Node.Endpoints",
                 "Ice.ThreadPool.Server.Size",
                 "Ice.Plugin.IceSSL",
@@ -309,6 +310,14 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "IceGrid.Registry.Trace.Node": ({}, "1"),
     "IceGrid.Registry.Trace.Server": ({}, "1"),
     "IceGrid.Registry.NodeSessionTimeout": ({}, "10"),
+    "IceGrid.Registry.SessionTimeout": ({}, "10"),
+    "IceGrid.Registry.Trace.Session": ({}, "1"),
+    "IceGrid.Registry.PermissionsVerifier": ({}, "IceGrid/NullPermissionsVerifier"),
+    "IceGrid.Registry.AdminPermissionsVerifier": ({}, "IceGrid/NullPermissionsVerifier"),
+    "IceGrid.Registry.SSLPermissionsVerifier": ({}, "IceGrid/NullSSLPermissionsVerifier"),
+    "IceGrid.Registry.AdminSSLPermissionsVerifier": ({}, "IceGrid/NullSSLPermissionsVerifier"),
+    "IceGrid.Registry.CryptPasswords": ({}, "passwords"),
+    "IceGrid.Registry.AdminCryptPasswords": ({}, "admin-passwords"),
     "Ice.Default.Locator": ({}, "IceGrid/Locator:tcp -h 127.0.0.1 -p 5061"),
     "Ice.Default.Protocol": (
         {"IceGrid.Registry.Client.Endpoints": "default -h 127.0.0.1 -p 4061"},

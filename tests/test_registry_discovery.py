@@ -22,7 +22,6 @@ from gridreg.ice.messages import (
     HEADER_SIZE,
     MessageType,
     Request,
-    compress_message,
     decode_request,
     encode_request,
     parse_header,

@@ -417,9 +417,10 @@ def _unsupported(instead: str, *inert: str) -> PropertySupport:
 
 
 _NO_NODES = "not implemented by gridreg's nodes yet; ignored"
-_NO_SESSIONS = "gridreg creates no Ice client sessions yet (planned); ignored"
-_NO_ADMIN_SESSIONS = (
-    "no Ice admin sessions yet (planned); gridadmin is authorised by its TLS certificate"
+_NO_USER_ACCOUNTS = "session users are not mapped to OS accounts yet (planned); ignored"
+_VERIFIER_PROXY = (
+    "a verifier is called with gridreg's own settings (one connection per call, 10 s); "
+    "its proxy properties are ignored"
 )
 _NO_GLACIER2 = "gridreg has no Glacier2 session managers yet (planned); ignored"
 _ADAPTER_DISCOVERY = (
@@ -515,7 +516,7 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "IceGrid.Registry.Trace.Node": _HONOURED,
     "IceGrid.Registry.Trace.Server": _HONOURED,
     "IceGrid.Registry.Trace.Patch": _unsupported("gridreg does not patch servers (no IcePatch2)", "0"),
-    "IceGrid.Registry.Trace.Session": _planned(_NO_SESSIONS, "0"),
+    "IceGrid.Registry.Trace.Session": _HONOURED,
     "IceGrid.Registry.Trace.Admin": _planned("admin operations are not traced yet", "0"),
     "IceGrid.Registry.Trace.Discovery": _HONOURED,
     # -- nodes (planned) --
@@ -547,14 +548,18 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
         "1",
     ),
     # -- sessions, admin sessions, Glacier2 (planned) --
-    "IceGrid.Registry.SessionTimeout": _planned(_NO_SESSIONS),
-    "IceGrid.Registry.PermissionsVerifier*": _planned(_NO_SESSIONS),
-    "IceGrid.Registry.AdminPermissionsVerifier*": _planned(_NO_ADMIN_SESSIONS),
-    "IceGrid.Registry.SSLPermissionsVerifier*": _planned(_NO_SESSIONS),
-    "IceGrid.Registry.AdminSSLPermissionsVerifier*": _planned(_NO_ADMIN_SESSIONS),
-    "IceGrid.Registry.CryptPasswords": _planned(_NO_SESSIONS),
-    "IceGrid.Registry.AdminCryptPasswords": _planned(_NO_ADMIN_SESSIONS),
-    "IceGrid.Registry.UserAccounts": _planned(_NO_SESSIONS),
+    "IceGrid.Registry.SessionTimeout": _HONOURED,
+    "IceGrid.Registry.PermissionsVerifier": _HONOURED,
+    "IceGrid.Registry.AdminPermissionsVerifier": _HONOURED,
+    "IceGrid.Registry.SSLPermissionsVerifier": _HONOURED,
+    "IceGrid.Registry.AdminSSLPermissionsVerifier": _HONOURED,
+    "IceGrid.Registry.PermissionsVerifier*": _unsupported(_VERIFIER_PROXY),
+    "IceGrid.Registry.AdminPermissionsVerifier*": _unsupported(_VERIFIER_PROXY),
+    "IceGrid.Registry.SSLPermissionsVerifier*": _unsupported(_VERIFIER_PROXY),
+    "IceGrid.Registry.AdminSSLPermissionsVerifier*": _unsupported(_VERIFIER_PROXY),
+    "IceGrid.Registry.CryptPasswords": _HONOURED,
+    "IceGrid.Registry.AdminCryptPasswords": _HONOURED,
+    "IceGrid.Registry.UserAccounts": _planned(_NO_USER_ACCOUNTS),
     "IceGrid.Registry.SessionManager.*": _planned(_NO_GLACIER2),
     "IceGrid.Registry.AdminSessionManager.*": _planned(_NO_GLACIER2),
     "IceGrid.Registry.SessionFilters": _planned(_NO_GLACIER2, "0"),

@@ -22,6 +22,19 @@ from gridreg.ice.encoding import (
 from gridreg.ice.types import Identity, Version
 
 __all__ = [
+    "AccessDeniedException",
+    "AllocationException",
+    "BadSignalException",
+    "FileNotAvailableException",
+    "Glacier2PermissionDeniedException",
+    "NodeNotExistException",
+    "NodeUnreachableException",
+    "ObserverAlreadyRegisteredException",
+    "RegistryNotExistException",
+    "RegistryUnreachableException",
+    "ServerStartException",
+    "ServerStopException",
+    "ServerUnreachableException",
     "AdapterAlreadyActiveException",
     "AdapterNotExistException",
     "AdapterNotFoundException",
@@ -191,6 +204,98 @@ class ServerNotExistException(_StringMemberException):
     id: str
 
 
+class NodeNotExistException(_StringMemberException):
+    type_id = "::IceGrid::NodeNotExistException"
+    member = "name"
+    name: str
+
+
+class RegistryNotExistException(_StringMemberException):
+    type_id = "::IceGrid::RegistryNotExistException"
+    member = "name"
+    name: str
+
+
+class BadSignalException(_StringMemberException):
+    type_id = "::IceGrid::BadSignalException"
+    member = "reason"
+    reason: str
+
+
+class AccessDeniedException(_StringMemberException):
+    type_id = "::IceGrid::AccessDeniedException"
+    member = "lockUserId"
+    lockUserId: str
+
+
+class AllocationException(_StringMemberException):
+    type_id = "::IceGrid::AllocationException"
+    member = "reason"
+    reason: str
+
+
+class FileNotAvailableException(_StringMemberException):
+    type_id = "::IceGrid::FileNotAvailableException"
+    member = "reason"
+    reason: str
+
+
+class Glacier2PermissionDeniedException(_StringMemberException):
+    """What a C{Glacier2::PermissionsVerifier} may raise instead of answering false."""
+
+    type_id = "::Glacier2::PermissionDeniedException"
+    member = "reason"
+    reason: str
+
+
+class ObserverAlreadyRegisteredException(_IdentityMemberException):
+    type_id = "::IceGrid::ObserverAlreadyRegisteredException"
+
+
+class _TwoStringMemberException(UserException):
+    """An exception with two string members, named by C{members}, in Slice order."""
+
+    members: ClassVar[tuple[str, str]]
+
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(first, second)
+        setattr(self, self.members[0], first)
+        setattr(self, self.members[1], second)
+
+    def write_members(self, out: OutputStream) -> None:
+        out.write_string(self.args[0])
+        out.write_string(self.args[1])
+
+    @classmethod
+    def read_members(cls, inp: InputStream) -> UserException:
+        return cls(inp.read_string(), inp.read_string())
+
+
+class ServerStartException(_TwoStringMemberException):
+    type_id = "::IceGrid::ServerStartException"
+    members = ("id", "reason")
+
+
+class ServerStopException(_TwoStringMemberException):
+    type_id = "::IceGrid::ServerStopException"
+    members = ("id", "reason")
+
+
+class NodeUnreachableException(_TwoStringMemberException):
+    type_id = "::IceGrid::NodeUnreachableException"
+    members = ("name", "reason")
+
+
+class ServerUnreachableException(_TwoStringMemberException):
+    type_id = "::IceGrid::ServerUnreachableException"
+    members = ("name", "reason")
+
+
+class RegistryUnreachableException(_TwoStringMemberException):
+    type_id = "::IceGrid::RegistryUnreachableException"
+    members = ("name", "reason")
+
+
 KNOWN_EXCEPTIONS: dict[str, type[UserException]] = {
     cls.type_id: cls
     for cls in (
@@ -206,6 +311,19 @@ KNOWN_EXCEPTIONS: dict[str, type[UserException]] = {
         DeploymentException,
         PermissionDeniedException,
         ServerNotExistException,
+        NodeNotExistException,
+        RegistryNotExistException,
+        BadSignalException,
+        AccessDeniedException,
+        AllocationException,
+        FileNotAvailableException,
+        Glacier2PermissionDeniedException,
+        ObserverAlreadyRegisteredException,
+        ServerStartException,
+        ServerStopException,
+        NodeUnreachableException,
+        ServerUnreachableException,
+        RegistryUnreachableException,
     )
 }
 

@@ -41,6 +41,14 @@ Handler = Callable[[Any, Request, InputStream], Any]
 OBJECT_TYPE_ID = "::Ice::Object"
 
 
+class OperationNotOffered(Exception):
+    """
+    Raised by a servant for an operation it declares but cannot carry out
+    here: answered as C{Ice::OperationNotExistException}, as a server
+    without that operation would.
+    """
+
+
 class Uncached(bytes):
     """A result payload that must not be reused (a load-balanced answer)."""
 
@@ -53,10 +61,12 @@ class Operation:
     handler: Handler
     idempotent: bool
     cacheable: bool
+    #: the handler also takes the connection the request came on (or None)
+    with_connection: bool = False
 
 
 def operation(
-    name: str, *, idempotent: bool = False, cacheable: bool = False
+    name: str, *, idempotent: bool = False, cacheable: bool = False, connection: bool = False
 ) -> Callable[[Handler], Handler]:
     """
     Declare a servant method as the Ice operation C{name}.
@@ -69,6 +79,9 @@ def operation(
         Normal are refused, as IceGrid does.
     @param cacheable: the reply depends only on the request and the state,
         so it may be reused until L{ObjectAdapter.invalidate}.
+    @param connection: the method takes a fourth argument, the connection
+        (an L{IceServerProtocol}, or None for a batched or local dispatch):
+        sessions live as long as the connection that created them.
     """
 
     def decorate(method: Handler) -> Handler:
@@ -76,11 +89,11 @@ def operation(
             # one function serving several operations: give each its own handle
             shared = method
 
-            def method(servant: Any, request: Request, params: InputStream) -> Any:
-                return shared(servant, request, params)
+            def method(servant: Any, request: Request, params: InputStream, *more: Any) -> Any:
+                return shared(servant, request, params, *more)
 
         method.__ice_operation__ = Operation(  # type: ignore[attr-defined]
-            name, method, idempotent, cacheable
+            name, method, idempotent, cacheable, connection
         )
         return method
 
@@ -156,13 +169,17 @@ class ObjectAdapter:
         """The reply body cached for these request bytes (after the request id)."""
         return self._cache.get(key)
 
-    def dispatch(self, request: Request, cache_key: Optional[bytes] = None) -> DispatchResult:
+    def dispatch(
+        self, request: Request, cache_key: Optional[bytes] = None, connection: Any = None
+    ) -> DispatchResult:
         """
         Dispatch one request and return its reply body.
 
         @param cache_key: the request's bytes after the request id; when the
             operation is cacheable and succeeds synchronously, its reply is
             kept under this key.
+        @param connection: the connection the request came on, for the
+            operations declared with C{connection=True}.
         """
         servant = self._servants.get(request.identity)
         if servant is None:
@@ -185,7 +202,11 @@ class ObjectAdapter:
                 ReplyStatus.UNKNOWN_LOCAL_EXCEPTION, _mode_mismatch("Normal", request.mode)
             )
         try:
-            result = op.handler(servant, request, InputStream(request.params, request.encoding))
+            params = InputStream(request.params, request.encoding)
+            if op.with_connection:
+                result = op.handler(servant, request, params, connection)
+            else:
+                result = op.handler(servant, request, params)
         except BaseException as exc:
             return self._failed(request, Failure(exc))
         if isinstance(result, Deferred):
@@ -229,6 +250,10 @@ class ObjectAdapter:
         exc = failure.value
         if isinstance(exc, UserException):
             return user_exception_body(request.encoding, exc)
+        if isinstance(exc, OperationNotOffered):
+            return not_exist_body(
+                ReplyStatus.OPERATION_NOT_EXIST, request.identity, request.facet, request.operation
+            )
         if isinstance(exc, MarshalError):
             self.log.info(
                 "Bad parameters for {operation} on {identity!r}: {error}",

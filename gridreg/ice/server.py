@@ -12,7 +12,7 @@ an L{AcmMonitor}, idle and stalled connections are closed as Ice's ACM does.
 from __future__ import annotations
 
 import struct
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
@@ -81,6 +81,35 @@ class IceServerProtocol(Protocol):
         self.last_activity = 0.0
         self.partial_since: Optional[float] = None
         self.dispatching = 0
+        self._close_callbacks: list[Callable[[], None]] = []
+        self._lost = False
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call C{callback} once the connection is lost (at once if it already is)."""
+        if self._lost:
+            callback()
+        else:
+            self._close_callbacks.append(callback)
+
+    def forget_close(self, callback: Callable[[], None]) -> None:
+        if callback in self._close_callbacks:
+            self._close_callbacks.remove(callback)
+
+    def peer_certificate(self) -> Any:
+        """The client's TLS certificate (a pyOpenSSL X509), or None on plain tcp."""
+        get = getattr(self.transport, "getPeerCertificate", None)
+        try:
+            return get() if get is not None else None
+        except Exception:
+            return None
+
+    def is_secure(self) -> bool:
+        """Whether this connection is TLS (an Ice C{ssl} endpoint)."""
+        return getattr(self.transport, "getPeerCertificate", None) is not None
 
     def connectionMade(self) -> None:
         # On a plain TCP transport with nothing queued, replies go straight to
@@ -156,6 +185,13 @@ class IceServerProtocol(Protocol):
         self._buffer.clear()
         if self.monitor is not None:
             self.monitor.remove(self)
+        self._lost = True
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                self.log.failure("A connection-close callback failed")
 
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
@@ -216,7 +252,7 @@ class IceServerProtocol(Protocol):
             adapter = self.adapter
             body = adapter.cached_reply(key)
             if body is None:
-                body = adapter.dispatch(decode_request(message[HEADER_SIZE:]), key)
+                body = adapter.dispatch(decode_request(message[HEADER_SIZE:]), key, self)
             if type(body) is bytes:  # the common case; isinstance on Deferred is slow
                 if request_id:
                     replies.append(reply_message(request_id, body, 1 if compression else 0))

@@ -69,6 +69,7 @@ from gridreg.protocol.errors import (
     RegistryUserError,
     TransferError,
 )
+from gridreg.registry.admin_model import AdminModel, ReadOnly
 from gridreg.registry.descriptors import DescriptorError, parse_application
 from gridreg.registry.node_admin import (
     NodeAdminResponder,
@@ -155,6 +156,7 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
         self.registry = registry
         self.protocol = protocol
         self.transfers = TransferReceiver(MAX_UPLOAD_BYTES, MAX_TRANSFERS)
+        self.model = AdminModel(registry)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -172,6 +174,8 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
         exc = failure.value
         if isinstance(exc, _DECLARED):
             return failure
+        if isinstance(exc, ReadOnly):
+            return Failure(NotMasterError(str(exc)))
         if isinstance(exc, ObjectExistsException):
             return Failure(
                 RegistryUserError(f"object `{identity_to_string(exc.id)}' already exists")
@@ -218,7 +222,7 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
             xml = self.transfers.take(transfer).decode("utf-8")
         except UnicodeDecodeError as e:
             raise ApplicationError(f"the descriptor is not UTF-8 text (byte {e.start})") from None
-        d = maybeDeferred(self.registry.database.add_application, xml, update)
+        d = maybeDeferred(self.model.add_application, xml, update)
         d.addCallback(
             lambda change: {
                 "name": self._application_name(change, xml),
@@ -243,7 +247,9 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
     @_guarded
     def application_remove(self, name: str) -> Deferred[dict[str, Any]]:
         self._require_master()
-        return self._write(name, lambda: self.registry.database.remove_application(name))
+        if name not in self.registry.state.applications:
+            raise NotFoundError(f"application `{name}' is not deployed")
+        return self._write(name, lambda: self.model.remove_application(name))
 
     # -- objects ---------------------------------------------------------------
 
@@ -255,7 +261,7 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
             parsed = proxy_from_string(proxy)
         except ProxyParseError as e:
             raise RegistryUserError(f"invalid proxy `{proxy}': {e.reason}") from None
-        return self._write(proxy, lambda: self.registry.database.add_object(parsed, type))
+        return self._write(proxy, lambda: _object_refusal(self.model.add_object, parsed, type))
 
     @AdminObjectRemove.responder
     @_guarded
@@ -266,7 +272,7 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
             raise RegistryUserError(
                 f"object `{identity_to_string(parsed)}' is the registry's own and cannot be removed"
             )
-        return self._write(identity, lambda: self.registry.database.remove_object(parsed))
+        return self._write(identity, lambda: _object_refusal(self.model.remove_object, parsed))
 
     # -- adapters --------------------------------------------------------------
 
@@ -278,25 +284,13 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
         take every member out of the group (the members stay registered).
         """
         self._require_master()
-        state = self.registry.state
-        application = state.application_of_adapter(adapter_id)
+        application = self.registry.state.application_of_adapter(adapter_id)
         if application:
             raise RegistryUserError(
                 f"adapter `{adapter_id}' belongs to application `{application}': "
                 "update or remove the application instead"
             )
-        if adapter_id not in state.adapters and adapter_id in state.replica_groups:
-            return self._write(adapter_id, lambda: self._ungroup(adapter_id))
-        return self._write(adapter_id, lambda: self.registry.database.remove_adapter(adapter_id))
-
-    async def _ungroup(self, group_id: str) -> Optional[Change]:
-        database, state = self.registry.database, self.registry.state
-        last: Optional[Change] = None
-        for member in list(state.replica_groups.get(group_id, ())):
-            info = state.adapters.get(member)
-            if info is not None and info.replica_group_id == group_id:
-                last = await database.set_adapter_direct_proxy(member, "", info.proxy) or last
-        return last
+        return self._write(adapter_id, lambda: self.model.remove_adapter(adapter_id))
 
     # -- reads -----------------------------------------------------------------
 
@@ -453,6 +447,17 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
     @_guarded
     def ping(self, name: str) -> dict[str, Any]:
         return {"alive": bool(self._replica(name).get("alive"))}
+
+
+def _object_refusal(write: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """An object write IceGrid refuses is the admin's mistake, not a bad descriptor."""
+
+    def refused(failure: Failure) -> Failure:
+        if failure.check(DeploymentException):
+            return Failure(RegistryUserError(failure.value.reason))
+        return failure
+
+    return maybeDeferred(write, *args).addErrback(refused)
 
 
 def _identity(text: str) -> Identity:

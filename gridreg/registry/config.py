@@ -53,6 +53,9 @@ class RegistryConfig:
     replica_session_timeout: float = 30.0
     #: IceGrid.Registry.NodeSessionTimeout: a node silent this long loses its session
     node_session_timeout: int = 30
+    #: IceGrid.Registry.SessionTimeout: an Ice client or admin session not heard from
+    #: this long ends (seconds)
+    session_timeout: int = 30
     #: ACM of the client and server endpoints (IceGrid.Registry.{Client,Server}.ACM.*)
     client_acm: AcmConfig = AcmConfig()
     server_acm: AcmConfig = AcmConfig()
@@ -62,6 +65,11 @@ class RegistryConfig:
     #: GridReg.Replication.EpochCheckInterval: how often a master asks the replicas that
     #: are not its live slaves whether a newer master exists (seconds)
     epoch_check_interval: float = 5.0
+    #: IceGrid.Registry.[Admin][SSL]PermissionsVerifier, by kind ("", "admin", "ssl",
+    #: "ssl admin"): who may open Ice sessions
+    verifiers: tuple[tuple[str, Proxy], ...] = ()
+    #: IceGrid.Registry.[Admin]CryptPasswords, by kind ("", "admin")
+    crypt_passwords: tuple[tuple[str, str], ...] = ()
     #: --readonly: a master that serves reads and refuses writes and slaves
     readonly: bool = False
     #: --initdb-from-replica: start from a copy of this replica's database
@@ -110,6 +118,17 @@ class RegistryConfig:
                 properties.get_int("IceGrid.Registry.ReplicaSessionTimeout", 30)
             ),
             node_session_timeout=_positive(properties, "IceGrid.Registry.NodeSessionTimeout", 30),
+            session_timeout=_positive(properties, "IceGrid.Registry.SessionTimeout", 30),
+            verifiers=tuple(
+                (kind, proxy)
+                for kind, name in _VERIFIERS
+                if (proxy := properties.get_proxy(f"IceGrid.Registry.{name}")) is not None
+            ),
+            crypt_passwords=tuple(
+                (kind, path)
+                for kind, name in (("", "CryptPasswords"), ("admin", "AdminCryptPasswords"))
+                if (path := properties.get(f"IceGrid.Registry.{name}"))
+            ),
             client_acm=AcmConfig.from_properties(
                 properties,
                 "IceGrid.Registry.Client",
@@ -124,6 +143,14 @@ class RegistryConfig:
             discovery_endpoints=_discovery_endpoints(properties),
             discovery_trace=properties.get_int("IceGrid.Registry.Trace.Discovery", 0),
         )
+
+
+_VERIFIERS = (
+    ("", "PermissionsVerifier"),
+    ("admin", "AdminPermissionsVerifier"),
+    ("ssl", "SSLPermissionsVerifier"),
+    ("ssl admin", "AdminSSLPermissionsVerifier"),
+)
 
 
 def _data_dir(properties: Properties) -> Optional[str]:

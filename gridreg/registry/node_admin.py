@@ -19,18 +19,11 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from gridreg.protocol.errors import NodeError, NodeUnreachableError, NotFoundError
-from gridreg.protocol.node_commands import (
-    ActivateServer,
-    AdminNodeControl,
-    AdminServerControl,
-    EnableServer,
-    ShutdownNode,
-    SignalServer,
-    StopServer,
-)
-from gridreg.registry.activation import DEFAULT_ACTIVATION_TIMEOUT
+from gridreg.protocol.node_commands import AdminNodeControl, AdminServerControl
+from gridreg.ice.exceptions import NodeUnreachableException
+from gridreg.registry.admin_model import AdminModel
 from gridreg.registry.descriptors import server_to_json
-from gridreg.registry.nodes import MARGIN, NodeSessions
+from gridreg.registry.nodes import NodeSessions
 
 if TYPE_CHECKING:
     from gridreg.registry.roles import Replica
@@ -139,31 +132,16 @@ class NodeAdminResponder(amp.CommandLocator):
 
     def _server_control(self, server_id: str, action: str, argument: str) -> Deferred[Any]:
         nodes = self._nodes
-        found = nodes.server(server_id)
-        if found is None:
+        if nodes.server(server_id) is None:
             raise NotFoundError(f"server `{server_id}' not found")
         if action not in SERVER_ACTIONS:
             raise NodeError(
                 f"unknown action `{action}': expected one of {', '.join(SERVER_ACTIONS)}"
             )
-        descriptor = found[1].descriptor
-        node = found[1].node
-        if node not in nodes.sessions:
-            raise NodeUnreachableError(f"node `{node}' is not active")
-        short = nodes.timeout
-        if action == "start":
-            timeout = (descriptor.activation_timeout or DEFAULT_ACTIVATION_TIMEOUT) + MARGIN
-            d = nodes.call(node, ActivateServer, timeout, server=server_id)
-        elif action == "stop":
-            timeout = (descriptor.deactivation_timeout or DEFAULT_ACTIVATION_TIMEOUT) + MARGIN
-            d = nodes.call(node, StopServer, timeout, server=server_id)
-        elif action in ("enable", "disable"):
-            d = nodes.call(node, EnableServer, short, server=server_id, enabled=action == "enable")
-        elif action == "signal":
-            d = nodes.call(node, SignalServer, short, server=server_id, signal=argument)
-        else:
-            d = Deferred()
-            d.callback(None)
+        try:
+            d = AdminModel(self.registry).control_server(server_id, action, argument)
+        except NodeUnreachableException as e:
+            raise NodeUnreachableError(f"node `{e.name}' is not active") from None
 
         def result(_: object) -> dict[str, Any]:
             item = server_item(nodes, server_id)
@@ -188,7 +166,7 @@ class NodeAdminResponder(amp.CommandLocator):
         if action == "load":
             fields = ("node", "load1", "load5", "load15")
             return {"result": _json({f: item[f] for f in fields})}
-        d = nodes.call(name, ShutdownNode, nodes.timeout)
+        d = AdminModel(self.registry).shutdown_node(name)
         return d.addCallback(lambda _: {"result": _json({"node": name})})
 
 

@@ -10,7 +10,7 @@ L{RegistryDatabase} and answer once the change is durable.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -32,6 +32,7 @@ from gridreg.registry.trace import TraceLevels
 
 if TYPE_CHECKING:
     from gridreg.registry.activation import Activator
+    from gridreg.registry.ice_sessions import IceSessions
     from gridreg.registry.node_relay import NodeRelay
 
 #: the identity IceGrid gives the direct proxies that findAdapterById returns
@@ -215,27 +216,58 @@ class QueryServant(Servant):
 
 class RegistryServant(Servant):
     """
-    C{<instance>/Registry}: IceGrid's session factory. gridreg's sessions
-    are its AMP admin and node sessions, so Ice sessions are refused
-    with a reason rather than left unanswered.
+    C{<instance>/Registry} (C{Registry-<name>} on a slave): IceGrid's session
+    factory; the sessions themselves are L{gridreg.registry.ice_sessions}'.
+    Without sessions (a registry built without them) every creation is
+    refused with a reason rather than left unanswered.
     """
 
     type_id = "::IceGrid::Registry"
-    _REFUSAL = "Ice sessions are not offered by gridreg: use gridadmin"
+    _REFUSAL = "Ice sessions are not offered by this registry"
 
-    def __init__(self, session_timeout: int = 30, acm_timeout: int = 30):
+    def __init__(
+        self,
+        session_timeout: int = 30,
+        acm_timeout: int = 30,
+        sessions: Optional["IceSessions"] = None,
+    ):
         self.session_timeout = session_timeout
         self.acm_timeout = acm_timeout
+        self.sessions = sessions
 
-    def _refuse(self, request: Request, params: InputStream) -> bytes:
-        raise PermissionDeniedException(self._REFUSAL)
+    def _require_sessions(self) -> "IceSessions":
+        if self.sessions is None:
+            raise PermissionDeniedException(self._REFUSAL)
+        return self.sessions
 
-    create_session = operation("createSession")(_refuse)
-    create_admin_session = operation("createAdminSession")(_refuse)
-    create_session_from_secure_connection = operation("createSessionFromSecureConnection")(_refuse)
-    create_admin_session_from_secure_connection = operation(
-        "createAdminSessionFromSecureConnection"
-    )(_refuse)
+    def _created(self, request: Request, d: Deferred[Proxy]) -> Deferred[bytes]:
+        return d.addCallback(lambda proxy: _proxy_result(request, proxy))
+
+    @operation("createSession", connection=True)
+    def create_session(self, request: Request, params: InputStream, connection: Any) -> Any:
+        user, password = params.read_string(), params.read_string()
+        sessions = self._require_sessions()
+        return self._created(request, sessions.create(False, user, password, connection))
+
+    @operation("createAdminSession", connection=True)
+    def create_admin_session(self, request: Request, params: InputStream, connection: Any) -> Any:
+        user, password = params.read_string(), params.read_string()
+        sessions = self._require_sessions()
+        return self._created(request, sessions.create(True, user, password, connection))
+
+    @operation("createSessionFromSecureConnection", connection=True)
+    def create_session_from_secure_connection(
+        self, request: Request, params: InputStream, connection: Any
+    ) -> Any:
+        sessions = self._require_sessions()
+        return self._created(request, sessions.create_secure(False, connection))
+
+    @operation("createAdminSessionFromSecureConnection", connection=True)
+    def create_admin_session_from_secure_connection(
+        self, request: Request, params: InputStream, connection: Any
+    ) -> Any:
+        sessions = self._require_sessions()
+        return self._created(request, sessions.create_secure(True, connection))
 
     @operation("getSessionTimeout", idempotent=True)
     def get_session_timeout(self, request: Request, params: InputStream) -> bytes:

@@ -29,6 +29,8 @@ from gridreg.ice.types import Endpoint, Identity, Proxy
 from gridreg.registry._readiness import RegistryStartError, build_readiness
 from gridreg.registry.activation import Activator
 from gridreg.registry.admin import AdminResponder
+from gridreg.registry.admin_model import AdminModel
+from gridreg.registry.ice_sessions import IceSessions
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.discovery import MASTER, ReplicaEndpoints, registry_identity
@@ -53,6 +55,7 @@ from gridreg.registry.servants import (
 )
 from gridreg.registry.slave_role import SlaveRole
 from gridreg.registry.state import RegistryState
+from gridreg.registry.verifiers import build_verifiers
 from gridreg.store.interfaces import IRegistryStore
 from gridreg.store.records import StoreState
 
@@ -114,7 +117,22 @@ class RegistryService(Service):
             lambda: self.published.locator,
             config.discovery_trace,
         )
+        self.admin_model = AdminModel(self)
+        self.ice_sessions = IceSessions(
+            self,
+            self.client_adapter,
+            self.admin_model,
+            config.session_timeout,
+            self._verifiers(),
+        )
         self._add_servants()
+
+    def _verifiers(self) -> dict[str, Any]:
+        """The session verifiers the IceGrid.Registry.*PermissionsVerifier properties set."""
+        config = self.config
+        return build_verifiers(
+            config.verifiers, config.crypt_passwords, config.instance_name, self.reactor, self.state
+        )
 
     @property
     def client_ports(self) -> list[IListeningPort]:
@@ -138,7 +156,12 @@ class RegistryService(Service):
         )
         self.client_adapter.add(Identity("Query", instance), QueryServant(self.state))
         self.client_adapter.add(
-            registry_identity(instance, self.config.replica_name), RegistryServant()
+            registry_identity(instance, self.config.replica_name),
+            RegistryServant(
+                self.config.session_timeout,
+                int(self.config.client_acm.timeout),
+                self.ice_sessions,
+            ),
         )
         self.client_adapter.add(
             Identity("LocatorFinder", "Ice"), LocatorFinderServant(self.published)
@@ -247,6 +270,7 @@ class RegistryService(Service):
         )
         self.directory.rediscover()
         self.nodes.start()
+        self.ice_sessions.start()
         self.log.info(
             "Registry {replica} serves clients on {endpoints}",
             replica=config.replica_name,
@@ -324,6 +348,7 @@ class RegistryService(Service):
             self.client_factory.close_all()
             self.server_factory.close_all()
             stopping: list[Deferred[Any]] = [
+                self.ice_sessions.stop(),
                 self.role.stop(),
                 self.peers.stop(),
                 self.discovery.stop(),
