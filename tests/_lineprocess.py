@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -39,14 +40,46 @@ _LINE_LIMIT = 20_000
 _RECORD_SEPARATOR = "\x1e"
 
 
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections (Linux: 32768)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+#: ports handed out in this process, never twice
+_given: set[int] = set()
+
+
 def free_port() -> int:
     """
-    A TCP port on the loopback interface that was free a moment ago.
+    A TCP port on the loopback interface that was free a moment ago, chosen
+    below the ephemeral range: a registry restarted on its port must not find
+    it taken by some test's outgoing connection in between (the kernel picks
+    their source ports from the ephemeral range), which a port the kernel
+    chose (bind to 0) may well be. Random, so parallel test runs rarely meet.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
+    high = _ephemeral_low()
+    low = max(1024, high - 12000)
+    for _ in range(1000):
+        port = random.randrange(low, high)
+        if port in _given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))  # free for UDP too (discovery endpoints)
+            except OSError:
+                continue
+        _given.add(port)
         return port
+    raise OSError(f"no free port between {low} and {high}")
 
 
 class ProcessError(Exception):

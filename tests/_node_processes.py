@@ -56,6 +56,7 @@ def managed_server_xml(
     group: str = "",
     extra: str = "",
     attributes: str = "",
+    adapter_children: str = "",
 ) -> str:
     """A <server> running the real Ice server of L{MANAGED_SERVER}."""
     if os.geteuid() == 0 and "user=" not in attributes:
@@ -66,7 +67,8 @@ def managed_server_xml(
     return (
         f'<server id="{server_id}" exe="{ICE_PYTHON}" activation="{activation}" {attributes}>'
         f"<option>{MANAGED_SERVER}</option>"
-        f'<adapter name="Hello" endpoints="tcp -h 127.0.0.1"{adapter}{group_attr}/>'
+        f'<adapter name="Hello" endpoints="tcp -h 127.0.0.1"{adapter}{group_attr}>'
+        f"{adapter_children}</adapter>"
         f"{extra}</server>"
     )
 

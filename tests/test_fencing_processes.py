@@ -47,13 +47,13 @@ class OperatorGrid(GridProcesses):
     async def state_of(self, name: str, *options: str) -> str:
         return str((await self.replicas(*options)).get(name, {}).get("state"))
 
-    async def reaches(self, name: str, state: str) -> None:
+    async def reaches(self, name: str, state: str, timeout: float = 20.0) -> None:
         """Wait (bounded) until the master's C{registry list} shows C{name} in C{state}."""
 
         async def check() -> bool:
             return await self.state_of(name) == state
 
-        await eventually(check)
+        await eventually(check, timeout=timeout)
 
 
 class FencingProcessTests(TestCase):
@@ -183,7 +183,9 @@ class PartitionProcessTests(TestCase):
         self.addCleanup(master.process.signal, "CONT")
         await grid.running["Replica1"].stop()
         await grid.start("Replica1", as_name="Master")
-        await grid.reaches("Replica2", "live")
+        # the slave finds the promoted master after its back-off (up to 5 s) and the
+        # new master's survey of the hung one (up to 5 s): slow on a loaded machine
+        await grid.reaches("Replica2", "live", timeout=60)
         code, output = await grid.gridadmin("object", "add", "promoted@A", "::Demo::Hello")
         self.assertEqual(code, 0, output)
 

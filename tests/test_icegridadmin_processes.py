@@ -184,3 +184,52 @@ class IceGridAdminProcessTests(TestCase):
         # -- back at the master: the object goes
         self.assertEqual(await self.ok("object remove foo"), "")
         self.assertNotIn("foo", (await self.ok("object list")).splitlines())
+
+    async def test_icegridadmin_applications(self) -> None:
+        """Descriptors cross the Ice wire as Slice class graphs, both ways."""
+        grid = self.grid
+        await grid.start("Master")
+        await grid.start("Replica1")
+        path = grid.root / "ice-app.xml"
+
+        def write(value: str) -> None:
+            path.write_text(
+                "<icegrid><application name='IceApp'>"
+                f"<variable name='greeting' value='{value}'/>"
+                "<server-template id='T'><parameter name='index'/>"
+                "<server id='IceApp-${index}' exe='/bin/true' activation='on-demand'>"
+                "<adapter name='Ad' endpoints='tcp -h 127.0.0.1'>"
+                "<object identity='ice-app-${index}' type='::Demo::Hello'/></adapter>"
+                "<property name='Greeting' value='${greeting}'/></server></server-template>"
+                "<replica-group id='IceAppGroup'><load-balancing type='round-robin'/>"
+                "<object identity='ice-app-group' type='::Demo::Hello'/></replica-group>"
+                "<node name='node1'><server-instance template='T' index='1'/></node>"
+                "</application></icegrid>"
+            )
+
+        write("hello")
+        self.assertEqual(await self.ok(f"application add {path}"), "")
+        self.assertEqual((await self.ok("application list")).splitlines(), ["IceApp"])
+        described = await self.ok("application describe IceApp")
+        self.assertIn("greeting = `hello'", described)
+        self.assertIn("id = `IceAppGroup' load balancing = `round-robin'", described)
+        self.assertIn("IceApp-1", described)
+        self.assertIn("Greeting = `hello'", await self.ok("server describe IceApp-1"))
+        # the write reached the slave, which reads it and refuses to change it
+        slave = ("-r", "Replica1")
+
+        async def replicated() -> bool:
+            code, output = await grid.icegridadmin("application list", *slave)
+            return code == 0 and "IceApp" in output
+
+        await eventually(replicated)
+        self.assertEqual(await self.refused(f"application add {path}", *slave), READ_ONLY)
+        write("again")
+        self.assertEqual(await self.ok(f"application update {path}"), "")
+        self.assertIn("Greeting = `again'", await self.ok("server describe IceApp-1"))
+        self.assertEqual(
+            await self.refused("application describe nope"),
+            "error: couldn't find application `nope'",
+        )
+        self.assertEqual(await self.ok("application remove IceApp"), "")
+        self.assertEqual(await self.ok("application list"), "")

@@ -11,7 +11,7 @@ are plain Python exceptions because they have no wire form of their own.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from gridreg.ice.encoding import (
     InputStream,
@@ -234,6 +234,23 @@ class AllocationException(_StringMemberException):
     reason: str
 
 
+class AllocationTimeoutException(AllocationException):
+    """
+    C{::IceGrid::AllocationTimeoutException}: derived from
+    L{AllocationException} and adding no member, so on the wire it is two
+    slices: an empty one of its own, then the base's with C{reason}
+    (IceGrid 3.7.8 leaves the reason empty).
+    """
+
+    type_id = "::IceGrid::AllocationTimeoutException"
+
+    def __init__(self, value: str = "") -> None:
+        super().__init__(value)
+
+    def slices(self) -> list[tuple[str, Callable[[OutputStream], None]]]:
+        return [(self.type_id, lambda out: None), (AllocationException.type_id, self.write_members)]
+
+
 class FileNotAvailableException(_StringMemberException):
     type_id = "::IceGrid::FileNotAvailableException"
     member = "reason"
@@ -345,18 +362,22 @@ def encode_user_exception(exc: UserException, encoding: Version) -> bytes:
     """
     if not is_supported_encoding(encoding):
         raise MarshalError(f"unsupported encoding {encoding}")
-    members = OutputStream(encoding)
-    exc.write_members(members)
-    data = members.getvalue()
+    slices = getattr(exc, "slices", None)
+    parts = slices() if slices is not None else [(exc.type_id, exc.write_members)]
     out = OutputStream(encoding)
     if encoding.minor == 0:
         out.write_bool(False)
-        out.write_string(exc.type_id)
-        out.write_int(len(data) + 4)
-    else:
-        out.write_byte(_FLAG_IS_LAST_SLICE)
-        out.write_string(exc.type_id)
-    out.write_bytes(data)
+    for i, (type_id, write) in enumerate(parts):
+        members = OutputStream(encoding)
+        write(members)
+        data = members.getvalue()
+        if encoding.minor == 0:
+            out.write_string(type_id)
+            out.write_int(len(data) + 4)
+        else:
+            out.write_byte(_FLAG_IS_LAST_SLICE if i == len(parts) - 1 else 0)
+            out.write_string(type_id)
+        out.write_bytes(data)
     return out.getvalue()
 
 

@@ -58,15 +58,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import ClassVar, Optional
+from typing import Optional
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from gridreg.ice.encoding import InputStream, OutputStream
-from gridreg.ice.exceptions import ObjectNotRegisteredException, UserException
+from gridreg.ice.exceptions import (
+    AllocationException,
+    AllocationTimeoutException,
+    ObjectNotRegisteredException,
+)
 from gridreg.ice.types import Identity, Proxy
 from gridreg.registry.descriptor_model import DeployedAllocatable
 from gridreg.registry.state import RegistryState
@@ -88,41 +91,6 @@ SESSION_DESTROYED = "session destroyed"
 
 def no_objects_of_type(type_id: str) -> str:
     return f"no allocatable objects with type `{type_id}' registered"
-
-
-class AllocationException(UserException):
-    """
-    C{::IceGrid::AllocationException}: the object could not be allocated
-    (or released).
-    """
-
-    type_id: ClassVar[str] = "::IceGrid::AllocationException"
-
-    def __init__(self, reason: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    def write_members(self, out: OutputStream) -> None:
-        out.write_string(self.reason)
-
-    @classmethod
-    def read_members(cls, inp: InputStream) -> UserException:
-        return cls(inp.read_string())
-
-
-class AllocationTimeoutException(AllocationException):
-    """
-    C{::IceGrid::AllocationTimeoutException}, derived from
-    L{AllocationException} and adding no member: on the wire it is two
-    slices, an empty one of this type and the base's with C{reason}
-    (L{slices}); IceGrid leaves the reason empty.
-    """
-
-    type_id: ClassVar[str] = "::IceGrid::AllocationTimeoutException"
-
-    def slices(self) -> list[tuple[str, Callable[[OutputStream], None]]]:
-        """The slices, most derived first: each type id and its members' writer."""
-        return [(self.type_id, lambda out: None), (AllocationException.type_id, self.write_members)]
 
 
 @attrs.define(eq=False)

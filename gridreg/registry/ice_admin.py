@@ -160,8 +160,27 @@ class AdminServant(Servant):
     update_application = operation("updateApplication")(_not_offered)
     update_application_without_restart = operation("updateApplicationWithoutRestart")(_not_offered)
     instantiate_server = operation("instantiateServer")(_not_offered)
-    patch_application = operation("patchApplication")(_not_offered)
-    patch_server = operation("patchServer")(_not_offered)
+    @operation("patchApplication")
+    def patch_application(self, request: Request, params: InputStream) -> bytes:
+        """
+        Nothing to patch: gridreg deploys no IcePatch2 distributions (a
+        descriptor naming one is refused when added), and IceGrid succeeds
+        the same way for an application without any. icegridadmin's
+        C{application add} calls this right after adding.
+        """
+        name = params.read_string()
+        params.read_bool()  # shutdown: no server needs stopping for an empty patch
+        if name not in self.model.registry.state.applications:
+            raise ApplicationNotExistException(name)
+        return b""
+
+    @operation("patchServer")
+    def patch_server(self, request: Request, params: InputStream) -> bytes:
+        """As L{patch_application}: no distribution, nothing to patch."""
+        server_id = params.read_string()
+        params.read_bool()
+        self.model.server(server_id)  # raises ServerNotExistException
+        return b""
 
     # -- servers ----------------------------------------------------------------------
 

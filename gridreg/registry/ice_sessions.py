@@ -100,7 +100,12 @@ class ClientSessionServant(SessionServant):
     type_id = "::IceGrid::Session"
     type_ids = ("::Glacier2::Session", "::IceGrid::Session")
     kind = "client"
+    #: setAllocationTimeout's milliseconds; IceGrid's sessions wait for ever by default
     allocation_timeout = -1
+
+    @property
+    def _timeout_seconds(self) -> float:
+        return self.allocation_timeout / 1000 if self.allocation_timeout >= 0 else -1
 
     def _allocations(self) -> Any:
         return getattr(self.sessions.registry, "allocations", None)
@@ -112,7 +117,7 @@ class ClientSessionServant(SessionServant):
         allocations = self._allocations()
         if allocations is None:
             raise ObjectNotRegisteredException(identity)
-        d = allocations.allocate_by_id(self.identity, identity, self.allocation_timeout)
+        d = allocations.allocate_by_id(self.identity, identity, self._timeout_seconds)
         return d.addCallback(lambda proxy: _proxy(request, proxy))
 
     @operation("allocateObjectByType")
@@ -121,7 +126,7 @@ class ClientSessionServant(SessionServant):
         allocations = self._allocations()
         if allocations is None:
             raise AllocationException(f"no allocatable objects with type `{type_id}' registered")
-        d = allocations.allocate_by_type(self.identity, type_id, self.allocation_timeout)
+        d = allocations.allocate_by_type(self.identity, type_id, self._timeout_seconds)
         return d.addCallback(lambda proxy: _proxy(request, proxy))
 
     @operation("releaseObject")

@@ -29,6 +29,7 @@ from gridreg.ice.types import Endpoint, Identity, Proxy
 from gridreg.registry._readiness import RegistryStartError, build_readiness
 from gridreg.registry.activation import Activator
 from gridreg.registry.admin import AdminResponder
+from gridreg.registry.allocation import AllocationManager
 from gridreg.registry.admin_model import AdminModel
 from gridreg.registry.ice_sessions import IceSessions
 from gridreg.registry.config import RegistryConfig
@@ -116,6 +117,10 @@ class RegistryService(Service):
             config.discovery_endpoints,
             lambda: self.published.locator,
             config.discovery_trace,
+        )
+        #: allocation lives on the master only; a slave refuses client sessions
+        self.allocations: Optional[AllocationManager] = (
+            AllocationManager(self.state, reactor) if config.is_master else None
         )
         self.admin_model = AdminModel(self)
         self.ice_sessions = IceSessions(
@@ -347,6 +352,8 @@ class RegistryService(Service):
         def close(_: object) -> Deferred[Any]:
             self.client_factory.close_all()
             self.server_factory.close_all()
+            if self.allocations is not None:
+                self.allocations.close()  # waiting allocations fail; nothing stays held
             stopping: list[Deferred[Any]] = [
                 self.ice_sessions.stop(),
                 self.role.stop(),
