@@ -50,10 +50,17 @@ class OperatorGrid(GridProcesses):
     async def reaches(self, name: str, state: str, timeout: float = 20.0) -> None:
         """Wait (bounded) until the master's C{registry list} shows C{name} in C{state}."""
 
+        seen: list[object] = []
+
         async def check() -> bool:
+            code, output = await self.gridadmin("--json", "registry", "list")
+            seen[:] = [code, output]
             return await self.state_of(name) == state
 
-        await eventually(check, timeout=timeout)
+        try:
+            await eventually(check, timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{name} never {state}: last registry list {seen}") from exc
 
 
 class FencingProcessTests(TestCase):
