@@ -17,13 +17,11 @@ import argparse
 import contextlib
 import json
 import os
-import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Optional, TextIO
 
-import attrs
 
 from twisted.internet.defer import Deferred
 
@@ -33,6 +31,8 @@ from gridreg.admin.session import (
     AdminUnreachableError,
     open_admin_session,
 )
+from gridreg.admin.node_commands import NODE_COMMANDS, server_state_line  # noqa: F401 (re-exported)
+from gridreg.admin.results import EXIT_OK, EXIT_REFUSED, Result, format_fields, format_table
 from gridreg.admin.variables import VariableError, parse_assignments, set_variables
 from gridreg.config.properties import Properties, PropertyError, load_file, parse_overrides
 from gridreg.protocol.errors import (
@@ -47,8 +47,6 @@ from gridreg.protocol.errors import (
     TransferError,
 )
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_NOT_MASTER = 4
@@ -303,44 +301,6 @@ def signal_name(text: str) -> str:
 # -- results -----------------------------------------------------------------
 
 
-@attrs.frozen
-class Result:
-    """What a command produced: C{data} for C{--json}, C{text} for people."""
-
-    data: Any
-    text: str
-    code: int = EXIT_OK
-    #: a line for stderr, when the command did not get what it asked for
-    error: str = ""
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """Rows under upper-case headers, columns aligned; the last one is not padded."""
-    if not rows:
-        return ""
-    table = [[title for title, _ in columns]]
-    table.extend([_cell(row.get(key)) for _, key in columns] for row in rows)
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table
-    )
-
-
-def format_fields(data: dict[str, Any], skip: Sequence[str] = ()) -> str:
-    """C{key: value} lines, keys aligned."""
-    keys = [k for k in data if k not in skip and not isinstance(data[k], (list, dict))]
-    width = max((len(k) for k in keys), default=0)
-    return "\n".join(f"{(k + ':').ljust(width + 1)} {_cell(data[k])}" for k in keys)
-
-
 OBJECT_COLUMNS = (("IDENTITY", "identity"), ("TYPE", "type"), ("PROXY", "proxy"))
 ADAPTER_COLUMNS = (
     ("ID", "id"),
@@ -359,33 +319,6 @@ REGISTRY_COLUMNS = (
     ("CLIENT", "client"),
     ("REASON", "reason"),
 )
-
-
-SERVER_COLUMNS = (
-    ("SERVER", "server"),
-    ("APPLICATION", "application"),
-    ("NODE", "node"),
-    ("STATE", "state"),
-    ("PID", "pid"),
-    ("ENABLED", "enabled"),
-    ("ACTIVATION", "activation"),
-)
-NODE_COLUMNS = (
-    ("NODE", "node"),
-    ("ALIVE", "alive"),
-    ("HOSTNAME", "hostname"),
-    ("OS", "os"),
-    ("LOAD1", "load1"),
-    ("LOAD5", "load5"),
-    ("LOAD15", "load15"),
-    ("SERVERS", "servers"),
-)
-
-
-def _load(value: Any) -> Any:
-    return (
-        f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    )
 
 
 def _written(data: dict[str, Any], what: str) -> Result:
@@ -493,136 +426,6 @@ async def _registry_describe(session: AdminSession, args: argparse.Namespace) ->
 # -- servers and nodes --------------------------------------------------------
 
 
-def server_state_line(data: dict[str, Any]) -> str:
-    """A server's state as icegridadmin prints it: C{active (pid = 1234, enabled)}."""
-    enabled = "enabled" if data.get("enabled", True) else "disabled"
-    pid = data.get("pid")
-    detail = f"pid = {pid}, {enabled}" if pid is not None else enabled
-    return f"{data.get('state', 'unknown')} ({detail})"
-
-
-async def _server_list(session: AdminSession, args: argparse.Namespace) -> Result:
-    items = await session.list("server", args.pattern)
-    return Result(items, format_table(items, SERVER_COLUMNS))
-
-
-def _section(title: str, lines: Sequence[str]) -> list[str]:
-    return [f"{title}:", *(f"  {line}" for line in lines)] if lines else []
-
-
-async def _server_describe(session: AdminSession, args: argparse.Namespace) -> Result:
-    data = await session.describe("server", args.id)
-    fields: dict[str, Any] = {
-        key: data.get(key)
-        for key in ("application", "node", "state", "pid", "enabled", "activation", "exe", "pwd")
-        if key in data
-    }
-    if data.get("options"):
-        fields["options"] = shlex.join(data["options"])
-    lines = [f"server `{data.get('server', args.id)}'", format_fields(fields)]
-    lines += _section("envs", list(data.get("envs") or ()))
-    adapters = [
-        {
-            "name": a.get("name"),
-            "id": a.get("id"),
-            "replica_group": a.get("replica_group_id") or a.get("replica_group") or None,
-            "endpoints": a.get("endpoints"),
-        }
-        for a in data.get("adapters") or ()
-    ]
-    if adapters:
-        table = format_table(
-            adapters,
-            (
-                ("NAME", "name"),
-                ("ID", "id"),
-                ("REPLICA-GROUP", "replica_group"),
-                ("ENDPOINTS", "endpoints"),
-            ),
-        )
-        lines += _section("adapters", table.split("\n"))
-    properties = data.get("properties") or ()
-    if isinstance(properties, dict):
-        properties = list(properties.items())
-    lines += _section("properties", [f"{name} = {value}" for name, value in properties])
-    return Result(data, "\n".join(line for line in lines if line))
-
-
-async def _server_state(session: AdminSession, args: argparse.Namespace) -> Result:
-    data = await session.server_control(args.id, "state")
-    return Result(data, server_state_line(data))
-
-
-async def _server_pid(session: AdminSession, args: argparse.Namespace) -> Result:
-    data = await session.server_control(args.id, "pid")
-    if data.get("pid") is None:
-        return Result(data, "", EXIT_REFUSED, f"server `{args.id}' is not running")
-    return Result(data, str(data["pid"]))
-
-
-_DONE = {"start": "started", "stop": "stopped", "enable": "enabled", "disable": "disabled"}
-
-
-async def _server_control(session: AdminSession, args: argparse.Namespace) -> Result:
-    data = await session.server_control(args.id, args.action)
-    return Result(data, f"server `{args.id}' {_DONE[args.action]}: {server_state_line(data)}")
-
-
-async def _server_signal(session: AdminSession, args: argparse.Namespace) -> Result:
-    data = await session.server_control(args.id, "signal", args.signal)
-    return Result(data, f"server `{args.id}' sent {args.signal}: {server_state_line(data)}")
-
-
-async def _node_list(session: AdminSession, args: argparse.Namespace) -> Result:
-    items = await session.list("node")
-    rows = [
-        {
-            **item,
-            **{key: _load(item.get(key)) for key in ("load1", "load5", "load15")},
-            "servers": len(item["servers"])
-            if isinstance(item.get("servers"), list)
-            else item.get("servers"),
-        }
-        for item in items
-    ]
-    return Result(items, format_table(rows, NODE_COLUMNS))
-
-
-async def _node_describe(session: AdminSession, args: argparse.Namespace) -> Result:
-    data = await session.describe("node", args.name)
-    scalars = {
-        key: _load(value) if key.startswith("load") else value for key, value in data.items()
-    }
-    lines = [f"node `{data.get('node', args.name)}'", format_fields(scalars, skip=("node",))]
-    for key, value in data.items():
-        if isinstance(value, dict):
-            lines += _section(key, [f"{k}: {_cell(v)}" for k, v in value.items()])
-        elif isinstance(value, list):
-            lines += _section(key, [_cell(v) for v in value])
-    return Result(data, "\n".join(line for line in lines if line))
-
-
-async def _node_ping(session: AdminSession, args: argparse.Namespace) -> Result:
-    data = await session.node_control(args.name, "ping")
-    alive = bool(data.get("alive"))
-    return Result(
-        data,
-        f"node `{args.name}' is {'up' if alive else 'down'}",
-        EXIT_OK if alive else EXIT_REFUSED,
-    )
-
-
-async def _node_load(session: AdminSession, args: argparse.Namespace) -> Result:
-    data = await session.node_control(args.name, "load")
-    loads = " / ".join(str(_load(data.get(key))) for key in ("load1", "load5", "load15"))
-    return Result(data, f"load average (1/5/15): {loads}")
-
-
-async def _node_shutdown(session: AdminSession, args: argparse.Namespace) -> Result:
-    data = await session.node_control(args.name, "shutdown")
-    return Result(data, f"node `{args.name}' shut down")
-
-
 COMMANDS: dict[tuple[str, str], Callable[[AdminSession, argparse.Namespace], Awaitable[Result]]] = {
     ("application", "add"): _app_add,
     ("application", "update"): _app_add,
@@ -637,23 +440,10 @@ COMMANDS: dict[tuple[str, str], Callable[[AdminSession, argparse.Namespace], Awa
     ("adapter", "list"): _adapter_list,
     ("adapter", "endpoints"): _adapter_endpoints,
     ("adapter", "remove"): _adapter_remove,
-    ("server", "list"): _server_list,
-    ("server", "describe"): _server_describe,
-    ("server", "state"): _server_state,
-    ("server", "pid"): _server_pid,
-    ("server", "start"): _server_control,
-    ("server", "stop"): _server_control,
-    ("server", "enable"): _server_control,
-    ("server", "disable"): _server_control,
-    ("server", "signal"): _server_signal,
-    ("node", "list"): _node_list,
-    ("node", "describe"): _node_describe,
-    ("node", "ping"): _node_ping,
-    ("node", "load"): _node_load,
-    ("node", "shutdown"): _node_shutdown,
     ("registry", "list"): _registry_list,
     ("registry", "ping"): _registry_ping,
     ("registry", "describe"): _registry_describe,
+    **NODE_COMMANDS,
 }
 
 
