@@ -154,6 +154,8 @@ class IceGridAdminProcessTests(TestCase):
             return "inactive" in await self.ok("server state IceAdminHello")
 
         await eventually(stopped)
+        # as IceGrid 3.7.8: ServerStopException, "The server is already inactive."
+        self.assertIn("The server is already inactive.", await self.refused("server stop IceAdminHello"))
         self.assertEqual(
             await self.refused("server state nope"), "error: couldn't find server `nope'"
         )

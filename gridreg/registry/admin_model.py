@@ -18,7 +18,7 @@ import fnmatch
 import socket
 from typing import TYPE_CHECKING, Any, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 
 from gridreg.ice.exceptions import (
     AdapterNotExistException,
@@ -34,6 +34,7 @@ from gridreg.ice.exceptions import (
 )
 from gridreg.ice.stringify import identity_to_string
 from gridreg.ice.types import Identity, Proxy
+from gridreg.protocol.errors import NodeError
 from gridreg.registry.state import AdapterInfo, ObjectInfo
 from gridreg.store.records import Change
 
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 READ_ONLY_REASON = "this operation is not allowed on a slave or read-only master registry."
 #: why a node without a session here cannot be asked anything
 NODE_NOT_ACTIVE = "the node is not active"
+#: IceGrid 3.7.8's reason for stopping a server that is not running
+ALREADY_INACTIVE = "The server is already inactive."
 
 
 class ReadOnly(Exception):
@@ -307,6 +310,9 @@ class AdminModel:
             timeout = (descriptor.activation_timeout or DEFAULT_ACTIVATION_TIMEOUT) + MARGIN
             return nodes.call(node, ActivateServer, timeout, server=server_id)
         if action == "stop":
+            if nodes.server_status(server_id, node)["state"] == "inactive":
+                # IceGrid 3.7.8: ServerStopException, "The server is already inactive."
+                return fail(NodeError(ALREADY_INACTIVE))
             timeout = (descriptor.deactivation_timeout or DEFAULT_ACTIVATION_TIMEOUT) + MARGIN
             return nodes.call(node, StopServer, timeout, server=server_id)
         if action in ("enable", "disable"):
