@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
 
 from tests._lineprocess import LineProcess
 from tests._node_processes import managed_server_xml
-from tests._processes import ICE_PYTHON, INTEROP_DIR, ice_env, ice_missing
-from tests.test_nodes_processes import NodeGrid
+from tests._processes import ICE_PYTHON, INTEROP_DIR, ice_env
+from tests.test_nodes_processes import NodeGrid, NodeGridTestCase
 
 
 class AllocationGrid(NodeGrid):
@@ -49,14 +48,8 @@ def _answer(event: dict[str, Any]) -> bool:
     return "command" in event
 
 
-class AllocationProcessTests(TestCase):
-    timeout = 120
-
-    def setUp(self) -> None:
-        missing = ice_missing()
-        if missing:
-            raise self.skipTest(missing)
-        self.grid = AllocationGrid(self)
+class AllocationProcessTests(NodeGridTestCase):
+    grid_class = AllocationGrid
 
     async def test_allocate_timeout_wait_and_release(self) -> None:
         grid = self.grid

@@ -114,14 +114,21 @@ class NodeGrid(GridProcesses):
         return str(result["result"])
 
 
-class NodeProcessTests(TestCase):
+class NodeGridTestCase(TestCase):
+    """A test with a L{NodeGrid} of its own (C{grid_class}), when real Ice is there."""
+
     timeout = 180
+    grid_class: type[NodeGrid] = NodeGrid
 
     def setUp(self) -> None:
         missing = ice_missing()
         if missing:
             raise self.skipTest(missing)
-        self.grid = NodeGrid(self)
+        self.grid = self.grid_class(self)
+
+
+class NodeProcessTests(NodeGridTestCase):
+
 
     async def start_grid(self) -> None:
         await self.grid.start("Master")
@@ -201,16 +208,9 @@ def _running_copies(server_id: str, root: Path) -> list[int]:
     return pids
 
 
-class NodeFailureProcessTests(TestCase):
+class NodeFailureProcessTests(NodeGridTestCase):
     """Nodes and replicas failing, with real processes."""
 
-    timeout = 180
-
-    def setUp(self) -> None:
-        missing = ice_missing()
-        if missing:
-            raise self.skipTest(missing)
-        self.grid = NodeGrid(self)
 
     async def server_state(self, server: str, *replica: str) -> str:
         args = ("--replica", replica[0]) if replica else ()
@@ -324,16 +324,9 @@ class NodeFailureProcessTests(TestCase):
         self.assertEqual(answers, ["AD-node1"] * 3)
 
 
-class NodeDeploymentProcessTests(TestCase):
+class NodeDeploymentProcessTests(NodeGridTestCase):
     """Application changes reaching a node, and a promoted master, with real processes."""
 
-    timeout = 180
-
-    def setUp(self) -> None:
-        missing = ice_missing()
-        if missing:
-            raise self.skipTest(missing)
-        self.grid = NodeGrid(self)
 
     async def pid(self, server: str) -> str:
         code, output = await self.grid.gridadmin("server", "pid", server)
@@ -394,16 +387,9 @@ class NodeDeploymentProcessTests(TestCase):
         self.assertEqual(await self.grid.hello("hello@Hello1.Hello", "Replica1"), "Hello1")
 
 
-class NodeAppearsProcessTests(TestCase):
+class NodeAppearsProcessTests(NodeGridTestCase):
     """Nodes that appear late, or come back from a pause."""
 
-    timeout = 180
-
-    def setUp(self) -> None:
-        missing = ice_missing()
-        if missing:
-            raise self.skipTest(missing)
-        self.grid = NodeGrid(self)
 
     async def node_up(self, name: str) -> bool:
         code, _ = await self.grid.gridadmin("node", "ping", name)

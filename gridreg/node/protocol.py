@@ -10,7 +10,6 @@ its sessions; nothing here decides anything.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any, Optional, Protocol
 
@@ -19,8 +18,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from gridreg.ice.encoding import InputStream
-from gridreg.ice.types import ENCODING_1_1, Proxy
+from gridreg.ice.types import Proxy
 from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.errors import TransferError
 from gridreg.protocol.node_commands import (
@@ -35,6 +33,7 @@ from gridreg.protocol.node_commands import (
     StopServer,
 )
 from gridreg.registry.descriptors import DescriptorError, server_from_json
+from gridreg.registry.state import decode_proxy_field
 
 #: the largest deployment a replica may send a node at once
 MAX_DEPLOYMENT_BYTES = 256 * 1024**2
@@ -42,9 +41,7 @@ MAX_DEPLOYMENT_BYTES = 256 * 1024**2
 
 def decode_proxy(text: str) -> Optional[Proxy]:
     """A proxy as node sessions carry it: base64 of its 1.1 marshaling, "" for none."""
-    if not text:
-        return None
-    return InputStream(base64.b64decode(text), ENCODING_1_1).read_proxy()
+    return decode_proxy_field(text) if text else None
 
 
 class SessionLink(Protocol):

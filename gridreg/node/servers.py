@@ -25,13 +25,10 @@ from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.endpoints import connectProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gridreg.endpoints import client_endpoint
-from gridreg.ice.client import IceClientProtocol
 from gridreg.ice.types import OperationMode, Proxy, SslEndpoint, TcpEndpoint
 from gridreg.node.activator import (
     Host,
@@ -61,31 +58,15 @@ def shutdown_process(reactor: Any, proxy: Proxy, timeout: float) -> Deferred[Non
     Call C{Ice::Process::shutdown} on C{proxy} (its first tcp endpoint),
     within C{timeout} seconds for the connection and the reply.
     """
+    from gridreg.registry.remote import call_direct
 
-    async def call() -> None:
-        endpoints = [
-            e
-            for e in proxy.endpoints
-            if isinstance(e, TcpEndpoint) and not isinstance(e, SslEndpoint)
-        ]
-        if not endpoints:
-            raise NodeError("the server's process proxy has no tcp endpoint")
-        dial = client_endpoint(reactor, endpoints[0], timeout_cap=timeout)
-        protocol = await connectProtocol(dial, IceClientProtocol(reactor))
-        try:
-            await protocol.when_validated().addTimeout(timeout, reactor)
-            await protocol.call(
-                proxy.identity,
-                "shutdown",
-                OperationMode.NORMAL,
-                b"",
-                facet=proxy.facet,
-                timeout=timeout,
-            )
-        finally:
-            protocol.transport.loseConnection()
-
-    return Deferred.fromCoroutine(call())
+    endpoints = tuple(
+        e for e in proxy.endpoints if isinstance(e, TcpEndpoint) and not isinstance(e, SslEndpoint)
+    )
+    if not endpoints:
+        return fail(NodeError("the server's process proxy has no tcp endpoint"))
+    d = call_direct(reactor, endpoints, proxy, "shutdown", OperationMode.NORMAL, b"", timeout)
+    return d.addCallback(lambda _: None)
 
 
 class ServerManager:

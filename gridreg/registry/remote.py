@@ -65,10 +65,33 @@ def call(
     """
     try:
         endpoints = resolve(state, proxy)
+    except UnreachableError as e:
+        return fail(e)
+    return call_direct(reactor, endpoints, proxy, operation, mode, params, timeout, tls)
+
+
+def call_direct(
+    reactor: Any,
+    endpoints: tuple[Endpoint, ...],
+    proxy: Proxy,
+    operation: str,
+    mode: OperationMode,
+    params: bytes = b"",
+    timeout: float = CALL_TIMEOUT,
+    tls: Optional[Any] = None,
+) -> Deferred[InputStream]:
+    """
+    Call C{operation} on C{proxy}'s object at the first of C{endpoints} over
+    a connection of its own, closed after the reply; within C{timeout} for
+    the connection and the reply.
+    """
+    if not endpoints:
+        return fail(UnreachableError("no endpoint to call"))
+    try:
         dial = ValidatedEndpoint(
             client_endpoint(reactor, endpoints[0], tls, timeout_cap=timeout), reactor, timeout
         )
-    except (UnreachableError, ValueError) as e:
+    except ValueError as e:
         return fail(UnreachableError(str(e)))
 
     def connected(protocol: IceClientProtocol) -> Deferred[InputStream]:
