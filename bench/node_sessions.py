@@ -9,7 +9,8 @@ Each does what C{gridnode} does (L{gridreg.protocol.node_commands}):
 C{Hello} (role C{node}), C{RegisterNode}, a full C{NodeLiveState}, answers
 the replica's C{DeployServers} (the blob over the chunked channel,
 L{TransferResponder}) and reports its servers C{inactive}, then sends
-C{NodeKeepAlive} every session timeout / 2 (as gridnode and icegridnode; each node at its own phase).
+C{NodeKeepAlive} every session timeout / 2 (as gridnode and icegridnode;
+each node at its own phase).
 
 IceGrid (same run, one after the other, never at once): one
 C{icegridregistry} master with the same timeout and C{--icegrid-nodes} real
