@@ -42,6 +42,7 @@ from gridreg.registry.descriptor_slice import (
 from gridreg.registry.descriptors import DescriptorError, derive, parse_application
 from gridreg.registry.update_restarts import servers_to_stop
 from gridreg.store.records import Mutation
+from tests._ice_values import dump, icepy_available, icepy_decode
 from tests.test_ice_admin import IDEMPOTENT, NORMAL, Client, make_registry, strings
 from tests.test_replication import Grid
 
@@ -425,6 +426,19 @@ class IceAdminTests(SynchronousTestCase):
 
 
 class WireTests(SynchronousTestCase):
+    def test_icepy_decodes_update_info(self) -> None:
+        """What observers will be sent, read by a real IcePy client, both formats."""
+        if not icepy_available():
+            self.fail("no IcePy under /usr/bin/python3")
+        info = update_info(OLD, NEW, 1234, "alice", 7)
+        payloads = []
+        for format in (COMPACT, SLICED):
+            out = OutputStream()
+            write_application_update_info(out, info, format)
+            payloads.append(("getUpdateInfo", out.getvalue()))
+        results = icepy_decode(payloads)
+        self.assertEqual([r.get("value") for r in results], [dump(info), dump(info)], results)
+
     def test_read_update(self) -> None:
         update = diff(xml_to_slice(OLD), xml_to_slice(NEW))
         self.assertEqual(read_application_update(InputStream(encoded_update(update))), update)
