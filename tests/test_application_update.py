@@ -393,6 +393,19 @@ class IceAdminTests(SynchronousTestCase):
         )
         self.assertEqual(self.info().revision, 2)
 
+    def test_read_only(self) -> None:
+        """At a replica that refuses writes, updates are refused as IceGrid refuses them."""
+        self.service.role.write_refusal = lambda: "read-only"  # type: ignore[method-assign]
+        update = encoded_update(ApplicationUpdateDescriptor("App", BoxedString("x")))
+        for operation in ("updateApplication", "updateApplicationWithoutRestart"):
+            self.assertEqual(
+                self.call(operation, update),
+                DeploymentException(
+                    "this operation is not allowed on a slave or read-only master registry."
+                ),
+            )
+        self.assertEqual(self.info().revision, 1)
+
     def test_instantiate_server(self) -> None:
         out = OutputStream()
         out.write_string("App")

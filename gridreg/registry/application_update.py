@@ -17,7 +17,7 @@ substituted. Replaced entries keep their place, new ones come last.
 from __future__ import annotations
 
 import copy
-from typing import Optional, TypeVar
+from typing import Callable, Optional, TypeVar
 
 from gridreg.registry import _descriptor_slice_types as S
 from gridreg.registry._descriptor_slice_from_xml import xml_to_slice
@@ -138,20 +138,21 @@ def _apply_node(
     )
 
 
-def _in_place(old: list[_V], kept: list[_V], updates: list[_V], key: object) -> list[_V]:
+def _in_place(
+    old: list[_V], kept: list[_V], updates: list[_V], id_of: Callable[[_V], object]
+) -> list[_V]:
     """C{kept}, with each of C{updates} where the old entry of its id was, or last."""
-    id_of = key  # type: ignore[assignment]
+    kept_entries = {id(k) for k in kept}
     result: list[Optional[_V]] = []
     slots: dict[object, int] = {}
-    kept_ids = {id(k) for k in kept}
     for entry in old:
-        if id(entry) in kept_ids:
+        if id(entry) in kept_entries:
             result.append(entry)
         else:
-            slots.setdefault(id_of(entry), len(result))  # type: ignore[operator]
+            slots.setdefault(id_of(entry), len(result))
             result.append(None)
     for entry in updates:
-        slot = slots.pop(id_of(entry), None)  # type: ignore[operator]
+        slot = slots.pop(id_of(entry), None)
         if slot is None:
             result.append(copy.deepcopy(entry))
         else:
