@@ -420,8 +420,15 @@ class ResponderTests(SynchronousTestCase):
         self.assertIn("Big", self.registry.state.applications)
         described = self.successResultOf(self.admin.run(session.describe("application", "Big")))
         self.assertEqual((described["name"], described["xml"]), ("Big", xml))
+        # the metadata: the admin's hello name (its certificate's, under TLS) as the user
+        self.assertEqual(
+            (described["revision"], described["create_user"], described["update_user"]),
+            (1, "alice", "alice"),
+        )
+        self.successResultOf(self.admin.run(session.upload_and_add_application(xml, True)))
         listed = self.successResultOf(self.admin.run(session.list("application")))
         self.assertEqual([a["name"] for a in listed], ["Big"])
+        self.assertEqual((listed[0]["uuid"], listed[0]["revision"]), (described["uuid"], 2))
         self.successResultOf(self.admin.run(session.remove_application("Big")))
         self.assertNotIn("Big", self.registry.state.applications)
         self.failureResultOf(self.admin.run(session.remove_application("Big")), NotFoundError)

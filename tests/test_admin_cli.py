@@ -110,7 +110,17 @@ class FakeSession:
 
     async def describe(self, what: str, key: str) -> dict[str, Any]:
         data = {
-            "application": {"name": key, "description": "Two servers", "xml": "<icegrid/>\n"},
+            "application": {
+                "name": key,
+                "description": "Two servers",
+                "uuid": "U-1",
+                "revision": 2,
+                "create_time": 1796134001646,
+                "create_user": "alice",
+                "update_time": 1796134074422,
+                "update_user": "",
+                "xml": "<icegrid/>\n",
+            },
             "object": OBJECTS[1],
             "adapter": {
                 **ADAPTERS[0],
@@ -353,7 +363,10 @@ class OutputTests(SynchronousTestCase):
     def test_application_describe(self) -> None:
         result = run(self, "application", "describe", "DemoApp")
         self.assertEqual(
-            result.out, "application `DemoApp'\ndescription: Two servers\n\n<icegrid/>\n"
+            result.out,
+            "application `DemoApp'\ndescription: Two servers\nuuid: U-1\nrevision: 2\n"
+            "created: 2026-12-01T14:06:41.646+00:00 by `alice'\n"
+            "updated: 2026-12-01T14:07:54.422+00:00 by `'\n\n<icegrid/>\n",
         )
 
     def test_adapter_endpoints(self) -> None:

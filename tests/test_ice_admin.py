@@ -534,7 +534,7 @@ class AdminTests(SynchronousTestCase):
             self.call("removeApplication", strings("nope")), ApplicationNotExistException("nope")
         )
         self.assertIsInstance(self.read("getDefaultApplicationDescriptor"), DeploymentException)
-        self.assertIsInstance(self.call("updateApplication"), OperationNotExistError)
+        self.assertIsInstance(self.read("getServerAdmin", strings("x")), OperationNotExistError)
 
     def test_read_only_master(self) -> None:
         """A write at a replica that refuses writes: IceGrid's DeploymentException."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -351,11 +352,27 @@ async def _app_list(session: AdminSession, args: argparse.Namespace) -> Result:
     return Result(items, format_table(items, (("NAME", "name"), ("DESCRIPTION", "description"))))
 
 
+def _when(ms: Any) -> str:
+    """An application time (milliseconds since the epoch) in UTC, as ISO 8601."""
+    if not isinstance(ms, int):
+        return "?"
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(
+        timespec="milliseconds"
+    )
+
+
 async def _app_describe(session: AdminSession, args: argparse.Namespace) -> Result:
     app = await session.describe("application", args.name)
     text = f"application `{app['name']}'"
     if app.get("description"):
         text += f"\ndescription: {app['description']}"
+    if app.get("uuid"):
+        text += f"\nuuid: {app['uuid']}\nrevision: {app.get('revision', 1)}"
+        for what, user, when in (
+            ("created", app.get("create_user"), app.get("create_time")),
+            ("updated", app.get("update_user"), app.get("update_time")),
+        ):
+            text += f"\n{what}: {_when(when)} by `{user or ''}'"
     return Result(app, text + "\n\n" + app.get("xml", "").rstrip("\n"))
 
 

@@ -222,7 +222,9 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
             xml = self.transfers.take(transfer).decode("utf-8")
         except UnicodeDecodeError as e:
             raise ApplicationError(f"the descriptor is not UTF-8 text (byte {e.start})") from None
-        d = maybeDeferred(self.model.add_application, xml, update)
+        # the name the admin said hello with (checked against its certificate under TLS)
+        user = str(getattr(self.protocol, "peer_name", None) or "")
+        d = maybeDeferred(self.model.add_application, xml, update, user)
         d.addCallback(
             lambda change: {
                 "name": self._application_name(change, xml),
@@ -325,7 +327,11 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
         state = self.registry.state
         if what == "application":
             apps = state.applications
-            return sorted(apps), lambda k: {"name": k, "description": apps[k].description}
+            return sorted(apps), lambda k: {
+                "name": k,
+                "description": apps[k].description,
+                **self._metadata(k),
+            }
         if what == "object":
             objects = self._objects()
             return sorted(objects), lambda k: self._object_item(objects[k])
@@ -342,6 +348,10 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
         if what == "node":
             return node_listing(self.registry.nodes)
         raise RegistryUserError(f"unknown kind `{what}': expected one of {', '.join(KINDS)}")
+
+    def _metadata(self, name: str) -> dict[str, Any]:
+        """An application's uuid, revision, and who wrote it when (ms since the epoch)."""
+        return dict(self.model.application_metadata(name).to_json())
 
     def _objects(self) -> dict[str, Identity]:
         state = self.registry.state
@@ -413,7 +423,12 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
             app = state.applications.get(key)
             if app is None:
                 raise NotFoundError(f"application `{key}' not found")
-            return {"name": app.name, "description": app.description, "xml": app.xml}
+            return {
+                "name": app.name,
+                "description": app.description,
+                **self._metadata(key),
+                "xml": app.xml,
+            }
         if what == "object":
             identity = _identity(key)
             if state.find_object(identity) is None:

@@ -131,9 +131,82 @@ class AdminModel:
                 last = await database.set_adapter_direct_proxy(member, "", info.proxy) or last
         return last
 
-    def add_application(self, xml: str, update: bool = False) -> Deferred[Optional[Change]]:
+    def add_application(
+        self, xml: str, update: bool = False, user: str = "", restart: bool = True
+    ) -> Deferred[Optional[Change]]:
+        """
+        Add application C{xml}, or with C{update} replace the deployed one
+        of its name (a sync); C{user} is recorded in its metadata. Without
+        C{restart}, an update that would stop a server is refused.
+        """
         self.require_writable()
-        return self.registry.database.add_application(xml, update)
+        check = None if restart else self._refuse_restarts
+        return self.registry.database.add_application(xml, update, user, self._now_ms(), check)
+
+    def update_application(
+        self, update: Any, user: str = "", restart: bool = True
+    ) -> Deferred[Optional[Change]]:
+        """
+        Apply an C{ApplicationUpdateDescriptor} to the deployed application
+        it names, then write the result as a sync would.
+
+        @raise ApplicationNotExistException: no such application.
+        """
+        from gridreg.registry.application_update import apply_update, check_templates
+        from gridreg.registry.descriptor_slice import slice_to_xml, xml_to_slice
+
+        self.require_writable()
+
+        def make(xml: str) -> str:
+            app = apply_update(xml_to_slice(xml), update)
+            check_templates(app)
+            return str(slice_to_xml(app))
+
+        return self._rewrite(update.name, make, user, restart)
+
+    def instantiate_server(
+        self, application: str, node: str, instance: Any, user: str = ""
+    ) -> Deferred[Optional[Change]]:
+        """One more instance of a server template on C{node} (C{instantiateServer})."""
+        from gridreg.registry.application_update import instantiate
+        from gridreg.registry.descriptor_slice import slice_to_xml, xml_to_slice
+
+        self.require_writable()
+        return self._rewrite(
+            application,
+            lambda xml: str(slice_to_xml(instantiate(xml_to_slice(xml), node, instance))),
+            user,
+            True,
+        )
+
+    def _rewrite(
+        self, name: str, make: Any, user: str, restart: bool
+    ) -> Deferred[Optional[Change]]:
+        if name not in self._state.applications:
+            raise ApplicationNotExistException(name)
+        check = None if restart else self._refuse_restarts
+        return self.registry.database.update_application(name, make, user, self._now_ms(), check)
+
+    def _now_ms(self) -> int:
+        return int(self.registry.reactor.seconds() * 1000)
+
+    def _refuse_restarts(self, old: Any, new: Any) -> None:
+        from gridreg.registry.update_restarts import refuse_restarts
+
+        nodes = self.registry.nodes
+
+        def running(server_id: str, node: str) -> bool:
+            state = nodes.server_status(server_id, node)["state"]
+            return state not in ("inactive", "unknown")
+
+        refuse_restarts(old, new, running)
+
+    def application_metadata(self, name: str) -> Any:
+        """The uuid, revision, creator and last updater of application C{name}."""
+        meta = self._state.deployed.metadata.get(name)
+        if meta is None:
+            raise ApplicationNotExistException(name)
+        return meta
 
     def remove_application(self, name: str) -> Deferred[Optional[Change]]:
         self.require_writable()

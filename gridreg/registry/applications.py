@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from gridreg.ice.types import Identity
+from gridreg.registry.application_metadata import ApplicationMetadata
 from gridreg.registry.descriptors import (
     ApplicationDescriptor,
     DeployedAdapter,
@@ -32,6 +33,8 @@ class DeployedIndex:
 
     def __init__(self) -> None:
         self.derived: dict[str, DerivedApplication] = {}
+        #: uuid, revision, who and when, by application name
+        self.metadata: dict[str, ApplicationMetadata] = {}
         self.adapters: dict[str, DeployedAdapter] = {}
         self.replica_groups: dict[str, ReplicaGroupDescriptor] = {}
         #: identity to (proxy, type)
@@ -42,14 +45,17 @@ class DeployedIndex:
 
     def clear(self) -> None:
         self.derived.clear()
+        self.metadata.clear()
         self._rebuild()
 
     def put(self, name: str, value: Optional[Mapping[str, Any]]) -> None:
         """Apply one replicated application record (None removes it)."""
         if value is None:
             self.derived.pop(name, None)
+            self.metadata.pop(name, None)
         else:
             self.derived[name] = derive(application_from_json(value))
+            self.metadata[name] = ApplicationMetadata.from_json(value.get("meta"), name)
         self._rebuild()
 
     def _rebuild(self) -> None:

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from gridreg.ice.exceptions import (
     AdapterNotFoundException,
+    ApplicationNotExistException,
     DeploymentException,
     InvalidReplicaGroupIdException,
     ObjectExistsException,
@@ -24,8 +25,11 @@ from gridreg.ice.exceptions import (
 )
 from gridreg.ice.types import Identity, Proxy
 from gridreg.protocol.errors import NotFoundError, NotMasterError, RegistryUserError
+from gridreg.registry.application_metadata import created
 from gridreg.registry.applications import APPLICATION
 from gridreg.registry.descriptors import (
+    ApplicationDescriptor,
+    DerivedApplication,
     DescriptorError,
     application_to_json,
     check_conflicts,
@@ -59,6 +63,8 @@ def _acknowledged(committed: Optional[tuple[Change, Deferred[None]]]) -> Any:
 
 
 T = TypeVar("T")
+#: a last look at an application update (deployed, new), raising to refuse it
+UpdateCheck = Callable[[DerivedApplication, DerivedApplication], None]
 
 
 class RegistryDatabase:
@@ -279,11 +285,23 @@ class RegistryDatabase:
 
     # -- applications --------------------------------------------------------------
 
-    def add_application(self, xml_text: str, update: bool = False) -> Deferred[Optional[Change]]:
+    def add_application(
+        self,
+        xml_text: str,
+        update: bool = False,
+        user: str = "",
+        now_ms: int = 0,
+        check: Optional[UpdateCheck] = None,
+    ) -> Deferred[Optional[Change]]:
         """
         Deploy an application from its IceGrid XML descriptor (or, with
-        C{update}, replace the deployed one of the same name).
+        C{update}, replace the deployed one of the same name: a sync).
 
+        @param user: who asks, kept in the application's metadata (its
+            creator on an add, its last updater on an update).
+        @param now_ms: the time of the write, milliseconds since the epoch.
+        @param check: for an update, called with the deployed and the new
+            application before anything is written; it raises to refuse.
         @raise DescriptorError: the descriptor is malformed, invalid, or
             claims ids another application (or an admin object) holds.
         @raise NotFoundError: C{update} of an application that is not deployed.
@@ -291,26 +309,66 @@ class RegistryDatabase:
 
         def build() -> list[Mutation]:
             app = parse_application(xml_text)
-            derived = derive(app)
-            deployed = self.state.deployed.derived
-            others = [d for name, d in deployed.items() if name != app.name]
-            if update:
-                if app.name not in deployed:
-                    raise NotFoundError(f"application `{app.name}' is not deployed")
-                check_update(deployed[app.name], derived, others)
-            else:
-                if app.name in deployed:
-                    raise DescriptorError(f"application `{app.name}' already exists")
-                check_conflicts(derived, others)
-            for identity in derived.objects:
-                if identity in self.state.objects:
-                    raise DescriptorError(
-                        f"object `{identity.category}/{identity.name}' was added by the admin"
-                    )
-            self._trace_application("updated" if update else "added", app.name)
-            return [Mutation(APPLICATION, app.name, application_to_json(app))]
+            if update and app.name not in self.state.deployed.derived:
+                raise NotFoundError(f"application `{app.name}' is not deployed")
+            return self._application_mutations(app, update, user, now_ms, check)
 
         return self._serially(build)
+
+    def update_application(
+        self,
+        name: str,
+        make_xml: Callable[[str], str],
+        user: str = "",
+        now_ms: int = 0,
+        check: Optional[UpdateCheck] = None,
+    ) -> Deferred[Optional[Change]]:
+        """
+        Replace deployed application C{name} by C{make_xml(its XML)}, worked
+        out under the write lock so that concurrent updates all apply.
+
+        @raise ApplicationNotExistException: no such application.
+        @raise DescriptorError: the result is invalid, or renames the application.
+        """
+
+        def build() -> list[Mutation]:
+            current = self.state.deployed.derived.get(name)
+            if current is None:
+                raise ApplicationNotExistException(name)
+            app = parse_application(make_xml(current.descriptor.xml))
+            return self._application_mutations(app, True, user, now_ms, check)
+
+        return self._serially(build)
+
+    def _application_mutations(
+        self,
+        app: ApplicationDescriptor,
+        update: bool,
+        user: str,
+        now_ms: int,
+        check: Optional[UpdateCheck],
+    ) -> list[Mutation]:
+        derived = derive(app)
+        deployed = self.state.deployed.derived
+        others = [d for name, d in deployed.items() if name != app.name]
+        if update:
+            check_update(deployed[app.name], derived, others)
+            if check is not None:
+                check(deployed[app.name], derived)
+            meta = self.state.deployed.metadata[app.name].updated(user, now_ms)
+        else:
+            if app.name in deployed:
+                raise DescriptorError(f"application `{app.name}' already exists")
+            check_conflicts(derived, others)
+            meta = created(user, now_ms)
+        for identity in derived.objects:
+            if identity in self.state.objects:
+                raise DescriptorError(
+                    f"object `{identity.category}/{identity.name}' was added by the admin"
+                )
+        self._trace_application("updated" if update else "added", app.name)
+        record = {**application_to_json(app), "meta": meta.to_json()}
+        return [Mutation(APPLICATION, app.name, record)]
 
     def remove_application(self, name: str) -> Deferred[Optional[Change]]:
         """

@@ -22,12 +22,19 @@ from gridreg.ice.classes import COMPACT, StructOf, ValueReader, ValueWriter
 from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.stringify import identity_from_string, identity_to_string
 from gridreg.registry import _descriptor_slice_types as S
+from gridreg.registry._descriptor_update_types import (
+    ApplicationUpdateDescriptor,
+    ApplicationUpdateInfo,
+)
 from gridreg.registry._descriptor_slice_from_xml import xml_to_slice
 from gridreg.registry.descriptor_model import DescriptorError
 from gridreg.registry.descriptor_model import ServerDescriptor as ModelServer
 
 __all__ = [
     "read_application_descriptor",
+    "read_application_update",
+    "read_server_instance",
+    "write_application_update_info",
     "slice_to_xml",
     "write_application_descriptor",
     "write_application_info",
@@ -50,6 +57,35 @@ def read_application_descriptor(params: InputStream) -> str:
     descriptor = reader.read(_APPLICATION)
     reader.read_pending()
     return slice_to_xml(descriptor)
+
+
+def read_application_update(params: InputStream) -> ApplicationUpdateDescriptor:
+    """
+    Read an C{ApplicationUpdateDescriptor} parameter (C{updateApplication}).
+
+    @raise MarshalError: the class graph is malformed.
+    """
+    reader = ValueReader(params)
+    update: ApplicationUpdateDescriptor = reader.read(StructOf(ApplicationUpdateDescriptor))
+    reader.read_pending()
+    return update
+
+
+def read_server_instance(params: InputStream) -> S.ServerInstanceDescriptor:
+    """Read a C{ServerInstanceDescriptor} parameter (C{instantiateServer})."""
+    reader = ValueReader(params)
+    instance: S.ServerInstanceDescriptor = reader.read(StructOf(S.ServerInstanceDescriptor))
+    reader.read_pending()
+    return instance
+
+
+def write_application_update_info(
+    out: OutputStream, info: ApplicationUpdateInfo, format: str = COMPACT
+) -> None:
+    """Write an C{ApplicationUpdateInfo} (C{ApplicationObserver.applicationUpdated})."""
+    writer = ValueWriter(out, format)
+    writer.write(StructOf(ApplicationUpdateInfo), info)
+    writer.write_pending()
 
 
 def write_application_descriptor(out: OutputStream, xml: str, format: str = COMPACT) -> None:

@@ -89,21 +89,32 @@ class AdminServant(Servant):
 
     # -- applications -----------------------------------------------------------------
 
+    @property
+    def _user(self) -> str:
+        """The admin session's user, recorded in the applications it writes."""
+        return self.session.user if self.session is not None else ""
+
     @operation("addApplication")
     def add_application(self, request: Request, params: InputStream) -> Deferred[bytes]:
-        return self._deploy(request, params, update=False)
+        return self._deploy(request, params, update=False, restart=True)
 
     @operation("syncApplication")
     def sync_application(self, request: Request, params: InputStream) -> Deferred[bytes]:
-        return self._deploy(request, params, update=True)
+        return self._deploy(request, params, update=True, restart=True)
 
     @operation("syncApplicationWithoutRestart")
     def sync_application_without_restart(
         self, request: Request, params: InputStream
     ) -> Deferred[bytes]:
-        return self._deploy(request, params, update=True)
+        return self._deploy(request, params, update=True, restart=False)
 
-    def _deploy(self, request: Request, params: InputStream, update: bool) -> Deferred[bytes]:
+    def _deploy(
+        self, request: Request, params: InputStream, update: bool, restart: bool
+    ) -> Deferred[bytes]:
+        """
+        An add records the session's user as creator; a sync leaves the
+        last updater empty, as IceGrid 3.7.8 does (measured).
+        """
         codec = _codec()
         if codec is None:
             raise OperationNotOffered()
@@ -111,7 +122,50 @@ class AdminServant(Servant):
         def run() -> Deferred[Any]:
             self.model.require_writable()
             xml = codec.read_application_descriptor(params)
-            return self.model.add_application(xml, update)
+            user = "" if update else self._user
+            if update:
+                name = codec.xml_to_slice(xml).name
+                if name not in self.model.registry.state.applications:
+                    raise ApplicationNotExistException(name)
+            return self.model.add_application(xml, update, user, restart)
+
+        return self._write(request, run)
+
+    @operation("updateApplication")
+    def update_application(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        return self._update(request, params, restart=True)
+
+    @operation("updateApplicationWithoutRestart")
+    def update_application_without_restart(
+        self, request: Request, params: InputStream
+    ) -> Deferred[bytes]:
+        return self._update(request, params, restart=False)
+
+    def _update(self, request: Request, params: InputStream, restart: bool) -> Deferred[bytes]:
+        codec = _codec()
+        if codec is None:
+            raise OperationNotOffered()
+
+        def run() -> Deferred[Any]:
+            self.model.require_writable()
+            update = codec.read_application_update(params)
+            return self.model.update_application(update, self._user, restart)
+
+        return self._write(request, run)
+
+    @operation("instantiateServer")
+    def instantiate_server(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        """IceGrid 3.7.8 leaves the last updater empty here too (measured)."""
+        codec = _codec()
+        if codec is None:
+            raise OperationNotOffered()
+
+        def run() -> Deferred[Any]:
+            self.model.require_writable()
+            application = params.read_string()
+            node = params.read_string()
+            instance = codec.read_server_instance(params)
+            return self.model.instantiate_server(application, node, instance)
 
         return self._write(request, run)
 
@@ -129,18 +183,18 @@ class AdminServant(Servant):
         codec = _codec()
         if codec is None:
             raise OperationNotOffered()
+        meta = self.model.application_metadata(name)
         out = self._out(request)
-        meta = getattr(app, "meta", None) or {}
         codec.write_application_info(
             out,
             name,
             app.xml,
-            meta.get("uuid", ""),
-            meta.get("create_time", 0),
-            meta.get("create_user", ""),
-            meta.get("update_time", 0),
-            meta.get("update_user", ""),
-            meta.get("revision", 1),
+            meta.uuid,
+            meta.create_time,
+            meta.create_user,
+            meta.update_time,
+            meta.update_user,
+            meta.revision,
         )
         return out.getvalue()
 
@@ -157,9 +211,6 @@ class AdminServant(Servant):
         out.write_string_seq(sorted(self.model.registry.state.applications))
         return out.getvalue()
 
-    update_application = operation("updateApplication")(_not_offered)
-    update_application_without_restart = operation("updateApplicationWithoutRestart")(_not_offered)
-    instantiate_server = operation("instantiateServer")(_not_offered)
     @operation("patchApplication")
     def patch_application(self, request: Request, params: InputStream) -> bytes:
         """
@@ -192,9 +243,10 @@ class AdminServant(Servant):
         if codec is None:
             raise OperationNotOffered()
         out = self._out(request)
-        app = self.model.registry.state.applications.get(application)
-        revision = (getattr(app, "meta", None) or {}).get("revision", 1)
-        codec.write_server_info(out, application, "", revision, server.node, server.descriptor, "")
+        meta = self.model.application_metadata(application)
+        codec.write_server_info(
+            out, application, meta.uuid, meta.revision, server.node, server.descriptor, ""
+        )
         return out.getvalue()
 
     @operation("getServerState", idempotent=True)

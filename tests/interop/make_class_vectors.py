@@ -29,8 +29,11 @@ import Ice
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SLICE = os.path.join(HERE, "..", "data", "ice-classes", "ClassTest.ice")
+UPDATE_SLICE = os.path.join(HERE, "..", "data", "ice-classes", "UpdateTest.ice")
 Ice.loadSlice(SLICE)
+Ice.loadSlice("-I%s %s" % (Ice.getSliceDir(), UPDATE_SLICE))
 import GridregTest  # noqa: E402
+import GridregUpdateTest  # noqa: E402
 import IceGrid  # noqa: E402
 
 ENCAPS_HEADER = 6
@@ -138,9 +141,7 @@ def full_application():
         lb.ReplicaGroupDescriptor(
             "RG-ordered", lb.OrderedLoadBalancingPolicy("1"), "", [], "ordered group", ""
         ),
-        lb.ReplicaGroupDescriptor(
-            "RG-rr", policy, "", [obj("rrobj", "::Demo::Hello")], "", ""
-        ),
+        lb.ReplicaGroupDescriptor("RG-rr", policy, "", [obj("rrobj", "::Demo::Hello")], "", ""),
         lb.ReplicaGroupDescriptor("RG-rr2", lb.RoundRobinLoadBalancingPolicy("2"), "", [], "", ""),
         lb.ReplicaGroupDescriptor(
             "RG-adaptive", lb.AdaptiveLoadBalancingPolicy("0", "5"), "", [], "", ""
@@ -320,7 +321,9 @@ def decode():
         recorder, prx = serve(comm)
         sink = GridregTest.SinkPrx.uncheckedCast(prx)
         admin = IceGrid.AdminPrx.uncheckedCast(prx)
+        source = GridregUpdateTest.SourcePrx.uncheckedCast(prx)
         calls = {
+            "getUpdateInfo": source.getUpdateInfo,
             "get": sink.get,
             "getApplicationInfo": lambda: admin.getApplicationInfo("x"),
             "getDefaultApplicationDescriptor": admin.getDefaultApplicationDescriptor,
