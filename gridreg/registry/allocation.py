@@ -51,6 +51,11 @@ module copies:
   - A session's pending requests (by id, and for an object of a server
     held by another session) fail when it is destroyed, with
     C{AllocationException("session destroyed")}.
+  - A C{session}-activation server is held whole like an allocatable
+    server; when its holder lets go, its object goes to the next session
+    only once the server has stopped (the registry traced the release, the
+    node's deactivation, then the grant). L{on_server_released} hooks make
+    that wait by returning a Deferred.
   - Not observed, our choice: any negative timeout waits for ever.
 """
 
@@ -58,10 +63,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -132,6 +137,8 @@ class AllocationManager:
         self._holders: dict[Identity, tuple[str, DeployedAllocatable]] = {}
         self._held: dict[str, set[Identity]] = {}
         self._servers: dict[str, _ServerHold] = {}
+        #: servers let go of whose release hooks have not finished: granted to nobody
+        self._settling: set[str] = set()
         #: every waiting request, oldest first (FIFO across sessions)
         self._queue: list[_Request] = []
         self._on_allocated: list[Callable[[str, str], object]] = []
@@ -150,7 +157,11 @@ class AllocationManager:
         self._on_allocated.append(callback)
 
     def on_server_released(self, callback: Callable[[str], object]) -> None:
-        """Call C{callback(server_id)} when an allocatable server's holder lets go of it."""
+        """
+        Call C{callback(server_id)} when an allocatable server's holder lets
+        go of it. If it returns a Deferred, none of the server's objects is
+        granted again until that fires (a session server stops first).
+        """
         self._on_released.append(callback)
 
     # -- queries ---------------------------------------------------------------
@@ -253,6 +264,8 @@ class AllocationManager:
         if identity in self._holders:
             return False
         if entry.allocatable_server:
+            if entry.server_id in self._settling:
+                return False
             hold = self._servers.get(entry.server_id)
             return hold is None or hold.session == session
         return True
@@ -277,15 +290,43 @@ class AllocationManager:
             hold.count -= 1
             if hold.count == 0:
                 del self._servers[entry.server_id]
-                self._notify(self._on_released, entry.server_id)
+                waits = self._notify(self._on_released, entry.server_id)
+                if waits:
+                    self._settle(entry.server_id, waits)
 
-    def _notify(self, callbacks: list[Callable[..., object]], *args: str) -> None:
+    def _notify(self, callbacks: list[Callable[..., object]], *args: str) -> list[Deferred[Any]]:
+        """Call every hook; the Deferreds they return."""
         # A failing hook must not leave allocation half done.
+        waits = []
         for callback in list(callbacks):
             try:
-                callback(*args)
+                result = callback(*args)
             except Exception:
                 _log.failure("allocation hook {callback!r} failed", callback=callback)
+            else:
+                if isinstance(result, Deferred):
+                    waits.append(result)
+        return waits
+
+    def _settle(self, server_id: str, waits: list[Deferred[Any]]) -> None:
+        """Grant nothing of C{server_id} until its release hooks are done."""
+        self._settling.add(server_id)
+
+        def settled(results: list[tuple[bool, Any]]) -> None:
+            for ok, result in results:
+                if not ok:
+                    _log.failure(
+                        "release hook of server `{server}' failed", result, server=server_id
+                    )
+            self._settling.discard(server_id)
+            if not self._closed:
+                self._serve_queue()
+
+        DeferredList(waits, consumeErrors=True).addCallback(settled).addErrback(
+            lambda f: _log.failure(
+                "could not serve the waiters of server `{server}'", f, server=server_id
+            )
+        )
 
     def _wait(
         self, session: str, identity: Optional[Identity], type_id: str, timeout: float

@@ -42,6 +42,7 @@ from gridreg.registry.listen import listen_ice, published_endpoint
 from gridreg.registry.master_role import MasterRole
 from gridreg.registry.node_relay import NodeRelay
 from gridreg.registry.nodes import NodeSessions
+from gridreg.registry.session_servers import SessionServers
 from gridreg.registry.peers import Peers
 from gridreg.registry.replica_set import ReplicaDirectory
 from gridreg.registry.roles import IReplicaRole
@@ -122,6 +123,11 @@ class RegistryService(Service):
         self.allocations: Optional[AllocationManager] = (
             AllocationManager(self.state, reactor) if config.is_master else None
         )
+        #: who owns each session-activation server: the master's allocations
+        self.session_servers: Optional[SessionServers] = None
+        if self.allocations is not None:
+            self.session_servers = SessionServers(self.allocations, self.nodes, config.trace)
+            self.activator.owner_of = self.session_servers.owner
         self.admin_model = AdminModel(self)
         self.ice_sessions = IceSessions(
             self,
@@ -352,6 +358,8 @@ class RegistryService(Service):
         def close(_: object) -> Deferred[Any]:
             self.client_factory.close_all()
             self.server_factory.close_all()
+            if self.session_servers is not None:
+                self.session_servers.close()  # no stops sent to nodes being closed
             if self.allocations is not None:
                 self.allocations.close()  # waiting allocations fail; nothing stays held
             stopping: list[Deferred[Any]] = [
