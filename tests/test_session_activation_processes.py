@@ -1,0 +1,104 @@
+# -*- test-case-name: tests.test_session_activation_processes -*-
+"""
+C{session} activation with real processes: real Ice 3.7 clients open
+IceGrid client sessions at a gridreg master and allocate the object of a
+session server that a gridnode runs only for the session holding it.
+Checked against IceGrid 3.7.8 (docs/icegrid-node-facts.md, "Session
+activation").
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import reactor
+
+from tests._node_processes import managed_server_xml
+from tests._processes import run_ice_client
+from tests.test_allocation_processes import AllocationGrid
+from tests.test_nodes_processes import NodeGridTestCase
+from tests.test_replication_processes import eventually
+
+SERVER = managed_server_xml(
+    "Sess1",
+    "node1",
+    activation="session",
+    adapter_id="SessAdapter",
+    attributes='allocatable="true"',
+    extra="<property name='Hello.Identity' value='res'/>",
+    adapter_children="<allocatable identity='res' type='::Demo::Hello'/>",
+)
+
+
+def _answer(event: dict[str, Any]) -> bool:
+    return "command" in event
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class SessionActivationProcessTests(NodeGridTestCase):
+    grid_class = AllocationGrid
+
+    async def admin(self, *args: str) -> str:
+        code, output = await self.grid.gridadmin("server", *args)
+        return output.strip() if code == 0 else f"error {code}: {output.strip()}"
+
+    async def hello_without_session(self) -> dict[str, Any]:
+        [result] = await run_ice_client(
+            reactor, self.grid.locator("Master"), [["sayHello", "res@SessAdapter"]]
+        )
+        return result
+
+    async def test_started_for_its_session_and_stopped_when_it_ends(self) -> None:
+        grid = self.grid
+        await grid.start("Master")
+        node = grid.start_node("node1")
+        await node.has_session("Master")
+        await grid.deploy("Sess", "<node name='node1'>" + SERVER + "</node>")
+
+        # held by nobody: no client can start it, nor can the admin (as IceGrid 3.7.8)
+        refused = await self.hello_without_session()
+        self.assertEqual(refused.get("error"), "Ice.NoEndpointException", refused)
+        self.assertIn("The server is not owned by a session.", await self.admin("start", "Sess1"))
+        self.assertEqual(await self.admin("state", "Sess1"), "inactive (enabled)")
+
+        first, second = grid.client("first"), grid.client("second")
+        for client in (first, second):
+            await client.next_event("ready", timeout=30)
+        first.write_line("allocate res -1")
+        granted = await first.next_event(_answer, timeout=60)
+        self.assertTrue(granted["ok"], granted)
+        self.assertEqual(granted["hello"], "Sess1")  # started at its first locate
+        first_pid = int(await self.admin("pid", "Sess1"))
+
+        second.write_line("allocate res 300")
+        timed_out = await second.next_event(_answer, timeout=30)
+        self.assertEqual(timed_out["error"], "IceGrid.AllocationTimeoutException", timed_out)
+        second.write_line("allocate res -1")  # waits in line
+
+        first.write_line("destroy")  # the first session ends: its server stops
+        await first.next_event(_answer, timeout=30)
+        waited = await second.next_event(_answer, timeout=60)
+        self.assertTrue(waited["ok"], waited)
+        self.assertEqual(waited["hello"], "Sess1")
+        second_pid = int(await self.admin("pid", "Sess1"))
+        self.assertNotEqual(second_pid, first_pid)
+        self.assertFalse(_alive(first_pid))  # stopped before the second session got it
+
+        second.write_line("destroy")
+        await second.next_event(_answer, timeout=30)
+
+        async def stopped() -> bool:
+            return await self.admin("state", "Sess1") == "inactive (enabled)"
+
+        await eventually(stopped)
+        self.assertFalse(_alive(second_pid))
+        refused = await self.hello_without_session()
+        self.assertEqual(refused.get("error"), "Ice.NoEndpointException", refused)
