@@ -2,7 +2,8 @@
 """
 C{session} activation with real processes: real Ice 3.7 clients open
 IceGrid client sessions at a gridreg master and allocate the object of a
-session server that a gridnode runs only for the session holding it.
+session server that a gridnode runs only while a session holds it; a slave
+relays locates and the admin's start to the node, which decides.
 Checked against IceGrid 3.7.8 (docs/icegrid-node-facts.md, "Session
 activation").
 """
@@ -46,27 +47,35 @@ def _alive(pid: int) -> bool:
 class SessionActivationProcessTests(NodeGridTestCase):
     grid_class = AllocationGrid
 
-    async def admin(self, *args: str) -> str:
-        code, output = await self.grid.gridadmin("server", *args)
+    async def admin(self, *args: str, replica: str = "Master") -> str:
+        code, output = await self.grid.gridadmin("--replica", replica, "server", *args)
         return output.strip() if code == 0 else f"error {code}: {output.strip()}"
 
-    async def hello_without_session(self) -> dict[str, Any]:
+    async def hello_without_session(self, replica: str = "Master") -> dict[str, Any]:
         [result] = await run_ice_client(
-            reactor, self.grid.locator("Master"), [["sayHello", "res@SessAdapter"]]
+            reactor, self.grid.locator(replica), [["sayHello", "res@SessAdapter"]]
         )
         return result
 
     async def test_started_for_its_session_and_stopped_when_it_ends(self) -> None:
         grid = self.grid
         await grid.start("Master")
+        await grid.start("Replica1")
         node = grid.start_node("node1")
         await node.has_session("Master")
+        await node.has_session("Replica1")
         await grid.deploy("Sess", "<node name='node1'>" + SERVER + "</node>")
 
+        async def replicated() -> bool:
+            return await self.admin("state", "Sess1", replica="Replica1") == "inactive (enabled)"
+
+        await eventually(replicated)
         # held by nobody: no client can start it, nor can the admin (as IceGrid 3.7.8)
-        refused = await self.hello_without_session()
-        self.assertEqual(refused.get("error"), "Ice.NoEndpointException", refused)
-        self.assertIn("The server is not owned by a session.", await self.admin("start", "Sess1"))
+        for replica in ("Master", "Replica1"):
+            refused = await self.hello_without_session(replica)
+            self.assertEqual(refused.get("error"), "Ice.NoEndpointException", refused)
+            started = await self.admin("start", "Sess1", replica=replica)
+            self.assertIn("The server is not owned by a session.", started)
         self.assertEqual(await self.admin("state", "Sess1"), "inactive (enabled)")
 
         first, second = grid.client("first"), grid.client("second")
@@ -77,6 +86,9 @@ class SessionActivationProcessTests(NodeGridTestCase):
         self.assertTrue(granted["ok"], granted)
         self.assertEqual(granted["hello"], "Sess1")  # started at its first locate
         first_pid = int(await self.admin("pid", "Sess1"))
+        # held, anybody reaches it through any replica (as IceGrid 3.7.8)
+        through_slave = await self.hello_without_session("Replica1")
+        self.assertEqual(through_slave.get("result"), "Sess1", through_slave)
 
         second.write_line("allocate res 300")
         timed_out = await second.next_event(_answer, timeout=30)

@@ -22,17 +22,16 @@ then raises C{Ice::NoEndpointException}:
   - the node is down: null at once (C{NodeUnreachableException} in the
     registry's trace, "the node is not active").
 
-A C{session}-activation server is started like an on-demand one, but only
-while a client session owns it (L{gridreg.registry.session_servers}): not
-owned, it is answered null without starting it, as IceGrid 3.7.8 does.
+A C{session}-activation server is asked for like an on-demand one, at any
+replica: its node starts it only while the client session holding it owns
+it (L{gridreg.registry.session_servers}) and otherwise refuses, so the
+answer is null, as IceGrid 3.7.8's.
 
 The registry traces each as "couldn't resolve adapter `X' endpoints" with
 the reason (C{IceGrid.Registry.Trace.Locator}).
 """
 
 from __future__ import annotations
-
-from typing import Callable, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -53,16 +52,9 @@ class Activator:
 
     log = Logger()
 
-    def __init__(
-        self,
-        state: RegistryState,
-        nodes: NodeSessions,
-        owner_of: Optional[Callable[[str], Optional[str]]] = None,
-    ) -> None:
+    def __init__(self, state: RegistryState, nodes: NodeSessions) -> None:
         self.state = state
         self.nodes = nodes
-        #: the session owning a session server (None: none is, as at a slave)
-        self.owner_of = owner_of or (lambda server_id: None)
         #: server id to the callers waiting for its activation
         self._pending: dict[str, list[Deferred[str]]] = {}
 
@@ -100,10 +92,7 @@ class Activator:
         if found is None:
             return f"server `{member.server_id}' is not deployed"
         server = found[1].descriptor
-        if server.activation == "session":
-            if self.owner_of(server.id) is None:
-                return f"server `{server.id}' is not owned by a session"
-        elif server.activation != "on-demand":
+        if server.activation not in ("on-demand", "session"):
             return f"server `{server.id}' is not on-demand ({server.activation})"
         if member.node not in self.nodes.sessions:
             return f"node `{member.node}' is not active"

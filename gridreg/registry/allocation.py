@@ -52,10 +52,12 @@ module copies:
     held by another session) fail when it is destroyed, with
     C{AllocationException("session destroyed")}.
   - A C{session}-activation server is held whole like an allocatable
-    server; when its holder lets go, its object goes to the next session
-    only once the server has stopped (the registry traced the release, the
-    node's deactivation, then the grant). L{on_server_released} hooks make
-    that wait by returning a Deferred.
+    server. When its holder lets go, C{releaseObject} (and the session's
+    C{destroy}) answers once the server has stopped (2 s for a server
+    taking 2 s to exit), and only then is it granted to the next session.
+    Hooks make these wait by returning a Deferred: the grant's answer waits
+    for the L{on_server_allocated} hooks (the node learns the owner first),
+    the release's and the next grant for the L{on_server_released} hooks.
   - Not observed, our choice: any negative timeout waits for ever.
 """
 
@@ -153,14 +155,16 @@ class AllocationManager:
         """
         Call C{callback(server_id, session_key)} when a session comes to hold
         an allocatable server, so C{session}-activation servers can start.
+        If it returns a Deferred, the grant is answered once that fires.
         """
         self._on_allocated.append(callback)
 
     def on_server_released(self, callback: Callable[[str], object]) -> None:
         """
         Call C{callback(server_id)} when an allocatable server's holder lets
-        go of it. If it returns a Deferred, none of the server's objects is
-        granted again until that fires (a session server stops first).
+        go of it. If it returns a Deferred, the release is answered and the
+        server's objects granted again only once that fires (a session
+        server stops first).
         """
         self._on_released.append(callback)
 
@@ -202,8 +206,7 @@ class AllocationManager:
         if self.holder_of(identity) == session_key:
             return fail(AllocationException(ALREADY_ALLOCATED))
         if self._can_take(session_key, identity, entry):
-            self._grant(session_key, identity, entry)
-            return succeed(entry.proxy)
+            return self._granted(self._grant(session_key, identity, entry), entry.proxy)
         return self._wait(session_key, identity, entry.type, timeout)
 
     def allocate_by_type(self, session_key: str, type_id: str, timeout: float) -> Deferred[Proxy]:
@@ -218,15 +221,15 @@ class AllocationManager:
         if free:
             identity = self._rng.choice(free)
             entry = self._allocatables[identity]
-            self._grant(session_key, identity, entry)
-            return succeed(entry.proxy)
+            return self._granted(self._grant(session_key, identity, entry), entry.proxy)
         return self._wait(session_key, None, type_id, timeout)
 
-    def release(self, session_key: str, identity: Identity) -> None:
+    def release(self, session_key: str, identity: Identity) -> Deferred[None]:
         """
         Release an object the session holds, granting it (or its server) to
         the next waiters in order.
 
+        @return: fires once the release hooks are done (never fails).
         @raise ObjectNotRegisteredException: no such allocatable object.
         @raise AllocationException: the session does not hold it.
         """
@@ -235,20 +238,21 @@ class AllocationManager:
         held = self._holders.get(identity)
         if held is None or held[0] != session_key:
             raise AllocationException(NOT_ALLOCATED)
-        self._ungrant(identity)
+        done = self._ungrant(identity)
         self._serve_queue()
+        return done
 
-    def release_all(self, session_key: str) -> None:
+    def release_all(self, session_key: str) -> Deferred[None]:
         """
         The session ended: its pending requests fail with
         C{AllocationException("session destroyed")}, and everything it
-        holds goes to the waiters.
+        holds goes to the waiters. Fires once the release hooks are done.
         """
         for request in [r for r in self._queue if r.session == session_key]:
             self._fail(request, AllocationException(SESSION_DESTROYED))
-        for identity in list(self._held.get(session_key, ())):
-            self._ungrant(identity)
+        done = [self._ungrant(identity) for identity in list(self._held.get(session_key, ()))]
         self._serve_queue()
+        return self._after(done, "releasing what session `{session}' held", session=session_key)
 
     def close(self) -> None:
         """This replica stops being the master: every request fails, nothing is held."""
@@ -270,16 +274,28 @@ class AllocationManager:
             return hold is None or hold.session == session
         return True
 
-    def _grant(self, session: str, identity: Identity, entry: DeployedAllocatable) -> None:
+    def _grant(
+        self, session: str, identity: Identity, entry: DeployedAllocatable
+    ) -> list[Deferred[Any]]:
+        """Give C{identity} to C{session}; what its allocated hooks returned."""
         self._holders[identity] = (session, entry)
         self._held.setdefault(session, set()).add(identity)
         if entry.allocatable_server:
             hold = self._servers.setdefault(entry.server_id, _ServerHold(session))
             hold.count += 1
             if hold.count == 1:
-                self._notify(self._on_allocated, entry.server_id, session)
+                return self._notify(self._on_allocated, entry.server_id, session)
+        return []
 
-    def _ungrant(self, identity: Identity) -> None:
+    def _granted(self, waits: list[Deferred[Any]], proxy: Proxy) -> Deferred[Proxy]:
+        """The grant's answer: C{proxy}, once the allocated hooks are done."""
+        if not waits:
+            return succeed(proxy)
+        done = self._after(waits, "allocating {proxy}", proxy=proxy)
+        return done.addCallback(lambda _: proxy)
+
+    def _ungrant(self, identity: Identity) -> Deferred[None]:
+        """Take C{identity} back; fires once its server's release hooks are done."""
         session, entry = self._holders.pop(identity)
         held = self._held[session]
         held.discard(identity)
@@ -292,7 +308,8 @@ class AllocationManager:
                 del self._servers[entry.server_id]
                 waits = self._notify(self._on_released, entry.server_id)
                 if waits:
-                    self._settle(entry.server_id, waits)
+                    return self._settle(entry.server_id, waits)
+        return succeed(None)
 
     def _notify(self, callbacks: list[Callable[..., object]], *args: str) -> list[Deferred[Any]]:
         """Call every hook; the Deferreds they return."""
@@ -308,25 +325,31 @@ class AllocationManager:
                     waits.append(result)
         return waits
 
-    def _settle(self, server_id: str, waits: list[Deferred[Any]]) -> None:
+    def _settle(self, server_id: str, waits: list[Deferred[Any]]) -> Deferred[None]:
         """Grant nothing of C{server_id} until its release hooks are done."""
         self._settling.add(server_id)
 
-        def settled(results: list[tuple[bool, Any]]) -> None:
-            for ok, result in results:
-                if not ok:
-                    _log.failure(
-                        "release hook of server `{server}' failed", result, server=server_id
-                    )
+        def settled(_: object) -> None:
             self._settling.discard(server_id)
             if not self._closed:
                 self._serve_queue()
 
-        DeferredList(waits, consumeErrors=True).addCallback(settled).addErrback(
+        done = self._after(waits, "releasing server `{server}'", server=server_id)
+        return done.addCallback(settled).addErrback(
             lambda f: _log.failure(
                 "could not serve the waiters of server `{server}'", f, server=server_id
             )
         )
+
+    def _after(self, waits: list[Deferred[Any]], what: str, **fields: Any) -> Deferred[None]:
+        """Fires (never failing) once every one of C{waits} has; failures are logged."""
+
+        def logged(results: list[tuple[bool, Any]]) -> None:
+            for ok, result in results:
+                if not ok:
+                    _log.failure("an allocation hook failed " + what, result, **fields)
+
+        return DeferredList(waits, consumeErrors=True).addCallback(logged)
 
     def _wait(
         self, session: str, identity: Optional[Identity], type_id: str, timeout: float
@@ -382,8 +405,9 @@ class AllocationManager:
             identity = free[0] if request.identity is not None else self._rng.choice(free)
             entry = self._allocatables[identity]
             self._dequeue(request)
-            self._grant(request.session, identity, entry)
-            request.deferred.callback(entry.proxy)
+            answer = self._granted(self._grant(request.session, identity, entry), entry.proxy)
+            # not if the caller gave up meanwhile: its session ends and releases it
+            answer.addCallback(lambda proxy, d=request.deferred: d.called or d.callback(proxy))
 
     def _state_changed(self) -> None:
         """

@@ -127,7 +127,6 @@ class RegistryService(Service):
         self.session_servers: Optional[SessionServers] = None
         if self.allocations is not None:
             self.session_servers = SessionServers(self.allocations, self.nodes, config.trace)
-            self.activator.owner_of = self.session_servers.owner
         self.admin_model = AdminModel(self)
         self.ice_sessions = IceSessions(
             self,
