@@ -525,3 +525,12 @@ class SessionActivationTests(SynchronousTestCase):
         self.successResultOf(h.manager.activate("S1"))
         self.successResultOf(h.manager.set_session("S1", ""))
         self.assertEqual(h.manager.server_info("S1")["state"], "active")
+
+    def test_a_removed_server_forgets_its_owner(self) -> None:
+        """Deployed again later, it waits for a new owner."""
+        h = Harness(self)
+        h.deploy(SESSION)
+        self.successResultOf(h.manager.set_session("S1", "session-A"))
+        h.deploy()
+        h.deploy(SESSION)
+        self.failureResultOf(h.manager.activate("S1"), NodeError)

@@ -168,6 +168,7 @@ class ServerManager:
         """
         d = server.destroy()
         self._destroying[server.id] = d
+        self._owners.pop(server.id, None)  # its allocation ended with its application
 
         def gone(_: None) -> None:
             if self._destroying.get(server.id) is d:
