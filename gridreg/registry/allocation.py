@@ -406,8 +406,7 @@ class AllocationManager:
             entry = self._allocatables[identity]
             self._dequeue(request)
             answer = self._granted(self._grant(request.session, identity, entry), entry.proxy)
-            # not if the caller gave up meanwhile: its session ends and releases it
-            answer.addCallback(lambda proxy, d=request.deferred: d.called or d.callback(proxy))
+            answer.addCallback(_answer, request.deferred)
 
     def _state_changed(self) -> None:
         """
@@ -429,3 +428,9 @@ class AllocationManager:
             elif request.identity is None and request.type_id not in types:
                 self._fail(request, AllocationException(no_objects_of_type(request.type_id)))
         self._serve_queue()
+
+
+def _answer(proxy: Proxy, waiter: Deferred[Proxy]) -> None:
+    # Not if the caller gave up meanwhile: its session ends and releases it.
+    if not waiter.called:
+        waiter.callback(proxy)

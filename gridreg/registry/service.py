@@ -42,7 +42,6 @@ from gridreg.registry.listen import listen_ice, published_endpoint
 from gridreg.registry.master_role import MasterRole
 from gridreg.registry.node_relay import NodeRelay
 from gridreg.registry.nodes import NodeSessions
-from gridreg.registry.session_servers import SessionServers
 from gridreg.registry.peers import Peers
 from gridreg.registry.replica_set import ReplicaDirectory
 from gridreg.registry.roles import IReplicaRole
@@ -55,6 +54,7 @@ from gridreg.registry.servants import (
     QueryServant,
     RegistryServant,
 )
+from gridreg.registry.session_servers import SessionServers
 from gridreg.registry.slave_role import SlaveRole
 from gridreg.registry.state import RegistryState
 from gridreg.registry.verifiers import build_verifiers
