@@ -85,6 +85,11 @@ class SessionActivationProcessTests(NodeGridTestCase):
         granted = await first.next_event(_answer, timeout=60)
         self.assertTrue(granted["ok"], granted)
         self.assertEqual(granted["hello"], "Sess1")  # started at its first locate
+        # held, the admin may stop and start it, through a slave too (as IceGrid 3.7.8)
+        for action in ("stop", "start"):
+            done = await self.admin(action, "Sess1", replica="Replica1")
+            self.assertFalse(done.startswith("error"), done)
+        self.assertTrue((await self.admin("state", "Sess1")).startswith("active"))
         first_pid = int(await self.admin("pid", "Sess1"))
         # held, anybody reaches it through any replica (as IceGrid 3.7.8)
         through_slave = await self.hello_without_session("Replica1")

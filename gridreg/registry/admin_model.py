@@ -35,7 +35,6 @@ from gridreg.ice.exceptions import (
 from gridreg.ice.stringify import identity_to_string
 from gridreg.ice.types import Identity, Proxy
 from gridreg.protocol.errors import NodeError
-from gridreg.registry.session_servers import NOT_OWNED
 from gridreg.registry.state import AdapterInfo, ObjectInfo
 from gridreg.store.records import Change
 
@@ -308,9 +307,6 @@ class AdminModel:
             raise NodeUnreachableException(node, NODE_NOT_ACTIVE)
         descriptor = server.descriptor
         if action == "start":
-            if descriptor.activation == "session" and self._session_owner(server_id) is None:
-                # IceGrid 3.7.8: ServerStartException, "The server is not owned by a session."
-                return fail(NodeError(NOT_OWNED))
             timeout = (descriptor.activation_timeout or DEFAULT_ACTIVATION_TIMEOUT) + MARGIN
             return nodes.call(node, ActivateServer, timeout, server=server_id)
         if action == "stop":
@@ -328,11 +324,6 @@ class AdminModel:
         d: Deferred[Any] = Deferred()
         d.callback(None)
         return d
-
-    def _session_owner(self, server_id: str) -> Optional[str]:
-        """The client session owning a session server (only the master knows)."""
-        owners = getattr(self.registry, "session_servers", None)
-        return owners.owner(server_id) if owners is not None else None
 
     def shutdown_node(self, name: str) -> Deferred[Any]:
         from gridreg.protocol.node_commands import ShutdownNode
