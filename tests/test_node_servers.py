@@ -482,3 +482,55 @@ class RedeployTests(SynchronousTestCase):
         self.assertEqual(len(h.spawner.processes), 2)
         self.assertEqual(self.successResultOf(d), h.spawner.last.pid)
         self.assertEqual(h.manager.server_info("S1")["state"], "active")
+
+
+SESSION = attrs.evolve(SERVER, activation="session", adapters=())
+
+
+class SessionActivationTests(SynchronousTestCase):
+    """The node starts a session server only while the master says a client session owns it."""
+
+    def test_not_owned_is_refused_with_icegrids_reason(self) -> None:
+        h = Harness(self)
+        h.deploy(SESSION)
+        failure = self.failureResultOf(h.manager.activate("S1"), NodeError)
+        self.assertEqual(failure.getErrorMessage(), "The server is not owned by a session.")
+        self.assertEqual(h.spawner.processes, [])
+
+    def test_owned_starts_like_on_demand_and_stops_when_released(self) -> None:
+        h = Harness(self)
+        h.spawner.exit_on_term = False
+        h.deploy(SESSION)
+        self.successResultOf(h.manager.set_session("S1", "session-A"))
+        self.successResultOf(h.manager.activate("S1"))
+        process = h.spawner.last
+        released = h.manager.set_session("S1", "")
+        self.assertEqual(process.signals, [signal.SIGTERM])
+        self.assertNoResult(released)  # answered once the process has exited
+        process.exit(signal=signal.SIGTERM)
+        self.successResultOf(released)
+        self.assertEqual(h.states()[-1], "inactive")
+        self.failureResultOf(h.manager.activate("S1"), NodeError)
+
+    def test_owner_told_before_the_server_is_deployed(self) -> None:
+        """The master's SetServerSession may overtake a DeployServers from another replica."""
+        h = Harness(self)
+        self.successResultOf(h.manager.set_session("S1", "session-A"))
+        h.deploy(SESSION)
+        self.successResultOf(h.manager.activate("S1"))
+
+    def test_other_activation_modes_ignore_owners(self) -> None:
+        h = Harness(self)
+        h.deploy(attrs.evolve(SERVER, adapters=()))
+        self.successResultOf(h.manager.activate("S1"))
+        self.successResultOf(h.manager.set_session("S1", ""))
+        self.assertEqual(h.manager.server_info("S1")["state"], "active")
+
+    def test_a_removed_server_forgets_its_owner(self) -> None:
+        """Deployed again later, it waits for a new owner."""
+        h = Harness(self)
+        h.deploy(SESSION)
+        self.successResultOf(h.manager.set_session("S1", "session-A"))
+        h.deploy()
+        h.deploy(SESSION)
+        self.failureResultOf(h.manager.activate("S1"), NodeError)

@@ -28,6 +28,7 @@ from gridreg.protocol.node_commands import (
     EnableServer,
     ProcessRegistered,
     ReplicasChanged,
+    SetServerSession,
     ShutdownNode,
     SignalServer,
     StopServer,
@@ -99,6 +100,10 @@ class NodeProtocol(TransferResponder, amp.AMP):
     @StopServer.responder
     def stop_server(self, server: str) -> Deferred[dict[str, Any]]:
         return maybeDeferred(self._servers.stop, server).addCallback(lambda _: {})
+
+    @SetServerSession.responder
+    def set_server_session(self, server: str, session: str) -> Deferred[dict[str, Any]]:
+        return maybeDeferred(self._servers.set_session, server, session).addCallback(lambda _: {})
 
     @EnableServer.responder
     def enable_server(self, server: str, enabled: bool) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from gridreg.node.config import NodeConfig
 from gridreg.node.server import ManagedServer, ServerEnvironment
 from gridreg.node.server_config import node_variables
 from gridreg.protocol.errors import NodeError, NotFoundError
+from gridreg.protocol.node_commands import NOT_OWNED
 from gridreg.registry.descriptor_model import ServerDescriptor
 
 __all__ = ["ServerManager", "shutdown_process"]
@@ -104,6 +105,8 @@ class ServerManager:
         self._stopping = False
         self._pending: list[Deferred[Any]] = []
         self._destroying: dict[str, Deferred[None]] = {}
+        #: session server id to the client session owning it (the master says)
+        self._owners: dict[str, str] = {}
 
     # -- deployment ----------------------------------------------------------
 
@@ -165,6 +168,7 @@ class ServerManager:
         """
         d = server.destroy()
         self._destroying[server.id] = d
+        self._owners.pop(server.id, None)  # its allocation ended with its application
 
         def gone(_: None) -> None:
             if self._destroying.get(server.id) is d:
@@ -202,7 +206,28 @@ class ServerManager:
         """The pid once the server is active; L{NodeError} why not, L{NotFoundError} if unknown."""
         if server_id in self._destroying and server_id in self._servers:
             return self._after_destroyed(server_id, lambda: self.activate(server_id))
-        return self._get_deferred(server_id, lambda s: s.activate())
+        return self._get_deferred(server_id, self._activate_owned)
+
+    def _activate_owned(self, server: ManagedServer) -> Deferred[int]:
+        # A session server runs only for the client session that holds it.
+        if server.descriptor.activation == "session" and server.id not in self._owners:
+            return fail(NodeError(NOT_OWNED))
+        return server.activate()
+
+    def set_session(self, server_id: str, session: str) -> Deferred[None]:
+        """
+        The client session owning session server C{server_id} (C{""}: none,
+        and a running one is stopped: fires once it has exited). Kept for a
+        server not deployed here yet.
+        """
+        if session:
+            self._owners[server_id] = session
+            return succeed(None)
+        self._owners.pop(server_id, None)
+        server = self._servers.get(server_id)
+        if server is None or server.descriptor.activation != "session":
+            return succeed(None)
+        return server.stop()
 
     def stop(self, server_id: str) -> Deferred[None]:
         """Fires once the server's process has exited (or at once if none ran)."""

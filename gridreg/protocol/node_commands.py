@@ -15,7 +15,9 @@ L{gridreg.protocol.commands.Hello} (role C{node}, the node's name), then:
   - replica to node (AMP is symmetric: the node needs no listening port):
     L{DeployServers} after registering and after every change of the
     deployed applications, L{ActivateServer}, L{StopServer},
-    L{EnableServer}, L{SignalServer}, L{AdapterRegistered} and
+    L{EnableServer}, L{SignalServer}, L{SetServerSession} (the master
+    only: which client session owns a C{session}-activation server),
+    L{AdapterRegistered} and
     L{ProcessRegistered} (a managed server registered through this replica's
     LocatorRegistry), L{ReplicasChanged} (the master, when a replica joins
     or leaves), L{ShutdownNode}.
@@ -161,6 +163,26 @@ class StopServer(amp.Command):
     """Stop server C{server}; answers once its process has exited."""
 
     arguments = [(b"server", amp.Unicode())]
+    response: list[tuple[bytes, amp.Argument]] = []
+    errors = _ERRORS
+
+
+#: IceGrid 3.7.8's refusal to start a session server that no client session holds
+NOT_OWNED = "The server is not owned by a session."
+
+
+class SetServerSession(amp.Command):
+    """
+    The master says which client session owns C{session}-activation server
+    C{server} (C{""}: none). Owned, it is started like an on-demand server,
+    whichever replica asks; not owned, activating it fails with
+    L{NOT_OWNED}, and a running one is stopped: the answer comes once it
+    has exited. The node keeps what it is told for servers it does not run
+    yet; the master tells it again for all its session servers whenever it
+    registers.
+    """
+
+    arguments = [(b"server", amp.Unicode()), (b"session", amp.Unicode())]
     response: list[tuple[bytes, amp.Argument]] = []
     errors = _ERRORS
 

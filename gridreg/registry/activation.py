@@ -22,6 +22,11 @@ then raises C{Ice::NoEndpointException}:
   - the node is down: null at once (C{NodeUnreachableException} in the
     registry's trace, "the node is not active").
 
+A C{session}-activation server is asked for like an on-demand one, at any
+replica: its node starts it only while the client session holding it owns
+it (L{gridreg.registry.session_servers}) and otherwise refuses, so the
+answer is null, as IceGrid 3.7.8's.
+
 The registry traces each as "couldn't resolve adapter `X' endpoints" with
 the reason (C{IceGrid.Registry.Trace.Locator}).
 """
@@ -87,7 +92,7 @@ class Activator:
         if found is None:
             return f"server `{member.server_id}' is not deployed"
         server = found[1].descriptor
-        if server.activation != "on-demand":
+        if server.activation not in ("on-demand", "session"):
             return f"server `{server.id}' is not on-demand ({server.activation})"
         if member.node not in self.nodes.sessions:
             return f"node `{member.node}' is not active"

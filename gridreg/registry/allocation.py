@@ -51,6 +51,13 @@ module copies:
   - A session's pending requests (by id, and for an object of a server
     held by another session) fail when it is destroyed, with
     C{AllocationException("session destroyed")}.
+  - A C{session}-activation server is held whole like an allocatable
+    server. When its holder lets go, C{releaseObject} (and the session's
+    C{destroy}) answers once the server has stopped (2 s for a server
+    taking 2 s to exit), and only then is it granted to the next session.
+    Hooks make these wait by returning a Deferred: the grant's answer waits
+    for the L{on_server_allocated} hooks (the node learns the owner first),
+    the release's and the next grant for the L{on_server_released} hooks.
   - Not observed, our choice: any negative timeout waits for ever.
 """
 
@@ -58,10 +65,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -132,6 +139,8 @@ class AllocationManager:
         self._holders: dict[Identity, tuple[str, DeployedAllocatable]] = {}
         self._held: dict[str, set[Identity]] = {}
         self._servers: dict[str, _ServerHold] = {}
+        #: servers let go of whose release hooks have not finished: granted to nobody
+        self._settling: set[str] = set()
         #: every waiting request, oldest first (FIFO across sessions)
         self._queue: list[_Request] = []
         self._on_allocated: list[Callable[[str, str], object]] = []
@@ -146,11 +155,17 @@ class AllocationManager:
         """
         Call C{callback(server_id, session_key)} when a session comes to hold
         an allocatable server, so C{session}-activation servers can start.
+        If it returns a Deferred, the grant is answered once that fires.
         """
         self._on_allocated.append(callback)
 
     def on_server_released(self, callback: Callable[[str], object]) -> None:
-        """Call C{callback(server_id)} when an allocatable server's holder lets go of it."""
+        """
+        Call C{callback(server_id)} when an allocatable server's holder lets
+        go of it. If it returns a Deferred, the release is answered and the
+        server's objects granted again only once that fires (a session
+        server stops first).
+        """
         self._on_released.append(callback)
 
     # -- queries ---------------------------------------------------------------
@@ -191,8 +206,7 @@ class AllocationManager:
         if self.holder_of(identity) == session_key:
             return fail(AllocationException(ALREADY_ALLOCATED))
         if self._can_take(session_key, identity, entry):
-            self._grant(session_key, identity, entry)
-            return succeed(entry.proxy)
+            return self._granted(self._grant(session_key, identity, entry), entry.proxy)
         return self._wait(session_key, identity, entry.type, timeout)
 
     def allocate_by_type(self, session_key: str, type_id: str, timeout: float) -> Deferred[Proxy]:
@@ -207,15 +221,15 @@ class AllocationManager:
         if free:
             identity = self._rng.choice(free)
             entry = self._allocatables[identity]
-            self._grant(session_key, identity, entry)
-            return succeed(entry.proxy)
+            return self._granted(self._grant(session_key, identity, entry), entry.proxy)
         return self._wait(session_key, None, type_id, timeout)
 
-    def release(self, session_key: str, identity: Identity) -> None:
+    def release(self, session_key: str, identity: Identity) -> Deferred[None]:
         """
         Release an object the session holds, granting it (or its server) to
         the next waiters in order.
 
+        @return: fires once the release hooks are done (never fails).
         @raise ObjectNotRegisteredException: no such allocatable object.
         @raise AllocationException: the session does not hold it.
         """
@@ -224,20 +238,21 @@ class AllocationManager:
         held = self._holders.get(identity)
         if held is None or held[0] != session_key:
             raise AllocationException(NOT_ALLOCATED)
-        self._ungrant(identity)
+        done = self._ungrant(identity)
         self._serve_queue()
+        return done
 
-    def release_all(self, session_key: str) -> None:
+    def release_all(self, session_key: str) -> Deferred[None]:
         """
         The session ended: its pending requests fail with
         C{AllocationException("session destroyed")}, and everything it
-        holds goes to the waiters.
+        holds goes to the waiters. Fires once the release hooks are done.
         """
         for request in [r for r in self._queue if r.session == session_key]:
             self._fail(request, AllocationException(SESSION_DESTROYED))
-        for identity in list(self._held.get(session_key, ())):
-            self._ungrant(identity)
+        done = [self._ungrant(identity) for identity in list(self._held.get(session_key, ()))]
         self._serve_queue()
+        return self._after(done, "releasing what session `{session}' held", session=session_key)
 
     def close(self) -> None:
         """This replica stops being the master: every request fails, nothing is held."""
@@ -253,20 +268,34 @@ class AllocationManager:
         if identity in self._holders:
             return False
         if entry.allocatable_server:
+            if entry.server_id in self._settling:
+                return False
             hold = self._servers.get(entry.server_id)
             return hold is None or hold.session == session
         return True
 
-    def _grant(self, session: str, identity: Identity, entry: DeployedAllocatable) -> None:
+    def _grant(
+        self, session: str, identity: Identity, entry: DeployedAllocatable
+    ) -> list[Deferred[Any]]:
+        """Give C{identity} to C{session}; what its allocated hooks returned."""
         self._holders[identity] = (session, entry)
         self._held.setdefault(session, set()).add(identity)
         if entry.allocatable_server:
             hold = self._servers.setdefault(entry.server_id, _ServerHold(session))
             hold.count += 1
             if hold.count == 1:
-                self._notify(self._on_allocated, entry.server_id, session)
+                return self._notify(self._on_allocated, entry.server_id, session)
+        return []
 
-    def _ungrant(self, identity: Identity) -> None:
+    def _granted(self, waits: list[Deferred[Any]], proxy: Proxy) -> Deferred[Proxy]:
+        """The grant's answer: C{proxy}, once the allocated hooks are done."""
+        if not waits:
+            return succeed(proxy)
+        done = self._after(waits, "allocating {proxy}", proxy=proxy)
+        return done.addCallback(lambda _: proxy)
+
+    def _ungrant(self, identity: Identity) -> Deferred[None]:
+        """Take C{identity} back; fires once its server's release hooks are done."""
         session, entry = self._holders.pop(identity)
         held = self._held[session]
         held.discard(identity)
@@ -277,15 +306,50 @@ class AllocationManager:
             hold.count -= 1
             if hold.count == 0:
                 del self._servers[entry.server_id]
-                self._notify(self._on_released, entry.server_id)
+                waits = self._notify(self._on_released, entry.server_id)
+                if waits:
+                    return self._settle(entry.server_id, waits)
+        return succeed(None)
 
-    def _notify(self, callbacks: list[Callable[..., object]], *args: str) -> None:
+    def _notify(self, callbacks: list[Callable[..., object]], *args: str) -> list[Deferred[Any]]:
+        """Call every hook; the Deferreds they return."""
         # A failing hook must not leave allocation half done.
+        waits = []
         for callback in list(callbacks):
             try:
-                callback(*args)
+                result = callback(*args)
             except Exception:
                 _log.failure("allocation hook {callback!r} failed", callback=callback)
+            else:
+                if isinstance(result, Deferred):
+                    waits.append(result)
+        return waits
+
+    def _settle(self, server_id: str, waits: list[Deferred[Any]]) -> Deferred[None]:
+        """Grant nothing of C{server_id} until its release hooks are done."""
+        self._settling.add(server_id)
+
+        def settled(_: object) -> None:
+            self._settling.discard(server_id)
+            if not self._closed:
+                self._serve_queue()
+
+        done = self._after(waits, "releasing server `{server}'", server=server_id)
+        return done.addCallback(settled).addErrback(
+            lambda f: _log.failure(
+                "could not serve the waiters of server `{server}'", f, server=server_id
+            )
+        )
+
+    def _after(self, waits: list[Deferred[Any]], what: str, **fields: Any) -> Deferred[None]:
+        """Fires (never failing) once every one of C{waits} has; failures are logged."""
+
+        def logged(results: list[tuple[bool, Any]]) -> None:
+            for ok, result in results:
+                if not ok:
+                    _log.failure("an allocation hook failed " + what, result, **fields)
+
+        return DeferredList(waits, consumeErrors=True).addCallback(logged)
 
     def _wait(
         self, session: str, identity: Optional[Identity], type_id: str, timeout: float
@@ -341,8 +405,8 @@ class AllocationManager:
             identity = free[0] if request.identity is not None else self._rng.choice(free)
             entry = self._allocatables[identity]
             self._dequeue(request)
-            self._grant(request.session, identity, entry)
-            request.deferred.callback(entry.proxy)
+            answer = self._granted(self._grant(request.session, identity, entry), entry.proxy)
+            answer.addCallback(_answer, request.deferred)
 
     def _state_changed(self) -> None:
         """
@@ -364,3 +428,9 @@ class AllocationManager:
             elif request.identity is None and request.type_id not in types:
                 self._fail(request, AllocationException(no_objects_of_type(request.type_id)))
         self._serve_queue()
+
+
+def _answer(proxy: Proxy, waiter: Deferred[Proxy]) -> None:
+    # Not if the caller gave up meanwhile: its session ends and releases it.
+    if not waiter.called:
+        waiter.callback(proxy)

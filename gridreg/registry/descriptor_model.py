@@ -208,7 +208,9 @@ class DeployedServer:
 class DeployedAllocatable(NamedTuple):
     """
     An allocatable object: its indirect proxy (C{identity@adapter-id}), its
-    type, the server it belongs to, and whether that server is allocatable.
+    type, the server it belongs to, and whether that server is held whole
+    by the session holding any of its objects: an C{allocatable="true"}
+    server, and (as IceGrid 3.7.8 does) any C{session}-activation server.
     A tuple, so callers may unpack C{(proxy, type, server_id,
     allocatable_server)}.
     """
@@ -307,7 +309,7 @@ def derive(app: ApplicationDescriptor) -> DerivedApplication:
                         Proxy(identity, adapter_id=adapter.id),
                         obj.type,
                         server.id,
-                        server.allocatable,
+                        server.allocatable or server.activation == "session",
                     )
                     _put(allocatables, identity, entry, "object identity", name)
     # One identity namespace for both kinds, as in IceGrid.

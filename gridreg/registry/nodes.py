@@ -13,7 +13,7 @@ until the old session times out).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attrs
 
@@ -73,6 +73,7 @@ class NodeSessions:
         self.sessions: dict[str, NodeSession] = {}
         self._applications: list[Any] = []
         self._announced: Optional[str] = None
+        self._on_registered: list[Callable[[str], object]] = []
         self._watch = LoopingCall(self._drop_silent)
         self._watch.clock = replica.reactor
         replica.state.node_load = self.load_of
@@ -114,12 +115,18 @@ class NodeSessions:
             )
         # after the answer, on the same connection
         clock.callLater(0, self._deploy, session)
+        for callback in self._on_registered:
+            clock.callLater(0, callback, name)
         return {
             "replica": self.replica.config.replica_name,
             "replicas": json.dumps(self.replicas()),
             "session_timeout": self.timeout,
             "epoch": self.replica.role.epoch().to_wire(),
         }
+
+    def on_registered(self, callback: Callable[[str], object]) -> None:
+        """Call C{callback(node)} after each registration, once its servers are on their way."""
+        self._on_registered.append(callback)
 
     def session_on(self, protocol: amp.AMP) -> NodeSession:
         for session in self.sessions.values():

@@ -54,6 +54,7 @@ from gridreg.registry.servants import (
     QueryServant,
     RegistryServant,
 )
+from gridreg.registry.session_servers import SessionServers
 from gridreg.registry.slave_role import SlaveRole
 from gridreg.registry.state import RegistryState
 from gridreg.registry.verifiers import build_verifiers
@@ -122,6 +123,10 @@ class RegistryService(Service):
         self.allocations: Optional[AllocationManager] = (
             AllocationManager(self.state, reactor) if config.is_master else None
         )
+        #: who owns each session-activation server: the master's allocations
+        self.session_servers: Optional[SessionServers] = None
+        if self.allocations is not None:
+            self.session_servers = SessionServers(self.allocations, self.nodes, config.trace)
         self.admin_model = AdminModel(self)
         self.ice_sessions = IceSessions(
             self,
@@ -352,6 +357,8 @@ class RegistryService(Service):
         def close(_: object) -> Deferred[Any]:
             self.client_factory.close_all()
             self.server_factory.close_all()
+            if self.session_servers is not None:
+                self.session_servers.close()  # no stops sent to nodes being closed
             if self.allocations is not None:
                 self.allocations.close()  # waiting allocations fail; nothing stays held
             stopping: list[Deferred[Any]] = [
