@@ -207,9 +207,7 @@ def main():
     with Ice.initialize(init) as communicator:
         instance = args.locator.split("/", 1)[0]
         name = "Registry" if args.replica == "Master" else f"Registry-{args.replica}"
-        registry = IceGrid.RegistryPrx.checkedCast(
-            communicator.stringToProxy(f"{instance}/{name}")
-        )
+        registry = IceGrid.RegistryPrx.checkedCast(communicator.stringToProxy(f"{instance}/{name}"))
         session = registry.createAdminSession("admin", "")
         admin = session.getAdmin()
         category = str(uuid.uuid4())
@@ -223,10 +221,7 @@ def main():
         adapter.activate()
         if args.direct:
             session.setObservers(
-                *[
-                    prx.uncheckedCast(adapter.createProxy(i))
-                    for prx, i in zip(PROXIES, identities)
-                ]
+                *[prx.uncheckedCast(adapter.createProxy(i)) for prx, i in zip(PROXIES, identities)]
             )
         else:
             session.ice_getConnection().setAdapter(adapter)
