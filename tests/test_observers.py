@@ -421,3 +421,20 @@ class SlaveTests(ObserverTestCase):
         self.settle(client)
         self.assertEqual(client.operations("object"), ["objectAdded"])
         self.assertEqual(client.operations("node"), ["nodeUp"])
+
+
+class ListeningTests(ObserverTestCase):
+    def test_without_observers_the_state_has_no_mutation_listener(self) -> None:
+        """Writes cost nothing more once the last observing session has ended."""
+        client = self.client()
+        client.open_session()
+        self.assertEqual(len(self.master.state._mutation_listeners), 1)
+        client.invoke(client.session, "destroy")
+        self.assertEqual(self.master.state._mutation_listeners, [])
+        self.assertEqual(self.master.nodes.listeners, [])
+        again = self.client()
+        again.open_session()
+        again.calls.clear()
+        self.grid.wait(self.master.database.add_object(direct(7100), "::T"))
+        self.settle(again)
+        self.assertEqual(again.operations("object"), ["objectAdded"])

@@ -314,6 +314,7 @@ class ObserverHub:
         self.registry = registry
         self.subscriptions: dict[int, Subscription] = {}
         self._listening = False
+        self._watching_replicas = False
         self._registries: list[str] = []
 
     # -- (un)subscribing ------------------------------------------------------------
@@ -332,6 +333,11 @@ class ObserverHub:
         subscription = self.subscriptions.pop(id(session), None)
         if subscription is not None:
             subscription.close()
+        if not self.subscriptions and self._listening:
+            # without observers, writes cost nothing more (RegistryState.apply)
+            self.registry.state.forget_mutations(self._mutations)
+            self.registry.nodes.listeners.remove(self)
+            self._listening = False
 
     def _listen(self) -> None:
         if self._listening:
@@ -340,7 +346,9 @@ class ObserverHub:
         registry = self.registry
         registry.state.on_mutations(self._mutations)
         registry.nodes.listeners.append(self)
-        registry.directory.on_active_changed(self._replicas_changed)
+        if not self._watching_replicas:
+            self._watching_replicas = True
+            registry.directory.on_active_changed(self._replicas_changed)
         self._registries = list(registry.directory.active)
 
     def _publish(self, kind: str, operation: str, params: bytes) -> None:
@@ -399,7 +407,7 @@ class ObserverHub:
     # -- the replicated state ------------------------------------------------------------
 
     def _mutations(self, applied: Optional[list[tuple[Mutation, bool]]]) -> None:
-        """One committed change (C{(mutation, whether its key existed before)}), or a reload (None)."""
+        """One committed change: C{(mutation, whether its key existed)}; None: a reload."""
         if not self.subscriptions:
             return
         if applied is None:

@@ -176,6 +176,12 @@ class RegistryState:
         """
         self._mutation_listeners.append(listener)
 
+    def forget_mutations(
+        self, listener: Callable[[Optional[list[tuple[Mutation, bool]]]], None]
+    ) -> None:
+        if listener in self._mutation_listeners:
+            self._mutation_listeners.remove(listener)
+
     def _changed(self) -> None:
         for listener in self._listeners:
             listener()
