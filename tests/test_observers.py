@@ -351,6 +351,27 @@ class ChangeTests(ObserverTestCase):
         self.settle(self.observer)
         self.assertEqual(self.observer.last("registry", "registryDown").read_string(), "Replica1")
 
+    def test_the_registrys_own_objects_follow_the_replicas(self) -> None:
+        """As IceGrid: Registry-<name> added, Locator and Query updated each time."""
+        slave = self.grid.start("Replica1", **VERIFIER)
+        self.grid.run_until(lambda: self.grid.live(self.master, "Replica1"))
+        self.settle(self.observer)
+        changes = []
+        for operation, stream in self.observer.of("object"):
+            if operation == "objectRemoved":
+                changes.append((operation, stream.read_identity().name))
+            else:
+                changes.append((operation, stream.read_proxy().identity.name))
+        self.assertIn(("objectAdded", "Registry-Replica1"), changes)
+        self.assertIn(("objectUpdated", "Locator"), changes)
+        self.observer.calls.clear()
+        self.grid.wait(slave.stopService())
+        self.grid.run_until(lambda: self.grid.live(self.master))
+        self.settle(self.observer)
+        updated = [s.read_proxy() for op, s in self.observer.of("object") if op == "objectUpdated"]
+        locator = [p for p in updated if p.identity.name == "Locator"]
+        self.assertEqual(len(locator[-1].endpoints), 1, "the Locator lists the master only again")
+
     def test_calls_go_one_at_a_time_in_order(self) -> None:
         """The next call waits for the answer to the previous one."""
         self.observer.hold = True

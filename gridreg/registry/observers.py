@@ -10,7 +10,8 @@ objects and dynamically registered adapters, applications), from node
 sessions (nodes up and down, server states, the adapters servers register)
 and from the replica set (replicas up and down). As IceGrid 3.7.8 does (seen
 with a real registry), the object observer covers the objects added through
-C{IceGrid::Admin} and the registry's own, not the ones applications deploy,
+C{IceGrid::Admin} and the registry's own (updated as replicas come and go),
+not the ones applications deploy,
 and the adapter observer the dynamically registered adapters; an observer
 whose call fails (an exception, a timeout, its connection closing) is
 dropped and gets nothing more, while the session and its other observers
@@ -33,7 +34,7 @@ from twisted.python.failure import Failure
 
 from gridreg.ice.encoding import OutputStream
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Proxy
-from gridreg.registry.state import ADAPTER, OBJECT, AdapterInfo, Mutation
+from gridreg.registry.state import ADAPTER, OBJECT, REPLICA, AdapterInfo, Mutation
 from gridreg.registry.applications import APPLICATION
 
 if TYPE_CHECKING:
@@ -316,6 +317,8 @@ class ObserverHub:
         self._listening = False
         self._watching_replicas = False
         self._registries: list[str] = []
+        #: the registry's own objects as last published
+        self._builtin: dict[Identity, Any] = {}
 
     # -- (un)subscribing ------------------------------------------------------------
 
@@ -350,6 +353,7 @@ class ObserverHub:
             self._watching_replicas = True
             registry.directory.on_active_changed(self._replicas_changed)
         self._registries = list(registry.directory.active)
+        self._builtin = dict(registry.state.builtin_objects)
 
     def _publish(self, kind: str, operation: str, params: bytes) -> None:
         for subscription in list(self.subscriptions.values()):
@@ -415,6 +419,8 @@ class ObserverHub:
                 if self._wanted(kind):
                     self._publish(kind, *self._initial(kind))
             return
+        if any(m.kind == REPLICA for m, _ in applied):
+            self._builtin_changed()
         for mutation, existed in applied:
             try:
                 if mutation.kind == OBJECT:
@@ -517,8 +523,34 @@ class ObserverHub:
 
     def _replicas_changed(self, active: list[str]) -> None:
         before, self._registries = self._registries, list(active)
-        if not self._wanted("registry"):
+        if self._wanted("registry"):
+            self._registries_changed(before, active)
+        self._builtin_changed()
+
+    def _builtin_changed(self) -> None:
+        """
+        The registry's own objects follow the replica set (Locator and Query
+        list every active replica; each has its Registry-* objects): said as
+        object additions, updates and removals, as IceGrid does.
+        """
+        before, now = self._builtin, dict(self.registry.state.builtin_objects)
+        self._builtin = now
+        if not self._wanted("object"):
             return
+        for identity in before:
+            if identity not in now:
+                out = _out()
+                out.write_identity(identity)
+                self._publish("object", "objectRemoved", out.getvalue())
+        for identity, info in now.items():
+            if before.get(identity) != info:
+                out = _out()
+                out.write_proxy(info.proxy)
+                out.write_string(info.type)
+                operation = "objectUpdated" if identity in before else "objectAdded"
+                self._publish("object", operation, out.getvalue())
+
+    def _registries_changed(self, before: list[str], active: list[str]) -> None:
         for name in before:
             if name not in active:
                 out = _out()
