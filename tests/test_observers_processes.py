@@ -5,7 +5,7 @@ Admin-session observers with real processes: a real Ice 3.7 admin client
 observers at a gridreg master, over its session's connection
 (setObserversByIdentity, as the IceGrid GUI does) or as proxies of its own
 (setObservers), and sees the initial state, then an added object and a
-server a gridnode starts.
+server a gridnode starts; at a slave too.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class ObserverGrid(NodeGrid):
             "IceGrid.Registry.AdminPermissionsVerifier": "DemoIceGrid/NullPermissionsVerifier",
         }
 
-    def observer(self, *options: str) -> LineProcess:
+    def observer(self, *options: str, replica: str = "Master") -> LineProcess:
         process = LineProcess.spawn(
             reactor,
             "observer",
@@ -35,7 +35,9 @@ class ObserverGrid(NodeGrid):
                 ICE_PYTHON,
                 str(INTEROP_DIR / "ice_observer_client.py"),
                 "--locator",
-                self.locator("Master"),
+                self.locator(replica),
+                "--replica",
+                replica,
                 *options,
             ],
             ice_env(),
@@ -105,3 +107,39 @@ class ObserverProcessTests(NodeGridTestCase):
 
     async def test_observers_as_proxies(self) -> None:
         await self.check_observer("--direct")
+
+    async def test_observers_at_a_slave(self) -> None:
+        """A slave's observers see the replicas, replicated objects and its nodes' servers."""
+        grid = self.grid
+        await grid.start("Master")
+        await grid.start("Replica1")
+        node = grid.start_node("node1")
+        await node.has_session("Replica1")
+        await grid.deploy(
+            "Obs",
+            "<node name='node1'>"
+            + managed_server_xml("Obs1", "node1", activation="manual")
+            + "</node>",
+        )
+        client = self.grid.observer(replica="Replica1")
+        registries = await client.next_event("registryInit", timeout=30)
+        self.assertIn("Replica1", registries["registries"])
+        if "Master" not in registries["registries"]:  # the slave's session was still opening
+            up = await client.next_event("registryUp", timeout=30)
+            self.assertEqual(up["name"], "Master")
+        await client.next_event("ready", timeout=30)
+
+        code, output = await grid.gridadmin("object", "add", "replicated@A", "::Demo::Hello")
+        self.assertEqual(code, 0, output)
+        added = await client.next_event("objectAdded", timeout=30)
+        self.assertIn("replicated", added["object"]["proxy"])
+
+        client.write_line("start Obs1")  # relayed by the slave to the node
+        answer = await client.next_event(_answer, timeout=60)
+        self.assertTrue(answer["ok"], answer)
+
+        def active(event: dict[str, Any]) -> bool:
+            return event.get("event") == "updateServer" and event["server"]["state"] == "Active"
+
+        update = await client.next_event(active, timeout=30)
+        self.assertEqual(update["server"]["id"], "Obs1")
