@@ -386,6 +386,22 @@ class ChangeTests(ObserverTestCase):
         names = [s.read_proxy().identity.name for _, s in self.observer.of("object")]
         self.assertEqual(names, ["o7100", "o7101", "o7102"])
 
+    def test_a_reload_sends_the_replicated_state_again(self) -> None:
+        """After a reload (a slave's resync) the state observers get their init again."""
+        self.master.state.load({})
+        self.settle(self.observer)
+        self.assertEqual(
+            [(k, op) for k, op, _ in self.observer.calls],
+            [
+                ("application", "applicationInit"),
+                ("adapter", "adapterInit"),
+                ("object", "objectInit"),
+            ],
+        )
+        apps = self.observer.last("application", "applicationInit")
+        apps.read_int()
+        self.assertEqual(read_application_infos(apps), [])
+
 
 class FailureTests(ObserverTestCase):
     def test_a_failing_observer_is_dropped_and_the_others_go_on(self) -> None:

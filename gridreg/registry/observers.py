@@ -243,38 +243,13 @@ def write_adapter_info(out: OutputStream, info: AdapterInfo) -> None:
     out.write_string(info.replica_group_id)
 
 
-def write_application_infos(out: OutputStream, applications: Iterable[Any]) -> None:
-    """C{ApplicationInfo}s of stored applications, one class graph for the whole sequence."""
-    from gridreg.ice.classes import COMPACT, SeqOf, StructOf, ValueWriter
-    from gridreg.registry import _descriptor_slice_types as S
-    from gridreg.registry.descriptor_slice import xml_to_slice
-
-    infos = []
-    for app in applications:
-        meta = getattr(app, "meta", None) or {}
-        infos.append(
-            S.ApplicationInfo(
-                meta.get("uuid", ""),
-                meta.get("create_time", 0),
-                meta.get("create_user", ""),
-                meta.get("update_time", 0),
-                meta.get("update_user", ""),
-                meta.get("revision", 1),
-                xml_to_slice(app.xml),
-            )
-        )
-    writer = ValueWriter(out, COMPACT)
-    writer.write(SeqOf(StructOf(S.ApplicationInfo)), infos)
-    writer.write_pending()
-
-
-def write_application_info(out: OutputStream, app: Any) -> None:
-    from gridreg.ice.classes import COMPACT, StructOf, ValueWriter
+def _application_info(app: Any) -> Any:
+    """The C{IceGrid::ApplicationInfo} of a stored application (metadata empty until stored)."""
     from gridreg.registry import _descriptor_slice_types as S
     from gridreg.registry.descriptor_slice import xml_to_slice
 
     meta = getattr(app, "meta", None) or {}
-    info = S.ApplicationInfo(
+    return S.ApplicationInfo(
         meta.get("uuid", ""),
         meta.get("create_time", 0),
         meta.get("create_user", ""),
@@ -283,8 +258,24 @@ def write_application_info(out: OutputStream, app: Any) -> None:
         meta.get("revision", 1),
         xml_to_slice(app.xml),
     )
+
+
+def write_application_infos(out: OutputStream, applications: Iterable[Any]) -> None:
+    """C{ApplicationInfo}s of stored applications, one class graph for the whole sequence."""
+    from gridreg.ice.classes import COMPACT, SeqOf, StructOf, ValueWriter
+    from gridreg.registry import _descriptor_slice_types as S
+
     writer = ValueWriter(out, COMPACT)
-    writer.write(StructOf(S.ApplicationInfo), info)
+    writer.write(SeqOf(StructOf(S.ApplicationInfo)), [_application_info(a) for a in applications])
+    writer.write_pending()
+
+
+def write_application_info(out: OutputStream, app: Any) -> None:
+    from gridreg.ice.classes import COMPACT, StructOf, ValueWriter
+    from gridreg.registry import _descriptor_slice_types as S
+
+    writer = ValueWriter(out, COMPACT)
+    writer.write(StructOf(S.ApplicationInfo), _application_info(app))
     writer.write_pending()
 
 
@@ -415,6 +406,7 @@ class ObserverHub:
         if not self.subscriptions:
             return
         if applied is None:
+            self._builtin = dict(self.registry.state.builtin_objects)
             for kind in ("application", "adapter", "object"):
                 if self._wanted(kind):
                     self._publish(kind, *self._initial(kind))
