@@ -10,13 +10,16 @@ import bz2
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.ice.encoding import InputStream, OutputStream
-from gridreg.ice.exceptions import AdapterNotFoundException
+from gridreg.ice.exceptions import AdapterNotFoundException, ObjectNotExistError
 from gridreg.ice.messages import (
     CLOSE_CONNECTION,
     DECOMPRESSED_SIZE_CAP,
@@ -25,8 +28,12 @@ from gridreg.ice.messages import (
     Request,
     compress_message,
     decode_reply,
+    decode_request,
     encode_batch_request,
     encode_request,
+    not_exist_body,
+    reply_message,
+    success_body,
 )
 from gridreg.ice.servant import ObjectAdapter, Servant, operation
 from gridreg.ice.server import IceServerFactory
@@ -310,3 +317,94 @@ class ServerProtocolTests(SynchronousTestCase):
         size = 14 + len(junk)
         protocol.dataReceived(b"IceP\x01\x00\x01\x00\x00\x00" + size.to_bytes(4, "little") + junk)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class BidirectionalTests(SynchronousTestCase):
+    """
+    The registry calling an object the client serves on the connection it
+    accepted (as IceGrid calls the GUI's observers): the request goes out on
+    that connection and the reply comes back on it.
+    """
+
+    def setUp(self) -> None:
+
+        self.clock = Clock()
+        self.factory = IceServerFactory(ObjectAdapter("Test"), clock=self.clock)
+        self.protocol = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.transport.clear()
+
+    def sent_request(self) -> Request:
+
+        data = self.transport.value()
+        self.transport.clear()
+        self.assertEqual(data[8], 0, "a request message")
+        return decode_request(data[14:])
+
+    def reply(self, request_id: int, body: bytes) -> None:
+
+        self.protocol.dataReceived(reply_message(request_id, body))
+
+    def test_call_and_reply(self) -> None:
+
+        d = self.protocol.call(Identity("obs", "c"), "objectAdded", OperationMode.NORMAL, b"\x01")
+        request = self.sent_request()
+        self.assertEqual(
+            (request.identity, request.operation, request.params),
+            (Identity("obs", "c"), "objectAdded", b"\x01"),
+        )
+        self.assertNoResult(d)
+        self.reply(request.request_id, success_body(ENCODING_1_1, string_params("done")))
+        self.assertEqual(self.successResultOf(d).read_string(), "done")
+
+    def test_replies_matched_by_id(self) -> None:
+
+        first = self.protocol.call(ECHO, "a", OperationMode.NORMAL)
+        first_id = self.sent_request().request_id
+        second = self.protocol.call(ECHO, "b", OperationMode.NORMAL)
+        second_id = self.sent_request().request_id
+        self.reply(second_id, success_body(ENCODING_1_1, string_params("b")))
+        self.assertNoResult(first)
+        self.assertEqual(self.successResultOf(second).read_string(), "b")
+        self.reply(first_id, success_body(ENCODING_1_1, string_params("a")))
+        self.assertEqual(self.successResultOf(first).read_string(), "a")
+
+    def test_failure_reply(self) -> None:
+
+        d = self.protocol.call(ECHO, "x", OperationMode.NORMAL)
+        request_id = self.sent_request().request_id
+        self.reply(request_id, not_exist_body(ReplyStatus.OBJECT_NOT_EXIST, ECHO, "", "x"))
+        self.failureResultOf(d, ObjectNotExistError)
+        self.assertTrue(self.protocol.is_open)
+
+    def test_timeout_then_late_reply_ignored(self) -> None:
+
+        d = self.protocol.call(ECHO, "x", OperationMode.NORMAL, timeout=5)
+        request_id = self.sent_request().request_id
+        self.clock.advance(5)
+        self.failureResultOf(d, TimeoutError)
+        self.reply(request_id, success_body(ENCODING_1_1, b""))  # too late: dropped
+        self.assertTrue(self.protocol.is_open)
+
+    def test_connection_loss_fails_calls_in_flight_and_later(self) -> None:
+
+        d = self.protocol.call(ECHO, "x", OperationMode.NORMAL)
+        self.protocol.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(d, ConnectionDone)
+        self.failureResultOf(self.protocol.call(ECHO, "y", OperationMode.NORMAL), ConnectionDone)
+
+    def test_requests_still_served_while_a_call_waits(self) -> None:
+        adapter = self.factory.adapter
+        adapter.add(ECHO, EchoServant())
+        pending = self.protocol.call(ECHO, "x", OperationMode.NORMAL)
+        self.transport.clear()
+        self.protocol.dataReceived(request(7, "echo", string_params("hi")))
+        [answer] = replies(self.transport.value())
+        self.assertEqual(answer.request_id, 7)
+        self.assertNoResult(pending)
+
+    def test_reply_without_a_call_is_a_protocol_error(self) -> None:
+
+        self.protocol.dataReceived(reply_message(3, success_body(ENCODING_1_1, b"")))
+        self.assertFalse(self.protocol.is_open)

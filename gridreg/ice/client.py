@@ -28,12 +28,11 @@ from gridreg.ice.messages import (
     ProtocolError,
     Reply,
     Request,
-    decode_reply,
     decompress_message,
     encode_request,
     parse_header,
-    reply_error,
 )
+from gridreg.ice.outgoing import OutgoingRequests, reply_stream
 from gridreg.ice.server import DEFAULT_MESSAGE_SIZE_MAX, set_no_delay
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Version
 
@@ -54,8 +53,7 @@ class IceClientProtocol(Protocol):
         self.max_message_size = max_message_size
         self.validated = False
         self.connected = False
-        self._next_id = 1
-        self._pending: dict[int, Deferred[Reply]] = {}
+        self._requests = OutgoingRequests(clock, self._send)
         self._queued: list[bytes] = []
         self._validation_waiters: list[Deferred[IceClientProtocol]] = []
         self._close_waiters: list[Deferred[None]] = []
@@ -95,9 +93,7 @@ class IceClientProtocol(Protocol):
         self.connected = False
         if self._lost is None:
             self._lost = reason
-        pending, self._pending = self._pending, {}
-        for d in pending.values():
-            d.errback(self._lost)
+        self._requests.fail_all(self._lost)
         waiters, self._validation_waiters = self._validation_waiters, []
         for w in waiters:
             w.errback(self._lost)
@@ -125,19 +121,16 @@ class IceClientProtocol(Protocol):
         """
         if self._lost is not None or not self.connected:
             return fail(self._lost or Failure(ConnectionLost("not connected")))
-        request_id = self._next_id
-        self._next_id = request_id + 1 if request_id < 0x7FFFFFFF else 1
-        message = encode_request(
-            Request(
-                request_id, identity, facet, operation, int(mode), context or {}, encoding, params
-            )
+        return self._requests.invoke(
+            identity,
+            operation,
+            mode,
+            params,
+            facet=facet,
+            encoding=encoding,
+            context=context,
+            timeout=timeout,
         )
-        d: Deferred[Reply] = Deferred(lambda _: self._pending.pop(request_id, None))
-        self._pending[request_id] = d
-        self._send(message)
-        if timeout is not None:
-            d.addTimeout(timeout, self.clock)
-        return d
 
     def call(
         self,
@@ -152,15 +145,7 @@ class IceClientProtocol(Protocol):
         payload, or fail with the user exception or request failure the reply
         carries.
         """
-
-        def result(reply: Reply) -> InputStream:
-            error = reply_error(reply)
-            if error is not None:
-                raise error
-            assert reply.payload is not None and reply.encoding is not None
-            return InputStream(reply.payload, reply.encoding)
-
-        return self.invoke(identity, operation, mode, params, **kwargs).addCallback(result)  # type: ignore[arg-type]
+        return self.invoke(identity, operation, mode, params, **kwargs).addCallback(reply_stream)  # type: ignore[arg-type]
 
     def invoke_oneway(
         self, identity: Identity, operation: str, mode: OperationMode, params: bytes = b""
@@ -172,7 +157,7 @@ class IceClientProtocol(Protocol):
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        return self._requests.in_flight
 
     def _send(self, message: bytes) -> None:
         if self.validated:
@@ -216,10 +201,7 @@ class IceClientProtocol(Protocol):
 
     def _message(self, mtype: int, message: bytes) -> None:
         if mtype == MessageType.REPLY:
-            reply = decode_reply(message[HEADER_SIZE:])
-            d = self._pending.pop(reply.request_id, None)
-            if d is not None:
-                d.callback(reply)
+            self._requests.replied(message[HEADER_SIZE:])
         elif mtype == MessageType.VALIDATE_CONNECTION:
             if not self.validated:
                 self.validated = True
@@ -232,9 +214,7 @@ class IceClientProtocol(Protocol):
         elif mtype == MessageType.CLOSE_CONNECTION:
             self._lost = Failure(ConnectionClosedByPeer("the server closed the connection"))
             self.connected = False
-            pending, self._pending = self._pending, {}
-            for d in pending.values():
-                d.errback(self._lost)
+            self._requests.fail_all(self._lost)
             self.transport.loseConnection()
         else:
             raise ProtocolError(f"unexpected message type {mtype} from a server")

@@ -7,12 +7,16 @@ requests to an L{ObjectAdapter} and writes the replies. All replies produced
 by one C{dataReceived} are joined into one write. A malformed, truncated or
 oversize message closes only its own connection, with a logged reason. With
 an L{AcmMonitor}, idle and stalled connections are closed as Ice's ACM does.
+
+Connections are bidirectional: L{IceServerProtocol.call} sends a request to
+an object on the client's side of the connection (one the client serves
+there with C{Connection.setAdapter}) and the reply comes back on it.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
@@ -37,6 +41,11 @@ from gridreg.ice.messages import (
     reply_message,
 )
 from gridreg.ice.servant import ObjectAdapter
+from gridreg.ice.types import Identity, OperationMode
+
+if TYPE_CHECKING:
+    from gridreg.ice.encoding import InputStream
+    from gridreg.ice.outgoing import OutgoingRequests
 
 _HEADER = struct.Struct("<4sBBBBBBi")
 _DIRECT_TRANSPORTS = (tcp.Server,)
@@ -83,6 +92,8 @@ class IceServerProtocol(Protocol):
         self.dispatching = 0
         self._close_callbacks: list[Callable[[], None]] = []
         self._lost = False
+        #: requests this side sent over the connection, made on first use
+        self._outgoing: Optional["OutgoingRequests"] = None
 
     @property
     def is_open(self) -> bool:
@@ -98,6 +109,33 @@ class IceServerProtocol(Protocol):
     def forget_close(self, callback: Callable[[], None]) -> None:
         if callback in self._close_callbacks:
             self._close_callbacks.remove(callback)
+
+    def call(
+        self,
+        identity: Identity,
+        operation: str,
+        mode: OperationMode,
+        params: bytes = b"",
+        *,
+        timeout: Optional[float] = None,
+    ) -> "Deferred[InputStream]":
+        """
+        Call C{operation} on the object C{identity} the client serves on this
+        connection; fires with the result stream, or fails with the reply's
+        exception, a timeout, or the connection's loss.
+        """
+        if self._outgoing is None:
+            from gridreg.ice.outgoing import OutgoingRequests
+
+            clock = self.monitor.clock if self.monitor is not None else _reactor()
+            self._outgoing = OutgoingRequests(clock, self._send_request)
+        if self._closed and self._outgoing.lost is None:
+            self._outgoing.fail_all()
+        return self._outgoing.call(identity, operation, mode, params, timeout=timeout)
+
+    def _send_request(self, message: bytes) -> None:
+        self._write(message)
+        self._touch()
 
     def peer_certificate(self) -> Any:
         """The client's TLS certificate (a pyOpenSSL X509), or None on plain tcp."""
@@ -186,6 +224,8 @@ class IceServerProtocol(Protocol):
         if self.monitor is not None:
             self.monitor.remove(self)
         self._lost = True
+        if self._outgoing is not None:
+            self._outgoing.fail_all(reason)
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
             try:
@@ -280,7 +320,9 @@ class IceServerProtocol(Protocol):
                 del replies[:]
             self.transport.loseConnection()
         elif mtype == MessageType.REPLY:
-            raise ProtocolError("unexpected reply message from a client")
+            if self._outgoing is None:
+                raise ProtocolError("unexpected reply message from a client")
+            self._outgoing.replied(message[HEADER_SIZE:])
         else:
             raise ProtocolError(f"unknown message type {mtype}")
 
@@ -305,6 +347,12 @@ class IceServerProtocol(Protocol):
         self._closed = True
         self._buffer.clear()
         self.transport.loseConnection()
+
+
+def _reactor() -> IReactorTime:
+    from twisted.internet import reactor
+
+    return reactor  # type: ignore[return-value]
 
 
 class IceServerFactory(Factory):

@@ -33,7 +33,7 @@ from gridreg.ice.exceptions import (
 from gridreg.ice.messages import Request
 from gridreg.ice.servant import OperationNotOffered, Servant, operation
 from gridreg.ice.stringify import proxy_to_string
-from gridreg.ice.types import OperationMode, Proxy
+from gridreg.ice.types import Identity, OperationMode, Proxy
 from gridreg.protocol.errors import NodeError, NodeUnreachableError, NotFoundError
 from gridreg.registry import remote
 from gridreg.registry.admin_model import NODE_NOT_ACTIVE, READ_ONLY_REASON, AdminModel, ReadOnly
@@ -269,9 +269,7 @@ class AdminServant(Servant):
         out.write_string(f"{self.model.registry.config.instance_name}-RegistryServerAdminRouter")
         return out.getvalue()
 
-    get_server_admin = operation("getServerAdmin", idempotent=True)(_not_offered)
-    get_node_admin = operation("getNodeAdmin", idempotent=True)(_not_offered)
-    get_registry_admin = operation("getRegistryAdmin", idempotent=True)(_not_offered)
+    # getServerAdmin, getNodeAdmin, getRegistryAdmin: at the end (the admin routers)
 
     @operation("enableServer", idempotent=True)
     def enable_server(self, request: Request, params: InputStream) -> Deferred[bytes]:
@@ -519,6 +517,44 @@ class AdminServant(Servant):
         out = self._out(request)
         out.write_size(0)
         return out.getvalue()
+
+    # -- the admin routers' proxies (what the IceGrid GUI asks for metrics) -------------
+
+    def _router_proxy(self, request: Request, router: str, name: str) -> bytes:
+        """
+        IceGrid 3.7.8's proxy for the admin object of a server, node or
+        replica: C{<instance>-Registry<router>AdminRouter/<name>} at the
+        client endpoints. gridreg routes nothing there yet, so calls on it
+        fail with ObjectNotExistException, as IceGrid's do for a server that
+        is not running; the GUI then shows no metrics.
+        """
+        registry = self.model.registry
+        own = registry.directory.own
+        proxy = Proxy(
+            Identity(name, f"{registry.config.instance_name}-Registry{router}AdminRouter"),
+            endpoints=tuple(own.client) if own is not None else (),
+        )
+        out = self._out(request)
+        out.write_proxy(proxy)
+        return out.getvalue()
+
+    @operation("getServerAdmin", idempotent=True)
+    def get_server_admin(self, request: Request, params: InputStream) -> bytes:
+        server_id = params.read_string()
+        self.model.server(server_id)  # ServerNotExistException
+        return self._router_proxy(request, "Server", server_id)
+
+    @operation("getNodeAdmin", idempotent=True)
+    def get_node_admin(self, request: Request, params: InputStream) -> bytes:
+        name = params.read_string()
+        self.model.node_session(name)  # NodeNotExistException, NodeUnreachableException
+        return self._router_proxy(request, "Node", name)
+
+    @operation("getRegistryAdmin", idempotent=True)
+    def get_registry_admin(self, request: Request, params: InputStream) -> bytes:
+        name = params.read_string()
+        self.model.replica(name)  # RegistryNotExistException
+        return self._router_proxy(request, "Replica", name)
 
 
 def _write_object_info(out: OutputStream, proxy: Optional[Proxy], type_id: str) -> None:

@@ -154,7 +154,7 @@ class ClientSessionServant(SessionServant):
 class AdminSessionServant(SessionServant):
     """
     C{IceGrid::AdminSession}: the admin object, the update lock, observers
-    (accepted and kept, not called yet) and log files (not offered).
+    (L{gridreg.registry.observers}) and log files (not offered).
     """
 
     type_id = "::IceGrid::AdminSession"
@@ -181,14 +181,31 @@ class AdminSessionServant(SessionServant):
 
     @operation("setObservers", idempotent=True)
     def set_observers(self, request: Request, params: InputStream) -> bytes:
-        """Kept, not called: gridreg does not publish observer updates yet."""
+        """Observer proxies: called over connections of the registry's own."""
+        from gridreg.registry.observers import links_by_proxy
+
         self.observers = tuple(params.read_proxy() for _ in range(5))
+        registry = self.sessions.registry
+        links = links_by_proxy(self, self.observers, registry.reactor, registry.state)
+        self.sessions.observer_hub.subscribe(self, links)
         return b""
 
-    @operation("setObserversByIdentity", idempotent=True)
-    def set_observers_by_identity(self, request: Request, params: InputStream) -> bytes:
-        """Kept, not called, as L{set_observers}."""
+    @operation("setObserversByIdentity", idempotent=True, connection=True)
+    def set_observers_by_identity(
+        self, request: Request, params: InputStream, connection: Any
+    ) -> bytes:
+        """
+        Observers the client serves on this session's connection (bidirectional,
+        as the IceGrid GUI registers them): called back over it.
+        """
+        from gridreg.registry.observers import links_by_identity
+
         self.observers = tuple(params.read_identity() for _ in range(5))
+        connection = connection or self.connection
+        if connection is None or not hasattr(connection, "call"):
+            return b""
+        links = links_by_identity(self, self.observers, connection)
+        self.sessions.observer_hub.subscribe(self, links)
         return b""
 
     @operation("startUpdate")
@@ -237,6 +254,8 @@ class AdminSessionServant(SessionServant):
     open_registry_stdout = operation("openRegistryStdOut")(_registry_file)
 
     def released(self) -> Deferred[Any]:
+        if self.sessions._observer_hub is not None:
+            self.sessions._observer_hub.unsubscribe(self)
         self.sessions.adapter.remove(self.admin_identity)
         if self.sessions.lock_holder is self:
             self.sessions.lock_holder = None
@@ -270,6 +289,16 @@ class IceSessions:
         self.sessions: dict[Identity, SessionServant] = {}
         self.lock_holder: Optional[AdminSessionServant] = None
         self._reaper: Optional[LoopingCall] = None
+        self._observer_hub: Any = None
+
+    @property
+    def observer_hub(self) -> Any:
+        """The replica's L{ObserverHub}, made when a session first registers observers."""
+        if self._observer_hub is None:
+            from gridreg.registry.observers import ObserverHub
+
+            self._observer_hub = ObserverHub(self.registry)
+        return self._observer_hub
 
     @property
     def trace(self) -> int:

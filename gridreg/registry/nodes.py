@@ -74,6 +74,9 @@ class NodeSessions:
         self._applications: list[Any] = []
         self._announced: Optional[str] = None
         self._on_registered: list[Callable[[str], object]] = []
+        #: told of node changes (L{gridreg.registry.observers.ObserverHub}'s
+        #: node_up, node_down, server_updated, adapter_updated)
+        self.listeners: list[Any] = []
         self._watch = LoopingCall(self._drop_silent)
         self._watch.clock = replica.reactor
         replica.state.node_load = self.load_of
@@ -107,6 +110,7 @@ class NodeSessions:
         clock = self.replica.reactor
         session = NodeSession(name, protocol, info, clock.seconds())
         self.sessions[name] = session
+        self._tell("node_up", session)
         if self._trace.node > 0:
             self.log.info(
                 "[Node] node `{node}' up (hostname {hostname})",
@@ -146,6 +150,7 @@ class NodeSessions:
         """What changed on the node: server states and registered adapters."""
         session = self.session_on(protocol)
         session.heard = self.replica.reactor.seconds()
+        before = dict(session.adapters)
         if full:
             gone = set(session.servers) - set(servers)
             session.servers = {s: v for s, v in session.servers.items() if s not in gone}
@@ -164,11 +169,20 @@ class NodeSessions:
                 adapter_id, decode_proxy_field(text), group or ""
             )
         state.set_node_adapters(session.name, session.adapters)
+        if self.listeners:
+            for adapter_id in sorted(set(before) | set(session.adapters)):
+                now = session.adapters.get(adapter_id)
+                if now != before.get(adapter_id):
+                    proxy = now.proxy if now is not None else None
+                    self._tell("adapter_updated", session.name, adapter_id, proxy)
 
     def _server_state(self, session: NodeSession, server_id: str, value: dict[str, Any]) -> None:
-        old = session.servers.get(server_id, {}).get("state")
+        previous = session.servers.get(server_id, {})
+        old = previous.get("state")
         session.servers[server_id] = value
         new = value.get("state")
+        if value != previous:
+            self._tell("server_updated", session.name, server_id, value)
         if new != old and self._trace.server > 0:
             self.log.info(
                 "[Server] changed server `{server}' state to `{state}'",
@@ -187,8 +201,16 @@ class NodeSessions:
         if self.sessions.get(session.name) is session:
             del self.sessions[session.name]
             self.replica.state.set_node_adapters(session.name, {})
+            self._tell("node_down", session.name)
             if self._trace.node > 0:
                 self.log.info("[Node] node `{node}' down: {why}", node=session.name, why=why)
+
+    def _tell(self, event: str, *args: Any) -> None:
+        for listener in self.listeners:
+            try:
+                getattr(listener, event)(*args)
+            except Exception:  # an observer's trouble must not break the node session
+                self.log.failure("Telling the observers of a node change failed")
 
     def _drop_silent(self) -> None:
         try:

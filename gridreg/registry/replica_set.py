@@ -7,7 +7,7 @@ objects derived from that (Locator, Query, Registry-*, InternalRegistry-*).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from gridreg.ice.stringify import endpoints_to_string
 from gridreg.ice.types import Identity
@@ -37,6 +37,7 @@ class ReplicaDirectory:
         self.published = published
         self.own: Optional[ReplicaEndpoints] = None
         self.active: list[str] = [config.replica_name]
+        self._active_listeners: list[Callable[[list[str]], None]] = []
         state.on_replicas_changed(self.rediscover)
 
     @property
@@ -62,9 +63,15 @@ class ReplicaDirectory:
             if name != self.name and value
         }
 
+    def on_active_changed(self, listener: Callable[[list[str]], None]) -> None:
+        """Call C{listener} with the active replicas whenever they are set."""
+        self._active_listeners.append(listener)
+
     def set_active(self, names: list[str]) -> None:
         self.active = [self.name, *[n for n in names if n != self.name]]
         self.rediscover()
+        for listener in self._active_listeners:
+            listener(list(self.active))
 
     def changed_records(self, replicas: dict[str, dict[str, str]]) -> list[Mutation]:
         """The mutations that record C{replicas}' endpoints where they changed."""

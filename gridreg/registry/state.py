@@ -148,6 +148,8 @@ class RegistryState:
         self._round_robin = RoundRobinState()
         self._by_type: dict[str, dict[Identity, ObjectInfo]] = {}
         self._listeners: list[Callable[[], None]] = []
+        #: told each change's mutations (see L{on_mutations}); none by default
+        self._mutation_listeners: list[Callable[[Optional[list[tuple[Mutation, bool]]]], None]] = []
         self._rng = rng or random.Random()
         #: what nodes report their servers registered: adapter id to info; node
         #: live state, not replicated nor stored, gone with the node's session
@@ -163,9 +165,38 @@ class RegistryState:
         """Call C{listener} after every change to the state."""
         self._listeners.append(listener)
 
+    def on_mutations(
+        self, listener: Callable[[Optional[list[tuple[Mutation, bool]]]], None]
+    ) -> None:
+        """
+        After every change, call C{listener} with its mutations, each with
+        whether its key existed before (None after a reload from the store):
+        what IceGrid's admin observers are told. Without such listeners a
+        change costs nothing more.
+        """
+        self._mutation_listeners.append(listener)
+
+    def forget_mutations(
+        self, listener: Callable[[Optional[list[tuple[Mutation, bool]]]], None]
+    ) -> None:
+        if listener in self._mutation_listeners:
+            self._mutation_listeners.remove(listener)
+
     def _changed(self) -> None:
         for listener in self._listeners:
             listener()
+
+    def _existed(self, mutation: Mutation) -> bool:
+        if mutation.kind == ADAPTER:
+            return mutation.key in self.adapters
+        if mutation.kind == OBJECT:
+            category, name = json.loads(mutation.key)
+            return Identity(name, category) in self.objects
+        if mutation.kind == APPLICATION:
+            return mutation.key in self.deployed.derived
+        if mutation.kind == REPLICA:
+            return mutation.key in self.replicas
+        return mutation.key in self.meta
 
     def load(self, records: Mapping[str, Mapping[str, dict]]) -> None:
         """Replace everything with the records loaded from the store."""
@@ -192,12 +223,21 @@ class RegistryState:
         gc.freeze()
         self._rediscover()
         self._changed()
+        for mutation_listener in self._mutation_listeners:
+            mutation_listener(None)
 
     def apply(self, mutations: Iterable[Mutation]) -> None:
         """Apply the mutations of one committed change."""
+        applied: Optional[list[tuple[Mutation, bool]]] = None
+        if self._mutation_listeners:
+            mutations = list(mutations)
+            applied = [(m, self._existed(m)) for m in mutations]
         if self._apply_all(mutations):
             self._rediscover()
         self._changed()
+        if applied is not None:
+            for listener in self._mutation_listeners:
+                listener(applied)
 
     def _apply_all(self, mutations: Iterable[Mutation]) -> bool:
         """Apply mutations; say whether the replica set changed."""
