@@ -15,9 +15,11 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from gridreg.ice.classes import COMPACT, SLICED, StructOf, ValueWriter
 from gridreg.ice.encoding import InputStream, MarshalError, OutputStream
 from gridreg.registry._descriptor_slice_types import ApplicationDescriptor
+from gridreg.registry.application_metadata import ApplicationMetadata
 from gridreg.registry.descriptor_slice import (
     read_application_descriptor,
     write_application_descriptor,
+    application_info,
     write_application_info,
     write_server_info,
     xml_to_slice,
@@ -151,16 +153,10 @@ class WriteTests(SynchronousTestCase):
     def test_name_checked(self) -> None:
         self.assertRaises(
             DescriptorError,
-            write_application_info,
-            OutputStream(),
+            application_info,
             "Other",
             xml_of("app_minimal_compact"),
-            "u",
-            1,
-            "a",
-            2,
-            "b",
-            3,
+            ApplicationMetadata("u", 1, "a", 2, "b", 3),
         )
 
     def test_icepy_decodes(self) -> None:
@@ -168,7 +164,8 @@ class WriteTests(SynchronousTestCase):
             raise SkipTest("no IcePy under /usr/bin/python3")
         xml = xml_of("app_full_compact")
         info = OutputStream()
-        write_application_info(info, "Full", xml, "uuid-1", 1000, "alice", 2000, "bob", 3)
+        meta = ApplicationMetadata("uuid-1", 1000, "alice", 2000, "bob", 3)
+        write_application_info(info, application_info("Full", xml, meta))
         default = OutputStream()
         write_application_descriptor(default, xml)
         app = parse_application(xml)

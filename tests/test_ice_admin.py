@@ -525,7 +525,7 @@ class AdminTests(SynchronousTestCase):
         self.assertEqual(self.read("getAllApplicationNames").read_string_seq(), ["A"])
         self.assertIsInstance(self.call("removeApplication", strings("A")), InputStream)
 
-    def test_applications_without_codec(self) -> None:
+    def test_unknown_applications_and_servers(self) -> None:
         self.assertEqual(self.read("getAllApplicationNames").read_string_seq(), [])
         self.assertEqual(
             self.read("getApplicationInfo", strings("nope")), ApplicationNotExistException("nope")
@@ -534,7 +534,7 @@ class AdminTests(SynchronousTestCase):
             self.call("removeApplication", strings("nope")), ApplicationNotExistException("nope")
         )
         self.assertIsInstance(self.read("getDefaultApplicationDescriptor"), DeploymentException)
-        self.assertIsInstance(self.read("getServerAdmin", strings("x")), OperationNotExistError)
+        self.assertEqual(self.read("getServerAdmin", strings("x")), ServerNotExistException("x"))
 
     def test_read_only_master(self) -> None:
         """A write at a replica that refuses writes: IceGrid's DeploymentException."""

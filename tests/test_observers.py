@@ -29,6 +29,7 @@ from gridreg.ice.messages import (
 )
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Proxy
 from gridreg.registry import _descriptor_slice_types as S
+from gridreg.registry._descriptor_update_types import ApplicationUpdateInfo
 from gridreg.registry.observers import KINDS, OBSERVER_TIMEOUT, SERVER_STATES
 from gridreg.registry.service import RegistryService
 from tests._fake_node import direct
@@ -289,19 +290,26 @@ class ChangeTests(ObserverTestCase):
         self.grid.wait(db.add_application(other.replace("/bin/s1", "/bin/s1b"), True))
         self.grid.wait(db.remove_application("Other"))
         self.settle(self.observer)
-        # an update is said as a removal and an addition until applicationUpdated exists
         self.assertEqual(
             self.observer.operations("application"),
-            [
-                "applicationAdded",
-                "applicationRemoved",
-                "applicationAdded",
-                "applicationRemoved",
-            ],
+            ["applicationAdded", "applicationUpdated", "applicationRemoved"],
         )
         first = self.observer.of("application")[0][1]
         serial = first.read_int()
-        self.assertEqual(read_application_info(first).descriptor.name, "Other")
+        added = read_application_info(first)
+        self.assertEqual((added.descriptor.name, added.revision), ("Other", 1))
+        updated_params = self.observer.of("application")[1][1]
+        self.assertGreater(updated_params.read_int(), serial)
+        reader = ValueReader(updated_params)
+        updated = reader.read(StructOf(ApplicationUpdateInfo))
+        reader.read_pending()
+        # the diff names the node whose server changed, with the new server
+        self.assertEqual(updated.revision, 2)
+        self.assertEqual(updated.descriptor.name, "Other")
+        [node] = updated.descriptor.nodes
+        self.assertEqual(node.name, "node9")
+        [server] = node.servers
+        self.assertEqual((server.id, server.exe), ("O1", "/bin/s1b"))
         removed = self.observer.of("application")[-1][1]
         self.assertGreater(removed.read_int(), serial)
         self.assertEqual(removed.read_string(), "Other")

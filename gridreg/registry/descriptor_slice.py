@@ -16,9 +16,10 @@ database environments) raise L{DescriptorError} here too, naming them.
 
 from __future__ import annotations
 
+from typing import Any, Sequence
 from xml.etree import ElementTree as ET
 
-from gridreg.ice.classes import COMPACT, StructOf, ValueReader, ValueWriter
+from gridreg.ice.classes import COMPACT, SeqOf, StructOf, ValueReader, ValueWriter
 from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.stringify import identity_from_string, identity_to_string
 from gridreg.registry import _descriptor_slice_types as S
@@ -31,7 +32,9 @@ from gridreg.registry.descriptor_model import DescriptorError
 from gridreg.registry.descriptor_model import ServerDescriptor as ModelServer
 
 __all__ = [
+    "application_info",
     "read_application_descriptor",
+    "write_application_infos",
     "read_application_update",
     "read_server_instance",
     "write_application_update_info",
@@ -95,28 +98,35 @@ def write_application_descriptor(out: OutputStream, xml: str, format: str = COMP
     writer.write_pending()
 
 
-def write_application_info(
-    out: OutputStream,
-    name: str,
-    xml: str,
-    uuid: str,
-    create_time: int,
-    create_user: str,
-    update_time: int,
-    update_user: str,
-    revision: int,
-    format: str = COMPACT,
-) -> None:
+def application_info(name: str, xml: str, meta: Any) -> Any:
     """
-    Write an C{ApplicationInfo} for C{getApplicationInfo}.  C{name} must be
-    the name in C{xml} (it is checked).
+    The C{IceGrid::ApplicationInfo} of stored application C{name} (its
+    C{xml} and L{ApplicationMetadata} C{meta}); C{name} must be the name in
+    C{xml} (it is checked).
     """
     descriptor = xml_to_slice(xml)
     if descriptor.name != name:
         raise DescriptorError(f"stored application {name!r} holds {descriptor.name!r}")
-    info = S.ApplicationInfo(
-        uuid, create_time, create_user, update_time, update_user, revision, descriptor
+    return S.ApplicationInfo(
+        meta.uuid,
+        meta.create_time,
+        meta.create_user,
+        meta.update_time,
+        meta.update_user,
+        meta.revision,
+        descriptor,
     )
+
+
+def write_application_infos(out: OutputStream, infos: Sequence[Any], format: str = COMPACT) -> None:
+    """Write a sequence of L{application_info}s as one class graph (C{applicationInit})."""
+    writer = ValueWriter(out, format)
+    writer.write(SeqOf(StructOf(S.ApplicationInfo)), list(infos))
+    writer.write_pending()
+
+
+def write_application_info(out: OutputStream, info: Any, format: str = COMPACT) -> None:
+    """Write one L{application_info} (C{getApplicationInfo}, C{applicationAdded})."""
     writer = ValueWriter(out, format)
     writer.write(StructOf(S.ApplicationInfo), info)
     writer.write_pending()

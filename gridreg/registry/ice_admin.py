@@ -13,7 +13,6 @@ registry without it refuses those operations as an older server would.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -31,11 +30,11 @@ from gridreg.ice.exceptions import (
     UserException,
 )
 from gridreg.ice.messages import Request
-from gridreg.ice.servant import OperationNotOffered, Servant, operation
+from gridreg.ice.servant import Servant, operation
 from gridreg.ice.stringify import proxy_to_string
 from gridreg.ice.types import Identity, OperationMode, Proxy
 from gridreg.protocol.errors import NodeError, NodeUnreachableError, NotFoundError
-from gridreg.registry import remote
+from gridreg.registry import descriptor_slice, remote
 from gridreg.registry.admin_model import NODE_NOT_ACTIVE, READ_ONLY_REASON, AdminModel, ReadOnly
 from gridreg.registry.descriptors import DescriptorError
 
@@ -54,14 +53,6 @@ SERVER_STATES = (
     "destroying",
     "destroyed",
 )
-
-
-def _codec() -> Any:
-    """The descriptor codec, or None while it is not part of this gridreg."""
-    try:
-        return importlib.import_module("gridreg.registry.descriptor_slice")
-    except ImportError:
-        return None
 
 
 class AdminServant(Servant):
@@ -83,9 +74,6 @@ class AdminServant(Servant):
     def _write(self, request: Request, run: Callable[[], Any]) -> Deferred[bytes]:
         """A write: IceGrid's refusals for a read-only replica and bad descriptors."""
         return maybeDeferred(run).addCallbacks(lambda _: b"", _as_ice)
-
-    def _not_offered(self, request: Request, params: InputStream) -> bytes:
-        raise OperationNotOffered()
 
     # -- applications -----------------------------------------------------------------
 
@@ -115,16 +103,13 @@ class AdminServant(Servant):
         An add records the session's user as creator; a sync leaves the
         last updater empty, as IceGrid 3.7.8 does (measured).
         """
-        codec = _codec()
-        if codec is None:
-            raise OperationNotOffered()
 
         def run() -> Deferred[Any]:
             self.model.require_writable()
-            xml = codec.read_application_descriptor(params)
+            xml = descriptor_slice.read_application_descriptor(params)
             user = "" if update else self._user
             if update:
-                name = codec.xml_to_slice(xml).name
+                name = descriptor_slice.xml_to_slice(xml).name
                 if name not in self.model.registry.state.applications:
                     raise ApplicationNotExistException(name)
             return self.model.add_application(xml, update, user, restart)
@@ -142,13 +127,10 @@ class AdminServant(Servant):
         return self._update(request, params, restart=False)
 
     def _update(self, request: Request, params: InputStream, restart: bool) -> Deferred[bytes]:
-        codec = _codec()
-        if codec is None:
-            raise OperationNotOffered()
 
         def run() -> Deferred[Any]:
             self.model.require_writable()
-            update = codec.read_application_update(params)
+            update = descriptor_slice.read_application_update(params)
             return self.model.update_application(update, self._user, restart)
 
         return self._write(request, run)
@@ -156,15 +138,12 @@ class AdminServant(Servant):
     @operation("instantiateServer")
     def instantiate_server(self, request: Request, params: InputStream) -> Deferred[bytes]:
         """IceGrid 3.7.8 leaves the last updater empty here too (measured)."""
-        codec = _codec()
-        if codec is None:
-            raise OperationNotOffered()
 
         def run() -> Deferred[Any]:
             self.model.require_writable()
             application = params.read_string()
             node = params.read_string()
-            instance = codec.read_server_instance(params)
+            instance = descriptor_slice.read_server_instance(params)
             return self.model.instantiate_server(application, node, instance)
 
         return self._write(request, run)
@@ -180,22 +159,10 @@ class AdminServant(Servant):
         app = self.model.registry.state.applications.get(name)
         if app is None:
             raise ApplicationNotExistException(name)
-        codec = _codec()
-        if codec is None:
-            raise OperationNotOffered()
         meta = self.model.application_metadata(name)
         out = self._out(request)
-        codec.write_application_info(
-            out,
-            name,
-            app.xml,
-            meta.uuid,
-            meta.create_time,
-            meta.create_user,
-            meta.update_time,
-            meta.update_user,
-            meta.revision,
-        )
+        info = descriptor_slice.application_info(name, app.xml, meta)
+        descriptor_slice.write_application_info(out, info)
         return out.getvalue()
 
     @operation("getDefaultApplicationDescriptor", idempotent=True)
@@ -239,12 +206,9 @@ class AdminServant(Servant):
     def get_server_info(self, request: Request, params: InputStream) -> bytes:
         server_id = params.read_string()
         application, server = self.model.server(server_id)
-        codec = _codec()
-        if codec is None:
-            raise OperationNotOffered()
         out = self._out(request)
         meta = self.model.application_metadata(application)
-        codec.write_server_info(
+        descriptor_slice.write_server_info(
             out, application, meta.uuid, meta.revision, server.node, server.descriptor, ""
         )
         return out.getvalue()

@@ -35,6 +35,8 @@ from twisted.python.failure import Failure
 from gridreg.ice.encoding import OutputStream
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Proxy
 from gridreg.registry.state import ADAPTER, OBJECT, REPLICA, AdapterInfo, Mutation
+from gridreg.registry import descriptor_slice
+from gridreg.registry.application_update import update_info
 from gridreg.registry.applications import APPLICATION
 
 if TYPE_CHECKING:
@@ -243,42 +245,6 @@ def write_adapter_info(out: OutputStream, info: AdapterInfo) -> None:
     out.write_string(info.replica_group_id)
 
 
-def _application_info(app: Any) -> Any:
-    """The C{IceGrid::ApplicationInfo} of a stored application (metadata empty until stored)."""
-    from gridreg.registry import _descriptor_slice_types as S
-    from gridreg.registry.descriptor_slice import xml_to_slice
-
-    meta = getattr(app, "meta", None) or {}
-    return S.ApplicationInfo(
-        meta.get("uuid", ""),
-        meta.get("create_time", 0),
-        meta.get("create_user", ""),
-        meta.get("update_time", 0),
-        meta.get("update_user", ""),
-        meta.get("revision", 1),
-        xml_to_slice(app.xml),
-    )
-
-
-def write_application_infos(out: OutputStream, applications: Iterable[Any]) -> None:
-    """C{ApplicationInfo}s of stored applications, one class graph for the whole sequence."""
-    from gridreg.ice.classes import COMPACT, SeqOf, StructOf, ValueWriter
-    from gridreg.registry import _descriptor_slice_types as S
-
-    writer = ValueWriter(out, COMPACT)
-    writer.write(SeqOf(StructOf(S.ApplicationInfo)), [_application_info(a) for a in applications])
-    writer.write_pending()
-
-
-def write_application_info(out: OutputStream, app: Any) -> None:
-    from gridreg.ice.classes import COMPACT, StructOf, ValueWriter
-    from gridreg.registry import _descriptor_slice_types as S
-
-    writer = ValueWriter(out, COMPACT)
-    writer.write(StructOf(S.ApplicationInfo), _application_info(app))
-    writer.write_pending()
-
-
 # -- per replica --------------------------------------------------------------------
 
 
@@ -310,6 +276,8 @@ class ObserverHub:
         self._registries: list[str] = []
         #: the registry's own objects as last published
         self._builtin: dict[Identity, Any] = {}
+        #: each application's descriptor as last published, for the next diff
+        self._application_xml: dict[str, str] = {}
 
     # -- (un)subscribing ------------------------------------------------------------
 
@@ -375,8 +343,9 @@ class ObserverHub:
             return "nodeInit", out.getvalue()
         if kind == "application":
             out.write_int(int(registry.store.serial))
-            apps = state.applications
-            write_application_infos(out, [apps[name] for name in sorted(apps)])
+            self._application_xml = {n: a.xml for n, a in state.applications.items()}
+            infos = [self._application_info(name) for name in sorted(self._application_xml)]
+            descriptor_slice.write_application_infos(out, infos)
             return "applicationInit", out.getvalue()
         if kind == "adapter":
             adapters = [state.adapters[a] for a in sorted(state.adapters)]
@@ -454,11 +423,18 @@ class ObserverHub:
         if mutation.value is None:
             self._application_removed(serial, name)
         elif existed:
-            self.publish_application_update_as_remove_add(serial, name)
+            self._application_updated(serial, name)
         else:
             self._application_added(serial, name)
 
+    def _application_info(self, name: str) -> Any:
+        state = self.registry.state
+        return descriptor_slice.application_info(
+            name, state.applications[name].xml, state.deployed.metadata[name]
+        )
+
     def _application_removed(self, serial: int, name: str) -> None:
+        self._application_xml.pop(name, None)
         out = _out()
         out.write_int(serial)
         out.write_string(name)
@@ -468,19 +444,30 @@ class ObserverHub:
         app = self.registry.state.applications.get(name)
         if app is None:
             return
+        self._application_xml[name] = app.xml
         out = _out()
         out.write_int(serial)
-        write_application_info(out, app)
+        descriptor_slice.write_application_info(out, self._application_info(name))
         self._publish("application", "applicationAdded", out.getvalue())
 
-    def publish_application_update_as_remove_add(self, serial: int, name: str) -> None:
+    def _application_updated(self, serial: int, name: str) -> None:
         """
-        An updated application, said as applicationRemoved then
-        applicationAdded: a stand-in until gridreg sends IceGrid's
-        applicationUpdated (an ApplicationUpdateInfo diff).
+        C{applicationUpdated} with the diff from the descriptor last
+        published (what observers hold) to the stored one, as IceGrid sends.
         """
-        self._application_removed(serial, name)
-        self._application_added(serial, name)
+        state = self.registry.state
+        app = state.applications.get(name)
+        old = self._application_xml.get(name)
+        if app is None or old is None:
+            self._application_added(serial, name)
+            return
+        meta = state.deployed.metadata[name]
+        info = update_info(old, app.xml, meta.update_time, meta.update_user, meta.revision)
+        self._application_xml[name] = app.xml
+        out = _out()
+        out.write_int(serial)
+        descriptor_slice.write_application_update_info(out, info)
+        self._publish("application", "applicationUpdated", out.getvalue())
 
     # -- node sessions (called by NodeSessions) ---------------------------------------------
 
