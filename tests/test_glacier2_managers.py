@@ -219,6 +219,23 @@ class WellKnownTests(SynchronousTestCase):
         ports = sorted(port for port, *_ in service.reactor.tcpServers)
         self.assertEqual(ports, [24071, 24072, 24075, 24076])
 
+    def test_published_endpoints(self) -> None:
+        """The managers and their sessions carry the adapter's PublishedEndpoints."""
+        network = MemoryNetwork()
+        service = make_registry(
+            self,
+            network,
+            **MANAGERS,
+            **{"IceGrid.Registry.SessionManager.PublishedEndpoints": "tcp -h gw.example -p 4444"},
+        )
+        info = service.state.builtin_objects[Identity("SessionManager", "TG")]
+        self.assertEqual(
+            (info.proxy.endpoints[0].host, info.proxy.endpoints[0].port), ("gw.example", 4444)
+        )
+        router = Router(self, network, service.glacier2_factories["session_manager"])
+        proxy = router.create("SessionManager", "alice")
+        self.assertEqual(proxy.endpoints, info.proxy.endpoints)
+
     def test_slave_serves_only_its_admin_managers(self) -> None:
         network = MemoryNetwork()
         service = make_registry(
@@ -236,6 +253,10 @@ class WellKnownTests(SynchronousTestCase):
             if "SessionManager" in identity.name
         }
         self.assertEqual(found, {"AdminSessionManager-Replica1", "AdminSSLSessionManager-Replica1"})
+        # like its client endpoints, it refuses connections until it has synced
+        factory = service.glacier2_factories["admin_session_manager"]
+        self.assertIsNone(factory.buildProtocol(None))
+        service.client_factory.accepting = True
         # it listens on SessionManager.Endpoints, as IceGrid, and serves nothing there
         router = Router(self, network, service.glacier2_factories["session_manager"])
         for name in ("SessionManager", "SessionManager-Replica1"):

@@ -428,7 +428,7 @@ _ADAPTER_DISCOVERY = (
 )
 _NO_TRACE = "gridreg has no such trace category; nothing is traced"
 _ADAPTER = "gridreg's {} adapter takes only {} and ACM.*; ignored"
-_SESSION_MANAGER = "gridreg's {} adapter takes only Endpoints; ignored"
+_SESSION_MANAGER = "gridreg's {} adapter takes only Endpoints and PublishedEndpoints; ignored"
 _ICE_RUNTIME = "an Ice run-time setting; gridreg runs on Twisted, not the Ice run time; ignored"
 
 #: What gridreg does with each known property, keyed by exact name or by a
@@ -564,6 +564,8 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     # -- the Glacier2 session managers (gridreg.registry.glacier2_managers) --
     "IceGrid.Registry.SessionManager.Endpoints": _HONOURED,
     "IceGrid.Registry.AdminSessionManager.Endpoints": _HONOURED,
+    "IceGrid.Registry.SessionManager.PublishedEndpoints": _HONOURED,
+    "IceGrid.Registry.AdminSessionManager.PublishedEndpoints": _HONOURED,
     "IceGrid.Registry.SessionFilters": _HONOURED,
     "IceGrid.Registry.AdminSessionFilters": _HONOURED,
     "IceGrid.Registry.SessionManager.*": _unsupported(_SESSION_MANAGER.format("SessionManager")),

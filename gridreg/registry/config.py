@@ -84,6 +84,9 @@ class RegistryConfig:
     session_manager_endpoints: tuple[Endpoint, ...] = ()
     #: IceGrid.Registry.AdminSessionManager.Endpoints: the same for admin sessions
     admin_session_manager_endpoints: tuple[Endpoint, ...] = ()
+    #: their PublishedEndpoints: what the managers' and sessions' proxies carry
+    session_manager_published: Optional[tuple[Endpoint, ...]] = None
+    admin_session_manager_published: Optional[tuple[Endpoint, ...]] = None
     #: IceGrid.Registry.SessionFilters / AdminSessionFilters: sessions created through
     #: Glacier2 set the router's identity filters
     session_filters: bool = False
@@ -156,6 +159,12 @@ class RegistryConfig:
             ),
             admin_session_manager_endpoints=_served_endpoints(
                 properties, "IceGrid.Registry.AdminSessionManager.Endpoints"
+            ),
+            session_manager_published=_optional_endpoints(
+                properties, "IceGrid.Registry.SessionManager.PublishedEndpoints"
+            ),
+            admin_session_manager_published=_optional_endpoints(
+                properties, "IceGrid.Registry.AdminSessionManager.PublishedEndpoints"
             ),
             session_filters=properties.get_flag("IceGrid.Registry.SessionFilters"),
             admin_session_filters=properties.get_flag("IceGrid.Registry.AdminSessionFilters"),

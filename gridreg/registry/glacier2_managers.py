@@ -47,6 +47,7 @@ from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.exceptions import CannotCreateSessionException
 from gridreg.ice.messages import Request
 from gridreg.ice.servant import ObjectAdapter, Servant, operation
+from gridreg.ice.server import IceServerFactory
 from gridreg.ice.types import Endpoint, Identity, OperationMode, Proxy
 from gridreg.registry.discovery import (
     MASTER,
@@ -98,10 +99,8 @@ class SessionControl:
 
         def got(result: InputStream) -> Proxy:
             proxy = result.read_proxy()
-            if proxy is None:
+            if proxy is None:  # IceGrid 3.7.8 fails too (a NullHandleException)
                 raise ValueError("the session control has no identity set")
-            if not proxy.endpoints:
-                proxy = attrs.evolve(proxy, endpoints=self.proxy.endpoints)
             self._identity_set = proxy
             return proxy
 
@@ -191,6 +190,8 @@ class ManagerAdapter:
     kind: str
     adapter: ObjectAdapter
     endpoints: tuple[Endpoint, ...]
+    #: the adapter's PublishedEndpoints, when set
+    given: Optional[tuple[Endpoint, ...]] = None
     published: tuple[Endpoint, ...] = ()
 
 
@@ -207,7 +208,7 @@ class _Manager(Servant):
         self.admin = admin
         self.filters = filters
 
-    def open(self, user: str, control: Optional[Proxy]) -> Deferred[bytes]:
+    def open(self, request: Request, user: str, control: Optional[Proxy]) -> Deferred[bytes]:
         sessions = self.managers.sessions
         cls: type[SessionServant] = RoutedAdminSession if self.admin else RoutedClientSession
         proxy = sessions._open(
@@ -218,11 +219,11 @@ class _Manager(Servant):
         session.filters = self.filters
         session.timeout = 0  # until the router says otherwise; without a control, never
         if control is None:
-            return succeed(_proxy_payload(proxy))
+            return succeed(_proxy_payload(request, proxy))
         session.control = SessionControl(self.managers.reactor, control)
-        return Deferred.fromCoroutine(self._take_control(session, proxy))
+        return Deferred.fromCoroutine(self._take_control(request, session, proxy))
 
-    async def _take_control(self, session: Any, proxy: Proxy) -> bytes:
+    async def _take_control(self, request: Request, session: Any, proxy: Proxy) -> bytes:
         control: SessionControl = session.control
         try:
             if self.filters:
@@ -237,11 +238,11 @@ class _Manager(Servant):
             )
             await self.managers.sessions.destroy(session, "destroyed")
             raise CannotCreateSessionException(INTERNAL_ERROR) from None
-        return _proxy_payload(proxy)
+        return _proxy_payload(request, proxy)
 
 
-def _proxy_payload(proxy: Proxy) -> bytes:
-    out = OutputStream()
+def _proxy_payload(request: Request, proxy: Proxy) -> bytes:
+    out = OutputStream(request.encoding)
     out.write_proxy(proxy)
     return out.getvalue()
 
@@ -255,7 +256,7 @@ class SessionManagerServant(_Manager):
     def create(self, request: Request, params: InputStream) -> Deferred[bytes]:
         user = params.read_string()
         control = params.read_proxy()
-        return self.open(user, control)
+        return self.open(request, user, control)
 
 
 class SSLSessionManagerServant(_Manager):
@@ -271,7 +272,7 @@ class SSLSessionManagerServant(_Manager):
         params.read_string()  # cipher
         certs = params.read_string_seq()
         control = params.read_proxy()
-        return self.open(subject_of(certs[0]) if certs else "", control)
+        return self.open(request, subject_of(certs[0]) if certs else "", control)
 
 
 def subject_of(pem: str) -> str:
@@ -285,6 +286,23 @@ def subject_of(pem: str) -> str:
     return ",".join(
         f"{k.decode()}={v.decode()}" for k, v in reversed(cert.get_subject().get_components())
     )
+
+
+class ManagerFactory(IceServerFactory):
+    """
+    A session manager adapter's connections: accepted while the client
+    endpoints accept theirs (a slave that has not synced, or a fenced master,
+    serves no routers either).
+    """
+
+    def __init__(self, client_factory: IceServerFactory, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.client_factory = client_factory
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if not self.client_factory.accepting:
+            return None
+        return super().buildProtocol(addr)
 
 
 class Glacier2Managers:
@@ -301,17 +319,22 @@ class Glacier2Managers:
         self.sessions = sessions
         self.instance = config.instance_name
         self.adapters: list[ManagerAdapter] = []
-        for kind, endpoints, admin, filters in (
-            ("session_manager", config.session_manager_endpoints, False, config.session_filters),
-            (
+        if config.session_manager_endpoints:
+            where = ManagerAdapter(
+                "session_manager",
+                ObjectAdapter("SessionManager"),
+                config.session_manager_endpoints,
+                config.session_manager_published,
+            )
+            self._add(where, False, config.session_filters)
+        if config.admin_session_manager_endpoints:
+            where = ManagerAdapter(
                 "admin_session_manager",
+                ObjectAdapter("AdminSessionManager"),
                 config.admin_session_manager_endpoints,
-                True,
-                config.admin_session_filters,
-            ),
-        ):
-            if endpoints:
-                self._add(ManagerAdapter(kind, ObjectAdapter(kind), endpoints), admin, filters)
+                config.admin_session_manager_published,
+            )
+            self._add(where, True, config.admin_session_filters)
 
     def _add(self, where: ManagerAdapter, admin: bool, filters: bool) -> None:
         self.adapters.append(where)
@@ -346,6 +369,7 @@ class Glacier2Managers:
 __all__ = [
     "Glacier2Managers",
     "ManagerAdapter",
+    "ManagerFactory",
     "MASTER",
     "RoutedAdminSession",
     "RoutedClientSession",

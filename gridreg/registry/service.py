@@ -36,7 +36,7 @@ from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.discovery import MASTER, ReplicaEndpoints, registry_identity
 from gridreg.registry.discovery_service import Discovery
-from gridreg.registry.glacier2_managers import Glacier2Managers
+from gridreg.registry.glacier2_managers import Glacier2Managers, ManagerFactory
 from gridreg.registry.initdb import fetch_database
 from gridreg.registry.internal import InternalFactory
 from gridreg.registry.listen import listen_ice, published_endpoint
@@ -139,7 +139,9 @@ class RegistryService(Service):
         #: the Glacier2 session managers, each on its own adapter, when configured
         self.glacier2 = Glacier2Managers(reactor, config, self.ice_sessions)
         self.glacier2_factories = {
-            where.kind: IceServerFactory(where.adapter, config.message_size_max, clock=reactor)
+            where.kind: ManagerFactory(
+                self.client_factory, where.adapter, config.message_size_max, clock=reactor
+            )
             for where in self.glacier2.adapters
         }
         self._add_servants()
@@ -284,7 +286,7 @@ class RegistryService(Service):
             )
 
         for where in self.glacier2.adapters:
-            where.published = published(None, where.endpoints, where.kind)
+            where.published = published(where.given, where.endpoints, where.kind)
         own = self.directory.own = ReplicaEndpoints(
             published(config.client_published, config.client_endpoints, "client"),
             published(config.server_published, config.server_endpoints, "server"),
