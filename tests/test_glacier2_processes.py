@@ -44,6 +44,7 @@ class RoutedGrid(NodeGrid):
                 f"tcp -h 127.0.0.1 -p {ports['admin_session_manager']}"
             ),
             "IceGrid.Registry.SessionFilters": "1",
+            "IceGrid.Registry.AdminSessionFilters": "1",
             "IceGrid.Registry.Trace.Session": "1",
         }
 
