@@ -390,7 +390,7 @@ class IgnoredPropertiesTests(SynchronousTestCase):
         )
         self.assertEqual(self.warnings(quiet), [])
         loud = self.warnings(
-            "IceGrid.Registry.SessionFilters=1\nIceGrid.Registry.Trace.Patch=1\n"
+            "IceGrid.Registry.Trace.Admin=1\nIceGrid.Registry.Trace.Patch=1\n"
             "IceSSL.VerifyPeer=0\nIce.ToStringMode=ASCII\n"
         )
         self.assertEqual(len(loud), 4, loud)
@@ -426,4 +426,4 @@ class IgnoredPropertiesTests(SynchronousTestCase):
         props = parse_text("IceGrid.AdminRouter.Endpoints=tcp -h 127.0.0.1\n", "i.cfg")
         self.assertEqual(validate(props), [])
         [warning] = self.warnings("IceGrid.AdminRouter.Endpoints=tcp -h 127.0.0.1\n")
-        self.assertIn("no Glacier2 session managers yet (planned)", warning)
+        self.assertIn("routes no calls to servers' admin objects (planned)", warning)

@@ -339,6 +339,18 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "IceGrid.Registry.Discovery.Interface": (DISCOVERY, "127.0.0.1"),
     "IceGrid.Registry.Discovery.Endpoints": (DISCOVERY, "udp -h 239.255.0.1 -p 5555"),
     "IceGrid.Registry.Trace.Discovery": ({}, "1"),
+    "IceGrid.Registry.SessionManager.Endpoints": ({}, "tcp -h 127.0.0.1 -p 5064"),
+    "IceGrid.Registry.AdminSessionManager.Endpoints": ({}, "tcp -h 127.0.0.1 -p 5065"),
+    "IceGrid.Registry.SessionManager.PublishedEndpoints": (
+        {"IceGrid.Registry.SessionManager.Endpoints": "tcp -h 127.0.0.1 -p 5064"},
+        "tcp -h registry.example -p 5064",
+    ),
+    "IceGrid.Registry.AdminSessionManager.PublishedEndpoints": (
+        {"IceGrid.Registry.AdminSessionManager.Endpoints": "tcp -h 127.0.0.1 -p 5065"},
+        "tcp -h registry.example -p 5065",
+    ),
+    "IceGrid.Registry.SessionFilters": ({}, "1"),
+    "IceGrid.Registry.AdminSessionFilters": ({}, "1"),
     "Ice.Default.LocatorCacheTimeout": ({}, "10"),
     "Ice.Default.Locator.InvocationTimeout": ({}, "2000"),
     # -- read by gridnode, harmless in a registry's file --

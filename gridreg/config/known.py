@@ -422,12 +422,13 @@ _VERIFIER_PROXY = (
     "a verifier is called with gridreg's own settings (one connection per call, 10 s); "
     "its proxy properties are ignored"
 )
-_NO_GLACIER2 = "gridreg has no Glacier2 session managers yet (planned); ignored"
+_NO_ADMIN_ROUTER = "gridreg routes no calls to servers' admin objects (planned); ignored"
 _ADAPTER_DISCOVERY = (
     "gridreg's Discovery adapter takes only Endpoints (or Address, Port and Interface); ignored"
 )
 _NO_TRACE = "gridreg has no such trace category; nothing is traced"
 _ADAPTER = "gridreg's {} adapter takes only {} and ACM.*; ignored"
+_SESSION_MANAGER = "gridreg's {} adapter takes only Endpoints and PublishedEndpoints; ignored"
 _ICE_RUNTIME = "an Ice run-time setting; gridreg runs on Twisted, not the Ice run time; ignored"
 
 #: What gridreg does with each known property, keyed by exact name or by a
@@ -547,7 +548,7 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
         "cannot be turned off",
         "1",
     ),
-    # -- sessions, admin sessions, Glacier2 (planned) --
+    # -- sessions and admin sessions --
     "IceGrid.Registry.SessionTimeout": _HONOURED,
     "IceGrid.Registry.PermissionsVerifier": _HONOURED,
     "IceGrid.Registry.AdminPermissionsVerifier": _HONOURED,
@@ -560,11 +561,18 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "IceGrid.Registry.CryptPasswords": _HONOURED,
     "IceGrid.Registry.AdminCryptPasswords": _HONOURED,
     "IceGrid.Registry.UserAccounts": _planned(_NO_USER_ACCOUNTS),
-    "IceGrid.Registry.SessionManager.*": _planned(_NO_GLACIER2),
-    "IceGrid.Registry.AdminSessionManager.*": _planned(_NO_GLACIER2),
-    "IceGrid.Registry.SessionFilters": _planned(_NO_GLACIER2, "0"),
-    "IceGrid.Registry.AdminSessionFilters": _planned(_NO_GLACIER2, "0"),
-    "IceGrid.AdminRouter.*": _planned(_NO_GLACIER2),
+    # -- the Glacier2 session managers (gridreg.registry.glacier2_managers) --
+    "IceGrid.Registry.SessionManager.Endpoints": _HONOURED,
+    "IceGrid.Registry.AdminSessionManager.Endpoints": _HONOURED,
+    "IceGrid.Registry.SessionManager.PublishedEndpoints": _HONOURED,
+    "IceGrid.Registry.AdminSessionManager.PublishedEndpoints": _HONOURED,
+    "IceGrid.Registry.SessionFilters": _HONOURED,
+    "IceGrid.Registry.AdminSessionFilters": _HONOURED,
+    "IceGrid.Registry.SessionManager.*": _unsupported(_SESSION_MANAGER.format("SessionManager")),
+    "IceGrid.Registry.AdminSessionManager.*": _unsupported(
+        _SESSION_MANAGER.format("AdminSessionManager")
+    ),
+    "IceGrid.AdminRouter.*": _planned(_NO_ADMIN_ROUTER),
     # -- discovery: the IceLocatorDiscovery lookup (gridreg.registry.discovery_service) --
     "IceGrid.Registry.Discovery.*": _unsupported(_ADAPTER_DISCOVERY),
     "IceGrid.Registry.Discovery.Enabled": _HONOURED,

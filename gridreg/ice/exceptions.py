@@ -25,6 +25,7 @@ __all__ = [
     "AccessDeniedException",
     "AllocationException",
     "BadSignalException",
+    "CannotCreateSessionException",
     "FileNotAvailableException",
     "Glacier2PermissionDeniedException",
     "NodeNotExistException",
@@ -265,6 +266,14 @@ class Glacier2PermissionDeniedException(_StringMemberException):
     reason: str
 
 
+class CannotCreateSessionException(_StringMemberException):
+    """What a C{Glacier2::SessionManager} raises to refuse a router session."""
+
+    type_id = "::Glacier2::CannotCreateSessionException"
+    member = "reason"
+    reason: str
+
+
 class ObserverAlreadyRegisteredException(_IdentityMemberException):
     type_id = "::IceGrid::ObserverAlreadyRegisteredException"
 
@@ -335,6 +344,7 @@ KNOWN_EXCEPTIONS: dict[str, type[UserException]] = {
         AllocationException,
         FileNotAvailableException,
         Glacier2PermissionDeniedException,
+        CannotCreateSessionException,
         ObserverAlreadyRegisteredException,
         ServerStartException,
         ServerStopException,

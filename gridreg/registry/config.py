@@ -79,6 +79,18 @@ class RegistryConfig:
     discovery_endpoints: tuple[UdpEndpoint, ...] = ()
     #: IceGrid.Registry.Trace.Discovery
     discovery_trace: int = 0
+    #: IceGrid.Registry.SessionManager.Endpoints: where the Glacier2 session managers of
+    #: client sessions listen; empty: none (IceGrid's default)
+    session_manager_endpoints: tuple[Endpoint, ...] = ()
+    #: IceGrid.Registry.AdminSessionManager.Endpoints: the same for admin sessions
+    admin_session_manager_endpoints: tuple[Endpoint, ...] = ()
+    #: their PublishedEndpoints: what the managers' and sessions' proxies carry
+    session_manager_published: Optional[tuple[Endpoint, ...]] = None
+    admin_session_manager_published: Optional[tuple[Endpoint, ...]] = None
+    #: IceGrid.Registry.SessionFilters / AdminSessionFilters: sessions created through
+    #: Glacier2 set the router's identity filters
+    session_filters: bool = False
+    admin_session_filters: bool = False
 
     @property
     def is_master(self) -> bool:
@@ -142,6 +154,20 @@ class RegistryConfig:
             ),
             discovery_endpoints=_discovery_endpoints(properties),
             discovery_trace=properties.get_int("IceGrid.Registry.Trace.Discovery", 0),
+            session_manager_endpoints=_served_endpoints(
+                properties, "IceGrid.Registry.SessionManager.Endpoints"
+            ),
+            admin_session_manager_endpoints=_served_endpoints(
+                properties, "IceGrid.Registry.AdminSessionManager.Endpoints"
+            ),
+            session_manager_published=_optional_endpoints(
+                properties, "IceGrid.Registry.SessionManager.PublishedEndpoints"
+            ),
+            admin_session_manager_published=_optional_endpoints(
+                properties, "IceGrid.Registry.AdminSessionManager.PublishedEndpoints"
+            ),
+            session_filters=properties.get_flag("IceGrid.Registry.SessionFilters"),
+            admin_session_filters=properties.get_flag("IceGrid.Registry.AdminSessionFilters"),
         )
 
 
@@ -181,7 +207,14 @@ def _parse(properties: Properties, key: str, text: str) -> tuple[Endpoint, ...]:
 
 
 def _listen_endpoints(properties: Properties, key: str, default: str) -> tuple[Endpoint, ...]:
+    return _served_endpoints(properties, key, default)
+
+
+def _served_endpoints(properties: Properties, key: str, default: str = "") -> tuple[Endpoint, ...]:
+    """The tcp and ssl endpoints C{key} (else C{default}) names; none when both are empty."""
     text = properties.get(key) or default
+    if not text:
+        return ()
     endpoints = _parse(properties, key, text)
     for endpoint in endpoints:
         if not isinstance(endpoint, TcpEndpoint) or isinstance(endpoint, UdpEndpoint):

@@ -24,18 +24,27 @@ REPLICA = "replica"
 
 @attrs.frozen
 class ReplicaEndpoints:
-    """Where one replica listens, as published."""
+    """
+    Where one replica listens, as published; the Glacier2 session managers'
+    endpoints only when configured (and only then in the JSON).
+    """
 
     client: tuple[Endpoint, ...]
     server: tuple[Endpoint, ...] = ()
     internal: tuple[Endpoint, ...] = ()
+    session_manager: tuple[Endpoint, ...] = ()
+    admin_session_manager: tuple[Endpoint, ...] = ()
 
     def to_json(self) -> dict[str, str]:
-        return {
+        value = {
             "client": endpoints_to_string(self.client),
             "server": endpoints_to_string(self.server),
             "internal": endpoints_to_string(self.internal),
         }
+        for key in _OPTIONAL:
+            if getattr(self, key):
+                value[key] = endpoints_to_string(getattr(self, key))
+        return value
 
     @classmethod
     def from_json(cls, value: Mapping[str, str]) -> "ReplicaEndpoints":
@@ -43,7 +52,15 @@ class ReplicaEndpoints:
             text = value.get(key) or ""
             return endpoints_from_string(text) if text else ()
 
-        return cls(parse("client"), parse("server"), parse("internal"))
+        return cls(
+            parse("client"),
+            parse("server"),
+            parse("internal"),
+            *(parse(key) for key in _OPTIONAL),
+        )
+
+
+_OPTIONAL = ("session_manager", "admin_session_manager")
 
 
 def registry_identity(instance: str, replica: str) -> Identity:
@@ -90,4 +107,49 @@ def builtin_objects(
         if endpoints.internal:
             internal = internal_identity(instance, name)
             objects[internal] = info(internal, endpoints.internal, "::IceGrid::InternalRegistry")
+        for identity, type_id, where in session_manager_objects(instance, name, endpoints):
+            objects[identity] = info(identity, where, type_id)
     return objects
+
+
+SESSION_MANAGER = "::Glacier2::SessionManager"
+SSL_SESSION_MANAGER = "::Glacier2::SSLSessionManager"
+
+
+def session_manager_identities(
+    instance: str, replica: str, admin: bool
+) -> list[tuple[Identity, str]]:
+    """
+    The Glacier2 session managers a replica serves on one adapter, as
+    IceGrid 3.7.8 names them: C{SessionManager} and C{SSLSessionManager} on
+    the master only (a slave listens on its C{SessionManager.Endpoints} and
+    serves nothing there); C{AdminSessionManager} and
+    C{AdminSSLSessionManager} on the master, suffixed C{-<name>} on a slave.
+    """
+    if not admin:
+        if replica != MASTER:
+            return []
+        return [
+            (Identity("SessionManager", instance), SESSION_MANAGER),
+            (Identity("SSLSessionManager", instance), SSL_SESSION_MANAGER),
+        ]
+    suffix = "" if replica == MASTER else f"-{replica}"
+    return [
+        (Identity(f"AdminSessionManager{suffix}", instance), SESSION_MANAGER),
+        (Identity(f"AdminSSLSessionManager{suffix}", instance), SSL_SESSION_MANAGER),
+    ]
+
+
+def session_manager_objects(
+    instance: str, replica: str, endpoints: ReplicaEndpoints
+) -> list[tuple[Identity, str, tuple[Endpoint, ...]]]:
+    """The well-known session managers of a replica, with the endpoints they are served on."""
+    return [
+        (identity, type_id, where)
+        for admin, where in (
+            (False, endpoints.session_manager),
+            (True, endpoints.admin_session_manager),
+        )
+        if where
+        for identity, type_id in session_manager_identities(instance, replica, admin)
+    ]

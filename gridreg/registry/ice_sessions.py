@@ -65,6 +65,13 @@ class SessionServant(Servant):
 
     log = Logger()
     kind = "session"
+    #: where the session is served and published, when not on the client endpoints
+    #: (sessions created through a Glacier2 session manager)
+    adapter: Optional[ObjectAdapter] = None
+    endpoints: Optional[tuple[Any, ...]] = None
+    #: seconds without keepAlive before the session ends; None: the registry's
+    #: SessionTimeout, 0: never
+    timeout: Optional[float] = None
 
     def __init__(self, sessions: "IceSessions", identity: Identity, user: str, connection: Any):
         self.sessions = sessions
@@ -172,7 +179,7 @@ class AdminSessionServant(SessionServant):
 
     @operation("getAdmin", idempotent=True)
     def get_admin(self, request: Request, params: InputStream) -> bytes:
-        return _proxy(request, self.sessions.proxy_for(self.admin_identity))
+        return _proxy(request, self.sessions.proxy_for(self.admin_identity, self))
 
     @operation("getAdminCallbackTemplate", idempotent=True)
     def get_admin_callback_template(self, request: Request, params: InputStream) -> bytes:
@@ -256,7 +263,7 @@ class AdminSessionServant(SessionServant):
     def released(self) -> Deferred[Any]:
         if self.sessions._observer_hub is not None:
             self.sessions._observer_hub.unsubscribe(self)
-        self.sessions.adapter.remove(self.admin_identity)
+        self.sessions.adapter_of(self).remove(self.admin_identity)
         if self.sessions.lock_holder is self:
             self.sessions.lock_holder = None
         return succeed(None)
@@ -360,16 +367,30 @@ class IceSessions:
             )
         return failure
 
-    def _open(self, admin: bool, user: str, connection: Any) -> Proxy:
+    def _open(
+        self,
+        admin: bool,
+        user: str,
+        connection: Any,
+        session_class: Optional[type[SessionServant]] = None,
+        adapter: Optional[ObjectAdapter] = None,
+        endpoints: Optional[tuple[Any, ...]] = None,
+    ) -> Proxy:
+        """
+        @param session_class, adapter, endpoints: for sessions created
+            through Glacier2 (L{gridreg.registry.glacier2_managers}), their
+            servant class and the adapter and endpoints they are served on.
+        """
         identity = Identity(str(uuid.uuid4()).upper(), self.registry.config.instance_name)
-        cls = AdminSessionServant if admin else ClientSessionServant
+        cls = session_class or (AdminSessionServant if admin else ClientSessionServant)
         session = cls(self, identity, user, connection)
+        session.adapter, session.endpoints = adapter, endpoints
         self.sessions[identity] = session
-        self.adapter.add(identity, session)
+        self.adapter_of(session).add(identity, session)
         if isinstance(session, AdminSessionServant):
             from gridreg.registry.ice_admin import AdminServant
 
-            self.adapter.add(session.admin_identity, AdminServant(self.model, session))
+            self.adapter_of(session).add(session.admin_identity, AdminServant(self.model, session))
         if connection is not None and hasattr(connection, "on_close"):
             session.on_close = lambda: self._connection_closed(session)  # type: ignore[attr-defined]
             connection.on_close(session.on_close)  # type: ignore[attr-defined]
@@ -379,12 +400,18 @@ class IceSessions:
                 kind=session.kind,
                 user=user,
             )
-        return self.proxy_for(identity)
+        return self.proxy_for(identity, session)
 
-    def proxy_for(self, identity: Identity) -> Proxy:
+    def proxy_for(self, identity: Identity, session: Optional[SessionServant] = None) -> Proxy:
+        """A proxy on the client endpoints, or on those C{session} is served on."""
+        if session is not None and session.endpoints is not None:
+            return Proxy(identity, endpoints=tuple(session.endpoints))
         own = self.registry.directory.own
         endpoints = own.client if own is not None else ()
         return Proxy(identity, endpoints=tuple(endpoints))
+
+    def adapter_of(self, session: SessionServant) -> ObjectAdapter:
+        return session.adapter or self.adapter
 
     # -- ending ------------------------------------------------------------------
 
@@ -399,7 +426,7 @@ class IceSessions:
             return succeed(None)
         session.destroyed = True
         self.sessions.pop(session.identity, None)
-        self.adapter.remove(session.identity)
+        self.adapter_of(session).remove(session.identity)
         forget = getattr(session.connection, "forget_close", None)
         if forget is not None and hasattr(session, "on_close"):
             forget(session.on_close)
@@ -428,7 +455,8 @@ class IceSessions:
             if connection is not None and getattr(connection, "is_open", False):
                 monitored = getattr(connection, "monitor", None) is not None
                 heard = max(heard, connection.last_activity if monitored else now)
-            if now - heard > self.timeout:
+            timeout = self.timeout if session.timeout is None else session.timeout
+            if timeout > 0 and now - heard > timeout:
                 self.destroy(session, "timed out").addErrback(
                     lambda f: self.log.failure("Destroying a session failed", f)
                 )

@@ -36,6 +36,7 @@ from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.discovery import MASTER, ReplicaEndpoints, registry_identity
 from gridreg.registry.discovery_service import Discovery
+from gridreg.registry.glacier2_managers import Glacier2Managers, ManagerFactory
 from gridreg.registry.initdb import fetch_database
 from gridreg.registry.internal import InternalFactory
 from gridreg.registry.listen import listen_ice, published_endpoint
@@ -63,6 +64,9 @@ from gridreg.store.records import StoreState
 
 
 __all__ = ["RegistryService", "RegistryStartError"]
+
+#: the listening ports of the Glacier2 session manager adapters, when configured
+GLACIER2_KINDS = ("session_manager", "admin_session_manager")
 
 #: the longest a stopping replica waits for its writes to drain, then for its
 #: connections to close, before it closes its store anyway
@@ -104,7 +108,9 @@ class RegistryService(Service):
         self.internal_factory = InternalFactory(
             self, lambda protocol: AdminResponder(self, protocol), self.security.authorize
         )
-        self.ports: dict[str, list[IListeningPort]] = {"client": [], "server": [], "internal": []}
+        self.ports: dict[str, list[IListeningPort]] = {
+            kind: [] for kind in ("client", "server", "internal", *GLACIER2_KINDS)
+        }
         self.role: IReplicaRole = MasterRole(self) if config.is_master else SlaveRole(self)
         self._starting = False
         self._readiness = build_readiness()
@@ -135,6 +141,14 @@ class RegistryService(Service):
             config.session_timeout,
             self._verifiers(),
         )
+        #: the Glacier2 session managers, each on its own adapter, when configured
+        self.glacier2 = Glacier2Managers(reactor, config, self.ice_sessions)
+        self.glacier2_factories = {
+            where.kind: ManagerFactory(
+                self.client_factory, where.adapter, config.message_size_max, clock=reactor
+            )
+            for where in self.glacier2.adapters
+        }
         self._add_servants()
 
     def _verifiers(self) -> dict[str, Any]:
@@ -240,17 +254,23 @@ class RegistryService(Service):
         )
         config = self.config
         ice_tls = self.security.ice_tls()
+        ice = [
+            ("client", config.client_endpoints, self.client_factory),
+            ("server", config.server_endpoints, self.server_factory),
+            *(
+                (where.kind, where.endpoints, self.glacier2_factories[where.kind])
+                for where in self.glacier2.adapters
+            ),
+        ]
         listening = [
             (kind, listen_ice(self.reactor, endpoint, factory, ice_tls))
-            for kind, endpoints, factory in (
-                ("client", config.client_endpoints, self.client_factory),
-                ("server", config.server_endpoints, self.server_factory),
-            )
+            for kind, endpoints, factory in ice
             for endpoint in endpoints
         ] + [
             ("internal", self.security.listen(self.reactor, endpoint, self.internal_factory))
             for endpoint in config.internal_endpoints
         ]
+        self.glacier2.warn()
         kinds = [kind for kind, _ in listening]
         return DeferredList(
             [d for _, d in listening], fireOnOneErrback=True, consumeErrors=True
@@ -270,10 +290,14 @@ class RegistryService(Service):
                 published_endpoint(e, p) for e, p in zip(endpoints, self.ports[kind])
             )
 
+        for where in self.glacier2.adapters:
+            where.published = published(where.given, where.endpoints, where.kind)
         own = self.directory.own = ReplicaEndpoints(
             published(config.client_published, config.client_endpoints, "client"),
             published(config.server_published, config.server_endpoints, "server"),
             published(None, config.internal_endpoints, "internal"),
+            self.glacier2.published("session_manager"),
+            self.glacier2.published("admin_session_manager"),
         )
         self.published.locator_registry = Proxy(
             Identity("LocatorRegistry", config.instance_name), endpoints=own.server
@@ -352,11 +376,13 @@ class RegistryService(Service):
         last.
         """
         super().stopService()
-        self.client_factory.accepting = self.server_factory.accepting = False
+        factories = [self.client_factory, self.server_factory, *self.glacier2_factories.values()]
+        for factory in factories:
+            factory.accepting = False
 
         def close(_: object) -> Deferred[Any]:
-            self.client_factory.close_all()
-            self.server_factory.close_all()
+            for factory in factories:
+                factory.close_all()
             if self.session_servers is not None:
                 self.session_servers.close()  # no stops sent to nodes being closed
             if self.allocations is not None:
