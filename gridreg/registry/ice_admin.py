@@ -488,9 +488,8 @@ class AdminServant(Servant):
         """
         IceGrid 3.7.8's proxy for the admin object of a server, node or
         replica: C{<instance>-Registry<router>AdminRouter/<name>} at the
-        client endpoints. gridreg routes nothing there yet, so calls on it
-        fail with ObjectNotExistException, as IceGrid's do for a server that
-        is not running; the GUI then shows no metrics.
+        client endpoints, served by L{gridreg.registry.admin_routers} on
+        the connections of admin sessions.
         """
         registry = self.model.registry
         own = registry.directory.own
