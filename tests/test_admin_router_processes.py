@@ -139,14 +139,16 @@ class AdminRouterProcessTests(NodeGridTestCase):
                 self.assertEqual(
                     answer["facets"]["Bogus"]["error"], "Ice.ObjectNotExistException", target
                 )
-                self.assertEqual(
-                    answer["facets"]["Properties"], ADMIN_FACETS["Properties"], target
-                )
-        self.assertEqual(at_master["registry:Master"]["prefix"]["IceGrid.InstanceName"], "DemoIceGrid")
+                self.assertEqual(answer["facets"]["Properties"], ADMIN_FACETS["Properties"], target)
+        self.assertEqual(
+            at_master["registry:Master"]["prefix"]["IceGrid.InstanceName"], "DemoIceGrid"
+        )
         self.assertEqual(
             at_master["registry:Replica1"]["prefix"]["IceGrid.Registry.ReplicaName"], "Replica1"
         )
-        self.assertEqual(at_slave["registry:Master"]["prefix"]["IceGrid.InstanceName"], "DemoIceGrid")
+        self.assertEqual(
+            at_slave["registry:Master"]["prefix"]["IceGrid.InstanceName"], "DemoIceGrid"
+        )
         # the master's own properties, relayed by the slave
         self.assertEqual(
             at_slave["registry:Master"]["prefix"], at_master["registry:Master"]["prefix"]

@@ -32,8 +32,14 @@ def forwarded_request(
     """
     major, _, minor = encoding.partition(".")
     return Request(
-        0, Identity("admin", ""), facet, operation, mode, dict(context),
-        Version(int(major), int(minor)), params,
+        0,
+        Identity("admin", ""),
+        facet,
+        operation,
+        mode,
+        dict(context),
+        Version(int(major), int(minor)),
+        params,
     )
 
 

@@ -13,13 +13,13 @@ reach them, as with IceGrid, whose registry goes through the node too.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable, Optional
 
 import attrs
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 
 from gridreg.ice.admin_facets import AdminObject, forwarded_request
-from gridreg.ice.messages import reply_body
+from gridreg.ice.messages import Reply, reply_body
 from gridreg.ice.types import SslEndpoint, TcpEndpoint
 from gridreg.protocol.errors import NodeError, NotFoundError, failure_reason
 
@@ -30,10 +30,23 @@ FORWARD_TIMEOUT = 10.0
 class NodeAdmin:
     """What a node answers to L{gridreg.protocol.node_commands.AdminRequest}."""
 
-    def __init__(self, reactor: Any, properties: Mapping[str, str], servers: Any) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        properties: Mapping[str, str],
+        servers: Any,
+        invoke: Optional[Callable[..., Deferred[Reply]]] = None,
+    ) -> None:
+        """
+        @param invoke: how a request reaches a server (by default
+            L{gridreg.registry.remote.invoke_direct}, a connection per request).
+        """
         self.reactor = reactor
         self.servers = servers
         self.admin = AdminObject.with_properties(properties)
+        if invoke is None:
+            from gridreg.registry.remote import invoke_direct as invoke
+        self._invoke = invoke
 
     def request(
         self,
@@ -61,9 +74,7 @@ class NodeAdmin:
             for e in proxy.endpoints
             if isinstance(e, TcpEndpoint) and not isinstance(e, SslEndpoint)
         )
-        from gridreg.registry.remote import invoke_direct
-
-        d = invoke_direct(
+        d = self._invoke(
             self.reactor,
             endpoints,
             attrs.evolve(proxy, facet=facet),
@@ -78,7 +89,8 @@ class NodeAdmin:
         def unreachable(failure: Any) -> Any:
             return fail(
                 NodeError(
-                    f"server `{server}''s admin object: {failure_reason(failure, FORWARD_TIMEOUT)}"
+                    f"the admin object of server `{server}': "
+                    f"{failure_reason(failure, FORWARD_TIMEOUT)}"
                 )
             )
 

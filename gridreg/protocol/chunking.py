@@ -91,7 +91,10 @@ class BigBytes(amp.Argument):
         count = int(self.retrieve(strings, name, proto))
         if not 0 < count <= self.max_size // CHUNK_SIZE + 1:
             raise ValueError(f"{count} parts")
-        parts = [self.retrieve(strings, name + b"." + str(i).encode("ascii"), proto) for i in range(count)]
+        parts = [
+            self.retrieve(strings, name + b"." + str(i).encode("ascii"), proto)
+            for i in range(count)
+        ]
         objects[name.decode("ascii")] = b"".join(parts)
 
 

@@ -185,7 +185,7 @@ class AdminRouters:
         if endpoints is None or not endpoints.internal:
             raise NotFoundError(f"replica `{name}' is not known here")
         reactor, peers = self.registry.reactor, self.registry.peers
-        protocol = (
+        protocol: Any = (
             await peers.connect(endpoints.internal[0], name)
             .connect(_HelloFactory())
             .addTimeout(ROUTE_TIMEOUT, reactor)
