@@ -17,7 +17,7 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase
 
-from gridreg.ice.admin_facets import AdminObject, forwarded_request
+from gridreg.ice.admin_facets import AdminObject, UnknownMetricsView, forwarded_request
 from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.exceptions import ServerNotExistException
 from gridreg.ice.messages import (
@@ -126,12 +126,19 @@ class PropertiesAdminTests(SynchronousTestCase):
             everything, {"IceGrid.Node.Name": "node1", "IceGrid.Node.Data": "/d", "New": "1"}
         )
 
+    def test_metrics_without_views(self) -> None:
+        """IceGrid 3.7.8's registry and node: no view, every view unknown."""
+        names = self.payload(self.call("getMetricsViewNames", b"", facet="Metrics"))
+        self.assertEqual((names.read_string_seq(), names.read_string_seq()), ([], []))
+        self.assertEqual(
+            self.call("getMetricsView", strings("View"), facet="Metrics"),
+            user_exception_body(ENCODING_1_1, UnknownMetricsView()),
+        )
+
     def test_a_facet_it_lacks_and_an_operation_it_lacks(self) -> None:
         self.assertEqual(
-            self.call("getMetricsViewNames", b"", facet="Metrics"),
-            not_exist_body(
-                ReplyStatus.FACET_NOT_EXIST, Identity("admin"), "Metrics", "getMetricsViewNames"
-            ),
+            self.call("getLog", b"", facet="Logger"),
+            not_exist_body(ReplyStatus.FACET_NOT_EXIST, Identity("admin"), "Logger", "getLog"),
         )
         self.assertEqual(self.call("nope", b"")[0], ReplyStatus.OPERATION_NOT_EXIST)
         ids = self.payload(self.call("ice_ids", b"")).read_string_seq()
@@ -398,7 +405,12 @@ class RouterTests(SynchronousTestCase):
             ReplyStatus.OPERATION_NOT_EXIST, Identity("admin", "UUID"), "Properties", "nope"
         )
         self.node.replies["M1"] = NodeError("server `M1' has no admin object: it is not running")
-        for server, name in (("S1", "nope"), ("M1", "getProperty"), ("Unknown", "x")):
+        # the server refused the operation mode
+        self.node.replies["G1"] = unknown_body(
+            ReplyStatus.UNKNOWN_LOCAL_EXCEPTION, "::Ice::MarshalException: unexpected mode"
+        )
+        cases = (("S1", "nope"), ("M1", "getProperty"), ("G1", "getProperty"), ("Unknown", "x"))
+        for server, name in cases:
             sent = request(Identity(server, SERVER_ROUTER), name, facet="Properties")
             self.assertEqual(
                 self.client.send(sent),
@@ -412,7 +424,7 @@ class RouterTests(SynchronousTestCase):
         # S3's node has no session: nothing is sent anywhere
         sent = request(Identity("S3", SERVER_ROUTER), "getProperty", facet="Properties")
         self.assertEqual(self.client.send(sent)[0], ReplyStatus.OBJECT_NOT_EXIST)
-        self.assertEqual([r["server"] for r in self.node.admin_requests], ["S1", "M1"])
+        self.assertEqual([r["server"] for r in self.node.admin_requests], ["S1", "M1", "G1"])
 
     def test_only_on_a_connection_holding_an_admin_session(self) -> None:
         other = IceClient(self, self.master)
@@ -457,15 +469,19 @@ class RouterTests(SynchronousTestCase):
             self.assertEqual(self.properties_of(client, "Master", key), {key: "Master"})
             self.assertEqual(self.properties_of(client, "Replica1", key), {key: "Replica1"})
         # a facet the registry's admin object lacks, and an unknown replica
-        sent = request(Identity("Master", REPLICA_ROUTER), "getMetricsViewNames", "Metrics")
+        sent = request(Identity("Master", REPLICA_ROUTER), "getLog", "Logger")
         self.assertEqual(
             at_slave.send(sent),
             not_exist_body(
-                ReplyStatus.OBJECT_NOT_EXIST,
-                Identity("Master", REPLICA_ROUTER),
-                "Metrics",
-                "getMetricsViewNames",
+                ReplyStatus.OBJECT_NOT_EXIST, Identity("Master", REPLICA_ROUTER), "Logger", "getLog"
             ),
+        )
+        # a user exception relayed by the slave comes back as it came
+        sent = request(
+            Identity("Master", REPLICA_ROUTER), "getMetricsView", "Metrics", strings("V")
+        )
+        self.assertEqual(
+            at_slave.send(sent), user_exception_body(ENCODING_1_1, UnknownMetricsView())
         )
         sent = request(Identity("Nope", REPLICA_ROUTER), "getProperty", "Properties", strings("x"))
         self.assertEqual(self.client.send(sent)[0], ReplyStatus.OBJECT_NOT_EXIST)

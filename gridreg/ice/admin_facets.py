@@ -2,7 +2,9 @@
 """
 An Ice admin object of our own: the object with facets (C{Properties},
 C{Process}, C{Logger}, C{Metrics}) that every Ice 3.7 program offers under
-C{Ice.Admin}, of which gridreg's registry and node serve C{Properties}.
+C{Ice.Admin}, of which gridreg's registry and node serve C{Properties} and
+C{Metrics} (with no views, as IceGrid 3.7.8's registry and node answer by
+default: C{getMetricsViewNames} gives C{([], [])}, every view is unknown).
 
 IceGrid's admin routers reach a registry's or a node's admin object this
 way (C{getRegistryAdmin}, C{getNodeAdmin}); the IceGrid GUI reads the
@@ -15,12 +17,18 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from gridreg.ice.encoding import InputStream, OutputStream
+from gridreg.ice.exceptions import UserException
 from gridreg.ice.messages import ReplyStatus, Request, not_exist_body
 from gridreg.ice.servant import DispatchResult, ObjectAdapter, Servant, operation
 from gridreg.ice.types import Identity, Version
 
-#: the facet of C{Ice::PropertiesAdmin}
+#: the facets of C{Ice::PropertiesAdmin} and C{IceMX::MetricsAdmin}
 PROPERTIES_FACET = "Properties"
+METRICS_FACET = "Metrics"
+
+
+class UnknownMetricsView(UserException):
+    type_id = "::IceMX::UnknownMetricsView"
 
 
 def forwarded_request(
@@ -82,6 +90,28 @@ class PropertiesAdminServant(Servant):
         return b""
 
 
+class MetricsAdminServant(Servant):
+    """C{IceMX::MetricsAdmin} of a program that configured no metrics view."""
+
+    type_id = "::IceMX::MetricsAdmin"
+
+    @operation("getMetricsViewNames")
+    def get_metrics_view_names(self, request: Request, params: InputStream) -> bytes:
+        out = OutputStream(request.encoding)
+        out.write_string_seq([])  # disabledViews
+        out.write_string_seq([])  # the enabled ones
+        return out.getvalue()
+
+    def _unknown_view(self, request: Request, params: InputStream) -> bytes:
+        raise UnknownMetricsView()
+
+    enable_metrics_view = operation("enableMetricsView")(_unknown_view)
+    disable_metrics_view = operation("disableMetricsView")(_unknown_view)
+    get_metrics_view = operation("getMetricsView")(_unknown_view)
+    get_map_metrics_failures = operation("getMapMetricsFailures")(_unknown_view)
+    get_metrics_failures = operation("getMetricsFailures")(_unknown_view)
+
+
 class AdminObject:
     """An object with facets; a facet it lacks is answered C{FacetNotExistException}."""
 
@@ -91,7 +121,12 @@ class AdminObject:
 
     @classmethod
     def with_properties(cls, properties: Mapping[str, str]) -> "AdminObject":
-        return cls({PROPERTIES_FACET: PropertiesAdminServant(properties)})
+        return cls(
+            {
+                PROPERTIES_FACET: PropertiesAdminServant(properties),
+                METRICS_FACET: MetricsAdminServant(),
+            }
+        )
 
     def dispatch(self, request: Request, connection: Any = None) -> DispatchResult:
         servant = self.facets.get(request.facet)

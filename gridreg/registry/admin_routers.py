@@ -22,7 +22,8 @@ icegridnode and IcePy): the routers answer only on a connection that holds a
 live admin session (elsewhere, and after the session ended, every request
 gets C{ObjectNotExistException}); a success or a user exception comes back
 as it came; everything else (an unknown name, a server not running, its
-node down, a facet or operation the admin object lacks) is
+node down, a facet or operation the admin object lacks, an operation
+mode the object refuses: any local exception) is
 C{ObjectNotExistException} naming the router's identity, the request's
 facet and its operation.
 """
@@ -97,14 +98,13 @@ class _Router:
 
 
 def _routed(request: Request, body: bytes) -> bytes:
-    """The admin object's answer; its not-exist answers are the router's, as IceGrid's."""
-    if body[:1] and body[0] in (
-        ReplyStatus.OBJECT_NOT_EXIST,
-        ReplyStatus.FACET_NOT_EXIST,
-        ReplyStatus.OPERATION_NOT_EXIST,
-    ):
-        return not_exist(request)
-    return body
+    """
+    The admin object's answer when a success or a user exception; any
+    other (not-exist, unknown exceptions) is the router's ObjectNotExist, as IceGrid's.
+    """
+    if body[:1] in (bytes([ReplyStatus.SUCCESS]), bytes([ReplyStatus.USER_EXCEPTION])):
+        return body
+    return not_exist(request)
 
 
 class _HelloFactory(Factory):
