@@ -19,6 +19,7 @@ from twisted.internet import reactor
 from tests._lineprocess import LineProcess
 from tests._node_processes import managed_server_xml
 from tests._processes import ICE_PYTHON, INTEROP_DIR, ice_env
+from tests.test_glacier2_processes import RoutedGrid
 from tests.test_icegridadmin_processes import IceGridAdminGrid
 from tests.test_nodes_processes import NodeGridTestCase
 
@@ -159,3 +160,46 @@ class AdminRouterProcessTests(NodeGridTestCase):
         self.assertEqual(
             {f: at_master[f"server:{SERVER}"]["facets"][f] for f in ADMIN_FACETS}, ADMIN_FACETS
         )
+
+
+class UnfilteredRoutedGrid(RoutedGrid):
+    """Admin sessions through a glacier2router that filters nothing."""
+
+    def properties(self, name: str, as_name: str, certs: Any) -> dict[str, str]:
+        return {
+            **super().properties(name, as_name, certs),
+            "IceGrid.Registry.AdminSessionFilters": "0",
+        }
+
+
+class RoutedAdminRouterProcessTests(NodeGridTestCase):
+    """
+    IceGrid 3.7.8 hands a Glacier2 admin session the router proxies on its
+    session manager's endpoints, and routes them there (checked; with
+    AdminSessionFilters=1 the glacier2router itself refuses them).
+    """
+
+    grid_class = UnfilteredRoutedGrid
+
+    async def test_server_properties_through_a_glacier2router(self) -> None:
+        grid = self.grid
+        assert isinstance(grid, UnfilteredRoutedGrid)
+        await grid.start("Master")
+        node = grid.start_node("node1")
+        await node.has_session("Master")
+        await grid.deploy(
+            "RoutedDemo",
+            "<node name='node1'>"
+            + managed_server_xml(
+                "RoutedHello",
+                "node1",
+                activation="manual",
+                extra='<property name="Demo.Prop" value="v1"/>',
+            )
+            + "</node>",
+        )
+        admins = await grid.router("AdminRouter", "AdminSessionManager", "Master")
+        code, output = await grid.icegridadmin(
+            admins, "server start RoutedHello", "server property RoutedHello Demo.Prop"
+        )
+        self.assertEqual((code, output.strip()), (0, "v1"))

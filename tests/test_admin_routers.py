@@ -504,3 +504,37 @@ class ForwardedRequestTests(SynchronousTestCase):
             (sent.facet, sent.operation, sent.mode, sent.context, sent.encoding, sent.params),
             ("F", "op", 2, {"a": "b"}, ENCODING_1_0, b"p"),
         )
+
+
+class Glacier2RouterTests(SynchronousTestCase):
+    """
+    IceGrid 3.7.8 (checked): a Glacier2 admin session's router proxies are
+    on the admin session manager's endpoints, and answer every caller there.
+    """
+
+    def test_routed_admin_sessions_get_the_routers_on_their_managers_endpoints(self) -> None:
+        from tests.test_glacier2_managers import ASM, Router, make_registry
+        from tests._helpers import MemoryNetwork
+
+        network = MemoryNetwork()
+        service = make_registry(
+            self, network, **{"IceGrid.Registry.AdminSessionManager.Endpoints": ASM}
+        )
+        router = Router(self, network, service.glacier2_factories["admin_session_manager"])
+        session = router.create("AdminSessionManager", "admin")
+        admin = router.invoke(session.identity, "getAdmin", IDEMPOTENT).read_proxy()
+        replica = router.invoke(
+            admin.identity, "getRegistryAdmin", IDEMPOTENT, strings("Master")
+        ).read_proxy()
+        self.assertEqual(replica.identity, Identity("Master", "TG-RegistryReplicaAdminRouter"))
+        self.assertEqual(replica.endpoints, (TcpEndpoint("127.0.0.1", 24076),))
+        # another connection of the manager adapter, with no session of its own
+        other = Router(self, network, service.glacier2_factories["admin_session_manager"])
+        params = strings("IceGrid.InstanceName")
+        other.protocol.dataReceived(
+            encode_request(request(replica.identity, "getProperty", "Properties", params))
+        )
+        reply = decode_reply(other.transport.value()[HEADER_SIZE:])
+        self.assertEqual(reply.status, ReplyStatus.SUCCESS)
+        assert reply.payload is not None
+        self.assertEqual(InputStream(reply.payload, ENCODING_1_1).read_string(), "TG")

@@ -18,9 +18,11 @@ A request on one (any facet) goes, unchanged, to the admin object behind it:
     the master's (checked): gridreg answers from every replica.
 
 What IceGrid 3.7.8 does and we do too (checked with icegridregistry,
-icegridnode and IcePy): the routers answer only on a connection that holds a
-live admin session (elsewhere, and after the session ended, every request
-gets C{ObjectNotExistException}); a success or a user exception comes back
+icegridnode, glacier2router and IcePy): on the client endpoints the routers
+answer only on a connection that holds a live admin session (elsewhere, and
+after the session ended, every request gets C{ObjectNotExistException});
+a Glacier2 admin session gets the proxies on its session manager's
+endpoints, where they answer every caller; a success or a user exception comes back
 as it came; everything else (an unknown name, a server not running, its
 node down, a facet or operation the admin object lacks, an operation
 mode the object refuses: any local exception) is
@@ -84,12 +86,15 @@ def ice_request_fields(request: Request) -> dict[str, Any]:
 class _Router:
     """One category: checks the connection, then hands the request to C{target}."""
 
-    def __init__(self, routers: "AdminRouters", target: Callable[[Request], Any]) -> None:
+    def __init__(
+        self, routers: "AdminRouters", target: Callable[[Request], Any], require_session: bool
+    ) -> None:
         self.routers = routers
         self.target = target
+        self.require_session = require_session
 
     def route(self, request: Request, connection: Any) -> DispatchResult:
-        if not self.routers.admin_connection(connection):
+        if self.require_session and not self.routers.admin_connection(connection):
             return not_exist(request)
         d = maybeDeferred(self.target, request)
         return d.addCallbacks(
@@ -124,11 +129,18 @@ class AdminRouters:
         #: this replica's own admin object
         self.admin = AdminObject.with_properties(dict(getattr(config, "properties", None) or {}))
 
-    def install(self, adapter: ObjectAdapter) -> None:
+    def install(self, adapter: ObjectAdapter, require_session: bool = True) -> None:
+        """
+        Serve the routers on C{adapter}: on the client endpoints for the
+        connections of admin sessions only; on the Glacier2 admin session
+        manager's (C{require_session=False}) for every caller, as IceGrid
+        3.7.8 does (checked: there a glacier2router's filters are the guard).
+        """
         instance = self.registry.config.instance_name
         targets = {"Server": self._server, "Node": self._node, "Replica": self._replica}
         for kind in KINDS:
-            adapter.add_category(router_category(instance, kind), _Router(self, targets[kind]))
+            router = _Router(self, targets[kind], require_session)
+            adapter.add_category(router_category(instance, kind), router)
 
     def admin_connection(self, connection: Any) -> bool:
         """Does C{connection} hold a live admin session (IceGrid routes only for those)?"""

@@ -147,6 +147,9 @@ class RegistryService(Service):
         self.admin_routers.install(self.client_adapter)
         #: the Glacier2 session managers, each on its own adapter, when configured
         self.glacier2 = Glacier2Managers(reactor, config, self.ice_sessions)
+        for where in self.glacier2.adapters:
+            if where.kind == "admin_session_manager":  # its admin sessions' get*Admin proxies
+                self.admin_routers.install(where.adapter, require_session=False)
         self.glacier2_factories = {
             where.kind: ManagerFactory(
                 self.client_factory, where.adapter, config.message_size_max, clock=reactor
