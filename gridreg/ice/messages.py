@@ -549,6 +549,23 @@ def decode_reply(body: bytes) -> Reply:
     return reply
 
 
+def reply_body(reply: Reply) -> bytes:
+    """
+    The body of C{reply} again (status byte onward), as it came: what a
+    router sends back to its caller for a request it forwarded.
+    """
+    status = reply.status
+    if status <= 1:
+        assert reply.encoding is not None and reply.payload is not None
+        return bytes([status]) + encaps(reply.encoding, reply.payload)
+    if status <= 4:
+        assert reply.identity is not None and reply.facet is not None
+        assert reply.operation is not None
+        return not_exist_body(status, reply.identity, reply.facet, reply.operation)
+    assert reply.text is not None
+    return unknown_body(status, reply.text)
+
+
 _NOT_EXIST_ERRORS = {
     2: ObjectNotExistError,
     3: FacetNotExistError,

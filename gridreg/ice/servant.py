@@ -7,6 +7,11 @@ identities to servants, answers the C{Ice::Object} built-ins, checks the
 operation mode as a real Ice server does and turns every outcome into a reply
 body (status byte and what follows), so the connection only frames bytes.
 
+A whole identity category may be served by one L{CategoryRouter} (IceGrid's
+admin routers: C{<instance>-RegistryServerAdminRouter/<server>} and its
+kin), which gets every request on that category that no servant of its own
+identity answers, facets included, and answers with the reply body itself.
+
 Replies of operations declared C{cacheable} depend only on the request bytes
 and the registry's state; the adapter keeps them by request bytes until the
 state changes (L{ObjectAdapter.invalidate}), so a repeated locate request is
@@ -15,7 +20,7 @@ answered without decoding it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Optional, Union
+from typing import Any, Callable, ClassVar, Optional, Protocol, Union
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -127,6 +132,16 @@ class Servant:
         return self._operations.get(name)
 
 
+class CategoryRouter(Protocol):
+    """Answers every request on one identity category (see the module docstring)."""
+
+    def route(self, request: Request, connection: Any) -> DispatchResult:
+        """
+        The reply body for C{request}, which came on C{connection} (None for
+        a batched or local dispatch); may raise, or fail, like an operation.
+        """
+
+
 def _mode_mismatch(expected: str, received: int) -> str:
     return (
         "::Ice::MarshalException: unexpected operation mode. "
@@ -147,6 +162,7 @@ class ObjectAdapter:
     def __init__(self, name: str) -> None:
         self.name = name
         self._servants: dict[Identity, Servant] = {}
+        self._routers: dict[str, CategoryRouter] = {}
         self._cache: dict[bytes, bytes] = {}
         self.cache_limit = 100_000
 
@@ -156,6 +172,15 @@ class ObjectAdapter:
 
     def remove(self, identity: Identity) -> None:
         self._servants.pop(identity, None)
+        self.invalidate()
+
+    def add_category(self, category: str, router: CategoryRouter) -> None:
+        """Route the requests on C{category} that no servant answers to C{router}."""
+        self._routers[category] = router
+        self.invalidate()
+
+    def remove_category(self, category: str) -> None:
+        self._routers.pop(category, None)
         self.invalidate()
 
     def find(self, identity: Identity) -> Optional[Servant]:
@@ -183,6 +208,9 @@ class ObjectAdapter:
         """
         servant = self._servants.get(request.identity)
         if servant is None:
+            router = self._routers.get(request.identity.category)
+            if router is not None:
+                return self._route(router, request, connection)
             return not_exist_body(
                 ReplyStatus.OBJECT_NOT_EXIST, request.identity, request.facet, request.operation
             )
@@ -190,6 +218,19 @@ class ObjectAdapter:
             return not_exist_body(
                 ReplyStatus.FACET_NOT_EXIST, request.identity, request.facet, request.operation
             )
+        return self.dispatch_to(servant, request, cache_key, connection)
+
+    def dispatch_to(
+        self,
+        servant: Servant,
+        request: Request,
+        cache_key: Optional[bytes] = None,
+        connection: Any = None,
+    ) -> DispatchResult:
+        """
+        Dispatch C{request} to C{servant} whatever its identity and facet
+        say: what an object with facets does once it found the facet's servant.
+        """
         op = servant.find_operation(request.operation)
         if op is None:
             return self._builtin(servant, request)
@@ -220,6 +261,15 @@ class ObjectAdapter:
                 self._cache.clear()
             self._cache[cache_key] = body
         return body
+
+    def _route(self, router: CategoryRouter, request: Request, connection: Any) -> DispatchResult:
+        try:
+            result = router.route(request, connection)
+        except BaseException as exc:
+            return self._failed(request, Failure(exc))
+        if isinstance(result, Deferred):
+            return result.addErrback(lambda failure: self._failed(request, failure))
+        return result
 
     def _builtin(self, servant: Servant, request: Request) -> ReplyBody:
         """The Ice::Object operations every servant answers, in any mode."""

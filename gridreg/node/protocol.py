@@ -23,6 +23,7 @@ from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.errors import TransferError
 from gridreg.protocol.node_commands import (
     ActivateServer,
+    AdminRequest,
     AdapterRegistered,
     DeployServers,
     EnableServer,
@@ -132,6 +133,29 @@ class NodeProtocol(TransferResponder, amp.AMP):
         if decoded is not None:
             self._servers.process_registered(server, decoded)
         return {}
+
+    @AdminRequest.responder
+    def admin_request(
+        self,
+        server: str,
+        facet: str,
+        operation: str,
+        mode: int,
+        context: str,
+        encoding: str,
+        params: bytes,
+    ) -> Deferred[dict[str, Any]]:
+        d = maybeDeferred(
+            self.link.sessions.admin.request,
+            server,
+            facet,
+            operation,
+            mode,
+            json.loads(context or "{}"),
+            encoding,
+            params,
+        )
+        return d.addCallback(lambda reply: {"reply": reply})
 
     @ReplicasChanged.responder
     def replicas_changed(self, replicas: str) -> dict[str, Any]:

@@ -150,6 +150,11 @@ class ManagedServer:
         """This server in node live state's shape."""
         return {"state": self.state, "pid": self.pid, "enabled": self.enabled}
 
+    @property
+    def admin_proxy(self) -> Optional[Proxy]:
+        """The admin object the running server registered (C{setServerProcessProxy}), if any."""
+        return self._process_proxy
+
     def info(self) -> dict[str, Any]:
         return {"server": self.id, "application": self.application, **self.entry()}
 

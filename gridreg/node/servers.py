@@ -265,6 +265,18 @@ class ServerManager:
     def process_registered(self, server_id: str, proxy: Proxy) -> None:
         self._get(server_id).process_registered(proxy)
 
+    def admin_proxy(self, server_id: str) -> Proxy:
+        """
+        The running server's admin object, default facet.
+
+        @raise NotFoundError: unknown server.
+        @raise NodeError: it is not running, or registered no admin object.
+        """
+        proxy = self._get(server_id).admin_proxy
+        if proxy is None:
+            raise NodeError(f"server `{server_id}' has no admin object: it is not running")
+        return proxy
+
     # -- live state ------------------------------------------------------------
 
     def live_state(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 
 from gridreg.ice.stringify import EndpointParseError, endpoints_from_string
 from gridreg.ice.types import Endpoint, OperationMode
+from gridreg.node.admin import NodeAdmin
 from gridreg.node.config import NodeConfig
 from gridreg.node.protocol import NodeProtocol
 from gridreg.protocol.commands import PROTOCOL_VERSION, Hello
@@ -266,6 +267,8 @@ class NodeSessions(Service):
         self.security = security
         #: the node's L{gridreg.node.servers.ServerManager}
         self.servers = servers
+        #: the node's end of IceGrid's admin routers
+        self.admin = NodeAdmin(reactor, dict(config.properties or {}), servers)
         self.info = dict(info)
         self.load = load
         self.shutdown = shutdown

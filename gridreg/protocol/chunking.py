@@ -66,6 +66,38 @@ class TransferChunk(amp.Command):
     errors = _ERRORS
 
 
+class BigBytes(amp.Argument):
+    """
+    Bytes of up to C{max_size}, spread over as many AMP values as they need
+    (C{name} holds the count, C{name.0}, C{name.1}, ... the parts): for a
+    value that is small as a rule but has no bound of its own, such as the
+    reply to an Ice request a router forwards. Blobs use transfers instead.
+    """
+
+    def __init__(self, max_size: int = 4 * 1024**2) -> None:
+        super().__init__()
+        self.max_size = max_size
+
+    def toBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
+        value = bytes(self.retrieve(objects, name.decode("ascii"), proto))
+        if len(value) > self.max_size:
+            raise ValueError(f"{len(value)} bytes is more than {self.max_size}")
+        parts = [value[i : i + CHUNK_SIZE] for i in range(0, len(value), CHUNK_SIZE)] or [b""]
+        strings[name] = str(len(parts)).encode("ascii")
+        for i, part in enumerate(parts):
+            strings[name + b"." + str(i).encode("ascii")] = part
+
+    def fromBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
+        count = int(self.retrieve(strings, name, proto))
+        if not 0 < count <= self.max_size // CHUNK_SIZE + 1:
+            raise ValueError(f"{count} parts")
+        parts = [
+            self.retrieve(strings, name + b"." + str(i).encode("ascii"), proto)
+            for i in range(count)
+        ]
+        objects[name.decode("ascii")] = b"".join(parts)
+
+
 @attrs.define
 class _Incoming:
     size: int

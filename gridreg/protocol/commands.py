@@ -10,6 +10,8 @@ internal connection starts with L{Hello}. Then, by role:
     snapshot (L{InstallSnapshot}), and
     L{ReplicaSetChanged} whenever a replica joins or leaves; a slave forwards
     registrations that reach it with L{ForwardAdapterRegistration};
+  - any replica to any other, over a connection of its own (role
+    C{registry}): L{ReplicaAdminRequest};
   - admin sessions (gridadmin to any replica): the C{Admin*} commands; the
     writes are refused by slaves with L{NotMasterError}.
 
@@ -36,6 +38,7 @@ from gridreg.protocol.errors import (
     SyncError,
     TransferError,
 )
+from gridreg.protocol.node_commands import ICE_REQUEST_ARGUMENTS
 
 #: 2: one chunked channel for snapshots, large changes and uploads; epochs
 #: 3: node sessions (gridreg.protocol.node_commands)
@@ -197,6 +200,18 @@ class ForwardAdapterRegistration(amp.Command):
         (b"proxy", amp.Unicode()),
     ]
     response = [(b"exception", amp.Unicode()), (b"reason", amp.Unicode())]
+    errors = _COMMON_ERRORS
+
+
+class ReplicaAdminRequest(amp.Command):
+    """
+    An Ice request for the admin object of the called replica (IceGrid's
+    C{<instance>-RegistryReplicaAdminRouter/<name>}, reached through another
+    replica). C{reply} is the reply body, status byte onward.
+    """
+
+    arguments = ICE_REQUEST_ARGUMENTS
+    response = [(b"reply", chunking.BigBytes())]
     errors = _COMMON_ERRORS
 
 

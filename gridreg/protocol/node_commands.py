@@ -20,7 +20,9 @@ L{gridreg.protocol.commands.Hello} (role C{node}, the node's name), then:
     L{AdapterRegistered} and
     L{ProcessRegistered} (a managed server registered through this replica's
     LocatorRegistry), L{ReplicasChanged} (the master, when a replica joins
-    or leaves), L{ShutdownNode}.
+    or leaves), L{ShutdownNode}, L{AdminRequest} (an Ice request for the
+    admin object of the node or of one of its servers, IceGrid's admin
+    routers).
 
 Everything a node reports (server states, the endpoints its servers
 registered, its load) is the node's live state, never a master write: it
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 from twisted.protocols import amp
 
+from gridreg.protocol.chunking import BigBytes
 from gridreg.protocol.errors import (
     NodeError,
     NodeUnreachableError,
@@ -244,6 +247,35 @@ class ShutdownNode(amp.Command):
 
     arguments: list[tuple[bytes, amp.Argument]] = []
     response: list[tuple[bytes, amp.Argument]] = []
+    errors = _ERRORS
+
+
+#: the Ice request fields an admin router forwards (L{AdminRequest},
+#: L{gridreg.protocol.commands.ReplicaAdminRequest}): C{mode} is the
+#: operation mode byte, C{context} JSON C{{key: value}}, C{encoding} as
+#: C{"1.1"}, C{params} the bytes inside the parameter encapsulation
+ICE_REQUEST_ARGUMENTS: list[tuple[bytes, amp.Argument]] = [
+    (b"facet", amp.Unicode()),
+    (b"operation", amp.Unicode()),
+    (b"mode", amp.Integer()),
+    (b"context", amp.Unicode()),
+    (b"encoding", amp.Unicode()),
+    (b"params", BigBytes()),
+]
+
+
+class AdminRequest(amp.Command):
+    """
+    An Ice request for the admin object of server C{server} (its
+    C{Ice.Admin} object, facet and all, as the server registered it with
+    C{setServerProcessProxy}), or with C{server ""} of the node itself. The
+    node sends it on and answers C{reply}: the reply body (status byte
+    onward) exactly as it came back. C{NotFoundError}: no such server;
+    C{NodeError}: the server is not running or did not answer.
+    """
+
+    arguments = [(b"server", amp.Unicode()), *ICE_REQUEST_ARGUMENTS]
+    response = [(b"reply", BigBytes())]
     errors = _ERRORS
 
 

@@ -487,16 +487,19 @@ class AdminServant(Servant):
     def _router_proxy(self, request: Request, router: str, name: str) -> bytes:
         """
         IceGrid 3.7.8's proxy for the admin object of a server, node or
-        replica: C{<instance>-Registry<router>AdminRouter/<name>} at the
-        client endpoints. gridreg routes nothing there yet, so calls on it
-        fail with ObjectNotExistException, as IceGrid's do for a server that
-        is not running; the GUI then shows no metrics.
+        replica: C{<instance>-Registry<router>AdminRouter/<name>} on the
+        endpoints the session is served on (the client endpoints, or for a
+        Glacier2 session its session manager's), served by
+        L{gridreg.registry.admin_routers} on the connections of admin sessions.
         """
         registry = self.model.registry
-        own = registry.directory.own
+        endpoints = self.session.endpoints if self.session is not None else None
+        if endpoints is None:
+            own = registry.directory.own
+            endpoints = own.client if own is not None else ()
         proxy = Proxy(
             Identity(name, f"{registry.config.instance_name}-Registry{router}AdminRouter"),
-            endpoints=tuple(own.client) if own is not None else (),
+            endpoints=tuple(endpoints),
         )
         out = self._out(request)
         out.write_proxy(proxy)

@@ -13,13 +13,14 @@ import base64
 import json
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from gridreg.ice.admin_facets import forwarded_request
 from gridreg.ice.encoding import InputStream
 from gridreg.ice.exceptions import UserException
 from gridreg.ice.types import ENCODING_1_1
@@ -29,6 +30,7 @@ from gridreg.protocol.commands import (
     FetchDatabase,
     ForwardAdapterRegistration,
     Hello,
+    ReplicaAdminRequest,
     ReplicaKeepAlive,
     RegisterReplica,
 )
@@ -230,6 +232,18 @@ class InternalProtocol(amp.AMP):
             return {"transfer": transfer, "database_id": state.database_id, "serial": state.serial}
 
         return Deferred.fromCoroutine(send())
+
+    @ReplicaAdminRequest.responder
+    def replica_admin_request(
+        self, facet: str, operation: str, mode: int, context: str, encoding: str, params: bytes
+    ) -> Deferred[dict[str, Any]]:
+        """Another replica's admin router asks for this replica's admin object."""
+        self._require("registry")
+        request = forwarded_request(
+            facet, operation, mode, json.loads(context or "{}"), encoding, params
+        )
+        d = maybeDeferred(self.registry.admin_routers.local, request)
+        return d.addCallback(lambda reply: {"reply": reply})
 
     # -- node sessions (gridreg.protocol.node_commands) -------------------------------
 

@@ -18,7 +18,9 @@ from twisted.internet.defer import Deferred, fail
 from gridreg.client.endpoints import ValidatedEndpoint, client_endpoint
 from gridreg.ice.client import IceClientFactory, IceClientProtocol
 from gridreg.ice.encoding import InputStream
-from gridreg.ice.types import Endpoint, OperationMode, Proxy
+from gridreg.ice.messages import Reply
+from gridreg.ice.outgoing import reply_stream
+from gridreg.ice.types import ENCODING_1_1, Endpoint, OperationMode, Proxy, Version
 from gridreg.registry.state import RegistryState
 
 #: how long one such call may take, connecting included
@@ -85,6 +87,28 @@ def call_direct(
     a connection of its own, closed after the reply; within C{timeout} for
     the connection and the reply.
     """
+    return invoke_direct(
+        reactor, endpoints, proxy, operation, mode, params, timeout, tls
+    ).addCallback(reply_stream)
+
+
+def invoke_direct(
+    reactor: Any,
+    endpoints: tuple[Endpoint, ...],
+    proxy: Proxy,
+    operation: str,
+    mode: OperationMode,
+    params: bytes = b"",
+    timeout: float = CALL_TIMEOUT,
+    tls: Optional[Any] = None,
+    *,
+    encoding: Version = ENCODING_1_1,
+    context: Optional[dict[str, str]] = None,
+) -> Deferred[Reply]:
+    """
+    As L{call_direct}, but fire with the L{Reply} whatever it says: what a
+    router needs, to hand the answer back as it came.
+    """
     if not endpoints:
         return fail(UnreachableError("no endpoint to call"))
     try:
@@ -94,9 +118,16 @@ def call_direct(
     except ValueError as e:
         return fail(UnreachableError(str(e)))
 
-    def connected(protocol: IceClientProtocol) -> Deferred[InputStream]:
-        d = protocol.call(
-            proxy.identity, operation, mode, params, facet=proxy.facet, timeout=timeout
+    def connected(protocol: IceClientProtocol) -> Deferred[Reply]:
+        d = protocol.invoke(
+            proxy.identity,
+            operation,
+            mode,
+            params,
+            facet=proxy.facet,
+            encoding=encoding,
+            context=context,
+            timeout=timeout,
         )
 
         def close(result: Any) -> Any:

@@ -29,6 +29,7 @@ from gridreg.ice.types import Endpoint, Identity, Proxy
 from gridreg.registry._readiness import RegistryStartError, build_readiness
 from gridreg.registry.activation import Activator
 from gridreg.registry.admin import AdminResponder
+from gridreg.registry.admin_routers import AdminRouters
 from gridreg.registry.allocation import AllocationManager
 from gridreg.registry.admin_model import AdminModel
 from gridreg.registry.ice_sessions import IceSessions
@@ -141,8 +142,14 @@ class RegistryService(Service):
             config.session_timeout,
             self._verifiers(),
         )
+        #: IceGrid's admin routers (getServerAdmin, getNodeAdmin, getRegistryAdmin)
+        self.admin_routers = AdminRouters(self, self.ice_sessions)
+        self.admin_routers.install(self.client_adapter)
         #: the Glacier2 session managers, each on its own adapter, when configured
         self.glacier2 = Glacier2Managers(reactor, config, self.ice_sessions)
+        for where in self.glacier2.adapters:
+            if where.kind == "admin_session_manager":  # its admin sessions' get*Admin proxies
+                self.admin_routers.install(where.adapter, require_session=False)
         self.glacier2_factories = {
             where.kind: ManagerFactory(
                 self.client_factory, where.adapter, config.message_size_max, clock=reactor
