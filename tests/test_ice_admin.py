@@ -215,7 +215,7 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(other.invoke(second.identity, "startUpdate").read_int(), serial)
 
     def test_file_refusals(self) -> None:
-        """Unknown servers, nodes, registries; a registry without Ice.StdOut (tests.test_log_files)."""
+        """Unknown servers, nodes, registries; no Ice.StdOut (more in tests.test_log_files)."""
         session = self.admin_session().identity
         out = OutputStream()
         out.write_string("nope")

@@ -428,3 +428,42 @@ class RelayedFileTests(NodeTestCase):
             self.open("openServerStdErr", "S2", -1),
             NodeUnreachableException("node2", "the node is not active"),
         )
+
+
+class RedirectTests(SynchronousTestCase):
+    """Ice.StdOut and Ice.StdErr reopen the process's output, as Ice programs do."""
+
+    def properties(self, **values: str) -> Properties:
+        properties = Properties()
+        for key, value in values.items():
+            properties.set(key, value)
+        return properties
+
+    def test_reopened_appending(self) -> None:
+        from gridreg.config.stdio import redirect_stdio
+
+        out, err = os.path.abspath(self.mktemp()), os.path.abspath(self.mktemp())
+        with open(out, "wb") as f:
+            f.write(b"before\n")
+        moved: list[tuple[int, int]] = []
+
+        def dup2(opened: int, fd: int) -> None:
+            os.write(opened, b"from fd %d\n" % fd)
+            moved.append((opened, fd))
+
+        redirect_stdio(self.properties(**{"Ice.StdOut": out, "Ice.StdErr": err}), dup2)
+        self.assertEqual([fd for _, fd in moved], [1, 2])
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"before\nfrom fd 1\n")
+        with open(err, "rb") as f:
+            self.assertEqual(f.read(), b"from fd 2\n")
+        redirect_stdio(self.properties(), dup2)
+        self.assertEqual(len(moved), 2, "nothing set, nothing moved")
+
+    def test_a_file_that_cannot_be_opened_stops_start_up(self) -> None:
+        from gridreg.config.stdio import redirect_stdio
+
+        with self.assertRaises(SystemExit) as raised:
+            redirect_stdio(self.properties(**{"Ice.StdErr": "/nonexistent/dir/err"}))
+        self.assertIn("Ice.StdErr", str(raised.exception))
+        self.assertIn("cannot open /nonexistent/dir/err", str(raised.exception))
