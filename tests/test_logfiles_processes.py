@@ -1,0 +1,135 @@
+# -*- test-case-name: tests.test_logfiles_processes -*-
+"""
+The real C{icegridadmin} (ZeroC 3.7.8) reads log files through gridreg:
+C{server show} (a real Ice server's stdout and stderr, written where the
+gridnode's IceGrid.Node.Output puts them), C{node show} (the gridnode's
+Ice.StdOut) and C{registry show} (the master's Ice.StdErr). What each
+prints is what real IceGrid printed for the same files
+(docs/icegrid-node-facts.md, "Log files").
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests._node_processes import managed_server_xml
+from tests._processes import ice_missing
+from tests.test_icegridadmin_processes import IceGridAdminGrid
+from tests.test_nodes_processes import NodeGridTestCase
+from tests.test_replication_processes import eventually
+
+SERVER = "LogHello"
+
+
+class LogFileGrid(IceGridAdminGrid):
+    """The master's stderr goes to a file that already holds a line."""
+
+    def properties(self, name: str, as_name: str, certs: Path) -> dict[str, str]:
+        properties = super().properties(name, as_name, certs)
+        if name == "Master":
+            properties["Ice.StdErr"] = str(self.master_stderr)
+        return properties
+
+    @property
+    def master_stderr(self) -> Path:
+        return self.root / "master-stderr.txt"
+
+
+class LogFileProcessTests(NodeGridTestCase):
+    grid_class = LogFileGrid
+
+    def setUp(self) -> None:
+        missing = ice_missing() or (None if shutil.which("icegridadmin") else "no icegridadmin")
+        if missing:
+            raise self.skipTest(missing)
+        super().setUp()
+
+    async def show(self, command: str) -> list[str]:
+        """The lines icegridadmin printed for C{command}, after its heading."""
+        grid = self.grid
+        assert isinstance(grid, LogFileGrid)
+        code, output = await grid.icegridadmin(command)
+        self.assertEqual(code, 0, f"{command}: {output}")
+        heading, *lines = output.splitlines()
+        return [heading.rstrip(), *lines]
+
+    async def test_icegridadmin_shows_log_files(self) -> None:
+        grid = self.grid
+        assert isinstance(grid, LogFileGrid)
+        grid.master_stderr.write_text("master stderr before start\n")
+        await grid.start("Master")
+        node_stdout = grid.root / "node1-stdout.txt"
+        node_stdout.write_text("node1 stdout before start\n")
+        grid.start_node("node1", **{"Ice.StdOut": str(node_stdout)})
+
+        async def node_up() -> bool:
+            code, output = await grid.icegridadmin("node ping node1")
+            return code == 0 and output == "node is up"
+
+        # the node's log goes to its Ice.StdOut now, not to the test's pipe
+        await eventually(node_up, timeout=60)
+        await grid.deploy(
+            "Logs",
+            "<node name='node1'>"
+            + managed_server_xml(
+                SERVER,
+                "node1",
+                activation="manual",
+                extra="<property name='LogTest.PrintLines' value='3'/>",
+            )
+            + "</node>",
+        )
+        self.assertEqual((await grid.icegridadmin(f"server start {SERVER}"))[0], 0)
+
+        self.assertEqual(
+            await self.show(f"server show {SERVER} stdout"),
+            [f"server `{SERVER}' stdout:"] + [f"stdout line {i} of {SERVER}" for i in range(3)],
+        )
+        self.assertEqual(
+            await self.show(f"server show -t 2 {SERVER} stderr"),
+            [f"server `{SERVER}' stderr:"] + [f"stderr line {i} of {SERVER}" for i in (1, 2)],
+        )
+        self.assertEqual(
+            await self.show(f"server show -h 1 {SERVER} stderr"),
+            [f"server `{SERVER}' stderr:", f"stderr line 0 of {SERVER}"],
+        )
+        node_lines = await self.show("node show node1 stdout")
+        self.assertEqual(node_lines[:2], ["node `node1' stdout:", "node1 stdout before start"])
+        # then what the node logged since (twist writes JSON events when not on a terminal)
+        events = [json.loads(line.strip("\x1e")) for line in node_lines[2:] if line.strip()]
+        self.assertIn(
+            ("Node {node} has a session with replica {replica}", "Master"),
+            [(e.get("log_format"), e.get("replica")) for e in events],
+        )
+        master_lines = await self.show("registry show Master stderr")
+        self.assertEqual(
+            master_lines[:2], ["registry `Master' stderr:", "master stderr before start"]
+        )
+        with grid.master_stderr.open("a") as f:
+            f.write("written later\n")
+        self.assertEqual(
+            await self.show("registry show -t 1 Master stderr"),
+            ["registry `Master' stderr:", "written later"],
+        )
+
+        code, output = await grid.icegridadmin(f"server show {SERVER} app.log")
+        self.assertEqual(
+            (code, output),
+            (
+                1,
+                f"server `{SERVER}' app.log: error: couldn't access file:\n"
+                # relative to the node's working directory, as icegridnode resolves it
+                f"unknown log file `{grid.root}/node1/app.log'",
+            ),
+        )
+        code, output = await grid.icegridadmin("node show node1 stderr")
+        self.assertEqual(
+            (code, output),
+            (
+                1,
+                "node `node1' stderr: error: couldn't access file:\n"
+                "Ice.StdErr configuration property is not set",
+            ),
+        )
