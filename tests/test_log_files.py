@@ -9,6 +9,7 @@ files, and servers' and nodes' files relayed from a node over its session.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Optional
 
@@ -168,7 +169,7 @@ def node_files(root: str, output: Optional[str] = "out", **props: str) -> NodeFi
         properties=properties,
     )
     servers = FakeServers(
-        ServerDescriptor("S1", "/bin/s1"),
+        ServerDescriptor("S1", "/bin/s1", logs=("/var/log/s1.log", "rel.log")),
         ServerDescriptor("S3", "/bin/s3", properties=(("Ice.StdErr", "own.err"),)),
     )
     return NodeFiles(None, config, servers, cwd=lambda: root)
@@ -183,12 +184,29 @@ class NodeFilesTests(SynchronousTestCase):
         with self.assertRaises(NotFoundError):
             files.path("S9", "stdout")
 
+    def test_declared_logs_against_the_nodes_directory(self) -> None:
+        files = node_files("/n")
+        self.assertEqual(files.path("S1", "/var/log/s1.log"), "/var/log/s1.log")
+        self.assertEqual(files.path("S1", "rel.log"), "/n/rel.log")
+        self.assertEqual(files.path("S1", "/n/rel.log"), "/n/rel.log")
+
+    def test_logs_reach_the_node_substituted(self) -> None:
+        from gridreg.node.server_config import substitute_node_variables
+        from gridreg.registry.descriptors import server_from_json, server_to_json
+
+        sent = ServerDescriptor("S1", "/bin/s1", logs=("${node.data}/s1.log", "x.log"))
+        received = server_from_json(json.loads(json.dumps(server_to_json(sent))))
+        self.assertEqual(received, sent)
+        effective = substitute_node_variables(received, {"node.data": "/d"}, "/d")
+        self.assertEqual(effective.logs, ("/d/s1.log", "x.log"))
+
     def test_refusals_say_what_icegrid_says(self) -> None:
         files = node_files("/n", output=None)
         for server, name, reason in [
             ("S1", "stdout", "Ice.StdOut configuration property is not set"),
             ("", "stderr", "Ice.StdErr configuration property is not set"),
             ("S1", "app.log", "unknown log file `/n/app.log'"),
+            ("S1", "/n/../n/rel.log", "unknown log file `/n/../n/rel.log'"),
             ("S1", "../x.log", "unknown log file `/n/../x.log'"),
         ]:
             with self.assertRaises(FileUnavailableError) as raised:
@@ -383,6 +401,8 @@ class RelayedFileTests(NodeTestCase):
             f.write(OUT)
         with open(os.path.join(root, "node.err"), "wb") as f:
             f.write(ERR)
+        with open(os.path.join(root, "rel.log"), "wb") as f:
+            f.write(b"a log line\n")
         self.node = connect(self.grid.network, PORTS["Master"][2], FileNode("node1"))
         self.node.files = node_files(root, **{"Ice.StdErr": "node.err"})
         self.grid.wait(self.node.register())
@@ -421,6 +441,14 @@ class RelayedFileTests(NodeTestCase):
             self.open("openServerLog", "S1", -1, "/var/log/x.log"),
             FileNotAvailableException("unknown log file `/var/log/x.log'"),
         )
+        self.assertEqual(
+            self.open("openServerLog", "S1", -1, "/var/log/s1.log"),
+            FileNotAvailableException("failed to open file `/var/log/s1.log'"),
+        )
+
+    def test_declared_log_through_the_node(self) -> None:
+        iterator = self.open("openServerLog", "S1", -1, "rel.log").read_proxy()
+        self.assertEqual(self.read(iterator, 1000), (True, ["a log line", ""]))
 
     def test_node_without_session(self) -> None:
         """S2's node2 never registered: unreachable, as IceGrid says of a node not active."""

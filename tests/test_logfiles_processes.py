@@ -63,6 +63,10 @@ class LogFileProcessTests(NodeGridTestCase):
         node_stdout = grid.root / "node1-stdout.txt"
         node_stdout.write_text("node1 stdout before start\n")
         grid.start_node("node1", **{"Ice.StdOut": str(node_stdout)})
+        app_log = grid.root / "app-server.log"
+        app_log.write_text("app line 1\napp line 2\n")
+        # a relative <log> path is the node's working directory's
+        (grid.root / "node1" / "rel.log").write_text("relative line\n")
 
         async def node_up() -> bool:
             code, output = await grid.icegridadmin("node ping node1")
@@ -77,7 +81,8 @@ class LogFileProcessTests(NodeGridTestCase):
                 SERVER,
                 "node1",
                 activation="manual",
-                extra="<property name='LogTest.PrintLines' value='3'/>",
+                extra="<property name='LogTest.PrintLines' value='3'/>"
+                f"<log path='{app_log}'/><log path='rel.log'/>",
             )
             + "</node>",
         )
@@ -114,6 +119,14 @@ class LogFileProcessTests(NodeGridTestCase):
             ["registry `Master' stderr:", "written later"],
         )
 
+        self.assertEqual(
+            await self.show(f"server show -t 1 {SERVER} {app_log}"),
+            [f"server `{SERVER}' {app_log}:", "app line 2"],
+        )
+        self.assertEqual(
+            await self.show(f"server show {SERVER} rel.log"),
+            [f"server `{SERVER}' rel.log:", "relative line"],
+        )
         code, output = await grid.icegridadmin(f"server show {SERVER} app.log")
         self.assertEqual(
             (code, output),

@@ -70,9 +70,7 @@ class NodeFiles:
             return absolute(values[prop], self._cwd())
         cwd = self._cwd()
         wanted = absolute(name, cwd)
-        # the node's ServerDescriptor does not carry <log> paths yet: until it
-        # does, every log file is unknown, as an undeclared one is to IceGrid
-        declared = {absolute(p, cwd) for p in getattr(descriptor, "logs", ())}
+        declared = {absolute(p, cwd) for p in descriptor.logs}
         if wanted not in declared:
             raise FileUnavailableError(unknown_log(wanted))
         return wanted

@@ -116,6 +116,7 @@ def substitute_node_variables(
         options=tuple(sub(o) for o in descriptor.options),
         envs=tuple(sub(e) for e in descriptor.envs),
         properties=tuple((sub(k), sub(v)) for k, v in descriptor.properties),
+        logs=tuple(sub(p) for p in descriptor.logs),
         adapters=tuple(
             attrs.evolve(a, endpoints=sub(a.endpoints), id=sub(a.id)) for a in descriptor.adapters
         ),
