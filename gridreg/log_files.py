@@ -6,8 +6,8 @@ within C{size}.
 
 The registry (its own files) and the node (its own and its servers') read
 byte ranges with L{offset_from_end} and L{read_chunk}, which block on the
-file system: run them through L{run_blocking}. L{split_lines} turns the
-bytes into the lines of one answer.
+file system: L{open_at} and L{read_at} run them in the reactor's thread
+pool. L{split_lines} turns the bytes into the lines of one answer.
 
 What IceGrid 3.7.8 does (docs/icegrid-node-facts.md, "Log files"): every
 piece of a line costs its length plus 5 bytes of the C{size} asked; a
@@ -26,6 +26,8 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 
+from gridreg.protocol.node_commands import FileUnavailableError
+
 #: IceGrid's refusal of a read(size) too small for one byte
 TOO_LOW = "maximum bytes per read request is too low"
 #: what each piece of a line costs beyond its bytes
@@ -36,6 +38,8 @@ MAX_CHUNK = 60000
 _BLOCK = 8192
 
 T = TypeVar("T")
+#: the files every process has, and the properties that name them
+STREAMS = {"stdout": "Ice.StdOut", "stderr": "Ice.StdErr"}
 
 
 def failed_to_open(path: str) -> str:
@@ -139,6 +143,39 @@ def split_lines(data: bytes, size: int) -> tuple[list[str], int]:
     if ended_line:
         lines.append("")
     return lines, position
+
+
+def open_at(reactor: Any, path: str, count: int) -> Deferred[int]:
+    """L{offset_from_end} off the reactor thread; L{FileUnavailableError} with IceGrid's reason."""
+    return run_blocking(reactor, _guarded, offset_from_end, path, count)
+
+
+def read_at(reactor: Any, path: str, offset: int, length: int) -> Deferred[tuple[bytes, int]]:
+    """L{read_chunk} off the reactor thread; L{FileUnavailableError} with IceGrid's reason."""
+    return run_blocking(reactor, _guarded, read_chunk, path, offset, length)
+
+
+def _guarded(function: Callable[..., T], path: str, *args: Any) -> T:
+    try:
+        return function(path, *args)
+    except OSError:
+        raise FileUnavailableError(failed_to_open(path)) from None
+
+
+def stdio_path(properties: Any, name: str, cwd: str) -> str:
+    """
+    The file a process's C{stdout} or C{stderr} goes to: its C{Ice.StdOut}
+    or C{Ice.StdErr}.
+
+    @raise FileUnavailableError: not set, or C{name} is neither.
+    """
+    prop = STREAMS.get(name)
+    if prop is None:
+        raise FileUnavailableError(f"unknown file `{name}'")
+    value = properties.get(prop) if properties is not None else None
+    if not value:
+        raise FileUnavailableError(not_set(prop))
+    return absolute(value, cwd)
 
 
 def run_blocking(reactor: Any, function: Callable[..., T], *args: Any) -> Deferred[T]:

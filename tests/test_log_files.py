@@ -495,3 +495,63 @@ class RedirectTests(SynchronousTestCase):
             redirect_stdio(self.properties(**{"Ice.StdErr": "/nonexistent/dir/err"}))
         self.assertIn("Ice.StdErr", str(raised.exception))
         self.assertIn("cannot open /nonexistent/dir/err", str(raised.exception))
+
+
+class ReplicaFileTests(SynchronousTestCase):
+    """The master reads a slave's own files over its replication connection, as IceGrid's."""
+
+    def setUp(self) -> None:
+        self.grid = NodeGrid(self)
+        verifier = {
+            "IceGrid.Registry.AdminPermissionsVerifier": "DemoIceGrid/NullPermissionsVerifier"
+        }
+        self.slave_err = os.path.abspath(self.mktemp())
+        with open(self.slave_err, "wb") as f:
+            f.write(ERR)
+        self.master = self.grid.start("Master", **verifier)
+        self.grid.run_until(lambda: self.master.role.opened)
+        self.slave = self.grid.start("Replica1", **verifier, **{"Ice.StdErr": self.slave_err})
+        self.grid.run_until(lambda: self.grid.live(self.master, "Replica1"))
+
+    def session(self, registry: RegistryService, name: str) -> tuple[AsyncClient, Proxy]:
+        client = AsyncClient(self.grid, registry)
+        proxy = client.invoke(
+            Identity(name, "DemoIceGrid"), "createAdminSession", strings("u", "p")
+        ).read_proxy()
+        return client, proxy
+
+    def test_master_reads_the_slaves_stderr(self) -> None:
+        client, session = self.session(self.master, "Registry")
+        iterator = client.invoke(
+            session.identity, "openRegistryStdErr", open_params("Replica1", 1)
+        ).read_proxy()
+        self.assertEqual(iterator.endpoints, session.endpoints, "an object of the master")
+        answer = decode_read(client.invoke(iterator.identity, "read", read_params(1000)))
+        self.assertEqual(answer, (True, ["err line 3", ""]))
+        self.assertEqual(
+            client.invoke(session.identity, "openRegistryStdOut", open_params("Replica1", -1)),
+            FileNotAvailableException("Ice.StdOut configuration property is not set"),
+        )
+
+    def test_a_slave_knows_no_other_registrys_files(self) -> None:
+        """IceGrid 3.7.8: RegistryNotExistException from a slave, even for the master."""
+        client, session = self.session(self.slave, "Registry-Replica1")
+        self.assertEqual(
+            client.invoke(session.identity, "openRegistryStdErr", open_params("Master", -1)),
+            RegistryNotExistException("Master"),
+        )
+        iterator = client.invoke(
+            session.identity, "openRegistryStdErr", open_params("Replica1", 2)
+        ).read_proxy()
+        answer = decode_read(client.invoke(iterator.identity, "read", read_params(1000)))
+        self.assertEqual(answer, (True, ["err line 2", "err line 3", ""]))
+
+    def test_a_stopped_slave_is_not_read(self) -> None:
+        """IceGrid's master forgets a stopped slave: RegistryNotExistException."""
+        self.grid.kill("Replica1")
+        self.grid.run_until(lambda: not self.grid.live(self.master, "Replica1"))
+        client, session = self.session(self.master, "Registry")
+        self.assertEqual(
+            client.invoke(session.identity, "openRegistryStdErr", open_params("Replica1", -1)),
+            RegistryNotExistException("Replica1"),
+        )

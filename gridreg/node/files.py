@@ -18,20 +18,18 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, fail
 
 from gridreg.log_files import (
+    STREAMS,
     absolute,
-    failed_to_open,
     not_set,
-    offset_from_end,
-    read_chunk,
-    run_blocking,
+    open_at,
+    read_at,
+    stdio_path,
     unknown_log,
 )
 from gridreg.node.config import NodeConfig
 from gridreg.node.server_config import config_lines
 from gridreg.protocol.errors import NotFoundError
 from gridreg.protocol.node_commands import FileUnavailableError
-
-_STREAMS = {"stdout": "Ice.StdOut", "stderr": "Ice.StdErr"}
 
 
 class NodeFiles:
@@ -54,15 +52,10 @@ class NodeFiles:
         @raise FileUnavailableError: with IceGrid's reason.
         @raise NotFoundError: C{server} is not deployed on this node.
         """
-        prop = _STREAMS.get(name)
         if not server:
-            if prop is None:
-                raise FileUnavailableError(f"unknown file `{name}'")
-            value = self.config.properties.get(prop) if self.config.properties else None
-            if not value:
-                raise FileUnavailableError(not_set(prop))
-            return absolute(value, self._cwd())
+            return stdio_path(self.config.properties, name, self._cwd())
         descriptor = self.servers.effective_descriptor(server)
+        prop = STREAMS.get(name)
         if prop is not None:
             values = dict(config_lines(descriptor, self.config))
             if not values.get(prop):
@@ -70,8 +63,7 @@ class NodeFiles:
             return absolute(values[prop], self._cwd())
         cwd = self._cwd()
         wanted = absolute(name, cwd)
-        declared = {absolute(p, cwd) for p in descriptor.logs}
-        if wanted not in declared:
+        if wanted not in {absolute(p, cwd) for p in descriptor.logs}:
             raise FileUnavailableError(unknown_log(wanted))
         return wanted
 
@@ -80,25 +72,11 @@ class NodeFiles:
             path = self.path(server, name)
         except (FileUnavailableError, NotFoundError) as e:
             return fail(e)
-        return run_blocking(self.reactor, _opened, path, count)
+        return open_at(self.reactor, path, count)
 
     def read(self, server: str, name: str, offset: int, length: int) -> Deferred[tuple[bytes, int]]:
         try:
             path = self.path(server, name)
         except (FileUnavailableError, NotFoundError) as e:
             return fail(e)
-        return run_blocking(self.reactor, _read, path, offset, length)
-
-
-def _opened(path: str, count: int) -> int:
-    try:
-        return offset_from_end(path, count)
-    except OSError:
-        raise FileUnavailableError(failed_to_open(path)) from None
-
-
-def _read(path: str, offset: int, length: int) -> tuple[bytes, int]:
-    try:
-        return read_chunk(path, offset, length)
-    except OSError:
-        raise FileUnavailableError(failed_to_open(path)) from None
+        return read_at(self.reactor, path, offset, length)

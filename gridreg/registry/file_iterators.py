@@ -8,15 +8,17 @@ As in IceGrid 3.7.8, an iterator is an object of the replica the session is
 on, under C{<instance>/<UUID>} on the same endpoints, ended with its session
 or by C{destroy}. It keeps the offset; the bytes come from the node
 (L{gridreg.protocol.node_commands.ReadNodeFile}: servers' files through
-their node) or from this replica's own files, and each C{read(size)} answer
-is cut to C{size} as IceGrid cuts it (L{gridreg.log_files.split_lines}).
+their node), from this replica's own files, or, on the master, from a
+slave's (L{gridreg.protocol.registry_file_commands}); each C{read(size)}
+answer is cut to C{size} as IceGrid cuts it (L{gridreg.log_files.split_lines}).
 Reads of one iterator are served one at a time, in order.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from twisted.internet.defer import Deferred, DeferredLock, fail
 from twisted.logger import Logger
@@ -28,41 +30,26 @@ from gridreg.ice.exceptions import (
     FileNotAvailableException,
     NodeNotExistException,
     NodeUnreachableException,
+    RegistryNotExistException,
     ServerNotExistException,
+    UserException,
 )
 from gridreg.ice.messages import Request
 from gridreg.ice.servant import Servant, operation
 from gridreg.ice.types import Identity, Proxy
-from gridreg.log_files import (
-    OVERHEAD,
-    TOO_LOW,
-    failed_to_open,
-    not_set,
-    offset_from_end,
-    read_chunk,
-    run_blocking,
-    split_lines,
-)
+from gridreg.log_files import OVERHEAD, TOO_LOW, open_at, read_at, split_lines, stdio_path
 from gridreg.protocol.errors import failure_reason
-from gridreg.protocol.node_commands import OpenNodeFile, ReadNodeFile
+from gridreg.protocol.node_commands import FileUnavailableError, OpenNodeFile, ReadNodeFile
+from gridreg.protocol.registry_file_commands import OpenRegistryFile, ReadRegistryFile
 from gridreg.registry.admin_model import NODE_NOT_ACTIVE
 
 if TYPE_CHECKING:
     from gridreg.registry.ice_sessions import AdminSessionServant
 
-_STREAMS = {"stdout": "Ice.StdOut", "stderr": "Ice.StdErr"}
-
-
-def other_replica(name: str) -> str:
-    """Why gridreg does not read another replica's files (IceGrid relays to it)."""
-    return (
-        f"gridreg reads only the files of the registry the admin session is on: "
-        f"open the session with registry `{name}' to read its files"
-    )
-
-
 class FileSource(Protocol):
     """Where an iterator's bytes come from."""
+
+    def open(self, count: int) -> Deferred[int]: ...
 
     def read(self, offset: int, length: int) -> Deferred[tuple[bytes, int]]: ...
 
@@ -75,55 +62,96 @@ class LocalFile:
         self.path = path
 
     def open(self, count: int) -> Deferred[int]:
-        return run_blocking(self.reactor, offset_from_end, self.path, count).addErrback(
-            self._unavailable
-        )
+        return open_at(self.reactor, self.path, count).addErrback(_unavailable)
 
     def read(self, offset: int, length: int) -> Deferred[tuple[bytes, int]]:
-        return run_blocking(self.reactor, read_chunk, self.path, offset, length).addErrback(
-            self._unavailable
-        )
-
-    def _unavailable(self, failure: Failure) -> Failure:
-        failure.trap(OSError)
-        return Failure(FileNotAvailableException(failed_to_open(self.path)))
+        return read_at(self.reactor, self.path, offset, length).addErrback(_unavailable)
 
 
-class NodeFile:
-    """A file a node serves: its own, or one of a server it runs."""
+def _unavailable(failure: Failure) -> Failure:
+    failure.trap(FileUnavailableError)
+    return Failure(FileNotAvailableException(failure.getErrorMessage()))
 
-    def __init__(self, nodes: Any, node: str, server: str, name: str) -> None:
-        self.nodes = nodes
-        self.node = node
-        self.server = server
-        self.name = name
+
+class RemoteFile:
+    """
+    A file another process reads for us over an AMP connection: a node's
+    (L{OpenNodeFile}) or, on the master, a slave's (L{OpenRegistryFile}).
+    The reader's reasons are kept; any other failure is given in words.
+    """
+
+    def __init__(
+        self,
+        protocol: Any,
+        clock: Any,
+        timeout: float,
+        commands: tuple[type[amp.Command], type[amp.Command]],
+        **names: str,
+    ) -> None:
+        self.protocol = protocol
+        self.clock = clock
+        self.timeout = timeout
+        self.commands = commands
+        self.names = names
 
     def open(self, count: int) -> Deferred[int]:
-        d = self._call(OpenNodeFile, server=self.server, file=self.name, count=count)
+        d = self._call(self.commands[0], count=count)
         return d.addCallback(lambda answer: int(answer["offset"]))
 
     def read(self, offset: int, length: int) -> Deferred[tuple[bytes, int]]:
-        d = self._call(
-            ReadNodeFile, server=self.server, file=self.name, offset=offset, length=length
-        )
+        d = self._call(self.commands[1], offset=offset, length=length)
         return d.addCallback(lambda a: (bytes(a["data"]), int(a["size"])))
 
     def _call(self, command: type[amp.Command], **kwargs: Any) -> Deferred[dict[str, Any]]:
-        """
-        Over the node's session with this replica; the node's reasons kept
-        (FileUnavailableError), any other failure in words.
-        """
-        session = self.nodes.sessions.get(self.node)
-        if session is None or session.closed:
-            return fail(NodeUnreachableException(self.node, NODE_NOT_ACTIVE))
-        timeout = self.nodes.timeout
-        d = session.protocol.callRemote(command, **kwargs)
-        d.addTimeout(timeout, self.nodes.replica.reactor)
+        d = self.protocol.callRemote(command, **self.names, **kwargs)
+        d.addTimeout(self.timeout, self.clock)
 
         def failed(failure: Failure) -> Failure:
-            return Failure(FileNotAvailableException(failure_reason(failure, timeout)))
+            return Failure(FileNotAvailableException(failure_reason(failure, self.timeout)))
 
         return d.addErrback(failed)
+
+
+def node_file(nodes: Any, node: str, server: str, name: str) -> RemoteFile:
+    """
+    A file node C{node} reads: its own (C{server} "") or a server's.
+
+    @raise NodeUnreachableException: the node has no session with this
+        replica (IceGrid 3.7.8: "the node is not active").
+    """
+    session = nodes.sessions.get(node)
+    if session is None or session.closed:
+        raise NodeUnreachableException(node, NODE_NOT_ACTIVE)
+    return RemoteFile(
+        session.protocol,
+        nodes.replica.reactor,
+        nodes.timeout,
+        (OpenNodeFile, ReadNodeFile),
+        server=server,
+        file=name,
+    )
+
+
+def slave_file(registry: Any, replica: str, name: str) -> RemoteFile:
+    """
+    A slave's own file, which the master reads over the slave's replication
+    connection, as IceGrid's master relays to the slave.
+
+    @raise RegistryNotExistException: asked of a slave, or the slave is not
+        connected: an IceGrid 3.7.8 slave knows no other registry, and its
+        master forgets a slave that stopped.
+    """
+    master = registry.master
+    session = master.sessions.get(replica) if master is not None else None
+    if session is None or session.closed or not session.live:
+        raise RegistryNotExistException(replica)
+    return RemoteFile(
+        session.protocol,
+        registry.reactor,
+        session.timeout,
+        (OpenRegistryFile, ReadRegistryFile),
+        file=name,
+    )
 
 
 class FileIteratorServant(Servant):
@@ -187,25 +215,34 @@ class SessionFiles:
         found = self._registry.nodes.server(server_id)
         if found is None:
             return fail(ServerNotExistException(server_id))
-        return self._open(NodeFile(self._registry.nodes, found[1].node, server_id, name), count)
+        node = found[1].node
+        return self._open(lambda: node_file(self._registry.nodes, node, server_id, name), count)
 
     def node(self, node: str, name: str, count: int) -> Deferred[Proxy]:
         if not self.session.model.node_known(node):
             return fail(NodeNotExistException(node))
-        return self._open(NodeFile(self._registry.nodes, node, "", name), count)
+        return self._open(lambda: node_file(self._registry.nodes, node, "", name), count)
 
     def registry(self, replica: str, name: str, count: int) -> Deferred[Proxy]:
         self.session.model.replica(replica)  # RegistryNotExistException for a stranger
-        config = self._registry.config
-        if replica != config.replica_name:
-            return fail(FileNotAvailableException(other_replica(replica)))
-        prop = _STREAMS[name]
-        path = config.properties.get(prop) if config.properties is not None else None
-        if not path:
-            return fail(FileNotAvailableException(not_set(prop)))
-        return self._open(LocalFile(self._registry.reactor, path), count)
+        registry = self._registry
+        if replica == registry.config.replica_name:
+            return self._open(
+                lambda: LocalFile(
+                    registry.reactor, stdio_path(registry.config.properties, name, os.getcwd())
+                ),
+                count,
+            )
+        return self._open(lambda: slave_file(registry, replica, name), count)
 
-    def _open(self, source: Any, count: int) -> Deferred[Proxy]:
+    def _open(self, make_source: Callable[[], FileSource], count: int) -> Deferred[Proxy]:
+        try:
+            source = make_source()
+        except FileUnavailableError as e:
+            return fail(FileNotAvailableException(str(e)))
+        except UserException as e:
+            return fail(e)
+
         def opened(offset: int) -> Proxy:
             sessions = self.session.sessions
             if self.session.destroyed:
