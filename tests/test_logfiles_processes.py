@@ -2,8 +2,9 @@
 """
 The real C{icegridadmin} (ZeroC 3.7.8) reads log files through gridreg:
 C{server show} (a real Ice server's stdout and stderr, written where the
-gridnode's IceGrid.Node.Output puts them), C{node show} (the gridnode's
-Ice.StdOut) and C{registry show} (the master's Ice.StdErr). What each
+gridnode's IceGrid.Node.Output puts them, and its declared log files),
+C{node show} (the gridnode's Ice.StdOut) and C{registry show} (the master's
+and, through the master, the slave's Ice.StdErr). What each
 prints is what real IceGrid printed for the same files
 (docs/icegrid-node-facts.md, "Log files").
 """
@@ -24,17 +25,16 @@ SERVER = "LogHello"
 
 
 class LogFileGrid(IceGridAdminGrid):
-    """The master's stderr goes to a file that already holds a line."""
+    """The replicas' stderr go to files that already hold a line."""
 
     def properties(self, name: str, as_name: str, certs: Path) -> dict[str, str]:
         properties = super().properties(name, as_name, certs)
-        if name == "Master":
-            properties["Ice.StdErr"] = str(self.master_stderr)
+        if name in ("Master", "Replica1"):
+            properties["Ice.StdErr"] = str(self.stderr_of(name))
         return properties
 
-    @property
-    def master_stderr(self) -> Path:
-        return self.root / "master-stderr.txt"
+    def stderr_of(self, name: str) -> Path:
+        return self.root / f"{name}-stderr.txt"
 
 
 class LogFileProcessTests(NodeGridTestCase):
@@ -58,8 +58,10 @@ class LogFileProcessTests(NodeGridTestCase):
     async def test_icegridadmin_shows_log_files(self) -> None:
         grid = self.grid
         assert isinstance(grid, LogFileGrid)
-        grid.master_stderr.write_text("master stderr before start\n")
+        for name in ("Master", "Replica1"):
+            grid.stderr_of(name).write_text(f"{name} stderr before start\n")
         await grid.start("Master")
+        await grid.start("Replica1")
         node_stdout = grid.root / "node1-stdout.txt"
         node_stdout.write_text("node1 stdout before start\n")
         grid.start_node("node1", **{"Ice.StdOut": str(node_stdout)})
@@ -110,9 +112,14 @@ class LogFileProcessTests(NodeGridTestCase):
         )
         master_lines = await self.show("registry show Master stderr")
         self.assertEqual(
-            master_lines[:2], ["registry `Master' stderr:", "master stderr before start"]
+            master_lines[:2], ["registry `Master' stderr:", "Master stderr before start"]
         )
-        with grid.master_stderr.open("a") as f:
+        # the slave's, through the master (IceGrid's master relays to the slave)
+        slave_lines = await self.show("registry show -h 1 Replica1 stderr")
+        self.assertEqual(
+            slave_lines, ["registry `Replica1' stderr:", "Replica1 stderr before start"]
+        )
+        with grid.stderr_of("Master").open("a") as f:
             f.write("written later\n")
         self.assertEqual(
             await self.show("registry show -t 1 Master stderr"),
