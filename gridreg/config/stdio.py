@@ -17,6 +17,13 @@ from gridreg.config.properties import Properties
 _STREAMS = (("Ice.StdOut", 1, "stdout"), ("Ice.StdErr", 2, "stderr"))
 
 
+def stdio_files(properties: Optional[Properties]) -> dict[int, str]:
+    """The files descriptors 1 and 2 go to: C{Ice.StdOut} and C{Ice.StdErr}, when set."""
+    if properties is None:
+        return {}
+    return {fd: path for key, fd, _ in _STREAMS if (path := properties.get(key) or "")}
+
+
 def redirect_stdio(
     properties: Optional[Properties], dup2: Callable[[int, int], Any] = os.dup2
 ) -> None:
@@ -26,12 +33,12 @@ def redirect_stdio(
 
     @raise SystemExit: a file cannot be opened (an Ice program stops too).
     """
-    if properties is None:
-        return
+    files = stdio_files(properties)
     for key, fd, name in _STREAMS:
-        path = properties.get(key)
-        if not path:
+        path = files.get(fd)
+        if path is None:
             continue
+        assert properties is not None
         try:
             opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
