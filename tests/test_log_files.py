@@ -214,11 +214,10 @@ class NodeFilesTests(SynchronousTestCase):
             self.assertEqual(str(raised.exception), reason)
 
     def test_what_the_server_is_configured_with(self) -> None:
-        """The value in the server's configuration file: here the node's Output wins."""
-        files = node_files("/n")
-        self.assertEqual(files.path("S3", "stderr"), "/n/out/S3.err")
-        files = node_files("/n", output=None)
-        self.assertEqual(files.path("S3", "stderr"), "/n/own.err")
+        """A descriptor's own Ice.StdErr wins over Output, as IceGrid's (S3 in the facts)."""
+        self.assertEqual(node_files("/n").path("S3", "stderr"), "/n/own.err")
+        self.assertEqual(node_files("/n").path("S3", "stdout"), "/n/out/S3.out")
+        self.assertEqual(node_files("/n", output=None).path("S3", "stderr"), "/n/own.err")
 
     def test_open_and_read(self) -> None:
         root = os.path.abspath(self.mktemp())
