@@ -554,3 +554,37 @@ class ReplicaFileTests(SynchronousTestCase):
             client.invoke(session.identity, "openRegistryStdErr", open_params("Replica1", -1)),
             RegistryNotExistException("Replica1"),
         )
+
+
+class MessageSizeTests(SynchronousTestCase):
+    def test_reads_fit_in_ice_message_size_max(self) -> None:
+        """With Ice.MessageSizeMax=1 (KiB), read(1000000) answers a reply of at most 1024 bytes."""
+        path = os.path.abspath(self.mktemp())
+        with open(path, "wb") as f:
+            f.write(b"".join(b"line %04d\n" % i for i in range(500)))
+        service = make_registry(
+            self,
+            **{
+                "IceGrid.Registry.AdminPermissionsVerifier": "TG/NullPermissionsVerifier",
+                "Ice.StdErr": path,
+                "Ice.MessageSizeMax": "1",
+            },
+        )
+        client = Client(self, service)
+        session = client.invoke(
+            Identity("Registry", "TG"), "createAdminSession", NORMAL, strings("u", "p")
+        ).read_proxy()
+        iterator = client.invoke(
+            session.identity, "openRegistryStdErr", NORMAL, open_params("Master", -1)
+        ).read_proxy()
+        client.protocol.dataReceived(
+            encode_request(
+                Request(99, iterator.identity, "", "read", 0, {}, params=read_params(1000000))
+            )
+        )
+        reply = client.transport.value()
+        self.assertLessEqual(len(reply), 1024)
+        eof, lines = decode_read(InputStream(decode_reply(reply[HEADER_SIZE:]).payload))
+        self.assertFalse(eof)
+        self.assertEqual(lines[:2], ["line 0000", "line 0001"])
+        self.assertGreater(len(lines), 50)

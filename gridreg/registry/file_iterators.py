@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from twisted.internet.defer import Deferred, DeferredLock, fail
 from twisted.logger import Logger
@@ -45,6 +45,11 @@ from gridreg.registry.admin_model import NODE_NOT_ACTIVE
 
 if TYPE_CHECKING:
     from gridreg.registry.ice_sessions import AdminSessionServant
+
+#: a reply's bytes besides the lines: message header, request id, status,
+#: encapsulation header, the sequence's size and the bool
+REPLY_OVERHEAD = 14 + 4 + 1 + 6 + 5 + 1
+
 
 class FileSource(Protocol):
     """Where an iterator's bytes come from."""
@@ -162,8 +167,18 @@ class FileIteratorServant(Servant):
     log = Logger()
 
     def __init__(
-        self, session: "AdminSessionServant", identity: Identity, source: Any, offset: int
+        self,
+        session: "AdminSessionServant",
+        identity: Identity,
+        source: Any,
+        offset: int,
+        max_size: Optional[int] = None,
     ) -> None:
+        """
+        @param max_size: C{Ice.MessageSizeMax} in bytes (None: no limit): a
+            larger C{size} is cut to what a reply may carry.
+        """
+        self.max_size = None if max_size is None else max_size - REPLY_OVERHEAD
         self.session = session
         self.identity = identity
         self.source = source
@@ -173,6 +188,8 @@ class FileIteratorServant(Servant):
     @operation("read")
     def read_op(self, request: Request, params: InputStream) -> Deferred[bytes]:
         size = params.read_int()
+        if self.max_size is not None:
+            size = min(size, self.max_size)
         if size <= OVERHEAD:
             return fail(FileNotAvailableException(TOO_LOW))
         return self._lock.run(self._read, size).addCallback(self._encode, request)
@@ -248,7 +265,9 @@ class SessionFiles:
             if self.session.destroyed:
                 raise FileNotAvailableException("the session was destroyed")
             identity = Identity(str(uuid.uuid4()).upper(), self._registry.config.instance_name)
-            servant = FileIteratorServant(self.session, identity, source, offset)
+            servant = FileIteratorServant(
+                self.session, identity, source, offset, self._registry.config.message_size_max
+            )
             self.iterators[identity] = servant
             sessions.adapter_of(self.session).add(identity, servant)
             return sessions.proxy_for(identity, self.session)
