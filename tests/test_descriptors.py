@@ -141,7 +141,7 @@ class ServerTests(SynchronousTestCase):
             '<description>ignored</description><allocatable identity="cat/a" type="::A" '
             'property="Ad.Allocatable"/>'
             '<object identity="cat/o" type="::T" property="Ad.Identity"/></adapter>'
-            '<log path="ignored.log"/>',
+            '<log path="app.log"/><log path="${server}.trace"/>',
             'id="S" exe="run" pwd="/tmp" activation="always" activation-timeout="7" '
             'deactivation-timeout="8" user="svc"',
         )
@@ -171,6 +171,7 @@ class ServerTests(SynchronousTestCase):
                 ),
                 "d",
                 "svc",
+                logs=("app.log", "S.trace"),
             ),
         )
 

@@ -214,7 +214,8 @@ class SessionTests(SynchronousTestCase):
         self.client.close()  # the lock goes with the session
         self.assertEqual(other.invoke(second.identity, "startUpdate").read_int(), serial)
 
-    def test_files_are_not_offered(self) -> None:
+    def test_file_refusals(self) -> None:
+        """Unknown servers, nodes, registries; no Ice.StdOut (more in tests.test_log_files)."""
         session = self.admin_session().identity
         out = OutputStream()
         out.write_string("nope")
@@ -238,9 +239,9 @@ class SessionTests(SynchronousTestCase):
         out = OutputStream()
         out.write_string("Master")
         out.write_int(10)
-        self.assertIsInstance(
+        self.assertEqual(
             self.client.invoke(session, "openRegistryStdOut", NORMAL, out.getvalue()),
-            FileNotAvailableException,
+            FileNotAvailableException("Ice.StdOut configuration property is not set"),
         )
 
     def test_client_session_without_allocations(self) -> None:

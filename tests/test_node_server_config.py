@@ -166,6 +166,19 @@ class ConfigFileTests(SynchronousTestCase):
         )  # type: ignore[arg-type]
         self.assertIn("Ice.StdErr=/o/S.out\nIce.StdOut=/o/S.out\n", text)
 
+    def test_a_descriptors_own_stdout_wins_over_output(self) -> None:
+        """icegridnode 3.7.8 wrote Ice.StdOut=<own> and only its Output's Ice.StdErr."""
+        text = render_config(
+            ServerDescriptor(id="S3", exe="x", properties=(("Ice.StdOut", "/l/own.out"),)),
+            node_config("/d", output_dir="/o"),
+            0.0,
+        )  # type: ignore[arg-type]
+        self.assertIn(
+            "# Server descriptor properties\nIce.StdOut=/l/own.out\nIce.StdErr=/o/S3.err\n"
+            "Ice.Default.Locator=",
+            text,
+        )
+
     def test_escaping(self) -> None:
         self.assertEqual(escape_property("a #1"), "a \\#1")
         self.assertEqual(escape_property("k=v", True), "k\\=v")

@@ -28,6 +28,7 @@ from gridreg.config.known import (
     property_support,
 )
 from gridreg.config.properties import Properties, PropertyError, parse_text
+from gridreg.config.stdio import stdio_files
 from gridreg.ice.types import TcpEndpoint
 from gridreg.node.config import NodeConfig
 from gridreg.registry import tap
@@ -292,6 +293,8 @@ DISCOVERY = {"IceGrid.Registry.Discovery.Enabled": "1"}
 
 SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "IceGrid.InstanceName": ({}, "OtherGrid"),
+    "Ice.StdOut": ({}, "/var/log/gridreg.out"),
+    "Ice.StdErr": ({}, "/var/log/gridreg.err"),
     "IceGrid.Registry.ReplicaName": ({}, "Replica1"),
     "IceGrid.Registry.Client.Endpoints": ({}, "tcp -h 127.0.0.1 -p 5061"),
     "IceGrid.Registry.Client.PublishedEndpoints": ({}, "tcp -h registry.example -p 4061"),
@@ -405,6 +408,7 @@ READERS: tuple[Callable[[Properties], object], ...] = (
     _security,
     _client,
     lambda properties: admin_name(properties, None),
+    stdio_files,
 )
 
 

@@ -34,6 +34,7 @@ from gridreg.protocol.node_commands import (
     SignalServer,
     StopServer,
 )
+from gridreg.protocol.node_commands import OpenNodeFile, ReadNodeFile  # log files
 from gridreg.registry.descriptors import DescriptorError, server_from_json
 from gridreg.registry.state import decode_proxy_field
 
@@ -172,6 +173,27 @@ class NodeProtocol(TransferResponder, amp.AMP):
         # after the answer is written
         self.link.sessions.reactor.callLater(0, self.link.sessions.shutdown)
         return {}
+
+    # == log files (IceGrid's FileReader) ==========================================
+
+    def _files(self) -> Any:
+        from gridreg.node.files import NodeFiles
+
+        sessions = self.link.sessions
+        return NodeFiles(sessions.reactor, sessions.config, sessions.servers)
+
+    @OpenNodeFile.responder
+    def open_node_file(self, server: str, file: str, count: int) -> Deferred[dict[str, Any]]:
+        return self._files().open(server, file, count).addCallback(lambda o: {"offset": o})
+
+    @ReadNodeFile.responder
+    def read_node_file(
+        self, server: str, file: str, offset: int, length: int
+    ) -> Deferred[dict[str, Any]]:
+        d = self._files().read(server, file, offset, length)
+        return d.addCallback(lambda r: {"data": r[0], "size": r[1]})
+
+    # == end of log files ===========================================================
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)

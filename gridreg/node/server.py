@@ -143,6 +143,11 @@ class ManagedServer:
         return self.descriptor.id
 
     @property
+    def effective(self) -> ServerDescriptor:
+        """The descriptor with the node's variables substituted: what the server runs with."""
+        return self._effective
+
+    @property
     def state(self) -> str:
         return self._machine.state()
 

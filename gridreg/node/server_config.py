@@ -116,6 +116,7 @@ def substitute_node_variables(
         options=tuple(sub(o) for o in descriptor.options),
         envs=tuple(sub(e) for e in descriptor.envs),
         properties=tuple((sub(k), sub(v)) for k, v in descriptor.properties),
+        logs=tuple(sub(p) for p in descriptor.logs),
         adapters=tuple(
             attrs.evolve(a, endpoints=sub(a.endpoints), id=sub(a.id)) for a in descriptor.adapters
         ),
@@ -181,10 +182,16 @@ def config_lines(descriptor: ServerDescriptor, config: NodeConfig) -> list[tuple
         lines.append(("# Server descriptor properties", ""))
         lines.extend(own)
     if config.output_dir is not None:
+        # a descriptor's own Ice.StdOut / Ice.StdErr wins: icegridnode then
+        # writes no line of its own for it (docs/icegrid-node-facts.md, "Log files")
+        set_here = {key for key, _ in own}
         out = os.path.join(config.output_dir, sid + ".out")
         err = out if config.redirect_err_to_out else os.path.join(config.output_dir, sid + ".err")
-        lines.append(("Ice.StdErr", err))
-        lines.append(("Ice.StdOut", out))
+        lines.extend(
+            (key, path)
+            for key, path in (("Ice.StdErr", err), ("Ice.StdOut", out))
+            if key not in set_here
+        )
     lines.append(("Ice.Default.Locator", _locator(config)))
     if config.properties_override:
         lines.append(("# Node properties override", ""))

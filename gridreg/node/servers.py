@@ -290,6 +290,10 @@ class ServerManager:
         """The servers with C{always} activation, by id (for IceGrid.Node.PrintServersReady)."""
         return {sid: s for sid, s in self._servers.items() if s.descriptor.activation == "always"}
 
+    def effective_descriptor(self, server_id: str) -> ServerDescriptor:
+        """The descriptor server C{server_id} runs with, node variables substituted (log files)."""
+        return self._get(server_id).effective
+
     def server_info(self, server_id: str) -> dict[str, Any]:
         """@raise NotFoundError: unknown server."""
         return self._get(server_id).info()

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from gridreg.config.options import PropertyOptions
+from gridreg.config.stdio import redirect_stdio
 from gridreg.config.properties import PropertyError
 from gridreg.node.config import NodeConfig
 from gridreg.registry.security import InternalSecurity
@@ -60,5 +61,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     config = options.node_config
     assert config is not None
+    redirect_stdio(options.properties)
     options.log_warnings(log)
     return NodeService(reactor, config, options.security)

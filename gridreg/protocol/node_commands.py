@@ -309,3 +309,49 @@ class AdminNodeControl(amp.Command):
     arguments = [(b"node", amp.Unicode()), (b"action", amp.Unicode())]
     response = [(b"result", amp.Unicode())]
     errors = _ERRORS
+
+
+# == log files (IceGrid's FileReader): replica to node ==============================
+# (kept in one block: other commands are added above)
+
+
+class FileUnavailableError(Exception):
+    """The node cannot serve the file: the message is IceGrid's FileNotAvailableException reason."""
+
+
+_FILE_ERRORS = {**_ERRORS, FileUnavailableError: b"FILE_NOT_AVAILABLE"}
+
+
+class OpenNodeFile(amp.Command):
+    """
+    Where reading a file of the node starts: the offset of its last C{count}
+    lines (negative: the whole file, 0: its end). C{server} is a server id,
+    or C{""} for the node itself; C{file} is C{stdout}, C{stderr} (the
+    server's or the node's C{Ice.StdOut} / C{Ice.StdErr}) or, for a server,
+    the path of a log file its descriptor declares. Stateless, as IceGrid's
+    FileReader: the replica keeps the iterator and its offset.
+    """
+
+    arguments = [(b"server", amp.Unicode()), (b"file", amp.Unicode()), (b"count", amp.Integer())]
+    response = [(b"offset", amp.Integer())]
+    errors = _FILE_ERRORS
+
+
+class ReadNodeFile(amp.Command):
+    """
+    At most C{length} bytes (and never more than
+    L{gridreg.log_files.MAX_CHUNK}) of the file L{OpenNodeFile} names, from
+    C{offset}; C{size} is the file's size when read.
+    """
+
+    arguments = [
+        (b"server", amp.Unicode()),
+        (b"file", amp.Unicode()),
+        (b"offset", amp.Integer()),
+        (b"length", amp.Integer()),
+    ]
+    response = [(b"data", amp.String()), (b"size", amp.Integer())]
+    errors = _FILE_ERRORS
+
+
+# == end of log files ==========================================================

@@ -134,6 +134,8 @@ class ServerDescriptor:
     @ivar allocatable: a session that allocates one of the server's
         allocatable objects holds the whole server until it releases them
         all, so other sessions cannot allocate its other objects meanwhile.
+    @ivar logs: the C{<log path>}s: the only files besides its stdout and
+        stderr that admin sessions may read (C{openServerLog}).
     """
 
     id: str
@@ -150,6 +152,7 @@ class ServerDescriptor:
     #: the account the node runs the server as ("" for the node's own)
     user: str = ""
     allocatable: bool = False
+    logs: tuple[str, ...] = ()
 
 
 @attrs.frozen

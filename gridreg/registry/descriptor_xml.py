@@ -287,11 +287,12 @@ class _ApplicationParser:
             for key in ("activation-timeout", "deactivation-timeout")
         ]
         options, envs, adapters, names, description = [], [], [], set(), ""
+        logs: list[str] = []
         refs: list[tuple[str, str]] = []
         own: list[tuple[str, str]] = []
-        allowed = ("description", "variable", "option", "env", "adapter")
+        allowed = ("description", "variable", "option", "env", "adapter", "log")
         # Property elements are picked out below, in their own order.
-        for child in at.children(allowed, ignored=("log", "property", "properties")):
+        for child in at.children(allowed, ignored=("property", "properties")):
             tag = child.el.tag
             if tag in ("option", "env"):
                 child.attributes()
@@ -311,6 +312,10 @@ class _ApplicationParser:
                     raise child.fail(f"duplicate adapter name {adapter.name!r}")
                 names.add(adapter.name)
                 adapters.append(adapter)
+            elif tag == "log":
+                path = child.attributes(required=("path",))["path"]
+                child.no_children()
+                logs.append(child.value(path, "log path"))
         self._properties(at.picked("property", "properties"), sets, refs, own, inline=True)
         return ServerDescriptor(
             server_id,
@@ -326,6 +331,7 @@ class _ApplicationParser:
             description,
             at.sub(a.get("user", "")),
             allocatable == "true",
+            tuple(logs),
         )
 
     def _adapter(self, at: At, server_id: str) -> AdapterDescriptor:

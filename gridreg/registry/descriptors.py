@@ -142,6 +142,7 @@ def server_from_json(value: Mapping[str, Any]) -> ServerDescriptor:
                 "envs": tuple(fields.get("envs", ())),
                 "properties": tuple(tuple(p) for p in fields.get("properties", ())),
                 "adapters": adapters,
+                "logs": tuple(fields.get("logs", ())),
             }
         )
     except (TypeError, ValueError, AttributeError) as exc:

@@ -25,16 +25,14 @@ from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.exceptions import (
     AccessDeniedException,
     AllocationException,
-    FileNotAvailableException,
-    NodeNotExistException,
     ObjectNotRegisteredException,
     PermissionDeniedException,
     RegistryNotExistException,
-    ServerNotExistException,
 )
 from gridreg.ice.messages import Request
 from gridreg.ice.servant import ObjectAdapter, Servant, operation
 from gridreg.ice.types import Identity, Proxy
+from gridreg.registry.file_iterators import SessionFiles
 from gridreg.registry.verifiers import (
     CertificateVerifier,
     PasswordVerifier,
@@ -161,7 +159,8 @@ class ClientSessionServant(SessionServant):
 class AdminSessionServant(SessionServant):
     """
     C{IceGrid::AdminSession}: the admin object, the update lock, observers
-    (L{gridreg.registry.observers}) and log files (not offered).
+    (L{gridreg.registry.observers}) and log files
+    (L{gridreg.registry.file_iterators}).
     """
 
     type_id = "::IceGrid::AdminSession"
@@ -172,6 +171,7 @@ class AdminSessionServant(SessionServant):
         super().__init__(sessions, identity, user, connection)
         self.admin_identity = Identity(str(uuid.uuid4()).upper(), identity.category)
         self.observers: tuple[Any, ...] = ()
+        self.file_iterators = SessionFiles(self)
 
     @property
     def model(self) -> "AdminModel":
@@ -233,37 +233,60 @@ class AdminSessionServant(SessionServant):
         out.write_string(self.sessions.registry.config.replica_name)
         return out.getvalue()
 
-    def _server_file(self, request: Request, params: InputStream) -> bytes:
-        server_id = params.read_string()
-        if self.sessions.registry.nodes.server(server_id) is None:
-            raise ServerNotExistException(server_id)
-        raise FileNotAvailableException("gridreg does not serve server files")
+    # -- log files (L{gridreg.registry.file_iterators}) ---------------------------
 
-    open_server_log = operation("openServerLog")(_server_file)
-    open_server_stderr = operation("openServerStdErr")(_server_file)
-    open_server_stdout = operation("openServerStdOut")(_server_file)
+    @staticmethod
+    def _iterator(request: Request, d: Deferred[Proxy]) -> Deferred[bytes]:
+        return d.addCallback(lambda proxy: _proxy(request, proxy))
 
-    def _node_file(self, request: Request, params: InputStream) -> bytes:
-        name = params.read_string()
-        if not self.model.node_known(name):
-            raise NodeNotExistException(name)
-        raise FileNotAvailableException("gridreg does not serve node files")
+    @operation("openServerLog")
+    def open_server_log(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        server_id, path, count = params.read_string(), params.read_string(), params.read_int()
+        return self._iterator(request, self.file_iterators.server(server_id, path, count))
 
-    open_node_stderr = operation("openNodeStdErr")(_node_file)
-    open_node_stdout = operation("openNodeStdOut")(_node_file)
+    def _server_stream(self, request: Request, params: InputStream, name: str) -> Deferred[bytes]:
+        server_id, count = params.read_string(), params.read_int()
+        return self._iterator(request, self.file_iterators.server(server_id, name, count))
 
-    def _registry_file(self, request: Request, params: InputStream) -> bytes:
-        name = params.read_string()
-        self.model.replica(name)  # RegistryNotExistException for a stranger
-        raise FileNotAvailableException("gridreg does not serve registry files")
+    @operation("openServerStdErr")
+    def open_server_stderr(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        return self._server_stream(request, params, "stderr")
 
-    open_registry_stderr = operation("openRegistryStdErr")(_registry_file)
-    open_registry_stdout = operation("openRegistryStdOut")(_registry_file)
+    @operation("openServerStdOut")
+    def open_server_stdout(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        return self._server_stream(request, params, "stdout")
+
+    def _node_stream(self, request: Request, params: InputStream, name: str) -> Deferred[bytes]:
+        node, count = params.read_string(), params.read_int()
+        return self._iterator(request, self.file_iterators.node(node, name, count))
+
+    @operation("openNodeStdErr")
+    def open_node_stderr(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        return self._node_stream(request, params, "stderr")
+
+    @operation("openNodeStdOut")
+    def open_node_stdout(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        return self._node_stream(request, params, "stdout")
+
+    def _registry_stream(
+        self, request: Request, params: InputStream, name: str
+    ) -> Deferred[bytes]:
+        replica, count = params.read_string(), params.read_int()
+        return self._iterator(request, self.file_iterators.registry(replica, name, count))
+
+    @operation("openRegistryStdErr")
+    def open_registry_stderr(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        return self._registry_stream(request, params, "stderr")
+
+    @operation("openRegistryStdOut")
+    def open_registry_stdout(self, request: Request, params: InputStream) -> Deferred[bytes]:
+        return self._registry_stream(request, params, "stdout")
 
     def released(self) -> Deferred[Any]:
         if self.sessions._observer_hub is not None:
             self.sessions._observer_hub.unsubscribe(self)
         self.sessions.adapter_of(self).remove(self.admin_identity)
+        self.file_iterators.close()
         if self.sessions.lock_holder is self:
             self.sessions.lock_holder = None
         return succeed(None)

@@ -11,6 +11,7 @@ so it also comes back when its locator does not lead to the master.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -42,6 +43,8 @@ from gridreg.protocol.errors import (
     SyncError,
     failure_reason,
 )
+from gridreg.log_files import open_at, read_at, stdio_path
+from gridreg.protocol.registry_file_commands import OpenRegistryFile, ReadRegistryFile
 from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
 from gridreg.registry._slave_session_machine import build_slave_session
 from gridreg.registry.replica_status import ReplicaStatus
@@ -127,6 +130,26 @@ class SlaveProtocol(TransferResponder, amp.AMP):
         self.slave.set_active(json.loads(replicas))
         return {}
 
+    # == log files: the master reads this slave's own (a block of its own) ==========
+
+    @OpenRegistryFile.responder
+    def open_registry_file(self, file: str, count: int) -> Deferred[dict[str, Any]]:
+        def opened() -> Deferred[int]:
+            path = stdio_path(self.slave.properties, file, os.getcwd())
+            return open_at(self.slave.reactor, path, count)
+
+        return maybeDeferred(opened).addCallback(lambda offset: {"offset": offset})
+
+    @ReadRegistryFile.responder
+    def read_registry_file(self, file: str, offset: int, length: int) -> Deferred[dict[str, Any]]:
+        def read() -> Deferred[tuple[bytes, int]]:
+            path = stdio_path(self.slave.properties, file, os.getcwd())
+            return read_at(self.slave.reactor, path, offset, length)
+
+        return maybeDeferred(read).addCallback(lambda r: {"data": r[0], "size": r[1]})
+
+    # == end of log files ============================================================
+
     def itself(self) -> "SlaveProtocol":
         """This protocol, also when called through a wrapper that proxies it."""
         return self
@@ -155,7 +178,10 @@ class SlaveReplication(Service):
         request_timeout: float = 5.0,
         check_master: Optional[Callable[[Any], None]] = None,
         session_timeout: float = 30.0,
+        properties: Any = None,
     ) -> None:
+        #: the slave's properties: its Ice.StdOut and Ice.StdErr, which the master may read
+        self.properties = properties
         #: IceGrid.Registry.ReplicaSessionTimeout: keepalives go 4 times as often
         self.session_timeout = session_timeout
         self._keepalive = LoopingCall(self._keep_alive)

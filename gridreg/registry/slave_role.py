@@ -47,6 +47,7 @@ class SlaveRole:
             config.trace,
             check_master=lambda transport: replica.security.check_server(transport, MASTER),
             session_timeout=config.replica_session_timeout,
+            properties=config.properties,
         )
 
     # -- IReplicaRole ----------------------------------------------------------------

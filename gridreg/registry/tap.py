@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from gridreg.config.options import PropertyOptions
+from gridreg.config.stdio import redirect_stdio
 from gridreg.config.properties import PropertyError
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.security import InternalSecurity
@@ -109,6 +110,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor
     config = options.registry_config
     assert config is not None
+    redirect_stdio(options.properties)
     options.log_warnings(log)
     if not config.data_dir:
         log.warn(

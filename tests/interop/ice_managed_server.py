@@ -9,6 +9,8 @@ answers C{sayHello} with C{Ice.Admin.ServerId} (so a test can tell which
 server answered), activates the adapter (which registers it with the
 locator, exactly as any Ice server does) and waits for shutdown.
 C{Hello.StartDelay} (seconds) delays activation, for activation timeouts.
+C{LogTest.PrintLines} (N) first writes N lines to stdout and to stderr, for
+the log file tests.
 Run with the system Python that has the Ice binding.
 """
 
@@ -37,6 +39,9 @@ def main():
         name = properties.getPropertyWithDefault(
             "Hello.Name", properties.getProperty("Ice.Admin.ServerId")
         )
+        for i in range(properties.getPropertyAsInt("LogTest.PrintLines")):
+            print(f"stdout line {i} of {name}", flush=True)
+            print(f"stderr line {i} of {name}", file=sys.stderr, flush=True)
         delay = float(properties.getPropertyWithDefault("Hello.StartDelay", "0"))
         if delay:
             time.sleep(delay)
