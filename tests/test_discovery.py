@@ -56,11 +56,37 @@ class BuiltinObjectsTests(SynchronousTestCase):
         self.assertEqual(
             locator,
             ObjectInfo(
-                Proxy(Identity("Locator", "Demo"), endpoints=expected), "::IceGrid::Locator"
+                Proxy(Identity("Locator", "Demo"), endpoints=expected), "::Ice::Locator"
             ),
         )
         self.assertEqual(objects[Identity("Query", "Demo")].proxy.endpoints, expected)
         self.assertEqual(objects[Identity("Query", "Demo")].type, "::IceGrid::Query")
+
+    def test_locator_registry_lists_active_server_endpoints(self) -> None:
+        """
+        As IceGrid 3.7.8's C{object list}: C{LocatorRegistry}, typed
+        C{::Ice::LocatorRegistry}, on the server endpoints of the replicas up.
+        """
+        replica1 = ReplicaEndpoints(
+            client=REPLICA1.client, server=(TcpEndpoint("127.0.0.1", 4072),)
+        )
+        objects = builtin_objects(
+            "Demo", {"Master": MASTER, "Replica1": replica1}, ["Replica1", "Master"]
+        )
+        self.assertEqual(
+            objects[Identity("LocatorRegistry", "Demo")],
+            ObjectInfo(
+                Proxy(
+                    Identity("LocatorRegistry", "Demo"),
+                    endpoints=replica1.server + MASTER.server,
+                ),
+                "::Ice::LocatorRegistry",
+            ),
+        )
+        alone = builtin_objects("Demo", {"Master": MASTER, "Replica1": replica1}, ["Master"])
+        self.assertEqual(
+            alone[Identity("LocatorRegistry", "Demo")].proxy.endpoints, MASTER.server
+        )
 
     def test_inactive_and_unknown_replicas_left_out(self) -> None:
         objects = builtin_objects("Demo", self.replicas, ["Master", "Gone"])
@@ -90,7 +116,7 @@ class BuiltinObjectsTests(SynchronousTestCase):
         )
         self.assertIn(internal_identity("Demo", "Replica1"), objects)
         self.assertNotIn(internal_identity("Demo", "Replica2"), objects)
-        self.assertEqual(len(objects), 2 + 3 + 2)
+        self.assertEqual(len(objects), 3 + 3 + 2)
 
     def test_no_active_replica(self) -> None:
         objects = builtin_objects("Demo", self.replicas, [])
