@@ -379,6 +379,9 @@ class ChangeTests(ObserverTestCase):
         updated = [s.read_proxy() for op, s in self.observer.of("object") if op == "objectUpdated"]
         locator = [p for p in updated if p.identity.name == "Locator"]
         self.assertEqual(len(locator[-1].endpoints), 1, "the Locator lists the master only again")
+        removed = {s.read_identity().name for op, s in self.observer.of("object") if op == "objectRemoved"}
+        # what IceGrid 3.7.8's object observer got when its slave went down
+        self.assertEqual(removed, {"Registry-Replica1", "InternalRegistry-Replica1"})
 
     def test_calls_go_one_at_a_time_in_order(self) -> None:
         """The next call waits for the answer to the previous one."""

@@ -83,7 +83,9 @@ def builtin_objects(
     @param replicas: every replica known (this one included), by name.
     @param active: the names of the replicas that are up now, this one
         first; their client endpoints make up Locator and Query, their
-        server endpoints LocatorRegistry.
+        server endpoints LocatorRegistry. A slave's own objects
+        (C{Registry-<name>}, C{InternalRegistry-<name>}, its session
+        managers) are there only while it is up.
 
     The types are those IceGrid 3.7.8 registers (C{icegridadmin object
     describe}): the Locator as C{::Ice::Locator}, though it answers
@@ -111,7 +113,12 @@ def builtin_objects(
             Identity("Query", instance), everyone, "::IceGrid::Query"
         ),
     }
+    up = set(active)
     for name, endpoints in replicas.items():
+        if name != MASTER and name not in up:
+            # IceGrid's master removes a slave's objects when it goes down; the
+            # master's stay (a slave keeps them while the master is away)
+            continue
         registry = registry_identity(instance, name)
         objects[registry] = info(registry, endpoints.client, "::IceGrid::Registry")
         if endpoints.internal:
