@@ -179,6 +179,35 @@ class SessionTests(SynchronousTestCase):
             self.client.invoke(admin.identity, "getAllNodeNames", IDEMPOTENT), ObjectNotExistError
         )
 
+    def test_sessions_answer_only_their_own_connection(self) -> None:
+        """
+        As IceGrid 3.7.8: a session and its admin object used over another
+        connection answer ObjectNotExistException, built-ins and destroy too,
+        and stay as they were for the creating connection.
+        """
+        proxy = self.admin_session()
+        admin = self.client.invoke(proxy.identity, "getAdmin", IDEMPOTENT).read_proxy()
+        client = self.client.invoke(self.registry, "createSession", NORMAL, strings("u", "p"))
+        session = client.read_proxy().identity
+        other = Client(self, self.service)
+        for identity, operation, mode in [
+            (proxy.identity, "ice_ping", IDEMPOTENT),
+            (proxy.identity, "getReplicaName", IDEMPOTENT),
+            (proxy.identity, "destroy", NORMAL),
+            (admin.identity, "getAllNodeNames", IDEMPOTENT),
+            (session, "keepAlive", IDEMPOTENT),
+            (session, "destroy", NORMAL),
+        ]:
+            self.assertEqual(
+                other.invoke(identity, operation, mode),
+                ObjectNotExistError(identity, "", operation),
+            )
+        names = self.client.invoke(admin.identity, "getAllNodeNames", IDEMPOTENT)
+        self.assertEqual(names.read_string_seq(), [])
+        self.assertIsInstance(self.client.invoke(session, "keepAlive", IDEMPOTENT), InputStream)
+        self.assertIn(proxy.identity, self.service.ice_sessions.sessions)
+        self.assertIn(session, self.service.ice_sessions.sessions)
+
     def test_connection_close_ends_the_session(self) -> None:
         proxy = self.admin_session()
         self.client.close()

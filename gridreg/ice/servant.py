@@ -111,6 +111,9 @@ class Servant:
     #: every Slice type id of the interface, sorted, including ::Ice::Object
     type_ids: ClassVar[tuple[str, ...]] = (OBJECT_TYPE_ID,)
     _operations: ClassVar[dict[str, Operation]] = {}
+    #: the one connection this servant answers on, others getting
+    #: ObjectNotExistException (IceGrid's sessions); None: any connection
+    bound_to: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -182,7 +185,7 @@ class ObjectAdapter:
             operations declared with C{connection=True}.
         """
         servant = self._servants.get(request.identity)
-        if servant is None:
+        if servant is None or (servant.bound_to is not None and servant.bound_to is not connection):
             return not_exist_body(
                 ReplyStatus.OBJECT_NOT_EXIST, request.identity, request.facet, request.operation
             )
