@@ -379,7 +379,8 @@ class ChangeTests(ObserverTestCase):
         updated = [s.read_proxy() for op, s in self.observer.of("object") if op == "objectUpdated"]
         locator = [p for p in updated if p.identity.name == "Locator"]
         self.assertEqual(len(locator[-1].endpoints), 1, "the Locator lists the master only again")
-        removed = {s.read_identity().name for op, s in self.observer.of("object") if op == "objectRemoved"}
+        calls = self.observer.of("object")
+        removed = {s.read_identity().name for op, s in calls if op == "objectRemoved"}
         # what IceGrid 3.7.8's object observer got when its slave went down
         self.assertEqual(removed, {"Registry-Replica1", "InternalRegistry-Replica1"})
 
