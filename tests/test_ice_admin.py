@@ -38,6 +38,8 @@ from gridreg.ice.messages import HEADER_SIZE, Request, decode_reply, encode_requ
 from gridreg.ice.stringify import identity_from_string, proxy_from_string
 from gridreg.ice.types import Identity, OperationMode, Proxy, TcpEndpoint
 from gridreg.registry.config import RegistryConfig
+from gridreg.registry.discovery import ReplicaEndpoints
+from gridreg.registry.state import REPLICA, Mutation
 from gridreg.registry.service import RegistryService
 from gridreg.store.memory import MemoryStore
 
@@ -510,6 +512,22 @@ class AdminTests(SynchronousTestCase):
         self.assertEqual(
             self.read("getRegistryInfo", strings("nope")), RegistryNotExistException("nope")
         )
+
+    def test_a_slave_that_is_down_is_unknown(self) -> None:
+        """As IceGrid 3.7.8: not listed, not found, until it is up again."""
+        down = ReplicaEndpoints(client=(TcpEndpoint("127.0.0.1", 24081),))
+        self.service.state.apply([Mutation(REPLICA, "Replica1", down.to_json())])
+        self.assertIn("Replica1", self.service.directory.known())
+        self.assertEqual(self.read("getAllRegistryNames").read_string_seq(), ["Master"])
+        for operation in ("pingRegistry", "getRegistryInfo"):
+            self.assertEqual(
+                self.read(operation, strings("Replica1")), RegistryNotExistException("Replica1")
+            )
+        self.service.directory.set_active(["Master", "Replica1"])
+        self.assertEqual(
+            self.read("getAllRegistryNames").read_string_seq(), ["Master", "Replica1"]
+        )
+        self.assertTrue(self.read("pingRegistry", strings("Replica1")).read_bool())
 
     def test_nodes_and_servers_unknown(self) -> None:
         self.assertEqual(self.read("getAllNodeNames").read_string_seq(), [])
