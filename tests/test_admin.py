@@ -199,6 +199,7 @@ class ResponderTests(SynchronousTestCase):
             [f"object-{i:05d}" for i in range(3000)]
             + [
                 "DemoIceGrid/Locator",
+                "DemoIceGrid/LocatorRegistry",
                 "DemoIceGrid/Query",
                 "DemoIceGrid/Registry",
                 "DemoIceGrid/InternalRegistry-Master",

@@ -34,7 +34,7 @@ OBJECTS = [
     {
         "identity": "DemoIceGrid/Locator",
         "proxy": "DemoIceGrid/Locator -t -e 1.1:tcp -p 4061",
-        "type": "::IceGrid::Locator",
+        "type": "::Ice::Locator",
     },
     {"identity": "hello", "proxy": "hello -t -e 1.1 @ HelloGroup", "type": "::Demo::Hello"},
 ]

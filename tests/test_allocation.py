@@ -356,3 +356,13 @@ class NotWellKnownTests(_Base):
         self.assertEqual(self.state.objects_of_type("::T"), [])
         self.assertIsNotNone(self.state.find_object(WK1))
         self.assertIn(OBJ1, self.state.deployed.allocatables)
+
+    def test_not_found_while_allocated(self) -> None:
+        """
+        IceGrid 3.7.8: nor while a session holds it, for anybody (that
+        session's own connection included); a Glacier2 router reaches it by
+        the proxy the client used first, from its own routing table.
+        """
+        self.successResultOf(self.manager.allocate_by_id("s1", OBJ1, -1))
+        self.assertIsNone(self.state.find_object(OBJ1))
+        self.assertEqual(self.state.objects_of_type("::T"), [])

@@ -56,11 +56,37 @@ class BuiltinObjectsTests(SynchronousTestCase):
         self.assertEqual(
             locator,
             ObjectInfo(
-                Proxy(Identity("Locator", "Demo"), endpoints=expected), "::IceGrid::Locator"
+                Proxy(Identity("Locator", "Demo"), endpoints=expected), "::Ice::Locator"
             ),
         )
         self.assertEqual(objects[Identity("Query", "Demo")].proxy.endpoints, expected)
         self.assertEqual(objects[Identity("Query", "Demo")].type, "::IceGrid::Query")
+
+    def test_locator_registry_lists_active_server_endpoints(self) -> None:
+        """
+        As IceGrid 3.7.8's C{object list}: C{LocatorRegistry}, typed
+        C{::Ice::LocatorRegistry}, on the server endpoints of the replicas up.
+        """
+        replica1 = ReplicaEndpoints(
+            client=REPLICA1.client, server=(TcpEndpoint("127.0.0.1", 4072),)
+        )
+        objects = builtin_objects(
+            "Demo", {"Master": MASTER, "Replica1": replica1}, ["Replica1", "Master"]
+        )
+        self.assertEqual(
+            objects[Identity("LocatorRegistry", "Demo")],
+            ObjectInfo(
+                Proxy(
+                    Identity("LocatorRegistry", "Demo"),
+                    endpoints=replica1.server + MASTER.server,
+                ),
+                "::Ice::LocatorRegistry",
+            ),
+        )
+        alone = builtin_objects("Demo", {"Master": MASTER, "Replica1": replica1}, ["Master"])
+        self.assertEqual(
+            alone[Identity("LocatorRegistry", "Demo")].proxy.endpoints, MASTER.server
+        )
 
     def test_inactive_and_unknown_replicas_left_out(self) -> None:
         objects = builtin_objects("Demo", self.replicas, ["Master", "Gone"])
@@ -71,16 +97,42 @@ class BuiltinObjectsTests(SynchronousTestCase):
         objects = builtin_objects("Demo", {"Master": MASTER, "Twin": same}, ["Master", "Twin"])
         self.assertEqual(objects[Identity("Locator", "Demo")].proxy.endpoints, MASTER.client)
 
-    def test_registry_of_every_known_replica(self) -> None:
-        """Every known replica's Registry is published, active or not, with its client endpoints."""
-        objects = builtin_objects("Demo", self.replicas, ["Master"])
+    def test_registry_of_every_active_replica(self) -> None:
+        """Every active replica's Registry is published, with its client endpoints."""
+        objects = builtin_objects("Demo", self.replicas, ["Master", "Replica1", "Replica2"])
         for name, endpoints in self.replicas.items():
             info = objects[registry_identity("Demo", name)]
             self.assertEqual(info.proxy.endpoints, endpoints.client)
             self.assertEqual(info.type, "::IceGrid::Registry")
 
+    def test_slave_objects_only_while_it_is_up(self) -> None:
+        """
+        As IceGrid 3.7.8's master: a slave that goes down loses its
+        C{Registry-<name>}, C{InternalRegistry-<name>} and session managers;
+        the master's stay on a slave that lost it.
+        """
+        managers = ReplicaEndpoints(
+            client=REPLICA1.client,
+            internal=REPLICA1.internal,
+            admin_session_manager=(TcpEndpoint("127.0.0.1", 4075),),
+        )
+        replicas = {"Master": MASTER, "Replica1": managers}
+        up = builtin_objects("Demo", replicas, ["Master", "Replica1"])
+        slave_objects = {
+            registry_identity("Demo", "Replica1"),
+            internal_identity("Demo", "Replica1"),
+            Identity("AdminSessionManager-Replica1", "Demo"),
+            Identity("AdminSSLSessionManager-Replica1", "Demo"),
+        }
+        self.assertLessEqual(slave_objects, set(up))
+        down = builtin_objects("Demo", replicas, ["Master"])
+        self.assertEqual(set(up) - set(down), slave_objects)
+        master_lost = builtin_objects("Demo", replicas, ["Replica1"])
+        self.assertIn(registry_identity("Demo", "Master"), master_lost)
+        self.assertIn(internal_identity("Demo", "Master"), master_lost)
+
     def test_internal_registry_only_with_internal_endpoints(self) -> None:
-        objects = builtin_objects("Demo", self.replicas, ["Master"])
+        objects = builtin_objects("Demo", self.replicas, ["Master", "Replica1", "Replica2"])
         self.assertEqual(
             objects[internal_identity("Demo", "Master")],
             ObjectInfo(
@@ -90,7 +142,7 @@ class BuiltinObjectsTests(SynchronousTestCase):
         )
         self.assertIn(internal_identity("Demo", "Replica1"), objects)
         self.assertNotIn(internal_identity("Demo", "Replica2"), objects)
-        self.assertEqual(len(objects), 2 + 3 + 2)
+        self.assertEqual(len(objects), 3 + 3 + 2)
 
     def test_no_active_replica(self) -> None:
         objects = builtin_objects("Demo", self.replicas, [])

@@ -125,10 +125,14 @@ class FaultGrid(Grid):
         return any(r["name"] == name and r["alive"] for r in replicas)
 
     async def digest(self, name: str) -> str:
-        """Replica C{name}'s own digest, from C{gridadmin --replica NAME registry describe}."""
+        """
+        Replica C{name}'s own digest, from C{gridadmin --replica NAME registry
+        describe}, asking the slave too: while the master has no session with
+        it, the master knows no InternalRegistry-NAME (as IceGrid's).
+        """
         args: tuple[str, ...] = ("registry", "describe", name)
         if name != MASTER:
-            args = ("--replica", name, *args)
+            args = ("--locator", self.locator(MASTER, name), "--replica", name, *args)
         return str((await self.admin_json(*args))["digest"])
 
     async def knows(self, name: str, identity: str, timeout: float = 20.0) -> None:

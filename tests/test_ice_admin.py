@@ -38,6 +38,8 @@ from gridreg.ice.messages import HEADER_SIZE, Request, decode_reply, encode_requ
 from gridreg.ice.stringify import identity_from_string, proxy_from_string
 from gridreg.ice.types import Identity, OperationMode, Proxy, TcpEndpoint
 from gridreg.registry.config import RegistryConfig
+from gridreg.registry.discovery import ReplicaEndpoints
+from gridreg.registry.state import REPLICA, Mutation
 from gridreg.registry.service import RegistryService
 from gridreg.store.memory import MemoryStore
 
@@ -178,6 +180,35 @@ class SessionTests(SynchronousTestCase):
         self.assertIsInstance(
             self.client.invoke(admin.identity, "getAllNodeNames", IDEMPOTENT), ObjectNotExistError
         )
+
+    def test_sessions_answer_only_their_own_connection(self) -> None:
+        """
+        As IceGrid 3.7.8: a session and its admin object used over another
+        connection answer ObjectNotExistException, built-ins and destroy too,
+        and stay as they were for the creating connection.
+        """
+        proxy = self.admin_session()
+        admin = self.client.invoke(proxy.identity, "getAdmin", IDEMPOTENT).read_proxy()
+        client = self.client.invoke(self.registry, "createSession", NORMAL, strings("u", "p"))
+        session = client.read_proxy().identity
+        other = Client(self, self.service)
+        for identity, operation, mode in [
+            (proxy.identity, "ice_ping", IDEMPOTENT),
+            (proxy.identity, "getReplicaName", IDEMPOTENT),
+            (proxy.identity, "destroy", NORMAL),
+            (admin.identity, "getAllNodeNames", IDEMPOTENT),
+            (session, "keepAlive", IDEMPOTENT),
+            (session, "destroy", NORMAL),
+        ]:
+            self.assertEqual(
+                other.invoke(identity, operation, mode),
+                ObjectNotExistError(identity, "", operation),
+            )
+        names = self.client.invoke(admin.identity, "getAllNodeNames", IDEMPOTENT)
+        self.assertEqual(names.read_string_seq(), [])
+        self.assertIsInstance(self.client.invoke(session, "keepAlive", IDEMPOTENT), InputStream)
+        self.assertIn(proxy.identity, self.service.ice_sessions.sessions)
+        self.assertIn(session, self.service.ice_sessions.sessions)
 
     def test_connection_close_ends_the_session(self) -> None:
         proxy = self.admin_session()
@@ -482,6 +513,22 @@ class AdminTests(SynchronousTestCase):
         self.assertEqual(
             self.read("getRegistryInfo", strings("nope")), RegistryNotExistException("nope")
         )
+
+    def test_a_slave_that_is_down_is_unknown(self) -> None:
+        """As IceGrid 3.7.8: not listed, not found, until it is up again."""
+        down = ReplicaEndpoints(client=(TcpEndpoint("127.0.0.1", 24081),))
+        self.service.state.apply([Mutation(REPLICA, "Replica1", down.to_json())])
+        self.assertIn("Replica1", self.service.directory.known())
+        self.assertEqual(self.read("getAllRegistryNames").read_string_seq(), ["Master"])
+        for operation in ("pingRegistry", "getRegistryInfo"):
+            self.assertEqual(
+                self.read(operation, strings("Replica1")), RegistryNotExistException("Replica1")
+            )
+        self.service.directory.set_active(["Master", "Replica1"])
+        self.assertEqual(
+            self.read("getAllRegistryNames").read_string_seq(), ["Master", "Replica1"]
+        )
+        self.assertTrue(self.read("pingRegistry", strings("Replica1")).read_bool())
 
     def test_nodes_and_servers_unknown(self) -> None:
         self.assertEqual(self.read("getAllNodeNames").read_string_seq(), [])

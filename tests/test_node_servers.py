@@ -391,7 +391,7 @@ class AlwaysTests(SynchronousTestCase):
 
 class DeployTests(SynchronousTestCase):
     def test_changes(self) -> None:
-        """Changed and running: restarted; changed and stopped: not started; gone: destroyed."""
+        """Changed and running: stopped; changed and stopped: not started; gone: destroyed."""
         h = Harness(self)
         a, b, c = (attrs.evolve(SERVER, id=i, adapters=()) for i in ("A", "B", "C"))
         h.deploy(a, b, c)
@@ -401,7 +401,9 @@ class DeployTests(SynchronousTestCase):
         h.deploy(attrs.evolve(a, options=("--new",)), attrs.evolve(b, options=("--new",)), c)
         self.assertEqual(first_a.signals, [signal.SIGTERM])
         self.assertEqual(first_c.signals, [])
-        self.assertEqual(len(h.spawner.processes), 3)
+        self.assertEqual(len(h.spawner.processes), 2)
+        self.assertEqual(h.manager.server_info("A")["state"], "inactive")
+        self.successResultOf(h.manager.activate("A"))  # the next locate: the new descriptor
         self.assertEqual(h.spawner.last.spawned["args"][1], "--new")
         self.assertEqual(h.manager.server_info("B")["state"], "inactive")
         h.deploy(attrs.evolve(a, options=("--new",)))
@@ -411,6 +413,37 @@ class DeployTests(SynchronousTestCase):
         )
         self.assertEqual(sorted(h.manager.live_state()[0]), ["A"])
         self.assertRaises(NotFoundError, h.manager.server_info, "B")
+
+    def test_only_always_servers_come_back_after_a_change(self) -> None:
+        """
+        As IceGrid 3.7.8's node after C{application update}: a running
+        manual, on-demand or owned session server whose descriptor changed is
+        stopped and stays stopped; an C{always} one is started again.
+        """
+        h = Harness(self)
+        self.successResultOf(h.manager.start())
+        servers = [
+            attrs.evolve(SERVER, id=activation, activation=activation, adapters=())
+            for activation in ("manual", "on-demand", "session", "always")
+        ]
+        h.deploy(*servers)
+        self.successResultOf(h.manager.set_session("session", "session-A"))
+        for server in servers[:3]:
+            self.successResultOf(h.manager.activate(server.id))
+        self.assertEqual(len(h.spawner.processes), 4)
+        h.deploy(*(attrs.evolve(s, options=("--new",)) for s in servers))
+        states = {s.id: h.manager.server_info(s.id)["state"] for s in servers}
+        self.assertEqual(
+            states,
+            {
+                "manual": "inactive",
+                "on-demand": "inactive",
+                "session": "inactive",
+                "always": "active",
+            },
+        )
+        self.assertEqual(len(h.spawner.processes), 5)
+        self.assertEqual(h.spawner.last.spawned["args"][1], "--new")
 
     def test_always_on_deploy_after_start(self) -> None:
         h = Harness(self)

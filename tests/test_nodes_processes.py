@@ -332,7 +332,11 @@ class NodeDeploymentProcessTests(NodeGridTestCase):
         code, output = await self.grid.gridadmin("server", "pid", server)
         return output.strip() if code == 0 else ""
 
-    async def test_update_restarts_only_changed_servers_and_remove_stops_them(self) -> None:
+    async def test_update_stops_only_changed_servers_and_remove_stops_them(self) -> None:
+        """
+        As IceGrid 3.7.8: the changed on-demand U2 is stopped by the update
+        and started again, with its new descriptor, by the next locate.
+        """
         await self.grid.start("Master")
         node = self.grid.start_node("node1")
         await node.has_session("Master")
@@ -358,11 +362,13 @@ class NodeDeploymentProcessTests(NodeGridTestCase):
         code, output = await self.grid.gridadmin("application", "update", str(path))
         self.assertEqual(code, 0, output)
 
-        async def u2_restarted() -> bool:
-            return (await self.pid("U2")) not in ("", before["U2"])
+        async def u2_stopped() -> bool:
+            return (await self.pid("U2")) == ""
 
-        await eventually(u2_restarted)
+        await eventually(u2_stopped)
         self.assertEqual(await self.pid("U1"), before["U1"])
+        self.assertEqual(await self.grid.hello("hello@U2.Hello", "Master"), "U2")
+        self.assertNotIn(await self.pid("U2"), ("", before["U2"]))
         code, output = await self.grid.gridadmin("application", "remove", "Upd")
         self.assertEqual(code, 0, output)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from twisted.internet.testing import StringTransport
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.ice.classes import SeqOf, StructOf, ValueReader
@@ -30,7 +31,13 @@ from gridreg.ice.messages import (
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Proxy
 from gridreg.registry import _descriptor_slice_types as S
 from gridreg.registry._descriptor_update_types import ApplicationUpdateInfo
-from gridreg.registry.observers import KINDS, OBSERVER_TIMEOUT, SERVER_STATES
+from gridreg.registry.observers import (
+    KINDS,
+    OBSERVER_TIMEOUT,
+    SERVER_STATES,
+    ObserverHub,
+    ObserverLink,
+)
 from gridreg.registry.service import RegistryService
 from tests._fake_node import direct
 from tests.test_registry_nodes import APP, NodeGrid
@@ -176,9 +183,12 @@ def read_application_info(inp: InputStream) -> Any:
 
 
 class ObserverTestCase(SynchronousTestCase):
+    #: more properties for the master
+    properties: dict[str, str] = {}
+
     def setUp(self) -> None:
         self.grid = NodeGrid(self)
-        self.master = self.grid.start("Master", **VERIFIER)
+        self.master = self.grid.start("Master", **VERIFIER, **self.properties)
         self.grid.run_until(lambda: self.master.role.opened)
         self.grid.wait(self.master.database.add_application(APP))
 
@@ -379,6 +389,10 @@ class ChangeTests(ObserverTestCase):
         updated = [s.read_proxy() for op, s in self.observer.of("object") if op == "objectUpdated"]
         locator = [p for p in updated if p.identity.name == "Locator"]
         self.assertEqual(len(locator[-1].endpoints), 1, "the Locator lists the master only again")
+        calls = self.observer.of("object")
+        removed = {s.read_identity().name for op, s in calls if op == "objectRemoved"}
+        # what IceGrid 3.7.8's object observer got when its slave went down
+        self.assertEqual(removed, {"Registry-Replica1", "InternalRegistry-Replica1"})
 
     def test_calls_go_one_at_a_time_in_order(self) -> None:
         """The next call waits for the answer to the previous one."""
@@ -445,6 +459,62 @@ class FailureTests(ObserverTestCase):
         self.grid.wait(self.master.database.add_object(direct(7100), "::T"))
         hub = self.master.ice_sessions.observer_hub
         self.assertEqual(hub.subscriptions, {})
+
+
+class _TopicTraceTestCase(ObserverTestCase):
+    def dropped(self) -> list[str]:
+        """The Topic traces of an object observer subscribed, failing, its session destroyed."""
+        events: list[dict[str, Any]] = []
+        logger = Logger(observer=events.append)
+        self.patch(ObserverLink, "log", logger)
+        self.patch(ObserverHub, "log", logger)
+        client = self.client()
+        client.open_session(kinds=("object",))
+        client.failing.add("object")
+        self.grid.wait(self.master.database.add_object(direct(7100), "::T"))
+        self.settle(client)
+        self.assertEqual(client.operations("object"), ["objectInit", "objectAdded"])
+        client.invoke(client.session, "destroy")
+        return [formatEvent(event) for event in events]
+
+
+class TopicTraceOffTests(_TopicTraceTestCase):
+    def test_a_dropped_observer_is_silent(self) -> None:
+        """As IceGrid 3.7.8 with Trace.Topic=0 (its default): nothing is logged."""
+        self.assertEqual(self.dropped(), [])
+
+
+class TopicTraceTests(_TopicTraceTestCase):
+    properties = {"IceGrid.Registry.Trace.Topic": "1"}
+
+    def test_subscriptions_and_the_drop(self) -> None:
+        """IceGrid's level-1 lines, and between them gridreg's own about the drop."""
+        subscribed, dropped, unsubscribed = self.dropped()
+        self.assertEqual(
+            subscribed, "[Topic] ObjectObserver-1.1: subscribeAndGetPublisher: obs/object"
+        )
+        self.assertTrue(
+            dropped.startswith(
+                "[Topic] ObjectObserver-1.1: dropping `obs/object' of `admin': objectAdded failed"
+            ),
+            dropped,
+        )
+        self.assertEqual(unsubscribed, "[Topic] ObjectObserver-1.1: unsubscribe: obs/object")
+
+
+class TopicTraceEndpointsTests(_TopicTraceTestCase):
+    properties = {"IceGrid.Registry.Trace.Topic": "2"}
+
+    def test_level_2_adds_endpoints(self) -> None:
+        """As IceGrid: endpoints and QoS on subscribing, endpoints on unsubscribing."""
+        lines = self.dropped()
+        self.assertEqual(
+            lines[0],
+            '[Topic] ObjectObserver-1.1: subscribeAndGetPublisher: obs/object endpoints: "" QoS: ',
+        )
+        self.assertEqual(
+            lines[-1], '[Topic] ObjectObserver-1.1: unsubscribe: obs/object endpoints: ""'
+        )
 
 
 class SlaveTests(ObserverTestCase):

@@ -79,7 +79,9 @@ class ObserverProcessTests(NodeGridTestCase):
         [app] = inits["applicationInit"]["applications"]
         self.assertEqual((app["name"], app["servers"]), ("Obs", ["Obs1"]))
         types = {o["type"] for o in inits["objectInit"]["objects"]}
-        self.assertIn("::IceGrid::Locator", types)
+        # the types IceGrid 3.7.8's objectInit gave
+        self.assertIn("::Ice::Locator", types)
+        self.assertIn("::Ice::LocatorRegistry", types)
 
         client.write_line("add-object hello@SomeAdapter ::Demo::Hello")
         added = await client.next_event("objectAdded", timeout=30)

@@ -315,6 +315,7 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "IceGrid.Registry.NodeSessionTimeout": ({}, "10"),
     "IceGrid.Registry.SessionTimeout": ({}, "10"),
     "IceGrid.Registry.Trace.Session": ({}, "1"),
+    "IceGrid.Registry.Trace.Topic": ({}, "1"),
     "IceGrid.Registry.PermissionsVerifier": ({}, "IceGrid/NullPermissionsVerifier"),
     "IceGrid.Registry.AdminPermissionsVerifier": ({}, "IceGrid/NullPermissionsVerifier"),
     "IceGrid.Registry.SSLPermissionsVerifier": ({}, "IceGrid/NullSSLPermissionsVerifier"),

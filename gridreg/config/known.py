@@ -518,6 +518,7 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "IceGrid.Registry.Trace.Server": _HONOURED,
     "IceGrid.Registry.Trace.Patch": _unsupported("gridreg does not patch servers (no IcePatch2)", "0"),
     "IceGrid.Registry.Trace.Session": _HONOURED,
+    "IceGrid.Registry.Trace.Topic": _HONOURED,
     "IceGrid.Registry.Trace.Admin": _planned("admin operations are not traced yet", "0"),
     "IceGrid.Registry.Trace.Discovery": _HONOURED,
     # -- nodes (planned) --

@@ -116,6 +116,9 @@ class Servant:
     #: every Slice type id of the interface, sorted, including ::Ice::Object
     type_ids: ClassVar[tuple[str, ...]] = (OBJECT_TYPE_ID,)
     _operations: ClassVar[dict[str, Operation]] = {}
+    #: the one connection this servant answers on, others getting
+    #: ObjectNotExistException (IceGrid's sessions); None: any connection
+    bound_to: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -211,6 +214,7 @@ class ObjectAdapter:
             router = self._routers.get(request.identity.category)
             if router is not None:
                 return self._route(router, request, connection)
+        if servant is None or (servant.bound_to is not None and servant.bound_to is not connection):
             return not_exist_body(
                 ReplyStatus.OBJECT_NOT_EXIST, request.identity, request.facet, request.operation
             )

@@ -308,7 +308,7 @@ class IceServerProtocol(Protocol):
             )
         elif mtype == MessageType.BATCH_REQUEST:
             for request in decode_batch_request(message[HEADER_SIZE:]):
-                body = self.adapter.dispatch(request)
+                body = self.adapter.dispatch(request, None, self)
                 if isinstance(body, Deferred):
                     body.addErrback(self._late_failure)
         elif mtype == MessageType.VALIDATE_CONNECTION:

@@ -114,7 +114,8 @@ class ServerManager:
         """
         Make this node's servers those of C{entries}: new ones are added
         (C{always} ones started), running ones whose descriptor changed are
-        restarted, the others are stopped and destroyed. Fires once taken in.
+        stopped (C{always} ones restarted), the others are stopped and
+        destroyed. Fires once taken in.
         """
         wanted = {descriptor.id: (app, descriptor) for app, descriptor in entries}
         for server_id in [s for s in self._servers if s not in wanted]:
@@ -135,7 +136,11 @@ class ServerManager:
         return succeed(None)
 
     def _replace(self, server: ManagedServer, app: str, descriptor: ServerDescriptor) -> None:
-        """A changed descriptor: applied at once when stopped, else after a restart."""
+        """
+        A changed descriptor: applied at once when stopped, else once the
+        server has stopped. As IceGrid 3.7.8's node, only an C{always} server
+        is started again; the others wait for a start or a locate.
+        """
         if server.state == "inactive" and not server.pid:
             server.update(app, descriptor)
             server.start_if_always()
@@ -148,7 +153,7 @@ class ServerManager:
                 return None
             server.update(app, descriptor)
             server.supervised = supervised and not self._stopping
-            if not server.enabled or self._stopping:
+            if not server.enabled or self._stopping or server.descriptor.activation != "always":
                 return None
             return server.activate().addErrback(restart_failed)
 

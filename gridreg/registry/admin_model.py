@@ -275,7 +275,11 @@ class AdminModel:
     # -- registries ----------------------------------------------------------------
 
     def registries(self) -> dict[str, dict[str, Any]]:
-        return {r["name"]: r for r in self.registry.replica_info()}
+        """
+        The replicas up now: as IceGrid 3.7.8, a slave that is down is unknown
+        (RegistryNotExistException) until it is back.
+        """
+        return {r["name"]: r for r in self.registry.replica_info() if r["alive"]}
 
     def replica(self, name: str) -> dict[str, Any]:
         found = self.registries().get(name)

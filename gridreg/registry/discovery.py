@@ -82,12 +82,21 @@ def builtin_objects(
 
     @param replicas: every replica known (this one included), by name.
     @param active: the names of the replicas that are up now, this one
-        first; their client endpoints make up Locator and Query.
+        first; their client endpoints make up Locator and Query, their
+        server endpoints LocatorRegistry. A slave's own objects
+        (C{Registry-<name>}, C{InternalRegistry-<name>}, its session
+        managers) are there only while it is up.
+
+    The types are those IceGrid 3.7.8 registers (C{icegridadmin object
+    describe}): the Locator as C{::Ice::Locator}, though it answers
+    C{::IceGrid::Locator} too.
     """
     client: list[Endpoint] = []
+    server: list[Endpoint] = []
     for name in active:
         if name in replicas:
             client.extend(e for e in replicas[name].client if e not in client)
+            server.extend(e for e in replicas[name].server if e not in server)
     everyone = tuple(client)
 
     def info(identity: Identity, endpoints: tuple[Endpoint, ...], type_id: str) -> ObjectInfo:
@@ -95,13 +104,21 @@ def builtin_objects(
 
     objects = {
         Identity("Locator", instance): info(
-            Identity("Locator", instance), everyone, "::IceGrid::Locator"
+            Identity("Locator", instance), everyone, "::Ice::Locator"
+        ),
+        Identity("LocatorRegistry", instance): info(
+            Identity("LocatorRegistry", instance), tuple(server), "::Ice::LocatorRegistry"
         ),
         Identity("Query", instance): info(
             Identity("Query", instance), everyone, "::IceGrid::Query"
         ),
     }
+    up = set(active)
     for name, endpoints in replicas.items():
+        if name != MASTER and name not in up:
+            # IceGrid's master removes a slave's objects when it goes down; the
+            # master's stay (a slave keeps them while the master is away)
+            continue
         registry = registry_identity(instance, name)
         objects[registry] = info(registry, endpoints.client, "::IceGrid::Registry")
         if endpoints.internal:

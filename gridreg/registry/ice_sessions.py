@@ -408,12 +408,18 @@ class IceSessions:
         cls = session_class or (AdminSessionServant if admin else ClientSessionServant)
         session = cls(self, identity, user, connection)
         session.adapter, session.endpoints = adapter, endpoints
+        if session_class is None:
+            # as IceGrid 3.7.8: served to the creating connection alone (Glacier2's
+            # sessions are called over the router's connections of the moment)
+            session.bound_to = connection
         self.sessions[identity] = session
         self.adapter_of(session).add(identity, session)
         if isinstance(session, AdminSessionServant):
             from gridreg.registry.ice_admin import AdminServant
 
-            self.adapter_of(session).add(session.admin_identity, AdminServant(self.model, session))
+            admin_servant = AdminServant(self.model, session)
+            admin_servant.bound_to = session.bound_to
+            self.adapter_of(session).add(session.admin_identity, admin_servant)
         if connection is not None and hasattr(connection, "on_close"):
             session.on_close = lambda: self._connection_closed(session)  # type: ignore[attr-defined]
             connection.on_close(session.on_close)  # type: ignore[attr-defined]

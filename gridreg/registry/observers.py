@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gridreg.ice.encoding import OutputStream
+from gridreg.ice.stringify import endpoints_to_string, identity_to_string
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Proxy
 from gridreg.registry.state import ADAPTER, OBJECT, REPLICA, AdapterInfo, Mutation
 from gridreg.registry import descriptor_slice
@@ -67,18 +68,39 @@ class ObserverLink:
     """
     One registered observer: calls go out one at a time, in order; the first
     failure drops it.
+
+    @ivar name: the observer's identity and @ivar endpoints: where it is
+        called (empty on the session's connection), as the Topic traces
+        name them.
+    @ivar trace: the IceGrid.Registry.Trace.Topic level (set by the hub).
     """
 
     log = Logger()
 
-    def __init__(self, kind: str, describe: str, send: Send, close: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        describe: str,
+        send: Send,
+        close: Callable[[], None],
+        name: str = "",
+        endpoints: str = "",
+    ) -> None:
         self.kind = kind
         self.describe = describe
+        self.name = name
+        self.endpoints = endpoints
+        self.trace = 0
         self._send = send
         self._close = close
         self.queue: deque[tuple[str, bytes]] = deque()
         self.busy = False
         self.dead = False
+
+    @property
+    def topic(self) -> str:
+        """IceGrid's name for the topic of this kind of observer."""
+        return f"{self.kind.title()}Observer-1.1"
 
     def publish(self, operation: str, params: bytes) -> None:
         if self.dead:
@@ -112,13 +134,16 @@ class ObserverLink:
 
     def _settled(self, operation: str, result: Any) -> None:
         if isinstance(result, Failure) and not self.dead:
-            self.log.info(
-                "[Topic] dropping {kind} observer {observer}: {operation} failed: {why}",
-                kind=self.kind,
-                observer=self.describe,
-                operation=operation,
-                why=result.getErrorMessage() or result.type.__name__,
-            )
+            # IceGrid 3.7.8 drops it silently at every Trace.Topic level; gridreg
+            # says so from level 1 on, where IceGrid traces the subscriptions
+            if self.trace > 0:
+                self.log.info(
+                    "[Topic] {topic}: dropping {observer}: {operation} failed: {why}",
+                    topic=self.topic,
+                    observer=self.describe,
+                    operation=operation,
+                    why=result.getErrorMessage() or result.type.__name__,
+                )
             self.close()
 
     def close(self) -> None:
@@ -288,18 +313,39 @@ class ObserverHub:
         subscription = Subscription(session, links)
         self.subscriptions[id(session)] = subscription
         for kind, link in links.items():
+            link.trace = self._trace
+            self._trace_topic(link, "subscribeAndGetPublisher", " QoS: ")
             operation, params = self._initial(kind)
             link.publish(operation, params)
 
     def unsubscribe(self, session: Any) -> None:
         subscription = self.subscriptions.pop(id(session), None)
         if subscription is not None:
+            for link in subscription.links.values():  # dropped ones too, as IceGrid
+                self._trace_topic(link, "unsubscribe", "")
             subscription.close()
         if not self.subscriptions and self._listening:
             # without observers, writes cost nothing more (RegistryState.apply)
             self.registry.state.forget_mutations(self._mutations)
             self.registry.nodes.listeners.remove(self)
             self._listening = False
+
+    @property
+    def _trace(self) -> int:
+        return int(getattr(self.registry.config.trace, "topic", 0))
+
+    def _trace_topic(self, link: ObserverLink, what: str, qos: str) -> None:
+        """IceGrid's Topic trace of a subscription: its endpoints (and QoS) from level 2."""
+        level = self._trace
+        if level > 0:
+            more = f' endpoints: "{link.endpoints}"{qos}' if level > 1 else ""
+            self.log.info(
+                "[Topic] {topic}: {what}: {name}{more}",
+                topic=link.topic,
+                what=what,
+                name=link.name,
+                more=more,
+            )
 
     def _listen(self) -> None:
         if self._listening:
@@ -554,6 +600,7 @@ def links_by_identity(
                 f"`{identity.category}/{identity.name}' of `{session.user}'",
                 identity_sender(connection, identity),
                 lambda: None,
+                identity_to_string(identity),
             )
     return links
 
@@ -571,5 +618,7 @@ def links_by_proxy(
                 f"`{proxy.identity.category}/{proxy.identity.name}' of `{session.user}'",
                 sender,
                 sender.close,
+                identity_to_string(proxy.identity),
+                endpoints_to_string(proxy.endpoints),
             )
     return links

@@ -28,6 +28,7 @@ class TraceLevels:
     application: int = 0
     session: int = 0
     server: int = 0
+    topic: int = 0
 
     @classmethod
     def from_properties(cls, properties: Properties) -> "TraceLevels":
