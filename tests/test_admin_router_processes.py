@@ -22,6 +22,7 @@ from tests._processes import ICE_PYTHON, INTEROP_DIR, ice_env
 from tests.test_glacier2_processes import RoutedGrid
 from tests.test_icegridadmin_processes import IceGridAdminGrid
 from tests.test_nodes_processes import NodeGridTestCase
+from tests.test_replication_processes import eventually
 
 SERVER = "RouterHello"
 #: the properties IceGrid 3.7.8's `server properties` listed for the same server
@@ -121,6 +122,15 @@ class AdminRouterProcessTests(NodeGridTestCase):
             self.assertIn(f"Hello.AdapterId={SERVER}.Hello", listed)
             self.assertEqual(await self.ok(f"server property {SERVER} Demo.Prop", *options), "v1")
             self.assertEqual(await self.ok(f"server property {SERVER} Nope", *options), "")
+
+        # `server stdout ID MESSAGE`: the server's own Process facet writes it
+        # to its output, which the node keeps in IceGrid.Node.Output
+        self.assertEqual(await self.ok(f"server stdout {SERVER} routed-hello"), "")
+
+        async def written() -> bool:
+            return "routed-hello" in await self.ok(f"server show {SERVER} stdout")
+
+        await eventually(written)
 
         at_master = await self.read_admins(
             "DemoIceGrid/Registry",
