@@ -234,9 +234,9 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(self.servers(OLD, {"a", "b", "c"}), [])
         # anything but properties: refused, running or not
         self.assertEqual(self.servers(option, set()), ["b"])
-        # properties only: gridreg restarts a running server for them, so refused then
+        # properties only: the node gives them to a running server, nothing stops
         self.assertEqual(self.servers(prop, set()), [])
-        self.assertEqual(self.servers(prop, {"a"}), ["a"])
+        self.assertEqual(self.servers(prop, {"a"}), [])
         # removal: refused only while it runs
         self.assertEqual(self.servers(removed, set()), [])
         self.assertEqual(self.servers(removed, {"c"}), ["c"])
@@ -254,6 +254,8 @@ class MetadataTests(SynchronousTestCase):
             ApplicationMetadata.from_json({"uuid": "U", "revision": "x"}, "App"),
             ApplicationMetadata("U"),
         )
+        live = meta.updated("c", 5, live_update=True)
+        self.assertEqual(ApplicationMetadata.from_json(live.to_json(), "App"), live)
 
     def test_kept_by_the_database(self) -> None:
         service = make_registry(self)
@@ -277,6 +279,27 @@ class MetadataTests(SynchronousTestCase):
         self.successResultOf(model.remove_application("App"))
         self.successResultOf(model.add_application(OLD, user="carol"))
         self.assertNotEqual(model.application_metadata("App").uuid, first.uuid)
+
+    def test_without_restart_deploys_live(self) -> None:
+        """
+        A write without restart is marked so in the replicated metadata, and
+        every replica's deployment tells the nodes to give running servers
+        their new properties at run time; the next write with restart clears it.
+        """
+        service = make_registry(self)
+        model = service.admin_model
+        self.successResultOf(model.add_application(OLD))
+        prop = OLD.replace("name='P' value='1'", "name='P' value='2'")
+        self.successResultOf(model.add_application(prop, update=True, restart=False))
+        self.assertTrue(model.application_metadata("App").live_update)
+        plan = service.nodes.plan()
+        self.assertTrue(
+            plan and all(live for servers in plan.values() for *_, live in servers.values())
+        )
+        self.successResultOf(model.add_application(OLD, update=True))
+        self.assertFalse(model.application_metadata("App").live_update)
+        plan = service.nodes.plan()
+        self.assertFalse(any(live for servers in plan.values() for *_, live in servers.values()))
 
     def test_record_without_metadata_loads(self) -> None:
         """A database written before metadata existed: revision 1, a stable uuid, kept."""

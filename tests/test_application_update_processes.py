@@ -28,8 +28,9 @@ APP = "UpdApp"
 SERVER = "UpdHello"
 
 
-def descriptor(option: str = "") -> str:
-    server = managed_server_xml(SERVER, "node1", activation="manual")
+def descriptor(option: str = "", live: str = "") -> str:
+    extra = f"<property name='Upd.Live' value='{live}'/>" if live else ""
+    server = managed_server_xml(SERVER, "node1", activation="manual", extra=extra)
     if option:
         server = server.replace("</option>", f"</option><option>{option}</option>", 1)
     return (
@@ -112,14 +113,26 @@ class ApplicationUpdateProcessTests(NodeGridTestCase):
         )
         self.assertIn("active", await self.ok(f"server state {SERVER}"))
 
+        # a property-only change without restart: the running server takes it
+        # through its Properties facet and keeps its pid, as with IceGrid 3.7.8
+        pid = await self.ok(f"server pid {SERVER}")
+        path.write_text(descriptor(live="two"))
+        self.assertEqual(await self.ok(f"application update -n {path}"), "")
+
+        async def taken() -> bool:
+            return await self.ok(f"server property {SERVER} Upd.Live") == "two"
+
+        await eventually(taken)
+        self.assertEqual(await self.ok(f"server pid {SERVER}"), pid)
+
         # a real Ice program's updateApplication and updateApplicationWithoutRestart
         client = grid.update_client()
         before = await client.next_event(lambda e: e.get("step") == "info", timeout=60)
-        self.assertEqual((before["uuid"], before["revision"]), (uuid, 1))
+        self.assertEqual((before["uuid"], before["revision"]), (uuid, 2))
         updated = await client.next_event(lambda e: e.get("step") == "update", timeout=60)
         self.assertEqual(
             {k: updated[k] for k in ("uuid", "revision", "createUser", "updateUser")},
-            {"uuid": uuid, "revision": 2, "createUser": "admin", "updateUser": "scripter"},
+            {"uuid": uuid, "revision": 3, "createUser": "admin", "updateUser": "scripter"},
         )
         self.assertEqual(updated["description"], "updated by a script")
         self.assertEqual(updated["variables"], {"added": "yes"})
@@ -152,7 +165,7 @@ class ApplicationUpdateProcessTests(NodeGridTestCase):
         )
         self.assertEqual(await self.ok("server remove UpdT-2"), "")
         self.assertNotIn("UpdT-2", (await self.ok("server list")).splitlines())
-        final = {"uuid": uuid, "revision": "4", "created by": "admin", "updated by": "admin"}
+        final = {"uuid": uuid, "revision": "5", "created by": "admin", "updated by": "admin"}
         self.assertEqual(metadata(await self.ok(f"application describe {APP}")), final)
 
         # the slave has the same metadata

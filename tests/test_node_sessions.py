@@ -61,7 +61,7 @@ class FakeServers:
         self.states: dict[str, dict] = {}
         self.adapters: dict[str, dict] = {}
 
-    def deploy(self, entries: list) -> Deferred[None]:
+    def deploy(self, entries: list, live: frozenset[str] = frozenset()) -> Deferred[None]:
         self.deployed.append(entries)
         return succeed(None)
 

@@ -83,13 +83,20 @@ class NodeProtocol(TransferResponder, amp.AMP):
     def deploy_servers(self, transfer: str, serial: int) -> Deferred[dict[str, Any]]:
         def deploy() -> Any:
             try:
+                deployment = json.loads(self.transfers.take(transfer).decode("utf-8"))
                 entries = [
                     (entry["application"], server_from_json(entry["descriptor"]))
-                    for entry in json.loads(self.transfers.take(transfer).decode("utf-8"))
+                    for entry in deployment
                 ]
-            except (ValueError, KeyError, TypeError, DescriptorError) as exc:
+                # servers written without restart (absent from older replicas' deployments)
+                live = frozenset(
+                    server.id
+                    for (_, server), entry in zip(entries, deployment)
+                    if entry.get("live")
+                )
+            except (ValueError, KeyError, TypeError, AttributeError, DescriptorError) as exc:
                 raise TransferError(f"a malformed deployment: {exc}") from None
-            return self.link.sessions.deploy(entries, serial, self.link.name)
+            return self.link.sessions.deploy(entries, serial, self.link.name, live)
 
         return maybeDeferred(deploy).addCallback(lambda applied: {"applied": applied})
 

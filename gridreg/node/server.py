@@ -502,6 +502,16 @@ class ManagedServer:
         self.descriptor = descriptor
         self._effective = self._substituted(descriptor)
 
+    def update_properties(self, application: str, descriptor: ServerDescriptor) -> None:
+        """
+        A new descriptor that differs only in its properties, taken while
+        the server runs (L{gridreg.node.live_update}); its next start
+        writes the new configuration file.
+        """
+        self.application = application
+        self.descriptor = descriptor
+        self._effective = self._substituted(descriptor)
+
     def halt(self) -> Deferred[None]:
         """Stop for good (the node stops): no restart, whatever the activation."""
         self.supervised = False

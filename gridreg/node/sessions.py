@@ -415,10 +415,17 @@ class NodeSessions(Service):
 
     # -- what crosses every session ------------------------------------------------------
 
-    def deploy(self, entries: list[tuple[str, Any]], serial: int, replica: str) -> Deferred[bool]:
+    def deploy(
+        self,
+        entries: list[tuple[str, Any]],
+        serial: int,
+        replica: str,
+        live: frozenset[str] = frozenset(),
+    ) -> Deferred[bool]:
         """
         A replica's deployment: applied only when newer than the last one
         applied (the replicas' databases agree on serials), in arrival order.
+        C{live}: the servers written without restart (L{ServerManager.deploy}).
         """
 
         def apply() -> Deferred[bool]:
@@ -432,7 +439,7 @@ class NodeSessions(Service):
                     replica=replica,
                     serial=serial,
                 )
-            return self.servers.deploy(entries).addCallback(lambda _: True)
+            return self.servers.deploy(entries, live).addCallback(lambda _: True)
 
         return self._deploying.run(apply)
 

@@ -28,6 +28,11 @@ class ApplicationMetadata:
     """
     @ivar create_time: milliseconds since the epoch, as IceGrid's C{createTime}.
     @ivar update_time: likewise; equal to C{create_time} until the first update.
+    @ivar live_update: the last write was made without restart
+        (C{updateApplicationWithoutRestart}, C{syncApplicationWithoutRestart}):
+        the nodes give running servers whose properties alone changed their
+        new properties at run time instead of stopping them. Replicated with
+        the application, so every replica deploys alike.
     """
 
     uuid: str
@@ -36,6 +41,7 @@ class ApplicationMetadata:
     update_time: int = 0
     update_user: str = ""
     revision: int = 1
+    live_update: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -59,11 +65,18 @@ class ApplicationMetadata:
             item = value.get(key)
             if isinstance(item, kind) and not isinstance(item, bool):
                 fields[key] = item
+        fields["live_update"] = value.get("live_update") is True
         return cls(**fields)
 
-    def updated(self, user: str, now_ms: int) -> ApplicationMetadata:
-        """After an update or a sync by C{user} at C{now_ms}."""
-        return attrs.evolve(self, update_time=now_ms, update_user=user, revision=self.revision + 1)
+    def updated(self, user: str, now_ms: int, live_update: bool = False) -> ApplicationMetadata:
+        """After an update or a sync by C{user} at C{now_ms} (C{live_update}: without restart)."""
+        return attrs.evolve(
+            self,
+            update_time=now_ms,
+            update_user=user,
+            revision=self.revision + 1,
+            live_update=live_update,
+        )
 
 
 def created(user: str, now_ms: int) -> ApplicationMetadata:

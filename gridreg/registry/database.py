@@ -300,8 +300,10 @@ class RegistryDatabase:
         @param user: who asks, kept in the application's metadata (its
             creator on an add, its last updater on an update).
         @param now_ms: the time of the write, milliseconds since the epoch.
-        @param check: for an update, called with the deployed and the new
-            application before anything is written; it raises to refuse.
+        @param check: for an update without restart, called with the
+            deployed and the new application before anything is written; it
+            raises to refuse. Its presence marks the write as made without
+            restart (L{ApplicationMetadata.live_update}).
         @raise DescriptorError: the descriptor is malformed, invalid, or
             claims ids another application (or an admin object) holds.
         @raise NotFoundError: C{update} of an application that is not deployed.
@@ -355,7 +357,10 @@ class RegistryDatabase:
             check_update(deployed[app.name], derived, others)
             if check is not None:
                 check(deployed[app.name], derived)
-            meta = self.state.deployed.metadata[app.name].updated(user, now_ms)
+            # a check is what an update without restart passes (AdminModel)
+            meta = self.state.deployed.metadata[app.name].updated(
+                user, now_ms, live_update=check is not None
+            )
         else:
             if app.name in deployed:
                 raise DescriptorError(f"application `{app.name}' already exists")

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 #: seconds added to a node-side timeout, so the node answers before the replica gives up
 MARGIN = 5.0
-#: what a node runs, as sent: server id to (application, descriptor JSON)
-Plan = dict[str, tuple[str, dict[str, Any]]]
+#: what a node runs, as sent: server id to (application, descriptor JSON,
+#: written without restart)
+Plan = dict[str, tuple[str, dict[str, Any], bool]]
 
 
 @attrs.define(eq=False)
@@ -312,11 +313,15 @@ class NodeSessions:
     def plan(self) -> dict[str, Plan]:
         """What every node should run, by node name."""
         nodes: dict[str, Plan] = {}
-        for name, app in self.replica.state.deployed.derived.items():
+        deployed = self.replica.state.deployed
+        for name, app in deployed.derived.items():
+            meta = deployed.metadata.get(name)
+            live = meta is not None and meta.live_update
             for server_id, server in app.servers.items():
                 nodes.setdefault(server.node, {})[server_id] = (
                     name,
                     server_to_json(server.descriptor),
+                    live,
                 )
         return nodes
 
@@ -343,8 +348,8 @@ class NodeSessions:
         session.deployed = servers
         payload = json.dumps(
             [
-                {"application": app, "descriptor": descriptor}
-                for _, (app, descriptor) in sorted(servers.items())
+                {"application": app, "descriptor": descriptor, "live": live}
+                for _, (app, descriptor, live) in sorted(servers.items())
             ]
         ).encode("utf-8")
         serial = int(self.replica.store.serial)

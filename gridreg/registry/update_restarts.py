@@ -5,10 +5,10 @@ C{updateApplicationWithoutRestart} and C{syncApplicationWithoutRestart}
 refuse, with IceGrid 3.7.8's reason (measured, docs/icegrid-node-facts.md).
 
 IceGrid refuses a change to anything but a server's properties whether the
-server runs or not, and the removal (or move) of a running server. It
-applies property changes to a running server through its admin facet;
-gridreg's node restarts the server for them, so they are refused while it
-runs and accepted while it is stopped.
+server runs or not, and the removal (or move) of a running server. Property
+changes are applied to a running server through its admin facet, by
+IceGrid's node and gridreg's alike (L{gridreg.node.live_update}), so they
+never need a stop.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def servers_to_stop(
         if after.descriptor == before.descriptor:
             continue
         other = attrs.evolve(after.descriptor, properties=before.descriptor.properties)
-        if other != before.descriptor or running(server_id, before.node):
+        if other != before.descriptor:
             stopped.append(server_id)
     return sorted(stopped)
 
