@@ -27,40 +27,23 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
-from OpenSSL.crypto import X509, PKey
-from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import (
-    IListeningPort,
-    IOpenSSLClientConnectionCreator,
-    IOpenSSLServerConnectionCreator,
-    IProtocolFactory,
-    IStreamClientEndpoint,
-    IStreamServerEndpoint,
-)
-from twisted.internet.ssl import (
-    Certificate,
-    CertificateOptions,
-    KeyPair,
-    PrivateCertificate,
-    TLSVersion,
-    optionsForClientTLS,
-    trustRootFromCertificates,
-)
-from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
-from zope.interface import implementer
 
 from gridreg.config.properties import PropertyError
-from gridreg.endpoints import client_endpoint, server_endpoint, with_transport
-from gridreg.ice.types import SslEndpoint, TcpEndpoint
+from gridreg.ice.types import TcpEndpoint
+
+if TYPE_CHECKING:  # the TLS machinery is imported by the functions that use it
+    from cryptography import x509
+    from OpenSSL.crypto import X509
+    from twisted.internet.interfaces import (
+        IOpenSSLClientConnectionCreator,
+        IOpenSSLServerConnectionCreator,
+        IStreamClientEndpoint,
+        IStreamServerEndpoint,
+    )
+    from twisted.internet.ssl import Certificate, PrivateCertificate
 
 __all__ = [
     "ADMIN",
@@ -105,8 +88,11 @@ CERT_PROPERTY = "IceSSL.CertFile"
 KEY_PROPERTY = "IceSSL.KeyFile"
 DIR_PROPERTY = "IceSSL.DefaultDir"
 
-_MIN_TLS = TLSVersion.TLSv1_2
-_log = Logger(namespace="gridreg.tls")
+
+def _min_tls() -> Any:
+    from twisted.internet.ssl import TLSVersion
+
+    return TLSVersion.TLSv1_2
 
 _MAX_LABEL = 63
 _HASH_CHARS = 8
@@ -214,6 +200,8 @@ def _read(which: str, path: str) -> bytes:
 
 
 def _certificates(which: str, path: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     data = _read(which, path)
     try:
         certs = x509.load_pem_x509_certificates(data)
@@ -222,11 +210,11 @@ def _certificates(which: str, path: str) -> list[x509.Certificate]:
     return certs
 
 
-def _load(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, list[X509]]:
-    """The trusted CAs, our certificate with its key, and any intermediates."""
-    cas = [
-        Certificate(X509.from_cryptography(c)) for c in _certificates(CA_PROPERTY, config.ca_file)
-    ]
+def _checked(config: TLSConfig) -> tuple[list[x509.Certificate], list[x509.Certificate], Any]:
+    """The trusted CAs, our chain and its key, checked to belong together."""
+    from cryptography.hazmat.primitives import serialization
+
+    cas = _certificates(CA_PROPERTY, config.ca_file)
     chain = _certificates(CERT_PROPERTY, config.cert_file)
     data = _read(KEY_PROPERTY, config.key_file)
     try:
@@ -250,11 +238,24 @@ def _load(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, lis
             config.key_file,
             f"not the private key of the certificate in {config.cert_file}",
         )
-    pair = KeyPair(PKey.from_cryptography_key(key))  # type: ignore[arg-type]
+    return cas, chain, key
+
+
+def _load(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, list[X509]]:
+    """The trusted CAs, our certificate with its key, and any intermediates."""
+    from OpenSSL.crypto import X509, PKey
+    from twisted.internet.ssl import Certificate, KeyPair, PrivateCertificate
+
+    cas, chain, key = _checked(config)
+    pair = KeyPair(PKey.from_cryptography_key(key))
     ours = PrivateCertificate.fromCertificateAndKeyPair(
         Certificate(X509.from_cryptography(chain[0])), pair
     )
-    return cas, ours, [X509.from_cryptography(c) for c in chain[1:]]
+    return (
+        [Certificate(X509.from_cryptography(c)) for c in cas],
+        ours,
+        [X509.from_cryptography(c) for c in chain[1:]],
+    )
 
 
 def _where(properties: Mapping[str, str], key: str) -> str:
@@ -287,7 +288,7 @@ def tls_config_from_properties(properties: Mapping[str, str]) -> TLSConfig | Non
     paths = {key: os.path.join(base, value) for key, value in values.items() if value}
     config = TLSConfig(paths[CA_PROPERTY], paths[CERT_PROPERTY], paths[KEY_PROPERTY])
     try:
-        _load(config)
+        _checked(config)  # cryptography alone: gridadmin need not load Twisted's TLS for this
     except _FileError as e:
         raise PropertyError(
             f"{_where(properties, e.which)}invalid value for {e.which}: "
@@ -315,7 +316,9 @@ def insecure_allowed(properties: Mapping[str, str]) -> bool:
             f"{INSECURE_PROPERTY}: {value!r}: not an integer"
         ) from None
     if allowed:
-        _log.warn(INSECURE_WARNING, property=INSECURE_PROPERTY)
+        from twisted.logger import Logger
+
+        Logger(namespace="gridreg.tls").warn(INSECURE_WARNING, property=INSECURE_PROPERTY)
     return allowed
 
 
@@ -330,13 +333,15 @@ def server_tls_options(config: TLSConfig) -> IOpenSSLServerConnectionCreator:
 
     @raise ValueError: if a file is missing or unusable.
     """
+    from twisted.internet.ssl import CertificateOptions, trustRootFromCertificates
+
     cas, ours, extra = _load(config)
     return CertificateOptions(
         privateKey=ours.privateKey.original,
         certificate=ours.original,
         extraCertChain=extra,
         trustRoot=trustRootFromCertificates(cas),
-        raiseMinimumTo=_MIN_TLS,
+        raiseMinimumTo=_min_tls(),
     )
 
 
@@ -348,12 +353,14 @@ def client_tls_options(config: TLSConfig, expected_peer: str) -> IOpenSSLClientC
 
     @raise ValueError: if a file is missing or unusable.
     """
+    from twisted.internet.ssl import optionsForClientTLS, trustRootFromCertificates
+
     cas, ours, extra = _load(config)
     return optionsForClientTLS(
         expected_peer,
         trustRoot=trustRootFromCertificates(cas),
         clientCertificate=ours,
-        extraCertificateOptions={"raiseMinimumTo": _MIN_TLS, "extraCertChain": extra},
+        extraCertificateOptions={"raiseMinimumTo": _min_tls(), "extraCertChain": extra},
     )
 
 
@@ -361,8 +368,13 @@ def client_tls_options(config: TLSConfig, expected_peer: str) -> IOpenSSLClientC
 
 
 def _as_cryptography(cert: object) -> x509.Certificate:
+    from cryptography import x509
+
     if isinstance(cert, x509.Certificate):
         return cert
+    from OpenSSL.crypto import X509
+    from twisted.internet.ssl import Certificate
+
     if isinstance(cert, Certificate):  # Twisted's wrapper, e.g. AMP's peerCertificate
         cert = cert.original
     if isinstance(cert, X509):
@@ -381,6 +393,9 @@ def peer_identity(transport: Any) -> PeerIdentity:
         C{<label>.<role>.gridreg} with a known role, several of them, or a
         subject CN that is missing or does not encode to that label.
     """
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     get = getattr(transport, "getPeerCertificate", None)
     cert = get() if get is not None else transport
     if cert is None:
@@ -433,16 +448,24 @@ def authorize(identity: PeerIdentity, role: str, name: str | None = None) -> Non
 # -- endpoints ---------------------------------------------------------------------
 
 
-@implementer(IStreamServerEndpoint)
-@attrs.frozen
-class _TLSServerEndpoint:
+def _tls_server_endpoint(
+    wrapped: IStreamServerEndpoint, options: IOpenSSLServerConnectionCreator
+) -> IStreamServerEndpoint:
     """TLS over another server endpoint, for Twisted releases without wrapServerTLS."""
+    from twisted.internet.interfaces import IStreamServerEndpoint
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+    from zope.interface import implementer
 
-    wrapped: IStreamServerEndpoint
-    options: IOpenSSLServerConnectionCreator
+    @implementer(IStreamServerEndpoint)
+    @attrs.frozen
+    class _TLSServerEndpoint:
+        wrapped: Any
+        options: Any
 
-    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
-        return self.wrapped.listen(TLSMemoryBIOFactory(self.options, False, factory))
+        def listen(self, factory: Any) -> Any:
+            return self.wrapped.listen(TLSMemoryBIOFactory(self.options, False, factory))
+
+    return _TLSServerEndpoint(wrapped, options)  # type: ignore[return-value]
 
 
 def wrap_server_endpoint(
@@ -455,6 +478,11 @@ def wrap_server_endpoint(
         an Ice C{tcp}/C{ssl} endpoint (as parsed from
         C{IceGrid.Registry.Internal.Endpoints}), or a server endpoint to wrap.
     """
+    from twisted.internet import endpoints
+    from twisted.internet.endpoints import serverFromString
+
+    from gridreg.endpoints import server_endpoint, with_transport
+
     options = server_tls_options(config)
     if isinstance(endpoint, TcpEndpoint):
         return server_endpoint(reactor, with_transport(endpoint, secure=True), options)
@@ -464,7 +492,7 @@ def wrap_server_endpoint(
     wrap = getattr(endpoints, "wrapServerTLS", None)  # Twisted >= 25
     if wrap is not None:
         return wrap(options, wrapped)  # type: ignore[no-any-return]
-    return _TLSServerEndpoint(wrapped, options)
+    return _tls_server_endpoint(wrapped, options)
 
 
 def wrap_client_endpoint(
@@ -478,5 +506,8 @@ def wrap_client_endpoint(
         as for an Ice C{ssl} endpoint (L{gridreg.endpoints.client_endpoint}).
     @param timeout: seconds allowed for the TCP connection.
     """
+    from gridreg.endpoints import client_endpoint
+    from gridreg.ice.types import SslEndpoint
+
     options = client_tls_options(config, expected_peer)
     return client_endpoint(reactor, SslEndpoint(host, port, -1), options, timeout_cap=timeout)

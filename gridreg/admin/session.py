@@ -19,7 +19,6 @@ from typing import Any, Optional
 
 import attrs
 
-from cryptography import x509
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -29,7 +28,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from gridreg.client.locator import LocatorClient
-from gridreg.config.properties import Properties, PropertyError
+from gridreg.config.properties import Properties
 from gridreg.endpoints import client_endpoint, with_transport
 from gridreg.ice.exceptions import ObjectNotFoundException
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
@@ -58,6 +57,17 @@ from gridreg.protocol.errors import (
     TransferError,
 )
 from gridreg.protocol.node_commands import AdminNodeControl, AdminServerControl
+from gridreg.admin.common import (  # noqa: F401 (re-exported)
+    ADMIN_NAME_PROPERTY,
+    MASTER,
+    AdminConfigError,
+    AdminSessionError,
+    AdminUnreachableError,
+    admin_name,
+    instance_name,
+    reason,
+    tls_settings,
+)
 from gridreg.tls import (
     ADMIN,
     REGISTRY,
@@ -66,9 +76,7 @@ from gridreg.tls import (
     authorize,
     client_tls_options,
     dns_name,
-    insecure_allowed,
     peer_identity,
-    tls_config_from_properties,
 )
 
 __all__ = [
@@ -80,8 +88,6 @@ __all__ = [
     "open_admin_session",
 ]
 
-MASTER = "Master"
-ADMIN_NAME_PROPERTY = "GridReg.Admin.Name"
 #: the items asked for per list page; the registry may return fewer
 PAGE_LIMIT = 1000
 
@@ -97,18 +103,6 @@ REFUSALS = (
     NodeError,
     NodeUnreachableError,
 )
-
-
-class AdminSessionError(Exception):
-    """The admin session could not be opened or used; the message says why."""
-
-
-class AdminUnreachableError(AdminSessionError):
-    """No answer from the registry: unreachable, timed out, or the connection failed."""
-
-
-class AdminConfigError(AdminSessionError):
-    """The local configuration (properties, TLS files) cannot work."""
 
 
 class _AdminProtocol(amp.AMP):
@@ -282,43 +276,7 @@ class AdminSession:
         return lost.addTimeout(self.timeout, self.clock).addErrback(lambda _: None)
 
 
-def _reason(e: BaseException) -> str:
-    return str(e) or type(e).__name__
-
-
-def instance_name(properties: Properties) -> str:
-    """C{IceGrid.InstanceName}, else the category of the locator's identity."""
-    name = properties.get("IceGrid.InstanceName")
-    if name:
-        return name
-    locator = properties.get_proxy("Ice.Default.Locator")
-    if locator is not None and locator.identity.category:
-        return locator.identity.category
-    return "IceGrid"
-
-
-def admin_name(properties: Properties, tls: Optional[TLSConfig]) -> str:
-    """
-    Who we say we are: C{GridReg.Admin.Name}, else the name in our admin
-    certificate (the registry checks the two agree), else C{admin}.
-
-    @raise AdminConfigError: the certificate is not an admin certificate.
-    """
-    configured = properties.get(ADMIN_NAME_PROPERTY)
-    if tls is None:
-        return configured or "admin"
-    with open(tls.cert_file, "rb") as f:
-        certificate = x509.load_pem_x509_certificates(f.read())[0]
-    try:
-        identity = peer_identity(certificate)
-    except PeerNotAuthorized as e:
-        raise AdminConfigError(f"IceSSL.CertFile {tls.cert_file}: {e}") from None
-    if identity.role != ADMIN:
-        raise AdminConfigError(
-            f"IceSSL.CertFile {tls.cert_file} is the certificate of {identity.role} "
-            f"`{identity.name}', not of an admin: use an admin certificate"
-        )
-    return configured or identity.name
+_reason = reason
 
 
 def dial_endpoints(
@@ -417,22 +375,7 @@ async def open_admin_session(
     @raise NotFoundError: there is no such replica.
     @raise NotAuthorizedError: the registry refused our admin session.
     """
-    try:
-        tls = tls_config_from_properties(properties)
-        insecure = tls is None and insecure_allowed(properties)
-    except PropertyError as e:
-        raise AdminConfigError(str(e)) from None
-    if tls is None and not insecure:
-        raise AdminConfigError(
-            "no TLS configured: set IceSSL.CAs, IceSSL.CertFile and IceSSL.KeyFile to the grid "
-            "CA and an admin certificate (or GridReg.Internal.Insecure=1 on a test machine)"
-        )
-    if insecure:
-        (warn or _log_warning)(
-            "GridReg.Internal.Insecure is set: the admin session runs over plain TCP, "
-            "unauthenticated and unencrypted"
-        )
-    user = admin_name(properties, tls)
+    tls, user = tls_settings(properties, warn or _log_warning)
     name = replica or MASTER
     proxy = await discover(reactor, properties, replica, timeout)
     candidates = dial_endpoints(reactor, proxy, name, tls, timeout)
