@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -93,6 +93,7 @@ def _min_tls() -> Any:
     from twisted.internet.ssl import TLSVersion
 
     return TLSVersion.TLSv1_2
+
 
 _MAX_LABEL = 63
 _HASH_CHARS = 8
@@ -241,6 +242,26 @@ def _checked(config: TLSConfig) -> tuple[list[x509.Certificate], list[x509.Certi
     return cas, chain, key
 
 
+def _loads_in_ssl(config: TLSConfig) -> bool:
+    """
+    Whether the standard library's C{ssl} takes the files (certificates,
+    an unencrypted key that matches): then they are fine, and nothing as
+    large as C{cryptography} needs importing to say so (C{gridadmin}).
+    """
+    import ssl
+
+    def no_password() -> bytes:
+        raise ValueError("encrypted")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(config.ca_file)
+        context.load_cert_chain(config.cert_file, config.key_file, password=no_password)
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        return False
+    return True
+
+
 def _load(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, list[X509]]:
     """The trusted CAs, our certificate with its key, and any intermediates."""
     from OpenSSL.crypto import X509, PKey
@@ -288,7 +309,8 @@ def tls_config_from_properties(properties: Mapping[str, str]) -> TLSConfig | Non
     paths = {key: os.path.join(base, value) for key, value in values.items() if value}
     config = TLSConfig(paths[CA_PROPERTY], paths[CERT_PROPERTY], paths[KEY_PROPERTY])
     try:
-        _checked(config)  # cryptography alone: gridadmin need not load Twisted's TLS for this
+        if not _loads_in_ssl(config):
+            _checked(config)  # says what is wrong, naming the file
     except _FileError as e:
         raise PropertyError(
             f"{_where(properties, e.which)}invalid value for {e.which}: "
@@ -406,12 +428,33 @@ def peer_identity(transport: Any) -> PeerIdentity:
         names = san.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
         names = []
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return _identity(names, cns, cert.subject.rfc4514_string)
+
+
+def peer_identity_from_ssl(cert: Mapping[str, Any]) -> PeerIdentity:
+    """
+    L{peer_identity} for a certificate as the standard library's C{ssl}
+    decodes it (C{SSLSocket.getpeercert()}), so C{gridadmin} need not import
+    C{cryptography}. Refusals may word the subject differently.
+    """
+    names = [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+    cns = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
+
+    def subject() -> str:
+        return ",".join(f"{key}={value}" for rdn in cert.get("subject", ()) for key, value in rdn)
+
+    return _identity(names, cns, subject)
+
+
+def _identity(
+    names: Sequence[str], cns: Sequence[object], subject: Callable[[], str]
+) -> PeerIdentity:
     ours = sorted({n.lower() for n in names if n.lower().endswith("." + DOMAIN)})
     shaped = [n.split(".") for n in ours if n.count(".") == 2]
     if not shaped:
         raise PeerNotAuthorized(
-            f"the peer certificate {cert.subject.rfc4514_string()!r} has no "
-            f"<name>.<role>.{DOMAIN} DNS name"
+            f"the peer certificate {subject()!r} has no <name>.<role>.{DOMAIN} DNS name"
         )
     if len(shaped) > 1:
         raise PeerNotAuthorized(f"the peer certificate names several identities: {ours}")
@@ -419,10 +462,9 @@ def peer_identity(transport: Any) -> PeerIdentity:
     dns = ".".join(shaped[0])
     if role not in ROLES:
         raise PeerNotAuthorized(f"peer {dns} has the unknown role {role!r}")
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(cns) != 1 or not isinstance(cns[0].value, str):
+    if len(cns) != 1 or not isinstance(cns[0], str):
         raise PeerNotAuthorized(f"peer {dns} has no single subject CN naming it")
-    name = cns[0].value
+    name = cns[0]
     if not name or dns_label(name) != label:
         raise PeerNotAuthorized(f"peer {dns}: its CN {name!r} does not match its DNS name")
     return PeerIdentity(role, name, dns)

@@ -240,7 +240,7 @@ def load_properties(
 
     @raise PropertyError: a file or an override is malformed.
     """
-    environ = dict(os.environ) if environ is None else environ
+    environ = os.environ if environ is None else environ  # type: ignore[assignment]
     properties = Properties()
     config = args.config or environ.get("ICE_CONFIG")
     if config:

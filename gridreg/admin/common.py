@@ -13,7 +13,14 @@ from collections.abc import Callable
 from typing import Optional
 
 from gridreg.config.properties import Properties, PropertyError
-from gridreg.tls import ADMIN, PeerNotAuthorized, TLSConfig, peer_identity
+from gridreg.tls import (
+    ADMIN,
+    PeerIdentity,
+    PeerNotAuthorized,
+    TLSConfig,
+    peer_identity,
+    peer_identity_from_ssl,
+)
 
 MASTER = "Master"
 ADMIN_NAME_PROPERTY = "GridReg.Admin.Name"
@@ -53,15 +60,11 @@ def admin_name(properties: Properties, tls: Optional[TLSConfig]) -> str:
 
     @raise AdminConfigError: the certificate is not an admin certificate.
     """
-    from cryptography import x509
-
     configured = properties.get(ADMIN_NAME_PROPERTY)
     if tls is None:
         return configured or "admin"
-    with open(tls.cert_file, "rb") as f:
-        certificate = x509.load_pem_x509_certificates(f.read())[0]
     try:
-        identity = peer_identity(certificate)
+        identity = own_identity(tls.cert_file)
     except PeerNotAuthorized as e:
         raise AdminConfigError(f"IceSSL.CertFile {tls.cert_file}: {e}") from None
     if identity.role != ADMIN:
@@ -70,6 +73,28 @@ def admin_name(properties: Properties, tls: Optional[TLSConfig]) -> str:
             f"`{identity.name}', not of an admin: use an admin certificate"
         )
     return configured or identity.name
+
+
+def own_identity(cert_file: str) -> PeerIdentity:
+    """
+    The identity in the (first) certificate of C{cert_file}, read by the
+    standard library's decoder when it has one, else (or to word a
+    refusal exactly) by C{cryptography}, which takes longer to import.
+
+    @raise PeerNotAuthorized: the certificate names no gridreg identity.
+    """
+    import ssl
+
+    decode = getattr(ssl._ssl, "_test_decode_cert", None)  # CPython's, undocumented
+    if decode is not None:
+        try:
+            return peer_identity_from_ssl(decode(cert_file))
+        except (PeerNotAuthorized, OSError, ValueError):
+            pass
+    from cryptography import x509
+
+    with open(cert_file, "rb") as f:
+        return peer_identity(x509.load_pem_x509_certificates(f.read())[0])
 
 
 def tls_settings(

@@ -263,6 +263,10 @@ class AdminSession:
         result = await self.call(AdminNodeControl, node=node, action=action)
         return json.loads(result["result"])  # type: ignore[no-any-return]
 
+    def is_alive(self) -> bool:
+        """Whether the connection is still up (a script reconnects when it is not)."""
+        return not getattr(self.protocol, "gone", False)
+
     def close(self) -> Deferred[None]:
         """Close the connection; fires once it is closed."""
         transport = self.protocol.transport

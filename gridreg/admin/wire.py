@@ -42,7 +42,15 @@ from gridreg.admin.common import (
 )
 from gridreg.config.properties import Properties
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
-from gridreg.tls import REGISTRY, PeerNotAuthorized, TLSConfig, authorize, dns_name, peer_identity
+from gridreg.tls import (
+    REGISTRY,
+    PeerNotAuthorized,
+    TLSConfig,
+    authorize,
+    dns_name,
+    peer_identity,
+    peer_identity_from_ssl,
+)
 
 __all__ = ["COMMANDS", "BlockingSession", "Refused", "open_blocking_session", "run_now"]
 
@@ -493,6 +501,26 @@ def _dial(
     return secure
 
 
+def _check_replica(sock: ssl.SSLSocket, name: str) -> None:
+    """
+    The peer is the replica C{name} exactly, read from C{ssl}'s decoding of
+    its certificate; a refusal is worded by L{peer_identity} from the DER.
+
+    @raise PeerNotAuthorized: it is not.
+    """
+    try:
+        authorize(peer_identity_from_ssl(sock.getpeercert() or {}), REGISTRY, name)
+        return
+    except PeerNotAuthorized:
+        pass
+    from cryptography import x509
+
+    der = sock.getpeercert(binary_form=True)
+    if der is None:
+        raise PeerNotAuthorized("the peer presented no certificate")
+    authorize(peer_identity(x509.load_der_x509_certificate(der)), REGISTRY, name)
+
+
 def open_blocking_session(
     properties: Properties,
     replica: Optional[str],
@@ -528,11 +556,8 @@ def open_blocking_session(
             hello = session.request("Hello", version=PROTOCOL_VERSION, role="admin", name=user)
             if context is not None:
                 # the handshake checked the DNS name, which folds case; this is the exact name
-                from cryptography import x509
-
-                der = sock.getpeercert(binary_form=True)  # type: ignore[attr-defined]
                 try:
-                    authorize(peer_identity(x509.load_der_x509_certificate(der)), REGISTRY, name)
+                    _check_replica(sock, name)  # type: ignore[arg-type]
                 except PeerNotAuthorized as e:
                     raise AdminUnreachableError(f"not the replica we asked for: {e}") from None
         except AdminUnreachableError as e:
