@@ -84,6 +84,27 @@ class SplitTests(SynchronousTestCase):
             cli.split_commands("object list 'abc")
 
 
+class ParserTests(SynchronousTestCase):
+    def test_lean_parser_parses_as_the_full_one(self) -> None:
+        """Parsing with one command group's actions gives what the whole parser gives."""
+        for line in (
+            "registry list",
+            "--json --timeout 3 object list 'a*'",
+            "--replica registry node list",
+            "--replica node server signal S USR1",
+            "application add f.xml A=1 B=2",
+        ):
+            argv = cli.split_commands(line)[0]
+            self.assertEqual(cli.parse_args(argv), cli.build_parser().parse_args(argv), line)
+        for line in ("registry list x", "registry", "node frob", "--timeout 0 registry list"):
+            argv = cli.split_commands(line)[0]
+            with self.assertRaises(cli.UsageError) as lean:
+                cli.parse_args(argv)
+            with self.assertRaises(cli.UsageError) as full:
+                cli.build_parser().parse_args(argv)
+            self.assertEqual(str(lean.exception), str(full.exception), line)
+
+
 class ScriptTests(SynchronousTestCase):
     def test_one_session_for_every_command(self) -> None:
         """Each command prints as it would alone; they share one session."""

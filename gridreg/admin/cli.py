@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import copy
 import datetime
+import functools
 import json
 import os
 import signal
@@ -115,7 +116,24 @@ NODE_ACTIONS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unused:
+    """Stands for the parsers of the command groups a command line does not use."""
+
+    def add_parser(self, *args: Any, **kwargs: Any) -> _Unused:
+        return self
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+GROUPS = ("application", "object", "adapter", "server", "node", "registry")
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """
+    gridadmin's parser; with C{only}, the actions of that command group
+    alone (each of the 37 parsers costs gridadmin's start-up time).
+    """
     parser = _Parser(
         prog="gridadmin",
         description=(
@@ -158,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def group(name: str, help: str) -> Any:
         sub = groups.add_parser(name, help=help)
+        if only is not None and name != only:
+            return _Unused()
         return sub.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     app = group("application", "deploy and inspect applications (XML descriptors)")
@@ -228,7 +248,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     @raise UsageError: for bad arguments.
     @raise SystemExit: after printing C{--help}.
     """
-    return build_parser().parse_args(list(argv))
+    argv = list(argv)
+    group = next((word for word in argv if word in GROUPS), None)
+    if group is not None and "-h" not in argv and "--help" not in argv:
+        # the first group word is the command's group unless an option's value
+        # is spelt like one: then the full parser answers, as it does every error
+        try:
+            args = build_parser(only=group).parse_args(argv)
+        except UsageError:
+            pass
+        else:
+            if args.group == group:
+                return args
+    return build_parser().parse_args(argv)
 
 
 def load_properties(
@@ -606,11 +638,17 @@ def parse_command(words: Sequence[str], options: argparse.Namespace) -> argparse
     @raise UsageError: bad arguments or files (see L{check_command}).
     @raise SystemExit: after printing C{--help}.
     """
-    args = build_parser().parse_args(list(words), namespace=copy.copy(options))
+    args = _script_parser().parse_args(list(words), namespace=copy.copy(options))
     if args.group is None:
         raise UsageError("no command (see gridadmin --help)")
     check_command(args)
     return args
+
+
+@functools.cache
+def _script_parser() -> argparse.ArgumentParser:
+    """One parser for every command of a script: building one costs more than a command."""
+    return build_parser()
 
 
 def check_command(args: argparse.Namespace) -> None:

@@ -356,47 +356,64 @@ class BlockingSession:
 # -- finding and dialling the replica --------------------------------------------
 
 
-def _ice_call(
-    endpoint: TcpEndpoint, proxy: Proxy, operation: str, params: bytes, timeout: float
-) -> Any:
-    """One two-way Ice request on a new plain TCP connection; the reply's result stream."""
-    from gridreg.ice import messages
-    from gridreg.ice.encoding import InputStream
-    from gridreg.ice.types import OperationMode
+class _IceCall:
+    """
+    One two-way Ice request on a new plain TCP connection, in steps, so
+    that several replicas are asked at once: L{ask} on each, then
+    L{answer} on each.
+    """
 
-    request = messages.Request(
-        1, proxy.identity, "", operation, OperationMode.NONMUTATING, {}, proxy.encoding, params
-    )
-    with socket.create_connection((endpoint.host or "127.0.0.1", endpoint.port), timeout) as sock:
-        reader = _Reader(sock)
+    def __init__(self, endpoint: TcpEndpoint, timeout: float) -> None:
+        self.sock = socket.create_connection((endpoint.host or "127.0.0.1", endpoint.port), timeout)
+        self._reader = _Reader(self.sock)
 
-        def message() -> tuple[int, bytes]:
-            head = reader._take(messages.HEADER_SIZE)
-            header = messages.parse_header(head)
-            body = reader._take(header.size - messages.HEADER_SIZE)
-            if header.compression == 2:
-                body = messages.decompress_message(head + body, None)[messages.HEADER_SIZE :]
-            return header.message_type, body
+    def _message(self) -> tuple[int, bytes]:
+        from gridreg.ice import messages
 
-        kind, _ = message()
+        head = self._reader._take(messages.HEADER_SIZE)
+        header = messages.parse_header(head)
+        body = self._reader._take(header.size - messages.HEADER_SIZE)
+        if header.compression == 2:
+            body = messages.decompress_message(head + body, None)[messages.HEADER_SIZE :]
+        return header.message_type, body
+
+    def ask(self, proxy: Proxy, operation: str, params: bytes) -> None:
+        """Wait for the server to validate the connection, then send the request."""
+        from gridreg.ice import messages
+        from gridreg.ice.types import OperationMode
+
+        kind, _ = self._message()
         if kind != messages.MessageType.VALIDATE_CONNECTION:
             raise ConnectionError("the locator did not validate the connection")
-        sock.sendall(messages.encode_request(request))
+        request = messages.Request(
+            1, proxy.identity, "", operation, OperationMode.NONMUTATING, {}, proxy.encoding, params
+        )
+        self.sock.sendall(messages.encode_request(request))
+
+    def answer(self) -> Any:
+        """The reply's result stream; raises the exception a failed reply stands for."""
+        from gridreg.ice import messages
+        from gridreg.ice.encoding import InputStream
+
         while True:
-            kind, body = message()
+            kind, body = self._message()
             if kind == messages.MessageType.REPLY:
                 break
             if kind == messages.MessageType.CLOSE_CONNECTION:
                 raise ConnectionError("the locator closed the connection")
         try:  # a graceful close, as an Ice client says goodbye
-            sock.sendall(messages.MAGIC + b"\x01\x00\x01\x00" + struct.pack("<bbi", 4, 0, 14))
+            self.sock.sendall(messages.MAGIC + b"\x01\x00\x01\x00" + struct.pack("<bbi", 4, 0, 14))
         except OSError:
             pass
-    reply = messages.decode_reply(body)
-    error = messages.reply_error(reply)
-    if error is not None:
-        raise error
-    return InputStream(reply.payload, reply.encoding)  # type: ignore[arg-type]
+        self.close()
+        reply = messages.decode_reply(body)
+        error = messages.reply_error(reply)
+        if error is not None:
+            raise error
+        return InputStream(reply.payload, reply.encoding)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def supported(properties: Properties) -> bool:
@@ -447,11 +464,30 @@ def discover(properties: Properties, replica: Optional[str], timeout: float) -> 
     wait = min(timeout, invocation / 1000.0) if invocation > 0 else timeout
     found: list[Proxy] = []
     failures: list[BaseException] = []
-    for endpoint in locator.endpoints:
+    errors = (UserException, RequestFailedError, ProtocolError, MarshalError, OSError)
+    calls: list[Optional[_IceCall]] = []
+    for endpoint in locator.endpoints:  # connect to every replica, ask every one, then read
         try:
-            proxy = _ice_call(endpoint, locator, "findObjectById", params, wait).read_proxy()  # type: ignore[arg-type]
-        except (UserException, RequestFailedError, ProtocolError, MarshalError, OSError) as e:
+            calls.append(_IceCall(endpoint, wait))
+        except OSError as e:
             failures.append(e)  # that replica is out; the others may answer
+            calls.append(None)
+    for i, call in enumerate(calls):
+        if call is not None:
+            try:
+                call.ask(locator, "findObjectById", params)
+            except errors as e:
+                failures.append(e)
+                call.close()
+                calls[i] = None
+    for call in calls:
+        if call is None:
+            continue
+        try:
+            proxy = call.answer().read_proxy()
+        except errors as e:
+            failures.append(e)
+            call.close()
             continue
         if proxy is None:
             failures.append(ObjectNotFoundException())
