@@ -3,12 +3,15 @@
 The C{gridadmin} command: administer a gridreg registry from a shell.
 
 It reads Ice properties like C{icegridadmin} (C{--config}, C{ICE_CONFIG},
-C{--property}), opens one admin session (L{open_admin_session}), runs one
-command and exits with a status a script can act on. Output is aligned
-text for people, or JSON with C{--json} for programs.
+C{--property}), opens one admin session, runs one command (or a script:
+C{-e}, standard input) and exits with a status a script can act on. Output
+is aligned text for people, or JSON with C{--json} for programs.
 
 This is the one place in gridreg with a blocking top level: L{main} runs
-the Twisted work with L{twisted.internet.task.react}.
+the commands over the blocking session of L{gridreg.admin.wire}, without
+Twisted, whose import alone took longer than a whole C{icegridadmin}
+command; with an injected session (tests) or a locator that is not plain
+TCP, over L{gridreg.admin.session} with L{twisted.internet.task.react}.
 """
 
 from __future__ import annotations
@@ -58,6 +61,15 @@ variables:
   application add|update FILE NAME=VALUE ... sets application variables,
   overriding the descriptor's own <variable>s of those names (as
   icegridadmin does); they are written into the uploaded XML.
+
+scripts:
+  gridadmin -e 'object list; registry list' runs several commands over one
+  session (commands separated by `;' or new lines, quoted as in a shell);
+  without a command, gridadmin reads commands from standard input (with a
+  `>>> ' prompt on a terminal) until end of file, `exit' or `quit'. A
+  failing command is reported and the next one runs; the exit status is
+  the last failing command's. A connection the registry closed between
+  commands is opened again.
 
 exit status:
   0  success
