@@ -223,7 +223,7 @@ class BlockingSessionTests(SynchronousTestCase):
 
     def test_request_is_what_amp_reads(self) -> None:
         self.answer({b"_answer": b"1", b"alive": b"True"})
-        self.assertEqual(self.session.request("AdminPing", name="Räplica"), {"alive": True})
+        self.assertEqual(self.session.exchange("AdminPing", name="Räplica"), {"alive": True})
         [box] = self.sent()
         self.assertEqual(box[b"_command"], b"AdminPing")
         self.assertEqual(commands.AdminPing.parseArguments(box, None), {"name": "Räplica"})
@@ -234,7 +234,7 @@ class BlockingSessionTests(SynchronousTestCase):
         box[b"_answer"] = b"1"
         self.theirs.sendall(box.serialize())
         self.assertEqual(
-            self.session.request("AdminList", what="object", pattern="", cursor="", limit=5),
+            self.session.exchange("AdminList", what="object", pattern="", cursor="", limit=5),
             {"items": "[]", "cursor": "é"},
         )
 
@@ -243,7 +243,7 @@ class BlockingSessionTests(SynchronousTestCase):
             {b"_error": b"1", b"_error_code": b"NOT_FOUND", b"_error_description": b"no `x'"}
         )
         with self.assertRaises(Refused) as caught:
-            self.session.request("AdminPing", name="x")
+            self.session.exchange("AdminPing", name="x")
         self.assertEqual((caught.exception.code, str(caught.exception)), ("NOT_FOUND", "no `x'"))
         self.assertTrue(self.session.is_alive())
 
@@ -253,7 +253,7 @@ class BlockingSessionTests(SynchronousTestCase):
         self.theirs.close()
         self.assertFalse(self.session.is_alive())
         with self.assertRaises(wire.AdminUnreachableError):
-            self.session.request("AdminPing", name="x")
+            self.session.exchange("AdminPing", name="x")
 
     def test_upload(self) -> None:
         """An application is sent as BeginTransfer and chunks, then added."""

@@ -284,9 +284,8 @@ def load_properties(
 
     @raise PropertyError: a file or an override is malformed.
     """
-    environ = os.environ if environ is None else environ  # type: ignore[assignment]
+    config = args.config or (os.environ if environ is None else environ).get("ICE_CONFIG")
     properties = Properties()
-    config = args.config or environ.get("ICE_CONFIG")
     if config:
         load_file(config, properties)
     properties.apply_overrides(parse_overrides(args.property))

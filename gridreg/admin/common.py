@@ -85,7 +85,9 @@ def own_identity(cert_file: str) -> PeerIdentity:
     """
     import ssl
 
-    decode = getattr(ssl._ssl, "_test_decode_cert", None)  # CPython's, undocumented
+    decode = getattr(
+        getattr(ssl, "_ssl", None), "_test_decode_cert", None
+    )  # CPython's, undocumented
     if decode is not None:
         try:
             return peer_identity_from_ssl(decode(cert_file))

@@ -13,8 +13,7 @@ few seconds, not a hung terminal.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Optional
 
 import attrs
@@ -57,6 +56,7 @@ from gridreg.protocol.errors import (
     TransferError,
 )
 from gridreg.protocol.node_commands import AdminNodeControl, AdminServerControl
+from gridreg.admin.calls import PAGE_LIMIT, AdminCalls  # noqa: F401 (re-exported)
 from gridreg.admin.common import (  # noqa: F401 (re-exported)
     ADMIN_NAME_PROPERTY,
     MASTER,
@@ -88,8 +88,6 @@ __all__ = [
     "open_admin_session",
 ]
 
-#: the items asked for per list page; the registry may return fewer
-PAGE_LIMIT = 1000
 
 #: errors the registry answers with; they pass through to the caller as they are
 REFUSALS = (
@@ -129,9 +127,9 @@ class _AdminProtocol(amp.AMP):
             d.callback(None)
 
 
-class AdminSession:
+class AdminSession(AdminCalls):
     """
-    Typed admin calls over one connection to one replica.
+    Typed admin calls (L{AdminCalls}) over one AMP connection to one replica.
 
     @ivar replica: the name of the replica answering.
     @ivar instance: the grid's instance name.
@@ -190,78 +188,8 @@ class AdminSession:
         result = await self.call(AdminApplicationAdd, transfer=transfer, update=update)
         return result["name"], result["serial"]
 
-    async def remove_application(self, name: str) -> int:
-        return (await self.call(AdminApplicationRemove, name=name))["serial"]  # type: ignore[no-any-return]
-
-    # -- reads -----------------------------------------------------------------
-
-    async def pages(self, what: str, pattern: str = "") -> AsyncIterator[list[dict[str, Any]]]:
-        """The pages of a listing, in order; see L{list}."""
-        cursor = ""
-        while True:
-            result = await self.call(
-                AdminList, what=what, pattern=pattern, cursor=cursor, limit=PAGE_LIMIT
-            )
-            yield json.loads(result["items"])
-            cursor = result["cursor"]
-            if not cursor:
-                return
-
-    async def list(self, what: str, pattern: str = "") -> list[dict[str, Any]]:
-        """
-        Every C{what} ("application", "object", "adapter", "registry",
-        "server" or "node")
-        whose key matches the glob C{pattern} ("" for all), sorted by key.
-        """
-        items: list[dict[str, Any]] = []
-        async for page in self.pages(what, pattern):
-            items.extend(page)
-        return items
-
-    async def describe(self, what: str, key: str) -> dict[str, Any]:
-        """One C{what} in detail, gathered from as many slices as it takes."""
-        parts: list[str] = []
-        offset = 0
-        while True:
-            result = await self.call(AdminDescribe, what=what, key=key, offset=offset)
-            parts.append(result["data"])
-            offset += len(result["data"])
-            if not result["more"]:
-                break
-            if not result["data"]:
-                raise AdminUnreachableError(f"the description of {what} `{key}' stopped short")
-        return json.loads("".join(parts))  # type: ignore[no-any-return]
-
-    async def ping(self, name: str) -> bool:
-        return (await self.call(AdminPing, name=name))["alive"]  # type: ignore[no-any-return]
-
-    # -- writes ----------------------------------------------------------------
-
-    async def add_object(self, proxy: str, type: str = "") -> int:
-        return (await self.call(AdminObjectAdd, proxy=proxy, type=type))["serial"]  # type: ignore[no-any-return]
-
-    async def remove_object(self, identity: str) -> int:
-        return (await self.call(AdminObjectRemove, identity=identity))["serial"]  # type: ignore[no-any-return]
-
-    async def remove_adapter(self, adapter_id: str) -> int:
-        return (await self.call(AdminAdapterRemove, adapter_id=adapter_id))["serial"]  # type: ignore[no-any-return]
-
-    # -- servers and nodes (relayed by the replica to the node) ----------------
-
-    async def server_control(self, server: str, action: str, argument: str = "") -> dict[str, Any]:
-        """
-        C{action} ("state", "pid", "start", "stop", "enable", "disable",
-        "signal") on C{server}; its state afterwards.
-        """
-        result = await self.call(
-            AdminServerControl, server=server, action=action, argument=argument
-        )
-        return json.loads(result["result"])  # type: ignore[no-any-return]
-
-    async def node_control(self, node: str, action: str) -> dict[str, Any]:
-        """C{action} ("ping", "load", "shutdown") on C{node}."""
-        result = await self.call(AdminNodeControl, node=node, action=action)
-        return json.loads(result["result"])  # type: ignore[no-any-return]
+    async def request(self, command: str, **arguments: Any) -> dict[str, Any]:
+        return await self.call(_COMMANDS[command], **arguments)
 
     def is_alive(self) -> bool:
         """Whether the connection is still up (a script reconnects when it is not)."""
@@ -281,6 +209,21 @@ class AdminSession:
 
 
 _reason = reason
+
+_COMMANDS: dict[str, type[amp.Command]] = {
+    command.__name__: command
+    for command in (
+        AdminAdapterRemove,
+        AdminApplicationRemove,
+        AdminDescribe,
+        AdminList,
+        AdminObjectAdd,
+        AdminObjectRemove,
+        AdminPing,
+        AdminNodeControl,
+        AdminServerControl,
+    )
+}
 
 
 def dial_endpoints(

@@ -22,7 +22,6 @@ Twisted); tests compare the two.
 from __future__ import annotations
 
 import hashlib
-import json
 import select
 import socket
 import ssl
@@ -32,6 +31,7 @@ from typing import Any, Optional, TypeVar
 
 import attrs
 
+from gridreg.admin.calls import AdminCalls
 from gridreg.admin.common import (
     MASTER,
     AdminConfigError,
@@ -60,7 +60,6 @@ T = TypeVar("T")
 PROTOCOL_VERSION = 3
 #: gridreg.protocol.chunking's sizes
 CHUNK_SIZE = 60_000
-PAGE_LIMIT = 1000
 
 _U, _I, _B, _S = "unicode", "integer", "boolean", "string"
 
@@ -178,7 +177,7 @@ class _Reader:
         return taken
 
     def box(self) -> dict[bytes, bytes]:
-        box = {}
+        box: dict[bytes, bytes] = {}
         while True:
             (length,) = struct.unpack("!H", self._take(2))
             if length == 0:
@@ -191,9 +190,9 @@ class _Reader:
 # -- the session -------------------------------------------------------------------
 
 
-class BlockingSession:
+class BlockingSession(AdminCalls):
     """
-    L{gridreg.admin.session.AdminSession}'s calls over a blocking socket.
+    The admin calls (L{AdminCalls}) over a blocking socket.
 
     @ivar broken: the connection failed or was closed; open a new session.
     """
@@ -209,7 +208,10 @@ class BlockingSession:
         self._tag = 0
         self._transfers = 0
 
-    def request(self, command: str, **arguments: Any) -> dict[str, Any]:
+    async def request(self, command: str, **arguments: Any) -> dict[str, Any]:
+        return self.exchange(command, **arguments)
+
+    def exchange(self, command: str, **arguments: Any) -> dict[str, Any]:
         """
         Send C{command} and wait for its answer.
 
@@ -284,66 +286,18 @@ class BlockingSession:
         data = xml.encode("utf-8")
         self._transfers += 1
         transfer = f"upload-{self._transfers}"
-        self.request(
+        self.exchange(
             "BeginTransfer",
             transfer=transfer,
             size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
         )
         for seq, start in enumerate(range(0, len(data), CHUNK_SIZE)):
-            self.request(
+            self.exchange(
                 "TransferChunk", transfer=transfer, seq=seq, data=data[start : start + CHUNK_SIZE]
             )
-        result = self.request("AdminApplicationAdd", transfer=transfer, update=update)
+        result = self.exchange("AdminApplicationAdd", transfer=transfer, update=update)
         return result["name"], result["serial"]
-
-    async def remove_application(self, name: str) -> int:
-        return self.request("AdminApplicationRemove", name=name)["serial"]  # type: ignore[no-any-return]
-
-    async def list(self, what: str, pattern: str = "") -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        cursor = ""
-        while True:
-            result = self.request(
-                "AdminList", what=what, pattern=pattern, cursor=cursor, limit=PAGE_LIMIT
-            )
-            items.extend(json.loads(result["items"]))
-            cursor = result["cursor"]
-            if not cursor:
-                return items
-
-    async def describe(self, what: str, key: str) -> dict[str, Any]:
-        parts: list[str] = []
-        offset = 0
-        while True:
-            result = self.request("AdminDescribe", what=what, key=key, offset=offset)
-            parts.append(result["data"])
-            offset += len(result["data"])
-            if not result["more"]:
-                break
-            if not result["data"]:
-                raise AdminUnreachableError(f"the description of {what} `{key}' stopped short")
-        return json.loads("".join(parts))  # type: ignore[no-any-return]
-
-    async def ping(self, name: str) -> bool:
-        return self.request("AdminPing", name=name)["alive"]  # type: ignore[no-any-return]
-
-    async def add_object(self, proxy: str, type: str = "") -> int:
-        return self.request("AdminObjectAdd", proxy=proxy, type=type)["serial"]  # type: ignore[no-any-return]
-
-    async def remove_object(self, identity: str) -> int:
-        return self.request("AdminObjectRemove", identity=identity)["serial"]  # type: ignore[no-any-return]
-
-    async def remove_adapter(self, adapter_id: str) -> int:
-        return self.request("AdminAdapterRemove", adapter_id=adapter_id)["serial"]  # type: ignore[no-any-return]
-
-    async def server_control(self, server: str, action: str, argument: str = "") -> dict[str, Any]:
-        result = self.request("AdminServerControl", server=server, action=action, argument=argument)
-        return json.loads(result["result"])  # type: ignore[no-any-return]
-
-    async def node_control(self, node: str, action: str) -> dict[str, Any]:
-        result = self.request("AdminNodeControl", node=node, action=action)
-        return json.loads(result["result"])  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         self.broken = True
@@ -468,7 +422,7 @@ def discover(properties: Properties, replica: Optional[str], timeout: float) -> 
     calls: list[Optional[_IceCall]] = []
     for endpoint in locator.endpoints:  # connect to every replica, ask every one, then read
         try:
-            calls.append(_IceCall(endpoint, wait))
+            calls.append(_IceCall(endpoint, wait))  # type: ignore[arg-type]  # all tcp: supported()
         except OSError as e:
             failures.append(e)  # that replica is out; the others may answer
             calls.append(None)
@@ -589,7 +543,7 @@ def open_blocking_session(
         sock.settimeout(timeout)
         session = BlockingSession(sock, timeout, name)
         try:
-            hello = session.request("Hello", version=PROTOCOL_VERSION, role="admin", name=user)
+            hello = session.exchange("Hello", version=PROTOCOL_VERSION, role="admin", name=user)
             if context is not None:
                 # the handshake checked the DNS name, which folds case; this is the exact name
                 try:
