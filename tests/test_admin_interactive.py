@@ -153,6 +153,30 @@ class ScriptTests(SynchronousTestCase):
         self.assertIn('"identity": "hello"', run.out)
         self.assertEqual(len(run.opened), 1)
 
+    def test_prompt_on_a_terminal(self) -> None:
+        """On a terminal each line is asked for with icegridadmin's prompt."""
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        out = io.StringIO()
+
+        async def open_session(*args: Any, **kwargs: Any) -> FakeSession:
+            return FakeSession()
+
+        status = cli.main(
+            ["--locator", LOCATOR],
+            stdout=out,
+            stderr=io.StringIO(),
+            stdin=Terminal("registry ping Master\n"),
+            environ={},
+            runner=lambda work: self.successResultOf(work(None)),
+            open_session=open_session,
+        )
+        self.assertEqual(status, 0)
+        self.assertEqual(out.getvalue(), ">>> replica `Master' is up\n>>> \n")
+
     def test_reconnects_when_the_connection_dropped(self) -> None:
         """A session whose connection went away between commands is opened again."""
         first, second = FakeSession(), FakeSession()

@@ -844,7 +844,10 @@ def script_lines(
         if prompt:
             stdout.write(">>> ")
             stdout.flush()
-        text = stdin.readline()
+        try:
+            text = stdin.readline()
+        except KeyboardInterrupt:  # Ctrl-C at the prompt ends the script, as end of file
+            text = ""
         if not text:
             if prompt:
                 stdout.write("\n")
