@@ -26,41 +26,24 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
-from OpenSSL.crypto import X509, PKey
-from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import (
-    IListeningPort,
-    IOpenSSLClientConnectionCreator,
-    IOpenSSLServerConnectionCreator,
-    IProtocolFactory,
-    IStreamClientEndpoint,
-    IStreamServerEndpoint,
-)
-from twisted.internet.ssl import (
-    Certificate,
-    CertificateOptions,
-    KeyPair,
-    PrivateCertificate,
-    TLSVersion,
-    optionsForClientTLS,
-    trustRootFromCertificates,
-)
-from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
-from zope.interface import implementer
 
 from gridreg.config.properties import PropertyError
-from gridreg.endpoints import client_endpoint, server_endpoint, with_transport
-from gridreg.ice.types import SslEndpoint, TcpEndpoint
+from gridreg.ice.types import TcpEndpoint
+
+if TYPE_CHECKING:  # the TLS machinery is imported by the functions that use it
+    from cryptography import x509
+    from OpenSSL.crypto import X509
+    from twisted.internet.interfaces import (
+        IOpenSSLClientConnectionCreator,
+        IOpenSSLServerConnectionCreator,
+        IStreamClientEndpoint,
+        IStreamServerEndpoint,
+    )
+    from twisted.internet.ssl import Certificate, PrivateCertificate
 
 __all__ = [
     "ADMIN",
@@ -105,8 +88,12 @@ CERT_PROPERTY = "IceSSL.CertFile"
 KEY_PROPERTY = "IceSSL.KeyFile"
 DIR_PROPERTY = "IceSSL.DefaultDir"
 
-_MIN_TLS = TLSVersion.TLSv1_2
-_log = Logger(namespace="gridreg.tls")
+
+def _min_tls() -> Any:
+    from twisted.internet.ssl import TLSVersion
+
+    return TLSVersion.TLSv1_2
+
 
 _MAX_LABEL = 63
 _HASH_CHARS = 8
@@ -214,6 +201,8 @@ def _read(which: str, path: str) -> bytes:
 
 
 def _certificates(which: str, path: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     data = _read(which, path)
     try:
         certs = x509.load_pem_x509_certificates(data)
@@ -222,11 +211,11 @@ def _certificates(which: str, path: str) -> list[x509.Certificate]:
     return certs
 
 
-def _load(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, list[X509]]:
-    """The trusted CAs, our certificate with its key, and any intermediates."""
-    cas = [
-        Certificate(X509.from_cryptography(c)) for c in _certificates(CA_PROPERTY, config.ca_file)
-    ]
+def _checked(config: TLSConfig) -> tuple[list[x509.Certificate], list[x509.Certificate], Any]:
+    """The trusted CAs, our chain and its key, checked to belong together."""
+    from cryptography.hazmat.primitives import serialization
+
+    cas = _certificates(CA_PROPERTY, config.ca_file)
     chain = _certificates(CERT_PROPERTY, config.cert_file)
     data = _read(KEY_PROPERTY, config.key_file)
     try:
@@ -250,11 +239,44 @@ def _load(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, lis
             config.key_file,
             f"not the private key of the certificate in {config.cert_file}",
         )
-    pair = KeyPair(PKey.from_cryptography_key(key))  # type: ignore[arg-type]
+    return cas, chain, key
+
+
+def _loads_in_ssl(config: TLSConfig) -> bool:
+    """
+    Whether the standard library's C{ssl} takes the files (certificates,
+    an unencrypted key that matches): then they are fine, and nothing as
+    large as C{cryptography} needs importing to say so (C{gridadmin}).
+    """
+    import ssl
+
+    def no_password() -> bytes:
+        raise ValueError("encrypted")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(config.ca_file)
+        context.load_cert_chain(config.cert_file, config.key_file, password=no_password)
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        return False
+    return True
+
+
+def _load(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, list[X509]]:
+    """The trusted CAs, our certificate with its key, and any intermediates."""
+    from OpenSSL.crypto import X509, PKey
+    from twisted.internet.ssl import Certificate, KeyPair, PrivateCertificate
+
+    cas, chain, key = _checked(config)
+    pair = KeyPair(PKey.from_cryptography_key(key))
     ours = PrivateCertificate.fromCertificateAndKeyPair(
         Certificate(X509.from_cryptography(chain[0])), pair
     )
-    return cas, ours, [X509.from_cryptography(c) for c in chain[1:]]
+    return (
+        [Certificate(X509.from_cryptography(c)) for c in cas],
+        ours,
+        [X509.from_cryptography(c) for c in chain[1:]],
+    )
 
 
 def _where(properties: Mapping[str, str], key: str) -> str:
@@ -287,7 +309,8 @@ def tls_config_from_properties(properties: Mapping[str, str]) -> TLSConfig | Non
     paths = {key: os.path.join(base, value) for key, value in values.items() if value}
     config = TLSConfig(paths[CA_PROPERTY], paths[CERT_PROPERTY], paths[KEY_PROPERTY])
     try:
-        _load(config)
+        if not _loads_in_ssl(config):
+            _checked(config)  # says what is wrong, naming the file
     except _FileError as e:
         raise PropertyError(
             f"{_where(properties, e.which)}invalid value for {e.which}: "
@@ -315,7 +338,9 @@ def insecure_allowed(properties: Mapping[str, str]) -> bool:
             f"{INSECURE_PROPERTY}: {value!r}: not an integer"
         ) from None
     if allowed:
-        _log.warn(INSECURE_WARNING, property=INSECURE_PROPERTY)
+        from twisted.logger import Logger
+
+        Logger(namespace="gridreg.tls").warn(INSECURE_WARNING, property=INSECURE_PROPERTY)
     return allowed
 
 
@@ -330,13 +355,15 @@ def server_tls_options(config: TLSConfig) -> IOpenSSLServerConnectionCreator:
 
     @raise ValueError: if a file is missing or unusable.
     """
+    from twisted.internet.ssl import CertificateOptions, trustRootFromCertificates
+
     cas, ours, extra = _load(config)
     return CertificateOptions(
         privateKey=ours.privateKey.original,
         certificate=ours.original,
         extraCertChain=extra,
         trustRoot=trustRootFromCertificates(cas),
-        raiseMinimumTo=_MIN_TLS,
+        raiseMinimumTo=_min_tls(),
     )
 
 
@@ -348,12 +375,14 @@ def client_tls_options(config: TLSConfig, expected_peer: str) -> IOpenSSLClientC
 
     @raise ValueError: if a file is missing or unusable.
     """
+    from twisted.internet.ssl import optionsForClientTLS, trustRootFromCertificates
+
     cas, ours, extra = _load(config)
     return optionsForClientTLS(
         expected_peer,
         trustRoot=trustRootFromCertificates(cas),
         clientCertificate=ours,
-        extraCertificateOptions={"raiseMinimumTo": _MIN_TLS, "extraCertChain": extra},
+        extraCertificateOptions={"raiseMinimumTo": _min_tls(), "extraCertChain": extra},
     )
 
 
@@ -361,8 +390,13 @@ def client_tls_options(config: TLSConfig, expected_peer: str) -> IOpenSSLClientC
 
 
 def _as_cryptography(cert: object) -> x509.Certificate:
+    from cryptography import x509
+
     if isinstance(cert, x509.Certificate):
         return cert
+    from OpenSSL.crypto import X509
+    from twisted.internet.ssl import Certificate
+
     if isinstance(cert, Certificate):  # Twisted's wrapper, e.g. AMP's peerCertificate
         cert = cert.original
     if isinstance(cert, X509):
@@ -381,6 +415,9 @@ def peer_identity(transport: Any) -> PeerIdentity:
         C{<label>.<role>.gridreg} with a known role, several of them, or a
         subject CN that is missing or does not encode to that label.
     """
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     get = getattr(transport, "getPeerCertificate", None)
     cert = get() if get is not None else transport
     if cert is None:
@@ -391,12 +428,33 @@ def peer_identity(transport: Any) -> PeerIdentity:
         names = san.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
         names = []
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return _identity(names, cns, cert.subject.rfc4514_string)
+
+
+def peer_identity_from_ssl(cert: Mapping[str, Any]) -> PeerIdentity:
+    """
+    L{peer_identity} for a certificate as the standard library's C{ssl}
+    decodes it (C{SSLSocket.getpeercert()}), so C{gridadmin} need not import
+    C{cryptography}. Refusals may word the subject differently.
+    """
+    names = [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+    cns = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
+
+    def subject() -> str:
+        return ",".join(f"{key}={value}" for rdn in cert.get("subject", ()) for key, value in rdn)
+
+    return _identity(names, cns, subject)
+
+
+def _identity(
+    names: Sequence[str], cns: Sequence[object], subject: Callable[[], str]
+) -> PeerIdentity:
     ours = sorted({n.lower() for n in names if n.lower().endswith("." + DOMAIN)})
     shaped = [n.split(".") for n in ours if n.count(".") == 2]
     if not shaped:
         raise PeerNotAuthorized(
-            f"the peer certificate {cert.subject.rfc4514_string()!r} has no "
-            f"<name>.<role>.{DOMAIN} DNS name"
+            f"the peer certificate {subject()!r} has no <name>.<role>.{DOMAIN} DNS name"
         )
     if len(shaped) > 1:
         raise PeerNotAuthorized(f"the peer certificate names several identities: {ours}")
@@ -404,10 +462,9 @@ def peer_identity(transport: Any) -> PeerIdentity:
     dns = ".".join(shaped[0])
     if role not in ROLES:
         raise PeerNotAuthorized(f"peer {dns} has the unknown role {role!r}")
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(cns) != 1 or not isinstance(cns[0].value, str):
+    if len(cns) != 1 or not isinstance(cns[0], str):
         raise PeerNotAuthorized(f"peer {dns} has no single subject CN naming it")
-    name = cns[0].value
+    name = cns[0]
     if not name or dns_label(name) != label:
         raise PeerNotAuthorized(f"peer {dns}: its CN {name!r} does not match its DNS name")
     return PeerIdentity(role, name, dns)
@@ -433,16 +490,24 @@ def authorize(identity: PeerIdentity, role: str, name: str | None = None) -> Non
 # -- endpoints ---------------------------------------------------------------------
 
 
-@implementer(IStreamServerEndpoint)
-@attrs.frozen
-class _TLSServerEndpoint:
+def _tls_server_endpoint(
+    wrapped: IStreamServerEndpoint, options: IOpenSSLServerConnectionCreator
+) -> IStreamServerEndpoint:
     """TLS over another server endpoint, for Twisted releases without wrapServerTLS."""
+    from twisted.internet.interfaces import IStreamServerEndpoint
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+    from zope.interface import implementer
 
-    wrapped: IStreamServerEndpoint
-    options: IOpenSSLServerConnectionCreator
+    @implementer(IStreamServerEndpoint)
+    @attrs.frozen
+    class _TLSServerEndpoint:
+        wrapped: Any
+        options: Any
 
-    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
-        return self.wrapped.listen(TLSMemoryBIOFactory(self.options, False, factory))
+        def listen(self, factory: Any) -> Any:
+            return self.wrapped.listen(TLSMemoryBIOFactory(self.options, False, factory))
+
+    return _TLSServerEndpoint(wrapped, options)  # type: ignore[return-value]
 
 
 def wrap_server_endpoint(
@@ -455,6 +520,11 @@ def wrap_server_endpoint(
         an Ice C{tcp}/C{ssl} endpoint (as parsed from
         C{IceGrid.Registry.Internal.Endpoints}), or a server endpoint to wrap.
     """
+    from twisted.internet import endpoints
+    from twisted.internet.endpoints import serverFromString
+
+    from gridreg.endpoints import server_endpoint, with_transport
+
     options = server_tls_options(config)
     if isinstance(endpoint, TcpEndpoint):
         return server_endpoint(reactor, with_transport(endpoint, secure=True), options)
@@ -464,7 +534,7 @@ def wrap_server_endpoint(
     wrap = getattr(endpoints, "wrapServerTLS", None)  # Twisted >= 25
     if wrap is not None:
         return wrap(options, wrapped)  # type: ignore[no-any-return]
-    return _TLSServerEndpoint(wrapped, options)
+    return _tls_server_endpoint(wrapped, options)
 
 
 def wrap_client_endpoint(
@@ -478,5 +548,8 @@ def wrap_client_endpoint(
         as for an Ice C{ssl} endpoint (L{gridreg.endpoints.client_endpoint}).
     @param timeout: seconds allowed for the TCP connection.
     """
+    from gridreg.endpoints import client_endpoint
+    from gridreg.ice.types import SslEndpoint
+
     options = client_tls_options(config, expected_peer)
     return client_endpoint(reactor, SslEndpoint(host, port, -1), options, timeout_cap=timeout)

@@ -3,50 +3,42 @@
 The C{gridadmin} command: administer a gridreg registry from a shell.
 
 It reads Ice properties like C{icegridadmin} (C{--config}, C{ICE_CONFIG},
-C{--property}), opens one admin session (L{open_admin_session}), runs one
-command and exits with a status a script can act on. Output is aligned
-text for people, or JSON with C{--json} for programs.
+C{--property}), opens one admin session, runs one command (or a script:
+C{-e}, standard input) and exits with a status a script can act on. Output
+is aligned text for people, or JSON with C{--json} for programs.
 
 This is the one place in gridreg with a blocking top level: L{main} runs
-the Twisted work with L{twisted.internet.task.react}.
+the commands over the blocking session of L{gridreg.admin.wire}, without
+Twisted, whose import alone took longer than a whole C{icegridadmin}
+command; with an injected session (tests) or a locator that is not plain
+TCP, over L{gridreg.admin.session} with L{twisted.internet.task.react}.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime
+import functools
 import json
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
-
-from twisted.internet.defer import Deferred
-
-from gridreg.admin.session import (
-    AdminConfigError,
-    AdminSession,
-    AdminUnreachableError,
-    open_admin_session,
-)
+# only what every command needs is imported here: the Twisted session, the
+# reactor and the descriptor machinery cost more than the work of a command
+from gridreg.admin.common import AdminConfigError, AdminUnreachableError
 from gridreg.admin.node_commands import NODE_COMMANDS, server_state_line  # noqa: F401 (re-exported)
 from gridreg.admin.results import EXIT_OK, EXIT_REFUSED, Result, format_fields, format_table
-from gridreg.admin.variables import VariableError, parse_assignments, set_variables
 from gridreg.config.properties import Properties, PropertyError, load_file, parse_overrides
-from gridreg.protocol.errors import (
-    ApplicationError,
-    NodeError,
-    NodeUnreachableError,
-    NotAuthorizedError,
-    NotFoundError,
-    NotMasterError,
-    QuorumError,
-    RegistryUserError,
-    TransferError,
-)
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from gridreg.admin.session import AdminSession
 
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
@@ -69,6 +61,15 @@ variables:
   application add|update FILE NAME=VALUE ... sets application variables,
   overriding the descriptor's own <variable>s of those names (as
   icegridadmin does); they are written into the uploaded XML.
+
+scripts:
+  gridadmin -e 'object list; registry list' runs several commands over one
+  session (commands separated by `;' or new lines, quoted as in a shell);
+  without a command, gridadmin reads commands from standard input (with a
+  `>>> ' prompt on a terminal) until end of file, `exit' or `quit'. A
+  failing command is reported and the next one runs; the exit status is
+  the last failing command's. A connection the registry closed between
+  commands is opened again.
 
 exit status:
   0  success
@@ -127,7 +128,24 @@ NODE_ACTIONS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unused:
+    """Stands for the parsers of the command groups a command line does not use."""
+
+    def add_parser(self, *args: Any, **kwargs: Any) -> _Unused:
+        return self
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+GROUPS = ("application", "object", "adapter", "server", "node", "registry")
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """
+    gridadmin's parser; with C{only}, the actions of that command group
+    alone (each of the 37 parsers costs gridadmin's start-up time).
+    """
     parser = _Parser(
         prog="gridadmin",
         description=(
@@ -159,10 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"give up on an unanswered request after this long (default {DEFAULT_TIMEOUT:g})",
     )
-    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    parser.add_argument(
+        "-e",
+        dest="execute",
+        metavar="COMMANDS",
+        help="run these commands (separated by `;' or new lines) over one session",
+    )
+    # without a command (or -e), commands are read from standard input
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND")
 
     def group(name: str, help: str) -> Any:
         sub = groups.add_parser(name, help=help)
+        if only is not None and name != only:
+            return _Unused()
         return sub.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     app = group("application", "deploy and inspect applications (XML descriptors)")
@@ -233,7 +260,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     @raise UsageError: for bad arguments.
     @raise SystemExit: after printing C{--help}.
     """
-    return build_parser().parse_args(list(argv))
+    argv = list(argv)
+    group = next((word for word in argv if word in GROUPS), None)
+    if group is not None and "-h" not in argv and "--help" not in argv:
+        # the first group word is the command's group unless an option's value
+        # is spelt like one: then the full parser answers, as it does every error
+        try:
+            args = build_parser(only=group).parse_args(argv)
+        except UsageError:
+            pass
+        else:
+            if args.group == group:
+                return args
+    return build_parser().parse_args(argv)
 
 
 def load_properties(
@@ -245,9 +284,8 @@ def load_properties(
 
     @raise PropertyError: a file or an override is malformed.
     """
-    environ = dict(os.environ) if environ is None else environ
+    config = args.config or (os.environ if environ is None else environ).get("ICE_CONFIG")
     properties = Properties()
-    config = args.config or environ.get("ICE_CONFIG")
     if config:
         load_file(config, properties)
     properties.apply_overrides(parse_overrides(args.property))
@@ -264,6 +302,8 @@ def read_descriptor(args: argparse.Namespace) -> None:
     variables into it before connecting, so a typo fails fast.
     """
     if args.group == "application" and args.action in ("add", "update"):
+        from gridreg.admin.variables import VariableError, parse_assignments, set_variables
+
         try:
             assignments = parse_assignments(args.variables)
         except VariableError as e:
@@ -473,15 +513,38 @@ def render(result: Result, as_json: bool) -> str:
 
 # -- errors --------------------------------------------------------------------
 
+#: the exit status of the registry's refusals that are not EXIT_REFUSED, by AMP error code
+REFUSAL_EXITS = {
+    "NOT_MASTER": EXIT_NOT_MASTER,
+    "QUORUM": EXIT_NO_QUORUM,
+    "NODE_UNREACHABLE": EXIT_NODE_UNREACHABLE,
+}
+
+
+def _refusal_code(error: BaseException) -> Optional[str]:
+    """
+    The AMP error code of a registry refusal, from either session: the
+    blocking one raises L{gridreg.admin.wire.Refused}, the Twisted one the
+    classes of L{gridreg.protocol.errors} (loaded only if that session was).
+    """
+    wire = sys.modules.get("gridreg.admin.wire")
+    if wire is not None and isinstance(error, wire.Refused):
+        return error.code  # type: ignore[no-any-return]
+    errors = sys.modules.get("gridreg.protocol.errors")
+    if errors is not None:
+        from gridreg.admin.wire import ERROR_CODES
+
+        for code, name in ERROR_CODES.items():
+            if isinstance(error, getattr(errors, name)):
+                return code
+    return None
+
 
 def exit_code(error: BaseException) -> int:
     """The exit status documented in L{EPILOG} for a failure."""
-    if isinstance(error, NotMasterError):
-        return EXIT_NOT_MASTER
-    if isinstance(error, QuorumError):
-        return EXIT_NO_QUORUM
-    if isinstance(error, NodeUnreachableError):
-        return EXIT_NODE_UNREACHABLE
+    code = _refusal_code(error)
+    if code is not None:
+        return REFUSAL_EXITS.get(code, EXIT_REFUSED)
     if isinstance(error, (UsageError, AdminConfigError, PropertyError)):
         return EXIT_USAGE
     if isinstance(error, (AdminUnreachableError, TimeoutError, ConnectionError)):
@@ -491,53 +554,161 @@ def exit_code(error: BaseException) -> int:
 
 def error_line(error: BaseException) -> str:
     """The one line printed on stderr for a failure."""
-    if isinstance(
-        error,
-        (
-            NotFoundError,
-            RegistryUserError,
-            ApplicationError,
-            NodeError,
-            NodeUnreachableError,
-            NotMasterError,
-            NotAuthorizedError,
-            QuorumError,
-            TransferError,
-            UsageError,
-            AdminConfigError,
-            AdminUnreachableError,
-            PropertyError,
-        ),
+    from gridreg.admin.wire import ERROR_CODES
+
+    code = _refusal_code(error)
+    if code in ERROR_CODES or isinstance(
+        error, (UsageError, AdminConfigError, AdminUnreachableError, PropertyError)
     ):
         text = str(error)
+    elif code is not None:
+        text = f"unexpected error: the registry answered {code}: {error}"
     else:
         text = f"unexpected error: {error!r}"
-    if isinstance(error, NotAuthorizedError):
+    if code == "NOT_AUTHORIZED":
         text = f"not authorized: {text}"
     return "gridadmin: " + " ".join(text.split("\n"))
 
 
+# -- scripts: -e and standard input ----------------------------------------------------
+
+
+def split_commands(text: str) -> list[list[str]]:
+    """
+    The commands in C{text}, each as its words: separated by C{;} or new
+    lines, with quotes and backslashes as a shell takes them (so a quoted
+    C{;} is part of an argument), as C{icegridadmin -e} reads them.
+
+    @raise UsageError: an unterminated quote.
+    """
+    commands: list[list[str]] = [[]]
+    try:
+        for token in _tokens(text):
+            if token in (";", "\n"):
+                commands.append([])
+            else:
+                commands[-1].append(token)
+    except ValueError as e:
+        raise UsageError(f"syntax error: {e}") from None
+    return [words for words in commands if words]
+
+
+def _tokens(text: str) -> list[str]:
+    """Words and C{;}/new-line separators; quoted separators stay inside words."""
+    tokens: list[str] = []
+    word: list[str] = []
+    in_word = False
+    quote = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote == "'":
+            if c == "'":
+                quote = ""
+            else:
+                word.append(c)
+        elif quote == '"':
+            if c == '"':
+                quote = ""
+            elif c == "\\" and i + 1 < len(text) and text[i + 1] in '"\\$`\n':
+                i += 1
+                word.append(text[i])
+            else:
+                word.append(c)
+        elif c in "'\"":
+            quote = c
+            in_word = True
+        elif c == "\\" and i + 1 < len(text):
+            i += 1
+            word.append(text[i])
+            in_word = True
+        elif c in " \t\r" or c in ";\n":
+            if in_word:
+                tokens.append("".join(word))
+                word, in_word = [], False
+            if c in ";\n":
+                tokens.append(c)
+        else:
+            word.append(c)
+            in_word = True
+        i += 1
+    if quote:
+        raise ValueError(f"no closing quotation ({quote})")
+    if in_word:
+        tokens.append("".join(word))
+    return tokens
+
+
+EXIT_WORDS = ("exit", "quit")
+
+
+def parse_command(words: Sequence[str], options: argparse.Namespace) -> argparse.Namespace:
+    """
+    One command of a script, with the command line's global options.
+
+    @raise UsageError: bad arguments or files (see L{check_command}).
+    @raise SystemExit: after printing C{--help}.
+    """
+    args = _script_parser().parse_args(list(words), namespace=copy.copy(options))
+    if args.group is None:
+        raise UsageError("no command (see gridadmin --help)")
+    check_command(args)
+    return args
+
+
+@functools.cache
+def _script_parser() -> argparse.ArgumentParser:
+    """One parser for every command of a script: building one costs more than a command."""
+    return build_parser()
+
+
+def check_command(args: argparse.Namespace) -> None:
+    """What a command needs before it is sent: its descriptor file, its signal."""
+    read_descriptor(args)
+    if args.group == "server" and args.action == "signal":
+        args.signal = signal_name(args.signal)
+
+
 # -- main ----------------------------------------------------------------------
 
-Opener = Callable[..., Awaitable[AdminSession]]
-Runner = Callable[[Callable[[Any], Deferred[int]]], int]
+Opener = Callable[..., Awaitable[Any]]
+Runner = Callable[[Callable[[Any], "Deferred[int]"]], int]
 
 
-async def run(
-    reactor: Any,
-    args: argparse.Namespace,
-    properties: Properties,
-    stdout: TextIO,
-    stderr: TextIO,
-    open_session: Opener = open_admin_session,
+class Sessions:
+    """
+    The one session a script's commands share: opened when the first
+    command needs it, opened again when the connection dropped between
+    commands (a command that failed with it is not sent again).
+    """
+
+    def __init__(self, open: Callable[[], Awaitable[Any]]) -> None:
+        self._open = open
+        self.session: Any = None
+        self.opened = 0
+
+    async def get(self) -> Any:
+        session = self.session
+        if session is not None and not getattr(session, "is_alive", lambda: True)():
+            self.session = None
+            await session.close()
+        if self.session is None:
+            self.session = await self._open()
+            self.opened += 1
+        return self.session
+
+    async def close(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()
+
+
+async def execute(
+    sessions: Sessions, args: argparse.Namespace, stdout: TextIO, stderr: TextIO
 ) -> int:
-    """Open the session, run the command, print, close; the exit status."""
-
-    def warn(message: str) -> None:
-        stderr.write(f"gridadmin: warning: {message}\n")
-
+    """Run one command over the shared session and print its result; its exit status."""
     try:
-        session = await open_session(reactor, properties, args.replica, args.timeout, warn=warn)
+        session = await sessions.get()
     except Exception as e:
         stderr.write(error_line(e) + "\n")
         return exit_code(e)
@@ -546,12 +717,86 @@ async def run(
     except Exception as e:
         stderr.write(error_line(e) + "\n")
         return exit_code(e)
-    finally:
-        await session.close()
     stdout.write(render(result, args.json))
     if result.error:
         stderr.write(f"gridadmin: {result.error}\n")
     return result.code
+
+
+async def run_script(
+    sessions: Sessions,
+    options: argparse.Namespace,
+    lines: Callable[[], Optional[str]],
+    stdout: TextIO,
+    stderr: TextIO,
+) -> int:
+    """
+    Run the commands C{lines} gives (C{None} at the end) in order; a failing
+    command is reported and the next one runs. The status is the last
+    failing command's (0 if none failed); C{exit} or C{quit} stops.
+    """
+    status = EXIT_OK
+    try:
+        while True:
+            text = lines()
+            if text is None:
+                return status
+            try:
+                commands = split_commands(text)
+            except UsageError as e:
+                stderr.write(error_line(e) + "\n")
+                status = EXIT_USAGE
+                continue
+            for words in commands:
+                if words[0] in EXIT_WORDS and len(words) == 1:
+                    return status
+                try:
+                    with contextlib.redirect_stdout(stdout):
+                        args = parse_command(words, options)
+                except SystemExit:  # help
+                    continue
+                except (UsageError, PropertyError) as e:
+                    stderr.write(error_line(e) + "\n")
+                    status = EXIT_USAGE
+                    continue
+                code = await execute(sessions, args, stdout, stderr)
+                if code != EXIT_OK:
+                    status = code
+                stdout.flush()
+    finally:
+        await sessions.close()
+
+
+async def run(
+    reactor: Any,
+    args: argparse.Namespace,
+    properties: Properties,
+    stdout: TextIO,
+    stderr: TextIO,
+    open_session: Optional[Opener] = None,
+    lines: Optional[Callable[[], Optional[str]]] = None,
+) -> int:
+    """
+    Open the session, run the command (or the script C{lines} gives),
+    print, close; the exit status. Without C{open_session}, the Twisted
+    session on C{reactor}.
+    """
+
+    def warn(message: str) -> None:
+        stderr.write(f"gridadmin: warning: {message}\n")
+
+    if open_session is None:
+        from gridreg.admin.session import open_admin_session
+
+        open_session = open_admin_session
+    opener = open_session
+    sessions = Sessions(lambda: opener(reactor, properties, args.replica, args.timeout, warn=warn))
+    if lines is not None:
+        return await run_script(sessions, args, lines, stdout, stderr)
+    try:
+        return await execute(sessions, args, stdout, stderr)
+    finally:
+        await sessions.close()
 
 
 def _react(work: Callable[[Any], Deferred[int]]) -> int:
@@ -569,36 +814,99 @@ def _react(work: Callable[[Any], Deferred[int]]) -> int:
     return status[0]
 
 
+def _blocking_opener(
+    reactor: Any, properties: Properties, replica: Any, timeout: float, *, warn: Any
+) -> Awaitable[Any]:
+    from gridreg.admin.wire import open_blocking_session
+
+    async def opened() -> Any:
+        return open_blocking_session(properties, replica, timeout, warn=warn)
+
+    return opened()
+
+
+def script_lines(
+    args: argparse.Namespace, stdin: TextIO, stdout: TextIO
+) -> Optional[Callable[[], Optional[str]]]:
+    """
+    Where a script's commands come from: C{-e}'s text, else standard input
+    when no command is given (with a prompt on a terminal); C{None} for a
+    single command from the command line.
+    """
+    if args.execute is not None:
+        texts = [args.execute]
+        return lambda: texts.pop(0) if texts else None
+    if args.group is not None:
+        return None
+    prompt = stdin.isatty()
+
+    def line() -> Optional[str]:
+        if prompt:
+            stdout.write(">>> ")
+            stdout.flush()
+        try:
+            text = stdin.readline()
+        except KeyboardInterrupt:  # Ctrl-C at the prompt ends the script, as end of file
+            text = ""
+        if not text:
+            if prompt:
+                stdout.write("\n")
+            return None
+        return text
+
+    return line
+
+
 def main(
     argv: Optional[Sequence[str]] = None,
     *,
     stdout: Optional[TextIO] = None,
     stderr: Optional[TextIO] = None,
+    stdin: Optional[TextIO] = None,
     environ: Optional[dict[str, str]] = None,
-    runner: Runner = _react,
-    open_session: Opener = open_admin_session,
+    runner: Optional[Runner] = None,
+    open_session: Optional[Opener] = None,
 ) -> int:
-    """The C{gridadmin} entry point; returns the exit status."""
+    """
+    The C{gridadmin} entry point; returns the exit status.
+
+    With neither C{runner} nor C{open_session} given, commands run over the
+    blocking session of L{gridreg.admin.wire}, without Twisted, unless the
+    locator needs Twisted's (see L{gridreg.admin.wire.supported}).
+    """
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    stdin = stdin or sys.stdin
     argv = sys.argv[1:] if argv is None else argv
     try:
         with contextlib.redirect_stdout(stdout):
             args = parse_args(argv)
+        if args.execute is not None and args.group is not None:
+            raise UsageError("give either -e COMMANDS or a command, not both")
         properties = load_properties(args, environ)
-        read_descriptor(args)
-        if args.group == "server" and args.action == "signal":
-            args.signal = signal_name(args.signal)
+        if args.group is not None:
+            check_command(args)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else EXIT_OK
     except (UsageError, PropertyError) as e:
         stderr.write(error_line(e) + "\n")
         return EXIT_USAGE
+    lines = script_lines(args, stdin, stdout)
+    if runner is None and open_session is None:
+        from gridreg.admin import wire
+
+        if wire.supported(properties):
+            return wire.run_now(
+                run(None, args, properties, stdout, stderr, _blocking_opener, lines)
+            )
+    opener = open_session
 
     def work(reactor: Any) -> Deferred[int]:
-        return Deferred.fromCoroutine(run(reactor, args, properties, stdout, stderr, open_session))
+        from twisted.internet.defer import Deferred
 
-    return runner(work)
+        return Deferred.fromCoroutine(run(reactor, args, properties, stdout, stderr, opener, lines))
+
+    return (runner or _react)(work)
 
 
 if __name__ == "__main__":

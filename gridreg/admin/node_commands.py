@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridreg.admin.results import EXIT_OK, EXIT_REFUSED, Result, _cell, format_fields, format_table
-from gridreg.admin.session import AdminSession
+
+if TYPE_CHECKING:
+    from gridreg.admin.session import AdminSession
 
 
 SERVER_COLUMNS = (
@@ -175,7 +177,9 @@ async def _node_shutdown(session: AdminSession, args: argparse.Namespace) -> Res
     return Result(data, f"node `{args.name}' shut down")
 
 
-NODE_COMMANDS: dict[tuple[str, str], Callable[[AdminSession, argparse.Namespace], Awaitable[Result]]] = {
+NODE_COMMANDS: dict[
+    tuple[str, str], Callable[[AdminSession, argparse.Namespace], Awaitable[Result]]
+] = {
     ("server", "list"): _server_list,
     ("server", "describe"): _server_describe,
     ("server", "state"): _server_state,

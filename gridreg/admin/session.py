@@ -13,13 +13,11 @@ few seconds, not a hung terminal.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Optional
 
 import attrs
 
-from cryptography import x509
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -29,7 +27,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from gridreg.client.locator import LocatorClient
-from gridreg.config.properties import Properties, PropertyError
+from gridreg.config.properties import Properties
 from gridreg.endpoints import client_endpoint, with_transport
 from gridreg.ice.exceptions import ObjectNotFoundException
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
@@ -58,6 +56,18 @@ from gridreg.protocol.errors import (
     TransferError,
 )
 from gridreg.protocol.node_commands import AdminNodeControl, AdminServerControl
+from gridreg.admin.calls import PAGE_LIMIT, AdminCalls  # noqa: F401 (re-exported)
+from gridreg.admin.common import (  # noqa: F401 (re-exported)
+    ADMIN_NAME_PROPERTY,
+    MASTER,
+    AdminConfigError,
+    AdminSessionError,
+    AdminUnreachableError,
+    admin_name,
+    instance_name,
+    reason,
+    tls_settings,
+)
 from gridreg.tls import (
     ADMIN,
     REGISTRY,
@@ -66,9 +76,7 @@ from gridreg.tls import (
     authorize,
     client_tls_options,
     dns_name,
-    insecure_allowed,
     peer_identity,
-    tls_config_from_properties,
 )
 
 __all__ = [
@@ -80,10 +88,6 @@ __all__ = [
     "open_admin_session",
 ]
 
-MASTER = "Master"
-ADMIN_NAME_PROPERTY = "GridReg.Admin.Name"
-#: the items asked for per list page; the registry may return fewer
-PAGE_LIMIT = 1000
 
 #: errors the registry answers with; they pass through to the caller as they are
 REFUSALS = (
@@ -97,18 +101,6 @@ REFUSALS = (
     NodeError,
     NodeUnreachableError,
 )
-
-
-class AdminSessionError(Exception):
-    """The admin session could not be opened or used; the message says why."""
-
-
-class AdminUnreachableError(AdminSessionError):
-    """No answer from the registry: unreachable, timed out, or the connection failed."""
-
-
-class AdminConfigError(AdminSessionError):
-    """The local configuration (properties, TLS files) cannot work."""
 
 
 class _AdminProtocol(amp.AMP):
@@ -135,9 +127,9 @@ class _AdminProtocol(amp.AMP):
             d.callback(None)
 
 
-class AdminSession:
+class AdminSession(AdminCalls):
     """
-    Typed admin calls over one connection to one replica.
+    Typed admin calls (L{AdminCalls}) over one AMP connection to one replica.
 
     @ivar replica: the name of the replica answering.
     @ivar instance: the grid's instance name.
@@ -196,78 +188,12 @@ class AdminSession:
         result = await self.call(AdminApplicationAdd, transfer=transfer, update=update)
         return result["name"], result["serial"]
 
-    async def remove_application(self, name: str) -> int:
-        return (await self.call(AdminApplicationRemove, name=name))["serial"]  # type: ignore[no-any-return]
+    async def request(self, command: str, **arguments: Any) -> dict[str, Any]:
+        return await self.call(_COMMANDS[command], **arguments)
 
-    # -- reads -----------------------------------------------------------------
-
-    async def pages(self, what: str, pattern: str = "") -> AsyncIterator[list[dict[str, Any]]]:
-        """The pages of a listing, in order; see L{list}."""
-        cursor = ""
-        while True:
-            result = await self.call(
-                AdminList, what=what, pattern=pattern, cursor=cursor, limit=PAGE_LIMIT
-            )
-            yield json.loads(result["items"])
-            cursor = result["cursor"]
-            if not cursor:
-                return
-
-    async def list(self, what: str, pattern: str = "") -> list[dict[str, Any]]:
-        """
-        Every C{what} ("application", "object", "adapter", "registry",
-        "server" or "node")
-        whose key matches the glob C{pattern} ("" for all), sorted by key.
-        """
-        items: list[dict[str, Any]] = []
-        async for page in self.pages(what, pattern):
-            items.extend(page)
-        return items
-
-    async def describe(self, what: str, key: str) -> dict[str, Any]:
-        """One C{what} in detail, gathered from as many slices as it takes."""
-        parts: list[str] = []
-        offset = 0
-        while True:
-            result = await self.call(AdminDescribe, what=what, key=key, offset=offset)
-            parts.append(result["data"])
-            offset += len(result["data"])
-            if not result["more"]:
-                break
-            if not result["data"]:
-                raise AdminUnreachableError(f"the description of {what} `{key}' stopped short")
-        return json.loads("".join(parts))  # type: ignore[no-any-return]
-
-    async def ping(self, name: str) -> bool:
-        return (await self.call(AdminPing, name=name))["alive"]  # type: ignore[no-any-return]
-
-    # -- writes ----------------------------------------------------------------
-
-    async def add_object(self, proxy: str, type: str = "") -> int:
-        return (await self.call(AdminObjectAdd, proxy=proxy, type=type))["serial"]  # type: ignore[no-any-return]
-
-    async def remove_object(self, identity: str) -> int:
-        return (await self.call(AdminObjectRemove, identity=identity))["serial"]  # type: ignore[no-any-return]
-
-    async def remove_adapter(self, adapter_id: str) -> int:
-        return (await self.call(AdminAdapterRemove, adapter_id=adapter_id))["serial"]  # type: ignore[no-any-return]
-
-    # -- servers and nodes (relayed by the replica to the node) ----------------
-
-    async def server_control(self, server: str, action: str, argument: str = "") -> dict[str, Any]:
-        """
-        C{action} ("state", "pid", "start", "stop", "enable", "disable",
-        "signal") on C{server}; its state afterwards.
-        """
-        result = await self.call(
-            AdminServerControl, server=server, action=action, argument=argument
-        )
-        return json.loads(result["result"])  # type: ignore[no-any-return]
-
-    async def node_control(self, node: str, action: str) -> dict[str, Any]:
-        """C{action} ("ping", "load", "shutdown") on C{node}."""
-        result = await self.call(AdminNodeControl, node=node, action=action)
-        return json.loads(result["result"])  # type: ignore[no-any-return]
+    def is_alive(self) -> bool:
+        """Whether the connection is still up (a script reconnects when it is not)."""
+        return not getattr(self.protocol, "gone", False)
 
     def close(self) -> Deferred[None]:
         """Close the connection; fires once it is closed."""
@@ -282,43 +208,22 @@ class AdminSession:
         return lost.addTimeout(self.timeout, self.clock).addErrback(lambda _: None)
 
 
-def _reason(e: BaseException) -> str:
-    return str(e) or type(e).__name__
+_reason = reason
 
-
-def instance_name(properties: Properties) -> str:
-    """C{IceGrid.InstanceName}, else the category of the locator's identity."""
-    name = properties.get("IceGrid.InstanceName")
-    if name:
-        return name
-    locator = properties.get_proxy("Ice.Default.Locator")
-    if locator is not None and locator.identity.category:
-        return locator.identity.category
-    return "IceGrid"
-
-
-def admin_name(properties: Properties, tls: Optional[TLSConfig]) -> str:
-    """
-    Who we say we are: C{GridReg.Admin.Name}, else the name in our admin
-    certificate (the registry checks the two agree), else C{admin}.
-
-    @raise AdminConfigError: the certificate is not an admin certificate.
-    """
-    configured = properties.get(ADMIN_NAME_PROPERTY)
-    if tls is None:
-        return configured or "admin"
-    with open(tls.cert_file, "rb") as f:
-        certificate = x509.load_pem_x509_certificates(f.read())[0]
-    try:
-        identity = peer_identity(certificate)
-    except PeerNotAuthorized as e:
-        raise AdminConfigError(f"IceSSL.CertFile {tls.cert_file}: {e}") from None
-    if identity.role != ADMIN:
-        raise AdminConfigError(
-            f"IceSSL.CertFile {tls.cert_file} is the certificate of {identity.role} "
-            f"`{identity.name}', not of an admin: use an admin certificate"
-        )
-    return configured or identity.name
+_COMMANDS: dict[str, type[amp.Command]] = {
+    command.__name__: command
+    for command in (
+        AdminAdapterRemove,
+        AdminApplicationRemove,
+        AdminDescribe,
+        AdminList,
+        AdminObjectAdd,
+        AdminObjectRemove,
+        AdminPing,
+        AdminNodeControl,
+        AdminServerControl,
+    )
+}
 
 
 def dial_endpoints(
@@ -417,22 +322,7 @@ async def open_admin_session(
     @raise NotFoundError: there is no such replica.
     @raise NotAuthorizedError: the registry refused our admin session.
     """
-    try:
-        tls = tls_config_from_properties(properties)
-        insecure = tls is None and insecure_allowed(properties)
-    except PropertyError as e:
-        raise AdminConfigError(str(e)) from None
-    if tls is None and not insecure:
-        raise AdminConfigError(
-            "no TLS configured: set IceSSL.CAs, IceSSL.CertFile and IceSSL.KeyFile to the grid "
-            "CA and an admin certificate (or GridReg.Internal.Insecure=1 on a test machine)"
-        )
-    if insecure:
-        (warn or _log_warning)(
-            "GridReg.Internal.Insecure is set: the admin session runs over plain TCP, "
-            "unauthenticated and unencrypted"
-        )
-    user = admin_name(properties, tls)
+    tls, user = tls_settings(properties, warn or _log_warning)
     name = replica or MASTER
     proxy = await discover(reactor, properties, replica, timeout)
     candidates = dial_endpoints(reactor, proxy, name, tls, timeout)

@@ -1,0 +1,7 @@
+"""C{python -m gridreg.admin}: the C{gridadmin} command."""
+
+import sys
+
+from gridreg.admin.cli import main
+
+sys.exit(main())
