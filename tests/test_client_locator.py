@@ -171,10 +171,14 @@ class ResolveTests(LocatorTestCase):
         self.assertEqual({r.encoding for r in self.a.locate_requests()}, {ENCODING_1_0})
 
     def test_one_connection(self) -> None:
-        """Requests share one connection to the replica."""
+        """
+        Requests share one connection to the replica; hedging dials the
+        next replica once, for a spare (here refused), not per request.
+        """
         for _ in range(3):
             self.result(self.client.find_adapter_by_id("HelloAdapter"))
-        self.assertEqual(self.network.attempts, [("127.0.0.1", 4061)])
+        self.assertEqual(self.network.attempts, [("127.0.0.1", 4061), ("127.0.0.1", 5061)])
+        self.assertEqual(len(self.a.locate_requests()), 3)
 
     def test_raw_call(self) -> None:
         result = self.result(self.client.call("getRegistry", OperationMode.NONMUTATING))
@@ -243,7 +247,7 @@ class FailoverTests(LocatorTestCase):
     def test_refused(self) -> None:
         """The first replica refuses: the second answers, well within a second."""
         self.b.serve(self.network)
-        client = self.make_client()
+        client = self.make_client(hedging=False)  # no spare: only the failover walk dials
         d = client.resolve("hello")
         elapsed = self.network.run_until(d)
         self.assertEqual(self.successResultOf(d), HELLO)
@@ -295,6 +299,8 @@ class FailoverTests(LocatorTestCase):
         self.assertEqual(self.successResultOf(d), HELLO)
         self.assertLess(elapsed, 1.0)
         self.assertEqual(self.a.locate_requests(), [])
+        # the spare dialled back to the first replica gives up on it as well
+        self.network.advance(0.6)
         self.assertEqual(self.network.open_clients("127.0.0.1", 4061), [])
 
     def test_hung_with_request_in_flight(self) -> None:

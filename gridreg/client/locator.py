@@ -15,7 +15,9 @@ or a killed one whose kernel is still tearing it down) would cost a whole
 request timeout; instead a request unanswered after a few times that
 connection's recent round trip is I{hedged}: sent once more, to the next
 replica, on a spare connection opened for the purpose, and the first
-answer wins (the other is ignored, apart from its round trip). The replica
+answer wins (the other is ignored, apart from its round trip). The spare
+connection to the next replica is opened as soon as the ClientService's
+is up, so that a hedge costs no handshake. The replica
 that was overtaken is suspect until it answers again: new requests skip it.
 L{gridreg.client.hedging} says when and how often this happens (at most one
 hedge per request, at most 10% of requests plus a burst of two).
@@ -305,6 +307,11 @@ class LocatorClient(Service):
         self.reactor.callLater(0, self._notify_connected, protocol)
 
     def _notify_connected(self, protocol: _LocatorConnection) -> None:
+        if self.hedging and protocol.usable and not self._stopping:
+            # a hedge should not wait for a TCP handshake and a validation
+            warm = self._spare(self._next_index(protocol.endpoint_index))
+            if warm is not None:
+                warm.addErrback(lambda _: None)  # _spare_failed logged it
         for callback in tuple(self._connected_callbacks):
             try:
                 callback(protocol)
