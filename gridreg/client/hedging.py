@@ -92,7 +92,7 @@ class HedgePolicy:
         self,
         multiplier: float = 3.0,
         percentile: float = 0.9,
-        floor: float = 0.005,
+        floor: float = 0.003,
         cap: float = 0.05,
     ) -> None:
         if not 0 < floor <= cap:

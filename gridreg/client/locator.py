@@ -433,9 +433,15 @@ class LocatorClient(Service):
 
             spare.addCallbacks(hedged, lambda _: None)  # _spare_failed logged it
 
+        def due() -> None:
+            # The reactor runs due timers before it reads the sockets: after
+            # a stall of this process the answer may be waiting unread, so
+            # look once more after the next read.
+            self.reactor.callLater(0, hedge)
+
         timer = None
         if self.hedging:
-            timer = self.reactor.callLater(self.hedge_policy.delay(first.latency), hedge)
+            timer = self.reactor.callLater(self.hedge_policy.delay(first.latency), due)
         send(first)
         return result
 
