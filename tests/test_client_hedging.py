@@ -151,6 +151,8 @@ class HedgingTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d).endpoints, HELLO)
         self.assertEqual((self.finds(self.a), self.finds(self.b)), (0, 1))  # A is hung
         self.assertEqual(client.hedges, 1)
+        # the spare to B was opened when the client connected, not by the hedge
+        self.assertEqual(self.network.attempts, [("127.0.0.1", 4061), ("127.0.0.1", 5061)])
 
     def test_delay_follows_the_replicas_latency(self) -> None:
         """A replica that usually takes 2 ms gets three times that (6 ms) before a hedge."""

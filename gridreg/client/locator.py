@@ -480,9 +480,9 @@ class LocatorClient(Service):
     def _preferred(self) -> Optional[_LocatorConnection]:
         """
         Where a request can go at once: the ClientService's connection if
-        it is up and not suspect; else a spare to the next replica, which
-        spares waiting for a reconnection after a replica died or for a
-        suspect one; C{None} if neither is there yet.
+        it is up and not suspect; else a spare to the next replica (so a
+        request waits neither for the reconnection after a replica died nor
+        for a suspect one); C{None} if neither is there.
         """
         live = self._live
         if live is None:
@@ -545,6 +545,10 @@ class LocatorClient(Service):
         protocol.when_lost().addCallback(lambda _: self._spare_lost(index, protocol))
         for waiter in waiters:
             waiter.callback(protocol)
+        live = self._live
+        if live is not None and live.usable and live.endpoint_index == index:
+            self._spares.pop(index, None)  # the ClientService got there meanwhile
+            self._retire(protocol)
 
     def _spare_failed(self, failure: Failure, index: int) -> None:
         self._attempts.pop(index, None)
