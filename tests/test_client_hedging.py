@@ -226,7 +226,9 @@ class HedgingTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d).endpoints, REP1)
         self.resume(self.b)
         self.network.flush()
-        self.assertEqual(len(self.b.locate_requests("findAdapterById")), 2)  # read, answered, ignored
+        self.assertEqual(
+            len(self.b.locate_requests("findAdapterById")), 2
+        )  # read, answered, ignored
         # B answered, so it is no longer suspect; A is not either
         self.a.hang(self.network)
         d = client.find_adapter_by_id("HelloAdapter")

@@ -388,9 +388,7 @@ class LocatorClient(Service):
 
         def settled(outcome: Any, protocol: _LocatorConnection, started: float) -> None:
             pending.remove(protocol)
-            transport_failure = isinstance(outcome, Failure) and outcome.check(
-                *TRANSPORT_FAILURES
-            )
+            transport_failure = isinstance(outcome, Failure) and outcome.check(*TRANSPORT_FAILURES)
             if transport_failure:
                 self._condemn(protocol)
             else:
@@ -533,7 +531,12 @@ class LocatorClient(Service):
             waiters = self._dialling[index] = []
             attempt = self.failover.endpoints[index].connect(self._factory)
             self._attempts[index] = attempt
-            attempt.addCallbacks(self._spare_made, self._spare_failed, (index,), None, (index,))
+            attempt.addCallbacks(
+                self._spare_made,
+                self._spare_failed,
+                callbackArgs=(index,),
+                errbackArgs=(index,),
+            )
         waiters.append(waiter)
         return waiter
 
