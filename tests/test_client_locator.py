@@ -171,10 +171,14 @@ class ResolveTests(LocatorTestCase):
         self.assertEqual({r.encoding for r in self.a.locate_requests()}, {ENCODING_1_0})
 
     def test_one_connection(self) -> None:
-        """Requests share one connection to the replica."""
+        """
+        Requests share one connection to the replica; hedging dials the
+        next replica once, for a spare (here refused), not per request.
+        """
         for _ in range(3):
             self.result(self.client.find_adapter_by_id("HelloAdapter"))
-        self.assertEqual(self.network.attempts, [("127.0.0.1", 4061)])
+        self.assertEqual(self.network.attempts, [("127.0.0.1", 4061), ("127.0.0.1", 5061)])
+        self.assertEqual(len(self.a.locate_requests()), 3)
 
     def test_raw_call(self) -> None:
         result = self.result(self.client.call("getRegistry", OperationMode.NONMUTATING))
@@ -243,7 +247,7 @@ class FailoverTests(LocatorTestCase):
     def test_refused(self) -> None:
         """The first replica refuses: the second answers, well within a second."""
         self.b.serve(self.network)
-        client = self.make_client()
+        client = self.make_client(hedging=False)  # no spare: only the failover walk dials
         d = client.resolve("hello")
         elapsed = self.network.run_until(d)
         self.assertEqual(self.successResultOf(d), HELLO)
@@ -295,17 +299,20 @@ class FailoverTests(LocatorTestCase):
         self.assertEqual(self.successResultOf(d), HELLO)
         self.assertLess(elapsed, 1.0)
         self.assertEqual(self.a.locate_requests(), [])
+        # the spare dialled back to the first replica gives up on it as well
+        self.network.advance(0.6)
         self.assertEqual(self.network.open_clients("127.0.0.1", 4061), [])
 
     def test_hung_with_request_in_flight(self) -> None:
         """
-        The replica stops answering on a live connection: the request times
-        out after request_timeout, the connection is aborted and the request
-        is answered by the second replica, in under a second.
+        Without hedging, a replica that stops answering on a live connection
+        costs request_timeout: the request times out, the connection is
+        aborted and the request is answered by the second replica, in under
+        a second.
         """
         self.a.serve(self.network)
         self.b.serve(self.network)
-        client = self.make_client()
+        client = self.make_client(hedging=False)
         self.result(client.get_registry())
         self.a.hang(self.network)
         d = client.resolve("hello")
@@ -317,6 +324,26 @@ class FailoverTests(LocatorTestCase):
         self.assertEqual(self.network.open_clients("127.0.0.1", 4061), [])
         self.assertEqual(self.locates()[-2:], ["findObjectById", "findAdapterById"])
         self.assertEqual(len(self.b.locate_requests()), 2)
+
+    def test_hung_with_request_in_flight_hedged(self) -> None:
+        """
+        With hedging (the default) the same stall costs a few milliseconds:
+        the request is sent to the second replica too, which answers, and
+        the next request goes there directly.
+        """
+        self.a.serve(self.network)
+        self.b.serve(self.network)
+        client = self.make_client()
+        self.result(client.get_registry())
+        self.a.hang(self.network)
+        d = client.resolve("hello")
+        elapsed = self.network.run_until(d)
+        self.assertEqual(self.successResultOf(d), HELLO)
+        self.assertLess(elapsed, 0.1)
+        self.assertEqual(
+            [r.operation for r in self.b.locate_requests()], ["findObjectById", "findAdapterById"]
+        )
+        self.assertEqual(client.hedges, 1)
 
     def test_concurrent_requests_fail_over_once(self) -> None:
         """Many requests timing out together move on by one replica, not several."""

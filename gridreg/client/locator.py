@@ -10,6 +10,18 @@ has a deadline) costs one attempt: the client aborts that connection, makes
 the next replica current and sends the request again. Locator operations
 are idempotent, so a retried request is harmless.
 
+A replica that stops answering without closing its connections (hung,
+or a killed one whose kernel is still tearing it down) would cost a whole
+request timeout; instead a request unanswered after a few times that
+connection's recent round trip is I{hedged}: sent once more, to the next
+replica, on a spare connection opened for the purpose, and the first
+answer wins (the other is ignored, apart from its round trip). The spare
+connection to the next replica is opened as soon as the ClientService's
+is up, so that a hedge costs no handshake. The replica
+that was overtaken is suspect until it answers again: new requests skip it.
+L{gridreg.client.hedging} says when and how often this happens (at most one
+hedge per request, at most 10% of requests plus a burst of two).
+
 Resolutions are cached per adapter id and per identity for
 C{Ice.Default.LocatorCacheTimeout} seconds (-1: forever, 0: never).
 """
@@ -30,6 +42,7 @@ from twisted.python.failure import Failure
 
 from gridreg.client.endpoints import ValidatedEndpoint, client_endpoint
 from gridreg.client.failover import FailoverEndpoint, locator_retry_policy
+from gridreg.client.hedging import HedgeBudget, HedgePolicy, LatencyWindow
 from gridreg.config.properties import Properties, PropertyError
 from gridreg.ice.client import IceClientFactory, IceClientProtocol
 from gridreg.ice.encoding import InputStream, OutputStream
@@ -75,6 +88,13 @@ class _LocatorConnection(IceClientProtocol):
         self.condemned = False
         self.gone = False
         self.endpoint_index = 0
+        #: overtaken by a hedge and silent since: new requests skip it
+        self.suspect = False
+        #: a spare to close once its last request is answered
+        self.retiring = False
+        self.latency = LatencyWindow()
+        #: hedges the budget refused for requests waiting here: sent if it turns suspect
+        self.held_hedges: set[Callable[[], None]] = set()
         self._lost_waiters: list[Deferred[None]] = []
 
     @property
@@ -129,6 +149,9 @@ class LocatorClient(Service):
         retry_policy: Optional[Callable[[int], float]] = None,
         encoding: Optional[Version] = None,
         tls_options: Optional[IOpenSSLClientConnectionCreator] = None,
+        hedging: bool = True,
+        hedge_policy: Optional[HedgePolicy] = None,
+        hedge_budget: Optional[HedgeBudget] = None,
     ) -> None:
         """
         @param reactor: provides L{IReactorTCP} and L{IReactorTime}.
@@ -148,6 +171,10 @@ class LocatorClient(Service):
         @param encoding: the encoding of request parameters; defaults to the
             locator proxy's (1.1 unless it says C{-e 1.0}).
         @param tls_options: client TLS settings, needed for C{ssl} endpoints.
+        @param hedging: send a request that is slow to be answered to the
+            next replica too (see L{gridreg.client.hedging}).
+        @param hedge_policy: when to hedge; defaults to L{HedgePolicy}().
+        @param hedge_budget: how often; defaults to L{HedgeBudget}().
         @raise ValueError: the proxy has no endpoint this client can dial.
         """
         proxy = proxy_from_string(locator) if isinstance(locator, str) else locator
@@ -171,10 +198,21 @@ class LocatorClient(Service):
         if not endpoints:
             raise ValueError(f"the locator proxy {locator!r} has no tcp or ssl endpoint to dial")
         self.failover = FailoverEndpoint(endpoints)
+        self.hedging = hedging and len(endpoints) > 1
+        self.hedge_policy = hedge_policy or HedgePolicy()
+        self.hedge_budget = hedge_budget or HedgeBudget()
+        #: requests sent a second time, to another replica
+        self.hedges = 0
+        self._factory = _LocatorConnectionFactory(reactor)
+        #: connections to replicas other than the ClientService's, by index
+        self._spares: dict[int, _LocatorConnection] = {}
+        #: spares being dialled: who waits for them, and the attempts
+        self._dialling: dict[int, list[Deferred[_LocatorConnection]]] = {}
+        self._attempts: dict[int, Deferred[Any]] = {}
         self.max_attempts = max_attempts or 2 * len(endpoints)
         self._service = ClientService(
             self.failover,
-            _LocatorConnectionFactory(reactor),
+            self._factory,
             retryPolicy=self.retry_policy,
             clock=reactor,
             prepareConnection=self._prepare,
@@ -222,6 +260,12 @@ class LocatorClient(Service):
         if self._live is not None and self._live.connected:
             self._live.close()
         self._live = None
+        spares, self._spares = self._spares, {}
+        for spare in spares.values():
+            spare.close()
+        attempts, self._attempts = self._attempts, {}
+        for attempt in attempts.values():
+            attempt.cancel()
         return self._service.stopService()
 
     @property
@@ -251,6 +295,9 @@ class LocatorClient(Service):
     def _connected(self, protocol: _LocatorConnection) -> None:
         protocol.endpoint_index = self.failover.current_index
         self._live = protocol
+        spare = self._spares.pop(protocol.endpoint_index, None)
+        if spare is not None:  # the ClientService's connection reaches it now
+            self._retire(spare)
         protocol.when_lost().addCallback(lambda _: self._lost(protocol))
         self.log.info(
             "Connected to the locator at {endpoint}", endpoint=repr(self.failover.current)
@@ -260,6 +307,11 @@ class LocatorClient(Service):
         self.reactor.callLater(0, self._notify_connected, protocol)
 
     def _notify_connected(self, protocol: _LocatorConnection) -> None:
+        if self.hedging and protocol.usable and not self._stopping:
+            # a hedge should not wait for a TCP handshake and a validation
+            warm = self._spare(self._next_index(protocol.endpoint_index))
+            if warm is not None:
+                warm.addErrback(lambda _: None)  # _spare_failed logged it
         for callback in tuple(self._connected_callbacks):
             try:
                 callback(protocol)
@@ -284,34 +336,244 @@ class LocatorClient(Service):
         while True:
             if self._stopping:
                 raise CancelledError("the locator client is stopping")
+            protocol = self._preferred()
+            if protocol is None:
+                try:
+                    protocol = await self._when_connected()
+                except CancelledError:
+                    raise
+                except Exception as e:
+                    # Whatever stopped the connection attempt (refused, timed
+                    # out, a TLS handshake refused), that replica is out for now.
+                    attempts = self._failed_attempt(operation, attempts, e)
+                    continue
+                if not protocol.usable:
+                    # The connection is closing but the ClientService has not
+                    # seen it go yet: wait until it has, then ask again.
+                    await protocol.when_lost()
+                    await deferLater(self.reactor, 0, lambda: None)
+                    continue
             try:
-                protocol = await self._when_connected()
-            except CancelledError:
-                raise
-            except Exception as e:
-                # Whatever stopped the connection attempt (refused, timed
-                # out, a TLS handshake refused), that replica is out for now.
-                attempts = self._failed_attempt(operation, attempts, e)
-                continue
-            if not protocol.usable:
-                # The connection is closing but the ClientService has not
-                # seen it go yet: wait until it has, then ask again.
-                await protocol.when_lost()
-                await deferLater(self.reactor, 0, lambda: None)
-                continue
-            try:
-                return await protocol.call(
-                    self.locator.identity,
-                    operation,
-                    mode,
-                    params,
-                    facet=self.locator.facet,
-                    encoding=self.encoding,
-                    timeout=self.request_timeout,
-                )
+                return await self._exchange(protocol, operation, mode, params)
             except TRANSPORT_FAILURES as e:
-                self._condemn(protocol)
                 attempts = self._failed_attempt(operation, attempts, e)
+
+    def _exchange(
+        self, first: _LocatorConnection, operation: str, mode: OperationMode, params: bytes
+    ) -> Deferred[InputStream]:
+        """
+        One attempt: send the request on C{first}; if it is unanswered after
+        the hedge delay, send it once more to the next replica. Fires with
+        the first answer (a reply or a user exception), or with a transport
+        failure once every copy has failed. Connections that fail are
+        condemned; a connection that answers is no longer suspect.
+        """
+        result: Deferred[InputStream] = Deferred()
+        pending: list[_LocatorConnection] = []
+        self.hedge_budget.request()
+
+        def send(protocol: _LocatorConnection) -> None:
+            started = self.reactor.seconds()
+            pending.append(protocol)
+            d = protocol.call(
+                self.locator.identity,
+                operation,
+                mode,
+                params,
+                facet=self.locator.facet,
+                encoding=self.encoding,
+                timeout=self.request_timeout,
+            )
+            d.addBoth(settled, protocol, started)
+
+        def settled(outcome: Any, protocol: _LocatorConnection, started: float) -> None:
+            pending.remove(protocol)
+            transport_failure = isinstance(outcome, Failure) and outcome.check(*TRANSPORT_FAILURES)
+            if transport_failure:
+                self._condemn(protocol)
+            else:
+                protocol.latency.add(self.reactor.seconds() - started)
+                protocol.suspect = False
+                if protocol.retiring and not protocol.in_flight:
+                    protocol.close()
+            if result.called:
+                return
+            if transport_failure and pending:
+                return  # the other copy may still be answered
+            if timer is not None and timer.active():
+                timer.cancel()
+            first.held_hedges.discard(hedge)
+            for overtaken in pending:
+                self._suspect(overtaken, operation)
+            result.callback(outcome)  # a Failure errbacks
+
+        def hedge() -> None:
+            if result.called or not pending:
+                return
+            index = self._next_index(first.endpoint_index)
+            if index is None or self._stopping:
+                return
+            if not (first.suspect or self.hedge_budget.spend()):
+                first.held_hedges.add(hedge)
+                return
+            self.hedges += 1
+            self.log.debug(
+                "Hedging {operation} to locator replica {index}",
+                operation=operation,
+                index=index,
+            )
+            spare = self._spare(index)
+            assert spare is not None
+
+            def hedged(protocol: _LocatorConnection) -> None:
+                if not result.called and protocol.usable and pending:
+                    send(protocol)
+
+            spare.addCallbacks(hedged, lambda _: None)  # _spare_failed logged it
+
+        def due() -> None:
+            # The reactor runs due timers before it reads the sockets: after
+            # a stall of this process the answer may be waiting unread, so
+            # look once more after the next read.
+            self.reactor.callLater(0, hedge)
+
+        timer = None
+        if self.hedging:
+            timer = self.reactor.callLater(self.hedge_policy.delay(first.latency), due)
+        send(first)
+        return result
+
+    def _suspect(self, protocol: _LocatorConnection, operation: str) -> None:
+        """
+        C{protocol} was overtaken by a hedge: skip it until it answers, and
+        send the hedges the budget held back for its other requests now.
+        """
+        if protocol.suspect:
+            return
+        protocol.suspect = True
+        self.log.info(
+            "Locator replica {index} was overtaken by a hedged {operation}: suspect until "
+            "it answers",
+            index=protocol.endpoint_index,
+            operation=operation,
+        )
+        held, protocol.held_hedges = protocol.held_hedges, set()
+        for hedge in held:
+            self.reactor.callLater(0, hedge)
+
+    def _next_index(self, index: int) -> Optional[int]:
+        """The replica after C{index} whose connection is not suspect, if any."""
+        count = len(self.failover.endpoints)
+        live = self._live
+        for step in range(1, count):
+            candidate = (index + step) % count
+            if live is not None and live.endpoint_index == candidate and live.suspect:
+                continue
+            spare = self._spares.get(candidate)
+            if spare is not None and spare.suspect:
+                continue
+            return candidate
+        return None
+
+    def _preferred(self) -> Optional[_LocatorConnection]:
+        """
+        Where a request can go at once: the ClientService's connection if
+        it is up and not suspect; else a spare to the next replica (so a
+        request waits neither for the reconnection after a replica died nor
+        for a suspect one); C{None} if neither is there.
+        """
+        live = self._live
+        if live is None:
+            return None
+        if live.usable and not live.suspect:
+            return live
+        # a lost connection is being replaced already: dial no spare for it
+        return self._usable_spare(live.endpoint_index, dial=live.usable)
+
+    def _usable_spare(self, index: int, dial: bool = True) -> Optional[_LocatorConnection]:
+        """
+        A connected, unsuspected spare to a replica after C{index}, if there
+        is one; if there is none yet, one is dialled for later requests
+        (with C{dial}).
+        """
+        candidate = self._next_index(index)
+        if candidate is None:
+            return None
+        spare = self._spares.get(candidate)
+        if spare is not None and spare.usable:
+            return spare
+        if not (dial and self.hedging):
+            return None
+        dialled = self._spare(candidate)
+        if dialled is not None:
+            dialled.addErrback(lambda _: None)  # _spare_failed logged it
+        return None
+
+    def _spare(self, index: Optional[int]) -> Optional[Deferred[_LocatorConnection]]:
+        """
+        A connection to replica C{index} beside the ClientService's: the
+        ClientService's own if it reaches that replica, a kept spare, or a
+        new one; C{None} when there is no such replica or we are stopping.
+        """
+        if index is None or self._stopping:
+            return None
+        live = self._live
+        if live is not None and live.usable and live.endpoint_index == index:
+            return succeed(live)
+        spare = self._spares.get(index)
+        if spare is not None:
+            if spare.usable:
+                return succeed(spare)
+            del self._spares[index]
+        waiter: Deferred[_LocatorConnection] = Deferred()
+        waiters = self._dialling.get(index)
+        if waiters is None:
+            waiters = self._dialling[index] = []
+            attempt = self.failover.endpoints[index].connect(self._factory)
+            self._attempts[index] = attempt
+            attempt.addCallbacks(
+                self._spare_made,
+                self._spare_failed,
+                callbackArgs=(index,),
+                errbackArgs=(index,),
+            )
+        waiters.append(waiter)
+        return waiter
+
+    def _spare_made(self, protocol: _LocatorConnection, index: int) -> None:
+        self._attempts.pop(index, None)
+        waiters = self._dialling.pop(index, [])
+        protocol.endpoint_index = index
+        self._spares[index] = protocol
+        protocol.when_lost().addCallback(lambda _: self._spare_lost(index, protocol))
+        for waiter in waiters:
+            waiter.callback(protocol)
+        live = self._live
+        if live is not None and live.usable and live.endpoint_index == index:
+            self._spares.pop(index, None)  # the ClientService got there meanwhile
+            self._retire(protocol)
+
+    def _spare_failed(self, failure: Failure, index: int) -> None:
+        self._attempts.pop(index, None)
+        waiters = self._dialling.pop(index, [])
+        self.log.info(
+            "No spare locator connection to replica {index}: {reason}",
+            index=index,
+            reason=failure.getErrorMessage(),
+        )
+        for waiter in waiters:
+            waiter.errback(failure)
+
+    def _spare_lost(self, index: int, protocol: _LocatorConnection) -> None:
+        if self._spares.get(index) is protocol:
+            del self._spares[index]
+
+    def _retire(self, protocol: _LocatorConnection) -> None:
+        """Close a spare that is no longer needed, once it has nothing in flight."""
+        if protocol.in_flight:
+            protocol.retiring = True
+        else:
+            protocol.close()
 
     def _failed_attempt(self, operation: str, attempts: int, error: Exception) -> int:
         """Count a failed attempt; raise if it was the last one allowed."""
