@@ -95,8 +95,17 @@ class SQLiteStore(SerialStore):
     # -- opening --------------------------------------------------------
 
     def open(self) -> Deferred[StoreState]:
+        """
+        Lock the file and check its schema now, on the calling thread (so a
+        foreign, corrupt or locked file stops start-up at once), then load
+        its records on the executor.
+        """
         if self._is_open or self._opening:
             return fail(StoreError(f"{self.filename}: already open"))
+        try:
+            db = self._connect()
+        except BaseException:
+            return fail(Failure())
         self._opening = True
 
         def opened(state: StoreState) -> StoreState:
@@ -110,21 +119,30 @@ class SQLiteStore(SerialStore):
             self._opening = False
             return failure
 
-        return self._executor.submit(self._open).addCallbacks(opened, failed)
+        return self._executor.submit(self._load_opened, db).addCallbacks(opened, failed)
 
-    def _open(self) -> StoreState:
-        if self._db is not None:
-            raise StoreError(f"{self.filename}: already open")
+    def _connect(self) -> sqlite3.Connection:
         try:
             os.makedirs(self.path, exist_ok=True)
-            # used on the executor's thread only, one job at a time
+            # used by one thread at a time: here, then the executor's
             db = sqlite3.connect(
                 self.filename, isolation_level=None, timeout=0, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"{self.filename}: cannot open: {e}") from e
         try:
-            state = self._prepare(db)
+            self._prepare(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _load_opened(self, db: sqlite3.Connection) -> StoreState:
+        try:
+            try:
+                state = self._load(db)
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"{self.filename}: not a gridreg database: {e}") from e
         except BaseException:
             db.close()
             raise
@@ -138,8 +156,8 @@ class SQLiteStore(SerialStore):
         )
         return state
 
-    def _prepare(self, db: sqlite3.Connection) -> StoreState:
-        """Lock, check or create the schema, and load everything."""
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        """Lock, and check or create the schema."""
         try:
             # Before the first read: the lock is then held until close,
             # and WAL needs no shared-memory file.
@@ -158,7 +176,6 @@ class SQLiteStore(SerialStore):
             db.execute("PRAGMA synchronous=FULL")
             if not tables:
                 self._create(db)
-            return self._load(db)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.filename}: not a gridreg database: {e}") from e
 
