@@ -90,9 +90,7 @@ class GroupCommitTests(SynchronousTestCase):
         self.assertEqual(self.replicated, [[1], [2, 3, 4]], "one fan-out per transaction")
         for ack in self.acks:
             ack.callback(None)
-        self.assertEqual(
-            [self.successResultOf(d).serial for d in [first, *queued]], [1, 2, 3, 4]
-        )
+        self.assertEqual([self.successResultOf(d).serial for d in [first, *queued]], [1, 2, 3, 4])
 
     def test_a_write_is_acknowledged_only_once_durable_and_replicated(self) -> None:
         d = self.add("a")

@@ -125,9 +125,7 @@ class RegistryDatabase:
         #: the largest change committed: whatever the master commits, it can replicate
         self.max_change_bytes = MAX_CHANGE_BYTES
         #: sends committed changes (one batch, in serial order) to the slaves (set on a master)
-        self.replicate: Callable[[Sequence[Change]], Deferred[None]] = lambda changes: succeed(
-            None
-        )
+        self.replicate: Callable[[Sequence[Change]], Deferred[None]] = lambda changes: succeed(None)
         #: staged writes waiting for the next transaction
         self._queue: list[_Queued] = []
         self._committing = False

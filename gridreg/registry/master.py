@@ -371,13 +371,14 @@ class MasterReplication:
         with L{QuorumError} when they cannot within the session timeout.
         """
         batch = [changes] if isinstance(changes, Change) else list(changes)
-        pushes = []
-        live = []
+        pushes: list[Deferred[bool]] = []
+        live: list[Deferred[bool]] = []
         for session in list(self.sessions.values()):
             if session.closed:
                 continue
-            d = session.send(batch)
-            d.addCallbacks(lambda _: True, lambda f, s=session: self._unacknowledged(s, f))
+            d: Deferred[bool] = session.send(batch).addCallbacks(
+                lambda _: True, lambda f, s=session: self._unacknowledged(s, f)
+            )
             pushes.append(d)
             if session.live:
                 live.append(d)

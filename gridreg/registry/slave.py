@@ -383,7 +383,7 @@ class SlaveReplication(Service):
                     f"changes of database {database_id}, "
                     f"this replica holds {self.store.database_id}"
                 )
-            serial = self.store.serial
+            serial = int(self.store.serial)
             changes = [
                 change
                 for change in (change_from_dict(c) for c in json.loads(payload))
@@ -397,7 +397,7 @@ class SlaveReplication(Service):
                     self.state.apply(change.mutations)
                     if self.trace.replica > 2:
                         self.log.info("[Replica] applied serial {serial}", serial=change.serial)
-                return {"serial": self.store.serial}
+                return {"serial": int(self.store.serial)}
 
             # the whole batch in one transaction: one fsync
             return self.store.apply_many(changes).addCallback(applied)

@@ -96,9 +96,7 @@ class SerialStore:
                 self._assigned = self.serial
             return failure
 
-        return self._executor.submit(self._persist_checked, changes).addCallbacks(
-            durable, failed
-        )
+        return self._executor.submit(self._persist_checked, changes).addCallbacks(durable, failed)
 
     def _persist_checked(self, changes: list[Change]) -> None:
         """On the executor: refuse a batch that does not follow what is durable."""
