@@ -102,14 +102,29 @@ class GroupCommitTests(SynchronousTestCase):
         self.acks[0].callback(None)
         self.assertEqual(self.successResultOf(d).serial, 1)
 
-    def test_a_write_is_validated_against_the_one_being_committed(self) -> None:
-        first = self.add("a")
-        second = self.add("a")
+    def test_a_write_is_validated_against_the_writes_before_it(self) -> None:
+        self.add("a")
+        first = self.add("x")
+        second = self.add("x")  # waits for the commit of a, then meets the staged x
+        self.executor.run_next()
         self.failureResultOf(second, ObjectExistsException)
         self.executor.run_all()
-        self.acks[0].callback(None)
-        self.assertEqual(self.successResultOf(first).serial, 1)
-        self.assertEqual(self.store.transactions, [[1]])
+        for ack in self.acks:
+            ack.callback(None)
+        self.assertEqual(self.successResultOf(first).serial, 2)
+        self.assertEqual(self.store.transactions, [[1], [2]])
+
+    def test_listeners_see_only_durable_writes(self) -> None:
+        seen: list[tuple[int, bool]] = []
+        self.state.on_change(
+            lambda: seen.append((self.store.serial, Identity("b") in self.state.objects))
+        )
+        self.add("a")
+        self.add("b")  # arrives while a commits
+        self.executor.run_next()
+        self.assertEqual(seen, [(1, False)])
+        self.executor.run_next()
+        self.assertEqual(seen, [(1, False), (2, True)])
 
     def test_listeners_are_told_once_durable_in_serial_order(self) -> None:
         told: list[int] = []
@@ -123,7 +138,7 @@ class GroupCommitTests(SynchronousTestCase):
         self.executor.run_next()
         self.assertEqual(told, [1, 3, 3])
 
-    def test_the_store_refusing_a_batch_fails_it_and_the_writes_behind_it(self) -> None:
+    def test_a_refused_batch_fails_and_the_writes_behind_it_go_on(self) -> None:
         self.add("before")
         self.executor.run_all()
         self.acks[0].callback(None)
@@ -134,18 +149,17 @@ class GroupCommitTests(SynchronousTestCase):
 
         self.patch(self.store, "_persist_all", disk_full)
         refused = self.add("a")
-        behind = self.add("b")
+        behind = self.add("b")  # waits for the commit of a
         self.executor.run_next()  # the refused transaction
         self.failureResultOf(refused, StoreError)
-        self.failureResultOf(behind, StoreError)
+        self.assertNoResult(behind)
         self.patch(self.store, "_persist_all", real)
-        later = self.add("later")
-        self.executor.run_all()  # the reload, then the later write
+        self.executor.run_all()  # the reload from the store, then b's transaction
         self.assertNotIn(Identity("a"), self.state.objects)
-        self.assertNotIn(Identity("b"), self.state.objects)
+        self.assertIn(Identity("b"), self.state.objects)
         self.assertIn(Identity("before"), self.state.objects)
         self.acks[-1].callback(None)
-        self.assertEqual(self.successResultOf(later).serial, 2)
+        self.assertEqual(self.successResultOf(behind).serial, 2)
 
     def test_a_batch_is_durable_across_a_reopen(self) -> None:
         self.add("a")

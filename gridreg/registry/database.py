@@ -7,15 +7,18 @@ A write's Deferred fires only after the store has made the change durable,
 so whatever a caller was told succeeded survives a crash. Writes are
 validated one at a time, each against the state the previous one left.
 
-Group commit: a validated write is staged (applied to the lookup indexes,
-its listeners not told yet) and queued; the writes queued while the store
-is committing go into the next transaction together (one fsync), and the
-slaves get them as one batch. Once a batch is durable its writes are
-announced and replicated, in serial order. A staged write can thus be
-found on the master up to one commit before it is durable; it is
-acknowledged only once durable (and replicated as the rules say). If the
-store refuses a batch, that batch and every write queued behind it fail,
-and the state is reloaded from the store before the next write.
+Group commit: the writes that arrive while the store is committing wait;
+once that commit is durable and announced, they are validated one after
+the other, each staged (applied to the lookup indexes, listeners not told
+yet) so the next is validated against it, and all go into the next
+transaction (one fsync); the slaves get them as one batch. Once a batch is
+durable its writes are announced and replicated, in serial order, and the
+state then holds exactly what is durable, so listeners (nodes, observers)
+never see a write that could still be lost. Lookups can find a staged
+write during its commit, before it is durable; it is acknowledged only
+once durable (and replicated as the rules say). If the store refuses a
+batch, its writes fail and the state is reloaded from the store before the
+next write.
 """
 
 from __future__ import annotations
@@ -129,6 +132,10 @@ class RegistryDatabase:
         #: staged writes waiting for the next transaction
         self._queue: list[_Queued] = []
         self._committing = False
+        #: staging the writes that waited for a commit: they go in one batch
+        self._gathering = False
+        #: the write holding the lock until the commit in progress is done
+        self._after_commit: list[Deferred[None]] = []
         self._idle_waiters: list[Deferred[None]] = []
         #: fires once the state is reloaded after the store refused a batch
         self._reloading: Optional[list[Deferred[None]]] = None
@@ -159,9 +166,15 @@ class RegistryDatabase:
         return d.addCallback(lambda box: box[0]).addCallback(_acknowledged)
 
     def _stage_boxed(self, validate_and_build: Callable[[], list[Mutation]]) -> Any:
-        if self._reloading is not None:
+        waiters = (
+            self._reloading
+            if self._reloading is not None
+            else (self._after_commit if self._committing else None)
+        )
+        if waiters is not None:
+            # holds the lock meanwhile: the writes behind it wait too
             waiter: Deferred[None] = Deferred()
-            self._reloading.append(waiter)
+            waiters.append(waiter)
             return waiter.addCallback(lambda _: self._stage_boxed(validate_and_build))
         return [self.write_locked(validate_and_build)]
 
@@ -190,7 +203,8 @@ class RegistryDatabase:
             return fail()
         queued = _Queued(mutations, self.state.stage(mutations))
         self._queue.append(queued)
-        self._commit_queued()
+        if not self._gathering:
+            self._commit_queued()
         return queued.durable
 
     def _commit_queued(self) -> None:
@@ -209,6 +223,12 @@ class RegistryDatabase:
             acks = _fork(self.replicate(changes), len(batch))
             for queued, change, ack in zip(batch, changes, acks):
                 queued.durable.callback((change, ack))
+            # the writes that waited stage now, all before the next commit starts
+            self._gathering = True
+            try:
+                self._release(self._after_commit)
+            finally:
+                self._gathering = False
             self._commit_queued()
 
         def refused(failure: Failure) -> None:
@@ -224,6 +244,7 @@ class RegistryDatabase:
             self._reload()
             for queued in batch + behind:
                 queued.durable.errback(failure)
+            self._release(self._after_commit)  # they wait for the reload now
             self._fire_idle()
 
         self.store.commit_many([queued.mutations for queued in batch]).addCallbacks(
@@ -247,6 +268,13 @@ class RegistryDatabase:
 
         self.store.snapshot().addCallback(loaded).addBoth(done)
 
+    @staticmethod
+    def _release(waiters: list[Deferred[None]]) -> None:
+        pending = list(waiters)
+        waiters.clear()
+        for waiter in pending:
+            waiter.callback(None)
+
     def _fire_idle(self) -> None:
         waiters, self._idle_waiters = self._idle_waiters, []
         for waiter in waiters:
@@ -260,8 +288,11 @@ class RegistryDatabase:
         return d
 
     def exclusively(self, job: Callable[[], Deferred[T]]) -> Deferred[T]:
-        """Run C{job} with the write lock held: every write waits for it."""
-        return self._lock.run(job)
+        """
+        Run C{job} with the write lock held and no commit in progress: every
+        write waits for it.
+        """
+        return self._lock.run(lambda: self._when_idle().addCallback(lambda _: job()))
 
     def drain(self) -> Deferred[None]:
         """Fire once the writes queued now have committed (or failed)."""
