@@ -53,6 +53,7 @@ from bench._grid import (
     remove_tree,
     wait_synced,
 )
+from bench._profile import start_recording, summary
 from bench._harness import (
     common_arguments,
     cpu_seconds,
@@ -418,7 +419,18 @@ async def measure_throughput(
                 pids.append(writer.driver.process.pid or 0)
             window = Window.start(pids)
             before = {n: cpu_seconds(grid.pid(n)) for n in names}
+            profiles = []
+            if args.profile and kind == "gridreg":
+                for n in (MASTER, slaves[0]):
+                    output = Path(args.profile).resolve() / f"gridreg-writes-{n}-{in_flight}.txt"
+                    profiles.append(
+                        start_recording(
+                            reactor, grid.pid(n), time.time(), args.profile_seconds, output
+                        )
+                    )
             seconds = await writer.add_many("tput", f"f{in_flight}-", 0, args.writes, in_flight)
+            for profiled in profiles:
+                out(summary(await profiled, args.profile_top))
             cpu = {n: cpu_seconds(grid.pid(n)) - before[n] for n in names}
             other_cores = window.other_cores()
             last = parse_identity(object_name("tput", f"f{in_flight}-", args.writes - 1))
@@ -547,6 +559,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--writes", type=int, default=2000, help="writes per throughput window")
     parser.add_argument("--in-flight", default="1,16", help="writes in flight, comma-separated")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        default=None,
+        help="sample gridreg's master and first slave with py-spy during the throughput "
+        "windows; raw profiles and a summary in DIR (profiled figures are a little worse)",
+    )
+    parser.add_argument(
+        "--profile-seconds", type=float, default=2.0, help="how long each profile samples"
+    )
+    parser.add_argument("--profile-top", type=int, default=15, help="frames to list per profile")
     common_arguments(parser)
     parser.set_defaults(quiet_wait=30.0)
     return parser.parse_args(argv)

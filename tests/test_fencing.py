@@ -157,15 +157,15 @@ class OpeningTests(SynchronousTestCase):
     def test_a_master_that_cannot_open_its_epoch_refuses_writes_and_retries(self) -> None:
         grid = Grid(self)
         store = grid.stores["Master"] = MemoryStore()
-        real_commit = store.commit
+        real_commit = store.commit_many
         failures = [StoreError("registry.sqlite: database or disk is full")]
 
-        def commit(mutations: Any) -> Deferred[Any]:
+        def commit(batches: Any) -> Deferred[Any]:
             if failures:
                 return fail(failures.pop())
-            return real_commit(mutations)
+            return real_commit(batches)
 
-        self.patch(store, "commit", commit)
+        self.patch(store, "commit_many", commit)
         master = grid.start("Master")
         queued = master.database.add_object(hello("queued"))
         grid.network.flush()

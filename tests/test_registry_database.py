@@ -63,8 +63,8 @@ class WritePathTests(DatabaseTests):
         replicated: list[Change] = []
         acknowledged: Deferred[None] = Deferred()
 
-        def replicate(change: Change) -> Deferred[None]:
-            replicated.append(change)
+        def replicate(changes: list[Change]) -> Deferred[None]:
+            replicated.extend(changes)
             self.assertIn(Identity("hello"), self.state.objects, "visible when replicated")
             return acknowledged
 

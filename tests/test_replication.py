@@ -307,12 +307,12 @@ class ReplicationTests(SynchronousTestCase):
         slave = self.grid.start("Replica1")
         self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves())
         store = self.grid.stores["Replica1"]
-        real_apply = store.apply
+        real_apply = store.apply_many
 
-        def disk_full(change: Any) -> Deferred[None]:
+        def disk_full(changes: Any) -> Deferred[None]:
             return fail(StoreError("registry.sqlite: database or disk is full"))
 
-        self.patch(store, "apply", disk_full)
+        self.patch(store, "apply_many", disk_full)
         self.successResultOf(self.settled(self.master.database.add_object(hello("during"))))
 
         def status(registry: RegistryService, name: str) -> dict[str, Any]:
@@ -325,7 +325,7 @@ class ReplicationTests(SynchronousTestCase):
         self.assertIn("disk is full", status(slave, "Replica1")["reason"])
         self.assertFalse(has_object(slave, "during"))
 
-        self.patch(store, "apply", real_apply)
+        self.patch(store, "apply_many", real_apply)
         self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves(), limit=20)
         self.assertTrue(has_object(slave, "during"))
         self.assertEqual(status(self.master, "Replica1")["state"], "live")

@@ -460,8 +460,8 @@ class ApplyTests(SlaveTests):
 
     def test_apply_and_install_are_serialized(self) -> None:
         gate: Deferred[None] = Deferred()
-        real_apply = self.store.apply
-        self.patch(self.store, "apply", lambda c: gate.addCallback(lambda _: real_apply(c)))
+        real_apply = self.store.apply_many
+        self.patch(self.store, "apply_many", lambda c: gate.addCallback(lambda _: real_apply(c)))
         first = self.slave.apply_changes(self.store.database_id, self.payload(1))
         data = snapshot_to_json(StoreState("db2", 7, {}))
         second = self.slave.install_snapshot(data, "db2", 7)
@@ -515,7 +515,7 @@ class ResponderTests(SlaveTests):
         self.assertEqual(self.successResultOf(answer), {"serial": 1})
 
     def test_a_failed_apply_is_reported_and_the_slave_says_why(self) -> None:
-        self.patch(self.store, "apply", lambda c: fail(OSError("disk is full")))
+        self.patch(self.store, "apply_many", lambda c: fail(OSError("disk is full")))
         payload = "[" + change_to_json(change(1, "a")) + "]"
         answer = self.call(
             PushChanges, database_id=self.store.database_id, changes=payload, transfer=""

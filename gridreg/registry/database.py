@@ -4,16 +4,30 @@ The registry's write path: validate a change, commit it to the store, then
 apply it to the in-memory state.
 
 A write's Deferred fires only after the store has made the change durable,
-so whatever a caller was told succeeded survives a crash. Writes run one at
-a time, so each is validated against the state the previous one left.
+so whatever a caller was told succeeded survives a crash. Writes are
+validated one at a time, each against the state the previous one left.
+
+Group commit: the writes that arrive while the store is committing wait;
+once that commit is durable and announced, they are validated one after
+the other, each staged (applied to the lookup indexes, listeners not told
+yet) so the next is validated against it, and all go into the next
+transaction (one fsync); the slaves get them as one batch. Once a batch is
+durable its writes are announced and replicated, in serial order, and the
+state then holds exactly what is durable, so listeners (nodes, observers)
+never see a write that could still be lost. Lookups can find a staged
+write during its commit, before it is durable; it is acknowledged only
+once durable (and replicated as the rules say). If the store refuses a
+batch, its writes fail and the state is reloaded from the store before the
+next write.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from gridreg.ice.exceptions import (
     AdapterNotFoundException,
@@ -41,6 +55,7 @@ from gridreg.registry.state import (
     AdapterInfo,
     ObjectInfo,
     RegistryState,
+    Staged,
     adapter_mutation,
     object_mutation,
 )
@@ -60,6 +75,32 @@ def _acknowledged(committed: Optional[tuple[Change, Deferred[None]]]) -> Any:
         return None
     change, acknowledged = committed
     return acknowledged.addCallback(lambda _: change)
+
+
+def _fork(shared: Deferred[None], count: int) -> list[Deferred[None]]:
+    """C{count} Deferreds that each fire with C{shared}'s outcome."""
+    forks: list[Deferred[None]] = [Deferred() for _ in range(count)]
+
+    def fire(result: Any) -> None:
+        for fork in forks:
+            if isinstance(result, Failure):
+                fork.errback(result)
+            else:
+                fork.callback(result)
+
+    shared.addBoth(fire)
+    return forks
+
+
+class _Queued:
+    """A validated, staged write waiting for its transaction."""
+
+    __slots__ = ("mutations", "staged", "durable")
+
+    def __init__(self, mutations: list[Mutation], staged: Staged) -> None:
+        self.mutations = mutations
+        self.staged = staged
+        self.durable: Deferred[Optional[tuple[Change, Deferred[None]]]] = Deferred()
 
 
 T = TypeVar("T")
@@ -86,8 +127,18 @@ class RegistryDatabase:
         self._lock = DeferredLock()
         #: the largest change committed: whatever the master commits, it can replicate
         self.max_change_bytes = MAX_CHANGE_BYTES
-        #: sends a committed change to the slaves (set on a master)
-        self.replicate: Callable[[Change], Deferred[None]] = lambda change: succeed(None)
+        #: sends committed changes (one batch, in serial order) to the slaves (set on a master)
+        self.replicate: Callable[[Sequence[Change]], Deferred[None]] = lambda changes: succeed(None)
+        #: staged writes waiting for the next transaction
+        self._queue: list[_Queued] = []
+        self._committing = False
+        #: staging the writes that waited for a commit: they go in one batch
+        self._gathering = False
+        #: the write holding the lock until the commit in progress is done
+        self._after_commit: list[Deferred[None]] = []
+        self._idle_waiters: list[Deferred[None]] = []
+        #: fires once the state is reloaded after the store refused a batch
+        self._reloading: Optional[list[Deferred[None]]] = None
         #: why writes are refused now (a slave's, names the master), or None
         self.refusal: Callable[[], Optional[str]] = lambda: None
         #: on a slave: hands an adapter registration to the master
@@ -99,51 +150,153 @@ class RegistryDatabase:
         self, validate_and_build: Callable[[], list[Mutation]]
     ) -> Deferred[Optional[Change]]:
         """
-        Validate against the current state and commit, one write at a time;
-        fire once the slaves have the change too.
+        Validate against the current state and queue for the next commit,
+        one write at a time; fire once durable and the slaves have it too.
 
-        Only validation, the local commit and handing the change to the
-        replication queues hold the lock: the queues keep serial order, so
-        the next write need not wait for this one's acknowledgements.
+        The lock is held only while the write is validated and staged: the
+        next write is validated while this one commits, and joins the next
+        transaction.
         """
         refusal = self.refusal()
         if refusal is not None:
             return fail(NotMasterError(refusal))
-        return self._lock.run(self.write_locked, validate_and_build).addCallback(_acknowledged)
+        # the lock's job returns the write's Deferred boxed, so the lock is
+        # released once the write is queued, not once it is durable
+        d = self._lock.run(self._stage_boxed, validate_and_build)
+        return d.addCallback(lambda box: box[0]).addCallback(_acknowledged)
+
+    def _stage_boxed(self, validate_and_build: Callable[[], list[Mutation]]) -> Any:
+        waiters = (
+            self._reloading
+            if self._reloading is not None
+            else (self._after_commit if self._committing else None)
+        )
+        if waiters is not None:
+            # holds the lock meanwhile: the writes behind it wait too
+            waiter: Deferred[None] = Deferred()
+            waiters.append(waiter)
+            return waiter.addCallback(lambda _: self._stage_boxed(validate_and_build))
+        return [self.write_locked(validate_and_build)]
 
     def write_locked(
         self, validate_and_build: Callable[[], list[Mutation]]
     ) -> Deferred[Optional[tuple[Change, Deferred[None]]]]:
         """
         The body of a write, for callers that hold the write lock (see
-        L{exclusively}): fires with the change and its acknowledgement.
+        L{exclusively}): fires, once durable, with the change and its
+        acknowledgement.
         """
-        refusal = self.refusal()  # again: the role may have changed while this write waited
-        if refusal is not None:
-            return fail(NotMasterError(refusal))
-        mutations = validate_and_build()
-        if not mutations:
-            return succeed(None)
-        size = sum(len(encode_value(m)) for m in mutations if m.value is not None)
-        if size > self.max_change_bytes:
-            raise RegistryUserError(
-                f"the change is {size} bytes; a replicated change may have at most "
-                f"{self.max_change_bytes}"
+        try:
+            refusal = self.refusal()  # again: the role may have changed while this write waited
+            if refusal is not None:
+                raise NotMasterError(refusal)
+            mutations = validate_and_build()
+            if not mutations:
+                return succeed(None)
+            size = sum(len(encode_value(m)) for m in mutations if m.value is not None)
+            if size > self.max_change_bytes:
+                raise RegistryUserError(
+                    f"the change is {size} bytes; a replicated change may have at most "
+                    f"{self.max_change_bytes}"
+                )
+        except Exception:
+            return fail()
+        queued = _Queued(mutations, self.state.stage(mutations))
+        self._queue.append(queued)
+        if not self._gathering:
+            self._commit_queued()
+        return queued.durable
+
+    def _commit_queued(self) -> None:
+        """Commit every queued write in one transaction, unless one is in progress."""
+        if self._committing or not self._queue:
+            if not self._committing:
+                self._fire_idle()
+            return
+        batch, self._queue = self._queue, []
+        self._committing = True
+
+        def durable(changes: list[Change]) -> None:
+            self._committing = False
+            for queued in batch:
+                self.state.announce(queued.staged)
+            acks = _fork(self.replicate(changes), len(batch))
+            for queued, change, ack in zip(batch, changes, acks):
+                queued.durable.callback((change, ack))
+            # the writes that waited stage now, all before the next commit starts
+            self._gathering = True
+            try:
+                self._release(self._after_commit)
+            finally:
+                self._gathering = False
+            self._commit_queued()
+
+        def refused(failure: Failure) -> None:
+            self._committing = False
+            behind, self._queue = self._queue, []
+            self.log.error(
+                "The store refused {count} write(s) ({reason}); {behind} queued behind them "
+                "fail too, and the state is reloaded from the store",
+                count=len(batch),
+                behind=len(behind),
+                reason=failure.getErrorMessage(),
             )
+            self._reload()
+            for queued in batch + behind:
+                queued.durable.errback(failure)
+            self._release(self._after_commit)  # they wait for the reload now
+            self._fire_idle()
 
-        def applied(change: Change) -> tuple[Change, Deferred[None]]:
-            self.state.apply(change.mutations)
-            return change, self.replicate(change)
+        self.store.commit_many([queued.mutations for queued in batch]).addCallbacks(
+            durable, refused
+        )
 
-        return self.store.commit(mutations).addCallback(applied)
+    def _reload(self) -> None:
+        """Drop what was staged: load the state again from what the store holds."""
+        waiters: list[Deferred[None]] = []
+        self._reloading = waiters
+
+        def loaded(stored: Any) -> None:
+            self.state.load(stored.records)
+
+        def done(result: Any) -> None:
+            if isinstance(result, Failure):
+                self.log.failure("Could not reload the state from the store", result)
+            self._reloading = None
+            for waiter in waiters:
+                waiter.callback(None)
+
+        self.store.snapshot().addCallback(loaded).addBoth(done)
+
+    @staticmethod
+    def _release(waiters: list[Deferred[None]]) -> None:
+        pending = list(waiters)
+        waiters.clear()
+        for waiter in pending:
+            waiter.callback(None)
+
+    def _fire_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _when_idle(self) -> Deferred[None]:
+        if not self._committing and not self._queue:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idle_waiters.append(d)
+        return d
 
     def exclusively(self, job: Callable[[], Deferred[T]]) -> Deferred[T]:
-        """Run C{job} with the write lock held: every write waits for it."""
-        return self._lock.run(job)
+        """
+        Run C{job} with the write lock held and no commit in progress: every
+        write waits for it.
+        """
+        return self._lock.run(lambda: self._when_idle().addCallback(lambda _: job()))
 
     def drain(self) -> Deferred[None]:
         """Fire once the writes queued now have committed (or failed)."""
-        return self._lock.run(lambda: succeed(None))
+        return self._lock.run(self._when_idle)
 
     def commit(self, mutations: list[Mutation]) -> Deferred[Optional[Change]]:
         """Commit prepared mutations (the replica set, applications) like any write."""

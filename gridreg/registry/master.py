@@ -12,9 +12,9 @@ slave reconnects and catches up by itself.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock, succeed
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -66,10 +66,40 @@ class SlaveSession:
         #: when the slave was last heard from (a keepalive or an acknowledgement)
         self.heard = clock.seconds()
         self._lock = DeferredLock()
+        #: changes waiting for the next push, each batch with its Deferred
+        self._outbox: list[tuple[list[Change], Deferred[None]]] = []
+        self._flush_queued = False
 
     def run(self, job: Callable[[], Deferred[Any]]) -> Deferred[Any]:
         """Run C{job} after every job queued before it: sends stay in serial order."""
         return self._lock.run(job)
+
+    def send(self, changes: list[Change]) -> Deferred[None]:
+        """
+        Queue new changes for the slave: they go at once if nothing is being
+        sent, else together with every change queued meanwhile, in one
+        message once the slave has acknowledged the one before.
+        """
+        d: Deferred[None] = Deferred()
+        self._outbox.append((changes, d))
+        if not self._flush_queued:
+            self._flush_queued = True
+            self.run(self._flush)
+        return d
+
+    def _flush(self) -> Deferred[None]:
+        self._flush_queued = False
+        items, self._outbox = self._outbox, []
+        changes = [change for batch, _ in items for change in batch]
+
+        def done(result: Any) -> None:
+            for _, d in items:
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(None)
+
+        return maybeDeferred(self.push, changes).addBoth(done)
 
     def _call(self, command: type[amp.Command], **kwargs: Any) -> Deferred[dict[str, Any]]:
         return self.protocol.callRemote(command, **kwargs).addTimeout(self.timeout, self.clock)
@@ -332,32 +362,35 @@ class MasterReplication:
 
     # -- fan-out -------------------------------------------------------------------
 
-    def replicate(self, change: Change) -> Deferred[None]:
+    def replicate(self, changes: Change | Sequence[Change]) -> Deferred[None]:
         """
-        Send a committed change to every slave. With C{min_acks} 0 (IceGrid's
-        rule), fire once every slave that was live has acknowledged it or been
-        dropped; with C{min_acks} N, fire once N slaves have committed it, or
-        fail with L{QuorumError} when they cannot within the session timeout.
+        Send committed changes (one group commit, in serial order) to every
+        slave, as one message each. With C{min_acks} 0 (IceGrid's rule), fire
+        once every slave that was live has acknowledged them or been dropped;
+        with C{min_acks} N, fire once N slaves have committed them, or fail
+        with L{QuorumError} when they cannot within the session timeout.
         """
-        pushes = []
-        live = []
+        batch = [changes] if isinstance(changes, Change) else list(changes)
+        pushes: list[Deferred[bool]] = []
+        live: list[Deferred[bool]] = []
         for session in list(self.sessions.values()):
             if session.closed:
                 continue
-            d = session.run(lambda s=session: s.push([change]))
-            d.addCallbacks(lambda _: True, lambda f, s=session: self._unacknowledged(s, f))
+            d: Deferred[bool] = session.send(batch).addCallbacks(
+                lambda _: True, lambda f, s=session: self._unacknowledged(s, f)
+            )
             pushes.append(d)
             if session.live:
                 live.append(d)
         if self.trace.replica > 1:
             self.log.info(
                 "[Replica] replicating serial {serial} to {count} slave(s)",
-                serial=change.serial,
+                serial=batch[-1].serial,
                 count=len(pushes),
             )
         if self.min_acks <= 0:
             return DeferredList(live).addCallback(lambda _: None)
-        return self._quorum(change, pushes)
+        return self._quorum(batch[-1], pushes)
 
     def _why(self, failure: Failure) -> str:
         return failure_reason(failure, self.timeout)

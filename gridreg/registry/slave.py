@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredLock, fail, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredLock, fail, maybeDeferred, succeed
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -383,19 +383,24 @@ class SlaveReplication(Service):
                     f"changes of database {database_id}, "
                     f"this replica holds {self.store.database_id}"
                 )
-            changes = [change_from_dict(c) for c in json.loads(payload)]
+            serial = int(self.store.serial)
+            changes = [
+                change
+                for change in (change_from_dict(c) for c in json.loads(payload))
+                if change.serial > serial
+            ]
+            if not changes:
+                return succeed({"serial": serial})
 
-            async def each() -> dict[str, int]:
+            def applied(_: None) -> dict[str, int]:
                 for change in changes:
-                    if change.serial <= self.store.serial:
-                        continue
-                    await self.store.apply(change)
                     self.state.apply(change.mutations)
                     if self.trace.replica > 2:
                         self.log.info("[Replica] applied serial {serial}", serial=change.serial)
-                return {"serial": self.store.serial}
+                return {"serial": int(self.store.serial)}
 
-            return Deferred.fromCoroutine(each())
+            # the whole batch in one transaction: one fsync
+            return self.store.apply_many(changes).addCallback(applied)
 
         return self._lock.run(apply)
 

@@ -228,16 +228,28 @@ class RegistryState:
 
     def apply(self, mutations: Iterable[Mutation]) -> None:
         """Apply the mutations of one committed change."""
+        self.announce(self.stage(mutations))
+
+    def stage(self, mutations: Iterable[Mutation]) -> "Staged":
+        """
+        Apply a change to the indexes without telling the listeners yet: the
+        master's group commit validates the next write against it while this
+        one is being committed.  L{announce} tells them, once it is durable.
+        """
         applied: Optional[list[tuple[Mutation, bool]]] = None
         if self._mutation_listeners:
             mutations = list(mutations)
             applied = [(m, self._existed(m)) for m in mutations]
-        if self._apply_all(mutations):
+        return Staged(applied, self._apply_all(mutations))
+
+    def announce(self, staged: "Staged") -> None:
+        """Tell the listeners about a staged change (in the order they were staged)."""
+        if staged.replicas_changed:
             self._rediscover()
         self._changed()
-        if applied is not None:
+        if staged.applied is not None:
             for listener in self._mutation_listeners:
-                listener(applied)
+                listener(staged.applied)
 
     def _apply_all(self, mutations: Iterable[Mutation]) -> bool:
         """Apply mutations; say whether the replica set changed."""
@@ -451,3 +463,16 @@ def _load_value(load: Load, sample: str) -> float:
     if isinstance(load, LoadSamples):
         return load.sample(sample)
     return float("inf") if load is None else float(load)
+
+
+class Staged:
+    """A change applied to the indexes whose listeners are still to be told."""
+
+    __slots__ = ("applied", "replicas_changed")
+
+    def __init__(
+        self, applied: Optional[list[tuple[Mutation, bool]]], replicas_changed: bool
+    ) -> None:
+        #: each mutation with whether its key existed before (None: no mutation listeners)
+        self.applied = applied
+        self.replicas_changed = replicas_changed

@@ -91,15 +91,19 @@ class Options(PropertyOptions):
         self.properties = properties
 
 
-def make_store(config: RegistryConfig) -> Any:
+def make_store(config: RegistryConfig, reactor: Any = None) -> Any:
     """
-    SQLite under IceGrid.Registry.LMDB.Path (or IceGrid.Registry.Data), or
-    memory when no directory is set.
+    SQLite under IceGrid.Registry.LMDB.Path (or IceGrid.Registry.Data), its
+    file used on a worker thread of C{reactor}, or memory when no directory
+    is set.
     """
     if config.data_dir:
+        from gridreg.store.executor import ThreadExecutor
         from gridreg.store.sqlite import SQLiteStore
 
-        return SQLiteStore(config.data_dir)
+        if reactor is None:
+            from twisted.internet import reactor
+        return SQLiteStore(config.data_dir, executor=ThreadExecutor(reactor))
     from gridreg.store.memory import MemoryStore
 
     return MemoryStore()
@@ -130,4 +134,4 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             "through the endpoints stored in its database",
             replica=config.replica_name,
         )
-    return RegistryService(reactor, config, make_store(config), security=options.security)
+    return RegistryService(reactor, config, make_store(config, reactor), security=options.security)

@@ -1,7 +1,11 @@
-# -*- test-case-name: tests.test_store -*-
+# -*- test-case-name: tests.test_store,tests.test_store_executor -*-
 """
 The serial rules every store shares: a master's commit takes the next
-serial; a slave's apply must be exactly the next one.
+serials; a slave's apply must be exactly the next ones.
+
+Serials are given out on the calling (reactor) thread when a batch is
+submitted, so batches queued behind one still in progress get the serials
+that follow it; the store's C{serial} moves only once a batch is durable.
 """
 
 from __future__ import annotations
@@ -9,40 +13,98 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
 
+from gridreg.store.executor import Executor
 from gridreg.store.interfaces import SerialGapError
 from gridreg.store.records import Change, Mutation, normalise
 
 
 class SerialStore:
-    """Mix-in: C{commit} and C{apply} on top of the store's own C{_persist}."""
+    """Mix-in: C{commit} and C{apply} on top of the store's own C{_persist_all}."""
 
     serial: int
+    _executor: Executor
+    #: the serial of the last batch submitted (durable or not yet)
+    _assigned: int = 0
+    #: batches submitted and not yet durable
+    _in_flight: int = 0
 
     def _check_open(self) -> Any:
         raise NotImplementedError()
 
-    def _persist(self, change: Change) -> None:
-        """Make one change durable and visible; the store's own part."""
+    def _persist_all(self, changes: list[Change]) -> None:
+        """Make consecutive changes durable in one transaction (runs on the executor)."""
         raise NotImplementedError()
 
-    def commit(self, mutations: Sequence[Mutation]) -> Deferred[Change]:
-        return maybeDeferred(self._commit, mutations)
+    def _opened(self, serial: int) -> None:
+        self.serial = self._assigned = serial
 
-    def _commit(self, mutations: Sequence[Mutation]) -> Change:
-        self._check_open()
-        if not mutations:
-            raise ValueError("cannot commit an empty batch")
-        change = Change(self.serial + 1, normalise(mutations))
-        self._persist(change)
-        return change
+    def commit(self, mutations: Sequence[Mutation]) -> Deferred[Change]:
+        return self.commit_many([mutations]).addCallback(lambda changes: changes[0])
+
+    def commit_many(self, batches: Sequence[Sequence[Mutation]]) -> Deferred[list[Change]]:
+        """
+        Commit several writes, each its own change under the next serial, in
+        one transaction (one fsync): the master's group commit.
+        """
+        try:
+            self._check_open()
+            if not batches or any(not mutations for mutations in batches):
+                raise ValueError("cannot commit an empty batch")
+            first = self._assigned + 1
+            changes = [Change(first + i, normalise(m)) for i, m in enumerate(batches)]
+        except BaseException:
+            return fail(Failure())
+        return self._submit(changes)
 
     def apply(self, change: Change) -> Deferred[None]:
-        return maybeDeferred(self._apply, change)
+        return self.apply_many([change])
 
-    def _apply(self, change: Change) -> None:
-        self._check_open()
-        if change.serial != self.serial + 1:
-            raise SerialGapError(self.serial + 1, change.serial)
-        self._persist(Change(change.serial, normalise(change.mutations)))
+    def apply_many(self, changes: Sequence[Change]) -> Deferred[None]:
+        """Store consecutive changes from the master in one transaction."""
+        try:
+            self._check_open()
+            expected = self._assigned + 1
+            normalised = []
+            for change in changes:
+                if change.serial != expected:
+                    raise SerialGapError(expected, change.serial)
+                normalised.append(Change(change.serial, normalise(change.mutations)))
+                expected += 1
+        except BaseException:
+            return fail(Failure())
+        if not normalised:
+            return fail(ValueError("cannot apply an empty batch"))
+        return self._submit(normalised).addCallback(lambda _: None)
+
+    def _submit(self, changes: list[Change]) -> Deferred[list[Change]]:
+        self._assigned = changes[-1].serial
+        self._in_flight += 1
+
+        def durable(_: None) -> list[Change]:
+            self._in_flight -= 1
+            self.serial = max(self.serial, changes[-1].serial)
+            return changes
+
+        def failed(failure: Failure) -> Failure:
+            # batches queued behind this one follow its serials: they fail too,
+            # and serials are given out again from the last durable one
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._assigned = self.serial
+            return failure
+
+        return self._executor.submit(self._persist_checked, changes).addCallbacks(durable, failed)
+
+    def _persist_checked(self, changes: list[Change]) -> None:
+        """On the executor: refuse a batch that does not follow what is durable."""
+        durable = self._durable_serial()
+        if changes[0].serial != durable + 1:
+            raise SerialGapError(durable + 1, changes[0].serial)
+        self._persist_all(changes)
+
+    def _durable_serial(self) -> int:
+        """The serial of the last durable change, as the executor's thread sees it."""
+        raise NotImplementedError()

@@ -4,9 +4,8 @@ The contract between the registry and its durable state.
 
 The registry keeps its whole state in memory and serves locate requests
 from there; a store is read once at start-up (L{IRegistryStore.open}) and
-written on every change.  Every method returns a L{Deferred} even where an
-implementation is synchronous inside, so a store can move its work to a
-thread later without touching callers.
+written on every change.  Every method returns a L{Deferred}: the SQLite
+store does its work on a worker thread, the memory store at once.
 """
 
 from __future__ import annotations
@@ -79,6 +78,25 @@ class IRegistryStore(Interface):
         @return: a Deferred firing with the committed L{Change} only once it
             is durable: a crash after the callback loses nothing.  It fails
             with C{ValueError} for an empty batch or a value that is not JSON.
+        """
+
+    def commit_many(batches: Sequence[Sequence[Mutation]]) -> Deferred[list[Change]]:
+        """
+        L{commit} several writes in one transaction (one fsync), each as its
+        own change under the next serials: the master's group commit.
+        Batches submitted while one is in progress take the serials after it.
+
+        @return: a Deferred firing with the changes, in serial order, once
+            all are durable; if the store refuses a batch, it and every batch
+            submitted behind it fail.
+        """
+
+    def apply_many(changes: Sequence[Change]) -> Deferred[None]:
+        """
+        L{apply} consecutive changes from the master in one transaction.
+
+        @return: a Deferred that fails with L{SerialGapError} unless the
+            serials run on from L{serial} without a hole.
         """
 
     def apply(change: Change) -> Deferred[None]:

@@ -16,6 +16,7 @@ from zope.interface import implementer
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
 from gridreg.store._serial import SerialStore
+from gridreg.store.executor import ImmediateExecutor
 from gridreg.store.interfaces import IRegistryStore, StoreError
 from gridreg.store.records import (
     Change,
@@ -43,6 +44,8 @@ class MemoryStore(SerialStore):
         self.log_retention = log_retention
         self.database_id: str | None = None
         self.serial = 0
+        self._durable = 0
+        self._executor = ImmediateExecutor()
         self._records: Records = empty_records()
         self._log: deque[Change] = deque(maxlen=log_retention)
         self._is_open = False
@@ -60,16 +63,21 @@ class MemoryStore(SerialStore):
         if self.database_id is None:
             self.database_id = str(uuid.uuid4())
         self._is_open = True
+        self._opened(self.serial)
         return self._snapshot()
 
-    def _persist(self, change: Change) -> None:
-        for m in change.mutations:
-            if m.value is None:
-                self._records[m.kind].pop(m.key, None)
-            else:
-                self._records[m.kind][m.key] = m.value
-        self.serial = change.serial
-        self._log.append(change)
+    def _durable_serial(self) -> int:
+        return self._durable
+
+    def _persist_all(self, changes: list[Change]) -> None:
+        for change in changes:
+            for m in change.mutations:
+                if m.value is None:
+                    self._records[m.kind].pop(m.key, None)
+                else:
+                    self._records[m.kind][m.key] = m.value
+            self._log.append(change)
+        self._durable = changes[-1].serial
 
     def changes_since(self, serial: int) -> Deferred[list[Change] | None]:
         return maybeDeferred(self._changes_since, serial)
@@ -94,7 +102,8 @@ class MemoryStore(SerialStore):
             records[kind][key] = json.loads(value)
         self._records = records
         self.database_id = state.database_id
-        self.serial = state.serial
+        self._durable = state.serial
+        self._opened(state.serial)
         self._log.clear()
 
     def snapshot(self) -> Deferred[StoreState]:

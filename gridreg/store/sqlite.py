@@ -2,11 +2,13 @@
 """
 The registry store on disk: one SQLite file in C{IceGrid.Registry.Data}.
 
-Transactions are tiny (one batch of mutations each), so they run on the
-calling thread.  The file is in WAL mode with C{synchronous=FULL}, so a
-commit is on disk before its Deferred fires, and it is held with an
-exclusive lock while open, so two registries can never share one data
-directory.
+Every use of the file (opening and loading it, commits with their fsync,
+snapshot and log reads) runs on the store's executor: in the registry one
+worker thread (L{gridreg.store.executor.ThreadExecutor}), which keeps the
+order jobs were submitted in, so the reactor never waits for the disk.  The
+file is in WAL mode with C{synchronous=FULL}, so a commit is on disk before
+its Deferred fires, and it is held with an exclusive lock while open, so
+two registries can never share one data directory.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import uuid
 from contextlib import contextmanager
 from importlib import resources
 from collections.abc import Iterator
+from typing import Any, Callable, Optional, TypeVar
 
 from zope.interface import implementer
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from gridreg.store._serial import SerialStore
+from gridreg.store.executor import Executor, ImmediateExecutor
 from gridreg.store.interfaces import IRegistryStore, StoreError
 from gridreg.store.records import (
     KINDS,
@@ -36,6 +41,8 @@ from gridreg.store.records import (
     encode_records,
     encode_value,
 )
+
+T = TypeVar("T")
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = 1
@@ -60,11 +67,15 @@ class SQLiteStore(SerialStore):
 
     log = Logger()
 
-    def __init__(self, path: str, log_retention: int = 10000) -> None:
+    def __init__(
+        self, path: str, log_retention: int = 10000, executor: Optional[Executor] = None
+    ) -> None:
         """
         @param path: the data directory; created on open if missing.
         @param log_retention: how many recent changes L{changes_since} can
             serve; older ones are pruned on each write.
+        @param executor: where the file is used; by default on the calling
+            thread (the registry passes a L{ThreadExecutor}).
         """
         if log_retention < 0:
             raise ValueError(f"log_retention must be >= 0, not {log_retention}")
@@ -73,29 +84,70 @@ class SQLiteStore(SerialStore):
         self.log_retention = log_retention
         self.database_id: str | None = None
         self.serial = 0
+        self._executor: Executor = executor or ImmediateExecutor()
+        #: open, as the reactor thread sees it (the connection is the executor's)
+        self._is_open = False
+        self._opening = False
+        #: the last durable serial, as the executor's thread sees it
+        self._durable = 0
         self._db: sqlite3.Connection | None = None
 
     # -- opening --------------------------------------------------------
 
     def open(self) -> Deferred[StoreState]:
-        return maybeDeferred(self._open)
+        """
+        Lock the file and check its schema now, on the calling thread (so a
+        foreign, corrupt or locked file stops start-up at once), then load
+        its records on the executor.
+        """
+        if self._is_open or self._opening:
+            return fail(StoreError(f"{self.filename}: already open"))
+        try:
+            db = self._connect()
+        except BaseException:
+            return fail(Failure())
+        self._opening = True
 
-    def _open(self) -> StoreState:
-        if self._db is not None:
-            raise StoreError(f"{self.filename}: already open")
+        def opened(state: StoreState) -> StoreState:
+            self._opening = False
+            self._is_open = True
+            self.database_id = state.database_id
+            self._opened(state.serial)
+            return state
+
+        def failed(failure: Failure) -> Failure:
+            self._opening = False
+            return failure
+
+        return self._executor.submit(self._load_opened, db).addCallbacks(opened, failed)
+
+    def _connect(self) -> sqlite3.Connection:
         try:
             os.makedirs(self.path, exist_ok=True)
-            db = sqlite3.connect(self.filename, isolation_level=None, timeout=0)
+            # used by one thread at a time: here, then the executor's
+            db = sqlite3.connect(
+                self.filename, isolation_level=None, timeout=0, check_same_thread=False
+            )
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"{self.filename}: cannot open: {e}") from e
         try:
-            state = self._prepare(db)
+            self._prepare(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _load_opened(self, db: sqlite3.Connection) -> StoreState:
+        try:
+            try:
+                state = self._load(db)
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"{self.filename}: not a gridreg database: {e}") from e
         except BaseException:
             db.close()
             raise
         self._db = db
-        self.database_id = state.database_id
-        self.serial = state.serial
+        self._durable = state.serial
         self.log.info(
             "Opened registry database {filename} (database {database_id}, serial {serial})",
             filename=self.filename,
@@ -104,8 +156,8 @@ class SQLiteStore(SerialStore):
         )
         return state
 
-    def _prepare(self, db: sqlite3.Connection) -> StoreState:
-        """Lock, check or create the schema, and load everything."""
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        """Lock, and check or create the schema."""
         try:
             # Before the first read: the lock is then held until close,
             # and WAL needs no shared-memory file.
@@ -124,7 +176,6 @@ class SQLiteStore(SerialStore):
             db.execute("PRAGMA synchronous=FULL")
             if not tables:
                 self._create(db)
-            return self._load(db)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.filename}: not a gridreg database: {e}") from e
 
@@ -177,15 +228,25 @@ class SQLiteStore(SerialStore):
 
     # -- using ----------------------------------------------------------
 
-    def _check_open(self) -> sqlite3.Connection:
+    def _check_open(self) -> None:
+        if not self._is_open:
+            raise StoreError(f"{self.filename}: not open")
+
+    def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             raise StoreError(f"{self.filename}: not open")
         return self._db
 
+    def _run(self, job: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run C{job} on the executor once the store is open."""
+        if not self._is_open:
+            return fail(StoreError(f"{self.filename}: not open"))
+        return self._executor.submit(job, *args)
+
     @contextmanager
     def _errors(self) -> Iterator[sqlite3.Connection]:
         """Yield the open connection, turning SQLite errors into L{StoreError}."""
-        db = self._check_open()
+        db = self._connection()
         try:
             yield db
         except sqlite3.Error as e:
@@ -204,34 +265,40 @@ class SQLiteStore(SerialStore):
                     db.rollback()
                 raise
 
-    def _persist(self, change: Change) -> None:
+    def _durable_serial(self) -> int:
+        return self._durable
+
+    def _persist_all(self, changes: list[Change]) -> None:
+        last = changes[-1].serial
         with self._transaction() as db:
-            for m in change.mutations:
-                if m.value is None:
-                    db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (m.kind, m.key))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
-                        (m.kind, m.key, encode_value(m)),
-                    )
-            db.execute(
+            # in change order: a key written then deleted in one batch ends deleted
+            for change in changes:
+                for m in change.mutations:
+                    if m.value is None:
+                        db.execute(
+                            "DELETE FROM records WHERE kind = ? AND key = ?", (m.kind, m.key)
+                        )
+                    else:
+                        db.execute(
+                            "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
+                            (m.kind, m.key, encode_value(m)),
+                        )
+            db.executemany(
                 "INSERT INTO changes (serial, body) VALUES (?, ?)",
-                (change.serial, change_to_json(change)),
+                [(change.serial, change_to_json(change)) for change in changes],
             )
-            db.execute(
-                "DELETE FROM changes WHERE serial <= ?", (change.serial - self.log_retention,)
-            )
-            db.execute("UPDATE meta SET serial = ?", (change.serial,))
-        self.serial = change.serial
+            db.execute("DELETE FROM changes WHERE serial <= ?", (last - self.log_retention,))
+            db.execute("UPDATE meta SET serial = ?", (last,))
+        self._durable = last
 
     def changes_since(self, serial: int) -> Deferred[list[Change] | None]:
-        return maybeDeferred(self._changes_since, serial)
+        return self._run(self._changes_since, serial)
 
     def _changes_since(self, serial: int) -> list[Change] | None:
         with self._errors() as db:
-            if serial < 0 or serial > self.serial:
+            if serial < 0 or serial > self._durable:
                 return None
-            if serial == self.serial:
+            if serial == self._durable:
                 return []
             (oldest,) = db.execute("SELECT min(serial) FROM changes").fetchone()
             if oldest is None or oldest > serial + 1:
@@ -242,7 +309,11 @@ class SQLiteStore(SerialStore):
         return [change_from_json(body) for (body,) in rows]
 
     def replace_all(self, state: StoreState) -> Deferred[None]:
-        return maybeDeferred(self._replace_all, state)
+        def replaced(_: None) -> None:
+            self.database_id = state.database_id
+            self._opened(state.serial)
+
+        return self._run(self._replace_all, state).addCallback(replaced)
 
     def _replace_all(self, state: StoreState) -> None:
         rows = encode_records(state.records)
@@ -253,18 +324,24 @@ class SQLiteStore(SerialStore):
                 "UPDATE meta SET database_id = ?, serial = ?", (state.database_id, state.serial)
             )
             db.executemany("INSERT INTO records (kind, key, value) VALUES (?, ?, ?)", rows)
-        self.database_id = state.database_id
-        self.serial = state.serial
+        self._durable = state.serial
 
     def snapshot(self) -> Deferred[StoreState]:
-        return maybeDeferred(self._snapshot)
+        return self._run(self._snapshot)
 
     def _snapshot(self) -> StoreState:
         with self._errors() as db:
             return self._load(db)
 
     def close(self) -> Deferred[None]:
+        """Close the file once the work queued before has run, then stop the executor."""
+        if not self._is_open:
+            return succeed(None)
+        self._is_open = False
+        d = self._executor.submit(self._close)
+        return d.addBoth(lambda result: self._executor.stop().addCallback(lambda _: result))
+
+    def _close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
-        return succeed(None)
