@@ -165,6 +165,10 @@ class LocateResult(LoadResult):
 
     wire: WireWindow = WireWindow(0, 0, 0, 0)
 
+    @classmethod
+    def of(cls, loaded: LoadResult, wire: WireWindow) -> LocateResult:
+        return cls(**{f.name: getattr(loaded, f.name) for f in attrs.fields(LoadResult)}, wire=wire)
+
     def per_reply(self, value: float) -> float | None:
         return value / self.count if self.count else None
 
@@ -246,9 +250,7 @@ async def measure(
             quiet_option(args),
             window,
         )
-        return LocateResult(
-            **{f.name: getattr(loaded, f.name) for f in attrs.fields(LoadResult)}, wire=wire[0]
-        )
+        return LocateResult.of(loaded, wire[0])
 
     result = await quietest(
         lambda: Deferred.fromCoroutine(attempt()),
