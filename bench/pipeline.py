@@ -190,7 +190,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 ".2f",
                 "x",
             )
-            + " (goal: req/s >= 4x)"
+            + " (goal: req/s >= 8x, issue 9)"
         )
     write_json(
         args.json,

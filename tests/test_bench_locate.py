@@ -1,0 +1,106 @@
+# -*- test-case-name: tests.test_bench_locate -*-
+"""
+C{bench/locate.py}'s own arithmetic: what it says the client pays per reply,
+which goals it says are met, and that C{--batch} really changes the
+registry's scheduling policy.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from bench._harness import LoadResult, ProcessWindow
+from bench.locate import LocateResult, WireWindow, batch_scheduling, goal_verdicts
+
+
+def result(
+    count: int, registry_cpu: float, client_cpus: list[float], p99_ms: float = 1.0
+) -> LocateResult:
+    window = 2.0
+    loaded = LoadResult(
+        count=count,
+        errors=0,
+        rate=count / window,
+        p50_ms=0.5,
+        p99_ms=p99_ms,
+        max_ms=2.0,
+        registry=ProcessWindow(registry_cpu, window),
+        clients=[ProcessWindow(cpu, window) for cpu in client_cpus],
+        machine=ProcessWindow(registry_cpu + sum(client_cpus), window),
+    )
+    return LocateResult.of(
+        loaded,
+        WireWindow(
+            registry_switches=count // 2,
+            client_switches=count // 4,
+            client_preemptions=count // 10,
+            segments=2 * count,
+        ),
+    )
+
+
+class PerReplyTests(SynchronousTestCase):
+    def test_client_costs_summed_over_processes(self) -> None:
+        """Two clients' CPU and wake-ups are shared out over all the replies."""
+        measured = result(1000, registry_cpu=0.01, client_cpus=[0.02, 0.03])
+        self.assertAlmostEqual(measured.client_cpu_us_per_reply, 50.0)
+        self.assertAlmostEqual(measured.cpu_us_per_request, 10.0)
+        self.assertEqual(measured.client_wakeups_per_reply, 0.25)
+        self.assertEqual(measured.client_preemptions_per_reply, 0.1)
+        self.assertEqual(measured.registry_wakeups_per_locate, 0.5)
+        self.assertEqual(measured.segments_per_locate, 2.0)
+        self.assertEqual(measured.as_json()["client_cpu_us_per_reply"], 50.0)
+
+    def test_nothing_per_reply_without_replies(self) -> None:
+        self.assertIsNone(result(0, 0.01, [0.02]).client_cpu_us_per_reply)
+
+
+class GoalTests(SynchronousTestCase):
+    def test_cpu_goal_checked_with_one_in_flight(self) -> None:
+        """Registry CPU per locate must be half IceGrid's at 1 x 1 too."""
+        results = {
+            "icegrid": {"1 x 1": result(1000, 0.030, [0.03])},
+            "gridreg": {"1 x 1": result(1000, 0.020, [0.03])},
+        }
+        [line] = goal_verdicts([(1, 1)], results)
+        self.assertIn("CPU 0.67x (<= 0.5x) MISSED", line)
+        self.assertIn("req/s 1.00x (>= 1.0x) met", line)
+
+    def test_two_clients_need_more_throughput(self) -> None:
+        results = {
+            "icegrid": {"16 x 2": result(1000, 0.040, [0.03, 0.03])},
+            "gridreg": {"16 x 2": result(1200, 0.010, [0.03, 0.03], p99_ms=2.0)},
+        }
+        [line] = goal_verdicts([(16, 2)], results)
+        self.assertIn("req/s 1.20x (>= 1.3x) MISSED", line)
+        self.assertIn("CPU 0.21x (<= 0.5x) met", line)
+        self.assertIn("p99 2.00 vs 1.00 ms MISSED", line)
+
+
+class BatchSchedulingTests(SynchronousTestCase):
+    def test_every_thread(self) -> None:
+        """A thread started before the call is moved to SCHED_BATCH too."""
+        release = threading.Event()
+        ready = threading.Event()
+        native: list[int] = []
+
+        def waiting() -> None:
+            native.append(threading.get_native_id())
+            ready.set()
+            release.wait()
+
+        thread = threading.Thread(target=waiting)
+        thread.start()
+        ready.wait()
+        try:
+            batch_scheduling(os.getpid())
+            self.assertEqual(os.sched_getscheduler(native[0]), os.SCHED_BATCH)
+            self.assertEqual(os.sched_getscheduler(0), os.SCHED_BATCH)
+        finally:
+            for task in os.listdir(f"/proc/{os.getpid()}/task"):
+                os.sched_setscheduler(int(task), os.SCHED_OTHER, os.sched_param(0))
+            release.set()
+            thread.join()
