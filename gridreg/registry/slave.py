@@ -29,6 +29,7 @@ from zope.interface import implementer
 from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
+    BeginSnapshot,
     ForwardAdapterRegistration,
     Hello,
     InstallSnapshot,
@@ -48,7 +49,7 @@ from gridreg.protocol.registry_file_commands import OpenRegistryFile, ReadRegist
 from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
 from gridreg.registry._slave_session_machine import build_slave_session
 from gridreg.registry.replica_status import ReplicaStatus
-from gridreg.registry.snapshots import snapshot_from_json
+from gridreg.registry.snapshot_stream import SnapshotLoad, in_thread
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
@@ -105,6 +106,8 @@ class SlaveProtocol(TransferResponder, amp.AMP):
         super().__init__()
         self.slave = slave
         self.transfers = TransferReceiver(MAX_REPLICATION_BYTES, max_transfers=4)
+        #: the snapshots streaming in on this connection, by transfer
+        self.snapshots: dict[str, SnapshotLoad] = {}
 
     @PushChanges.responder
     def push_changes(
@@ -116,12 +119,29 @@ class SlaveProtocol(TransferResponder, amp.AMP):
 
         return maybeDeferred(apply).addErrback(self.slave.failed)
 
+    @BeginSnapshot.responder
+    def begin_snapshot(
+        self, transfer: str, database_id: str, serial: int
+    ) -> Deferred[dict[str, Any]]:
+        def begin() -> Deferred[dict[str, Any]]:
+            return self.slave.begin_snapshot(self, transfer, database_id, serial)
+
+        return maybeDeferred(begin).addErrback(self.slave.failed)
+
     @InstallSnapshot.responder
     def install_snapshot(
-        self, transfer: str, database_id: str, serial: int
+        self, transfer: str, database_id: str, serial: int, size: int, sha256: str
     ) -> Deferred[dict[str, int]]:
         def install() -> Deferred[dict[str, int]]:
-            return self.slave.install_snapshot(self.transfers.take(transfer), database_id, serial)
+            load = self.snapshots.pop(transfer, None)
+            if load is None:
+                raise SyncError(f"no snapshot is streaming as `{transfer}'")
+            try:
+                self.transfers.end_stream(transfer, size, sha256)
+            except Exception:
+                load.abort("the stream was damaged").addErrback(lambda _: None)
+                raise
+            return self.slave.install_snapshot(load, database_id, serial)
 
         return maybeDeferred(install).addErrback(self.slave.failed)
 
@@ -157,6 +177,11 @@ class SlaveProtocol(TransferResponder, amp.AMP):
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         self.transfers.clear()
+        loads, self.snapshots = self.snapshots, {}
+        for load in loads.values():
+            load.abort("the master's connection was lost").addErrback(
+                lambda f: self.slave.log.failure("Could not abandon a snapshot", f)
+            )
         self.slave.master_lost(self)
 
 
@@ -198,6 +223,8 @@ class SlaveReplication(Service):
         self.trace = trace
         self.request_timeout = request_timeout
         self.check_master = check_master
+        #: where snapshots are decoded and bulk-loaded: a worker thread
+        self.run_in_thread = in_thread(reactor)
         #: the connection this slave registered on, until it is lost
         self._connection: Optional[SlaveProtocol] = None
         self._session = build_slave_session(reactor)
@@ -399,36 +426,44 @@ class SlaveReplication(Service):
 
         return self._lock.run(apply)
 
-    def install_snapshot(
-        self, data: bytes, database_id: str, serial: int
-    ) -> Deferred[dict[str, int]]:
-        """Replace this replica's database with a snapshot of the master's."""
-        try:
-            stored = snapshot_from_json(data)
-        except SyncError as e:
-            return fail(e)
-        if (stored.database_id, stored.serial) != (database_id, serial):
-            return fail(
-                SyncError(
-                    f"the snapshot holds database {stored.database_id} at serial "
-                    f"{stored.serial}, announced as {database_id} at {serial}"
-                )
+    def begin_snapshot(
+        self, protocol: SlaveProtocol, transfer: str, database_id: str, serial: int
+    ) -> Deferred[dict[str, Any]]:
+        """
+        Start installing a snapshot of the master's database that streams in
+        as C{transfer}: decoded and bulk-loaded in a worker thread, chunk by
+        chunk; kept once L{install_snapshot} ends it.
+        """
+        if protocol.snapshots:
+            raise SyncError("a snapshot is already streaming in on this connection")
+        load = SnapshotLoad(self.store, self.run_in_thread)
+        protocol.snapshots[transfer] = load
+        protocol.transfers.begin_stream(transfer, load.feed)
+        if self.trace.replica > 0:
+            self.log.info(
+                "[Replica] receiving a snapshot of database {database_id} from serial {serial}",
+                database_id=database_id,
+                serial=serial,
             )
+        return maybeDeferred(lambda: {})
+
+    def install_snapshot(
+        self, load: SnapshotLoad, database_id: str, serial: int
+    ) -> Deferred[dict[str, int]]:
+        """Commit a snapshot that has streamed in, then load it into memory, once."""
 
         def replace() -> Deferred[dict[str, int]]:
-            d = self.store.replace_all(stored)
-
-            def loaded(_: object) -> dict[str, int]:
-                self.state.load(stored.records)
+            def loaded(records: Any) -> dict[str, int]:
+                self.state.load(records)
                 if self.trace.replica > 0:
                     self.log.info(
                         "[Replica] loaded a snapshot of database {database_id} at serial {serial}",
-                        database_id=stored.database_id,
-                        serial=stored.serial,
+                        database_id=database_id,
+                        serial=serial,
                     )
-                return {"serial": stored.serial}
+                return {"serial": self.store.serial}
 
-            return d.addCallback(loaded)
+            return load.finish(database_id, serial).addCallback(loaded)
 
         return self._lock.run(replace)
 
