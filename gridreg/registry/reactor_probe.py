@@ -21,7 +21,7 @@ REPORT_EVERY = 1.0
 
 
 class ReactorProbe:
-    """Ticks every C{period} seconds; logs the longest delay of each second that had one."""
+    """Ticks every C{period} seconds; logs the longest delay of each second."""
 
     log = Logger()
 
@@ -52,11 +52,10 @@ class ReactorProbe:
         self.longest = max(self.longest, now - self._due)
         self._schedule()
         if now - self._reported >= REPORT_EVERY:
-            if self.longest > self.period:
-                self.log.info(
-                    "[Debug] reactor probe: longest delay {delay_ms:.1f} ms",
-                    delay_ms=self.longest * 1000.0,
-                )
+            self.log.info(
+                "[Debug] reactor probe: longest delay {delay_ms:.1f} ms",
+                delay_ms=self.longest * 1000.0,
+            )
             self.longest = 0.0
             self._reported = now
 
