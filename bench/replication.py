@@ -278,8 +278,11 @@ def report_lag(
 PROBE_MS = 5
 
 
-def reactor_delays(lines: list[str], start: float, end: float) -> list[float]:
-    """The longest-delay reports (ms) a gridreg logged between two wall-clock times."""
+def reactor_delays(lines: list[str], start: float, end: float) -> list[tuple[float, float]]:
+    """
+    The longest-delay reports a gridreg logged between two wall-clock times:
+    (delay, CPU the reactor thread used over it), in ms.
+    """
     delays = []
     for line in lines:
         if "reactor probe" not in line:
@@ -290,7 +293,7 @@ def reactor_delays(lines: list[str], start: float, end: float) -> list[float]:
             continue
         # a report covers the second before it
         if start <= event.get("log_time", 0) and event["log_time"] - 1.0 <= end:
-            delays.append(float(event["delay_ms"]))
+            delays.append((float(event["delay_ms"]), float(event.get("thread_ms", 0.0))))
     return delays
 
 
@@ -313,8 +316,9 @@ async def fresh_slave(reactor: Any, grid: Grid, name: str, count: int) -> dict[s
         lines = grid.running[MASTER].process.lines
         during = reactor_delays(lines, launch_wall, found_wall)
         before = reactor_delays(lines, launch_wall - 5.0, launch_wall - 1.0)
-        result["master_stall_ms"] = max(during, default=0.0)
-        result["master_stall_before_ms"] = max(before, default=0.0)
+        worst = max(during, default=(0.0, 0.0))
+        result["master_stall_ms"], result["master_stall_cpu_ms"] = worst
+        result["master_stall_before_ms"] = max(before, default=(0.0, 0.0))[0]
     await grid.stop(name)
     grid.wipe(name)
     return result
@@ -380,8 +384,10 @@ async def measure_sync(
                 await quiet(reactor, args)
                 run_result = await fresh_slave(reactor, grid, next(fresh), count)
                 stall = (
-                    f"; master's longest reactor delay {run_result['master_stall_ms']:.1f} ms "
-                    f"({run_result['master_stall_before_ms']:.1f} ms in the seconds before)"
+                    f"; master's longest reactor delay {run_result['master_stall_ms']:.1f} ms, "
+                    f"its reactor thread computing {run_result['master_stall_cpu_ms']:.1f} ms "
+                    f"of it ({run_result['master_stall_before_ms']:.1f} ms in the seconds "
+                    "before)"
                     if "master_stall_ms" in run_result
                     else ""
                 )

@@ -24,6 +24,7 @@ class ReactorProbeTests(SynchronousTestCase):
         delays = [e["delay_ms"] for e in events if "delay_ms" in e]
         self.assertAlmostEqual(delays[0], 25.0, places=3)
         self.assertAlmostEqual(delays[1], 0.0, places=3)
+        self.assertIn("thread_ms", events[0])
         probe.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
 

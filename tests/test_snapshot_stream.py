@@ -67,6 +67,9 @@ class SnapshotStreamTests(SynchronousTestCase):
     def test_the_slave_gets_the_masters_database(self) -> None:
         master, slave = self.sqlite(), self.sqlite()
         self.fill(master, 300)
+        odd = Identity('q"uote', "caf\u00e9")
+        for type_id in ('::A"B', "::\u00c9t\u00e9", '","type":"'):
+            self.result(master.commit([object_mutation(odd, ObjectInfo(Proxy(odd), type_id))]))
         pieces = self.stream(master)
         records = self.result(self.install(slave, pieces, master.database_id, master.serial))
         self.assertEqual((slave.database_id, slave.serial), (master.database_id, master.serial))
@@ -75,7 +78,8 @@ class SnapshotStreamTests(SynchronousTestCase):
         self.assertEqual(self.result(slave.snapshot()).records, expected)
         state = RegistryState()
         state.load(records)
-        self.assertEqual(len(state.objects), 300)
+        self.assertEqual(len(state.objects), 301)
+        self.assertEqual(state.objects[odd].type, '","type":"')
 
     def test_writes_while_the_pages_are_read_end_up_on_the_slave(self) -> None:
         """Puts and deletes committed between pages come after them, in order."""

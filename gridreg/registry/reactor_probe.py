@@ -7,10 +7,15 @@ than due the probe's timer ran, so it is the longest the reactor was busy
 with something else (a callback, a thread holding the interpreter). Each
 tick schedules the next one, rather than a C{LoopingCall}, whose fixed
 grid of times would hide part of a delay longer than its period.
+
+Next to the longest delay, the CPU time the reactor's thread and the whole
+process used over that interval: a delay the process did not spend
+computing was the machine's (another program had the cores).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -32,6 +37,9 @@ class ReactorProbe:
         self.longest = 0.0
         self._due = 0.0
         self._reported = 0.0
+        self._cpu = (0.0, 0.0)
+        #: CPU seconds (this thread, the process) over the interval of the longest delay
+        self.longest_cpu = (0.0, 0.0)
         self._call: Optional[IDelayedCall] = None
 
     def start(self) -> None:
@@ -45,18 +53,27 @@ class ReactorProbe:
 
     def _schedule(self) -> None:
         self._due = self.clock.seconds() + self.period
+        self._cpu = (time.thread_time(), time.process_time())
         self._call = self.clock.callLater(self.period, self._tick)
 
     def _tick(self) -> None:
         now = self.clock.seconds()
-        self.longest = max(self.longest, now - self._due)
+        delay = now - self._due
+        if delay >= self.longest:
+            thread, process = self._cpu
+            self.longest = delay
+            self.longest_cpu = (time.thread_time() - thread, time.process_time() - process)
         self._schedule()
         if now - self._reported >= REPORT_EVERY:
             self.log.info(
-                "[Debug] reactor probe: longest delay {delay_ms:.1f} ms",
+                "[Debug] reactor probe: longest delay {delay_ms:.1f} ms (CPU meanwhile: "
+                "reactor thread {thread_ms:.1f} ms, process {process_ms:.1f} ms)",
                 delay_ms=self.longest * 1000.0,
+                thread_ms=self.longest_cpu[0] * 1000.0,
+                process_ms=self.longest_cpu[1] * 1000.0,
             )
             self.longest = 0.0
+            self.longest_cpu = (0.0, 0.0)
             self._reported = now
 
 

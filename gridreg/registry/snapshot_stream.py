@@ -151,12 +151,16 @@ class SnapshotLoad:
             if value is None:
                 records[kind].pop(key, None)
                 continue
-            try:
-                decoded = json.loads(value)
-            except ValueError as e:
-                raise SnapshotFormatError(f"corrupt snapshot: {kind} {key!r}: {e}") from None
-            if not isinstance(decoded, dict):
-                raise SnapshotFormatError(f"corrupt snapshot: {kind} {key!r} is not an object")
+            decoded = _object_value(value) if kind == "object" else None
+            if decoded is None:
+                try:
+                    decoded = json.loads(value)
+                except ValueError as e:
+                    raise SnapshotFormatError(f"corrupt snapshot: {kind} {key!r}: {e}") from None
+                if not isinstance(decoded, dict):
+                    raise SnapshotFormatError(
+                        f"corrupt snapshot: {kind} {key!r} is not an object"
+                    )
             records[kind][key] = decoded
         self._bulk.add(rows)
 
@@ -195,6 +199,24 @@ class SnapshotLoad:
         self._records = empty_records()
         self._lock.run(self.run, self._bulk.abort).addErrback(lambda _: None)
         return _as_sync_error(failure)
+
+
+_PROXY = '{"proxy":"'
+_TYPE = '","type":"'
+
+
+def _object_value(text: str) -> Optional[dict[str, str]]:
+    """
+    A well-known object's value as the store writes it, C{{"proxy":"...",
+    "type":"..."}}, split without the JSON decoder (most of the records of a
+    large grid, and the decoder was half of their cost); None for anything
+    else, which the decoder then reads.
+    """
+    if text.startswith(_PROXY) and text.endswith('"}') and "\\" not in text:
+        proxy, separator, type_id = text[len(_PROXY) : -2].partition(_TYPE)
+        if separator and '"' not in proxy and '"' not in type_id:
+            return {"proxy": proxy, "type": type_id}
+    return None
 
 
 def _as_sync_error(failure: Any) -> Any:
