@@ -25,6 +25,7 @@ class ReactorProbeTests(SynchronousTestCase):
         self.assertAlmostEqual(delays[0], 25.0, places=3)
         self.assertAlmostEqual(delays[1], 0.0, places=3)
         self.assertIn("thread_ms", events[0])
+        self.assertIn("process_ms", events[0])
         probe.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
 

@@ -8,9 +8,11 @@ with something else (a callback, a thread holding the interpreter). Each
 tick schedules the next one, rather than a C{LoopingCall}, whose fixed
 grid of times would hide part of a delay longer than its period.
 
-Next to the longest delay, the CPU time the reactor's thread and the whole
-process used over that interval: a delay the process did not spend
-computing was the machine's (another program had the cores).
+Next to the longest delay, the most CPU time the reactor's thread, and
+the whole process, used between two ticks: on a busy machine a delay the
+process did not spend computing was the machine's (another program had
+the cores), so these two bound what gridreg itself held the reactor up by
+(the process's figure includes worker threads holding the interpreter).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class ReactorProbe:
         self._due = 0.0
         self._reported = 0.0
         self._cpu = (0.0, 0.0)
-        #: CPU seconds (this thread, the process) over the interval of the longest delay
-        self.longest_cpu = (0.0, 0.0)
+        #: the most CPU seconds (this thread, the process) between two ticks
+        self.busiest = (0.0, 0.0)
         self._call: Optional[IDelayedCall] = None
 
     def start(self) -> None:
@@ -58,22 +60,23 @@ class ReactorProbe:
 
     def _tick(self) -> None:
         now = self.clock.seconds()
-        delay = now - self._due
-        if delay >= self.longest:
-            thread, process = self._cpu
-            self.longest = delay
-            self.longest_cpu = (time.thread_time() - thread, time.process_time() - process)
+        self.longest = max(self.longest, now - self._due)
+        thread, process = self._cpu
+        self.busiest = (
+            max(self.busiest[0], time.thread_time() - thread),
+            max(self.busiest[1], time.process_time() - process),
+        )
         self._schedule()
         if now - self._reported >= REPORT_EVERY:
             self.log.info(
-                "[Debug] reactor probe: longest delay {delay_ms:.1f} ms (CPU meanwhile: "
-                "reactor thread {thread_ms:.1f} ms, process {process_ms:.1f} ms)",
+                "[Debug] reactor probe: longest delay {delay_ms:.1f} ms; most CPU between "
+                "two ticks: reactor thread {thread_ms:.1f} ms, process {process_ms:.1f} ms",
                 delay_ms=self.longest * 1000.0,
-                thread_ms=self.longest_cpu[0] * 1000.0,
-                process_ms=self.longest_cpu[1] * 1000.0,
+                thread_ms=self.busiest[0] * 1000.0,
+                process_ms=self.busiest[1] * 1000.0,
             )
             self.longest = 0.0
-            self.longest_cpu = (0.0, 0.0)
+            self.busiest = (0.0, 0.0)
             self._reported = now
 
 
