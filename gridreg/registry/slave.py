@@ -42,6 +42,7 @@ from gridreg.protocol.errors import (
     DivergedError,
     DuplicateReplicaError,
     SyncError,
+    TransferError,
     failure_reason,
 )
 from gridreg.log_files import open_at, read_at, stdio_path
@@ -108,6 +109,7 @@ class SlaveProtocol(TransferResponder, amp.AMP):
         self.transfers = TransferReceiver(MAX_REPLICATION_BYTES, max_transfers=4)
         #: the snapshots streaming in on this connection, by transfer
         self.snapshots: dict[str, SnapshotLoad] = {}
+        self.lost = False
 
     @PushChanges.responder
     def push_changes(
@@ -139,7 +141,7 @@ class SlaveProtocol(TransferResponder, amp.AMP):
             try:
                 self.transfers.end_stream(transfer, size, sha256)
             except Exception:
-                load.abort("the stream was damaged").addErrback(lambda _: None)
+                self.slave.abandon_snapshot(load, "the stream was damaged")
                 raise
             return self.slave.install_snapshot(load, database_id, serial)
 
@@ -176,12 +178,11 @@ class SlaveProtocol(TransferResponder, amp.AMP):
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
+        self.lost = True
         self.transfers.clear()
         loads, self.snapshots = self.snapshots, {}
         for load in loads.values():
-            load.abort("the master's connection was lost").addErrback(
-                lambda f: self.slave.log.failure("Could not abandon a snapshot", f)
-            )
+            self.slave.abandon_snapshot(load, "the master's connection was lost")
         self.slave.master_lost(self)
 
 
@@ -225,6 +226,8 @@ class SlaveReplication(Service):
         self.check_master = check_master
         #: where snapshots are decoded and bulk-loaded: a worker thread
         self.run_in_thread = in_thread(reactor)
+        #: how each snapshot streaming in gives back the write lock, once
+        self._releases: dict[SnapshotLoad, Callable[[], None]] = {}
         #: the connection this slave registered on, until it is lost
         self._connection: Optional[SlaveProtocol] = None
         self._session = build_slave_session(reactor)
@@ -432,40 +435,75 @@ class SlaveReplication(Service):
         """
         Start installing a snapshot of the master's database that streams in
         as C{transfer}: decoded and bulk-loaded in a worker thread, chunk by
-        chunk; kept once L{install_snapshot} ends it.
+        chunk; kept once L{install_snapshot} ends it. This replica's write
+        lock is held from here until it is installed or abandoned, so
+        nothing else touches the store meanwhile (an abandoned snapshot's
+        rollback included).
         """
         if protocol.snapshots:
             raise SyncError("a snapshot is already streaming in on this connection")
-        load = SnapshotLoad(self.store, self.run_in_thread)
-        protocol.snapshots[transfer] = load
-        protocol.transfers.begin_stream(transfer, load.feed)
-        if self.trace.replica > 0:
-            self.log.info(
-                "[Replica] receiving a snapshot of database {database_id} from serial {serial}",
-                database_id=database_id,
-                serial=serial,
+
+        def start(_: object) -> dict[str, Any]:
+            if protocol.lost:
+                self._lock.release()
+                raise SyncError("the master's connection was lost")
+            load = SnapshotLoad(self.store, self.run_in_thread)
+            released: list[bool] = []
+
+            def release() -> None:
+                if not released:
+                    released.append(True)
+                    self._lock.release()
+
+            self._releases[load] = release
+            protocol.snapshots[transfer] = load
+            protocol.transfers.begin_stream(
+                transfer, lambda data: load.feed(data).addErrback(self._chunk_failed)
             )
-        return maybeDeferred(lambda: {})
+            if self.trace.replica > 0:
+                self.log.info(
+                    "[Replica] receiving a snapshot of database {database_id} from serial "
+                    "{serial}",
+                    database_id=database_id,
+                    serial=serial,
+                )
+            return {}
+
+        return self._lock.acquire().addCallback(start)
+
+    def _chunk_failed(self, failure: Failure) -> None:
+        """A chunk of a snapshot could not be installed: say why, refuse it (declared)."""
+        raise TransferError(self.failed(failure).getErrorMessage())
+
+    def _released(self, load: SnapshotLoad) -> Callable[[Any], Any]:
+        def release(result: Any) -> Any:
+            self._releases.pop(load, lambda: None)()
+            return result
+
+        return release
+
+    def abandon_snapshot(self, load: SnapshotLoad, why: str) -> None:
+        """Roll a snapshot back (nothing of it is kept), then let writes go on."""
+        d = load.abort(why).addBoth(self._released(load))
+        d.addErrback(lambda f: self.log.failure("Could not abandon a snapshot", f))
 
     def install_snapshot(
         self, load: SnapshotLoad, database_id: str, serial: int
     ) -> Deferred[dict[str, int]]:
         """Commit a snapshot that has streamed in, then load it into memory, once."""
 
-        def replace() -> Deferred[dict[str, int]]:
-            def loaded(records: Any) -> dict[str, int]:
-                self.state.load(records)
-                if self.trace.replica > 0:
-                    self.log.info(
-                        "[Replica] loaded a snapshot of database {database_id} at serial {serial}",
-                        database_id=database_id,
-                        serial=serial,
-                    )
-                return {"serial": self.store.serial}
+        def loaded(records: Any) -> dict[str, int]:
+            self.state.load(records)
+            if self.trace.replica > 0:
+                self.log.info(
+                    "[Replica] loaded a snapshot of database {database_id} at serial {serial}",
+                    database_id=database_id,
+                    serial=serial,
+                )
+            return {"serial": self.store.serial}
 
-            return load.finish(database_id, serial).addCallback(loaded)
-
-        return self._lock.run(replace)
+        d = load.finish(database_id, serial).addCallback(loaded)
+        return d.addBoth(self._released(load))
 
     # -- forwarding ----------------------------------------------------------------
 
