@@ -278,9 +278,7 @@ def report_lag(
 PROBE_MS = 5
 
 
-def reactor_delays(
-    lines: list[str], start: float, end: float
-) -> list[tuple[float, float, float]]:
+def reactor_delays(lines: list[str], start: float, end: float) -> list[tuple[float, float, float]]:
     """
     The reactor probe's reports a gridreg logged between two wall-clock
     times, in ms: the longest delay, and the most CPU its reactor thread and

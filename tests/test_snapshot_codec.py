@@ -57,7 +57,11 @@ class RoundTripTests(SynchronousTestCase):
 
     def test_many_alike_records_are_compact(self) -> None:
         rows = [
-            ("object", json.dumps(["sync", f"obj{i}"]), json.dumps({"proxy": "A" * 60, "type": "::T"}))
+            (
+                "object",
+                json.dumps(["sync", f"obj{i}"]),
+                json.dumps({"proxy": "A" * 60, "type": "::T"}),
+            )
             for i in range(2000)
         ]
         data = encode([rows[i : i + 500] for i in range(0, 2000, 500)])

@@ -7,7 +7,7 @@ internal connection starts with L{Hello}. Then, by role:
 
   - replica sessions (slave to master): L{RegisterReplica}, after which the
     master pushes L{PushChanges} (the missed and then every new change) or a
-    snapshot (L{InstallSnapshot}), and
+    streamed snapshot (L{BeginSnapshot}, chunks, L{InstallSnapshot}), and
     L{ReplicaSetChanged} whenever a replica joins or leaves; a slave forwards
     registrations that reach it with L{ForwardAdapterRegistration};
   - any replica to any other, over a connection of its own (role

@@ -462,8 +462,7 @@ class SlaveReplication(Service):
             )
             if self.trace.replica > 0:
                 self.log.info(
-                    "[Replica] receiving a snapshot of database {database_id} from serial "
-                    "{serial}",
+                    "[Replica] receiving a snapshot of database {database_id} from serial {serial}",
                     database_id=database_id,
                     serial=serial,
                 )

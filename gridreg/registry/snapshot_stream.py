@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Optional, TypeVar
 
-from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 
 from gridreg.protocol.errors import SyncError
 from gridreg.store.records import KINDS, Records, empty_records, encode_value
@@ -107,7 +108,7 @@ class SnapshotProducer:
         return self._encoder.block(rows) + self._encoder.trailer(serial)
 
     def _ended(self) -> Deferred[Optional[bytes]]:
-        return maybeDeferred(lambda: None)
+        return succeed(None)
 
 
 class SnapshotLoad:
@@ -117,6 +118,8 @@ class SnapshotLoad:
     for the in-memory state, L{abort} leaves the store as it was.
     """
 
+    log = Logger()
+
     def __init__(self, store: Any, run: Run) -> None:
         self.run = run
         self._bulk = store.bulk_load()
@@ -124,7 +127,8 @@ class SnapshotLoad:
         self._records: Records = empty_records()
         self._lock = DeferredLock()
         self._failed: Optional[BaseException] = None
-        self._begun = self._serially(self._bulk.begin)
+        # a failure here is kept in _failed, and the next chunk reports it
+        self._serially(self._bulk.begin).addErrback(lambda _: None)
 
     def _serially(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
         def guarded(*a: Any) -> T:
@@ -158,9 +162,7 @@ class SnapshotLoad:
                 except ValueError as e:
                     raise SnapshotFormatError(f"corrupt snapshot: {kind} {key!r}: {e}") from None
                 if not isinstance(decoded, dict):
-                    raise SnapshotFormatError(
-                        f"corrupt snapshot: {kind} {key!r} is not an object"
-                    )
+                    raise SnapshotFormatError(f"corrupt snapshot: {kind} {key!r} is not an object")
             records[kind][key] = decoded
         self._bulk.add(rows)
 
@@ -197,7 +199,9 @@ class SnapshotLoad:
 
     def _abandon(self, failure: Any) -> Any:
         self._records = empty_records()
-        self._lock.run(self.run, self._bulk.abort).addErrback(lambda _: None)
+        self._lock.run(self.run, self._bulk.abort).addErrback(
+            lambda f: self.log.failure("Could not roll back a snapshot", f)
+        )
         return _as_sync_error(failure)
 
 

@@ -96,8 +96,11 @@ class SnapshotEncoder:
 
     def header(self) -> bytes:
         ident = self.database_id.encode("utf-8")
-        return MAGIC + struct.pack("<HH", VERSION, len(ident)) + ident + struct.pack(
-            "<Q", self.base_serial
+        return (
+            MAGIC
+            + struct.pack("<HH", VERSION, len(ident))
+            + ident
+            + struct.pack("<Q", self.base_serial)
         )
 
     def block(self, rows: Iterable[Row]) -> bytes:
