@@ -112,6 +112,23 @@ class IRegistryStore(Interface):
         @return: a Deferred firing with a copy of the whole current state.
         """
 
+    def snapshot_rows(
+        after: tuple[str, str] | None, limit: int
+    ) -> Deferred[list[tuple[str, str, str]]]:
+        """
+        Up to C{limit} records after C{(kind, key)} C{after} (from the first
+        with None), in (kind, key) order, as C{(kind, key, JSON text)}: a
+        snapshot read a page at a time, between commits.
+        """
+
+    def bulk_load() -> object:
+        """
+        A replacement of the whole database, filled from a worker thread
+        (C{begin}, C{add(rows)}, then C{commit(database_id, serial)} or
+        C{abort()}), then C{installed()} on the store's thread: see
+        L{gridreg.store.sqlite.SQLiteBulkLoad}.
+        """
+
     def close() -> Deferred[None]:
         """
         Release the database.  Closing a closed store does nothing.
