@@ -110,6 +110,8 @@ class Grid:
             for name in self.names
         }
         self.running: dict[str, RunningRegistry] = {}
+        #: more properties for some replicas, by name (gridreg's debug switches)
+        self.extra: dict[str, dict[str, str]] = {}
         self.certs = root / "certs"
         root.mkdir(parents=True, exist_ok=True)
         if kind == "gridreg":
@@ -151,6 +153,7 @@ class Grid:
             return props
         return dict(
             common,
+            **self.extra.get(name, {}),
             **{
                 "IceGrid.Registry.ReplicaName": name,
                 "Ice.Default.Locator": self.locator(),

@@ -16,7 +16,11 @@ replicas over mutual TLS):
     gridreg: written into the master's SQLite store before it starts) and a
     fresh slave: from launching the slave to its first answer for the last
     object (probed every 2 ms from this process), and to its client
-    endpoint's first validated connection (process start-up alone).
+    endpoint's first validated connection (process start-up alone); the
+    peak RSS (VmHWM) of master and slave once the slave answers; for
+    gridreg, the master's longest reactor delay while it served the
+    snapshot (C{GridReg.Debug.ReactorProbe}, a 5 ms timer that logs how
+    late it ran each second), next to the longest in the seconds before.
   - throughput: a master and two slaves; K admin writes with 1 and 16 in
     flight; writes/s and the CPU the master and slaves spent per write.
 
@@ -38,6 +42,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.logger import eventFromJSON
 
 from bench._grid import (
     MASTER,
@@ -54,6 +59,7 @@ from bench._grid import (
     wait_synced,
 )
 from bench._profile import start_recording, summary
+from bench._system import memory_kib
 from bench._harness import (
     common_arguments,
     cpu_seconds,
@@ -269,17 +275,55 @@ def report_lag(
 # -- sync ----------------------------------------------------------------------------
 
 
-async def fresh_slave(reactor: Any, grid: Grid, name: str, count: int) -> dict[str, float]:
+#: GridReg.Debug.ReactorProbe of a gridreg master in the sync part (ms)
+PROBE_MS = 5
+
+
+def reactor_delays(lines: list[str], start: float, end: float) -> list[tuple[float, float, float]]:
+    """
+    The reactor probe's reports a gridreg logged between two wall-clock
+    times, in ms: the longest delay, and the most CPU its reactor thread and
+    its process used between two ticks (what gridreg itself held it up by).
+    """
+    delays = []
+    for line in lines:
+        if "reactor probe" not in line:
+            continue
+        try:
+            event = eventFromJSON(line.lstrip("\x1e"))
+        except ValueError:
+            continue
+        # a report covers the second before it
+        if start <= event.get("log_time", 0) and event["log_time"] - 1.0 <= end:
+            delays.append(
+                (float(event["delay_ms"]), float(event["thread_ms"]), float(event["process_ms"]))
+            )
+    return delays
+
+
+async def fresh_slave(reactor: Any, grid: Grid, name: str, count: int) -> dict[str, Any]:
     """Start a slave on an empty database; time its start-up and its sync."""
     grid.wipe(name)
     target = parse_identity(object_name(SYNC_CATEGORY, SYNC_PREFIX, count - 1))
     launch = time.monotonic()
+    launch_wall = time.time()
     starting = Deferred.fromCoroutine(grid.start(name))  # spawned now, not when awaited
     try:
         probe = await probe_object(reactor, grid.client_port(name), target, timeout=300)
     finally:
         await starting
-    result = {"up_s": probe.connected - launch, "ready_s": probe.found - launch}
+    found_wall = time.time() - (time.monotonic() - probe.found)
+    result: dict[str, Any] = {"up_s": probe.connected - launch, "ready_s": probe.found - launch}
+    result["master_hwm_kib"] = memory_kib(grid.pid(MASTER))["VmHWM"]
+    result["slave_hwm_kib"] = memory_kib(grid.pid(name))["VmHWM"]
+    if grid.kind == "gridreg":
+        lines = grid.running[MASTER].process.lines
+        during = reactor_delays(lines, launch_wall, found_wall)
+        before = reactor_delays(lines, launch_wall - 5.0, launch_wall - 1.0)
+        result["master_stall_ms"] = max((d[0] for d in during), default=0.0)
+        result["master_busy_thread_ms"] = max((d[1] for d in during), default=0.0)
+        result["master_busy_process_ms"] = max((d[2] for d in during), default=0.0)
+        result["master_stall_before_ms"] = max((d[0] for d in before), default=0.0)
     await grid.stop(name)
     grid.wipe(name)
     return result
@@ -291,6 +335,7 @@ async def measure_sync(
     sizes = sorted(int(s) for s in args.sync_sizes.split(","))
     names = [f"Replica{i + 1}" for i in range(len(sizes) * args.sync_repeats)]
     grid = Grid(reactor, kind, root / f"{kind}-sync", [MASTER, *names])
+    grid.extra[MASTER] = {"GridReg.Debug.ReactorProbe": str(PROBE_MS)}
     results: dict[str, Any] = {}
     fresh = iter(names)
     writer: Writer | None = None
@@ -343,16 +388,37 @@ async def measure_sync(
             for _ in range(args.sync_repeats):
                 await quiet(reactor, args)
                 run_result = await fresh_slave(reactor, grid, next(fresh), count)
+                stall = (
+                    f"; master's longest reactor delay {run_result['master_stall_ms']:.1f} ms "
+                    f"({run_result['master_stall_before_ms']:.1f} ms in the seconds before), "
+                    f"held up by itself at most {run_result['master_busy_thread_ms']:.1f} ms "
+                    f"(reactor thread) / {run_result['master_busy_process_ms']:.1f} ms "
+                    "(process)"
+                    if "master_stall_ms" in run_result
+                    else ""
+                )
                 out(
                     f"  {kind}: fresh slave, {count} objects: up after "
                     f"{run_result['up_s'] * 1000:.0f} ms, answers for the last object after "
-                    f"{run_result['ready_s'] * 1000:.0f} ms"
+                    f"{run_result['ready_s'] * 1000:.0f} ms; peak RSS master "
+                    f"{run_result['master_hwm_kib'] / 1024:.0f} MiB, slave "
+                    f"{run_result['slave_hwm_kib'] / 1024:.0f} MiB{stall}"
                 )
                 runs.append(run_result)
             results[str(count)] = {
                 "up_median_s": statistics.median(r["up_s"] for r in runs),
                 "ready_median_s": statistics.median(r["ready_s"] for r in runs),
                 "ready_max_s": max(r["ready_s"] for r in runs),
+                **{
+                    key: max((r[key] for r in runs if key in r), default=None)
+                    for key in (
+                        "master_stall_ms",
+                        "master_busy_thread_ms",
+                        "master_busy_process_ms",
+                    )
+                },
+                "master_hwm_mib": max(r["master_hwm_kib"] for r in runs) / 1024,
+                "slave_hwm_mib": statistics.median(r["slave_hwm_kib"] for r in runs) / 1024,
                 "runs": runs,
             }
     finally:
@@ -377,16 +443,22 @@ def report_sync(
             ("up", "up_median_s"),
             ("ready", "ready_median_s"),
             ("ready max", "ready_max_s"),
+            ("master peak RSS MiB", "master_hwm_mib"),
+            ("slave peak RSS MiB", "slave_hwm_mib"),
+            ("master reactor delay max", "master_stall_ms"),
+            ("master reactor held by itself max", "master_busy_process_ms"),
         ):
             values: dict[str, Any] = {}
             for k in kinds:
                 entry = results[k].get(size, {})
+                scale = 1000.0 if key.endswith("_s") else 1.0
                 values[k] = (
                     entry["skipped"]
                     if "skipped" in entry
-                    else (entry[key] * 1000.0 if key in entry else None)
+                    else (entry[key] * scale if entry.get(key) is not None else None)
                 )
-            rows.append((f"{int(size):>7} objects: {metric} ms", values, ".0f"))
+            unit = "" if "RSS" in metric else " ms"
+            rows.append((f"{int(size):>7} objects: {metric}{unit}", values, ".0f"))
     out(side_by_side(kinds, rows))
     out(
         "('up': the slave's client endpoint first validated an Ice connection; IceGrid opens "

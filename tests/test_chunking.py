@@ -21,6 +21,7 @@ from gridreg.protocol.chunking import (
     TransferReceiver,
     TransferResponder,
     send_blob,
+    send_stream,
 )
 from gridreg.protocol.errors import TransferError
 
@@ -180,3 +181,86 @@ class SendBlobTests(SynchronousTestCase):
         pump.flush()
         self.successResultOf(d)
         self.assertEqual(server.transfers.take("t"), b"")
+
+
+class StreamTests(SynchronousTestCase):
+    """Streams: chunks go to a consumer as they arrive, acknowledged once it took them."""
+
+    def connect(self) -> tuple[amp.AMP, _Receiving, Any]:
+        return connectedServerAndClient(lambda: _Receiving(10), amp.AMP, clock=Clock())
+
+    def producer(self, pieces: list[bytes]) -> Any:
+        queue = list(pieces)
+        asked: list[int] = []
+
+        def produce() -> Deferred[Any]:
+            asked.append(1)
+            return succeed(queue.pop(0) if queue else None)
+
+        produce.asked = asked  # type: ignore[attr-defined]
+        return produce
+
+    def test_a_stream_larger_than_the_receivers_bound_crosses_amp(self) -> None:
+        """Nothing is held by the channel: the consumer gets each chunk, in order."""
+        client, server, pump = self.connect()
+        taken: list[bytes] = []
+        server.transfers.begin_stream("s", lambda data: succeed(taken.append(data)))
+        pieces = [bytes([i]) * 25_000 for i in range(9)]  # joined into chunks of CHUNK_SIZE
+        d = send_stream(client.callRemote, "s", self.producer(pieces))
+        pump.flush()
+        size, sha256 = self.successResultOf(d)
+        whole = b"".join(pieces)
+        self.assertEqual((size, sha256), (len(whole), digest(whole)))
+        self.assertEqual(b"".join(taken), whole)
+        self.assertTrue(all(len(t) <= CHUNK_SIZE for t in taken))
+        server.transfers.end_stream("s", size, sha256)
+
+    def test_the_consumer_paces_the_sender(self) -> None:
+        """Unacknowledged chunks stay within the window; the producer is asked only for room."""
+        client, server, pump = self.connect()
+        pending: list[Deferred[None]] = []
+
+        def consume(data: bytes) -> Deferred[None]:
+            pending.append(Deferred())
+            return pending[-1]
+
+        server.transfers.begin_stream("s", consume)
+        produce = self.producer([b"x" * CHUNK_SIZE] * 20)
+        d = send_stream(client.callRemote, "s", produce, window=3)
+        pump.flush()
+        self.assertEqual(len(pending), 3)
+        self.assertLessEqual(len(produce.asked), 4)
+        while not d.called:
+            waiting = [p for p in pending if not p.called]
+            self.assertLessEqual(len(waiting), 3)
+            waiting[0].callback(None)
+            pump.flush()
+        self.assertEqual(self.successResultOf(d)[0], 20 * CHUNK_SIZE)
+
+    def test_a_stream_not_as_sent_is_refused_at_its_end(self) -> None:
+        receiver = TransferReceiver(max_bytes=10)
+        receiver.begin_stream("s", lambda data: succeed(None))
+        receiver.chunk("s", 0, b"abc")
+        with self.assertRaises(TransferError) as caught:
+            receiver.end_stream("s", 3, digest(b"abd"))
+        self.assertIn("SHA-256", str(caught.exception))
+        receiver.begin_stream("t", lambda data: succeed(None))
+        receiver.chunk("t", 0, b"abc")
+        with self.assertRaises(TransferError) as caught:
+            receiver.end_stream("t", 4, digest(b"abcd"))
+        self.assertIn("incomplete", str(caught.exception))
+
+    def test_a_stream_chunk_out_of_order_abandons_it(self) -> None:
+        receiver = TransferReceiver(max_bytes=10)
+        receiver.begin_stream("s", lambda data: succeed(None))
+        with self.assertRaises(TransferError):
+            receiver.chunk("s", 1, b"abc")
+        with self.assertRaises(TransferError):
+            receiver.end_stream("s", 0, digest(b""))
+
+    def test_a_failed_consumer_fails_the_send(self) -> None:
+        client, server, pump = self.connect()
+        server.transfers.begin_stream("s", lambda data: fail(TransferError("disk full")))
+        d = send_stream(client.callRemote, "s", self.producer([b"x" * 10]))
+        pump.flush()
+        self.assertIn("disk full", self.failureResultOf(d, TransferError).getErrorMessage())

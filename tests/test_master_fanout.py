@@ -11,14 +11,19 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.protocol.chunking import CHUNK_SIZE, BeginTransfer, TransferChunk, TransferReceiver
-from gridreg.protocol.commands import InstallSnapshot, PushChanges, ReplicaSetChanged
+from gridreg.protocol.commands import (
+    BeginSnapshot,
+    InstallSnapshot,
+    PushChanges,
+    ReplicaSetChanged,
+)
 from gridreg.protocol.errors import (
     DuplicateReplicaError,
     QuorumError,
@@ -27,10 +32,10 @@ from gridreg.protocol.errors import (
 )
 from gridreg.registry import master as master_module
 from gridreg.registry.master import _BATCH_BYTES, INLINE_BYTES, MasterReplication, SlaveSession
-from gridreg.registry.snapshots import snapshot_from_json
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.memory import MemoryStore
-from gridreg.store.records import Change, Mutation
+from gridreg.store.records import Change, Mutation, StoreState
+from gridreg.store.snapshot_codec import SnapshotDecoder
 
 TIMEOUT = 2.0
 
@@ -60,6 +65,8 @@ class FakeSlave:
         #: what the slave applied, in order
         self.applied: list[int] = []
         self.snapshots: list[Any] = []
+        #: the snapshots streaming in: their decoder and the records read so far
+        self.streams: dict[str, tuple[SnapshotDecoder, list[Any]]] = {}
 
     def commands(self) -> list[type[amp.Command]]:
         return [command for command, _ in self.calls]
@@ -90,8 +97,26 @@ class FakeSlave:
             serials = [c["serial"] for c in json.loads(payload)]
             self.applied.extend(serials)
             return {"serial": serials[-1]}
+        if command is BeginSnapshot:
+            decoder, rows = self.streams[kwargs["transfer"]] = (SnapshotDecoder(), [])
+
+            def consume(data: bytes) -> Deferred[None]:
+                rows.extend(decoder.feed(data))
+                return succeed(None)
+
+            self.receiver.begin_stream(kwargs["transfer"], consume)
+            return {}
         if command is InstallSnapshot:
-            state = snapshot_from_json(self.receiver.take(kwargs["transfer"]))
+            self.receiver.end_stream(kwargs["transfer"], kwargs["size"], kwargs["sha256"])
+            decoder, rows = self.streams.pop(kwargs["transfer"])
+            info = decoder.finish()
+            records: dict[str, dict[str, Any]] = {}
+            for kind, key, value in rows:
+                if value is None:
+                    records.get(kind, {}).pop(key, None)
+                else:
+                    records.setdefault(kind, {})[key] = json.loads(value)
+            state = StoreState(info.database_id, info.serial, records)
             self.snapshots.append(state)
             return {"serial": state.serial}
         return {}
@@ -187,10 +212,11 @@ class RegisterTests(MasterTests):
         self.assertEqual(answer["sync"], "snapshot")
         self.assertIn("snapshot", self.master.statuses["R1"].reason)
         self.clock.advance(0)
-        self.assertEqual(slave.commands()[0], BeginTransfer)
+        self.assertEqual(slave.commands()[0], BeginSnapshot)
         self.assertEqual(slave.commands()[-1], InstallSnapshot)
         (state,) = slave.snapshots
         self.assertEqual((state.database_id, state.serial), (self.store.database_id, 2))
+        self.assertEqual(state.records["object"], {"k0": {"i": 0}, "k1": {"i": 1}})
         install = slave.calls[-1][1]
         self.assertEqual(install["database_id"], self.store.database_id)
         self.assertEqual(install["serial"], 2)

@@ -337,6 +337,7 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "GridReg.Admin.Name": ({}, "operator"),
     "GridReg.Replication.MinAcks": ({}, "1"),
     "GridReg.Replication.EpochCheckInterval": ({}, "2"),
+    "GridReg.Debug.ReactorProbe": ({}, "5"),
     "IceGrid.Registry.Discovery.Enabled": ({}, "1"),
     "IceGrid.Registry.Discovery.Address": (DISCOVERY, "239.255.0.2"),
     "IceGrid.Registry.Discovery.Port": (DISCOVERY, "5555"),

@@ -240,6 +240,40 @@ class ReplicationTests(SynchronousTestCase):
         self.assertNotIn(Identity("stale"), slave.state.objects)
         self.assertEqual(slave.store.database_id, self.master.store.database_id)
 
+    def test_a_damaged_snapshot_installs_nothing_and_the_next_one_does(self) -> None:
+        """
+        A snapshot whose bytes are damaged on the way is refused whole: the
+        slave keeps its old database, says why, and the next sync succeeds.
+        """
+        from gridreg.registry import snapshot_stream
+
+        for i in range(300):
+            self.successResultOf(self.master.database.add_object(hello(f"o{i}")))
+        foreign = MemoryStore()
+        self.successResultOf(foreign.open())
+        self.successResultOf(
+            foreign.commit([object_mutation(Identity("stale"), ObjectInfo(hello("stale")))])
+        )
+        self.successResultOf(foreign.close())
+        self.grid.stores["Replica1"] = foreign
+        real_block = snapshot_stream.SnapshotEncoder.block
+        damaged: list[bool] = []
+
+        def damage_once(encoder: Any, rows: Any) -> bytes:
+            data = real_block(encoder, rows)
+            if damaged or not data:
+                return data
+            damaged.append(True)
+            return data[:-5] + bytes([data[-5] ^ 0xFF]) + data[-4:]
+
+        self.patch(snapshot_stream.SnapshotEncoder, "block", damage_once)
+        slave = self.grid.start("Replica1")
+        self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves(), limit=30)
+        self.assertEqual(damaged, [True])
+        self.assertEqual(len(slave.state.objects), 300)
+        self.assertNotIn(Identity("stale"), slave.state.objects)
+        self.assertEqual(slave.store.serial, self.master.store.serial)
+
     def test_large_change_reaches_live_slaves_before_the_write_returns(self) -> None:
         """
         A change far larger than an AMP value (a 114 kB descriptor) goes

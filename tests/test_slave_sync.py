@@ -24,6 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from gridreg.protocol.chunking import BeginTransfer, TransferChunk
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
+    BeginSnapshot,
     ForwardAdapterRegistration,
     Hello,
     InstallSnapshot,
@@ -49,11 +50,11 @@ from gridreg.registry.slave import (
     SlaveProtocol,
     SlaveReplication,
 )
-from gridreg.registry.snapshots import snapshot_to_json
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.memory import MemoryStore
 from gridreg.store.records import Change, Mutation, StoreState, change_to_json
+from gridreg.store.snapshot_codec import SnapshotEncoder
 from gridreg.ice.stringify import proxy_from_string
 from gridreg.ice.types import Identity
 from gridreg.registry.state import ObjectInfo, object_mutation
@@ -137,6 +138,17 @@ def names(state: RegistryState) -> list[str]:
 
 def records(*names: str) -> dict[str, Any]:
     return {"object": {put(n).key: put(n).value for n in names}}
+
+
+def encode_snapshot(state: StoreState) -> bytes:
+    """C{state} as the master streams it (in one block)."""
+    encoder = SnapshotEncoder(state.database_id, state.serial)
+    rows = [
+        (kind, key, json.dumps(value))
+        for kind, values in state.records.items()
+        for key, value in values.items()
+    ]
+    return encoder.header() + encoder.block(rows) + encoder.trailer(state.serial)
 
 
 class SlaveTests(SynchronousTestCase):
@@ -437,39 +449,59 @@ class ApplyTests(SlaveTests):
         self.assertIn("changes of database other", failure.getErrorMessage())
         self.assertEqual(self.store.serial, 0)
 
+    def install(self, data: bytes, database_id: str, serial: int) -> Deferred[Any]:
+        """Stream C{data} in as a snapshot (one chunk) and install it, as the responders do."""
+        protocol = SlaveProtocol(self.slave)
+
+        def stream(_: object) -> Deferred[Any]:
+            protocol.transfers.chunk("s", 0, data).addErrback(lambda _: None)
+            return self.slave.install_snapshot(protocol.snapshots.pop("s"), database_id, serial)
+
+        begun = self.slave.begin_snapshot(protocol, "s", database_id, serial)
+        return begun.addCallback(stream)
+
     def test_a_snapshot_replaces_the_database(self) -> None:
         self.successResultOf(self.slave.apply_changes(self.store.database_id, self.payload(1)))
         state = StoreState("db2", 7, records("x"))
-        answer = self.successResultOf(
-            self.slave.install_snapshot(snapshot_to_json(state), "db2", 7)
-        )
+        answer = self.successResultOf(self.install(encode_snapshot(state), "db2", 7))
         self.assertEqual(answer, {"serial": 7})
         self.assertEqual((self.store.database_id, self.store.serial), ("db2", 7))
         self.assertEqual(names(self.state), ["x"])
         self.assertIn("loaded a snapshot of database db2 at serial 7", self.messages())
 
     def test_a_snapshot_must_be_what_was_announced(self) -> None:
-        data = snapshot_to_json(StoreState("db2", 7, {}))
+        data = encode_snapshot(StoreState("db2", 7, records("x")))
         for database_id, serial in (("db3", 7), ("db2", 6)):
-            failure = self.failureResultOf(
-                self.slave.install_snapshot(data, database_id, serial), SyncError
-            )
+            failure = self.failureResultOf(self.install(data, database_id, serial), SyncError)
             self.assertIn("announced as", failure.getErrorMessage())
-        self.failureResultOf(self.slave.install_snapshot(b"{not json", "db2", 7), SyncError)
+        failure = self.failureResultOf(self.install(b"{not json", "db2", 7), SyncError)
+        self.assertIn("not a gridreg snapshot", failure.getErrorMessage())
         self.assertEqual(self.store.serial, 0)
+        self.assertEqual(names(self.state), [])
+        self.flushLoggedErrors()
 
     def test_apply_and_install_are_serialized(self) -> None:
         gate: Deferred[None] = Deferred()
         real_apply = self.store.apply_many
         self.patch(self.store, "apply_many", lambda c: gate.addCallback(lambda _: real_apply(c)))
         first = self.slave.apply_changes(self.store.database_id, self.payload(1))
-        data = snapshot_to_json(StoreState("db2", 7, {}))
-        second = self.slave.install_snapshot(data, "db2", 7)
+        second = self.install(encode_snapshot(StoreState("db2", 7, {})), "db2", 7)
         self.assertNoResult(second)
         gate.callback(None)
         self.successResultOf(first)
         self.successResultOf(second)
         self.assertEqual(self.store.serial, 7)
+
+    def test_changes_wait_for_a_snapshot_streaming_in(self) -> None:
+        """From its first chunk to its install, a snapshot holds the replica's write lock."""
+        protocol = SlaveProtocol(self.slave)
+        self.successResultOf(self.slave.begin_snapshot(protocol, "s", "db2", 7))
+        applied = self.slave.apply_changes("db2", self.payload(8))
+        self.assertNoResult(applied)
+        protocol.transfers.chunk("s", 0, encode_snapshot(StoreState("db2", 7, records("x"))))
+        self.successResultOf(self.slave.install_snapshot(protocol.snapshots.pop("s"), "db2", 7))
+        self.assertEqual(self.successResultOf(applied), {"serial": 8})
+        self.assertEqual(names(self.state), ["k8", "x"])
 
 
 class ResponderTests(SlaveTests):
@@ -537,37 +569,58 @@ class ResponderTests(SlaveTests):
         self.assertFalse(self.protocol.transport.disconnecting, "a declared error")
         self.flushLoggedErrors()
 
-    def test_a_snapshot_through_a_transfer(self) -> None:
-        data = snapshot_to_json(StoreState("db2", 4, records("x")))
-        self.send("s1", data, [data[:10], data[10:]])
-        answer = self.call(InstallSnapshot, transfer="s1", database_id="db2", serial=4)
-        self.assertEqual(self.successResultOf(answer), {"serial": 4})
+    def stream(self, transfer: str, chunks: list[bytes]) -> None:
+        self.successResultOf(
+            self.call(BeginSnapshot, transfer=transfer, database_id="db2", serial=4)
+        )
+        for seq, chunk in enumerate(chunks):
+            self.successResultOf(self.call(TransferChunk, transfer=transfer, seq=seq, data=chunk))
+
+    def install(self, transfer: str, data: bytes) -> Deferred[Any]:
+        return self.call(
+            InstallSnapshot,
+            transfer=transfer,
+            database_id="db2",
+            serial=4,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+
+    def test_a_snapshot_through_a_stream(self) -> None:
+        data = encode_snapshot(StoreState("db2", 4, records("x")))
+        self.stream("s1", [data[:10], data[10:]])
+        self.assertEqual(self.successResultOf(self.install("s1", data)), {"serial": 4})
         self.assertEqual(self.store.database_id, "db2")
+        self.assertEqual(names(self.state), ["x"])
 
     def test_a_corrupted_snapshot_is_refused_and_nothing_replaced(self) -> None:
-        """The snapshot's size and hash are checked before anything is replaced."""
-        data = snapshot_to_json(StoreState("db2", 4, {}))
-        corrupted = data[:-2] + b"0}"
-        self.successResultOf(
-            self.call(
-                BeginTransfer,
-                transfer="s1",
-                size=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
-            )
-        )
-        self.successResultOf(self.call(TransferChunk, transfer="s1", seq=0, data=corrupted))
-        answer = self.call(InstallSnapshot, transfer="s1", database_id="db2", serial=4)
+        """The stream's size and hash are checked before anything is kept."""
+        data = encode_snapshot(StoreState("db2", 4, records("x")))
+        self.stream("s1", [data])
+        answer = self.install("s1", data[:-1] + bytes([data[-1] ^ 1]))
         failure = self.failureResultOf(answer, SyncError)
         self.assertIn("SHA-256", failure.getErrorMessage())
         self.assertEqual(self.slave.status.state, "failed")
         self.assertNotEqual(self.store.database_id, "db2")
+        self.assertEqual(names(self.state), [])
+        self.flushLoggedErrors()
+
+    def test_a_damaged_chunk_is_refused_as_it_arrives(self) -> None:
+        data = bytearray(encode_snapshot(StoreState("db2", 4, records("x"))))
+        data[40] ^= 0xFF
+        self.successResultOf(self.call(BeginSnapshot, transfer="s1", database_id="db2", serial=4))
+        answer = self.call(TransferChunk, transfer="s1", seq=0, data=bytes(data))
+        self.assertIn(
+            "corrupt snapshot", self.failureResultOf(answer, TransferError).getErrorMessage()
+        )
+        self.assertEqual(self.slave.status.state, "failed")
+        self.assertFalse(self.protocol.transport.disconnecting, "a declared error")
         self.flushLoggedErrors()
 
     def test_an_unknown_transfer_is_refused(self) -> None:
-        answer = self.call(InstallSnapshot, transfer="nope", database_id="db2", serial=4)
+        answer = self.install("nope", b"")
         failure = self.failureResultOf(answer, SyncError)
-        self.assertIn("unknown transfer `nope'", failure.getErrorMessage())
+        self.assertIn("no snapshot is streaming as `nope'", failure.getErrorMessage())
         self.flushLoggedErrors()
 
     def test_a_lost_connection_forgets_pending_transfers(self) -> None:
@@ -732,8 +785,11 @@ class TraceTests(SlaveTests):
         d, _, _ = self.register()
         payload = "[" + change_to_json(change(self.store.serial + 1, f"t{level}")) + "]"
         self.successResultOf(self.slave.apply_changes(self.store.database_id, payload))
-        data = snapshot_to_json(StoreState("db", self.store.serial, {}))
-        self.successResultOf(self.slave.install_snapshot(data, "db", self.store.serial))
+        protocol = SlaveProtocol(self.slave)
+        serial = self.store.serial
+        self.successResultOf(self.slave.begin_snapshot(protocol, "s", "db", serial))
+        protocol.transfers.chunk("s", 0, encode_snapshot(StoreState("db", serial, {})))
+        self.successResultOf(self.slave.install_snapshot(protocol.snapshots.pop("s"), "db", serial))
         return self.messages()
 
     def test_what_each_level_logs(self) -> None:

@@ -18,6 +18,13 @@ same way:
 
 A receiver bounds what a peer may make it hold: the bytes of every transfer
 announced and not yet taken, and the number of such transfers.
+
+A stream (a snapshot for a fresh slave) is not held at all: its size is
+not known when it starts, so its chunks go, in order, to a consumer the
+receiving side registered (L{TransferReceiver.begin_stream}); a chunk is
+acknowledged once the consumer has taken it, which bounds what is queued
+there, and the size and SHA-256 arrive with the command that ends it
+(L{send_stream}, L{TransferReceiver.end_stream}).
 """
 
 from __future__ import annotations
@@ -98,6 +105,18 @@ class BigBytes(amp.Argument):
         objects[name.decode("ascii")] = b"".join(parts)
 
 
+#: takes a stream's next chunk; the chunk is acknowledged when this fires
+Consumer = Callable[[bytes], "Deferred[None]"]
+
+
+@attrs.define
+class _Stream:
+    consume: Consumer
+    sha256: Any = attrs.Factory(hashlib.sha256)
+    received: int = 0
+    chunks: int = 0
+
+
 @attrs.define
 class _Incoming:
     size: int
@@ -118,6 +137,7 @@ class TransferReceiver:
         self.max_bytes = max_bytes
         self.max_transfers = max_transfers
         self._pending: dict[str, _Incoming] = {}
+        self._streams: dict[str, _Stream] = {}
         self._reserved = 0
 
     @property
@@ -147,11 +167,56 @@ class TransferReceiver:
         self._pending[transfer] = _Incoming(size, sha256)
         self._reserved += size
 
-    def chunk(self, transfer: str, seq: int, data: bytes) -> None:
+    def begin_stream(self, transfer: str, consume: Consumer) -> None:
         """
+        Chunks of C{transfer} go to C{consume}, in order, as they arrive.
+
+        @raise TransferError: the id is in use, or too many transfers are open.
+        """
+        if transfer in self._pending or transfer in self._streams:
+            raise TransferError(f"transfer `{transfer}' was already begun")
+        if len(self._pending) + len(self._streams) >= self.max_transfers:
+            raise TransferError(
+                f"too many transfers in progress (at most {self.max_transfers} at once)"
+            )
+        self._streams[transfer] = _Stream(consume)
+
+    def end_stream(self, transfer: str, size: int, sha256: str) -> None:
+        """
+        Forget stream C{transfer}, checking that its consumer was handed
+        exactly C{size} bytes matching C{sha256}.
+
+        @raise TransferError: unknown, or not what the sender sent.
+        """
+        stream = self._streams.pop(transfer, None)
+        if stream is None:
+            raise TransferError(f"unknown transfer `{transfer}'")
+        if stream.received != size:
+            raise TransferError(
+                f"transfer `{transfer}' is incomplete: {stream.received} of {size} bytes"
+            )
+        if stream.sha256.hexdigest() != sha256:
+            raise TransferError(f"transfer `{transfer}' does not match its SHA-256")
+
+    def chunk(self, transfer: str, seq: int, data: bytes) -> Optional[Deferred[None]]:
+        """
+        Take a chunk; for a stream, fires once its consumer has taken it.
+
         @raise TransferError: unknown transfer, a chunk out of order, or
             more bytes than announced; the transfer is then abandoned.
         """
+        stream = self._streams.get(transfer)
+        if stream is not None:
+            if seq != stream.chunks:
+                del self._streams[transfer]
+                raise TransferError(
+                    f"chunk {seq} of transfer `{transfer}' is out of order: "
+                    f"expected {stream.chunks}"
+                )
+            stream.chunks += 1
+            stream.received += len(data)
+            stream.sha256.update(data)
+            return stream.consume(data)
         incoming = self._pending.get(transfer)
         if incoming is None:
             raise TransferError(f"unknown transfer `{transfer}'")
@@ -166,6 +231,7 @@ class TransferReceiver:
             raise TransferError(f"transfer `{transfer}' is larger than the announced size")
         incoming.chunks.append(data)
         incoming.received += len(data)
+        return None
 
     def take(self, transfer: str) -> bytes:
         """
@@ -195,6 +261,7 @@ class TransferReceiver:
     def clear(self) -> None:
         """Forget every transfer (the connection is gone)."""
         self._pending.clear()
+        self._streams.clear()
         self._reserved = 0
 
 
@@ -216,9 +283,13 @@ class TransferResponder(amp.CommandLocator):
         return {}
 
     @TransferChunk.responder
-    def _transfer_chunk(self, transfer: str, seq: int, data: bytes) -> dict[str, Any]:
-        self.transfers.chunk(transfer, seq, data)
-        return {}
+    def _transfer_chunk(
+        self, transfer: str, seq: int, data: bytes
+    ) -> "dict[str, Any] | Deferred[dict[str, Any]]":
+        taken = self.transfers.chunk(transfer, seq, data)
+        if taken is None:
+            return {}
+        return taken.addCallback(lambda _: {})
 
 
 Call = Callable[..., "Deferred[dict[str, Any]]"]
@@ -266,4 +337,78 @@ def send_blob(call: Call, transfer: str, data: bytes, window: int = WINDOW) -> D
         BeginTransfer, transfer=transfer, size=len(data), sha256=hashlib.sha256(data).hexdigest()
     )
     begin.addCallbacks(send_more, done.errback)
+    return done
+
+
+#: the next piece of a stream, or None at its end
+Produce = Callable[[], "Deferred[Optional[bytes]]"]
+
+
+def send_stream(
+    call: Call, transfer: str, produce: Produce, window: int = WINDOW
+) -> Deferred[tuple[int, str]]:
+    """
+    Send what C{produce} makes, one piece at a time, as stream C{transfer}
+    (the receiver must have begun it): C{produce} is asked for more only
+    while fewer than C{window} chunks are unacknowledged, so neither side
+    holds more than that. Pieces are cut or joined into chunks of
+    L{CHUNK_SIZE}. Fires with the size and SHA-256 of everything sent, for
+    the command that ends the stream; fails with the first failure.
+    """
+    done: Deferred[tuple[int, str]] = Deferred()
+    digest = hashlib.sha256()
+    buffer = bytearray()
+    state = {"seq": 0, "outstanding": 0, "producing": False, "ended": False, "size": 0}
+    pumping = [False]
+
+    def pump(_: object = None) -> None:
+        if pumping[0]:  # a synchronous producer or acknowledgement: the loop below goes on
+            return
+        pumping[0] = True
+        try:
+            fill()
+        finally:
+            pumping[0] = False
+
+    def fill() -> None:
+        while not done.called and state["outstanding"] < window:
+            if len(buffer) >= CHUNK_SIZE or (state["ended"] and buffer):
+                piece = bytes(buffer[:CHUNK_SIZE])
+                del buffer[:CHUNK_SIZE]
+                send(piece)
+            elif state["ended"]:
+                if state["outstanding"] == 0:
+                    done.callback((state["size"], digest.hexdigest()))
+                return
+            elif state["producing"]:
+                return
+            else:
+                state["producing"] = True
+                produce().addCallbacks(produced, fail)
+
+    def produced(piece: Optional[bytes]) -> None:
+        state["producing"] = False
+        if piece is None:
+            state["ended"] = True
+        else:
+            buffer.extend(piece)
+        pump()
+
+    def send(piece: bytes) -> None:
+        seq = state["seq"]
+        state["seq"] += 1
+        state["outstanding"] += 1
+        state["size"] += len(piece)
+        digest.update(piece)
+        call(TransferChunk, transfer=transfer, seq=seq, data=piece).addCallbacks(acked, fail)
+
+    def acked(_: object) -> None:
+        state["outstanding"] -= 1
+        pump()
+
+    def fail(failure: Any) -> None:
+        if not done.called:
+            done.errback(failure)
+
+    pump()
     return done

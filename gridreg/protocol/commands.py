@@ -7,7 +7,7 @@ internal connection starts with L{Hello}. Then, by role:
 
   - replica sessions (slave to master): L{RegisterReplica}, after which the
     master pushes L{PushChanges} (the missed and then every new change) or a
-    snapshot (L{InstallSnapshot}), and
+    streamed snapshot (L{BeginSnapshot}, chunks, L{InstallSnapshot}), and
     L{ReplicaSetChanged} whenever a replica joins or leaves; a slave forwards
     registrations that reach it with L{ForwardAdapterRegistration};
   - any replica to any other, over a connection of its own (role
@@ -42,7 +42,8 @@ from gridreg.protocol.node_commands import ICE_REQUEST_ARGUMENTS
 
 #: 2: one chunked channel for snapshots, large changes and uploads; epochs
 #: 3: node sessions (gridreg.protocol.node_commands)
-PROTOCOL_VERSION = 3
+#: 4: snapshots streamed in the binary format (BeginSnapshot; gridreg.store.snapshot_codec)
+PROTOCOL_VERSION = 4
 
 #: a description is answered in slices of at most this many characters, the
 #: chunk size of the blob channel (well below AMP's 65,535 per value)
@@ -130,16 +131,36 @@ class PushChanges(amp.Command):
     errors = {SyncError: b"SYNC_ERROR", TransferError: b"TRANSFER_ERROR"}
 
 
-class InstallSnapshot(amp.Command):
+class BeginSnapshot(amp.Command):
     """
-    Replace the slave's database with the snapshot sent as C{transfer} (a
-    whole StoreState); the slave answers with the serial it now holds.
+    A snapshot of database C{database_id}, read from serial C{serial} on,
+    follows as stream C{transfer} (L{gridreg.protocol.chunking.send_stream},
+    in the format of L{gridreg.store.snapshot_codec}); the slave installs it
+    as it arrives, and keeps it only once L{InstallSnapshot} ends it.
     """
 
     arguments = [
         (b"transfer", amp.Unicode()),
         (b"database_id", amp.Unicode()),
         (b"serial", amp.Integer()),
+    ]
+    response: list[tuple[bytes, amp.Argument]] = []
+    errors = {SyncError: b"SYNC_ERROR", TransferError: b"TRANSFER_ERROR"}
+
+
+class InstallSnapshot(amp.Command):
+    """
+    End stream C{transfer} (C{size} bytes of SHA-256 C{sha256}): the slave's
+    database becomes the snapshot, C{database_id} at C{serial}; the slave
+    answers with the serial it now holds. Anything wrong installs nothing.
+    """
+
+    arguments = [
+        (b"transfer", amp.Unicode()),
+        (b"database_id", amp.Unicode()),
+        (b"serial", amp.Integer()),
+        (b"size", amp.Integer()),
+        (b"sha256", amp.Unicode()),
     ]
     response = [(b"serial", amp.Integer())]
     errors = {SyncError: b"SYNC_ERROR", TransferError: b"TRANSFER_ERROR"}

@@ -62,6 +62,9 @@ class RegistryConfig:
     properties: Optional[Properties] = attrs.field(default=None, eq=False, repr=False)
     #: GridReg.Replication.MinAcks: slaves that must commit a write before it is acknowledged
     min_acks: int = 0
+    #: GridReg.Debug.ReactorProbe: the period (ms) of a timer that logs how late the
+    #: reactor runs it (benchmarks); 0 for none
+    reactor_probe_ms: int = 0
     #: GridReg.Replication.EpochCheckInterval: how often a master asks the replicas that
     #: are not its live slaves whether a newer master exists (seconds)
     epoch_check_interval: float = 5.0
@@ -149,6 +152,7 @@ class RegistryConfig:
             server_acm=AcmConfig.from_properties(properties, "IceGrid.Registry.Server", 30),
             properties=properties,
             min_acks=_non_negative(properties, "GridReg.Replication.MinAcks", 0),
+            reactor_probe_ms=_non_negative(properties, "GridReg.Debug.ReactorProbe", 0),
             epoch_check_interval=float(
                 _positive(properties, "GridReg.Replication.EpochCheckInterval", 5)
             ),

@@ -21,14 +21,19 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from gridreg.protocol.chunking import new_transfer_id, send_blob
-from gridreg.protocol.commands import InstallSnapshot, PushChanges, ReplicaSetChanged
+from gridreg.protocol.chunking import new_transfer_id, send_blob, send_stream
+from gridreg.protocol.commands import (
+    BeginSnapshot,
+    InstallSnapshot,
+    PushChanges,
+    ReplicaSetChanged,
+)
 from gridreg.protocol.errors import DuplicateReplicaError, QuorumError, failure_reason
-from gridreg.registry.snapshots import snapshot_to_json
+from gridreg.registry.snapshot_stream import Run, SnapshotProducer, in_thread
 from gridreg.registry.replica_status import DISCONNECTED, FAILED, LIVE, SYNCING, ReplicaStatus
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
-from gridreg.store.records import Change, StoreState, change_to_json
+from gridreg.store.records import Change, change_to_json
 
 #: changes are gathered into batches of about this many bytes of JSON
 _BATCH_BYTES = 50_000
@@ -157,25 +162,47 @@ class SlaveSession:
             )
         return d.addCallback(acked)
 
-    def send_snapshot(self, state: StoreState) -> Deferred[None]:
-        """Replace the slave's database with the master's, through the chunked channel."""
-        data = snapshot_to_json(state)
+    def send_snapshot(self, store: IRegistryStore, run: Run) -> Deferred[None]:
+        """
+        Replace the slave's database with the master's: streamed, a page of
+        records at a time, encoded in C{run} (see L{SnapshotProducer}).
+        """
+        producer = SnapshotProducer(store, run)
         transfer = new_transfer_id("snapshot")
-        self.database_id = state.database_id
-        d = send_blob(self._call, transfer, data)
-        d.addCallback(
-            lambda _: self._call(
+        self.database_id = producer.database_id
+        started = self.clock.seconds()
+        d = self._call(
+            BeginSnapshot,
+            transfer=transfer,
+            database_id=producer.database_id,
+            serial=producer.base_serial,
+        )
+        d.addCallback(lambda _: send_stream(self._call, transfer, producer.produce))
+
+        def sent(sent: tuple[int, str]) -> Deferred[dict[str, Any]]:
+            size, sha256 = sent
+            if self.trace.replica > 1:
+                self.log.info(
+                    "[Replica] sent slave `{replica}' a snapshot of {size} bytes at serial "
+                    "{serial} ({seconds:.3f} s)",
+                    replica=self.name,
+                    size=size,
+                    serial=producer.serial,
+                    seconds=self.clock.seconds() - started,
+                )
+            return self._call(
                 InstallSnapshot,
                 transfer=transfer,
-                database_id=state.database_id,
-                serial=state.serial,
+                database_id=producer.database_id,
+                serial=producer.serial,
+                size=size,
+                sha256=sha256,
             )
-        )
 
         def done(answer: dict[str, Any]) -> None:
             self.serial = answer["serial"]
 
-        return d.addCallback(done)
+        return d.addCallback(sent).addCallback(done)
 
     def drop(self, why: str) -> None:
         """Close the session; the slave will reconnect and catch up."""
@@ -215,6 +242,8 @@ class MasterReplication:
         self._watch = LoopingCall(self._drop_silent)
         self._watch.clock = clock
         self._on_replicas_changed = on_replicas_changed
+        #: where snapshots are encoded: a worker thread
+        self.run_in_thread = in_thread(clock)
 
     def _set_status(self, name: str, state: str, reason: str = "") -> None:
         self.statuses[name] = ReplicaStatus(state, reason, self.clock.seconds())
@@ -279,11 +308,11 @@ class MasterReplication:
 
                 def missing(changes: Optional[list[Change]]) -> Deferred[None]:
                     if changes is None:
-                        return self.store.snapshot().addCallback(session.send_snapshot)
+                        return session.send_snapshot(self.store, self.run_in_thread)
                     return session.push(changes)
 
                 return d.addCallback(missing)
-            return self.store.snapshot().addCallback(session.send_snapshot)
+            return session.send_snapshot(self.store, self.run_in_thread)
 
         def live(_: object) -> None:
             if session.closed:

@@ -26,6 +26,7 @@ from gridreg.ice.servant import ObjectAdapter
 from gridreg.ice.server import IceServerFactory
 from gridreg.ice.stringify import endpoints_to_string
 from gridreg.ice.types import Endpoint, Identity, Proxy
+from gridreg.registry.reactor_probe import ReactorProbe, probe_from
 from gridreg.registry._readiness import RegistryStartError, build_readiness
 from gridreg.registry.activation import Activator
 from gridreg.registry.admin import AdminResponder
@@ -88,6 +89,8 @@ class RegistryService(Service):
         security: Optional[InternalSecurity] = None,
     ) -> None:
         self.reactor = reactor
+        #: GridReg.Debug.ReactorProbe: how late timers run (benchmarks)
+        self.reactor_probe: Optional[ReactorProbe] = None
         self.config = config
         self.store = store
         self.security = security or InternalSecurity.insecure()
@@ -260,6 +263,9 @@ class RegistryService(Service):
             serial=stored.serial,
         )
         config = self.config
+        self.reactor_probe = probe_from(config.reactor_probe_ms, self.reactor)
+        if self.reactor_probe is not None:
+            self.reactor_probe.start()
         ice_tls = self.security.ice_tls()
         ice = [
             ("client", config.client_endpoints, self.client_factory),
@@ -383,6 +389,8 @@ class RegistryService(Service):
         last.
         """
         super().stopService()
+        if self.reactor_probe is not None:
+            self.reactor_probe.stop()
         factories = [self.client_factory, self.server_factory, *self.glacier2_factories.values()]
         for factory in factories:
             factory.accepting = False

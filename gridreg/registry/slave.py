@@ -29,6 +29,7 @@ from zope.interface import implementer
 from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
+    BeginSnapshot,
     ForwardAdapterRegistration,
     Hello,
     InstallSnapshot,
@@ -41,6 +42,7 @@ from gridreg.protocol.errors import (
     DivergedError,
     DuplicateReplicaError,
     SyncError,
+    TransferError,
     failure_reason,
 )
 from gridreg.log_files import open_at, read_at, stdio_path
@@ -48,7 +50,7 @@ from gridreg.protocol.registry_file_commands import OpenRegistryFile, ReadRegist
 from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
 from gridreg.registry._slave_session_machine import build_slave_session
 from gridreg.registry.replica_status import ReplicaStatus
-from gridreg.registry.snapshots import snapshot_from_json
+from gridreg.registry.snapshot_stream import SnapshotLoad
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
@@ -105,6 +107,9 @@ class SlaveProtocol(TransferResponder, amp.AMP):
         super().__init__()
         self.slave = slave
         self.transfers = TransferReceiver(MAX_REPLICATION_BYTES, max_transfers=4)
+        #: the snapshots streaming in on this connection, by transfer
+        self.snapshots: dict[str, SnapshotLoad] = {}
+        self.lost = False
 
     @PushChanges.responder
     def push_changes(
@@ -116,12 +121,29 @@ class SlaveProtocol(TransferResponder, amp.AMP):
 
         return maybeDeferred(apply).addErrback(self.slave.failed)
 
+    @BeginSnapshot.responder
+    def begin_snapshot(
+        self, transfer: str, database_id: str, serial: int
+    ) -> Deferred[dict[str, Any]]:
+        def begin() -> Deferred[dict[str, Any]]:
+            return self.slave.begin_snapshot(self, transfer, database_id, serial)
+
+        return maybeDeferred(begin).addErrback(self.slave.failed)
+
     @InstallSnapshot.responder
     def install_snapshot(
-        self, transfer: str, database_id: str, serial: int
+        self, transfer: str, database_id: str, serial: int, size: int, sha256: str
     ) -> Deferred[dict[str, int]]:
         def install() -> Deferred[dict[str, int]]:
-            return self.slave.install_snapshot(self.transfers.take(transfer), database_id, serial)
+            load = self.snapshots.pop(transfer, None)
+            if load is None:
+                raise SyncError(f"no snapshot is streaming as `{transfer}'")
+            try:
+                self.transfers.end_stream(transfer, size, sha256)
+            except Exception:
+                self.slave.abandon_snapshot(load, "the stream was damaged")
+                raise
+            return self.slave.install_snapshot(load, database_id, serial)
 
         return maybeDeferred(install).addErrback(self.slave.failed)
 
@@ -156,7 +178,11 @@ class SlaveProtocol(TransferResponder, amp.AMP):
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
+        self.lost = True
         self.transfers.clear()
+        loads, self.snapshots = self.snapshots, {}
+        for load in loads.values():
+            self.slave.abandon_snapshot(load, "the master's connection was lost")
         self.slave.master_lost(self)
 
 
@@ -198,6 +224,8 @@ class SlaveReplication(Service):
         self.trace = trace
         self.request_timeout = request_timeout
         self.check_master = check_master
+        #: how each snapshot streaming in gives back the write lock, once
+        self._releases: dict[SnapshotLoad, Callable[[], None]] = {}
         #: the connection this slave registered on, until it is lost
         self._connection: Optional[SlaveProtocol] = None
         self._session = build_slave_session(reactor)
@@ -404,38 +432,81 @@ class SlaveReplication(Service):
 
         return self._lock.run(apply)
 
-    def install_snapshot(
-        self, data: bytes, database_id: str, serial: int
-    ) -> Deferred[dict[str, int]]:
-        """Replace this replica's database with a snapshot of the master's."""
-        try:
-            stored = snapshot_from_json(data)
-        except SyncError as e:
-            return fail(e)
-        if (stored.database_id, stored.serial) != (database_id, serial):
-            return fail(
-                SyncError(
-                    f"the snapshot holds database {stored.database_id} at serial "
-                    f"{stored.serial}, announced as {database_id} at {serial}"
-                )
+    def begin_snapshot(
+        self, protocol: SlaveProtocol, transfer: str, database_id: str, serial: int
+    ) -> Deferred[dict[str, Any]]:
+        """
+        Start installing a snapshot of the master's database that streams in
+        as C{transfer}: decoded and bulk-loaded in a worker thread, chunk by
+        chunk; kept once L{install_snapshot} ends it. This replica's write
+        lock is held from here until it is installed or abandoned, so
+        nothing else touches the store meanwhile (an abandoned snapshot's
+        rollback included).
+        """
+        if protocol.snapshots:
+            raise SyncError("a snapshot is already streaming in on this connection")
+
+        def start(_: object) -> dict[str, Any]:
+            if protocol.lost:
+                self._lock.release()
+                raise SyncError("the master's connection was lost")
+            # decoded and stored where the store uses its file: never beside a commit
+            load = SnapshotLoad(self.store, self.store.run_with_file)
+            released: list[bool] = []
+
+            def release() -> None:
+                if not released:
+                    released.append(True)
+                    self._lock.release()
+
+            self._releases[load] = release
+            protocol.snapshots[transfer] = load
+            protocol.transfers.begin_stream(
+                transfer, lambda data: load.feed(data).addErrback(self._chunk_failed)
             )
+            if self.trace.replica > 0:
+                self.log.info(
+                    "[Replica] receiving a snapshot of database {database_id} from serial {serial}",
+                    database_id=database_id,
+                    serial=serial,
+                )
+            return {}
 
-        def replace() -> Deferred[dict[str, int]]:
-            d = self.store.replace_all(stored)
+        return self._lock.acquire().addCallback(start)
 
-            def loaded(_: object) -> dict[str, int]:
-                self.state.load(stored.records)
-                if self.trace.replica > 0:
-                    self.log.info(
-                        "[Replica] loaded a snapshot of database {database_id} at serial {serial}",
-                        database_id=stored.database_id,
-                        serial=stored.serial,
-                    )
-                return {"serial": stored.serial}
+    def _chunk_failed(self, failure: Failure) -> None:
+        """A chunk of a snapshot could not be installed: say why, refuse it (declared)."""
+        raise TransferError(self.failed(failure).getErrorMessage())
 
-            return d.addCallback(loaded)
+    def _released(self, load: SnapshotLoad) -> Callable[[Any], Any]:
+        def release(result: Any) -> Any:
+            self._releases.pop(load, lambda: None)()
+            return result
 
-        return self._lock.run(replace)
+        return release
+
+    def abandon_snapshot(self, load: SnapshotLoad, why: str) -> None:
+        """Roll a snapshot back (nothing of it is kept), then let writes go on."""
+        d = load.abort(why).addBoth(self._released(load))
+        d.addErrback(lambda f: self.log.failure("Could not abandon a snapshot", f))
+
+    def install_snapshot(
+        self, load: SnapshotLoad, database_id: str, serial: int
+    ) -> Deferred[dict[str, int]]:
+        """Commit a snapshot that has streamed in, then load it into memory, once."""
+
+        def loaded(records: Any) -> dict[str, int]:
+            self.state.load(records)
+            if self.trace.replica > 0:
+                self.log.info(
+                    "[Replica] loaded a snapshot of database {database_id} at serial {serial}",
+                    database_id=database_id,
+                    serial=serial,
+                )
+            return {"serial": self.store.serial}
+
+        d = load.finish(database_id, serial).addCallback(loaded)
+        return d.addBoth(self._released(load))
 
     # -- forwarding ----------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_initdb -*-
 """
-A whole database as one blob: what a fresh slave is sent, and what
-C{--initdb-from-replica} copies. JSON for now (issue 9 asks for a denser
-format); both ends use these two functions only.
+A whole database as one JSON blob: what C{--initdb-from-replica} copies
+(C{FetchDatabase}); both ends use these two functions only. A fresh slave
+is sent a streamed binary snapshot instead (L{gridreg.registry.snapshot_stream}).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ store does its work on a worker thread, the memory store at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from zope.interface import Attribute, Interface
 
@@ -128,6 +129,30 @@ class IRegistryStore(Interface):
     def snapshot() -> Deferred[StoreState]:
         """
         @return: a Deferred firing with a copy of the whole current state.
+        """
+
+    def snapshot_rows(
+        after: tuple[str, str] | None, limit: int
+    ) -> Deferred[list[tuple[str, str, str]]]:
+        """
+        Up to C{limit} records after C{(kind, key)} C{after} (from the first
+        with None), in (kind, key) order, as C{(kind, key, JSON text)}: a
+        snapshot read a page at a time, between commits.
+        """
+
+    def bulk_load() -> object:
+        """
+        A replacement of the whole database, filled from a worker thread
+        (C{begin}, C{add(rows)}, then C{commit(database_id, serial)} or
+        C{abort()}), then C{installed()} on the store's thread: see
+        L{gridreg.store.sqlite.SQLiteBulkLoad}.
+        """
+
+    def run_with_file(job: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """
+        Run C{job(*args)} where the database file is used (SQLite: its one
+        worker thread, after the work queued before), so a bulk load never
+        shares the connection with a commit; fires with its result.
         """
 
     def close() -> Deferred[None]:

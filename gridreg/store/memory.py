@@ -10,6 +10,7 @@ import json
 import uuid
 from collections import deque
 from itertools import islice
+from typing import Any, Callable, TypeVar
 
 from zope.interface import implementer
 
@@ -25,6 +26,8 @@ from gridreg.store.records import (
     empty_records,
     encode_records,
 )
+
+T = TypeVar("T")
 
 
 @implementer(IRegistryStore)
@@ -115,6 +118,65 @@ class MemoryStore(SerialStore):
         records: Records = json.loads(json.dumps(self._records))
         return StoreState(self.database_id, self.serial, records)
 
+    def snapshot_rows(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> Deferred[list[tuple[str, str, str]]]:
+        return maybeDeferred(self._snapshot_rows, after, limit)
+
+    def run_with_file(self, job: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run C{job} at once (there is no file, nor a thread of its own)."""
+        return self._executor.submit(job, *args)
+
+    def _snapshot_rows(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, str, str]]:
+        self._check_open()
+        keys = sorted(
+            (kind, key)
+            for kind, values in self._records.items()
+            for key in values
+            if after is None or (kind, key) > after
+        )[:limit]
+        return [(kind, key, json.dumps(self._records[kind][key])) for kind, key in keys]
+
+    def bulk_load(self) -> "MemoryBulkLoad":
+        self._check_open()
+        return MemoryBulkLoad(self)
+
     def close(self) -> Deferred[None]:
         self._is_open = False
         return succeed(None)
+
+
+class MemoryBulkLoad:
+    """L{gridreg.store.sqlite.SQLiteBulkLoad}'s contract, in memory."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self._records: Records = empty_records()
+        self._meta: tuple[str, int] | None = None
+
+    def begin(self) -> None:
+        self._records = empty_records()
+
+    def add(self, rows: list[tuple[str, str, str | None]]) -> None:
+        for kind, key, value in rows:
+            if value is None:
+                self._records[kind].pop(key, None)
+            else:
+                self._records[kind][key] = json.loads(value)
+
+    def commit(self, database_id: str, serial: int) -> None:
+        self._meta = (database_id, serial)
+
+    def abort(self) -> None:
+        self._meta = None
+
+    def installed(self) -> None:
+        assert self._meta is not None
+        self.store._records = self._records
+        database_id, serial = self._meta
+        self.store.database_id = database_id
+        self.store._opened(serial)  # the next commit follows the snapshot's serial
+        self.store._durable = serial
+        self.store._log.clear()

@@ -333,6 +333,36 @@ class SQLiteStore(SerialStore):
         with self._errors() as db:
             return self._load(db)
 
+    def snapshot_rows(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> Deferred[list[tuple[str, str, str]]]:
+        # on the executor: a page is never read in the middle of a commit
+        return self._executor.submit(self._snapshot_rows, after, limit)
+
+    def run_with_file(self, job: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run C{job} where the file is used (the executor), after the work queued before."""
+        return self._executor.submit(job, *args)
+
+    def _snapshot_rows(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, str, str]]:
+        with self._errors() as db:
+            if after is None:
+                cursor = db.execute(
+                    "SELECT kind, key, value FROM records ORDER BY kind, key LIMIT ?", (limit,)
+                )
+            else:
+                cursor = db.execute(
+                    "SELECT kind, key, value FROM records WHERE (kind, key) > (?, ?) "
+                    "ORDER BY kind, key LIMIT ?",
+                    (after[0], after[1], limit),
+                )
+            return cursor.fetchall()
+
+    def bulk_load(self) -> "SQLiteBulkLoad":
+        self._check_open()
+        return SQLiteBulkLoad(self)
+
     def close(self) -> Deferred[None]:
         """Close the file once the work queued before has run, then stop the executor."""
         if not self._is_open:
@@ -345,3 +375,62 @@ class SQLiteStore(SerialStore):
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+class SQLiteBulkLoad:
+    """
+    A whole database replaced in one transaction, from one worker thread:
+    L{begin}, L{add} as many times as needed, then L{commit} or L{abort}
+    (also there); then L{installed} on the store's thread. Nothing is
+    visible to a reader of the file, nor kept after a crash, before the
+    commit.
+    """
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self._database_id = ""
+        self._serial = 0
+
+    def begin(self) -> None:
+        with self.store._errors() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM records")
+            db.execute("DELETE FROM changes")
+
+    def add(self, rows: list[tuple[str, str, str | None]]) -> None:
+        """Puts and deletes (a value of None), applied in order."""
+        with self.store._errors() as db:
+            start = 0
+            while start < len(rows):
+                deleting = rows[start][2] is None
+                end = start
+                while end < len(rows) and (rows[end][2] is None) == deleting:
+                    end += 1
+                if deleting:
+                    db.executemany(
+                        "DELETE FROM records WHERE kind = ? AND key = ?",
+                        [(kind, key) for kind, key, _ in rows[start:end]],
+                    )
+                else:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
+                        rows[start:end],
+                    )
+                start = end
+
+    def commit(self, database_id: str, serial: int) -> None:
+        """Make it durable (the store's own attributes change in L{installed})."""
+        with self.store._errors() as db:
+            db.execute("UPDATE meta SET database_id = ?, serial = ?", (database_id, serial))
+            db.execute("COMMIT")
+        self.store._durable = serial  # on the executor's thread, as its commits set it
+        self._database_id, self._serial = database_id, serial
+
+    def abort(self) -> None:
+        db = self.store._db
+        if db is not None and db.in_transaction:
+            db.rollback()
+
+    def installed(self) -> None:
+        self.store.database_id = self._database_id
+        self.store._opened(self._serial)  # the next commit follows the snapshot's serial

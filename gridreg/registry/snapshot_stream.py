@@ -1,0 +1,229 @@
+# -*- test-case-name: tests.test_snapshot_stream,tests.test_replication -*-
+"""
+A fresh slave's snapshot as a stream: made by the master a page of records
+at a time, installed by the slave a chunk at a time, the encoding and
+decoding in a worker thread (L{gridreg.store.snapshot_codec}).
+
+The master reads its store in pages between commits, without stopping
+writes, so the pages are not of one instant; the snapshot therefore ends
+with every change committed since its first page (from the store's log of
+recent changes), applied in order after the pages. A put or delete of a
+whole record is idempotent, so the result is exactly the database at the
+serial the trailer names: the slave installs one consistent state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Optional, TypeVar
+
+from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from gridreg.protocol.errors import SyncError
+from gridreg.store.records import KINDS, Records, empty_records, encode_value
+from gridreg.store.snapshot_codec import (
+    Row,
+    SnapshotDecoder,
+    SnapshotEncoder,
+    SnapshotFormatError,
+    SnapshotInfo,
+)
+
+T = TypeVar("T")
+#: runs a function somewhere (a worker thread) and fires with its result
+Run = Callable[..., "Deferred[Any]"]
+
+#: records read from the master's store per page (about 100 kB of objects)
+PAGE_ROWS = 1000
+
+
+def in_thread(reactor: Any) -> Run:
+    """Run functions in C{reactor}'s thread pool; in place for a reactor without threads."""
+    if IReactorThreads.providedBy(reactor):
+        return lambda f, *args: deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+    return maybeDeferred
+
+
+class SnapshotProducer:
+    """
+    The master's side: L{produce} gives the stream's next piece (header,
+    a block per page, the catch-up and the trailer), or None at its end.
+    Pages are read on the store's thread, blocks are encoded in C{run}.
+    """
+
+    def __init__(self, store: Any, run: Run, page_rows: int = PAGE_ROWS) -> None:
+        self.store = store
+        self.run = run
+        self.page_rows = page_rows
+        self.database_id: str = store.database_id
+        #: the serial the first page was read at; the catch-up starts after it
+        self.base_serial: int = store.serial
+        #: the serial the stream brings the slave to, once it is made
+        self.serial = self.base_serial
+        self._encoder = SnapshotEncoder(self.database_id, self.base_serial)
+        self._after: Optional[tuple[str, str]] = None
+        self._step: Callable[[], Deferred[Optional[bytes]]] = self._header
+
+    def produce(self) -> Deferred[Optional[bytes]]:
+        return self._step()
+
+    def _header(self) -> Deferred[Optional[bytes]]:
+        self._step = self._page
+        return self.run(self._encoder.header)
+
+    def _page(self) -> Deferred[Optional[bytes]]:
+        def encode(rows: list[Row]) -> Deferred[Optional[bytes]]:
+            if not rows:
+                self._step = self._catch_up
+                return self._catch_up()
+            self._after = (rows[-1][0], rows[-1][1])
+            return self.run(self._encoder.block, rows)
+
+        return self.store.snapshot_rows(self._after, self.page_rows).addCallback(encode)
+
+    def _catch_up(self) -> Deferred[Optional[bytes]]:
+        self._step = self._ended
+
+        def encode(changes: Optional[list[Any]]) -> Deferred[Optional[bytes]]:
+            if changes is None:
+                raise SyncError(
+                    f"the master's log of changes no longer reaches back to serial "
+                    f"{self.base_serial}, where its snapshot began"
+                )
+            if changes:
+                self.serial = changes[-1].serial
+            return self.run(self._encode_changes, changes, self.serial)
+
+        return self.store.changes_since(self.base_serial).addCallback(encode)
+
+    def _encode_changes(self, changes: list[Any], serial: int) -> bytes:
+        rows = [
+            (m.kind, m.key, None if m.value is None else encode_value(m))
+            for change in changes
+            for m in change.mutations
+        ]
+        return self._encoder.block(rows) + self._encoder.trailer(serial)
+
+    def _ended(self) -> Deferred[Optional[bytes]]:
+        return succeed(None)
+
+
+class SnapshotLoad:
+    """
+    The slave's side: one snapshot decoded and bulk-loaded chunk by chunk,
+    in order, in C{run}; L{finish} commits it and fires with the records
+    for the in-memory state, L{abort} leaves the store as it was.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: Any, run: Run) -> None:
+        self.run = run
+        self._bulk = store.bulk_load()
+        self._decoder = SnapshotDecoder()
+        self._records: Records = empty_records()
+        self._lock = DeferredLock()
+        self._failed: Optional[BaseException] = None
+        # a failure here is kept in _failed, and the next chunk reports it
+        self._serially(self._bulk.begin).addErrback(lambda _: None)
+
+    def _serially(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+        def guarded(*a: Any) -> T:
+            if self._failed is not None:
+                raise SyncError(f"the snapshot was abandoned: {self._failed}")
+            try:
+                return f(*a)
+            except BaseException as e:
+                self._failed = e
+                raise
+
+        return self._lock.run(self.run, guarded, *args)
+
+    def feed(self, data: bytes) -> Deferred[None]:
+        """Decode and store C{data}; fires once done (the chunk's acknowledgement)."""
+        return self._serially(self._feed, data).addErrback(self._abandon)
+
+    def _feed(self, data: bytes) -> None:
+        rows = self._decoder.feed(data)
+        if not rows:
+            return
+        records = self._records
+        for kind, key, value in rows:
+            if value is None:
+                records[kind].pop(key, None)
+                continue
+            decoded = _object_value(value) if kind == "object" else None
+            if decoded is None:
+                try:
+                    decoded = json.loads(value)
+                except ValueError as e:
+                    raise SnapshotFormatError(f"corrupt snapshot: {kind} {key!r}: {e}") from None
+                if not isinstance(decoded, dict):
+                    raise SnapshotFormatError(f"corrupt snapshot: {kind} {key!r} is not an object")
+            records[kind][key] = decoded
+        self._bulk.add(rows)
+
+    def finish(self, database_id: str, serial: int) -> Deferred[Records]:
+        """
+        Commit the snapshot, checking it is the one announced; fires with
+        its records, for the in-memory state.
+        """
+
+        def commit() -> SnapshotInfo:
+            info = self._decoder.finish()
+            if (info.database_id, info.serial) != (database_id, serial):
+                raise SnapshotFormatError(
+                    f"the snapshot holds database {info.database_id} at serial "
+                    f"{info.serial}, announced as {database_id} at {serial}"
+                )
+            self._bulk.commit(info.database_id, info.serial)
+            return info
+
+        def installed(_: SnapshotInfo) -> Records:
+            self._bulk.installed()
+            records, self._records = self._records, empty_records()
+            assert set(records) == set(KINDS)
+            return records
+
+        return self._serially(commit).addCallbacks(installed, self._abandon)
+
+    def abort(self, why: str) -> Deferred[None]:
+        """Give up (the connection is gone, or the stream was refused): nothing is installed."""
+        if self._failed is None:
+            self._failed = SyncError(why)
+        self._records = empty_records()
+        return self._lock.run(self.run, self._bulk.abort)
+
+    def _abandon(self, failure: Any) -> Any:
+        self._records = empty_records()
+        self._lock.run(self.run, self._bulk.abort).addErrback(
+            lambda f: self.log.failure("Could not roll back a snapshot", f)
+        )
+        return _as_sync_error(failure)
+
+
+_PROXY = '{"proxy":"'
+_TYPE = '","type":"'
+
+
+def _object_value(text: str) -> Optional[dict[str, str]]:
+    """
+    A well-known object's value as the store writes it, C{{"proxy":"...",
+    "type":"..."}}, split without the JSON decoder (most of the records of a
+    large grid, and the decoder was half of their cost); None for anything
+    else, which the decoder then reads.
+    """
+    if text.startswith(_PROXY) and text.endswith('"}') and "\\" not in text:
+        proxy, separator, type_id = text[len(_PROXY) : -2].partition(_TYPE)
+        if separator and '"' not in proxy and '"' not in type_id:
+            return {"proxy": proxy, "type": type_id}
+    return None
+
+
+def _as_sync_error(failure: Any) -> Any:
+    if failure.check(SyncError):
+        return failure
+    raise SyncError(f"could not install the snapshot: {failure.getErrorMessage()}")

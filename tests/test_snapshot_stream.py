@@ -1,0 +1,169 @@
+"""
+A snapshot from a master's store into a slave's, as the replication
+streams it: the slave ends up with exactly the master's database, also
+when writes go on while the pages are read; a damaged or cut stream
+leaves the slave's database as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from gridreg.ice.types import Identity, Proxy, TcpEndpoint
+from gridreg.protocol.errors import SyncError
+from gridreg.registry.snapshot_stream import SnapshotLoad, SnapshotProducer
+from gridreg.registry.state import ObjectInfo, RegistryState, object_mutation
+from gridreg.store.memory import MemoryStore
+from gridreg.store.records import Mutation
+from gridreg.store.sqlite import SQLiteStore
+
+ENDPOINTS = (TcpEndpoint("127.0.0.1", 10000),)
+
+
+def obj(name: str) -> Mutation:
+    identity = Identity(name, "sync")
+    return object_mutation(identity, ObjectInfo(Proxy(identity, endpoints=ENDPOINTS), "::T"))
+
+
+class SnapshotStreamTests(SynchronousTestCase):
+    def result(self, d: Deferred[Any]) -> Any:
+        return self.successResultOf(d)
+
+    def open(self, store: Any) -> Any:
+        self.result(store.open())
+        self.addCleanup(store.close)
+        return store
+
+    def sqlite(self) -> SQLiteStore:
+        return self.open(SQLiteStore(self.mktemp()))
+
+    def fill(self, store: Any, count: int, batch: int = 100) -> None:
+        for first in range(0, count, batch):
+            self.result(store.commit([obj(f"o{i}") for i in range(first, first + batch)]))
+
+    def stream(self, master: Any, during: Optional[Any] = None) -> list[bytes]:
+        """Every piece the master makes, C{during(piece number)} called between them."""
+        producer = SnapshotProducer(master, maybeDeferred, page_rows=50)
+        pieces = []
+        while True:
+            piece = self.result(producer.produce())
+            if piece is None:
+                break
+            pieces.append(piece)
+            if during is not None:
+                during(len(pieces))
+        self.producer = producer
+        return pieces
+
+    def install(self, slave: Any, pieces: list[bytes], database_id: str, serial: int) -> Any:
+        load = SnapshotLoad(slave, maybeDeferred)
+        for piece in pieces:
+            load.feed(piece).addErrback(lambda _: None)
+        return load.finish(database_id, serial)
+
+    def test_the_slave_gets_the_masters_database(self) -> None:
+        master, slave = self.sqlite(), self.sqlite()
+        self.fill(master, 300)
+        odd = Identity('q"uote', "caf\u00e9")
+        for type_id in ('::A"B', "::\u00c9t\u00e9", '","type":"'):
+            self.result(master.commit([object_mutation(odd, ObjectInfo(Proxy(odd), type_id))]))
+        pieces = self.stream(master)
+        records = self.result(self.install(slave, pieces, master.database_id, master.serial))
+        self.assertEqual((slave.database_id, slave.serial), (master.database_id, master.serial))
+        expected = self.result(master.snapshot()).records
+        self.assertEqual(records, expected)
+        self.assertEqual(self.result(slave.snapshot()).records, expected)
+        state = RegistryState()
+        state.load(records)
+        self.assertEqual(len(state.objects), 301)
+        self.assertEqual(state.objects[odd].type, '","type":"')
+
+    def test_writes_while_the_pages_are_read_end_up_on_the_slave(self) -> None:
+        """Puts and deletes committed between pages come after them, in order."""
+        master, slave = self.sqlite(), self.sqlite()
+        self.fill(master, 300)
+        base = master.serial
+
+        def write(piece: int) -> None:
+            if piece == 2:  # o0..o49 already sent: change some behind and ahead of the reader
+                self.result(master.commit([obj("o10"), Mutation("object", obj("o250").key, None)]))
+                self.result(master.commit([obj("new"), Mutation("object", obj("o10").key, None)]))
+
+        pieces = self.stream(master, during=write)
+        self.assertEqual(self.producer.base_serial, base)
+        self.assertEqual(self.producer.serial, base + 2)
+        records = self.result(self.install(slave, pieces, master.database_id, base + 2))
+        expected = self.result(master.snapshot()).records
+        self.assertEqual(records, expected)
+        self.assertEqual(self.result(slave.snapshot()).records, expected)
+        self.assertEqual(slave.serial, master.serial)
+
+    def test_a_log_that_no_longer_reaches_back_fails_the_snapshot(self) -> None:
+        master = self.open(SQLiteStore(self.mktemp(), log_retention=1))
+        self.fill(master, 100)
+        producer = SnapshotProducer(master, maybeDeferred, page_rows=1000)
+        self.result(producer.produce())  # the header
+        self.result(producer.produce())  # every record
+        self.fill(master, 2, batch=1)
+        failure = self.failureResultOf(producer.produce(), SyncError)
+        self.assertIn("no longer reaches back", failure.getErrorMessage())
+
+    def assert_untouched(self, slave: Any, before: Any) -> None:
+        self.assertEqual(self.result(slave.snapshot()), before)
+        self.assertEqual((slave.database_id, slave.serial), (before.database_id, before.serial))
+        # and the store still takes writes: no transaction was left open
+        self.result(slave.commit([obj("after")]))
+
+    def test_a_damaged_stream_installs_nothing(self) -> None:
+        master = self.sqlite()
+        self.fill(master, 300)
+        pieces = self.stream(master)
+        for slave in (self.sqlite(), self.open(MemoryStore())):
+            self.result(slave.commit([obj("mine")]))
+            before = self.result(slave.snapshot())
+            damaged = list(pieces)
+            middle = bytearray(damaged[3])
+            middle[len(middle) // 2] ^= 0xFF
+            damaged[3] = bytes(middle)
+            failure = self.failureResultOf(
+                self.install(slave, damaged, master.database_id, master.serial), SyncError
+            )
+            self.assertIn("corrupt snapshot", failure.getErrorMessage())
+            self.assert_untouched(slave, before)
+
+    def test_a_cut_stream_installs_nothing(self) -> None:
+        master, slave = self.sqlite(), self.sqlite()
+        self.fill(master, 300)
+        self.result(slave.commit([obj("mine")]))
+        before = self.result(slave.snapshot())
+        pieces = self.stream(master)[:-1]
+        failure = self.failureResultOf(
+            self.install(slave, pieces, master.database_id, master.serial), SyncError
+        )
+        self.assertIn("truncated snapshot", failure.getErrorMessage())
+        self.assert_untouched(slave, before)
+
+    def test_a_snapshot_other_than_announced_installs_nothing(self) -> None:
+        master, slave = self.sqlite(), self.sqlite()
+        self.fill(master, 100)
+        before = self.result(slave.snapshot())
+        failure = self.failureResultOf(
+            self.install(slave, self.stream(master), master.database_id, master.serial + 1),
+            SyncError,
+        )
+        self.assertIn("announced as", failure.getErrorMessage())
+        self.assert_untouched(slave, before)
+
+    def test_an_abandoned_stream_installs_nothing(self) -> None:
+        """The master's connection is lost half way."""
+        master, slave = self.sqlite(), self.sqlite()
+        self.fill(master, 300)
+        before = self.result(slave.snapshot())
+        load = SnapshotLoad(slave, maybeDeferred)
+        for piece in self.stream(master)[:3]:
+            self.result(load.feed(piece))
+        self.result(load.abort("the master's connection was lost"))
+        self.assert_untouched(slave, before)
