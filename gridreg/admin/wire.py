@@ -42,6 +42,7 @@ from gridreg.admin.common import (
 )
 from gridreg.config.properties import Properties
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
+from gridreg.protocol.version import PROTOCOL_VERSION
 from gridreg.tls import (
     REGISTRY,
     PeerNotAuthorized,
@@ -56,8 +57,6 @@ __all__ = ["COMMANDS", "BlockingSession", "Refused", "open_blocking_session", "r
 
 T = TypeVar("T")
 
-#: the AMP protocol version gridadmin speaks (gridreg.protocol.commands.PROTOCOL_VERSION)
-PROTOCOL_VERSION = 3
 #: gridreg.protocol.chunking's sizes
 CHUNK_SIZE = 60_000
 

@@ -40,10 +40,7 @@ from gridreg.protocol.errors import (
 )
 from gridreg.protocol.node_commands import ICE_REQUEST_ARGUMENTS
 
-#: 2: one chunked channel for snapshots, large changes and uploads; epochs
-#: 3: node sessions (gridreg.protocol.node_commands)
-#: 4: snapshots streamed in the binary format (BeginSnapshot; gridreg.store.snapshot_codec)
-PROTOCOL_VERSION = 4
+from gridreg.protocol.version import PROTOCOL_VERSION  # noqa: F401 (re-exported)
 
 #: a description is answered in slices of at most this many characters, the
 #: chunk size of the blob channel (well below AMP's 65,535 per value)
