@@ -163,6 +163,7 @@ def _known() -> tuple[dict[str, PropertySpec], tuple[str, ...]]:
     k["GridReg.Replication.MinAcks"] = PropertySpec(PropertyKind.INT, "0")
     k["GridReg.Replication.EpochCheckInterval"] = PropertySpec(PropertyKind.INT, "5")
     k["GridReg.Debug.ReactorProbe"] = PropertySpec(PropertyKind.INT, "0")
+    k["GridReg.Scheduler"] = PropertySpec(PropertyKind.CHOICE, "other", ("other", "batch"))
     k["GridReg.Node.LoadAverageFile"] = PropertySpec(default="/proc/loadavg")
     for timeout in ("ReplicaSessionTimeout", "NodeSessionTimeout", "SessionTimeout"):
         k[f"{reg}.{timeout}"] = PropertySpec(PropertyKind.INT, "30")
@@ -468,6 +469,7 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "GridReg.Replication.MinAcks": _HONOURED,
     "GridReg.Replication.EpochCheckInterval": _HONOURED,
     "GridReg.Debug.ReactorProbe": _HONOURED,
+    "GridReg.Scheduler": _HONOURED,
     "GridReg.Node.LoadAverageFile": _HONOURED,
     "IceGrid.Node.ProcessorSocketCount": _HONOURED,
     "Ice.Default.LocatorCacheTimeout": _HONOURED,

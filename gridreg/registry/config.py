@@ -65,6 +65,8 @@ class RegistryConfig:
     #: GridReg.Debug.ReactorProbe: the period (ms) of a timer that logs how late the
     #: reactor runs it (benchmarks); 0 for none
     reactor_probe_ms: int = 0
+    #: GridReg.Scheduler: the CPU scheduling policy, "other" or "batch" (gridreg.scheduling)
+    scheduler: str = "other"
     #: GridReg.Replication.EpochCheckInterval: how often a master asks the replicas that
     #: are not its live slaves whether a newer master exists (seconds)
     epoch_check_interval: float = 5.0
@@ -153,6 +155,7 @@ class RegistryConfig:
             properties=properties,
             min_acks=_non_negative(properties, "GridReg.Replication.MinAcks", 0),
             reactor_probe_ms=_non_negative(properties, "GridReg.Debug.ReactorProbe", 0),
+            scheduler=_scheduler(properties),
             epoch_check_interval=float(
                 _positive(properties, "GridReg.Replication.EpochCheckInterval", 5)
             ),
@@ -234,6 +237,18 @@ def _optional_endpoints(properties: Properties, key: str) -> Optional[tuple[Endp
     if not text:
         return None
     return _parse(properties, key, text)
+
+
+def _scheduler(properties: Properties) -> str:
+    from gridreg.scheduling import POLICIES
+
+    value = properties.get("GridReg.Scheduler") or "other"
+    if value not in POLICIES:
+        raise PropertyError(
+            f"GridReg.Scheduler ({properties.source('GridReg.Scheduler')}): expected one of "
+            f"{', '.join(POLICIES)}, not {value!r}"
+        )
+    return value
 
 
 def _non_negative(properties: Properties, key: str, default: int) -> int:

@@ -23,6 +23,7 @@ from gridreg.config.stdio import redirect_stdio
 from gridreg.config.properties import PropertyError
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.security import InternalSecurity
+from gridreg.scheduling import use_scheduler
 from gridreg.registry.service import RegistryService
 
 log = Logger()
@@ -116,6 +117,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     assert config is not None
     redirect_stdio(options.properties)
     options.log_warnings(log)
+    use_scheduler(config.scheduler)  # before any thread starts: they inherit it
     if not config.data_dir:
         log.warn(
             "IceGrid.Registry.LMDB.Path is not set: the registry keeps its database in "
