@@ -221,12 +221,10 @@ class RegistryState:
         self._by_type.clear()
         self.replicas.clear()
         self.meta.clear()
-        self.deployed.clear()
         apply = {
             META: self.meta.__setitem__,
             ADAPTER: self._apply_adapter,
             REPLICA: self.replicas.__setitem__,
-            APPLICATION: self.deployed.put,
         }
         # The collector's passes over a growing heap made up almost half of a
         # large load (every object made here lives on): one pass, below, instead.
@@ -236,6 +234,7 @@ class RegistryState:
             for kind, put in apply.items():
                 for key, value in records.get(kind, {}).items():
                     put(key, value)
+            self.deployed.load(records.get(APPLICATION, {}))
             self._load_objects(records.get(OBJECT, {}))
         finally:
             if collecting:
