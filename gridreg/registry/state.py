@@ -107,16 +107,21 @@ def object_key(identity: Identity) -> str:
     return json.dumps([identity.category, identity.name], ensure_ascii=False)
 
 
-def identity_from_key(key: str) -> Identity:
+def identity_from_key(key: str, categories: Optional[dict[str, str]] = None) -> Identity:
     """
     The identity of an L{object_key}: most keys hold no escapes, and are
     split without the JSON decoder (a third of the cost of loading a
     well-known object).
+
+    @param categories: a load's one string per category, shared by the
+        identities made from its keys (most objects share a few categories).
     """
     if key.startswith('["') and key.endswith('"]') and "\\" not in key:
         # no backslash, so no quote inside either string: the middle one separates them
         category, separator, name = key[2:-2].partition('", "')
         if separator and '"' not in name:
+            if categories is not None:
+                category = categories.setdefault(category, category)
             return Identity(name, category)
     category, name = json.loads(key)
     return Identity(name, category)
@@ -319,22 +324,27 @@ class RegistryState:
         L{_apply_object} for every stored object, into empty indexes: the
         bulk of a load.  It empties C{values} as it goes, so the memory of
         each record is reused for the index and a large load's peak does not
-        hold both the records and the decoded state.
+        hold both the records and the decoded state.  Objects share one
+        string per type id and per category (the decoder makes one per record).
         """
         objects = self.objects
         by_type = self._by_type
+        types: dict[str, str] = {}
+        categories: dict[str, str] = {}
         pop = values.pop
         for key in list(values):
             value = pop(key)
-            identity = identity_from_key(key)
+            identity = identity_from_key(key, categories)
             if identity in objects:  # a key spelt another way: replace as a change would
                 self._apply_object(key, value)
                 continue
-            info = StoredObject(value["proxy"], value["type"])
+            type_id = value["type"]
+            type_id = types.setdefault(type_id, type_id)
+            info = StoredObject(value["proxy"], type_id)
             objects[identity] = info
-            typed = by_type.get(info.type)
+            typed = by_type.get(type_id)
             if typed is None:
-                typed = by_type[info.type] = {}
+                typed = by_type[type_id] = {}
             typed[identity] = info
 
     def _apply_object(self, key: str, value: Optional[dict]) -> None:
