@@ -165,6 +165,8 @@ class RegistryState:
         self.meta: dict[str, dict] = {}
         self._discovery: Optional[Callable[[], None]] = None
         self.deployed = DeployedIndex()
+        #: whether a load ran (a later one also collects what lived before it)
+        self._loaded_once = False
         self._round_robin = RoundRobinState()
         self._by_type: dict[str, dict[Identity, ObjectInfo]] = {}
         self._listeners: list[Callable[[], None]] = []
@@ -233,9 +235,12 @@ class RegistryState:
         }
         # The collector's passes over a growing heap made up almost half of a
         # large load (every object made here lives on): none during it, and
-        # one pass before the well-known objects, the bulk, are loaded (the
-        # descriptors' parsing leaves cycles; the objects make none), so the
-        # pass does not walk them (a pass after them was a fifth of the load).
+        # one pass over the young generations before the well-known objects,
+        # the bulk, are loaded: it frees the cycles the descriptors' parsing
+        # leaves (the objects make none) without walking the loaded objects
+        # (a full pass after them was a fifth of the load) or, on the first
+        # load at start-up, the modules; a reload's pass is a full one, so the
+        # cycles a running registry left are not frozen below.
         collecting = gc.isenabled()
         gc.disable()
         try:
@@ -243,7 +248,8 @@ class RegistryState:
                 for key, value in records.get(kind, {}).items():
                     put(key, value)
             self.deployed.load(records.get(APPLICATION, {}))
-            gc.collect()
+            gc.collect(2 if self._loaded_once else 1)
+            self._loaded_once = True
             self._load_objects(records.get(OBJECT, {}))
         finally:
             if collecting:
