@@ -220,8 +220,11 @@ class RegistryState:
             return mutation.key in self.replicas
         return mutation.key in self.meta
 
-    def load(self, records: Mapping[str, Mapping[str, dict]]) -> None:
-        """Replace everything with the records loaded from the store."""
+    def load(self, records: Mapping[str, dict[str, dict]]) -> None:
+        """
+        Replace everything with the records loaded from the store.  It empties
+        the object records as it loads them (nobody reads them after).
+        """
         self.adapters.clear()
         self.replica_groups.clear()
         self.objects.clear()
