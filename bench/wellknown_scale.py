@@ -11,6 +11,14 @@ with a direct TCP proxy and type C{::Demo::Hello}:
   - gridreg by building its SQLite store in this process
     (L{gridreg.store.sqlite.SQLiteStore.commit}, 1,000 objects per change).
 
+With C{--applications N}, both also hold N copies of C{etc/demo-app.xml}
+(renamed apart): IceGrid's through C{icegridadmin application add}, gridreg's
+written to its store as application records.
+
+The gridreg modules are byte-compiled first (C{compileall}), as an
+installed package is: with C{PYTHONDONTWRITEBYTECODE} set, every start-up
+would otherwise compile them again.
+
 Then each registry is restarted C{--restarts} times on its database and
 measured: start-up time (from spawning the process to the first answered
 C{findObjectById} of the last object, probed every 5 ms from this process),
@@ -18,12 +26,13 @@ memory (C{VmRSS}/C{VmHWM}), and, after the last start, C{findObjectById}
 latency for random identities from a real Ice client (1 in flight) and the
 registry CPU per lookup with 16 in flight.
 
-    python -m bench.wellknown_scale [--objects 100000] [--restarts 3]
+    python -m bench.wellknown_scale [--objects 100000] [--restarts 3] [--applications 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import shutil
 import statistics
 import tempfile
@@ -36,6 +45,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError, ConnectionClosed, ConnectionLost
 from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
 
 from bench._harness import (
     LOOPBACK,
@@ -64,7 +74,11 @@ from gridreg.ice.client import IceClientProtocol
 from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.messages import ReplyStatus
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Proxy, TcpEndpoint
+from gridreg.registry.application_metadata import created
+from gridreg.registry.applications import APPLICATION
+from gridreg.registry.descriptors import application_to_json, parse_application
 from gridreg.registry.state import ObjectInfo, object_mutation
+from gridreg.store.records import Mutation
 from gridreg.store.sqlite import SQLiteStore
 from tests._processes import IceClient, RunningRegistry
 
@@ -77,20 +91,40 @@ ADD_CHUNK = 10_000
 FALLBACK_OBJECTS = 10_000
 
 
+REPO = Path(__file__).resolve().parent.parent
+DEMO_APP = REPO / "etc" / "demo-app.xml"
+
+
 def identity(index: int) -> Identity:
     return Identity(f"{PREFIX}{index}", CATEGORY)
 
 
-async def build_gridreg_store(data_dir: Path, count: int) -> float:
+def application_xml(index: int) -> str:
+    """The demo application renamed so that many deploy side by side."""
+    return (
+        DEMO_APP.read_text()
+        .replace('name="DemoApp"', f'name="App{index}"')
+        .replace("HelloGroup", f"Group{index}")
+        .replace("HelloServer", f"Server{index}")
+        .replace('identity="hello"', f'identity="hello{index}"')
+    )
+
+
+async def build_gridreg_store(data_dir: Path, count: int, applications: int = 0) -> float:
     """
-    Write C{count} objects into a new gridreg store, C{BATCH} per change;
-    return the seconds it took.
+    Write C{count} objects into a new gridreg store, C{BATCH} per change,
+    and C{applications} application records; return the seconds it took.
     """
     begin = time.perf_counter()
     store = SQLiteStore(str(data_dir))
     await store.open()
     endpoints = (TcpEndpoint(LOOPBACK, TARGET_PORT),)
     try:
+        meta = created("bench", int(time.time() * 1000)).to_json()
+        for index in range(applications):
+            app = parse_application(application_xml(index))
+            record = {**application_to_json(app), "meta": meta}
+            await store.commit([Mutation(APPLICATION, app.name, record)])
         for first in range(0, count, BATCH):
             mutations = [
                 object_mutation(
@@ -104,18 +138,57 @@ async def build_gridreg_store(data_dir: Path, count: int) -> float:
     return time.perf_counter() - begin
 
 
+async def add_icegrid_applications(registry: RunningRegistry, workdir: str, count: int) -> float:
+    """Deploy C{count} applications with one C{icegridadmin} run; return the seconds."""
+    files = []
+    for index in range(count):
+        path = Path(workdir) / f"app{index}.xml"
+        path.write_text(application_xml(index))
+        files.append(path)
+    commands = "; ".join(f"application add '{path}'" for path in files)
+    begin = time.perf_counter()
+    icegridadmin = shutil.which("icegridadmin")
+    if icegridadmin is None:
+        raise RuntimeError("icegridadmin is not on PATH")
+    _, errors, code = await getProcessOutputAndValue(
+        icegridadmin,
+        [f"--Ice.Default.Locator={registry.locator}", "-u", "bench", "-p", "bench", "-e", commands],
+        env=None,
+    )
+    seconds = time.perf_counter() - begin
+    if code != 0:
+        raise RuntimeError(f"icegridadmin could not add applications: {errors.decode()[-500:]}")
+    listed, errors, code = await getProcessOutputAndValue(
+        icegridadmin,
+        [f"--Ice.Default.Locator={registry.locator}", "-u", "bench", "-p", "bench"]
+        + ["-e", "application list"],
+        env=None,
+    )
+    if code != 0 or len(listed.split()) != count:
+        raise RuntimeError(f"IceGrid lists {len(listed.split())} applications, not {count}")
+    return seconds
+
+
 async def add_icegrid_objects(
-    reactor: Any, workdir: str, properties: dict[str, str], count: int, limit: float
+    reactor: Any,
+    workdir: str,
+    properties: dict[str, str],
+    count: int,
+    limit: float,
+    applications: int = 0,
 ) -> tuple[int, float]:
     """
     Add objects through IceGrid's admin interface, C{ADD_CHUNK} per
-    command. If the first chunk shows that C{count} would take longer than
-    C{limit} seconds, stop at C{FALLBACK_OBJECTS}. Return how many were
-    added and the seconds it took.
+    command (and C{applications} applications). If the first chunk shows
+    that C{count} would take longer than C{limit} seconds, stop at
+    C{FALLBACK_OBJECTS}. Return how many were added and the seconds it took.
     """
     registry = await start_registry(reactor, "icegrid", workdir, properties)
     added, seconds = 0, 0.0
     try:
+        if applications:
+            seconds += await add_icegrid_applications(registry, workdir, applications)
+            out(f"  icegrid: {applications} applications added in {seconds:.2f} s")
         [client] = await start_clients(reactor, registry.locator, 1)
         try:
             while added < count:
@@ -354,6 +427,8 @@ def report(kinds: list[str], results: dict[str, dict[str, Any]], fallback: bool)
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     header("wellknown_scale")
+    # as installed: a start-up reads byte code, it does not compile every module
+    compileall.compile_dir(str(REPO / "gridreg"), quiet=1)
     kinds = registries(args.registries)
     count = args.objects
     results: dict[str, Any] = {"requested": count}
@@ -363,7 +438,12 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         if "icegrid" in kinds:
             properties = dict(registry_ports(), **{"IceGrid.Registry.LMDB.MapSize": "1024"})
             added, seconds = await add_icegrid_objects(
-                reactor, workdirs["icegrid"], properties, count, args.max_add_seconds
+                reactor,
+                workdirs["icegrid"],
+                properties,
+                count,
+                args.max_add_seconds,
+                args.applications,
             )
             if added < count:
                 fallback, count = True, added
@@ -374,8 +454,11 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         if "gridreg" in kinds:
             properties = registry_ports()
             data_dir = Path(workdirs["gridreg"]) / "db"
-            seconds = await build_gridreg_store(data_dir, count)
-            out(f"  gridreg: {count} objects written to its store in {seconds:.1f} s")
+            seconds = await build_gridreg_store(data_dir, count, args.applications)
+            out(
+                f"  gridreg: {count} objects and {args.applications} applications "
+                f"written to its store in {seconds:.1f} s"
+            )
             results["gridreg"] = await measure_restarts(
                 reactor, "gridreg", workdirs["gridreg"], properties, count, args
             )
@@ -391,7 +474,13 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             out(summary(profiled, args.profile_top))
     write_json(
         args.json,
-        {"benchmark": "wellknown_scale", "machine": machine(), "fallback": fallback, **results},
+        {
+            "benchmark": "wellknown_scale",
+            "machine": machine(),
+            "fallback": fallback,
+            "applications": args.applications,
+            **results,
+        },
     )
 
 
@@ -400,6 +489,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--objects", type=int, default=100_000, help="well-known objects")
     parser.add_argument("--restarts", type=int, default=3, help="start-ups measured per registry")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per lookup window")
+    parser.add_argument(
+        "--applications", type=int, default=0, help="applications deployed in both registries"
+    )
     parser.add_argument(
         "--max-add-seconds",
         type=float,

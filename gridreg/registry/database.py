@@ -42,14 +42,12 @@ from gridreg.protocol.errors import NotFoundError, NotMasterError, RegistryUserE
 from gridreg.registry.application_metadata import created
 from gridreg.registry.applications import APPLICATION
 from gridreg.registry.descriptors import (
-    ApplicationDescriptor,
     DerivedApplication,
     DescriptorError,
     application_to_json,
     check_conflicts,
     check_update,
-    derive,
-    parse_application,
+    derived_from_xml,
 )
 from gridreg.registry.state import (
     AdapterInfo,
@@ -463,10 +461,11 @@ class RegistryDatabase:
         """
 
         def build() -> list[Mutation]:
-            app = parse_application(xml_text)
-            if update and app.name not in self.state.deployed.derived:
-                raise NotFoundError(f"application `{app.name}' is not deployed")
-            return self._application_mutations(app, update, user, now_ms, check)
+            derived = derived_from_xml(xml_text)
+            name = derived.descriptor.name
+            if update and name not in self.state.deployed.derived:
+                raise NotFoundError(f"application `{name}' is not deployed")
+            return self._application_mutations(derived, update, user, now_ms, check)
 
         return self._serially(build)
 
@@ -490,20 +489,20 @@ class RegistryDatabase:
             current = self.state.deployed.derived.get(name)
             if current is None:
                 raise ApplicationNotExistException(name)
-            app = parse_application(make_xml(current.descriptor.xml))
-            return self._application_mutations(app, True, user, now_ms, check)
+            derived = derived_from_xml(make_xml(current.descriptor.xml))
+            return self._application_mutations(derived, True, user, now_ms, check)
 
         return self._serially(build)
 
     def _application_mutations(
         self,
-        app: ApplicationDescriptor,
+        derived: DerivedApplication,
         update: bool,
         user: str,
         now_ms: int,
         check: Optional[UpdateCheck],
     ) -> list[Mutation]:
-        derived = derive(app)
+        app = derived.descriptor
         deployed = self.state.deployed.derived
         others = [d for name, d in deployed.items() if name != app.name]
         if update:

@@ -20,6 +20,7 @@ which knows nothing of XML.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import attrs
@@ -69,6 +70,8 @@ __all__ = [
     "check_conflicts",
     "check_update",
     "derive",
+    "derived_from_json",
+    "derived_from_xml",
     "parse_application",
 ]
 
@@ -80,6 +83,41 @@ def parse_application(xml_text: str) -> ApplicationDescriptor:
     @raise DescriptorError: the XML is malformed, unsafe or invalid.
     """
     return parse_application_xml(xml_text)
+
+
+@lru_cache(maxsize=16)
+def derived_from_xml(xml_text: str) -> DerivedApplication:
+    """
+    Parse and derive an application once per change: the write path (the
+    database's checks, then the deployed index applying the committed
+    record) asks for the same XML, and gets the same immutable result.
+
+    @raise DescriptorError: the XML is malformed, unsafe or invalid.
+    """
+    return derive(parse_application_xml(xml_text))
+
+
+def derived_from_json(record: Mapping[str, Any]) -> DerivedApplication:
+    """
+    L{derived_from_xml} of an L{application_to_json} record.
+
+    @raise DescriptorError: the record is malformed or its XML invalid.
+    """
+    name, xml = _name_and_xml(record)
+    derived = derived_from_xml(xml)
+    if derived.descriptor.name != name:
+        raise DescriptorError(
+            f"stored application {name!r} holds a descriptor named {derived.descriptor.name!r}"
+        )
+    return derived
+
+
+def _name_and_xml(record: Mapping[str, Any]) -> tuple[str, str]:
+    name = record.get("name") if isinstance(record, Mapping) else None
+    xml = record.get("xml") if isinstance(record, Mapping) else None
+    if not isinstance(name, str) or not isinstance(xml, str):
+        raise DescriptorError("a stored application record needs string 'name' and 'xml'")
+    return name, xml
 
 
 # -- storage ------------------------------------------------------------------
@@ -97,10 +135,7 @@ def application_from_json(record: Mapping[str, Any]) -> ApplicationDescriptor:
 
     @raise DescriptorError: the record is malformed or its XML invalid.
     """
-    name = record.get("name") if isinstance(record, Mapping) else None
-    xml = record.get("xml") if isinstance(record, Mapping) else None
-    if not isinstance(name, str) or not isinstance(xml, str):
-        raise DescriptorError("a stored application record needs string 'name' and 'xml'")
+    name, xml = _name_and_xml(record)
     app = parse_application(xml)
     if app.name != name:
         raise DescriptorError(f"stored application {name!r} holds a descriptor named {app.name!r}")

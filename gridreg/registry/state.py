@@ -107,16 +107,21 @@ def object_key(identity: Identity) -> str:
     return json.dumps([identity.category, identity.name], ensure_ascii=False)
 
 
-def identity_from_key(key: str) -> Identity:
+def identity_from_key(key: str, categories: Optional[dict[str, str]] = None) -> Identity:
     """
     The identity of an L{object_key}: most keys hold no escapes, and are
     split without the JSON decoder (a third of the cost of loading a
     well-known object).
+
+    @param categories: a load's one string per category, shared by the
+        identities made from its keys (most objects share a few categories).
     """
     if key.startswith('["') and key.endswith('"]') and "\\" not in key:
         # no backslash, so no quote inside either string: the middle one separates them
         category, separator, name = key[2:-2].partition('", "')
         if separator and '"' not in name:
+            if categories is not None:
+                category = categories.setdefault(category, category)
             return Identity(name, category)
     category, name = json.loads(key)
     return Identity(name, category)
@@ -160,6 +165,8 @@ class RegistryState:
         self.meta: dict[str, dict] = {}
         self._discovery: Optional[Callable[[], None]] = None
         self.deployed = DeployedIndex()
+        #: whether a load ran (a later one also collects what lived before it)
+        self._loaded_once = False
         self._round_robin = RoundRobinState()
         self._by_type: dict[str, dict[Identity, ObjectInfo]] = {}
         self._listeners: list[Callable[[], None]] = []
@@ -213,36 +220,45 @@ class RegistryState:
             return mutation.key in self.replicas
         return mutation.key in self.meta
 
-    def load(self, records: Mapping[str, Mapping[str, dict]]) -> None:
-        """Replace everything with the records loaded from the store."""
+    def load(self, records: Mapping[str, dict[str, dict]]) -> None:
+        """
+        Replace everything with the records loaded from the store.  It empties
+        the object records as it loads them (nobody reads them after).
+        """
         self.adapters.clear()
         self.replica_groups.clear()
         self.objects.clear()
         self._by_type.clear()
         self.replicas.clear()
         self.meta.clear()
-        self.deployed.clear()
         apply = {
             META: self.meta.__setitem__,
             ADAPTER: self._apply_adapter,
             REPLICA: self.replicas.__setitem__,
-            APPLICATION: self.deployed.put,
         }
         # The collector's passes over a growing heap made up almost half of a
-        # large load (every object made here lives on): one pass, below, instead.
+        # large load (every object made here lives on): none during it, and
+        # one pass over the young generations before the well-known objects,
+        # the bulk, are loaded: it frees the cycles the descriptors' parsing
+        # leaves (the objects make none) without walking the loaded objects
+        # (a full pass after them was a fifth of the load) or, on the first
+        # load at start-up, the modules; a reload's pass is a full one, so the
+        # cycles a running registry left are not frozen below.
         collecting = gc.isenabled()
         gc.disable()
         try:
             for kind, put in apply.items():
                 for key, value in records.get(kind, {}).items():
                     put(key, value)
+            self.deployed.load(records.get(APPLICATION, {}))
+            gc.collect(2 if self._loaded_once else 1)
+            self._loaded_once = True
             self._load_objects(records.get(OBJECT, {}))
         finally:
             if collecting:
                 gc.enable()
         # What was just loaded lives as long as the process: keep it out of
         # the collector's full passes, which would otherwise stall requests.
-        gc.collect()
         gc.freeze()
         self._rediscover()
         self._changed()
@@ -312,20 +328,32 @@ class RegistryState:
         if info.replica_group_id:
             self.replica_groups.setdefault(info.replica_group_id, []).append(adapter_id)
 
-    def _load_objects(self, values: Mapping[str, dict]) -> None:
-        """L{_apply_object} for every stored object, into empty indexes: the bulk of a load."""
+    def _load_objects(self, values: dict[str, dict]) -> None:
+        """
+        L{_apply_object} for every stored object, into empty indexes: the
+        bulk of a load.  It empties C{values} as it goes, so the memory of
+        each record is reused for the index and a large load's peak does not
+        hold both the records and the decoded state.  Objects share one
+        string per type id and per category (the decoder makes one per record).
+        """
         objects = self.objects
         by_type = self._by_type
-        for key, value in values.items():
-            identity = identity_from_key(key)
+        types: dict[str, str] = {}
+        categories: dict[str, str] = {}
+        pop = values.pop
+        for key in list(values):
+            value = pop(key)
+            identity = identity_from_key(key, categories)
             if identity in objects:  # a key spelt another way: replace as a change would
                 self._apply_object(key, value)
                 continue
-            info = StoredObject(value["proxy"], value["type"])
+            type_id = value["type"]
+            type_id = types.setdefault(type_id, type_id)
+            info = StoredObject(value["proxy"], type_id)
             objects[identity] = info
-            typed = by_type.get(info.type)
+            typed = by_type.get(type_id)
             if typed is None:
-                typed = by_type[info.type] = {}
+                typed = by_type[type_id] = {}
             typed[identity] = info
 
     def _apply_object(self, key: str, value: Optional[dict]) -> None:
