@@ -157,10 +157,12 @@ class ReplicaLink:
             self.protocol = protocol.itself()
             if self._keepalive.running:
                 self._keepalive.stop()
-            self._keepalive.start(self.session_timeout / 2, now=False)
             sessions.registered(self)
             sessions.learn(json.loads(answer["replicas"]), complete=self.is_master)
             self.send_live_state(*sessions.servers.live_state(), full=True)
+            # the first keepalive at once: it carries the load, which `node load`
+            # and adaptive groups would otherwise lack for half a session timeout
+            self._keepalive.start(self.session_timeout / 2, now=True)
 
         def refused(failure: Failure) -> None:
             self.log.info(
