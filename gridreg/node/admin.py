@@ -20,11 +20,22 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred
 
 from gridreg.ice.admin_facets import AdminObject, forwarded_request
 from gridreg.ice.messages import Reply, reply_body
-from gridreg.ice.types import SslEndpoint, TcpEndpoint
+from gridreg.ice.types import Proxy, SslEndpoint, TcpEndpoint
 from gridreg.protocol.errors import NodeError, NotFoundError, failure_reason
 
 #: how long a server's admin object may take to answer, connection included
 FORWARD_TIMEOUT = 10.0
+
+
+def admin_endpoints(proxy: Proxy) -> tuple[TcpEndpoint, ...]:
+    """
+    The endpoints the node reaches a server's admin object at: its plain
+    tcp ones (C{Ice.Admin.Endpoints} is C{tcp -h localhost}, as icegridnode
+    writes it).
+    """
+    return tuple(
+        e for e in proxy.endpoints if isinstance(e, TcpEndpoint) and not isinstance(e, SslEndpoint)
+    )
 
 
 class NodeAdmin:
@@ -69,14 +80,9 @@ class NodeAdmin:
             proxy = self.servers.admin_proxy(server)
         except (NotFoundError, NodeError) as exc:  # said to the replica as they are
             return fail(exc)
-        endpoints = tuple(
-            e
-            for e in proxy.endpoints
-            if isinstance(e, TcpEndpoint) and not isinstance(e, SslEndpoint)
-        )
         d = self._invoke(
             self.reactor,
-            endpoints,
+            admin_endpoints(proxy),
             attrs.evolve(proxy, facet=facet),
             operation,
             mode,  # type: ignore[arg-type]  (sent as it came: the server judges it)

@@ -17,7 +17,8 @@ import attrs
 from twisted.internet.defer import Deferred, fail
 
 from gridreg.ice.encoding import OutputStream
-from gridreg.ice.types import OperationMode, Proxy, SslEndpoint, TcpEndpoint
+from gridreg.ice.types import OperationMode, Proxy
+from gridreg.node.admin import admin_endpoints
 from gridreg.node.config import NodeConfig
 from gridreg.node.server_config import config_lines
 from gridreg.protocol.errors import NodeError
@@ -86,9 +87,7 @@ def set_properties(
 
     if admin is None:
         return fail(NodeError("the server registered no admin object"))
-    endpoints = tuple(
-        e for e in admin.endpoints if isinstance(e, TcpEndpoint) and not isinstance(e, SslEndpoint)
-    )
+    endpoints = admin_endpoints(admin)
     if not endpoints:
         return fail(NodeError("the server's admin object has no tcp endpoint"))
     facet = attrs.evolve(admin, facet="Properties")

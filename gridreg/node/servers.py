@@ -29,7 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gridreg.ice.types import OperationMode, Proxy, SslEndpoint, TcpEndpoint
+from gridreg.ice.types import OperationMode, Proxy
 from gridreg.node import live_update
 from gridreg.node.activator import (
     Host,
@@ -40,6 +40,7 @@ from gridreg.node.activator import (
     read_pid_records,
     remove_pid_record,
 )
+from gridreg.node.admin import admin_endpoints
 from gridreg.node.config import NodeConfig
 from gridreg.node.server import ManagedServer, ServerEnvironment
 from gridreg.node.server_config import node_variables
@@ -64,9 +65,7 @@ def shutdown_process(reactor: Any, proxy: Proxy, timeout: float) -> Deferred[Non
     """
     from gridreg.registry.remote import call_direct
 
-    endpoints = tuple(
-        e for e in proxy.endpoints if isinstance(e, TcpEndpoint) and not isinstance(e, SslEndpoint)
-    )
+    endpoints = admin_endpoints(proxy)
     if not endpoints:
         return fail(NodeError("the server's process proxy has no tcp endpoint"))
     d = call_direct(reactor, endpoints, proxy, "shutdown", OperationMode.NORMAL, b"", timeout)

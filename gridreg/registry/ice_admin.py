@@ -55,6 +55,11 @@ SERVER_STATES = (
 )
 
 
+def write_server_state(out: OutputStream, state: str) -> None:
+    """An C{IceGrid::ServerState} (an unknown state goes as C{Inactive})."""
+    out.write_enum(SERVER_STATES.index(state) if state in SERVER_STATES else 0, 6)
+
+
 class AdminServant(Servant):
     """C{IceGrid::Admin} for one admin session."""
 
@@ -217,7 +222,7 @@ class AdminServant(Servant):
     def get_server_state(self, request: Request, params: InputStream) -> bytes:
         state = str(self.model.server_status(params.read_string()).get("state") or "inactive")
         out = self._out(request)
-        out.write_enum(SERVER_STATES.index(state) if state in SERVER_STATES else 0, 6)
+        write_server_state(out, state)
         return out.getvalue()
 
     @operation("getServerPid", idempotent=True)

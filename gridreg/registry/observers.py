@@ -35,10 +35,11 @@ from twisted.python.failure import Failure
 from gridreg.ice.encoding import OutputStream
 from gridreg.ice.stringify import endpoints_to_string, identity_to_string
 from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode, Proxy
-from gridreg.registry.state import ADAPTER, OBJECT, REPLICA, AdapterInfo, Mutation
 from gridreg.registry import descriptor_slice
 from gridreg.registry.application_update import update_info
 from gridreg.registry.applications import APPLICATION
+from gridreg.registry.ice_admin import SERVER_STATES, write_server_state  # noqa: F401 (SERVER_STATES re-exported)
+from gridreg.registry.state import ADAPTER, OBJECT, REPLICA, AdapterInfo, Mutation
 
 if TYPE_CHECKING:
     from gridreg.registry.nodes import NodeSession
@@ -47,16 +48,6 @@ if TYPE_CHECKING:
 OBSERVER_TIMEOUT = 30.0
 #: the observer kinds, in the order setObservers names them
 KINDS = ("registry", "node", "application", "adapter", "object")
-#: IceGrid::ServerState, in Slice order
-SERVER_STATES = (
-    "inactive",
-    "activating",
-    "activationtimedout",
-    "active",
-    "deactivating",
-    "destroying",
-    "destroyed",
-)
 
 Send = Callable[[str, bytes], Deferred[Any]]
 
@@ -241,7 +232,7 @@ def write_node_info(out: OutputStream, name: str, info: dict[str, Any]) -> None:
 def write_server_dynamic_info(out: OutputStream, server_id: str, value: dict[str, Any]) -> None:
     state = str(value.get("state") or "inactive")
     out.write_string(server_id)
-    out.write_enum(SERVER_STATES.index(state) if state in SERVER_STATES else 0, 6)
+    write_server_state(out, state)
     out.write_int(int(value.get("pid") or 0))
     out.write_bool(value.get("enabled") is not False)
 
