@@ -18,6 +18,7 @@ from gridreg.registry.snapshot_stream import SnapshotLoad, SnapshotProducer
 from gridreg.registry.state import ObjectInfo, RegistryState, object_mutation
 from gridreg.store.memory import MemoryStore
 from gridreg.store.records import Mutation
+from gridreg.store.snapshot_codec import SnapshotEncoder
 from gridreg.store.sqlite import SQLiteStore
 
 ENDPOINTS = (TcpEndpoint("127.0.0.1", 10000),)
@@ -132,6 +133,22 @@ class SnapshotStreamTests(SynchronousTestCase):
                 self.install(slave, damaged, master.database_id, master.serial), SyncError
             )
             self.assertIn("corrupt snapshot", failure.getErrorMessage())
+            self.assert_untouched(slave, before)
+
+    def test_a_record_that_is_not_an_object_installs_nothing(self) -> None:
+        """Object records go in undecoded; the store checks them before it commits."""
+        master = self.sqlite()
+        self.fill(master, 10)
+        encoder = SnapshotEncoder(master.database_id, master.serial)
+        rows = self.result(master.snapshot_rows(None, 100)) + [("object", '["c", "x"]', "[1]")]
+        pieces = [encoder.header(), encoder.block(rows), encoder.trailer(master.serial)]
+        for slave in (self.sqlite(), self.open(MemoryStore())):
+            self.result(slave.commit([obj("mine")]))
+            before = self.result(slave.snapshot())
+            failure = self.failureResultOf(
+                self.install(slave, pieces, master.database_id, master.serial), SyncError
+            )
+            self.assertIn("not a JSON object", failure.getErrorMessage())
             self.assert_untouched(slave, before)
 
     def test_a_cut_stream_installs_nothing(self) -> None:

@@ -21,6 +21,7 @@ from gridreg.store.memory import MemoryStore
 from gridreg.store.records import (
     KINDS,
     Change,
+    EncodedValues,
     Mutation,
     StoreState,
     change_from_json,
@@ -451,6 +452,34 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
             path, "INSERT INTO records (kind, key, value) VALUES ('object', 'o', '{not json')"
         )
         self.assert_open_fails(path, "corrupt object record")
+
+    def test_a_record_that_is_not_an_object_is_refused(self) -> None:
+        """The records handed over undecoded are checked too: a JSON array is no record."""
+        path = self.mktemp()
+        self.edit_database(
+            path, "INSERT INTO records (kind, key, value) VALUES ('object', 'o', '[1, 2]')"
+        )
+        self.assert_open_fails(path, "corrupt object record", "'o'", "not a JSON object")
+
+    def test_object_records_load_as_their_texts(self) -> None:
+        """
+        Open hands the well-known objects over as their stored texts, which
+        read as the values written: records written before there was such a
+        form load the same, as they are the same rows.
+        """
+        path = self.mktemp()
+        self.edit_database(
+            path,
+            "INSERT INTO records (kind, key, value) VALUES "
+            """('object', '["c", "o"]', '{"proxy":"AAAA","type":"::T"}')""",
+        )
+        store = SQLiteStore(path)
+        objects = self.successResultOf(store.open()).records["object"]
+        self.addCleanup(store.close)
+        self.assertIsInstance(objects, EncodedValues)
+        self.assertEqual(objects.texts, {'["c", "o"]': '{"proxy":"AAAA","type":"::T"}'})
+        self.assertEqual(dict(objects), {'["c", "o"]': {"proxy": "AAAA", "type": "::T"}})
+        self.assertEqual(self.successResultOf(store.snapshot()).records["object"], dict(objects))
 
     def test_failed_creation_leaves_no_database(self) -> None:
         """If creating the schema fails, the next start creates it from scratch."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import gc
-import json
 import random
 from typing import Callable, Iterable, Mapping, Optional
 
@@ -23,7 +22,29 @@ from gridreg.ice.types import ENCODING_1_1, Endpoint, Identity, Proxy
 from gridreg.registry.applications import APPLICATION, DeployedIndex
 from gridreg.registry.descriptors import ApplicationDescriptor
 from gridreg.registry.loadbalancing import Load, LoadSamples, RoundRobinState, order_replicas
+from gridreg.registry.object_table import (
+    ObjectInfo,
+    ObjectTable,
+    StoredObject,
+    decode_wire,
+    identity_from_key,
+    object_key,
+)
 from gridreg.store.records import Mutation
+
+__all__ = [
+    "AdapterInfo",
+    "ObjectInfo",
+    "RegistryState",
+    "Staged",
+    "StoredObject",
+    "adapter_mutation",
+    "decode_proxy_field",
+    "encode_proxy_field",
+    "identity_from_key",
+    "object_key",
+    "object_mutation",
+]
 
 ADAPTER = "adapter"
 OBJECT = "object"
@@ -40,50 +61,6 @@ class AdapterInfo:
     replica_group_id: str = ""
 
 
-@attrs.frozen
-class ObjectInfo:
-    """A well-known object: its proxy and Slice type id."""
-
-    proxy: Proxy
-    type: str = ""
-
-
-class StoredObject:
-    """
-    A well-known object loaded from the store: its proxy is decoded the
-    first time it is used, so a registry holding many objects starts fast
-    and keeps only the stored text of those nobody asks for.
-    """
-
-    __slots__ = ("_field", "_proxy", "type")
-
-    def __init__(self, field: str, type: str) -> None:
-        self._field: str | bytes = field
-        self._proxy: Optional[Proxy] = None
-        self.type = type
-
-    @property
-    def wire(self) -> bytes:
-        """The proxy as encoding 1.1 marshals it: a findObjectById result as is."""
-        if isinstance(self._field, str):
-            self._field = base64.b64decode(self._field)
-        return self._field
-
-    @property
-    def proxy(self) -> Proxy:
-        if self._proxy is None:
-            self._proxy = _decode_wire(self.wire)
-        return self._proxy
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (StoredObject, ObjectInfo)):
-            return (self.proxy, self.type) == (other.proxy, other.type)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"StoredObject({self._field!r}, {self.type!r})"
-
-
 def encode_proxy_field(proxy: Proxy) -> str:
     """A proxy as stored: its exact 1.1 marshaling, base64, so nothing is lost."""
     out = OutputStream(ENCODING_1_1)
@@ -92,39 +69,7 @@ def encode_proxy_field(proxy: Proxy) -> str:
 
 
 def decode_proxy_field(text: str) -> Proxy:
-    return _decode_wire(base64.b64decode(text))
-
-
-def _decode_wire(data: bytes) -> Proxy:
-    proxy = InputStream(data, ENCODING_1_1).read_proxy()
-    if proxy is None:
-        raise ValueError("a stored proxy is null")
-    return proxy
-
-
-def object_key(identity: Identity) -> str:
-    """The store key of a well-known object: unambiguous for any identity."""
-    return json.dumps([identity.category, identity.name], ensure_ascii=False)
-
-
-def identity_from_key(key: str, categories: Optional[dict[str, str]] = None) -> Identity:
-    """
-    The identity of an L{object_key}: most keys hold no escapes, and are
-    split without the JSON decoder (a third of the cost of loading a
-    well-known object).
-
-    @param categories: a load's one string per category, shared by the
-        identities made from its keys (most objects share a few categories).
-    """
-    if key.startswith('["') and key.endswith('"]') and "\\" not in key:
-        # no backslash, so no quote inside either string: the middle one separates them
-        category, separator, name = key[2:-2].partition('", "')
-        if separator and '"' not in name:
-            if categories is not None:
-                category = categories.setdefault(category, category)
-            return Identity(name, category)
-    category, name = json.loads(key)
-    return Identity(name, category)
+    return decode_wire(base64.b64decode(text))
 
 
 def adapter_mutation(adapter_id: str, info: Optional[AdapterInfo]) -> Mutation:
@@ -157,7 +102,8 @@ class RegistryState:
     def __init__(self, rng: Optional[random.Random] = None) -> None:
         self.adapters: dict[str, AdapterInfo] = {}
         self.replica_groups: dict[str, list[str]] = {}
-        self.objects: dict[Identity, ObjectInfo | StoredObject] = {}
+        #: the well-known objects added through the admin, decoded as they are used
+        self.objects = ObjectTable()
         self.builtin_objects: dict[Identity, ObjectInfo] = {}
         #: every replica's published endpoints, by name, as replicated
         self.replicas: dict[str, dict] = {}
@@ -168,7 +114,6 @@ class RegistryState:
         #: whether a load ran (a later one also collects what lived before it)
         self._loaded_once = False
         self._round_robin = RoundRobinState()
-        self._by_type: dict[str, dict[Identity, ObjectInfo]] = {}
         self._listeners: list[Callable[[], None]] = []
         #: told each change's mutations (see L{on_mutations}); none by default
         self._mutation_listeners: list[Callable[[Optional[list[tuple[Mutation, bool]]]], None]] = []
@@ -212,23 +157,23 @@ class RegistryState:
         if mutation.kind == ADAPTER:
             return mutation.key in self.adapters
         if mutation.kind == OBJECT:
-            category, name = json.loads(mutation.key)
-            return Identity(name, category) in self.objects
+            return self.objects.has_key(mutation.key)
         if mutation.kind == APPLICATION:
             return mutation.key in self.deployed.derived
         if mutation.kind == REPLICA:
             return mutation.key in self.replicas
         return mutation.key in self.meta
 
-    def load(self, records: Mapping[str, dict[str, dict]]) -> None:
+    def load(self, records: Mapping[str, Mapping[str, dict]]) -> None:
         """
-        Replace everything with the records loaded from the store.  It empties
-        the object records as it loads them (nobody reads them after).
+        Replace everything with the records loaded from the store.  The
+        well-known objects' stored texts, when the store hands them over as
+        such (L{gridreg.store.records.EncodedValues}), are taken over as they
+        are, and decoded one by one as they are used (L{ObjectTable}).
         """
         self.adapters.clear()
         self.replica_groups.clear()
         self.objects.clear()
-        self._by_type.clear()
         self.replicas.clear()
         self.meta.clear()
         apply = {
@@ -253,7 +198,7 @@ class RegistryState:
             self.deployed.load(records.get(APPLICATION, {}))
             gc.collect(2 if self._loaded_once else 1)
             self._loaded_once = True
-            self._load_objects(records.get(OBJECT, {}))
+            self.objects.load(records.get(OBJECT, {}))
         finally:
             if collecting:
                 gc.enable()
@@ -328,48 +273,11 @@ class RegistryState:
         if info.replica_group_id:
             self.replica_groups.setdefault(info.replica_group_id, []).append(adapter_id)
 
-    def _load_objects(self, values: dict[str, dict]) -> None:
-        """
-        L{_apply_object} for every stored object, into empty indexes: the
-        bulk of a load.  It empties C{values} as it goes, so the memory of
-        each record is reused for the index and a large load's peak does not
-        hold both the records and the decoded state.  Objects share one
-        string per type id and per category (the decoder makes one per record).
-        """
-        objects = self.objects
-        by_type = self._by_type
-        types: dict[str, str] = {}
-        categories: dict[str, str] = {}
-        pop = values.pop
-        for key in list(values):
-            value = pop(key)
-            identity = identity_from_key(key, categories)
-            if identity in objects:  # a key spelt another way: replace as a change would
-                self._apply_object(key, value)
-                continue
-            type_id = value["type"]
-            type_id = types.setdefault(type_id, type_id)
-            info = StoredObject(value["proxy"], type_id)
-            objects[identity] = info
-            typed = by_type.get(type_id)
-            if typed is None:
-                typed = by_type[type_id] = {}
-            typed[identity] = info
-
     def _apply_object(self, key: str, value: Optional[dict]) -> None:
-        identity = identity_from_key(key)
-        old = self.objects.pop(identity, None)
-        if old is not None:
-            typed = self._by_type.get(old.type)
-            if typed is not None:
-                typed.pop(identity, None)
-                if not typed:
-                    del self._by_type[old.type]
         if value is None:
-            return
-        info = StoredObject(value["proxy"], value["type"])
-        self.objects[identity] = info
-        self._by_type.setdefault(info.type, {})[identity] = info
+            self.objects.remove(key)
+        else:
+            self.objects.put(key, value)
 
     def set_builtin_objects(self, objects: Mapping[Identity, ObjectInfo]) -> None:
         """The registry's own well-known objects, derived from the replica set."""
@@ -424,7 +332,7 @@ class RegistryState:
 
     def objects_of_type(self, type_id: str) -> list[Proxy]:
         found = [i.proxy for i in self.builtin_objects.values() if i.type == type_id]
-        found.extend(info.proxy for info in self._by_type.get(type_id, {}).values())
+        found.extend(info.proxy for info in self.objects.of_type(type_id))
         found.extend(proxy for proxy, t in self.deployed.objects.values() if t == type_id)
         return found
 

@@ -67,7 +67,11 @@ class IRegistryStore(Interface):
         database id) if there is none.
 
         @return: a Deferred firing with the whole state, or failing with
-            L{StoreError} if the existing data is unusable.
+            L{StoreError} if the existing data is unusable. The records of
+            L{gridreg.store.records.ENCODED_KINDS} may come as
+            L{gridreg.store.records.EncodedValues} (their JSON texts, each
+            checked to be a JSON object): a read-only mapping that decodes a
+            value when it is read.
         """
 
     def commit(mutations: Sequence[Mutation]) -> Deferred[Change]:

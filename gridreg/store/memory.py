@@ -164,7 +164,13 @@ class MemoryBulkLoad:
             if value is None:
                 self._records[kind].pop(key, None)
             else:
-                self._records[kind][key] = json.loads(value)
+                try:
+                    decoded = json.loads(value)
+                except ValueError as e:
+                    raise StoreError(f"corrupt {kind} record {key!r}: {e}") from None
+                if not isinstance(decoded, dict):
+                    raise StoreError(f"corrupt {kind} record {key!r}: not a JSON object")
+                self._records[kind][key] = decoded
 
     def commit(self, database_id: str, serial: int) -> None:
         self._meta = (database_id, serial)

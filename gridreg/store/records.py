@@ -11,7 +11,7 @@ encoding here is a wire format and must stay stable.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -24,6 +24,48 @@ Value = dict[str, Any]
 
 #: C{records[kind][key] = value}.
 Records = dict[str, dict[str, Value]]
+
+#: the kinds whose records a store may hand over undecoded (L{EncodedValues}):
+#: the bulk of a large registry, which it decodes one by one as they are used
+ENCODED_KINDS: frozenset[str] = frozenset({"object"})
+
+
+class EncodedValues(Mapping[str, Value]):
+    """
+    One kind's records as the store holds them, each value its JSON text
+    (checked to be a JSON object), decoded only when read through this
+    mapping. The registry state takes L{texts} over as it is: decoding
+    every record at start-up was most of a large registry's load.
+    """
+
+    __slots__ = ("texts",)
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        self.texts = texts
+
+    def __getitem__(self, key: str) -> Value:
+        value: Value = json.loads(self.texts[key])
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.texts)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.texts
+
+    def __repr__(self) -> str:
+        return f"EncodedValues({len(self.texts)} records)"
+
+
+def decoded(records: Mapping[str, Mapping[str, Value]]) -> Records:
+    """C{records} with every kind a plain dict of decoded values (for JSON, copies)."""
+    return {
+        kind: values if isinstance(values, dict) else dict(values.items())
+        for kind, values in records.items()
+    }
 
 
 def _check_kind(instance: object, attribute: attrs.Attribute[str], kind: str) -> None:

@@ -32,9 +32,10 @@ from gridreg.store._serial import SerialStore
 from gridreg.store.executor import Executor, ImmediateExecutor
 from gridreg.store.interfaces import IRegistryStore, StoreError
 from gridreg.store.records import (
+    ENCODED_KINDS,
     KINDS,
     Change,
-    Records,
+    EncodedValues,
     StoreState,
     change_from_json,
     change_to_json,
@@ -140,7 +141,7 @@ class SQLiteStore(SerialStore):
     def _load_opened(self, db: sqlite3.Connection) -> StoreState:
         try:
             try:
-                state = self._load(db)
+                state = self._load(db, encoded=True)
             except sqlite3.DatabaseError as e:
                 raise StoreError(f"{self.filename}: not a gridreg database: {e}") from e
         except BaseException:
@@ -212,19 +213,49 @@ class SQLiteStore(SerialStore):
             database_id=database_id,
         )
 
-    def _load(self, db: sqlite3.Connection) -> StoreState:
+    def _load(self, db: sqlite3.Connection, encoded: bool = False) -> StoreState:
+        """
+        The whole state; with C{encoded}, the kinds of L{ENCODED_KINDS} as
+        their JSON texts (L{EncodedValues}), only checked here, by SQLite,
+        to be JSON objects: Python decoding them was most of the load.
+        """
         meta = db.execute("SELECT database_id, serial FROM meta").fetchall()
         if len(meta) != 1:
             raise StoreError(f"{self.filename}: not a gridreg database: bad meta table")
-        records: Records = {}
+        records: dict[str, Any] = {}
         for kind in KINDS:
             rows = db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,))
+            if encoded and kind in ENCODED_KINDS:
+                records[kind] = EncodedValues(dict(rows))
+                continue
             try:
                 records[kind] = {key: json.loads(value) for key, value in rows}
             except ValueError as e:
                 raise StoreError(f"{self.filename}: corrupt {kind} record: {e}") from e
+        if encoded:
+            self._check_encoded(db)
         database_id, serial = meta[0]
         return StoreState(database_id, serial, records)
+
+    def _check_encoded(
+        self, db: sqlite3.Connection, kinds: frozenset[str] = ENCODED_KINDS
+    ) -> None:
+        """Refuse a record of C{kinds} that is not a JSON object, as decoding would."""
+        names = sorted(kinds)
+        marks = ", ".join("?" * len(names))
+        bad = db.execute(
+            f"SELECT kind, key, value FROM records WHERE kind IN ({marks})"
+            " AND json_type(CASE WHEN json_valid(value) THEN value END) IS NOT 'object' LIMIT 1",
+            names,
+        ).fetchone()
+        if bad is not None:
+            kind, key, value = bad
+            try:
+                json.loads(value)
+                reason = "not a JSON object"
+            except ValueError as e:
+                reason = str(e)
+            raise StoreError(f"{self.filename}: corrupt {kind} record {key!r}: {reason}")
 
     # -- using ----------------------------------------------------------
 
@@ -419,8 +450,13 @@ class SQLiteBulkLoad:
                 start = end
 
     def commit(self, database_id: str, serial: int) -> None:
-        """Make it durable (the store's own attributes change in L{installed})."""
+        """
+        Make it durable (the store's own attributes change in L{installed}),
+        once every record it holds is checked to be a JSON object: the
+        records of L{ENCODED_KINDS} were not decoded on their way in.
+        """
         with self.store._errors() as db:
+            self.store._check_encoded(db)
             db.execute("UPDATE meta SET database_id = ?, serial = ?", (database_id, serial))
             db.execute("COMMIT")
         self.store._durable = serial  # on the executor's thread, as its commits set it
