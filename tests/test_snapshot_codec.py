@@ -70,6 +70,23 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(decode(data, 60_000)[0], rows)
 
 
+    def test_a_block_of_puts_of_one_kind_comes_as_columns(self) -> None:
+        """What a loader takes without a loop per record: the kind, keys and values."""
+        puts = [("object", json.dumps(["c", f"o{i}"]), '{"proxy":"AQ==","type":"::T"}') for i in range(3)]
+        mixed = [puts[0], ("object", "gone", None), ROWS[1]]
+        decoder = SnapshotDecoder()
+        blocks = decoder.feed_blocks(encode([puts, mixed, ROWS[1:2]]))
+        self.assertEqual([b.rows for b in blocks], [puts, mixed, ROWS[1:2]])
+        self.assertEqual(
+            [(b.kind, list(b.keys), list(b.values)) for b in blocks],
+            [
+                ("object", [k for _, k, _ in puts], [v for _, _, v in puts]),
+                (None, [], []),
+                ("object", [ROWS[1][1]], [ROWS[1][2]]),
+            ],
+        )
+
+
 class DamagedInputTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.data = encode([ROWS])

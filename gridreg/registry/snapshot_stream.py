@@ -154,25 +154,31 @@ class SnapshotLoad:
         return self._serially(self._feed, data).addErrback(self._abandon)
 
     def _feed(self, data: bytes) -> None:
-        rows = self._decoder.feed(data)
-        if not rows:
-            return
         records = self._records
-        for kind, key, value in rows:
-            if value is None:
-                records[kind].pop(key, None)
-            elif kind in ENCODED_KINDS:
-                # kept as the text it came as, checked by the store before it commits
-                records[kind][key] = value  # type: ignore[assignment]
-            else:
-                try:
-                    decoded = json.loads(value)
-                except ValueError as e:
-                    raise SnapshotFormatError(f"corrupt snapshot: {kind} {key!r}: {e}") from None
-                if not isinstance(decoded, dict):
-                    raise SnapshotFormatError(f"corrupt snapshot: {kind} {key!r} is not an object")
-                records[kind][key] = decoded
-        self._bulk.add(rows)
+        for block in self._decoder.feed_blocks(data):
+            if block.kind in ENCODED_KINDS:
+                # puts kept as the texts they came as, checked by the store before it commits
+                records[block.kind].update(zip(block.keys, block.values))  # type: ignore[arg-type]
+                self._bulk.add(block.rows, puts=True)
+                continue
+            for kind, key, value in block.rows:
+                if value is None:
+                    records[kind].pop(key, None)
+                elif kind in ENCODED_KINDS:
+                    records[kind][key] = value  # type: ignore[assignment]
+                else:
+                    try:
+                        decoded = json.loads(value)
+                    except ValueError as e:
+                        raise SnapshotFormatError(
+                            f"corrupt snapshot: {kind} {key!r}: {e}"
+                        ) from None
+                    if not isinstance(decoded, dict):
+                        raise SnapshotFormatError(
+                            f"corrupt snapshot: {kind} {key!r} is not an object"
+                        )
+                    records[kind][key] = decoded
+            self._bulk.add(block.rows)
 
     def finish(self, database_id: str, serial: int) -> Deferred[Records]:
         """

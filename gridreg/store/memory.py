@@ -159,7 +159,7 @@ class MemoryBulkLoad:
     def begin(self) -> None:
         self._records = empty_records()
 
-    def add(self, rows: list[tuple[str, str, str | None]]) -> None:
+    def add(self, rows: list[tuple[str, str, str | None]], puts: bool = False) -> None:
         for kind, key, value in rows:
             if value is None:
                 self._records[kind].pop(key, None)

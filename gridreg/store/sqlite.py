@@ -428,9 +428,14 @@ class SQLiteBulkLoad:
             db.execute("DELETE FROM records")
             db.execute("DELETE FROM changes")
 
-    def add(self, rows: list[tuple[str, str, str | None]]) -> None:
-        """Puts and deletes (a value of None), applied in order."""
+    def add(self, rows: list[tuple[str, str, str | None]], puts: bool = False) -> None:
+        """Puts and deletes (a value of None), applied in order; C{puts}: only puts."""
         with self.store._errors() as db:
+            if puts:
+                db.executemany(
+                    "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)", rows
+                )
+                return
             start = 0
             while start < len(rows):
                 deleting = rows[start][2] is None
