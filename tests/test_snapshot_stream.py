@@ -7,6 +7,8 @@ leaves the slave's database as it was.
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Any, Optional
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -16,6 +18,7 @@ from gridreg.ice.types import Identity, Proxy, TcpEndpoint
 from gridreg.protocol.errors import SyncError
 from gridreg.registry.snapshot_stream import SnapshotLoad, SnapshotProducer
 from gridreg.registry.state import ObjectInfo, RegistryState, object_mutation
+from gridreg.store.executor import ManualExecutor
 from gridreg.store.memory import MemoryStore
 from gridreg.store.records import Mutation
 from gridreg.store.snapshot_codec import SnapshotEncoder
@@ -150,6 +153,41 @@ class SnapshotStreamTests(SynchronousTestCase):
             )
             self.assertIn("not a JSON object", failure.getErrorMessage())
             self.assert_untouched(slave, before)
+
+    def test_an_installed_snapshot_is_durable_before_its_checkpoint(self) -> None:
+        """
+        The copy of the log into the file comes after the install, as a job
+        of its own: the database files as they are before it (a crash then)
+        already hold the snapshot; after it the file alone does.
+        """
+        master = self.sqlite()
+        self.fill(master, 300)
+        pieces = self.stream(master)
+        executor = ManualExecutor()
+        slave = SQLiteStore(self.mktemp(), executor=executor)
+        opened = slave.open()
+        executor.run_all()
+        self.result(opened)
+        self.addCleanup(lambda: (slave.close(), executor.run_all()))
+        load = SnapshotLoad(slave, slave.run_with_file)
+        for piece in pieces:
+            load.feed(piece)
+        finished = load.finish(master.database_id, master.serial)
+        while not executor.pending or executor.pending[-1][0] != slave._checkpoint:
+            executor.run_next()
+        records = self.result(finished)
+        expected = self.result(master.snapshot()).records
+        self.assertEqual(records, expected)
+        crashed = self.mktemp()
+        shutil.copytree(slave.path, crashed)  # the file and its log, as a crash leaves them
+        executor.run_all()
+        copied = self.mktemp()
+        os.makedirs(copied)
+        shutil.copy(slave.filename, copied)  # the file alone, once checkpointed
+        for path in (crashed, copied):
+            store = self.open(SQLiteStore(path))
+            self.assertEqual(self.result(store.snapshot()).records, expected)
+            self.assertEqual(store.serial, master.serial)
 
     def test_a_cut_stream_installs_nothing(self) -> None:
         master, slave = self.sqlite(), self.sqlite()

@@ -51,6 +51,9 @@ SCHEMA_VERSION = 1
 #: The database file's name inside the data directory.
 DB_FILENAME = "registry.sqlite"
 
+#: SQLite's default: the log is copied into the file once it holds this many pages
+WAL_AUTOCHECKPOINT = 1000
+
 
 def load_schema(version: int) -> str:
     """Return the SQL that creates schema C{version}, shipped as package data."""
@@ -390,6 +393,11 @@ class SQLiteStore(SerialStore):
                 )
             return cursor.fetchall()
 
+    def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file (a bulk load's commit leaves it)."""
+        with self._errors() as db:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def bulk_load(self) -> "SQLiteBulkLoad":
         self._check_open()
         return SQLiteBulkLoad(self)
@@ -463,7 +471,13 @@ class SQLiteBulkLoad:
         with self.store._errors() as db:
             self.store._check_encoded(db)
             db.execute("UPDATE meta SET database_id = ?, serial = ?", (database_id, serial))
-            db.execute("COMMIT")
+            # durable once in the log; copying it into the file (a fifth of a
+            # large load) is left to a job of its own after it (installed)
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            try:
+                db.execute("COMMIT")
+            finally:
+                db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         self.store._durable = serial  # on the executor's thread, as its commits set it
         self._database_id, self._serial = database_id, serial
 
@@ -475,3 +489,6 @@ class SQLiteBulkLoad:
     def installed(self) -> None:
         self.store.database_id = self._database_id
         self.store._opened(self._serial)  # the next commit follows the snapshot's serial
+        self.store._executor.submit(self.store._checkpoint).addErrback(
+            lambda f: self.store.log.failure("Could not checkpoint the loaded snapshot", f)
+        )
