@@ -76,6 +76,11 @@ class ObjectTableTests(SynchronousTestCase):
         self.assertIsNone(table.get(Identity("nobody")))
         self.assertRaises(KeyError, lambda: table[Identity("nobody")])
         self.assertEqual(sorted(table), [Identity("a", "c"), Identity("b", "c")])
+        self.assertEqual(
+            sorted((i, o.proxy) for i, o in table.items()),
+            [(Identity("a", "c"), proxy("a")), (Identity("b", "c"), proxy("b"))],
+        )
+        self.assertEqual(sorted(o.type for o in table.values()), ["::T", "::U"])
 
     def test_only_what_is_used_is_decoded(self) -> None:
         key_a, text_a = record("a")

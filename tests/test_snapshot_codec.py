@@ -69,10 +69,12 @@ class RoundTripTests(SynchronousTestCase):
         self.assertLess(len(data), as_json / 5)
         self.assertEqual(decode(data, 60_000)[0], rows)
 
-
     def test_a_block_of_puts_of_one_kind_comes_as_columns(self) -> None:
         """What a loader takes without a loop per record: the kind, keys and values."""
-        puts = [("object", json.dumps(["c", f"o{i}"]), '{"proxy":"AQ==","type":"::T"}') for i in range(3)]
+        puts = [
+            ("object", json.dumps(["c", f"o{i}"]), '{"proxy":"AQ==","type":"::T"}')
+            for i in range(3)
+        ]
         mixed = [puts[0], ("object", "gone", None), ROWS[1]]
         decoder = SnapshotDecoder()
         blocks = decoder.feed_blocks(encode([puts, mixed, ROWS[1:2]]))

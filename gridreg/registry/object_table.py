@@ -147,16 +147,20 @@ class ObjectTable(Mapping[Identity, StoredObject]):
     # -- reading ------------------------------------------------------------------
 
     def _decoded(self, key: str, entry: _Entry) -> StoredObject:
-        if type(entry) is str:
+        if isinstance(entry, str):
             field, type_id = split_value(entry)
-            entry = self._entries[key] = StoredObject(field, self._types.setdefault(type_id, type_id))
-        return entry  # type: ignore[return-value]
+            entry = self._entries[key] = StoredObject(
+                field, self._types.setdefault(type_id, type_id)
+            )
+        return entry
 
     def __getitem__(self, identity: Identity) -> StoredObject:
         key = object_key(identity)
         return self._decoded(key, self._entries[key])
 
-    def get(self, identity: Identity, default: Optional[StoredObject] = None) -> Optional[StoredObject]:  # type: ignore[override]
+    def get(  # type: ignore[override]
+        self, identity: Identity, default: Optional[StoredObject] = None
+    ) -> Optional[StoredObject]:
         key = object_key(identity)
         entry = self._entries.get(key)
         if entry is None:
@@ -172,6 +176,17 @@ class ObjectTable(Mapping[Identity, StoredObject]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def values(self) -> list[StoredObject]:  # type: ignore[override]
+        """Every object (each decoded now), without going through its identity."""
+        return [self._decoded(key, entry) for key, entry in list(self._entries.items())]
+
+    def items(self) -> list[tuple[Identity, StoredObject]]:  # type: ignore[override]
+        categories: dict[str, str] = {}
+        return [
+            (identity_from_key(key, categories), self._decoded(key, entry))
+            for key, entry in list(self._entries.items())
+        ]
 
     def has_key(self, key: str) -> bool:
         """Whether a record is held under store key C{key} (spelt as L{object_key} does)."""
@@ -223,7 +238,7 @@ class ObjectTable(Mapping[Identity, StoredObject]):
         entry = self._entries.pop(key, None)
         if entry is None or self._by_type is None:
             return
-        type_id = entry.type if type(entry) is StoredObject else split_value(entry)[1]  # type: ignore[union-attr]
+        type_id = entry.type if isinstance(entry, StoredObject) else split_value(entry)[1]
         typed = self._by_type.get(type_id)
         if typed is not None:
             typed.pop(key, None)

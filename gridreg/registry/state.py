@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping, Optional
 
 import attrs
 
-from gridreg.ice.encoding import InputStream, OutputStream
+from gridreg.ice.encoding import OutputStream
 from gridreg.ice.types import ENCODING_1_1, Endpoint, Identity, Proxy
 from gridreg.registry.applications import APPLICATION, DeployedIndex
 from gridreg.registry.descriptors import ApplicationDescriptor
@@ -320,8 +320,8 @@ class RegistryState:
 
     # -- queries ---------------------------------------------------------------
 
-    def find_object(self, identity: Identity) -> Optional[ObjectInfo]:
-        info = self.builtin_objects.get(identity)
+    def find_object(self, identity: Identity) -> Optional[ObjectInfo | StoredObject]:
+        info: Optional[ObjectInfo | StoredObject] = self.builtin_objects.get(identity)
         if info is None:
             info = self.objects.get(identity)
         if info is None:

@@ -240,9 +240,7 @@ class SQLiteStore(SerialStore):
         database_id, serial = meta[0]
         return StoreState(database_id, serial, records)
 
-    def _check_encoded(
-        self, db: sqlite3.Connection, kinds: frozenset[str] = ENCODED_KINDS
-    ) -> None:
+    def _check_encoded(self, db: sqlite3.Connection, kinds: frozenset[str] = ENCODED_KINDS) -> None:
         """Refuse a record of C{kinds} that is not a JSON object, as decoding would."""
         names = sorted(kinds)
         marks = ", ".join("?" * len(names))
