@@ -51,6 +51,7 @@ MODULES: dict[str, list[str]] = {
     "gridreg/store/_serial.py": ["tests.test_store"],
     "gridreg/store/records.py": ["tests.test_store"],
     "gridreg/registry/state.py": ["tests.test_registry_state"],
+    "gridreg/registry/object_table.py": ["tests.test_object_table", "tests.test_registry_state"],
     "gridreg/registry/loadbalancing.py": ["tests.test_loadbalancing"],
     "gridreg/ice/encoding.py": ["tests.test_ice_encoding", "tests.test_ice_vectors"],
     "gridreg/ice/messages.py": [
