@@ -85,6 +85,23 @@ class SnapshotStreamTests(SynchronousTestCase):
         self.assertEqual(len(state.objects), 301)
         self.assertEqual(state.objects[odd].type, '","type":"')
 
+    def test_a_key_spelt_otherwise_is_found_on_the_slave(self) -> None:
+        """The slave's worker thread finds the keys the state must respell; they answer."""
+        master, slave = self.sqlite(), self.sqlite()
+        self.fill(master, 10, batch=10)
+        identity = Identity("caf\u00e9", "c")
+        value = obj("x").value
+        self.result(master.commit([Mutation("object", '["c","caf\\u00e9"]', value)]))
+        records = self.result(
+            self.install(slave, self.stream(master), master.database_id, master.serial)
+        )
+        self.assertEqual(records["object"].odd_keys, ['["c","caf\\u00e9"]'])
+        state = RegistryState()
+        state.load(records)
+        self.assertEqual(len(state.objects), 11)
+        self.assertIn(identity, state.objects)
+        self.assertIn(Identity("o3", "sync"), state.objects)
+
     def test_writes_while_the_pages_are_read_end_up_on_the_slave(self) -> None:
         """Puts and deletes committed between pages come after them, in order."""
         master, slave = self.sqlite(), self.sqlite()

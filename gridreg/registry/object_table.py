@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Optional, Union
 
 import attrs
@@ -122,6 +122,16 @@ def split_value(text: str) -> tuple[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"an object record is not a JSON object: {text[:80]!r}")
     return value["proxy"], value["type"]
+
+
+def odd_keys(keys: Iterable[str]) -> list[str]:
+    """
+    The keys not spelt as L{object_key} spells keys without escapes: the
+    few a load must look at (a worker thread can find them beforehand, see
+    L{gridreg.store.records.EncodedValues.odd_keys}).
+    """
+    plain = _PLAIN_KEY.fullmatch
+    return [key for key in keys if not plain(key)]
 
 
 #: a record as held: its stored JSON text, until it is first used
@@ -263,10 +273,12 @@ class ObjectTable(Mapping[Identity, StoredObject]):
                 self.put(key, value)  # type: ignore[arg-type]
             return
         entries: dict[str, _Entry] = texts
-        odd = [key for key in entries if not _PLAIN_KEY.fullmatch(key)]
+        odd = getattr(records, "odd_keys", None)
+        if odd is None:
+            odd = odd_keys(entries)
         for key in odd:
             canonical = object_key(identity_from_key(key))
-            if canonical != key:
+            if canonical != key and key in entries:
                 # the later of two spellings in key order wins, as applying them in order would
                 text = entries.pop(key)
                 if canonical not in entries or canonical < key:

@@ -23,6 +23,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from gridreg.protocol.errors import SyncError
+from gridreg.registry.object_table import odd_keys
 from gridreg.store.records import (
     ENCODED_KINDS,
     KINDS,
@@ -132,6 +133,8 @@ class SnapshotLoad:
         self._bulk = store.bulk_load()
         self._decoder = SnapshotDecoder()
         self._records: Records = empty_records()
+        #: object keys the state must look at (L{odd_keys}), found as blocks arrive
+        self._odd_keys: list[str] = []
         self._lock = DeferredLock()
         self._failed: Optional[BaseException] = None
         # a failure here is kept in _failed, and the next chunk reports it
@@ -159,6 +162,7 @@ class SnapshotLoad:
             if block.kind in ENCODED_KINDS:
                 # puts kept as the texts they came as, checked by the store before it commits
                 records[block.kind].update(zip(block.keys, block.values))  # type: ignore[arg-type]
+                self._odd_keys.extend(odd_keys(block.keys))  # here, not on the reactor
                 self._bulk.add(block.rows, puts=True)
                 continue
             for kind, key, value in block.rows:
@@ -166,6 +170,7 @@ class SnapshotLoad:
                     records[kind].pop(key, None)
                 elif kind in ENCODED_KINDS:
                     records[kind][key] = value  # type: ignore[assignment]
+                    self._odd_keys.extend(odd_keys([key]))
                 else:
                     try:
                         decoded = json.loads(value)
@@ -201,7 +206,11 @@ class SnapshotLoad:
             records, self._records = self._records, empty_records()
             assert set(records) == set(KINDS)
             for kind in ENCODED_KINDS:  # the texts, for the state to take over
-                records[kind] = EncodedValues(records[kind])  # type: ignore[arg-type,assignment]
+                texts: Any = records[kind]
+                odd = None
+                if kind == "object":
+                    odd = [key for key in dict.fromkeys(self._odd_keys) if key in texts]
+                records[kind] = EncodedValues(texts, odd)  # type: ignore[assignment]
             return records
 
         return self._serially(commit).addCallbacks(installed, self._abandon)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 
@@ -38,10 +38,13 @@ class EncodedValues(Mapping[str, Value]):
     every record at start-up was most of a large registry's load.
     """
 
-    __slots__ = ("texts",)
+    __slots__ = ("texts", "odd_keys")
 
-    def __init__(self, texts: dict[str, str]) -> None:
+    def __init__(self, texts: dict[str, str], odd_keys: Optional[list[str]] = None) -> None:
         self.texts = texts
+        #: the keys whose spelling the state must look at, if whoever read
+        #: the texts found them already (a worker thread), else None
+        self.odd_keys = odd_keys
 
     def __getitem__(self, key: str) -> Value:
         value: Value = json.loads(self.texts[key])
