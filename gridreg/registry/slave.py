@@ -53,7 +53,7 @@ from gridreg.registry.replica_status import ReplicaStatus
 from gridreg.registry.snapshot_stream import SnapshotLoad
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
-from gridreg.store.interfaces import IRegistryStore
+from gridreg.store.interfaces import IRegistryStore, SerialGapError
 from gridreg.store.records import change_from_dict
 
 LocateMaster = Callable[[], Deferred[Sequence[IStreamClientEndpoint]]]
@@ -405,6 +405,19 @@ class SlaveReplication(Service):
     # -- applying ------------------------------------------------------------------
 
     def apply_changes(self, database_id: str, payload: str) -> Deferred[dict[str, int]]:
+        """
+        Store a batch the master pushed, in one transaction (one fsync), and
+        answer once it is durable here: the acknowledgement the master's
+        write waits for.
+
+        The batch is visible to lookups as soon as it is decoded, while this
+        replica's own commit runs: the master pushes a change only once it
+        is durable there, so nothing a lookup sees here can be lost by the
+        grid. If this replica's commit fails, the state is loaded again
+        from what its store holds (the master drops the session and this
+        replica catches up when it registers again).
+        """
+
         def apply() -> Deferred[dict[str, int]]:
             if database_id != self.store.database_id:
                 raise SyncError(
@@ -419,18 +432,41 @@ class SlaveReplication(Service):
             ]
             if not changes:
                 return succeed({"serial": serial})
-
-            def applied(_: None) -> dict[str, int]:
+            if changes[0].serial != serial + 1:
+                # nothing is in flight while the lock is held: the store would refuse it
+                raise SerialGapError(serial + 1, changes[0].serial)
+            # decoded just now, so stored as they are; submitted first, so the
+            # commit runs while the state takes the batch
+            committed = self.store.apply_many(changes, copy=False)
+            try:
                 for change in changes:
                     self.state.apply(change.mutations)
-                    if self.trace.replica > 2:
+            except Exception:
+                broken = Failure()
+                return committed.addBoth(lambda _: self._reload(broken))
+
+            def applied(_: None) -> dict[str, int]:
+                if self.trace.replica > 2:
+                    for change in changes:
                         self.log.info("[Replica] applied serial {serial}", serial=change.serial)
                 return {"serial": int(self.store.serial)}
 
-            # the whole batch in one transaction: one fsync
-            return self.store.apply_many(changes).addCallback(applied)
+            return committed.addCallbacks(applied, self._reload)
 
         return self._lock.run(apply)
+
+    def _reload(self, failure: Failure) -> Deferred[Any]:
+        """The state took a batch the store did not keep: load what the store holds, then fail."""
+
+        def loaded(stored: Any) -> None:
+            self.state.load(stored.records)
+
+        def reloaded(result: Any) -> Failure:
+            if isinstance(result, Failure):
+                self.log.failure("Could not reload the state from the store", result)
+            return failure
+
+        return self.store.snapshot().addCallback(loaded).addBoth(reloaded)
 
     def begin_snapshot(
         self, protocol: SlaveProtocol, transfer: str, database_id: str, serial: int

@@ -62,8 +62,15 @@ class SerialStore:
     def apply(self, change: Change) -> Deferred[None]:
         return self.apply_many([change])
 
-    def apply_many(self, changes: Sequence[Change]) -> Deferred[None]:
-        """Store consecutive changes from the master in one transaction."""
+    def apply_many(self, changes: Sequence[Change], copy: bool = True) -> Deferred[None]:
+        """
+        Store consecutive changes from the master in one transaction.
+
+        @param copy: copy each value through JSON first (see L{normalise});
+            C{False} for values the caller has just decoded from JSON
+            itself and will not change (a slave's pushed changes): they are
+            already what the store saves.
+        """
         try:
             self._check_open()
             expected = self._assigned + 1
@@ -71,7 +78,9 @@ class SerialStore:
             for change in changes:
                 if change.serial != expected:
                     raise SerialGapError(expected, change.serial)
-                normalised.append(Change(change.serial, normalise(change.mutations)))
+                normalised.append(
+                    Change(change.serial, normalise(change.mutations)) if copy else change
+                )
                 expected += 1
         except BaseException:
             return fail(Failure())

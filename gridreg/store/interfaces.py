@@ -92,9 +92,11 @@ class IRegistryStore(Interface):
             submitted behind it fail.
         """
 
-    def apply_many(changes: Sequence[Change]) -> Deferred[None]:
+    def apply_many(changes: Sequence[Change], copy: bool = True) -> Deferred[None]:
         """
         L{apply} consecutive changes from the master in one transaction.
+        With C{copy} false the values are stored as they are (the caller
+        decoded them from JSON and leaves them alone).
 
         @return: a Deferred that fails with L{SerialGapError} unless the
             serials run on from L{serial} without a hole.
