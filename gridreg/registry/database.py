@@ -216,9 +216,10 @@ class RegistryDatabase:
 
         def durable(changes: list[Change]) -> None:
             self._committing = False
+            # pushed first: the slaves' part of the write starts before the listeners'
+            acks = _fork(self.replicate(changes), len(batch))
             for queued in batch:
                 self.state.announce(queued.staged)
-            acks = _fork(self.replicate(changes), len(batch))
             for queued, change, ack in zip(batch, changes, acks):
                 queued.durable.callback((change, ack))
             # the writes that waited stage now, all before the next commit starts
