@@ -34,6 +34,7 @@ from gridreg.protocol.commands import (
     ReplicaKeepAlive,
     RegisterReplica,
 )
+from gridreg.protocol.boxes import FastBoxReader
 from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.errors import NodeError, NotAuthorizedError, NotMasterError
 from gridreg.protocol.node_commands import NodeKeepAlive, NodeLiveState, RegisterNode
@@ -87,7 +88,7 @@ def _user_exception(failure: Failure) -> Any:
     return failure
 
 
-class InternalProtocol(amp.AMP):
+class InternalProtocol(FastBoxReader, amp.AMP):
     """One connection to a replica's internal endpoint."""
 
     log = Logger()

@@ -26,6 +26,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gridreg.protocol.boxes import FastBoxReader
 from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
@@ -100,7 +101,7 @@ class MasterEndpoint:
         return Deferred.fromCoroutine(attempt())
 
 
-class SlaveProtocol(TransferResponder, amp.AMP):
+class SlaveProtocol(FastBoxReader, TransferResponder, amp.AMP):
     """The slave's connection to its master: the master pushes, the slave applies."""
 
     def __init__(self, slave: "SlaveReplication") -> None:
