@@ -579,6 +579,17 @@ class ResponderTests(SlaveTests):
         self.assertEqual(self.successResultOf(answer), {"serial": 1})
         self.assertEqual(names(self.state), ["a"])
 
+    def test_a_push_whose_arguments_do_not_decode_is_refused(self) -> None:
+        """The raw responder leaves a malformed box to AMP's, which refuses it."""
+        captured: Deferred[Any] = Deferred()
+        self.master.callRemoteString(
+            PushChanges.commandName, database_id=self.store.database_id.encode(), changes=b"[]"
+        ).chainDeferred(captured)
+        self.pump.flush()
+        self.failureResultOf(captured, amp.RemoteAmpError)
+        self.assertEqual(self.store.serial, 0)
+        self.flushLoggedErrors(KeyError)
+
     def test_changes_through_a_transfer(self) -> None:
         payload = ("[" + change_to_json(change(1, "big")) + "]").encode("utf-8")
         self.send("t1", payload)
