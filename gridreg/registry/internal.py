@@ -67,15 +67,17 @@ def _checking_arguments(
     """
 
     def checked(box: amp.AmpBox) -> Any:
+        # AMP's responder raises only while it decodes the arguments: the
+        # responder's own errors come back in its Deferred. So the box is
+        # decoded once, by it.
         try:
-            command.parseArguments(box, protocol)
+            return responder(box)
         except (KeyError, ValueError, TypeError) as exc:
             raise amp.RemoteAmpError(
                 b"BAD_ARGUMENTS",
                 f"{command.__name__}: bad arguments ({exc!r})",
                 fatal=True,
             ) from None
-        return responder(box)
 
     return checked
 
