@@ -23,6 +23,7 @@ next write.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
@@ -191,12 +192,18 @@ class RegistryDatabase:
             mutations = validate_and_build()
             if not mutations:
                 return succeed(None)
-            size = sum(len(encode_value(m)) for m in mutations if m.value is not None)
+            # each value through JSON once: its size, and the copy the store keeps
+            encoded = [None if m.value is None else encode_value(m) for m in mutations]
+            size = sum(len(text) for text in encoded if text is not None)
             if size > self.max_change_bytes:
                 raise RegistryUserError(
                     f"the change is {size} bytes; a replicated change may have at most "
                     f"{self.max_change_bytes}"
                 )
+            mutations = [
+                m if text is None else Mutation(m.kind, m.key, json.loads(text))
+                for m, text in zip(mutations, encoded)
+            ]
         except Exception:
             return fail()
         queued = _Queued(mutations, self.state.stage(mutations))
@@ -217,7 +224,8 @@ class RegistryDatabase:
         def durable(changes: list[Change]) -> None:
             self._committing = False
             # pushed first: the slaves' part of the write starts before the listeners'
-            acks = _fork(self.replicate(changes), len(batch))
+            replicated = self.replicate(changes)
+            acks = [replicated] if len(batch) == 1 else _fork(replicated, len(batch))
             for queued in batch:
                 self.state.announce(queued.staged)
             for queued, change, ack in zip(batch, changes, acks):
@@ -246,7 +254,7 @@ class RegistryDatabase:
             self._release(self._after_commit)  # they wait for the reload now
             self._fire_idle()
 
-        self.store.commit_many([queued.mutations for queued in batch]).addCallbacks(
+        self.store.commit_many([queued.mutations for queued in batch], copy=False).addCallbacks(
             durable, refused
         )
 

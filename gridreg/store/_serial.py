@@ -44,17 +44,24 @@ class SerialStore:
     def commit(self, mutations: Sequence[Mutation]) -> Deferred[Change]:
         return self.commit_many([mutations]).addCallback(lambda changes: changes[0])
 
-    def commit_many(self, batches: Sequence[Sequence[Mutation]]) -> Deferred[list[Change]]:
+    def commit_many(
+        self, batches: Sequence[Sequence[Mutation]], copy: bool = True
+    ) -> Deferred[list[Change]]:
         """
         Commit several writes, each its own change under the next serial, in
         one transaction (one fsync): the master's group commit.
+
+        @param copy: copy each value through JSON first (see L{normalise});
+            C{False} when the caller has done so already.
         """
         try:
             self._check_open()
             if not batches or any(not mutations for mutations in batches):
                 raise ValueError("cannot commit an empty batch")
             first = self._assigned + 1
-            changes = [Change(first + i, normalise(m)) for i, m in enumerate(batches)]
+            changes = [
+                Change(first + i, normalise(m) if copy else m) for i, m in enumerate(batches)
+            ]
         except BaseException:
             return fail(Failure())
         return self._submit(changes)

@@ -81,11 +81,15 @@ class IRegistryStore(Interface):
             with C{ValueError} for an empty batch or a value that is not JSON.
         """
 
-    def commit_many(batches: Sequence[Sequence[Mutation]]) -> Deferred[list[Change]]:
+    def commit_many(
+        batches: Sequence[Sequence[Mutation]], copy: bool = True
+    ) -> Deferred[list[Change]]:
         """
         L{commit} several writes in one transaction (one fsync), each as its
         own change under the next serials: the master's group commit.
         Batches submitted while one is in progress take the serials after it.
+        With C{copy} false the values are taken as they are (the caller
+        copied them through JSON already, see L{records.normalise}).
 
         @return: a Deferred firing with the changes, in serial order, once
             all are durable; if the store refuses a batch, it and every batch
