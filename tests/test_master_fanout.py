@@ -460,6 +460,20 @@ class PushTests(MasterTests):
         slave.held[1].callback({"serial": 2})
         self.assertEqual(order, [1, 2])
 
+    def test_a_failed_job_fails_its_caller_and_the_next_one_runs(self) -> None:
+        session, _ = self.session()
+        gate: Deferred[None] = Deferred()
+        first = session.run(lambda: gate)
+        second = session.run(lambda: fail(ValueError("refused")))
+        third = session.run(lambda: succeed("third"))
+        self.assertNoResult(second)
+        gate.callback(None)
+        self.assertIsNone(self.successResultOf(first))
+        self.failureResultOf(second, ValueError)
+        self.assertEqual(self.successResultOf(third), "third")
+        # synchronous jobs run at once when nothing is in progress
+        self.assertEqual(self.successResultOf(session.run(lambda: succeed(4))), 4)
+
 
 class DropTests(MasterTests):
     def test_dropping_a_live_slave_announces_the_change(self) -> None:

@@ -38,13 +38,12 @@ class FastBoxReader:
         while True:
             box = amp.AmpBox()
             at = start
-            while True:
-                if at + 2 > end:
-                    box = None
-                    break
+            complete = False
+            while at + 2 <= end:
                 length = (buffer[at] << 8) | buffer[at + 1]
                 at += 2
                 if length == 0:
+                    complete = True
                     break
                 if length > MAX_KEY_LENGTH:
                     self._pending = b""
@@ -52,16 +51,14 @@ class FastBoxReader:
                     return None
                 key_end = at + length
                 if key_end + 2 > end:
-                    box = None
                     break
                 value_length = (buffer[key_end] << 8) | buffer[key_end + 1]
                 value_end = key_end + 2 + value_length
                 if value_end > end:
-                    box = None
                     break
                 box[buffer[at:key_end]] = buffer[key_end + 2 : value_end]
                 at = value_end
-            if box is None:
+            if not complete:
                 break
             start = at
             # kept before the box is handled: a handler may raise or close the connection

@@ -12,9 +12,10 @@ slave reconnects and catches up by itself.
 from __future__ import annotations
 
 import json
+from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -70,14 +71,41 @@ class SlaveSession:
         self.closed = False
         #: when the slave was last heard from (a keepalive or an acknowledgement)
         self.heard = clock.seconds()
-        self._lock = DeferredLock()
+        #: jobs waiting for the one running (see L{run})
+        self._jobs: deque[tuple[Callable[[], Deferred[Any]], Deferred[Any]]] = deque()
+        self._running = False
         #: changes waiting for the next push, each batch with its JSON and its Deferred
         self._outbox: list[tuple[list[Change], list[str], Deferred[None]]] = []
         self._flush_queued = False
 
     def run(self, job: Callable[[], Deferred[Any]]) -> Deferred[Any]:
-        """Run C{job} after every job queued before it: sends stay in serial order."""
-        return self._lock.run(job)
+        """
+        Run C{job} after every job queued before it: sends stay in serial
+        order. (A queue of its own rather than a C{DeferredLock}: one push
+        per write passes here, and the lock's Deferreds were a tenth of it.)
+        """
+        d: Deferred[Any] = Deferred()
+        self._jobs.append((job, d))
+        if not self._running:
+            self._run_next()
+        return d
+
+    def _run_next(self) -> None:
+        while self._jobs:
+            job, d = self._jobs.popleft()
+            self._running = True
+            result = maybeDeferred(job)
+            if not result.called:
+                result.addBoth(self._finished, d)
+                return
+            self._running = False
+            result.chainDeferred(d)
+
+    def _finished(self, outcome: Any, d: Deferred[Any]) -> None:
+        self._running = False
+        d.callback(outcome)
+        if not self._running:
+            self._run_next()
 
     def send(self, changes: list[Change], texts: Optional[list[str]] = None) -> Deferred[None]:
         """
