@@ -12,8 +12,8 @@ once that commit is durable and announced, they are validated one after
 the other, each staged (applied to the lookup indexes, listeners not told
 yet) so the next is validated against it, and all go into the next
 transaction (one fsync); the slaves get them as one batch. Once a batch is
-durable its writes are announced and replicated, in serial order, and the
-state then holds exactly what is durable, so listeners (nodes, observers)
+durable its writes are replicated (pushed first) and announced, in serial
+order, and the state then holds exactly what is durable, so listeners (nodes, observers)
 never see a write that could still be lost. Lookups can find a staged
 write during its commit, before it is durable; it is acknowledged only
 once durable (and replicated as the rules say). If the store refuses a
