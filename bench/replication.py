@@ -26,7 +26,11 @@ replicas over mutual TLS):
 
     python -m bench.replication [--parts lag,sync,throughput] [--lag-writes 200]
                                 [--sync-sizes 1,10000,100000] [--sync-repeats 3]
-                                [--writes 2000] [--in-flight 1,16] [--json FILE]
+                                [--writes 2000] [--in-flight 1,16] [--rounds 1]
+                                [--json FILE]
+
+With C{--rounds N} the lag and throughput parts run N times, IceGrid and
+gridreg taking turns, and every figure reported is the median of the rounds.
 """
 
 from __future__ import annotations
@@ -233,13 +237,17 @@ async def measure_lag(
     return result
 
 
+def _rounds(args: argparse.Namespace) -> str:
+    return f"; median of {args.rounds} rounds" if args.rounds > 1 else ""
+
+
 def report_lag(
     kinds: list[str], results: dict[str, dict[str, Any]], args: argparse.Namespace
 ) -> None:
     out()
     out(
         f"Replication lag: {args.lag_writes} admin writes on the master, master + 1 slave "
-        f"(ms from the write's start)"
+        f"(ms from the write's start{_rounds(args)})"
     )
 
     def row(metric: str, key: str) -> tuple[str, dict[str, Any], str]:
@@ -540,7 +548,7 @@ def report_throughput(
     out()
     out(
         f"Write throughput: {args.writes} admin writes, master + 2 slaves "
-        f"(CPU from /proc over the writes; on a 2-core machine)"
+        f"(CPU from /proc over the writes; on a 2-core machine{_rounds(args)})"
     )
     rows = []
     for in_flight in args.in_flight.split(","):
@@ -569,6 +577,28 @@ PARTS = {
 }
 
 
+#: the parts that --rounds repeats (a sync takes its own --sync-repeats)
+ROUNDED = ("lag", "throughput")
+
+
+def median_result(measured: list[Any]) -> Any:
+    """
+    One result from several rounds' (dicts of the same shape): the median
+    of every number, the first round's value of anything else; lists of
+    samples are concatenated.
+    """
+    first = measured[0]
+    if len(measured) == 1:
+        return first
+    if isinstance(first, dict):
+        return {key: median_result([m[key] for m in measured]) for key in first}
+    if isinstance(first, list):
+        return [item for m in measured for item in m]
+    if isinstance(first, bool) or not isinstance(first, (int, float)):
+        return first
+    return statistics.median(measured)
+
+
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     kinds = registries(args.registries)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -579,13 +609,19 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     # an interrupted run skips the finally below; the reactor's shutdown does not
     reactor.addSystemEventTrigger("after", "shutdown", remove_tree, root, args.keep)
     results: dict[str, dict[str, Any]] = {}
+    rounds: dict[str, dict[str, list[Any]]] = {}
     try:
         for part in parts:
             measure, _ = PARTS[part]
             out(f"{part}:")
-            results[part] = {}
-            for kind in kinds:
-                results[part][kind] = await measure(reactor, kind, root, args)
+            rounds[part] = {kind: [] for kind in kinds}
+            # the registries take turns, round after round: both see the same noise
+            for number in range(args.rounds if part in ROUNDED else 1):
+                if args.rounds > 1 and part in ROUNDED:
+                    out(f" round {number + 1} of {args.rounds}:")
+                for kind in kinds:
+                    rounds[part][kind].append(await measure(reactor, kind, root, args))
+            results[part] = {kind: median_result(rounds[part][kind]) for kind in kinds}
     finally:
         remove_tree(root, args.keep)
     for part in parts:
@@ -599,6 +635,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             "machine": machine(),
             "arguments": vars(args),
             "results": results,
+            "rounds": rounds,
         },
     )
 
@@ -628,6 +665,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=180.0,
         help="skip a size whose objects IceGrid's admin would take longer to add",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the lag and throughput parts, the registries taking turns; "
+        "report the median of each figure",
     )
     parser.add_argument("--writes", type=int, default=2000, help="writes per throughput window")
     parser.add_argument("--in-flight", default="1,16", help="writes in flight, comma-separated")

@@ -160,10 +160,10 @@ class OpeningTests(SynchronousTestCase):
         real_commit = store.commit_many
         failures = [StoreError("registry.sqlite: database or disk is full")]
 
-        def commit(batches: Any) -> Deferred[Any]:
+        def commit(batches: Any, **kwargs: Any) -> Deferred[Any]:
             if failures:
                 return fail(failures.pop())
-            return real_commit(batches)
+            return real_commit(batches, **kwargs)
 
         self.patch(store, "commit_many", commit)
         master = grid.start("Master")

@@ -237,9 +237,9 @@ class SlaveBatchTests(SlaveTests):
         batches: list[list[int]] = []
         real = self.store.apply_many
 
-        def apply_many(changes: list[Change]) -> Deferred[None]:
+        def apply_many(changes: list[Change], **kwargs: Any) -> Deferred[None]:
             batches.append([c.serial for c in changes])
-            return real(changes)
+            return real(changes, **kwargs)
 
         self.patch(self.store, "apply_many", apply_many)
         payload = "[" + ",".join(change_to_json(change(i, f"k{i}")) for i in (1, 2, 3)) + "]"

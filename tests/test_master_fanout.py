@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.protocol.chunking import CHUNK_SIZE, BeginTransfer, TransferChunk, TransferReceiver
@@ -82,6 +83,15 @@ class FakeSlave:
         d = Deferred()
         d.callback(self.answer(command, kwargs))
         return d
+
+    def callRemoteString(
+        self, command: bytes, requiresAnswer: bool = True, **box: bytes
+    ) -> Deferred[amp.AmpBox]:
+        """AMP's low-level call: decoded as the slave would, answered as a box."""
+        assert command == PushChanges.commandName, command
+        kwargs = PushChanges.parseArguments(amp.AmpBox(box), self)
+        answered = self.callRemote(PushChanges, **kwargs)
+        return answered.addCallback(lambda answer: PushChanges.makeResponse(answer, self))
 
     def answer(self, command: type[amp.Command], kwargs: dict[str, Any]) -> dict[str, Any]:
         if command is BeginTransfer:
@@ -341,6 +351,33 @@ class PushTests(MasterTests):
         self.assertEqual(call[1]["database_id"], "db")
         self.assertEqual(call[1]["transfer"], "")
 
+    def test_a_push_over_amp_gets_the_slave_serial_and_its_declared_errors(self) -> None:
+        """The push's low-level AMP call answers as callRemote would, errors included."""
+        answers: list[Any] = [{"serial": 7}, SyncError("changes of database other")]
+
+        class Slave(amp.AMP):
+            @PushChanges.responder
+            def push(self, database_id: str, changes: str, transfer: str) -> dict[str, int]:
+                self.seen = (database_id, json.loads(changes), transfer)
+                answer = answers.pop(0)
+                if isinstance(answer, Exception):
+                    raise answer
+                return answer  # type: ignore[no-any-return]
+
+        slave, master, pump = connectedServerAndClient(amp.AMP, Slave)
+        session = SlaveSession("R1", {}, master, 0, "db", self.clock, TIMEOUT, TraceLevels())
+        # through send(), which takes each push's outcome before AMP's last errback
+        pushed = session.send([change(1)])
+        pump.flush()
+        self.successResultOf(pushed)
+        self.assertEqual(session.serial, 7)
+        self.assertEqual(slave.seen[0], "db")
+        self.assertEqual([c["serial"] for c in slave.seen[1]], [1])
+        refused = session.send([change(8)])
+        pump.flush()
+        failure = self.failureResultOf(refused, SyncError)
+        self.assertEqual(failure.getErrorMessage(), "changes of database other")
+
     def test_changes_travel_in_batches_of_bounded_size_in_order(self) -> None:
         session, slave = self.session()
         changes = [change(i, size=_BATCH_BYTES // 4) for i in range(1, 11)]
@@ -422,6 +459,20 @@ class PushTests(MasterTests):
         self.assertEqual(json.loads(slave.calls[1][1]["changes"])[0]["serial"], 2)
         slave.held[1].callback({"serial": 2})
         self.assertEqual(order, [1, 2])
+
+    def test_a_failed_job_fails_its_caller_and_the_next_one_runs(self) -> None:
+        session, _ = self.session()
+        gate: Deferred[None] = Deferred()
+        first = session.run(lambda: gate)
+        second = session.run(lambda: fail(ValueError("refused")))
+        third = session.run(lambda: succeed("third"))
+        self.assertNoResult(second)
+        gate.callback(None)
+        self.assertIsNone(self.successResultOf(first))
+        self.failureResultOf(second, ValueError)
+        self.assertEqual(self.successResultOf(third), "third")
+        # synchronous jobs run at once when nothing is in progress
+        self.assertEqual(self.successResultOf(session.run(lambda: succeed(4))), 4)
 
 
 class DropTests(MasterTests):

@@ -343,7 +343,7 @@ class ReplicationTests(SynchronousTestCase):
         store = self.grid.stores["Replica1"]
         real_apply = store.apply_many
 
-        def disk_full(changes: Any) -> Deferred[None]:
+        def disk_full(changes: Any, **kwargs: Any) -> Deferred[None]:
             return fail(StoreError("registry.sqlite: database or disk is full"))
 
         self.patch(store, "apply_many", disk_full)

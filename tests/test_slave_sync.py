@@ -52,6 +52,7 @@ from gridreg.registry.slave import (
 )
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
+from gridreg.store.interfaces import SerialGapError
 from gridreg.store.memory import MemoryStore
 from gridreg.store.records import Change, Mutation, StoreState, change_to_json
 from gridreg.store.snapshot_codec import SnapshotEncoder
@@ -480,10 +481,50 @@ class ApplyTests(SlaveTests):
         self.assertEqual(names(self.state), [])
         self.flushLoggedErrors()
 
-    def test_apply_and_install_are_serialized(self) -> None:
+    def gate_commits(self) -> Deferred[None]:
+        """Hold the store's commits until the returned Deferred fires."""
         gate: Deferred[None] = Deferred()
         real_apply = self.store.apply_many
-        self.patch(self.store, "apply_many", lambda c: gate.addCallback(lambda _: real_apply(c)))
+        self.patch(
+            self.store,
+            "apply_many",
+            lambda c, **kw: gate.addCallback(lambda _: real_apply(c, **kw)),
+        )
+        return gate
+
+    def test_a_pushed_change_is_visible_during_the_commit_and_acknowledged_after(self) -> None:
+        """The master has it durably: lookups here may see it before this replica's fsync."""
+        gate = self.gate_commits()
+        answer = self.slave.apply_changes(self.store.database_id, self.payload(1))
+        self.assertEqual(names(self.state), ["k1"])
+        self.assertNoResult(answer)
+        self.assertEqual(self.store.serial, 0)
+        gate.callback(None)
+        self.assertEqual(self.successResultOf(answer), {"serial": 1})
+        self.assertEqual(self.store.serial, 1)
+
+    def test_a_change_the_store_refuses_leaves_the_state(self) -> None:
+        """The state goes back to what the store holds; the master is told it failed."""
+        self.successResultOf(self.slave.apply_changes(self.store.database_id, self.payload(1)))
+        self.patch(self.store, "apply_many", lambda c, **kw: fail(OSError("disk is full")))
+        failure = self.failureResultOf(
+            self.slave.apply_changes(self.store.database_id, self.payload(2)), OSError
+        )
+        self.assertIn("disk is full", failure.getErrorMessage())
+        self.assertEqual(names(self.state), ["k1"])
+        self.flushLoggedErrors()
+
+    def test_a_change_after_a_gap_is_refused_before_the_state_sees_it(self) -> None:
+        failure = self.failureResultOf(
+            self.slave.apply_changes(self.store.database_id, self.payload(2)), SerialGapError
+        )
+        self.assertEqual((failure.value.expected, failure.value.got), (1, 2))
+        self.assertEqual(names(self.state), [])
+        self.assertEqual(self.store.serial, 0)
+        self.flushLoggedErrors()
+
+    def test_apply_and_install_are_serialized(self) -> None:
+        gate = self.gate_commits()
         first = self.slave.apply_changes(self.store.database_id, self.payload(1))
         second = self.install(encode_snapshot(StoreState("db2", 7, {})), "db2", 7)
         self.assertNoResult(second)
@@ -538,6 +579,17 @@ class ResponderTests(SlaveTests):
         self.assertEqual(self.successResultOf(answer), {"serial": 1})
         self.assertEqual(names(self.state), ["a"])
 
+    def test_a_push_whose_arguments_do_not_decode_is_refused(self) -> None:
+        """The raw responder leaves a malformed box to AMP's, which refuses it."""
+        captured: Deferred[Any] = Deferred()
+        self.master.callRemoteString(
+            PushChanges.commandName, database_id=self.store.database_id.encode(), changes=b"[]"
+        ).chainDeferred(captured)
+        self.pump.flush()
+        self.failureResultOf(captured, amp.RemoteAmpError)
+        self.assertEqual(self.store.serial, 0)
+        self.flushLoggedErrors(KeyError)
+
     def test_changes_through_a_transfer(self) -> None:
         payload = ("[" + change_to_json(change(1, "big")) + "]").encode("utf-8")
         self.send("t1", payload)
@@ -547,7 +599,7 @@ class ResponderTests(SlaveTests):
         self.assertEqual(self.successResultOf(answer), {"serial": 1})
 
     def test_a_failed_apply_is_reported_and_the_slave_says_why(self) -> None:
-        self.patch(self.store, "apply_many", lambda c: fail(OSError("disk is full")))
+        self.patch(self.store, "apply_many", lambda c, **kw: fail(OSError("disk is full")))
         payload = "[" + change_to_json(change(1, "a")) + "]"
         answer = self.call(
             PushChanges, database_id=self.store.database_id, changes=payload, transfer=""

@@ -12,8 +12,8 @@ once that commit is durable and announced, they are validated one after
 the other, each staged (applied to the lookup indexes, listeners not told
 yet) so the next is validated against it, and all go into the next
 transaction (one fsync); the slaves get them as one batch. Once a batch is
-durable its writes are announced and replicated, in serial order, and the
-state then holds exactly what is durable, so listeners (nodes, observers)
+durable its writes are replicated (pushed first) and announced, in serial
+order, and the state then holds exactly what is durable, so listeners (nodes, observers)
 never see a write that could still be lost. Lookups can find a staged
 write during its commit, before it is durable; it is acknowledged only
 once durable (and replicated as the rules say). If the store refuses a
@@ -23,6 +23,7 @@ next write.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
@@ -191,12 +192,18 @@ class RegistryDatabase:
             mutations = validate_and_build()
             if not mutations:
                 return succeed(None)
-            size = sum(len(encode_value(m)) for m in mutations if m.value is not None)
+            # each value through JSON once: its size, and the copy the store keeps
+            encoded = [None if m.value is None else encode_value(m) for m in mutations]
+            size = sum(len(text) for text in encoded if text is not None)
             if size > self.max_change_bytes:
                 raise RegistryUserError(
                     f"the change is {size} bytes; a replicated change may have at most "
                     f"{self.max_change_bytes}"
                 )
+            mutations = [
+                m if text is None else Mutation(m.kind, m.key, json.loads(text))
+                for m, text in zip(mutations, encoded)
+            ]
         except Exception:
             return fail()
         queued = _Queued(mutations, self.state.stage(mutations))
@@ -216,9 +223,11 @@ class RegistryDatabase:
 
         def durable(changes: list[Change]) -> None:
             self._committing = False
+            # pushed first: the slaves' part of the write starts before the listeners'
+            replicated = self.replicate(changes)
+            acks = [replicated] if len(batch) == 1 else _fork(replicated, len(batch))
             for queued in batch:
                 self.state.announce(queued.staged)
-            acks = _fork(self.replicate(changes), len(batch))
             for queued, change, ack in zip(batch, changes, acks):
                 queued.durable.callback((change, ack))
             # the writes that waited stage now, all before the next commit starts
@@ -245,7 +254,7 @@ class RegistryDatabase:
             self._release(self._after_commit)  # they wait for the reload now
             self._fire_idle()
 
-        self.store.commit_many([queued.mutations for queued in batch]).addCallbacks(
+        self.store.commit_many([queued.mutations for queued in batch], copy=False).addCallbacks(
             durable, refused
         )
 

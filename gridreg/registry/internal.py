@@ -34,6 +34,7 @@ from gridreg.protocol.commands import (
     ReplicaKeepAlive,
     RegisterReplica,
 )
+from gridreg.protocol.boxes import FastBoxReader
 from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.errors import NodeError, NotAuthorizedError, NotMasterError
 from gridreg.protocol.node_commands import NodeKeepAlive, NodeLiveState, RegisterNode
@@ -66,15 +67,17 @@ def _checking_arguments(
     """
 
     def checked(box: amp.AmpBox) -> Any:
+        # AMP's responder raises only while it decodes the arguments: the
+        # responder's own errors come back in its Deferred. So the box is
+        # decoded once, by it.
         try:
-            command.parseArguments(box, protocol)
+            return responder(box)
         except (KeyError, ValueError, TypeError) as exc:
             raise amp.RemoteAmpError(
                 b"BAD_ARGUMENTS",
                 f"{command.__name__}: bad arguments ({exc!r})",
                 fatal=True,
             ) from None
-        return responder(box)
 
     return checked
 
@@ -87,7 +90,7 @@ def _user_exception(failure: Failure) -> Any:
     return failure
 
 
-class InternalProtocol(amp.AMP):
+class InternalProtocol(FastBoxReader, amp.AMP):
     """One connection to a replica's internal endpoint."""
 
     log = Logger()

@@ -12,9 +12,10 @@ slave reconnects and catches up by itself.
 from __future__ import annotations
 
 import json
+from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -70,23 +71,53 @@ class SlaveSession:
         self.closed = False
         #: when the slave was last heard from (a keepalive or an acknowledgement)
         self.heard = clock.seconds()
-        self._lock = DeferredLock()
-        #: changes waiting for the next push, each batch with its Deferred
-        self._outbox: list[tuple[list[Change], Deferred[None]]] = []
+        #: jobs waiting for the one running (see L{run})
+        self._jobs: deque[tuple[Callable[[], Deferred[Any]], Deferred[Any]]] = deque()
+        self._running = False
+        #: changes waiting for the next push, each batch with its JSON and its Deferred
+        self._outbox: list[tuple[list[Change], list[str], Deferred[None]]] = []
         self._flush_queued = False
 
     def run(self, job: Callable[[], Deferred[Any]]) -> Deferred[Any]:
-        """Run C{job} after every job queued before it: sends stay in serial order."""
-        return self._lock.run(job)
+        """
+        Run C{job} after every job queued before it: sends stay in serial
+        order. (A queue of its own rather than a C{DeferredLock}: one push
+        per write passes here, and the lock's Deferreds were a tenth of it.)
+        """
+        d: Deferred[Any] = Deferred()
+        self._jobs.append((job, d))
+        if not self._running:
+            self._run_next()
+        return d
 
-    def send(self, changes: list[Change]) -> Deferred[None]:
+    def _run_next(self) -> None:
+        while self._jobs:
+            job, d = self._jobs.popleft()
+            self._running = True
+            result = maybeDeferred(job)
+            if not result.called:
+                result.addBoth(self._finished, d)
+                return
+            self._running = False
+            result.chainDeferred(d)
+
+    def _finished(self, outcome: Any, d: Deferred[Any]) -> None:
+        self._running = False
+        d.callback(outcome)
+        if not self._running:
+            self._run_next()
+
+    def send(self, changes: list[Change], texts: Optional[list[str]] = None) -> Deferred[None]:
         """
         Queue new changes for the slave: they go at once if nothing is being
         sent, else together with every change queued meanwhile, in one
         message once the slave has acknowledged the one before.
+
+        @param texts: each change's JSON (L{change_to_json}), when the
+            caller has it already: one encoding serves every slave.
         """
         d: Deferred[None] = Deferred()
-        self._outbox.append((changes, d))
+        self._outbox.append((changes, texts or [change_to_json(c) for c in changes], d))
         if not self._flush_queued:
             self._flush_queued = True
             self.run(self._flush)
@@ -95,45 +126,55 @@ class SlaveSession:
     def _flush(self) -> Deferred[None]:
         self._flush_queued = False
         items, self._outbox = self._outbox, []
-        changes = [change for batch, _ in items for change in batch]
+        if len(items) == 1:
+            changes, texts = items[0][0], items[0][1]
+        else:
+            changes = [change for batch, _, _ in items for change in batch]
+            texts = [text for _, batch_texts, _ in items for text in batch_texts]
 
         def done(result: Any) -> None:
-            for _, d in items:
+            for _, _, d in items:
                 if isinstance(result, Failure):
                     d.errback(result)
                 else:
                     d.callback(None)
 
-        return maybeDeferred(self.push, changes).addBoth(done)
+        return maybeDeferred(self.push, changes, texts).addBoth(done)
 
     def _call(self, command: type[amp.Command], **kwargs: Any) -> Deferred[dict[str, Any]]:
         return self.protocol.callRemote(command, **kwargs).addTimeout(self.timeout, self.clock)
 
-    def push(self, changes: list[Change]) -> Deferred[None]:
+    def push(self, changes: list[Change], texts: Optional[list[str]] = None) -> Deferred[None]:
         """
         Send changes the slave does not have yet, in batches of about
         C{_BATCH_BYTES}; a batch larger than an AMP value (a single large
         change) goes through the chunked channel.
+
+        @param texts: the changes' JSON, if the caller has it.
         """
-        missing = [c for c in changes if c.serial > self.serial]
+        if texts is None:
+            texts = [change_to_json(c) for c in changes]
+        missing = [text for c, text in zip(changes, texts) if c.serial > self.serial]
         if not missing:
             return succeed(None)
         batches: list[list[str]] = [[]]
         size = 0
-        for change in missing:
-            text = change_to_json(change)
+        for text in missing:
             if batches[-1] and size + len(text) > _BATCH_BYTES:
                 batches.append([])
                 size = 0
             batches[-1].append(text)
             size += len(text)
+        if len(batches) == 1:
+            return self._push_batch(batches[0])
         d: Deferred[Any] = succeed(None)
         for batch in batches:
             d.addCallback(lambda _, b=batch: self._push_batch(b))
         return d
 
     def _push_batch(self, batch: list[str]) -> Deferred[None]:
-        payload = ("[" + ",".join(batch) + "]").encode("utf-8")
+        # change_to_json writes ASCII only: as many bytes on the wire as characters
+        text = "[" + ",".join(batch) + "]"
 
         def acked(answer: dict[str, Any]) -> None:
             self.serial = answer["serial"]
@@ -145,22 +186,30 @@ class SlaveSession:
                     serial=self.serial,
                 )
 
-        if len(payload) <= INLINE_BYTES:
-            d = self._call(
-                PushChanges,
-                database_id=self.database_id,
-                changes=payload.decode("utf-8"),
-                transfer="",
-            )
+        if len(text) <= INLINE_BYTES:
+            d = self._push_changes(text.encode("ascii"), b"")
         else:
             transfer = new_transfer_id("changes")
-            d = send_blob(self._call, transfer, payload)
-            d.addCallback(
-                lambda _: self._call(
-                    PushChanges, database_id=self.database_id, changes="", transfer=transfer
-                )
-            )
+            d = send_blob(self._call, transfer, text.encode("utf-8"))
+            d.addCallback(lambda _: self._push_changes(b"", transfer.encode("utf-8")))
         return d.addCallback(acked)
+
+    def _push_changes(self, changes: bytes, transfer: bytes) -> Deferred[dict[str, Any]]:
+        """
+        Send one L{PushChanges} through AMP's C{callRemoteString}, its API for
+        hot simple messages: the slave gets the same box, without the
+        per-argument conversions of C{callRemote} (a third of the master's
+        cost per push); the answer and the declared errors come out as
+        C{callRemote} gives them.
+        """
+        d = self.protocol.callRemoteString(
+            PushChanges.commandName,
+            database_id=self.database_id.encode("utf-8"),
+            changes=changes,
+            transfer=transfer,
+        )
+        d.addCallbacks(_pushed, _push_error)
+        return d.addTimeout(self.timeout, self.clock)
 
     def send_snapshot(self, store: IRegistryStore, run: Run) -> Deferred[None]:
         """
@@ -214,6 +263,19 @@ class SlaveSession:
         transport = self.protocol.transport
         if transport is not None:
             transport.abortConnection()
+
+
+def _pushed(box: dict[bytes, bytes]) -> dict[str, Any]:
+    """A slave's answer to L{PushChanges}, parsed as its response declares."""
+    return {"serial": int(box[b"serial"])}
+
+
+def _push_error(failure: Failure) -> Failure:
+    """An error answer as C{callRemote} raises it: a declared error by its code."""
+    failure.trap(amp.RemoteAmpError)
+    error = failure.value
+    declared = PushChanges.reverseErrors.get(error.errorCode, amp.UnknownRemoteError)
+    return Failure(declared(error.description))
 
 
 class MasterReplication:
@@ -402,10 +464,12 @@ class MasterReplication:
         batch = [changes] if isinstance(changes, Change) else list(changes)
         pushes: list[Deferred[bool]] = []
         live: list[Deferred[bool]] = []
+        # encoded once, for every slave
+        texts = [change_to_json(c) for c in batch] if self.sessions else []
         for session in list(self.sessions.values()):
             if session.closed:
                 continue
-            d: Deferred[bool] = session.send(batch).addCallbacks(
+            d: Deferred[bool] = session.send(batch, texts).addCallbacks(
                 lambda _: True, lambda f, s=session: self._unacknowledged(s, f)
             )
             pushes.append(d)

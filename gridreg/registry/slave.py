@@ -26,6 +26,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gridreg.protocol.boxes import FastBoxReader
 from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
@@ -53,7 +54,7 @@ from gridreg.registry.replica_status import ReplicaStatus
 from gridreg.registry.snapshot_stream import SnapshotLoad
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
-from gridreg.store.interfaces import IRegistryStore
+from gridreg.store.interfaces import IRegistryStore, SerialGapError
 from gridreg.store.records import change_from_dict
 
 LocateMaster = Callable[[], Deferred[Sequence[IStreamClientEndpoint]]]
@@ -100,7 +101,7 @@ class MasterEndpoint:
         return Deferred.fromCoroutine(attempt())
 
 
-class SlaveProtocol(TransferResponder, amp.AMP):
+class SlaveProtocol(FastBoxReader, TransferResponder, amp.AMP):
     """The slave's connection to its master: the master pushes, the slave applies."""
 
     def __init__(self, slave: "SlaveReplication") -> None:
@@ -120,6 +121,27 @@ class SlaveProtocol(TransferResponder, amp.AMP):
             return self.slave.apply_changes(database_id, payload)
 
         return maybeDeferred(apply).addErrback(self.slave.failed)
+
+    def locateResponder(self, name: bytes) -> Any:
+        if name == PushChanges.commandName:
+            return self._push_changes_box
+        return super().locateResponder(name)
+
+    def _push_changes_box(self, box: amp.AmpBox) -> Any:
+        """
+        L{push_changes} on the raw box, the hot command of replication,
+        without AMP's per-argument conversions; answers and declared errors
+        are the boxes AMP's own responder would send. A box whose
+        arguments do not decode goes through AMP's responder, which says so.
+        """
+        try:
+            database_id = box[b"database_id"].decode("utf-8")
+            changes = box[b"changes"].decode("utf-8")
+            transfer = box[b"transfer"].decode("utf-8")
+        except (KeyError, UnicodeDecodeError):
+            return super().locateResponder(PushChanges.commandName)(box)
+        d = self.push_changes(database_id, changes, transfer)
+        return d.addCallbacks(_serial_box, _declared_push_error)
 
     @BeginSnapshot.responder
     def begin_snapshot(
@@ -184,6 +206,23 @@ class SlaveProtocol(TransferResponder, amp.AMP):
         for load in loads.values():
             self.slave.abandon_snapshot(load, "the master's connection was lost")
         self.slave.master_lost(self)
+
+
+def _serial_box(answer: dict[str, int]) -> amp.AmpBox:
+    return amp.AmpBox(serial=b"%d" % answer["serial"])
+
+
+def _declared_push_error(failure: Failure) -> Failure:
+    """A declared error of L{PushChanges} as AMP's responder sends it; others as they are."""
+    error = failure.trap(*PushChanges.allErrors)
+    return Failure(
+        amp.RemoteAmpError(
+            PushChanges.allErrors[error],
+            str(failure.value),
+            error in PushChanges.fatalErrors,
+            local=failure,
+        )
+    )
 
 
 class SlaveReplication(Service):
@@ -405,6 +444,19 @@ class SlaveReplication(Service):
     # -- applying ------------------------------------------------------------------
 
     def apply_changes(self, database_id: str, payload: str) -> Deferred[dict[str, int]]:
+        """
+        Store a batch the master pushed, in one transaction (one fsync), and
+        answer once it is durable here: the acknowledgement the master's
+        write waits for.
+
+        The batch is visible to lookups as soon as it is decoded, while this
+        replica's own commit runs: the master pushes a change only once it
+        is durable there, so nothing a lookup sees here can be lost by the
+        grid. If this replica's commit fails, the state is loaded again
+        from what its store holds (the master drops the session and this
+        replica catches up when it registers again).
+        """
+
         def apply() -> Deferred[dict[str, int]]:
             if database_id != self.store.database_id:
                 raise SyncError(
@@ -419,18 +471,41 @@ class SlaveReplication(Service):
             ]
             if not changes:
                 return succeed({"serial": serial})
-
-            def applied(_: None) -> dict[str, int]:
+            if changes[0].serial != serial + 1:
+                # nothing is in flight while the lock is held: the store would refuse it
+                raise SerialGapError(serial + 1, changes[0].serial)
+            # decoded just now, so stored as they are; submitted first, so the
+            # commit runs while the state takes the batch
+            committed = self.store.apply_many(changes, copy=False)
+            try:
                 for change in changes:
                     self.state.apply(change.mutations)
-                    if self.trace.replica > 2:
+            except Exception:
+                broken = Failure()
+                return committed.addBoth(lambda _: self._reload(broken))
+
+            def applied(_: None) -> dict[str, int]:
+                if self.trace.replica > 2:
+                    for change in changes:
                         self.log.info("[Replica] applied serial {serial}", serial=change.serial)
                 return {"serial": int(self.store.serial)}
 
-            # the whole batch in one transaction: one fsync
-            return self.store.apply_many(changes).addCallback(applied)
+            return committed.addCallbacks(applied, self._reload)
 
         return self._lock.run(apply)
+
+    def _reload(self, failure: Failure) -> Deferred[Any]:
+        """The state took a batch the store did not keep: load what the store holds, then fail."""
+
+        def loaded(stored: Any) -> None:
+            self.state.load(stored.records)
+
+        def reloaded(result: Any) -> Failure:
+            if isinstance(result, Failure):
+                self.log.failure("Could not reload the state from the store", result)
+            return failure
+
+        return self.store.snapshot().addCallback(loaded).addBoth(reloaded)
 
     def begin_snapshot(
         self, protocol: SlaveProtocol, transfer: str, database_id: str, serial: int

@@ -44,17 +44,24 @@ class SerialStore:
     def commit(self, mutations: Sequence[Mutation]) -> Deferred[Change]:
         return self.commit_many([mutations]).addCallback(lambda changes: changes[0])
 
-    def commit_many(self, batches: Sequence[Sequence[Mutation]]) -> Deferred[list[Change]]:
+    def commit_many(
+        self, batches: Sequence[Sequence[Mutation]], copy: bool = True
+    ) -> Deferred[list[Change]]:
         """
         Commit several writes, each its own change under the next serial, in
         one transaction (one fsync): the master's group commit.
+
+        @param copy: copy each value through JSON first (see L{normalise});
+            C{False} when the caller has done so already.
         """
         try:
             self._check_open()
             if not batches or any(not mutations for mutations in batches):
                 raise ValueError("cannot commit an empty batch")
             first = self._assigned + 1
-            changes = [Change(first + i, normalise(m)) for i, m in enumerate(batches)]
+            changes = [
+                Change(first + i, normalise(m) if copy else m) for i, m in enumerate(batches)
+            ]
         except BaseException:
             return fail(Failure())
         return self._submit(changes)
@@ -62,8 +69,15 @@ class SerialStore:
     def apply(self, change: Change) -> Deferred[None]:
         return self.apply_many([change])
 
-    def apply_many(self, changes: Sequence[Change]) -> Deferred[None]:
-        """Store consecutive changes from the master in one transaction."""
+    def apply_many(self, changes: Sequence[Change], copy: bool = True) -> Deferred[None]:
+        """
+        Store consecutive changes from the master in one transaction.
+
+        @param copy: copy each value through JSON first (see L{normalise});
+            C{False} for values the caller has just decoded from JSON
+            itself and will not change (a slave's pushed changes): they are
+            already what the store saves.
+        """
         try:
             self._check_open()
             expected = self._assigned + 1
@@ -71,7 +85,9 @@ class SerialStore:
             for change in changes:
                 if change.serial != expected:
                     raise SerialGapError(expected, change.serial)
-                normalised.append(Change(change.serial, normalise(change.mutations)))
+                normalised.append(
+                    Change(change.serial, normalise(change.mutations)) if copy else change
+                )
                 expected += 1
         except BaseException:
             return fail(Failure())

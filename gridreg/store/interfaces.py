@@ -85,20 +85,26 @@ class IRegistryStore(Interface):
             with C{ValueError} for an empty batch or a value that is not JSON.
         """
 
-    def commit_many(batches: Sequence[Sequence[Mutation]]) -> Deferred[list[Change]]:
+    def commit_many(
+        batches: Sequence[Sequence[Mutation]], copy: bool = True
+    ) -> Deferred[list[Change]]:
         """
         L{commit} several writes in one transaction (one fsync), each as its
         own change under the next serials: the master's group commit.
         Batches submitted while one is in progress take the serials after it.
+        With C{copy} false the values are taken as they are (the caller
+        copied them through JSON already, see L{records.normalise}).
 
         @return: a Deferred firing with the changes, in serial order, once
             all are durable; if the store refuses a batch, it and every batch
             submitted behind it fail.
         """
 
-    def apply_many(changes: Sequence[Change]) -> Deferred[None]:
+    def apply_many(changes: Sequence[Change], copy: bool = True) -> Deferred[None]:
         """
         L{apply} consecutive changes from the master in one transaction.
+        With C{copy} false the values are stored as they are (the caller
+        decoded them from JSON and leaves them alone).
 
         @return: a Deferred that fails with L{SerialGapError} unless the
             serials run on from L{serial} without a hole.
