@@ -39,7 +39,6 @@ from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.discovery import MASTER, ReplicaEndpoints, registry_identity
 from gridreg.registry.discovery_service import Discovery
 from gridreg.registry.glacier2_managers import Glacier2Managers, ManagerFactory
-from gridreg.registry.initdb import fetch_database
 from gridreg.registry.internal import InternalFactory
 from gridreg.registry.listen import listen_ice, published_endpoint
 from gridreg.registry.master_role import MasterRole
@@ -232,6 +231,8 @@ class RegistryService(Service):
 
     async def _initdb(self, stored: StoreState) -> StoreState:
         """Replace the database with a copy of the replica C{--initdb-from-replica} names."""
+        from gridreg.registry.initdb import fetch_database  # only with --initdb-from-replica
+
         name = self.config.initdb_from_replica
         assert name is not None
         copy = await fetch_database(
