@@ -5,11 +5,11 @@ Keep the TLS libraries out of a registry or node configured without TLS.
 Twisted imports pyOpenSSL as soon as it can: C{twisted.internet.tcp} (for
 C{startTLS}), the reactor's C{posixbase} (for C{listenSSL}) and
 C{twisted.internet.endpoints} each try it at import time, and pyOpenSSL
-brings C{cryptography} and C{service_identity}. That is about 40 ms of
-start-up and 13 MB of a 45 MB idle process (ps's RSS; more in
-C{VmHWM}), and the memory costs more than the time: a SIGKILLed process's sockets
-close only once the kernel has freed its memory (about 1.5 ms per 10 MB
-here), which is part of how long a client waits to fail over.
+brings C{cryptography} and C{service_identity}: about 40 ms of start-up
+and 11 MB of memory (an idle registry's peak RSS goes from 56 to 45 MB
+without them). The memory costs more than the time: a SIGKILLed process's
+sockets close only once the kernel has freed its memory (about 1.5 ms per
+10 MB here), which is part of how long a client waits to fail over.
 
 A gridreg process needs these libraries only when C{IceSSL.CAs},
 C{IceSSL.CertFile} or C{IceSSL.KeyFile} is set (mutual TLS on internal
