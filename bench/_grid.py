@@ -9,8 +9,11 @@ directory per replica.
     plain TCP on their internal endpoints, admin access uses the null
     permissions verifier.
   - gridreg: C{twist gridregistry} processes whose internal endpoints talk
-    mutual TLS with certificates from L{gridreg.certs.make_demo_certs};
-    every replica's C{Ice.Default.Locator} lists every replica of the grid.
+    mutual TLS with certificates from L{gridreg.certs.make_demo_certs}, or,
+    with C{internal="tcp"}, plain TCP (C{GridReg.Internal.Insecure}) as
+    IceGrid's do here, so the process loads no TLS library
+    (L{gridreg.tls_gate}); every replica's C{Ice.Default.Locator} lists
+    every replica of the grid.
 
 Writes go through L{Writer}s: IceGrid's admin session in a real Ice client
 (C{bench/ice_admin_driver.py}), gridreg's L{AdminSession} in this process.
@@ -63,6 +66,8 @@ TYPE_ID = "::Demo::Hello"
 TARGET_ENDPOINTS = f"tcp -h {LOOPBACK} -p 10000"
 BENCH_DIR = REPO_ROOT / "bench"
 STORE_BATCH = 1000
+#: how gridreg's replicas and admin clients reach internal endpoints (L{Grid})
+INTERNAL = ("tls", "tcp")
 
 
 _tracked: list[LineProcess] = []
@@ -98,9 +103,15 @@ class Grid:
     killed and signalled by name.
     """
 
-    def __init__(self, reactor: Any, kind: str, root: Path, names: Sequence[str]) -> None:
+    def __init__(
+        self, reactor: Any, kind: str, root: Path, names: Sequence[str], internal: str = "tls"
+    ) -> None:
         if kind not in ("icegrid", "gridreg"):
             raise ValueError(f"unknown registry {kind!r}")
+        if internal not in INTERNAL:
+            raise ValueError(f"unknown internal transport {internal!r}")
+        #: gridreg's internal sessions: "tls" (mutual TLS) or "tcp" (in the clear)
+        self.internal = internal
         self.reactor = reactor
         self.kind = kind
         self.root = root
@@ -137,6 +148,17 @@ class Grid:
         """Forget replica C{name}'s database: its next start is a fresh replica."""
         shutil.rmtree(self.data_dir(name), ignore_errors=True)
 
+    def internal_properties(self, certificate: str) -> dict[str, str]:
+        """How a gridreg process of this grid secures internal sessions, as C{certificate}."""
+        if self.internal == "tcp":
+            return {"GridReg.Internal.Insecure": "1"}
+        return {
+            "IceSSL.DefaultDir": str(self.certs),
+            "IceSSL.CAs": "ca.pem",
+            "IceSSL.CertFile": f"{certificate}.pem",
+            "IceSSL.KeyFile": f"{certificate}.key",
+        }
+
     def properties(self, name: str) -> dict[str, str]:
         ports = self.ports[name]
         common = {
@@ -157,10 +179,7 @@ class Grid:
             **{
                 "IceGrid.Registry.ReplicaName": name,
                 "Ice.Default.Locator": self.locator(),
-                "IceSSL.DefaultDir": str(self.certs),
-                "IceSSL.CAs": "ca.pem",
-                "IceSSL.CertFile": f"registry-{name}.pem",
-                "IceSSL.KeyFile": f"registry-{name}.key",
+                **self.internal_properties(f"registry-{name}"),
             },
         )
 
@@ -301,10 +320,7 @@ class GridregWriter(Writer):
         properties = Properties()
         for key, value in {
             "Ice.Default.Locator": grid.locator(MASTER),
-            "IceSSL.DefaultDir": str(grid.certs),
-            "IceSSL.CAs": "ca.pem",
-            "IceSSL.CertFile": "admin-admin.pem",
-            "IceSSL.KeyFile": "admin-admin.key",
+            **grid.internal_properties("admin-admin"),
         }.items():
             properties.set(key, value)
         return cls(await open_admin_session(reactor, properties, None, timeout))
@@ -510,3 +526,14 @@ async def wait_synced(
 def remove_tree(path: os.PathLike[str] | str, keep: bool) -> None:
     if not keep:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def internal_argument(parser: Any) -> None:
+    """C{--gridreg-internal}: the benchmarks' choice of L{Grid}'s C{internal}."""
+    parser.add_argument(
+        "--gridreg-internal",
+        choices=INTERNAL,
+        default="tls",
+        help="gridreg's internal sessions: mutual TLS (default), or plain TCP as IceGrid's "
+        "here (GridReg.Internal.Insecure; the registry then loads no TLS library)",
+    )

@@ -54,6 +54,7 @@ from bench._grid import (
     BENCH_DIR,
     MASTER,
     Grid,
+    internal_argument,
     open_writer,
     probe_adapter,
     remove_tree,
@@ -260,7 +261,9 @@ def analyse(calls: list[Call], signalled: float, end: float) -> dict[str, Any]:
 async def scenario(
     reactor: Any, kind: str, client: str, signal: str, root: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    grid = Grid(reactor, kind, root / f"{kind}-{client}-{signal}", [MASTER, SLAVE])
+    grid = Grid(
+        reactor, kind, root / f"{kind}-{client}-{signal}", [MASTER, SLAVE], args.gridreg_internal
+    )
     server: IceServer | None = None
     info: dict[str, Any] = {}
     try:
@@ -445,6 +448,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds a SIGSTOP run lasts (from the first call)",
     )
     parser.add_argument("--interval", type=float, default=0.002, help="seconds between calls")
+    internal_argument(parser)
     parser.add_argument(
         "--repeats",
         type=int,

@@ -55,6 +55,7 @@ from bench._grid import (
     IceObserver,
     Writer,
     build_gridreg_store,
+    internal_argument,
     object_name,
     open_writer,
     parse_identity,
@@ -174,7 +175,7 @@ async def lag_once(writer: Writer, observer: IceObserver, identity: str) -> dict
 async def measure_lag(
     reactor: Any, kind: str, root: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    grid = Grid(reactor, kind, root / f"{kind}-lag", [MASTER, "Replica1"])
+    grid = Grid(reactor, kind, root / f"{kind}-lag", [MASTER, "Replica1"], args.gridreg_internal)
     writer: Writer | None = None
     observer: IceObserver | None = None
     try:
@@ -342,7 +343,7 @@ async def measure_sync(
 ) -> dict[str, Any]:
     sizes = sorted(int(s) for s in args.sync_sizes.split(","))
     names = [f"Replica{i + 1}" for i in range(len(sizes) * args.sync_repeats)]
-    grid = Grid(reactor, kind, root / f"{kind}-sync", [MASTER, *names])
+    grid = Grid(reactor, kind, root / f"{kind}-sync", [MASTER, *names], args.gridreg_internal)
     grid.extra[MASTER] = {"GridReg.Debug.ReactorProbe": str(PROBE_MS)}
     results: dict[str, Any] = {}
     fresh = iter(names)
@@ -481,7 +482,9 @@ async def measure_throughput(
     reactor: Any, kind: str, root: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     slaves = ["Replica1", "Replica2"]
-    grid = Grid(reactor, kind, root / f"{kind}-throughput", [MASTER, *slaves])
+    grid = Grid(
+        reactor, kind, root / f"{kind}-throughput", [MASTER, *slaves], args.gridreg_internal
+    )
     writer: Writer | None = None
     results: dict[str, Any] = {}
     try:
@@ -686,6 +689,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile-seconds", type=float, default=2.0, help="how long each profile samples"
     )
     parser.add_argument("--profile-top", type=int, default=15, help="frames to list per profile")
+    internal_argument(parser)
     common_arguments(parser)
     parser.set_defaults(quiet_wait=30.0)
     return parser.parse_args(argv)

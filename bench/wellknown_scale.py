@@ -15,7 +15,7 @@ With C{--applications N}, both also hold N copies of C{etc/demo-app.xml}
 (renamed apart): IceGrid's through C{icegridadmin application add}, gridreg's
 written to its store as application records.
 
-The gridreg modules are byte-compiled first (C{compileall}), as an
+The gridreg modules are byte-compiled first (L{bench._harness.run}), as an
 installed package is: with C{PYTHONDONTWRITEBYTECODE} set, every start-up
 would otherwise compile them again.
 
@@ -32,7 +32,6 @@ registry CPU per lookup with 16 in flight.
 from __future__ import annotations
 
 import argparse
-import compileall
 import shutil
 import statistics
 import tempfile
@@ -427,8 +426,6 @@ def report(kinds: list[str], results: dict[str, dict[str, Any]], fallback: bool)
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     header("wellknown_scale")
-    # as installed: a start-up reads byte code, it does not compile every module
-    compileall.compile_dir(str(REPO / "gridreg"), quiet=1)
     kinds = registries(args.registries)
     count = args.objects
     results: dict[str, Any] = {"requested": count}

@@ -36,7 +36,6 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from gridreg.ice.types import Endpoint, SslEndpoint, TcpEndpoint
 
@@ -101,6 +100,9 @@ class TLSClientEndpoint:
     clock: Any
 
     def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
+        # here, not at the top: a process without TLS never loads it (gridreg.tls_gate)
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
         try:
             tls = TLSMemoryBIOFactory(self.options, True, factory, clock=self.clock)
         except TypeError:  # a Twisted without write batching

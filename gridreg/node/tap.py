@@ -9,7 +9,7 @@ file, line or value stops start-up with a message naming it.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.application.service import IService
 from twisted.logger import Logger
@@ -19,7 +19,10 @@ from gridreg.config.options import PropertyOptions
 from gridreg.config.stdio import redirect_stdio
 from gridreg.config.properties import PropertyError
 from gridreg.node.config import NodeConfig
-from gridreg.registry.security import InternalSecurity
+from gridreg.tls_gate import keep_tls_out
+
+if TYPE_CHECKING:  # imported once the configuration has said whether TLS is used
+    from gridreg.registry.security import InternalSecurity
 
 log = Logger()
 
@@ -48,6 +51,9 @@ class Options(PropertyOptions):
                 ("IceGrid.Node.Name", self["node-name"], "--node-name")
             )
             self.node_config = NodeConfig.from_properties(properties)
+            keep_tls_out(properties)  # before anything imports the reactor
+            from gridreg.registry.security import InternalSecurity
+
             self.security = InternalSecurity.from_properties(properties, needed=True)
         except PropertyError as exc:
             raise usage.UsageError(str(exc)) from None

@@ -45,7 +45,6 @@ from gridreg.registry.descriptor_model import (
     check_update,
     derive,
 )
-from gridreg.registry.descriptor_xml import parse_application_xml
 
 __all__ = [
     "ACTIVATION_MODES",
@@ -83,6 +82,17 @@ def parse_application(xml_text: str) -> ApplicationDescriptor:
     @raise DescriptorError: the XML is malformed, unsafe or invalid.
     """
     return parse_application_xml(xml_text)
+
+
+def parse_application_xml(xml_text: str) -> ApplicationDescriptor:
+    """
+    L{gridreg.registry.descriptor_xml.parse_application_xml}, imported at
+    the first XML: a registry that is never given any does without the XML
+    reader (defusedxml, expat and the element tables).
+    """
+    from gridreg.registry import descriptor_xml
+
+    return descriptor_xml.parse_application_xml(xml_text)
 
 
 @lru_cache(maxsize=16)

@@ -61,7 +61,6 @@ from gridreg.registry.ice_sessions import (
     IceSessions,
     SessionServant,
 )
-from gridreg.registry.remote import call_direct
 
 if TYPE_CHECKING:
     from gridreg.registry.config import RegistryConfig
@@ -86,6 +85,8 @@ class SessionControl:
     def _call(
         self, target: Proxy, operation: str, mode: OperationMode, params: bytes = b""
     ) -> Deferred[InputStream]:
+        from gridreg.registry.remote import call_direct  # its Ice client, once a router asks
+
         return call_direct(self.reactor, target.endpoints, target, operation, mode, params)
 
     def session_timeout(self) -> Deferred[int]:

@@ -39,10 +39,8 @@ from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.discovery import MASTER, ReplicaEndpoints, registry_identity
 from gridreg.registry.discovery_service import Discovery
 from gridreg.registry.glacier2_managers import Glacier2Managers, ManagerFactory
-from gridreg.registry.initdb import fetch_database
 from gridreg.registry.internal import InternalFactory
 from gridreg.registry.listen import listen_ice, published_endpoint
-from gridreg.registry.master_role import MasterRole
 from gridreg.registry.node_relay import NodeRelay
 from gridreg.registry.nodes import NodeSessions
 from gridreg.registry.peers import Peers
@@ -58,7 +56,6 @@ from gridreg.registry.servants import (
     RegistryServant,
 )
 from gridreg.registry.session_servers import SessionServers
-from gridreg.registry.slave_role import SlaveRole
 from gridreg.registry.state import RegistryState
 from gridreg.registry.verifiers import build_verifiers
 from gridreg.store.interfaces import IRegistryStore
@@ -73,6 +70,17 @@ GLACIER2_KINDS = ("session_manager", "admin_session_manager")
 #: the longest a stopping replica waits for its writes to drain, then for its
 #: connections to close, before it closes its store anyway
 STOP_TIMEOUT = 5.0
+
+
+def _role(service: "RegistryService") -> IReplicaRole:
+    """The master's role or a slave's, whose module alone is imported."""
+    if service.config.is_master:
+        from gridreg.registry.master_role import MasterRole
+
+        return MasterRole(service)
+    from gridreg.registry.slave_role import SlaveRole
+
+    return SlaveRole(service)
 
 
 class RegistryService(Service):
@@ -115,7 +123,7 @@ class RegistryService(Service):
         self.ports: dict[str, list[IListeningPort]] = {
             kind: [] for kind in ("client", "server", "internal", *GLACIER2_KINDS)
         }
-        self.role: IReplicaRole = MasterRole(self) if config.is_master else SlaveRole(self)
+        self.role: IReplicaRole = _role(self)
         self._starting = False
         self._readiness = build_readiness()
         self.state.on_change(self.client_adapter.invalidate)
@@ -175,12 +183,12 @@ class RegistryService(Service):
     @property
     def master(self) -> Any:
         """The master's replication (sessions, fan-out), or None on a slave."""
-        return self.role.replication if isinstance(self.role, MasterRole) else None
+        return self.role.replication if self.role.is_master else None
 
     @property
     def slave(self) -> Any:
         """The slave's replication, or None on the master."""
-        return self.role.replication if isinstance(self.role, SlaveRole) else None
+        return None if self.role.is_master else self.role.replication
 
     def _add_servants(self) -> None:
         instance = self.config.instance_name
@@ -232,6 +240,8 @@ class RegistryService(Service):
 
     async def _initdb(self, stored: StoreState) -> StoreState:
         """Replace the database with a copy of the replica C{--initdb-from-replica} names."""
+        from gridreg.registry.initdb import fetch_database  # only with --initdb-from-replica
+
         name = self.config.initdb_from_replica
         assert name is not None
         copy = await fetch_database(

@@ -10,7 +10,7 @@ file, line or value stops start-up with a message naming it.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
@@ -22,9 +22,11 @@ from gridreg.config.options import PropertyOptions
 from gridreg.config.stdio import redirect_stdio
 from gridreg.config.properties import PropertyError
 from gridreg.registry.config import RegistryConfig
-from gridreg.registry.security import InternalSecurity
 from gridreg.scheduling import use_scheduler
-from gridreg.registry.service import RegistryService
+from gridreg.tls_gate import keep_tls_out
+
+if TYPE_CHECKING:  # imported once the configuration has said whether TLS is used
+    from gridreg.registry.security import InternalSecurity
 
 log = Logger()
 
@@ -83,6 +85,9 @@ class Options(PropertyOptions):
                         f"--initdb-from-replica names another replica, not `{source}'"
                     )
                 config = attrs.evolve(config, initdb_from_replica=source)
+            keep_tls_out(properties)  # before anything imports the reactor
+            from gridreg.registry.security import InternalSecurity
+
             self.security = InternalSecurity.from_properties(
                 properties, needed=bool(config.internal_endpoints) or not config.is_master
             )
@@ -113,6 +118,8 @@ def make_store(config: RegistryConfig, reactor: Any = None) -> Any:
 def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
+    from gridreg.registry.service import RegistryService
+
     config = options.registry_config
     assert config is not None
     redirect_stdio(options.properties)

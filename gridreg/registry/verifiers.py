@@ -27,7 +27,6 @@ from gridreg.config.properties import PropertyError
 from gridreg.ice.encoding import InputStream, OutputStream
 from gridreg.ice.exceptions import Glacier2PermissionDeniedException, PermissionDeniedException
 from gridreg.ice.types import Identity, OperationMode, Proxy
-from gridreg.registry import remote
 from gridreg.registry.state import RegistryState
 
 log = Logger()
@@ -127,6 +126,8 @@ class RemoteVerifier:
         return self._ask("authorize", out.getvalue())
 
     def _ask(self, operation: str, params: bytes) -> Deferred[None]:
+        from gridreg.registry import remote  # its Ice client, only for remote verifiers
+
         d = remote.call(
             self.reactor, self.state, self.proxy, operation, OperationMode.IDEMPOTENT, params
         )

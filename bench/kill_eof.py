@@ -1,0 +1,180 @@
+"""
+How soon a SIGKILLed registry's connections close, next to its memory:
+IceGrid and gridreg side by side.
+
+A killed process keeps its sockets open until the kernel has freed its
+memory, so a registry's RSS sets the floor of every client's failover gap
+(C{docs/icegrid-node-facts.md}). Each run starts a master on an empty
+database, opens a TCP connection to its client endpoint and reads Ice's
+ValidateConnection message, reads the registry's C{VmRSS}, sends SIGKILL,
+and times (blocking, in this process) until C{recv} returns EOF and until a
+new C{connect} is refused. Medians of C{--runs}.
+
+Configurations: C{icegrid}; C{gridreg} (no TLS configured: it loads no TLS
+library, L{gridreg.tls_gate}); C{gridreg-tls} (IceSSL certificates and a
+mutual-TLS internal endpoint, as a replicated gridreg runs by default).
+
+    python -m bench.kill_eof [--runs 7] [--configs icegrid,gridreg,gridreg-tls]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._harness import (
+    LOOPBACK,
+    header,
+    memory_kib,
+    out,
+    registry_pid,
+    registry_ports,
+    remove_workdir,
+    run,
+    start_registry,
+    table,
+    write_json,
+)
+from gridreg.certs import make_demo_certs
+from tests._processes import free_port
+
+CONFIGS = ("icegrid", "gridreg", "gridreg-tls")
+#: Ice's ValidateConnection message: a 14-byte header and nothing else
+VALIDATE_SIZE = 14
+#: the longest a killed registry's port is probed for a refusal
+REFUSED_WITHIN = 2.0
+
+
+def properties(config: str, workdir: Path) -> dict[str, str]:
+    props = registry_ports()
+    if config == "gridreg-tls":
+        certs = workdir / "certs"
+        make_demo_certs(str(certs), replicas=["Master"], instance="DemoIceGrid")
+        props.update(
+            {
+                "IceGrid.Registry.Internal.Endpoints": f"tcp -h {LOOPBACK} -p {free_port()}",
+                "IceSSL.DefaultDir": str(certs),
+                "IceSSL.CAs": "ca.pem",
+                "IceSSL.CertFile": "registry-Master.pem",
+                "IceSSL.KeyFile": "registry-Master.key",
+            }
+        )
+    return props
+
+
+def client_port(props: dict[str, str]) -> int:
+    return int(props["IceGrid.Registry.Client.Endpoints"].split("-p")[1])
+
+
+def kill_and_time(pid: int, port: int) -> dict[str, float]:
+    """
+    SIGKILL C{pid} with a validated connection open to C{port}; milliseconds
+    until that connection's EOF and until the port refuses a new connection.
+    """
+    with socket.create_connection((LOOPBACK, port), timeout=5) as sock:
+        received = b""
+        while len(received) < VALIDATE_SIZE:
+            chunk = sock.recv(VALIDATE_SIZE - len(received))
+            if not chunk:
+                raise RuntimeError("the registry closed the connection before validating it")
+            received += chunk
+        rss = memory_kib(pid)["VmRSS"]
+        start = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        try:
+            sock.recv(1)  # b"" at EOF
+        except ConnectionResetError:
+            pass
+        eof = time.monotonic()
+    refused = None
+    while time.monotonic() - start < REFUSED_WITHIN:
+        try:
+            socket.create_connection((LOOPBACK, port), timeout=1).close()
+        except ConnectionRefusedError:
+            refused = time.monotonic()
+            break
+        except ConnectionResetError:
+            pass  # accepted by the dying process's kernel, then reset: not gone yet
+    return {
+        "rss_mib": rss / 1024,
+        "eof_ms": (eof - start) * 1000,
+        "refused_ms": (refused - start) * 1000 if refused is not None else float("nan"),
+    }
+
+
+async def sample(reactor: Any, config: str, workdir: Path) -> dict[str, float]:
+    """One registry of C{config} started in C{workdir}, killed and timed."""
+    kind = "icegrid" if config == "icegrid" else "gridreg"
+    workdir.mkdir(parents=True)
+    props = properties(config, workdir)
+    registry = await start_registry(reactor, kind, workdir, props)
+    try:
+        return kill_and_time(registry_pid(registry), client_port(props))
+    finally:
+        await registry.process.terminate()
+
+
+async def main(reactor: Any, args: argparse.Namespace) -> None:
+    header("kill_eof")
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    for config in configs:
+        if config not in CONFIGS:
+            raise SystemExit(f"unknown configuration {config!r}; choose from {', '.join(CONFIGS)}")
+    root = Path(tempfile.mkdtemp(prefix="bench-kill-eof-"))
+    samples: dict[str, list[dict[str, float]]] = {config: [] for config in configs}
+    try:
+        # interleaved, so that a busy moment of the machine falls on every configuration
+        for i in range(args.runs):
+            for config in configs:
+                samples[config].append(await sample(reactor, config, root / f"{config}-{i}"))
+    finally:
+        remove_workdir(str(root), args.keep)
+    results: dict[str, Any] = {}
+    rows = []
+    for config, runs in samples.items():
+        result: dict[str, Any] = {
+            key: statistics.median(s[key] for s in runs)
+            for key in ("rss_mib", "eof_ms", "refused_ms")
+        }
+        result["eof_ms_all"] = [round(s["eof_ms"], 2) for s in runs]
+        results[config] = result
+        rows.append(
+            [
+                config,
+                f"{result['rss_mib']:.1f}",
+                f"{result['eof_ms']:.2f}",
+                f"{result['refused_ms']:.2f}",
+                " ".join(f"{v:.1f}" for v in result["eof_ms_all"]),
+            ]
+        )
+    out(f"Killed idle master, medians of {args.runs}:")
+    out(
+        table(
+            ["registry", "VmRSS MiB", "EOF after kill ms", "refused after kill ms", "EOF, each"],
+            rows,
+        )
+    )
+    write_json(args.json, {"benchmark": "kill_eof", "arguments": vars(args), "results": results})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    parser.add_argument("--runs", type=int, default=7, help="kills per configuration")
+    parser.add_argument(
+        "--configs", default=",".join(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}"
+    )
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the registries' directories")
+    parser.add_argument("--verbose", action="store_true", help="log everything to stderr")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    run(main, parse_args())
