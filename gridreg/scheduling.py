@@ -29,7 +29,7 @@ from twisted.logger import Logger
 log = Logger("gridreg.scheduling")
 
 #: GridReg.Scheduler's values
-POLICIES = ("other", "batch")
+POLICIES = ("normal", "batch")
 
 SetScheduler = Callable[[int, int, object], None]
 
@@ -40,7 +40,7 @@ def use_scheduler(policy: str, set_scheduler: Optional[SetScheduler] = None) -> 
     under C{policy}; True when the kernel took it. A kernel or platform that
     refuses it is logged and changes nothing else.
     """
-    if policy == "other":
+    if policy == "normal":
         return True
     if policy != "batch":
         raise ValueError(f"unknown scheduling policy {policy!r}")

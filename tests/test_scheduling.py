@@ -37,9 +37,21 @@ class SchedulerTests(SynchronousTestCase):
         ).stdout.split()
         self.assertEqual(out, [str(os.SCHED_BATCH)] * 2)
 
-    def test_other_changes_nothing(self) -> None:
+    def test_batch_asks_the_kernel_for_sched_batch(self) -> None:
+        """The whole process (pid 0: the calling thread) is put under SCHED_BATCH, priority 0."""
         calls: list[tuple] = []
-        self.assertTrue(use_scheduler("other", lambda *a: calls.append(a)))
+        self.assertTrue(use_scheduler("batch", lambda *a: calls.append(a)))
+        [(pid, policy, param)] = calls
+        self.assertEqual((pid, policy, param.sched_priority), (0, os.SCHED_BATCH, 0))
+
+    def test_unknown_policy_is_refused(self) -> None:
+        calls: list[tuple] = []
+        self.assertRaises(ValueError, use_scheduler, "fifo", lambda *a: calls.append(a))
+        self.assertEqual(calls, [])
+
+    def test_normal_changes_nothing(self) -> None:
+        calls: list[tuple] = []
+        self.assertTrue(use_scheduler("normal", lambda *a: calls.append(a)))
         self.assertEqual(calls, [])
 
     def test_refused_by_the_kernel_is_logged(self) -> None:
