@@ -1,7 +1,7 @@
 """
-GridReg.Scheduler (L{gridreg.scheduling}): a registry asked for
-C{SCHED_BATCH} runs under it, threads started later included; a bad value
-stops start-up naming the property; a refusal by the kernel is logged.
+GridReg.Scheduler (L{gridreg.scheduling}): a registry runs under
+C{SCHED_BATCH} unless told C{normal}, threads started later included; a bad
+value stops start-up naming the property; a refusal by the kernel is logged.
 """
 
 from __future__ import annotations
@@ -64,6 +64,15 @@ class SchedulerTests(SynchronousTestCase):
         properties = parse_text("GridReg.Scheduler=fifo\n", "registry.cfg")
         error = self.assertRaises(PropertyError, RegistryConfig.from_properties, properties)
         self.assertIn("GridReg.Scheduler", str(error))
+
+    def test_batch_by_default(self) -> None:
+        """A registry configured without the property runs under SCHED_BATCH."""
+        properties = parse_text("IceGrid.InstanceName=Demo\n", "registry.cfg")
+        self.assertEqual(RegistryConfig.from_properties(properties).scheduler, "batch")
+
+    def test_normal_turns_it_off(self) -> None:
+        properties = parse_text("GridReg.Scheduler=normal\n", "registry.cfg")
+        self.assertEqual(RegistryConfig.from_properties(properties).scheduler, "normal")
 
     def test_read_into_the_configuration(self) -> None:
         properties = parse_text("GridReg.Scheduler=batch\n", "registry.cfg")
