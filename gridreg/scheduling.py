@@ -50,7 +50,8 @@ def use_scheduler(policy: str, set_scheduler: Optional[SetScheduler] = None) -> 
     batch = getattr(os, "SCHED_BATCH", None)
     setter = set_scheduler or getattr(os, "sched_setscheduler", None)
     if batch is None or setter is None:
-        log.warn("GridReg.Scheduler=batch: this platform has no SCHED_BATCH; ignored")
+        # not a fault on a platform without it, and batch is the default: no warning
+        log.info("GridReg.Scheduler=batch: this platform has no SCHED_BATCH; ignored")
         return False
     try:
         setter(0, batch, os.sched_param(0))

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 import gridreg
@@ -58,7 +59,11 @@ class SchedulerTests(SynchronousTestCase):
         def refuse(*args: object) -> None:
             raise PermissionError(1, "Operation not permitted")
 
-        self.assertFalse(use_scheduler("batch", refuse))
+        with capturedLogs() as events:
+            self.assertFalse(use_scheduler("batch", refuse))
+        [event] = events
+        self.assertIs(event["log_level"], LogLevel.warn)
+        self.assertIn("refused by the kernel", formatEvent(event))
 
     def test_bad_value_names_the_property(self) -> None:
         properties = parse_text("GridReg.Scheduler=fifo\n", "registry.cfg")
