@@ -254,6 +254,8 @@ class SQLiteStore(SerialStore):
         meta = db.execute("SELECT database_id, serial FROM meta").fetchall()
         if len(meta) != 1:
             raise StoreError(f"{self.filename}: not a gridreg database: bad meta table")
+        if encoded:  # first: SQLite's own work overlaps the caller's best (see read_ahead)
+            self._check_encoded(db)
         records: dict[str, Any] = {}
         for kind in KINDS:
             if encoded and kind in ENCODED_KINDS:
@@ -268,8 +270,6 @@ class SQLiteStore(SerialStore):
                 records[kind] = {key: json.loads(value) for key, value in rows}
             except ValueError as e:
                 raise StoreError(f"{self.filename}: corrupt {kind} record: {e}") from e
-        if encoded:
-            self._check_encoded(db)
         database_id, serial = meta[0]
         return StoreState(database_id, serial, records)
 
