@@ -11,6 +11,7 @@ through the processes' public surface: Ice locate requests, C{gridadmin}
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -31,10 +32,12 @@ from tests._faults import (
     SmallDisk,
     TcpProxy,
     corrupt_database,
+    database_file,
     foreign_database,
     hang,
     resume,
 )
+from gridreg.store.sqlite import SQLiteStore
 from tests._lineprocess import LineProcess
 from tests._processes import REPO_ROOT, write_config
 
@@ -264,7 +267,7 @@ class DatabaseFileTests(TestCase):
 
     timeout = 60
 
-    async def _refused(self, make: Callable[[Path], Path]) -> None:
+    async def _refused(self, make: Callable[[Path], Path]) -> str:
         root = Path(self.mktemp()).resolve()
         data = root / "db"
         path = make(data)
@@ -295,7 +298,7 @@ class DatabaseFileTests(TestCase):
         self.assertNotIn(process.exit_code, (0, None), process.describe())
         output = "\n".join(process.lines) + bytes(process.stderr).decode("utf-8", "replace")
         self.assertIn(str(path), output)
-        return None
+        return output
 
     async def test_corrupt_database(self) -> None:
         """Garbage where the database file belongs: start-up fails, naming the file."""
@@ -304,6 +307,31 @@ class DatabaseFileTests(TestCase):
     async def test_foreign_database(self) -> None:
         """Another program's SQLite database: start-up fails, naming the file."""
         await self._refused(foreign_database)
+
+    async def test_corrupt_record(self) -> None:
+        """
+        A gridreg database with a record that is not JSON: found by the read
+        that runs while the registry imports its service, it still stops
+        start-up, naming the file and the record.
+        """
+
+        def make(data: Path) -> Path:
+            store = SQLiteStore(str(data))
+            self.successResultOf(store.open())
+            self.successResultOf(store.close())
+            path = database_file(data)
+            db = sqlite3.connect(path)
+            try:
+                db.execute(
+                    "INSERT INTO records (kind, key, value) VALUES ('object', 'bad', '{not json')"
+                )
+                db.commit()
+            finally:
+                db.close()
+            return path
+
+        output = await self._refused(make)
+        self.assertIn("corrupt object record 'bad'", output)
 
 
 class DiskFullTests(TestCase):

@@ -25,6 +25,7 @@ from gridreg.registry.config import RegistryConfig
 from gridreg.registry.service import RegistryService
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.memory import MemoryStore
+from gridreg.store.interfaces import StoreError
 from gridreg.store.sqlite import SQLiteStore
 
 INSECURE = "GridReg.Internal.Insecure=1"
@@ -253,13 +254,20 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(self.reactor.tcpClients, [])
         self.assertEqual(len([f for f in self.logged() if f.endswith(IN_MEMORY)]), 1)
 
-    def test_data_dir_not_opened(self) -> None:
-        """With IceGrid.Registry.Data the store is SQLite, opened only when the service starts."""
+    def test_data_dir_read_while_the_service_is_built(self) -> None:
+        """
+        With IceGrid.Registry.Data the store is SQLite, and makeService has
+        begun reading it (while it imports the service): the directory is
+        this registry's from then on, so a second one is refused.
+        """
         data = Path(self.mktemp())
         data.mkdir()
         service = self.make("--property", f"IceGrid.Registry.Data={data}")
+        self.addCleanup(service.store.close)
         self.assertIsInstance(service.store, SQLiteStore)
-        self.assertEqual(os.listdir(data), [])
+        self.assertIn("registry.sqlite", os.listdir(data))
+        failure = self.failureResultOf(SQLiteStore(str(data)).open(), StoreError)
+        self.assertIn("another registry", str(failure.value))
         self.assertEqual([f for f in self.logged() if f.endswith(IN_MEMORY)], [])
 
     def test_slave_without_locator_warned(self) -> None:

@@ -579,6 +579,69 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         self.assertIn("another registry", str(failure.value))
         self.assertEqual(self.successResultOf(store.commit([put("a")])).serial, 1)
 
+    def test_keys_holding_the_read_separators(self) -> None:
+        """
+        Object records are read as one joined text, split on two control
+        characters; a key holding one (a JSON text cannot) still loads as
+        stored, read row by row.
+        """
+        path = self.mktemp()
+        self.edit_database(
+            path,
+            "INSERT INTO records (kind, key, value) VALUES "
+            """('object', 'odd' || char(31) || 'key' || char(30), '{"type":"::A"}'),"""
+            """('object', 'plain', '{"type":"::B"}')""",
+        )
+        store = SQLiteStore(path)
+        objects = self.successResultOf(store.open()).records["object"]
+        self.addCleanup(store.close)
+        self.assertEqual(
+            dict(objects), {"odd\x1fkey\x1e": {"type": "::A"}, "plain": {"type": "::B"}}
+        )
+
+    def test_odd_keys_found_where_the_records_are_read(self) -> None:
+        """The store runs C{find_odd_keys} over the object keys it read, for the state's load."""
+        path = self.mktemp()
+        self.edit_database(
+            path,
+            "INSERT INTO records (kind, key, value) VALUES "
+            """('object', 'a', '{}'), ('object', 'b', '{}'), ('object', 'c', '{}')""",
+        )
+        store = SQLiteStore(path)
+        store.find_odd_keys = lambda keys: sorted(k for k in keys if k != "b")
+        objects = self.successResultOf(store.open()).records["object"]
+        self.addCleanup(store.close)
+        assert isinstance(objects, EncodedValues)
+        self.assertEqual(objects.odd_keys, ["a", "c"])
+
+
+class ReadAheadSQLiteStoreTests(SQLiteStoreTests):
+    """
+    Every SQLite test again, each store opened after L{SQLiteStore.read_ahead}
+    (as the registry opens its own): the same records, and the same refusals
+    of a locked, foreign or corrupt file, at open.
+    """
+
+    def setUp(self) -> None:
+        open_now = SQLiteStore.open
+
+        def open_after_reading_ahead(store: SQLiteStore) -> Any:
+            store.read_ahead()
+            return open_now(store)
+
+        self.patch(SQLiteStore, "open", open_after_reading_ahead)
+
+    def test_abandoned_read_ahead_lets_the_file_go(self) -> None:
+        """A store read ahead, then closed without being opened, no longer holds the lock."""
+        path = self.mktemp()
+        first = SQLiteStore(path)
+        first.read_ahead()
+        self.failureResultOf(SQLiteStore(path).open(), StoreError)
+        self.successResultOf(first.close())
+        second = SQLiteStore(path)
+        self.successResultOf(second.open())
+        self.addCleanup(second.close)
+
 
 class RecordsTests(SynchronousTestCase):
     def test_unknown_kind_rejected(self) -> None:

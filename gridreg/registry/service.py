@@ -13,7 +13,9 @@ and closes the store last.
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 from typing import Any, Optional, Sequence
 
 from twisted.application.service import Service
@@ -81,6 +83,16 @@ def _role(service: "RegistryService") -> IReplicaRole:
     from gridreg.registry.slave_role import SlaveRole
 
     return SlaveRole(service)
+
+
+def _exit_failed() -> None:
+    """
+    End a registry whose start-up failed once the reactor ran, with status 1:
+    C{twist} would exit 0 when its reactor stops.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 class RegistryService(Service):
@@ -345,7 +357,10 @@ class RegistryService(Service):
             )
             self._readiness.failed(result)
             if self.running and getattr(self.reactor, "running", False):
-                self.reactor.stop()  # failed after start-up returned (--initdb-from-replica)
+                # failed after start-up returned (the store's read, --initdb-from-replica):
+                # stop, and exit non-zero as a failure found before the reactor ran does
+                self.reactor.addSystemEventTrigger("after", "shutdown", _exit_failed)
+                self.reactor.stop()
         else:
             self._readiness.started()
 

@@ -107,9 +107,13 @@ def make_store(config: RegistryConfig, reactor: Any = None) -> Any:
         from gridreg.store.executor import ThreadExecutor
         from gridreg.store.sqlite import SQLiteStore
 
+        from gridreg.registry.object_table import odd_keys
+
         if reactor is None:
             from twisted.internet import reactor
-        return SQLiteStore(config.data_dir, executor=ThreadExecutor(reactor))
+        store = SQLiteStore(config.data_dir, executor=ThreadExecutor(reactor))
+        store.find_odd_keys = odd_keys  # on the store's thread, not in the state's load
+        return store
     from gridreg.store.memory import MemoryStore
 
     return MemoryStore()
@@ -121,18 +125,22 @@ def makeService(
     scheduler: Callable[[str], bool] = use_scheduler,
 ) -> IService:
     """
-    The registry service; C{scheduler} applies C{GridReg.Scheduler} to this
-    process (a test passes its own, so the test runner keeps its policy).
+    The replica's service, its store already being read: the read runs on
+    the store's thread while this thread imports the service's modules
+    (the start-up's critical path was the imports, then the read).
+    C{scheduler} applies C{GridReg.Scheduler} to this process (a test
+    passes its own, so the test runner keeps its policy).
     """
     if reactor is None:
         from twisted.internet import reactor
-    from gridreg.registry.service import RegistryService
-
     config = options.registry_config
     assert config is not None
     redirect_stdio(options.properties)
     options.log_warnings(log)
     scheduler(config.scheduler)  # before any thread starts: they inherit it
+    store = make_store(config, reactor)
+    if hasattr(store, "read_ahead"):
+        store.read_ahead()  # its failure is open()'s, reported as the service starts
     if not config.data_dir:
         log.warn(
             "IceGrid.Registry.LMDB.Path is not set: the registry keeps its database in "
@@ -145,10 +153,12 @@ def makeService(
             "starts without IceGrid's applications, adapters and objects",
             data_dir=config.data_dir,
         )
+    from gridreg.registry.service import RegistryService
+
     if not config.is_master and config.locator is None:
         log.warn(
             "Slave {replica} has no Ice.Default.Locator: it can only find the master "
             "through the endpoints stored in its database",
             replica=config.replica_name,
         )
-    return RegistryService(reactor, config, make_store(config, reactor), security=options.security)
+    return RegistryService(reactor, config, store, security=options.security)

@@ -5,7 +5,9 @@ The registry store on disk: one SQLite file in C{IceGrid.Registry.Data}.
 Every use of the file (opening and loading it, commits with their fsync,
 snapshot and log reads) runs on the store's executor: in the registry one
 worker thread (L{gridreg.store.executor.ThreadExecutor}), which keeps the
-order jobs were submitted in, so the reactor never waits for the disk.  The
+order jobs were submitted in, so the reactor never waits for the disk (the
+first open and read may run earlier on a thread of their own, see
+L{SQLiteStore.read_ahead}, and hand the file over to the executor).  The
 file is in WAL mode with C{synchronous=FULL}, so a commit is on disk before
 its Deferred fires, and it is held with an exclusive lock while open, so
 two registries can never share one data directory.
@@ -16,10 +18,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import uuid
 from contextlib import contextmanager
 from importlib import resources
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional, TypeVar
 
 from zope.interface import implementer
@@ -50,6 +53,9 @@ SCHEMA_VERSION = 1
 
 #: The database file's name inside the data directory.
 DB_FILENAME = "registry.sqlite"
+
+#: between keys and texts in one read (L{SQLiteStore._texts}): never in a valid JSON text
+_SEPARATOR = "\x1f"
 
 #: SQLite's default: the log is copied into the file once it holds this many pages
 WAL_AUTOCHECKPOINT = 1000
@@ -95,21 +101,45 @@ class SQLiteStore(SerialStore):
         #: the last durable serial, as the executor's thread sees it
         self._durable = 0
         self._db: sqlite3.Connection | None = None
+        #: the thread L{read_ahead} started, and what it found
+        self._ahead: Optional[_ReadAhead] = None
+        #: finds the object keys the state must look at (see
+        #: L{EncodedValues.odd_keys}), run where the records are read
+        self.find_odd_keys: Optional[Callable[[Iterable[str]], list[str]]] = None
 
     # -- opening --------------------------------------------------------
+
+    def read_ahead(self) -> None:
+        """
+        Begin L{open}'s work now, on a thread of its own, so the file is
+        read while the caller does other work before it has a reactor (the
+        registry: importing its service); the next L{open} takes it over.
+        Nothing else may use the store in between.
+        """
+        if self._ahead is None and not (self._is_open or self._opening):
+            self._ahead = _ReadAhead(self)
 
     def open(self) -> Deferred[StoreState]:
         """
         Lock the file and check its schema now, on the calling thread (so a
         foreign, corrupt or locked file stops start-up at once), then load
-        its records on the executor.
+        its records on the executor. After L{read_ahead}, its lock and check
+        have been done (a failure is returned at once), and the records are
+        taken from its thread on the executor.
         """
         if self._is_open or self._opening:
             return fail(StoreError(f"{self.filename}: already open"))
-        try:
-            db = self._connect()
-        except BaseException:
-            return fail(Failure())
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            try:
+                db = self._connect()
+            except BaseException:
+                return fail(Failure())
+            loading = self._executor.submit(self._load_opened, db)
+        else:
+            if ahead.connect_failure is not None:
+                return fail(ahead.connect_failure)
+            loading = self._executor.submit(ahead.result)
         self._opening = True
 
         def opened(state: StoreState) -> StoreState:
@@ -123,7 +153,7 @@ class SQLiteStore(SerialStore):
             self._opening = False
             return failure
 
-        return self._executor.submit(self._load_opened, db).addCallbacks(opened, failed)
+        return loading.addCallbacks(opened, failed)
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -225,20 +255,46 @@ class SQLiteStore(SerialStore):
         meta = db.execute("SELECT database_id, serial FROM meta").fetchall()
         if len(meta) != 1:
             raise StoreError(f"{self.filename}: not a gridreg database: bad meta table")
+        if encoded:  # first: SQLite's own work overlaps the caller's best (see read_ahead)
+            self._check_encoded(db)
         records: dict[str, Any] = {}
         for kind in KINDS:
-            rows = db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,))
             if encoded and kind in ENCODED_KINDS:
-                records[kind] = EncodedValues(dict(rows))
+                texts = self._texts(db, kind)
+                odd = None
+                if kind == "object" and self.find_odd_keys is not None:
+                    odd = self.find_odd_keys(texts)
+                records[kind] = EncodedValues(texts, odd)
                 continue
+            rows = db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,))
             try:
                 records[kind] = {key: json.loads(value) for key, value in rows}
             except ValueError as e:
                 raise StoreError(f"{self.filename}: corrupt {kind} record: {e}") from e
-        if encoded:
-            self._check_encoded(db)
         database_id, serial = meta[0]
         return StoreState(database_id, serial, records)
+
+    def _texts(self, db: sqlite3.Connection, kind: str) -> dict[str, str]:
+        """
+        C{{key: stored text}} of C{kind}, read as one string that SQLite
+        builds with the GIL released (key, text, key, text...), split in C:
+        read a row at a time, Python held the GIL for most of the read,
+        which then overlapped the registry's imports little (the string is
+        a transient of the records' size: 11 MB for 100,000 objects). Row
+        by row if a key or text holds the separator.
+        """
+        count, joined = db.execute(
+            "SELECT count(*), group_concat(key || char(31) || value, char(31))"
+            " FROM records WHERE kind = ?",
+            (kind,),
+        ).fetchone()
+        if not count:
+            return {}
+        parts = joined.split(_SEPARATOR)
+        if len(parts) != 2 * count:  # a separator in a key or a text
+            return dict(db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,)))
+        pairs = iter(parts)
+        return dict(zip(pairs, pairs))
 
     def _check_encoded(self, db: sqlite3.Connection, kinds: frozenset[str] = ENCODED_KINDS) -> None:
         """Refuse a record of C{kinds} that is not a JSON object, as decoding would."""
@@ -402,6 +458,9 @@ class SQLiteStore(SerialStore):
 
     def close(self) -> Deferred[None]:
         """Close the file once the work queued before has run, then stop the executor."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:  # read ahead, never opened: let its file go
+            ahead.abandon()
         if not self._is_open:
             return succeed(None)
         self._is_open = False
@@ -490,3 +549,49 @@ class SQLiteBulkLoad:
         self.store._executor.submit(self.store._checkpoint).addErrback(
             lambda f: self.store.log.failure("Could not checkpoint the loaded snapshot", f)
         )
+
+
+class _ReadAhead:
+    """
+    L{SQLiteStore.open}'s work begun early on its own thread: the lock and
+    schema check, then the read. L{connect_failure} is ready once the
+    constructor returns; L{result} waits for the read.
+    """
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._connected = threading.Event()
+        self.connect_failure: Optional[Failure] = None
+        self._state: Optional[StoreState] = None
+        self._failure: Optional[BaseException] = None
+        # a daemon, as the store's executor: an abandoned start-up must not hang the exit
+        self._thread = threading.Thread(target=self._run, name="gridreg-store-read", daemon=True)
+        self._thread.start()
+        self._connected.wait()  # milliseconds: the lock and schema check
+
+    def _run(self) -> None:
+        try:
+            db = self._store._connect()
+        except BaseException:
+            self.connect_failure = Failure()
+            self.connect_failure.cleanFailure()
+            return
+        finally:
+            self._connected.set()
+        try:
+            self._state = self._store._load_opened(db)
+        except BaseException as e:
+            self._failure = e
+
+    def abandon(self) -> None:
+        """Wait for the thread, then close the file it opened, if it did."""
+        self._thread.join()
+        self._store._close()
+
+    def result(self) -> StoreState:
+        """The records read (on the store's executor: it waits for the thread)."""
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+        assert self._state is not None
+        return self._state
