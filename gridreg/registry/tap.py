@@ -116,14 +116,23 @@ def make_store(config: RegistryConfig, reactor: Any = None) -> Any:
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
-    if reactor is None:
+    config = options.registry_config
+    assert config is not None
+    huge_pages = None
+    if reactor is None:  # a real start (twistd, twist): tests give their reactor
+        from gridreg.huge_pages import start_again_with_huge_pages
+
+        huge_pages = start_again_with_huge_pages(config.huge_pages)
         from twisted.internet import reactor
     from gridreg.registry.service import RegistryService
 
-    config = options.registry_config
-    assert config is not None
     redirect_stdio(options.properties)
     options.log_warnings(log)
+    if huge_pages:
+        log.info(
+            "Started again with PYTHONMALLOC=malloc and GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
+            "(GridReg.HugePages=0 turns it off)"
+        )
     use_scheduler(config.scheduler)  # before any thread starts: they inherit it
     if not config.data_dir:
         log.warn(
