@@ -37,7 +37,7 @@ from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, ga
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 
-from bench._harness import LOOPBACK, REPO_ROOT
+from bench._harness import GRIDREG_PROPERTIES, LOOPBACK, REPO_ROOT
 from gridreg.admin.session import AdminSession, open_admin_session
 from gridreg.certs import make_demo_certs
 from gridreg.config.properties import Properties
@@ -173,15 +173,14 @@ class Grid:
                 props["IceGrid.Registry.ReplicaName"] = name
                 props["Ice.Default.Locator"] = self.locator(MASTER)
             return props
-        return dict(
-            common,
+        return {
+            **common,
+            **GRIDREG_PROPERTIES,
             **self.extra.get(name, {}),
-            **{
-                "IceGrid.Registry.ReplicaName": name,
-                "Ice.Default.Locator": self.locator(),
-                **self.internal_properties(f"registry-{name}"),
-            },
-        )
+            "IceGrid.Registry.ReplicaName": name,
+            "Ice.Default.Locator": self.locator(),
+            **self.internal_properties(f"registry-{name}"),
+        }
 
     async def start(self, name: str) -> RunningRegistry:
         """Start replica C{name}; fires once its client endpoint accepts connections."""

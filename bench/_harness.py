@@ -62,6 +62,10 @@ from tests._processes import (
 
 REGISTRIES = ("icegrid", "gridreg")
 LOOPBACK = "127.0.0.1"
+#: Properties every gridreg registry a benchmark starts is given on top of
+#: its own (C{--gridreg-property}, set by L{run}): what is measured is then
+#: what a user configures, e.g. C{GridReg.Scheduler=normal}.
+GRIDREG_PROPERTIES: dict[str, str] = {}
 #: Must match C{HISTOGRAM_STEP} in C{tests/interop/ice_client.py}.
 HISTOGRAM_STEP = math.log(1.01)
 
@@ -111,7 +115,7 @@ def start_registry(
     if kind == "icegrid":
         return start_icegridregistry(reactor, workdir, extra_props=properties)
     if kind == "gridreg":
-        return start_gridregistry(reactor, workdir, properties)
+        return start_gridregistry(reactor, workdir, {**GRIDREG_PROPERTIES, **properties})
     raise ValueError(f"unknown registry {kind!r}")
 
 
@@ -159,13 +163,16 @@ class Deployment:
         await self.registry.stop()
 
 
-async def deploy(reactor: Any, kind: str, clients: int) -> Deployment:
+async def deploy(
+    reactor: Any, kind: str, clients: int, properties: Mapping[str, str] = {}
+) -> Deployment:
     """
-    Start registry C{kind} in a fresh directory, register C{HelloAdapter}
-    with a real Ice server, and start C{clients} Ice client processes.
+    Start registry C{kind} (with extra C{properties}) in a fresh directory,
+    register C{HelloAdapter} with a real Ice server, and start C{clients} Ice
+    client processes.
     """
     workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
-    registry = await start_registry(reactor, kind, workdir)
+    registry = await start_registry(reactor, kind, workdir, properties)
     try:
         server = await start_ice_server(reactor, registry.locator, ("HelloAdapter",), name=kind)
         started = await start_clients(reactor, registry.locator, clients)
@@ -379,6 +386,14 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the registries' directories")
     parser.add_argument("--verbose", action="store_true", help="log everything to stderr")
     parser.add_argument(
+        "--gridreg-property",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="give every gridreg registry this property (repeatable), e.g. "
+        "GridReg.Scheduler=normal",
+    )
+    parser.add_argument(
         "--quiet-below",
         type=float,
         default=0.3,
@@ -403,6 +418,17 @@ def quiet_option(args: argparse.Namespace) -> tuple[float, float] | None:
     return None if args.quiet_wait <= 0 else (args.quiet_below, args.quiet_wait)
 
 
+def parse_property_options(items: Sequence[str]) -> dict[str, str]:
+    """C{["A=1", "B=x y"]} -> C{{"A": "1", "B": "x y"}}; a malformed item stops the run."""
+    properties = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise SystemExit(f"expected KEY=VALUE, not {item!r}")
+        properties[key.strip()] = value.strip()
+    return properties
+
+
 def registries(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     for name in names:
@@ -419,6 +445,44 @@ def compile_gridreg() -> None:
     CPU here), which an installed registry never does.
     """
     compileall.compile_dir(str(REPO_ROOT / "gridreg"), quiet=1)
+
+
+@attrs.frozen
+class Variant:
+    """One registry a benchmark runs: its label, its kind, its extra properties."""
+
+    name: str
+    kind: str
+    properties: Mapping[str, str] = attrs.field(factory=dict)
+
+
+def variants(registries_text: str, schedulers_text: str = "") -> list[Variant]:
+    """
+    The registries to run: C{--registries}, with gridreg run once per
+    C{GridReg.Scheduler} value in C{schedulers_text} (labelled
+    C{gridreg/VALUE}) when it names any, so both policies meet the same
+    machine in one run.
+    """
+    schedulers = [s.strip() for s in schedulers_text.split(",") if s.strip()]
+    chosen = []
+    for kind in registries(registries_text):
+        if kind == "gridreg" and schedulers:
+            chosen.extend(
+                Variant(f"gridreg/{s}", kind, {"GridReg.Scheduler": s}) for s in schedulers
+            )
+        else:
+            chosen.append(Variant(kind, kind))
+    return chosen
+
+
+def schedulers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--schedulers",
+        metavar="POLICIES",
+        default="",
+        help="run gridreg once per GridReg.Scheduler value (comma-separated, e.g. "
+        "normal,batch), labelled gridreg/VALUE (default: once, with its default)",
+    )
 
 
 def run(
@@ -438,4 +502,5 @@ def run(
         textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(defaultLogLevel=level)]
     )
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    GRIDREG_PROPERTIES.update(parse_property_options(getattr(args, "gridreg_property", [])))
     react(lambda reactor: Deferred.fromCoroutine(main(reactor, args)))

@@ -25,8 +25,13 @@ threads wait for the running task's slice instead.
 
 Settings alternate between the registries, so both see the same machine.
 
+C{--schedulers normal,batch} runs gridreg once per C{GridReg.Scheduler}
+value (the registry sets its own policy at start-up, as a user's would),
+each compared with IceGrid.
+
     python -m bench.locate [--duration 5] [--settings 1x1,16x1,64x1,16x2,64x2]
-                           [--rounds 1] [--batch icegrid,gridreg] [--json results.json]
+                           [--rounds 1] [--schedulers normal,batch]
+                           [--batch icegrid,gridreg] [--json results.json]
 """
 
 from __future__ import annotations
@@ -59,7 +64,9 @@ from bench._harness import (
     remove_workdir,
     run,
     run_clients,
+    schedulers_argument,
     table,
+    variants,
     write_json,
 )
 from bench._profile import start_recording, summary
@@ -121,6 +128,17 @@ def batch_scheduling(pid: int) -> None:
     """
     for task in threads(pid):
         os.sched_setscheduler(task, os.SCHED_BATCH, os.sched_param(0))
+
+
+def profile_name(name: str, setting: tuple[int, int]) -> str:
+    return f"{name.replace('/', '-')}-locate-{setting[0]}x{setting[1]}.txt"
+
+
+def policy_name(pid: int) -> str:
+    """The scheduling policy of C{pid}'s main thread, as chrt names it."""
+    names = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_BATCH: "SCHED_BATCH"}
+    policy = os.sched_getscheduler(pid)
+    return names.get(policy, str(policy))
 
 
 def tcp_segments() -> int:
@@ -214,7 +232,11 @@ def median_round(rounds: list[LocateResult], quiet_below: float) -> LocateResult
 
 
 async def measure(
-    reactor: Any, deployment: Deployment, setting: tuple[int, int], args: argparse.Namespace
+    reactor: Any,
+    name: str,
+    deployment: Deployment,
+    setting: tuple[int, int],
+    args: argparse.Namespace,
 ) -> LocateResult:
     in_flight, processes = setting
     options = {"operation": "findAdapterById", "adapter": "HelloAdapter", "in_flight": in_flight}
@@ -222,7 +244,7 @@ async def measure(
     client_pids = [c.process.pid or 0 for c in clients]
     output = None
     if args.profile and deployment.kind == "gridreg":
-        output = Path(args.profile).resolve() / f"gridreg-locate-{in_flight}x{processes}.txt"
+        output = Path(args.profile).resolve() / profile_name(name, setting)
         output.parent.mkdir(parents=True, exist_ok=True)
 
     async def attempt() -> LocateResult:
@@ -259,7 +281,7 @@ async def measure(
         args.attempts,
     )
     out(
-        f"  {deployment.kind:8} {label(setting):>7}: {result.rate:9.0f} req/s, "
+        f"  {name:13} {label(setting):>7}: {result.rate:9.0f} req/s, "
         f"p50 {fmt(result.p50_ms)} ms, p99 {fmt(result.p99_ms)} ms, "
         f"{fmt(result.cpu_us_per_request, '.1f')} us CPU/locate, "
         f"registry {result.registry.utilisation:.2f} cores, clients "
@@ -274,6 +296,50 @@ async def measure(
     return result
 
 
+def compared(kinds: list[str]) -> list[str]:
+    """The gridreg registries of this run that are compared with IceGrid."""
+    if "icegrid" not in kinds:
+        return []
+    return [k for k in kinds if k.startswith("gridreg")]
+
+
+def comparison(
+    settings: list[tuple[int, int]], ice: dict[str, LocateResult], ours: dict[str, LocateResult]
+) -> str:
+    rows = []
+    for setting in settings:
+        i, o = ice[label(setting)], ours[label(setting)]
+        rows.append(
+            [
+                label(setting),
+                kilo(i.rate),
+                kilo(o.rate),
+                fmt(ratio(o.rate, i.rate), ".2f", "x"),
+                f"{fmt(i.p50_ms)} / {fmt(i.p99_ms)}",
+                f"{fmt(o.p50_ms)} / {fmt(o.p99_ms)}",
+                fmt(i.cpu_us_per_request, ".1f"),
+                fmt(o.cpu_us_per_request, ".1f"),
+                fmt(ratio(o.cpu_us_per_request, i.cpu_us_per_request), ".2f", "x"),
+                fmt(i.client_cpu_us_per_reply, ".1f")
+                + " / "
+                + fmt(o.client_cpu_us_per_reply, ".1f"),
+            ]
+        )
+    headers = [
+        "in flight x procs",
+        "icegrid req/s",
+        "gridreg req/s",
+        "ratio",
+        "icegrid p50/p99 ms",
+        "gridreg p50/p99 ms",
+        "icegrid us CPU/locate",
+        "gridreg us CPU/locate",
+        "CPU ratio",
+        "client us CPU/reply i / g",
+    ]
+    return table(headers, rows)
+
+
 def report(
     kinds: list[str],
     settings: list[tuple[int, int]],
@@ -281,36 +347,12 @@ def report(
     memory: dict[str, dict[str, int]],
 ) -> None:
     out()
-    if kinds == ["icegrid", "gridreg"]:
-        rows = []
-        for setting in settings:
-            ice, ours = results["icegrid"][label(setting)], results["gridreg"][label(setting)]
-            rows.append(
-                [
-                    label(setting),
-                    kilo(ice.rate),
-                    kilo(ours.rate),
-                    fmt(ratio(ours.rate, ice.rate), ".2f", "x"),
-                    f"{fmt(ice.p50_ms)} / {fmt(ice.p99_ms)}",
-                    f"{fmt(ours.p50_ms)} / {fmt(ours.p99_ms)}",
-                    fmt(ice.cpu_us_per_request, ".1f"),
-                    fmt(ours.cpu_us_per_request, ".1f"),
-                    fmt(ratio(ours.cpu_us_per_request, ice.cpu_us_per_request), ".2f", "x"),
-                ]
-            )
-        headers = [
-            "in flight x procs",
-            "icegrid req/s",
-            "gridreg req/s",
-            "ratio",
-            "icegrid p50/p99 ms",
-            "gridreg p50/p99 ms",
-            "icegrid us CPU/locate",
-            "gridreg us CPU/locate",
-            "CPU ratio",
-        ]
-        out(table(headers, rows))
-    else:
+    ours = compared(kinds)
+    for name in ours:
+        out(f"{name} against icegrid:")
+        out(comparison(settings, results["icegrid"], results[name]))
+        out()
+    if not ours:
         for kind in kinds:
             by_setting = [results[kind][label(s)] for s in settings]
             rows = [
@@ -319,12 +361,24 @@ def report(
                     kilo(r.rate),
                     f"{fmt(r.p50_ms)} / {fmt(r.p99_ms)}",
                     fmt(r.cpu_us_per_request, ".1f"),
+                    fmt(r.client_cpu_us_per_reply, ".1f"),
                 ]
                 for s, r in zip(settings, by_setting)
             ]
             out(f"{kind}:")
-            out(table(["in flight x procs", "req/s", "p50/p99 ms", "us CPU/locate"], rows))
-    out()
+            out(
+                table(
+                    [
+                        "in flight x procs",
+                        "req/s",
+                        "p50/p99 ms",
+                        "us CPU/locate",
+                        "client us CPU/reply",
+                    ],
+                    rows,
+                )
+            )
+        out()
     rows = [
         [label(s)]
         + [f"{results[k][label(s)].registry.utilisation:.2f}" for k in kinds]
@@ -371,18 +425,21 @@ def report(
             f"RSS at end {mem.get('VmRSS', 0) / 1024:.1f} MiB"
         )
     out(f"goals: {GOALS}")
-    if kinds == ["icegrid", "gridreg"]:
-        for line in goal_verdicts(settings, results):
+    for name in ours:
+        out(f"{name}:")
+        for line in goal_verdicts(settings, results, name):
             out(line)
 
 
 def goal_verdicts(
-    settings: list[tuple[int, int]], results: dict[str, dict[str, LocateResult]]
+    settings: list[tuple[int, int]],
+    results: dict[str, dict[str, LocateResult]],
+    ours_name: str = "gridreg",
 ) -> list[str]:
     """One line per setting: each goal of docs/performance.md, met or missed."""
     lines = []
     for setting in settings:
-        ice, ours = results["icegrid"][label(setting)], results["gridreg"][label(setting)]
+        ice, ours = results["icegrid"][label(setting)], results[ours_name][label(setting)]
         checks = []
         rate_goal = 1.3 if setting[1] > 1 else 1.0
         rate = ratio(ours.rate, ice.rate)
@@ -401,7 +458,8 @@ def goal_verdicts(
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     header("locate")
-    kinds = registries(args.registries)
+    chosen = variants(args.registries, args.schedulers)
+    kinds = [v.name for v in chosen]
     settings = parse_settings(args.settings)
     processes = max(p for _, p in settings)
     deployments: dict[str, Deployment] = {}
@@ -409,14 +467,16 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     memory: dict[str, dict[str, int]] = {}
     try:
         batch = registries(args.batch) if args.batch else []
-        for kind in kinds:
-            deployments[kind] = await deploy(reactor, kind, processes)
-            if kind in batch:
-                batch_scheduling(deployments[kind].pid)
+        for variant in chosen:
+            deployment = await deploy(reactor, variant.kind, processes, variant.properties)
+            deployments[variant.name] = deployment
+            if variant.kind in batch:
+                batch_scheduling(deployment.pid)
             out(
-                f"{kind}: registry pid {deployments[kind].pid}, locator "
-                f"{deployments[kind].registry.locator}"
-                + (", under SCHED_BATCH" if kind in batch else "")
+                f"{variant.name}: registry pid {deployment.pid}, locator "
+                f"{deployment.registry.locator}, scheduling policy "
+                f"{policy_name(deployment.pid)}"
+                + (" (set from outside, --batch)" if variant.kind in batch else "")
             )
         for number in range(args.rounds):
             out(
@@ -424,11 +484,11 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 f"(warm-up {args.warmup} s, measured {args.duration} s)"
             )
             for setting in settings:
-                for kind in kinds:
-                    result = await measure(reactor, deployments[kind], setting, args)
-                    rounds[kind].setdefault(label(setting), []).append(result)
-        for kind in kinds:
-            memory[kind] = memory_kib(deployments[kind].pid)
+                for name in kinds:
+                    result = await measure(reactor, name, deployments[name], setting, args)
+                    rounds[name].setdefault(label(setting), []).append(result)
+        for name in kinds:
+            memory[name] = memory_kib(deployments[name].pid)
     finally:
         for deployment in deployments.values():
             await deployment.stop()
@@ -438,11 +498,12 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     }
     report(kinds, settings, results, memory)
     if args.profile:
-        for setting in settings:
-            path = Path(args.profile).resolve() / f"gridreg-locate-{setting[0]}x{setting[1]}.txt"
-            if path.exists():
-                out()
-                out(summary(path, args.profile_top))
+        for name in kinds:
+            for setting in settings:
+                path = Path(args.profile).resolve() / profile_name(name, setting)
+                if path.exists():
+                    out()
+                    out(summary(path, args.profile_top))
     write_json(
         args.json,
         {
@@ -487,6 +548,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="run these registries (comma-separated) under SCHED_BATCH, as chrt -b would",
     )
+    schedulers_argument(parser)
     common_arguments(parser)
     return parser.parse_args(argv)
 

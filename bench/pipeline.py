@@ -39,11 +39,12 @@ from bench._harness import (
     quiet_option,
     quietest,
     ratio,
-    registries,
     remove_workdir,
     run,
     sample_window,
+    schedulers_argument,
     table,
+    variants,
     wait_for_quiet,
     write_json,
 )
@@ -98,7 +99,9 @@ class PipelineResult:
         }
 
 
-async def measure(reactor: Any, deployment: Deployment, args: argparse.Namespace) -> PipelineResult:
+async def measure(
+    reactor: Any, name: str, deployment: Deployment, args: argparse.Namespace
+) -> PipelineResult:
     quiet = quiet_option(args)
     if quiet is not None:
         await wait_for_quiet(reactor, *quiet)
@@ -133,7 +136,7 @@ async def measure(reactor: Any, deployment: Deployment, args: argparse.Namespace
         machine=whole,
     )
     out(
-        f"  {deployment.kind:8}: {measured.rate:9.0f} req/s, "
+        f"  {name:13}: {measured.rate:9.0f} req/s, "
         f"{fmt(measured.cpu_us_per_request, '.1f')} us registry CPU/request, registry "
         f"{registry.utilisation:.2f} cores, client {measured.client_cores:.2f} cores, "
         f"other {measured.other_cores:.2f} cores"
@@ -144,12 +147,13 @@ async def measure(reactor: Any, deployment: Deployment, args: argparse.Namespace
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     header("pipeline")
-    kinds = registries(args.registries)
+    chosen = variants(args.registries, args.schedulers)
+    kinds = [v.name for v in chosen]
     deployments: dict[str, Deployment] = {}
     rounds: dict[str, list[PipelineResult]] = {k: [] for k in kinds}
     try:
-        for kind in kinds:
-            deployments[kind] = await deploy(reactor, kind, 0)
+        for variant in chosen:
+            deployments[variant.name] = await deploy(reactor, variant.kind, 0, variant.properties)
         for number in range(args.rounds):
             out(
                 f"round {number + 1} of {args.rounds} ({args.in_flight} in flight, "
@@ -157,7 +161,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             )
             for kind in kinds:
                 result = await quietest(
-                    partial(measure, reactor, deployments[kind], args),
+                    partial(measure, reactor, kind, deployments[kind], args),
                     lambda r: r.other_cores,
                     args.quiet_below,
                     args.attempts,
@@ -180,13 +184,15 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         for kind in kinds
     ]
     out(table(["registry", "req/s", "us CPU/request", "client cores", "registry cores"], rows))
-    if kinds == ["icegrid", "gridreg"]:
+    for name in kinds if "icegrid" in kinds else []:
+        if not name.startswith("gridreg"):
+            continue
         out(
-            "gridreg / icegrid: req/s "
-            + fmt(ratio(median["gridreg"].rate, median["icegrid"].rate), ".2f", "x")
+            f"{name} / icegrid: req/s "
+            + fmt(ratio(median[name].rate, median["icegrid"].rate), ".2f", "x")
             + ", CPU per request "
             + fmt(
-                ratio(median["gridreg"].cpu_us_per_request, median["icegrid"].cpu_us_per_request),
+                ratio(median[name].cpu_us_per_request, median["icegrid"].cpu_us_per_request),
                 ".2f",
                 "x",
             )
@@ -213,6 +219,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per round")
     parser.add_argument("--in-flight", type=int, default=64, help="requests kept in flight")
     parser.add_argument("--rounds", type=int, default=3, help="repeat; report the median round")
+    schedulers_argument(parser)
     common_arguments(parser)
     return parser.parse_args(argv)
 

@@ -12,7 +12,7 @@ import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bench._harness import LoadResult, ProcessWindow
+from bench._harness import LoadResult, ProcessWindow, Variant, parse_property_options, variants
 from bench.locate import LocateResult, WireWindow, batch_scheduling, goal_verdicts
 
 
@@ -78,6 +78,29 @@ class GoalTests(SynchronousTestCase):
         self.assertIn("req/s 1.20x (>= 1.3x) MISSED", line)
         self.assertIn("CPU 0.21x (<= 0.5x) met", line)
         self.assertIn("p99 2.00 vs 1.00 ms MISSED", line)
+
+
+class VariantTests(SynchronousTestCase):
+    def test_one_gridreg_per_scheduler(self) -> None:
+        """--schedulers normal,batch: gridreg twice, each given its GridReg.Scheduler."""
+        self.assertEqual(
+            variants("icegrid,gridreg", "normal,batch"),
+            [
+                Variant("icegrid", "icegrid"),
+                Variant("gridreg/normal", "gridreg", {"GridReg.Scheduler": "normal"}),
+                Variant("gridreg/batch", "gridreg", {"GridReg.Scheduler": "batch"}),
+            ],
+        )
+
+    def test_no_schedulers_runs_the_default(self) -> None:
+        self.assertEqual(variants("gridreg"), [Variant("gridreg", "gridreg")])
+
+    def test_property_options(self) -> None:
+        self.assertEqual(
+            parse_property_options(["GridReg.Scheduler=normal", "A.B = x y"]),
+            {"GridReg.Scheduler": "normal", "A.B": "x y"},
+        )
+        self.assertRaises(SystemExit, parse_property_options, ["GridReg.Scheduler"])
 
 
 class BatchSchedulingTests(SynchronousTestCase):

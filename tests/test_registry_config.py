@@ -120,7 +120,7 @@ def _warnings(arguments: list[str]) -> list[dict[str, Any]]:
     options = tap.Options()
     options.parseOptions(arguments)
     with capturedLogs() as events:
-        tap.makeService(options, reactor=MemoryReactorClock())
+        tap.makeService(options, reactor=MemoryReactorClock(), scheduler=lambda policy: True)
     return [e for e in events if e["log_level"] is LogLevel.warn]
 
 
@@ -338,7 +338,7 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "GridReg.Replication.MinAcks": ({}, "1"),
     "GridReg.Replication.EpochCheckInterval": ({}, "2"),
     "GridReg.Debug.ReactorProbe": ({}, "5"),
-    "GridReg.Scheduler": ({}, "batch"),
+    "GridReg.Scheduler": ({}, "normal"),
     "GridReg.HugePages": ({}, "0"),
     "IceGrid.Registry.Discovery.Enabled": ({}, "1"),
     "IceGrid.Registry.Discovery.Address": (DISCOVERY, "239.255.0.2"),

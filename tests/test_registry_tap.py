@@ -217,17 +217,29 @@ class MakeServiceTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        #: the scheduling policies makeService applied to this process
+        self.policies: list[str] = []
 
     def make(self, *args: str) -> RegistryService:
         options = tap.Options()
         options.parseOptions(list(args))
-        service = tap.makeService(options, reactor=self.reactor)
+        service = tap.makeService(options, reactor=self.reactor, scheduler=self.schedule)
         self.assertIsInstance(service, RegistryService)
         assert isinstance(service, RegistryService)
         return service
 
+    def schedule(self, policy: str) -> bool:
+        self.policies.append(policy)
+        return True
+
     def logged(self) -> list[str]:
         return [event["log_format"] for event in self.events]
+
+    def test_applies_the_scheduling_policy(self) -> None:
+        """GridReg.Scheduler reaches the process: SCHED_BATCH unless told normal."""
+        self.make()
+        self.make("--property", "GridReg.Scheduler=normal")
+        self.assertEqual(self.policies, ["batch", "normal"])
 
     def test_builds_without_starting(self) -> None:
         """makeService wires a registry: nothing listens, connects or runs yet."""

@@ -1,7 +1,7 @@
 """
-GridReg.Scheduler (L{gridreg.scheduling}): a registry asked for
-C{SCHED_BATCH} runs under it, threads started later included; a bad value
-stops start-up naming the property; a refusal by the kernel is logged.
+GridReg.Scheduler (L{gridreg.scheduling}): a registry runs under
+C{SCHED_BATCH} unless told C{normal}, threads started later included; a bad
+value stops start-up naming the property; a refusal by the kernel is logged.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 import gridreg
@@ -37,21 +38,46 @@ class SchedulerTests(SynchronousTestCase):
         ).stdout.split()
         self.assertEqual(out, [str(os.SCHED_BATCH)] * 2)
 
-    def test_other_changes_nothing(self) -> None:
+    def test_batch_asks_the_kernel_for_sched_batch(self) -> None:
+        """The whole process (pid 0: the calling thread) is put under SCHED_BATCH, priority 0."""
         calls: list[tuple] = []
-        self.assertTrue(use_scheduler("other", lambda *a: calls.append(a)))
+        self.assertTrue(use_scheduler("batch", lambda *a: calls.append(a)))
+        [(pid, policy, param)] = calls
+        self.assertEqual((pid, policy, param.sched_priority), (0, os.SCHED_BATCH, 0))
+
+    def test_unknown_policy_is_refused(self) -> None:
+        calls: list[tuple] = []
+        self.assertRaises(ValueError, use_scheduler, "fifo", lambda *a: calls.append(a))
+        self.assertEqual(calls, [])
+
+    def test_normal_changes_nothing(self) -> None:
+        calls: list[tuple] = []
+        self.assertTrue(use_scheduler("normal", lambda *a: calls.append(a)))
         self.assertEqual(calls, [])
 
     def test_refused_by_the_kernel_is_logged(self) -> None:
         def refuse(*args: object) -> None:
             raise PermissionError(1, "Operation not permitted")
 
-        self.assertFalse(use_scheduler("batch", refuse))
+        with capturedLogs() as events:
+            self.assertFalse(use_scheduler("batch", refuse))
+        [event] = events
+        self.assertIs(event["log_level"], LogLevel.warn)
+        self.assertIn("refused by the kernel", formatEvent(event))
 
     def test_bad_value_names_the_property(self) -> None:
         properties = parse_text("GridReg.Scheduler=fifo\n", "registry.cfg")
         error = self.assertRaises(PropertyError, RegistryConfig.from_properties, properties)
         self.assertIn("GridReg.Scheduler", str(error))
+
+    def test_batch_by_default(self) -> None:
+        """A registry configured without the property runs under SCHED_BATCH."""
+        properties = parse_text("IceGrid.InstanceName=Demo\n", "registry.cfg")
+        self.assertEqual(RegistryConfig.from_properties(properties).scheduler, "batch")
+
+    def test_normal_turns_it_off(self) -> None:
+        properties = parse_text("GridReg.Scheduler=normal\n", "registry.cfg")
+        self.assertEqual(RegistryConfig.from_properties(properties).scheduler, "normal")
 
     def test_read_into_the_configuration(self) -> None:
         properties = parse_text("GridReg.Scheduler=batch\n", "registry.cfg")

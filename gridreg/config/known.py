@@ -163,7 +163,7 @@ def _known() -> tuple[dict[str, PropertySpec], tuple[str, ...]]:
     k["GridReg.Replication.MinAcks"] = PropertySpec(PropertyKind.INT, "0")
     k["GridReg.Replication.EpochCheckInterval"] = PropertySpec(PropertyKind.INT, "5")
     k["GridReg.Debug.ReactorProbe"] = PropertySpec(PropertyKind.INT, "0")
-    k["GridReg.Scheduler"] = PropertySpec(PropertyKind.CHOICE, "other", ("other", "batch"))
+    k["GridReg.Scheduler"] = PropertySpec(PropertyKind.CHOICE, "batch", ("batch", "normal"))
     k["GridReg.HugePages"] = PropertySpec(PropertyKind.INT, "1")
     k["GridReg.Node.LoadAverageFile"] = PropertySpec(default="/proc/loadavg")
     for timeout in ("ReplicaSessionTimeout", "NodeSessionTimeout", "SessionTimeout"):

@@ -65,8 +65,8 @@ class RegistryConfig:
     #: GridReg.Debug.ReactorProbe: the period (ms) of a timer that logs how late the
     #: reactor runs it (benchmarks); 0 for none
     reactor_probe_ms: int = 0
-    #: GridReg.Scheduler: the CPU scheduling policy, "other" or "batch" (gridreg.scheduling)
-    scheduler: str = "other"
+    #: GridReg.Scheduler: the CPU scheduling policy, "normal" or "batch" (gridreg.scheduling)
+    scheduler: str = "batch"
     #: GridReg.HugePages: start again with the Python heap on transparent huge pages, so
     #: that a killed registry's connections close sooner (gridreg.huge_pages)
     huge_pages: bool = True
@@ -246,7 +246,7 @@ def _optional_endpoints(properties: Properties, key: str) -> Optional[tuple[Endp
 def _scheduler(properties: Properties) -> str:
     from gridreg.scheduling import POLICIES
 
-    value = properties.get("GridReg.Scheduler") or "other"
+    value = properties.get("GridReg.Scheduler") or "batch"
     if value not in POLICIES:
         raise PropertyError(
             f"GridReg.Scheduler ({properties.source('GridReg.Scheduler')}): expected one of "

@@ -10,7 +10,7 @@ file, line or value stops start-up with a message naming it.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attrs
 
@@ -115,7 +115,15 @@ def make_store(config: RegistryConfig, reactor: Any = None) -> Any:
     return MemoryStore()
 
 
-def makeService(options: Options, reactor: Any = None) -> IService:
+def makeService(
+    options: Options,
+    reactor: Any = None,
+    scheduler: Callable[[str], bool] = use_scheduler,
+) -> IService:
+    """
+    The registry service; C{scheduler} applies C{GridReg.Scheduler} to this
+    process (a test passes its own, so the test runner keeps its policy).
+    """
     config = options.registry_config
     assert config is not None
     huge_pages = None
@@ -133,7 +141,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             "Started again with PYTHONMALLOC=malloc and GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
             "(GridReg.HugePages=0 turns it off)"
         )
-    use_scheduler(config.scheduler)  # before any thread starts: they inherit it
+    scheduler(config.scheduler)  # before any thread starts: they inherit it
     if not config.data_dir:
         log.warn(
             "IceGrid.Registry.LMDB.Path is not set: the registry keeps its database in "
