@@ -96,5 +96,8 @@ def start_again_with_huge_pages(enabled: bool) -> Optional[bool]:
         return False
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, sys.orig_argv, huge_page_environment(os.environ))
+    try:
+        os.execve(sys.executable, sys.orig_argv, huge_page_environment(os.environ))
+    except OSError:
+        return False  # the interpreter cannot be run again: go on as we are
     return None  # not reached

@@ -115,3 +115,15 @@ class StartAgainTests(TestCase):
         self.assertEqual(executable, huge_pages.sys.executable)
         self.assertEqual(argv, ["python3", "-m", "twisted", "gridregistry"])
         self.assertEqual(env["PYTHONMALLOC"], "malloc")
+
+    def test_exec_failure_goes_on(self) -> None:
+        """A registry whose interpreter cannot be run again starts as it is."""
+
+        def refuse(*args: object) -> None:
+            raise PermissionError("noexec")
+
+        self.patch(huge_pages.os, "environ", {"PATH": "/bin"})
+        self.patch(huge_pages.os, "execve", refuse)
+        self.patch(huge_pages, "thp_available", lambda: True)
+        self.patch(huge_pages.sys, "platform", "linux")
+        self.assertIs(huge_pages.start_again_with_huge_pages(True), False)
