@@ -34,8 +34,11 @@ A run in which the client never recovers ends after C{--duration-stop}
 (SIGSTOP) or C{--duration-kill} (SIGKILL) seconds; its gap is then "at
 least" the time since its last success.
 
+With C{--small-pages}, gridreg runs a second time as C{gridreg-4k}, with
+C{GridReg.HugePages=0} (L{gridreg.huge_pages}), beside the default.
+
     python -m bench.failover [--clients ice,ice-acm,ice-acm-it,ice-acm-ct,gridreg.client]
-                             [--signals KILL,STOP]
+                             [--signals KILL,STOP] [--small-pages]
                              [--kill-after 2] [--duration-stop 20] [--repeats 1]
                              [--json FILE]
 """
@@ -43,7 +46,9 @@ least" the time since its last success.
 from __future__ import annotations
 
 import argparse
+import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +67,7 @@ from bench._grid import (
     wait_synced,
 )
 from bench._harness import (
+    LOOPBACK,
     common_arguments,
     fmt,
     machine,
@@ -77,6 +83,8 @@ from tests._processes import ICE_PYTHON, IceServer, LineProcess, ice_env, start_
 
 CLIENTS = ("ice", "ice-acm", "ice-acm-it", "ice-acm-ct", "gridreg.client", "gridreg.client-nohedge")
 SIGNALS = ("KILL", "STOP")
+#: gridreg with GridReg.HugePages=0 (gridreg.huge_pages), with --small-pages
+SMALL_PAGES = "gridreg-4k"
 ADAPTER = "HelloAdapter"
 SLAVE = "Replica1"
 ICE_PROPERTIES = {
@@ -113,6 +121,38 @@ Call = tuple[float, float | None, str | None]
 
 
 # -- clients -------------------------------------------------------------------------
+
+
+class EofWatch:
+    """
+    A validated idle connection to the master's client endpoint, read on a
+    thread of its own, so that the time the killed master's sockets close
+    is known in this process's clock beside the client's gap.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection((LOOPBACK, port), timeout=5)
+        received = b""
+        while len(received) < 14:  # Ice's ValidateConnection
+            chunk = self.sock.recv(14 - len(received))
+            if not chunk:
+                raise RuntimeError("the master closed the connection before validating it")
+            received += chunk
+        self.sock.settimeout(None)
+        self.closed_at: float | None = None
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            self.sock.recv(1)
+        except OSError:
+            pass  # reset: closed all the same
+        self.closed_at = time.monotonic()
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(5)
 
 
 async def run_ice_client(
@@ -262,9 +302,16 @@ async def scenario(
     reactor: Any, kind: str, client: str, signal: str, root: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     grid = Grid(
-        reactor, kind, root / f"{kind}-{client}-{signal}", [MASTER, SLAVE], args.gridreg_internal
+        reactor,
+        "gridreg" if kind == SMALL_PAGES else kind,
+        root / f"{kind}-{client}-{signal}",
+        [MASTER, SLAVE],
+        args.gridreg_internal,
     )
+    if kind == SMALL_PAGES:
+        grid.extra = {name: {"GridReg.HugePages": "0"} for name in (MASTER, SLAVE)}
     server: IceServer | None = None
+    watch: EofWatch | None = None
     info: dict[str, Any] = {}
     try:
         await grid.start(MASTER)
@@ -277,6 +324,8 @@ async def scenario(
         server = await start_ice_server(reactor, grid.locator(MASTER), (ADAPTER,), name=kind)
         track(reactor, server.process)
         await probe_adapter(reactor, grid.client_port(SLAVE), ADAPTER, timeout=30)
+        if signal == "KILL":
+            watch = EofWatch(grid.client_port(MASTER))
         if client.startswith("gridreg.client"):
             calls, signalled, end = await run_locator_client(
                 reactor, grid, signal, args, hedging=client == "gridreg.client", info=info
@@ -284,12 +333,16 @@ async def scenario(
         else:
             calls, signalled, end = await run_ice_client(reactor, grid, client, signal, args)
     finally:
+        if watch is not None:
+            watch.close()
         await grid.stop_all()
         if server is not None:
             await server.process.terminate()
         remove_tree(grid.root, args.keep)
     result = analyse(calls, signalled, end)
     result.update(info)
+    if watch is not None and watch.closed_at is not None:
+        result["master_eof_ms"] = (watch.closed_at - signalled) * 1000
     gap = fmt(result["gap_s"] * 1000, ".0f")
     recovered = result["recovered_after_s"]
     out(
@@ -302,6 +355,11 @@ async def scenario(
         )
         + f", {result['errors']} failed calls {result['error_types'] or ''}"
         + f", longest gap anywhere {result['longest_gap_anywhere_s'] * 1000:.0f} ms"
+        + (
+            f", master's EOF {result['master_eof_ms']:.1f} ms after the signal"
+            if "master_eof_ms" in result
+            else ""
+        )
         + (
             f"; round trip p90 {info['round_trip_p90_ms']:.2f} ms, hedge delay "
             f"{info['hedge_delay_ms']:.1f} ms, {info['hedges']} hedges"
@@ -364,8 +422,8 @@ def report(
     headers = ["client", "signal"]
     for kind in kinds:
         headers += [f"{kind} gap", f"{kind} failed calls"]
-    if kinds == ["icegrid", "gridreg"]:
-        headers.append("gap gridreg/icegrid")
+    compared = [k for k in kinds if k != "icegrid"] if "icegrid" in kinds else []
+    headers += [f"gap {kind}/icegrid" for kind in compared]
     rows = []
     for client in clients:
         for signal in signals:
@@ -374,8 +432,8 @@ def report(
             for kind in kinds:
                 r = results[kind].get(key)
                 row += [describe(r), errors_cell(r)]
-            if kinds == ["icegrid", "gridreg"]:
-                ice, ours = results["icegrid"].get(key), results["gridreg"].get(key)
+            for kind in compared:
+                ice, ours = results["icegrid"].get(key), results[kind].get(key)
                 cell = ""
                 if ice is not None and ours is not None:
                     if not (ice["gap_is_lower_bound"] or ours["gap_is_lower_bound"]):
@@ -388,6 +446,8 @@ def report(
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     kinds = registries(args.registries)
+    if args.small_pages:
+        kinds.append(SMALL_PAGES)
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     signals = [s.strip().upper() for s in args.signals.split(",") if s.strip()]
     for c in clients:
@@ -449,6 +509,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--interval", type=float, default=0.002, help="seconds between calls")
     internal_argument(parser)
+    parser.add_argument(
+        "--small-pages",
+        action="store_true",
+        help=f"also run gridreg with GridReg.HugePages=0 (as {SMALL_PAGES}): CPython's "
+        "allocator on 4 KiB pages, as before gridreg.huge_pages",
+    )
     parser.add_argument(
         "--repeats",
         type=int,

@@ -12,9 +12,11 @@ new C{connect} is refused. Medians of C{--runs}.
 
 Configurations: C{icegrid}; C{gridreg} (no TLS configured: it loads no TLS
 library, L{gridreg.tls_gate}); C{gridreg-tls} (IceSSL certificates and a
-mutual-TLS internal endpoint, as a replicated gridreg runs by default).
+mutual-TLS internal endpoint, as a replicated gridreg runs by default);
+C{gridreg-4k} (C{gridreg} with C{GridReg.HugePages=0}: CPython's allocator
+on 4 KiB pages, L{gridreg.huge_pages}).
 
-    python -m bench.kill_eof [--runs 7] [--configs icegrid,gridreg,gridreg-tls]
+    python -m bench.kill_eof [--runs 7] [--configs icegrid,gridreg,gridreg-tls,gridreg-4k]
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from bench._harness import (
 from gridreg.certs import make_demo_certs
 from tests._processes import free_port
 
-CONFIGS = ("icegrid", "gridreg", "gridreg-tls")
+CONFIGS = ("icegrid", "gridreg", "gridreg-tls", "gridreg-4k")
 #: Ice's ValidateConnection message: a 14-byte header and nothing else
 VALIDATE_SIZE = 14
 #: the longest a killed registry's port is probed for a refusal
@@ -54,6 +56,8 @@ REFUSED_WITHIN = 2.0
 
 def properties(config: str, workdir: Path) -> dict[str, str]:
     props = registry_ports()
+    if config == "gridreg-4k":
+        props["GridReg.HugePages"] = "0"
     if config == "gridreg-tls":
         certs = workdir / "certs"
         make_demo_certs(str(certs), replicas=["Master"], instance="DemoIceGrid")
@@ -73,6 +77,15 @@ def client_port(props: dict[str, str]) -> int:
     return int(props["IceGrid.Registry.Client.Endpoints"].split("-p")[1])
 
 
+def anon_huge_kib(pid: int) -> int:
+    """The process's anonymous memory on transparent huge pages, KiB."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("AnonHugePages:"):
+                return int(line.split()[1])
+    return 0
+
+
 def kill_and_time(pid: int, port: int) -> dict[str, float]:
     """
     SIGKILL C{pid} with a validated connection open to C{port}; milliseconds
@@ -86,6 +99,7 @@ def kill_and_time(pid: int, port: int) -> dict[str, float]:
                 raise RuntimeError("the registry closed the connection before validating it")
             received += chunk
         rss = memory_kib(pid)["VmRSS"]
+        huge = anon_huge_kib(pid)
         start = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         try:
@@ -104,6 +118,7 @@ def kill_and_time(pid: int, port: int) -> dict[str, float]:
             pass  # accepted by the dying process's kernel, then reset: not gone yet
     return {
         "rss_mib": rss / 1024,
+        "huge_mib": huge / 1024,
         "eof_ms": (eof - start) * 1000,
         "refused_ms": (refused - start) * 1000 if refused is not None else float("nan"),
     }
@@ -141,7 +156,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     for config, runs in samples.items():
         result: dict[str, Any] = {
             key: statistics.median(s[key] for s in runs)
-            for key in ("rss_mib", "eof_ms", "refused_ms")
+            for key in ("rss_mib", "huge_mib", "eof_ms", "refused_ms")
         }
         result["eof_ms_all"] = [round(s["eof_ms"], 2) for s in runs]
         results[config] = result
@@ -149,6 +164,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             [
                 config,
                 f"{result['rss_mib']:.1f}",
+                f"{result['huge_mib']:.0f}",
                 f"{result['eof_ms']:.2f}",
                 f"{result['refused_ms']:.2f}",
                 " ".join(f"{v:.1f}" for v in result["eof_ms_all"]),
@@ -157,7 +173,14 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     out(f"Killed idle master, medians of {args.runs}:")
     out(
         table(
-            ["registry", "VmRSS MiB", "EOF after kill ms", "refused after kill ms", "EOF, each"],
+            [
+                "registry",
+                "VmRSS MiB",
+                "huge pages MiB",
+                "EOF after kill ms",
+                "refused after kill ms",
+                "EOF, each",
+            ],
             rows,
         )
     )

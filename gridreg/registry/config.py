@@ -67,6 +67,9 @@ class RegistryConfig:
     reactor_probe_ms: int = 0
     #: GridReg.Scheduler: the CPU scheduling policy, "normal" or "batch" (gridreg.scheduling)
     scheduler: str = "batch"
+    #: GridReg.HugePages: start again with the Python heap on transparent huge pages, so
+    #: that a killed registry's connections close sooner (gridreg.huge_pages)
+    huge_pages: bool = True
     #: GridReg.Replication.EpochCheckInterval: how often a master asks the replicas that
     #: are not its live slaves whether a newer master exists (seconds)
     epoch_check_interval: float = 5.0
@@ -156,6 +159,7 @@ class RegistryConfig:
             min_acks=_non_negative(properties, "GridReg.Replication.MinAcks", 0),
             reactor_probe_ms=_non_negative(properties, "GridReg.Debug.ReactorProbe", 0),
             scheduler=_scheduler(properties),
+            huge_pages=_non_negative(properties, "GridReg.HugePages", 1) > 0,
             epoch_check_interval=float(
                 _positive(properties, "GridReg.Replication.EpochCheckInterval", 5)
             ),

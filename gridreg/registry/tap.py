@@ -131,12 +131,21 @@ def makeService(
     C{scheduler} applies C{GridReg.Scheduler} to this process (a test
     passes its own, so the test runner keeps its policy).
     """
-    if reactor is None:
-        from twisted.internet import reactor
     config = options.registry_config
     assert config is not None
+    huge_pages = None
+    if reactor is None:  # a real start (twistd, twist): tests give their reactor
+        from gridreg.huge_pages import start_again_with_huge_pages
+
+        huge_pages = start_again_with_huge_pages(config.huge_pages)
+        from twisted.internet import reactor
     redirect_stdio(options.properties)
     options.log_warnings(log)
+    if huge_pages:
+        log.info(
+            "Started again with PYTHONMALLOC=malloc and GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
+            "(GridReg.HugePages=0 turns it off)"
+        )
     scheduler(config.scheduler)  # before any thread starts: they inherit it
     store = make_store(config, reactor)
     if hasattr(store, "read_ahead"):
