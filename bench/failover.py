@@ -34,11 +34,11 @@ A run in which the client never recovers ends after C{--duration-stop}
 (SIGSTOP) or C{--duration-kill} (SIGKILL) seconds; its gap is then "at
 least" the time since its last success.
 
-With C{--small-pages}, gridreg runs a second time as C{gridreg-4k}, with
-C{GridReg.HugePages=0} (L{gridreg.huge_pages}), beside the default.
+With C{--huge-pages}, gridreg runs a second time as C{gridreg-2m}, with
+C{GridReg.HugePages=1} (L{gridreg.huge_pages}), beside the default.
 
     python -m bench.failover [--clients ice,ice-acm,ice-acm-it,ice-acm-ct,gridreg.client]
-                             [--signals KILL,STOP] [--small-pages]
+                             [--signals KILL,STOP] [--huge-pages]
                              [--kill-after 2] [--duration-stop 20] [--repeats 1]
                              [--json FILE]
 """
@@ -83,8 +83,8 @@ from tests._processes import ICE_PYTHON, IceServer, LineProcess, ice_env, start_
 
 CLIENTS = ("ice", "ice-acm", "ice-acm-it", "ice-acm-ct", "gridreg.client", "gridreg.client-nohedge")
 SIGNALS = ("KILL", "STOP")
-#: gridreg with GridReg.HugePages=0 (gridreg.huge_pages), with --small-pages
-SMALL_PAGES = "gridreg-4k"
+#: gridreg with GridReg.HugePages=1 (gridreg.huge_pages), with --huge-pages
+HUGE_PAGES = "gridreg-2m"
 ADAPTER = "HelloAdapter"
 SLAVE = "Replica1"
 ICE_PROPERTIES = {
@@ -303,13 +303,13 @@ async def scenario(
 ) -> dict[str, Any]:
     grid = Grid(
         reactor,
-        "gridreg" if kind == SMALL_PAGES else kind,
+        "gridreg" if kind == HUGE_PAGES else kind,
         root / f"{kind}-{client}-{signal}",
         [MASTER, SLAVE],
         args.gridreg_internal,
     )
-    if kind == SMALL_PAGES:
-        grid.extra = {name: {"GridReg.HugePages": "0"} for name in (MASTER, SLAVE)}
+    if kind == HUGE_PAGES:
+        grid.extra = {name: {"GridReg.HugePages": "1"} for name in (MASTER, SLAVE)}
     server: IceServer | None = None
     watch: EofWatch | None = None
     info: dict[str, Any] = {}
@@ -446,8 +446,8 @@ def report(
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     kinds = registries(args.registries)
-    if args.small_pages:
-        kinds.append(SMALL_PAGES)
+    if args.huge_pages:
+        kinds.append(HUGE_PAGES)
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     signals = [s.strip().upper() for s in args.signals.split(",") if s.strip()]
     for c in clients:
@@ -510,10 +510,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.002, help="seconds between calls")
     internal_argument(parser)
     parser.add_argument(
-        "--small-pages",
+        "--huge-pages",
         action="store_true",
-        help=f"also run gridreg with GridReg.HugePages=0 (as {SMALL_PAGES}): CPython's "
-        "allocator on 4 KiB pages, as before gridreg.huge_pages",
+        help=f"also run gridreg with GridReg.HugePages=1 (as {HUGE_PAGES}): glibc's "
+        "malloc on transparent huge pages (gridreg.huge_pages)",
     )
     parser.add_argument(
         "--repeats",

@@ -13,10 +13,10 @@ new C{connect} is refused. Medians of C{--runs}.
 Configurations: C{icegrid}; C{gridreg} (no TLS configured: it loads no TLS
 library, L{gridreg.tls_gate}); C{gridreg-tls} (IceSSL certificates and a
 mutual-TLS internal endpoint, as a replicated gridreg runs by default);
-C{gridreg-4k} (C{gridreg} with C{GridReg.HugePages=0}: CPython's allocator
-on 4 KiB pages, L{gridreg.huge_pages}).
+C{gridreg-2m} (C{gridreg} with C{GridReg.HugePages=1}: glibc's malloc on
+transparent huge pages, L{gridreg.huge_pages}).
 
-    python -m bench.kill_eof [--runs 7] [--configs icegrid,gridreg,gridreg-tls,gridreg-4k]
+    python -m bench.kill_eof [--runs 7] [--configs icegrid,gridreg,gridreg-tls,gridreg-2m]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from bench._harness import (
 from gridreg.certs import make_demo_certs
 from tests._processes import free_port
 
-CONFIGS = ("icegrid", "gridreg", "gridreg-tls", "gridreg-4k")
+CONFIGS = ("icegrid", "gridreg", "gridreg-tls", "gridreg-2m")
 #: Ice's ValidateConnection message: a 14-byte header and nothing else
 VALIDATE_SIZE = 14
 #: the longest a killed registry's port is probed for a refusal
@@ -56,8 +56,8 @@ REFUSED_WITHIN = 2.0
 
 def properties(config: str, workdir: Path) -> dict[str, str]:
     props = registry_ports()
-    if config == "gridreg-4k":
-        props["GridReg.HugePages"] = "0"
+    if config == "gridreg-2m":
+        props["GridReg.HugePages"] = "1"
     if config == "gridreg-tls":
         certs = workdir / "certs"
         make_demo_certs(str(certs), replicas=["Master"], instance="DemoIceGrid")

@@ -46,12 +46,12 @@ class HugePagesProcessTests(TestCase):
         )
         self.assertTrue(query["ok"], query)
 
-    async def test_default_heap_on_huge_pages(self) -> None:
+    async def test_heap_on_huge_pages(self) -> None:
         """
-        By default the registry runs with glibc's malloc on huge pages (on a
-        machine whose kernel gives them), and answers.
+        GridReg.HugePages=1: the registry runs with glibc's malloc on huge
+        pages (on a machine whose kernel gives them), and answers.
         """
-        registry = await start_gridregistry(reactor, self.mktemp())
+        registry = await start_gridregistry(reactor, self.mktemp(), {"GridReg.HugePages": "1"})
         self.addCleanup(registry.stop)
         await self.query(registry)
         environ = started_with(registry)
@@ -63,9 +63,9 @@ class HugePagesProcessTests(TestCase):
         else:
             self.assertNotIn("PYTHONMALLOC", environ)
 
-    async def test_turned_off(self) -> None:
-        """GridReg.HugePages=0: CPython's allocator, started once."""
-        registry = await start_gridregistry(reactor, self.mktemp(), {"GridReg.HugePages": "0"})
+    async def test_off_by_default(self) -> None:
+        """By default (GridReg.HugePages=0): CPython's allocator, started once."""
+        registry = await start_gridregistry(reactor, self.mktemp())
         self.addCleanup(registry.stop)
         await self.query(registry)
         environ = started_with(registry)

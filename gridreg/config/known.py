@@ -164,7 +164,7 @@ def _known() -> tuple[dict[str, PropertySpec], tuple[str, ...]]:
     k["GridReg.Replication.EpochCheckInterval"] = PropertySpec(PropertyKind.INT, "5")
     k["GridReg.Debug.ReactorProbe"] = PropertySpec(PropertyKind.INT, "0")
     k["GridReg.Scheduler"] = PropertySpec(PropertyKind.CHOICE, "batch", ("batch", "normal"))
-    k["GridReg.HugePages"] = PropertySpec(PropertyKind.INT, "1")
+    k["GridReg.HugePages"] = PropertySpec(PropertyKind.INT, "0")
     k["GridReg.Node.LoadAverageFile"] = PropertySpec(default="/proc/loadavg")
     for timeout in ("ReplicaSessionTimeout", "NodeSessionTimeout", "SessionTimeout"):
         k[f"{reg}.{timeout}"] = PropertySpec(PropertyKind.INT, "30")

@@ -68,8 +68,9 @@ class RegistryConfig:
     #: GridReg.Scheduler: the CPU scheduling policy, "normal" or "batch" (gridreg.scheduling)
     scheduler: str = "batch"
     #: GridReg.HugePages: start again with the Python heap on transparent huge pages, so
-    #: that a killed registry's connections close sooner (gridreg.huge_pages)
-    huge_pages: bool = True
+    #: that a killed registry's connections close sooner (gridreg.huge_pages); off by
+    #: default: the second start costs about 0.2 s of every start-up
+    huge_pages: bool = False
     #: GridReg.Replication.EpochCheckInterval: how often a master asks the replicas that
     #: are not its live slaves whether a newer master exists (seconds)
     epoch_check_interval: float = 5.0
@@ -159,7 +160,7 @@ class RegistryConfig:
             min_acks=_non_negative(properties, "GridReg.Replication.MinAcks", 0),
             reactor_probe_ms=_non_negative(properties, "GridReg.Debug.ReactorProbe", 0),
             scheduler=_scheduler(properties),
-            huge_pages=_non_negative(properties, "GridReg.HugePages", 1) > 0,
+            huge_pages=_non_negative(properties, "GridReg.HugePages", 0) > 0,
             epoch_check_interval=float(
                 _positive(properties, "GridReg.Replication.EpochCheckInterval", 5)
             ),
