@@ -240,7 +240,8 @@ def dial_endpoints(
         if not isinstance(endpoint, TcpEndpoint):
             continue
         secure = with_transport(endpoint, options is not None)
-        dial = client_endpoint(reactor, secure, options, timeout_cap=timeout)
+        # an internal AMP session: each call leaves in the turn it is made
+        dial = client_endpoint(reactor, secure, options, timeout_cap=timeout, buffered=False)
         found.append((f"{endpoint.host or '127.0.0.1'}:{endpoint.port}", dial))
     return found
 
