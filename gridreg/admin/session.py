@@ -56,6 +56,7 @@ from gridreg.protocol.errors import (
     TransferError,
 )
 from gridreg.protocol.node_commands import AdminNodeControl, AdminServerControl
+from gridreg.protocol.prompt import TURN, PromptWriter
 from gridreg.admin.calls import PAGE_LIMIT, AdminCalls  # noqa: F401 (re-exported)
 from gridreg.admin.common import (  # noqa: F401 (re-exported)
     ADMIN_NAME_PROPERTY,
@@ -103,11 +104,18 @@ REFUSALS = (
 )
 
 
-class _AdminProtocol(amp.AMP):
-    """An AMP client that can say when its connection is gone."""
+class _AdminProtocol(PromptWriter, amp.AMP):
+    """
+    An AMP client that can say when its connection is gone. The calls made
+    in one reactor turn reach the socket at its end, not a turn later
+    (L{gridreg.protocol.prompt}).
+    """
 
-    def __init__(self) -> None:
+    prompt = TURN
+
+    def __init__(self, clock: Any = None) -> None:
         super().__init__()
+        self.prompt_clock = clock
         self.gone = False
         self._lost: list[Deferred[None]] = []
 
@@ -349,7 +357,7 @@ async def _hello(
     timeout: float,
     check_peer: bool,
 ) -> AdminSession:
-    protocol = _AdminProtocol()
+    protocol = _AdminProtocol(reactor)
     try:
         await connectProtocol(endpoint, protocol).addTimeout(timeout, reactor)
     except TimeoutError:
