@@ -327,6 +327,30 @@ class InternalTLSTests(SynchronousTestCase):
         self.assertEqual(client.received, b"".join(b"ack %d;" % n for n in range(50)))
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
+    def test_a_batching_session_sends_a_turns_writes_as_one_record(self) -> None:
+        """
+        An admin session asks its TLS to batch (C{batch_writes}): the writes
+        of one turn become one TLS write at the turn's end, in order; a
+        close sends what was written first.
+        """
+        client, server, pump = self.connect()
+        tls = server.transport
+        tls.batch_writes(self.reactor)
+        sent: list[bytes] = []
+        socket_write = tls.transport.write
+        tls.transport.write = lambda data: (sent.append(data), socket_write(data))
+        for n in range(16):
+            tls.write(b"answer %d;" % n)
+        pump.flush(advanceClock=False)
+        self.assertEqual((client.received, sent), (b"", []))
+        pump.flush()
+        self.assertEqual(client.received, b"".join(b"answer %d;" % n for n in range(16)))
+        self.assertEqual(len(sent), 1)
+        tls.write(b"last")
+        tls.loseConnection()
+        pump.flush(advanceClock=False)
+        self.assertEqual(client.received[-4:], b"last")
+
     def test_large_writes_arrive_whole_and_in_order(self) -> None:
         """Writes larger than a TLS record (a snapshot chunk) arrive whole, in order."""
         client, server, pump = self.connect()

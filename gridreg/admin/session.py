@@ -56,7 +56,7 @@ from gridreg.protocol.errors import (
     TransferError,
 )
 from gridreg.protocol.node_commands import AdminNodeControl, AdminServerControl
-from gridreg.protocol.prompt import TURN, PromptWriter
+from gridreg.protocol.prompt import TURN, PromptWriter, batch_tls_turns
 from gridreg.admin.calls import PAGE_LIMIT, AdminCalls  # noqa: F401 (re-exported)
 from gridreg.admin.common import (  # noqa: F401 (re-exported)
     ADMIN_NAME_PROPERTY,
@@ -364,6 +364,7 @@ async def _hello(
         raise AdminUnreachableError(f"no connection within {timeout:g}s") from None
     except Exception as e:
         raise AdminUnreachableError(_reason(e)) from None
+    batch_tls_turns(protocol.transport, reactor)  # many calls in one turn: one TLS record
     session = AdminSession(protocol, reactor, timeout, replica, "", False)
     try:
         hello = await session.call(Hello, version=PROTOCOL_VERSION, role=ADMIN, name=user)

@@ -17,7 +17,8 @@ L{PromptWriter} sends sooner, in one of two ways:
       its end (C{callLater(0)} runs before the reactor polls again). For
       connections that may answer many calls at once (the admin session,
       where a group commit answers every write it holds in one turn), so
-      they still share one system call.
+      they still share one system call; over TLS, L{batch_tls_turns} makes
+      them one TLS record too.
 
 Only the system call moves: what is buffered, its order and the
 transport's error handling stay Twisted's. A send that fails or would block
@@ -58,6 +59,17 @@ def send_now(transport: Any) -> None:
     ):
         return
     socket.doWrite()  # a failure stays in the transport, for the reactor to act on
+
+
+def batch_tls_turns(transport: Any, clock: Any) -> None:
+    """
+    Ask the write-through TLS transport of L{gridreg.endpoints} (internal
+    sessions) to gather the writes of each reactor turn into one record,
+    sent at its end; other transports are left as they are.
+    """
+    batch = getattr(transport, "batch_writes", None)
+    if batch is not None:
+        batch(clock)
 
 
 class PromptWriter:

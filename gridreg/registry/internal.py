@@ -35,7 +35,7 @@ from gridreg.protocol.commands import (
     RegisterReplica,
 )
 from gridreg.protocol.boxes import FastBoxReader
-from gridreg.protocol.prompt import NOW, TURN, PromptWriter
+from gridreg.protocol.prompt import NOW, TURN, PromptWriter, batch_tls_turns
 from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.errors import NodeError, NotAuthorizedError, NotMasterError
 from gridreg.protocol.node_commands import NodeKeepAlive, NodeLiveState, RegisterNode
@@ -179,6 +179,8 @@ class InternalProtocol(PromptWriter, FastBoxReader, amp.AMP):
         self.peer_name = name
         self.prompt = _PROMPT.get(role)
         self.prompt_clock = self.registry.reactor
+        if self.prompt == TURN:
+            batch_tls_turns(self.transport, self.registry.reactor)
         config = self.registry.config
         return {
             "version": PROTOCOL_VERSION,

@@ -26,10 +26,11 @@ class InternalSecurity:
     """
     TLS settings for internal sessions (or their explicit absence).
 
-    The TLS options are built once and kept: building them reads and
-    converts the certificate files (about 20 ms of the reactor each time,
-    which a master spent on every connection to a peer). The files are read
-    at start-up only, as before.
+    The TLS options are built once per peer name and kept: building them
+    reads and converts the certificate files (up to about 20 ms of the
+    reactor, which a master spent on every connection to a peer). The files
+    are checked at start-up; a changed file takes effect at the next start,
+    as before for the server side.
 
     Internal connections write through (C{buffered=False}, see
     L{gridreg.endpoints}): each AMP box leaves in the turn it is written.
