@@ -27,13 +27,14 @@ class InternalSecurity:
     TLS settings for internal sessions (or their explicit absence).
 
     The TLS options are built once per peer name and kept: building them
-    reads and converts the certificate files (up to about 20 ms of the
-    reactor, which a master spent on every connection to a peer). The files
-    are checked at start-up; a changed file takes effect at the next start,
-    as before for the server side.
+    read and converted the certificate files each time (a millisecond or
+    more of the reactor, which a master spent on every connection to a
+    peer). The files are checked at start-up; a changed file takes effect
+    at the next start, as it always did for the server side.
 
-    Internal connections write through (C{buffered=False}, see
-    L{gridreg.endpoints}): each AMP box leaves in the turn it is written.
+    Internal connections' TLS writes through (C{buffered=False}, see
+    L{gridreg.endpoints}): a box is encrypted when it is written, not on
+    the reactor's next pass.
     """
 
     log = Logger()
