@@ -10,6 +10,20 @@ first choose the transport with L{with_transport}.
 
 Everything above this module sees L{IStreamClientEndpoint} and
 L{IStreamServerEndpoint} providers, so tests can substitute memory ones.
+
+TLS comes buffered or not. Twisted's default TLS transport
+(C{BufferingTLSTransport}) holds every write until the next reactor turn,
+so that many small writes make one TLS record: right for the Ice protocol,
+where a connection may answer many pipelined requests in one turn. gridreg's
+internal AMP sessions write each box whole, once, usually one per turn (a
+push, its acknowledgement, an admin call): there the buffering only holds
+every message until the reactor's next pass over its timed calls, at the
+price of a scheduled call each (5% of the Python calls of a replicated
+write over TLS). They ask for C{buffered=False}: Twisted's
+plain C{TLSMemoryBIOProtocol}, which hands each write to OpenSSL at once, in
+order (during the handshake it queues them, in order, as the buffered one
+does); the TCP transport under it still gathers whatever is written in one
+turn into one system call.
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ from gridreg.ice.types import Endpoint, SslEndpoint, TcpEndpoint
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "TLSClientEndpoint",
+    "TLSServerEndpoint",
     "client_endpoint",
     "listen_interface",
     "server_endpoint",
@@ -86,6 +101,96 @@ def with_transport(endpoint: Endpoint, secure: bool, timeout: Optional[int] = No
     return kind(address.host, address.port, address.timeout if timeout is None else timeout)
 
 
+_UNBUFFERED: dict[str, Any] = {}
+
+
+def _tls_factory(
+    options: Any, client: bool, factory: IProtocolFactory, clock: Any, buffered: bool
+) -> Any:
+    """
+    Twisted's TLS wrapping factory, buffered (C{clock}'s next turn) or not.
+    Here, not at the top: a process without TLS never loads it
+    (L{gridreg.tls_gate}).
+    """
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    if not buffered:
+        return _unbuffered_factory_class()(options, client, factory, clock=clock)
+    try:
+        return TLSMemoryBIOFactory(options, client, factory, clock=clock)
+    except TypeError:  # a Twisted without write batching
+        return TLSMemoryBIOFactory(options, client, factory)
+
+
+def _unbuffered_factory_class() -> Any:
+    """
+    A C{TLSMemoryBIOFactory} whose connections write through at once (see
+    the module's docstring), made at first use. Its transports say they are
+    L{ISSLTransport}s, as a C{listenSSL} connection does: they are TLS over
+    TCP, with C{getPeerCertificate}.
+    """
+    made = _UNBUFFERED.get("factory")
+    if made is None:
+        from twisted.internet.interfaces import ISSLTransport
+        from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+
+        from gridreg.protocol.prompt import send_now
+
+        @implementer(ISSLTransport)
+        class UnbufferedTLSProtocol(TLSMemoryBIOProtocol):
+            """
+            TLS that writes each write through now, or, once asked with
+            C{batch_writes}, the writes of one reactor turn as one record at
+            its end, handed to the socket then (L{gridreg.protocol.prompt}'s
+            C{TURN}; for sessions that answer many calls at once).
+            """
+
+            _batch_clock: Any = None
+            _batch: Optional[list[bytes]] = None
+            _batch_call: Any = None
+
+            def batch_writes(self, clock: Any) -> None:
+                self._batch_clock = clock
+
+            def write(self, data: bytes) -> None:
+                if self._batch_clock is None:
+                    return super().write(data)  # type: ignore[no-any-return]
+                if self._batch is None:
+                    self._batch = []
+                self._batch.append(data)
+                if self._batch_call is None:
+                    self._batch_call = self._batch_clock.callLater(0, self.flush_batch)
+                return None
+
+            def writeSequence(self, data: Any) -> None:
+                self.write(b"".join(data))
+
+            def flush_batch(self) -> None:
+                call, self._batch_call = self._batch_call, None
+                if call is not None and call.active():
+                    call.cancel()
+                batch, self._batch = self._batch, None
+                if batch:
+                    super().write(b"".join(batch))
+                    send_now(self.transport)
+
+            def loseConnection(self) -> None:
+                self.flush_batch()  # what was written goes first, as Twisted's buffering does
+                super().loseConnection()
+
+            def connectionLost(self, reason: Any) -> None:
+                call, self._batch_call, self._batch = self._batch_call, None, None
+                if call is not None and call.active():
+                    call.cancel()
+                super().connectionLost(reason)
+
+        class UnbufferedTLSFactory(TLSMemoryBIOFactory):
+            protocol = UnbufferedTLSProtocol
+
+        made = _UNBUFFERED["factory"] = UnbufferedTLSFactory
+    return made
+
+
 @implementer(IStreamClientEndpoint)
 @attrs.frozen
 class TLSClientEndpoint:
@@ -93,21 +198,36 @@ class TLSClientEndpoint:
     TLS over another client endpoint, like L{wrapClientTLS} but with our
     clock: Twisted's TLS batches small writes until the next reactor turn,
     and that turn must be the injected reactor's, not the global one's.
+    With C{buffered=False} it does not batch (see the module's docstring).
     """
 
     wrapped: IStreamClientEndpoint
     options: IOpenSSLClientConnectionCreator
     clock: Any
+    buffered: bool = True
 
     def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
-        # here, not at the top: a process without TLS never loads it (gridreg.tls_gate)
-        from twisted.protocols.tls import TLSMemoryBIOFactory
-
-        try:
-            tls = TLSMemoryBIOFactory(self.options, True, factory, clock=self.clock)
-        except TypeError:  # a Twisted without write batching
-            tls = TLSMemoryBIOFactory(self.options, True, factory)
+        tls = _tls_factory(self.options, True, factory, self.clock, self.buffered)
         return self.wrapped.connect(tls).addCallback(lambda p: p.wrappedProtocol)
+
+
+@implementer(IStreamServerEndpoint)
+@attrs.frozen
+class TLSServerEndpoint:
+    """
+    TLS over another server endpoint (C{wrapServerTLS}, with our clock and
+    the choice of L{TLSClientEndpoint}'s C{buffered}).
+    """
+
+    wrapped: IStreamServerEndpoint
+    options: IOpenSSLServerConnectionCreator
+    clock: Any
+    buffered: bool = True
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[Any]:
+        return self.wrapped.listen(
+            _tls_factory(self.options, False, factory, self.clock, self.buffered)
+        )
 
 
 def client_endpoint(
@@ -116,6 +236,7 @@ def client_endpoint(
     tls_options: Optional[IOpenSSLClientConnectionCreator] = None,
     *,
     timeout_cap: Optional[float] = None,
+    buffered: bool = True,
 ) -> IStreamClientEndpoint:
     """
     The Twisted client endpoint that dials C{ice_endpoint}.
@@ -131,6 +252,9 @@ def client_endpoint(
     @param tls_options: the client TLS settings for C{ssl} endpoints, e.g.
         from L{twisted.internet.ssl.optionsForClientTLS}.
     @param timeout_cap: the longest connect timeout to use, in seconds.
+    @param buffered: for C{ssl}, whether TLS batches writes until the next
+        reactor turn (Twisted's default) or writes through (internal AMP
+        sessions; see the module's docstring).
     @raise ValueError: for a transport other than C{tcp} and C{ssl}, or an
         C{ssl} endpoint without C{tls_options}.
     """
@@ -154,7 +278,7 @@ def client_endpoint(
     tcp: IStreamClientEndpoint = tcp_class(reactor, host, ice_endpoint.port, timeout, bind)
     if isinstance(ice_endpoint, SslEndpoint):
         assert tls_options is not None
-        return TLSClientEndpoint(tcp, tls_options, reactor)
+        return TLSClientEndpoint(tcp, tls_options, reactor, buffered)
     return tcp
 
 
@@ -167,6 +291,8 @@ def server_endpoint(
     reactor: Any,
     ice_endpoint: Endpoint,
     tls_options: Optional[IOpenSSLServerConnectionCreator] = None,
+    *,
+    buffered: bool = True,
 ) -> IStreamServerEndpoint:
     """
     The Twisted server endpoint that listens on C{ice_endpoint}: its port on
@@ -175,6 +301,7 @@ def server_endpoint(
 
     @param reactor: an L{IReactorTCP} and L{IReactorSSL} provider.
     @param tls_options: the server TLS settings for C{ssl} endpoints.
+    @param buffered: for C{ssl}, as L{client_endpoint}'s.
     @raise ValueError: for a transport other than C{tcp} and C{ssl}, or an
         C{ssl} endpoint without C{tls_options}.
     """
@@ -184,6 +311,9 @@ def server_endpoint(
     if isinstance(ice_endpoint, SslEndpoint):
         if tls_options is None:
             raise ValueError("an ssl endpoint needs IceSSL.CertFile, IceSSL.KeyFile and IceSSL.CAs")
+        if not buffered:
+            plain = server_endpoint(reactor, with_transport(ice_endpoint, secure=False))
+            return TLSServerEndpoint(plain, tls_options, reactor, buffered=False)
         return SSL4ServerEndpoint(
             reactor, ice_endpoint.port, tls_options, backlog=LISTEN_BACKLOG, interface=interface
         )

@@ -262,8 +262,33 @@ def _loads_in_ssl(config: TLSConfig) -> bool:
     return True
 
 
+#: what L{_load} made, by certificate set, with the files' sizes and mtimes then
+_LOADED: dict[TLSConfig, tuple[tuple[tuple[int, int], ...], Any]] = {}
+
+
 def _load(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, list[X509]]:
-    """The trusted CAs, our certificate with its key, and any intermediates."""
+    """
+    The trusted CAs, our certificate with its key, and any intermediates:
+    read, checked and converted once per certificate set (and again if a
+    file is replaced), as every TLS options object built from them needs
+    them (a master builds client options for each peer it contacts).
+    """
+    try:
+        stats = tuple(
+            (st.st_size, st.st_mtime_ns)
+            for st in map(os.stat, (config.ca_file, config.cert_file, config.key_file))
+        )
+    except OSError:
+        return _load_files(config)  # says which file, as reading it does
+    known = _LOADED.get(config)
+    if known is not None and known[0] == stats:
+        return known[1]  # type: ignore[no-any-return]
+    loaded = _load_files(config)
+    _LOADED[config] = (stats, loaded)
+    return loaded
+
+
+def _load_files(config: TLSConfig) -> tuple[list[Certificate], PrivateCertificate, list[X509]]:
     from OpenSSL.crypto import X509, PKey
     from twisted.internet.ssl import Certificate, KeyPair, PrivateCertificate
 

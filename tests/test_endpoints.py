@@ -8,6 +8,7 @@ L{gridreg.admin.session.dial_endpoints}), all on a L{MemoryReactorClock}.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from zope.interface.verify import verifyObject
@@ -19,11 +20,12 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     TCP6ServerEndpoint,
 )
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import ISSLTransport, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.testing import MemoryReactorClock
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.admin.session import dial_endpoints
@@ -37,7 +39,7 @@ from gridreg.endpoints import (
 from gridreg.ice.types import Identity, Proxy, SslEndpoint, TcpEndpoint, UdpEndpoint
 from gridreg.registry.listen import listen_ice, published_endpoint
 from gridreg.registry.security import CONNECT_TIMEOUT, InternalSecurity
-from gridreg.tls import ADMIN, REGISTRY
+from gridreg.tls import ADMIN, REGISTRY, peer_identity
 from tests.test_tls import grid
 
 
@@ -249,18 +251,137 @@ class InternalSecurityEndpointTests(SynchronousTestCase):
         tls_factory(factory)
 
     def test_tls_listen(self) -> None:
-        """With TLS a tcp internal endpoint listens with TLS."""
+        """With TLS a tcp internal endpoint listens with TLS (over the TCP port)."""
         security = InternalSecurity(grid(self, nodes=[], admins=[])[REGISTRY, "Master"])
         factory = Factory.forProtocol(Protocol)
         self.successResultOf(security.listen(self.reactor, TcpEndpoint("127.0.0.1", 0), factory))
-        self.assertEqual(self.reactor.tcpServers, [])
-        self.assertEqual(self.reactor.sslServers[-1][4], "127.0.0.1")
+        self.assertEqual(self.reactor.sslServers, [])
+        _, tls, _, interface = self.reactor.tcpServers[-1]
+        self.assertEqual(interface, "127.0.0.1")
+        self.assertIsInstance(tls, TLSMemoryBIOFactory)
+        self.assertIs(tls.wrappedFactory, factory)
 
     def test_insecure_listen(self) -> None:
         security = InternalSecurity.insecure()
         factory = Factory.forProtocol(Protocol)
         self.successResultOf(security.listen(self.reactor, TcpEndpoint("127.0.0.1", 0), factory))
         self.assertEqual(self.reactor.tcpServers[-1][3], "127.0.0.1")
+
+
+class Recorder(Protocol):
+    """An internal session's application side: what it received."""
+
+    def __init__(self) -> None:
+        self.received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+class InternalTLSTests(SynchronousTestCase):
+    """
+    Internal sessions over real TLS (OpenSSL) on memory transports, as
+    L{InternalSecurity} sets them up: the master listening, a slave dialling.
+    """
+
+    def setUp(self) -> None:
+        self.grid = grid(self, nodes=[], admins=[])
+        self.reactor = MemoryReactorClock()
+        self.master = InternalSecurity(self.grid[REGISTRY, "Master"])
+        self.slave = InternalSecurity(self.grid[REGISTRY, "Replica1"])
+
+    def connect(self) -> tuple[Recorder, Recorder, iosim.IOPump]:
+        """One slave-to-master connection, its handshake done: (slave, master, pump)."""
+        server, client = Recorder(), Recorder()
+        self.successResultOf(
+            self.master.listen(
+                self.reactor, TcpEndpoint("127.0.0.1", 0), Factory.forProtocol(lambda: server)
+            )
+        )
+        self.slave.client_endpoint(self.reactor, TcpEndpoint("127.0.0.1", 4062), "Master").connect(
+            Factory.forProtocol(lambda: client)
+        )
+        server_factory = self.reactor.tcpServers[-1][1]
+        client_factory = self.reactor.tcpClients[-1][2]
+        _, _, pump = iosim.connectedServerAndClient(
+            lambda: server_factory.buildProtocol(None),
+            lambda: client_factory.buildProtocol(None),
+            clock=self.reactor,
+        )
+        self.assertIsNotNone(client.transport)
+        self.assertIsNotNone(server.transport)
+        return client, server, pump
+
+    def test_writes_leave_in_the_turn_they_are_made(self) -> None:
+        """
+        After the handshake, what either side writes reaches the other
+        without waiting for a later reactor turn, every write in order
+        (Twisted's default TLS would hold it until the clock turns).
+        """
+        client, server, pump = self.connect()
+        for n in range(50):
+            client.transport.write(b"push %d;" % n)
+            server.transport.write(b"ack %d;" % n)
+        pump.flush(advanceClock=False)
+        self.assertEqual(server.received, b"".join(b"push %d;" % n for n in range(50)))
+        self.assertEqual(client.received, b"".join(b"ack %d;" % n for n in range(50)))
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_a_batching_session_sends_a_turns_writes_as_one_record(self) -> None:
+        """
+        An admin session asks its TLS to batch (C{batch_writes}): the writes
+        of one turn become one TLS write at the turn's end, in order; a
+        close sends what was written first.
+        """
+        client, server, pump = self.connect()
+        tls = server.transport
+        tls.batch_writes(self.reactor)
+        sent: list[bytes] = []
+        socket_write = tls.transport.write
+        tls.transport.write = lambda data: (sent.append(data), socket_write(data))
+        for n in range(16):
+            tls.write(b"answer %d;" % n)
+        pump.flush(advanceClock=False)
+        self.assertEqual((client.received, sent), (b"", []))
+        pump.flush()
+        self.assertEqual(client.received, b"".join(b"answer %d;" % n for n in range(16)))
+        self.assertEqual(len(sent), 1)
+        tls.write(b"last")
+        tls.loseConnection()
+        pump.flush(advanceClock=False)
+        self.assertEqual(client.received[-4:], b"last")
+
+    def test_large_writes_arrive_whole_and_in_order(self) -> None:
+        """Writes larger than a TLS record (a snapshot chunk) arrive whole, in order."""
+        client, server, pump = self.connect()
+        chunks = [bytes([n]) * 70_000 for n in range(5)]
+        for chunk in chunks:
+            server.transport.write(chunk)
+        pump.flush(advanceClock=False)
+        self.assertEqual(client.received, b"".join(chunks))
+
+    def test_the_master_reads_the_slaves_certificate(self) -> None:
+        """The accepted side is a TLS transport that names its peer, as C{Hello} requires."""
+        client, server, _ = self.connect()
+        self.assertTrue(ISSLTransport.providedBy(server.transport))
+        self.master.check_server(client.transport, "Master")
+        identity = peer_identity(server.transport)
+        self.assertEqual((identity.role, identity.name), (REGISTRY, "Replica1"))
+
+    def test_connections_do_not_read_the_certificate_files(self) -> None:
+        """
+        The TLS options are built once: later connections (a slave
+        reconnecting, a master probing its peers) neither reread nor need
+        the files.
+        """
+        self.connect()
+        configs = (self.grid[REGISTRY, "Master"], self.grid[REGISTRY, "Replica1"])
+        for path in {p for c in configs for p in (c.ca_file, c.cert_file, c.key_file)}:
+            os.remove(path)
+        client, server, pump = self.connect()
+        client.transport.write(b"register")
+        pump.flush(advanceClock=False)
+        self.assertEqual(server.received, b"register")
 
 
 class AdminDialTests(SynchronousTestCase):

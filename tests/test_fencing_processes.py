@@ -63,6 +63,17 @@ class OperatorGrid(GridProcesses):
             raise AssertionError(f"{name} never {state}: last registry list {seen}") from exc
 
 
+    async def caught_up(self, name: str, timeout: float = 20.0) -> None:
+        """Wait (bounded) until the master's C{registry list} shows C{name} at its serial."""
+
+        async def check() -> bool:
+            replicas = await self.replicas()
+            master, slave = replicas.get("Master", {}), replicas.get(name, {})
+            return slave.get("serial") is not None and slave.get("serial") == master.get("serial")
+
+        await eventually(check, timeout=timeout)
+
+
 class FencingProcessTests(TestCase):
     skip = ice_missing()
     timeout = 120
@@ -185,6 +196,11 @@ class PartitionProcessTests(TestCase):
         stale = await open_admin_session(reactor, load_file(str(grid.admin_config())), None, 5.0)
         self.addCleanup(stale.close)
         await stale.add_object("before@A", "::Demo::Hello")
+        # MinAcks 1: the write returned once one slave had it; the promotion
+        # below needs both to hold it, or Replica2 is (rightly) refused as
+        # holding a write the promoted Replica1 lacks
+        await grid.caught_up("Replica1")
+        await grid.caught_up("Replica2")
 
         master.process.signal("STOP")
         self.addCleanup(master.process.signal, "CONT")

@@ -161,6 +161,26 @@ class MutualTLSTests(SynchronousTestCase):
         self.assertIsNone(server.refused)
         self.assertIsNone(server.lost)
 
+    def test_replaced_certificate_files_are_read_again(self) -> None:
+        """
+        The loaded certificates are kept per certificate set, but a set
+        whose files were replaced (a new CA, say) is read again.
+        """
+        out = self.mktemp()
+        first = certs.make_demo_certs(out, ["Master", "Replica1"], [], [])
+        tls.server_tls_options(first[REGISTRY, "Master"])  # loaded and kept
+        second = certs.make_demo_certs(out, ["Master", "Replica1"], [], [], force=True)
+        self.assertEqual(first[REGISTRY, "Master"], second[REGISTRY, "Master"])  # same paths
+        client, server = talk(
+            tls.server_tls_options(second[REGISTRY, "Master"]),
+            tls.client_tls_options(second[REGISTRY, "Replica1"], MASTER),
+            require=REGISTRY,
+        )
+        self.assertEqual(client.identity, PeerIdentity(REGISTRY, "Master", MASTER))
+        presented = client.tls.getPeerCertificate().to_cryptography()
+        on_disk = x509.load_pem_x509_certificate(read(second[REGISTRY, "Master"].cert_file))
+        self.assertEqual(presented, on_disk)
+
     def test_client_from_another_ca_is_rejected(self) -> None:
         """
         A certificate from another CA does not get in, even from a client

@@ -56,6 +56,7 @@ from gridreg.protocol.errors import (
     TransferError,
 )
 from gridreg.protocol.node_commands import AdminNodeControl, AdminServerControl
+from gridreg.protocol.prompt import TURN, PromptWriter, batch_tls_turns
 from gridreg.admin.calls import PAGE_LIMIT, AdminCalls  # noqa: F401 (re-exported)
 from gridreg.admin.common import (  # noqa: F401 (re-exported)
     ADMIN_NAME_PROPERTY,
@@ -103,11 +104,18 @@ REFUSALS = (
 )
 
 
-class _AdminProtocol(amp.AMP):
-    """An AMP client that can say when its connection is gone."""
+class _AdminProtocol(PromptWriter, amp.AMP):
+    """
+    An AMP client that can say when its connection is gone. The calls made
+    in one reactor turn reach the socket at its end, not a turn later
+    (L{gridreg.protocol.prompt}).
+    """
 
-    def __init__(self) -> None:
+    prompt = TURN
+
+    def __init__(self, clock: Any = None) -> None:
         super().__init__()
+        self.prompt_clock = clock
         self.gone = False
         self._lost: list[Deferred[None]] = []
 
@@ -240,7 +248,8 @@ def dial_endpoints(
         if not isinstance(endpoint, TcpEndpoint):
             continue
         secure = with_transport(endpoint, options is not None)
-        dial = client_endpoint(reactor, secure, options, timeout_cap=timeout)
+        # an internal AMP session: each call leaves in the turn it is made
+        dial = client_endpoint(reactor, secure, options, timeout_cap=timeout, buffered=False)
         found.append((f"{endpoint.host or '127.0.0.1'}:{endpoint.port}", dial))
     return found
 
@@ -348,13 +357,14 @@ async def _hello(
     timeout: float,
     check_peer: bool,
 ) -> AdminSession:
-    protocol = _AdminProtocol()
+    protocol = _AdminProtocol(reactor)
     try:
         await connectProtocol(endpoint, protocol).addTimeout(timeout, reactor)
     except TimeoutError:
         raise AdminUnreachableError(f"no connection within {timeout:g}s") from None
     except Exception as e:
         raise AdminUnreachableError(_reason(e)) from None
+    batch_tls_turns(protocol.transport, reactor)  # many calls in one turn: one TLS record
     session = AdminSession(protocol, reactor, timeout, replica, "", False)
     try:
         hello = await session.call(Hello, version=PROTOCOL_VERSION, role=ADMIN, name=user)

@@ -35,6 +35,7 @@ from gridreg.protocol.commands import (
     RegisterReplica,
 )
 from gridreg.protocol.boxes import FastBoxReader
+from gridreg.protocol.prompt import NOW, TURN, PromptWriter, batch_tls_turns
 from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.errors import NodeError, NotAuthorizedError, NotMasterError
 from gridreg.protocol.node_commands import NodeKeepAlive, NodeLiveState, RegisterNode
@@ -90,7 +91,12 @@ def _user_exception(failure: Failure) -> Any:
     return failure
 
 
-class InternalProtocol(FastBoxReader, amp.AMP):
+#: how soon each session's boxes reach the socket (L{gridreg.protocol.prompt}):
+#: a slave's session gets one push per group commit, an admin's may get many answers
+_PROMPT = {"registry": NOW, "admin": TURN}
+
+
+class InternalProtocol(PromptWriter, FastBoxReader, amp.AMP):
     """One connection to a replica's internal endpoint."""
 
     log = Logger()
@@ -171,6 +177,10 @@ class InternalProtocol(FastBoxReader, amp.AMP):
             self._authorize(self.transport, role, name)
         self.role = role
         self.peer_name = name
+        self.prompt = _PROMPT.get(role)
+        self.prompt_clock = self.registry.reactor
+        if self.prompt == TURN:
+            batch_tls_turns(self.transport, self.registry.reactor)
         config = self.registry.config
         return {
             "version": PROTOCOL_VERSION,

@@ -29,13 +29,17 @@ def listen_ice(
     endpoint: Endpoint,
     factory: Factory,
     tls: Optional[IOpenSSLServerConnectionCreator] = None,
+    *,
+    buffered: bool = True,
 ) -> Deferred[IListeningPort]:
     """
     Listen on a C{tcp} or C{ssl} Ice endpoint; a failed Deferred
     (L{ValueError}) for another transport, or C{ssl} without C{tls}.
+
+    @param buffered: see L{gridreg.endpoints.server_endpoint}.
     """
     try:
-        listening = server_endpoint(reactor, endpoint, tls)
+        listening = server_endpoint(reactor, endpoint, tls, buffered=buffered)
     except ValueError as e:
         return fail(e)
     return listening.listen(factory)

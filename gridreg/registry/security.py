@@ -23,12 +23,52 @@ CONNECT_TIMEOUT = 5.0
 
 
 class InternalSecurity:
-    """TLS settings for internal sessions (or their explicit absence)."""
+    """
+    TLS settings for internal sessions (or their explicit absence).
+
+    The TLS options are built once per peer name and kept: building them
+    read and converted the certificate files each time (a millisecond or
+    more of the reactor, which a master spent on every connection to a
+    peer). The files are checked at start-up; a changed file takes effect
+    at the next start, as it always did for the server side.
+
+    Internal connections' TLS writes through (C{buffered=False}, see
+    L{gridreg.endpoints}): a box is encrypted when it is written, not on
+    the reactor's next pass.
+    """
 
     log = Logger()
 
     def __init__(self, tls: Any = None) -> None:
         self.tls = tls
+        self._server_options: Any = None
+        #: client options by the DNS name the peer must present
+        self._client_options: dict[str, Any] = {}
+
+    def server_options(self) -> Any:
+        """The server TLS options (built at the first call), or None without TLS."""
+        if self.tls is None:
+            return None
+        if self._server_options is None:
+            from gridreg import tls
+
+            self._server_options = tls.server_tls_options(self.tls)
+        return self._server_options
+
+    def client_options(self, replica: str) -> Any:
+        """
+        The client TLS options that accept only replica C{replica}'s
+        certificate (built at the first call for it), or None without TLS.
+        """
+        if self.tls is None:
+            return None
+        from gridreg import tls
+
+        expected = tls.dns_name("registry", replica)
+        options = self._client_options.get(expected)
+        if options is None:
+            options = self._client_options[expected] = tls.client_tls_options(self.tls, expected)
+        return options
 
     @classmethod
     def insecure(cls) -> "InternalSecurity":
@@ -87,21 +127,15 @@ class InternalSecurity:
         certificates, and, like IceSSL's default C{IceSSL.VerifyPeer=2}, a
         client certificate signed by the grid's CA is required.
         """
-        if self.tls is None:
-            return None
-        from gridreg import tls
-
-        return tls.server_tls_options(self.tls)
+        return self.server_options()
 
     def listen(
         self, reactor: Any, endpoint: Endpoint, factory: Factory
     ) -> Deferred[IListeningPort]:
         if self.tls is None:
             return listen_ice(reactor, endpoint, factory)
-        from gridreg import tls
-
         secure = with_transport(endpoint, secure=True)
-        return listen_ice(reactor, secure, factory, tls.server_tls_options(self.tls))
+        return listen_ice(reactor, secure, factory, self.server_options(), buffered=False)
 
     def client_endpoint(
         self, reactor: Any, endpoint: Endpoint, replica: str
@@ -111,9 +145,10 @@ class InternalSecurity:
         name, within L{CONNECT_TIMEOUT} whatever the endpoint's C{-t}.
         """
         secure = with_transport(endpoint, self.tls is not None, timeout=-1)
-        options = None
-        if self.tls is not None:
-            from gridreg import tls
-
-            options = tls.client_tls_options(self.tls, tls.dns_name("registry", replica))
-        return client_endpoint(reactor, secure, options, timeout_cap=CONNECT_TIMEOUT)
+        return client_endpoint(
+            reactor,
+            secure,
+            self.client_options(replica),
+            timeout_cap=CONNECT_TIMEOUT,
+            buffered=False,
+        )

@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gridreg.protocol.boxes import FastBoxReader
+from gridreg.protocol.prompt import NOW, PromptWriter
 from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
@@ -101,8 +102,11 @@ class MasterEndpoint:
         return Deferred.fromCoroutine(attempt())
 
 
-class SlaveProtocol(FastBoxReader, TransferResponder, amp.AMP):
+class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, amp.AMP):
     """The slave's connection to its master: the master pushes, the slave applies."""
+
+    #: one acknowledgement per push: each leaves at once (L{gridreg.protocol.prompt})
+    prompt = NOW
 
     def __init__(self, slave: "SlaveReplication") -> None:
         super().__init__()

@@ -1,0 +1,101 @@
+# -*- test-case-name: tests.test_amp_boxes -*-
+"""
+AMP boxes that reach the socket without waiting for the next reactor turn.
+
+Twisted's TCP transport sends what it is given on the next writable event:
+a box written in one reactor turn leaves in the next, after another
+C{epoll_wait} and another pass through the reactor's loop. A replicated
+write is six messages (the admin's call, two pushes, two acknowledgements,
+the answer), so that was a reactor turn per message, on every replica.
+
+L{PromptWriter} sends sooner, in one of two ways:
+
+    - C{NOW}: each box is handed to the socket as soon as it is written.
+      For connections that send one box per event (a master's push to a
+      slave, a slave's acknowledgement).
+    - C{TURN}: the boxes written in one reactor turn are sent together at
+      its end (C{callLater(0)} runs before the reactor polls again). For
+      connections that may answer many calls at once (the admin session,
+      where a group commit answers every write it holds in one turn), so
+      they still share one system call; over TLS, L{batch_tls_turns} makes
+      them one TLS record too.
+
+Only the system call moves: what is buffered, its order and the
+transport's error handling stay Twisted's. A send that fails or would block
+leaves the data in the transport's buffer, and the reactor goes on as it
+would have on the next writable event (a failed socket is then closed by
+it, with its reason). A transport that is closing, has a producer, or is
+not a file descriptor (memory transports in tests) is left to the reactor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.protocols import amp
+
+#: write each box to the socket at once
+NOW = "now"
+#: write the boxes of one reactor turn at its end
+TURN = "turn"
+
+
+def _socket_transport(transport: Any) -> Any:
+    """The file descriptor under C{transport} (a TLS wrapper's own transport), or None."""
+    while transport is not None and not hasattr(transport, "doWrite"):
+        transport = getattr(transport, "transport", None)
+    return transport
+
+
+def send_now(transport: Any) -> None:
+    """Hand what C{transport} holds to its socket now, if that is safe (see the module)."""
+    socket = _socket_transport(transport)
+    if (
+        socket is None
+        or not getattr(socket, "connected", False)
+        or socket.disconnecting
+        or socket.producer is not None
+        or not (socket.dataBuffer or socket._tempDataBuffer)
+    ):
+        return
+    socket.doWrite()  # a failure stays in the transport, for the reactor to act on
+
+
+def batch_tls_turns(transport: Any, clock: Any) -> None:
+    """
+    Ask the write-through TLS transport of L{gridreg.endpoints} (internal
+    sessions) to gather the writes of each reactor turn into one record,
+    sent at its end; other transports are left as they are.
+    """
+    batch = getattr(transport, "batch_writes", None)
+    if batch is not None:
+        batch(clock)
+
+
+class PromptWriter:
+    """
+    Mix-in for an C{amp.AMP} subclass, before it in the bases: set
+    C{prompt} (L{NOW} or L{TURN}, None for Twisted's own pace) and, for
+    L{TURN}, C{prompt_clock}.
+    """
+
+    prompt: Optional[str] = None
+    prompt_clock: Any = None
+    _prompt_call: Any = None
+
+    def sendBox(self, box: amp.AmpBox) -> None:
+        super().sendBox(box)  # type: ignore[misc]
+        if self.prompt == NOW:
+            send_now(self.transport)  # type: ignore[attr-defined]
+        elif self.prompt == TURN and self._prompt_call is None and self.prompt_clock is not None:
+            self._prompt_call = self.prompt_clock.callLater(0, self._end_of_turn)
+
+    def _end_of_turn(self) -> None:
+        self._prompt_call = None
+        send_now(self.transport)  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Any) -> None:
+        call, self._prompt_call = self._prompt_call, None
+        if call is not None and call.active():
+            call.cancel()
+        super().connectionLost(reason)  # type: ignore[misc]

@@ -1,0 +1,110 @@
+# -*- test-case-name: tests.test_prompt_write -*-
+"""
+Tests for L{gridreg.protocol.prompt}: AMP boxes that reach the socket in the
+reactor turn they are sent, on real loopback TCP (the peer is a plain
+non-blocking socket, read without waiting: on loopback a sent byte is in
+the peer's receive queue as soon as C{send} returns).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.task import deferLater
+from twisted.protocols import amp
+from twisted.trial.unittest import TestCase
+
+from gridreg.protocol.prompt import NOW, TURN, PromptWriter
+
+
+class Prompt(PromptWriter, amp.AMP):
+    def __init__(self, mode: str | None, made: Deferred[Prompt]) -> None:
+        super().__init__()
+        self.prompt = mode
+        self.prompt_clock = reactor
+        self._made = made
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._made.callback(self)
+
+
+def box(n: int) -> amp.AmpBox:
+    return amp.AmpBox({b"_ask": b"%d" % n, b"_command": b"Push", b"serial": b"%d" % n})
+
+
+def pending(peer: socket.socket) -> bytes:
+    """What the peer can read now, without waiting."""
+    try:
+        return peer.recv(1 << 20, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return b""
+
+
+class PromptWriterTests(TestCase):
+    async def connect(self, mode: str | None) -> tuple[Prompt, socket.socket]:
+        made: Deferred[Prompt] = Deferred()
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(lambda: Prompt(mode, made))
+        )
+        self.addCleanup(port.stopListening)
+        peer = socket.socket()
+        peer.setblocking(False)
+        self.addCleanup(peer.close)
+        try:
+            peer.connect(("127.0.0.1", port.getHost().port))
+        except BlockingIOError:
+            pass  # completes once the reactor accepts
+        protocol = await made
+        self.addCleanup(protocol.transport.abortConnection)
+        return protocol, peer
+
+    async def test_now_sends_each_box_before_the_reactor_turns(self) -> None:
+        """With NOW a box is on the wire when C{sendBox} returns, boxes in order."""
+        protocol, peer = await self.connect(NOW)
+        protocol.sendBox(box(1))
+        self.assertEqual(pending(peer), box(1).serialize())
+        protocol.sendBox(box(2))
+        protocol.sendBox(box(3))
+        self.assertEqual(pending(peer), box(2).serialize() + box(3).serialize())
+
+    async def test_turn_sends_a_turns_boxes_together_at_its_end(self) -> None:
+        """With TURN the boxes of one turn wait for its end, then leave together, in order."""
+        protocol, peer = await self.connect(TURN)
+        for n in range(5):
+            protocol.sendBox(box(n))
+        self.assertEqual(pending(peer), b"")
+        await deferLater(reactor, 0, lambda: None)
+        self.assertEqual(pending(peer), b"".join(box(n).serialize() for n in range(5)))
+
+    async def test_without_prompt_twisted_writes_later(self) -> None:
+        """The default (None) leaves the write to the reactor's next writable event."""
+        protocol, peer = await self.connect(None)
+        protocol.sendBox(box(1))
+        self.assertEqual(pending(peer), b"")
+
+    async def test_a_closing_connection_is_left_to_the_reactor(self) -> None:
+        """
+        A box written while the transport closes is not sent early: the
+        reactor sends what is buffered, in order, then closes cleanly.
+        """
+        protocol, peer = await self.connect(NOW)
+        protocol.sendBox(box(1))
+        lost: Deferred[None] = Deferred()
+        reasons: list[Any] = []
+        protocol.connectionLost = lambda reason: (  # type: ignore[method-assign]
+            reasons.append(reason),
+            lost.callback(None),
+        )
+        protocol.transport.loseConnection()
+        protocol.sendBox(box(2))
+        self.assertEqual(pending(peer), box(1).serialize())
+        await lost
+        self.assertEqual(pending(peer), box(2).serialize())
+        self.assertEqual(pending(peer), b"")  # end of stream: recv gives b""
+        self.assertEqual(reasons[0].type.__name__, "ConnectionDone")
