@@ -17,6 +17,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
+from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.client import FailoverEndpoint, locator_retry_policy
@@ -33,10 +34,12 @@ class ScriptedEndpoint:
     def __init__(self, name: str) -> None:
         self.name = name
         self.attempts: list[Deferred[IProtocol]] = []
+        self.factories: list[IProtocolFactory] = []
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         d: Deferred[IProtocol] = Deferred()
         self.attempts.append(d)
+        self.factories.append(protocolFactory)
         return d
 
     def __repr__(self) -> str:
@@ -193,6 +196,22 @@ class ValidatedEndpointTests(SynchronousTestCase):
         self.network.flush()
         self.assertEqual(self.network.links_to("127.0.0.1", 4061), [])
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_attempts_are_not_logged(self) -> None:
+        """
+        An attempt's factory is quiet: a client failing over from a dead
+        replica logs no "Starting factory" / "Stopping factory" per attempt
+        (its reactor's time goes to the next replica).
+        """
+        recorder = ScriptedEndpoint("recorder")
+        ValidatedEndpoint(recorder, self.reactor, 0.5).connect(IceClientFactory(self.reactor))
+        [factory] = recorder.factories
+        events: list[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        factory.doStart()
+        factory.doStop()
+        self.assertEqual(events, [])
 
     def test_cancel_while_connecting(self) -> None:
         d = self.endpoint.connect(IceClientFactory(self.reactor))

@@ -76,9 +76,9 @@ class _Attempt:
         self.gate: Optional[_ValidationGate] = None
         self.result: Deferred[IProtocol] = Deferred(self._cancel)
         self.timer: Optional[IDelayedCall] = owner.clock.callLater(owner.timeout, self._timed_out)
-        self.connecting: Deferred[Any] = owner.endpoint.connect(
-            Factory.forProtocol(lambda: _ValidationGate(self))
-        )
+        gates = Factory.forProtocol(lambda: _ValidationGate(self))
+        gates.noisy = False  # one factory per attempt: no Starting/Stopping log lines
+        self.connecting: Deferred[Any] = owner.endpoint.connect(gates)
         self.connecting.addErrback(self._connect_failed)
 
     @property
