@@ -217,6 +217,55 @@ def start_icegridregistry(
     )
 
 
+@attrs.frozen
+class SslRegistry:
+    """A master serving Ice clients on an C{ssl} endpoint, and what an IceSSL client needs."""
+
+    registry: RunningRegistry
+    port: int
+    #: the properties that make a client trust the grid's CA (no certificate of its own)
+    trust: dict[str, str]
+
+    @property
+    def locator(self) -> str:
+        return f"DemoIceGrid/Locator:ssl -h {LOOPBACK} -p {self.port}"
+
+    @property
+    def client_properties(self) -> dict[str, str]:
+        """A real Ice client with IceSSL, trusting the CA, as admin C{client}."""
+        return {
+            "Ice.Plugin.IceSSL": "IceSSL:createIceSSL",
+            "IceSSL.CertFile": "admin-client.pem",
+            "IceSSL.KeyFile": "admin-client.key",
+            **self.trust,
+        }
+
+
+async def start_ssl_gridregistry(reactor: ProcessReactor, tmpdir: str) -> SslRegistry:
+    """
+    Run our registry with its client endpoint on C{ssl}, certificates made
+    for the grid in C{tmpdir}/certs (replica C{Master}, admin C{client}).
+    """
+    from gridreg.certs import make_demo_certs
+
+    workdir = Path(tmpdir).resolve()
+    certs = workdir / "certs"
+    make_demo_certs(str(certs), replicas=["Master"], admins=["client"], instance="DemoIceGrid")
+    port = free_port()
+    trust = {"IceSSL.DefaultDir": str(certs), "IceSSL.CAs": "ca.pem"}
+    registry = await start_gridregistry(
+        reactor,
+        workdir,
+        {
+            "IceGrid.Registry.Client.Endpoints": f"ssl -h {LOOPBACK} -p {port}",
+            "IceSSL.CertFile": "registry-Master.pem",
+            "IceSSL.KeyFile": "registry-Master.key",
+            **trust,
+        },
+    )
+    return SslRegistry(registry, port, trust)
+
+
 def start_gridregistry(
     reactor: ProcessReactor,
     tmpdir: str | os.PathLike[str],

@@ -29,6 +29,7 @@ from tests._processes import (
     ice_missing,
     run_ice_client,
     start_gridregistry,
+    start_ssl_gridregistry,
     start_ice_server,
 )
 
@@ -165,34 +166,9 @@ class SslEndpointTests(TestCase):
     timeout = 30
 
     async def test_ssl_locator(self) -> None:
-        from gridreg.certs import make_demo_certs
-
-        workdir = Path(self.mktemp()).resolve()
-        certs = workdir / "certs"
-        make_demo_certs(str(certs), replicas=["Master"], admins=["client"], instance="DemoIceGrid")
-        port = free_port()
-        tls = {
-            "IceSSL.DefaultDir": str(certs),
-            "IceSSL.CAs": "ca.pem",
-        }
-        registry = await start_gridregistry(
-            reactor,
-            workdir,
-            {
-                "IceGrid.Registry.Client.Endpoints": f"ssl -h 127.0.0.1 -p {port}",
-                "IceSSL.CertFile": "registry-Master.pem",
-                "IceSSL.KeyFile": "registry-Master.key",
-                **tls,
-            },
-        )
-        self.addCleanup(registry.stop)
-        locator = f"DemoIceGrid/Locator:ssl -h 127.0.0.1 -p {port}"
-        client_tls = {
-            "Ice.Plugin.IceSSL": "IceSSL:createIceSSL",
-            "IceSSL.CertFile": "admin-client.pem",
-            "IceSSL.KeyFile": "admin-client.key",
-            **tls,
-        }
+        ssl = await start_ssl_gridregistry(reactor, self.mktemp())
+        self.addCleanup(ssl.registry.stop)
+        locator, port, tls, client_tls = ssl.locator, ssl.port, ssl.trust, ssl.client_properties
         query, missing = await run_ice_client(
             reactor,
             locator,

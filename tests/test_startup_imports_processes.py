@@ -16,13 +16,12 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from gridreg.certs import make_demo_certs
 from tests._processes import (
     RunningRegistry,
-    free_port,
     ice_missing,
     run_ice_client,
     start_gridregistry,
+    start_ssl_gridregistry,
 )
 
 
@@ -47,32 +46,11 @@ class StartupImportsTests(TestCase):
         self.assertFalse(tls_libraries_mapped(registry))
 
     async def test_registry_with_certificates_serves_tls(self) -> None:
-        workdir = Path(self.mktemp()).resolve()
-        certs = workdir / "certs"
-        make_demo_certs(str(certs), replicas=["Master"], admins=["client"], instance="DemoIceGrid")
-        port = free_port()
-        tls = {"IceSSL.DefaultDir": str(certs), "IceSSL.CAs": "ca.pem"}
-        registry = await start_gridregistry(
-            reactor,
-            workdir,
-            {
-                "IceGrid.Registry.Client.Endpoints": f"ssl -h 127.0.0.1 -p {port}",
-                "IceSSL.CertFile": "registry-Master.pem",
-                "IceSSL.KeyFile": "registry-Master.key",
-                **tls,
-            },
-        )
+        ssl = await start_ssl_gridregistry(reactor, self.mktemp())
+        registry = ssl.registry
         self.addCleanup(registry.stop)
         [query] = await run_ice_client(
-            reactor,
-            f"DemoIceGrid/Locator:ssl -h 127.0.0.1 -p {port}",
-            [["findObjectById", "DemoIceGrid/Query"]],
-            {
-                "Ice.Plugin.IceSSL": "IceSSL:createIceSSL",
-                "IceSSL.CertFile": "admin-client.pem",
-                "IceSSL.KeyFile": "admin-client.key",
-                **tls,
-            },
+            reactor, ssl.locator, [["findObjectById", "DemoIceGrid/Query"]], ssl.client_properties
         )
         self.assertTrue(query["ok"], query)
         self.assertTrue(tls_libraries_mapped(registry))
