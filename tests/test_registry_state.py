@@ -298,9 +298,13 @@ class CollectorTests(SynchronousTestCase):
         texts = {m.key: encode_value(m) for m in mutations}
         state.load({OBJECT: EncodedValues(texts)})
         # a lookup decodes one object, a put adds one: the records they hold are tracked
-        self.assertEqual(state.find_object(Identity("o7")), ObjectInfo(direct(1007, "o7"), "::Demo::Hello"))
+        self.assertEqual(
+            state.find_object(Identity("o7")), ObjectInfo(direct(1007, "o7"), "::Demo::Hello")
+        )
         state.apply([obj("new", 2000)])
-        self.assertEqual(state.find_object(Identity("o99")), ObjectInfo(direct(1099, "o99"), "::Demo::Hello"))
+        self.assertEqual(
+            state.find_object(Identity("o99")), ObjectInfo(direct(1099, "o99"), "::Demo::Hello")
+        )
         self.assertFalse(any(o is texts for o in gc.get_objects()))
         self.assertEqual(len(state.objects), 101)
 

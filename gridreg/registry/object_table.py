@@ -296,9 +296,10 @@ def _track(entries: dict[str, _Entry]) -> None:
     lookup) used to make it tracked in the youngest generation, and the next
     collections each walked all its records (20 ms for a million, on whichever
     thread allocated: the master's reactor as its first fresh slave synced),
-    a full collection every time after. A dict stays tracked once it holds
-    a container (CPython untracks only in full collections, never frozen ones).
+    a full collection every time after. Once tracked, CPython untracks a
+    dict only in a full collection, which never looks at frozen objects.
     """
     if not gc.is_tracked(entries):
-        entries[""] = []  # a key no record has (keys are JSON arrays)
-        del entries[""]
+        any_value: dict[str, object] = entries  # type: ignore[assignment]
+        any_value[""] = []  # a container; "" is no record's key (keys are JSON arrays)
+        del any_value[""]
