@@ -13,6 +13,7 @@ first time it is used: a lookup turns the identity into its store key
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -283,4 +284,22 @@ class ObjectTable(Mapping[Identity, StoredObject]):
                 text = entries.pop(key)
                 if canonical not in entries or canonical < key:
                     entries[canonical] = text
+        _track(entries)
         self._entries = entries
+
+
+def _track(entries: dict[str, _Entry]) -> None:
+    """
+    Have the collector track C{entries} now, so that the registry state's
+    C{gc.freeze} after the load takes it out of every collection. A dict of
+    texts alone is not tracked; the first object decoded into it (the first
+    lookup) used to make it tracked in the youngest generation, and the next
+    collections each walked all its records (20 ms for a million, on whichever
+    thread allocated: the master's reactor as its first fresh slave synced),
+    a full collection every time after. Once tracked, CPython untracks a
+    dict only in a full collection, which never looks at frozen objects.
+    """
+    if not gc.is_tracked(entries):
+        any_value: dict[str, object] = entries  # type: ignore[assignment]
+        any_value[""] = []  # a container; "" is no record's key (keys are JSON arrays)
+        del any_value[""]
