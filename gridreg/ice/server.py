@@ -259,8 +259,8 @@ class IceServerProtocol(Protocol):
         unpack_header = _HEADER.unpack_from
         try:
             while end - pos >= HEADER_SIZE:
-                magic, pmajor, _pminor, emajor, _eminor, mtype, compression, size = (
-                    unpack_header(data, pos)
+                magic, pmajor, _pminor, emajor, _eminor, mtype, compression, size = unpack_header(
+                    data, pos
                 )
                 if magic != MAGIC or pmajor != 1 or emajor != 1:
                     raise ProtocolError(f"bad message header {data[pos : pos + HEADER_SIZE].hex()}")
@@ -268,8 +268,7 @@ class IceServerProtocol(Protocol):
                     raise ProtocolError(f"message size {size} is smaller than its header")
                 if max_size is not None and size > max_size:
                     raise ProtocolError(
-                        f"message of {size} bytes exceeds Ice.MessageSizeMax "
-                        f"({max_size} bytes)"
+                        f"message of {size} bytes exceeds Ice.MessageSizeMax ({max_size} bytes)"
                     )
                 if end - pos < size:
                     needed = size
