@@ -262,6 +262,35 @@ class ServerProtocolTests(SynchronousTestCase):
         self.received(request(3, "echo", string_params("c")))
         self.assertEqual(self.servant.calls, ["c", "c"])
 
+    def test_cached_reply_bytes_match_fresh_reply(self) -> None:
+        """
+        A repeat answered from the cache is framed byte for byte as the first
+        answer was, apart from its request id: with the header's compression
+        flag echoed, and none at all for a oneway repeat.
+        """
+        for flag in (0, 1):
+            self.adapter.invalidate()
+            first = request(1, "echo", string_params("f"))
+            flagged = first[:9] + bytes([flag]) + first[10:]
+            self.transport.clear()
+            self.protocol.dataReceived(flagged)
+            fresh = self.transport.value()
+            repeat = flagged[:14] + (7).to_bytes(4, "little") + flagged[18:]
+            oneway = flagged[:14] + (0).to_bytes(4, "little") + flagged[18:]
+            self.transport.clear()
+            self.protocol.dataReceived(oneway + repeat + oneway)
+            cached = self.transport.value()
+            self.assertEqual(self.servant.calls.count("f"), flag + 1)
+            self.assertEqual(fresh[9], flag)
+            self.assertEqual(cached, fresh[:14] + (7).to_bytes(4, "little") + fresh[18:])
+
+    def test_cached_request_then_garbage_still_answered(self) -> None:
+        """A cached request before a malformed message in one read is answered, then the close."""
+        self.received(request(1, "echo", string_params("g")))
+        got = self.received(request(2, "echo", string_params("g")) + b"HTTP/1.1 GET /\r\n\r\n")
+        self.assertEqual([r.request_id for r in got], [2])
+        self.assertTrue(self.transport.disconnecting)
+
     def test_heartbeat_ignored(self) -> None:
         self.assertEqual(self.received(VALIDATE_CONNECTION), [])
         self.assertTrue(self.transport.connected)

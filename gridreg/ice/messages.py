@@ -488,6 +488,11 @@ def unknown_body(status: ReplyStatus, text: str) -> bytes:
 
 _REPLY_PREFIXES = (_PREAMBLE + b"\x02\x00", _PREAMBLE + b"\x02\x01")
 _reply_pack = struct.Struct("<10sii").pack
+#: for a hot path that frames replies inline, with no call per reply:
+#: C{pack_reply_prefix(REPLY_PREFIXES[c], len(body) + 18, request_id) + body}
+#: is C{reply_message(request_id, body, c)}
+REPLY_PREFIXES = _REPLY_PREFIXES
+pack_reply_prefix = _reply_pack
 
 
 def reply_message(request_id: int, body: bytes, compression: int = 0) -> bytes:
