@@ -31,7 +31,7 @@ TRY = """\
 The demo grid is up.
   Ice clients:  Ice.Default.Locator={locator}
   say hello:    {python} -m gridreg.demo call --dir {root}
-                (the first call starts a server; the next one starts the other)
+                (the first call starts both servers; calls then take them in turn)
   servers:      gridadmin --config {root}/admin.cfg server list
   nodes:        gridadmin --config {root}/admin.cfg node list
   stop one:     gridadmin --config {root}/admin.cfg server stop HelloServer-1
