@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._pipeline_client import read_validation
 from bench._harness import (
     LOOPBACK,
     header,
@@ -48,8 +49,6 @@ from gridreg.certs import make_demo_certs
 from tests._processes import free_port
 
 CONFIGS = ("icegrid", "gridreg", "gridreg-tls", "gridreg-2m")
-#: Ice's ValidateConnection message: a 14-byte header and nothing else
-VALIDATE_SIZE = 14
 #: the longest a killed registry's port is probed for a refusal
 REFUSED_WITHIN = 2.0
 
@@ -92,12 +91,7 @@ def kill_and_time(pid: int, port: int) -> dict[str, float]:
     until that connection's EOF and until the port refuses a new connection.
     """
     with socket.create_connection((LOOPBACK, port), timeout=5) as sock:
-        received = b""
-        while len(received) < VALIDATE_SIZE:
-            chunk = sock.recv(VALIDATE_SIZE - len(received))
-            if not chunk:
-                raise RuntimeError("the registry closed the connection before validating it")
-            received += chunk
+        read_validation(sock)
         rss = memory_kib(pid)["VmRSS"]
         huge = anon_huge_kib(pid)
         start = time.monotonic()

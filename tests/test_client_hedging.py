@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.client import LocatorClient
 from gridreg.client.hedging import HedgeBudget, HedgePolicy, LatencyWindow
-from tests._helpers import MemoryNetwork, RegistryReplica
-from tests.test_client_locator import HELLO, REP1, WORST_CASE_POLICY, populate
+from tests._helpers import RegistryReplica
+from tests.test_client_locator import HELLO, REP1, LocatorTestCase
 
 
 class LatencyWindowTests(SynchronousTestCase):
@@ -87,34 +87,18 @@ class HedgeBudgetTests(SynchronousTestCase):
         self.assertFalse(budget.spend())
 
 
-class HedgingTests(SynchronousTestCase):
+class HedgingTests(LocatorTestCase):
     """Replicas A (listed first) and B, both serving; the client is connected to A."""
 
     def setUp(self) -> None:
-        self.network = MemoryNetwork()
-        self.reactor = self.network.reactor
-        self.a = RegistryReplica(("127.0.0.1", 4061), ("127.0.0.1", 4062))
-        self.b = RegistryReplica(("127.0.0.1", 5061), ("127.0.0.1", 5062))
+        super().setUp()
         for replica in (self.a, self.b):
-            populate(replica)
             replica.serve(self.network)
 
     def make_client(self, **kwargs: Any) -> LocatorClient:
-        kwargs.setdefault("retry_policy", WORST_CASE_POLICY)
-        client = LocatorClient(
-            self.reactor,
-            f"DemoIceGrid/Locator:{self.a.locator_endpoint}:{self.b.locator_endpoint}",
-            **kwargs,
-        )
-        client.startService()
-        self.addCleanup(self.stop, client)
+        client = super().make_client(**kwargs)
         self.network.run_until(client.get_registry())
         return client
-
-    def stop(self, client: LocatorClient) -> None:
-        d = client.stopService()
-        self.network.flush()
-        self.successResultOf(d)
 
     def resume(self, replica: RegistryReplica) -> None:
         """The stopped replica continues (SIGCONT)."""

@@ -134,6 +134,19 @@ class ReplicationTests(SynchronousTestCase):
         self.grid = Grid(self)
         self.master = self.grid.start("Master")
 
+    def give_replica1_a_foreign_database(self, name: str) -> None:
+        """
+        Replica1 will start on a database of another lineage (its own id),
+        holding one object C{name}: only a snapshot can bring it in line.
+        """
+        foreign = MemoryStore()
+        self.successResultOf(foreign.open())
+        self.successResultOf(
+            foreign.commit([object_mutation(Identity(name), ObjectInfo(hello(name)))])
+        )
+        self.successResultOf(foreign.close())
+        self.grid.stores["Replica1"] = foreign
+
     def settled(self, d: Any) -> Any:
         """Let the network move until C{d} fires; return it."""
         self.grid.run_until(d)
@@ -227,13 +240,7 @@ class ReplicationTests(SynchronousTestCase):
                     object_mutation(Identity(name), ObjectInfo(hello(name), "::Demo::Hello"))
                 )
             self.successResultOf(self.master.database.commit(mutations))
-        foreign = MemoryStore()
-        self.successResultOf(foreign.open())
-        self.successResultOf(
-            foreign.commit([object_mutation(Identity("stale"), ObjectInfo(hello("stale")))])
-        )
-        self.successResultOf(foreign.close())
-        self.grid.stores["Replica1"] = foreign
+        self.give_replica1_a_foreign_database("stale")
         slave = self.grid.start("Replica1")
         self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves())
         self.assertEqual(len(slave.state.objects), 1800)
@@ -249,13 +256,7 @@ class ReplicationTests(SynchronousTestCase):
 
         for i in range(300):
             self.successResultOf(self.master.database.add_object(hello(f"o{i}")))
-        foreign = MemoryStore()
-        self.successResultOf(foreign.open())
-        self.successResultOf(
-            foreign.commit([object_mutation(Identity("stale"), ObjectInfo(hello("stale")))])
-        )
-        self.successResultOf(foreign.close())
-        self.grid.stores["Replica1"] = foreign
+        self.give_replica1_a_foreign_database("stale")
         real_block = snapshot_stream.SnapshotEncoder.block
         damaged: list[bool] = []
 
@@ -313,10 +314,7 @@ class ReplicationTests(SynchronousTestCase):
         self.successResultOf(
             self.settled(self.master.database.add_application(large_application()))
         )
-        self.grid.stores["Replica1"] = foreign = MemoryStore()
-        self.successResultOf(foreign.open())
-        self.successResultOf(foreign.commit([object_mutation(Identity("x"), ObjectInfo(hello()))]))
-        self.successResultOf(foreign.close())
+        self.give_replica1_a_foreign_database("x")
         slave = self.grid.start("Replica1")
         self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves())
         self.assertTrue(has_application(slave, "Large"))

@@ -274,24 +274,37 @@ class IceServerProtocol(Protocol):
                     needed = size
                     break
                 if mtype == _REQUEST and compression != 2 and size >= _REQUEST_MIN:
-                    # The hot path, a request answered from the reply cache
-                    # (locates, pings): slice the cache key straight out of
-                    # the read, and frame the reply here, with no copy of
-                    # the message and no call per request.
-                    body = cached_reply(data[pos + _REQUEST_MIN : pos + size])
-                    if body is not None:
-                        (request_id,) = _unpack_request_id(data, pos + HEADER_SIZE)
+                    # The hot path, a plain request: slice the cache key
+                    # straight out of the read; a reply from the cache
+                    # (locates, pings) is framed here, with no copy of the
+                    # message and no call per request, any other is
+                    # dispatched from the same slices.
+                    key = data[pos + _REQUEST_MIN : pos + size]
+                    (request_id,) = _unpack_request_id(data, pos + HEADER_SIZE)
+                    body = cached_reply(key)
+                    if body is None:
+                        request = decode_request(data[pos + HEADER_SIZE : pos + size])
                         pos += size
-                        if request_id:
-                            replies.append(
-                                pack_reply_prefix(
-                                    REPLY_PREFIXES[1 if compression else 0],
-                                    len(body) + _REQUEST_MIN,
-                                    request_id,
-                                )
-                                + body
-                            )
+                        self._answer(
+                            request_id,
+                            compression,
+                            self.adapter.dispatch(request, key, self),
+                            replies,
+                        )
+                        if self._closed:
+                            break
                         continue
+                    pos += size
+                    if request_id:
+                        replies.append(
+                            pack_reply_prefix(
+                                REPLY_PREFIXES[1 if compression else 0],
+                                len(body) + _REQUEST_MIN,
+                                request_id,
+                            )
+                            + body
+                        )
+                    continue
                 message = data[pos : pos + size]
                 pos += size
                 if compression == 2:
@@ -322,19 +335,7 @@ class IceServerProtocol(Protocol):
             body = adapter.cached_reply(key)
             if body is None:
                 body = adapter.dispatch(decode_request(message[HEADER_SIZE:]), key, self)
-            if type(body) is bytes:  # the common case; isinstance on Deferred is slow
-                if request_id:
-                    replies.append(reply_message(request_id, body, 1 if compression else 0))
-                return
-            assert isinstance(body, Deferred)
-            self.dispatching += 1
-            body.addBoth(self._dispatched)
-            if request_id == 0:
-                body.addErrback(self._late_failure)
-                return
-            body.addCallback(self._late_reply, request_id, compression).addErrback(
-                self._late_failure
-            )
+            self._answer(request_id, compression, body, replies)
         elif mtype == MessageType.BATCH_REQUEST:
             for request in decode_batch_request(message[HEADER_SIZE:]):
                 body = self.adapter.dispatch(request, None, self)
@@ -354,6 +355,20 @@ class IceServerProtocol(Protocol):
             self._outgoing.replied(message[HEADER_SIZE:])
         else:
             raise ProtocolError(f"unknown message type {mtype}")
+
+    def _answer(self, request_id: int, compression: int, body: Any, replies: list[bytes]) -> None:
+        """Reply with C{body} (bytes now, or a Deferred of them); nothing for a oneway."""
+        if type(body) is bytes:  # the common case; isinstance on Deferred is slow
+            if request_id:
+                replies.append(reply_message(request_id, body, 1 if compression else 0))
+            return
+        assert isinstance(body, Deferred)
+        self.dispatching += 1
+        body.addBoth(self._dispatched)
+        if request_id == 0:
+            body.addErrback(self._late_failure)
+            return
+        body.addCallback(self._late_reply, request_id, compression).addErrback(self._late_failure)
 
     def _dispatched(self, result: object) -> object:
         self.dispatching -= 1

@@ -148,8 +148,7 @@ def makeService(
         )
     scheduler(config.scheduler)  # before any thread starts: they inherit it
     store = make_store(config, reactor)
-    if hasattr(store, "read_ahead"):
-        store.read_ahead()  # its failure is open()'s, reported as the service starts
+    store.read_ahead()  # its failure is open()'s, reported as the service starts
     if not config.data_dir:
         log.warn(
             "IceGrid.Registry.LMDB.Path is not set: the registry keeps its database in "

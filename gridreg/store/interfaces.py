@@ -61,6 +61,14 @@ class IRegistryStore(Interface):
     database_id = Attribute("The lineage UUID (a str); None until open() has fired.")
     serial = Attribute("The serial of the last change stored (an int); 0 until open() has fired.")
 
+    def read_ahead() -> None:
+        """
+        Begin L{open}'s work now, if it has any worth starting early (reading
+        a file), so it overlaps what the caller does before it opens the
+        store (the registry: importing its service). Nothing else may use
+        the store until L{open}; a failure is L{open}'s.
+        """
+
     def open() -> Deferred[StoreState]:
         """
         Load the database, creating an empty one (serial 0, a new random

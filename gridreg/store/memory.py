@@ -57,6 +57,9 @@ class MemoryStore(SerialStore):
         if not self._is_open:
             raise StoreError("memory store is not open")
 
+    def read_ahead(self) -> None:
+        """Nothing to read: memory opens at once."""
+
     def open(self) -> Deferred[StoreState]:
         return maybeDeferred(self._open)
 
