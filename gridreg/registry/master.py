@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from gridreg.ice.server import set_no_delay
 from gridreg.protocol.chunking import new_transfer_id, send_blob, send_stream
 from gridreg.protocol.commands import (
     BeginSnapshot,
@@ -330,6 +331,9 @@ class MasterReplication:
         old = self.sessions.get(name)
         if old is not None and not old.closed and old.protocol is not protocol:
             raise DuplicateReplicaError(f"a replica named `{name}' is already registered")
+        # Nagle's algorithm held what follows the answer (a snapshot's first
+        # command) until the slave's delayed ACK: 40 ms of every sync
+        set_no_delay(getattr(protocol, "transport", None))
         same_lineage = database_id == self.store.database_id and serial <= self.store.serial
         session = SlaveSession(
             name,

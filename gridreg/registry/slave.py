@@ -47,6 +47,7 @@ from gridreg.protocol.errors import (
     TransferError,
     failure_reason,
 )
+from gridreg.ice.server import set_no_delay
 from gridreg.log_files import open_at, read_at, stdio_path
 from gridreg.protocol.registry_file_commands import OpenRegistryFile, ReadRegistryFile
 from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
@@ -115,6 +116,11 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, amp.AMP):
         #: the snapshots streaming in on this connection, by transfer
         self.snapshots: dict[str, SnapshotLoad] = {}
         self.lost = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # an acknowledgement must not wait for the master's delayed ACK of the one before
+        set_no_delay(self.transport)
 
     @PushChanges.responder
     def push_changes(
