@@ -86,6 +86,35 @@ class SlaveRoleTests(OneSlave):
         self.assertTrue(slave.server_factory.accepting)
         self.assertIn("Replica1", slave.directory.active)
 
+    def test_an_empty_slave_serves_clients_once_its_state_holds_the_masters(self) -> None:
+        """
+        Before its commit of the snapshot and the master's list: a commit
+        that fails takes it back to refusing.
+        """
+        self.grid.kill("Replica1")
+        self.grid.stores.pop("Replica1")
+        self.grid.kill("Master")
+        events: list[dict[str, Any]] = []
+        self.patch(slave_role.SlaveRole, "log", Logger(observer=events.append))
+        slave = self.grid.start("Replica1")
+        slave.role._snapshot_loaded(True)
+        self.assertTrue(slave.client_factory.accepting)
+        self.assertTrue(slave.server_factory.accepting)
+        self.assertEqual(
+            [formatEvent(e) for e in events],
+            ["Replica Replica1 holds the master's database: serving Ice clients"],
+        )
+        slave.role._snapshot_loaded(False)
+        self.assertFalse(slave.client_factory.accepting, "its store is still empty")
+        self.assertFalse(slave.server_factory.accepting)
+
+    def test_a_slave_with_data_keeps_serving_when_a_snapshot_fails(self) -> None:
+        """Its state went back to its own database, which it served before."""
+        self.successResultOf(self.settled(self.master.database.add_object(hello())))
+        self.grid.run_until(lambda: self.slave.store.serial == self.master.store.serial)
+        self.slave.role._snapshot_loaded(False)
+        self.assertTrue(self.slave.client_factory.accepting)
+
     def test_an_empty_slave_stays_closed_until_it_is_listed(self) -> None:
         self.grid.kill("Replica1")
         self.grid.stores.pop("Replica1")

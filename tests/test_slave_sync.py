@@ -52,6 +52,7 @@ from gridreg.registry.slave import (
 )
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
+from gridreg.store.executor import ManualExecutor
 from gridreg.store.interfaces import SerialGapError
 from gridreg.store.memory import MemoryStore
 from gridreg.store.records import Change, Mutation, StoreState, change_to_json
@@ -162,6 +163,8 @@ class SlaveTests(SynchronousTestCase):
         self.checked: list[Any] = []
         self.check_error: Optional[Exception] = None
         self.events: list[dict[str, Any]] = []
+        #: what the slave told its role of each snapshot the state took
+        self.snapshots: list[bool] = []
         self.patch(SlaveReplication, "log", Logger(observer=self.events.append))
         self.slave = SlaveReplication(
             self.reactor,
@@ -175,6 +178,7 @@ class SlaveTests(SynchronousTestCase):
             request_timeout=1.0,
             check_master=self.check_master,
             session_timeout=SESSION_TIMEOUT,
+            on_snapshot=self.snapshots.append,
         )
         self.control = MasterControl()
 
@@ -469,6 +473,47 @@ class ApplyTests(SlaveTests):
         self.assertEqual((self.store.database_id, self.store.serial), ("db2", 7))
         self.assertEqual(names(self.state), ["x"])
         self.assertIn("loaded a snapshot of database db2 at serial 7", self.messages())
+
+    def hold_the_store(self) -> ManualExecutor:
+        """The store's bulk-load jobs wait until the returned executor runs them."""
+        executor = ManualExecutor()
+        self.patch(self.store, "run_with_file", executor.submit)
+        return executor
+
+    def test_a_snapshot_answers_lookups_before_its_commit_and_is_acknowledged_after(
+        self,
+    ) -> None:
+        """
+        A fresh slave serves from the master's records as soon as they are
+        decoded; the master counts it as holding them once they are durable here.
+        """
+        store = self.hold_the_store()
+        answer = self.install(encode_snapshot(StoreState("db2", 7, records("x", "y"))), "db2", 7)
+        self.assertEqual(names(self.state), ["x", "y"])
+        self.assertEqual(self.snapshots, [True])
+        self.assertNoResult(answer)
+        self.assertEqual(self.store.serial, 0)
+        store.run_all()
+        self.assertEqual(self.successResultOf(answer), {"serial": 7})
+        self.assertEqual((self.store.database_id, self.store.serial), ("db2", 7))
+        self.assertEqual(self.snapshots, [True])
+
+    def test_a_snapshot_the_store_refuses_takes_the_state_back(self) -> None:
+        """The state answered from it meanwhile: it goes back to what the store holds."""
+        self.successResultOf(self.slave.apply_changes(self.store.database_id, self.payload(1)))
+        encoder = SnapshotEncoder("db2", 7)
+        rows = [("object", put("x").key, json.dumps(put("x").value)), ("object", put("y").key, "[1]")]
+        data = encoder.header() + encoder.block(rows) + encoder.trailer(7)
+        store = self.hold_the_store()
+        answer = self.install(data, "db2", 7)
+        self.assertEqual(names(self.state), ["x", "y"])
+        store.run_all()
+        failure = self.failureResultOf(answer, SyncError)
+        self.assertIn("not a JSON object", failure.getErrorMessage())
+        self.assertEqual(names(self.state), ["k1"])
+        self.assertEqual(self.snapshots, [True, False])
+        self.assertEqual(self.store.serial, 1)
+        self.flushLoggedErrors()
 
     def test_a_snapshot_must_be_what_was_announced(self) -> None:
         data = encode_snapshot(StoreState("db2", 7, records("x")))

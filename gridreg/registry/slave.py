@@ -53,7 +53,7 @@ from gridreg.protocol.registry_file_commands import OpenRegistryFile, ReadRegist
 from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
 from gridreg.registry._slave_session_machine import build_slave_session
 from gridreg.registry.replica_status import ReplicaStatus
-from gridreg.registry.snapshot_stream import SnapshotLoad
+from gridreg.registry.snapshot_stream import Run, SnapshotLoad, in_thread
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore, SerialGapError
@@ -254,9 +254,16 @@ class SlaveReplication(Service):
         check_master: Optional[Callable[[Any], None]] = None,
         session_timeout: float = 30.0,
         properties: Any = None,
+        on_snapshot: Optional[Callable[[bool], None]] = None,
+        decode_in: Optional[Run] = None,
     ) -> None:
         #: the slave's properties: its Ice.StdOut and Ice.StdErr, which the master may read
         self.properties = properties
+        #: told True once the state answers from a snapshot (before this replica's
+        #: commit of it), False if that commit failed and the state went back
+        self.on_snapshot = on_snapshot or (lambda loaded: None)
+        #: where a snapshot streaming in is decoded: a worker thread
+        self.decode_in = decode_in or in_thread(reactor)
         #: IceGrid.Registry.ReplicaSessionTimeout: keepalives go 4 times as often
         self.session_timeout = session_timeout
         self._keepalive = LoopingCall(self._keep_alive)
@@ -535,8 +542,8 @@ class SlaveReplication(Service):
             if protocol.lost:
                 self._lock.release()
                 raise SyncError("the master's connection was lost")
-            # decoded and stored where the store uses its file: never beside a commit
-            load = SnapshotLoad(self.store, self.store.run_with_file)
+            # decoded in a worker thread, stored where the store uses its file
+            load = SnapshotLoad(self.store, self.store.run_with_file, self.decode_in)
             released: list[bool] = []
 
             def release() -> None:
@@ -578,10 +585,23 @@ class SlaveReplication(Service):
     def install_snapshot(
         self, load: SnapshotLoad, database_id: str, serial: int
     ) -> Deferred[dict[str, int]]:
-        """Commit a snapshot that has streamed in, then load it into memory, once."""
+        """
+        Install a snapshot that has streamed in: the state takes it as soon
+        as it is decoded and checked (complete, the one announced) and
+        answers lookups from it while this replica commits it; the answer,
+        which is when the master counts this replica as holding it, waits
+        for the commit. The master streams what it has committed, so what
+        lookups see here is durable in the grid, as with a push
+        (L{apply_changes}); if this replica's commit fails, the state is
+        loaded again from what its store holds.
+        """
 
-        def loaded(records: Any) -> dict[str, int]:
+        def serve(records: Any) -> Deferred[dict[str, int]]:
             self.state.load(records)
+            self.on_snapshot(True)
+            return load.commit().addCallbacks(committed, self._unload)
+
+        def committed(_: None) -> dict[str, int]:
             if self.trace.replica > 0:
                 self.log.info(
                     "[Replica] loaded a snapshot of database {database_id} at serial {serial}",
@@ -590,8 +610,17 @@ class SlaveReplication(Service):
                 )
             return {"serial": self.store.serial}
 
-        d = load.finish(database_id, serial).addCallback(loaded)
+        d = load.records(database_id, serial).addCallback(serve)
         return d.addBoth(self._released(load))
+
+    def _unload(self, failure: Failure) -> Deferred[Any]:
+        """A snapshot the state took was not kept: back to what the store holds."""
+
+        def reloaded(result: Any) -> Any:
+            self.on_snapshot(False)
+            return result
+
+        return self._reload(failure).addBoth(reloaded)
 
     # -- forwarding ----------------------------------------------------------------
 

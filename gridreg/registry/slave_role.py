@@ -48,6 +48,7 @@ class SlaveRole:
             check_master=lambda transport: replica.security.check_server(transport, MASTER),
             session_timeout=config.replica_session_timeout,
             properties=config.properties,
+            on_snapshot=self._snapshot_loaded,
         )
 
     # -- IReplicaRole ----------------------------------------------------------------
@@ -113,6 +114,24 @@ class SlaveRole:
             self.log.info("Replica {replica} is in sync: serving Ice clients", replica=me)
             replica.client_factory.accepting = replica.server_factory.accepting = True
         replica.directory.set_active(names)
+
+    def _snapshot_loaded(self, loaded: bool) -> None:
+        """
+        The state answers from the master's database, this replica committing
+        it meanwhile: an empty slave serves Ice clients from here (it waited
+        for the commit and then for the master's list, a third of a large
+        sync). A commit that failed takes an empty slave back to refusing.
+        """
+        replica = self.replica
+        me = replica.config.replica_name
+        if loaded and not replica.client_factory.accepting:
+            self.log.info(
+                "Replica {replica} holds the master's database: serving Ice clients",
+                replica=me,
+            )
+            replica.client_factory.accepting = replica.server_factory.accepting = True
+        elif not loaded and replica.store.serial == 0:
+            replica.client_factory.accepting = replica.server_factory.accepting = False
 
     def _locate_master(self) -> Deferred[Sequence[IStreamClientEndpoint]]:
         replica = self.replica

@@ -33,6 +33,7 @@ from gridreg.store.records import (
     encode_value,
 )
 from gridreg.store.snapshot_codec import (
+    Block,
     Row,
     SnapshotDecoder,
     SnapshotEncoder,
@@ -59,7 +60,9 @@ class SnapshotProducer:
     """
     The master's side: L{produce} gives the stream's next piece (header,
     a block per page, the catch-up and the trailer), or None at its end.
-    Pages are read on the store's thread, blocks are encoded in C{run}.
+    Pages are read on the store's thread, blocks are encoded in C{run};
+    the next page is read while one is encoded (compressing it lets go of
+    the interpreter lock), so neither thread waits for the other.
     """
 
     def __init__(self, store: Any, run: Run, page_rows: int = PAGE_ROWS) -> None:
@@ -73,6 +76,8 @@ class SnapshotProducer:
         self.serial = self.base_serial
         self._encoder = SnapshotEncoder(self.database_id, self.base_serial)
         self._after: Optional[tuple[str, str]] = None
+        #: the page being read ahead, if any
+        self._ahead: Optional[Deferred[list[Row]]] = None
         self._step: Callable[[], Deferred[Optional[bytes]]] = self._header
 
     def produce(self) -> Deferred[Optional[bytes]]:
@@ -80,7 +85,11 @@ class SnapshotProducer:
 
     def _header(self) -> Deferred[Optional[bytes]]:
         self._step = self._page
+        self._ahead = self._read()
         return self.run(self._encoder.header)
+
+    def _read(self) -> Deferred[list[Row]]:
+        return self.store.snapshot_rows(self._after, self.page_rows)
 
     def _page(self) -> Deferred[Optional[bytes]]:
         def encode(rows: list[Row]) -> Deferred[Optional[bytes]]:
@@ -88,9 +97,11 @@ class SnapshotProducer:
                 self._step = self._catch_up
                 return self._catch_up()
             self._after = (rows[-1][0], rows[-1][1])
+            self._ahead = self._read()
             return self.run(self._encoder.block, rows)
 
-        return self.store.snapshot_rows(self._after, self.page_rows).addCallback(encode)
+        reading, self._ahead = self._ahead or self._read(), None
+        return reading.addCallback(encode)
 
     def _catch_up(self) -> Deferred[Optional[bytes]]:
         self._step = self._ended
@@ -121,26 +132,39 @@ class SnapshotProducer:
 
 class SnapshotLoad:
     """
-    The slave's side: one snapshot decoded and bulk-loaded chunk by chunk,
-    in order, in C{run}; L{finish} commits it and fires with the records
-    for the in-memory state, L{abort} leaves the store as it was.
+    The slave's side: one snapshot decoded chunk by chunk, in order, in
+    C{decode_in} (a worker thread); L{records} gives the records for the
+    in-memory state once the stream is decoded, L{commit} makes them
+    durable, L{finish} does both; L{abort} leaves the store as it was.
+
+    A chunk is acknowledged once decoded. The store's bulk load (in
+    C{run}, where the store uses its file) takes the blocks once the
+    stream is decoded, while the state answers from them: writing them as
+    they came slowed the decoding down by as much again (the two threads
+    share one interpreter lock), and a fresh slave's state waited for its
+    store. What waits meanwhile is each block's keys and values, texts the
+    state holds anyway: a list entry per record.
     """
 
     log = Logger()
 
-    def __init__(self, store: Any, run: Run) -> None:
+    def __init__(self, store: Any, run: Run, decode_in: Optional[Run] = None) -> None:
         self.run = run
+        self.decode_in = decode_in or run
         self._bulk = store.bulk_load()
         self._decoder = SnapshotDecoder()
         self._records: Records = empty_records()
         #: object keys the state must look at (L{odd_keys}), found as blocks arrive
         self._odd_keys: list[str] = []
-        self._lock = DeferredLock()
+        self._decoding = DeferredLock()
         self._failed: Optional[BaseException] = None
+        self._info: Optional[SnapshotInfo] = None
+        #: decoded blocks for the store, until the stream is decoded (then None)
+        self._waiting: Optional[list[Block]] = []
         # a failure here is kept in _failed, and the next chunk reports it
-        self._serially(self._bulk.begin).addErrback(lambda _: None)
+        self._store(self._bulk.begin)
 
-    def _serially(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+    def _guarded(self, f: Callable[..., T]) -> Callable[..., T]:
         def guarded(*a: Any) -> T:
             if self._failed is not None:
                 raise SyncError(f"the snapshot was abandoned: {self._failed}")
@@ -150,20 +174,35 @@ class SnapshotLoad:
                 self._failed = e
                 raise
 
-        return self._lock.run(self.run, guarded, *args)
+        return guarded
+
+    def _store(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """
+        Queue C{f} for the store after the store's work queued before it
+        (C{run} runs jobs in order); a failure is kept for the next chunk,
+        or L{commit}, to report.
+        """
+        d = self.run(self._guarded(f), *args)
+        d.addErrback(lambda _: None)
+        return d
 
     def feed(self, data: bytes) -> Deferred[None]:
-        """Decode and store C{data}; fires once done (the chunk's acknowledgement)."""
-        return self._serially(self._feed, data).addErrback(self._abandon)
+        """Decode C{data} and queue its records for the store; fires once decoded."""
 
-    def _feed(self, data: bytes) -> None:
+        def decode() -> Deferred[None]:
+            return self.decode_in(self._guarded(self._decode), data).addCallback(self._decoded)
+
+        return self._decoding.run(decode).addErrback(self._abandon)
+
+    def _decode(self, data: bytes) -> list[Block]:
+        """A chunk's blocks, their records taken for the state (a worker thread)."""
         records = self._records
-        for block in self._decoder.feed_blocks(data):
+        blocks = self._decoder.feed_blocks(data)
+        for block in blocks:
             if block.kind in ENCODED_KINDS:
                 # puts kept as the texts they came as, checked by the store before it commits
                 records[block.kind].update(zip(block.keys, block.values))  # type: ignore[arg-type]
                 self._odd_keys.extend(odd_keys(block.keys))  # here, not on the reactor
-                self._bulk.add(block.rows, puts=True)
                 continue
             for kind, key, value in block.rows:
                 if value is None:
@@ -183,26 +222,46 @@ class SnapshotLoad:
                             f"corrupt snapshot: {kind} {key!r} is not an object"
                         )
                     records[kind][key] = decoded
-            self._bulk.add(block.rows)
+        return blocks
 
-    def finish(self, database_id: str, serial: int) -> Deferred[Records]:
+    def _decoded(self, blocks: list[Block]) -> None:
+        if self._waiting is None:
+            self._write(blocks)
+        else:
+            self._waiting.extend(blocks)
+
+    def _write(self, blocks: list[Block]) -> None:
+        """Queue C{blocks} for the store's bulk load, in order."""
+        for block in blocks:
+            if block.kind is not None:
+                self._store(self._bulk.add_puts, block.kind, block.keys, block.values)
+            else:
+                self._store(self._bulk.add, block.rows)
+
+    def records(self, database_id: str, serial: int) -> Deferred[Records]:
         """
-        Commit the snapshot, checking it is the one announced; fires with
-        its records, for the in-memory state.
+        Once every chunk fed is decoded: the snapshot's records, for the
+        in-memory state, checked to be the snapshot announced (complete,
+        of C{database_id} at C{serial}); the store's bulk load takes them
+        from here, and makes them durable in L{commit}, once it has checked
+        that every object record is a JSON object. (The state answers from
+        them meanwhile: they are records the master's own state answers
+        from, and a record that was not one would fail the lookups of that
+        object only, until the commit's refusal takes the state back.)
         """
 
-        def commit() -> SnapshotInfo:
+        def take() -> Records:
+            if self._failed is not None:
+                raise SyncError(f"the snapshot was abandoned: {self._failed}")
             info = self._decoder.finish()
             if (info.database_id, info.serial) != (database_id, serial):
                 raise SnapshotFormatError(
                     f"the snapshot holds database {info.database_id} at serial "
                     f"{info.serial}, announced as {database_id} at {serial}"
                 )
-            self._bulk.commit(info.database_id, info.serial)
-            return info
-
-        def installed(_: SnapshotInfo) -> Records:
-            self._bulk.installed()
+            self._info = info
+            waiting, self._waiting = self._waiting or [], None
+            self._write(waiting)
             records, self._records = self._records, empty_records()
             assert set(records) == set(KINDS)
             for kind in ENCODED_KINDS:  # the texts, for the state to take over
@@ -213,18 +272,36 @@ class SnapshotLoad:
                 records[kind] = EncodedValues(texts, odd)  # type: ignore[assignment]
             return records
 
-        return self._serially(commit).addCallbacks(installed, self._abandon)
+        return self._decoding.run(maybeDeferred, take).addErrback(self._abandon)
+
+    def commit(self) -> Deferred[None]:
+        """Once every record is in the store: commit the snapshot (after L{records})."""
+        info = self._info
+        if info is None:
+            raise SyncError("the snapshot's records were not taken")
+        d = self.run(self._guarded(self._bulk.commit), info.database_id, info.serial)
+        return d.addCallbacks(lambda _: self._bulk.installed(), self._abandon)
+
+    def finish(self, database_id: str, serial: int) -> Deferred[Records]:
+        """L{records}, then L{commit}; fires with the records."""
+
+        def commit(records: Records) -> Deferred[Records]:
+            return self.commit().addCallback(lambda _: records)
+
+        return self.records(database_id, serial).addCallback(commit)
 
     def abort(self, why: str) -> Deferred[None]:
         """Give up (the connection is gone, or the stream was refused): nothing is installed."""
         if self._failed is None:
             self._failed = SyncError(why)
-        self._records = empty_records()
-        return self._lock.run(self.run, self._bulk.abort)
+        self._records, self._waiting = empty_records(), []
+        return self.run(self._bulk.abort)
 
     def _abandon(self, failure: Any) -> Any:
-        self._records = empty_records()
-        self._lock.run(self.run, self._bulk.abort).addErrback(
+        if self._failed is None:
+            self._failed = failure.value
+        self._records, self._waiting = empty_records(), []
+        self.run(self._bulk.abort).addErrback(
             lambda f: self.log.failure("Could not roll back a snapshot", f)
         )
         return _as_sync_error(failure)

@@ -161,7 +161,8 @@ class IRegistryStore(Interface):
     def bulk_load() -> object:
         """
         A replacement of the whole database, filled from a worker thread
-        (C{begin}, C{add(rows)}, then C{commit(database_id, serial)} or
+        (C{begin}, C{add(rows)} or C{add_puts(kind, keys, values)}, then
+        C{commit(database_id, serial)} or
         C{abort()}), then C{installed()} on the store's thread: see
         L{gridreg.store.sqlite.SQLiteBulkLoad}.
         """

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections import deque
-from itertools import islice
+from collections.abc import Sequence
+from itertools import islice, repeat
 from typing import Any, Callable, TypeVar
 
 from zope.interface import implementer
@@ -162,7 +163,10 @@ class MemoryBulkLoad:
     def begin(self) -> None:
         self._records = empty_records()
 
-    def add(self, rows: list[tuple[str, str, str | None]], puts: bool = False) -> None:
+    def add_puts(self, kind: str, keys: Sequence[str], values: Sequence[str]) -> None:
+        self.add(list(zip(repeat(kind), keys, values)))
+
+    def add(self, rows: list[tuple[str, str, str | None]]) -> None:
         for kind, key, value in rows:
             if value is None:
                 self._records[kind].pop(key, None)

@@ -105,32 +105,65 @@ class SnapshotEncoder:
 
     def block(self, rows: Iterable[Row]) -> bytes:
         """One block of records (puts, and deletes where the value is None)."""
+        rows = list(rows)
+        if not rows:
+            return b""
+        kinds, keys, values = zip(*rows)
+        kind = kinds[0]
+        if kinds.count(kind) == len(kinds) and None not in values:
+            block = self._puts(kind, keys, values)
+            if block is not None:
+                return block
         ops = bytearray()
-        keys: list[bytes] = []
-        values: list[bytes] = []
+        encoded_keys: list[bytes] = []
+        encoded_values: list[bytes] = []
         for kind, key, value in rows:
             code = KIND_CODES[kind]
-            keys.append(key.encode("utf-8"))
+            encoded_keys.append(key.encode("utf-8"))
             if value is None:
                 ops.append((DELETE << 4) | code)
-                values.append(b"")
+                encoded_values.append(b"")
             else:
                 ops.append((PUT << 4) | code)
-                values.append(value.encode("utf-8"))
-        if not ops:
-            return b""
+                encoded_values.append(value.encode("utf-8"))
         body = b"".join(
             (
                 bytes(ops),
-                _u32_array([len(k) for k in keys]),
-                _u32_array([len(v) for v in values]),
-                *keys,
-                *values,
+                _u32_array([len(k) for k in encoded_keys]),
+                _u32_array([len(v) for v in encoded_values]),
+                *encoded_keys,
+                *encoded_values,
             )
         )
-        self.records += len(ops)
+        return self._pack(len(ops), body)
+
+    def _puts(self, kind: str, keys: Sequence[str], values: Sequence[str]) -> Optional[bytes]:
+        """
+        A block of puts of one kind (a page of the store, the bulk of a
+        snapshot) made from the columns joined: the same bytes as record
+        by record, in half the time. None unless every key and value is
+        ASCII (a character a byte, so the lengths are the strings').
+        """
+        key_text, value_text = "".join(keys), "".join(values)
+        key_bytes, value_bytes = key_text.encode("utf-8"), value_text.encode("utf-8")
+        if len(key_bytes) != len(key_text) or len(value_bytes) != len(value_text):
+            return None
+        count = len(keys)
+        body = b"".join(
+            (
+                bytes([(PUT << 4) | KIND_CODES[kind]]) * count,
+                _u32_array(list(map(len, keys))),
+                _u32_array(list(map(len, values))),
+                key_bytes,
+                value_bytes,
+            )
+        )
+        return self._pack(count, body)
+
+    def _pack(self, count: int, body: bytes) -> bytes:
+        self.records += count
         stored = zlib.compress(body, _LEVEL)
-        return _BLOCK.pack(b"B", len(ops), len(stored), len(body), zlib.crc32(body)) + stored
+        return _BLOCK.pack(b"B", count, len(stored), len(body), zlib.crc32(body)) + stored
 
     def trailer(self, serial: int) -> bytes:
         """The end, naming the serial the records bring the database to."""
@@ -170,7 +203,7 @@ class SnapshotDecoder:
             block = self._next_block()
             if block is None:
                 break
-            if block.rows:
+            if len(block):
                 blocks.append(block)
         if self.info is not None and self._buffer:
             raise SnapshotFormatError("corrupt snapshot: bytes after its end")
@@ -257,23 +290,34 @@ class Block:
     """
     One decoded block: its records in order, and, for a block of puts of
     one kind (the bulk of a snapshot), that kind with the keys and values
-    as columns, so a loader can take them without a loop per record.
+    as columns, so a loader can take them without a loop per record (the
+    rows of such a block are made only if asked for).
     """
 
-    __slots__ = ("rows", "kind", "keys", "values")
+    __slots__ = ("_rows", "kind", "keys", "values")
 
     def __init__(
         self,
-        rows: list[Row],
+        rows: Optional[list[Row]],
         kind: Optional[str] = None,
         keys: Sequence[str] = (),
         values: Sequence[str] = (),
     ) -> None:
-        self.rows = rows
+        self._rows = rows
         #: the kind of every record of a block of puts only, else None
         self.kind = kind
         self.keys = keys
         self.values = values
+
+    @property
+    def rows(self) -> list[Row]:
+        if self._rows is None:
+            assert self.kind is not None
+            self._rows = list(zip(repeat(self.kind), self.keys, self.values))
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.keys) if self._rows is None else len(self._rows)
 
 
 def _decode_block(body: bytes, count: int) -> Block:
@@ -305,7 +349,7 @@ def _decode_block(body: bytes, count: int) -> Block:
     if len(ops) == 1:
         op, kind = ops[0]
         if op == PUT:
-            return Block(list(zip(repeat(kind), keys, values)), kind, keys, values)
+            return Block(None, kind, keys, values)
         return Block(list(zip(repeat(kind), keys, repeat(None))))
     rows: list[Row] = [
         (kind, key, value if op == PUT else None)

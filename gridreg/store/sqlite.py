@@ -22,7 +22,8 @@ import threading
 import uuid
 from contextlib import contextmanager
 from importlib import resources
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any, Callable, Optional, TypeVar
 
 from zope.interface import implementer
@@ -493,14 +494,17 @@ class SQLiteBulkLoad:
             db.execute("DELETE FROM records")
             db.execute("DELETE FROM changes")
 
-    def add(self, rows: list[tuple[str, str, str | None]], puts: bool = False) -> None:
-        """Puts and deletes (a value of None), applied in order; C{puts}: only puts."""
+    def add_puts(self, kind: str, keys: Sequence[str], values: Sequence[str]) -> None:
+        """Records of one C{kind}, as columns (a block of a snapshot), without a row each."""
         with self.store._errors() as db:
-            if puts:
-                db.executemany(
-                    "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)", rows
-                )
-                return
+            db.executemany(
+                "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
+                zip(repeat(kind), keys, values),
+            )
+
+    def add(self, rows: list[tuple[str, str, str | None]]) -> None:
+        """Puts and deletes (a value of None), applied in order."""
+        with self.store._errors() as db:
             start = 0
             while start < len(rows):
                 deleting = rows[start][2] is None
