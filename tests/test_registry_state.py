@@ -309,6 +309,22 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(len(state.objects), 101)
 
 
+    def test_the_index_by_type_is_not_walked_by_collections(self) -> None:
+        """
+        The first query by type decodes every record; later full passes
+        walked all of them again.
+        """
+        state = RegistryState(random.Random(1))
+        mutations = [obj(f"o{i}", 1000 + i) for i in range(100)]
+        state.load({OBJECT: EncodedValues({m.key: encode_value(m) for m in mutations})})
+        self.assertEqual(len(state.objects_of_type("::Demo::Hello")), 100)
+        decoded = list(state.objects.values())
+        tracked = {id(o) for o in gc.get_objects()}
+        self.assertEqual([o for o in decoded if id(o) in tracked], [])
+        state.apply([obj("new", 2000)])
+        self.assertEqual(len(state.objects_of_type("::Demo::Hello")), 101)
+
+
 class ApplicationTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.state = RegistryState(random.Random(1))

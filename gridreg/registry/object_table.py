@@ -17,7 +17,7 @@ import gc
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import attrs
 
@@ -215,14 +215,21 @@ class ObjectTable(Mapping[Identity, StoredObject]):
         return [self._decoded(key, entries[key]) for key in keys]
 
     def _index_types(self) -> None:
-        """The index by type, from every record (the first query by type pays it)."""
+        """
+        The index by type, from every record (the first query by type pays
+        it), kept out of the collector's passes as the load is (L{_frozen}).
+        """
         by_type: dict[str, dict[str, None]] = {}
-        for key, entry in list(self._entries.items()):
-            stored = self._decoded(key, entry)
-            typed = by_type.get(stored.type)
-            if typed is None:
-                typed = by_type[stored.type] = {}
-            typed[key] = None
+
+        def index() -> None:
+            for key, entry in list(self._entries.items()):
+                stored = self._decoded(key, entry)
+                typed = by_type.get(stored.type)
+                if typed is None:
+                    typed = by_type[stored.type] = {}
+                typed[key] = None
+
+        _frozen(index)
         self._by_type = by_type
 
     # -- changing -----------------------------------------------------------------
@@ -286,6 +293,28 @@ class ObjectTable(Mapping[Identity, StoredObject]):
                     entries[canonical] = text
         _track(entries)
         self._entries = entries
+
+
+def _frozen(build: Callable[[], None]) -> None:
+    """
+    Run C{build}, which makes objects that live as long as the table (every
+    record decoded, for the index by type), and keep them out of the
+    collector's passes, as L{gridreg.registry.state.RegistryState.load}
+    keeps the loaded records: each full pass walked a million decoded
+    objects again (tens of milliseconds on whichever thread allocated).
+    A full pass first, so no garbage of the running registry is frozen
+    with them (the loaded state is frozen already: it walks the rest);
+    none during the build, which only adds objects that live on.
+    """
+    gc.collect()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        build()
+    finally:
+        if collecting:
+            gc.enable()
+    gc.freeze()
 
 
 def _track(entries: dict[str, _Entry]) -> None:
