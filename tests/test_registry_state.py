@@ -308,7 +308,6 @@ class CollectorTests(SynchronousTestCase):
         self.assertFalse(any(o is texts for o in gc.get_objects()))
         self.assertEqual(len(state.objects), 101)
 
-
     def test_the_index_by_type_is_not_walked_by_collections(self) -> None:
         """
         The first query by type decodes every record; later full passes

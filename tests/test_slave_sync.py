@@ -502,7 +502,10 @@ class ApplyTests(SlaveTests):
         """The state answered from it meanwhile: it goes back to what the store holds."""
         self.successResultOf(self.slave.apply_changes(self.store.database_id, self.payload(1)))
         encoder = SnapshotEncoder("db2", 7)
-        rows = [("object", put("x").key, json.dumps(put("x").value)), ("object", put("y").key, "[1]")]
+        rows = [
+            ("object", put("x").key, json.dumps(put("x").value)),
+            ("object", put("y").key, "[1]"),
+        ]
         data = encoder.header() + encoder.block(rows) + encoder.trailer(7)
         store = self.hold_the_store()
         answer = self.install(data, "db2", 7)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import zlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -87,6 +88,36 @@ class RoundTripTests(SynchronousTestCase):
                 ("object", [ROWS[1][1]], [ROWS[1][2]]),
             ],
         )
+
+    def test_a_page_of_puts_is_laid_out_as_every_block(self) -> None:
+        """
+        The master's pages are encoded from their joined columns when every
+        key and value is ASCII, record by record otherwise (UTF-8 lengths
+        are not the strings'): the layout is the module's either way.
+        """
+        ascii_page = [
+            (json.dumps(["c", f"o{i}"]), '{"proxy":"AQ==","type":"::T"}') for i in range(5)
+        ]
+        other_page = ascii_page[:2] + [(json.dumps(["c", "n\u00e9e"]), '{"type":"\u00c9t\u00e9"}')]
+        for page in (ascii_page, other_page):
+            block = SnapshotEncoder("db-1", 5).puts("object", page)
+            count, _, size, crc = struct.unpack_from("<IIII", block, 1)
+            body = zlib.decompress(block[17:])
+            keys = [key.encode("utf-8") for key, _ in page]
+            values = [value.encode("utf-8") for _, value in page]
+            expected = b"".join(
+                (
+                    bytes([0x12]) * len(page),  # put, object
+                    struct.pack(f"<{len(page)}I", *map(len, keys)),
+                    struct.pack(f"<{len(page)}I", *map(len, values)),
+                    *keys,
+                    *values,
+                )
+            )
+            self.assertEqual(
+                (count, size, body, crc), (len(page), len(body), expected, zlib.crc32(expected))
+            )
+        self.assertEqual(SnapshotEncoder("db-1", 5).puts("object", []), b"")
 
 
 class DamagedInputTests(SynchronousTestCase):

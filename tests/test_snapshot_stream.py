@@ -160,7 +160,8 @@ class SnapshotStreamTests(SynchronousTestCase):
         master = self.sqlite()
         self.fill(master, 10)
         encoder = SnapshotEncoder(master.database_id, master.serial)
-        rows = self.result(master.snapshot_rows(None, 100)) + [("object", '["c", "x"]', "[1]")]
+        page = self.result(master.snapshot_page("object", None, 100))
+        rows = [("object", key, value) for key, value in page] + [("object", '["c", "x"]', "[1]")]
         pieces = [encoder.header(), encoder.block(rows), encoder.trailer(master.serial)]
         for slave in (self.sqlite(), self.open(MemoryStore())):
             self.result(slave.commit([obj("mine")]))

@@ -34,7 +34,6 @@ from gridreg.store.records import (
 )
 from gridreg.store.snapshot_codec import (
     Block,
-    Row,
     SnapshotDecoder,
     SnapshotEncoder,
     SnapshotFormatError,
@@ -75,9 +74,11 @@ class SnapshotProducer:
         #: the serial the stream brings the slave to, once it is made
         self.serial = self.base_serial
         self._encoder = SnapshotEncoder(self.database_id, self.base_serial)
-        self._after: Optional[tuple[str, str]] = None
+        #: the kinds still to read, the one being read first, and its last key read
+        self._kinds = sorted(KINDS)
+        self._after: Optional[str] = None
         #: the page being read ahead, if any
-        self._ahead: Optional[Deferred[list[Row]]] = None
+        self._ahead: Optional[Deferred[list[tuple[str, str]]]] = None
         self._step: Callable[[], Deferred[Optional[bytes]]] = self._header
 
     def produce(self) -> Deferred[Optional[bytes]]:
@@ -88,17 +89,22 @@ class SnapshotProducer:
         self._ahead = self._read()
         return self.run(self._encoder.header)
 
-    def _read(self) -> Deferred[list[Row]]:
-        return self.store.snapshot_rows(self._after, self.page_rows)
+    def _read(self) -> Deferred[list[tuple[str, str]]]:
+        return self.store.snapshot_page(self._kinds[0], self._after, self.page_rows)
 
     def _page(self) -> Deferred[Optional[bytes]]:
-        def encode(rows: list[Row]) -> Deferred[Optional[bytes]]:
-            if not rows:
-                self._step = self._catch_up
-                return self._catch_up()
-            self._after = (rows[-1][0], rows[-1][1])
+        def encode(page: list[tuple[str, str]]) -> Deferred[Optional[bytes]]:
+            kind = self._kinds[0]
+            if not page:
+                del self._kinds[0]
+                self._after = None
+                if not self._kinds:
+                    self._step = self._catch_up
+                    return self._catch_up()
+                return self._page()
+            self._after = page[-1][0]
             self._ahead = self._read()
-            return self.run(self._encoder.block, rows)
+            return self.run(self._encoder.puts, kind, page)
 
         reading, self._ahead = self._ahead or self._read(), None
         return reading.addCallback(encode)

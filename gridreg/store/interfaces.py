@@ -11,7 +11,7 @@ store does its work on a worker thread, the memory store at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Optional
 
 from zope.interface import Attribute, Interface
 
@@ -149,13 +149,13 @@ class IRegistryStore(Interface):
         @return: a Deferred firing with a copy of the whole current state.
         """
 
-    def snapshot_rows(
-        after: tuple[str, str] | None, limit: int
-    ) -> Deferred[list[tuple[str, str, str]]]:
+    def snapshot_page(
+        kind: str, after: Optional[str], limit: int
+    ) -> Deferred[list[tuple[str, str]]]:
         """
-        Up to C{limit} records after C{(kind, key)} C{after} (from the first
-        with None), in (kind, key) order, as C{(kind, key, JSON text)}: a
-        snapshot read a page at a time, between commits.
+        Up to C{limit} records of C{kind} after key C{after} (from the
+        first with None), in key order, as C{(key, JSON text)}: a snapshot
+        read a page at a time, between commits.
         """
 
     def bulk_load() -> object:

@@ -122,26 +122,20 @@ class MemoryStore(SerialStore):
         records: Records = json.loads(json.dumps(self._records))
         return StoreState(self.database_id, self.serial, records)
 
-    def snapshot_rows(
-        self, after: tuple[str, str] | None, limit: int
-    ) -> Deferred[list[tuple[str, str, str]]]:
-        return maybeDeferred(self._snapshot_rows, after, limit)
+    def snapshot_page(
+        self, kind: str, after: str | None, limit: int
+    ) -> Deferred[list[tuple[str, str]]]:
+        return maybeDeferred(self._snapshot_page, kind, after, limit)
 
     def run_with_file(self, job: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run C{job} at once (there is no file, nor a thread of its own)."""
         return self._executor.submit(job, *args)
 
-    def _snapshot_rows(
-        self, after: tuple[str, str] | None, limit: int
-    ) -> list[tuple[str, str, str]]:
+    def _snapshot_page(self, kind: str, after: str | None, limit: int) -> list[tuple[str, str]]:
         self._check_open()
-        keys = sorted(
-            (kind, key)
-            for kind, values in self._records.items()
-            for key in values
-            if after is None or (kind, key) > after
-        )[:limit]
-        return [(kind, key, json.dumps(self._records[kind][key])) for kind, key in keys]
+        values = self._records[kind]
+        keys = sorted(key for key in values if after is None or key > after)[:limit]
+        return [(key, json.dumps(values[key])) for key in keys]
 
     def bulk_load(self) -> "MemoryBulkLoad":
         self._check_open()

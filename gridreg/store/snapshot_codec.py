@@ -137,6 +137,16 @@ class SnapshotEncoder:
         )
         return self._pack(len(ops), body)
 
+    def puts(self, kind: str, records: Sequence[tuple[str, str]]) -> bytes:
+        """One block of puts of C{kind}, from C{(key, JSON text)} pairs."""
+        if not records:
+            return b""
+        keys, values = zip(*records)
+        block = self._puts(kind, keys, values)
+        if block is None:
+            block = self.block([(kind, key, value) for key, value in records])
+        return block
+
     def _puts(self, kind: str, keys: Sequence[str], values: Sequence[str]) -> Optional[bytes]:
         """
         A block of puts of one kind (a page of the store, the bulk of a

@@ -422,29 +422,29 @@ class SQLiteStore(SerialStore):
         with self._errors() as db:
             return self._load(db)
 
-    def snapshot_rows(
-        self, after: tuple[str, str] | None, limit: int
-    ) -> Deferred[list[tuple[str, str, str]]]:
+    def snapshot_page(
+        self, kind: str, after: Optional[str], limit: int
+    ) -> Deferred[list[tuple[str, str]]]:
         # on the executor: a page is never read in the middle of a commit
-        return self._executor.submit(self._snapshot_rows, after, limit)
+        return self._executor.submit(self._snapshot_page, kind, after, limit)
 
     def run_with_file(self, job: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run C{job} where the file is used (the executor), after the work queued before."""
         return self._executor.submit(job, *args)
 
-    def _snapshot_rows(
-        self, after: tuple[str, str] | None, limit: int
-    ) -> list[tuple[str, str, str]]:
+    def _snapshot_page(self, kind: str, after: Optional[str], limit: int) -> list[tuple[str, str]]:
+        # one kind at a time: a column fewer to make a string of, a fifth of the read
         with self._errors() as db:
             if after is None:
                 cursor = db.execute(
-                    "SELECT kind, key, value FROM records ORDER BY kind, key LIMIT ?", (limit,)
+                    "SELECT key, value FROM records WHERE kind = ? ORDER BY key LIMIT ?",
+                    (kind, limit),
                 )
             else:
                 cursor = db.execute(
-                    "SELECT kind, key, value FROM records WHERE (kind, key) > (?, ?) "
-                    "ORDER BY kind, key LIMIT ?",
-                    (after[0], after[1], limit),
+                    "SELECT key, value FROM records WHERE kind = ? AND key > ? "
+                    "ORDER BY key LIMIT ?",
+                    (kind, after, limit),
                 )
             return cursor.fetchall()
 
