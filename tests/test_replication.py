@@ -257,17 +257,17 @@ class ReplicationTests(SynchronousTestCase):
         for i in range(300):
             self.successResultOf(self.master.database.add_object(hello(f"o{i}")))
         self.give_replica1_a_foreign_database("stale")
-        real_block = snapshot_stream.SnapshotEncoder.block
+        real_puts = snapshot_stream.SnapshotEncoder.puts  # how the master encodes its pages
         damaged: list[bool] = []
 
-        def damage_once(encoder: Any, rows: Any) -> bytes:
-            data = real_block(encoder, rows)
+        def damage_once(encoder: Any, kind: str, records: Any) -> bytes:
+            data = real_puts(encoder, kind, records)
             if damaged or not data:
                 return data
             damaged.append(True)
             return data[:-5] + bytes([data[-5] ^ 0xFF]) + data[-4:]
 
-        self.patch(snapshot_stream.SnapshotEncoder, "block", damage_once)
+        self.patch(snapshot_stream.SnapshotEncoder, "puts", damage_once)
         slave = self.grid.start("Replica1")
         self.grid.run_until(lambda: "Replica1" in self.master.master.live_slaves(), limit=30)
         self.assertEqual(damaged, [True])
