@@ -30,7 +30,6 @@ the whole heap on huge pages from the start, at 0.2 s of every start-up.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import sys
@@ -108,6 +107,9 @@ class LinuxMemory:
     """This process's memory, through C{/proc/self} and libc."""
 
     def __init__(self, libc: Any = None) -> None:
+        import ctypes  # here: a registry that never collapses does not load libffi
+
+        self._ctypes = ctypes
         self.libc = libc if libc is not None else ctypes.CDLL(None, use_errno=True)
         self.libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         self.libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
@@ -125,7 +127,7 @@ class LinuxMemory:
     def collapse(self, start: int, length: int) -> int:
         if self.libc.madvise(start, length, MADV_COLLAPSE) == 0:
             return 0
-        return ctypes.get_errno()
+        return int(self._ctypes.get_errno())
 
     def huge_kib(self) -> int:
         with open("/proc/self/smaps_rollup") as f:
