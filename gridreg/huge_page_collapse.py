@@ -21,7 +21,12 @@ arenas and heap that grow once the registry runs (nothing maps libraries
 between them then). L{HugePageCollapse} looks for such ranges a second
 after start-up and then every C{GridReg.HugePages.Collapse} seconds, on a
 worker thread, and collapses those that are at least 7/8 resident, so it
-adds at most 256 KiB of resident memory per 2 MiB. Nothing changes how
+adds at most 256 KiB of resident memory per 2 MiB. The kernel holds the
+process's memory map while it copies a range (0.3 ms; 6-8 ms on this
+virtual machine, whose host backs fresh memory lazily), which stalls a
+page fault or an arena allocation of the reactor meanwhile: so a pass
+collapses at most 8 ranges, 5 ms apart, and leaves the rest of a big
+heap to passes a second apart, and a range is copied once. Nothing changes how
 the process allocates; a kernel without C{MADV_COLLAPSE}, a machine with
 transparent huge pages off (C{never}) or C{GridReg.HugePages.Collapse=0}
 leaves it as it was. C{GridReg.HugePages=1} (L{gridreg.huge_pages}) puts
@@ -33,12 +38,12 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -62,8 +67,13 @@ HUGE_PAGE = 2 << 20
 PAGE = 4096
 #: a range is collapsed when at least this share of its pages is resident
 DENSE = 7 / 8
-#: the first pass, after start-up (seconds)
+#: the first pass, after start-up, and the next while ranges are left (seconds)
 FIRST_PASS = 1.0
+#: ranges collapsed per pass, and the pause between two (seconds): the kernel holds
+#: the process's memory map while it copies a range (0.3-8 ms), so a pass lets the
+#: reactor run between ranges and leaves the rest of a big heap to the next passes
+PER_PASS = 8
+PAUSE = 0.005
 _RESIDENT = bytes(i & 1 for i in range(256))  # mincore: only bit 0 is defined
 
 log = Logger("gridreg.huge_page_collapse")
@@ -143,10 +153,12 @@ class CollapsePass:
 
     #: aligned ranges inside anonymous mappings
     ranges: int = 0
-    #: of those, resident enough to collapse
-    dense: int = 0
-    #: dense ranges the kernel now holds on a huge page (collapsed now or before)
+    #: ranges on a huge page (collapsed by this pass or an earlier one)
     collapsed: int = 0
+    #: ranges this pass collapsed
+    moved: int = 0
+    #: dense ranges left for the next pass (it had collapsed its limit)
+    pending: bool = False
     #: the kernel cannot collapse at all (no MADV_COLLAPSE: EINVAL on a plain range)
     unsupported: bool = False
     #: the last errno of a range the kernel refused for now (EAGAIN, ENOMEM), or 0
@@ -155,20 +167,40 @@ class CollapsePass:
     huge_kib: int = 0
 
 
-def collapse(memory: Memory, dense: float = DENSE, huge: int = HUGE_PAGE) -> CollapsePass:
-    """One pass over C{memory}: collapse every dense aligned anonymous range."""
+def collapse(
+    memory: Memory,
+    done: set[int],
+    limit: int = PER_PASS,
+    pause: Callable[[], None] = lambda: None,
+    dense: float = DENSE,
+    huge: int = HUGE_PAGE,
+) -> CollapsePass:
+    """
+    One pass over C{memory}: collapse dense aligned anonymous ranges not in
+    C{done} (those collapsed before; added to as it goes), at most C{limit}
+    of them, calling C{pause} between two.
+    """
     result = CollapsePass()
     threshold = dense * (huge // PAGE)
     for start in windows(memory.maps(), huge):
         result.ranges += 1
+        if start in done:
+            result.collapsed += 1
+            continue
         resident = memory.resident(start, huge)
         if resident is None or resident < threshold:
             continue
-        result.dense += 1
+        if result.moved == limit:
+            result.pending = True  # the next pass comes sooner
+            break
+        if result.moved:
+            pause()
         error = memory.collapse(start, huge)
         if error == 0:
+            done.add(start)
+            result.moved += 1
             result.collapsed += 1
-        elif error == errno.EINVAL and result.collapsed == 0:
+        elif error == errno.EINVAL and not done:
             # a plain private anonymous range: the kernel has no MADV_COLLAPSE
             result.unsupported = True
             break
@@ -190,9 +222,10 @@ def available(platform: Optional[str] = None, thp: Optional[bool] = None) -> Opt
 class HugePageCollapse(Service):
     """
     Collapses the process's dense anonymous memory L{FIRST_PASS} seconds
-    after it starts and every C{interval} seconds after that, each pass on
-    a worker thread (C{run}; a test passes one that runs it at once).
-    Stops by itself when the kernel cannot.
+    after it starts and every C{interval} seconds after that (every
+    L{FIRST_PASS} while a pass leaves ranges for the next), each pass on a
+    worker thread (C{run}; a test passes one that runs it at once), with a
+    C{pause} between two ranges. Stops by itself when the kernel cannot.
     """
 
     def __init__(
@@ -202,44 +235,45 @@ class HugePageCollapse(Service):
         memory: Optional[Memory] = None,
         run: Optional[Callable[[Callable[[], CollapsePass]], Deferred[CollapsePass]]] = None,
         first_pass: float = FIRST_PASS,
+        pause: Callable[[], None] = lambda: time.sleep(PAUSE),
+        per_pass: int = PER_PASS,
     ) -> None:
         self.clock = clock
         self.interval = interval
         self.first_pass = first_pass
         self._memory = memory
         self._run = run or deferToThread
-        self._loop: Optional[LoopingCall] = None
-        self._first: Any = None
+        self._pause = pause
+        self.per_pass = per_pass
+        self._next: Any = None
         self._running: Optional[Deferred[Any]] = None
         self._logged_kib = 0
+        #: ranges collapsed so far
+        self._done: set[int] = set()
         #: the last pass's result
         self.last: Optional[CollapsePass] = None
 
     def startService(self) -> None:
         super().startService()
-        self._first = self.clock.callLater(self.first_pass, self._begin)
+        self._schedule(self.first_pass)
 
-    def _begin(self) -> None:
-        self._first = None
-        self._loop = LoopingCall(self._pass)
-        self._loop.clock = self.clock
-        self._loop.start(self.interval, now=True).addErrback(
-            lambda f: log.failure("The huge page pass stopped", f)
-        )
+    def _schedule(self, delay: float) -> None:
+        if self.running:
+            self._next = self.clock.callLater(delay, self._pass)
 
-    def _pass(self) -> Deferred[Any]:
+    def _pass(self) -> None:
+        self._next = None
         if self._memory is None:
             self._memory = LinuxMemory()
-        memory = self._memory
-        d = self._running = self._run(lambda: collapse(memory))
-        d.addCallbacks(self._done, self._failed)  # a failed pass is logged, the loop goes on
+        memory, done, pause, limit = self._memory, self._done, self._pause, self.per_pass
+        d = self._running = self._run(lambda: collapse(memory, done, limit, pause))
+        d.addCallbacks(self._done_pass, self._failed)  # a failed pass is logged, and retried
         d.addBoth(self._settled)
-        return d
 
     def _settled(self, result: None) -> None:
         self._running = None
 
-    def _done(self, result: CollapsePass) -> None:
+    def _done_pass(self, result: CollapsePass) -> None:
         self.last = result
         if result.unsupported:
             log.info(
@@ -247,8 +281,8 @@ class HugePageCollapse(Service):
                 "Linux 6.1 or later): {property} does nothing here",
                 property=PROPERTY,
             )
-            self._stop_loop()
             return
+        self._schedule(self.first_pass if result.pending else self.interval)
         huge_mib = result.huge_kib / 1024
         if result.huge_kib >= self._logged_kib + HUGE_PAGE // 1024:
             log.info(
@@ -263,10 +297,11 @@ class HugePageCollapse(Service):
             self._logged_kib = result.huge_kib
         else:
             log.debug(
-                "Huge page pass: {collapsed} of {dense} dense ranges collapsed, "
+                "Huge page pass: {moved} ranges collapsed, {collapsed} of {ranges} in all, "
                 "{huge_mib:.0f} MiB on huge pages",
+                moved=result.moved,
                 collapsed=result.collapsed,
-                dense=result.dense,
+                ranges=result.ranges,
                 huge_mib=huge_mib,
             )
         if result.refused:
@@ -279,18 +314,13 @@ class HugePageCollapse(Service):
         log.failure(
             "A huge page pass failed; trying again in {interval} s", failure, interval=self.interval
         )
-
-    def _stop_loop(self) -> None:
-        if self._first is not None and self._first.active():
-            self._first.cancel()
-        self._first = None
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
+        self._schedule(self.interval)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        self._stop_loop()
+        if self._next is not None and self._next.active():
+            self._next.cancel()
+        self._next = None
         running = self._running
         if running is None:
             return succeed(None)

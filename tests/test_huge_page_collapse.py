@@ -96,16 +96,16 @@ class CollapseTests(SynchronousTestCase):
         memory = FakeMemory(
             {heap[0]: PAGES, heap[1]: PAGES * 7 // 8, heap[2]: PAGES * 7 // 8 - 1, 0x1A00000: 3}
         )  # heap[3]: not mapped any more
-        result = collapse(memory)
+        result = collapse(memory, set())
         self.assertEqual(memory.collapsed, [heap[0], heap[1]])
-        self.assertEqual((result.ranges, result.dense, result.collapsed), (5, 2, 2))
+        self.assertEqual((result.ranges, result.moved, result.collapsed), (5, 2, 2))
         self.assertEqual(result.huge_kib, 4096)
         self.assertFalse(result.unsupported)
 
     def test_no_madvise_collapse(self) -> None:
         """A kernel before 6.1 answers EINVAL for a plain range: the pass says so and stops."""
         memory = FakeMemory({0x600000: PAGES, 0x800000: PAGES}, {0x600000: errno.EINVAL})
-        result = collapse(memory)
+        result = collapse(memory, set())
         self.assertTrue(result.unsupported)
         self.assertEqual(memory.collapsed, [])
 
@@ -115,10 +115,29 @@ class CollapseTests(SynchronousTestCase):
             {0x600000: PAGES, 0x800000: PAGES, 0xA00000: PAGES},
             {0x600000: errno.EAGAIN, 0x800000: errno.ENOMEM},
         )
-        result = collapse(memory)
+        result = collapse(memory, set())
         self.assertEqual(memory.collapsed, [0xA00000])
         self.assertEqual(result.refused, errno.ENOMEM)
         self.assertFalse(result.unsupported)
+
+    def test_paced(self) -> None:
+        """
+        The kernel holds the memory map while it copies a range: a pass
+        pauses between two ranges, collapses at most its limit and says it
+        left some; the next one goes on from there, without copying again
+        what is on huge pages already.
+        """
+        heap = [0x600000, 0x800000, 0xA00000, 0xC00000]
+        memory = FakeMemory({start: PAGES for start in heap})
+        pauses: list[int] = []
+        done: set[int] = set()
+        first = collapse(memory, done, limit=3, pause=lambda: pauses.append(len(memory.collapsed)))
+        self.assertEqual(memory.collapsed, heap[:3])
+        self.assertEqual(pauses, [1, 2])  # between two ranges, not before the first
+        self.assertTrue(first.pending)
+        second = collapse(memory, done, limit=3)
+        self.assertEqual(memory.collapsed, heap)
+        self.assertEqual((second.moved, second.collapsed, second.pending), (1, 4, False))
 
     def test_available(self) -> None:
         self.assertIsNone(available("linux", thp=True))
@@ -140,7 +159,9 @@ class ServiceTests(SynchronousTestCase):
     def service(
         self, run: Optional[Callable[..., Deferred[CollapsePass]]] = None
     ) -> HugePageCollapse:
-        service = HugePageCollapse(self.clock, 30, memory=self.memory, run=run or self.run_now)
+        service = HugePageCollapse(
+            self.clock, 30, memory=self.memory, run=run or self.run_now, pause=lambda: None
+        )
         service.startService()
         self.addCleanup(service.stopService)
         return service
@@ -154,6 +175,25 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(self.passes, 1)
         self.clock.advance(30)
         self.assertEqual(self.passes, 2)
+
+    def test_ranges_left_come_sooner(self) -> None:
+        """A heap too big for one pass is collapsed a second later, not an interval later."""
+        self.memory.pages = {start: PAGES for start in (0x600000, 0x800000, 0xA00000, 0xC00000)}
+        self.memory.lines = MAPS[:1]
+        service = HugePageCollapse(
+            self.clock, 30, memory=self.memory, run=self.run_now, pause=lambda: None, per_pass=3
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.clock.advance(1)
+        self.assertEqual(len(self.memory.collapsed), 3)
+        self.clock.advance(1)
+        self.assertEqual(len(self.memory.collapsed), 4)
+        self.assertEqual(self.passes, 2)
+        self.clock.advance(29)
+        self.assertEqual(self.passes, 2)
+        self.clock.advance(1)
+        self.assertEqual(self.passes, 3)
 
     def test_logged_once_it_moved_memory(self) -> None:
         """An operator learns how much moved; later passes that move nothing stay quiet."""
