@@ -197,8 +197,27 @@ def read_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
+def memory_mib(pid: int) -> dict[str, float]:
+    """The process's anonymous memory and its part on huge pages, MiB."""
+    found = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("Anonymous", "AnonHugePages"):
+                found[key] = int(line.split()[1]) / 1024
+    return {
+        "master_anon_mib": found.get("Anonymous", 0.0),
+        "master_huge_mib": found.get("AnonHugePages", 0.0),
+    }
+
+
 async def run_ice_client(
-    reactor: Any, grid: Grid, client: str, signal: str, args: argparse.Namespace
+    reactor: Any,
+    grid: Grid,
+    client: str,
+    signal: str,
+    args: argparse.Namespace,
+    info: dict[str, Any] | None = None,
 ) -> tuple[list[Call], float, float]:
     """Run the real Ice client; signal the master mid-run. Returns calls, signal time, end."""
     duration = args.duration_stop if signal == "STOP" else args.duration_kill
@@ -218,6 +237,8 @@ async def run_ice_client(
         if started["event"] != "started":
             raise RuntimeError(f"the Ice client made no successful call: {started}")
         await deferLater(reactor, args.kill_after)
+        if info is not None:
+            info.update(memory_mib(grid.pid(MASTER)))
         signalled = time.monotonic()
         grid.signal(MASTER, signal)
         result = await process.next_event("result", duration + 30)
@@ -267,6 +288,8 @@ async def run_locator_client(
                     info["round_trip_p90_ms"] = (
                         live.latency.percentile(0.9) or 0.0  # type: ignore[attr-defined]
                     ) * 1000
+                if info is not None:
+                    info.update(memory_mib(grid.pid(MASTER)))
                 signalled = time.monotonic()
                 grid.signal(MASTER, signal)
             start = time.monotonic()
@@ -379,7 +402,7 @@ async def scenario(
                 reactor, grid, signal, args, hedging=client == "gridreg.client", info=info
             )
         else:
-            calls, signalled, end = await run_ice_client(reactor, grid, client, signal, args)
+            calls, signalled, end = await run_ice_client(reactor, grid, client, signal, args, info)
     finally:
         if watch is not None:
             watch.close()
@@ -417,6 +440,12 @@ async def scenario(
             ", then the slave connected/validated/answered after {connected:.1f}/"
             "{validated:.1f}/{replied:.1f} ms".format(**result["slave_probe_ms"])
             if "slave_probe_ms" in result
+            else ""
+        )
+        + (
+            f", master's anonymous memory {info['master_anon_mib']:.0f} MiB "
+            f"({info['master_huge_mib']:.0f} on huge pages)"
+            if "master_anon_mib" in info
             else ""
         )
         + (

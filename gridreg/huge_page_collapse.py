@@ -222,8 +222,9 @@ def available(platform: Optional[str] = None, thp: Optional[bool] = None) -> Opt
 class HugePageCollapse(Service):
     """
     Collapses the process's dense anonymous memory L{FIRST_PASS} seconds
-    after it starts and every C{interval} seconds after that (every
-    L{FIRST_PASS} while a pass leaves ranges for the next), each pass on a
+    after it starts, then again after twice as long each time a pass finds
+    nothing to do, up to every C{interval} seconds (after L{FIRST_PASS}
+    again when a pass moved something or left ranges), each pass on a
     worker thread (C{run}; a test passes one that runs it at once), with a
     C{pause} between two ranges. Stops by itself when the kernel cannot.
     """
@@ -245,6 +246,7 @@ class HugePageCollapse(Service):
         self._run = run or deferToThread
         self._pause = pause
         self.per_pass = per_pass
+        self._delay = first_pass
         self._next: Any = None
         self._running: Optional[Deferred[Any]] = None
         self._logged_kib = 0
@@ -282,7 +284,13 @@ class HugePageCollapse(Service):
                 property=PROPERTY,
             )
             return
-        self._schedule(self.first_pass if result.pending else self.interval)
+        # a registry's memory grows most just after start-up (its slaves, nodes and
+        # clients come): look again soon, then less and less often
+        if result.pending or result.moved:
+            self._delay = self.first_pass
+        else:
+            self._delay = min(self.interval, self._delay * 2)
+        self._schedule(self._delay)
         huge_mib = result.huge_kib / 1024
         if result.huge_kib >= self._logged_kib + HUGE_PAGE // 1024:
             log.info(

@@ -150,10 +150,12 @@ class ServiceTests(SynchronousTestCase):
         self.clock = Clock()
         self.memory = FakeMemory({0x600000: PAGES})
         self.passes = 0
+        self.times: list[float] = []
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def run_now(self, work: Callable[[], CollapsePass]) -> Deferred[CollapsePass]:
         self.passes += 1
+        self.times.append(round(self.clock.seconds(), 1))
         return succeed(work())
 
     def service(
@@ -167,14 +169,14 @@ class ServiceTests(SynchronousTestCase):
         return service
 
     def test_schedule(self) -> None:
-        """The first pass a second after start-up, then one every interval."""
+        """
+        The first pass a second after start-up, the next a second after one
+        that moved memory, then twice as long after each that found nothing,
+        up to the interval.
+        """
         self.service()
-        self.clock.advance(0.9)
-        self.assertEqual(self.passes, 0)
-        self.clock.advance(0.1)
-        self.assertEqual(self.passes, 1)
-        self.clock.advance(30)
-        self.assertEqual(self.passes, 2)
+        self.clock.pump([0.5] * 260)
+        self.assertEqual(self.times, [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 62.0, 92.0, 122.0])
 
     def test_ranges_left_come_sooner(self) -> None:
         """A heap too big for one pass is collapsed a second later, not an interval later."""
@@ -189,11 +191,8 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(len(self.memory.collapsed), 3)
         self.clock.advance(1)
         self.assertEqual(len(self.memory.collapsed), 4)
-        self.assertEqual(self.passes, 2)
-        self.clock.advance(29)
-        self.assertEqual(self.passes, 2)
-        self.clock.advance(1)
-        self.assertEqual(self.passes, 3)
+        self.clock.pump([0.5] * 8)
+        self.assertEqual(self.times, [1.0, 2.0, 3.0, 5.0])
 
     def test_logged_once_it_moved_memory(self) -> None:
         """An operator learns how much moved; later passes that move nothing stay quiet."""
