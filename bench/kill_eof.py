@@ -168,7 +168,10 @@ if mib:
     if mode == "2m":
         libc = ctypes.CDLL(None, use_errno=True)
         libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        if libc.madvise(start, mib << 20, 25):  # MADV_COLLAPSE
+        for attempt in range(10):  # EAGAIN: a page was busy; try again
+            if libc.madvise(start, mib << 20, 25) == 0:  # MADV_COLLAPSE
+                break
+        else:
             raise SystemExit(f"MADV_COLLAPSE failed: errno {ctypes.get_errno()}")
 server = socket.socket()
 server.bind(("127.0.0.1", 0))
