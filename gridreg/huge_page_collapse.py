@@ -16,17 +16,19 @@ Linux 6.1's C{MADV_COLLAPSE} copies an already-populated, 2 MiB-aligned
 range into one huge page in place, whatever the machine's THP setting
 (C{madvise} here) says about new faults. CPython's own arenas are 1 MiB
 mappings, mostly between shared libraries, so few of them hold a whole
-aligned range; the C heap does (half the idle registry), and so do the
-arenas and heap that grow once the registry runs (nothing maps libraries
-between them then). L{HugePageCollapse} looks for such ranges a second
-after start-up and then every C{GridReg.HugePages.Collapse} seconds, on a
-worker thread, and collapses those that are at least 7/8 resident, so it
-adds at most 256 KiB of resident memory per 2 MiB. The kernel holds the
-process's memory map while it copies a range (0.3 ms; 6-8 ms on this
-virtual machine, whose host backs fresh memory lazily), which stalls a
-page fault or an arena allocation of the reactor meanwhile: so a pass
-collapses at most 8 ranges, 5 ms apart, and leaves the rest of a big
-heap to passes a second apart, and a range is copied once. Nothing changes how
+aligned range; the C heap does (a quarter of the idle registry), and so
+do the arenas and heap that grow once the registry runs (nothing maps
+libraries between them then): 8-12 MiB of an idle master.
+L{HugePageCollapse} looks for such ranges a second after start-up, again
+soon while memory moves, then less and less often up to every
+C{GridReg.HugePages.Collapse} seconds, on a worker thread, and collapses
+those that are at least 7/8 resident, so it adds at most 256 KiB of
+resident memory per 2 MiB. The kernel holds the process's memory map while
+it copies a range (0.9-10 ms on this virtual machine, whose host backs
+fresh memory lazily), which stalls a page fault or an arena allocation of
+the reactor meanwhile: so a pass collapses at most 8 ranges, 5 ms apart,
+leaves the rest of a big heap to the next pass a second later, and copies
+a range once. Nothing changes how
 the process allocates; a kernel without C{MADV_COLLAPSE}, a machine with
 transparent huge pages off (C{never}) or C{GridReg.HugePages.Collapse=0}
 leaves it as it was. C{GridReg.HugePages=1} (L{gridreg.huge_pages}) puts
@@ -70,7 +72,7 @@ DENSE = 7 / 8
 #: the first pass, after start-up, and the next while ranges are left (seconds)
 FIRST_PASS = 1.0
 #: ranges collapsed per pass, and the pause between two (seconds): the kernel holds
-#: the process's memory map while it copies a range (0.3-8 ms), so a pass lets the
+#: the process's memory map while it copies a range (0.9-10 ms here), so a pass lets the
 #: reactor run between ranges and leaves the rest of a big heap to the next passes
 PER_PASS = 8
 PAUSE = 0.005

@@ -91,8 +91,8 @@ class HedgePolicy:
     takes to close its connections (it frees the process's memory first):
     so a request sent to a master that was just killed is answered by the
     next replica after about 1 ms whichever registry it is, instead of
-    after the dying master's EOF. On an idle loopback this hedged under 1%
-    of the requests in C{bench.failover} (with a 3 ms floor: about 0.5%).
+    after the dying master's EOF. In C{bench.failover} (loopback, a shared
+    machine) it hedged 0.1-0.4% of the requests (with a 3 ms floor 0-0.3%).
     """
 
     def __init__(

@@ -71,9 +71,9 @@ class RegistryConfig:
     #: that a killed registry's connections close sooner (gridreg.huge_pages); off by
     #: default: the second start costs about 0.2 s of every start-up
     huge_pages: bool = False
-    #: GridReg.HugePages.Collapse: seconds between the passes that move the process's
-    #: dense anonymous memory onto huge pages in place (gridreg.huge_page_collapse), the
-    #: first a second after start-up; 0 for none
+    #: GridReg.HugePages.Collapse: the longest time (seconds) between the passes that
+    #: move the process's dense anonymous memory onto huge pages in place
+    #: (gridreg.huge_page_collapse), the first a second after start-up; 0 for none
     huge_page_collapse: int = 30
     #: GridReg.Replication.EpochCheckInterval: how often a master asks the replicas that
     #: are not its live slaves whether a newer master exists (seconds)
