@@ -26,7 +26,7 @@ Clients:
     endpoint timeout for the ValidateConnection that never comes);
   - C{gridreg.client}: L{gridreg.client.LocatorClient} in this process
     (C{request_timeout} 0.5 s, no cache, hedging as by default: a request
-    unanswered after max(3 x p90 round trip, 5 ms), at most 50 ms, goes
+    unanswered after max(3 x p90 round trip, 1 ms), at most 50 ms, goes
     to the slave too);
   - C{gridreg.client-nohedge}: the same with C{hedging=False}.
 
@@ -35,10 +35,15 @@ A run in which the client never recovers ends after C{--duration-stop}
 least" the time since its last success.
 
 With C{--huge-pages}, gridreg runs a second time as C{gridreg-2m}, with
-C{GridReg.HugePages=1} (L{gridreg.huge_pages}), beside the default.
+C{GridReg.HugePages=1} (L{gridreg.huge_pages}), beside the default; with
+C{--no-collapse}, as C{gridreg-4k}, with C{GridReg.HugePages.Collapse=0}
+(none of its memory moved onto huge pages, L{gridreg.huge_page_collapse}).
+C{--hedge-floor} sets C{gridreg.client}'s least hedge delay (ms; the
+default is L{HedgePolicy}'s).
 
     python -m bench.failover [--clients ice,ice-acm,ice-acm-it,ice-acm-ct,gridreg.client]
-                             [--signals KILL,STOP] [--huge-pages]
+                             [--signals KILL,STOP] [--huge-pages] [--no-collapse]
+                             [--hedge-floor MS]
                              [--kill-after 2] [--duration-stop 20] [--repeats 1]
                              [--json FILE]
 """
@@ -47,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import statistics
 import tempfile
 import threading
 import time
@@ -78,13 +84,22 @@ from bench._harness import (
     table,
     write_json,
 )
+from bench.pipeline import captured_request
 from gridreg.client import LocatorClient
+from gridreg.client.hedging import HedgePolicy
 from tests._processes import ICE_PYTHON, IceServer, LineProcess, ice_env, start_ice_server
 
 CLIENTS = ("ice", "ice-acm", "ice-acm-it", "ice-acm-ct", "gridreg.client", "gridreg.client-nohedge")
 SIGNALS = ("KILL", "STOP")
 #: gridreg with GridReg.HugePages=1 (gridreg.huge_pages), with --huge-pages
 HUGE_PAGES = "gridreg-2m"
+#: gridreg with GridReg.HugePages.Collapse=0 (gridreg.huge_page_collapse), with --no-collapse
+NO_COLLAPSE = "gridreg-4k"
+#: the extra properties of gridreg's variants
+VARIANTS = {
+    HUGE_PAGES: {"GridReg.HugePages": "1"},
+    NO_COLLAPSE: {"GridReg.HugePages.Collapse": "0"},
+}
 ADAPTER = "HelloAdapter"
 SLAVE = "Replica1"
 ICE_PROPERTIES = {
@@ -130,7 +145,11 @@ class EofWatch:
     is known in this process's clock beside the client's gap.
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, probe: tuple[int, bytes] | None = None) -> None:
+        #: with C{probe} (the slave's client port, a request): once the master's
+        #: connection closes, a new connection to the slave sends the request
+        self.probe = probe
+        self.probed: dict[str, float] = {}
         self.sock = socket.create_connection((LOOPBACK, port), timeout=5)
         received = b""
         while len(received) < 14:  # Ice's ValidateConnection
@@ -149,14 +168,56 @@ class EofWatch:
         except OSError:
             pass  # reset: closed all the same
         self.closed_at = time.monotonic()
+        if self.probe is not None:
+            self._probe(*self.probe)
+
+    def _probe(self, port: int, request: bytes) -> None:
+        """What a client failing over sees of the slave: connect, validation, one reply."""
+        with socket.create_connection((LOOPBACK, port), timeout=5) as sock:
+            self.probed["connected"] = time.monotonic()
+            read_exactly(sock, 14)
+            self.probed["validated"] = time.monotonic()
+            sock.sendall(request)
+            header = read_exactly(sock, 14)
+            read_exactly(sock, int.from_bytes(header[10:14], "little") - 14)
+            self.probed["replied"] = time.monotonic()
 
     def close(self) -> None:
         self.sock.close()
         self.thread.join(5)
 
 
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise RuntimeError("the slave closed the probe's connection")
+        data += chunk
+    return data
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """The process's anonymous memory and its part on huge pages, MiB."""
+    found = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("Anonymous", "AnonHugePages"):
+                found[key] = int(line.split()[1]) / 1024
+    return {
+        "master_anon_mib": found.get("Anonymous", 0.0),
+        "master_huge_mib": found.get("AnonHugePages", 0.0),
+    }
+
+
 async def run_ice_client(
-    reactor: Any, grid: Grid, client: str, signal: str, args: argparse.Namespace
+    reactor: Any,
+    grid: Grid,
+    client: str,
+    signal: str,
+    args: argparse.Namespace,
+    info: dict[str, Any] | None = None,
 ) -> tuple[list[Call], float, float]:
     """Run the real Ice client; signal the master mid-run. Returns calls, signal time, end."""
     duration = args.duration_stop if signal == "STOP" else args.duration_kill
@@ -176,6 +237,8 @@ async def run_ice_client(
         if started["event"] != "started":
             raise RuntimeError(f"the Ice client made no successful call: {started}")
         await deferLater(reactor, args.kill_after)
+        if info is not None:
+            info.update(memory_mib(grid.pid(MASTER)))
         signalled = time.monotonic()
         grid.signal(MASTER, signal)
         result = await process.next_event("result", duration + 30)
@@ -204,6 +267,9 @@ async def run_locator_client(
         cache_timeout=0,
         request_timeout=0.5,
         hedging=hedging,
+        hedge_policy=(
+            HedgePolicy(floor=args.hedge_floor / 1000) if args.hedge_floor is not None else None
+        ),
     )
     locator.startService()
     calls: list[Call] = []
@@ -222,6 +288,8 @@ async def run_locator_client(
                     info["round_trip_p90_ms"] = (
                         live.latency.percentile(0.9) or 0.0  # type: ignore[attr-defined]
                     ) * 1000
+                if info is not None:
+                    info.update(memory_mib(grid.pid(MASTER)))
                 signalled = time.monotonic()
                 grid.signal(MASTER, signal)
             start = time.monotonic()
@@ -303,13 +371,13 @@ async def scenario(
 ) -> dict[str, Any]:
     grid = Grid(
         reactor,
-        "gridreg" if kind == HUGE_PAGES else kind,
+        "gridreg" if kind in VARIANTS else kind,
         root / f"{kind}-{client}-{signal}",
         [MASTER, SLAVE],
         args.gridreg_internal,
     )
-    if kind == HUGE_PAGES:
-        grid.extra = {name: {"GridReg.HugePages": "1"} for name in (MASTER, SLAVE)}
+    if kind in VARIANTS:
+        grid.extra = {name: dict(VARIANTS[kind]) for name in (MASTER, SLAVE)}
     server: IceServer | None = None
     watch: EofWatch | None = None
     info: dict[str, Any] = {}
@@ -325,13 +393,16 @@ async def scenario(
         track(reactor, server.process)
         await probe_adapter(reactor, grid.client_port(SLAVE), ADAPTER, timeout=30)
         if signal == "KILL":
-            watch = EofWatch(grid.client_port(MASTER))
+            probe = None
+            if args.slave_probe:
+                probe = (grid.client_port(SLAVE), bytes.fromhex(captured_request()))
+            watch = EofWatch(grid.client_port(MASTER), probe)
         if client.startswith("gridreg.client"):
             calls, signalled, end = await run_locator_client(
                 reactor, grid, signal, args, hedging=client == "gridreg.client", info=info
             )
         else:
-            calls, signalled, end = await run_ice_client(reactor, grid, client, signal, args)
+            calls, signalled, end = await run_ice_client(reactor, grid, client, signal, args, info)
     finally:
         if watch is not None:
             watch.close()
@@ -343,6 +414,11 @@ async def scenario(
     result.update(info)
     if watch is not None and watch.closed_at is not None:
         result["master_eof_ms"] = (watch.closed_at - signalled) * 1000
+        if "replied" in watch.probed:
+            # from the master's EOF: what the slave costs a client that fails over
+            result["slave_probe_ms"] = {
+                k: (v - watch.closed_at) * 1000 for k, v in watch.probed.items()
+            }
     gap = fmt(result["gap_s"] * 1000, ".0f")
     recovered = result["recovered_after_s"]
     out(
@@ -358,6 +434,18 @@ async def scenario(
         + (
             f", master's EOF {result['master_eof_ms']:.1f} ms after the signal"
             if "master_eof_ms" in result
+            else ""
+        )
+        + (
+            ", then the slave connected/validated/answered after {connected:.1f}/"
+            "{validated:.1f}/{replied:.1f} ms".format(**result["slave_probe_ms"])
+            if "slave_probe_ms" in result
+            else ""
+        )
+        + (
+            f", master's anonymous memory {info['master_anon_mib']:.0f} MiB "
+            f"({info['master_huge_mib']:.0f} on huge pages)"
+            if "master_anon_mib" in info
             else ""
         )
         + (
@@ -377,6 +465,15 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     median["gap_max_s"] = ordered[-1]["gap_s"]
     median["gap_max_is_lower_bound"] = ordered[-1]["gap_is_lower_bound"]
     median["errors_max"] = max(r["errors"] for r in runs)
+    eofs = [r["master_eof_ms"] for r in runs if "master_eof_ms" in r]
+    if eofs:
+        median["master_eof_ms_median"] = statistics.median(eofs)
+    probes = [r["slave_probe_ms"]["replied"] for r in runs if "slave_probe_ms" in r]
+    if probes:
+        median["slave_probe_replied_ms_median"] = statistics.median(probes)
+    hedges = [r["hedges"] for r in runs if "hedges" in r]
+    if hedges:
+        median["hedges_total"] = sum(hedges)
     median["runs"] = runs
     return median
 
@@ -441,11 +538,38 @@ def report(
                 row.append(cell)
             rows.append(row)
     out(table(headers, rows))
+    eof_rows = []
+    for client in clients:
+        for signal in signals:
+            key = f"{client} {signal}"
+            cells = [results[kind].get(key) or {} for kind in kinds]
+            if any("master_eof_ms_median" in c or "hedges_total" in c for c in cells):
+                eof_rows.append(
+                    [f"{client} SIG{signal}"]
+                    + [fmt(c.get("master_eof_ms_median"), ".1f") for c in cells]
+                    + [fmt(c.get("slave_probe_replied_ms_median"), ".1f") for c in cells]
+                    + [str(c.get("hedges_total", "-")) for c in cells]
+                )
+    if eof_rows:
+        out("The master's EOF on an idle validated connection, ms after SIGKILL (median); with")
+        out("--slave-probe, the slave's reply on a new connection made at that EOF, ms after it;")
+        out("the hedges gridreg.client sent over all runs (about 500 calls a run):")
+        out(
+            table(
+                ["client"]
+                + [f"{k} EOF" for k in kinds]
+                + [f"{k} slave" for k in kinds]
+                + [f"{k} hedges" for k in kinds],
+                eof_rows,
+            )
+        )
     out(f"goal: {GOAL}")
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     kinds = registries(args.registries)
+    if args.no_collapse:
+        kinds.append(NO_COLLAPSE)
     if args.huge_pages:
         kinds.append(HUGE_PAGES)
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
@@ -514,6 +638,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"also run gridreg with GridReg.HugePages=1 (as {HUGE_PAGES}): glibc's "
         "malloc on transparent huge pages (gridreg.huge_pages)",
+    )
+    parser.add_argument(
+        "--no-collapse",
+        action="store_true",
+        help=f"also run gridreg with GridReg.HugePages.Collapse=0 (as {NO_COLLAPSE}): none "
+        "of its memory moved onto huge pages (gridreg.huge_page_collapse)",
+    )
+    parser.add_argument(
+        "--slave-probe",
+        action="store_true",
+        help="at the master's EOF, time a new connection to the slave and one "
+        "findAdapterById on it (it competes with the client's own)",
+    )
+    parser.add_argument(
+        "--hedge-floor",
+        type=float,
+        default=None,
+        help="gridreg.client's least hedge delay, ms (default: HedgePolicy's)",
     )
     parser.add_argument(
         "--repeats",

@@ -11,12 +11,21 @@ and times (blocking, in this process) until C{recv} returns EOF and until a
 new C{connect} is refused. Medians of C{--runs}.
 
 Configurations: C{icegrid}; C{gridreg} (no TLS configured: it loads no TLS
-library, L{gridreg.tls_gate}); C{gridreg-tls} (IceSSL certificates and a
-mutual-TLS internal endpoint, as a replicated gridreg runs by default);
-C{gridreg-2m} (C{gridreg} with C{GridReg.HugePages=1}: glibc's malloc on
-transparent huge pages, L{gridreg.huge_pages}).
+library, L{gridreg.tls_gate}); C{gridreg-4k} (C{gridreg} with
+C{GridReg.HugePages.Collapse=0}: none of its memory moved onto huge pages,
+as before L{gridreg.huge_page_collapse}); C{gridreg-tls} (IceSSL
+certificates and a mutual-TLS internal endpoint, as a replicated gridreg
+runs by default); C{gridreg-2m} (C{gridreg} with C{GridReg.HugePages=1}:
+glibc's malloc on transparent huge pages, L{gridreg.huge_pages}). Each
+registry runs C{--settle} seconds before the kill (gridreg's first huge
+page pass comes a second after start-up).
 
-    python -m bench.kill_eof [--runs 7] [--configs icegrid,gridreg,gridreg-tls,gridreg-2m]
+C{--curve 0,16,32,64} measures the same on plain Python processes holding
+that many MiB of touched anonymous memory, on 4 KiB pages and collapsed
+onto 2 MiB pages: what each MiB costs a killed process's EOF.
+
+    python -m bench.kill_eof [--runs 7] [--settle 2]
+        [--configs icegrid,gridreg,gridreg-4k,gridreg-tls,gridreg-2m] [--curve MIB,...]
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ import os
 import signal
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,7 +59,9 @@ from bench._harness import (
 from gridreg.certs import make_demo_certs
 from tests._processes import free_port
 
-CONFIGS = ("icegrid", "gridreg", "gridreg-tls", "gridreg-2m")
+from twisted.internet.task import deferLater
+
+CONFIGS = ("icegrid", "gridreg", "gridreg-4k", "gridreg-tls", "gridreg-2m")
 #: the longest a killed registry's port is probed for a refusal
 REFUSED_WITHIN = 2.0
 
@@ -57,6 +70,8 @@ def properties(config: str, workdir: Path) -> dict[str, str]:
     props = registry_ports()
     if config == "gridreg-2m":
         props["GridReg.HugePages"] = "1"
+    if config == "gridreg-4k":
+        props["GridReg.HugePages.Collapse"] = "0"
     if config == "gridreg-tls":
         certs = workdir / "certs"
         make_demo_certs(str(certs), replicas=["Master"], instance="DemoIceGrid")
@@ -76,13 +91,18 @@ def client_port(props: dict[str, str]) -> int:
     return int(props["IceGrid.Registry.Client.Endpoints"].split("-p")[1])
 
 
-def anon_huge_kib(pid: int) -> int:
-    """The process's anonymous memory on transparent huge pages, KiB."""
+def rollup_kib(pid: int, key: str) -> int:
+    """A C{/proc/PID/smaps_rollup} figure (C{Anonymous}, C{AnonHugePages}), KiB."""
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("AnonHugePages:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def anon_huge_kib(pid: int) -> int:
+    """The process's anonymous memory on transparent huge pages, KiB."""
+    return rollup_kib(pid, "AnonHugePages")
 
 
 def kill_and_time(pid: int, port: int) -> dict[str, float]:
@@ -93,6 +113,7 @@ def kill_and_time(pid: int, port: int) -> dict[str, float]:
     with socket.create_connection((LOOPBACK, port), timeout=5) as sock:
         read_validation(sock)
         rss = memory_kib(pid)["VmRSS"]
+        anon = rollup_kib(pid, "Anonymous")
         huge = anon_huge_kib(pid)
         start = time.monotonic()
         os.kill(pid, signal.SIGKILL)
@@ -112,26 +133,117 @@ def kill_and_time(pid: int, port: int) -> dict[str, float]:
             pass  # accepted by the dying process's kernel, then reset: not gone yet
     return {
         "rss_mib": rss / 1024,
+        "anon_mib": anon / 1024,
         "huge_mib": huge / 1024,
         "eof_ms": (eof - start) * 1000,
         "refused_ms": (refused - start) * 1000 if refused is not None else float("nan"),
     }
 
 
-async def sample(reactor: Any, config: str, workdir: Path) -> dict[str, float]:
-    """One registry of C{config} started in C{workdir}, killed and timed."""
+async def sample(reactor: Any, config: str, workdir: Path, settle: float) -> dict[str, float]:
+    """One registry of C{config} started in C{workdir}, run C{settle} s, killed and timed."""
     kind = "icegrid" if config == "icegrid" else "gridreg"
     workdir.mkdir(parents=True)
     props = properties(config, workdir)
     registry = await start_registry(reactor, kind, workdir, props)
     try:
+        await deferLater(reactor, settle)
         return kill_and_time(registry_pid(registry), client_port(props))
     finally:
         await registry.process.terminate()
 
 
+#: a plain Python process holding MiB of touched anonymous memory, optionally
+#: collapsed onto huge pages; prints its port and waits for one connection
+HOLDER = r"""
+import ctypes, mmap, socket, sys
+mib, mode = int(sys.argv[1]), sys.argv[2]
+huge = 2 << 20
+if mib:
+    m = mmap.mmap(-1, (mib << 20) + huge, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    view = (ctypes.c_char * len(m)).from_buffer(m)
+    start = (ctypes.addressof(view) + huge - 1) & ~(huge - 1)
+    for offset in range(0, mib << 20, 4096):
+        ctypes.memset(start + offset, 1, 1)
+    if mode == "2m":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        for attempt in range(10):  # EAGAIN: a page was busy; try again
+            if libc.madvise(start, mib << 20, 25) == 0:  # MADV_COLLAPSE
+                break
+        else:
+            raise SystemExit(f"MADV_COLLAPSE failed: errno {ctypes.get_errno()}")
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+print(server.getsockname()[1], flush=True)
+connection, _ = server.accept()
+connection.sendall(b"x")
+connection.recv(1)
+"""
+
+
+def curve_sample(mib: int, mode: str) -> dict[str, float]:
+    """A plain Python holder of C{mib} MiB on 4 KiB (C{4k}) or 2 MiB pages (C{2m}), killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(mib), mode], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        with socket.create_connection((LOOPBACK, port), timeout=5) as sock:
+            sock.recv(1)
+            anon = rollup_kib(holder.pid, "Anonymous")
+            huge = anon_huge_kib(holder.pid)
+            start = time.monotonic()
+            os.kill(holder.pid, signal.SIGKILL)
+            try:
+                sock.recv(1)
+            except ConnectionResetError:
+                pass
+            eof = time.monotonic()
+    finally:
+        holder.kill()
+        holder.wait()
+    return {"anon_mib": anon / 1024, "huge_mib": huge / 1024, "eof_ms": (eof - start) * 1000}
+
+
+def curve(args: argparse.Namespace) -> dict[str, Any]:
+    """EOF after SIGKILL against touched anonymous memory, 4 KiB and 2 MiB pages."""
+    sizes = [int(m) for m in args.curve.split(",") if m.strip()]
+    samples: dict[tuple[int, str], list[dict[str, float]]] = {}
+    for _ in range(args.runs):
+        for mib in sizes:
+            for mode in ("4k", "2m"):
+                samples.setdefault((mib, mode), []).append(curve_sample(mib, mode))
+    results: dict[str, Any] = {}
+    rows = []
+    for (mib, mode), runs in samples.items():
+        eof = statistics.median(s["eof_ms"] for s in runs)
+        results[f"{mib} {mode}"] = {
+            "eof_ms": eof,
+            "anon_mib": statistics.median(s["anon_mib"] for s in runs),
+            "huge_mib": statistics.median(s["huge_mib"] for s in runs),
+        }
+        rows.append([str(mib), mode, f"{results[f'{mib} {mode}']['huge_mib']:.0f}", f"{eof:.2f}"])
+    out(f"Plain Python holding touched anonymous memory, killed; medians of {args.runs}:")
+    out(table(["MiB touched", "pages", "huge pages MiB", "EOF after kill ms"], rows))
+    for mode in ("4k", "2m"):
+        points = [(mib, results[f"{mib} {mode}"]["eof_ms"]) for mib in sizes]
+        if len(points) > 1 and points[-1][0] != points[0][0]:
+            slope = (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+            results[f"ms_per_mib {mode}"] = slope
+            out(f"  {mode}: {slope:.4f} ms per MiB ({points[0][0]} to {points[-1][0]} MiB)")
+    return results
+
+
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     header("kill_eof")
+    if args.curve:
+        write_json(
+            args.json, {"benchmark": "kill_eof", "arguments": vars(args), "curve": curve(args)}
+        )
+        return
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     for config in configs:
         if config not in CONFIGS:
@@ -142,7 +254,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         # interleaved, so that a busy moment of the machine falls on every configuration
         for i in range(args.runs):
             for config in configs:
-                samples[config].append(await sample(reactor, config, root / f"{config}-{i}"))
+                samples[config].append(
+                    await sample(reactor, config, root / f"{config}-{i}", args.settle)
+                )
     finally:
         remove_workdir(str(root), args.keep)
     results: dict[str, Any] = {}
@@ -150,7 +264,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     for config, runs in samples.items():
         result: dict[str, Any] = {
             key: statistics.median(s[key] for s in runs)
-            for key in ("rss_mib", "huge_mib", "eof_ms", "refused_ms")
+            for key in ("rss_mib", "anon_mib", "huge_mib", "eof_ms", "refused_ms")
         }
         result["eof_ms_all"] = [round(s["eof_ms"], 2) for s in runs]
         results[config] = result
@@ -158,18 +272,20 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             [
                 config,
                 f"{result['rss_mib']:.1f}",
+                f"{result['anon_mib']:.1f}",
                 f"{result['huge_mib']:.0f}",
                 f"{result['eof_ms']:.2f}",
                 f"{result['refused_ms']:.2f}",
                 " ".join(f"{v:.1f}" for v in result["eof_ms_all"]),
             ]
         )
-    out(f"Killed idle master, medians of {args.runs}:")
+    out(f"Killed idle master, {args.settle:g} s after its start, medians of {args.runs}:")
     out(
         table(
             [
                 "registry",
                 "VmRSS MiB",
+                "anonymous MiB",
                 "huge pages MiB",
                 "EOF after kill ms",
                 "refused after kill ms",
@@ -184,6 +300,19 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--runs", type=int, default=7, help="kills per configuration")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        help="seconds each registry runs before the kill (gridreg's first huge page pass "
+        "comes a second after start-up)",
+    )
+    parser.add_argument(
+        "--curve",
+        default="",
+        help="comma-separated MiB: time plain Python processes holding that much memory "
+        "instead of registries",
+    )
     parser.add_argument(
         "--configs", default=",".join(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}"
     )

@@ -256,6 +256,15 @@ class RetryPolicyTests(SynchronousTestCase):
         policy = locator_retry_policy(random=lambda: 1.0)
         self.assertLess(policy(1) + policy(2), 0.5)
 
+    def test_one_replica_waits_even_the_first_time(self) -> None:
+        """
+        With a next replica the first reconnection is at once; with only the
+        one that just dropped us, even the first waits the back-off.
+        """
+        self.assertEqual(locator_retry_policy(random=lambda: 0.0)(1), 0.0)
+        alone = locator_retry_policy(random=lambda: 0.0, replicas=1)
+        self.assertEqual([alone(n) for n in (1, 2)], [0.05, 0.05 * 1.5])
+
     def test_jittered(self) -> None:
         """Two clients cut off together do not come back in lockstep."""
         draws = iter([0.0, 0.5])

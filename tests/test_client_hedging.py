@@ -53,7 +53,7 @@ class HedgePolicyTests(SynchronousTestCase):
 
     def test_floor(self) -> None:
         """Fast loopback round trips do not make the delay vanish."""
-        self.assertEqual(HedgePolicy().delay(self.window(0.0002, 0.0003)), 0.003)
+        self.assertEqual(HedgePolicy().delay(self.window(0.0002, 0.0003)), 0.001)
 
     def test_cap(self) -> None:
         """After a slow spell a hung replica is still bypassed quickly."""
@@ -121,14 +121,14 @@ class HedgingTests(LocatorTestCase):
 
     def test_hedged_after_the_floor(self) -> None:
         """
-        A's round trips are instantaneous, so the delay is the 3 ms floor:
+        A's round trips are instantaneous, so the delay is the 1 ms floor:
         before it only A has the request; just after it B has it too and
         its answer is the result.
         """
         client = self.make_client()
         self.a.hang(self.network)
         d = client.find_adapter_by_id("HelloAdapter")
-        self.network.advance(0.0029)
+        self.network.advance(0.0009)
         self.assertNoResult(d)
         self.assertEqual(self.finds(self.b), 0)
         self.network.advance(0.0002)
@@ -139,15 +139,15 @@ class HedgingTests(LocatorTestCase):
         self.assertEqual(self.network.attempts, [("127.0.0.1", 4061), ("127.0.0.1", 5061)])
 
     def test_delay_follows_the_replicas_latency(self) -> None:
-        """A replica that usually takes 2 ms gets three times that (6 ms) before a hedge."""
+        """A replica that usually takes 0.8 ms gets three times that (2.4 ms) before a hedge."""
         client = self.make_client()
-        self.slow_round_trips(client, 0.002, 10)
+        self.slow_round_trips(client, 0.0008, 10)
         self.a.hang(self.network)
         d = client.find_adapter_by_id("HelloAdapter")
-        self.network.advance(0.0055)
+        self.network.advance(0.0023)
         self.assertNoResult(d)
         self.assertEqual(self.finds(self.b), 0)
-        self.network.advance(0.001)
+        self.network.advance(0.0002)
         self.assertEqual(self.successResultOf(d).endpoints, HELLO)
         self.assertEqual(self.finds(self.b), 1)
 

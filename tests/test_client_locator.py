@@ -399,6 +399,30 @@ class FailoverTests(LocatorTestCase):
         self.assertGreaterEqual(min(delays), 2.0)
 
 
+class SingleReplicaTests(LocatorTestCase):
+    def test_no_redial_at_once(self) -> None:
+        """
+        A client of one replica that dies does not dial it again in the same
+        moment (a slave's client to its dead master would, just when the
+        master's clients come to the slave), but soon after; a request made
+        meanwhile is answered once the replica is back.
+        """
+        self.a.serve(self.network)
+        client = LocatorClient(self.reactor, f"DemoIceGrid/Locator:{self.a.locator_endpoint}")
+        client.startService()
+        self.addCleanup(self.stop, client)
+        self.result(client.get_registry())
+        self.a.kill(self.network)
+        self.network.flush()
+        self.assertEqual(len(self.network.attempts), 1)
+        self.network.advance(0.049)
+        self.assertEqual(len(self.network.attempts), 1)
+        self.a.serve(self.network)
+        d = client.get_registry()
+        self.assertEqual(self.result(d), self.a.locator_registry)
+        self.assertEqual(len(self.network.attempts), 2)
+
+
 class LifeCycleTests(LocatorTestCase):
     def test_waits_for_start(self) -> None:
         """A request made before the service starts is sent once it has."""

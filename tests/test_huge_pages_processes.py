@@ -2,7 +2,8 @@
 A real C{python -m twisted gridregistry} process starts itself again with
 its Python heap on transparent huge pages (L{gridreg.huge_pages}), keeps its
 PID and serves real Ice clients; C{GridReg.HugePages=0} keeps CPython's
-allocator.
+allocator. By default it moves its dense memory onto huge pages once it
+runs (L{gridreg.huge_page_collapse}).
 
 Read from outside: C{/proc/PID/environ} holds the environment the running
 program image started with, and C{/proc/PID/smaps_rollup} counts the
@@ -16,6 +17,7 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from gridreg.huge_page_collapse import available
 from gridreg.huge_pages import thp_available
 from tests._processes import RunningRegistry, ice_missing, run_ice_client, start_gridregistry
 
@@ -62,6 +64,32 @@ class HugePagesProcessTests(TestCase):
             self.assertGreaterEqual(anon_huge_kib(registry), 8 * 1024)
         else:
             self.assertNotIn("PYTHONMALLOC", environ)
+
+    async def test_memory_collapsed_by_default(self) -> None:
+        """
+        By default, a second after start-up the registry's dense anonymous
+        memory (its C heap at least) is on huge pages, says so, and the
+        registry answers; where it cannot, it says why.
+        """
+        registry = await start_gridregistry(reactor, self.mktemp())
+        self.addCleanup(registry.stop)
+
+        def said(event: dict[str, object]) -> bool:
+            return event.get(
+                "log_namespace"
+            ) == "gridreg.huge_page_collapse" or "GridReg.HugePages.Collapse:" in str(
+                event.get("log_format", "")
+            )
+
+        event = await registry.process.next_event(said, timeout=30)
+        await self.query(registry)
+        if available() is None and "MADV_COLLAPSE" not in str(event.get("log_format")):
+            self.assertEqual(event["log_namespace"], "gridreg.huge_page_collapse")
+            self.assertGreaterEqual(event["huge_mib"], 2)
+            # what it said is what the kernel shows (later passes may only add)
+            self.assertGreaterEqual(anon_huge_kib(registry), event["huge_mib"] * 1024)
+        else:
+            self.assertEqual(anon_huge_kib(registry), 0)
 
     async def test_off_by_default(self) -> None:
         """By default (GridReg.HugePages=0): CPython's allocator, started once."""

@@ -99,12 +99,20 @@ def locator_retry_policy(
     max_delay: float = 2.0,
     max_jitter: float = 0.1,
     random: Callable[[], float] = random.random,
+    replicas: int = 2,
 ) -> Callable[[int], float]:
     """
     The reconnection back-off: exponential, capped at C{max_delay}, plus up
     to C{max_jitter} seconds of jitter so that clients cut off together do
     not reconnect in lockstep. The jitter is bounded because Twisted's
     default (up to a whole second) alone would break sub-second failover.
+
+    With more than one of C{replicas} the first attempt after a loss goes
+    to the next replica at once. With one there is no next replica: dialling
+    the one that just dropped us again at once only costs work when it is
+    least welcome (a slave's client to its dead master did it in the very
+    millisecond the master's clients fail over to that slave), so even the
+    first attempt waits the back-off.
     """
     backoff = backoffPolicy(
         initialDelay=initial_delay,
@@ -116,6 +124,8 @@ def locator_retry_policy(
     def policy(attempt: int) -> float:
         # The first attempt after a loss goes to the next replica at once:
         # the one that failed is behind us, so there is nothing to wait for.
-        return 0.0 if attempt <= 1 else backoff(attempt - 1)
+        if attempt <= 1 and replicas > 1:
+            return 0.0
+        return backoff(max(0, attempt - 1))
 
     return policy

@@ -167,7 +167,8 @@ class LocatorClient(Service):
         @param max_attempts: how many times to try a request (connection
             attempts included); defaults to twice the number of replicas.
         @param retry_policy: the reconnection back-off, attempt -> seconds;
-            defaults to L{locator_retry_policy}().
+            defaults to L{locator_retry_policy} for this many replicas (with
+            one, not even the first reconnection is at once).
         @param encoding: the encoding of request parameters; defaults to the
             locator proxy's (1.1 unless it says C{-e 1.0}).
         @param tls_options: client TLS settings, needed for C{ssl} endpoints.
@@ -183,7 +184,6 @@ class LocatorClient(Service):
         self.cache_timeout = cache_timeout
         self.request_timeout = request_timeout
         self.encoding = encoding or proxy.encoding
-        self.retry_policy = retry_policy or locator_retry_policy()
         connect_timeout = request_timeout if connect_timeout is None else connect_timeout
         endpoints = []
         for endpoint in proxy.endpoints:
@@ -198,6 +198,7 @@ class LocatorClient(Service):
         if not endpoints:
             raise ValueError(f"the locator proxy {locator!r} has no tcp or ssl endpoint to dial")
         self.failover = FailoverEndpoint(endpoints)
+        self.retry_policy = retry_policy or locator_retry_policy(replicas=len(endpoints))
         self.hedging = hedging and len(endpoints) > 1
         self.hedge_policy = hedge_policy or HedgePolicy()
         self.hedge_budget = hedge_budget or HedgeBudget()

@@ -71,6 +71,10 @@ class RegistryConfig:
     #: that a killed registry's connections close sooner (gridreg.huge_pages); off by
     #: default: the second start costs about 0.2 s of every start-up
     huge_pages: bool = False
+    #: GridReg.HugePages.Collapse: the longest time (seconds) between the passes that
+    #: move the process's dense anonymous memory onto huge pages in place
+    #: (gridreg.huge_page_collapse), the first a second after start-up; 0 for none
+    huge_page_collapse: int = 30
     #: GridReg.Replication.EpochCheckInterval: how often a master asks the replicas that
     #: are not its live slaves whether a newer master exists (seconds)
     epoch_check_interval: float = 5.0
@@ -161,6 +165,7 @@ class RegistryConfig:
             reactor_probe_ms=_non_negative(properties, "GridReg.Debug.ReactorProbe", 0),
             scheduler=_scheduler(properties),
             huge_pages=_non_negative(properties, "GridReg.HugePages", 0) > 0,
+            huge_page_collapse=_non_negative(properties, "GridReg.HugePages.Collapse", 30),
             epoch_check_interval=float(
                 _positive(properties, "GridReg.Replication.EpochCheckInterval", 5)
             ),

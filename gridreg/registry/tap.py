@@ -119,6 +119,26 @@ def make_store(config: RegistryConfig, reactor: Any = None) -> Any:
     return MemoryStore()
 
 
+def collapse_memory(reactor: Any, interval: int) -> None:
+    """
+    Move the process's dense memory onto huge pages once it runs, and every
+    C{interval} seconds (L{gridreg.huge_page_collapse}), unless it cannot.
+    """
+    if interval <= 0:
+        return
+    from gridreg.huge_page_collapse import HugePageCollapse, available
+
+    why_not = available()
+    if why_not is not None:
+        log.info(
+            "GridReg.HugePages.Collapse: {why_not}; the memory stays as it is", why_not=why_not
+        )
+        return
+    collapser = HugePageCollapse(reactor, interval)
+    reactor.callWhenRunning(collapser.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", collapser.stopService)
+
+
 def makeService(
     options: Options,
     reactor: Any = None,
@@ -147,6 +167,8 @@ def makeService(
             "(GridReg.HugePages=0 turns it off)"
         )
     scheduler(config.scheduler)  # before any thread starts: they inherit it
+    if huge_pages is not None:  # a real start
+        collapse_memory(reactor, config.huge_page_collapse)
     store = make_store(config, reactor)
     store.read_ahead()  # its failure is open()'s, reported as the service starts
     if not config.data_dir:
