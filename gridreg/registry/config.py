@@ -71,6 +71,9 @@ class RegistryConfig:
     #: that a killed registry's connections close sooner (gridreg.huge_pages); off by
     #: default: the second start costs about 0.2 s of every start-up
     huge_pages: bool = False
+    #: GridReg.LeanReactor: run on gridreg.lean_reactor (an epoll reactor without the
+    #: per-event legacy log context, about 1.3 us of every locate); 0 for Twisted's own
+    lean_reactor: bool = True
     #: GridReg.Replication.EpochCheckInterval: how often a master asks the replicas that
     #: are not its live slaves whether a newer master exists (seconds)
     epoch_check_interval: float = 5.0
@@ -161,6 +164,7 @@ class RegistryConfig:
             reactor_probe_ms=_non_negative(properties, "GridReg.Debug.ReactorProbe", 0),
             scheduler=_scheduler(properties),
             huge_pages=_non_negative(properties, "GridReg.HugePages", 0) > 0,
+            lean_reactor=_non_negative(properties, "GridReg.LeanReactor", 1) > 0,
             epoch_check_interval=float(
                 _positive(properties, "GridReg.Replication.EpochCheckInterval", 5)
             ),
