@@ -67,9 +67,7 @@ def call(cpu: int, port: int, round_trips: int) -> None:
 def measure(server_cpu: int, client_cpu: int, round_trips: int) -> tuple[float, float]:
     """Server CPU us per round trip and round trips per second."""
     me = [sys.executable, "-m", "bench.wakeup_floor"]
-    server = subprocess.Popen(
-        [*me, "--serve", str(server_cpu)], stdout=subprocess.PIPE, text=True
-    )
+    server = subprocess.Popen([*me, "--serve", str(server_cpu)], stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
     port = server.stdout.readline().strip()
     rate = subprocess.run(

@@ -27,9 +27,7 @@ class RegistryReactorTests(TestCase):
         return named[0]
 
     async def test_lean_by_default(self) -> None:
-        self.assertEqual(
-            await self.reactor_logged({}), "gridreg.lean_reactor.LeanEPollReactor"
-        )
+        self.assertEqual(await self.reactor_logged({}), "gridreg.lean_reactor.LeanEPollReactor")
 
     async def test_property_keeps_twisted_reactor(self) -> None:
         self.assertEqual(
