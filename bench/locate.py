@@ -64,6 +64,7 @@ from bench._harness import (
     remove_workdir,
     run,
     run_clients,
+    Variant,
     schedulers_argument,
     table,
     variants,
@@ -456,9 +457,24 @@ def goal_verdicts(
     return lines
 
 
+def parse_variants(text: str) -> list[Variant]:
+    """
+    C{"lean:GridReg.LeanReactor=1,twisted:GridReg.LeanReactor=0"}: gridreg once
+    per NAME (labelled C{gridreg/NAME}) with those properties (C{+} joins several).
+    """
+    chosen = []
+    for item in text.split(","):
+        name, _, assignments = item.strip().partition(":")
+        properties = dict(a.split("=", 1) for a in assignments.split("+") if a)
+        chosen.append(Variant(f"gridreg/{name}", "gridreg", properties))
+    return chosen
+
+
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     header("locate")
     chosen = variants(args.registries, args.schedulers)
+    if args.variants:
+        chosen = [v for v in chosen if v.kind != "gridreg"] + parse_variants(args.variants)
     kinds = [v.name for v in chosen]
     settings = parse_settings(args.settings)
     processes = max(p for _, p in settings)
@@ -549,6 +565,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run these registries (comma-separated) under SCHED_BATCH, as chrt -b would",
     )
     schedulers_argument(parser)
+    parser.add_argument(
+        "--variants",
+        metavar="NAME:KEY=VALUE[+KEY=VALUE],...",
+        default="",
+        help="run gridreg once per NAME with these properties, labelled gridreg/NAME,"
+        " e.g. lean:GridReg.LeanReactor=1,twisted:GridReg.LeanReactor=0",
+    )
     common_arguments(parser)
     return parser.parse_args(argv)
 

@@ -36,7 +36,7 @@ from gridreg.ice.messages import (
     success_body,
 )
 from gridreg.ice.servant import ObjectAdapter, Servant, operation
-from gridreg.ice.server import IceServerFactory
+from gridreg.ice.server import PAUSE_BELOW, IceServerFactory
 from gridreg.ice.types import ENCODING_1_0, ENCODING_1_1, Identity, OperationMode
 
 ECHO = Identity("echo", "test")
@@ -437,3 +437,58 @@ class BidirectionalTests(SynchronousTestCase):
 
         self.protocol.dataReceived(reply_message(3, success_body(ENCODING_1_1, b"")))
         self.assertFalse(self.protocol.is_open)
+
+
+class ReadPauseTests(SynchronousTestCase):
+    """
+    With a read pause, a connection that sent a few requests at once stops
+    reading for that long once they are answered; one request at a time, or
+    a read of many, never waits.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        adapter = ObjectAdapter("Test")
+        adapter.add(ECHO, EchoServant())
+        factory = IceServerFactory(adapter, clock=self.clock, read_pause=0.0001)
+        self.protocol = factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, count: int) -> list:  # type: ignore[type-arg]
+        self.transport.clear()
+        self.protocol.dataReceived(
+            b"".join(request(i, "echo", string_params(f"m{i}")) for i in range(1, count + 1))
+        )
+        return replies(self.transport.value())
+
+    def test_pipelined_requests_pause_reading(self) -> None:
+        """Answered at once, then no reading until the pause is over."""
+        self.assertEqual([r.request_id for r in self.send(3)], [1, 2, 3])
+        self.assertEqual(self.transport.producerState, "paused")
+        self.clock.advance(0.0001)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_one_request_never_pauses(self) -> None:
+        self.assertEqual(len(self.send(1)), 1)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_many_requests_never_pause(self) -> None:
+        self.assertEqual(len(self.send(PAUSE_BELOW)), PAUSE_BELOW)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_lost_connection_cancels_the_pause(self) -> None:
+        self.send(2)
+        self.protocol.connectionLost(Failure(ConnectionDone()))
+        # what is left is ACM's (seconds away), not the pause's
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.getTime() < 1], [])
+
+    def test_without_pause(self) -> None:
+        """The default: pipelined requests never stop the reading."""
+        adapter = ObjectAdapter("Test")
+        adapter.add(ECHO, EchoServant())
+        protocol = IceServerFactory(adapter, clock=self.clock).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(request(1, "echo", string_params("a")) * 3)
+        self.assertEqual(transport.producerState, "producing")

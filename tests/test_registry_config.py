@@ -341,6 +341,8 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "GridReg.Scheduler": ({}, "normal"),
     "GridReg.HugePages": ({}, "1"),
     "GridReg.HugePages.Collapse": ({}, "0"),
+    "GridReg.LeanReactor": ({}, "0"),
+    "GridReg.Client.ReadPause": ({}, "100"),
     "IceGrid.Registry.Discovery.Enabled": ({}, "1"),
     "IceGrid.Registry.Discovery.Address": (DISCOVERY, "239.255.0.2"),
     "IceGrid.Registry.Discovery.Port": (DISCOVERY, "5555"),

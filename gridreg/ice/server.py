@@ -11,6 +11,13 @@ an L{AcmMonitor}, idle and stalled connections are closed as Ice's ACM does.
 Connections are bidirectional: L{IceServerProtocol.call} sends a request to
 an object on the client's side of the connection (one the client serves
 there with C{Connection.setAdapter}) and the reply comes back on it.
+
+With a read pause (C{IceServerFactory(read_pause=...)}), a connection whose
+read carried a few pipelined requests stops reading for that long once they
+are answered, so the requests that arrive meanwhile share the next wake-up:
+a client that keeps many locates in flight otherwise wakes the registry once
+per request (each wake-up costs more than the locate), while one with a
+single request in flight never sends two at once and is never paused.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -60,6 +67,11 @@ _REQUEST_MIN = HEADER_SIZE + 4
 #: Ice.MessageSizeMax's default: 1 MiB
 DEFAULT_MESSAGE_SIZE_MAX = 1024 * 1024
 
+#: a read that answered this many requests or more already shares its
+#: wake-up widely enough: the connection is not paused after it (a raw
+#: pipelining client would only wait)
+PAUSE_BELOW = 16
+
 
 def set_no_delay(transport: object) -> None:
     """
@@ -84,7 +96,13 @@ class IceServerProtocol(Protocol):
         adapter: ObjectAdapter,
         max_message_size: Optional[int],
         monitor: Optional[AcmMonitor] = None,
+        read_pause: float = 0.0,
     ) -> None:
+        """
+        @param read_pause: seconds to stop reading after answering a read of
+            2 to L{PAUSE_BELOW} - 1 requests; 0 never pauses (it needs a
+            C{monitor}, whose clock it uses).
+        """
         self.adapter = adapter
         self.max_message_size = max_message_size
         self.monitor = monitor
@@ -100,6 +118,8 @@ class IceServerProtocol(Protocol):
         self._lost = False
         #: requests this side sent over the connection, made on first use
         self._outgoing: Optional["OutgoingRequests"] = None
+        self._read_pause = read_pause if monitor is not None else 0.0
+        self._resume: Optional[IDelayedCall] = None
 
     @property
     def is_open(self) -> bool:
@@ -226,6 +246,9 @@ class IceServerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closed = True
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         self._buffer.clear()
         if self.monitor is not None:
             self.monitor.remove(self)
@@ -324,6 +347,18 @@ class IceServerProtocol(Protocol):
             self._buffer.keep(data, pos, needed)
         if replies:
             self._write(replies[0] if len(replies) == 1 else b"".join(replies))
+            if self._read_pause and 2 <= len(replies) < PAUSE_BELOW and not self._closed:
+                self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        assert self.monitor is not None
+        self.transport.pauseProducing()
+        self._resume = self.monitor.clock.callLater(self._read_pause, self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        self._resume = None
+        if not self._closed:
+            self.transport.resumeProducing()
 
     def _message(self, mtype: int, compression: int, message: bytes, replies: list[bytes]) -> None:
         if mtype == MessageType.REQUEST:
@@ -414,14 +449,17 @@ class IceServerFactory(Factory):
         *,
         clock: Optional[IReactorTime] = None,
         acm: Optional[AcmConfig] = None,
+        read_pause: float = 0.0,
     ) -> None:
         """
         @param clock: with it, connections are under ACM (C{acm}, or Ice's
             defaults as icegridregistry applies them) and stalled messages
             time out; without it, connections are never closed for idleness.
+        @param read_pause: see L{IceServerProtocol} (needs C{clock}).
         """
         self.adapter = adapter
         self.max_message_size = max_message_size
+        self.read_pause = read_pause
         self.monitor = AcmMonitor(acm or AcmConfig(), clock) if clock is not None else None
         self.connections: set[IceServerProtocol] = set()
         #: when false, connections are closed at once, as if nobody listened,
@@ -431,7 +469,9 @@ class IceServerFactory(Factory):
     def buildProtocol(self, addr: IAddress) -> Optional[IceServerProtocol]:
         if not self.accepting:
             return None
-        protocol = _TrackedServerProtocol(self.adapter, self.max_message_size, self.monitor)
+        protocol = _TrackedServerProtocol(
+            self.adapter, self.max_message_size, self.monitor, self.read_pause
+        )
         protocol.factory = self
         return protocol
 

@@ -124,7 +124,11 @@ class RegistryService(Service):
         self.client_adapter = ObjectAdapter("Client")
         self.server_adapter = ObjectAdapter("Server")
         self.client_factory = IceServerFactory(
-            self.client_adapter, config.message_size_max, clock=reactor, acm=config.client_acm
+            self.client_adapter,
+            config.message_size_max,
+            clock=reactor,
+            acm=config.client_acm,
+            read_pause=config.client_read_pause_us / 1e6,
         )
         self.server_factory = IceServerFactory(
             self.server_adapter, config.message_size_max, clock=reactor, acm=config.server_acm

@@ -86,6 +86,9 @@ class Options(PropertyOptions):
                     )
                 config = attrs.evolve(config, initdb_from_replica=source)
             keep_tls_out(properties)  # before anything imports the reactor
+            from gridreg.lean_reactor import use_lean_reactor
+
+            use_lean_reactor(config.lean_reactor)  # before twist installs its default
             from gridreg.registry.security import InternalSecurity
 
             self.security = InternalSecurity.from_properties(
@@ -169,6 +172,11 @@ def makeService(
     scheduler(config.scheduler)  # before any thread starts: they inherit it
     if huge_pages is not None:  # a real start
         collapse_memory(reactor, config.huge_page_collapse)
+    log.info(
+        "Reactor: {reactor} (GridReg.LeanReactor={lean})",
+        reactor=f"{type(reactor).__module__}.{type(reactor).__qualname__}",
+        lean=int(config.lean_reactor),
+    )
     store = make_store(config, reactor)
     store.read_ahead()  # its failure is open()'s, reported as the service starts
     if not config.data_dir:

@@ -1,0 +1,159 @@
+"""
+L{gridreg.lean_reactor}: a proper Twisted reactor (Twisted's own reactor
+test suites for timed calls and system events pass on it, and
+it serves Ice requests over real TCP), installed by the registry's plugin
+unless C{GridReg.LeanReactor=0} or a reactor is already installed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.internet import reactor as installed_reactor
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.test import test_core, test_time
+from twisted.internet.test.reactormixins import ReactorBuilder
+from twisted.trial.unittest import SynchronousTestCase
+
+from gridreg.ice.encoding import InputStream, OutputStream
+from gridreg.ice.messages import (
+    HEADER_SIZE,
+    VALIDATE_CONNECTION,
+    Request,
+    decode_reply,
+    encode_request,
+    parse_header,
+)
+from gridreg.ice.servant import ObjectAdapter, Servant, operation
+from gridreg.ice.server import IceServerFactory
+from gridreg.ice.types import ENCODING_1_1, Identity, OperationMode
+from gridreg.lean_reactor import LeanEPollReactor, use_lean_reactor
+from gridreg.registry.tap import Options
+
+_LEAN = ["gridreg.lean_reactor.LeanEPollReactor"]
+
+
+class _Lean:
+    """Run a Twisted ReactorBuilder suite on the lean reactor only."""
+
+    _reactors = _LEAN
+
+
+_LOCATOR = Identity("Locator", "Test")
+
+
+class _Locator(Servant):
+    type_id = "::Ice::Locator"
+
+    @operation("findAdapterById", idempotent=True, cacheable=True)
+    def find(self, request: Request, params: InputStream) -> bytes:
+        out = OutputStream(request.encoding)
+        out.write_string(f"found {params.read_string()}")
+        return out.getvalue()
+
+
+def _request(request_id: int, adapter_id: str) -> bytes:
+    out = OutputStream(ENCODING_1_1)
+    out.write_string(adapter_id)
+    return encode_request(
+        Request(
+            request_id,
+            _LOCATOR,
+            "",
+            "findAdapterById",
+            OperationMode.NONMUTATING,
+            {},
+            ENCODING_1_1,
+            out.getvalue(),
+        )
+    )
+
+
+class _Collect(Protocol):
+    """Send some requests at once; stop the reactor once every reply is in."""
+
+    def __init__(self, requests: bytes, replies: int) -> None:
+        self.requests = requests
+        self.wanted = replies
+        self.received = b""
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.requests)
+
+    def messages(self) -> list[bytes]:
+        found, pos = [], 0
+        while len(self.received) - pos >= HEADER_SIZE:
+            size = parse_header(self.received[pos : pos + HEADER_SIZE]).size
+            if len(self.received) - pos < size:
+                break
+            found.append(self.received[pos : pos + size])
+            pos += size
+        return found
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if len(self.messages()) == self.wanted + 1:  # ValidateConnection first
+            self.factory.reactor.stop()
+
+
+class LeanIceServerTestsBuilder(_Lean, ReactorBuilder):
+    def test_requests_answered_over_tcp(self) -> None:
+        """
+        Requests written in one segment over a real TCP connection are each
+        answered, in order, the first from the servant and the repeat from
+        the reply cache.
+        """
+        reactor = self.buildReactor()
+        adapter = ObjectAdapter("Test")
+        adapter.add(_LOCATOR, _Locator())
+        port = reactor.listenTCP(0, IceServerFactory(adapter), interface="127.0.0.1")
+        client = _Collect(_request(1, "A") + _request(2, "A") + _request(3, "B"), 3)
+        factory = ClientFactory.forProtocol(lambda: client)
+        factory.reactor = reactor
+        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+        self.runReactor(reactor, timeout=10)
+        first, *replies = client.messages()
+        self.assertEqual(first, VALIDATE_CONNECTION)
+        decoded = [decode_reply(m[HEADER_SIZE:]) for m in replies]
+        self.assertEqual([r.request_id for r in decoded], [1, 2, 3])
+        self.assertEqual(
+            [InputStream(r.payload).read_string() for r in decoded],
+            ["found A", "found A", "found B"],
+        )
+
+
+class LeanTimeTestsBuilder(_Lean, test_time.TimeTestsBuilder):
+    pass
+
+
+class LeanSystemEventTestsBuilder(_Lean, test_core.SystemEventTestsBuilder):
+    pass
+
+
+for _builder in (
+    LeanIceServerTestsBuilder,
+    LeanTimeTestsBuilder,
+    LeanSystemEventTestsBuilder,
+):
+    globals().update(_builder.makeTestCaseClasses())
+del _builder
+
+
+class UseLeanReactorTests(SynchronousTestCase):
+    def test_installed_reactor_left_alone(self) -> None:
+        """
+        Once a reactor is installed (trial's here, or one chosen with
+        C{--reactor}), nothing is installed over it, and the answer says
+        whether it is the lean one.
+        """
+        self.assertIn("twisted.internet.reactor", sys.modules)
+        self.assertFalse(use_lean_reactor(True))
+        self.assertIs(sys.modules["twisted.internet.reactor"], installed_reactor)
+
+    def test_plugin_options_keep_the_reactor(self) -> None:
+        """Parsing the registry plugin's options in a running process changes no reactor."""
+        options = Options()
+        options.parseOptions(["--replica-name", "Master"])
+        self.assertTrue(options.registry_config.lean_reactor)
+        self.assertIs(sys.modules["twisted.internet.reactor"], installed_reactor)
+        self.assertNotIsInstance(installed_reactor, LeanEPollReactor)
