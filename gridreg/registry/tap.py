@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attrs
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -122,13 +122,14 @@ def make_store(config: RegistryConfig, reactor: Any = None) -> Any:
     return MemoryStore()
 
 
-def collapse_memory(reactor: Any, interval: int) -> None:
+def memory_collapser(reactor: Any, interval: int) -> Optional[IService]:
     """
-    Move the process's dense memory onto huge pages once it runs, and every
-    C{interval} seconds (L{gridreg.huge_page_collapse}), unless it cannot.
+    The service that moves the process's dense memory onto huge pages once
+    it runs, and every C{interval} seconds (L{gridreg.huge_page_collapse});
+    None when it is turned off or the kernel cannot.
     """
     if interval <= 0:
-        return
+        return None
     from gridreg.huge_page_collapse import HugePageCollapse, available
 
     why_not = available()
@@ -136,10 +137,8 @@ def collapse_memory(reactor: Any, interval: int) -> None:
         log.info(
             "GridReg.HugePages.Collapse: {why_not}; the memory stays as it is", why_not=why_not
         )
-        return
-    collapser = HugePageCollapse(reactor, interval)
-    reactor.callWhenRunning(collapser.startService)
-    reactor.addSystemEventTrigger("before", "shutdown", collapser.stopService)
+        return None
+    return HugePageCollapse(reactor, interval)
 
 
 def makeService(
@@ -170,8 +169,9 @@ def makeService(
             "(GridReg.HugePages=0 turns it off)"
         )
     scheduler(config.scheduler)  # before any thread starts: they inherit it
+    collapser = None
     if huge_pages is not None:  # a real start
-        collapse_memory(reactor, config.huge_page_collapse)
+        collapser = memory_collapser(reactor, config.huge_page_collapse)
     log.info(
         "Reactor: {reactor} (GridReg.LeanReactor={lean})",
         reactor=f"{type(reactor).__module__}.{type(reactor).__qualname__}",
@@ -199,4 +199,10 @@ def makeService(
             "through the endpoints stored in its database",
             replica=config.replica_name,
         )
-    return RegistryService(reactor, config, store, security=options.security)
+    registry = RegistryService(reactor, config, store, security=options.security)
+    if collapser is None:
+        return registry
+    top = MultiService()
+    registry.setServiceParent(top)
+    collapser.setServiceParent(top)
+    return top
