@@ -108,3 +108,37 @@ class PromptWriterTests(TestCase):
         self.assertEqual(pending(peer), box(2).serialize())
         self.assertEqual(pending(peer), b"")  # end of stream: recv gives b""
         self.assertEqual(reasons[0].type.__name__, "ConnectionDone")
+
+    async def test_now_on_an_idle_socket_bypasses_the_reactor(self) -> None:
+        """
+        With NOW on plain TCP and nothing buffered, a box goes to the socket
+        without the transport ever registering for writable events.
+        """
+        protocol, peer = await self.connect(NOW)
+        registered: list[Any] = []
+        protocol.transport.startWriting = lambda: registered.append(True)  # type: ignore[method-assign]
+        protocol.sendBox(box(1))
+        self.assertEqual(pending(peer), box(1).serialize())
+        self.assertEqual(registered, [])
+
+    async def test_now_buffers_what_the_socket_does_not_take(self) -> None:
+        """
+        Boxes larger than the socket's buffers: what C{send} leaves is
+        buffered and sent by the reactor as the peer reads; every byte
+        arrives, in order.
+        """
+        protocol, peer = await self.connect(NOW)
+        protocol.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = [
+            amp.AmpBox({b"_command": b"Push", b"n": b"%d" % n, b"data": bytes([n]) * 60_000})
+            for n in range(40)
+        ]
+        for b in big:
+            protocol.sendBox(b)
+        self.assertTrue(protocol.transport.dataBuffer or protocol.transport._tempDataBuffer)
+        expected = b"".join(b.serialize() for b in big)
+        received = b""
+        while len(received) < len(expected):
+            received += pending(peer)
+            await deferLater(reactor, 0.001, lambda: None)
+        self.assertEqual(received, expected)
