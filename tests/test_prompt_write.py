@@ -13,10 +13,11 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.protocols import amp
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from gridreg.protocol.prompt import NOW, TURN, PromptWriter
@@ -142,3 +143,39 @@ class PromptWriterTests(TestCase):
             received += pending(peer)
             await deferLater(reactor, 0.001, lambda: None)
         self.assertEqual(received, expected)
+
+    async def test_now_over_tls_goes_through_tls(self) -> None:
+        """
+        Under TLS (whose wrapper passes attribute reads through to the TCP
+        connection under it) a NOW box is still encrypted: the peer
+        decrypts exactly the box.
+        """
+        from twisted.internet import ssl
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+        from twisted.test import __file__ as twisted_tests
+
+        pem = (FilePath(twisted_tests).sibling("server.pem")).getContent()
+        certificate = ssl.PrivateCertificate.loadPEM(pem)
+        made: Deferred[Prompt] = Deferred()
+        server = TLSMemoryBIOFactory(
+            certificate.options(), False, Factory.forProtocol(lambda: Prompt(NOW, made))
+        )
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(server)
+        self.addCleanup(port.stopListening)
+        received: list[amp.AmpBox] = []
+        got: Deferred[None] = Deferred()
+
+        class Peer(amp.AMP):
+            def ampBoxReceived(self, box: amp.AmpBox) -> None:
+                received.append(box)
+                got.callback(None)
+
+        client = TLSMemoryBIOFactory(
+            ssl.CertificateOptions(verify=False), True, Factory.forProtocol(Peer)
+        )
+        peer = await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(client)
+        self.addCleanup(peer.transport.abortConnection)
+        protocol = await made
+        protocol.sendBox(box(1))
+        await got
+        self.assertEqual(received, [box(1)])

@@ -37,7 +37,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from twisted.internet import tcp
 from twisted.protocols import amp
+
+#: the transports a box may bypass: Twisted's TCP connections, as accepted and as dialled
+_PLAIN_TCP = (tcp.Server, tcp.Client)
 
 #: write each box to the socket at once
 NOW = "now"
@@ -68,13 +72,15 @@ def send_now(transport: Any) -> None:
 
 def _idle_socket(transport: Any) -> Any:
     """
-    C{transport} itself if it is a connected socket transport with nothing
-    buffered and nothing in the way of a direct send (see L{send_now}), else None.
+    C{transport} itself if it is a plain TCP connection (not a TLS one, nor
+    a wrapper such as TLS's, which passes attribute reads through to the
+    connection under it) with nothing buffered and nothing in the way of a
+    direct send (see L{send_now}), else None.
     """
     if (
-        getattr(transport, "doWrite", None) is None
-        or getattr(transport, "socket", None) is None
-        or not getattr(transport, "connected", False)
+        type(transport) not in _PLAIN_TCP
+        or transport.TLS
+        or not transport.connected
         or transport.disconnecting
         or transport._writeDisconnected
         or transport.producer is not None
