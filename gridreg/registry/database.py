@@ -159,6 +159,17 @@ class RegistryDatabase:
         refusal = self.refusal()
         if refusal is not None:
             return fail(NotMasterError(refusal))
+        lock = self._lock
+        if not lock.locked and not self._committing and self._reloading is None:
+            # nothing ahead of this write: it is staged and its commit started
+            # now, the lock held as its job would hold it, without the
+            # lock's own Deferreds (every write at one in flight comes here)
+            lock.locked = True
+            try:
+                durable = self.write_locked(validate_and_build)
+            finally:
+                lock.release()
+            return durable.addCallback(_acknowledged)
         # the lock's job returns the write's Deferred boxed, so the lock is
         # released once the write is queued, not once it is durable
         d = self._lock.run(self._stage_boxed, validate_and_build)
