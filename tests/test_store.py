@@ -26,6 +26,8 @@ from gridreg.store.records import (
     StoreState,
     change_from_json,
     change_to_json,
+    copied,
+    encode_value,
 )
 from gridreg.store import sqlite as sqlite_module
 from gridreg.store.sqlite import DB_FILENAME, SQLiteStore, load_schema
@@ -659,6 +661,28 @@ class RecordsTests(SynchronousTestCase):
         )
         self.assertEqual(change_from_json(change_to_json(change)), change)
         self.assertEqual(change_from_json(change_to_json(change).encode("utf-8")), change)
+
+    def test_change_json_around_known_texts_is_the_same_json(self) -> None:
+        """
+        A change whose puts carry their values' JSON (the master's write
+        path) is encoded around those texts into exactly the JSON of the
+        same change without them; the texts are not part of equality.
+        """
+        values = [
+            {"proxy": "AAEC", "type": "::Demo::Hello"},
+            {"x": [1, 2.5, None, True, {"y": '\u00e9\u2028"\\'}], "\u00fc": ""},
+            {},
+        ]
+        plain = [Mutation("object", f'k\u00fc"{i}', v) for i, v in enumerate(values)]
+        plain.append(delete("gone"))
+        with_texts = [m if m.value is None else copied(m, encode_value(m)) for m in plain]
+        self.assertEqual(with_texts[0].text, encode_value(plain[0]))
+        self.assertEqual(with_texts, plain)
+        for serial in (1, 12345678901):
+            self.assertEqual(
+                change_to_json(Change(serial, with_texts)), change_to_json(Change(serial, plain))
+            )
+        self.assertEqual(change_to_json(Change(3, ())), '{"serial":3,"mutations":[]}')
 
     def test_change_from_bad_json(self) -> None:
         for text in [

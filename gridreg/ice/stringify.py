@@ -405,7 +405,9 @@ def _skip_space(text: str, i: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _proxy_endpoints(text: str, default_protocol: str, default_timeout: int) -> tuple[Endpoint, ...]:
+def _proxy_endpoints(
+    text: str, default_protocol: str, default_timeout: int
+) -> tuple[Endpoint, ...]:
     """
     L{endpoints_from_string} for proxies, remembered: the proxies an admin
     adds one after the other mostly share their endpoints, and parsing them

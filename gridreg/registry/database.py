@@ -23,7 +23,6 @@ next write.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
@@ -60,7 +59,7 @@ from gridreg.registry.state import (
 )
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
-from gridreg.store.records import Change, Mutation, encode_value
+from gridreg.store.records import Change, Mutation, copied, encode_value
 
 
 #: the default bound on one change's values (JSON bytes), far above any descriptor
@@ -211,9 +210,9 @@ class RegistryDatabase:
                     f"the change is {size} bytes; a replicated change may have at most "
                     f"{self.max_change_bytes}"
                 )
+            # each put keeps its text: the store saves it and the slaves get it as it is
             mutations = [
-                m if text is None else Mutation(m.kind, m.key, json.loads(text))
-                for m, text in zip(mutations, encoded)
+                m if text is None else copied(m, text) for m, text in zip(mutations, encoded)
             ]
         except Exception:
             return fail()

@@ -488,7 +488,8 @@ class MasterReplication:
                 if session.push_overdue(now):
                     session.time_out_push()  # its write drops the session, saying why
                     if not session.closed:
-                        self.drop(session, f"no acknowledgement: no answer within {self.timeout:g} s")
+                        why = f"no acknowledgement: no answer within {self.timeout:g} s"
+                        self.drop(session, why)
                 elif now - session.heard > self.timeout:
                     self.drop(session, f"nothing heard from it for {now - session.heard:.1f} s")
         except Exception:  # a LoopingCall that raises stops for good
