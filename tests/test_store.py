@@ -6,6 +6,8 @@ L{IRegistryStore}, plus what only the SQLite file can get wrong.
 
 from __future__ import annotations
 
+import json
+
 import os
 import sqlite3
 import time
@@ -678,10 +680,12 @@ class RecordsTests(SynchronousTestCase):
         with_texts = [m if m.value is None else copied(m, encode_value(m)) for m in plain]
         self.assertEqual(with_texts[0].text, encode_value(plain[0]))
         self.assertEqual(with_texts, plain)
+        texts = [None if m.value is None else encode_value(m) for m in plain]
         for serial in (1, 12345678901):
-            self.assertEqual(
-                change_to_json(Change(serial, with_texts)), change_to_json(Change(serial, plain))
-            )
+            expected = change_to_json(Change(serial, plain))
+            self.assertEqual(change_to_json(Change(serial, with_texts)), expected)
+            self.assertEqual(change_to_json(Change(serial, plain), texts), expected)
+        self.assertEqual(json.loads(expected)["mutations"][1]["value"], values[1])
         self.assertEqual(change_to_json(Change(3, ())), '{"serial":3,"mutations":[]}')
 
     def test_change_from_bad_json(self) -> None:

@@ -195,18 +195,21 @@ def _mutation_to_dict(mutation: Mutation) -> dict[str, Any]:
 _json_string = json.encoder.encode_basestring_ascii
 
 
-def change_to_json(change: Change) -> str:
+def change_to_json(change: Change, texts: Optional[list[Optional[str]]] = None) -> str:
     """
     Encode a change for the changes log and for replication. When each put
-    knows its value's JSON (L{Mutation.text}), the change is put together
-    around those texts, into exactly what C{json.dumps} would write.
+    knows its value's JSON (L{Mutation.text}, or C{texts}, one per mutation,
+    as L{encode_value} wrote them), the change is put together around those
+    texts, into exactly what C{json.dumps} would write.
     """
     parts = []
-    for m in change.mutations:
+    for i, m in enumerate(change.mutations):
         if m.value is None:
             value = "null"
         elif m.text is not None:
             value = m.text
+        elif texts is not None and texts[i] is not None:
+            value = texts[i]  # type: ignore[assignment]
         else:
             break
         parts.append(

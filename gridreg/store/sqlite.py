@@ -358,23 +358,27 @@ class SQLiteStore(SerialStore):
 
     def _persist_all(self, changes: list[Change]) -> None:
         last = changes[-1].serial
+        bodies = []
         with self._transaction() as db:
             # in change order: a key written then deleted in one batch ends deleted
             for change in changes:
+                texts: list[Optional[str]] = []
                 for m in change.mutations:
                     if m.value is None:
+                        texts.append(None)
                         db.execute(
                             "DELETE FROM records WHERE kind = ? AND key = ?", (m.kind, m.key)
                         )
                     else:
+                        text = encode_value(m)
+                        texts.append(text)
                         db.execute(
                             "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
-                            (m.kind, m.key, encode_value(m)),
+                            (m.kind, m.key, text),
                         )
-            db.executemany(
-                "INSERT INTO changes (serial, body) VALUES (?, ?)",
-                [(change.serial, change_to_json(change)) for change in changes],
-            )
+                # around the values' texts: each value is encoded once
+                bodies.append((change.serial, change_to_json(change, texts)))
+            db.executemany("INSERT INTO changes (serial, body) VALUES (?, ?)", bodies)
             db.execute("DELETE FROM changes WHERE serial <= ?", (last - self.log_retention,))
             db.execute("UPDATE meta SET serial = ?", (last,))
         self._durable = last
