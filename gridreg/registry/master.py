@@ -131,12 +131,23 @@ class SlaveSession:
         @param texts: each change's JSON (L{change_to_json}), when the
             caller has it already: one encoding serves every slave.
         """
+        texts = texts or [change_to_json(c) for c in changes]
+        if not (self._running or self._jobs or self._flush_queued):
+            # nothing ahead of it (every write at one in flight): it goes now
+            self._running = True
+            return maybeDeferred(self.push, changes, texts).addBoth(self._sent)
         d: Deferred[None] = Deferred()
-        self._outbox.append((changes, texts or [change_to_json(c) for c in changes], d))
+        self._outbox.append((changes, texts, d))
         if not self._flush_queued:
             self._flush_queued = True
             self._enqueue(self._flush, None)
         return d
+
+    def _sent(self, result: Any) -> Any:
+        """A push sent at once is done: what was queued behind it goes next."""
+        self._running = False
+        self._run_next()
+        return result
 
     def _flush(self) -> Deferred[None]:
         self._flush_queued = False
