@@ -339,6 +339,28 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         assert isinstance(store, SQLiteStore) and store._db is not None
         store._db.execute("PRAGMA synchronous=OFF")
 
+    def test_the_log_is_pruned_in_batches_and_serves_only_its_retention(self) -> None:
+        """
+        The changes log is pruned every PRUNE_EVERY serials, so it holds at
+        most that many changes past its retention; those are never served.
+        """
+        store = self.open_store(log_retention=3)
+        self.fast_commits(store)
+        assert isinstance(store, SQLiteStore) and store._db is not None
+        sizes = []
+        for n in range(3 * sqlite_module.PRUNE_EVERY + 5):
+            self.successResultOf(store.commit([put(str(n))]))
+            (rows,) = store._db.execute("SELECT count(*) FROM changes").fetchone()
+            sizes.append(rows)
+            serial = store.serial
+            self.assertIsNone(self.successResultOf(store.changes_since(serial - 4)))
+            served = self.changes_since(store, max(0, serial - 3))
+            self.assertEqual(
+                [c.serial for c in served], list(range(max(1, serial - 2), serial + 1))
+            )
+        self.assertLessEqual(max(sizes), 3 + sqlite_module.PRUNE_EVERY)
+        self.assertLess(min(sizes[sqlite_module.PRUNE_EVERY :]), sqlite_module.PRUNE_EVERY)
+
     def reopen(self, store: IRegistryStore) -> IRegistryStore:
         assert isinstance(store, SQLiteStore)
         self.successResultOf(store.close())
