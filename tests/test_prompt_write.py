@@ -20,7 +20,7 @@ from twisted.protocols import amp
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from gridreg.protocol.prompt import NOW, TURN, PromptWriter
+from gridreg.protocol.prompt import NOW, TURN, PromptWriter, serialize
 
 
 class Prompt(PromptWriter, amp.AMP):
@@ -179,3 +179,21 @@ class PromptWriterTests(TestCase):
         protocol.sendBox(box(1))
         await got
         self.assertEqual(received, [box(1)])
+
+
+class SerializeTests(TestCase):
+    def test_the_same_bytes_as_amp(self) -> None:
+        for b in (
+            amp.AmpBox(),
+            box(7),
+            amp.AmpBox({b"z": b"", b"a" * 255: b"v" * 65535, b"_answer": b"1f"}),
+        ):
+            self.assertEqual(serialize(b), b.serialize())
+
+    def test_what_amp_refuses_is_refused(self) -> None:
+        with self.assertRaises(amp.TooLong):
+            serialize(amp.AmpBox({b"k": b"v" * 65536}))
+        with self.assertRaises(amp.TooLong):
+            serialize(amp.AmpBox({b"k" * 256: b"v"}))
+        with self.assertRaises(TypeError):
+            serialize(amp.AmpBox({b"k": "text"}))

@@ -35,6 +35,7 @@ not a file descriptor (memory transports in tests) is left to the reactor.
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Optional
 
 from twisted.internet import tcp
@@ -47,6 +48,30 @@ _PLAIN_TCP = (tcp.Server, tcp.Client)
 NOW = "now"
 #: write the boxes of one reactor turn at its end
 TURN = "turn"
+
+
+_length = struct.Struct("!H").pack
+
+
+def serialize(box: amp.AmpBox) -> bytes:
+    """
+    C{box.serialize()}, the same bytes in one pass with fewer calls (three
+    boxes a write on a master); a box AMP would refuse (a key or value not
+    bytes, or too long) goes to AMP's own, which raises as it does.
+    """
+    parts = []
+    for key in sorted(box):
+        value = box[key]
+        if (
+            type(key) is not bytes
+            or type(value) is not bytes
+            or len(key) > amp.MAX_KEY_LENGTH
+            or len(value) > amp.MAX_VALUE_LENGTH
+        ):
+            return box.serialize()  # type: ignore[no-any-return]
+        parts.append(_length(len(key)) + key + _length(len(value)) + value)
+    parts.append(b"\x00\x00")
+    return b"".join(parts)
 
 
 def _socket_transport(transport: Any) -> Any:
@@ -130,15 +155,19 @@ class PromptWriter:
     _prompt_call: Any = None
 
     def sendBox(self, box: amp.AmpBox) -> None:
+        this: Any = self
+        if this._locked or this.transport is None or this._startingTLSBuffer is not None:
+            super().sendBox(box)  # type: ignore[misc]  # AMP refuses, or holds it, as it does
+            return
+        data = serialize(box)
         if self.prompt == NOW:
-            this: Any = self
             socket = _idle_socket(this.transport)
-            if socket is not None and not this._locked and this._startingTLSBuffer is None:
-                send_direct(socket, box.serialize())
+            if socket is not None:
+                send_direct(socket, data)
                 return
-        super().sendBox(box)  # type: ignore[misc]
+        this.transport.write(data)
         if self.prompt == NOW:
-            send_now(self.transport)  # type: ignore[attr-defined]
+            send_now(this.transport)
         elif self.prompt == TURN and self._prompt_call is None and self.prompt_clock is not None:
             self._prompt_call = self.prompt_clock.callLater(0, self._end_of_turn)
 
