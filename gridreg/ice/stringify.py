@@ -410,9 +410,9 @@ def _proxy_endpoints(
 ) -> tuple[Endpoint, ...]:
     """
     L{endpoints_from_string} for proxies, remembered: the proxies an admin
-    adds one after the other mostly share their endpoints, and parsing them
-    was the larger part of parsing a proxy. Endpoints are immutable; a text
-    that does not parse is not remembered.
+    adds one after the other mostly share their endpoints, whose parsing was
+    a third of parsing a proxy. Endpoints are immutable; a text that does
+    not parse is not remembered.
     """
     return endpoints_from_string(text, default_protocol, default_timeout)
 
