@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.testing import StringTransport
+from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gridreg.ice.encoding import InputStream, MarshalError, OutputStream
@@ -307,6 +308,23 @@ class FuzzTargetTests(SynchronousTestCase):
         protocol.dataReceived(fuzz_targets.HELLO_ADMIN + data[1:])
         self.assertIn(b"BAD_ARGUMENTS", transport.value())
         self.assertTrue(transport.disconnecting)
+
+    def test_object_add_with_bad_arguments_answered(self) -> None:
+        """
+        The admin's object add, read from the raw box, answers a proxy that
+        is not UTF-8, or a missing type, as AMP's own responder does.
+        """
+        for arguments in (
+            {b"proxy": b"\xff", b"type": b""},
+            {b"proxy": b"hello:tcp -p 1"},
+        ):
+            protocol = fuzz_targets.registry().internal_factory.buildProtocol(None)
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            box = amp.AmpBox({b"_ask": b"1", b"_command": b"AdminObjectAdd", **arguments})
+            protocol.dataReceived(fuzz_targets.HELLO_ADMIN + box.serialize())
+            self.assertIn(b"BAD_ARGUMENTS", transport.value(), arguments)
+            self.assertTrue(transport.disconnecting)
 
 
 class CoverageGuidedFuzzTests(TestCase):

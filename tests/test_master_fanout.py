@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, TimeoutError, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -418,15 +418,33 @@ class PushTests(MasterTests):
         self.assertEqual(session.heard, 7)
         self.assertIn("slave `R1' acknowledged serial 1", "\n".join(self.messages()))
 
-    def test_an_unanswered_push_fails_after_the_timeout(self) -> None:
+    def test_an_unanswered_push_is_overdue_after_the_timeout(self) -> None:
+        """
+        An unanswered push is overdue once it waited longer than the
+        timeout; timing it out fails it, and an answer coming later is
+        ignored.
+        """
         session, slave = self.session()
         slave.hold = True
         d = session.push([change(1)])
-        self.clock.advance(TIMEOUT - 0.1)
+        self.clock.advance(TIMEOUT)
+        self.assertFalse(session.push_overdue(self.clock.seconds()))
+        self.clock.advance(0.1)
+        self.assertTrue(session.push_overdue(self.clock.seconds()))
         self.assertNoResult(d)
-        self.clock.advance(0.2)
-        self.failureResultOf(d)
+        session.time_out_push()
+        self.failureResultOf(d, TimeoutError)
+        slave.held[0].callback({"serial": 1})
         self.assertEqual(session.serial, 0)
+        self.assertFalse(session.push_overdue(self.clock.seconds() + 10 * TIMEOUT))
+
+    def test_an_answered_push_is_never_overdue(self) -> None:
+        session, slave = self.session()
+        slave.hold = True
+        d = session.push([change(1)])
+        slave.held[0].callback({"serial": 1})
+        self.successResultOf(d)
+        self.assertFalse(session.push_overdue(self.clock.seconds() + 10 * TIMEOUT))
 
     def test_drop_closes_the_connection_once(self) -> None:
         session, slave = self.session()
@@ -656,15 +674,26 @@ class FanOutTests(MasterTests):
         self.assertIn("no acknowledgement: cannot apply", self.master.statuses["R2"].reason)
         self.assertEqual(one.applied, [committed.serial])
 
-    def test_a_hung_slave_delays_a_write_by_at_most_the_timeout(self) -> None:
+    def test_a_hung_slave_delays_a_write_by_at_most_the_timeout_and_a_check(self) -> None:
+        """
+        The watch (every quarter timeout) drops a slave whose push waited
+        longer than the timeout: the write returns, the reason says so.
+        """
         slave = self.join("R1")
+        self.master.start_watching()
+        self.clock.advance(0.1)
         slave.hold = True
         _, d = self.write()
         self.clock.advance(TIMEOUT - 0.1)
         self.assertNoResult(d)
-        self.clock.advance(0.2)
+        self.assertIn("R1", self.master.live_slaves())
+        self.clock.advance(TIMEOUT / 4)
         self.successResultOf(d)
         self.assertEqual(slave.transport.aborted, 1)
+        self.assertNotIn("R1", self.master.sessions)
+        self.assertEqual(
+            self.master.statuses["R1"].reason, "no acknowledgement: no answer within 2 s"
+        )
 
     def test_closed_sessions_are_skipped(self) -> None:
         slave = self.join("R1")

@@ -13,13 +13,14 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.protocols import amp
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from gridreg.protocol.prompt import NOW, TURN, PromptWriter
+from gridreg.protocol.prompt import NOW, TURN, PromptWriter, serialize
 
 
 class Prompt(PromptWriter, amp.AMP):
@@ -108,3 +109,91 @@ class PromptWriterTests(TestCase):
         self.assertEqual(pending(peer), box(2).serialize())
         self.assertEqual(pending(peer), b"")  # end of stream: recv gives b""
         self.assertEqual(reasons[0].type.__name__, "ConnectionDone")
+
+    async def test_now_on_an_idle_socket_bypasses_the_reactor(self) -> None:
+        """
+        With NOW on plain TCP and nothing buffered, a box goes to the socket
+        without the transport ever registering for writable events.
+        """
+        protocol, peer = await self.connect(NOW)
+        registered: list[Any] = []
+        protocol.transport.startWriting = lambda: registered.append(True)  # type: ignore[method-assign]
+        protocol.sendBox(box(1))
+        self.assertEqual(pending(peer), box(1).serialize())
+        self.assertEqual(registered, [])
+
+    async def test_now_buffers_what_the_socket_does_not_take(self) -> None:
+        """
+        Boxes larger than the socket's buffers: what C{send} leaves is
+        buffered and sent by the reactor as the peer reads; every byte
+        arrives, in order.
+        """
+        protocol, peer = await self.connect(NOW)
+        protocol.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = [
+            amp.AmpBox({b"_command": b"Push", b"n": b"%d" % n, b"data": bytes([n]) * 60_000})
+            for n in range(40)
+        ]
+        for b in big:
+            protocol.sendBox(b)
+        self.assertTrue(protocol.transport.dataBuffer or protocol.transport._tempDataBuffer)
+        expected = b"".join(b.serialize() for b in big)
+        received = b""
+        while len(received) < len(expected):
+            received += pending(peer)
+            await deferLater(reactor, 0.001, lambda: None)
+        self.assertEqual(received, expected)
+
+    async def test_now_over_tls_goes_through_tls(self) -> None:
+        """
+        Under TLS (whose wrapper passes attribute reads through to the TCP
+        connection under it) a NOW box is still encrypted: the peer
+        decrypts exactly the box.
+        """
+        from twisted.internet import ssl
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+        from twisted.test import __file__ as twisted_tests
+
+        pem = (FilePath(twisted_tests).sibling("server.pem")).getContent()
+        certificate = ssl.PrivateCertificate.loadPEM(pem)
+        made: Deferred[Prompt] = Deferred()
+        server = TLSMemoryBIOFactory(
+            certificate.options(), False, Factory.forProtocol(lambda: Prompt(NOW, made))
+        )
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(server)
+        self.addCleanup(port.stopListening)
+        received: list[amp.AmpBox] = []
+        got: Deferred[None] = Deferred()
+
+        class Peer(amp.AMP):
+            def ampBoxReceived(self, box: amp.AmpBox) -> None:
+                received.append(box)
+                got.callback(None)
+
+        client = TLSMemoryBIOFactory(
+            ssl.CertificateOptions(verify=False), True, Factory.forProtocol(Peer)
+        )
+        peer = await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(client)
+        self.addCleanup(peer.transport.abortConnection)
+        protocol = await made
+        protocol.sendBox(box(1))
+        await got
+        self.assertEqual(received, [box(1)])
+
+
+class SerializeTests(TestCase):
+    def test_the_same_bytes_as_amp(self) -> None:
+        for b in (
+            amp.AmpBox(),
+            box(7),
+            amp.AmpBox({b"z": b"", b"a" * 255: b"v" * 65535, b"_answer": b"1f"}),
+        ):
+            self.assertEqual(serialize(b), b.serialize())
+
+    def test_what_amp_refuses_is_refused(self) -> None:
+        with self.assertRaises(amp.TooLong):
+            serialize(amp.AmpBox({b"k": b"v" * 65536}))
+        with self.assertRaises(amp.TooLong):
+            serialize(amp.AmpBox({b"k" * 256: b"v"}))
+        with self.assertRaises(TypeError):
+            serialize(amp.AmpBox({b"k": "text"}))

@@ -6,6 +6,8 @@ L{IRegistryStore}, plus what only the SQLite file can get wrong.
 
 from __future__ import annotations
 
+import json
+
 import os
 import sqlite3
 import time
@@ -26,6 +28,8 @@ from gridreg.store.records import (
     StoreState,
     change_from_json,
     change_to_json,
+    copied,
+    encode_value,
 )
 from gridreg.store import sqlite as sqlite_module
 from gridreg.store.sqlite import DB_FILENAME, SQLiteStore, load_schema
@@ -334,6 +338,28 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
     def fast_commits(self, store: IRegistryStore) -> None:
         assert isinstance(store, SQLiteStore) and store._db is not None
         store._db.execute("PRAGMA synchronous=OFF")
+
+    def test_the_log_is_pruned_in_batches_and_serves_only_its_retention(self) -> None:
+        """
+        The changes log is pruned every PRUNE_EVERY serials, so it holds at
+        most that many changes past its retention; those are never served.
+        """
+        store = self.open_store(log_retention=3)
+        self.fast_commits(store)
+        assert isinstance(store, SQLiteStore) and store._db is not None
+        sizes = []
+        for n in range(3 * sqlite_module.PRUNE_EVERY + 5):
+            self.successResultOf(store.commit([put(str(n))]))
+            (rows,) = store._db.execute("SELECT count(*) FROM changes").fetchone()
+            sizes.append(rows)
+            serial = store.serial
+            self.assertIsNone(self.successResultOf(store.changes_since(serial - 4)))
+            served = self.changes_since(store, max(0, serial - 3))
+            self.assertEqual(
+                [c.serial for c in served], list(range(max(1, serial - 2), serial + 1))
+            )
+        self.assertLessEqual(max(sizes), 3 + sqlite_module.PRUNE_EVERY)
+        self.assertLess(min(sizes[sqlite_module.PRUNE_EVERY :]), sqlite_module.PRUNE_EVERY)
 
     def reopen(self, store: IRegistryStore) -> IRegistryStore:
         assert isinstance(store, SQLiteStore)
@@ -659,6 +685,30 @@ class RecordsTests(SynchronousTestCase):
         )
         self.assertEqual(change_from_json(change_to_json(change)), change)
         self.assertEqual(change_from_json(change_to_json(change).encode("utf-8")), change)
+
+    def test_change_json_around_known_texts_is_the_same_json(self) -> None:
+        """
+        A change whose puts carry their values' JSON (the master's write
+        path) is encoded around those texts into exactly the JSON of the
+        same change without them; the texts are not part of equality.
+        """
+        values = [
+            {"proxy": "AAEC", "type": "::Demo::Hello"},
+            {"x": [1, 2.5, None, True, {"y": '\u00e9\u2028"\\'}], "\u00fc": ""},
+            {},
+        ]
+        plain = [Mutation("object", f'k\u00fc"{i}', v) for i, v in enumerate(values)]
+        plain.append(delete("gone"))
+        with_texts = [m if m.value is None else copied(m, encode_value(m)) for m in plain]
+        self.assertEqual(with_texts[0].text, encode_value(plain[0]))
+        self.assertEqual(with_texts, plain)
+        texts = [None if m.value is None else encode_value(m) for m in plain]
+        for serial in (1, 12345678901):
+            expected = change_to_json(Change(serial, plain))
+            self.assertEqual(change_to_json(Change(serial, with_texts)), expected)
+            self.assertEqual(change_to_json(Change(serial, plain), texts), expected)
+        self.assertEqual(json.loads(expected)["mutations"][1]["value"], values[1])
+        self.assertEqual(change_to_json(Change(3, ())), '{"serial":3,"mutations":[]}')
 
     def test_change_from_bad_json(self) -> None:
         for text in [

@@ -299,6 +299,19 @@ class ProxyErrorTests(SynchronousTestCase):
         self.assertEqual(e.text, "x:tcp -p 70000")
         self.assertIn("out of range", e.reason)
 
+    def test_shared_endpoints_each_proxy_its_own_error(self) -> None:
+        """
+        Proxies that share endpoints (remembered once parsed) get them
+        equal; bad endpoints fail every time, naming each proxy.
+        """
+        one = proxy_from_string("a:tcp -h 127.0.0.1 -p 5")
+        two = proxy_from_string("b:tcp -h 127.0.0.1 -p 5")
+        self.assertEqual(one.endpoints, two.endpoints)
+        self.assertEqual((one.identity.name, two.identity.name), ("a", "b"))
+        for name in ("x", "y"):
+            e = self.assertRaises(EndpointParseError, proxy_from_string, f"{name}:tcp -p 70000")
+            self.assertEqual(e.text, f"{name}:tcp -p 70000")
+
 
 class IdentityTests(SynchronousTestCase):
     """Stringified identities and their escapes."""

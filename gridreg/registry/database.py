@@ -23,7 +23,6 @@ next write.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
@@ -60,7 +59,7 @@ from gridreg.registry.state import (
 )
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
-from gridreg.store.records import Change, Mutation, encode_value
+from gridreg.store.records import Change, Mutation, copied, encode_value
 
 
 #: the default bound on one change's values (JSON bytes), far above any descriptor
@@ -159,6 +158,17 @@ class RegistryDatabase:
         refusal = self.refusal()
         if refusal is not None:
             return fail(NotMasterError(refusal))
+        lock = self._lock
+        if not lock.locked and not self._committing and self._reloading is None:
+            # nothing ahead of this write: it is staged and its commit started
+            # now, the lock held as its job would hold it, without the
+            # lock's own Deferreds (every write at one in flight comes here)
+            lock.locked = True
+            try:
+                durable = self.write_locked(validate_and_build)
+            finally:
+                lock.release()
+            return durable.addCallback(_acknowledged)
         # the lock's job returns the write's Deferred boxed, so the lock is
         # released once the write is queued, not once it is durable
         d = self._lock.run(self._stage_boxed, validate_and_build)
@@ -200,9 +210,9 @@ class RegistryDatabase:
                     f"the change is {size} bytes; a replicated change may have at most "
                     f"{self.max_change_bytes}"
                 )
+            # each put keeps its text: the store saves it and the slaves get it as it is
             mutations = [
-                m if text is None else Mutation(m.kind, m.key, json.loads(text))
-                for m, text in zip(mutations, encoded)
+                m if text is None else copied(m, text) for m, text in zip(mutations, encoded)
             ]
         except Exception:
             return fail()

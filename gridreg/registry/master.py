@@ -7,6 +7,11 @@ retained changes, or a snapshot in chunks) and then every new change. A
 write on the master returns once each slave that was live when it committed
 has acknowledged it or has been dropped for not answering in time; a dropped
 slave reconnects and catches up by itself.
+
+A push has no timer of its own: each session notes when its push in flight
+left, and the watch that drops silent slaves (every quarter of the session
+timeout) drops one whose push has waited longer than the timeout. A timer
+per push was a C{callLater} and its cancellation on every write, per slave.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import json
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, TimeoutError, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -73,11 +78,15 @@ class SlaveSession:
         #: when the slave was last heard from (a keepalive or an acknowledgement)
         self.heard = clock.seconds()
         #: jobs waiting for the one running (see L{run})
-        self._jobs: deque[tuple[Callable[[], Deferred[Any]], Deferred[Any]]] = deque()
+        self._jobs: deque[tuple[Callable[[], Deferred[Any]], Optional[Deferred[Any]]]] = deque()
         self._running = False
         #: changes waiting for the next push, each batch with its JSON and its Deferred
         self._outbox: list[tuple[list[Change], list[str], Deferred[None]]] = []
         self._flush_queued = False
+        #: when the push waiting for its acknowledgement left, or None
+        self.pushed_at: Optional[float] = None
+        #: that push's outcome, for the watch to fail once it is overdue
+        self._awaiting: Optional[Deferred[None]] = None
 
     def run(self, job: Callable[[], Deferred[Any]]) -> Deferred[Any]:
         """
@@ -86,10 +95,14 @@ class SlaveSession:
         per write passes here, and the lock's Deferreds were a tenth of it.)
         """
         d: Deferred[Any] = Deferred()
+        self._enqueue(job, d)
+        return d
+
+    def _enqueue(self, job: Callable[[], Deferred[Any]], d: Optional[Deferred[Any]]) -> None:
+        """Queue C{job}; its outcome goes to C{d}, if any (a flush has its own)."""
         self._jobs.append((job, d))
         if not self._running:
             self._run_next()
-        return d
 
     def _run_next(self) -> None:
         while self._jobs:
@@ -100,11 +113,13 @@ class SlaveSession:
                 result.addBoth(self._finished, d)
                 return
             self._running = False
-            result.chainDeferred(d)
+            if d is not None:
+                result.chainDeferred(d)
 
-    def _finished(self, outcome: Any, d: Deferred[Any]) -> None:
+    def _finished(self, outcome: Any, d: Optional[Deferred[Any]]) -> None:
         self._running = False
-        d.callback(outcome)
+        if d is not None:
+            d.callback(outcome)
         if not self._running:
             self._run_next()
 
@@ -117,28 +132,36 @@ class SlaveSession:
         @param texts: each change's JSON (L{change_to_json}), when the
             caller has it already: one encoding serves every slave.
         """
+        texts = texts or [change_to_json(c) for c in changes]
+        if not (self._running or self._jobs or self._flush_queued):
+            # nothing ahead of it (every write at one in flight): it goes now
+            self._running = True
+            return maybeDeferred(self.push, changes, texts).addBoth(self._sent)
         d: Deferred[None] = Deferred()
-        self._outbox.append((changes, texts or [change_to_json(c) for c in changes], d))
+        self._outbox.append((changes, texts, d))
         if not self._flush_queued:
             self._flush_queued = True
-            self.run(self._flush)
+            self._enqueue(self._flush, None)
         return d
+
+    def _sent(self, result: Any) -> Any:
+        """A push sent at once is done: what was queued behind it goes next."""
+        self._running = False
+        self._run_next()
+        return result
 
     def _flush(self) -> Deferred[None]:
         self._flush_queued = False
         items, self._outbox = self._outbox, []
         if len(items) == 1:
-            changes, texts = items[0][0], items[0][1]
-        else:
-            changes = [change for batch, _, _ in items for change in batch]
-            texts = [text for _, batch_texts, _ in items for text in batch_texts]
+            changes, texts, only = items[0]
+            return maybeDeferred(self.push, changes, texts).addBoth(_settle, only)
+        changes = [change for batch, _, _ in items for change in batch]
+        texts = [text for _, batch_texts, _ in items for text in batch_texts]
 
         def done(result: Any) -> None:
             for _, _, d in items:
-                if isinstance(result, Failure):
-                    d.errback(result)
-                else:
-                    d.callback(None)
+                _settle(result, d)
 
         return maybeDeferred(self.push, changes, texts).addBoth(done)
 
@@ -176,41 +199,62 @@ class SlaveSession:
     def _push_batch(self, batch: list[str]) -> Deferred[None]:
         # change_to_json writes ASCII only: as many bytes on the wire as characters
         text = "[" + ",".join(batch) + "]"
-
-        def acked(answer: dict[str, Any]) -> None:
-            self.serial = answer["serial"]
-            self.heard = self.clock.seconds()
-            if self.trace.replica > 2:
-                self.log.info(
-                    "[Replica] slave `{replica}' acknowledged serial {serial}",
-                    replica=self.name,
-                    serial=self.serial,
-                )
-
         if len(text) <= INLINE_BYTES:
-            d = self._push_changes(text.encode("ascii"), b"")
-        else:
-            transfer = new_transfer_id("changes")
-            d = send_blob(self._call, transfer, text.encode("utf-8"))
-            d.addCallback(lambda _: self._push_changes(b"", transfer.encode("utf-8")))
-        return d.addCallback(acked)
+            return self._push_changes(text.encode("ascii"), b"")
+        transfer = new_transfer_id("changes")
+        d = send_blob(self._call, transfer, text.encode("utf-8"))
+        return d.addCallback(lambda _: self._push_changes(b"", transfer.encode("utf-8")))
 
-    def _push_changes(self, changes: bytes, transfer: bytes) -> Deferred[dict[str, Any]]:
+    def _push_changes(self, changes: bytes, transfer: bytes) -> Deferred[None]:
         """
         Send one L{PushChanges} through AMP's C{callRemoteString}, its API for
         hot simple messages: the slave gets the same box, without the
         per-argument conversions of C{callRemote} (a third of the master's
-        cost per push); the answer and the declared errors come out as
-        C{callRemote} gives them.
+        cost per push); the declared errors come out as C{callRemote} gives
+        them. Unanswered, it is failed by L{MasterReplication}'s watch
+        (L{push_overdue}, L{time_out_push}).
         """
+        answer: Deferred[None] = Deferred()
+        self.pushed_at = self.clock.seconds()
+        self._awaiting = answer
         d = self.protocol.callRemoteString(
             PushChanges.commandName,
             database_id=self.database_id.encode("utf-8"),
             changes=changes,
             transfer=transfer,
         )
-        d.addCallbacks(_pushed, _push_error)
-        return d.addTimeout(self.timeout, self.clock)
+        d.addBoth(self._answered, answer)
+        return answer
+
+    def _answered(self, result: Any, answer: Deferred[None]) -> None:
+        """The slave's answer (or AMP's failure) to the push C{answer} stands for."""
+        if answer.called:  # timed out already: what comes later is of no use
+            return
+        self.pushed_at = None
+        self._awaiting = None
+        if isinstance(result, Failure):
+            answer.errback(_declared(result))
+            return
+        self.serial = int(result[b"serial"])
+        self.heard = self.clock.seconds()
+        if self.trace.replica > 2:
+            self.log.info(
+                "[Replica] slave `{replica}' acknowledged serial {serial}",
+                replica=self.name,
+                serial=self.serial,
+            )
+        answer.callback(None)
+
+    def push_overdue(self, now: float) -> bool:
+        """Whether a push has waited longer than the session timeout for its answer."""
+        return self.pushed_at is not None and now - self.pushed_at > self.timeout
+
+    def time_out_push(self) -> None:
+        """Fail the push waiting for its answer with a L{TimeoutError}."""
+        answer, self._awaiting = self._awaiting, None
+        self.pushed_at = None
+        if answer is not None and not answer.called:
+            answer.errback(TimeoutError())
 
     def send_snapshot(self, store: IRegistryStore, run: Run) -> Deferred[None]:
         """
@@ -266,17 +310,38 @@ class SlaveSession:
             transport.abortConnection()
 
 
-def _pushed(box: dict[bytes, bytes]) -> dict[str, Any]:
-    """A slave's answer to L{PushChanges}, parsed as its response declares."""
-    return {"serial": int(box[b"serial"])}
-
-
-def _push_error(failure: Failure) -> Failure:
+def _declared(failure: Failure) -> Failure:
     """An error answer as C{callRemote} raises it: a declared error by its code."""
-    failure.trap(amp.RemoteAmpError)
+    if not failure.check(amp.RemoteAmpError):
+        return failure
     error = failure.value
     declared = PushChanges.reverseErrors.get(error.errorCode, amp.UnknownRemoteError)
     return Failure(declared(error.description))
+
+
+def _settle(result: Any, d: Deferred[None]) -> None:
+    """Fire C{d} with a push's outcome: None, or its failure."""
+    if isinstance(result, Failure):
+        d.errback(result)
+    else:
+        d.callback(None)
+
+
+def _all_settled(pushes: list[Deferred[bool]]) -> Deferred[None]:
+    """Fire once every one of C{pushes} (which never fail) has fired."""
+    if not pushes:
+        return succeed(None)
+    done: Deferred[None] = Deferred()
+    left = [len(pushes)]
+
+    def one(_: object) -> None:
+        left[0] -= 1
+        if not left[0]:
+            done.callback(None)
+
+    for push in pushes:
+        push.addCallback(one)
+    return done
 
 
 class MasterReplication:
@@ -418,7 +483,10 @@ class MasterReplication:
         return False
 
     def start_watching(self) -> None:
-        """Drop slaves that stay silent for a session timeout (half-open connections)."""
+        """
+        Drop slaves that stay silent for a session timeout (half-open
+        connections), or leave a push unanswered that long.
+        """
         if not self._watch.running:
             self._watch.start(self.timeout / 4, now=False)
 
@@ -430,7 +498,14 @@ class MasterReplication:
         try:
             now = self.clock.seconds()
             for session in list(self.sessions.values()):
-                if not session.closed and now - session.heard > self.timeout:
+                if session.closed:
+                    continue
+                if session.push_overdue(now):
+                    session.time_out_push()  # its write drops the session, saying why
+                    if not session.closed:
+                        why = f"no acknowledgement: no answer within {self.timeout:g} s"
+                        self.drop(session, why)
+                elif now - session.heard > self.timeout:
                     self.drop(session, f"nothing heard from it for {now - session.heard:.1f} s")
         except Exception:  # a LoopingCall that raises stops for good
             self.log.failure("Could not check the slaves' keepalives")
@@ -486,7 +561,7 @@ class MasterReplication:
                 count=len(pushes),
             )
         if self.min_acks <= 0:
-            return DeferredList(live).addCallback(lambda _: None)
+            return _all_settled(live)
         return self._quorum(batch[-1], pushes)
 
     def _why(self, failure: Failure) -> str:

@@ -218,6 +218,12 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, amp.AMP):
         self.slave.master_lost(self)
 
 
+def _released(result: Any, lock: DeferredLock) -> Any:
+    """Release C{lock}, passing C{result} on (as C{DeferredLock.run} does)."""
+    lock.release()
+    return result
+
+
 def _serial_box(answer: dict[str, int]) -> amp.AmpBox:
     return amp.AmpBox(serial=b"%d" % answer["serial"])
 
@@ -509,7 +515,18 @@ class SlaveReplication(Service):
 
             return committed.addCallbacks(applied, self._reload)
 
-        return self._lock.run(apply)
+        lock = self._lock
+        if lock.locked:  # a snapshot streams in, or a push is still committing
+            return lock.run(apply)
+        # held as its job would hold it, without the lock's own Deferreds:
+        # every push at one write in flight comes here
+        lock.locked = True
+        try:
+            result = apply()
+        except BaseException:
+            lock.release()
+            return fail()
+        return result.addBoth(_released, lock)
 
     def _reload(self, failure: Failure) -> Deferred[Any]:
         """The state took a batch the store did not keep: load what the store holds, then fail."""

@@ -90,11 +90,16 @@ class Mutation:
     @ivar kind: one of L{KINDS}.
     @ivar key: the record's key within its kind.
     @ivar value: a JSON-serialisable dict, or C{None} for a delete.
+    @ivar text: the value's JSON exactly as L{encode_value} writes it, when
+        whoever made the mutation has it already (the master's write path
+        encodes each value once): stores save it, and L{change_to_json}
+        ships it, as it is. Not part of the mutation's equality.
     """
 
     kind: str = attrs.field(validator=_check_kind)
     key: str = attrs.field(validator=attrs.validators.instance_of(str))
     value: Value | None = attrs.field(validator=_check_value)
+    text: Optional[str] = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
 
 def _mutation_tuple(mutations: Iterable[Mutation]) -> tuple[Mutation, ...]:
@@ -141,6 +146,8 @@ def encode_value(mutation: Mutation) -> str:
 
     @raise ValueError: if the value is not strict JSON.
     """
+    if mutation.text is not None:
+        return mutation.text
     try:
         return json.dumps(mutation.value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as e:
@@ -157,10 +164,12 @@ def normalise(mutations: Iterable[Mutation]) -> tuple[Mutation, ...]:
 
     @raise ValueError: if a value is not strict JSON.
     """
-    return tuple(
-        m if m.value is None else Mutation(m.kind, m.key, json.loads(encode_value(m)))
-        for m in mutations
-    )
+    return tuple(m if m.value is None else copied(m, encode_value(m)) for m in mutations)
+
+
+def copied(mutation: Mutation, text: str) -> Mutation:
+    """C{mutation}'s value decoded from C{text}, its L{encode_value}, which it keeps."""
+    return Mutation(mutation.kind, mutation.key, json.loads(text), text=text)
 
 
 def encode_records(records: Mapping[str, Mapping[str, Value]]) -> list[tuple[str, str, str]]:
@@ -182,8 +191,34 @@ def _mutation_to_dict(mutation: Mutation) -> dict[str, Any]:
     return {"kind": mutation.kind, "key": mutation.key, "value": mutation.value}
 
 
-def change_to_json(change: Change) -> str:
-    """Encode a change for the changes log and for replication."""
+#: a string as JSON, ASCII only (as C{json.dumps} writes it by default)
+_json_string = json.encoder.encode_basestring_ascii
+
+
+def change_to_json(change: Change, texts: Optional[list[Optional[str]]] = None) -> str:
+    """
+    Encode a change for the changes log and for replication. When each put
+    knows its value's JSON (L{Mutation.text}, or C{texts}, one per mutation,
+    as L{encode_value} wrote them), the change is put together around those
+    texts, into exactly what C{json.dumps} would write.
+    """
+    parts = []
+    for i, m in enumerate(change.mutations):
+        if m.value is None:
+            value = "null"
+        elif m.text is not None:
+            value = m.text
+        elif texts is not None and texts[i] is not None:
+            value = texts[i]  # type: ignore[assignment]
+        else:
+            break
+        parts.append(
+            f'{{"kind":{_json_string(m.kind)},"key":{_json_string(m.key)},"value":{value}}}'
+        )
+    else:
+        if type(change.serial) is int:
+            mutations = ",".join(parts)
+            return f'{{"serial":{change.serial},"mutations":[{mutations}]}}'
     return json.dumps(
         {"serial": change.serial, "mutations": [_mutation_to_dict(m) for m in change.mutations]},
         allow_nan=False,

@@ -58,6 +58,10 @@ DB_FILENAME = "registry.sqlite"
 #: between keys and texts in one read (L{SQLiteStore._texts}): never in a valid JSON text
 _SEPARATOR = "\x1f"
 
+#: the changes log is pruned to its retention once every this many serials: a
+#: delete in every commit was one more statement and one more page to write
+PRUNE_EVERY = 64
+
 #: SQLite's default: the log is copied into the file once it holds this many pages
 WAL_AUTOCHECKPOINT = 1000
 
@@ -84,7 +88,7 @@ class SQLiteStore(SerialStore):
         """
         @param path: the data directory; created on open if missing.
         @param log_retention: how many recent changes L{changes_since} can
-            serve; older ones are pruned on each write.
+            serve; older ones are pruned, every L{PRUNE_EVERY} serials.
         @param executor: where the file is used; by default on the calling
             thread (the registry passes a L{ThreadExecutor}).
         """
@@ -359,24 +363,29 @@ class SQLiteStore(SerialStore):
 
     def _persist_all(self, changes: list[Change]) -> None:
         last = changes[-1].serial
+        bodies = []
         with self._transaction() as db:
             # in change order: a key written then deleted in one batch ends deleted
             for change in changes:
+                texts: list[Optional[str]] = []
                 for m in change.mutations:
                     if m.value is None:
+                        texts.append(None)
                         db.execute(
                             "DELETE FROM records WHERE kind = ? AND key = ?", (m.kind, m.key)
                         )
                     else:
+                        text = encode_value(m)
+                        texts.append(text)
                         db.execute(
                             "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
-                            (m.kind, m.key, encode_value(m)),
+                            (m.kind, m.key, text),
                         )
-            db.executemany(
-                "INSERT INTO changes (serial, body) VALUES (?, ?)",
-                [(change.serial, change_to_json(change)) for change in changes],
-            )
-            db.execute("DELETE FROM changes WHERE serial <= ?", (last - self.log_retention,))
+                # around the values' texts: each value is encoded once
+                bodies.append((change.serial, change_to_json(change, texts)))
+            db.executemany("INSERT INTO changes (serial, body) VALUES (?, ?)", bodies)
+            if last // PRUNE_EVERY != (changes[0].serial - 1) // PRUNE_EVERY:
+                db.execute("DELETE FROM changes WHERE serial <= ?", (last - self.log_retention,))
             db.execute("UPDATE meta SET serial = ?", (last,))
         self._durable = last
 
@@ -390,7 +399,8 @@ class SQLiteStore(SerialStore):
             if serial == self._durable:
                 return []
             (oldest,) = db.execute("SELECT min(serial) FROM changes").fetchone()
-            if oldest is None or oldest > serial + 1:
+            # the log may hold up to PRUNE_EVERY more than it keeps: they are not served
+            if oldest is None or max(oldest, self._durable - self.log_retention + 1) > serial + 1:
                 return None
             rows = db.execute(
                 "SELECT body FROM changes WHERE serial > ? ORDER BY serial", (serial,)
