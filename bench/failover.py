@@ -36,13 +36,14 @@ least" the time since its last success.
 
 With C{--huge-pages}, gridreg runs a second time as C{gridreg-2m}, with
 C{GridReg.HugePages=1} (L{gridreg.huge_pages}), beside the default; with
-C{--no-collapse}, as C{gridreg-4k}, with C{GridReg.HugePages.Collapse=0}
-(none of its memory moved onto huge pages, L{gridreg.huge_page_collapse}).
+C{--collapse}, as C{gridreg-collapse}, with C{GridReg.HugePages.Collapse=30}
+(its dense memory moved onto huge pages once it runs,
+L{gridreg.huge_page_collapse}).
 C{--hedge-floor} sets C{gridreg.client}'s least hedge delay (ms; the
 default is L{HedgePolicy}'s).
 
     python -m bench.failover [--clients ice,ice-acm,ice-acm-it,ice-acm-ct,gridreg.client]
-                             [--signals KILL,STOP] [--huge-pages] [--no-collapse]
+                             [--signals KILL,STOP] [--huge-pages] [--collapse]
                              [--hedge-floor MS]
                              [--kill-after 2] [--duration-stop 20] [--repeats 1]
                              [--json FILE]
@@ -93,12 +94,12 @@ CLIENTS = ("ice", "ice-acm", "ice-acm-it", "ice-acm-ct", "gridreg.client", "grid
 SIGNALS = ("KILL", "STOP")
 #: gridreg with GridReg.HugePages=1 (gridreg.huge_pages), with --huge-pages
 HUGE_PAGES = "gridreg-2m"
-#: gridreg with GridReg.HugePages.Collapse=0 (gridreg.huge_page_collapse), with --no-collapse
-NO_COLLAPSE = "gridreg-4k"
+#: gridreg with GridReg.HugePages.Collapse=30 (gridreg.huge_page_collapse), with --collapse
+COLLAPSE = "gridreg-collapse"
 #: the extra properties of gridreg's variants
 VARIANTS = {
     HUGE_PAGES: {"GridReg.HugePages": "1"},
-    NO_COLLAPSE: {"GridReg.HugePages.Collapse": "0"},
+    COLLAPSE: {"GridReg.HugePages.Collapse": "30"},
 }
 ADAPTER = "HelloAdapter"
 SLAVE = "Replica1"
@@ -568,8 +569,8 @@ def report(
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     kinds = registries(args.registries)
-    if args.no_collapse:
-        kinds.append(NO_COLLAPSE)
+    if args.collapse:
+        kinds.append(COLLAPSE)
     if args.huge_pages:
         kinds.append(HUGE_PAGES)
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
@@ -640,10 +641,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "malloc on transparent huge pages (gridreg.huge_pages)",
     )
     parser.add_argument(
-        "--no-collapse",
+        "--collapse",
         action="store_true",
-        help=f"also run gridreg with GridReg.HugePages.Collapse=0 (as {NO_COLLAPSE}): none "
-        "of its memory moved onto huge pages (gridreg.huge_page_collapse)",
+        help=f"also run gridreg with GridReg.HugePages.Collapse=30 (as {COLLAPSE}): its "
+        "dense memory moved onto huge pages once it runs (gridreg.huge_page_collapse)",
     )
     parser.add_argument(
         "--slave-probe",

@@ -11,9 +11,9 @@ and times (blocking, in this process) until C{recv} returns EOF and until a
 new C{connect} is refused. Medians of C{--runs}.
 
 Configurations: C{icegrid}; C{gridreg} (no TLS configured: it loads no TLS
-library, L{gridreg.tls_gate}); C{gridreg-4k} (C{gridreg} with
-C{GridReg.HugePages.Collapse=0}: none of its memory moved onto huge pages,
-as before L{gridreg.huge_page_collapse}); C{gridreg-tls} (IceSSL
+library, L{gridreg.tls_gate}); C{gridreg-collapse} (C{gridreg}
+with C{GridReg.HugePages.Collapse=30}: its dense memory moved onto huge
+pages once it runs, L{gridreg.huge_page_collapse}); C{gridreg-tls} (IceSSL
 certificates and a mutual-TLS internal endpoint, as a replicated gridreg
 runs by default); C{gridreg-2m} (C{gridreg} with C{GridReg.HugePages=1}:
 glibc's malloc on transparent huge pages, L{gridreg.huge_pages}). Each
@@ -25,7 +25,7 @@ that many MiB of touched anonymous memory, on 4 KiB pages and collapsed
 onto 2 MiB pages: what each MiB costs a killed process's EOF.
 
     python -m bench.kill_eof [--runs 7] [--settle 2]
-        [--configs icegrid,gridreg,gridreg-4k,gridreg-tls,gridreg-2m] [--curve MIB,...]
+        [--configs icegrid,gridreg,gridreg-collapse,gridreg-tls,gridreg-2m] [--curve MIB,...]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from tests._processes import free_port
 
 from twisted.internet.task import deferLater
 
-CONFIGS = ("icegrid", "gridreg", "gridreg-4k", "gridreg-tls", "gridreg-2m")
+CONFIGS = ("icegrid", "gridreg", "gridreg-collapse", "gridreg-tls", "gridreg-2m")
 #: the longest a killed registry's port is probed for a refusal
 REFUSED_WITHIN = 2.0
 
@@ -70,8 +70,8 @@ def properties(config: str, workdir: Path) -> dict[str, str]:
     props = registry_ports()
     if config == "gridreg-2m":
         props["GridReg.HugePages"] = "1"
-    if config == "gridreg-4k":
-        props["GridReg.HugePages.Collapse"] = "0"
+    if config == "gridreg-collapse":
+        props["GridReg.HugePages.Collapse"] = "30"
     if config == "gridreg-tls":
         certs = workdir / "certs"
         make_demo_certs(str(certs), replicas=["Master"], instance="DemoIceGrid")

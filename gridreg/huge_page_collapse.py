@@ -2,7 +2,9 @@
 """
 Move the running registry's dense anonymous memory onto transparent huge
 pages (C{madvise(MADV_COLLAPSE)}), so that a SIGKILLed registry's
-connections close sooner, at no cost to its start-up.
+connections close sooner, at no cost to its start-up. Opt-in
+(C{GridReg.HugePages.Collapse=30}): each copy stalls the reactor, which put
+replicated writes' p99 lag at 7-8 ms against 2-3 ms without it.
 
 A killed process's sockets close only after the kernel has freed its
 memory (C{exit_mm} runs before C{exit_files}), and it frees anonymous
@@ -31,7 +33,7 @@ leaves the rest of a big heap to the next pass a second later, and copies
 a range once. Nothing changes how
 the process allocates; a kernel without C{MADV_COLLAPSE}, a machine with
 transparent huge pages off (C{never}) or C{GridReg.HugePages.Collapse=0}
-leaves it as it was. C{GridReg.HugePages=1} (L{gridreg.huge_pages}) puts
+(the default) leaves it as it was. C{GridReg.HugePages=1} (L{gridreg.huge_pages}) puts
 the whole heap on huge pages from the start, at 0.2 s of every start-up.
 """
 

@@ -2,8 +2,8 @@
 A real C{python -m twisted gridregistry} process starts itself again with
 its Python heap on transparent huge pages (L{gridreg.huge_pages}), keeps its
 PID and serves real Ice clients; C{GridReg.HugePages=0} keeps CPython's
-allocator. By default it moves its dense memory onto huge pages once it
-runs (L{gridreg.huge_page_collapse}).
+allocator. With C{GridReg.HugePages.Collapse} it moves its dense memory
+onto huge pages once it runs (L{gridreg.huge_page_collapse}).
 
 Read from outside: C{/proc/PID/environ} holds the environment the running
 program image started with, and C{/proc/PID/smaps_rollup} counts the
@@ -65,13 +65,15 @@ class HugePagesProcessTests(TestCase):
         else:
             self.assertNotIn("PYTHONMALLOC", environ)
 
-    async def test_memory_collapsed_by_default(self) -> None:
+    async def test_memory_collapsed_when_asked(self) -> None:
         """
-        By default, a second after start-up the registry's dense anonymous
-        memory (its C heap at least) is on huge pages, says so, and the
-        registry answers; where it cannot, it says why.
+        With GridReg.HugePages.Collapse, a second after start-up the
+        registry's dense anonymous memory (its C heap at least) is on huge
+        pages, says so, and the registry answers; where it cannot, it says why.
         """
-        registry = await start_gridregistry(reactor, self.mktemp())
+        registry = await start_gridregistry(
+            reactor, self.mktemp(), {"GridReg.HugePages.Collapse": "30"}
+        )
         self.addCleanup(registry.stop)
 
         def said(event: dict[str, object]) -> bool:

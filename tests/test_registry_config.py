@@ -340,7 +340,7 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "GridReg.Debug.ReactorProbe": ({}, "5"),
     "GridReg.Scheduler": ({}, "normal"),
     "GridReg.HugePages": ({}, "1"),
-    "GridReg.HugePages.Collapse": ({}, "0"),
+    "GridReg.HugePages.Collapse": ({}, "30"),
     "GridReg.LeanReactor": ({}, "0"),
     "GridReg.Client.ReadPause": ({}, "100"),
     "IceGrid.Registry.Discovery.Enabled": ({}, "1"),

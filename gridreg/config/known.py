@@ -165,7 +165,7 @@ def _known() -> tuple[dict[str, PropertySpec], tuple[str, ...]]:
     k["GridReg.Debug.ReactorProbe"] = PropertySpec(PropertyKind.INT, "0")
     k["GridReg.Scheduler"] = PropertySpec(PropertyKind.CHOICE, "batch", ("batch", "normal"))
     k["GridReg.HugePages"] = PropertySpec(PropertyKind.INT, "0")
-    k["GridReg.HugePages.Collapse"] = PropertySpec(PropertyKind.INT, "30")
+    k["GridReg.HugePages.Collapse"] = PropertySpec(PropertyKind.INT, "0")
     k["GridReg.LeanReactor"] = PropertySpec(PropertyKind.INT, "1")
     k["GridReg.Client.ReadPause"] = PropertySpec(PropertyKind.INT, "0")
     k["GridReg.Node.LoadAverageFile"] = PropertySpec(default="/proc/loadavg")

@@ -73,8 +73,9 @@ class RegistryConfig:
     huge_pages: bool = False
     #: GridReg.HugePages.Collapse: the longest time (seconds) between the passes that
     #: move the process's dense anonymous memory onto huge pages in place
-    #: (gridreg.huge_page_collapse), the first a second after start-up; 0 for none
-    huge_page_collapse: int = 30
+    #: (gridreg.huge_page_collapse), the first a second after start-up; 0 (default)
+    #: for none: a pass stalls the reactor, which shows in the writes' p99 lag
+    huge_page_collapse: int = 0
     #: GridReg.LeanReactor: run on gridreg.lean_reactor (an epoll reactor without the
     #: per-event legacy log context, about 1.3 us of every locate); 0 for Twisted's own
     lean_reactor: bool = True
@@ -171,7 +172,7 @@ class RegistryConfig:
             reactor_probe_ms=_non_negative(properties, "GridReg.Debug.ReactorProbe", 0),
             scheduler=_scheduler(properties),
             huge_pages=_non_negative(properties, "GridReg.HugePages", 0) > 0,
-            huge_page_collapse=_non_negative(properties, "GridReg.HugePages.Collapse", 30),
+            huge_page_collapse=_non_negative(properties, "GridReg.HugePages.Collapse", 0),
             lean_reactor=_non_negative(properties, "GridReg.LeanReactor", 1) > 0,
             client_read_pause_us=_non_negative(properties, "GridReg.Client.ReadPause", 0),
             epoch_check_interval=float(
