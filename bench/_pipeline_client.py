@@ -59,13 +59,26 @@ class Requests:
         return bytes(batch)
 
 
-def read_validation(sock: socket.socket) -> None:
+def read_exactly(sock: socket.socket, size: int, closed: str) -> bytes:
+    """
+    C{size} bytes from a blocking C{sock}.
+
+    @raise ConnectionError: saying C{closed}, if the peer closes first.
+    """
     data = b""
-    while len(data) < HEADER_SIZE:
-        chunk = sock.recv(HEADER_SIZE - len(data))
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
         if not chunk:
-            raise SystemExit("connection closed before ValidateConnection")
+            raise ConnectionError(closed)
         data += chunk
+    return data
+
+
+def read_validation(sock: socket.socket) -> None:
+    try:
+        data = read_exactly(sock, HEADER_SIZE, "connection closed before ValidateConnection")
+    except ConnectionError as e:
+        raise SystemExit(str(e)) from None
     if data[:4] != b"IceP" or data[8] != VALIDATE_CONNECTION:
         raise SystemExit(f"expected ValidateConnection, got {data.hex()}")
 

@@ -85,6 +85,7 @@ from bench._harness import (
     table,
     write_json,
 )
+from bench._pipeline_client import read_exactly
 from bench.pipeline import captured_request
 from gridreg.client import LocatorClient
 from gridreg.client.hedging import HedgePolicy
@@ -102,6 +103,8 @@ VARIANTS = {
     COLLAPSE: {"GridReg.HugePages.Collapse": "30"},
 }
 ADAPTER = "HelloAdapter"
+#: what the slave probe says if the slave closes its connection
+_PROBE_CLOSED = "the slave closed the probe's connection"
 SLAVE = "Replica1"
 ICE_PROPERTIES = {
     "ice": {
@@ -176,26 +179,16 @@ class EofWatch:
         """What a client failing over sees of the slave: connect, validation, one reply."""
         with socket.create_connection((LOOPBACK, port), timeout=5) as sock:
             self.probed["connected"] = time.monotonic()
-            read_exactly(sock, 14)
+            read_exactly(sock, 14, _PROBE_CLOSED)
             self.probed["validated"] = time.monotonic()
             sock.sendall(request)
-            header = read_exactly(sock, 14)
-            read_exactly(sock, int.from_bytes(header[10:14], "little") - 14)
+            header = read_exactly(sock, 14, _PROBE_CLOSED)
+            read_exactly(sock, int.from_bytes(header[10:14], "little") - 14, _PROBE_CLOSED)
             self.probed["replied"] = time.monotonic()
 
     def close(self) -> None:
         self.sock.close()
         self.thread.join(5)
-
-
-def read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise RuntimeError("the slave closed the probe's connection")
-        data += chunk
-    return data
 
 
 def memory_mib(pid: int) -> dict[str, float]:

@@ -86,17 +86,21 @@ class SlaveRoleTests(OneSlave):
         self.assertTrue(slave.server_factory.accepting)
         self.assertIn("Replica1", slave.directory.active)
 
-    def test_an_empty_slave_serves_clients_once_its_state_holds_the_masters(self) -> None:
-        """
-        Before its commit of the snapshot and the master's list: a commit
-        that fails takes it back to refusing.
-        """
+    def empty_slave_alone(self) -> tuple[Any, list[dict[str, Any]]]:
+        """Replica1 started again on an empty store, the master down; its role's log."""
         self.grid.kill("Replica1")
         self.grid.stores.pop("Replica1")
         self.grid.kill("Master")
         events: list[dict[str, Any]] = []
         self.patch(slave_role.SlaveRole, "log", Logger(observer=events.append))
-        slave = self.grid.start("Replica1")
+        return self.grid.start("Replica1"), events
+
+    def test_an_empty_slave_serves_clients_once_its_state_holds_the_masters(self) -> None:
+        """
+        Before its commit of the snapshot and the master's list: a commit
+        that fails takes it back to refusing.
+        """
+        slave, events = self.empty_slave_alone()
         slave.role._snapshot_loaded(True)
         self.assertTrue(slave.client_factory.accepting)
         self.assertTrue(slave.server_factory.accepting)
@@ -116,12 +120,7 @@ class SlaveRoleTests(OneSlave):
         self.assertTrue(self.slave.client_factory.accepting)
 
     def test_an_empty_slave_stays_closed_until_it_is_listed(self) -> None:
-        self.grid.kill("Replica1")
-        self.grid.stores.pop("Replica1")
-        self.grid.kill("Master")
-        events: list[dict[str, Any]] = []
-        self.patch(slave_role.SlaveRole, "log", Logger(observer=events.append))
-        slave = self.grid.start("Replica1")
+        slave, events = self.empty_slave_alone()
         slave.role._set_active(["Master"])
         self.assertFalse(slave.client_factory.accepting, "the master lost before any sync")
         self.assertEqual(slave.directory.active, ["Replica1", "Master"])
