@@ -12,7 +12,7 @@ import os
 import sqlite3
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from zope.interface.verify import verifyObject
 
@@ -493,15 +493,9 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         read as the values written: records written before there was such a
         form load the same, as they are the same rows.
         """
-        path = self.mktemp()
-        self.edit_database(
-            path,
-            "INSERT INTO records (kind, key, value) VALUES "
-            """('object', '["c", "o"]', '{"proxy":"AAAA","type":"::T"}')""",
+        store, objects = self.open_with_objects(
+            """('object', '["c", "o"]', '{"proxy":"AAAA","type":"::T"}')"""
         )
-        store = SQLiteStore(path)
-        objects = self.successResultOf(store.open()).records["object"]
-        self.addCleanup(store.close)
         self.assertIsInstance(objects, EncodedValues)
         self.assertEqual(objects.texts, {'["c", "o"]': '{"proxy":"AAAA","type":"::T"}'})
         self.assertEqual(dict(objects), {'["c", "o"]': {"proxy": "AAAA", "type": "::T"}})
@@ -550,6 +544,22 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         assert store._db is not None
         self.assertEqual(store._db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
         self.assertEqual(store._db.execute("PRAGMA synchronous").fetchone()[0], 2)  # FULL
+
+    def open_with_objects(
+        self, rows: str, prepare: Callable[[SQLiteStore], None] = lambda store: None
+    ) -> tuple[SQLiteStore, Any]:
+        """
+        A store opened on a database whose records table was given C{rows}
+        (an SQL VALUES list) behind its back, C{prepare}d before its open;
+        and the object records its open handed over.
+        """
+        path = self.mktemp()
+        self.edit_database(path, "INSERT INTO records (kind, key, value) VALUES " + rows)
+        store = SQLiteStore(path)
+        prepare(store)
+        objects = self.successResultOf(store.open()).records["object"]
+        self.addCleanup(store.close)
+        return store, objects
 
     def assert_open_fails(self, path: str, *fragments: str) -> None:
         store = SQLiteStore(path)
@@ -611,32 +621,23 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         characters; a key holding one (a JSON text cannot) still loads as
         stored, read row by row.
         """
-        path = self.mktemp()
-        self.edit_database(
-            path,
-            "INSERT INTO records (kind, key, value) VALUES "
+        _, objects = self.open_with_objects(
             """('object', 'odd' || char(31) || 'key' || char(30), '{"type":"::A"}'),"""
-            """('object', 'plain', '{"type":"::B"}')""",
+            """('object', 'plain', '{"type":"::B"}')"""
         )
-        store = SQLiteStore(path)
-        objects = self.successResultOf(store.open()).records["object"]
-        self.addCleanup(store.close)
         self.assertEqual(
             dict(objects), {"odd\x1fkey\x1e": {"type": "::A"}, "plain": {"type": "::B"}}
         )
 
     def test_odd_keys_found_where_the_records_are_read(self) -> None:
         """The store runs C{find_odd_keys} over the object keys it read, for the state's load."""
-        path = self.mktemp()
-        self.edit_database(
-            path,
-            "INSERT INTO records (kind, key, value) VALUES "
-            """('object', 'a', '{}'), ('object', 'b', '{}'), ('object', 'c', '{}')""",
+
+        def odd_but_b(store: SQLiteStore) -> None:
+            store.find_odd_keys = lambda keys: sorted(k for k in keys if k != "b")
+
+        _, objects = self.open_with_objects(
+            """('object', 'a', '{}'), ('object', 'b', '{}'), ('object', 'c', '{}')""", odd_but_b
         )
-        store = SQLiteStore(path)
-        store.find_odd_keys = lambda keys: sorted(k for k in keys if k != "b")
-        objects = self.successResultOf(store.open()).records["object"]
-        self.addCleanup(store.close)
         assert isinstance(objects, EncodedValues)
         self.assertEqual(objects.odd_keys, ["a", "c"])
 

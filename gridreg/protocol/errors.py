@@ -8,9 +8,10 @@ caller gets the same exception class back instead of a dropped connection.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from twisted.internet.defer import TimeoutError
+from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 
@@ -87,3 +88,20 @@ class NodeUnreachableError(Exception):
     The replica that got the request has no session with the server's node
     (never registered, timed out, or gone). The message names the node.
     """
+
+
+def declared_error(failure: Failure, command: Any) -> Failure:
+    """
+    C{failure}, a declared error of the AMP C{command}, as AMP's own
+    responder sends it (for responders that answer from the raw box); any
+    other failure passes on.
+    """
+    error = failure.trap(*command.allErrors)
+    return Failure(
+        amp.RemoteAmpError(
+            command.allErrors[error],
+            str(failure.value),
+            error in command.fatalErrors,
+            local=failure,
+        )
+    )

@@ -68,6 +68,7 @@ from gridreg.protocol.errors import (
     QuorumError,
     RegistryUserError,
     TransferError,
+    declared_error,
 )
 from gridreg.registry.admin_model import AdminModel, ReadOnly
 from gridreg.registry.descriptors import DescriptorError, parse_application
@@ -190,7 +191,7 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
         """L{object_add}'s refusals (L{_object_refusal}, L{_refusal}), as AMP sends them."""
         if failure.check(DeploymentException):
             failure = Failure(RegistryUserError(failure.value.reason))
-        return _declared_object_add_error(self._refusal(failure, proxy))
+        return declared_error(self._refusal(failure, proxy), AdminObjectAdd)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -500,19 +501,6 @@ def _proxy(text: str) -> Proxy:
         return proxy_from_string(text)
     except ProxyParseError as e:
         raise RegistryUserError(f"invalid proxy `{text}': {e.reason}") from None
-
-
-def _declared_object_add_error(failure: Failure) -> Failure:
-    """A declared error of L{AdminObjectAdd} as AMP's responder sends it."""
-    error = failure.trap(*AdminObjectAdd.allErrors)
-    return Failure(
-        amp.RemoteAmpError(
-            AdminObjectAdd.allErrors[error],
-            str(failure.value),
-            error in AdminObjectAdd.fatalErrors,
-            local=failure,
-        )
-    )
 
 
 def _object_refusal(write: Callable[..., Any], *args: Any) -> Deferred[Any]:

@@ -45,6 +45,7 @@ from gridreg.protocol.errors import (
     DuplicateReplicaError,
     SyncError,
     TransferError,
+    declared_error,
     failure_reason,
 )
 from gridreg.ice.server import set_no_delay
@@ -151,7 +152,7 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, amp.AMP):
         except (KeyError, UnicodeDecodeError):
             return super().locateResponder(PushChanges.commandName)(box)
         d = self.push_changes(database_id, changes, transfer)
-        return d.addCallbacks(_serial_box, _declared_push_error)
+        return d.addCallbacks(_serial_box, declared_error, errbackArgs=(PushChanges,))
 
     @BeginSnapshot.responder
     def begin_snapshot(
@@ -228,17 +229,6 @@ def _serial_box(answer: dict[str, int]) -> amp.AmpBox:
     return amp.AmpBox(serial=b"%d" % answer["serial"])
 
 
-def _declared_push_error(failure: Failure) -> Failure:
-    """A declared error of L{PushChanges} as AMP's responder sends it; others as they are."""
-    error = failure.trap(*PushChanges.allErrors)
-    return Failure(
-        amp.RemoteAmpError(
-            PushChanges.allErrors[error],
-            str(failure.value),
-            error in PushChanges.fatalErrors,
-            local=failure,
-        )
-    )
 
 
 class SlaveReplication(Service):
