@@ -229,8 +229,6 @@ def _serial_box(answer: dict[str, int]) -> amp.AmpBox:
     return amp.AmpBox(serial=b"%d" % answer["serial"])
 
 
-
-
 class SlaveReplication(Service):
     """Keeps this slave registered with the master and its database in sync."""
 
