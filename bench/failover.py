@@ -52,6 +52,7 @@ default is L{HedgePolicy}'s).
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import tempfile
@@ -86,6 +87,7 @@ from bench._harness import (
     write_json,
 )
 from bench._pipeline_client import read_exactly
+from bench.failover_trace import SlaveProfile, SyscallTrace
 from bench.pipeline import captured_request
 from gridreg.client import LocatorClient
 from gridreg.client.hedging import HedgePolicy
@@ -97,8 +99,11 @@ SIGNALS = ("KILL", "STOP")
 HUGE_PAGES = "gridreg-2m"
 #: gridreg with GridReg.HugePages.Collapse=30 (gridreg.huge_page_collapse), with --collapse
 COLLAPSE = "gridreg-collapse"
+#: gridreg from another checkout (--baseline DIR): the code before a change, in the same run
+BASELINE = "gridreg-base"
 #: the extra properties of gridreg's variants
 VARIANTS = {
+    BASELINE: {},
     HUGE_PAGES: {"GridReg.HugePages": "1"},
     COLLAPSE: {"GridReg.HugePages.Collapse": "30"},
 }
@@ -149,11 +154,17 @@ class EofWatch:
     is known in this process's clock beside the client's gap.
     """
 
-    def __init__(self, port: int, probe: tuple[int, bytes] | None = None) -> None:
+    def __init__(
+        self, port: int, probe: tuple[int, bytes] | None = None, slave_pid: int | None = None
+    ) -> None:
         #: with C{probe} (the slave's client port, a request): once the master's
         #: connection closes, a new connection to the slave sends the request
         self.probe = probe
         self.probed: dict[str, float] = {}
+        #: the slave's reactor thread's (on CPU, waiting for a CPU) seconds, at
+        #: the signal, the master's EOF and the probe's reply
+        self.slave_pid = slave_pid
+        self.slave_cpu: dict[str, tuple[float, float]] = {}
         self.sock = socket.create_connection((LOOPBACK, port), timeout=5)
         received = b""
         while len(received) < 14:  # Ice's ValidateConnection
@@ -172,8 +183,14 @@ class EofWatch:
         except OSError:
             pass  # reset: closed all the same
         self.closed_at = time.monotonic()
+        self.sample_slave("eof")
         if self.probe is not None:
             self._probe(*self.probe)
+            self.sample_slave("replied")
+
+    def sample_slave(self, moment: str) -> None:
+        if self.slave_pid is not None:
+            self.slave_cpu[moment] = sched_seconds(self.slave_pid)
 
     def _probe(self, port: int, request: bytes) -> None:
         """What a client failing over sees of the slave: connect, validation, one reply."""
@@ -189,6 +206,13 @@ class EofWatch:
     def close(self) -> None:
         self.sock.close()
         self.thread.join(5)
+
+
+def sched_seconds(tid: int) -> tuple[float, float]:
+    """A thread's seconds on a CPU and waiting for one (C{/proc/.../schedstat})."""
+    with open(f"/proc/{tid}/task/{tid}/schedstat") as f:
+        run, wait, _ = f.read().split()
+    return int(run) / 1e9, int(wait) / 1e9
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -226,17 +250,34 @@ async def run_ice_client(
     process = track(
         reactor, LineProcess.spawn(reactor, f"{client} client", command, ice_env(), BENCH_DIR)
     )
+    tracer: SyscallTrace | None = None
+    profile: SlaveProfile | None = None
     try:
         started = await process.next_event(lambda e: e.get("event") in ("started", "error"), 60)
         if started["event"] != "started":
             raise RuntimeError(f"the Ice client made no successful call: {started}")
+        if args.trace is not None and process.pid is not None:
+            pids = {"bench": os.getpid(), "master": grid.pid(MASTER), "slave": grid.pid(SLAVE)}
+            tracer = SyscallTrace.start(
+                args.trace, f"{grid.kind}-{client}-{signal}", {**pids, "client": process.pid}
+            )
+        if args.profile_slave is not None:
+            profile = SlaveProfile.start(
+                args.profile_slave, f"{grid.kind}-{client}-{signal}", grid.pid(SLAVE)
+            )
         await deferLater(reactor, args.kill_after)
         if info is not None:
             info.update(memory_mib(grid.pid(MASTER)))
+        if info is not None and "watch" in info:
+            info["watch"].sample_slave("signal")
         signalled = time.monotonic()
         grid.signal(MASTER, signal)
         result = await process.next_event("result", duration + 30)
     finally:
+        if profile is not None:
+            profile.stop()
+        if tracer is not None:
+            tracer.stop(grid.running[SLAVE].process.lines[-30:])
         await process.terminate()
     calls = [(c[0], c[1], c[2]) for c in result["calls"]]
     return calls, signalled, float(result["end"])
@@ -376,8 +417,7 @@ async def scenario(
     watch: EofWatch | None = None
     info: dict[str, Any] = {}
     try:
-        await grid.start(MASTER)
-        await grid.start(SLAVE)
+        await start_replicas(grid, args.baseline if kind == BASELINE else None)
         writer = await open_writer(reactor, grid)
         try:
             await wait_synced(reactor, grid, writer, [SLAVE], "failover")
@@ -390,7 +430,8 @@ async def scenario(
             probe = None
             if args.slave_probe:
                 probe = (grid.client_port(SLAVE), bytes.fromhex(captured_request()))
-            watch = EofWatch(grid.client_port(MASTER), probe)
+            watch = EofWatch(grid.client_port(MASTER), probe, grid.pid(SLAVE))
+            info["watch"] = watch
         if client.startswith("gridreg.client"):
             calls, signalled, end = await run_locator_client(
                 reactor, grid, signal, args, hedging=client == "gridreg.client", info=info
@@ -404,8 +445,16 @@ async def scenario(
         if server is not None:
             await server.process.terminate()
         remove_tree(grid.root, args.keep)
+    info.pop("watch", None)
     result = analyse(calls, signalled, end)
     result.update(info)
+    if watch is not None and "signal" in watch.slave_cpu:
+        base = watch.slave_cpu["signal"]
+        result["slave_sched_ms"] = {
+            moment: [round((v - b) * 1000, 2) for v, b in zip(values, base)]
+            for moment, values in watch.slave_cpu.items()
+            if moment != "signal"
+        }
     if watch is not None and watch.closed_at is not None:
         result["master_eof_ms"] = (watch.closed_at - signalled) * 1000
         if "replied" in watch.probed:
@@ -437,6 +486,12 @@ async def scenario(
             else ""
         )
         + (
+            f"; the slave's reactor thread [on CPU, waiting for one] ms since the signal: "
+            f"{result['slave_sched_ms']}"
+            if "slave_sched_ms" in result
+            else ""
+        )
+        + (
             f", master's anonymous memory {info['master_anon_mib']:.0f} MiB "
             f"({info['master_huge_mib']:.0f} on huge pages)"
             if "master_anon_mib" in info
@@ -450,6 +505,20 @@ async def scenario(
         )
     )
     return result
+
+
+async def start_replicas(grid: Grid, checkout: Path | None) -> None:
+    """Start the master and the slave; gridreg from C{checkout} when given."""
+    import tests._processes as processes
+
+    own = processes.REPO_ROOT
+    if checkout is not None:
+        processes.REPO_ROOT = checkout.resolve()
+    try:
+        await grid.start(MASTER)
+        await grid.start(SLAVE)
+    finally:
+        processes.REPO_ROOT = own
 
 
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -566,6 +635,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         kinds.append(COLLAPSE)
     if args.huge_pages:
         kinds.append(HUGE_PAGES)
+    if args.baseline is not None:
+        kinds.insert(kinds.index("gridreg") if "gridreg" in kinds else len(kinds), BASELINE)
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     signals = [s.strip().upper() for s in args.signals.split(",") if s.strip()]
     for c in clients:
@@ -644,6 +715,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="at the master's EOF, time a new connection to the slave and one "
         "findAdapterById on it (it competes with the client's own)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"also run gridreg from the checkout DIR (as {BASELINE}), e.g. `git archive "
+        "BASE | tar -x -C DIR': before and after a change in one run",
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="real Ice clients: `perf trace' the benchmark, master, slave and client "
+        "around the signal into DIR (one file per run; slows them all a little)",
+    )
+    parser.add_argument(
+        "--profile-slave",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="real Ice clients: `py-spy record' the slave from the client's start to its "
+        "end into DIR (raw stacks, one file per run)",
     )
     parser.add_argument(
         "--hedge-floor",
