@@ -101,9 +101,12 @@ HUGE_PAGES = "gridreg-2m"
 COLLAPSE = "gridreg-collapse"
 #: gridreg from another checkout (--baseline DIR): the code before a change, in the same run
 BASELINE = "gridreg-base"
+#: gridreg with GridReg.Scheduler=normal (SCHED_OTHER, as IceGrid), with --normal-scheduler
+NORMAL = "gridreg-normal"
 #: the extra properties of gridreg's variants
 VARIANTS = {
     BASELINE: {},
+    NORMAL: {"GridReg.Scheduler": "normal"},
     HUGE_PAGES: {"GridReg.HugePages": "1"},
     COLLAPSE: {"GridReg.HugePages.Collapse": "30"},
 }
@@ -161,8 +164,8 @@ class EofWatch:
         #: connection closes, a new connection to the slave sends the request
         self.probe = probe
         self.probed: dict[str, float] = {}
-        #: the slave's reactor thread's (on CPU, waiting for a CPU) seconds, at
-        #: the signal, the master's EOF and the probe's reply
+        #: the slave's (on CPU, waiting for a CPU) seconds, all its threads, at
+        #: the signal and the probe's reply (not at the EOF: reading them takes a while)
         self.slave_pid = slave_pid
         self.slave_cpu: dict[str, tuple[float, float]] = {}
         self.sock = socket.create_connection((LOOPBACK, port), timeout=5)
@@ -183,7 +186,6 @@ class EofWatch:
         except OSError:
             pass  # reset: closed all the same
         self.closed_at = time.monotonic()
-        self.sample_slave("eof")
         if self.probe is not None:
             self._probe(*self.probe)
             self.sample_slave("replied")
@@ -208,11 +210,18 @@ class EofWatch:
         self.thread.join(5)
 
 
-def sched_seconds(tid: int) -> tuple[float, float]:
-    """A thread's seconds on a CPU and waiting for one (C{/proc/.../schedstat})."""
-    with open(f"/proc/{tid}/task/{tid}/schedstat") as f:
-        run, wait, _ = f.read().split()
-    return int(run) / 1e9, int(wait) / 1e9
+def sched_seconds(pid: int) -> tuple[float, float]:
+    """A process's seconds on a CPU and waiting for one, all its threads (C{schedstat})."""
+    run = wait = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                fields = f.read().split()
+        except FileNotFoundError:
+            continue  # a thread that just ended
+        run += int(fields[0])
+        wait += int(fields[1])
+    return run / 1e9, wait / 1e9
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -312,6 +321,7 @@ async def run_locator_client(
         await locator.find_adapter_by_id(ADAPTER)
         begin = time.monotonic()
         signalled: float | None = None
+        sampled: bool | None = None
         deadline = begin + duration
         while time.monotonic() < deadline:
             if signalled is None and time.monotonic() >= begin + args.kill_after:
@@ -323,10 +333,14 @@ async def run_locator_client(
                     info["round_trip_p90_ms"] = (
                         live.latency.percentile(0.9) or 0.0  # type: ignore[attr-defined]
                     ) * 1000
-                if info is not None:
-                    info.update(memory_mib(grid.pid(MASTER)))
                 signalled = time.monotonic()
                 grid.signal(MASTER, signal)
+            elif sampled is None and time.monotonic() >= begin + args.kill_after - 0.2:
+                # read 0.2 s before the signal: reading smaps_rollup holds this
+                # reactor (and the client) 0.1-2 ms, more for a larger master
+                sampled = True
+                if info is not None:
+                    info.update(memory_mib(grid.pid(MASTER)))
             start = time.monotonic()
             error = None
             try:
@@ -486,7 +500,7 @@ async def scenario(
             else ""
         )
         + (
-            f"; the slave's reactor thread [on CPU, waiting for one] ms since the signal: "
+            f"; the slave's threads [on CPU, waiting for one] ms since the signal: "
             f"{result['slave_sched_ms']}"
             if "slave_sched_ms" in result
             else ""
@@ -635,6 +649,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         kinds.append(COLLAPSE)
     if args.huge_pages:
         kinds.append(HUGE_PAGES)
+    if args.normal_scheduler:
+        kinds.append(NORMAL)
     if args.baseline is not None:
         kinds.insert(kinds.index("gridreg") if "gridreg" in kinds else len(kinds), BASELINE)
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
@@ -666,7 +682,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         {
             "benchmark": "failover",
             "machine": machine(),
-            "arguments": vars(args),
+            "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "results": results,
         },
     )
@@ -715,6 +731,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="at the master's EOF, time a new connection to the slave and one "
         "findAdapterById on it (it competes with the client's own)",
+    )
+    parser.add_argument(
+        "--normal-scheduler",
+        action="store_true",
+        help=f"also run gridreg with GridReg.Scheduler=normal (as {NORMAL}): SCHED_OTHER, "
+        "as IceGrid, instead of SCHED_BATCH",
     )
     parser.add_argument(
         "--baseline",
