@@ -40,11 +40,23 @@ C{--collapse}, as C{gridreg-collapse}, with C{GridReg.HugePages.Collapse=30}
 (its dense memory moved onto huge pages once it runs,
 L{gridreg.huge_page_collapse}).
 C{--hedge-floor} sets C{gridreg.client}'s least hedge delay (ms; the
-default is L{HedgePolicy}'s).
+default is L{HedgePolicy}'s). C{--baseline DIR} runs gridreg a second time
+from another checkout (as C{gridreg-base}: before and after a change in one
+run); C{--normal-scheduler} as C{gridreg-normal}, with
+C{GridReg.Scheduler=normal}.
+
+To take a failover apart: with C{--slave-probe} the table also has the
+slave's CPU and run-queue time (all its threads, C{schedstat}) from the
+signal to the probe's reply; C{--trace DIR} records the benchmark's kill,
+the master's, slave's and client's socket calls on one clock (C{perf
+trace}, read with C{python -m bench.failover_trace}); C{--profile-slave
+DIR} samples the slave with C{py-spy}. Tracing slows every process, so its
+times are for the order of events, not for the gap.
 
     python -m bench.failover [--clients ice,ice-acm,ice-acm-it,ice-acm-ct,gridreg.client]
                              [--signals KILL,STOP] [--huge-pages] [--collapse]
-                             [--hedge-floor MS]
+                             [--hedge-floor MS] [--baseline DIR] [--normal-scheduler]
+                             [--slave-probe] [--trace DIR] [--profile-slave DIR]
                              [--kill-after 2] [--duration-stop 20] [--repeats 1]
                              [--json FILE]
 """
@@ -261,6 +273,7 @@ async def run_ice_client(
     )
     tracer: SyscallTrace | None = None
     profile: SlaveProfile | None = None
+    label = (info or {}).get("kind", grid.kind)
     try:
         started = await process.next_event(lambda e: e.get("event") in ("started", "error"), 60)
         if started["event"] != "started":
@@ -268,11 +281,11 @@ async def run_ice_client(
         if args.trace is not None and process.pid is not None:
             pids = {"bench": os.getpid(), "master": grid.pid(MASTER), "slave": grid.pid(SLAVE)}
             tracer = SyscallTrace.start(
-                args.trace, f"{grid.kind}-{client}-{signal}", {**pids, "client": process.pid}
+                args.trace, f"{label}-{client}-{signal}", {**pids, "client": process.pid}
             )
         if args.profile_slave is not None:
             profile = SlaveProfile.start(
-                args.profile_slave, f"{grid.kind}-{client}-{signal}", grid.pid(SLAVE)
+                args.profile_slave, f"{label}-{client}-{signal}", grid.pid(SLAVE)
             )
         await deferLater(reactor, args.kill_after)
         if info is not None:
@@ -429,7 +442,7 @@ async def scenario(
         grid.extra = {name: dict(VARIANTS[kind]) for name in (MASTER, SLAVE)}
     server: IceServer | None = None
     watch: EofWatch | None = None
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"kind": kind}
     try:
         await start_replicas(grid, args.baseline if kind == BASELINE else None)
         writer = await open_writer(reactor, grid)

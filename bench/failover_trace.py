@@ -114,8 +114,8 @@ def read_trace(path: Path) -> list[Call]:
     """Every finished call in the trace, in the order they ended."""
     roles: dict[int, str] = {}
     for line in path.with_suffix(".pids").read_text().splitlines():
-        role, _, tid = line.split()
-        roles[int(tid)] = role
+        role, _, thread = line.split()
+        roles[int(thread)] = role
     calls = []
     last = 0.0
     #: each thread's call begun and not finished yet: its arguments

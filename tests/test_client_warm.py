@@ -12,7 +12,7 @@ from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -45,43 +45,52 @@ class WarmTests(SynchronousTestCase):
 
 
 class QuietClientServiceTests(SynchronousTestCase):
-    def retry_lines(self, cls: type[ClientService]) -> list[str]:
+    def retry_levels(self, cls: type[ClientService]) -> list[LogLevel]:
         clock = Clock()
         with capturedLogs() as events:
             service = cls(_Refused(), Factory.forProtocol(Protocol), clock=clock)
             service.startService()
             clock.advance(10)
             service.stopService()
-        return [formatEvent(e) for e in events if "Scheduling retry" in formatEvent(e)]
+        return [e["log_level"] for e in events if "Scheduling retry" in formatEvent(e)]
 
-    def test_retries_are_not_logged(self) -> None:
-        self.assertNotEqual(self.retry_lines(ClientService), [], "Twisted's own logs each retry")
-        self.assertEqual(self.retry_lines(QuietClientService), [])
+    def test_retries_are_logged_at_debug(self) -> None:
+        """
+        Each retry is still logged, at debug level: a registry at its default
+        level drops it before formatting it.
+        """
+        self.assertIn(LogLevel.info, self.retry_levels(ClientService), "Twisted's own level")
+        levels = self.retry_levels(QuietClientService)
+        self.assertNotEqual(levels, [])
+        self.assertEqual(set(levels), {LogLevel.debug})
 
-    def test_warnings_still_reach_the_log(self) -> None:
+    def test_warnings_keep_their_level(self) -> None:
         service = QuietClientService(_Refused(), Factory.forProtocol(Protocol), clock=Clock())
         with capturedLogs() as events:
             service._log.warn("something {what}", what="bad")
-            service._log.info("a note")
-        self.assertEqual([formatEvent(e) for e in events], ["something bad"])
+        self.assertEqual(
+            [(formatEvent(e), e["log_level"]) for e in events], [("something bad", LogLevel.warn)]
+        )
 
 
 class QuietAMPTests(SynchronousTestCase):
-    def lines(self, cls: type[amp.AMP]) -> tuple[list[str], Any]:
+    def lines(self, cls: type[amp.AMP]) -> tuple[list[tuple[str, LogLevel]], Any]:
         with capturedLogs() as events:
             protocol = cls()
             protocol.makeConnection(StringTransport())
             pending = protocol.callRemoteString(b"Ping")
             protocol.connectionLost(Failure(ConnectionDone()))
-        return [formatEvent(e) for e in events], pending
+        return [(formatEvent(e), e["log_level"]) for e in events], pending
 
-    def test_no_line_for_each_connection(self) -> None:
+    def test_each_connection_is_logged_at_debug(self) -> None:
         loud, pending = self.lines(amp.AMP)
         self.failureResultOf(pending, ConnectionDone)
-        self.assertTrue(any("connection lost" in line for line in loud), loud)
+        self.assertIn(LogLevel.info, {level for _, level in loud})
         quiet, pending = self.lines(QuietAMP)
         self.failureResultOf(pending, ConnectionDone)
-        self.assertEqual(quiet, [])
+        self.assertEqual(len(quiet), 2, quiet)
+        self.assertIn("connection lost", quiet[1][0])
+        self.assertEqual({level for _, level in quiet}, {LogLevel.debug})
 
     def test_a_lost_connection_still_fails_what_is_pending(self) -> None:
         _, pending = self.lines(QuietAMP)

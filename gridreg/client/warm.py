@@ -15,7 +15,8 @@ to connect ... in 0.2 seconds") at info level, and AMP each connection it
 makes and loses; written as JSON, as C{twist} writes its log to a file or a
 pipe, each line cost 0.1-0.3 ms of the slave's reactor at the master's
 loss. The owners say in their own words (and trace categories) that a
-connection was lost and that they look again, so those lines are dropped.
+connection was lost and that they look again, so those lines go out at
+debug level, which C{twist}'s default level drops before formatting them.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from typing import Any
 
 from twisted.application.internet import ClientService
 from twisted.internet import tcp
+from twisted.internet.protocol import connectionDone
 from twisted.logger import ILogObserver, LogLevel, Logger, globalLogPublisher
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 from zope.interface import implementedBy, implementer
 
 __all__ = ["QuietAMP", "QuietClientService", "TRANSPORTS", "warm_loss_path"]
@@ -41,27 +44,37 @@ def warm_loss_path(*classes: type) -> None:
 
 
 @implementer(ILogObserver)
-def _warnings_only(event: dict[str, Any]) -> None:
-    """Pass on warnings and worse; drop Twisted's notes on each attempt."""
-    if event.get("log_level", LogLevel.info) >= LogLevel.warn:
-        globalLogPublisher(event)
+def _notes_at_debug(event: dict[str, Any]) -> None:
+    """Pass on warnings and worse as they are, Twisted's notes on each attempt at debug."""
+    if event.get("log_level", LogLevel.info) < LogLevel.warn:
+        event["log_level"] = LogLevel.debug
+    globalLogPublisher(event)
 
 
 class QuietClientService(ClientService):
-    """A L{ClientService} that logs only its warnings and errors (not each retry)."""
+    """A L{ClientService} whose note on each retry it schedules is at debug level."""
 
-    _log = Logger(observer=_warnings_only)
+    _log = Logger(observer=_notes_at_debug)
 
 
 class QuietAMP(amp.AMP):
     """
-    An L{amp.AMP} without its info lines on each connection made and lost:
-    what L{amp.AMP.makeConnection} and L{amp.AMP.connectionLost} do but log.
+    An L{amp.AMP} whose lines on each connection made and lost are at debug
+    level: what L{amp.AMP.makeConnection} and L{amp.AMP.connectionLost} do,
+    with C{log.debug} for their C{log.info}.
     """
 
+    log = Logger("twisted.protocols.amp")
+
     def makeConnection(self, transport: Any) -> None:
+        self.log.debug(
+            "{cls} connection established (PEER:{peer})",
+            cls=self.__class__.__name__,
+            peer=transport.getPeer(),
+        )
         amp.BinaryBoxProtocol.makeConnection(self, transport)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.log.debug("{cls} connection lost", cls=self.__class__.__name__)
         amp.BinaryBoxProtocol.connectionLost(self, reason)
         self.transport = None
