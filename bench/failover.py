@@ -40,11 +40,23 @@ C{--collapse}, as C{gridreg-collapse}, with C{GridReg.HugePages.Collapse=30}
 (its dense memory moved onto huge pages once it runs,
 L{gridreg.huge_page_collapse}).
 C{--hedge-floor} sets C{gridreg.client}'s least hedge delay (ms; the
-default is L{HedgePolicy}'s).
+default is L{HedgePolicy}'s). C{--baseline DIR} runs gridreg a second time
+from another checkout (as C{gridreg-base}: before and after a change in one
+run); C{--normal-scheduler} as C{gridreg-normal}, with
+C{GridReg.Scheduler=normal}.
+
+To take a failover apart: with C{--slave-probe} the table also has the
+slave's CPU and run-queue time (all its threads, C{schedstat}) from the
+signal to the probe's reply; C{--trace DIR} records the benchmark's kill,
+the master's, slave's and client's socket calls on one clock (C{perf
+trace}, read with C{python -m bench.failover_trace}); C{--profile-slave
+DIR} samples the slave with C{py-spy}. Tracing slows every process, so its
+times are for the order of events, not for the gap.
 
     python -m bench.failover [--clients ice,ice-acm,ice-acm-it,ice-acm-ct,gridreg.client]
                              [--signals KILL,STOP] [--huge-pages] [--collapse]
-                             [--hedge-floor MS]
+                             [--hedge-floor MS] [--baseline DIR] [--normal-scheduler]
+                             [--slave-probe] [--trace DIR] [--profile-slave DIR]
                              [--kill-after 2] [--duration-stop 20] [--repeats 1]
                              [--json FILE]
 """
@@ -52,6 +64,7 @@ default is L{HedgePolicy}'s).
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import tempfile
@@ -86,6 +99,7 @@ from bench._harness import (
     write_json,
 )
 from bench._pipeline_client import read_exactly
+from bench.failover_trace import SlaveProfile, SyscallTrace
 from bench.pipeline import captured_request
 from gridreg.client import LocatorClient
 from gridreg.client.hedging import HedgePolicy
@@ -97,8 +111,14 @@ SIGNALS = ("KILL", "STOP")
 HUGE_PAGES = "gridreg-2m"
 #: gridreg with GridReg.HugePages.Collapse=30 (gridreg.huge_page_collapse), with --collapse
 COLLAPSE = "gridreg-collapse"
+#: gridreg from another checkout (--baseline DIR): the code before a change, in the same run
+BASELINE = "gridreg-base"
+#: gridreg with GridReg.Scheduler=normal (SCHED_OTHER, as IceGrid), with --normal-scheduler
+NORMAL = "gridreg-normal"
 #: the extra properties of gridreg's variants
 VARIANTS = {
+    BASELINE: {},
+    NORMAL: {"GridReg.Scheduler": "normal"},
     HUGE_PAGES: {"GridReg.HugePages": "1"},
     COLLAPSE: {"GridReg.HugePages.Collapse": "30"},
 }
@@ -149,11 +169,17 @@ class EofWatch:
     is known in this process's clock beside the client's gap.
     """
 
-    def __init__(self, port: int, probe: tuple[int, bytes] | None = None) -> None:
+    def __init__(
+        self, port: int, probe: tuple[int, bytes] | None = None, slave_pid: int | None = None
+    ) -> None:
         #: with C{probe} (the slave's client port, a request): once the master's
         #: connection closes, a new connection to the slave sends the request
         self.probe = probe
         self.probed: dict[str, float] = {}
+        #: the slave's (on CPU, waiting for a CPU) seconds, all its threads, at
+        #: the signal and the probe's reply (not at the EOF: reading them takes a while)
+        self.slave_pid = slave_pid
+        self.slave_cpu: dict[str, tuple[float, float]] = {}
         self.sock = socket.create_connection((LOOPBACK, port), timeout=5)
         received = b""
         while len(received) < 14:  # Ice's ValidateConnection
@@ -174,6 +200,11 @@ class EofWatch:
         self.closed_at = time.monotonic()
         if self.probe is not None:
             self._probe(*self.probe)
+            self.sample_slave("replied")
+
+    def sample_slave(self, moment: str) -> None:
+        if self.slave_pid is not None:
+            self.slave_cpu[moment] = sched_seconds(self.slave_pid)
 
     def _probe(self, port: int, request: bytes) -> None:
         """What a client failing over sees of the slave: connect, validation, one reply."""
@@ -189,6 +220,20 @@ class EofWatch:
     def close(self) -> None:
         self.sock.close()
         self.thread.join(5)
+
+
+def sched_seconds(pid: int) -> tuple[float, float]:
+    """A process's seconds on a CPU and waiting for one, all its threads (C{schedstat})."""
+    run = wait = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                fields = f.read().split()
+        except FileNotFoundError:
+            continue  # a thread that just ended
+        run += int(fields[0])
+        wait += int(fields[1])
+    return run / 1e9, wait / 1e9
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -226,17 +271,35 @@ async def run_ice_client(
     process = track(
         reactor, LineProcess.spawn(reactor, f"{client} client", command, ice_env(), BENCH_DIR)
     )
+    tracer: SyscallTrace | None = None
+    profile: SlaveProfile | None = None
+    label = (info or {}).get("kind", grid.kind)
     try:
         started = await process.next_event(lambda e: e.get("event") in ("started", "error"), 60)
         if started["event"] != "started":
             raise RuntimeError(f"the Ice client made no successful call: {started}")
+        if args.trace is not None and process.pid is not None:
+            pids = {"bench": os.getpid(), "master": grid.pid(MASTER), "slave": grid.pid(SLAVE)}
+            tracer = SyscallTrace.start(
+                args.trace, f"{label}-{client}-{signal}", {**pids, "client": process.pid}
+            )
+        if args.profile_slave is not None:
+            profile = SlaveProfile.start(
+                args.profile_slave, f"{label}-{client}-{signal}", grid.pid(SLAVE)
+            )
         await deferLater(reactor, args.kill_after)
         if info is not None:
             info.update(memory_mib(grid.pid(MASTER)))
+        if info is not None and "watch" in info:
+            info["watch"].sample_slave("signal")
         signalled = time.monotonic()
         grid.signal(MASTER, signal)
         result = await process.next_event("result", duration + 30)
     finally:
+        if profile is not None:
+            profile.stop()
+        if tracer is not None:
+            tracer.stop(grid.running[SLAVE].process.lines[-30:])
         await process.terminate()
     calls = [(c[0], c[1], c[2]) for c in result["calls"]]
     return calls, signalled, float(result["end"])
@@ -271,6 +334,7 @@ async def run_locator_client(
         await locator.find_adapter_by_id(ADAPTER)
         begin = time.monotonic()
         signalled: float | None = None
+        sampled: bool | None = None
         deadline = begin + duration
         while time.monotonic() < deadline:
             if signalled is None and time.monotonic() >= begin + args.kill_after:
@@ -282,10 +346,14 @@ async def run_locator_client(
                     info["round_trip_p90_ms"] = (
                         live.latency.percentile(0.9) or 0.0  # type: ignore[attr-defined]
                     ) * 1000
-                if info is not None:
-                    info.update(memory_mib(grid.pid(MASTER)))
                 signalled = time.monotonic()
                 grid.signal(MASTER, signal)
+            elif sampled is None and time.monotonic() >= begin + args.kill_after - 0.2:
+                # read 0.2 s before the signal: reading smaps_rollup holds this
+                # reactor (and the client) 0.1-2 ms, more for a larger master
+                sampled = True
+                if info is not None:
+                    info.update(memory_mib(grid.pid(MASTER)))
             start = time.monotonic()
             error = None
             try:
@@ -374,10 +442,9 @@ async def scenario(
         grid.extra = {name: dict(VARIANTS[kind]) for name in (MASTER, SLAVE)}
     server: IceServer | None = None
     watch: EofWatch | None = None
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"kind": kind}
     try:
-        await grid.start(MASTER)
-        await grid.start(SLAVE)
+        await start_replicas(grid, args.baseline if kind == BASELINE else None)
         writer = await open_writer(reactor, grid)
         try:
             await wait_synced(reactor, grid, writer, [SLAVE], "failover")
@@ -390,7 +457,8 @@ async def scenario(
             probe = None
             if args.slave_probe:
                 probe = (grid.client_port(SLAVE), bytes.fromhex(captured_request()))
-            watch = EofWatch(grid.client_port(MASTER), probe)
+            watch = EofWatch(grid.client_port(MASTER), probe, grid.pid(SLAVE))
+            info["watch"] = watch
         if client.startswith("gridreg.client"):
             calls, signalled, end = await run_locator_client(
                 reactor, grid, signal, args, hedging=client == "gridreg.client", info=info
@@ -404,8 +472,16 @@ async def scenario(
         if server is not None:
             await server.process.terminate()
         remove_tree(grid.root, args.keep)
+    info.pop("watch", None)
     result = analyse(calls, signalled, end)
     result.update(info)
+    if watch is not None and "signal" in watch.slave_cpu:
+        base = watch.slave_cpu["signal"]
+        result["slave_sched_ms"] = {
+            moment: [round((v - b) * 1000, 2) for v, b in zip(values, base)]
+            for moment, values in watch.slave_cpu.items()
+            if moment != "signal"
+        }
     if watch is not None and watch.closed_at is not None:
         result["master_eof_ms"] = (watch.closed_at - signalled) * 1000
         if "replied" in watch.probed:
@@ -437,6 +513,12 @@ async def scenario(
             else ""
         )
         + (
+            f"; the slave's threads [on CPU, waiting for one] ms since the signal: "
+            f"{result['slave_sched_ms']}"
+            if "slave_sched_ms" in result
+            else ""
+        )
+        + (
             f", master's anonymous memory {info['master_anon_mib']:.0f} MiB "
             f"({info['master_huge_mib']:.0f} on huge pages)"
             if "master_anon_mib" in info
@@ -450,6 +532,20 @@ async def scenario(
         )
     )
     return result
+
+
+async def start_replicas(grid: Grid, checkout: Path | None) -> None:
+    """Start the master and the slave; gridreg from C{checkout} when given."""
+    import tests._processes as processes
+
+    own = processes.REPO_ROOT
+    if checkout is not None:
+        processes.REPO_ROOT = checkout.resolve()
+    try:
+        await grid.start(MASTER)
+        await grid.start(SLAVE)
+    finally:
+        processes.REPO_ROOT = own
 
 
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -566,6 +662,10 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         kinds.append(COLLAPSE)
     if args.huge_pages:
         kinds.append(HUGE_PAGES)
+    if args.normal_scheduler:
+        kinds.append(NORMAL)
+    if args.baseline is not None:
+        kinds.insert(kinds.index("gridreg") if "gridreg" in kinds else len(kinds), BASELINE)
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     signals = [s.strip().upper() for s in args.signals.split(",") if s.strip()]
     for c in clients:
@@ -595,7 +695,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         {
             "benchmark": "failover",
             "machine": machine(),
-            "arguments": vars(args),
+            "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "results": results,
         },
     )
@@ -644,6 +744,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="at the master's EOF, time a new connection to the slave and one "
         "findAdapterById on it (it competes with the client's own)",
+    )
+    parser.add_argument(
+        "--normal-scheduler",
+        action="store_true",
+        help=f"also run gridreg with GridReg.Scheduler=normal (as {NORMAL}): SCHED_OTHER, "
+        "as IceGrid, instead of SCHED_BATCH",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"also run gridreg from the checkout DIR (as {BASELINE}), e.g. `git archive "
+        "BASE | tar -x -C DIR': before and after a change in one run",
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="real Ice clients: `perf trace' the benchmark, master, slave and client "
+        "around the signal into DIR (one file per run; slows them all a little)",
+    )
+    parser.add_argument(
+        "--profile-slave",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="real Ice clients: `py-spy record' the slave from the client's start to its "
+        "end into DIR (raw stacks, one file per run)",
     )
     parser.add_argument(
         "--hedge-floor",

@@ -45,6 +45,7 @@ from gridreg.registry import slave as slave_module
 from gridreg.registry.epochs import Epoch, EpochHistory, epoch_mutation
 from gridreg.registry.slave import (
     FIRST_RETRY_DELAY,
+    LOSS_REACTION_DELAY,
     MAX_RETRY_DELAY,
     MasterEndpoint,
     SlaveProtocol,
@@ -379,10 +380,54 @@ class SessionTests(SlaveTests):
         pump.flush()
         self.assertIsNone(self.slave.master)
         self.assertEqual(self.slave.status.state, "disconnected")
+        self.reactor.advance(LOSS_REACTION_DELAY)
         self.assertEqual(self.active, [[]])
         self.assertIn("lost the session with the master", self.messages())
         self.reactor.advance(2 * SESSION_TIMEOUT)
         self.assertNotIn("keepalive", self.messages(), "no keepalive goes to a lost master")
+
+    def test_the_loss_is_acted_on_after_the_clients_failing_over(self) -> None:
+        """
+        At the master's loss the session is over at once, but the log line
+        and the replica set without the master wait: the reactor serves the
+        clients that fail over to this slave in that millisecond first.
+        """
+        d, protocol, pump = self.register()
+        protocol.transport.loseConnection()
+        pump.flush()
+        self.assertEqual(self.slave.status.state, "disconnected")
+        self.assertIsNone(self.slave.master)
+        self.assertEqual(self.active, [])
+        self.assertNotIn("lost the session with the master", self.messages())
+        self.reactor.advance(LOSS_REACTION_DELAY * 0.9)
+        self.assertEqual(self.active, [])
+        self.reactor.advance(LOSS_REACTION_DELAY * 0.1)
+        self.assertEqual(self.active, [[]])
+        self.assertEqual(self.messages().count("lost the session with the master"), 1)
+
+    def test_registering_again_before_the_reaction_keeps_the_new_replica_set(self) -> None:
+        """
+        A master found again before the loss is acted on: the loss is
+        logged then, and the replica set is the new master's, never emptied
+        behind it.
+        """
+        d, protocol, pump = self.register()
+        protocol.transport.loseConnection()
+        pump.flush()
+        d, protocol, pump = self.register()
+        self.successResultOf(d)
+        self.assertEqual(self.messages().count("lost the session with the master"), 1)
+        self.slave.set_active({"Master": {}, "Replica1": {}})
+        self.reactor.advance(10 * LOSS_REACTION_DELAY)
+        self.assertEqual(self.active, [["Master", "Replica1"]])
+        self.assertEqual(self.slave.status.state, "live")
+
+    def test_stopping_drops_a_pending_reaction(self) -> None:
+        d, protocol, pump = self.register()
+        protocol.transport.loseConnection()
+        pump.flush()
+        self.slave.stopService()
+        self.assertEqual([c for c in self.reactor.getDelayedCalls() if c.active()], [])
 
     def test_losing_another_connection_changes_nothing(self) -> None:
         d, protocol, pump = self.register()

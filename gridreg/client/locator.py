@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Union
 
-from twisted.application.internet import ClientService
 from twisted.application.service import Service
 from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
@@ -43,6 +42,7 @@ from twisted.python.failure import Failure
 from gridreg.client.endpoints import ValidatedEndpoint, client_endpoint
 from gridreg.client.failover import FailoverEndpoint, locator_retry_policy
 from gridreg.client.hedging import HedgeBudget, HedgePolicy, LatencyWindow
+from gridreg.client.warm import QuietClientService, warm_loss_path
 from gridreg.config.properties import Properties, PropertyError
 from gridreg.ice.client import IceClientFactory, IceClientProtocol
 from gridreg.ice.encoding import InputStream, OutputStream
@@ -211,7 +211,7 @@ class LocatorClient(Service):
         self._dialling: dict[int, list[Deferred[_LocatorConnection]]] = {}
         self._attempts: dict[int, Deferred[Any]] = {}
         self.max_attempts = max_attempts or 2 * len(endpoints)
-        self._service = ClientService(
+        self._service = QuietClientService(
             self.failover,
             self._factory,
             retryPolicy=self.retry_policy,
@@ -252,6 +252,8 @@ class LocatorClient(Service):
     def startService(self) -> None:
         super().startService()
         self._stopping = False
+        # a replica's loss (a failover) must not pay for first-time interface look-ups
+        warm_loss_path()
         self._service.startService()
 
     def stopService(self) -> Deferred[None]:

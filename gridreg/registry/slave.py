@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any, Callable, Optional, Sequence
 
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, fail, maybeDeferred, succeed
 from twisted.internet.error import ConnectError
@@ -48,6 +48,7 @@ from gridreg.protocol.errors import (
     declared_error,
     failure_reason,
 )
+from gridreg.client.warm import QuietAMP, QuietClientService, warm_loss_path
 from gridreg.ice.server import set_no_delay
 from gridreg.log_files import open_at, read_at, stdio_path
 from gridreg.protocol.registry_file_commands import OpenRegistryFile, ReadRegistryFile
@@ -68,6 +69,11 @@ MAX_RETRY_DELAY = 5.0
 
 #: the most bytes a master may have in transit to a slave at once (snapshots included)
 MAX_REPLICATION_BYTES = 2 * 1024**3
+
+#: seconds between losing the master and acting on it beyond the session itself (the
+#: log line, the replica set without the master): the clients that fail over to this
+#: slave arrive in that very millisecond, and its reactor serves them first
+LOSS_REACTION_DELAY = 0.05
 
 
 @implementer(IStreamClientEndpoint)
@@ -104,7 +110,7 @@ class MasterEndpoint:
         return Deferred.fromCoroutine(attempt())
 
 
-class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, amp.AMP):
+class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
     """The slave's connection to its master: the master pushes, the slave applies."""
 
     #: one acknowledgement per push: each leaves at once (L{gridreg.protocol.prompt})
@@ -278,9 +284,11 @@ class SlaveReplication(Service):
         self._releases: dict[SnapshotLoad, Callable[[], None]] = {}
         #: the connection this slave registered on, until it is lost
         self._connection: Optional[SlaveProtocol] = None
+        #: the reaction to the master's loss, due L{LOSS_REACTION_DELAY} after it
+        self._loss_reaction: Optional[Any] = None
         self._session = build_slave_session(reactor)
         self._lock = DeferredLock()
-        self._client = ClientService(
+        self._client = QuietClientService(
             MasterEndpoint(locate_master, reactor, request_timeout),
             _SlaveFactory(self),
             retryPolicy=backoffPolicy(initialDelay=0.2, maxDelay=5.0, factor=1.5),
@@ -290,12 +298,17 @@ class SlaveReplication(Service):
 
     def startService(self) -> None:
         super().startService()
+        # the master's loss must not pay for first-time interface look-ups
+        warm_loss_path(SlaveProtocol)
         self._client.startService()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
         if self._keepalive.running:
             self._keepalive.stop()
+        if self._loss_reaction is not None and self._loss_reaction.active():
+            self._loss_reaction.cancel()
+        self._loss_reaction = None
         connection = self._connection
         if connection is not None and connection.transport is not None:
             # no graceful close: a hung master would never finish it
@@ -357,6 +370,8 @@ class SlaveReplication(Service):
                 epoch=self.held_epoch().to_wire(),
             ).addTimeout(self.request_timeout, self.reactor)
             self.seen_epoch = max(self.seen_epoch, Epoch.from_wire(answer["epoch"]))
+            # a loss not acted on yet is over: its log line now, no empty replica set
+            self._react_to_loss(replica_set=False)
             # ClientService hands us a proxy of our protocol: keep the protocol
             # itself, which is what master_lost() is called with
             self._connection = protocol.itself()
@@ -421,10 +436,29 @@ class SlaveReplication(Service):
         return master
 
     def master_lost(self, protocol: SlaveProtocol) -> None:
+        """
+        The session's connection is gone: this slave looks for the master at
+        once (its session says so), and logs the loss and takes the master
+        out of its replica set L{LOSS_REACTION_DELAY} later, so that the
+        clients failing over to it meanwhile are served first.
+        """
         if self._connection is protocol:
             self._connection = None
             self._session.lost()
-            self.log.warn("[Replica] lost the session with the master; looking for it again")
+            if self._loss_reaction is None:
+                self._loss_reaction = self.reactor.callLater(
+                    LOSS_REACTION_DELAY, self._react_to_loss
+                )
+
+    def _react_to_loss(self, replica_set: bool = True) -> None:
+        """Say the master was lost; without C{replica_set}, leave the replica set to the master."""
+        call, self._loss_reaction = self._loss_reaction, None
+        if call is None:
+            return
+        if call.active():
+            call.cancel()
+        self.log.warn("[Replica] lost the session with the master; looking for it again")
+        if replica_set:
             self.on_active([])
 
     def set_active(self, replicas: dict[str, Any]) -> None:
