@@ -61,6 +61,8 @@ def _reads_as_tcp(kind: type) -> bool:
             and getattr(kind, "_dataReceived", None) is tcp.Connection._dataReceived
         )
     return inline
+
+
 #: epoll_wait's longest timeout in seconds, as L{ReactorBase.timeout} caps it
 _LONGEST = 2147483
 
@@ -112,6 +114,7 @@ class LeanEPollReactor(epollreactor.EPollReactor):
                 continue
             # _doReadOrWrite's path for a read event, inline, and for a TCP
             # connection its doRead's (tcp.Connection.doRead and _dataReceived)
+            why: Optional[BaseException]
             try:
                 if selectable.fileno() == -1:
                     why = _NO_FILEDESC

@@ -125,6 +125,21 @@ class LeanIceServerTestsBuilder(_Lean, ReactorBuilder):
         )
 
 
+class _OneInFlight(_Collect):
+    """Send each write once every earlier request is answered: one in flight."""
+
+    def __init__(self, writes: list[bytes], replies: int) -> None:
+        super().__init__(writes[0], replies)
+        self.queue = writes[1:]
+        self.sent = 1
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self.queue and len(self.messages()) - 1 >= self.sent:
+            self.sent += 1
+            self.transport.write(self.queue.pop(0))
+
+
 class _Ends(Protocol):
     """The server side: note how the connection ended; raise on data if asked to."""
 
@@ -177,6 +192,32 @@ class LeanTcpEndTestsBuilder(_Lean, ReactorBuilder):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
 
+class LeanOneInFlightTestsBuilder(_Lean, ReactorBuilder):
+    def test_one_request_in_flight(self) -> None:
+        """
+        Requests sent one at a time over TCP, each after the last reply (each
+        read one request, repeats answered from the cache straight to the
+        socket), are each answered once, in order, with their own ids.
+        """
+        reactor = self.buildReactor()
+        adapter = ObjectAdapter("Test")
+        adapter.add(_LOCATOR, _Locator())
+        port = reactor.listenTCP(0, IceServerFactory(adapter), interface="127.0.0.1")
+        writes = [_request(i, "A") for i in range(1, 6)] + [_request(0, "A") + _request(6, "B")]
+        client = _OneInFlight(writes, 6)
+        factory = ClientFactory.forProtocol(lambda: client)
+        factory.reactor = reactor
+        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+        self.runReactor(reactor, timeout=10)
+        first, *replies = client.messages()
+        decoded = [decode_reply(m[HEADER_SIZE:]) for m in replies]
+        self.assertEqual([r.request_id for r in decoded], [1, 2, 3, 4, 5, 6])
+        self.assertEqual(
+            [InputStream(r.payload).read_string() for r in decoded],
+            ["found A"] * 5 + ["found B"],
+        )
+
+
 class LeanTimeTestsBuilder(_Lean, test_time.TimeTestsBuilder):
     pass
 
@@ -191,6 +232,7 @@ class LeanSystemEventTestsBuilder(_Lean, test_core.SystemEventTestsBuilder):
 
 for _builder in (
     LeanIceServerTestsBuilder,
+    LeanOneInFlightTestsBuilder,
     LeanTcpEndTestsBuilder,
     LeanTimeTestsBuilder,
     LeanThreadTestsBuilder,

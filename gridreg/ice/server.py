@@ -286,15 +286,31 @@ class IceServerProtocol(Protocol):
                     self.last_activity = monitor.clock.seconds()
                     self.partial_since = None
                 (request_id,) = _unpack_request_id(data, HEADER_SIZE)
-                if request_id:
-                    self._write(
-                        pack_reply_prefix(
-                            REPLY_PREFIXES[1 if data[9] else 0],
-                            len(body) + _REQUEST_MIN,
-                            request_id,
-                        )
-                        + body
+                if not request_id:
+                    return  # a oneway repeat
+                reply = (
+                    pack_reply_prefix(
+                        REPLY_PREFIXES[1 if data[9] else 0], len(body) + _REQUEST_MIN, request_id
                     )
+                    + body
+                )
+                # _write's direct send, inline (one frame less per locate)
+                transport = self.transport
+                if (
+                    self._direct
+                    and not transport.dataBuffer
+                    and not transport._tempDataBuffer
+                    and transport.connected
+                    and not transport.disconnecting
+                ):
+                    try:
+                        sent = transport.socket.send(reply)
+                    except OSError:
+                        sent = 0  # as in _write
+                    if sent == len(reply):
+                        return
+                    reply = reply[sent:]
+                transport.write(reply)
                 return
         replies: list[bytes] = []
         self._frame(data, replies)
