@@ -13,20 +13,21 @@ wake-up brings one request (C{bench.locate}, 64 x 1). gridreg logs with
 C{twisted.logger}, whose events name their own namespace, so nothing it
 writes needs that context.
 
-With one request in flight each wake-up brings one request, and what
-the loop itself does per wake-up is paid once per locate; on this machine
-every Python step after a cross-CPU wake-up costs about three times what
-it costs hot (C{bench.wakeup_floor}). So the main loop runs Twisted's
-C{runUntilCurrent} only when it has something to do (a call from a
-thread, a new or due timed call, a stop to finish) and otherwise takes
-the poll's timeout from the first pending call itself; a descriptor that
-is only readable gets C{doRead} inline, as C{_doReadOrWrite} would call
-it (any other event goes through C{_doReadOrWrite}). The poller, the
-timed calls, the disconnection of a descriptor whose C{doRead} raises or
-returns a reason are Twisted's. An exception that escapes the dispatch
-reaches the main loop's handler, which logs it, as Twisted's does; the
-events left in that poll are reported again by the next one (epoll is
-level-triggered).
+With one request in flight each wake-up brings one request, so what the
+loop does per wake-up is paid once per locate, and after a wake-up from
+the other CPU each Python step costs about three times what it costs hot
+(the registry's user time per locate, client on the other CPU against the
+same one). So the main loop runs Twisted's C{runUntilCurrent} only when it
+has something to do (a call from a thread, a new or due timed call, a stop
+to finish) and otherwise takes the poll's timeout from the first pending
+call itself; a descriptor that is only readable gets C{_doReadOrWrite}'s
+read path inline, and a TCP connection whose class keeps Twisted's
+C{doRead} gets that too (C{recv}, then its protocol's C{dataReceived}).
+Any other event goes through C{_doReadOrWrite}. The poller, the timed
+calls, and the disconnection of a descriptor whose read raises or returns
+a reason are Twisted's. An exception that escapes the dispatch reaches the
+main loop's handler, which logs it, as Twisted's does; the events left in
+that poll are reported again by the next one (epoll is level-triggered).
 
 The plugins install it from C{postOptions}, as L{gridreg.tls_gate} keeps
 TLS out: C{twist} and C{twistd} import the reactor only after the
@@ -92,7 +93,7 @@ class LeanEPollReactor(epollreactor.EPollReactor):
                                 timeout = self.timeout()
                             elif timeout > _LONGEST:
                                 timeout = _LONGEST
-                    self.doPoll(timeout if self.running else 0)
+                    self.doIteration(timeout if self.running else 0)
         _log.info("Main loop terminated.")
 
     def doPoll(self, timeout: Optional[float]) -> None:

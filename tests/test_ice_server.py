@@ -318,6 +318,19 @@ class ServerProtocolTests(SynchronousTestCase):
         self.assertEqual([r.request_id for r in got], [2])
         self.assertEqual(self.servant.calls, ["p"])
 
+    def test_cached_request_in_short_reads(self) -> None:
+        """
+        A cached request arriving in reads shorter than its header (the
+        first ending inside the header's fixed bytes) is answered once whole.
+        """
+        self.received(request(1, "echo", string_params("s")))
+        data = request(2, "echo", string_params("s"))
+        for cut in (9, 10, 13):
+            self.assertEqual(self.received(data[:cut]), [])
+            got = self.received(data[cut:])
+            self.assertEqual([r.request_id for r in got], [2])
+        self.assertEqual(self.servant.calls, ["s"])
+
     def test_cached_request_then_garbage_still_answered(self) -> None:
         """A cached request before a malformed message in one read is answered, then the close."""
         self.received(request(1, "echo", string_params("g")))

@@ -274,9 +274,9 @@ class IceServerProtocol(Protocol):
             # from the reply cache. With one request in flight every locate
             # is such a read, and this is about a third of the Python the
             # general loop below runs for it; anything else goes there.
-            data.startswith(_PLAIN_REQUEST)
+            _REQUEST_MIN <= len(data) <= self._fast_max
+            and data.startswith(_PLAIN_REQUEST)
             and data[9] != 2
-            and _REQUEST_MIN <= len(data) <= self._fast_max
             and _unpack_size(data, 10)[0] == len(data)
         ):
             body = self._cached_reply(data[_REQUEST_MIN:])
