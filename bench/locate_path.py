@@ -11,9 +11,9 @@ C{LeanEPollReactor} serving an L{IceServerFactory} (under ACM, as the
 registry's) on a real loopback TCP connection, driven one request at a time
 by a blocking client socket, each iteration as the reactor's main loop runs
 it (Twisted's own main loop's iteration with a tree older than the lean
-main loop, for a before/after count); C{--floor} runs C{bench.wakeup_floor}'s loop instead. The instructions
-per round trip (both sides, so compare the two) are the difference between
-a run of C{N} and one of C{3N} round trips, which cancels start-up.
+main loop, for a before/after count), and then C{bench.wakeup_floor}'s
+loop. The instructions per round trip (both sides, so compare the two)
+are the difference between a run of C{N} and one of C{3N} round trips, which cancels start-up.
 
     python -m bench.locate_path [--round-trips 1000]
 """
