@@ -32,6 +32,7 @@ each compared with IceGrid.
     python -m bench.locate [--duration 5] [--settings 1x1,16x1,64x1,16x2,64x2]
                            [--rounds 1] [--schedulers normal,batch]
                            [--batch icegrid,gridreg] [--json results.json]
+                           [--baseline TREE]
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ from bench._harness import (
 from bench._profile import start_recording, summary
 
 DEFAULT_SETTINGS = "1x1,16x1,64x1,16x2,64x2"
+#: the label of C{--baseline}'s registry
+BASELINE = "gridreg/baseline"
 
 #: The goals, from docs/performance.md.
 GOALS = (
@@ -470,11 +473,30 @@ def parse_variants(text: str) -> list[Variant]:
     return chosen
 
 
+async def deploy_from(
+    reactor: Any, tree: str, kind: str, processes: int, properties: Any
+) -> Deployment:
+    """L{deploy}, with the registry's code from the checkout C{tree} (a before/after run)."""
+    import compileall
+
+    import tests._processes as spawning
+
+    compileall.compile_dir(str(Path(tree) / "gridreg"), quiet=1)
+    here = spawning.REPO_ROOT
+    spawning.REPO_ROOT = Path(tree)  # read when the registry's command is built
+    try:
+        return await deploy(reactor, kind, processes, properties)
+    finally:
+        spawning.REPO_ROOT = here
+
+
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     header("locate")
     chosen = variants(args.registries, args.schedulers)
     if args.variants:
         chosen = [v for v in chosen if v.kind != "gridreg"] + parse_variants(args.variants)
+    if args.baseline:
+        chosen.append(Variant(BASELINE, "gridreg"))
     kinds = [v.name for v in chosen]
     settings = parse_settings(args.settings)
     processes = max(p for _, p in settings)
@@ -484,7 +506,12 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     try:
         batch = registries(args.batch) if args.batch else []
         for variant in chosen:
-            deployment = await deploy(reactor, variant.kind, processes, variant.properties)
+            if variant.name == BASELINE:
+                deployment = await deploy_from(
+                    reactor, args.baseline, variant.kind, processes, variant.properties
+                )
+            else:
+                deployment = await deploy(reactor, variant.kind, processes, variant.properties)
             deployments[variant.name] = deployment
             if variant.kind in batch:
                 batch_scheduling(deployment.pid)
@@ -571,6 +598,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="run gridreg once per NAME with these properties, labelled gridreg/NAME,"
         " e.g. lean:GridReg.LeanReactor=1,twisted:GridReg.LeanReactor=0",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="TREE",
+        default=None,
+        help="also run gridreg from this checkout (e.g. a `git worktree add --detach` of main),"
+        " labelled gridreg/baseline, for a before/after comparison in one run",
     )
     common_arguments(parser)
     return parser.parse_args(argv)

@@ -13,12 +13,21 @@ wake-up brings one request (C{bench.locate}, 64 x 1). gridreg logs with
 C{twisted.logger}, whose events name their own namespace, so nothing it
 writes needs that context.
 
-Everything else is Twisted's: the same poller, the same
-C{_doReadOrWrite} (which already catches what C{doRead}/C{doWrite} raise
-and disconnects that descriptor), the same timed calls. An exception that
-escapes C{_doReadOrWrite} itself reaches the main loop's own handler,
-which logs it; the events left in that poll are reported again by the next
-one (epoll is level-triggered).
+With one request in flight each wake-up brings one request, so what the
+loop does per wake-up is paid once per locate, and after a wake-up from
+the other CPU each Python step costs about three times what it costs hot
+(the registry's user time per locate, client on the other CPU against the
+same one). So the main loop runs Twisted's C{runUntilCurrent} only when it
+has something to do (a call from a thread, a new or due timed call, a stop
+to finish) and otherwise takes the poll's timeout from the first pending
+call itself; a descriptor that is only readable gets C{_doReadOrWrite}'s
+read path inline, and a TCP connection whose class keeps Twisted's
+C{doRead} gets that too (C{recv}, then its protocol's C{dataReceived}).
+Any other event goes through C{_doReadOrWrite}. The poller, the timed
+calls, and the disconnection of a descriptor whose read raises or returns
+a reason are Twisted's. An exception that escapes the dispatch reaches the
+main loop's handler, which logs it, as Twisted's does; the events left in
+that poll are reported again by the next one (epoll is level-triggered).
 
 The plugins install it from C{postOptions}, as L{gridreg.tls_gate} keeps
 TLS out: C{twist} and C{twistd} import the reactor only after the
@@ -32,13 +41,60 @@ import errno
 import sys
 from typing import Optional
 
-from twisted.internet import epollreactor
+from twisted.internet import epollreactor, main, tcp
+from twisted.internet.base import _log, _topHandler
+from twisted.internet.posixbase import _NO_FILEDESC
+from twisted.python import log
+
+_EPOLLIN = epollreactor.EPOLLIN
+_EWOULDBLOCK = tcp.EWOULDBLOCK
+#: classes of descriptor -> whether they read as Twisted's TCP connections
+#: do (C{tcp.Connection.doRead} and C{_dataReceived}, not overridden), so
+#: that the poll loop can do that read inline
+_TCP_READ: dict[type, bool] = {}
+
+
+def _reads_as_tcp(kind: type) -> bool:
+    inline = _TCP_READ.get(kind)
+    if inline is None:
+        inline = _TCP_READ[kind] = (
+            getattr(kind, "doRead", None) is tcp.Connection.doRead
+            and getattr(kind, "_dataReceived", None) is tcp.Connection._dataReceived
+        )
+    return inline
+
+
+#: epoll_wait's longest timeout in seconds, as L{ReactorBase.timeout} caps it
+_LONGEST = 2147483
 
 __all__ = ["LeanEPollReactor", "install", "use_lean_reactor"]
 
 
 class LeanEPollReactor(epollreactor.EPollReactor):
-    """L{EPollReactor} without the per-event log context."""
+    """L{EPollReactor} without the per-event log context and idle timer work."""
+
+    def mainLoop(self) -> None:
+        while self._started:
+            # one handler for as many iterations as run without an
+            # exception: Twisted enters it once per iteration
+            with _topHandler:
+                while self._started:
+                    if self.threadCallQueue or self._newTimedCalls or self._justStopped:
+                        self.runUntilCurrent()
+                        timeout = self.timeout()
+                    else:
+                        pending = self._pendingTimedCalls
+                        if not pending:
+                            timeout = None
+                        else:
+                            timeout = pending[0].time - self.seconds()
+                            if timeout <= 0:
+                                self.runUntilCurrent()
+                                timeout = self.timeout()
+                            elif timeout > _LONGEST:
+                                timeout = _LONGEST
+                    self.doIteration(timeout if self.running else 0)
+        _log.info("Main loop terminated.")
 
     def doPoll(self, timeout: Optional[float]) -> None:
         if timeout is None:
@@ -50,11 +106,37 @@ class LeanEPollReactor(epollreactor.EPollReactor):
                 return
             raise
         selectables = self._selectables
-        dispatch = self._doReadOrWrite
         for fd, event in events:
             selectable = selectables.get(fd)
-            if selectable is not None:  # removed by an earlier event of this poll
-                dispatch(selectable, fd, event)
+            if selectable is None:  # removed by an earlier event of this poll
+                continue
+            if event != _EPOLLIN:
+                self._doReadOrWrite(selectable, fd, event)
+                continue
+            # _doReadOrWrite's path for a read event, inline, and for a TCP
+            # connection its doRead's (tcp.Connection.doRead and _dataReceived)
+            why: Optional[BaseException]
+            try:
+                if selectable.fileno() == -1:
+                    why = _NO_FILEDESC
+                elif _TCP_READ.get(type(selectable)) or _reads_as_tcp(type(selectable)):
+                    try:
+                        data = selectable.socket.recv(selectable.bufferSize)
+                    except OSError as se:
+                        why = None if se.args[0] == _EWOULDBLOCK else main.CONNECTION_LOST
+                    else:
+                        if data:
+                            selectable.protocol.dataReceived(data)
+                            why = None
+                        else:
+                            why = main.CONNECTION_DONE
+                else:
+                    why = selectable.doRead()
+            except BaseException:
+                why = sys.exc_info()[1]
+                log.err()
+            if why:
+                self._disconnectSelectable(selectable, why, True)
 
     doIteration = doPoll
 

@@ -69,6 +69,25 @@ class IdleCloseTests(SynchronousTestCase):
         grid.clock.advance(5)
         self.assertTrue(transport.disconnecting)
 
+    def test_cached_repeats_postpone_the_close(self) -> None:
+        """
+        A repeat answered from the reply cache, alone in its read (one
+        request in flight), is activity too.
+        """
+        grid = Connections(acm(10))
+        protocol, transport = grid.connect()
+        protocol.dataReceived(request(1, "echo", string_params("x")))
+        for request_id in (2, 3):
+            grid.clock.advance(9)
+            transport.clear()
+            protocol.dataReceived(request(request_id, "echo", string_params("x")))
+            self.assertEqual([r.request_id for r in replies(transport.value())], [request_id])
+        self.assertEqual(grid.servant.calls, ["x"])
+        grid.clock.advance(5)
+        self.assertFalse(transport.disconnecting)
+        grid.clock.advance(5)
+        self.assertTrue(transport.disconnecting)
+
     def test_client_heartbeat_counts_as_activity(self) -> None:
         """An Ice client's heartbeat (ValidateConnection) keeps the connection open."""
         grid = Connections(acm(10))

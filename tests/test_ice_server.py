@@ -284,6 +284,53 @@ class ServerProtocolTests(SynchronousTestCase):
             self.assertEqual(fresh[9], flag)
             self.assertEqual(cached, fresh[:14] + (7).to_bytes(4, "little") + fresh[18:])
 
+    def test_cached_reply_alone_in_its_read(self) -> None:
+        """
+        A cached repeat that is a read on its own (one request in flight) is
+        framed byte for byte as the same repeat among others in one read,
+        for either compression flag; a oneway repeat alone gets nothing.
+        """
+        for flag in (0, 1):
+            self.adapter.invalidate()
+            first = request(1, "echo", string_params("a"))
+            flagged = first[:9] + bytes([flag]) + first[10:]
+            repeat = flagged[:14] + (9).to_bytes(4, "little") + flagged[18:]
+            oneway = flagged[:14] + (0).to_bytes(4, "little") + flagged[18:]
+            self.protocol.dataReceived(flagged)
+            self.transport.clear()
+            self.protocol.dataReceived(oneway + repeat)
+            among_others = self.transport.value()
+            self.transport.clear()
+            self.protocol.dataReceived(repeat)
+            alone = self.transport.value()
+            self.protocol.dataReceived(oneway)
+            self.assertEqual(self.transport.value(), alone)
+            self.assertEqual(alone, among_others)
+            self.assertEqual(alone[9], flag)
+        self.assertEqual(self.servant.calls, ["a", "a"])
+
+    def test_cached_request_after_a_partial_read(self) -> None:
+        """A cached request whose first bytes came in an earlier read is answered once whole."""
+        self.received(request(1, "echo", string_params("p")))
+        data = request(2, "echo", string_params("p"))
+        self.assertEqual(self.received(data[:20]), [])
+        got = self.received(data[20:])
+        self.assertEqual([r.request_id for r in got], [2])
+        self.assertEqual(self.servant.calls, ["p"])
+
+    def test_cached_request_in_short_reads(self) -> None:
+        """
+        A cached request arriving in reads shorter than its header (the
+        first ending inside the header's fixed bytes) is answered once whole.
+        """
+        self.received(request(1, "echo", string_params("s")))
+        data = request(2, "echo", string_params("s"))
+        for cut in (9, 10, 13):
+            self.assertEqual(self.received(data[:cut]), [])
+            got = self.received(data[cut:])
+            self.assertEqual([r.request_id for r in got], [2])
+        self.assertEqual(self.servant.calls, ["s"])
+
     def test_cached_request_then_garbage_still_answered(self) -> None:
         """A cached request before a malformed message in one read is answered, then the close."""
         self.received(request(1, "echo", string_params("g")))

@@ -1,8 +1,9 @@
 """
 L{gridreg.lean_reactor}: a proper Twisted reactor (Twisted's own reactor
-test suites for timed calls and system events pass on it, and
-it serves Ice requests over real TCP), installed by the registry's plugin
-unless C{GridReg.LeanReactor=0} or a reactor is already installed.
+test suites for timed calls, calls from threads and system events pass on
+it, it serves Ice requests over real TCP, and a TCP connection it reads
+inline ends as Twisted's would), installed by the registry's plugin unless
+C{GridReg.LeanReactor=0} or a reactor is already installed.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import sys
 
 from twisted.internet import reactor as installed_reactor
-from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.internet.test import test_core, test_time
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.test import test_core, test_threads, test_time
+from twisted.python.failure import Failure
 from twisted.internet.test.reactormixins import ReactorBuilder
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -122,7 +125,104 @@ class LeanIceServerTestsBuilder(_Lean, ReactorBuilder):
         )
 
 
+class _OneInFlight(_Collect):
+    """Send each write once every earlier request is answered: one in flight."""
+
+    def __init__(self, writes: list[bytes], replies: int) -> None:
+        super().__init__(writes[0], replies)
+        self.queue = writes[1:]
+        self.sent = 1
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self.queue and len(self.messages()) - 1 >= self.sent:
+            self.sent += 1
+            self.transport.write(self.queue.pop(0))
+
+
+class _Ends(Protocol):
+    """The server side: note how the connection ended; raise on data if asked to."""
+
+    def __init__(self, raise_on_data: bool) -> None:
+        self.raise_on_data = raise_on_data
+        self.reason: Failure | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.raise_on_data:
+            raise ZeroDivisionError("the protocol's bug")
+
+    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:  # type: ignore[assignment]
+        self.reason = reason
+        self.factory.reactor.stop()
+
+
+class _SendThenClose(Protocol):
+    def connectionMade(self) -> None:
+        self.transport.write(b"some bytes")
+        self.transport.loseConnection()
+
+
+class LeanTcpEndTestsBuilder(_Lean, ReactorBuilder):
+    def _serve(self, raise_on_data: bool) -> _Ends:
+        reactor = self.buildReactor()
+        server = _Ends(raise_on_data)
+        factory = Factory.forProtocol(lambda: server)
+        factory.reactor = reactor
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        reactor.connectTCP(
+            "127.0.0.1", port.getHost().port, ClientFactory.forProtocol(_SendThenClose)
+        )
+        self.runReactor(reactor, timeout=10)
+        return server
+
+    def test_peer_close_is_connection_done(self) -> None:
+        """A peer that sends and closes: the server's connection ends cleanly."""
+        server = self._serve(raise_on_data=False)
+        assert server.reason is not None
+        self.assertTrue(server.reason.check(ConnectionDone))
+
+    def test_protocol_error_logged_and_connection_closed(self) -> None:
+        """
+        An exception from C{dataReceived} is logged and closes that
+        connection with it as the reason, as Twisted's reactor does.
+        """
+        server = self._serve(raise_on_data=True)
+        assert server.reason is not None
+        self.assertTrue(server.reason.check(ZeroDivisionError))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+
+class LeanOneInFlightTestsBuilder(_Lean, ReactorBuilder):
+    def test_one_request_in_flight(self) -> None:
+        """
+        Requests sent one at a time over TCP, each after the last reply (each
+        read one request, repeats answered from the cache straight to the
+        socket), are each answered once, in order, with their own ids.
+        """
+        reactor = self.buildReactor()
+        adapter = ObjectAdapter("Test")
+        adapter.add(_LOCATOR, _Locator())
+        port = reactor.listenTCP(0, IceServerFactory(adapter), interface="127.0.0.1")
+        writes = [_request(i, "A") for i in range(1, 6)] + [_request(0, "A") + _request(6, "B")]
+        client = _OneInFlight(writes, 6)
+        factory = ClientFactory.forProtocol(lambda: client)
+        factory.reactor = reactor
+        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+        self.runReactor(reactor, timeout=10)
+        first, *replies = client.messages()
+        decoded = [decode_reply(m[HEADER_SIZE:]) for m in replies]
+        self.assertEqual([r.request_id for r in decoded], [1, 2, 3, 4, 5, 6])
+        self.assertEqual(
+            [InputStream(r.payload).read_string() for r in decoded],
+            ["found A"] * 5 + ["found B"],
+        )
+
+
 class LeanTimeTestsBuilder(_Lean, test_time.TimeTestsBuilder):
+    pass
+
+
+class LeanThreadTestsBuilder(_Lean, test_threads.ThreadTestsBuilder):
     pass
 
 
@@ -132,7 +232,10 @@ class LeanSystemEventTestsBuilder(_Lean, test_core.SystemEventTestsBuilder):
 
 for _builder in (
     LeanIceServerTestsBuilder,
+    LeanOneInFlightTestsBuilder,
+    LeanTcpEndTestsBuilder,
     LeanTimeTestsBuilder,
+    LeanThreadTestsBuilder,
     LeanSystemEventTestsBuilder,
 ):
     globals().update(_builder.makeTestCaseClasses())

@@ -197,6 +197,17 @@ class ObjectAdapter:
         """The reply body cached for these request bytes (after the request id)."""
         return self._cache.get(key)
 
+    def reply_lookup(self) -> Callable[[bytes], Optional[bytes]]:
+        """
+        L{cached_reply} for a connection's read loop to bind once: the cache's
+        own C{get} (one C call per request, no Python frame), unless a
+        subclass answers differently. It stays valid: the cache is only ever
+        cleared in place.
+        """
+        if type(self).cached_reply is ObjectAdapter.cached_reply:
+            return self._cache.get
+        return self.cached_reply
+
     def dispatch(
         self, request: Request, cache_key: Optional[bytes] = None, connection: Any = None
     ) -> DispatchResult:

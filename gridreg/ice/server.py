@@ -23,6 +23,7 @@ single request in flight never sends two at once and is never paused.
 from __future__ import annotations
 
 import struct
+import sys
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet import tcp
@@ -60,6 +61,9 @@ _HEADER = struct.Struct("<4sBBBBBBi")
 _DIRECT_TRANSPORTS = (tcp.Server,)
 _REQUEST_ID = struct.Struct("<i")
 _unpack_request_id = _REQUEST_ID.unpack_from
+_unpack_size = struct.Struct("<i").unpack_from
+#: a request's header up to its compression byte, with the versions Ice sends
+_PLAIN_REQUEST = MAGIC + bytes((1, 0, 1, 0, int(MessageType.REQUEST)))
 _REQUEST = int(MessageType.REQUEST)
 #: a request's header and request id, the least a request can be
 _REQUEST_MIN = HEADER_SIZE + 4
@@ -105,8 +109,15 @@ class IceServerProtocol(Protocol):
         """
         self.adapter = adapter
         self.max_message_size = max_message_size
+        #: the largest read the one-request fast path takes
+        self._fast_max = max_message_size if max_message_size is not None else sys.maxsize
         self.monitor = monitor
         self._buffer = MessageBuffer()
+        #: whether C{_buffer} holds the start of a message (checked per read,
+        #: so that a read that frames on its own does not go through it)
+        self._partial = False
+        #: the adapter's reply cache lookup, bound once (C{reply_lookup})
+        self._cached_reply = adapter.reply_lookup()
         self._closed = False
         self._direct = False
         #: for the ACM monitor: last whole message in or out, last progress
@@ -185,24 +196,6 @@ class IceServerProtocol(Protocol):
             self.last_activity = self.monitor.clock.seconds()
             self.monitor.add(self)
 
-    def _write(self, data: bytes) -> None:
-        transport = self.transport
-        if (
-            self._direct
-            and not transport.dataBuffer
-            and not transport._tempDataBuffer
-            and transport.connected
-            and not transport.disconnecting
-        ):
-            try:
-                sent = transport.socket.send(data)
-            except OSError:
-                sent = 0  # EAGAIN, or an error Twisted's own write path will report
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
-
     def close(self) -> None:
         """Close gracefully, as an Ice server does when its adapter stops."""
         if not self._closed:
@@ -238,6 +231,7 @@ class IceServerProtocol(Protocol):
             )
             self._closed = True
             self._buffer.clear()
+            self._partial = False
             self.transport.abortConnection()
 
     def _touch(self) -> None:
@@ -250,6 +244,7 @@ class IceServerProtocol(Protocol):
             self._resume.cancel()
             self._resume = None
         self._buffer.clear()
+        self._partial = False
         if self.monitor is not None:
             self.monitor.remove(self)
         self._lost = True
@@ -265,20 +260,96 @@ class IceServerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
-        framed = self._buffer.feed(data)
-        if framed is None:
-            if self.monitor is not None:
-                self.partial_since = self.monitor.clock.seconds()
-            return
-        data = framed
+        if self._partial:
+            framed = self._buffer.feed(data)
+            if framed is None:
+                if self.monitor is not None:
+                    self.partial_since = self.monitor.clock.seconds()
+                return
+            self._partial = False
+            data = framed
+        elif (
+            # The hot path: a read that is exactly one plain request (as Ice
+            # sends them: protocol and encoding 1.0, not compressed) answered
+            # from the reply cache. With one request in flight every locate
+            # is such a read, and this is about a third of the Python the
+            # general loop below runs for it; anything else goes there.
+            _REQUEST_MIN <= len(data) <= self._fast_max
+            and data.startswith(_PLAIN_REQUEST)
+            and data[9] != 2
+            and _unpack_size(data, 10)[0] == len(data)
+        ):
+            body = self._cached_reply(data[_REQUEST_MIN:])
+            if body is not None:
+                monitor = self.monitor
+                if monitor is not None:
+                    self.last_activity = monitor.clock.seconds()
+                    self.partial_since = None
+                (request_id,) = _unpack_request_id(data, HEADER_SIZE)
+                if not request_id:
+                    return  # a oneway repeat
+                reply = (
+                    pack_reply_prefix(
+                        REPLY_PREFIXES[1 if data[9] else 0], len(body) + _REQUEST_MIN, request_id
+                    )
+                    + body
+                )
+                # _write's direct send, inline (one frame less per locate)
+                transport = self.transport
+                if (
+                    self._direct
+                    and not transport.dataBuffer
+                    and not transport._tempDataBuffer
+                    and transport.connected
+                    and not transport.disconnecting
+                ):
+                    try:
+                        sent = transport.socket.send(reply)
+                    except OSError:
+                        sent = 0  # as in _write
+                    if sent == len(reply):
+                        return
+                    reply = reply[sent:]
+                transport.write(reply)
+                return
         replies: list[bytes] = []
+        self._frame(data, replies)
+        if replies:
+            self._write(replies[0] if len(replies) == 1 else b"".join(replies))
+            if self._read_pause and 2 <= len(replies) < PAUSE_BELOW and not self._closed:
+                self._pause_reading()
+
+    def _write(self, data: bytes) -> None:
+        """
+        Write C{data}: on a plain TCP transport with nothing queued, straight
+        to the socket (no writability round trip through the reactor).
+        """
+        transport = self.transport
+        if (
+            self._direct
+            and not transport.dataBuffer
+            and not transport._tempDataBuffer
+            and transport.connected
+            and not transport.disconnecting
+        ):
+            try:
+                sent = transport.socket.send(data)
+            except OSError:
+                sent = 0  # EAGAIN, or an error Twisted's own write path will report
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
+
+    def _frame(self, data: bytes, replies: list[bytes]) -> None:
+        """Frame and answer every whole message in C{data}; keep the rest."""
         pos = 0
         end = len(data)
         needed = HEADER_SIZE
         # bound once per read, not once per message: a read carries dozens of
         # locate requests when clients keep many in flight
         max_size = self.max_message_size
-        cached_reply = self.adapter.cached_reply
+        cached_reply = self._cached_reply
         unpack_header = _HEADER.unpack_from
         try:
             while end - pos >= HEADER_SIZE:
@@ -338,17 +409,15 @@ class IceServerProtocol(Protocol):
         except (ProtocolError, MarshalError) as exc:
             self._protocol_error(str(exc), replies)
             return
-        if self.monitor is not None:
-            now = self.monitor.clock.seconds()
+        monitor = self.monitor
+        if monitor is not None:
+            now = monitor.clock.seconds()
             if pos:
                 self.last_activity = now
             self.partial_since = now if pos < end else None
         if pos < end and not self._closed:
             self._buffer.keep(data, pos, needed)
-        if replies:
-            self._write(replies[0] if len(replies) == 1 else b"".join(replies))
-            if self._read_pause and 2 <= len(replies) < PAUSE_BELOW and not self._closed:
-                self._pause_reading()
+            self._partial = True
 
     def _pause_reading(self) -> None:
         assert self.monitor is not None
@@ -423,8 +492,10 @@ class IceServerProtocol(Protocol):
         self.log.warn("Closing Ice connection from {peer}: {reason}", peer=str(peer), reason=reason)
         if replies:
             self.transport.write(b"".join(replies))
+            del replies[:]
         self._closed = True
         self._buffer.clear()
+        self._partial = False
         self.transport.loseConnection()
 
 
