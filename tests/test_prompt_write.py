@@ -83,6 +83,38 @@ class PromptWriterTests(TestCase):
         await deferLater(reactor, 0, lambda: None)
         self.assertEqual(pending(peer), b"".join(box(n).serialize() for n in range(5)))
 
+    async def test_turn_on_an_idle_socket_bypasses_the_reactor(self) -> None:
+        """
+        With TURN on plain TCP and nothing buffered, a turn's boxes go to the
+        socket at its end without the transport registering for writable
+        events (the admin's answer to each write).
+        """
+        protocol, peer = await self.connect(TURN)
+        registered: list[Any] = []
+        protocol.transport.startWriting = lambda: registered.append(True)  # type: ignore[method-assign]
+        protocol.sendBox(box(1))
+        protocol.sendBox(box(2))
+        self.assertEqual(pending(peer), b"")
+        await deferLater(reactor, 0, lambda: None)
+        self.assertEqual(pending(peer), box(1).serialize() + box(2).serialize())
+        self.assertEqual(registered, [])
+
+    async def test_turn_boxes_leave_before_a_close_in_the_same_turn(self) -> None:
+        """
+        A turn that answers and then closes the connection (a refused box):
+        the answers held for the turn's end still reach the peer, before the
+        end of stream.
+        """
+        protocol, peer = await self.connect(TURN)
+        lost: Deferred[None] = Deferred()
+        protocol.connectionLost = lambda reason: lost.callback(None)  # type: ignore[method-assign]
+        protocol.sendBox(box(1))
+        protocol.transport.loseConnection()
+        protocol.sendBox(box(2))
+        await lost
+        self.assertEqual(pending(peer), box(1).serialize() + box(2).serialize())
+        self.assertEqual(pending(peer), b"")  # end of stream
+
     async def test_without_prompt_twisted_writes_later(self) -> None:
         """The default (None) leaves the write to the reactor's next writable event."""
         protocol, peer = await self.connect(None)

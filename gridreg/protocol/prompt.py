@@ -23,7 +23,11 @@ L{PromptWriter} sends sooner, in one of two ways:
       connections that may answer many calls at once (the admin session,
       where a group commit answers every write it holds in one turn), so
       they still share one system call; over TLS, L{batch_tls_turns} makes
-      them one TLS record too.
+      them one TLS record too. On plain TCP the turn's boxes wait in the
+      protocol, not the transport, and go to C{send} directly at the end of
+      the turn when nothing is buffered there: the admin's answer to a
+      write at one in flight, and the admin client's call, had the same two
+      C{epoll_ctl} per box as the pushes had.
 
 Only the system call moves: what is buffered, its order and the
 transport's error handling stay Twisted's. A send that fails or would block
@@ -153,10 +157,13 @@ class PromptWriter:
     prompt: Optional[str] = None
     prompt_clock: Any = None
     _prompt_call: Any = None
+    #: a plain TCP connection's boxes of this turn (L{TURN}), not yet in its transport
+    _turn_boxes: Optional[list[bytes]] = None
 
     def sendBox(self, box: amp.AmpBox) -> None:
         this: Any = self
         if this._locked or this.transport is None or this._startingTLSBuffer is not None:
+            self._flush_turn()  # what this turn wrote before keeps its place
             super().sendBox(box)  # type: ignore[misc]  # AMP refuses, or holds it, as it does
             return
         data = serialize(box)
@@ -165,18 +172,45 @@ class PromptWriter:
             if socket is not None:
                 send_direct(socket, data)
                 return
+        elif self.prompt == TURN and self.prompt_clock is not None:
+            if self._turn_boxes is not None:
+                self._turn_boxes.append(data)
+                return
+            if type(this.transport) in _PLAIN_TCP:
+                self._turn_boxes = [data]
+                if self._prompt_call is None:
+                    self._prompt_call = self.prompt_clock.callLater(0, self._end_of_turn)
+                return
         this.transport.write(data)
         if self.prompt == NOW:
             send_now(this.transport)
         elif self.prompt == TURN and self._prompt_call is None and self.prompt_clock is not None:
             self._prompt_call = self.prompt_clock.callLater(0, self._end_of_turn)
 
+    def _flush_turn(self) -> None:
+        """
+        Hand the boxes this turn held back to the socket: directly if the
+        transport is idle, else through its buffer, as any write.
+        """
+        boxes, self._turn_boxes = self._turn_boxes, None
+        if not boxes:
+            return
+        transport: Any = self.transport  # type: ignore[attr-defined]
+        data = boxes[0] if len(boxes) == 1 else b"".join(boxes)
+        socket = _idle_socket(transport)
+        if socket is not None:
+            send_direct(socket, data)
+        elif transport is not None:
+            transport.write(data)  # a closing connection still sends it before it closes
+
     def _end_of_turn(self) -> None:
         self._prompt_call = None
+        self._flush_turn()
         send_now(self.transport)  # type: ignore[attr-defined]
 
     def connectionLost(self, reason: Any) -> None:
         call, self._prompt_call = self._prompt_call, None
+        self._turn_boxes = None  # the socket is gone: nothing can carry them
         if call is not None and call.active():
             call.cancel()
         super().connectionLost(reason)  # type: ignore[misc]
