@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.stdio import StandardIO
 from twisted.python.failure import Failure
 
@@ -53,9 +53,7 @@ class Driver:
         endpoints = str(options.get("endpoints", "tcp -h 127.0.0.1 -p 10000"))
         type_id = str(options.get("type", "::Demo::Hello"))
         in_flight = max(1, int(options.get("in_flight", 1)))
-        proxies = iter(
-            [f"{category}/{prefix}{i}:{endpoints}" for i in range(first, first + count)]
-        )
+        proxies = iter([f"{category}/{prefix}{i}:{endpoints}" for i in range(first, first + count)])
         errors: dict[str, int] = {}
         done: Deferred[dict[str, Any]] = Deferred()
         outstanding = [0]
@@ -123,7 +121,7 @@ class Commands(Protocol):
             }
         )
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self.finished.called:
             self.finished.callback(None)
 
