@@ -40,6 +40,7 @@ not a file descriptor (memory transports in tests) is left to the reactor.
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any, Optional
 
 from twisted.internet import tcp
@@ -151,7 +152,9 @@ class PromptWriter:
     """
     Mix-in for an C{amp.AMP} subclass, before it in the bases: set
     C{prompt} (L{NOW} or L{TURN}, None for Twisted's own pace) and, for
-    L{TURN}, C{prompt_clock}.
+    L{TURN}, C{prompt_clock}. A protocol that gives answers to another
+    thread (L{ThreadAnswer}) sets C{send_lock}: its boxes are then sent
+    under that lock.
     """
 
     prompt: Optional[str] = None
@@ -159,8 +162,28 @@ class PromptWriter:
     _prompt_call: Any = None
     #: a plain TCP connection's boxes of this turn (L{TURN}), not yet in its transport
     _turn_boxes: Optional[list[bytes]] = None
+    #: held around every send when another thread may send too (L{ThreadAnswer})
+    send_lock: Optional[threading.Lock] = None
+    #: what a thread's send left unsent, to go before anything else
+    _thread_tail: Optional[bytes] = None
 
     def sendBox(self, box: amp.AmpBox) -> None:
+        lock = self.send_lock
+        if lock is None:
+            self._send_box(box)
+            return
+        with lock:
+            self._write_thread_tail()
+            self._send_box(box)
+
+    def _write_thread_tail(self) -> None:
+        """Under C{send_lock}: what a thread's send left over goes first."""
+        tail, self._thread_tail = self._thread_tail, None
+        transport: Any = self.transport  # type: ignore[attr-defined]
+        if tail and transport is not None:
+            transport.write(tail)
+
+    def _send_box(self, box: amp.AmpBox) -> None:
         this: Any = self
         if this._locked or this.transport is None or this._startingTLSBuffer is not None:
             self._flush_turn()  # what this turn wrote before keeps its place
@@ -214,3 +237,74 @@ class PromptWriter:
         if call is not None and call.active():
             call.cancel()
         super().connectionLost(reason)  # type: ignore[misc]
+
+
+class ThreadAnswer(amp.AmpBox):
+    """
+    An answer that the thread which finished the work may send itself,
+    without waiting for the reactor to hear of it: a slave's acknowledgement
+    of a push, sent by the store's thread as soon as its commit is durable
+    (the reactor's wake-up and its pass through the push's callbacks were
+    on every replicated write's path).
+
+    The responder builds it with the answer's values and C{ask}, the tag of
+    the call, and gives L{send_from_thread} to the thread. The thread sends
+    the answer only once the reactor has L{arm}ed it (whatever the reactor
+    must do before the answer may go is done) and only on an idle plain
+    TCP connection (L{_idle_socket}), under the protocol's C{send_lock},
+    which every reactor send also holds: bytes never interleave, and a box
+    the reactor buffered goes first. Otherwise, and always when the
+    reactor's answer comes first, AMP sends it as any answer. Either way it
+    is sent once, the same bytes as AMP's.
+    """
+
+    def __init__(self, protocol: PromptWriter, ask: bytes, **values: bytes) -> None:
+        super().__init__(**values)
+        self[b"_answer"] = ask
+        self._protocol = protocol
+        self._armed = False
+        #: taken: sent by the thread, or left to the reactor
+        self._taken = False
+
+    def arm(self) -> None:
+        """The reactor is done with what had to come first: the thread may send."""
+        lock = self._protocol.send_lock
+        if lock is None:
+            return
+        with lock:
+            self._armed = True
+
+    def send_from_thread(self) -> None:
+        """From the worker thread: send the answer now if it is armed and the socket idle."""
+        protocol: Any = self._protocol
+        lock = protocol.send_lock
+        if lock is None:
+            return
+        with lock:
+            if self._taken or not self._armed:
+                return
+            socket = _idle_socket(protocol.transport)
+            if socket is None or protocol._locked or protocol._thread_tail:
+                return
+            data = serialize(self)
+            try:
+                sent = socket.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return  # the reactor meets the error on its own send, and closes
+            self._taken = True
+            if sent < len(data):
+                protocol._thread_tail = data[sent:]
+
+    def _sendTo(self, proto: Any) -> None:
+        """AMP's send of the answer: nothing if the thread sent it, else as any box."""
+        lock = self._protocol.send_lock
+        if lock is not None:
+            with lock:
+                sent_by_thread = self._taken
+                self._taken = True
+                if sent_by_thread:
+                    self._protocol._write_thread_tail()
+                    return
+        proto.sendBox(self)
