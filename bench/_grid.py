@@ -16,7 +16,9 @@ directory per replica.
     every replica of the grid.
 
 Writes go through L{Writer}s: IceGrid's admin session in a real Ice client
-(C{bench/ice_admin_driver.py}), gridreg's L{AdminSession} in this process.
+(C{bench/ice_admin_driver.py}), gridreg's L{AdminSession} in this process
+or, for the replication benchmark, in one of its own
+(C{bench/gridreg_admin_driver.py}).
 Visibility on a replica is observed either by a real Ice client
 (L{IceObserver}) or from this process (L{probe_object}). Every time here is
 C{time.monotonic()}, which is C{CLOCK_MONOTONIC} in every process of the
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -249,7 +252,14 @@ class IceDriver:
     ) -> IceDriver:
         args = [ICE_PYTHON, str(BENCH_DIR / "ice_admin_driver.py"), f"--locator={locator}"]
         args += [f"--property={k}={v}" for k, v in properties.items()]
-        process = track(reactor, LineProcess.spawn(reactor, name, args, ice_env(), BENCH_DIR))
+        return await cls.spawn(reactor, name, args, ice_env())
+
+    @classmethod
+    async def spawn(
+        cls, reactor: Any, name: str, args: Sequence[str], env: Mapping[str, str]
+    ) -> IceDriver:
+        """Start a driver process and wait for its C{ready} line."""
+        process = track(reactor, LineProcess.spawn(reactor, name, args, env, BENCH_DIR))
         try:
             await process.next_event("ready", timeout=30)
         except BaseException:
@@ -348,9 +358,35 @@ class GridregWriter(Writer):
         await self.session.close()
 
 
-async def open_writer(reactor: Any, grid: Grid) -> Writer:
+class GridregDriverWriter(IceGridWriter):
+    """
+    gridreg's admin session in a process of its own
+    (C{bench/gridreg_admin_driver.py}, the same commands as IceGrid's
+    driver), so that its CPU per write is read apart and it shares an
+    interpreter with nothing else, as IceGrid's writer.
+    """
+
+    @classmethod
+    async def open(cls, reactor: Any, grid: Grid) -> GridregDriverWriter:
+        properties = {
+            "Ice.Default.Locator": grid.locator(MASTER),
+            **grid.internal_properties("admin-admin"),
+        }
+        args = [sys.executable, str(BENCH_DIR / "gridreg_admin_driver.py")]
+        args += [f"--property={k}={v}" for k, v in properties.items()]
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+        return cls(await IceDriver.spawn(reactor, "gridreg admin", args, env))
+
+
+async def open_writer(reactor: Any, grid: Grid, own_process: bool = False) -> Writer:
+    """
+    The grid's admin writer; with C{own_process}, gridreg's too runs in a
+    process of its own (L{GridregDriverWriter}), else in this one.
+    """
     if grid.kind == "icegrid":
         return await IceGridWriter.open(reactor, grid)
+    if own_process:
+        return await GridregDriverWriter.open(reactor, grid)
     return await GridregWriter.open(reactor, grid)
 
 

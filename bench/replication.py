@@ -8,7 +8,8 @@ replicas over mutual TLS):
   - lag: a master and one slave. N times, add a well-known object on the
     master through the admin session (IceGrid: a real Ice client holding an
     admin session, C{bench/ice_admin_driver.py}; gridreg: an
-    L{AdminSession} in this process) while a real Ice client pointed only at
+    L{AdminSession} in a process of its own, C{bench/gridreg_admin_driver.py},
+    or in this one with C{--gridreg-writer inline}) while a real Ice client pointed only at
     the slave polls C{findObjectById} for it every 0.5 ms. Lag is from the
     write's start to the first poll that finds it; "visible at ack" means no
     poll that started after the acknowledgement missed the object.
@@ -22,7 +23,8 @@ replicas over mutual TLS):
     snapshot (C{GridReg.Debug.ReactorProbe}, a 5 ms timer that logs how
     late it ran each second), next to the longest in the seconds before.
   - throughput: a master and two slaves; K admin writes with 1 and 16 in
-    flight; writes/s and the CPU the master and slaves spent per write.
+    flight; writes/s and the CPU the master, the slaves and the writer
+    (each registry's admin client, in its own process) spent per write.
 
     python -m bench.replication [--parts lag,sync,throughput] [--lag-writes 200]
                                 [--sync-sizes 1,10000,100000] [--sync-repeats 3]
@@ -124,6 +126,11 @@ def side_by_side(kinds: list[str], rows: list[tuple[str, dict[str, Any], str]]) 
     return table(headers, lines)
 
 
+def own_process(args: argparse.Namespace) -> bool:
+    """Whether gridreg's writer runs in a process of its own (C{--gridreg-writer})."""
+    return getattr(args, "gridreg_writer", "process") == "process"
+
+
 async def quiet(reactor: Any, args: argparse.Namespace) -> None:
     if args.quiet_wait > 0:
         await wait_for_quiet(reactor, args.quiet_below, args.quiet_wait)
@@ -181,7 +188,7 @@ async def measure_lag(
     try:
         await grid.start(MASTER)
         await grid.start("Replica1")
-        writer = await open_writer(reactor, grid)
+        writer = await open_writer(reactor, grid, own_process(args))
         observer = await IceObserver.open(reactor, grid, "Replica1")
         await wait_synced(reactor, grid, writer, ["Replica1"], "lag")
         for i in range(args.lag_warmup):
@@ -491,17 +498,19 @@ async def measure_throughput(
         await grid.start(MASTER)
         for slave in slaves:
             await grid.start(slave)
-        writer = await open_writer(reactor, grid)
+        writer = await open_writer(reactor, grid, own_process(args))
         await wait_synced(reactor, grid, writer, slaves, "throughput")
         await writer.add_many("tputwarm", "obj", 0, 100, 16)
         for in_flight in (int(n) for n in args.in_flight.split(",")):
             await quiet(reactor, args)
             names = [MASTER, *slaves]
             pids = [grid.pid(n) for n in names] + [os.getpid()]
-            if isinstance(writer, IceGridWriter):
-                pids.append(writer.driver.process.pid or 0)
+            # the writer's own process (IceGrid's always, gridreg's unless --gridreg-writer inline)
+            client = writer.driver.process.pid or 0 if isinstance(writer, IceGridWriter) else 0
+            pids.append(client)
             window = Window.start(pids)
             before = {n: cpu_seconds(grid.pid(n)) for n in names}
+            client_before = cpu_seconds(client if client else os.getpid())
             profiles = []
             if args.profile and kind == "gridreg":
                 for n in (MASTER, slaves[0]):
@@ -515,6 +524,7 @@ async def measure_throughput(
             for profiled in profiles:
                 out(summary(await profiled, args.profile_top))
             cpu = {n: cpu_seconds(grid.pid(n)) - before[n] for n in names}
+            client_cpu = cpu_seconds(client if client else os.getpid()) - client_before
             other_cores = window.other_cores()
             last = parse_identity(object_name("tput", f"f{in_flight}-", args.writes - 1))
             for slave in slaves:  # every write reached every slave
@@ -528,13 +538,15 @@ async def measure_throughput(
                 / len(slaves)
                 / args.writes
                 * 1e6,
+                "client_cpu_us_per_write": client_cpu / args.writes * 1e6,
                 "other_cores": other_cores,
             }
             r = results[str(in_flight)]
             out(
                 f"  {kind}: {in_flight:>2} in flight: {r['writes_per_s']:.0f} writes/s, master "
                 f"{r['master_cpu_us_per_write']:.0f} us CPU/write, each slave "
-                f"{r['slave_cpu_us_per_write']:.0f} us CPU/write; other programs kept "
+                f"{r['slave_cpu_us_per_write']:.0f} us CPU/write, the writer "
+                f"{r['client_cpu_us_per_write']:.0f} us CPU/write; other programs kept "
                 f"{other_cores:.2f} cores busy"
             )
     finally:
@@ -559,6 +571,7 @@ def report_throughput(
             ("writes/s", "writes_per_s", ".0f"),
             ("master us CPU/write", "master_cpu_us_per_write", ".0f"),
             ("slave us CPU/write", "slave_cpu_us_per_write", ".0f"),
+            ("writer us CPU/write", "client_cpu_us_per_write", ".0f"),
         ):
             rows.append(
                 (
@@ -690,6 +703,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--profile-top", type=int, default=15, help="frames to list per profile")
     internal_argument(parser)
+    parser.add_argument(
+        "--gridreg-writer",
+        choices=("process", "inline"),
+        default="process",
+        help="gridreg's admin writer: a process of its own, as IceGrid's (default), or an "
+        "admin session in this process",
+    )
     common_arguments(parser)
     parser.set_defaults(quiet_wait=30.0)
     return parser.parse_args(argv)

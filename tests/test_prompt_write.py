@@ -9,6 +9,7 @@ the peer's receive queue as soon as C{send} returns).
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Any
 
 from twisted.internet import reactor
@@ -20,7 +21,7 @@ from twisted.protocols import amp
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from gridreg.protocol.prompt import NOW, TURN, PromptWriter, serialize
+from gridreg.protocol.prompt import NOW, TURN, PromptWriter, ThreadAnswer, serialize
 
 
 class Prompt(PromptWriter, amp.AMP):
@@ -82,6 +83,38 @@ class PromptWriterTests(TestCase):
         self.assertEqual(pending(peer), b"")
         await deferLater(reactor, 0, lambda: None)
         self.assertEqual(pending(peer), b"".join(box(n).serialize() for n in range(5)))
+
+    async def test_turn_on_an_idle_socket_bypasses_the_reactor(self) -> None:
+        """
+        With TURN on plain TCP and nothing buffered, a turn's boxes go to the
+        socket at its end without the transport registering for writable
+        events (the admin's answer to each write).
+        """
+        protocol, peer = await self.connect(TURN)
+        registered: list[Any] = []
+        protocol.transport.startWriting = lambda: registered.append(True)  # type: ignore[method-assign]
+        protocol.sendBox(box(1))
+        protocol.sendBox(box(2))
+        self.assertEqual(pending(peer), b"")
+        await deferLater(reactor, 0, lambda: None)
+        self.assertEqual(pending(peer), box(1).serialize() + box(2).serialize())
+        self.assertEqual(registered, [])
+
+    async def test_turn_boxes_leave_before_a_close_in_the_same_turn(self) -> None:
+        """
+        A turn that answers and then closes the connection (a refused box):
+        the answers held for the turn's end still reach the peer, before the
+        end of stream.
+        """
+        protocol, peer = await self.connect(TURN)
+        lost: Deferred[None] = Deferred()
+        protocol.connectionLost = lambda reason: lost.callback(None)  # type: ignore[method-assign]
+        protocol.sendBox(box(1))
+        protocol.transport.loseConnection()
+        protocol.sendBox(box(2))
+        await lost
+        self.assertEqual(pending(peer), box(1).serialize() + box(2).serialize())
+        self.assertEqual(pending(peer), b"")  # end of stream
 
     async def test_without_prompt_twisted_writes_later(self) -> None:
         """The default (None) leaves the write to the reactor's next writable event."""
@@ -179,6 +212,96 @@ class PromptWriterTests(TestCase):
         protocol.sendBox(box(1))
         await got
         self.assertEqual(received, [box(1)])
+
+
+class Answering(Prompt):
+    """A NOW connection whose answers another thread may send."""
+
+    def __init__(self, mode: str | None, made: Deferred[Prompt]) -> None:
+        super().__init__(mode, made)
+        self.send_lock = threading.Lock()
+
+
+def from_a_thread(answer: ThreadAnswer) -> None:
+    """Call C{send_from_thread} on a real thread of its own, as the store's thread does."""
+    worker = threading.Thread(target=answer.send_from_thread)
+    worker.start()
+    worker.join()
+
+
+class ThreadAnswerTests(TestCase):
+    async def connect(self) -> tuple[Answering, socket.socket]:
+        made: Deferred[Prompt] = Deferred()
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(lambda: Answering(NOW, made))
+        )
+        self.addCleanup(port.stopListening)
+        peer = socket.socket()
+        peer.setblocking(False)
+        self.addCleanup(peer.close)
+        try:
+            peer.connect(("127.0.0.1", port.getHost().port))
+        except BlockingIOError:
+            pass
+        protocol = await made
+        self.addCleanup(protocol.transport.abortConnection)
+        return protocol, peer  # type: ignore[return-value]
+
+    def amp_answer(self) -> bytes:
+        return amp.AmpBox({b"_answer": b"7", b"serial": b"12"}).serialize()
+
+    async def test_an_armed_answer_leaves_from_the_thread_once(self) -> None:
+        """
+        Armed, on an idle connection: the thread's send puts AMP's exact
+        answer on the wire; AMP's own send of it afterwards sends nothing.
+        """
+        protocol, peer = await self.connect()
+        answer = ThreadAnswer(protocol, b"7", serial=b"12")
+        answer.arm()
+        from_a_thread(answer)
+        self.assertEqual(pending(peer), self.amp_answer())
+        answer._sendTo(protocol)
+        from_a_thread(answer)
+        self.assertEqual(pending(peer), b"")
+
+    async def test_an_answer_not_armed_is_left_to_the_reactor(self) -> None:
+        protocol, peer = await self.connect()
+        answer = ThreadAnswer(protocol, b"7", serial=b"12")
+        from_a_thread(answer)
+        self.assertEqual(pending(peer), b"")
+        answer._sendTo(protocol)
+        self.assertEqual(pending(peer), self.amp_answer())
+
+    async def test_the_reactor_first_means_the_thread_sends_nothing(self) -> None:
+        protocol, peer = await self.connect()
+        answer = ThreadAnswer(protocol, b"7", serial=b"12")
+        answer.arm()
+        answer._sendTo(protocol)
+        from_a_thread(answer)
+        self.assertEqual(pending(peer), self.amp_answer())
+
+    async def test_a_connection_with_buffered_boxes_keeps_their_order(self) -> None:
+        """
+        Boxes the reactor buffered (the socket did not take them at once)
+        go first: the thread leaves the answer to the reactor, which sends
+        it behind them.
+        """
+        protocol, peer = await self.connect()
+        protocol.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = amp.AmpBox({b"_command": b"Push", b"data": b"x" * 60_000})
+        for _ in range(8):
+            protocol.sendBox(big)
+        self.assertTrue(protocol.transport.dataBuffer or protocol.transport._tempDataBuffer)
+        answer = ThreadAnswer(protocol, b"7", serial=b"12")
+        answer.arm()
+        from_a_thread(answer)
+        answer._sendTo(protocol)
+        expected = big.serialize() * 8 + self.amp_answer()
+        received = b""
+        while len(received) < len(expected):
+            received += pending(peer)
+            await deferLater(reactor, 0.001, lambda: None)
+        self.assertEqual(received, expected)
 
 
 class SerializeTests(TestCase):

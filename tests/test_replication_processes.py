@@ -15,7 +15,9 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from gridreg.admin.session import AdminSession, open_admin_session
 from gridreg.certs import make_demo_certs
+from gridreg.config.properties import Properties
 from tests._processes import (
     REPO_ROOT,
     IceServerError,
@@ -51,8 +53,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
 class GridProcesses:
     """Ports, certificates and configuration for a master and slaves on loopback."""
 
-    def __init__(self, testcase: TestCase) -> None:
+    def __init__(self, testcase: TestCase, insecure: bool = False) -> None:
         self.testcase = testcase
+        #: internal sessions in plain TCP (GridReg.Internal.Insecure), as the benches run them
+        self.insecure = insecure
         self.root = Path(testcase.mktemp()).resolve()
         self.root.mkdir(parents=True)
         self.certs = self.root / "certs"
@@ -81,11 +85,26 @@ class GridProcesses:
             "IceGrid.Registry.ReplicaSessionTimeout": "3",
             "IceGrid.Registry.Trace.Replica": "1",
             "Ice.Default.Locator": self.locator(),
-            "IceSSL.DefaultDir": str(certs),
-            "IceSSL.CAs": "ca.pem",
-            "IceSSL.CertFile": f"registry-{as_name}.pem",
-            "IceSSL.KeyFile": f"registry-{as_name}.key",
+            **(
+                {"GridReg.Internal.Insecure": "1"}
+                if self.insecure
+                else {
+                    "IceSSL.DefaultDir": str(certs),
+                    "IceSSL.CAs": "ca.pem",
+                    "IceSSL.CertFile": f"registry-{as_name}.pem",
+                    "IceSSL.KeyFile": f"registry-{as_name}.key",
+                }
+            ),
         }
+
+    async def admin(self, replica: str | None = None) -> AdminSession:
+        """An admin session (plain TCP grids only) with C{replica}, by default the master."""
+        properties = Properties()
+        properties.set("Ice.Default.Locator", self.locator())
+        properties.set("GridReg.Internal.Insecure", "1")
+        session = await open_admin_session(reactor, properties, replica, 10.0, warn=lambda _: None)
+        self.testcase.addCleanup(session.close)
+        return session
 
     async def start(
         self, name: str, as_name: str | None = None, certs: Path | None = None
@@ -298,6 +317,38 @@ class ReplicationProcessTests(TestCase):
             "gridreg.protocol.errors.SyncError: the master is unreachable; "
             "registrations need the master",
         )
+
+
+class PlainTcpReplicationTests(TestCase):
+    """
+    Internal sessions in plain TCP, where boxes go straight to the sockets
+    and a slave's acknowledgement leaves from its store's thread
+    (L{gridreg.protocol.prompt}).
+    """
+
+    skip = ice_missing()
+    timeout = 120
+
+    async def test_acknowledged_writes_survive_a_killed_slave(self) -> None:
+        """
+        Every write the master acknowledged, one at a time, is in the slave's
+        own database: with the master gone, the slave killed with SIGKILL
+        and started again lists each of them from its store.
+        """
+        grid = GridProcesses(self, insecure=True)
+        master = await grid.start("Master")
+        await grid.start("Replica1")
+        await eventually(lambda: _knows_internal(grid.locator("Master"), "Replica1", live=True))
+        session = await grid.admin()
+        names = [f"acked/obj{i}" for i in range(40)]
+        for name in names:
+            await session.add_object(f"{name}:tcp -h 127.0.0.1 -p 10000", "::Demo::Hello")
+        await master.kill("KILL")
+        await grid.running["Replica1"].kill("KILL")
+        await grid.start("Replica1")
+        slave = await grid.admin("Replica1")
+        listed = [item["identity"] for item in await slave.list("object", "acked/*")]
+        self.assertEqual(sorted(listed), sorted(names))
 
 
 async def _knows_internal(locator: str, replica: str, live: bool = False) -> bool:

@@ -54,7 +54,7 @@ from gridreg.registry.slave import (
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.executor import ManualExecutor
-from gridreg.store.interfaces import SerialGapError
+from gridreg.store.interfaces import SerialGapError, StoreError
 from gridreg.store.memory import MemoryStore
 from gridreg.store.records import Change, Mutation, StoreState, change_to_json
 from gridreg.store.snapshot_codec import SnapshotEncoder
@@ -152,6 +152,24 @@ def encode_snapshot(state: StoreState) -> bytes:
         for key, value in values.items()
     ]
     return encoder.header() + encoder.block(rows) + encoder.trailer(state.serial)
+
+
+class FakeAnswer(amp.AmpBox):
+    """Stands for a L{ThreadAnswer}: says when it was armed and sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+        self.armed = False
+
+    def arm(self) -> None:
+        self.armed = True
+        self.events.append("armed")
+
+    def send_from_thread(self) -> None:
+        self.events.append(
+            "sent from the store" if self.armed else "not armed: left to the reactor"
+        )
 
 
 class SlaveTests(SynchronousTestCase):
@@ -498,6 +516,62 @@ class ApplyTests(SlaveTests):
         )
         self.assertIn("changes of database other", failure.getErrorMessage())
         self.assertEqual(self.store.serial, 0)
+
+    def hold_the_commits(self) -> ManualExecutor:
+        """The store's commits wait until the returned executor runs them."""
+        executor = ManualExecutor()
+        self.patch(self.store, "_executor", executor)
+        return executor
+
+    def test_the_acknowledgement_may_leave_from_the_store_once_durable(self) -> None:
+        """
+        A pushed batch is visible before its commit; its acknowledgement is
+        handed to the store's thread, armed once the state holds the batch,
+        and sent from there once the commit is durable, before the reactor
+        hears of it.
+        """
+        commits = self.hold_the_commits()
+        answer = FakeAnswer()
+        acknowledged = self.slave.apply_changes(self.store.database_id, self.payload(1), answer)
+        self.assertEqual(names(self.state), ["k1"])
+        self.assertEqual((answer.events, answer.get(b"serial")), (["armed"], b"1"))
+        self.assertNoResult(acknowledged)
+        acknowledged.addCallback(lambda result: (answer.events.append("reactor told"), result)[1])
+        commits.run_next()
+        self.assertEqual(answer.events, ["armed", "sent from the store", "reactor told"])
+        self.assertEqual(self.successResultOf(acknowledged), {"serial": 1})
+        self.assertEqual(self.store.serial, 1)
+
+    def test_a_refused_commit_sends_no_acknowledgement_from_the_store(self) -> None:
+        """The store refuses the batch: nothing leaves from its thread, the state reloads."""
+        commits = self.hold_the_commits()
+        answer = FakeAnswer()
+
+        def refuse(changes: Any) -> None:
+            raise StoreError("disk full")
+
+        self.patch(self.store, "_persist_all", refuse)
+        acknowledged = self.slave.apply_changes(self.store.database_id, self.payload(1), answer)
+        self.assertEqual(names(self.state), ["k1"])
+        commits.run_all()
+        self.failureResultOf(acknowledged, StoreError)
+        self.assertEqual(answer.events, ["armed"])
+        self.assertEqual(names(self.state), [])
+
+    def test_a_batch_the_state_refuses_is_never_armed(self) -> None:
+        """The state could not take the batch: the store's thread must not acknowledge it."""
+        commits = self.hold_the_commits()
+        answer = FakeAnswer()
+
+        def broken(mutations: Any) -> None:
+            raise ValueError("cannot take it")
+
+        self.patch(self.state, "apply", broken)
+        acknowledged = self.slave.apply_changes(self.store.database_id, self.payload(1), answer)
+        commits.run_all()
+        self.failureResultOf(acknowledged, ValueError)
+        self.assertEqual(answer.events, ["not armed: left to the reactor"])
+        self.flushLoggedErrors()
 
     def install(self, data: bytes, database_id: str, serial: int) -> Deferred[Any]:
         """Stream C{data} in as a snapshot (one chunk) and install it, as the responders do."""

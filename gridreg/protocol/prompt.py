@@ -23,7 +23,11 @@ L{PromptWriter} sends sooner, in one of two ways:
       connections that may answer many calls at once (the admin session,
       where a group commit answers every write it holds in one turn), so
       they still share one system call; over TLS, L{batch_tls_turns} makes
-      them one TLS record too.
+      them one TLS record too. On plain TCP the turn's boxes wait in the
+      protocol, not the transport, and go to C{send} directly at the end of
+      the turn when nothing is buffered there: the admin's answer to a
+      write at one in flight, and the admin client's call, had the same two
+      C{epoll_ctl} per box as the pushes had.
 
 Only the system call moves: what is buffered, its order and the
 transport's error handling stay Twisted's. A send that fails or would block
@@ -36,6 +40,7 @@ not a file descriptor (memory transports in tests) is left to the reactor.
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any, Optional
 
 from twisted.internet import tcp
@@ -147,16 +152,41 @@ class PromptWriter:
     """
     Mix-in for an C{amp.AMP} subclass, before it in the bases: set
     C{prompt} (L{NOW} or L{TURN}, None for Twisted's own pace) and, for
-    L{TURN}, C{prompt_clock}.
+    L{TURN}, C{prompt_clock}. A protocol that gives answers to another
+    thread (L{ThreadAnswer}) sets C{send_lock}: its boxes are then sent
+    under that lock.
     """
 
     prompt: Optional[str] = None
     prompt_clock: Any = None
     _prompt_call: Any = None
+    #: a plain TCP connection's boxes of this turn (L{TURN}), not yet in its transport
+    _turn_boxes: Optional[list[bytes]] = None
+    #: held around every send when another thread may send too (L{ThreadAnswer})
+    send_lock: Optional[threading.Lock] = None
+    #: what a thread's send left unsent, to go before anything else
+    _thread_tail: Optional[bytes] = None
 
     def sendBox(self, box: amp.AmpBox) -> None:
+        lock = self.send_lock
+        if lock is None:
+            self._send_box(box)
+            return
+        with lock:
+            self._write_thread_tail()
+            self._send_box(box)
+
+    def _write_thread_tail(self) -> None:
+        """Under C{send_lock}: what a thread's send left over goes first."""
+        tail, self._thread_tail = self._thread_tail, None
+        transport: Any = self.transport  # type: ignore[attr-defined]
+        if tail and transport is not None:
+            transport.write(tail)
+
+    def _send_box(self, box: amp.AmpBox) -> None:
         this: Any = self
         if this._locked or this.transport is None or this._startingTLSBuffer is not None:
+            self._flush_turn()  # what this turn wrote before keeps its place
             super().sendBox(box)  # type: ignore[misc]  # AMP refuses, or holds it, as it does
             return
         data = serialize(box)
@@ -165,18 +195,116 @@ class PromptWriter:
             if socket is not None:
                 send_direct(socket, data)
                 return
+        elif self.prompt == TURN and self.prompt_clock is not None:
+            if self._turn_boxes is not None:
+                self._turn_boxes.append(data)
+                return
+            if type(this.transport) in _PLAIN_TCP:
+                self._turn_boxes = [data]
+                if self._prompt_call is None:
+                    self._prompt_call = self.prompt_clock.callLater(0, self._end_of_turn)
+                return
         this.transport.write(data)
         if self.prompt == NOW:
             send_now(this.transport)
         elif self.prompt == TURN and self._prompt_call is None and self.prompt_clock is not None:
             self._prompt_call = self.prompt_clock.callLater(0, self._end_of_turn)
 
+    def _flush_turn(self) -> None:
+        """
+        Hand the boxes this turn held back to the socket: directly if the
+        transport is idle, else through its buffer, as any write.
+        """
+        boxes, self._turn_boxes = self._turn_boxes, None
+        if not boxes:
+            return
+        transport: Any = self.transport  # type: ignore[attr-defined]
+        data = boxes[0] if len(boxes) == 1 else b"".join(boxes)
+        socket = _idle_socket(transport)
+        if socket is not None:
+            send_direct(socket, data)
+        elif transport is not None:
+            transport.write(data)  # a closing connection still sends it before it closes
+
     def _end_of_turn(self) -> None:
         self._prompt_call = None
+        self._flush_turn()
         send_now(self.transport)  # type: ignore[attr-defined]
 
     def connectionLost(self, reason: Any) -> None:
         call, self._prompt_call = self._prompt_call, None
+        self._turn_boxes = None  # the socket is gone: nothing can carry them
         if call is not None and call.active():
             call.cancel()
         super().connectionLost(reason)  # type: ignore[misc]
+
+
+class ThreadAnswer(amp.AmpBox):
+    """
+    An answer that the thread which finished the work may send itself,
+    without waiting for the reactor to hear of it: a slave's acknowledgement
+    of a push, sent by the store's thread as soon as its commit is durable
+    (the reactor's wake-up and its pass through the push's callbacks were
+    on every replicated write's path).
+
+    The responder builds it with the answer's values and C{ask}, the tag of
+    the call, and gives L{send_from_thread} to the thread. The thread sends
+    the answer only once the reactor has L{arm}ed it (whatever the reactor
+    must do before the answer may go is done) and only on an idle plain
+    TCP connection (L{_idle_socket}), under the protocol's C{send_lock},
+    which every reactor send also holds: bytes never interleave, and a box
+    the reactor buffered goes first. Otherwise, and always when the
+    reactor's answer comes first, AMP sends it as any answer. Either way it
+    is sent once, the same bytes as AMP's.
+    """
+
+    def __init__(self, protocol: PromptWriter, ask: bytes, **values: bytes) -> None:
+        super().__init__(**values)
+        self[b"_answer"] = ask
+        self._protocol = protocol
+        self._armed = False
+        #: taken: sent by the thread, or left to the reactor
+        self._taken = False
+
+    def arm(self) -> None:
+        """The reactor is done with what had to come first: the thread may send."""
+        lock = self._protocol.send_lock
+        if lock is None:
+            return
+        with lock:
+            self._armed = True
+
+    def send_from_thread(self) -> None:
+        """From the worker thread: send the answer now if it is armed and the socket idle."""
+        protocol: Any = self._protocol
+        lock = protocol.send_lock
+        if lock is None:
+            return
+        with lock:
+            if self._taken or not self._armed:
+                return
+            socket = _idle_socket(protocol.transport)
+            if socket is None or protocol._locked or protocol._thread_tail:
+                return
+            data = serialize(self)
+            try:
+                sent = socket.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return  # the reactor meets the error on its own send, and closes
+            self._taken = True
+            if sent < len(data):
+                protocol._thread_tail = data[sent:]
+
+    def _sendTo(self, proto: Any) -> None:
+        """AMP's send of the answer: nothing if the thread sent it, else as any box."""
+        lock = self._protocol.send_lock
+        if lock is not None:
+            with lock:
+                sent_by_thread = self._taken
+                self._taken = True
+                if sent_by_thread:
+                    self._protocol._write_thread_tail()
+                    return
+        proto.sendBox(self)

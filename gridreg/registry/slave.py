@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.internet import backoffPolicy
@@ -27,7 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gridreg.protocol.boxes import FastBoxReader
-from gridreg.protocol.prompt import NOW, PromptWriter
+from gridreg.protocol.prompt import NOW, PromptWriter, ThreadAnswer
 from gridreg.protocol.chunking import TransferReceiver, TransferResponder
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
@@ -118,6 +119,8 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
 
     def __init__(self, slave: "SlaveReplication") -> None:
         super().__init__()
+        #: an acknowledgement may leave from the store's thread (L{ThreadAnswer})
+        self.send_lock = threading.Lock()
         self.slave = slave
         self.transfers = TransferReceiver(MAX_REPLICATION_BYTES, max_transfers=4)
         #: the snapshots streaming in on this connection, by transfer
@@ -131,11 +134,15 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
 
     @PushChanges.responder
     def push_changes(
-        self, database_id: str, changes: str, transfer: str
+        self,
+        database_id: str,
+        changes: str,
+        transfer: str,
+        answer: Optional[ThreadAnswer] = None,
     ) -> Deferred[dict[str, int]]:
         def apply() -> Deferred[dict[str, int]]:
             payload = self.transfers.take(transfer).decode("utf-8") if transfer else changes
-            return self.slave.apply_changes(database_id, payload)
+            return self.slave.apply_changes(database_id, payload, answer)
 
         return maybeDeferred(apply).addErrback(self.slave.failed)
 
@@ -157,8 +164,13 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
             transfer = box[b"transfer"].decode("utf-8")
         except (KeyError, UnicodeDecodeError):
             return super().locateResponder(PushChanges.commandName)(box)
-        d = self.push_changes(database_id, changes, transfer)
-        return d.addCallbacks(_serial_box, declared_error, errbackArgs=(PushChanges,))
+        ask = box.get(b"_ask")
+        # the acknowledgement, which the store's thread may send once durable
+        answer = None if ask is None else ThreadAnswer(self, ask)
+        d = self.push_changes(database_id, changes, transfer, answer)
+        return d.addCallbacks(
+            _serial_box, declared_error, callbackArgs=(answer,), errbackArgs=(PushChanges,)
+        )
 
     @BeginSnapshot.responder
     def begin_snapshot(
@@ -231,8 +243,17 @@ def _released(result: Any, lock: DeferredLock) -> Any:
     return result
 
 
-def _serial_box(answer: dict[str, int]) -> amp.AmpBox:
-    return amp.AmpBox(serial=b"%d" % answer["serial"])
+def _serial_box(answer: dict[str, int], box: Optional[ThreadAnswer] = None) -> amp.AmpBox:
+    """
+    The acknowledgement's box: C{box} (a L{ThreadAnswer}, which the store's
+    thread may have sent already, with this serial) if there is one.
+    """
+    serial = b"%d" % answer["serial"]
+    if box is None:
+        return amp.AmpBox(serial=serial)
+    if box.get(b"serial") != serial:
+        box[b"serial"] = serial  # not armed: no commit ran (nothing new), or it differs
+    return box
 
 
 class SlaveReplication(Service):
@@ -488,11 +509,16 @@ class SlaveReplication(Service):
 
     # -- applying ------------------------------------------------------------------
 
-    def apply_changes(self, database_id: str, payload: str) -> Deferred[dict[str, int]]:
+    def apply_changes(
+        self, database_id: str, payload: str, answer: Optional[ThreadAnswer] = None
+    ) -> Deferred[dict[str, int]]:
         """
         Store a batch the master pushed, in one transaction (one fsync), and
         answer once it is durable here: the acknowledgement the master's
-        write waits for.
+        write waits for. With C{answer}, the acknowledgement's box, the
+        store's thread sends it itself as soon as the commit is durable, if
+        the state has taken the batch by then (L{ThreadAnswer}): the
+        reactor's wake-up is then off the write's path.
 
         The batch is visible to lookups as soon as it is decoded, while this
         replica's own commit runs: the master pushes a change only once it
@@ -519,15 +545,21 @@ class SlaveReplication(Service):
             if changes[0].serial != serial + 1:
                 # nothing is in flight while the lock is held: the store would refuse it
                 raise SerialGapError(serial + 1, changes[0].serial)
+            on_durable = None
+            if answer is not None:
+                answer[b"serial"] = b"%d" % changes[-1].serial
+                on_durable = answer.send_from_thread
             # decoded just now, so stored as they are; submitted first, so the
             # commit runs while the state takes the batch
-            committed = self.store.apply_many(changes, copy=False)
+            committed = self.store.apply_many(changes, copy=False, on_durable=on_durable)
             try:
                 for change in changes:
                     self.state.apply(change.mutations)
             except Exception:
                 broken = Failure()
                 return committed.addBoth(lambda _: self._reload(broken))
+            if answer is not None:
+                answer.arm()  # the state has the batch: its acknowledgement may go once durable
 
             def applied(_: None) -> dict[str, int]:
                 if self.trace.replica > 2:

@@ -11,7 +11,7 @@ that follow it; the store's C{serial} moves only once a batch is durable.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
@@ -69,7 +69,12 @@ class SerialStore:
     def apply(self, change: Change) -> Deferred[None]:
         return self.apply_many([change])
 
-    def apply_many(self, changes: Sequence[Change], copy: bool = True) -> Deferred[None]:
+    def apply_many(
+        self,
+        changes: Sequence[Change],
+        copy: bool = True,
+        on_durable: Optional[Callable[[], None]] = None,
+    ) -> Deferred[None]:
         """
         Store consecutive changes from the master in one transaction.
 
@@ -77,6 +82,10 @@ class SerialStore:
             C{False} for values the caller has just decoded from JSON
             itself and will not change (a slave's pushed changes): they are
             already what the store saves.
+        @param on_durable: called where the store's work runs (its thread),
+            once the changes are durable, before the result goes back to
+            the caller: a slave's acknowledgement leaves from there
+            (L{gridreg.protocol.prompt.ThreadAnswer}). It must not raise.
         """
         try:
             self._check_open()
@@ -93,9 +102,11 @@ class SerialStore:
             return fail(Failure())
         if not normalised:
             return fail(ValueError("cannot apply an empty batch"))
-        return self._submit(normalised).addCallback(lambda _: None)
+        return self._submit(normalised, on_durable).addCallback(lambda _: None)
 
-    def _submit(self, changes: list[Change]) -> Deferred[list[Change]]:
+    def _submit(
+        self, changes: list[Change], on_durable: Optional[Callable[[], None]] = None
+    ) -> Deferred[list[Change]]:
         self._assigned = changes[-1].serial
         self._in_flight += 1
 
@@ -112,14 +123,20 @@ class SerialStore:
                 self._assigned = self.serial
             return failure
 
-        return self._executor.submit(self._persist_checked, changes).addCallbacks(durable, failed)
+        return self._executor.submit(self._persist_checked, changes, on_durable).addCallbacks(
+            durable, failed
+        )
 
-    def _persist_checked(self, changes: list[Change]) -> None:
+    def _persist_checked(
+        self, changes: list[Change], on_durable: Optional[Callable[[], None]] = None
+    ) -> None:
         """On the executor: refuse a batch that does not follow what is durable."""
         durable = self._durable_serial()
         if changes[0].serial != durable + 1:
             raise SerialGapError(durable + 1, changes[0].serial)
         self._persist_all(changes)
+        if on_durable is not None:
+            on_durable()
 
     def _durable_serial(self) -> int:
         """The serial of the last durable change, as the executor's thread sees it."""

@@ -108,11 +108,17 @@ class IRegistryStore(Interface):
             submitted behind it fail.
         """
 
-    def apply_many(changes: Sequence[Change], copy: bool = True) -> Deferred[None]:
+    def apply_many(
+        changes: Sequence[Change],
+        copy: bool = True,
+        on_durable: Optional[Callable[[], None]] = None,
+    ) -> Deferred[None]:
         """
         L{apply} consecutive changes from the master in one transaction.
         With C{copy} false the values are stored as they are (the caller
-        decoded them from JSON and leaves them alone).
+        decoded them from JSON and leaves them alone). C{on_durable} is
+        called where the store works (its thread), once they are durable
+        and before the Deferred fires.
 
         @return: a Deferred that fails with L{SerialGapError} unless the
             serials run on from L{serial} without a hole.
