@@ -294,23 +294,7 @@ class IceServerProtocol(Protocol):
                     )
                     + body
                 )
-                # _write's direct send, inline (one frame less per locate)
-                transport = self.transport
-                if (
-                    self._direct
-                    and not transport.dataBuffer
-                    and not transport._tempDataBuffer
-                    and transport.connected
-                    and not transport.disconnecting
-                ):
-                    try:
-                        sent = transport.socket.send(reply)
-                    except OSError:
-                        sent = 0  # as in _write
-                    if sent == len(reply):
-                        return
-                    reply = reply[sent:]
-                transport.write(reply)
+                self._write(reply)
                 return
         replies: list[bytes] = []
         self._frame(data, replies)
