@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -48,23 +48,34 @@ def pending(peer: socket.socket) -> bytes:
         return b""
 
 
+async def connected(
+    case: TestCase, make: Callable[[Deferred[Prompt]], Prompt]
+) -> tuple[Prompt, socket.socket]:
+    """
+    A protocol from C{make} on a real loopback TCP connection, and the raw
+    non-blocking socket at the other end (what the peer reads is what went
+    out on the wire).
+    """
+    made: Deferred[Prompt] = Deferred()
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(lambda: make(made))
+    )
+    case.addCleanup(port.stopListening)
+    peer = socket.socket()
+    peer.setblocking(False)
+    case.addCleanup(peer.close)
+    try:
+        peer.connect(("127.0.0.1", port.getHost().port))
+    except BlockingIOError:
+        pass  # completes once the reactor accepts
+    protocol = await made
+    case.addCleanup(protocol.transport.abortConnection)
+    return protocol, peer
+
+
 class PromptWriterTests(TestCase):
     async def connect(self, mode: str | None) -> tuple[Prompt, socket.socket]:
-        made: Deferred[Prompt] = Deferred()
-        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            Factory.forProtocol(lambda: Prompt(mode, made))
-        )
-        self.addCleanup(port.stopListening)
-        peer = socket.socket()
-        peer.setblocking(False)
-        self.addCleanup(peer.close)
-        try:
-            peer.connect(("127.0.0.1", port.getHost().port))
-        except BlockingIOError:
-            pass  # completes once the reactor accepts
-        protocol = await made
-        self.addCleanup(protocol.transport.abortConnection)
-        return protocol, peer
+        return await connected(self, lambda made: Prompt(mode, made))
 
     async def test_now_sends_each_box_before_the_reactor_turns(self) -> None:
         """With NOW a box is on the wire when C{sendBox} returns, boxes in order."""
@@ -231,20 +242,7 @@ def from_a_thread(answer: ThreadAnswer) -> None:
 
 class ThreadAnswerTests(TestCase):
     async def connect(self) -> tuple[Answering, socket.socket]:
-        made: Deferred[Prompt] = Deferred()
-        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            Factory.forProtocol(lambda: Answering(NOW, made))
-        )
-        self.addCleanup(port.stopListening)
-        peer = socket.socket()
-        peer.setblocking(False)
-        self.addCleanup(peer.close)
-        try:
-            peer.connect(("127.0.0.1", port.getHost().port))
-        except BlockingIOError:
-            pass
-        protocol = await made
-        self.addCleanup(protocol.transport.abortConnection)
+        protocol, peer = await connected(self, lambda made: Answering(NOW, made))
         return protocol, peer  # type: ignore[return-value]
 
     def amp_answer(self) -> bytes:
