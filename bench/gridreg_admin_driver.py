@@ -26,6 +26,8 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.stdio import StandardIO
 from twisted.python.failure import Failure
 
+from bench._add_many_plan import add_many_plan
+
 
 def emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
@@ -46,14 +48,9 @@ class Driver:
         C{count} adds with up to C{in_flight} outstanding: each answer sends
         the next add, as the Ice driver's callback releases its slot.
         """
-        category = str(options.get("category", "bench"))
-        prefix = str(options.get("prefix", "obj"))
-        first = int(options.get("start", 0))
-        count = int(options.get("count", 1))
-        endpoints = str(options.get("endpoints", "tcp -h 127.0.0.1 -p 10000"))
-        type_id = str(options.get("type", "::Demo::Hello"))
-        in_flight = max(1, int(options.get("in_flight", 1)))
-        proxies = iter([f"{category}/{prefix}{i}:{endpoints}" for i in range(first, first + count)])
+        names, type_id, in_flight = add_many_plan(options)
+        count = len(names)
+        proxies = iter(names)
         errors: dict[str, int] = {}
         done: Deferred[dict[str, Any]] = Deferred()
         outstanding = [0]

@@ -37,6 +37,8 @@ import time
 import Ice
 import IceGrid
 
+from _add_many_plan import add_many_plan  # this script's directory
+
 KEEPALIVE_SECONDS = 5.0
 
 
@@ -90,17 +92,8 @@ class Driver:
 
     def cmd_add_many(self, options):
         admin = self._admin()
-        category = str(options.get("category", "bench"))
-        prefix = str(options.get("prefix", "obj"))
-        first = int(options.get("start", 0))
-        count = int(options.get("count", 1))
-        endpoints = str(options.get("endpoints", "tcp -h 127.0.0.1 -p 10000"))
-        type_id = str(options.get("type", "::Demo::Hello"))
-        in_flight = max(1, int(options.get("in_flight", 1)))
-        proxies = [
-            self.communicator.stringToProxy(f"{category}/{prefix}{i}:{endpoints}")
-            for i in range(first, first + count)
-        ]
+        names, type_id, in_flight = add_many_plan(options)
+        proxies = [self.communicator.stringToProxy(name) for name in names]
         slots = threading.BoundedSemaphore(in_flight)
         lock = threading.Lock()
         errors = {}
