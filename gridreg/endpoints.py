@@ -134,7 +134,7 @@ def _unbuffered_factory_class() -> Any:
         from twisted.internet.interfaces import ISSLTransport
         from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
-        from gridreg.protocol.prompt import send_now
+        from gridreg.direct_send import send_now
 
         @implementer(ISSLTransport)
         class UnbufferedTLSProtocol(TLSMemoryBIOProtocol):

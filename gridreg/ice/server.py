@@ -26,13 +26,13 @@ import struct
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gridreg.direct_send import idle_socket, send_direct
 from gridreg.ice.acm import AcmConfig, AcmMonitor
 from gridreg.ice.encoding import MarshalError
 from gridreg.ice.messages import (
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
     from gridreg.ice.outgoing import OutgoingRequests
 
 _HEADER = struct.Struct("<4sBBBBBBi")
-_DIRECT_TRANSPORTS = (tcp.Server,)
 _REQUEST_ID = struct.Struct("<i")
 _unpack_request_id = _REQUEST_ID.unpack_from
 _unpack_size = struct.Struct("<i").unpack_from
@@ -119,7 +118,6 @@ class IceServerProtocol(Protocol):
         #: the adapter's reply cache lookup, bound once (C{reply_lookup})
         self._cached_reply = adapter.reply_lookup()
         self._closed = False
-        self._direct = False
         #: for the ACM monitor: last whole message in or out, last progress
         #: on an incomplete one, dispatches not answered yet
         self.last_activity = 0.0
@@ -187,9 +185,6 @@ class IceServerProtocol(Protocol):
         return getattr(self.transport, "getPeerCertificate", None) is not None
 
     def connectionMade(self) -> None:
-        # On a plain TCP transport with nothing queued, replies go straight to
-        # the socket: it saves the reactor a writability round trip per reply.
-        self._direct = type(self.transport) in _DIRECT_TRANSPORTS
         set_no_delay(self.transport)
         self.transport.write(VALIDATE_CONNECTION)
         if self.monitor is not None:
@@ -309,21 +304,10 @@ class IceServerProtocol(Protocol):
         to the socket (no writability round trip through the reactor).
         """
         transport = self.transport
-        if (
-            self._direct
-            and not transport.dataBuffer
-            and not transport._tempDataBuffer
-            and transport.connected
-            and not transport.disconnecting
-        ):
-            try:
-                sent = transport.socket.send(data)
-            except OSError:
-                sent = 0  # EAGAIN, or an error Twisted's own write path will report
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
+        if idle_socket(transport) is not None:
+            send_direct(transport, data)
+        else:
+            transport.write(data)
 
     def _frame(self, data: bytes, replies: list[bytes]) -> None:
         """Frame and answer every whole message in C{data}; keep the rest."""

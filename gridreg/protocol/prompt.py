@@ -29,12 +29,8 @@ L{PromptWriter} sends sooner, in one of two ways:
       write at one in flight, and the admin client's call, had the same two
       C{epoll_ctl} per box as the pushes had.
 
-Only the system call moves: what is buffered, its order and the
-transport's error handling stay Twisted's. A send that fails or would block
-leaves the data in the transport's buffer, and the reactor goes on as it
-would have on the next writable event (a failed socket is then closed by
-it, with its reason). A transport that is closing, has a producer, or is
-not a file descriptor (memory transports in tests) is left to the reactor.
+Only the system call moves (L{gridreg.direct_send}, which the Ice server's
+replies use too).
 """
 
 from __future__ import annotations
@@ -43,11 +39,9 @@ import struct
 import threading
 from typing import Any, Optional
 
-from twisted.internet import tcp
 from twisted.protocols import amp
 
-#: the transports a box may bypass: Twisted's TCP connections, as accepted and as dialled
-_PLAIN_TCP = (tcp.Server, tcp.Client)
+from gridreg.direct_send import PLAIN_TCP, idle_socket, send_direct, send_now
 
 #: write each box to the socket at once
 NOW = "now"
@@ -77,64 +71,6 @@ def serialize(box: amp.AmpBox) -> bytes:
         parts.append(_length(len(key)) + key + _length(len(value)) + value)
     parts.append(b"\x00\x00")
     return b"".join(parts)
-
-
-def _socket_transport(transport: Any) -> Any:
-    """The file descriptor under C{transport} (a TLS wrapper's own transport), or None."""
-    while transport is not None and not hasattr(transport, "doWrite"):
-        transport = getattr(transport, "transport", None)
-    return transport
-
-
-def send_now(transport: Any) -> None:
-    """Hand what C{transport} holds to its socket now, if that is safe (see the module)."""
-    socket = _socket_transport(transport)
-    if (
-        socket is None
-        or not getattr(socket, "connected", False)
-        or socket.disconnecting
-        or socket.producer is not None
-        or not (socket.dataBuffer or socket._tempDataBuffer)
-    ):
-        return
-    socket.doWrite()  # a failure stays in the transport, for the reactor to act on
-
-
-def _idle_socket(transport: Any) -> Any:
-    """
-    C{transport} itself if it is a plain TCP connection (not a TLS one, nor
-    a wrapper such as TLS's, which passes attribute reads through to the
-    connection under it) with nothing buffered and nothing in the way of a
-    direct send (see L{send_now}), else None.
-    """
-    if (
-        type(transport) not in _PLAIN_TCP
-        or transport.TLS
-        or not transport.connected
-        or transport.disconnecting
-        or transport._writeDisconnected
-        or transport.producer is not None
-        or transport.dataBuffer
-        or transport._tempDataBuffer
-    ):
-        return None
-    return transport
-
-
-def send_direct(transport: Any, data: bytes) -> None:
-    """
-    Send C{data} on an idle socket transport (L{_idle_socket}): what the
-    socket does not take now, or all of it on an error, goes to the
-    transport's buffer, for the reactor to send or fail as it would have.
-    """
-    try:
-        sent = transport.socket.send(data)
-    except (BlockingIOError, InterruptedError):
-        sent = 0
-    except OSError:
-        sent = 0  # the reactor meets the error again on its write, and closes
-    if sent < len(data):
-        transport.write(data[sent:] if sent else data)
 
 
 def batch_tls_turns(transport: Any, clock: Any) -> None:
@@ -191,7 +127,7 @@ class PromptWriter:
             return
         data = serialize(box)
         if self.prompt == NOW:
-            socket = _idle_socket(this.transport)
+            socket = idle_socket(this.transport)
             if socket is not None:
                 send_direct(socket, data)
                 return
@@ -199,7 +135,7 @@ class PromptWriter:
             if self._turn_boxes is not None:
                 self._turn_boxes.append(data)
                 return
-            if type(this.transport) in _PLAIN_TCP:
+            if type(this.transport) in PLAIN_TCP:
                 self._turn_boxes = [data]
                 if self._prompt_call is None:
                     self._prompt_call = self.prompt_clock.callLater(0, self._end_of_turn)
@@ -220,7 +156,7 @@ class PromptWriter:
             return
         transport: Any = self.transport  # type: ignore[attr-defined]
         data = boxes[0] if len(boxes) == 1 else b"".join(boxes)
-        socket = _idle_socket(transport)
+        socket = idle_socket(transport)
         if socket is not None:
             send_direct(socket, data)
         elif transport is not None:
@@ -251,7 +187,7 @@ class ThreadAnswer(amp.AmpBox):
     the call, and gives L{send_from_thread} to the thread. The thread sends
     the answer only once the reactor has L{arm}ed it (whatever the reactor
     must do before the answer may go is done) and only on an idle plain
-    TCP connection (L{_idle_socket}), under the protocol's C{send_lock},
+    TCP connection (L{idle_socket}), under the protocol's C{send_lock},
     which every reactor send also holds: bytes never interleave, and a box
     the reactor buffered goes first. Otherwise, and always when the
     reactor's answer comes first, AMP sends it as any answer. Either way it
@@ -283,7 +219,7 @@ class ThreadAnswer(amp.AmpBox):
         with lock:
             if self._taken or not self._armed:
                 return
-            socket = _idle_socket(protocol.transport)
+            socket = idle_socket(protocol.transport)
             if socket is None or protocol._locked or protocol._thread_tail:
                 return
             data = serialize(self)
