@@ -40,7 +40,7 @@ from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, ga
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 
-from bench._harness import GRIDREG_PROPERTIES, LOOPBACK, REPO_ROOT
+from bench._harness import GRIDREG_PROPERTIES, LEAN, LOOPBACK, REPO_ROOT
 from gridreg.admin.session import AdminSession, open_admin_session
 from gridreg.certs import make_demo_certs
 from gridreg.config.properties import Properties
@@ -109,6 +109,10 @@ class Grid:
     def __init__(
         self, reactor: Any, kind: str, root: Path, names: Sequence[str], internal: str = "tls"
     ) -> None:
+        #: how gridreg's replicas are started: "twist", or "lean" (kind C{LEAN})
+        self.launcher = "twist"
+        if kind == LEAN:
+            kind, self.launcher = "gridreg", "lean"
         if kind not in ("icegrid", "gridreg"):
             raise ValueError(f"unknown registry {kind!r}")
         if internal not in INTERNAL:
@@ -195,7 +199,9 @@ class Grid:
                 self.reactor, workdir, instance=INSTANCE, extra_props=self.properties(name)
             )
         else:
-            registry = await start_gridregistry(self.reactor, workdir, self.properties(name))
+            registry = await start_gridregistry(
+                self.reactor, workdir, self.properties(name), launcher=self.launcher
+            )
         track(self.reactor, registry.process)
         self.running[name] = registry
         return registry

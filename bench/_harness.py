@@ -60,7 +60,9 @@ from tests._processes import (
     start_icegridregistry,
 )
 
-REGISTRIES = ("icegrid", "gridreg")
+REGISTRIES = ("icegrid", "gridreg", "gridreg-lean")
+#: gridreg started by its lean launcher (C{python -m gridreg.registry}) instead of C{twist}
+LEAN = "gridreg-lean"
 LOOPBACK = "127.0.0.1"
 #: Properties every gridreg registry a benchmark starts is given on top of
 #: its own (C{--gridreg-property}, set by L{run}): what is measured is then
@@ -109,13 +111,19 @@ def start_registry(
     reactor: Any, kind: str, workdir: str | os.PathLike[str], properties: Mapping[str, str] = {}
 ) -> Deferred[RunningRegistry]:
     """
-    Start C{icegridregistry} or C{python -m twisted gridregistry} (instance
-    C{DemoIceGrid}, dynamic registration on) with extra C{properties}.
+    Start C{icegridregistry}, C{python -m twisted gridregistry} or (C{LEAN})
+    C{python -m gridreg.registry} (instance C{DemoIceGrid}, dynamic
+    registration on) with extra C{properties}.
     """
     if kind == "icegrid":
         return start_icegridregistry(reactor, workdir, extra_props=properties)
-    if kind == "gridreg":
-        return start_gridregistry(reactor, workdir, {**GRIDREG_PROPERTIES, **properties})
+    if kind in ("gridreg", LEAN):
+        return start_gridregistry(
+            reactor,
+            workdir,
+            {**GRIDREG_PROPERTIES, **properties},
+            launcher="lean" if kind == LEAN else "twist",
+        )
     raise ValueError(f"unknown registry {kind!r}")
 
 
@@ -379,8 +387,9 @@ def write_json(path: str | None, data: Mapping[str, Any]) -> None:
 def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--registries",
-        default=",".join(REGISTRIES),
-        help="which registries to run, comma-separated (default: icegrid,gridreg)",
+        default="icegrid,gridreg",
+        help="which registries to run, comma-separated (default: icegrid,gridreg; "
+        f"{LEAN}: gridreg by its lean launcher, in the benches that take it)",
     )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the registries' directories")

@@ -68,6 +68,7 @@ from bench._grid import (
 from bench._profile import start_recording, summary
 from bench._system import memory_kib
 from bench._harness import (
+    LEAN,
     common_arguments,
     cpu_seconds,
     fmt,
@@ -104,24 +105,23 @@ def ms(value: float | None) -> str:
 
 def side_by_side(kinds: list[str], rows: list[tuple[str, dict[str, Any], str]]) -> str:
     """
-    One row per metric: its value per registry (formatted) and gridreg's
-    ratio to IceGrid; C{rows} are (metric, {kind: raw value}, format spec).
+    One row per metric: its value per registry (formatted) and each gridreg
+    kind's ratio to IceGrid; C{rows} are (metric, {kind: raw value}, format spec).
     """
-    both = kinds == ["icegrid", "gridreg"] or kinds == ["gridreg", "icegrid"]
-    headers = ["metric"] + [k for k in ("icegrid", "gridreg") if k in kinds]
-    if both:
-        headers.append("gridreg/icegrid")
+    order = [k for k in ("icegrid", "gridreg", LEAN) if k in kinds]
+    ours = [k for k in order if k != "icegrid"] if "icegrid" in kinds else []
+    headers = ["metric", *order, *(f"{k}/icegrid" for k in ours)]
     lines = []
     for metric, values, spec in rows:
         line = [metric]
-        for kind in ("icegrid", "gridreg"):
-            if kind in kinds:
-                value = values.get(kind)
-                line.append(value if isinstance(value, str) else fmt(value, spec))
-        if both:
-            ice, ours = values.get("icegrid"), values.get("gridreg")
-            numeric = isinstance(ice, (int, float)) and isinstance(ours, (int, float))
-            line.append(fmt(ratio(ours, ice), ".2f", "x") if numeric else "")
+        for kind in order:
+            value = values.get(kind)
+            line.append(value if isinstance(value, str) else fmt(value, spec))
+        ice = values.get("icegrid")
+        for kind in ours:
+            value = values.get(kind)
+            numeric = isinstance(ice, (int, float)) and isinstance(value, (int, float))
+            line.append(fmt(ratio(value, ice), ".2f", "x") if numeric else "")
         lines.append(line)
     return table(headers, lines)
 
@@ -359,7 +359,7 @@ async def measure_sync(
     add_seconds = 0.0
     try:
         for count in sizes:
-            if kind == "gridreg":
+            if grid.kind == "gridreg":
                 # a new master whose store holds exactly `count` objects
                 if writer is not None:
                     await writer.close()
@@ -512,7 +512,7 @@ async def measure_throughput(
             before = {n: cpu_seconds(grid.pid(n)) for n in names}
             client_before = cpu_seconds(client if client else os.getpid())
             profiles = []
-            if args.profile and kind == "gridreg":
+            if args.profile and grid.kind == "gridreg":
                 for n in (MASTER, slaves[0]):
                     output = Path(args.profile).resolve() / f"gridreg-writes-{n}-{in_flight}.txt"
                     profiles.append(

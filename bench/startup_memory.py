@@ -3,7 +3,9 @@ A registry process's start-up time and idle memory, IceGrid and gridreg
 side by side, next to the layers a gridreg process is made of.
 
 Each run spawns, in turn: C{icegridregistry}; a gridreg master
-(C{python -m twisted gridregistry}, no TLS configured); and two floors
+(C{python -m twisted gridregistry}, no TLS configured); the same master
+started by the lean launcher, C{lean} (C{python -m gridreg.registry}, what
+the C{gridregistry} console script runs); and two floors
 under it, C{python} (the interpreter alone) and C{twist} (this interpreter
 importing what C{python -m twisted} imports before gridreg's plugin runs,
 C{twisted.application.twist._twist}, with TLS refused as
@@ -45,7 +47,7 @@ from bench._harness import LOOPBACK, REPO_ROOT, compile_gridreg, header, out, ta
 from tests._processes import free_port, write_config
 
 ICEGRIDREGISTRY = shutil.which("icegridregistry") or "/usr/bin/icegridregistry"
-KINDS = ("python", "twist", "icegrid", "gridreg")
+KINDS = ("python", "twist", "icegrid", "gridreg", "lean")
 #: what a floor process runs before it says it is ready (one byte on stdout)
 FLOORS = {
     "python": "pass",
@@ -149,6 +151,8 @@ def _spawn(
         properties["GridReg.Internal.Insecure"] = "1"
         write_config(config, properties)
         command = [sys.executable, "-m", "twisted", "gridregistry", "--config", str(config)]
+        if kind == "lean":
+            command = [sys.executable, "-m", "gridreg.registry", "--config", str(config)]
     process = subprocess.Popen(
         command, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

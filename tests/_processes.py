@@ -165,6 +165,10 @@ async def _start_registry(
     return registry
 
 
+#: how each launcher runs a registry: C{python -m} what
+LAUNCHERS = {"twist": ("twisted", "gridregistry"), "lean": ("gridreg.registry",)}
+
+
 def _gridregistry_listens(event: dict[str, Any]) -> bool:
     """twist's log event of a gridregistry that listens on all its endpoints."""
     return str(event.get("log_format", "")).startswith("Registry {replica} serves clients on")
@@ -273,11 +277,14 @@ def start_gridregistry(
     args: Sequence[str] = (),
     timeout: float = 20.0,
     wait: bool = True,
+    launcher: str = "twist",
 ) -> Deferred[RunningRegistry]:
     """
     Run our registry, C{python -m twisted gridregistry --config FILE ARGS}
     (C{twist}, which never daemonizes), with the repository on C{PYTHONPATH}
-    so the plugin in C{twisted/plugins} is found.
+    so the plugin in C{twisted/plugins} is found; with C{launcher="lean"},
+    C{python -m gridreg.registry --config FILE ARGS} (the C{gridregistry}
+    console script, L{gridreg.registry.launch}) instead.
 
     C{config_lines} are Ice properties written to FILE on top of defaults:
     instance C{DemoIceGrid}, client and server endpoints on free loopback
@@ -301,7 +308,9 @@ def start_gridregistry(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
-    command = [sys.executable, "-m", "twisted", "gridregistry", "--config", str(config_file)]
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"unknown launcher {launcher!r}")
+    command = [sys.executable, "-m", *LAUNCHERS[launcher], "--config", str(config_file)]
     command.extend(args)
     return Deferred.fromCoroutine(
         _start_registry(

@@ -1,0 +1,166 @@
+# -*- test-case-name: tests.test_registry_launch -*-
+"""
+Tests for L{gridreg.registry.launch}, the lean launcher (C{gridregistry},
+C{python -m gridreg.registry}): it reads the C{gridregistry} plugin's very
+options, serves a real Ice client, stops as C{twist} does, and its start-up
+leaves out what only C{twist} imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.logger import LogLevel
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from gridreg.registry import launch, tap
+from tests._processes import (
+    LOOPBACK,
+    REPO_ROOT,
+    free_port,
+    ice_missing,
+    run_ice_client,
+    start_gridregistry,
+)
+
+#: what C{twist} imports and the lean launcher must not (C{twisted.trial.itrial}
+#: brings C{unittest}; C{twisted.application.app} brings C{pdb})
+TWIST_ONLY = (
+    "twisted.application.app",
+    "twisted.application.twist",
+    "twisted.application.reactors",
+    "twisted.trial",
+    "unittest",
+    "pdb",
+)
+
+#: a fresh interpreter builds a registry as the launcher does, then lists its modules
+BUILD_AND_LIST = """
+import json, sys
+from gridreg.registry import launch, tap
+options = launch.Options()
+options.parseOptions(sys.argv[1:])
+tap.makeService(options)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_every_plugin_option(self) -> None:
+        """The launcher takes each option of the plugin, under the same name."""
+        plugin, lean = tap.Options(), launch.Options()
+        for name in ("replica-name", "initdb-from-replica", "readonly", "config", "property"):
+            self.assertIn(name, plugin.synonyms)
+            self.assertIn(name, lean.synonyms)
+
+    def test_same_configuration(self) -> None:
+        """The same command line gives the same registry configuration."""
+        args = [
+            "--property=IceGrid.InstanceName=Lean",
+            "--property=IceGrid.Registry.Client.Endpoints=tcp -h 127.0.0.1 -p 4999",
+            "--property=GridReg.Internal.Insecure=1",
+            "--replica-name=Replica1",
+            "--property=Ice.Default.Locator=Lean/Locator:tcp -h 127.0.0.1 -p 4061",
+        ]
+        plugin, lean = tap.Options(), launch.Options()
+        plugin.parseOptions(args)
+        lean.parseOptions(args + ["--log-level=debug", "--log-format=json"])
+        self.assertEqual(lean.registry_config, plugin.registry_config)
+        self.assertEqual(lean["log-level"], LogLevel.debug)
+
+    def test_plugin_errors(self) -> None:
+        """A configuration the plugin refuses, the launcher refuses with its message."""
+        with self.assertRaises(usage.UsageError) as plugin:
+            tap.Options().parseOptions(["--readonly", "--replica-name=Replica1"])
+        with self.assertRaises(usage.UsageError) as lean:
+            launch.Options().parseOptions(["--readonly", "--replica-name=Replica1"])
+        self.assertEqual(str(lean.exception), str(plugin.exception))
+
+    def test_bad_log_options(self) -> None:
+        for bad in ("--log-level=loud", "--log-format=xml"):
+            self.assertRaises(usage.UsageError, launch.Options().parseOptions, [bad])
+
+
+class StartupImportsTests(SynchronousTestCase):
+    def test_registry_built_without_twist_modules(self) -> None:
+        """
+        Building a master as the launcher does imports none of C{twist}'s
+        own modules, so the lean path cannot silently grow them back.
+        """
+        port = free_port()
+        listing = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                BUILD_AND_LIST,
+                f"--property=IceGrid.Registry.Client.Endpoints=tcp -h {LOOPBACK} -p {port}",
+            ],
+            env=child_env(),
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        modules = set(json.loads(listing.stdout))
+        self.assertIn("gridreg.registry.service", modules)
+        loaded = sorted(
+            m for m in modules for prefix in TWIST_ONLY if m == prefix or m.startswith(prefix + ".")
+        )
+        self.assertEqual(loaded, [])
+
+
+class LeanProcessTests(TestCase):
+    skip = ice_missing()
+    timeout = 60
+
+    async def test_serves_a_real_ice_client(self) -> None:
+        """
+        A registry started by C{python -m gridreg.registry}, its instance
+        name given by C{--property} over the file's, answers a real Ice
+        client through its Locator.
+        """
+        registry = await start_gridregistry(
+            reactor,
+            self.mktemp(),
+            args=["--property", "IceGrid.InstanceName=LeanGrid"],
+            launcher="lean",
+        )
+        self.addCleanup(registry.stop)
+        [query] = await run_ice_client(
+            reactor,
+            f"LeanGrid/Locator:{registry.client_endpoint}",
+            [["findObjectById", "LeanGrid/Query"]],
+        )
+        self.assertTrue(query["ok"], query)
+
+    async def test_ends_by_the_signal_that_stopped_it(self) -> None:
+        """SIGTERM stops the service and the process ends by SIGTERM, as with twist."""
+        registry = await start_gridregistry(reactor, self.mktemp(), launcher="lean")
+        process = await registry.stop()
+        self.assertEqual(process.exit_signal, signal.SIGTERM)
+        formats = [event.get("log_format") for event in process.events]
+        self.assertIn("Main loop terminated.", formats)  # stopped, not killed
+
+    async def test_usage_error(self) -> None:
+        """A bad option: twist's usage exit status, the plugin's message."""
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable,
+            ["-m", "gridreg.registry", "--readonly", "--replica-name=Replica1"],
+            env=child_env(),
+            path=str(Path(self.mktemp()).parent),
+        )
+        self.assertEqual(code, 64)
+        self.assertIn(b"--readonly applies to the master", err)
