@@ -95,12 +95,25 @@ class OptionsTests(SynchronousTestCase):
             self.assertRaises(usage.UsageError, launch.Options().parseOptions, [bad])
 
 
+#: what a replica imports only once it is used (an admin connects, a file
+#: is read, a client session is verified...), never at start-up
+AT_FIRST_USE = (
+    "gridreg.registry.admin",
+    "gridreg.registry.node_admin",
+    "gridreg.store.digest",
+    "gridreg.registry.descriptor_xml",
+    "gridreg.registry.initdb",
+    "gridreg.client.registration",
+    "gridreg.client._registration_machine",
+    "defusedxml",
+    "OpenSSL",
+    "cryptography",
+)
+
+
 class StartupImportsTests(SynchronousTestCase):
-    def test_registry_built_without_twist_modules(self) -> None:
-        """
-        Building a master as the launcher does imports none of C{twist}'s
-        own modules, so the lean path cannot silently grow them back.
-        """
+    def modules(self, *args: str) -> set[str]:
+        """The modules a fresh interpreter holds once it has built a replica from C{args}."""
         port = free_port()
         listing = subprocess.run(
             [
@@ -108,6 +121,7 @@ class StartupImportsTests(SynchronousTestCase):
                 "-c",
                 BUILD_AND_LIST,
                 f"--property=IceGrid.Registry.Client.Endpoints=tcp -h {LOOPBACK} -p {port}",
+                *args,
             ],
             env=child_env(),
             capture_output=True,
@@ -116,10 +130,38 @@ class StartupImportsTests(SynchronousTestCase):
         )
         modules = set(json.loads(listing.stdout))
         self.assertIn("gridreg.registry.service", modules)
+        return modules
+
+    def assertNotLoaded(self, modules: set[str], names: tuple[str, ...]) -> None:
         loaded = sorted(
-            m for m in modules for prefix in TWIST_ONLY if m == prefix or m.startswith(prefix + ".")
+            m for m in modules for name in names if m == name or m.startswith(name + ".")
         )
         self.assertEqual(loaded, [])
+
+    def test_master_built_without_twist_or_unused_modules(self) -> None:
+        """
+        Building a master as the launcher does imports none of C{twist}'s
+        own modules, nor what a master loads only at first use, nor the
+        slave's role, so the start-up's diet cannot silently regress.
+        """
+        modules = self.modules()
+        self.assertIn("gridreg.registry.master_role", modules)
+        self.assertNotLoaded(
+            modules, TWIST_ONLY + AT_FIRST_USE + ("gridreg.registry.slave", "gridreg.client")
+        )
+
+    def test_slave_built_without_twist_or_unused_modules(self) -> None:
+        """
+        The same for a slave, which never loads the master's replication
+        either, and of the client library only what finds its master.
+        """
+        modules = self.modules(
+            "--replica-name=Replica1",
+            "--property=GridReg.Internal.Insecure=1",
+            f"--property=Ice.Default.Locator=DemoIceGrid/Locator:tcp -h {LOOPBACK} -p 9",
+        )
+        self.assertIn("gridreg.registry.slave_role", modules)
+        self.assertNotLoaded(modules, TWIST_ONLY + AT_FIRST_USE + ("gridreg.registry.master",))
 
 
 class LeanProcessTests(TestCase):

@@ -31,7 +31,6 @@ from gridreg.ice.types import Endpoint, Identity, Proxy
 from gridreg.registry.reactor_probe import ReactorProbe, probe_from
 from gridreg.registry._readiness import RegistryStartError, build_readiness
 from gridreg.registry.activation import Activator
-from gridreg.registry.admin import AdminResponder
 from gridreg.registry.admin_routers import AdminRouters
 from gridreg.registry.allocation import AllocationManager
 from gridreg.registry.admin_model import AdminModel
@@ -134,7 +133,7 @@ class RegistryService(Service):
             self.server_adapter, config.message_size_max, clock=reactor, acm=config.server_acm
         )
         self.internal_factory = InternalFactory(
-            self, lambda protocol: AdminResponder(self, protocol), self.security.authorize
+            self, self._admin_responder, self.security.authorize
         )
         self.ports: dict[str, list[IListeningPort]] = {
             kind: [] for kind in ("client", "server", "internal", *GLACIER2_KINDS)
@@ -184,6 +183,16 @@ class RegistryService(Service):
             for where in self.glacier2.adapters
         }
         self._add_servants()
+
+    def _admin_responder(self, protocol: Any) -> Any:
+        """
+        The admin commands of one internal connection. Imported at the first
+        connection, not at start-up: a replica no one connects to never
+        loads the admin surface (C{tests.test_registry_launch}).
+        """
+        from gridreg.registry.admin import AdminResponder
+
+        return AdminResponder(self, protocol)
 
     def _verifiers(self) -> dict[str, Any]:
         """The session verifiers the IceGrid.Registry.*PermissionsVerifier properties set."""
