@@ -5,11 +5,14 @@ side by side, next to the layers a gridreg process is made of.
 Each run spawns, in turn: C{icegridregistry}; a gridreg master
 (C{python -m twisted gridregistry}, no TLS configured); the same master
 started by the lean launcher, C{lean} (C{python -m gridreg.registry}, what
-the C{gridregistry} console script runs); and two floors
-under it, C{python} (the interpreter alone) and C{twist} (this interpreter
+the C{gridregistry} console script runs); and three floors
+under it, C{python} (the interpreter alone), C{twist} (this interpreter
 importing what C{python -m twisted} imports before gridreg's plugin runs,
 C{twisted.application.twist._twist}, with TLS refused as
-L{gridreg.tls_gate} refuses it). For a registry it times spawn to the
+L{gridreg.tls_gate} refuses it) and C{twisted} (only the third-party
+modules a registry runs on, without C{twist}: Twisted's logger, services,
+epoll reactor, endpoints, threads and AMP, C{sqlite3}, attrs and automat;
+what is left above it is gridreg's own). For a registry it times spawn to the
 first Ice C{ValidateConnection} read on its client endpoint and reads its
 CPU time then (C{/proc/PID/stat}); for a floor, spawn to its first byte on
 stdout. After C{--settle} seconds idle it reads C{/proc/PID/smaps} and
@@ -47,13 +50,19 @@ from bench._harness import LOOPBACK, REPO_ROOT, compile_gridreg, header, out, ta
 from tests._processes import free_port, write_config
 
 ICEGRIDREGISTRY = shutil.which("icegridregistry") or "/usr/bin/icegridregistry"
-KINDS = ("python", "twist", "icegrid", "gridreg", "lean")
+KINDS = ("python", "twist", "twisted", "icegrid", "gridreg", "lean")
 #: what a floor process runs before it says it is ready (one byte on stdout)
 FLOORS = {
     "python": "pass",
     "twist": (
         "from gridreg.tls_gate import keep_tls_out; keep_tls_out({}); "
         "import twisted.application.twist._twist"
+    ),
+    "twisted": (
+        "from gridreg.tls_gate import keep_tls_out; keep_tls_out({}); "
+        "import twisted.logger, twisted.python.usage, twisted.application.service, "
+        "twisted.internet.epollreactor, twisted.internet.task, twisted.internet.endpoints, "
+        "twisted.internet.threads, twisted.protocols.amp, sqlite3, attrs, automat"
     ),
 }
 _MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$")
