@@ -1,0 +1,172 @@
+"""
+A fresh slave's start-up: IceGrid's, and gridreg's launched by C{twist}
+(C{python -m twisted gridregistry}) and by the lean launcher
+(C{python -m gridreg.registry}), in turn against the same masters.
+
+Both masters hold C{--objects} well-known objects (IceGrid's added through
+its admin, gridreg's written to its store before it starts, as
+L{bench.replication}'s sync part does); gridreg's replicas talk plain TCP.
+Each round starts one fresh slave of each kind, one after the other, and
+times launch to the first answer for the master's last object (C{ready},
+what L{bench.replication} reports) and reads the slave's CPU time right
+after (C{/proc/PID/stat}). Taking turns spreads a shared machine's noise over
+all kinds; medians of C{--runs}::
+
+    python -m bench.slave_startup [--objects 10000] [--runs 7] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from bench._grid import (
+    MASTER,
+    Grid,
+    build_gridreg_store,
+    object_name,
+    open_writer,
+    parse_identity,
+    probe_object,
+    remove_tree,
+)
+from bench._harness import (
+    LEAN,
+    common_arguments,
+    header,
+    machine,
+    out,
+    registries,
+    run,
+    table,
+    write_json,
+)
+from bench.startup_memory import cpu_ms
+
+CATEGORY = "sync"
+PREFIX = "obj"
+ADD_CHUNK = 10_000
+#: how each measured kind's slaves are started: the grid's kind, the launcher
+LAUNCHES = {
+    "icegrid": ("icegrid", "twist"),
+    "gridreg": ("gridreg", "twist"),
+    LEAN: ("gridreg", "lean"),
+}
+
+
+async def filled_master(reactor: Any, grid: Grid, count: int) -> None:
+    """Start C{grid}'s master holding C{count} objects; return once it answers for the last."""
+    if grid.kind == "gridreg":
+        await build_gridreg_store(grid.data_dir(MASTER), CATEGORY, PREFIX, count)
+        await grid.start(MASTER)
+    else:
+        await grid.start(MASTER)
+        writer = await open_writer(reactor, grid)
+        try:
+            for start in range(0, count, ADD_CHUNK):
+                await writer.add_many(CATEGORY, PREFIX, start, min(ADD_CHUNK, count - start), 32)
+        finally:
+            await writer.close()
+    last = parse_identity(object_name(CATEGORY, PREFIX, count - 1))
+    await probe_object(reactor, grid.client_port(MASTER), last, timeout=300)
+
+
+async def fresh_slave(
+    reactor: Any, grid: Grid, launcher: str, name: str, count: int
+) -> dict[str, float]:
+    """One slave on an empty database: launch -> ready, and its CPU then."""
+    grid.wipe(name)
+    grid.launcher = launcher
+    target = parse_identity(object_name(CATEGORY, PREFIX, count - 1))
+    launch = time.monotonic()
+    starting = Deferred.fromCoroutine(grid.start(name))  # spawned now, not when awaited
+    try:
+        probe = await probe_object(reactor, grid.client_port(name), target, timeout=300)
+    finally:
+        await starting  # it has fired by now: the slave listens before it answers
+    cpu = cpu_ms(grid.pid(name))
+    await grid.stop(name)
+    grid.wipe(name)
+    return {"ready_ms": (probe.found - launch) * 1000.0, "cpu_ms": cpu}
+
+
+async def main(reactor: Any, args: argparse.Namespace) -> None:
+    header("slave_startup")
+    kinds = [k for k in registries(args.registries) if k in LAUNCHES]
+    if "gridreg" in kinds and LEAN not in kinds and not args.twist_only:
+        kinds.append(LEAN)
+    root = Path(tempfile.mkdtemp(prefix="bench-slave-startup-"))
+    names = [f"Replica{i + 1}" for i in range(args.runs)]
+    grids: dict[str, Grid] = {}
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+    try:
+        for kind in kinds:
+            base = LAUNCHES[kind][0]
+            if base not in grids:
+                grids[base] = Grid(reactor, base, root / base, [MASTER, *names], "tcp")
+                await filled_master(reactor, grids[base], args.objects)
+                out(f"  {base}: master holds {args.objects} objects")
+        for number, name in enumerate(names):
+            for kind in kinds:  # in turn: the machine's noise spreads over all
+                base, launcher = LAUNCHES[kind]
+                result = await fresh_slave(reactor, grids[base], launcher, name, args.objects)
+                results[kind].append(result)
+                out(
+                    f"  round {number + 1}: {kind}: ready {result['ready_ms']:.0f} ms, "
+                    f"CPU {result['cpu_ms']:.0f} ms"
+                )
+    finally:
+        for grid in grids.values():
+            await grid.stop_all()
+        remove_tree(root, args.keep)
+    medians = {
+        kind: {key: statistics.median(r[key] for r in runs) for key in ("ready_ms", "cpu_ms")}
+        for kind, runs in results.items()
+    }
+    ice = medians.get("icegrid")
+    rows = [
+        [
+            kind,
+            f"{m['ready_ms']:.0f}",
+            f"{m['cpu_ms']:.0f}",
+            f"{m['ready_ms'] / ice['ready_ms']:.2f}x" if ice and kind != "icegrid" else "",
+        ]
+        for kind, m in medians.items()
+    ]
+    out()
+    out(
+        f"Fresh slave, {args.objects} objects on the master: medians of {args.runs} starts "
+        "each, in turn (ready = launch -> first answer for the master's last object)"
+    )
+    out(table(["slave", "ready ms", "CPU ms", "ready / icegrid"], rows))
+    write_json(
+        args.json,
+        {
+            "benchmark": "slave_startup",
+            "machine": machine(),
+            "arguments": vars(args),
+            "runs": results,
+            "medians": medians,
+        },
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    parser.add_argument("--objects", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--twist-only", action="store_true", help="gridreg's slaves by twist only (no lean)"
+    )
+    common_arguments(parser)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    run(main, parse_args())
