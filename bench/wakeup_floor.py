@@ -78,7 +78,10 @@ def measure_split(
 ) -> tuple[float, float, float, float]:
     """Server CPU, user and system us per round trip, and round trips per second."""
     me = [sys.executable, "-m", "bench.wakeup_floor"]
-    server = subprocess.Popen([*me, "--serve", str(server_cpu)], stdout=subprocess.PIPE, text=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where bench is
+    server = subprocess.Popen(
+        [*me, "--serve", str(server_cpu)], stdout=subprocess.PIPE, text=True, cwd=root
+    )
     assert server.stdout is not None
     port = server.stdout.readline().strip()
     rate = subprocess.run(
@@ -86,6 +89,7 @@ def measure_split(
         stdout=subprocess.PIPE,
         text=True,
         check=True,
+        cwd=root,
     ).stdout.strip()
     cpu, user, system = (float(v) for v in server.stdout.readline().split())
     server.wait()
