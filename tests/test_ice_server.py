@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bz2
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.error import ConnectionDone
@@ -516,6 +516,79 @@ class ServerProtocolTests(SynchronousTestCase):
         size = 14 + len(junk)
         protocol.dataReceived(b"IceP\x01\x00\x01\x00\x00\x00" + size.to_bytes(4, "little") + junk)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class _NoMemoAdapter(ObjectAdapter):
+    """The same reply cache, asked through a method of its own: no connection memo."""
+
+    def cached_reply(self, key: bytes) -> bytes | None:
+        return super().cached_reply(key)
+
+
+_STEP = st.one_of(
+    st.tuples(
+        st.just("request"),
+        st.integers(min_value=-(2**31), max_value=2**31 - 1),
+        st.sampled_from(["a", "b", "bb"]),
+        st.sampled_from([0, 1]),
+        st.integers(min_value=0, max_value=40),
+    ),
+    st.tuples(st.just("invalidate")),
+)
+
+
+class MemoDifferentialTests(SynchronousTestCase):
+    """A connection's memo of its last reply changes no byte it writes."""
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(_STEP, max_size=30))
+    @example([("request", 1, "a", 0, 0), ("request", 2, "a", 0, 0), ("request", 3, "a", 1, 0)])
+    @example([("request", 1, "a", 0, 0), ("request", 2, "a", 0, 0), ("invalidate",)] * 2)
+    def test_same_bytes_as_without_the_memo(self, steps: list) -> None:  # type: ignore[type-arg]
+        """
+        Any sequence of requests (repeats with any request id, oneways,
+        either compression flag, some split over two reads) and cache
+        invalidations: the bytes written are those of a connection whose
+        adapter has no memo, and the servant's answers change at each
+        invalidation as the state would.
+        """
+        sides = []
+        for kind in (ObjectAdapter, _NoMemoAdapter):
+            adapter = kind("Test")
+            servant = _Versioned()
+            adapter.add(ECHO, servant)
+            protocol = IceServerFactory(adapter, max_message_size=4096).buildProtocol(None)
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            sides.append((adapter, servant, protocol, transport))
+        for step in steps:
+            for adapter, servant, protocol, _transport in sides:
+                if step[0] == "invalidate":
+                    servant.version += 1
+                    adapter.invalidate()
+                    continue
+                _, request_id, text, flag, cut = step
+                data = request(request_id, "echo", string_params(text))
+                data = data[:9] + bytes([flag]) + data[10:]
+                if 0 < cut < len(data):
+                    protocol.dataReceived(data[:cut])
+                    protocol.dataReceived(data[cut:])
+                else:
+                    protocol.dataReceived(data)
+        self.assertEqual(sides[0][3].value(), sides[1][3].value())
+
+
+class _Versioned(Servant):
+    """Echoes its argument with the version of the state it answered from."""
+
+    def __init__(self) -> None:
+        self.version = 0
+
+    @operation("echo", idempotent=True, cacheable=True)
+    def echo(self, request: Request, params: InputStream) -> bytes:
+        out = OutputStream(request.encoding)
+        out.write_string(f"{params.read_string()}@{self.version}")
+        return out.getvalue()
 
 
 class BidirectionalTests(SynchronousTestCase):
