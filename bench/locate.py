@@ -135,6 +135,16 @@ def batch_scheduling(pid: int) -> None:
         os.sched_setscheduler(task, os.SCHED_BATCH, os.sched_param(0))
 
 
+def pin(pid: int, cpu: int) -> None:
+    """Keep every thread of C{pid} on C{cpu}, as C{taskset -a -p -c CPU PID} does."""
+    for task in threads(pid):
+        os.sched_setaffinity(task, {cpu})
+
+
+#: C{--pin}: (the registry's CPU, its clients' CPU)
+PINNING = {"other": (1, 0), "same": (0, 0)}
+
+
 def profile_name(name: str, setting: tuple[int, int]) -> str:
     return f"{name.replace('/', '-')}-locate-{setting[0]}x{setting[1]}.txt"
 
@@ -685,6 +695,11 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             deployments[variant.name] = deployment
             if variant.kind in batch:
                 batch_scheduling(deployment.pid)
+            if args.pin:
+                registry_cpu, client_cpu = PINNING[args.pin]
+                pin(deployment.pid, registry_cpu)
+                for client in deployment.clients:
+                    pin(client.process.pid or 0, client_cpu)
             out(
                 f"{variant.name}: registry pid {deployment.pid}, locator "
                 f"{deployment.registry.locator}, scheduling policy "
@@ -790,6 +805,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="each round, also run bench.wakeup_floor's bare Python epoll loop (client on the"
         " other CPU) and report its CPU per round trip beside the registries'",
+    )
+    parser.add_argument(
+        "--pin",
+        choices=sorted(PINNING),
+        default=None,
+        help="pin each registry to CPU 1 and its clients to CPU 0 (other), or all to CPU 0"
+        " (same), so every registry's locates pay the same wake-ups",
     )
     parser.add_argument("--floor-round-trips", type=int, default=20000, help=argparse.SUPPRESS)
     common_arguments(parser)

@@ -21,6 +21,7 @@ from bench.locate import (
     batch_scheduling,
     goal_verdicts,
     parse_perf_count,
+    pin,
     user_system_seconds,
 )
 
@@ -178,3 +179,30 @@ class WakeupFloorTests(SynchronousTestCase):
         cpu, user, system, rate = measure_split(0, 0, 300)
         self.assertAlmostEqual(cpu, user + system, delta=0.11)
         self.assertGreater(rate, 0)
+
+
+class PinTests(SynchronousTestCase):
+    def test_every_thread(self) -> None:
+        """A thread started before the call is kept on the CPU too."""
+        release = threading.Event()
+        ready = threading.Event()
+        native: list[int] = []
+
+        def waiting() -> None:
+            native.append(threading.get_native_id())
+            ready.set()
+            release.wait()
+
+        everywhere = os.sched_getaffinity(0)
+        thread = threading.Thread(target=waiting)
+        thread.start()
+        ready.wait()
+        try:
+            pin(os.getpid(), 0)
+            self.assertEqual(os.sched_getaffinity(native[0]), {0})
+            self.assertEqual(os.sched_getaffinity(0), {0})
+        finally:
+            for task in os.listdir(f"/proc/{os.getpid()}/task"):
+                os.sched_setaffinity(int(task), everywhere)
+            release.set()
+            thread.join()
