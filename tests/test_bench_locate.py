@@ -177,7 +177,7 @@ class WakeupFloorTests(SynchronousTestCase):
         from bench.wakeup_floor import measure_split
 
         cpu, user, system, rate = measure_split(0, 0, 300)
-        self.assertAlmostEqual(cpu, user + system, delta=0.11)
+        self.assertAlmostEqual(cpu, user + system, delta=0.16)  # each printed to 0.1
         self.assertGreater(rate, 0)
 
 
