@@ -23,6 +23,17 @@ it, and a woken registry preempts that client. C{--batch} runs the named
 registries under C{SCHED_BATCH} (as C{chrt -a -b -p 0 PID}), whose woken
 threads wait for the running task's slice instead.
 
+The registry's CPU per locate is also split into user and system time
+(C{/proc/PID/stat} utime and stime): with one request in flight most of it
+is the kernel's (the wake-up, C{recv}, C{send}), which no registry code
+removes. C{--syscalls} counts the registry's system calls per locate
+(C{perf stat} on the C{raw_syscalls:sys_enter} tracepoint, all threads);
+C{--floor} runs C{bench.wakeup_floor}'s bare Python epoll loop once per
+round beside the registries, the least a server on its own CPU pays per
+round trip; C{--pin other} keeps each registry on CPU 1 and its clients on
+CPU 0 (C{--pin same}: all on CPU 0), so that every registry pays the same
+kind of wake-up rather than whatever the scheduler chose in its window.
+
 Settings alternate between the registries, so both see the same machine.
 
 C{--schedulers normal,batch} runs gridreg once per C{GridReg.Scheduler}
@@ -32,7 +43,8 @@ each compared with IceGrid.
     python -m bench.locate [--duration 5] [--settings 1x1,16x1,64x1,16x2,64x2]
                            [--rounds 1] [--schedulers normal,batch]
                            [--batch icegrid,gridreg] [--json results.json]
-                           [--baseline TREE]
+                           [--baseline TREE] [--syscalls] [--floor]
+                           [--pin other|same]
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ by one C{dataReceived} are joined into one write. A malformed, truncated or
 oversize message closes only its own connection, with a logged reason. With
 an L{AcmMonitor}, idle and stalled connections are closed as Ice's ACM does.
 
+A read that is one request answered from the adapter's reply cache takes a
+short path, and a connection keeps that answer: a client with one request
+in flight that repeats it (a locate polled in a loop) is answered from the
+memo with its new request id, until the adapter's cache is invalidated.
+
 Connections are bidirectional: L{IceServerProtocol.call} sends a request to
 an object on the client's side of the connection (one the client serves
 there with C{Connection.setAdapter}) and the reply comes back on it.
