@@ -11,7 +11,13 @@ and times (blocking, in this process) until C{recv} returns EOF and until a
 new C{connect} is refused. Medians of C{--runs}.
 
 Configurations: C{icegrid}; C{gridreg} (no TLS configured: it loads no TLS
-library, L{gridreg.tls_gate}); C{gridreg-collapse} (C{gridreg}
+library, L{gridreg.tls_gate}; its keeper holds its memory, so its
+connections close first, L{gridreg.early_close}); C{gridreg-late}
+(C{GridReg.EarlyClose=0}: no keeper, the connections close once the
+memory is freed); C{python-same} (a plain Python process holding as much
+touched anonymous memory as the last C{gridreg-late} had: what the memory
+alone costs, in the same minutes); C{gridreg-base} (gridreg from the
+checkout C{--baseline DIR}, for a before/after comparison); C{gridreg-collapse} (C{gridreg}
 with C{GridReg.HugePages.Collapse=30}: its dense memory moved onto huge
 pages once it runs, L{gridreg.huge_page_collapse}); C{gridreg-tls} (IceSSL
 certificates and a mutual-TLS internal endpoint, as a replicated gridreg
@@ -24,8 +30,9 @@ C{--curve 0,16,32,64} measures the same on plain Python processes holding
 that many MiB of touched anonymous memory, on 4 KiB pages and collapsed
 onto 2 MiB pages: what each MiB costs a killed process's EOF.
 
-    python -m bench.kill_eof [--runs 7] [--settle 2]
-        [--configs icegrid,gridreg,gridreg-collapse,gridreg-tls,gridreg-2m] [--curve MIB,...]
+    python -m bench.kill_eof [--runs 7] [--settle 2] [--baseline DIR]
+        [--configs icegrid,gridreg,gridreg-late,python-same,gridreg-collapse,gridreg-tls,gridreg-2m]
+        [--curve MIB,...]
 """
 
 from __future__ import annotations
@@ -61,7 +68,21 @@ from tests._processes import free_port
 
 from twisted.internet.task import deferLater
 
-CONFIGS = ("icegrid", "gridreg", "gridreg-collapse", "gridreg-tls", "gridreg-2m")
+CONFIGS = (
+    "icegrid",
+    "gridreg",
+    "gridreg-late",
+    "python-same",
+    "gridreg-base",
+    "gridreg-collapse",
+    "gridreg-tls",
+    "gridreg-2m",
+)
+#: what --configs means by default
+DEFAULT_CONFIGS = ("icegrid", "gridreg", "gridreg-late", "python-same")
+#: a plain Python process's own anonymous memory before it touches more (MiB), measured
+#: in each run: the holder then maps what gridreg-late had beyond it
+PLAIN_MIB = 8.0
 #: the longest a killed registry's port is probed for a refusal
 REFUSED_WITHIN = 2.0
 
@@ -70,6 +91,8 @@ def properties(config: str, workdir: Path) -> dict[str, str]:
     props = registry_ports()
     if config == "gridreg-2m":
         props["GridReg.HugePages"] = "1"
+    if config == "gridreg-late":
+        props["GridReg.EarlyClose"] = "0"
     if config == "gridreg-collapse":
         props["GridReg.HugePages.Collapse"] = "30"
     if config == "gridreg-tls":
@@ -140,12 +163,23 @@ def kill_and_time(pid: int, port: int) -> dict[str, float]:
     }
 
 
-async def sample(reactor: Any, config: str, workdir: Path, settle: float) -> dict[str, float]:
+async def sample(
+    reactor: Any, config: str, workdir: Path, settle: float, baseline: Path | None = None
+) -> dict[str, float]:
     """One registry of C{config} started in C{workdir}, run C{settle} s, killed and timed."""
     kind = "icegrid" if config == "icegrid" else "gridreg"
     workdir.mkdir(parents=True)
     props = properties(config, workdir)
-    registry = await start_registry(reactor, kind, workdir, props)
+    import tests._processes as processes
+
+    own = processes.REPO_ROOT
+    if config == "gridreg-base":
+        assert baseline is not None
+        processes.REPO_ROOT = baseline.resolve()
+    try:
+        registry = await start_registry(reactor, kind, workdir, props)
+    finally:
+        processes.REPO_ROOT = own
     try:
         await deferLater(reactor, settle)
         return kill_and_time(registry_pid(registry), client_port(props))
@@ -245,25 +279,36 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         )
         return
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if args.baseline is not None and "gridreg-base" not in configs:
+        configs.append("gridreg-base")
     for config in configs:
         if config not in CONFIGS:
             raise SystemExit(f"unknown configuration {config!r}; choose from {', '.join(CONFIGS)}")
     root = Path(tempfile.mkdtemp(prefix="bench-kill-eof-"))
+    if "gridreg-base" in configs and args.baseline is None:
+        raise SystemExit("gridreg-base needs --baseline DIR")
     samples: dict[str, list[dict[str, float]]] = {config: [] for config in configs}
+    late_mib = 28.7  # gridreg-late's anonymous memory, until a run measures it
     try:
         # interleaved, so that a busy moment of the machine falls on every configuration
         for i in range(args.runs):
             for config in configs:
-                samples[config].append(
-                    await sample(reactor, config, root / f"{config}-{i}", args.settle)
+                if config == "python-same":
+                    samples[config].append(curve_sample(max(0, round(late_mib - PLAIN_MIB)), "4k"))
+                    continue
+                result = await sample(
+                    reactor, config, root / f"{config}-{i}", args.settle, args.baseline
                 )
+                if config == "gridreg-late":
+                    late_mib = result["anon_mib"]
+                samples[config].append(result)
     finally:
         remove_workdir(str(root), args.keep)
     results: dict[str, Any] = {}
     rows = []
     for config, runs in samples.items():
         result: dict[str, Any] = {
-            key: statistics.median(s[key] for s in runs)
+            key: statistics.median(s.get(key, float("nan")) for s in runs)
             for key in ("rss_mib", "anon_mib", "huge_mib", "eof_ms", "refused_ms")
         }
         result["eof_ms_all"] = [round(s["eof_ms"], 2) for s in runs]
@@ -314,7 +359,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "instead of registries",
     )
     parser.add_argument(
-        "--configs", default=",".join(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}"
+        "--configs",
+        default=",".join(DEFAULT_CONFIGS),
+        help=f"comma-separated, from {', '.join(CONFIGS)}",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout of gridreg (git worktree) to run as gridreg-base, added to the configs",
     )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the registries' directories")
