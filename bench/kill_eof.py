@@ -26,11 +26,15 @@ glibc's malloc on transparent huge pages, L{gridreg.huge_pages}). Each
 registry runs C{--settle} seconds before the kill (gridreg's first huge
 page pass comes a second after start-up).
 
+C{--kernel-times} also reads from ftrace (root) when the kernel closed the
+connection and when the memory was freed (L{bench._exit_trace}): on a
+loaded machine the EOF this process sees also holds its own wake-up.
+
 C{--curve 0,16,32,64} measures the same on plain Python processes holding
 that many MiB of touched anonymous memory, on 4 KiB pages and collapsed
 onto 2 MiB pages: what each MiB costs a killed process's EOF.
 
-    python -m bench.kill_eof [--runs 7] [--settle 2] [--baseline DIR]
+    python -m bench.kill_eof [--runs 7] [--settle 2] [--baseline DIR] [--kernel-times]
         [--configs icegrid,gridreg,gridreg-late,python-same,gridreg-collapse,gridreg-tls,gridreg-2m]
         [--curve MIB,...]
 """
@@ -49,6 +53,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._exit_trace import ExitTrace
+from bench._exit_trace import available as exit_trace_available
 from bench._pipeline_client import read_validation
 from bench._harness import (
     LOOPBACK,
@@ -128,16 +134,42 @@ def anon_huge_kib(pid: int) -> int:
     return rollup_kib(pid, "AnonHugePages")
 
 
-def kill_and_time(pid: int, port: int) -> dict[str, float]:
+def sharing(pid: int) -> set[int]:
+    """C{pid}'s threads and its children's (its keeper): who may free its memory."""
+    tasks = {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        tasks.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return tasks
+
+
+def kernel_times(trace: ExitTrace | None, port: int, pid: int, tasks: set[int]) -> dict[str, float]:
+    """The kernel's close and free times of a kill just made (nothing without a trace)."""
+    if trace is None:
+        return {}
+    time.sleep(0.1)  # a keeper frees the memory 20 ms after the kill
+    return trace.times(port, pid, tasks)
+
+
+def kill_and_time(pid: int, port: int, trace: ExitTrace | None = None) -> dict[str, float]:
     """
     SIGKILL C{pid} with a validated connection open to C{port}; milliseconds
-    until that connection's EOF and until the port refuses a new connection.
+    until that connection's EOF and until the port refuses a new connection;
+    with C{trace}, when the kernel closed it and freed the memory.
     """
     with socket.create_connection((LOOPBACK, port), timeout=5) as sock:
         read_validation(sock)
         rss = memory_kib(pid)["VmRSS"]
         anon = rollup_kib(pid, "Anonymous")
         huge = anon_huge_kib(pid)
+        tasks = sharing(pid)
+        if trace is not None:
+            trace.start()
         start = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         try:
@@ -155,6 +187,7 @@ def kill_and_time(pid: int, port: int) -> dict[str, float]:
         except ConnectionResetError:
             pass  # accepted by the dying process's kernel, then reset: not gone yet
     return {
+        **kernel_times(trace, port, pid, tasks),
         "rss_mib": rss / 1024,
         "anon_mib": anon / 1024,
         "huge_mib": huge / 1024,
@@ -164,7 +197,12 @@ def kill_and_time(pid: int, port: int) -> dict[str, float]:
 
 
 async def sample(
-    reactor: Any, config: str, workdir: Path, settle: float, baseline: Path | None = None
+    reactor: Any,
+    config: str,
+    workdir: Path,
+    settle: float,
+    baseline: Path | None = None,
+    trace: ExitTrace | None = None,
 ) -> dict[str, float]:
     """One registry of C{config} started in C{workdir}, run C{settle} s, killed and timed."""
     kind = "icegrid" if config == "icegrid" else "gridreg"
@@ -182,7 +220,7 @@ async def sample(
         processes.REPO_ROOT = own
     try:
         await deferLater(reactor, settle)
-        return kill_and_time(registry_pid(registry), client_port(props))
+        return kill_and_time(registry_pid(registry), client_port(props), trace)
     finally:
         await registry.process.terminate()
 
@@ -217,7 +255,7 @@ connection.recv(1)
 """
 
 
-def curve_sample(mib: int, mode: str) -> dict[str, float]:
+def curve_sample(mib: int, mode: str, trace: ExitTrace | None = None) -> dict[str, float]:
     """A plain Python holder of C{mib} MiB on 4 KiB (C{4k}) or 2 MiB pages (C{2m}), killed."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(mib), mode], stdout=subprocess.PIPE
@@ -229,6 +267,9 @@ def curve_sample(mib: int, mode: str) -> dict[str, float]:
             sock.recv(1)
             anon = rollup_kib(holder.pid, "Anonymous")
             huge = anon_huge_kib(holder.pid)
+            tasks = sharing(holder.pid)
+            if trace is not None:
+                trace.start()
             start = time.monotonic()
             os.kill(holder.pid, signal.SIGKILL)
             try:
@@ -236,10 +277,16 @@ def curve_sample(mib: int, mode: str) -> dict[str, float]:
             except ConnectionResetError:
                 pass
             eof = time.monotonic()
+        times = kernel_times(trace, port, holder.pid, tasks)
     finally:
         holder.kill()
         holder.wait()
-    return {"anon_mib": anon / 1024, "huge_mib": huge / 1024, "eof_ms": (eof - start) * 1000}
+    return {
+        **times,
+        "anon_mib": anon / 1024,
+        "huge_mib": huge / 1024,
+        "eof_ms": (eof - start) * 1000,
+    }
 
 
 def curve(args: argparse.Namespace) -> dict[str, Any]:
@@ -287,6 +334,12 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-kill-eof-"))
     if "gridreg-base" in configs and args.baseline is None:
         raise SystemExit("gridreg-base needs --baseline DIR")
+    trace = None
+    if args.kernel_times:
+        why_not = exit_trace_available()
+        if why_not is not None:
+            raise SystemExit(f"--kernel-times: {why_not}")
+        trace = ExitTrace()
     samples: dict[str, list[dict[str, float]]] = {config: [] for config in configs}
     late_mib = 28.7  # gridreg-late's anonymous memory, until a run measures it
     try:
@@ -294,16 +347,19 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         for i in range(args.runs):
             for config in configs:
                 if config == "python-same":
-                    samples[config].append(curve_sample(max(0, round(late_mib - PLAIN_MIB)), "4k"))
+                    mib = max(0, round(late_mib - PLAIN_MIB))
+                    samples[config].append(curve_sample(mib, "4k", trace))
                     continue
-                result = await sample(
-                    reactor, config, root / f"{config}-{i}", args.settle, args.baseline
+                killed = await sample(
+                    reactor, config, root / f"{config}-{i}", args.settle, args.baseline, trace
                 )
                 if config == "gridreg-late":
-                    late_mib = result["anon_mib"]
-                samples[config].append(result)
+                    late_mib = killed["anon_mib"]
+                samples[config].append(killed)
     finally:
         remove_workdir(str(root), args.keep)
+        if trace is not None:
+            trace.close()
     results: dict[str, Any] = {}
     rows = []
     for config, runs in samples.items():
@@ -311,6 +367,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             key: statistics.median(s.get(key, float("nan")) for s in runs)
             for key in ("rss_mib", "anon_mib", "huge_mib", "eof_ms", "refused_ms")
         }
+        for key in ("close_ms", "freed_ms"):
+            seen = [s[key] for s in runs if key in s]
+            result[key] = statistics.median(seen) if seen else float("nan")
         result["eof_ms_all"] = [round(s["eof_ms"], 2) for s in runs]
         results[config] = result
         rows.append(
@@ -321,6 +380,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 f"{result['huge_mib']:.0f}",
                 f"{result['eof_ms']:.2f}",
                 f"{result['refused_ms']:.2f}",
+                f"{result['close_ms']:.2f}",
+                f"{result['freed_ms']:.2f}",
                 " ".join(f"{v:.1f}" for v in result["eof_ms_all"]),
             ]
         )
@@ -334,6 +395,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 "huge pages MiB",
                 "EOF after kill ms",
                 "refused after kill ms",
+                "kernel closed ms",
+                "memory freed ms",
                 "EOF, each",
             ],
             rows,
@@ -368,6 +431,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="a checkout of gridreg (git worktree) to run as gridreg-base, added to the configs",
+    )
+    parser.add_argument(
+        "--kernel-times",
+        action="store_true",
+        help="also read from ftrace when the kernel closed the connection and freed the "
+        "memory (root, tracefs): free of this benchmark's own wake-up",
     )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the registries' directories")

@@ -8,7 +8,6 @@ starts none. Read from outside, in C{/proc}.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -57,14 +56,18 @@ class EarlyCloseProcessTests(TestCase):
         if why_not is not None:
             self.assertEqual(keepers(registry), [])
             await registry.process.next_event(
-                lambda e: e.get("log_namespace") == "gridreg.registry.tap"
-                and e.get("property") == "GridReg.EarlyClose"
+                lambda e: (
+                    e.get("log_namespace") == "gridreg.registry.tap"
+                    and e.get("property") == "GridReg.EarlyClose"
+                )
             )
             return
         [keeper] = keepers(registry)
+        pid = registry.process.pid
+        assert pid is not None
         [fd] = os.listdir(f"/proc/{keeper}/fd")
         self.assertTrue(os.readlink(f"/proc/{keeper}/fd/{fd}").startswith("pipe:"))
-        self.assertEqual(status(keeper)["VmRSS"], status(registry.process.pid)["VmRSS"])
+        self.assertEqual(status(keeper)["VmRSS"], status(pid)["VmRSS"])
         await registry.kill("KILL")
         for _ in range(200):
             if not alive(keeper):
