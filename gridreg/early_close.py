@@ -225,15 +225,13 @@ class EarlyClose(Service):
             self.keeper = start_keeper()
         except OSError as e:
             log.warn(
-                "{property}: cannot start the keeper ({error}); a killed registry's "
+                "GridReg.EarlyClose: cannot start the keeper ({error}); a killed registry's "
                 "connections close only once its memory is freed",
-                property=PROPERTY,
                 error=e,
             )
             return
         log.info(
             "Keeper {pid} shares this process's memory, so that a killed registry's "
-            "connections close before the memory is freed ({property}=0 turns it off)",
+            "connections close before the memory is freed (GridReg.EarlyClose=0 turns it off)",
             pid=self.keeper.pid,
-            property=PROPERTY,
         )

@@ -58,7 +58,7 @@ class EarlyCloseProcessTests(TestCase):
             await registry.process.next_event(
                 lambda e: (
                     e.get("log_namespace") == "gridreg.registry.tap"
-                    and e.get("property") == "GridReg.EarlyClose"
+                    and str(e.get("log_format", "")).startswith("GridReg.EarlyClose:")
                 )
             )
             return

@@ -149,14 +149,13 @@ def early_close(enabled: bool) -> Optional[IService]:
     """
     if not enabled:
         return None
-    from gridreg.early_close import PROPERTY, EarlyClose, available
+    from gridreg.early_close import EarlyClose, available
 
     why_not = available()
     if why_not is not None:
         log.info(
-            "{property}: {why_not}; a killed registry's connections close only once its "
-            "memory is freed",
-            property=PROPERTY,
+            "GridReg.EarlyClose: {why_not}; a killed registry's connections close only once "
+            "its memory is freed",
             why_not=why_not,
         )
         return None
