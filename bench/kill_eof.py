@@ -201,7 +201,7 @@ async def sample(
     config: str,
     workdir: Path,
     settle: float,
-    baseline: Path | None = None,
+    baseline: str | None = None,
     trace: ExitTrace | None = None,
 ) -> dict[str, float]:
     """One registry of C{config} started in C{workdir}, run C{settle} s, killed and timed."""
@@ -213,7 +213,7 @@ async def sample(
     own = processes.REPO_ROOT
     if config == "gridreg-base":
         assert baseline is not None
-        processes.REPO_ROOT = baseline.resolve()
+        processes.REPO_ROOT = Path(baseline).resolve()
     try:
         registry = await start_registry(reactor, kind, workdir, props)
     finally:
@@ -428,7 +428,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--baseline",
-        type=Path,
         default=None,
         help="a checkout of gridreg (git worktree) to run as gridreg-base, added to the configs",
     )
