@@ -17,7 +17,9 @@ connections close first, L{gridreg.early_close}); C{gridreg-late}
 memory is freed); C{python-same} (a plain Python process holding as much
 touched anonymous memory as the last C{gridreg-late} had: what the memory
 alone costs, in the same minutes); C{gridreg-base} (gridreg from the
-checkout C{--baseline DIR}, for a before/after comparison); C{gridreg-collapse} (C{gridreg}
+checkout C{--baseline DIR}, for a before/after comparison); C{gridreg-normal}
+(C{GridReg.Scheduler=normal}: the kernel's normal policy, whose woken
+threads preempt a busy core, L{gridreg.scheduling}); C{gridreg-collapse} (C{gridreg}
 with C{GridReg.HugePages.Collapse=30}: its dense memory moved onto huge
 pages once it runs, L{gridreg.huge_page_collapse}); C{gridreg-tls} (IceSSL
 certificates and a mutual-TLS internal endpoint, as a replicated gridreg
@@ -80,6 +82,7 @@ CONFIGS = (
     "gridreg-late",
     "python-same",
     "gridreg-base",
+    "gridreg-normal",
     "gridreg-collapse",
     "gridreg-tls",
     "gridreg-2m",
@@ -99,6 +102,8 @@ def properties(config: str, workdir: Path) -> dict[str, str]:
         props["GridReg.HugePages"] = "1"
     if config == "gridreg-late":
         props["GridReg.EarlyClose"] = "0"
+    if config == "gridreg-normal":
+        props["GridReg.Scheduler"] = "normal"
     if config == "gridreg-collapse":
         props["GridReg.HugePages.Collapse"] = "30"
     if config == "gridreg-tls":

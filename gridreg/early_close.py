@@ -31,7 +31,9 @@ it: do not add the two RSS up), that sleeps and never runs Python. It
 holds none of the registry's files, locks or sockets (only its own pipe),
 so a restart of the registry finds none of them held. It goes 20 ms after
 the registry, plus the time it takes to free the memory (longer when every
-core is busy: it frees it under C{SCHED_IDLE}). C{GridReg.EarlyClose=0} starts none; a kernel
+core is busy: it frees it under C{SCHED_IDLE}). Killed on its own, it stays a
+zombie child of the registry (which does not reap it), and the registry's
+connections close late again. C{GridReg.EarlyClose=0} starts none; a kernel
 older than 5.9 (no C{close_range}), another architecture or a policy that
 forbids executable memory (SELinux C{execmem}, systemd's
 C{MemoryDenyWriteExecute}) leaves the registry as it was, and says so.
