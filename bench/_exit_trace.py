@@ -61,36 +61,41 @@ class ExitTrace:
         self._write("tracing_on", "1")
 
     def times(self, port: int, pid: int, sharing: set[int]) -> dict[str, float]:
-        """
-        Stop recording; milliseconds after the SIGKILL of C{pid} until the
-        kernel closed the first connection from C{port} (C{close_ms}) and
-        until a process of C{sharing} (C{pid} and its keeper) had freed the
-        address space (C{freed_ms}), when seen.
-        """
+        """Stop recording; L{exit_times} of what was recorded."""
         self._write("tracing_on", "0")
-        kill = close = freed = None
-        for line in (self.path / "trace").read_text().splitlines():
-            m = _LINE.match(line)
-            if m is None:
-                continue
-            at, task, event, rest = float(m.group(4)), int(m.group(2)), m.group(5), m.group(6)
-            if event == "sys_kill" and f"pid: {pid:#x}," in rest and "sig: 9" in rest:
-                kill, close, freed = at, None, None
-            elif kill is None:
-                continue
-            elif event == "inet_sock_set_state" and close is None:
-                if f"sport={port} " in rest and "newstate=TCP_FIN_WAIT1" in rest:
-                    close = at
-            elif event == "exit_mmap" and freed is None and task in sharing:
-                freed = at
-        result: dict[str, float] = {}
-        if kill is not None and close is not None:
-            result["close_ms"] = (close - kill) * 1000
-        if kill is not None and freed is not None:
-            result["freed_ms"] = (freed - kill) * 1000
-        return result
+        return exit_times((self.path / "trace").read_text(), port, pid, sharing)
 
     def close(self) -> None:
         for event in EVENTS:
             self._write(f"events/{event}/enable", "0")
         self.path.rmdir()
+
+
+def exit_times(trace: str, port: int, pid: int, sharing: set[int]) -> dict[str, float]:
+    """
+    From an ftrace text dump: milliseconds after the SIGKILL of C{pid}
+    until the kernel closed the first connection from C{port}
+    (C{close_ms}) and until a task of C{sharing} (C{pid}'s threads and its
+    keeper) had freed the address space (C{freed_ms}), when seen.
+    """
+    kill = close = freed = None
+    for line in trace.splitlines():
+        m = _LINE.match(line)
+        if m is None:
+            continue
+        at, task, event, rest = float(m.group(4)), int(m.group(2)), m.group(5), m.group(6)
+        if event == "sys_kill" and f"pid: {pid:#x}," in rest and "sig: 9" in rest:
+            kill, close, freed = at, None, None
+        elif kill is None:
+            continue
+        elif event == "inet_sock_set_state" and close is None:
+            if f"sport={port} " in rest and "newstate=TCP_FIN_WAIT1" in rest:
+                close = at
+        elif event == "exit_mmap" and freed is None and task in sharing:
+            freed = at
+    result: dict[str, float] = {}
+    if kill is not None and close is not None:
+        result["close_ms"] = (close - kill) * 1000
+    if kill is not None and freed is not None:
+        result["freed_ms"] = (freed - kill) * 1000
+    return result
