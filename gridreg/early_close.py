@@ -100,9 +100,9 @@ def keeper_program(read_fd: int) -> bytes:
     """
     The keeper's machine code (x86-64, System V), entered as C{fn(arg)} by
     glibc's C{clone}: close every descriptor but C{read_fd}, take its name,
-    read C{read_fd} until EOF or an error, wait L{EXIT_DELAY_NS}, exit. It calls no library
-    function and touches no memory but its own stack, so it never meets
-    the registry's threads in the memory they share.
+    read C{read_fd} until EOF or an error, wait L{EXIT_DELAY_NS}, exit. It
+    calls no library function and touches no memory but its own stack, so
+    it never meets the registry's threads in the memory they share.
     """
     if read_fd < 1:
         raise ValueError("the pipe's read end must not be descriptor 0")
@@ -183,6 +183,7 @@ def start_keeper(idle: bool = True) -> Keeper:
     """
     libc = _libc()
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    pid = -1
     try:
         program = keeper_program(read_fd)
         code = _map(libc, CODE_SIZE)
@@ -200,11 +201,10 @@ def start_keeper(idle: bool = True) -> Keeper:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if pid < 0:
             raise OSError(error, "clone(CLONE_VM)")
-    except BaseException:
-        os.close(write_fd)
-        raise
     finally:
         os.close(read_fd)  # the keeper has its own copy
+        if pid < 0:  # no keeper: nothing to end (its two pages stay mapped, unused)
+            os.close(write_fd)
     if idle:
         try:
             os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))

@@ -15,21 +15,22 @@ from twisted.trial.unittest import TestCase
 
 from gridreg.early_close import available
 from tests._processes import RunningRegistry, ice_missing, run_ice_client, start_gridregistry
-from tests.test_early_close import alive, status
+from tests.test_early_close import alive, named, same_memory, status
 
 
-def keepers(registry: RunningRegistry) -> list[int]:
-    """The registry's children named gridreg-keeper."""
+def children(registry: RunningRegistry) -> list[int]:
+    """The registry's child processes (it starts none but its keeper)."""
+    pid = registry.process.pid
+    assert pid is not None
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            info = status(int(entry))
+            if status(int(entry)).get("PPid") == str(pid):
+                found.append(int(entry))
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if info.get("Name") == "gridreg-keeper" and info.get("PPid") == str(registry.process.pid):
-            found.append(int(entry))
     return found
 
 
@@ -45,16 +46,17 @@ class EarlyCloseProcessTests(TestCase):
 
     async def test_keeper_started_and_gone_after_kill(self) -> None:
         """
-        By default the registry has one keeper, holding only its pipe, and
-        answers; SIGKILLed, the registry's keeper goes too. Where this
-        system cannot have one, the registry says why and answers anyway.
+        By default the registry has one child, its keeper: it shares the
+        registry's memory, is named gridreg-keeper, holds only its pipe, and
+        the registry answers; SIGKILLed, the registry's keeper goes too.
+        Where this system cannot have one, the registry says why and answers.
         """
         registry = await start_gridregistry(reactor, self.mktemp())
         self.addCleanup(registry.stop)
         await self.query(registry)
         why_not = available()
         if why_not is not None:
-            self.assertEqual(keepers(registry), [])
+            self.assertEqual(children(registry), [])
             await registry.process.next_event(
                 lambda e: (
                     e.get("log_namespace") == "gridreg.registry.tap"
@@ -62,12 +64,11 @@ class EarlyCloseProcessTests(TestCase):
                 )
             )
             return
-        [keeper] = keepers(registry)
-        pid = registry.process.pid
-        assert pid is not None
+        [keeper] = children(registry)
+        self.assertTrue(same_memory(keeper, registry.process.pid or 0))
+        await named(self, keeper)
         [fd] = os.listdir(f"/proc/{keeper}/fd")
         self.assertTrue(os.readlink(f"/proc/{keeper}/fd/{fd}").startswith("pipe:"))
-        self.assertEqual(status(keeper)["VmRSS"], status(pid)["VmRSS"])
         await registry.kill("KILL")
         for _ in range(200):
             if not alive(keeper):
@@ -81,4 +82,4 @@ class EarlyCloseProcessTests(TestCase):
         registry = await start_gridregistry(reactor, self.mktemp(), {"GridReg.EarlyClose": "0"})
         self.addCleanup(registry.stop)
         await self.query(registry)
-        self.assertEqual(keepers(registry), [])
+        self.assertEqual(children(registry), [])
