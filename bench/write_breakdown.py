@@ -202,6 +202,26 @@ async def measure(reactor: Any, kind: str, root: Path, args: argparse.Namespace)
                 process.send_signal(signal.SIGINT)
                 await deferToThread(process.wait)
                 result[n]["syscalls"] = strace_counts(path, args.writes)
+        if args.trace_all:
+            # every process of one write on one clock, kept for reading
+            keep = Path(args.trace_all).resolve()
+            keep.mkdir(parents=True, exist_ok=True)
+            tracers = []
+            for n, pid in pids.items():
+                tracers.append(
+                    subprocess.Popen(
+                        ["strace", "-f", "-qq", "-ttt", "-T"]
+                        + ["-e", "trace=network,fdatasync,epoll_wait,futex,read,write,pwrite64"]
+                        + ["-o", str(keep / f"{kind}-{n}.strace"), "-p", str(pid)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            await deferToThread(time.sleep, 1.0)
+            await writer.add_many("all", "a", 0, 20, 1)
+            for process in tracers:
+                process.send_signal(signal.SIGINT)
+                await deferToThread(process.wait)
         if args.timeline:
             path = root / f"{kind}-timeline.strace"
             process = subprocess.Popen(
@@ -281,6 +301,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--writes", type=int, default=600, help="writes per window")
     parser.add_argument("--rounds", type=int, default=1, help="times each registry runs")
     parser.add_argument("--strace", action="store_true", help="add a window under strace -f")
+    parser.add_argument(
+        "--trace-all", metavar="DIR", default=None, help="strace 20 writes in every process"
+    )
     parser.add_argument(
         "--timeline", action="store_true", help="time the master's commit-to-push hop"
     )
