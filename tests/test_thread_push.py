@@ -201,6 +201,25 @@ class MasterPushTests(TestCase):
         self.assertEqual(self.successResultOf(written).serial, 1)
         self.assertEqual(self.replication.sessions["Replica1"].serial, 1)
 
+    async def test_a_slow_commit_is_not_the_slaves_silence(self) -> None:
+        """
+        A push readied before its commit is timed from the commit's end:
+        however long the master's own commit takes, the watch does not
+        drop the slave for it.
+        """
+        await self.master()
+        session = self.replication.sessions["Replica1"]
+        written = self.write("slow")
+        later = reactor.seconds() + 60
+        self.assertFalse(session.push_overdue(later))
+        self.executor.work()
+        self.executor.deliver()
+        self.assertTrue(session.push_overdue(later))
+        (push,) = self.slaves[0].read()
+        self.slaves[0].acknowledge(push)
+        await until(settled(written), "the write answered")
+        self.assertFalse(session.push_overdue(later))
+
     async def test_a_refused_commit_pushes_nothing(self) -> None:
         """
         The store refuses the commit: no push ever leaves, and the session

@@ -203,8 +203,9 @@ class SlaveSession:
             changes=text.encode("ascii"),
             transfer=b"",
         )
+        # its timeout runs from the commit's end (L{prepared}): a slow commit of
+        # the master's own is not the slave's silence
         answer: Deferred[None] = Deferred()
-        self.pushed_at = self.clock.seconds()
         self._awaiting = answer
         self._running = True
         call.issue(PushChanges.commandName).addBoth(self._answered, answer)
@@ -219,6 +220,8 @@ class SlaveSession:
         call.release()
         d, self._prepared = self._prepared, None
         assert d is not None
+        if not d.called:  # not answered yet: the watch times it from now
+            self.pushed_at = self.clock.seconds()
         return d
 
     def withdraw(self, call: ThreadCall) -> None:
@@ -407,8 +410,9 @@ class _Readied:
         and the reactor sends what did not go.
         """
         try:
-            for call in self.calls.values():
-                call.send_from_thread()
+            for session, call in self.calls.items():
+                if not session.closed:  # dropped meanwhile: left to the reactor, which won't
+                    call.send_from_thread()
         except Exception:  # the commit must not be reported failed: the reactor sends instead
             self.thread_failure = Failure()
 
@@ -495,7 +499,12 @@ class MasterReplication:
         # Nagle's algorithm held what follows the answer (a snapshot's first
         # command) until the slave's delayed ACK: 40 ms of every sync
         set_no_delay(getattr(protocol, "transport", None))
-        if isinstance(protocol, PromptWriter) and protocol.send_lock is None:
+        transport = getattr(protocol, "transport", None)
+        if (
+            isinstance(protocol, PromptWriter)
+            and protocol.send_lock is None
+            and type(transport) in PLAIN_TCP
+        ):
             # the store's thread may push on it (L{prepare}): every send holds this
             protocol.send_lock = threading.Lock()
         same_lineage = database_id == self.store.database_id and serial <= self.store.serial
