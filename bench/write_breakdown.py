@@ -154,7 +154,9 @@ def strace_counts(path: Path, writes: int) -> dict[str, dict[str, float]]:
     }
 
 
-async def measure(reactor: Any, kind: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(
+    reactor: Any, kind: str, root: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     import tests._processes as processes
 
     registry = "gridreg" if kind == BASELINE else kind
@@ -288,7 +290,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     try:
         for number in range(args.rounds):
             for kind in kinds:
-                results[kind].append(await measure(reactor, kind, root, args))
+                where = root / f"round{number + 1}"
+                results[kind].append(await measure(reactor, kind, where, args))
                 out(f"round {number + 1}:")
                 report(kind, results[kind][-1])
     finally:
