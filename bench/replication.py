@@ -143,7 +143,9 @@ def own_process(args: argparse.Namespace) -> bool:
     return getattr(args, "gridreg_writer", "process") == "process"
 
 
-def grid_for(reactor: Any, kind: str, root: Path, names: list[str], args: argparse.Namespace) -> Grid:
+def grid_for(
+    reactor: Any, kind: str, root: Path, names: list[str], args: argparse.Namespace
+) -> Grid:
     """The grid of C{kind}: gridreg's for L{BASELINE} too."""
     registry = "gridreg" if kind == BASELINE else kind
     return Grid(reactor, registry, root, names, args.gridreg_internal)

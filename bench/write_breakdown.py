@@ -87,7 +87,10 @@ def _delta(
     for tid, now in after.items():
         then = before.get(tid, dict.fromkeys(now, 0.0))
         threads[tid] = {k: (now[k] - then[k]) / writes for k in now}
-    total = {k: sum(t[k] for t in threads.values()) for k in ("user", "system", "voluntary", "involuntary")}
+    total = {
+        k: sum(t[k] for t in threads.values())
+        for k in ("user", "system", "voluntary", "involuntary")
+    }
     busy = {tid: t for tid, t in threads.items() if t["voluntary"] + t["involuntary"] >= 0.05}
     return {"per_write": total, "threads": busy}
 
@@ -101,9 +104,7 @@ def strace_start(pid: int, output: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-_TIMED = re.compile(
-    r"^(\d+)\s+([\d.]+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\().*?(?:<([\d.]+)>)?$"
-)
+_TIMED = re.compile(r"^(\d+)\s+([\d.]+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\().*?(?:<([\d.]+)>)?$")
 
 
 def commit_to_push(path: Path) -> list[float]:
@@ -154,9 +155,7 @@ def strace_counts(path: Path, writes: int) -> dict[str, dict[str, float]]:
     }
 
 
-async def measure(
-    reactor: Any, kind: str, root: Path, args: argparse.Namespace
-) -> dict[str, Any]:
+async def measure(reactor: Any, kind: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     import tests._processes as processes
 
     registry = "gridreg" if kind == BASELINE else kind
@@ -296,7 +295,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 report(kind, results[kind][-1])
     finally:
         remove_tree(root, args.keep)
-    write_json(args.json, {"benchmark": "write_breakdown", "arguments": vars(args), "results": results})
+    write_json(
+        args.json, {"benchmark": "write_breakdown", "arguments": vars(args), "results": results}
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

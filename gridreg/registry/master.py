@@ -225,12 +225,16 @@ class SlaveSession:
         return d
 
     def withdraw(self, call: ThreadCall) -> None:
-        """On the reactor, the commit refused: the push is never sent, the session idle again."""
+        """
+        On the reactor, the commit refused (or this session closed while it
+        ran): the push is never sent, the session idle again.
+        """
         call.withdraw()
         d, self._prepared = self._prepared, None
-        if d is None or d.called:
-            if d is not None:
-                d.addErrback(lambda _: None)  # the connection was lost meanwhile
+        if d is None:
+            return
+        d.addErrback(lambda _: None)  # a lost connection's failure: no write waits for it
+        if d.called:
             return
         self.pushed_at = None
         self._awaiting = None
@@ -411,7 +415,7 @@ class _Readied:
         """
         try:
             for session, call in self.calls.items():
-                if not session.closed:  # dropped meanwhile: left to the reactor, which won't
+                if not session.closed:  # dropped meanwhile: the reactor withdraws it
                     call.send_from_thread()
         except Exception:  # the commit must not be reported failed: the reactor sends instead
             self.thread_failure = Failure()
@@ -498,8 +502,8 @@ class MasterReplication:
             raise DuplicateReplicaError(f"a replica named `{name}' is already registered")
         # Nagle's algorithm held what follows the answer (a snapshot's first
         # command) until the slave's delayed ACK: 40 ms of every sync
-        set_no_delay(getattr(protocol, "transport", None))
         transport = getattr(protocol, "transport", None)
+        set_no_delay(transport)
         if (
             isinstance(protocol, PromptWriter)
             and protocol.send_lock is None
@@ -653,8 +657,10 @@ class MasterReplication:
         live: list[Deferred[bool]] = []
         readied = self._readied_for(batch)
         # encoded once, for every slave
-        texts = readied.texts if readied is not None else (
-            [change_to_json(c) for c in batch] if self.sessions else []
+        texts = (
+            readied.texts
+            if readied is not None
+            else ([change_to_json(c) for c in batch] if self.sessions else [])
         )
         calls = readied.calls if readied is not None else {}
         for session in list(self.sessions.values()):
@@ -675,8 +681,8 @@ class MasterReplication:
                 count=len(pushes),
             )
         for session, call in calls.items():
-            # closed or lost while the commit ran: not counted, as before
-            session.prepared(call).addErrback(lambda _: None)
+            # closed or lost while the commit ran: not sent, not counted, as before
+            session.withdraw(call)
         if self.min_acks <= 0:
             return _all_settled(live)
         return self._quorum(batch[-1], pushes)
