@@ -43,7 +43,8 @@ C{--hedge-floor} sets C{gridreg.client}'s least hedge delay (ms; the
 default is L{HedgePolicy}'s). C{--baseline DIR} runs gridreg a second time
 from another checkout (as C{gridreg-base}: before and after a change in one
 run); C{--normal-scheduler} as C{gridreg-normal}, with
-C{GridReg.Scheduler=normal}.
+C{GridReg.Scheduler=normal}; C{--late-close} as C{gridreg-late}, with
+C{GridReg.EarlyClose=0} (no keeper, L{gridreg.early_close}).
 
 To take a failover apart: with C{--slave-probe} the table also has the
 slave's CPU and run-queue time (all its threads, C{schedstat}) from the
@@ -56,6 +57,7 @@ times are for the order of events, not for the gap.
     python -m bench.failover [--clients ice,ice-acm,ice-acm-it,ice-acm-ct,gridreg.client]
                              [--signals KILL,STOP] [--huge-pages] [--collapse]
                              [--hedge-floor MS] [--baseline DIR] [--normal-scheduler]
+                             [--late-close]
                              [--slave-probe] [--trace DIR] [--profile-slave DIR]
                              [--kill-after 2] [--duration-stop 20] [--repeats 1]
                              [--json FILE]
@@ -115,10 +117,13 @@ COLLAPSE = "gridreg-collapse"
 BASELINE = "gridreg-base"
 #: gridreg with GridReg.Scheduler=normal (SCHED_OTHER, as IceGrid), with --normal-scheduler
 NORMAL = "gridreg-normal"
+#: gridreg without its keeper (--late-close): its connections close once its memory is freed
+LATE = "gridreg-late"
 #: the extra properties of gridreg's variants
 VARIANTS = {
     BASELINE: {},
     NORMAL: {"GridReg.Scheduler": "normal"},
+    LATE: {"GridReg.EarlyClose": "0"},
     HUGE_PAGES: {"GridReg.HugePages": "1"},
     COLLAPSE: {"GridReg.HugePages.Collapse": "30"},
 }
@@ -664,6 +669,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         kinds.append(HUGE_PAGES)
     if args.normal_scheduler:
         kinds.append(NORMAL)
+    if args.late_close:
+        kinds.append(LATE)
     if args.baseline is not None:
         kinds.insert(kinds.index("gridreg") if "gridreg" in kinds else len(kinds), BASELINE)
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
@@ -744,6 +751,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="at the master's EOF, time a new connection to the slave and one "
         "findAdapterById on it (it competes with the client's own)",
+    )
+    parser.add_argument(
+        "--late-close",
+        action="store_true",
+        help=f"also run gridreg with GridReg.EarlyClose=0 (as {LATE}): no keeper, a killed "
+        "master's connections close once its memory is freed",
     )
     parser.add_argument(
         "--normal-scheduler",

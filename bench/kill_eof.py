@@ -11,7 +11,15 @@ and times (blocking, in this process) until C{recv} returns EOF and until a
 new C{connect} is refused. Medians of C{--runs}.
 
 Configurations: C{icegrid}; C{gridreg} (no TLS configured: it loads no TLS
-library, L{gridreg.tls_gate}); C{gridreg-collapse} (C{gridreg}
+library, L{gridreg.tls_gate}; its keeper holds its memory, so its
+connections close first, L{gridreg.early_close}); C{gridreg-late}
+(C{GridReg.EarlyClose=0}: no keeper, the connections close once the
+memory is freed); C{python-same} (a plain Python process holding as much
+touched anonymous memory as the last C{gridreg-late} had: what the memory
+alone costs, in the same minutes); C{gridreg-base} (gridreg from the
+checkout C{--baseline DIR}, for a before/after comparison); C{gridreg-normal}
+(C{GridReg.Scheduler=normal}: the kernel's normal policy, whose woken
+threads preempt a busy core, L{gridreg.scheduling}); C{gridreg-collapse} (C{gridreg}
 with C{GridReg.HugePages.Collapse=30}: its dense memory moved onto huge
 pages once it runs, L{gridreg.huge_page_collapse}); C{gridreg-tls} (IceSSL
 certificates and a mutual-TLS internal endpoint, as a replicated gridreg
@@ -20,12 +28,17 @@ glibc's malloc on transparent huge pages, L{gridreg.huge_pages}). Each
 registry runs C{--settle} seconds before the kill (gridreg's first huge
 page pass comes a second after start-up).
 
+C{--kernel-times} also reads from ftrace (root) when the kernel closed the
+connection and when the memory was freed (L{bench._exit_trace}): on a
+loaded machine the EOF this process sees also holds its own wake-up.
+
 C{--curve 0,16,32,64} measures the same on plain Python processes holding
 that many MiB of touched anonymous memory, on 4 KiB pages and collapsed
 onto 2 MiB pages: what each MiB costs a killed process's EOF.
 
-    python -m bench.kill_eof [--runs 7] [--settle 2]
-        [--configs icegrid,gridreg,gridreg-collapse,gridreg-tls,gridreg-2m] [--curve MIB,...]
+    python -m bench.kill_eof [--runs 7] [--settle 2] [--baseline DIR] [--kernel-times]
+        [--configs icegrid,gridreg,gridreg-late,python-same,gridreg-collapse,gridreg-tls,gridreg-2m]
+        [--curve MIB,...]
 """
 
 from __future__ import annotations
@@ -42,6 +55,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._exit_trace import ExitTrace
+from bench._exit_trace import available as exit_trace_available
 from bench._pipeline_client import read_validation
 from bench._harness import (
     LOOPBACK,
@@ -61,7 +76,22 @@ from tests._processes import free_port
 
 from twisted.internet.task import deferLater
 
-CONFIGS = ("icegrid", "gridreg", "gridreg-collapse", "gridreg-tls", "gridreg-2m")
+CONFIGS = (
+    "icegrid",
+    "gridreg",
+    "gridreg-late",
+    "python-same",
+    "gridreg-base",
+    "gridreg-normal",
+    "gridreg-collapse",
+    "gridreg-tls",
+    "gridreg-2m",
+)
+#: what --configs means by default
+DEFAULT_CONFIGS = ("icegrid", "gridreg", "gridreg-late", "python-same")
+#: a plain Python process's own anonymous memory before it touches more (MiB), measured
+#: in each run: the holder then maps what gridreg-late had beyond it
+PLAIN_MIB = 8.0
 #: the longest a killed registry's port is probed for a refusal
 REFUSED_WITHIN = 2.0
 
@@ -70,6 +100,10 @@ def properties(config: str, workdir: Path) -> dict[str, str]:
     props = registry_ports()
     if config == "gridreg-2m":
         props["GridReg.HugePages"] = "1"
+    if config == "gridreg-late":
+        props["GridReg.EarlyClose"] = "0"
+    if config == "gridreg-normal":
+        props["GridReg.Scheduler"] = "normal"
     if config == "gridreg-collapse":
         props["GridReg.HugePages.Collapse"] = "30"
     if config == "gridreg-tls":
@@ -105,16 +139,42 @@ def anon_huge_kib(pid: int) -> int:
     return rollup_kib(pid, "AnonHugePages")
 
 
-def kill_and_time(pid: int, port: int) -> dict[str, float]:
+def sharing(pid: int) -> set[int]:
+    """C{pid}'s threads and its children's (its keeper): who may free its memory."""
+    tasks = {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        tasks.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return tasks
+
+
+def kernel_times(trace: ExitTrace | None, port: int, pid: int, tasks: set[int]) -> dict[str, float]:
+    """The kernel's close and free times of a kill just made (nothing without a trace)."""
+    if trace is None:
+        return {}
+    time.sleep(0.1)  # a keeper frees the memory 20 ms after the kill
+    return trace.times(port, pid, tasks)
+
+
+def kill_and_time(pid: int, port: int, trace: ExitTrace | None = None) -> dict[str, float]:
     """
     SIGKILL C{pid} with a validated connection open to C{port}; milliseconds
-    until that connection's EOF and until the port refuses a new connection.
+    until that connection's EOF and until the port refuses a new connection;
+    with C{trace}, when the kernel closed it and freed the memory.
     """
     with socket.create_connection((LOOPBACK, port), timeout=5) as sock:
         read_validation(sock)
         rss = memory_kib(pid)["VmRSS"]
         anon = rollup_kib(pid, "Anonymous")
         huge = anon_huge_kib(pid)
+        tasks = sharing(pid)
+        if trace is not None:
+            trace.start()
         start = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         try:
@@ -132,6 +192,7 @@ def kill_and_time(pid: int, port: int) -> dict[str, float]:
         except ConnectionResetError:
             pass  # accepted by the dying process's kernel, then reset: not gone yet
     return {
+        **kernel_times(trace, port, pid, tasks),
         "rss_mib": rss / 1024,
         "anon_mib": anon / 1024,
         "huge_mib": huge / 1024,
@@ -140,15 +201,31 @@ def kill_and_time(pid: int, port: int) -> dict[str, float]:
     }
 
 
-async def sample(reactor: Any, config: str, workdir: Path, settle: float) -> dict[str, float]:
+async def sample(
+    reactor: Any,
+    config: str,
+    workdir: Path,
+    settle: float,
+    baseline: str | None = None,
+    trace: ExitTrace | None = None,
+) -> dict[str, float]:
     """One registry of C{config} started in C{workdir}, run C{settle} s, killed and timed."""
     kind = "icegrid" if config == "icegrid" else "gridreg"
     workdir.mkdir(parents=True)
     props = properties(config, workdir)
-    registry = await start_registry(reactor, kind, workdir, props)
+    import tests._processes as processes
+
+    own = processes.REPO_ROOT
+    if config == "gridreg-base":
+        assert baseline is not None
+        processes.REPO_ROOT = Path(baseline).resolve()
+    try:
+        registry = await start_registry(reactor, kind, workdir, props)
+    finally:
+        processes.REPO_ROOT = own
     try:
         await deferLater(reactor, settle)
-        return kill_and_time(registry_pid(registry), client_port(props))
+        return kill_and_time(registry_pid(registry), client_port(props), trace)
     finally:
         await registry.process.terminate()
 
@@ -183,7 +260,7 @@ connection.recv(1)
 """
 
 
-def curve_sample(mib: int, mode: str) -> dict[str, float]:
+def curve_sample(mib: int, mode: str, trace: ExitTrace | None = None) -> dict[str, float]:
     """A plain Python holder of C{mib} MiB on 4 KiB (C{4k}) or 2 MiB pages (C{2m}), killed."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(mib), mode], stdout=subprocess.PIPE
@@ -195,6 +272,9 @@ def curve_sample(mib: int, mode: str) -> dict[str, float]:
             sock.recv(1)
             anon = rollup_kib(holder.pid, "Anonymous")
             huge = anon_huge_kib(holder.pid)
+            tasks = sharing(holder.pid)
+            if trace is not None:
+                trace.start()
             start = time.monotonic()
             os.kill(holder.pid, signal.SIGKILL)
             try:
@@ -202,10 +282,16 @@ def curve_sample(mib: int, mode: str) -> dict[str, float]:
             except ConnectionResetError:
                 pass
             eof = time.monotonic()
+        times = kernel_times(trace, port, holder.pid, tasks)
     finally:
         holder.kill()
         holder.wait()
-    return {"anon_mib": anon / 1024, "huge_mib": huge / 1024, "eof_ms": (eof - start) * 1000}
+    return {
+        **times,
+        "anon_mib": anon / 1024,
+        "huge_mib": huge / 1024,
+        "eof_ms": (eof - start) * 1000,
+    }
 
 
 def curve(args: argparse.Namespace) -> dict[str, Any]:
@@ -245,27 +331,50 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         )
         return
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if args.baseline is not None and "gridreg-base" not in configs:
+        configs.append("gridreg-base")
     for config in configs:
         if config not in CONFIGS:
             raise SystemExit(f"unknown configuration {config!r}; choose from {', '.join(CONFIGS)}")
     root = Path(tempfile.mkdtemp(prefix="bench-kill-eof-"))
+    if "gridreg-base" in configs and args.baseline is None:
+        raise SystemExit("gridreg-base needs --baseline DIR")
+    trace = None
+    if args.kernel_times:
+        why_not = exit_trace_available()
+        if why_not is not None:
+            raise SystemExit(f"--kernel-times: {why_not}")
+        trace = ExitTrace()
     samples: dict[str, list[dict[str, float]]] = {config: [] for config in configs}
+    late_mib = 28.7  # gridreg-late's anonymous memory, until a run measures it
     try:
         # interleaved, so that a busy moment of the machine falls on every configuration
         for i in range(args.runs):
             for config in configs:
-                samples[config].append(
-                    await sample(reactor, config, root / f"{config}-{i}", args.settle)
+                if config == "python-same":
+                    mib = max(0, round(late_mib - PLAIN_MIB))
+                    samples[config].append(curve_sample(mib, "4k", trace))
+                    continue
+                killed = await sample(
+                    reactor, config, root / f"{config}-{i}", args.settle, args.baseline, trace
                 )
+                if config == "gridreg-late":
+                    late_mib = killed["anon_mib"]
+                samples[config].append(killed)
     finally:
         remove_workdir(str(root), args.keep)
+        if trace is not None:
+            trace.close()
     results: dict[str, Any] = {}
     rows = []
     for config, runs in samples.items():
         result: dict[str, Any] = {
-            key: statistics.median(s[key] for s in runs)
+            key: statistics.median(s.get(key, float("nan")) for s in runs)
             for key in ("rss_mib", "anon_mib", "huge_mib", "eof_ms", "refused_ms")
         }
+        for key in ("close_ms", "freed_ms"):
+            seen = [s[key] for s in runs if key in s]
+            result[key] = statistics.median(seen) if seen else float("nan")
         result["eof_ms_all"] = [round(s["eof_ms"], 2) for s in runs]
         results[config] = result
         rows.append(
@@ -276,6 +385,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 f"{result['huge_mib']:.0f}",
                 f"{result['eof_ms']:.2f}",
                 f"{result['refused_ms']:.2f}",
+                f"{result['close_ms']:.2f}",
+                f"{result['freed_ms']:.2f}",
                 " ".join(f"{v:.1f}" for v in result["eof_ms_all"]),
             ]
         )
@@ -289,6 +400,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 "huge pages MiB",
                 "EOF after kill ms",
                 "refused after kill ms",
+                "kernel closed ms",
+                "memory freed ms",
                 "EOF, each",
             ],
             rows,
@@ -314,7 +427,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "instead of registries",
     )
     parser.add_argument(
-        "--configs", default=",".join(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}"
+        "--configs",
+        default=",".join(DEFAULT_CONFIGS),
+        help=f"comma-separated, from {', '.join(CONFIGS)}",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="a checkout of gridreg (git worktree) to run as gridreg-base, added to the configs",
+    )
+    parser.add_argument(
+        "--kernel-times",
+        action="store_true",
+        help="also read from ftrace when the kernel closed the connection and freed the "
+        "memory (root, tracefs): free of this benchmark's own wake-up",
     )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the registries' directories")

@@ -23,6 +23,17 @@ it, and a woken registry preempts that client. C{--batch} runs the named
 registries under C{SCHED_BATCH} (as C{chrt -a -b -p 0 PID}), whose woken
 threads wait for the running task's slice instead.
 
+The registry's CPU per locate is also split into user and system time
+(C{/proc/PID/stat} utime and stime): with one request in flight most of it
+is the kernel's (the wake-up, C{recv}, C{send}), which no registry code
+removes. C{--syscalls} counts the registry's system calls per locate
+(C{perf stat} on the C{raw_syscalls:sys_enter} tracepoint, all threads);
+C{--floor} runs C{bench.wakeup_floor}'s bare Python epoll loop once per
+round beside the registries, the least a server on its own CPU pays per
+round trip; C{--pin other} keeps each registry on CPU 1 and its clients on
+CPU 0 (C{--pin same}: all on CPU 0), so that every registry pays the same
+kind of wake-up rather than whatever the scheduler chose in its window.
+
 Settings alternate between the registries, so both see the same machine.
 
 C{--schedulers normal,batch} runs gridreg once per C{GridReg.Scheduler}
@@ -32,7 +43,8 @@ each compared with IceGrid.
     python -m bench.locate [--duration 5] [--settings 1x1,16x1,64x1,16x2,64x2]
                            [--rounds 1] [--schedulers normal,batch]
                            [--batch icegrid,gridreg] [--json results.json]
-                           [--baseline TREE]
+                           [--baseline TREE] [--syscalls] [--floor]
+                           [--pin other|same]
 """
 
 from __future__ import annotations
@@ -72,6 +84,7 @@ from bench._harness import (
     write_json,
 )
 from bench._profile import start_recording, summary
+from bench._system import CLOCK_TICKS
 
 DEFAULT_SETTINGS = "1x1,16x1,64x1,16x2,64x2"
 #: the label of C{--baseline}'s registry
@@ -134,6 +147,16 @@ def batch_scheduling(pid: int) -> None:
         os.sched_setscheduler(task, os.SCHED_BATCH, os.sched_param(0))
 
 
+def pin(pid: int, cpu: int) -> None:
+    """Keep every thread of C{pid} on C{cpu}, as C{taskset -a -p -c CPU PID} does."""
+    for task in threads(pid):
+        os.sched_setaffinity(task, {cpu})
+
+
+#: C{--pin}: (the registry's CPU, its clients' CPU)
+PINNING = {"other": (1, 0), "same": (0, 0)}
+
+
 def profile_name(name: str, setting: tuple[int, int]) -> str:
     return f"{name.replace('/', '-')}-locate-{setting[0]}x{setting[1]}.txt"
 
@@ -143,6 +166,69 @@ def policy_name(pid: int) -> str:
     names = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_BATCH: "SCHED_BATCH"}
     policy = os.sched_getscheduler(pid)
     return names.get(policy, str(policy))
+
+
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of C{pid}, all threads (C{/proc/PID/stat} utime, stime)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0, 0.0
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+def perf_available() -> bool:
+    """Whether C{perf stat} can count system-call entries here (root, or a lax paranoid level)."""
+    import shutil
+
+    return shutil.which("perf") is not None and (os.geteuid() == 0 or _paranoid_level() <= 1)
+
+
+def _paranoid_level() -> int:
+    try:
+        with open("/proc/sys/kernel/perf_event_paranoid") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 3
+
+
+def parse_perf_count(text: str) -> int | None:
+    """The count of C{perf stat -x,}'s one event line in C{text}, or None."""
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2].startswith("raw_syscalls:sys_enter"):
+            return int(fields[0]) if fields[0].isdigit() else None
+    return None
+
+
+async def count_syscalls(reactor: Any, pid: int, start_at: float, duration: float) -> int | None:
+    """
+    System calls all of C{pid}'s threads entered over the window (C{perf stat}
+    on the C{raw_syscalls:sys_enter} tracepoint: counted in the kernel, a
+    fraction of a microsecond per call, unlike strace's stop per call).
+    """
+    from twisted.internet.utils import getProcessOutputAndValue
+
+    await deferLater(reactor, max(0.0, start_at - time.time()))
+    _out, err, _code = await getProcessOutputAndValue(
+        "perf",
+        [
+            "stat",
+            "-x,",
+            "-e",
+            "raw_syscalls:sys_enter",
+            "-p",
+            str(pid),
+            "--",
+            "sleep",
+            f"{duration:.3f}",
+        ],
+        env=dict(os.environ),
+        reactor=reactor,
+    )
+    return parse_perf_count(err.decode(errors="replace"))
 
 
 def tcp_segments() -> int:
@@ -160,25 +246,52 @@ class WireWindow:
     client_switches: int
     client_preemptions: int
     segments: int
+    #: the registry's user and system CPU seconds (both with clock-tick resolution)
+    registry_user: float = 0.0
+    registry_system: float = 0.0
+    #: system calls the registry entered (C{--syscalls}), or None
+    registry_syscalls: int | None = None
 
 
 async def sample_wire(
-    reactor: Any, registry: int, clients: list[int], start_at: float, duration: float
+    reactor: Any,
+    registry: int,
+    clients: list[int],
+    start_at: float,
+    duration: float,
+    syscalls: bool = False,
 ) -> WireWindow:
-    def sample() -> tuple[int, int, int, int]:
+    def sample() -> tuple[float, ...]:
         per_client = [context_switches(c) for c in clients]
         return (
             context_switches(registry)[0],
             sum(slept for slept, _ in per_client),
             sum(preempted for _, preempted in per_client),
             tcp_segments(),
+            *user_system_seconds(registry),
         )
 
+    counting = (
+        Deferred.fromCoroutine(count_syscalls(reactor, registry, start_at, duration))
+        if syscalls
+        else None
+    )
     await deferLater(reactor, max(0.0, start_at - time.time()))
     before = sample()
     await deferLater(reactor, max(0.0, start_at + duration - time.time()))
     after = sample()
-    return WireWindow(*(b - a for a, b in zip(before, after)))
+    switches, client_switches, preemptions, segments, user, system = (
+        b - a for a, b in zip(before, after)
+    )
+    return WireWindow(
+        int(switches),
+        int(client_switches),
+        int(preemptions),
+        int(segments),
+        user,
+        system,
+        await counting if counting is not None else None,
+    )
 
 
 @attrs.frozen
@@ -214,6 +327,19 @@ class LocateResult(LoadResult):
     def segments_per_locate(self) -> float | None:
         return self.per_reply(self.wire.segments)
 
+    @property
+    def user_us_per_locate(self) -> float | None:
+        return self.per_reply(self.wire.registry_user * 1e6)
+
+    @property
+    def system_us_per_locate(self) -> float | None:
+        return self.per_reply(self.wire.registry_system * 1e6)
+
+    @property
+    def syscalls_per_locate(self) -> float | None:
+        calls = self.wire.registry_syscalls
+        return None if calls is None else self.per_reply(calls)
+
     def as_json(self) -> dict[str, Any]:
         return dict(
             super().as_json(),
@@ -222,6 +348,9 @@ class LocateResult(LoadResult):
             client_preemptions_per_reply=self.client_preemptions_per_reply,
             registry_wakeups_per_locate=self.registry_wakeups_per_locate,
             segments_per_locate=self.segments_per_locate,
+            registry_user_us_per_locate=self.user_us_per_locate,
+            registry_system_us_per_locate=self.system_us_per_locate,
+            registry_syscalls_per_locate=self.syscalls_per_locate,
         )
 
 
@@ -255,7 +384,9 @@ async def measure(
         wire: list[WireWindow] = []
 
         async def on_window(start_at: float, duration: float) -> None:
-            sampled = sample_wire(reactor, deployment.pid, client_pids, start_at, duration)
+            sampled = sample_wire(
+                reactor, deployment.pid, client_pids, start_at, duration, args.syscalls
+            )
             if output is not None:
                 recording = start_recording(reactor, deployment.pid, start_at, duration, output)
                 wire.append(await sampled)
@@ -287,7 +418,15 @@ async def measure(
     out(
         f"  {name:13} {label(setting):>7}: {result.rate:9.0f} req/s, "
         f"p50 {fmt(result.p50_ms)} ms, p99 {fmt(result.p99_ms)} ms, "
-        f"{fmt(result.cpu_us_per_request, '.1f')} us CPU/locate, "
+        f"{fmt(result.cpu_us_per_request, '.1f')} us CPU/locate "
+        f"(user {fmt(result.user_us_per_locate, '.1f')}, "
+        f"system {fmt(result.system_us_per_locate, '.1f')}"
+        + (
+            f", {fmt(result.syscalls_per_locate)} syscalls"
+            if result.syscalls_per_locate is not None
+            else ""
+        )
+        + "), "
         f"registry {result.registry.utilisation:.2f} cores, clients "
         + ", ".join(f"{c.utilisation:.2f}" for c in result.clients)
         + f" ({fmt(result.client_cpu_us_per_reply, '.1f')} us CPU/reply, "
@@ -349,6 +488,7 @@ def report(
     settings: list[tuple[int, int]],
     results: dict[str, dict[str, LocateResult]],
     memory: dict[str, dict[str, int]],
+    floors: list[tuple[float, float, float, float]] = [],
 ) -> None:
     out()
     ours = compared(kinds)
@@ -422,6 +562,34 @@ def report(
         )
     )
     out()
+    out("the registry's CPU per locate, user / system µs, and its system calls per locate:")
+    rows = [
+        [label(s)]
+        + [
+            fmt(results[k][label(s)].user_us_per_locate, ".1f")
+            + " / "
+            + fmt(results[k][label(s)].system_us_per_locate, ".1f")
+            for k in kinds
+        ]
+        + [fmt(results[k][label(s)].syscalls_per_locate) for k in kinds]
+        for s in settings
+    ]
+    out(
+        table(
+            ["in flight x procs"]
+            + [f"{k} user / system us" for k in kinds]
+            + [f"{k} syscalls/locate" for k in kinds],
+            rows,
+        )
+    )
+    if floors:
+        cpu, user, system, rate = sorted(floors)[(len(floors) - 1) // 2]
+        out(
+            f"bare Python epoll loop (bench.wakeup_floor, client on the other CPU, median of "
+            f"{len(floors)}): {cpu:.1f} us CPU per round trip (user {user:.1f}, system "
+            f"{system:.1f}), 3 syscalls (epoll_wait, recv, send), {rate:.0f} round trips/s"
+        )
+    out()
     for kind in kinds:
         mem = memory[kind]
         out(
@@ -490,7 +658,30 @@ async def deploy_from(
         spawning.REPO_ROOT = here
 
 
+async def floor(reactor: Any, args: argparse.Namespace) -> tuple[float, float, float, float]:
+    """One run of C{bench.wakeup_floor}'s loop, client on the other CPU, in a thread."""
+    from twisted.internet.threads import deferToThreadPool
+
+    from bench import wakeup_floor
+
+    wait = quiet_option(args)
+    if wait is not None:
+        from bench._system import wait_for_quiet
+
+        await wait_for_quiet(reactor, *wait)
+    measured = await deferToThreadPool(
+        reactor, reactor.getThreadPool(), wakeup_floor.measure_split, 1, 0, args.floor_round_trips
+    )
+    out(
+        f"  bare loop       1 x 1: {measured[3]:9.0f} round trips/s, {measured[0]:.1f} us "
+        f"CPU/round trip (user {measured[1]:.1f}, system {measured[2]:.1f})"
+    )
+    return measured
+
+
 async def main(reactor: Any, args: argparse.Namespace) -> None:
+    if args.syscalls and not perf_available():
+        raise SystemExit("--syscalls needs perf, and root or kernel.perf_event_paranoid <= 1")
     header("locate")
     chosen = variants(args.registries, args.schedulers)
     if args.variants:
@@ -503,6 +694,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     deployments: dict[str, Deployment] = {}
     rounds: dict[str, dict[str, list[LocateResult]]] = {k: {} for k in kinds}
     memory: dict[str, dict[str, int]] = {}
+    floors: list[tuple[float, float, float, float]] = []
     try:
         batch = registries(args.batch) if args.batch else []
         for variant in chosen:
@@ -515,6 +707,11 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             deployments[variant.name] = deployment
             if variant.kind in batch:
                 batch_scheduling(deployment.pid)
+            if args.pin:
+                registry_cpu, client_cpu = PINNING[args.pin]
+                pin(deployment.pid, registry_cpu)
+                for client in deployment.clients:
+                    pin(client.process.pid or 0, client_cpu)
             out(
                 f"{variant.name}: registry pid {deployment.pid}, locator "
                 f"{deployment.registry.locator}, scheduling policy "
@@ -530,6 +727,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 for name in kinds:
                     result = await measure(reactor, name, deployments[name], setting, args)
                     rounds[name].setdefault(label(setting), []).append(result)
+            if args.floor:
+                floors.append(await floor(reactor, args))
         for name in kinds:
             memory[name] = memory_kib(deployments[name].pid)
     finally:
@@ -539,7 +738,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     results = {
         k: {s: median_round(r, args.quiet_below) for s, r in by.items()} for k, by in rounds.items()
     }
-    report(kinds, settings, results, memory)
+    report(kinds, settings, results, memory, floors)
     if args.profile:
         for name in kinds:
             for setting in settings:
@@ -563,6 +762,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 for kind, by in rounds.items()
             },
             "memory_kib": memory,
+            "floor_us_cpu_user_system_rate": floors,
         },
     )
 
@@ -606,6 +806,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also run gridreg from this checkout (e.g. a `git worktree add --detach` of main),"
         " labelled gridreg/baseline, for a before/after comparison in one run",
     )
+    parser.add_argument(
+        "--syscalls",
+        action="store_true",
+        help="count the registry's system calls per locate (perf stat on the"
+        " raw_syscalls:sys_enter tracepoint, which adds a little to every call)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="each round, also run bench.wakeup_floor's bare Python epoll loop (client on the"
+        " other CPU) and report its CPU per round trip beside the registries'",
+    )
+    parser.add_argument(
+        "--pin",
+        choices=sorted(PINNING),
+        default=None,
+        help="pin each registry to CPU 1 and its clients to CPU 0 (other), or all to CPU 0"
+        " (same), so every registry's locates pay the same wake-ups",
+    )
+    parser.add_argument("--floor-round-trips", type=int, default=20000, help=argparse.SUPPRESS)
     common_arguments(parser)
     return parser.parse_args(argv)
 

@@ -21,6 +21,7 @@ are the difference between a run of C{N} and one of C{3N} round trips, which can
 from __future__ import annotations
 
 import argparse
+import os
 import select
 import shutil
 import socket
@@ -113,7 +114,10 @@ def instructions(round_trips: int, floor: bool) -> float:
         command = ["valgrind", "--tool=cachegrind", "--cache-sim=no"]
         command += ["--cachegrind-out-file=/dev/null", sys.executable, "-m", "bench.locate_path"]
         command += ["--run", str(n)] + (["--floor"] if floor else [])
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stderr
+        # a fixed hash seed: str hashes, and with them dict layouts and the
+        # instructions per lookup, otherwise differ from one run to the next
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stderr
         [line] = [x for x in output.splitlines() if "I   refs:" in x or "I refs:" in x]
         return int(line.split(":")[1].replace(",", ""))
 

@@ -33,6 +33,9 @@ replicas over mutual TLS):
 
 With C{--rounds N} the lag and throughput parts run N times, IceGrid and
 gridreg taking turns, and every figure reported is the median of the rounds.
+With C{--baseline DIR} the lag and throughput parts also run gridreg from
+the checkout DIR (as C{gridreg-base}, e.g. C{git worktree add --detach DIR
+main}): before and after a change, in one run, the same writer for both.
 """
 
 from __future__ import annotations
@@ -88,6 +91,12 @@ GOALS = (
     "acknowledged; a fresh slave synced no slower than IceGrid's"
 )
 ADD_CHUNK = 10_000
+#: gridreg from another checkout (--baseline DIR), in the same run
+BASELINE = "gridreg-base"
+#: the order of the columns (LEAN: gridreg by its lean launcher)
+COLUMNS = ("icegrid", BASELINE, "gridreg", LEAN)
+#: how a kind's ratio column is headed
+RATIO_LABELS = {BASELINE: "base"}
 SYNC_CATEGORY = "sync"
 SYNC_PREFIX = "obj"
 
@@ -108,9 +117,9 @@ def side_by_side(kinds: list[str], rows: list[tuple[str, dict[str, Any], str]]) 
     One row per metric: its value per registry (formatted) and each gridreg
     kind's ratio to IceGrid; C{rows} are (metric, {kind: raw value}, format spec).
     """
-    order = [k for k in ("icegrid", "gridreg", LEAN) if k in kinds]
+    order = [k for k in COLUMNS if k in kinds]
     ours = [k for k in order if k != "icegrid"] if "icegrid" in kinds else []
-    headers = ["metric", *order, *(f"{k}/icegrid" for k in ours)]
+    headers = ["metric", *order, *(f"{RATIO_LABELS.get(k, k)}/icegrid" for k in ours)]
     lines = []
     for metric, values, spec in rows:
         line = [metric]
@@ -129,6 +138,28 @@ def side_by_side(kinds: list[str], rows: list[tuple[str, dict[str, Any], str]]) 
 def own_process(args: argparse.Namespace) -> bool:
     """Whether gridreg's writer runs in a process of its own (C{--gridreg-writer})."""
     return getattr(args, "gridreg_writer", "process") == "process"
+
+
+def grid_for(
+    reactor: Any, kind: str, root: Path, names: list[str], args: argparse.Namespace
+) -> Grid:
+    """The grid of C{kind}: gridreg's for L{BASELINE} too."""
+    registry = "gridreg" if kind == BASELINE else kind
+    return Grid(reactor, registry, root, names, args.gridreg_internal)
+
+
+async def start_replicas(grid: Grid, kind: str, names: list[str], args: argparse.Namespace) -> None:
+    """Start C{names} in order; L{BASELINE}'s from the checkout C{--baseline}."""
+    import tests._processes as processes
+
+    own = processes.REPO_ROOT
+    if kind == BASELINE:
+        processes.REPO_ROOT = Path(args.baseline).resolve()
+    try:
+        for name in names:
+            await grid.start(name)
+    finally:
+        processes.REPO_ROOT = own
 
 
 async def quiet(reactor: Any, args: argparse.Namespace) -> None:
@@ -182,12 +213,11 @@ async def lag_once(writer: Writer, observer: IceObserver, identity: str) -> dict
 async def measure_lag(
     reactor: Any, kind: str, root: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    grid = Grid(reactor, kind, root / f"{kind}-lag", [MASTER, "Replica1"], args.gridreg_internal)
+    grid = grid_for(reactor, kind, root / f"{kind}-lag", [MASTER, "Replica1"], args)
     writer: Writer | None = None
     observer: IceObserver | None = None
     try:
-        await grid.start(MASTER)
-        await grid.start("Replica1")
+        await start_replicas(grid, kind, [MASTER, "Replica1"], args)
         writer = await open_writer(reactor, grid, own_process(args))
         observer = await IceObserver.open(reactor, grid, "Replica1")
         await wait_synced(reactor, grid, writer, ["Replica1"], "lag")
@@ -489,15 +519,11 @@ async def measure_throughput(
     reactor: Any, kind: str, root: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     slaves = ["Replica1", "Replica2"]
-    grid = Grid(
-        reactor, kind, root / f"{kind}-throughput", [MASTER, *slaves], args.gridreg_internal
-    )
+    grid = grid_for(reactor, kind, root / f"{kind}-throughput", [MASTER, *slaves], args)
     writer: Writer | None = None
     results: dict[str, Any] = {}
     try:
-        await grid.start(MASTER)
-        for slave in slaves:
-            await grid.start(slave)
+        await start_replicas(grid, kind, [MASTER, *slaves], args)
         writer = await open_writer(reactor, grid, own_process(args))
         await wait_synced(reactor, grid, writer, slaves, "throughput")
         await writer.add_many("tputwarm", "obj", 0, 100, 16)
@@ -618,6 +644,10 @@ def median_result(measured: list[Any]) -> Any:
 async def main(reactor: Any, args: argparse.Namespace) -> None:
     kinds = registries(args.registries)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if args.baseline:
+        if "sync" in parts:
+            raise SystemExit("--baseline takes the lag and throughput parts only")
+        kinds.insert(kinds.index("gridreg") if "gridreg" in kinds else len(kinds), BASELINE)
     for part in parts:
         if part not in PARTS:
             raise SystemExit(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
@@ -703,6 +733,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--profile-top", type=int, default=15, help="frames to list per profile")
     internal_argument(parser)
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        default=None,
+        help=f"also run gridreg from the checkout DIR (as {BASELINE}) in the lag and "
+        "throughput parts: before and after a change in one run",
+    )
     parser.add_argument(
         "--gridreg-writer",
         choices=("process", "inline"),

@@ -30,7 +30,7 @@ _MESSAGE = b"x" * 60  # about a findAdapterById request or reply
 
 
 def serve(cpu: int) -> None:
-    """Answer every read with one message; at EOF print CPU us per round trip."""
+    """Answer every read with one message; at EOF print CPU, user, system us per round trip."""
     os.sched_setaffinity(0, {cpu})
     listener = socket.create_server(("127.0.0.1", 0))
     print(listener.getsockname()[1], flush=True)
@@ -44,8 +44,11 @@ def serve(cpu: int) -> None:
         for _fd, _event in poller.poll(-1):
             if not connection.recv(65536):
                 end = os.times()
-                cpu_s = end.user + end.system - start.user - start.system
-                print(f"{cpu_s / max(answered, 1) * 1e6:.1f}", flush=True)
+                user, system = end.user - start.user, end.system - start.system
+                per = 1e6 / max(answered, 1)
+                print(
+                    f"{(user + system) * per:.1f} {user * per:.1f} {system * per:.1f}", flush=True
+                )
                 return
             answered += 1
             connection.send(_MESSAGE)
@@ -66,8 +69,19 @@ def call(cpu: int, port: int, round_trips: int) -> None:
 
 def measure(server_cpu: int, client_cpu: int, round_trips: int) -> tuple[float, float]:
     """Server CPU us per round trip and round trips per second."""
+    cpu, _user, _system, rate = measure_split(server_cpu, client_cpu, round_trips)
+    return cpu, rate
+
+
+def measure_split(
+    server_cpu: int, client_cpu: int, round_trips: int
+) -> tuple[float, float, float, float]:
+    """Server CPU, user and system us per round trip, and round trips per second."""
     me = [sys.executable, "-m", "bench.wakeup_floor"]
-    server = subprocess.Popen([*me, "--serve", str(server_cpu)], stdout=subprocess.PIPE, text=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where bench is
+    server = subprocess.Popen(
+        [*me, "--serve", str(server_cpu)], stdout=subprocess.PIPE, text=True, cwd=root
+    )
     assert server.stdout is not None
     port = server.stdout.readline().strip()
     rate = subprocess.run(
@@ -75,10 +89,11 @@ def measure(server_cpu: int, client_cpu: int, round_trips: int) -> tuple[float, 
         stdout=subprocess.PIPE,
         text=True,
         check=True,
+        cwd=root,
     ).stdout.strip()
-    cpu = server.stdout.readline().strip()
+    cpu, user, system = (float(v) for v in server.stdout.readline().split())
     server.wait()
-    return float(cpu), float(rate)
+    return cpu, user, system, float(rate)
 
 
 def main() -> None:
@@ -95,10 +110,11 @@ def main() -> None:
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("needs two CPUs")
     for label, cpus in (("same CPU", (0, 0)), ("other CPU", (1, 0))):
-        runs = sorted(measure(*cpus, args.round_trips) for _ in range(args.repeats))
-        cpu, rate = runs[len(runs) // 2]
+        runs = sorted(measure_split(*cpus, args.round_trips) for _ in range(args.repeats))
+        cpu, user, system, rate = runs[len(runs) // 2]
         print(
-            f"client on the {label:9}: server {cpu:5.1f} us CPU per round trip, "
+            f"client on the {label:9}: server {cpu:5.1f} us CPU per round trip "
+            f"(user {user:.1f}, system {system:.1f}), "
             f"{rate:7.0f} round trips/s (median of {args.repeats})"
         )
 

@@ -62,6 +62,7 @@ def idle_socket(transport: Any) -> Any:
         or transport.TLS
         or not transport.connected
         or transport.disconnecting
+        or transport._aborting
         or transport._writeDisconnected
         or transport.producer is not None
         or transport.dataBuffer

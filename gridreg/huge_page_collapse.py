@@ -35,6 +35,8 @@ the process allocates; a kernel without C{MADV_COLLAPSE}, a machine with
 transparent huge pages off (C{never}) or C{GridReg.HugePages.Collapse=0}
 (the default) leaves it as it was. C{GridReg.HugePages=1} (L{gridreg.huge_pages}) puts
 the whole heap on huge pages from the start, at 0.2 s of every start-up.
+Since L{gridreg.early_close} (on by default) the connections close before
+the memory is freed anyway, so neither is needed for that.
 """
 
 from __future__ import annotations

@@ -10,10 +10,20 @@ from __future__ import annotations
 import os
 import threading
 
+import attrs
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from bench._harness import LoadResult, ProcessWindow, Variant, parse_property_options, variants
-from bench.locate import LocateResult, WireWindow, batch_scheduling, goal_verdicts
+from bench.locate import (
+    LocateResult,
+    WireWindow,
+    batch_scheduling,
+    goal_verdicts,
+    parse_perf_count,
+    pin,
+    user_system_seconds,
+)
 
 
 def result(
@@ -56,6 +66,38 @@ class PerReplyTests(SynchronousTestCase):
 
     def test_nothing_per_reply_without_replies(self) -> None:
         self.assertIsNone(result(0, 0.01, [0.02]).client_cpu_us_per_reply)
+
+
+class UserSystemTests(SynchronousTestCase):
+    def test_split_per_locate(self) -> None:
+        """The registry's user and system time, and its system calls, per locate."""
+        measured = attrs.evolve(
+            result(1000, registry_cpu=0.03, client_cpus=[0.02]),
+            wire=WireWindow(
+                0, 0, 0, 0, registry_user=0.01, registry_system=0.02, registry_syscalls=3000
+            ),
+        )
+        self.assertAlmostEqual(measured.user_us_per_locate, 10.0)
+        self.assertAlmostEqual(measured.system_us_per_locate, 20.0)
+        self.assertEqual(measured.syscalls_per_locate, 3.0)
+        self.assertEqual(measured.as_json()["registry_syscalls_per_locate"], 3.0)
+
+    def test_no_syscalls_unless_counted(self) -> None:
+        self.assertIsNone(result(1000, 0.01, [0.02]).syscalls_per_locate)
+
+    def test_own_process_split(self) -> None:
+        """This process's user and system seconds, as /proc has them, add up to os.times()'s."""
+        before = os.times()
+        user, system = user_system_seconds(os.getpid())
+        after = os.times()
+        self.assertGreaterEqual(user + system, before.user + before.system - 0.02)
+        self.assertLessEqual(user + system, after.user + after.system + 0.02)
+
+    def test_perf_count(self) -> None:
+        """perf stat -x, output: the event's count, or None when perf could not count it."""
+        self.assertEqual(parse_perf_count("\n12345,,raw_syscalls:sys_enter,2000,100.00,,\n"), 12345)
+        self.assertIsNone(parse_perf_count("<not counted>,,raw_syscalls:sys_enter,0,0.00,,"))
+        self.assertIsNone(parse_perf_count("perf: command not found"))
 
 
 class GoalTests(SynchronousTestCase):
@@ -125,5 +167,42 @@ class BatchSchedulingTests(SynchronousTestCase):
         finally:
             for task in os.listdir(f"/proc/{os.getpid()}/task"):
                 os.sched_setscheduler(int(task), os.SCHED_OTHER, os.sched_param(0))
+            release.set()
+            thread.join()
+
+
+class WakeupFloorTests(SynchronousTestCase):
+    def test_split_adds_up(self) -> None:
+        """The bare loop's CPU per round trip is its user plus its system time."""
+        from bench.wakeup_floor import measure_split
+
+        cpu, user, system, rate = measure_split(0, 0, 300)
+        self.assertAlmostEqual(cpu, user + system, delta=0.16)  # each printed to 0.1
+        self.assertGreater(rate, 0)
+
+
+class PinTests(SynchronousTestCase):
+    def test_every_thread(self) -> None:
+        """A thread started before the call is kept on the CPU too."""
+        release = threading.Event()
+        ready = threading.Event()
+        native: list[int] = []
+
+        def waiting() -> None:
+            native.append(threading.get_native_id())
+            ready.set()
+            release.wait()
+
+        everywhere = os.sched_getaffinity(0)
+        thread = threading.Thread(target=waiting)
+        thread.start()
+        ready.wait()
+        try:
+            pin(os.getpid(), 0)
+            self.assertEqual(os.sched_getaffinity(native[0]), {0})
+            self.assertEqual(os.sched_getaffinity(0), {0})
+        finally:
+            for task in os.listdir(f"/proc/{os.getpid()}/task"):
+                os.sched_setaffinity(int(task), everywhere)
             release.set()
             thread.join()

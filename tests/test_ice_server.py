@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bz2
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.error import ConnectionDone
@@ -338,6 +338,129 @@ class ServerProtocolTests(SynchronousTestCase):
         self.assertEqual([r.request_id for r in got], [2])
         self.assertTrue(self.transport.disconnecting)
 
+    def test_repeat_alone_answered_from_the_last_reply(self) -> None:
+        """
+        A connection that repeats its last cached request, one per read (one
+        request in flight), gets the same reply each time with the new
+        request id, framed as the first, and the servant runs once.
+        """
+        self.received(request(1, "echo", string_params("r")))
+        self.transport.clear()
+        self.protocol.dataReceived(request(2, "echo", string_params("r")))
+        second = self.transport.value()
+        for request_id in (3, 4, 0x01020304, -5):
+            self.transport.clear()
+            self.protocol.dataReceived(request(request_id, "echo", string_params("r")))
+            expected = second[:14] + request_id.to_bytes(4, "little", signed=True) + second[18:]
+            self.assertEqual(self.transport.value(), expected)
+        self.assertEqual(self.servant.calls, ["r"])
+
+    def test_repeat_after_a_change_is_answered_afresh(self) -> None:
+        """
+        After the adapter's cached replies are invalidated (the registry's
+        state changed), a repeat of the connection's last request is
+        dispatched again and answered with the new reply, never the old one.
+        """
+        answers = iter(["before", "after"])
+
+        class Changing(Servant):
+            @operation("state", idempotent=True, cacheable=True)
+            def state(self, request: Request, params: InputStream) -> bytes:
+                out = OutputStream(request.encoding)
+                out.write_string(next(answers))
+                return out.getvalue()
+
+        changing = Identity("changing", "test")
+        self.adapter.add(changing, Changing())
+
+        def state(request_id: int) -> str:
+            [reply] = self.received(request(request_id, "state", identity=changing))
+            self.assertEqual(reply.request_id, request_id)
+            return InputStream(reply.payload, reply.encoding).read_string()
+
+        self.assertEqual([state(1), state(2), state(3)], ["before"] * 3)
+        self.adapter.invalidate()
+        self.assertEqual([state(4), state(5), state(6)], ["after"] * 3)
+
+    def test_repeat_after_an_object_is_removed(self) -> None:
+        """Removing the object a repeat names: the repeat gets ObjectNotExist, not the old reply."""
+        for request_id in (1, 2, 3):
+            self.received(request(request_id, "echo", string_params("o")))
+        self.adapter.remove(ECHO)
+        [reply] = self.received(request(4, "echo", string_params("o")))
+        self.assertEqual((reply.request_id, reply.status), (4, ReplyStatus.OBJECT_NOT_EXIST))
+
+    def test_repeat_differing_in_any_other_byte_is_not_the_last_reply(self) -> None:
+        """
+        A read as long as the last cached request but different outside its
+        request id (another argument, another compression flag, another
+        size field) is not answered with the last reply.
+        """
+        self.received(request(1, "echo", string_params("a")))
+        self.received(request(2, "echo", string_params("a")))
+        [reply] = self.received(request(3, "echo", string_params("b")))
+        self.assertEqual(InputStream(reply.payload, reply.encoding).read_string(), "b")
+        self.received(request(4, "echo", string_params("a")))
+        flagged = request(5, "echo", string_params("a"))
+        flagged = flagged[:9] + b"\x01" + flagged[10:]
+        self.transport.clear()
+        self.protocol.dataReceived(flagged)
+        self.assertEqual(self.transport.value()[9], 1)
+        bad_size = request(6, "echo", string_params("a"))
+        bad_size = bad_size[:10] + (len(bad_size) + 1).to_bytes(4, "little") + bad_size[14:]
+        self.assertEqual(self.received(bad_size), [])
+        self.assertEqual(self.servant.calls, ["a", "b"])
+
+    def test_oneway_repeat_gets_no_reply(self) -> None:
+        """A oneway repeat of the last cached request, alone in a read, is not answered."""
+        for request_id in (1, 2):
+            self.received(request(request_id, "echo", string_params("w")))
+        self.assertEqual(self.received(request(0, "echo", string_params("w"))), [])
+        self.assertEqual(self.received(request(3, "echo", string_params("w")))[0].request_id, 3)
+
+    def test_repeat_counts_as_acm_activity(self) -> None:
+        """Under ACM, a repeat answered from the last reply is activity, at the clock's time."""
+        clock = Clock()
+        factory = IceServerFactory(self.adapter, max_message_size=4096, clock=clock)
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        for request_id in (1, 2, 3):
+            clock.advance(5)
+            protocol.dataReceived(request(request_id, "echo", string_params("t")))
+            self.assertEqual(protocol.last_activity, clock.seconds())
+        self.assertEqual(self.servant.calls, ["t"])
+
+    def test_repeat_after_a_partial_read_of_another(self) -> None:
+        """A repeat whose bytes come in two reads is answered once whole, with its own id."""
+        for request_id in (1, 2):
+            self.received(request(request_id, "echo", string_params("q")))
+        data = request(3, "echo", string_params("q"))
+        self.assertEqual(self.received(data[:16]), [])
+        self.assertEqual([r.request_id for r in self.received(data[16:])], [3])
+        repeat = self.received(request(4, "echo", string_params("q")))
+        self.assertEqual([r.request_id for r in repeat], [4])
+        self.assertEqual(self.servant.calls, ["q"])
+
+    def test_no_memo_for_an_adapter_that_answers_its_own_way(self) -> None:
+        """An adapter whose cached_reply is its own is asked for every request."""
+        asked: list[bytes] = []
+
+        class Asking(ObjectAdapter):
+            def cached_reply(self, key: bytes) -> bytes | None:
+                asked.append(key)
+                return super().cached_reply(key)
+
+        asking = Asking("Asking")
+        asking.add(ECHO, self.servant)
+        protocol = IceServerFactory(asking).buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(request(1, "echo", string_params("n")))
+        for request_id in (2, 3, 4):
+            before = len(asked)
+            protocol.dataReceived(request(request_id, "echo", string_params("n")))
+            self.assertEqual(len(asked), before + 1)
+        self.assertEqual(self.servant.calls, ["n"])
+
     def test_heartbeat_ignored(self) -> None:
         self.assertEqual(self.received(VALIDATE_CONNECTION), [])
         self.assertTrue(self.transport.connected)
@@ -393,6 +516,79 @@ class ServerProtocolTests(SynchronousTestCase):
         size = 14 + len(junk)
         protocol.dataReceived(b"IceP\x01\x00\x01\x00\x00\x00" + size.to_bytes(4, "little") + junk)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class _NoMemoAdapter(ObjectAdapter):
+    """The same reply cache, asked through a method of its own: no connection memo."""
+
+    def cached_reply(self, key: bytes) -> bytes | None:
+        return super().cached_reply(key)
+
+
+_STEP = st.one_of(
+    st.tuples(
+        st.just("request"),
+        st.integers(min_value=-(2**31), max_value=2**31 - 1),
+        st.sampled_from(["a", "b", "bb"]),
+        st.sampled_from([0, 1]),
+        st.integers(min_value=0, max_value=40),
+    ),
+    st.tuples(st.just("invalidate")),
+)
+
+
+class MemoDifferentialTests(SynchronousTestCase):
+    """A connection's memo of its last reply changes no byte it writes."""
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(_STEP, max_size=30))
+    @example([("request", 1, "a", 0, 0), ("request", 2, "a", 0, 0), ("request", 3, "a", 1, 0)])
+    @example([("request", 1, "a", 0, 0), ("request", 2, "a", 0, 0), ("invalidate",)] * 2)
+    def test_same_bytes_as_without_the_memo(self, steps: list) -> None:  # type: ignore[type-arg]
+        """
+        Any sequence of requests (repeats with any request id, oneways,
+        either compression flag, some split over two reads) and cache
+        invalidations: the bytes written are those of a connection whose
+        adapter has no memo, and the servant's answers change at each
+        invalidation as the state would.
+        """
+        sides = []
+        for kind in (ObjectAdapter, _NoMemoAdapter):
+            adapter = kind("Test")
+            servant = _Versioned()
+            adapter.add(ECHO, servant)
+            protocol = IceServerFactory(adapter, max_message_size=4096).buildProtocol(None)
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            sides.append((adapter, servant, protocol, transport))
+        for step in steps:
+            for adapter, servant, protocol, _transport in sides:
+                if step[0] == "invalidate":
+                    servant.version += 1
+                    adapter.invalidate()
+                    continue
+                _, request_id, text, flag, cut = step
+                data = request(request_id, "echo", string_params(text))
+                data = data[:9] + bytes([flag]) + data[10:]
+                if 0 < cut < len(data):
+                    protocol.dataReceived(data[:cut])
+                    protocol.dataReceived(data[cut:])
+                else:
+                    protocol.dataReceived(data)
+        self.assertEqual(sides[0][3].value(), sides[1][3].value())
+
+
+class _Versioned(Servant):
+    """Echoes its argument with the version of the state it answered from."""
+
+    def __init__(self) -> None:
+        self.version = 0
+
+    @operation("echo", idempotent=True, cacheable=True)
+    def echo(self, request: Request, params: InputStream) -> bytes:
+        out = OutputStream(request.encoding)
+        out.write_string(f"{params.read_string()}@{self.version}")
+        return out.getvalue()
 
 
 class BidirectionalTests(SynchronousTestCase):

@@ -9,6 +9,7 @@ C{GridReg.LeanReactor=0} or a reactor is already installed.
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 from twisted.internet import reactor as installed_reactor
 from twisted.internet.error import ConnectionDone
@@ -47,11 +48,13 @@ _LOCATOR = Identity("Locator", "Test")
 
 class _Locator(Servant):
     type_id = "::Ice::Locator"
+    #: what the answer starts with (a test changes it, as a registry change would)
+    prefix = "found"
 
     @operation("findAdapterById", idempotent=True, cacheable=True)
     def find(self, request: Request, params: InputStream) -> bytes:
         out = OutputStream(request.encoding)
-        out.write_string(f"found {params.read_string()}")
+        out.write_string(f"{self.prefix} {params.read_string()}")
         return out.getvalue()
 
 
@@ -132,11 +135,14 @@ class _OneInFlight(_Collect):
         super().__init__(writes[0], replies)
         self.queue = writes[1:]
         self.sent = 1
+        #: write number (1 first) -> what to call just before sending it
+        self.before_write: dict[int, Callable[[], None]] = {}
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)
         if self.queue and len(self.messages()) - 1 >= self.sent:
             self.sent += 1
+            self.before_write.get(self.sent, lambda: None)()
             self.transport.write(self.queue.pop(0))
 
 
@@ -215,6 +221,36 @@ class LeanOneInFlightTestsBuilder(_Lean, ReactorBuilder):
         self.assertEqual(
             [InputStream(r.payload).read_string() for r in decoded],
             ["found A"] * 5 + ["found B"],
+        )
+
+    def test_one_in_flight_repeat_after_a_change(self) -> None:
+        """
+        Over TCP, one request in flight, the same locate repeated: once the
+        adapter is invalidated (a registry change) between two of them, the
+        next repeat gets the new answer, not the connection's last reply.
+        """
+        reactor = self.buildReactor()
+        adapter = ObjectAdapter("Test")
+        locator = _Locator()
+        adapter.add(_LOCATOR, locator)
+        port = reactor.listenTCP(0, IceServerFactory(adapter), interface="127.0.0.1")
+        client = _OneInFlight([_request(i, "A") for i in range(1, 7)], 6)
+
+        def change() -> None:
+            locator.prefix = "moved"
+            adapter.invalidate()
+
+        client.before_write = {4: change}
+        factory = ClientFactory.forProtocol(lambda: client)
+        factory.reactor = reactor
+        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+        self.runReactor(reactor, timeout=10)
+        _first, *replies = client.messages()
+        decoded = [decode_reply(m[HEADER_SIZE:]) for m in replies]
+        self.assertEqual([r.request_id for r in decoded], [1, 2, 3, 4, 5, 6])
+        self.assertEqual(
+            [InputStream(r.payload).read_string() for r in decoded],
+            ["found A"] * 3 + ["moved A"] * 3,
         )
 
 

@@ -341,6 +341,7 @@ SAMPLES: dict[str, tuple[Mapping[str, str], str]] = {
     "GridReg.Scheduler": ({}, "normal"),
     "GridReg.HugePages": ({}, "1"),
     "GridReg.HugePages.Collapse": ({}, "30"),
+    "GridReg.EarlyClose": ({}, "0"),
     "GridReg.LeanReactor": ({}, "0"),
     "GridReg.Client.ReadPause": ({}, "100"),
     "IceGrid.Registry.Discovery.Enabled": ({}, "1"),

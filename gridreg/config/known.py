@@ -166,6 +166,7 @@ def _known() -> tuple[dict[str, PropertySpec], tuple[str, ...]]:
     k["GridReg.Scheduler"] = PropertySpec(PropertyKind.CHOICE, "batch", ("batch", "normal"))
     k["GridReg.HugePages"] = PropertySpec(PropertyKind.INT, "0")
     k["GridReg.HugePages.Collapse"] = PropertySpec(PropertyKind.INT, "0")
+    k["GridReg.EarlyClose"] = PropertySpec(PropertyKind.INT, "1")
     k["GridReg.LeanReactor"] = PropertySpec(PropertyKind.INT, "1")
     k["GridReg.Client.ReadPause"] = PropertySpec(PropertyKind.INT, "0")
     k["GridReg.Node.LoadAverageFile"] = PropertySpec(default="/proc/loadavg")
@@ -476,6 +477,7 @@ PROPERTY_SUPPORT: Mapping[str, PropertySupport] = {
     "GridReg.Scheduler": _HONOURED,
     "GridReg.HugePages": _HONOURED,
     "GridReg.HugePages.Collapse": _HONOURED,
+    "GridReg.EarlyClose": _HONOURED,
     "GridReg.LeanReactor": _HONOURED,
     "GridReg.Client.ReadPause": _HONOURED,
     "GridReg.Node.LoadAverageFile": _HONOURED,

@@ -168,6 +168,9 @@ class ObjectAdapter:
         self._routers: dict[str, CategoryRouter] = {}
         self._cache: dict[bytes, bytes] = {}
         self.cache_limit = 100_000
+        #: counts L{invalidate}s: a reply taken from the cache stays valid
+        #: while this is unchanged (a connection's memo of its last one)
+        self.replies_epoch = 0
 
     def add(self, identity: Identity, servant: Servant) -> None:
         self._servants[identity] = servant
@@ -191,6 +194,7 @@ class ObjectAdapter:
 
     def invalidate(self) -> None:
         """Forget every cached reply: the state they were computed from changed."""
+        self.replies_epoch += 1
         self._cache.clear()
 
     def cached_reply(self, key: bytes) -> Optional[bytes]:
@@ -207,6 +211,16 @@ class ObjectAdapter:
         if type(self).cached_reply is ObjectAdapter.cached_reply:
             return self._cache.get
         return self.cached_reply
+
+    def replies_memoizable(self) -> bool:
+        """
+        Whether a connection may keep the reply of its last cached request
+        and answer a repeat of the same bytes with it while
+        C{replies_epoch} is unchanged: so for this cache, whose replies only
+        go stale at L{invalidate}; not for a subclass that answers
+        C{cached_reply} its own way.
+        """
+        return type(self).cached_reply is ObjectAdapter.cached_reply
 
     def dispatch(
         self, request: Request, cache_key: Optional[bytes] = None, connection: Any = None

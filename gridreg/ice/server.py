@@ -8,6 +8,11 @@ by one C{dataReceived} are joined into one write. A malformed, truncated or
 oversize message closes only its own connection, with a logged reason. With
 an L{AcmMonitor}, idle and stalled connections are closed as Ice's ACM does.
 
+A read that is one request answered from the adapter's reply cache takes a
+short path, and a connection keeps that answer: a client with one request
+in flight that repeats it (a locate polled in a loop) is answered from the
+memo with its new request id, until the adapter's cache is invalidated.
+
 Connections are bidirectional: L{IceServerProtocol.call} sends a request to
 an object on the client's side of the connection (one the client serves
 there with C{Connection.setAdapter}) and the reply comes back on it.
@@ -66,6 +71,8 @@ _PLAIN_REQUEST = MAGIC + bytes((1, 0, 1, 0, int(MessageType.REQUEST)))
 _REQUEST = int(MessageType.REQUEST)
 #: a request's header and request id, the least a request can be
 _REQUEST_MIN = HEADER_SIZE + 4
+#: a oneway request's request id
+_ONEWAY = bytes(4)
 
 #: Ice.MessageSizeMax's default: 1 MiB
 DEFAULT_MESSAGE_SIZE_MAX = 1024 * 1024
@@ -117,6 +124,14 @@ class IceServerProtocol(Protocol):
         self._partial = False
         #: the adapter's reply cache lookup, bound once (C{reply_lookup})
         self._cached_reply = adapter.reply_lookup()
+        #: the memo of the last read the one-request path answered from the
+        #: cache (L{_remember}): its size, header and bytes after the request
+        #: id, the reply's header and body, and the adapter's replies_epoch
+        #: then, which any change to the state the cache reflects moves on
+        self._memoize = adapter.replies_memoizable()
+        self._memo_size = -1
+        self._memo_head = self._memo_key = self._memo_reply_head = self._memo_body = b""
+        self._memo_epoch = -1
         self._closed = False
         #: for the ACM monitor: last whole message in or out, last progress
         #: on an incomplete one, dispatches not answered yet
@@ -264,6 +279,25 @@ class IceServerProtocol(Protocol):
             self._partial = False
             data = framed
         elif (
+            # The hottest path: a read that is the same request as the last
+            # one the path below answered (its header and every byte after
+            # the request id), the cache unchanged since: the reply is the
+            # memo's with this request id. A client with one request in
+            # flight that repeats a locate sends exactly that.
+            len(data) == self._memo_size
+            and data.startswith(self._memo_head)
+            and data.endswith(self._memo_key)
+            and self._memo_epoch == self.adapter.replies_epoch
+        ):
+            monitor = self.monitor
+            if monitor is not None:
+                self.last_activity = monitor.clock.seconds()
+                self.partial_since = None
+            request_id = data[HEADER_SIZE:_REQUEST_MIN]
+            if request_id != _ONEWAY:
+                self._write(self._memo_reply_head + request_id + self._memo_body)
+            return
+        elif (
             # The hot path: a read that is exactly one plain request (as Ice
             # sends them: protocol and encoding 1.0, not compressed) answered
             # from the reply cache. With one request in flight every locate
@@ -274,22 +308,21 @@ class IceServerProtocol(Protocol):
             and data[9] != 2
             and _unpack_size(data, 10)[0] == len(data)
         ):
-            body = self._cached_reply(data[_REQUEST_MIN:])
+            key = data[_REQUEST_MIN:]
+            body = self._cached_reply(key)
             if body is not None:
                 monitor = self.monitor
                 if monitor is not None:
                     self.last_activity = monitor.clock.seconds()
                     self.partial_since = None
-                (request_id,) = _unpack_request_id(data, HEADER_SIZE)
-                if not request_id:
-                    return  # a oneway repeat
-                reply = (
-                    pack_reply_prefix(
-                        REPLY_PREFIXES[1 if data[9] else 0], len(body) + _REQUEST_MIN, request_id
-                    )
-                    + body
-                )
-                self._write(reply)
+                reply_head = pack_reply_prefix(
+                    REPLY_PREFIXES[1 if data[9] else 0], len(body) + _REQUEST_MIN, 0
+                )[:HEADER_SIZE]
+                if self._memoize:
+                    self._remember(data, key, reply_head, body)
+                request_id = data[HEADER_SIZE:_REQUEST_MIN]
+                if request_id != _ONEWAY:
+                    self._write(reply_head + request_id + body)
                 return
         replies: list[bytes] = []
         self._frame(data, replies)
@@ -297,6 +330,15 @@ class IceServerProtocol(Protocol):
             self._write(replies[0] if len(replies) == 1 else b"".join(replies))
             if self._read_pause and 2 <= len(replies) < PAUSE_BELOW and not self._closed:
                 self._pause_reading()
+
+    def _remember(self, data: bytes, key: bytes, reply_head: bytes, body: bytes) -> None:
+        """Keep the one-request path's answer to C{data} for a repeat of it."""
+        self._memo_size = len(data)
+        self._memo_head = data[:HEADER_SIZE]
+        self._memo_key = key
+        self._memo_reply_head = reply_head
+        self._memo_body = body
+        self._memo_epoch = self.adapter.replies_epoch
 
     def _write(self, data: bytes) -> None:
         """

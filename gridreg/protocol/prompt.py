@@ -244,3 +244,100 @@ class ThreadAnswer(amp.AmpBox):
                     self._protocol._write_thread_tail()
                     return
         proto.sendBox(self)
+
+
+class ThreadCall(amp.AmpBox):
+    """
+    A call that the thread which finishes some work may send itself as soon
+    as that work is done: a master's push of a commit, sent by the store's
+    thread once the commit is durable (the reactor's wake-up from the
+    store's thread sat between every commit and its pushes, on every
+    replicated write's path and its lag's).
+
+    The reactor L{issue}s it before the work starts, as AMP issues any call
+    (its tag, the answer's Deferred), but its bytes are held. Then: the
+    worker thread may L{send_from_thread} it, only on an idle plain TCP
+    connection (L{idle_socket}) under the protocol's C{send_lock}, which
+    every reactor send also holds (bytes never interleave, a box the
+    reactor buffered goes first); afterwards the reactor either
+    L{release}s it (sent as any box unless the thread sent it: a busy,
+    closing or TLS connection, or no thread at all) or, if the work failed,
+    L{withdraw}s it (never sent, its answer forgotten). Either way it is
+    sent at most once, the same bytes as AMP's.
+    """
+
+    def __init__(self, protocol: PromptWriter, **values: bytes) -> None:
+        super().__init__(**values)
+        self._protocol = protocol
+        #: the box's bytes, once issued
+        self._data: Optional[bytes] = None
+        #: taken: sent by the thread, released, or withdrawn
+        self._taken = False
+
+    def issue(self, command: bytes) -> Any:
+        """
+        On the reactor: give the call its tag and register its answer with
+        AMP (C{_sendBoxCommand}, as C{callRemoteString}); nothing is sent.
+        Returns AMP's Deferred of the answer box.
+        """
+        protocol: Any = self._protocol
+        return protocol._sendBoxCommand(command, self)
+
+    def _sendTo(self, proto: Any) -> None:
+        """AMP's send at L{issue}: the bytes wait for the thread or L{release}."""
+        self._data = serialize(self)
+
+    def send_from_thread(self) -> bool:
+        """From the worker thread: send the call now if the socket is idle; whether it went."""
+        protocol: Any = self._protocol
+        lock = protocol.send_lock
+        if lock is None:
+            return False
+        with lock:
+            data = self._data
+            if self._taken or data is None:
+                return False
+            socket = idle_socket(protocol.transport)
+            if socket is None or protocol._locked or protocol._thread_tail:
+                return False
+            try:
+                sent = socket.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return False  # the reactor meets the error on its own send, and closes
+            self._taken = True
+            if sent < len(data):
+                protocol._thread_tail = data[sent:]
+            return True
+
+    def release(self) -> None:
+        """On the reactor, once the work is done: send the call unless the thread did."""
+        protocol: Any = self._protocol
+        lock = protocol.send_lock
+        if lock is not None:
+            with lock:
+                taken, self._taken = self._taken, True
+                if taken:
+                    protocol._write_thread_tail()
+                    return
+        elif self._taken:
+            return
+        self._taken = True
+        if self._data is not None and protocol._failAllReason is None:
+            protocol.sendBox(self)  # its answer was registered at issue
+
+    def withdraw(self) -> None:
+        """On the reactor, the work failed: the call is never sent, its answer forgotten."""
+        protocol: Any = self._protocol
+        lock = protocol.send_lock
+        if lock is not None:
+            with lock:
+                taken, self._taken = self._taken, True
+        else:
+            taken, self._taken = self._taken, True
+        if taken:
+            return
+        requests = protocol._outstandingRequests
+        if requests is not None:
+            requests.pop(self.get(b"_ask"), None)

@@ -127,6 +127,13 @@ class RegistryDatabase:
         self.max_change_bytes = MAX_CHANGE_BYTES
         #: sends committed changes (one batch, in serial order) to the slaves (set on a master)
         self.replicate: Callable[[Sequence[Change]], Deferred[None]] = lambda changes: succeed(None)
+        #: on a master: readies a batch's pushes before its commit, returning what the
+        #: store's thread calls once the batch is durable (see L{MasterReplication.prepare})
+        self.prepare_replication: Optional[
+            Callable[[Sequence[Change]], Optional[Callable[[], None]]]
+        ] = None
+        #: forgets the pushes readied for a batch the store refused
+        self.abandon_replication: Callable[[], None] = lambda: None
         #: staged writes waiting for the next transaction
         self._queue: list[_Queued] = []
         self._committing = False
@@ -258,15 +265,18 @@ class RegistryDatabase:
                 behind=len(behind),
                 reason=failure.getErrorMessage(),
             )
+            self.abandon_replication()  # what was readied for the slaves is never sent
             self._reload()
             for queued in batch + behind:
                 queued.durable.errback(failure)
             self._release(self._after_commit)  # they wait for the reload now
             self._fire_idle()
 
-        self.store.commit_many([queued.mutations for queued in batch], copy=False).addCallbacks(
-            durable, refused
-        )
+        self.store.commit_many(
+            [queued.mutations for queued in batch],
+            copy=False,
+            on_assigned=self.prepare_replication,
+        ).addCallbacks(durable, refused)
 
     def _reload(self) -> None:
         """Drop what was staged: load the state again from what the store holds."""

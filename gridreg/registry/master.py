@@ -17,6 +17,7 @@ per push was a C{callLater} and its cancellation on every write, per slave.
 from __future__ import annotations
 
 import json
+import threading
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
@@ -27,6 +28,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from gridreg.direct_send import PLAIN_TCP
 from gridreg.ice.server import set_no_delay
 from gridreg.protocol.chunking import new_transfer_id, send_blob, send_stream
 from gridreg.protocol.commands import (
@@ -36,6 +38,7 @@ from gridreg.protocol.commands import (
     ReplicaSetChanged,
 )
 from gridreg.protocol.errors import DuplicateReplicaError, QuorumError, failure_reason
+from gridreg.protocol.prompt import PromptWriter, ThreadCall
 from gridreg.registry.snapshot_stream import Run, SnapshotProducer, in_thread
 from gridreg.registry.replica_status import DISCONNECTED, FAILED, LIVE, SYNCING, ReplicaStatus
 from gridreg.registry.trace import TraceLevels
@@ -87,6 +90,8 @@ class SlaveSession:
         self.pushed_at: Optional[float] = None
         #: that push's outcome, for the watch to fail once it is overdue
         self._awaiting: Optional[Deferred[None]] = None
+        #: the outcome of the push readied before its commit (L{prepare_push})
+        self._prepared: Optional[Deferred[None]] = None
 
     def run(self, job: Callable[[], Deferred[Any]]) -> Deferred[Any]:
         """
@@ -164,6 +169,77 @@ class SlaveSession:
                 _settle(result, d)
 
         return maybeDeferred(self.push, changes, texts).addBoth(done)
+
+    def prepare_push(self, changes: Sequence[Change], texts: list[str]) -> Optional[ThreadCall]:
+        """
+        On the reactor, before C{changes} commit on the master: if this
+        session is idle and live on a plain TCP connection, and the changes
+        are exactly the next ones the slave needs in one inline batch, issue
+        their push now (L{ThreadCall}: its tag and answer registered, its
+        bytes held) for the store's thread to send once the commit is
+        durable, and hold the session busy for it until it is answered.
+        Else None: the push goes as any, once the commit is durable.
+        """
+        protocol: Any = self.protocol
+        if (
+            not self.live
+            or self.closed
+            or self._running
+            or self._jobs
+            or self._flush_queued
+            or protocol.send_lock is None
+            or protocol._failAllReason is not None
+            or type(protocol.transport) not in PLAIN_TCP
+            or changes[0].serial != self.serial + 1
+        ):
+            return None
+        # change_to_json writes ASCII only: as many bytes on the wire as characters
+        text = "[" + ",".join(texts) + "]"
+        if len(text) > _BATCH_BYTES:
+            return None  # push() would split it, or chunk it
+        call = ThreadCall(
+            protocol,
+            database_id=self.database_id.encode("utf-8"),
+            changes=text.encode("ascii"),
+            transfer=b"",
+        )
+        # its timeout runs from the commit's end (L{prepared}): a slow commit of
+        # the master's own is not the slave's silence
+        answer: Deferred[None] = Deferred()
+        self._awaiting = answer
+        self._running = True
+        call.issue(PushChanges.commandName).addBoth(self._answered, answer)
+        self._prepared = answer.addBoth(self._sent)
+        return call
+
+    def prepared(self, call: ThreadCall) -> Deferred[None]:
+        """
+        On the reactor, the commit durable: the push L{prepare_push} issued
+        goes (unless the store's thread sent it); fires as L{send} does.
+        """
+        call.release()
+        d, self._prepared = self._prepared, None
+        assert d is not None
+        if not d.called:  # not answered yet: the watch times it from now
+            self.pushed_at = self.clock.seconds()
+        return d
+
+    def withdraw(self, call: ThreadCall) -> None:
+        """
+        On the reactor, the commit refused (or this session closed while it
+        ran): the push is never sent, the session idle again.
+        """
+        call.withdraw()
+        d, self._prepared = self._prepared, None
+        if d is None:
+            return
+        d.addErrback(lambda _: None)  # a lost connection's failure: no write waits for it
+        if d.called:
+            return
+        self.pushed_at = None
+        self._awaiting = None
+        self._running = False
+        self._run_next()
 
     def _call(self, command: type[amp.Command], **kwargs: Any) -> Deferred[dict[str, Any]]:
         return self.protocol.callRemote(command, **kwargs).addTimeout(self.timeout, self.clock)
@@ -319,6 +395,32 @@ def _declared(failure: Failure) -> Failure:
     return Failure(declared(error.description))
 
 
+class _Readied:
+    """The pushes readied for one commit in progress (L{MasterReplication.prepare})."""
+
+    def __init__(self, changes: Sequence[Change], texts: list[str]) -> None:
+        self.first = changes[0].serial
+        self.last = changes[-1].serial
+        #: each change's JSON, for every slave
+        self.texts = texts
+        self.calls: dict[SlaveSession, ThreadCall] = {}
+        #: what went wrong on the store's thread, reported on the reactor
+        self.thread_failure: Optional[Failure] = None
+
+    def send_from_thread(self) -> None:
+        """
+        On the store's thread, the commit durable: send each push that can
+        go now. Never raises: the commit is durable whatever happens here,
+        and the reactor sends what did not go.
+        """
+        try:
+            for session, call in self.calls.items():
+                if not session.closed:  # dropped meanwhile: the reactor withdraws it
+                    call.send_from_thread()
+        except Exception:  # the commit must not be reported failed: the reactor sends instead
+            self.thread_failure = Failure()
+
+
 def _settle(result: Any, d: Deferred[None]) -> None:
     """Fire C{d} with a push's outcome: None, or its failure."""
     if isinstance(result, Failure):
@@ -372,6 +474,8 @@ class MasterReplication:
         self._on_replicas_changed = on_replicas_changed
         #: where snapshots are encoded: a worker thread
         self.run_in_thread = in_thread(clock)
+        #: the pushes readied for the commit in progress (L{prepare})
+        self._readied: Optional[_Readied] = None
 
     def _set_status(self, name: str, state: str, reason: str = "") -> None:
         self.statuses[name] = ReplicaStatus(state, reason, self.clock.seconds())
@@ -398,7 +502,15 @@ class MasterReplication:
             raise DuplicateReplicaError(f"a replica named `{name}' is already registered")
         # Nagle's algorithm held what follows the answer (a snapshot's first
         # command) until the slave's delayed ACK: 40 ms of every sync
-        set_no_delay(getattr(protocol, "transport", None))
+        transport = getattr(protocol, "transport", None)
+        set_no_delay(transport)
+        if (
+            isinstance(protocol, PromptWriter)
+            and protocol.send_lock is None
+            and type(transport) in PLAIN_TCP
+        ):
+            # the store's thread may push on it (L{prepare}): every send holds this
+            protocol.send_lock = threading.Lock()
         same_lineage = database_id == self.store.database_id and serial <= self.store.serial
         session = SlaveSession(
             name,
@@ -543,12 +655,20 @@ class MasterReplication:
         batch = [changes] if isinstance(changes, Change) else list(changes)
         pushes: list[Deferred[bool]] = []
         live: list[Deferred[bool]] = []
+        readied = self._readied_for(batch)
         # encoded once, for every slave
-        texts = [change_to_json(c) for c in batch] if self.sessions else []
+        texts = (
+            readied.texts
+            if readied is not None
+            else ([change_to_json(c) for c in batch] if self.sessions else [])
+        )
+        calls = readied.calls if readied is not None else {}
         for session in list(self.sessions.values()):
             if session.closed:
                 continue
-            d: Deferred[bool] = session.send(batch, texts).addCallbacks(
+            call = calls.pop(session, None)
+            sent = session.send(batch, texts) if call is None else session.prepared(call)
+            d: Deferred[bool] = sent.addCallbacks(
                 lambda _: True, lambda f, s=session: self._unacknowledged(s, f)
             )
             pushes.append(d)
@@ -560,9 +680,56 @@ class MasterReplication:
                 serial=batch[-1].serial,
                 count=len(pushes),
             )
+        for session, call in calls.items():
+            # closed or lost while the commit ran: not sent, not counted, as before
+            session.withdraw(call)
         if self.min_acks <= 0:
             return _all_settled(live)
         return self._quorum(batch[-1], pushes)
+
+    def prepare(self, changes: Sequence[Change]) -> Optional[Callable[[], None]]:
+        """
+        On the reactor, before C{changes} (one group commit) commit: ready
+        each idle session's push (L{SlaveSession.prepare_push}) and return
+        what the store's thread calls once the commit is durable, which
+        sends them (or None: nothing to send from there). The pushes never
+        leave before the master's own commit is durable; L{replicate}
+        accounts for them as for any push (MinAcks included), and
+        L{abandon} forgets them if the store refuses the commit.
+        """
+        self.abandon()  # nothing can be readied for a commit that never came back
+        if not self.sessions:
+            return None
+        readied = _Readied(changes, [change_to_json(c) for c in changes])
+        for session in list(self.sessions.values()):
+            call = session.prepare_push(changes, readied.texts)
+            if call is not None:
+                readied.calls[session] = call
+        self._readied = readied
+        return readied.send_from_thread if readied.calls else None
+
+    def abandon(self) -> None:
+        """The store refused the commit L{prepare} readied pushes for: none is sent."""
+        readied, self._readied = self._readied, None
+        if readied is None:
+            return
+        for session, call in readied.calls.items():
+            session.withdraw(call)
+        if readied.thread_failure is not None:
+            self.log.failure("Could not push from the store's thread", readied.thread_failure)
+
+    def _readied_for(self, batch: list[Change]) -> Optional["_Readied"]:
+        """What L{prepare} readied for exactly C{batch}, taken; anything else is abandoned."""
+        readied = self._readied
+        if readied is None:
+            return None
+        if readied.first != batch[0].serial or readied.last != batch[-1].serial:
+            self.abandon()
+            return None
+        self._readied = None
+        if readied.thread_failure is not None:
+            self.log.failure("Could not push from the store's thread", readied.thread_failure)
+        return readied
 
     def _why(self, failure: Failure) -> str:
         return failure_reason(failure, self.timeout)

@@ -161,6 +161,8 @@ class MasterRole:
         self.history = EpochHistory.from_meta(replica.state.meta)
         replica.database.refusal = self.write_refusal
         replica.database.replicate = self.replication.replicate
+        replica.database.prepare_replication = self.replication.prepare
+        replica.database.abandon_replication = self.replication.abandon
         if self.readonly:
             self.log.warn(
                 "Master started with --readonly: it serves reads, refuses writes and does not "

@@ -141,6 +141,27 @@ def memory_collapser(reactor: Any, interval: int) -> Optional[IService]:
     return HugePageCollapse(reactor, interval)
 
 
+def early_close(enabled: bool) -> Optional[IService]:
+    """
+    The service that starts the keeper holding the registry's memory, so
+    that a killed registry's connections close first (L{gridreg.early_close});
+    None when it is turned off or this system cannot have one.
+    """
+    if not enabled:
+        return None
+    from gridreg.early_close import EarlyClose, available
+
+    why_not = available()
+    if why_not is not None:
+        log.info(
+            "GridReg.EarlyClose: {why_not}; a killed registry's connections close only once "
+            "its memory is freed",
+            why_not=why_not,
+        )
+        return None
+    return EarlyClose()
+
+
 def makeService(
     options: Options,
     reactor: Any = None,
@@ -169,9 +190,16 @@ def makeService(
             "(GridReg.HugePages=0 turns it off)"
         )
     scheduler(config.scheduler)  # before any thread starts: they inherit it
-    collapser = None
+    extras = []
     if huge_pages is not None:  # a real start
-        collapser = memory_collapser(reactor, config.huge_page_collapse)
+        extras = [
+            service
+            for service in (
+                memory_collapser(reactor, config.huge_page_collapse),
+                early_close(config.early_close),
+            )
+            if service is not None
+        ]
     log.info(
         "Reactor: {reactor} (GridReg.LeanReactor={lean})",
         reactor=f"{type(reactor).__module__}.{type(reactor).__qualname__}",
@@ -200,9 +228,10 @@ def makeService(
             replica=config.replica_name,
         )
     registry = RegistryService(reactor, config, store, security=options.security)
-    if collapser is None:
+    if not extras:
         return registry
     top = MultiService()
     registry.setServiceParent(top)
-    collapser.setServiceParent(top)
+    for service in extras:
+        service.setServiceParent(top)
     return top

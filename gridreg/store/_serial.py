@@ -45,7 +45,10 @@ class SerialStore:
         return self.commit_many([mutations]).addCallback(lambda changes: changes[0])
 
     def commit_many(
-        self, batches: Sequence[Sequence[Mutation]], copy: bool = True
+        self,
+        batches: Sequence[Sequence[Mutation]],
+        copy: bool = True,
+        on_assigned: Optional[Callable[[list[Change]], Optional[Callable[[], None]]]] = None,
     ) -> Deferred[list[Change]]:
         """
         Commit several writes, each its own change under the next serial, in
@@ -53,6 +56,12 @@ class SerialStore:
 
         @param copy: copy each value through JSON first (see L{normalise});
             C{False} when the caller has done so already.
+        @param on_assigned: called on the caller's thread with the changes,
+            their serials given out, before the store's work starts; what it
+            returns (if not None) is called where that work runs (the
+            store's thread) once they are durable, before the result goes
+            back: a master's pushes leave from there
+            (L{gridreg.protocol.prompt.ThreadCall}). That must not raise.
         """
         try:
             self._check_open()
@@ -62,9 +71,10 @@ class SerialStore:
             changes = [
                 Change(first + i, normalise(m) if copy else m) for i, m in enumerate(batches)
             ]
+            on_durable = None if on_assigned is None else on_assigned(changes)
         except BaseException:
             return fail(Failure())
-        return self._submit(changes)
+        return self._submit(changes, on_durable)
 
     def apply(self, change: Change) -> Deferred[None]:
         return self.apply_many([change])

@@ -94,7 +94,9 @@ class IRegistryStore(Interface):
         """
 
     def commit_many(
-        batches: Sequence[Sequence[Mutation]], copy: bool = True
+        batches: Sequence[Sequence[Mutation]],
+        copy: bool = True,
+        on_assigned: Optional[Callable[[list[Change]], Optional[Callable[[], None]]]] = None,
     ) -> Deferred[list[Change]]:
         """
         L{commit} several writes in one transaction (one fsync), each as its
@@ -102,6 +104,10 @@ class IRegistryStore(Interface):
         Batches submitted while one is in progress take the serials after it.
         With C{copy} false the values are taken as they are (the caller
         copied them through JSON already, see L{records.normalise}).
+        C{on_assigned} is called with the changes once their serials are
+        given out, before the store's work starts; what it returns is called
+        where the store works (its thread), once they are durable and before
+        the Deferred fires.
 
         @return: a Deferred firing with the changes, in serial order, once
             all are durable; if the store refuses a batch, it and every batch

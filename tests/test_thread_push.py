@@ -1,0 +1,391 @@
+# -*- test-case-name: tests.test_thread_push -*-
+"""
+Tests for the master's pushes sent from its store's thread
+(L{gridreg.protocol.prompt.ThreadCall}, L{MasterReplication.prepare}), on
+real loopback TCP: the slave is a raw non-blocking socket, read without
+waiting (on loopback a sent byte is in the peer's receive queue as soon as
+C{send} returns), so what it reads is what went out on the wire, and when.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any, Callable
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionAborted
+from twisted.internet.task import deferLater
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from gridreg.ice.types import Identity, Proxy, TcpEndpoint
+from gridreg.protocol.errors import QuorumError
+from gridreg.protocol.prompt import NOW, ThreadCall
+from gridreg.registry.database import RegistryDatabase
+from gridreg.registry.master import MasterReplication
+from gridreg.registry.state import ObjectInfo, RegistryState
+from gridreg.registry.trace import TraceLevels
+from gridreg.store.interfaces import StoreError
+from gridreg.store.memory import MemoryStore
+from tests.test_prompt_write import Answering, Prompt, connected, pending
+
+
+class SteppedExecutor:
+    """
+    A store executor whose jobs run at once, except commits while C{held}:
+    those in two steps the test takes, the job on a real thread of its own
+    (L{work}, as the store's thread runs it), then its result to the
+    reactor (L{deliver}).
+    """
+
+    def __init__(self) -> None:
+        self.held = False
+        self._pending: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
+        self._outcome: list[Any] = []
+
+    def submit(self, job: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        if not self.held or getattr(job, "__name__", "") != "_persist_checked":
+            try:
+                d.callback(job(*args))
+            except Exception:
+                d.errback(Failure())
+            return d
+        self._pending.append((job, args, d))
+        return d
+
+    def work(self) -> None:
+        job, args, _ = self._pending[0]
+
+        def run() -> None:
+            try:
+                self._outcome.append(job(*args))
+            except StoreError as e:
+                self._outcome.append(Failure(e))
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        worker.join()
+
+    def deliver(self) -> None:
+        _, _, d = self._pending.pop(0)
+        outcome = self._outcome.pop(0)
+        if isinstance(outcome, Failure):
+            d.errback(outcome)
+        else:
+            d.callback(outcome)
+
+    def stop(self) -> Deferred[None]:
+        return Deferred()
+
+
+def proxy(name: str) -> Proxy:
+    return Proxy(Identity(name, "pushed"), endpoints=(TcpEndpoint("127.0.0.1", 10000),))
+
+
+def boxes(data: bytes) -> list[amp.AmpBox]:
+    return amp.parseString(data) if data else []
+
+
+class Slave:
+    """The slave's end of a session: a raw socket that reads pushes and answers them."""
+
+    def __init__(self, peer: socket.socket) -> None:
+        self.peer = peer
+        self.serial = 0
+
+    def read(self) -> list[amp.AmpBox]:
+        return boxes(pending(self.peer))
+
+    def acknowledge(self, push: amp.AmpBox) -> None:
+        self.serial += len(eval_changes(push))
+        self.peer.send(amp.AmpBox(_answer=push[b"_ask"], serial=b"%d" % self.serial).serialize())
+
+
+def eval_changes(push: amp.AmpBox) -> list[Any]:
+    import json
+
+    return json.loads(push[b"changes"])
+
+
+def settled(d: Deferred[Any]) -> Callable[[], bool]:
+    """Whether C{d} has its final result (not a Deferred it waits on)."""
+    done: list[Any] = []
+
+    def record(result: Any) -> Any:
+        done.append(result)
+        return result
+
+    d.addBoth(record)
+    return lambda: bool(done)
+
+
+async def until(condition: Callable[[], Any], what: str) -> Any:
+    """Turn the reactor until C{condition()} is true (the peer's bytes, a Deferred firing)."""
+    for _ in range(5000):
+        value = condition()
+        if value:
+            return value
+        await deferLater(reactor, 0.001, lambda: None)
+    raise AssertionError(f"never happened: {what}")
+
+
+class Session(Prompt):
+    """The master's end of a slave's session: its loss ends the session, as the registry's."""
+
+    def __init__(self, replication: MasterReplication, made: Deferred[Prompt]) -> None:
+        super().__init__(NOW, made)
+        self.replication = replication
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        self.replication.lost(self)
+
+
+class MasterPushTests(TestCase):
+    """A master with one or two slave sessions on real sockets, its store stepped by hand."""
+
+    async def master(self, slaves: int = 1, min_acks: int = 0, mode: str = "tcp") -> None:
+        self.store = MemoryStore()
+        self.executor = SteppedExecutor()
+        self.store._executor = self.executor  # type: ignore[assignment]
+        await self.store.open()
+        self.database = RegistryDatabase(self.store, RegistryState(), True, TraceLevels())
+        self.replication = MasterReplication(
+            self.store, reactor, 5.0, TraceLevels(), lambda: None, min_acks=min_acks
+        )
+        self.database.replicate = self.replication.replicate
+        self.database.prepare_replication = self.replication.prepare
+        self.database.abandon_replication = self.replication.abandon
+        self.slaves: list[Slave] = []
+        self.protocols: list[Prompt] = []
+        for n in range(slaves):
+            protocol, peer = await connected(self, lambda made: Session(self.replication, made))
+            name = f"Replica{n + 1}"
+            self.replication.register(protocol, name, {}, self.store.database_id, 0)
+            session = self.replication.sessions[name]
+            await until(lambda: session.live, f"{name} live")
+            self.slaves.append(Slave(peer))
+            self.protocols.append(protocol)
+
+    def write(self, name: str) -> Deferred[Any]:
+        """An admin write, held in the store until the test steps it."""
+        self.executor.held = True
+        from gridreg.registry.state import object_mutation
+
+        info = ObjectInfo(proxy(name), "::Demo::Hello")
+        return self.database.commit([object_mutation(proxy(name).identity, info)])
+
+    async def test_the_push_leaves_from_the_thread_once_durable(self) -> None:
+        """
+        Nothing reaches the slave while the commit runs; the store's thread
+        sends the push as soon as the commit is durable, before the reactor
+        hears of it; the write is answered only once the slave acknowledges.
+        """
+        await self.master()
+        slave = self.slaves[0]
+        written = self.write("a")
+        self.assertEqual(slave.read(), [])  # not durable: nothing pushed
+        self.executor.work()  # durable, on a thread of its own
+        (push,) = slave.read()
+        self.assertEqual(push[b"_command"], b"PushChanges")
+        self.assertEqual([c["serial"] for c in eval_changes(push)], [1])
+        self.executor.deliver()  # the reactor hears of the commit: nothing sent twice
+        self.assertEqual(slave.read(), [])
+        self.assertNoResult(written)
+        slave.acknowledge(push)
+        await until(settled(written), "the write answered")
+        self.assertEqual(self.successResultOf(written).serial, 1)
+        self.assertEqual(self.replication.sessions["Replica1"].serial, 1)
+
+    async def test_a_slow_commit_is_not_the_slaves_silence(self) -> None:
+        """
+        A push readied before its commit is timed from the commit's end:
+        however long the master's own commit takes, the watch does not
+        drop the slave for it.
+        """
+        await self.master()
+        session = self.replication.sessions["Replica1"]
+        written = self.write("slow")
+        later = reactor.seconds() + 60
+        self.assertFalse(session.push_overdue(later))
+        self.executor.work()
+        self.executor.deliver()
+        self.assertTrue(session.push_overdue(later))
+        (push,) = self.slaves[0].read()
+        self.slaves[0].acknowledge(push)
+        await until(settled(written), "the write answered")
+        self.assertFalse(session.push_overdue(later))
+
+    async def test_a_refused_commit_pushes_nothing(self) -> None:
+        """
+        The store refuses the commit: no push ever leaves, and the session
+        is idle again for the next write, whose push goes from the thread.
+        """
+        await self.master()
+        slave = self.slaves[0]
+        real = self.store._persist_all
+
+        def refuse(changes: Any) -> None:
+            raise StoreError("disk full")
+
+        self.store._persist_all = refuse  # type: ignore[method-assign]
+        written = self.write("refused")
+        self.executor.work()
+        self.assertEqual(slave.read(), [])
+        self.executor.deliver()
+        self.failureResultOf(written, StoreError)
+        self.assertEqual(slave.read(), [])
+        self.assertEqual(self.protocols[0]._outstandingRequests, {})
+        self.store._persist_all = real  # type: ignore[method-assign]
+        # the state reloads from the store first; then the next write
+        await until(lambda: self.database._reloading is None, "the reload")
+        written = self.write("next")
+        self.executor.work()
+        (push,) = slave.read()
+        self.assertEqual([c["serial"] for c in eval_changes(push)], [1])
+        self.executor.deliver()
+        slave.acknowledge(push)
+        await until(settled(written), "the next write answered")
+
+    async def test_a_busy_session_gets_its_push_from_the_reactor(self) -> None:
+        """
+        A session whose last push is still unanswered is not readied: its
+        push goes once that one is acknowledged, from the reactor, behind it.
+        """
+        await self.master()
+        slave = self.slaves[0]
+        first = self.write("first")
+        self.executor.work()
+        (push1,) = slave.read()
+        self.executor.deliver()
+        second = self.write("second")  # the session still waits for push1's answer
+        self.executor.work()
+        self.assertEqual(slave.read(), [])
+        self.executor.deliver()
+        self.assertEqual(slave.read(), [])
+        slave.acknowledge(push1)
+        push2 = (await until(slave.read, "the second push"))[0]
+        self.assertEqual([c["serial"] for c in eval_changes(push2)], [2])
+        slave.acknowledge(push2)
+        both = settled(first), settled(second)
+        await until(lambda: both[0]() and both[1](), "both answered")
+
+    async def test_buffered_boxes_go_first(self) -> None:
+        """
+        Boxes the reactor buffered on the connection (the socket did not
+        take them) keep their place: the thread leaves the push to the
+        reactor, which sends it behind them.
+        """
+        await self.master()
+        slave = self.slaves[0]
+        protocol = self.protocols[0]
+        protocol.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = amp.AmpBox({b"_command": b"Other", b"data": b"x" * 60_000})
+        written = self.write("behind")
+        for _ in range(8):
+            protocol.sendBox(big)
+        self.assertTrue(protocol.transport.dataBuffer or protocol.transport._tempDataBuffer)
+        self.executor.work()
+        self.executor.deliver()
+        received = b""
+        while b"PushChanges" not in received:
+            received += pending(slave.peer)
+            await deferLater(reactor, 0.001, lambda: None)
+        *others, push = boxes(received)
+        self.assertEqual(others, [big] * 8)
+        slave.acknowledge(push)
+        await until(settled(written), "the write answered")
+
+    async def test_quorum_counts_thread_sent_pushes(self) -> None:
+        """
+        With MinAcks 1 and two slaves, both pushes leave from the thread;
+        the write is answered once one slave acknowledges, as before.
+        """
+        await self.master(slaves=2, min_acks=1)
+        written = self.write("quorum")
+        self.executor.work()
+        pushes = [slave.read() for slave in self.slaves]
+        self.assertEqual([len(p) for p in pushes], [1, 1])
+        self.executor.deliver()
+        self.assertNoResult(written)
+        self.slaves[1].acknowledge(pushes[1][0])
+        await until(settled(written), "the write answered")
+        self.assertEqual(self.successResultOf(written).serial, 1)
+
+    async def test_quorum_not_reached_fails_as_before(self) -> None:
+        """Both slaves refuse: the write fails with QuorumError, the pushes counted."""
+        await self.master(slaves=2, min_acks=1)
+        written = self.write("refused")
+        self.executor.work()
+        pushes = [slave.read()[0] for slave in self.slaves]
+        self.executor.deliver()
+        for slave, push in zip(self.slaves, pushes):
+            error = amp.AmpBox(
+                _error=push[b"_ask"], _error_code=b"UNKNOWN", _error_description=b"no"
+            )
+            slave.peer.send(error.serialize())
+        await until(settled(written), "the write failed")
+        self.failureResultOf(written, QuorumError)
+
+    async def test_a_session_lost_during_the_commit_is_not_counted(self) -> None:
+        """The slave's connection closes while the commit runs: the write still answers."""
+        await self.master(slaves=1)
+        written = self.write("lost")
+        self.slaves[0].peer.close()
+        await until(lambda: not self.replication.sessions, "the session lost")
+        self.executor.work()
+        self.executor.deliver()
+        await until(settled(written), "the write answered")
+        self.assertEqual(self.successResultOf(written).serial, 1)
+
+
+class ThreadCallTests(TestCase):
+    """L{ThreadCall} alone, on a connection whose sends hold a lock."""
+
+    async def connect(self) -> tuple[Answering, socket.socket]:
+        protocol, peer = await connected(self, lambda made: Answering(NOW, made))
+        return protocol, peer  # type: ignore[return-value]
+
+    def from_a_thread(self, call: ThreadCall) -> None:
+        worker = threading.Thread(target=call.send_from_thread)
+        worker.start()
+        worker.join()
+
+    async def test_issued_calls_wait_and_the_thread_sends_amps_bytes(self) -> None:
+        protocol, peer = await self.connect()
+        call = ThreadCall(protocol, serial=b"3")
+        answer = call.issue(b"Push")
+        self.assertEqual(pending(peer), b"")
+        self.from_a_thread(call)
+        expected = amp.AmpBox(_command=b"Push", _ask=call[b"_ask"], serial=b"3").serialize()
+        self.assertEqual(pending(peer), expected)
+        call.release()
+        self.from_a_thread(call)
+        self.assertEqual(pending(peer), b"")
+        protocol.dataReceived(amp.AmpBox(_answer=call[b"_ask"], ok=b"1").serialize())
+        self.assertEqual(self.successResultOf(answer)[b"ok"], b"1")
+
+    async def test_released_first_the_reactor_sends_it(self) -> None:
+        protocol, peer = await self.connect()
+        call = ThreadCall(protocol, serial=b"3")
+        answer = call.issue(b"Push")
+        answer.addErrback(lambda f: f.trap(ConnectionAborted))  # never answered here
+        call.release()
+        self.from_a_thread(call)
+        (box,) = boxes(pending(peer))
+        self.assertEqual(box[b"serial"], b"3")
+
+    async def test_withdrawn_it_is_never_sent_and_its_answer_forgotten(self) -> None:
+        protocol, peer = await self.connect()
+        call = ThreadCall(protocol, serial=b"3")
+        answer = call.issue(b"Push")
+        call.withdraw()
+        self.from_a_thread(call)
+        call.release()
+        self.assertEqual(pending(peer), b"")
+        self.assertEqual(protocol._outstandingRequests, {})
+        self.assertNoResult(answer)
