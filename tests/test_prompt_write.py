@@ -318,3 +318,52 @@ class SerializeTests(TestCase):
             serialize(amp.AmpBox({b"k" * 256: b"v"}))
         with self.assertRaises(TypeError):
             serialize(amp.AmpBox({b"k": "text"}))
+
+
+class LockSendsTests(TestCase):
+    """L{PromptWriter.lock_sends}: the socket's close waits for a thread's send."""
+
+    async def test_the_socket_closes_under_the_send_lock(self) -> None:
+        """
+        Once another thread may send, the transport closes its socket only
+        while it holds the send lock, however often C{lock_sends} was called:
+        a thread that found the connection idle sends before the descriptor
+        is closed, never after (when the kernel may have reused it).
+        """
+        protocol, peer = await connected(self, lambda made: Prompt(NOW, made))
+        transport: Any = protocol.transport
+        held_at_close: list[bool] = []
+        close = transport._closeSocket
+
+        def recording_close(orderly: bool) -> None:
+            held_at_close.append(lock.locked())
+            close(orderly)
+
+        transport._closeSocket = recording_close
+        lock = protocol.lock_sends()
+        self.assertIs(protocol.lock_sends(), lock)
+        self.assertIs(protocol.send_lock, lock)
+        transport.loseConnection()
+        while pending_or_eof(peer) != b"":
+            await deferLater(reactor, 0.001, lambda: None)
+        self.assertEqual(held_at_close, [True])
+
+    async def test_a_thread_after_the_close_sends_nothing(self) -> None:
+        """An armed answer the thread tries after the connection closed goes nowhere."""
+        protocol, peer = await connected(self, lambda made: Answering(NOW, made))
+        protocol.lock_sends()
+        answer = ThreadAnswer(protocol, b"7", serial=b"12")
+        answer.arm()
+        protocol.transport.loseConnection()
+        while pending_or_eof(peer) != b"":
+            await deferLater(reactor, 0.001, lambda: None)
+        from_a_thread(answer)
+        self.assertEqual(pending_or_eof(peer), b"")
+
+
+def pending_or_eof(peer: socket.socket) -> bytes | None:
+    """What the peer can read now: its bytes, b"" at the end of the stream, None if nothing yet."""
+    try:
+        return peer.recv(1 << 20, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None

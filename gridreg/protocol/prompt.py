@@ -103,6 +103,32 @@ class PromptWriter:
     #: what a thread's send left unsent, to go before anything else
     _thread_tail: Optional[bytes] = None
 
+    def lock_sends(self) -> threading.Lock:
+        """
+        Let another thread send on this connection (L{ThreadAnswer},
+        L{ThreadCall}): every send holds C{send_lock} from now on, and on
+        plain TCP so does the transport's close of its socket. Without the
+        latter a thread that found the connection idle could send after the
+        reactor closed the descriptor, to whatever connection the kernel
+        had given that number since.
+        """
+        lock = self.send_lock
+        if lock is None:
+            lock = self.send_lock = threading.Lock()
+        transport: Any = self.transport  # type: ignore[attr-defined]
+        if type(transport) in PLAIN_TCP and not getattr(
+            transport._closeSocket, "under_send_lock", False
+        ):
+            close = transport._closeSocket
+
+            def close_under_lock(orderly: bool) -> None:
+                with lock:
+                    close(orderly)
+
+            close_under_lock.under_send_lock = True  # type: ignore[attr-defined]
+            transport._closeSocket = close_under_lock
+        return lock
+
     def sendBox(self, box: amp.AmpBox) -> None:
         lock = self.send_lock
         if lock is None:

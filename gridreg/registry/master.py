@@ -17,7 +17,6 @@ per push was a C{callLater} and its cancellation on every write, per slave.
 from __future__ import annotations
 
 import json
-import threading
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
@@ -504,13 +503,8 @@ class MasterReplication:
         # command) until the slave's delayed ACK: 40 ms of every sync
         transport = getattr(protocol, "transport", None)
         set_no_delay(transport)
-        if (
-            isinstance(protocol, PromptWriter)
-            and protocol.send_lock is None
-            and type(transport) in PLAIN_TCP
-        ):
-            # the store's thread may push on it (L{prepare}): every send holds this
-            protocol.send_lock = threading.Lock()
+        if isinstance(protocol, PromptWriter) and type(transport) in PLAIN_TCP:
+            protocol.lock_sends()  # the store's thread may push on it (L{prepare})
         same_lineage = database_id == self.store.database_id and serial <= self.store.serial
         session = SlaveSession(
             name,

@@ -131,6 +131,7 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
         super().connectionMade()
         # an acknowledgement must not wait for the master's delayed ACK of the one before
         set_no_delay(self.transport)
+        self.lock_sends()  # the store's thread may acknowledge (L{ThreadAnswer})
 
     @PushChanges.responder
     def push_changes(
