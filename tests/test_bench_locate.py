@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import attrs
 
@@ -145,30 +147,39 @@ class VariantTests(SynchronousTestCase):
         self.assertRaises(SystemExit, parse_property_options, ["GridReg.Scheduler"])
 
 
+@contextmanager
+def a_thread_started_before() -> Iterator[int]:
+    """A thread of this process, started and waiting; yields its native id."""
+    release = threading.Event()
+    ready = threading.Event()
+    native: list[int] = []
+
+    def waiting() -> None:
+        native.append(threading.get_native_id())
+        ready.set()
+        release.wait()
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    ready.wait()
+    try:
+        yield native[0]
+    finally:
+        release.set()
+        thread.join()
+
+
 class BatchSchedulingTests(SynchronousTestCase):
     def test_every_thread(self) -> None:
         """A thread started before the call is moved to SCHED_BATCH too."""
-        release = threading.Event()
-        ready = threading.Event()
-        native: list[int] = []
-
-        def waiting() -> None:
-            native.append(threading.get_native_id())
-            ready.set()
-            release.wait()
-
-        thread = threading.Thread(target=waiting)
-        thread.start()
-        ready.wait()
-        try:
-            batch_scheduling(os.getpid())
-            self.assertEqual(os.sched_getscheduler(native[0]), os.SCHED_BATCH)
-            self.assertEqual(os.sched_getscheduler(0), os.SCHED_BATCH)
-        finally:
-            for task in os.listdir(f"/proc/{os.getpid()}/task"):
-                os.sched_setscheduler(int(task), os.SCHED_OTHER, os.sched_param(0))
-            release.set()
-            thread.join()
+        with a_thread_started_before() as native:
+            try:
+                batch_scheduling(os.getpid())
+                self.assertEqual(os.sched_getscheduler(native), os.SCHED_BATCH)
+                self.assertEqual(os.sched_getscheduler(0), os.SCHED_BATCH)
+            finally:
+                for task in os.listdir(f"/proc/{os.getpid()}/task"):
+                    os.sched_setscheduler(int(task), os.SCHED_OTHER, os.sched_param(0))
 
 
 class WakeupFloorTests(SynchronousTestCase):
@@ -184,25 +195,12 @@ class WakeupFloorTests(SynchronousTestCase):
 class PinTests(SynchronousTestCase):
     def test_every_thread(self) -> None:
         """A thread started before the call is kept on the CPU too."""
-        release = threading.Event()
-        ready = threading.Event()
-        native: list[int] = []
-
-        def waiting() -> None:
-            native.append(threading.get_native_id())
-            ready.set()
-            release.wait()
-
         everywhere = os.sched_getaffinity(0)
-        thread = threading.Thread(target=waiting)
-        thread.start()
-        ready.wait()
-        try:
-            pin(os.getpid(), 0)
-            self.assertEqual(os.sched_getaffinity(native[0]), {0})
-            self.assertEqual(os.sched_getaffinity(0), {0})
-        finally:
-            for task in os.listdir(f"/proc/{os.getpid()}/task"):
-                os.sched_setaffinity(int(task), everywhere)
-            release.set()
-            thread.join()
+        with a_thread_started_before() as native:
+            try:
+                pin(os.getpid(), 0)
+                self.assertEqual(os.sched_getaffinity(native), {0})
+                self.assertEqual(os.sched_getaffinity(0), {0})
+            finally:
+                for task in os.listdir(f"/proc/{os.getpid()}/task"):
+                    os.sched_setaffinity(int(task), everywhere)
