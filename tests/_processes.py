@@ -494,6 +494,15 @@ def run_ice_client(
     return Deferred.fromCoroutine(finished())
 
 
+async def assert_query_answers(reactor: ProcessReactor, registry: RunningRegistry) -> None:
+    """A real Ice client finds the registry's Query object through its Locator."""
+    [query] = await run_ice_client(
+        reactor, registry.locator, [["findObjectById", "DemoIceGrid/Query"]]
+    )
+    if not query["ok"]:
+        raise AssertionError(f"the registry did not answer findObjectById: {query}")
+
+
 @attrs.define
 class IceClient:
     """

@@ -14,7 +14,12 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from gridreg.early_close import available
-from tests._processes import RunningRegistry, ice_missing, run_ice_client, start_gridregistry
+from tests._processes import (
+    RunningRegistry,
+    assert_query_answers,
+    ice_missing,
+    start_gridregistry,
+)
 from tests.test_early_close import alive, named, same_memory, status
 
 
@@ -38,12 +43,6 @@ class EarlyCloseProcessTests(TestCase):
     skip = ice_missing()
     timeout = 60
 
-    async def query(self, registry: RunningRegistry) -> None:
-        [query] = await run_ice_client(
-            reactor, registry.locator, [["findObjectById", "DemoIceGrid/Query"]]
-        )
-        self.assertTrue(query["ok"], query)
-
     async def test_keeper_started_and_gone_after_kill(self) -> None:
         """
         By default the registry has one child, its keeper: it shares the
@@ -53,7 +52,7 @@ class EarlyCloseProcessTests(TestCase):
         """
         registry = await start_gridregistry(reactor, self.mktemp())
         self.addCleanup(registry.stop)
-        await self.query(registry)
+        await assert_query_answers(reactor, registry)
         why_not = available()
         if why_not is not None:
             self.assertEqual(children(registry), [])
@@ -81,5 +80,5 @@ class EarlyCloseProcessTests(TestCase):
         """GridReg.EarlyClose=0: the registry starts no keeper, and answers."""
         registry = await start_gridregistry(reactor, self.mktemp(), {"GridReg.EarlyClose": "0"})
         self.addCleanup(registry.stop)
-        await self.query(registry)
+        await assert_query_answers(reactor, registry)
         self.assertEqual(children(registry), [])

@@ -19,7 +19,12 @@ from twisted.trial.unittest import TestCase
 
 from gridreg.huge_page_collapse import available
 from gridreg.huge_pages import thp_available
-from tests._processes import RunningRegistry, ice_missing, run_ice_client, start_gridregistry
+from tests._processes import (
+    RunningRegistry,
+    assert_query_answers,
+    ice_missing,
+    start_gridregistry,
+)
 
 
 def started_with(registry: RunningRegistry) -> dict[str, str]:
@@ -42,12 +47,6 @@ class HugePagesProcessTests(TestCase):
     skip = ice_missing()
     timeout = 60
 
-    async def query(self, registry: RunningRegistry) -> None:
-        [query] = await run_ice_client(
-            reactor, registry.locator, [["findObjectById", "DemoIceGrid/Query"]]
-        )
-        self.assertTrue(query["ok"], query)
-
     async def test_heap_on_huge_pages(self) -> None:
         """
         GridReg.HugePages=1: the registry runs with glibc's malloc on huge
@@ -55,7 +54,7 @@ class HugePagesProcessTests(TestCase):
         """
         registry = await start_gridregistry(reactor, self.mktemp(), {"GridReg.HugePages": "1"})
         self.addCleanup(registry.stop)
-        await self.query(registry)
+        await assert_query_answers(reactor, registry)
         environ = started_with(registry)
         if thp_available():
             self.assertEqual(environ.get("PYTHONMALLOC"), "malloc")
@@ -84,7 +83,7 @@ class HugePagesProcessTests(TestCase):
             )
 
         event = await registry.process.next_event(said, timeout=30)
-        await self.query(registry)
+        await assert_query_answers(reactor, registry)
         if available() is None and "MADV_COLLAPSE" not in str(event.get("log_format")):
             self.assertEqual(event["log_namespace"], "gridreg.huge_page_collapse")
             self.assertGreaterEqual(event["huge_mib"], 2)
@@ -97,7 +96,7 @@ class HugePagesProcessTests(TestCase):
         """By default (GridReg.HugePages=0): CPython's allocator, started once."""
         registry = await start_gridregistry(reactor, self.mktemp())
         self.addCleanup(registry.stop)
-        await self.query(registry)
+        await assert_query_answers(reactor, registry)
         environ = started_with(registry)
         self.assertNotIn("PYTHONMALLOC", environ)
         self.assertNotIn("GRIDREG_HUGE_PAGES", environ)
