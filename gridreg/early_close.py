@@ -44,9 +44,11 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import select
 import signal
 import struct
 import sys
+import time
 from typing import Any, Optional
 
 from twisted.application.service import Service
@@ -74,6 +76,8 @@ SYS_READ, SYS_NANOSLEEP, SYS_EXIT, SYS_PRCTL, SYS_CLOSE_RANGE = 0, 35, 60, 157, 
 #: woken before it started, so freeing at once delayed a client by up to a tick, 4 ms)
 EXIT_DELAY_NS = 20_000_000
 PR_SET_NAME = 15
+#: how long a registry waits for its new keeper to close its copies of the descriptors
+CLOSE_WAIT_MS = 1000
 
 
 def available() -> Optional[str]:
@@ -150,6 +154,19 @@ class Keeper:
         self.write_fd = write_fd
 
 
+def _wait_for_eof(fd: int, timeout_ms: int) -> bool:
+    """Wait until every write end of the pipe C{fd} reads is closed; whether they were."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        left = max(0, int((deadline - time.monotonic()) * 1000))
+        if poller.poll(left):  # PEP 475: retried by Python on EINTR
+            return os.read(fd, 1) == b""
+        if left == 0:
+            return False
+
+
 def _libc() -> Any:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
@@ -178,11 +195,14 @@ def start_keeper(idle: bool = True) -> Keeper:
     """
     Start this process's keeper (L{available} said it can); C{idle} puts it
     under C{SCHED_IDLE}. Its code page and stack are never unmapped: the
-    keeper runs on them until this process is gone. Raises L{OSError} when
-    the kernel refuses a step (executable memory forbidden, no C{clone}).
+    keeper runs on them until this process is gone. Returns once the keeper
+    holds none of this process's descriptors. Raises L{OSError} when the
+    kernel refuses a step (executable memory forbidden, no C{clone}).
     """
     libc = _libc()
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    # the keeper closes its copy of closed_w with the rest: closed_r then reads EOF
+    closed_r, closed_w = os.pipe2(os.O_CLOEXEC)
     pid = -1
     try:
         program = keeper_program(read_fd)
@@ -203,8 +223,25 @@ def start_keeper(idle: bool = True) -> Keeper:
             raise OSError(error, "clone(CLONE_VM)")
     finally:
         os.close(read_fd)  # the keeper has its own copy
+        os.close(closed_w)
         if pid < 0:  # no keeper: nothing to end (its two pages stay mapped, unused)
             os.close(write_fd)
+            os.close(closed_r)
+    # Until it has run its first instructions the keeper holds a copy of every
+    # descriptor of this process, its listening sockets among them (a restarted
+    # registry could not bind them again while the killed one's keeper waited
+    # for a CPU under SCHED_IDLE). So it keeps this process's priority until
+    # then, and this process waits for it (microseconds) before it goes on.
+    try:
+        if not _wait_for_eof(closed_r, CLOSE_WAIT_MS):
+            log.warn(
+                "Keeper {pid} has not closed its copies of the registry's descriptors "
+                "after {ms} ms",
+                pid=pid,
+                ms=CLOSE_WAIT_MS,
+            )
+    finally:
+        os.close(closed_r)
     if idle:
         try:
             os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))

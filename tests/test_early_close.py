@@ -48,6 +48,20 @@ sys.stdin.read()
 """
 
 
+#: a child on one CPU that starts its keeper and at once, still running on that
+#: CPU, reports how many descriptors its keeper holds
+PINNED_CHILD = r"""
+import json, os, socket
+from gridreg.early_close import start_keeper
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+keeper = start_keeper()
+print(json.dumps({"event": "started", "held": os.listdir(f"/proc/{keeper.pid}/fd")}), flush=True)
+"""
+
+
 class Watched(Protocol):
     """A connection that reports its first byte and its close."""
 
@@ -178,6 +192,21 @@ class KeeperProcessTests(TestCase):
         self.assertTrue(os.readlink(f"/proc/{keeper}/fd/{fd}").startswith("pipe:"))
         self.assertTrue(same_memory(keeper, pid))
         self.assertFalse(same_memory(keeper, os.getpid()))
+
+    async def test_keeper_holds_nothing_once_started(self) -> None:
+        """
+        When C{start_keeper} returns, the keeper has closed its copies of the
+        process's descriptors (a listening socket among them), even though it
+        then waits under SCHED_IDLE on a CPU the process keeps busy: a killed
+        registry's port is free for its restart at once.
+        """
+        env = dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED="1")
+        child = LineProcess.spawn(
+            reactor, "keeper-child", [sys.executable, "-c", PINNED_CHILD], env, "."
+        )
+        self.addCleanup(child.kill)
+        started = await child.next_event("started")
+        self.assertEqual(len(started["held"]), 1, started)
 
     async def test_killed_process_closes_and_keeper_goes(self) -> None:
         """
