@@ -88,9 +88,9 @@ class PromptWriter:
     """
     Mix-in for an C{amp.AMP} subclass, before it in the bases: set
     C{prompt} (L{NOW} or L{TURN}, None for Twisted's own pace) and, for
-    L{TURN}, C{prompt_clock}. A protocol that gives answers to another
-    thread (L{ThreadAnswer}) sets C{send_lock}: its boxes are then sent
-    under that lock.
+    L{TURN}, C{prompt_clock}. A protocol on which another thread may send
+    (L{ThreadAnswer}, L{ThreadCall}) calls L{lock_sends}: its boxes are then
+    sent under C{send_lock}.
     """
 
     prompt: Optional[str] = None
@@ -137,6 +137,27 @@ class PromptWriter:
         with lock:
             self._write_thread_tail()
             self._send_box(box)
+
+    def thread_send(self, data: bytes) -> bool:
+        """
+        From another thread, C{send_lock} held: send C{data} now if this is
+        an idle plain TCP connection (L{idle_socket}) with nothing of a
+        thread's left over; whether it went. What the socket does not take
+        goes first on the next send.
+        """
+        this: Any = self
+        socket = idle_socket(this.transport)
+        if socket is None or this._locked or self._thread_tail:
+            return False
+        try:
+            sent = socket.socket.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return False  # the reactor meets the error on its own send, and closes
+        if sent < len(data):
+            self._thread_tail = data[sent:]
+        return True
 
     def _write_thread_tail(self) -> None:
         """Under C{send_lock}: what a thread's send left over goes first."""
@@ -243,21 +264,8 @@ class ThreadAnswer(amp.AmpBox):
         if lock is None:
             return
         with lock:
-            if self._taken or not self._armed:
-                return
-            socket = idle_socket(protocol.transport)
-            if socket is None or protocol._locked or protocol._thread_tail:
-                return
-            data = serialize(self)
-            try:
-                sent = socket.socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                return  # the reactor meets the error on its own send, and closes
-            self._taken = True
-            if sent < len(data):
-                protocol._thread_tail = data[sent:]
+            if not self._taken and self._armed and protocol.thread_send(serialize(self)):
+                self._taken = True
 
     def _sendTo(self, proto: Any) -> None:
         """AMP's send of the answer: nothing if the thread sent it, else as any box."""
@@ -321,20 +329,9 @@ class ThreadCall(amp.AmpBox):
             return False
         with lock:
             data = self._data
-            if self._taken or data is None:
+            if self._taken or data is None or not protocol.thread_send(data):
                 return False
-            socket = idle_socket(protocol.transport)
-            if socket is None or protocol._locked or protocol._thread_tail:
-                return False
-            try:
-                sent = socket.socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                return False  # the reactor meets the error on its own send, and closes
             self._taken = True
-            if sent < len(data):
-                protocol._thread_tail = data[sent:]
             return True
 
     def release(self) -> None:
