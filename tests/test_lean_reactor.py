@@ -199,29 +199,30 @@ class LeanTcpEndTestsBuilder(_Lean, ReactorBuilder):
 
 
 class LeanOneInFlightTestsBuilder(_Lean, ReactorBuilder):
+    def answered(self, adapter: ObjectAdapter, client: _OneInFlight) -> list[tuple[int, str]]:
+        """Run C{client} against C{adapter} over TCP on a new reactor: each reply's id and text."""
+        reactor = self.buildReactor()
+        port = reactor.listenTCP(0, IceServerFactory(adapter), interface="127.0.0.1")
+        factory = ClientFactory.forProtocol(lambda: client)
+        factory.reactor = reactor
+        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+        self.runReactor(reactor, timeout=10)
+        _first, *replies = client.messages()
+        decoded = [decode_reply(m[HEADER_SIZE:]) for m in replies]
+        return [(r.request_id, InputStream(r.payload).read_string()) for r in decoded]
+
     def test_one_request_in_flight(self) -> None:
         """
         Requests sent one at a time over TCP, each after the last reply (each
         read one request, repeats answered from the cache straight to the
         socket), are each answered once, in order, with their own ids.
         """
-        reactor = self.buildReactor()
         adapter = ObjectAdapter("Test")
         adapter.add(_LOCATOR, _Locator())
-        port = reactor.listenTCP(0, IceServerFactory(adapter), interface="127.0.0.1")
         writes = [_request(i, "A") for i in range(1, 6)] + [_request(0, "A") + _request(6, "B")]
-        client = _OneInFlight(writes, 6)
-        factory = ClientFactory.forProtocol(lambda: client)
-        factory.reactor = reactor
-        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
-        self.runReactor(reactor, timeout=10)
-        first, *replies = client.messages()
-        decoded = [decode_reply(m[HEADER_SIZE:]) for m in replies]
-        self.assertEqual([r.request_id for r in decoded], [1, 2, 3, 4, 5, 6])
-        self.assertEqual(
-            [InputStream(r.payload).read_string() for r in decoded],
-            ["found A"] * 5 + ["found B"],
-        )
+        answered = self.answered(adapter, _OneInFlight(writes, 6))
+        self.assertEqual([i for i, _ in answered], [1, 2, 3, 4, 5, 6])
+        self.assertEqual([text for _, text in answered], ["found A"] * 5 + ["found B"])
 
     def test_one_in_flight_repeat_after_a_change(self) -> None:
         """
@@ -229,11 +230,9 @@ class LeanOneInFlightTestsBuilder(_Lean, ReactorBuilder):
         adapter is invalidated (a registry change) between two of them, the
         next repeat gets the new answer, not the connection's last reply.
         """
-        reactor = self.buildReactor()
         adapter = ObjectAdapter("Test")
         locator = _Locator()
         adapter.add(_LOCATOR, locator)
-        port = reactor.listenTCP(0, IceServerFactory(adapter), interface="127.0.0.1")
         client = _OneInFlight([_request(i, "A") for i in range(1, 7)], 6)
 
         def change() -> None:
@@ -241,17 +240,9 @@ class LeanOneInFlightTestsBuilder(_Lean, ReactorBuilder):
             adapter.invalidate()
 
         client.before_write = {4: change}
-        factory = ClientFactory.forProtocol(lambda: client)
-        factory.reactor = reactor
-        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
-        self.runReactor(reactor, timeout=10)
-        _first, *replies = client.messages()
-        decoded = [decode_reply(m[HEADER_SIZE:]) for m in replies]
-        self.assertEqual([r.request_id for r in decoded], [1, 2, 3, 4, 5, 6])
-        self.assertEqual(
-            [InputStream(r.payload).read_string() for r in decoded],
-            ["found A"] * 3 + ["moved A"] * 3,
-        )
+        answered = self.answered(adapter, client)
+        self.assertEqual([i for i, _ in answered], [1, 2, 3, 4, 5, 6])
+        self.assertEqual([text for _, text in answered], ["found A"] * 3 + ["moved A"] * 3)
 
 
 class LeanTimeTestsBuilder(_Lean, test_time.TimeTestsBuilder):
