@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.internet import backoffPolicy
@@ -119,8 +118,6 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
 
     def __init__(self, slave: "SlaveReplication") -> None:
         super().__init__()
-        #: an acknowledgement may leave from the store's thread (L{ThreadAnswer})
-        self.send_lock = threading.Lock()
         self.slave = slave
         self.transfers = TransferReceiver(MAX_REPLICATION_BYTES, max_transfers=4)
         #: the snapshots streaming in on this connection, by transfer
