@@ -2,6 +2,6 @@
 
 import sys
 
-from gridreg.admin.cli import program
+from gridreg.admin import program
 
 sys.exit(program())

@@ -925,22 +925,7 @@ def main(
     return (runner or _react)(work)
 
 
-def program() -> int:
-    """
-    C{gridadmin} as a program (the console script, C{python -m
-    gridreg.admin}): L{main}, then C{gc.freeze()}. At exit the interpreter
-    collects every object the imports made (about 14 ms here, a tenth of a
-    command); none of ours needs collecting then, as the session is closed
-    and stdout is flushed by the interpreter whatever the collector does,
-    so they are moved out of its reach. Not in L{main}, which tests call.
-    """
-    import gc
-
-    try:
-        return main()
-    finally:
-        gc.freeze()
-
-
 if __name__ == "__main__":
+    from gridreg.admin import program
+
     sys.exit(program())
