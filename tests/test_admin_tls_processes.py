@@ -40,7 +40,7 @@ class AdminTLSProcessTests(TestCase):
 
     async def gridadmin(
         self, grid: GridProcesses, *args: str, config: Path | None = None, importtime: bool = False
-    ) -> tuple[int, str, str]:
+    ) -> tuple[int | None, str, str]:
         """Run C{gridadmin --config F ARGS}: its exit code, stdout and stderr."""
         process = LineProcess.spawn(
             reactor,
@@ -143,4 +143,3 @@ class AdminTLSProcessTests(TestCase):
         self.assertEqual((code, out), (3, ""), err)
         self.assertIn("cannot reach registry replica `Master'", err)
         self.assertIn("certificate verify failed", err)
-

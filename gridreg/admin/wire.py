@@ -45,7 +45,6 @@ from gridreg.protocol.version import PROTOCOL_VERSION
 from gridreg.tls import (
     REGISTRY,
     PeerNotAuthorized,
-    TLSConfig,
     authorize,
     dns_name,
     peer_identity,
