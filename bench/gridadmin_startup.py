@@ -10,7 +10,10 @@ then, C{--runs} times, in turn:
   2. a script of C{--commands} read commands (C{registry list}, C{object
      list}, C{adapter list}, C{application list}, C{server list} in turn)
      given to both as one C{-e}, so each runs them over one session;
-  3. the interpreter alone (C{python -c pass}): the floor under gridadmin.
+  3. the interpreter alone (C{python -c pass}): the floor under gridadmin,
+     and how much of it is C{site} (the C{.pth} files of site-packages:
+     a sandbox may add some that import C{certifi}, 20-30 ms here), from
+     C{python -X importtime -c pass}.
 
 Each figure is the median over the runs: wall time from spawn to exit, the
 client's CPU (its rusage once reaped) and the registries' CPU (master and
@@ -106,6 +109,15 @@ async def timed(
     }
 
 
+def site_import(output: str) -> float:
+    """Seconds C{-X importtime} says importing C{site} took (0 if it does not say)."""
+    for line in output.splitlines():
+        parts = line.split("|")
+        if line.startswith("import time:") and len(parts) == 3 and parts[2].strip() == "site":
+            return int(parts[1]) / 1e6
+    return 0.0
+
+
 def median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -148,6 +160,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             ("script", "icegrid"): (icegridadmin + ["-e", script], grids["icegrid"]),
             ("script", "gridreg"): (gridadmin + ["-e", script], ours),
             ("floor", "python"): ([sys.executable, "-c", "pass"], None),
+            ("site", "python"): ([sys.executable, "-X", "importtime", "-c", "pass"], None),
         }
         for (what, kind), (argv, grid) in cases.items():  # warm-up, and a check
             result = await timed(reactor, argv, env, [])
@@ -186,6 +199,12 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     floor = results[("floor", "python")]
     rows.append(["python -c pass: wall ms", "", ms(median(floor, "wall")), ""])
     report["python_floor_wall"] = median(floor, "wall")
+    site = statistics.median(site_import(r["output"]) for r in results[("site", "python")])
+    rows.append(["  of which site (importtime) ms", "", ms(site), ""])
+    report["python_site_import"] = site
+    own = median(results[("one", "gridreg")], "wall") - median(floor, "wall")
+    rows.append(["registry list: wall - floor ms", "", ms(own), ""])
+    report["one_wall_over_floor"] = own
     out(
         f"medians of {args.runs} runs each, in turn (registry CPU: the mean); "
         "client = the admin program's process, registry = master + slave"

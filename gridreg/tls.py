@@ -23,7 +23,6 @@ an IceGrid configuration reads the same.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,8 @@ from gridreg.config.properties import PropertyError
 from gridreg.ice.types import TcpEndpoint
 
 if TYPE_CHECKING:  # the TLS machinery is imported by the functions that use it
+    import ssl
+
     from cryptography import x509
     from OpenSSL.crypto import X509
     from twisted.internet.interfaces import (
@@ -62,6 +63,7 @@ __all__ = [
     "insecure_allowed",
     "peer_identity",
     "server_tls_options",
+    "ssl_client_context",
     "tls_config_from_properties",
     "wrap_client_endpoint",
     "wrap_server_endpoint",
@@ -162,6 +164,8 @@ def dns_label(name: str) -> str:
         and label[2:4] != "--"
     ):  # "xn--" style labels mean punycode
         return label
+    import hashlib  # only odd names need it: gridadmin's start-up need not load it
+
     digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_HASH_CHARS]
     stem = label[: _MAX_LABEL - _HASH_CHARS - 1].rstrip("-") or "x"
     return f"{stem}-{digest}"
@@ -242,24 +246,48 @@ def _checked(config: TLSConfig) -> tuple[list[x509.Certificate], list[x509.Certi
     return cas, chain, key
 
 
-def _loads_in_ssl(config: TLSConfig) -> bool:
-    """
-    Whether the standard library's C{ssl} takes the files (certificates,
-    an unencrypted key that matches): then they are fine, and nothing as
-    large as C{cryptography} needs importing to say so (C{gridadmin}).
-    """
+#: the client context L{_loads_in_ssl} made, for L{ssl_client_context} to hand out once
+_SSL_CLIENTS: dict[TLSConfig, Any] = {}
+
+
+def _ssl_client(config: TLSConfig) -> Any:
     import ssl
 
     def no_password() -> bytes:
         raise ValueError("encrypted")
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(config.ca_file)
+    context.load_cert_chain(config.cert_file, config.key_file, password=no_password)
+    return context
+
+
+def _loads_in_ssl(config: TLSConfig) -> bool:
+    """
+    Whether the standard library's C{ssl} takes the files (certificates,
+    an unencrypted key that matches): then they are fine, and nothing as
+    large as C{cryptography} needs importing to say so (C{gridadmin}).
+    """
     try:
-        context.load_verify_locations(config.ca_file)
-        context.load_cert_chain(config.cert_file, config.key_file, password=no_password)
+        _SSL_CLIENTS[config] = _ssl_client(config)
     except (OSError, ValueError):  # ssl.SSLError is an OSError
         return False
     return True
+
+
+def ssl_client_context(config: TLSConfig) -> ssl.SSLContext:
+    """
+    A standard library C{ssl} client context with our certificate and key,
+    trusting the grid CA (TLS 1.2 or later; it checks the server's DNS name
+    when given C{server_hostname}, see L{dns_name}): what C{gridadmin}
+    dials with. The one L{tls_config_from_properties} checked the files
+    with is reused once, as loading them is a good part of a command's work.
+
+    @raise OSError: a file is missing or unusable (C{ssl.SSLError} too).
+    """
+    context = _SSL_CLIENTS.pop(config, None)
+    return context if context is not None else _ssl_client(config)
 
 
 #: what L{_load} made, by certificate set, with the files' sizes and mtimes then

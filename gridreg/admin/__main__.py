@@ -2,6 +2,6 @@
 
 import sys
 
-from gridreg.admin.cli import main
+from gridreg.admin import program
 
-sys.exit(main())
+sys.exit(program())

@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
-import datetime
 import functools
-import json
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 # only what every command needs is imported here: the Twisted session, the
-# reactor and the descriptor machinery cost more than the work of a command
+# reactor, the descriptor machinery, and even json, datetime or the server
+# and node commands cost more than the work of a command; each is imported
+# by what uses it
 from gridreg.admin.common import AdminConfigError, AdminUnreachableError
-from gridreg.admin.node_commands import NODE_COMMANDS, server_state_line  # noqa: F401 (re-exported)
 from gridreg.admin.results import EXIT_OK, EXIT_REFUSED, Result, format_fields, format_table
 from gridreg.config.properties import Properties, PropertyError, load_file, parse_overrides
 
@@ -187,9 +184,9 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="COMMAND")
 
     def group(name: str, help: str) -> Any:
-        sub = groups.add_parser(name, help=help)
         if only is not None and name != only:
-            return _Unused()
+            return _Unused()  # not even the group's parser: parse_args asks the full one then
+        sub = groups.add_parser(name, help=help)
         return sub.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     app = group("application", "deploy and inspect applications (XML descriptors)")
@@ -330,6 +327,8 @@ def signal_name(text: str) -> str:
 
     @raise UsageError: not a signal.
     """
+    import signal
+
     if text.isdigit():
         return text
     name = text.upper()
@@ -368,9 +367,11 @@ def _written(data: dict[str, Any], what: str) -> Result:
 
 async def run_command(session: AdminSession, args: argparse.Namespace) -> Result:
     """Run the command C{args} names over C{session}."""
-    command: Callable[[AdminSession, argparse.Namespace], Awaitable[Result]] = COMMANDS[
-        (args.group, args.action)
-    ]
+    command = COMMANDS.get((args.group, args.action))
+    if command is None:
+        from gridreg.admin.node_commands import NODE_COMMANDS
+
+        command = NODE_COMMANDS[(args.group, args.action)]
     return await command(session, args)
 
 
@@ -394,6 +395,8 @@ async def _app_list(session: AdminSession, args: argparse.Namespace) -> Result:
 
 def _when(ms: Any) -> str:
     """An application time (milliseconds since the epoch) in UTC, as ISO 8601."""
+    import datetime
+
     if not isinstance(ms, int):
         return "?"
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(
@@ -500,13 +503,24 @@ COMMANDS: dict[tuple[str, str], Callable[[AdminSession, argparse.Namespace], Awa
     ("registry", "list"): _registry_list,
     ("registry", "ping"): _registry_ping,
     ("registry", "describe"): _registry_describe,
-    **NODE_COMMANDS,
+    # the server and node commands: gridreg.admin.node_commands.NODE_COMMANDS
 }
+
+
+def __getattr__(name: str) -> Any:
+    """C{server_state_line}, re-exported from where it lives, loaded when asked for."""
+    if name == "server_state_line":
+        from gridreg.admin import node_commands
+
+        return node_commands.server_state_line
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def render(result: Result, as_json: bool) -> str:
     """What to print on stdout for C{result} (with a final newline, or nothing)."""
     if as_json:
+        import json
+
         return json.dumps(result.data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     return result.text + "\n" if result.text else ""
 
@@ -649,6 +663,8 @@ def parse_command(words: Sequence[str], options: argparse.Namespace) -> argparse
     @raise UsageError: bad arguments or files (see L{check_command}).
     @raise SystemExit: after printing C{--help}.
     """
+    import copy
+
     args = _script_parser().parse_args(list(words), namespace=copy.copy(options))
     if args.group is None:
         raise UsageError("no command (see gridadmin --help)")
@@ -910,4 +926,6 @@ def main(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gridreg.admin import program
+
+    sys.exit(program())

@@ -21,7 +21,6 @@ Twisted); tests compare the two.
 
 from __future__ import annotations
 
-import hashlib
 import select
 import socket
 import ssl
@@ -46,11 +45,11 @@ from gridreg.protocol.version import PROTOCOL_VERSION
 from gridreg.tls import (
     REGISTRY,
     PeerNotAuthorized,
-    TLSConfig,
     authorize,
     dns_name,
     peer_identity,
     peer_identity_from_ssl,
+    ssl_client_context,
 )
 
 __all__ = ["COMMANDS", "BlockingSession", "Refused", "open_blocking_session", "run_now"]
@@ -282,6 +281,8 @@ class BlockingSession(AdminCalls):
     # -- the calls AdminSession has --------------------------------------------
 
     async def upload_and_add_application(self, xml: str, update: bool) -> tuple[str, int]:
+        import hashlib
+
         data = xml.encode("utf-8")
         self._transfers += 1
         transfer = f"upload-{self._transfers}"
@@ -464,14 +465,6 @@ def discover(properties: Properties, replica: Optional[str], timeout: float) -> 
     )
 
 
-def _context(tls: TLSConfig) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_verify_locations(tls.ca_file)
-    context.load_cert_chain(tls.cert_file, tls.key_file)
-    return context
-
-
 def _dial(
     endpoint: TcpEndpoint,
     context: Optional[ssl.SSLContext],
@@ -525,7 +518,7 @@ def open_blocking_session(
     if not candidates:
         raise AdminUnreachableError(f"registry replica `{name}' publishes no tcp internal endpoint")
     try:
-        context = _context(tls) if tls is not None else None
+        context = ssl_client_context(tls) if tls is not None else None
     except (OSError, ssl.SSLError) as e:
         raise AdminConfigError(f"cannot use the TLS files: {reason(e)}") from None
     failures = []
