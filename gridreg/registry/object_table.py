@@ -134,7 +134,7 @@ def odd_keys(keys: Iterable[str]) -> list[str]:
     few a load must look at (a worker thread can find them beforehand, see
     L{gridreg.store.records.EncodedValues.odd_keys}).
     """
-    keys = keys if isinstance(keys, list) else list(keys)
+    keys = keys if isinstance(keys, (list, tuple)) else list(keys)
     plain = _PLAIN_KEY.fullmatch
     odd: list[str] = []
     for start in range(0, len(keys), _KEYS_AT_ONCE):
