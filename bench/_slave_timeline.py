@@ -130,9 +130,12 @@ def instrument_slave() -> None:
         fed[1] += len(data)
         if fed[0] == 1:
             mark("first snapshot chunk received", bytes=len(data))
-        d = feed(self, data)
-        d.addBoth(lambda r: (mark("chunk decoded", chunks=fed[0], bytes=fed[1]), r)[1])
-        return d
+
+        def decoded(result: Any) -> Any:
+            mark("chunk decoded", chunks=fed[0], bytes=fed[1])
+            return result
+
+        return feed(self, data).addBoth(decoded)
 
     snapshot_stream.SnapshotLoad.feed = counted_feed  # type: ignore[method-assign]
     before(slave.SlaveReplication, "install_snapshot", "snapshot ended (install asked)")
