@@ -18,6 +18,8 @@ all kinds; medians of C{--runs}::
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import tempfile
 import time
@@ -58,6 +60,8 @@ LAUNCHES = {
     "gridreg": ("gridreg", "twist"),
     LEAN: ("gridreg", "lean"),
 }
+#: the lean launcher's steps, as L{bench._slave_timeline} marks them
+TIMELINE = "timeline"
 
 
 async def filled_master(reactor: Any, grid: Grid, count: int) -> None:
@@ -79,12 +83,17 @@ async def filled_master(reactor: Any, grid: Grid, count: int) -> None:
 
 async def fresh_slave(
     reactor: Any, grid: Grid, launcher: str, name: str, count: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """One slave on an empty database: launch -> ready, and its CPU then."""
     grid.wipe(name)
     grid.launcher = launcher
     target = parse_identity(object_name(CATEGORY, PREFIX, count - 1))
+    marks = grid.root / f"{name}-timeline.jsonl"
+    if launcher == TIMELINE:
+        marks.unlink(missing_ok=True)
+        os.environ["BENCH_TIMELINE"] = str(marks)
     launch = time.monotonic()
+    os.environ["BENCH_T0"] = repr(launch)
     starting = Deferred.fromCoroutine(grid.start(name))  # spawned now, not when awaited
     try:
         probe = await probe_object(reactor, grid.client_port(name), target, timeout=300)
@@ -93,7 +102,52 @@ async def fresh_slave(
     cpu = cpu_ms(grid.pid(name))
     await grid.stop(name)
     grid.wipe(name)
-    return {"ready_ms": (probe.found - launch) * 1000.0, "cpu_ms": cpu}
+    result: dict[str, Any] = {"ready_ms": (probe.found - launch) * 1000.0, "cpu_ms": cpu}
+    if launcher == TIMELINE:
+        result["timeline"] = read_timeline(marks)
+    return result
+
+
+def read_timeline(path: Path) -> list[dict[str, Any]]:
+    """The steps a slave marked, each named once (the first time, but for the state's loads)."""
+    steps: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        step = json.loads(line)
+        name = step["step"]
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            if name != "chunk decoded":
+                continue
+            steps = [s for s in steps if s["step"] != name]  # the last one counts
+        steps.append(step)
+    return steps
+
+
+def timeline_table(runs: list[dict[str, Any]]) -> str:
+    """The median of each step over C{runs}, in time order, with the time since the one before."""
+    names = [step["step"] for step in runs[0]["timeline"]]
+    medians = []
+    for name in names:
+        values = [s for run in runs for s in run["timeline"] if s["step"] == name]
+        medians.append(
+            (
+                statistics.median(v["ms"] for v in values),
+                name,
+                f"{statistics.median(v['cpu_ms'] for v in values):.0f}",
+                f"{statistics.median(v['main_cpu_ms'] for v in values):.0f}",
+                f"{statistics.median(sum(v['gc_ms']) for v in values):.1f}",
+            )
+        )
+    probe = statistics.median(run["ready_ms"] for run in runs)
+    cpu = statistics.median(run["cpu_ms"] for run in runs)
+    medians.append((probe, "first locate answered (the probe)", f"{cpu:.0f}", "", ""))
+    rows = []
+    before = 0.0
+    for ms, name, *rest in sorted(medians, key=lambda m: m[0]):
+        rows.append([name, f"{ms:.1f}", f"{ms - before:+.1f}", *rest])
+        before = ms
+    return table(["step (ended)", "ms", "step ms", "CPU ms", "main thread", "gc ms"], rows)
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
@@ -104,7 +158,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-slave-startup-"))
     names = [f"Replica{i + 1}" for i in range(args.runs)]
     grids: dict[str, Grid] = {}
-    results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+    results: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     try:
         for kind in kinds:
             base = LAUNCHES[kind][0]
@@ -115,6 +169,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         for number, name in enumerate(names):
             for kind in kinds:  # in turn: the machine's noise spreads over all
                 base, launcher = LAUNCHES[kind]
+                if kind == LEAN and args.timeline:
+                    launcher = TIMELINE
                 result = await fresh_slave(reactor, grids[base], launcher, name, args.objects)
                 results[kind].append(result)
                 out(
@@ -145,6 +201,13 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         "each, in turn (ready = launch -> first answer for the master's last object)"
     )
     out(table(["slave", "ready ms", "CPU ms", "ready / icegrid"], rows))
+    if args.timeline and results.get(LEAN):
+        out()
+        out(
+            f"{LEAN}'s start-up, step by step (bench/_slave_timeline.py; ms since launch, "
+            "medians; CPU of every thread, of the main thread; collector's time so far)"
+        )
+        out(timeline_table(results[LEAN]))
     write_json(
         args.json,
         {
@@ -163,6 +226,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument(
         "--twist-only", action="store_true", help="gridreg's slaves by twist only (no lean)"
+    )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="run the lean slaves under bench/_slave_timeline.py and print their steps",
     )
     common_arguments(parser)
     return parser.parse_args(argv)

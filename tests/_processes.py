@@ -166,7 +166,12 @@ async def _start_registry(
 
 
 #: how each launcher runs a registry: C{python -m} what
-LAUNCHERS = {"twist": ("twisted", "gridregistry"), "lean": ("gridreg.registry",)}
+LAUNCHERS = {
+    "twist": ("twisted", "gridregistry"),
+    "lean": ("gridreg.registry",),
+    #: the lean launcher with a timeline of its start-up (bench.slave_startup --timeline)
+    "timeline": ("bench._slave_timeline",),
+}
 
 
 def _gridregistry_listens(event: dict[str, Any]) -> bool:

@@ -237,6 +237,39 @@ class StreamTests(SynchronousTestCase):
             pump.flush()
         self.assertEqual(self.successResultOf(d)[0], 20 * CHUNK_SIZE)
 
+    def test_an_idle_receiver_gets_the_first_piece_before_the_rest_is_made(self) -> None:
+        """
+        While nothing is unacknowledged, what is ready goes at once (the
+        receiver starts on it while the rest is made); later pieces are
+        joined, no chunk smaller than everything sent before it, so a
+        stream still travels in few chunks.
+        """
+        client, server, pump = self.connect()
+        taken: list[bytes] = []
+        server.transfers.begin_stream("s", lambda data: succeed(taken.append(data)))
+        making: list[Deferred[Any]] = []
+
+        def produce() -> Deferred[Any]:
+            making.append(Deferred())
+            return making[-1]
+
+        d = send_stream(client.callRemote, "s", produce)
+        pieces = [bytes([i]) * 1000 for i in range(40)]
+        making[-1].callback(pieces[0])
+        pump.flush()
+        self.assertEqual(taken, [pieces[0]])  # sent, taken and acknowledged
+        for piece in pieces[1:]:
+            making[-1].callback(piece)
+        making[-1].callback(None)
+        pump.flush()
+        size, sha256 = self.successResultOf(d)
+        whole = b"".join(pieces)
+        self.assertEqual((size, sha256), (len(whole), digest(whole)))
+        self.assertEqual(b"".join(taken), whole)
+        for index in range(1, len(taken) - 1):  # the last one is what was left
+            self.assertGreaterEqual(len(taken[index]), len(b"".join(taken[:index])))
+        self.assertLess(len(taken), 8)
+
     def test_a_stream_not_as_sent_is_refused_at_its_end(self) -> None:
         receiver = TransferReceiver(max_bytes=10)
         receiver.begin_stream("s", lambda data: succeed(None))

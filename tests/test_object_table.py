@@ -17,6 +17,7 @@ from gridreg.registry.object_table import (
     StoredObject,
     identity_from_key,
     object_key,
+    odd_keys,
     split_value,
 )
 from gridreg.registry.state import OBJECT, RegistryState, object_mutation
@@ -55,6 +56,27 @@ class ObjectKeyTests(SynchronousTestCase):
             key = object_key(Identity(name, category))
             self.assertEqual(key, json.dumps([category, name], ensure_ascii=False))
             self.assertEqual(identity_from_key(key), Identity(name, category))
+
+    def test_odd_keys_are_those_not_spelt_plainly(self) -> None:
+        """
+        Among many keys (looked at many at once), exactly those whose
+        spelling is not the plain one are odd, in order, whatever their
+        neighbours: a key holding a newline between two plain-looking
+        halves included.
+        """
+        plain = [object_key(Identity(f"o{i}", "c")) for i in range(10_000)]
+        self.assertEqual(odd_keys(plain), [])
+        self.assertEqual(odd_keys(iter(plain[:3])), [])
+        odd = [
+            '["c","o"]',  # the JSON encoder's spelling without the space
+            object_key(Identity("nl\n", "c")),
+            '["a", "b"]\n["c", "d"]',
+            '["a", "b"]\n',
+            "",
+        ]
+        keys = plain[:5000] + odd[:2] + plain[5000:9000] + odd[2:] + plain[9000:]
+        self.assertEqual(odd_keys(keys), odd)
+        self.assertEqual(odd_keys(odd[2:3]), odd[2:3])
 
     def test_values_split_as_decoded(self) -> None:
         _, text = record("o", '::A"B')

@@ -8,13 +8,16 @@ leaves out what only C{twist} imports.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import LogLevel
@@ -93,6 +96,102 @@ class OptionsTests(SynchronousTestCase):
     def test_bad_log_options(self) -> None:
         for bad in ("--log-level=loud", "--log-format=xml"):
             self.assertRaises(usage.UsageError, launch.Options().parseOptions, [bad])
+
+
+class _Reactor:
+    """Just what L{launch.start} asks of a reactor."""
+
+    def __init__(self) -> None:
+        self.when_running: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def callWhenRunning(self, f: Any, *args: Any) -> None:
+        self.when_running.append((f, args))
+
+    def run(self) -> None:
+        for f, args in self.when_running:
+            f(*args)
+
+
+class _Recording(Service):
+    """A replica's service that notes whether the collector was on as it was made and started."""
+
+    def __init__(self, seen: list[bool]) -> None:
+        self.seen = seen
+        seen.append(gc.isenabled())
+
+    def startService(self) -> None:
+        super().startService()
+        self.seen.append(gc.isenabled())
+
+
+class CollectorTests(SynchronousTestCase):
+    """
+    The launcher keeps the garbage collector off its start-up, and gives it
+    back as it was once the reactor runs, with what start-up made frozen.
+    """
+
+    def setUp(self) -> None:
+        self.addCleanup(gc.enable if gc.isenabled() else gc.disable)
+        self.addCleanup(gc.unfreeze)
+        self.seen: list[bool] = []
+        self.patch(tap, "makeService", lambda options: _Recording(self.seen))
+
+    def test_off_until_the_reactor_runs(self) -> None:
+        gc.enable()
+        fake = _Reactor()
+        service = launch.start(launch.Options(), fake)
+        self.assertEqual(self.seen, [False, False])  # made and started without it
+        self.assertTrue(service.running)
+        self.assertFalse(gc.isenabled())
+        frozen = gc.get_freeze_count()
+        fake.run()
+        self.assertTrue(gc.isenabled())
+        self.assertGreater(gc.get_freeze_count(), frozen)
+
+    def test_left_off_when_it_was_off(self) -> None:
+        gc.disable()
+        fake = _Reactor()
+        launch.start(launch.Options(), fake, collecting=False)
+        fake.run()
+        self.assertFalse(gc.isenabled())
+
+    def test_given_back_when_the_service_fails_to_start(self) -> None:
+        gc.enable()
+
+        def broken(options: Any) -> Any:
+            raise SystemExit("gridregistry: cannot start")
+
+        self.patch(tap, "makeService", broken)
+        self.assertRaises(SystemExit, launch.start, launch.Options(), _Reactor())
+        self.assertTrue(gc.isenabled())
+
+
+class ImportLauncherTests(SynchronousTestCase):
+    def test_imports_frozen_collector_as_it_was(self) -> None:
+        """
+        In a fresh interpreter, the program's imports leave the collector
+        as it was (on, or off) and the modules' objects frozen out of its reach.
+        """
+        script = (
+            "import gc, json, sys\n"
+            "if sys.argv[1] == 'off': gc.disable()\n"
+            "import gridreg.registry\n"
+            "gridreg.registry.import_launcher()\n"
+            "print(json.dumps([gc.isenabled(), gc.get_freeze_count(), "
+            "'gridreg.registry.launch' in sys.modules]))\n"
+        )
+        for state, enabled in (("on", True), ("off", False)):
+            listing = subprocess.run(
+                [sys.executable, "-c", script, state],
+                env=child_env(),
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )
+            collecting, frozen, imported = json.loads(listing.stdout)
+            self.assertEqual(collecting, enabled)
+            self.assertTrue(imported)
+            self.assertGreater(frozen, 10_000)  # the modules' objects, functions and classes
 
 
 #: what a replica imports only once it is used (an admin connects, a file

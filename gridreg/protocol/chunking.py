@@ -352,8 +352,14 @@ def send_stream(
     (the receiver must have begun it): C{produce} is asked for more only
     while fewer than C{window} chunks are unacknowledged, so neither side
     holds more than that. Pieces are cut or joined into chunks of
-    L{CHUNK_SIZE}. Fires with the size and SHA-256 of everything sent, for
-    the command that ends the stream; fails with the first failure.
+    L{CHUNK_SIZE}; but while nothing is unacknowledged (the receiver has
+    nothing to work on) what is ready goes at once, once it is as large
+    as everything sent before it: the receiver starts on the first piece
+    while the rest is made (a fresh slave decoded a 10,000-object
+    snapshot only once the master had made all of it), and a stream still
+    travels in few chunks, their size doubling up to L{CHUNK_SIZE}. Fires
+    with the size and SHA-256 of everything sent, for the command that
+    ends the stream; fails with the first failure.
     """
     done: Deferred[tuple[int, str]] = Deferred()
     digest = hashlib.sha256()
@@ -372,7 +378,11 @@ def send_stream(
 
     def fill() -> None:
         while not done.called and state["outstanding"] < window:
-            if len(buffer) >= CHUNK_SIZE or (state["ended"] and buffer):
+            if (
+                len(buffer) >= CHUNK_SIZE
+                or (state["ended"] and buffer)
+                or (buffer and state["outstanding"] == 0 and len(buffer) >= state["size"])
+            ):
                 piece = bytes(buffer[:CHUNK_SIZE])
                 del buffer[:CHUNK_SIZE]
                 send(piece)

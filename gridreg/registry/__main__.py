@@ -1,5 +1,5 @@
-"""C{python -m gridreg.registry}: the lean launcher, L{gridreg.registry.launch}."""
+"""C{python -m gridreg.registry}: the lean launcher, L{gridreg.registry.program}."""
 
-from gridreg.registry.launch import main
+from gridreg.registry import program
 
-main()
+program()

@@ -18,6 +18,7 @@ launcher and the start-up diet").
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -90,8 +91,43 @@ def _exit_with_signal(number: int) -> NoReturn:
     raise SystemExit(128 + number)  # not reached: the signal's default ends the process
 
 
+def start(options: Options, reactor: Any, collecting: Optional[bool] = None) -> IService:
+    """
+    Build the replica's service and start it, the garbage collector off
+    until C{reactor} runs: what is made until then (the modules the
+    service imports, the service itself) lives as long as the process, and
+    the collector's passes over it as it grew were a fresh replica's time
+    (C{bench/README.rst}, "Issue 9, ninth session: fresh slave start-up").
+    Once the reactor runs, everything made so far is frozen out of the
+    collector's reach, and the collector is on again if it was on before
+    (C{collecting}; default: whether it is on now).
+    """
+    if collecting is None:
+        collecting = gc.isenabled()
+    gc.disable()
+    try:
+        application = Application("gridregistry")  # the same parent twist gives it
+        tap.makeService(options).setServiceParent(application)
+        service = IService(application)
+        service.startService()
+    except BaseException:
+        if collecting:
+            gc.enable()
+        raise
+    reactor.callWhenRunning(_collect_again, collecting)
+    return service
+
+
+def _collect_again(collecting: bool) -> None:
+    gc.freeze()
+    if collecting:
+        gc.enable()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Parse C{argv} (default: the command line), run the replica until stopped."""
+    collecting = gc.isenabled()
+    gc.disable()  # until the reactor runs (L{start})
     options = Options()
     try:
         options.parseOptions(list(sys.argv[1:] if argv is None else argv))
@@ -102,10 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     factory = _observer_factory(options["log-format"], file)
     from twisted.internet import reactor  # the plugin's options have installed it
 
-    application = Application("gridregistry")  # the same parent twist gives it
-    tap.makeService(options).setServiceParent(application)
-    service = IService(application)
-    service.startService()
+    service = start(options, reactor, collecting)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     predicate = LogLevelFilterPredicate(defaultLogLevel=options["log-level"])
     globalLogBeginner.beginLoggingTo([FilteringLogObserver(factory(file), [predicate])])

@@ -87,7 +87,7 @@ class SnapshotProducer:
     def _header(self) -> Deferred[Optional[bytes]]:
         self._step = self._page
         self._ahead = self._read()
-        return self.run(self._encoder.header)
+        return succeed(self._encoder.header())  # a few bytes: not worth a thread's hop
 
     def _read(self) -> Deferred[list[tuple[str, str]]]:
         return self.store.snapshot_page(self._kinds[0], self._after, self.page_rows)

@@ -355,7 +355,9 @@ def _decode_block(body: bytes, count: int) -> Block:
             strings = [body[start + a : start + b].decode("utf-8") for a, b in pairwise(ends)]
         except UnicodeDecodeError:
             raise SnapshotFormatError("corrupt snapshot: a key or value is not UTF-8") from None
-    keys, values = strings[:count], strings[count:]
+    # tuples: holding only strings, the collector stops tracking them at its first
+    # pass, and never walks them again while they wait for the store
+    keys, values = tuple(strings[:count]), tuple(strings[count:])
     if len(ops) == 1:
         op, kind = ops[0]
         if op == PUT:
