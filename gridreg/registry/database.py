@@ -130,7 +130,7 @@ class RegistryDatabase:
         #: on a master: readies a batch's pushes before its commit, returning what the
         #: store's thread calls once the batch is durable (see L{MasterReplication.prepare})
         self.prepare_replication: Optional[
-            Callable[[Sequence[Change]], Optional[Callable[[], None]]]
+            Callable[[Sequence[Change]], Optional[Callable[[], bool]]]
         ] = None
         #: forgets the pushes readied for a batch the store refused
         self.abandon_replication: Callable[[], None] = lambda: None
