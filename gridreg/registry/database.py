@@ -217,9 +217,12 @@ class RegistryDatabase:
                     f"the change is {size} bytes; a replicated change may have at most "
                     f"{self.max_change_bytes}"
                 )
-            # each put keeps its text: the store saves it and the slaves get it as it is
+            # each put keeps its text: the store saves it and the slaves get it as it is;
+            # one that has its text already was made with it, its value its own
+            # (L{copied}, L{object_mutation}): not copied again
             mutations = [
-                m if text is None else copied(m, text) for m, text in zip(mutations, encoded)
+                m if text is None or m.text is not None else copied(m, text)
+                for m, text in zip(mutations, encoded)
             ]
         except Exception:
             return fail()
