@@ -194,9 +194,12 @@ def profile_summary(path: Path, writes: int, top: int = 25) -> dict[str, Any]:
 
 
 async def cprofile_window(
-    reactor: Any, pids: dict[str, int], writer: Any, writes: int, directory: Path
+    reactor: Any, pids: dict[str, int], writer: Any, writes: int, directory: Path, kind: str
 ) -> dict[str, Any]:
-    """Profile the master and the first slave over C{writes} writes."""
+    """
+    Profile the master and the first slave over C{writes} writes; their
+    files are kept in DIR/KIND/ as master-THREAD.prof and slave-THREAD.prof.
+    """
     for path in directory.glob("*.prof"):
         path.unlink()
     for n in ("master", "slave"):
@@ -215,6 +218,10 @@ async def cprofile_window(
         profiles[n] = {
             p.stem.split("-", 1)[1]: profile_summary(p, writes) for p in found
         }
+        kept = directory / kind
+        kept.mkdir(exist_ok=True)
+        for path in found:
+            path.replace(kept / f"{n}-{path.stem.split('-', 1)[1]}.prof")
     return profiles
 
 
@@ -283,7 +290,7 @@ async def measure(reactor: Any, kind: str, root: Path, args: argparse.Namespace)
                 result[n]["syscalls"] = strace_counts(path, args.writes)
         if args.cprofile:
             result["cprofile"] = await cprofile_window(
-                reactor, pids, writer, args.writes, Path(args.cprofile)
+                reactor, pids, writer, args.writes, Path(args.cprofile), kind
             )
         if args.trace_all:
             # every process of one write on one clock, kept for reading

@@ -274,9 +274,9 @@ class MasterPushTests(TestCase):
         self.executor.deliver()
         second = self.write("second")  # the session still waits for push1's answer
         self.executor.work()
-        # the first push left from the thread (its commit woke nothing); the
-        # second commit readied none, the reactor has it to send: woken as ever
-        self.assertEqual(self.executor.woken_anyway, [True])
+        # one slave: the first commit wakes the reactor (its answer alone would
+        # wait for the commit's part there); the second readied none: woken as ever
+        self.assertEqual(self.executor.woken_anyway, [False])
         self.assertEqual(slave.read(), [])
         self.executor.deliver()
         self.assertEqual(slave.read(), [])
@@ -312,6 +312,31 @@ class MasterPushTests(TestCase):
         self.assertEqual(others, [big] * 8)
         slave.acknowledge(push)
         await until(settled(written), "the write answered")
+
+    async def test_the_reactor_is_woken_when_one_answer_decides(self) -> None:
+        """
+        With one slave, or MinAcks 1, a single answer decides the write: the
+        reactor is woken for the commit, as before, so that its part of the
+        commit does not wait for that answer; with two answers to wait for
+        it is not (L{test_one_encoding_for_every_slave}).
+        """
+        await self.master(slaves=1)
+        written = self.write("one")
+        self.executor.work()
+        self.assertEqual(self.executor.woken_anyway, [False])
+        (push,) = self.slaves[0].read()
+        self.executor.deliver()
+        self.slaves[0].acknowledge(push)
+        await until(settled(written), "the write answered")
+        await self.master(slaves=2, min_acks=1)
+        written = self.write("quorum of one")
+        self.executor.work()
+        self.assertEqual(self.executor.woken_anyway, [False])
+        pushes = [slave.read()[0] for slave in self.slaves]
+        self.executor.deliver()
+        for slave, push in zip(self.slaves, pushes):
+            slave.acknowledge(push)
+        await until(settled(written), "the quorum's write answered")
 
     async def test_quorum_counts_thread_sent_pushes(self) -> None:
         """

@@ -411,7 +411,8 @@ class _Readied:
         #: each change's JSON, for every slave
         self.texts = texts
         self.calls: dict[SlaveSession, ThreadCall] = {}
-        #: every open session has a call here (L{send_from_thread} may then be quiet)
+        #: every open session has a call here, and the write waits for two
+        #: answers or more (L{send_from_thread} may then be quiet)
         self.every_session = False
         self._payload: Optional[bytes] = None
         #: per database id: its UTF-8, and the push's bytes after the tag
@@ -450,10 +451,13 @@ class _Readied:
         go now. Never raises: the commit is durable whatever happens here,
         and the reactor sends what did not go.
 
-        True if every open session's push went: each slave's answer (or its
-        connection's loss, or the watch's timer) wakes the reactor, which
-        need not be woken for the commit itself (L{Quiet}). Else the
-        reactor has pushes to send, and is woken as before.
+        True if every open session's push went and the write waits for two
+        answers or more: each slave's answer (or its connection's loss, or
+        the watch's timer) wakes the reactor, which need not be woken for
+        the commit itself (L{Quiet}), and hears of it at the first answer,
+        while the write waits for the next. Else the reactor has pushes to
+        send, or the commit's part on it would be on the write's path: it
+        is woken as before.
         """
         went = self.every_session
         try:
@@ -752,7 +756,12 @@ class MasterReplication:
                 readied.calls[session] = call
             elif not session.closed:
                 every = False  # its push is the reactor's to send
-        readied.every_session = every
+        # the reactor, not woken for the commit, hears of it at the first
+        # acknowledgement: quiet only if the write waits for another one after
+        # it, so that the commit's part on the reactor overlaps that wait
+        # (with one slave to wait for it would be on the write's path)
+        needed = len(readied.calls) if self.min_acks <= 0 else self.min_acks
+        readied.every_session = every and needed >= 2
         self._readied = readied
         return readied.send_from_thread if readied.calls else None
 
