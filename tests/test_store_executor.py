@@ -7,6 +7,7 @@ order it was submitted, and its results come back on the reactor thread.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
@@ -198,3 +199,68 @@ class QuietResultTests(SynchronousTestCase):
         manual.run_all()
         self.assertEqual(steps, ["step", "manual step"])
         self.assertEqual(self.successResultOf(d), "later")
+
+
+class QuietSlaveSerialTests(SynchronousTestCase):
+    """
+    A slave's batch, acknowledged from the store's thread, may reach the
+    reactor only at its next event: its serial is visible at once.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = _RecordingReactor()
+        self.executor = ThreadExecutor(self.reactor, name="test-serial")
+        self.store = SQLiteStore(self.mktemp(), executor=self.executor)
+        self.addCleanup(self.close)
+        self.settle(self.store.open())
+
+    def close(self) -> None:
+        self.settle(self.store.close())
+        self.executor._thread.join(10)  # type: ignore[union-attr]
+
+    def settle(self, d: Any) -> Any:
+        """Let the thread and the reactor's turns run until C{d} fires."""
+        for _ in range(1000):
+            done = threading.Event()
+            self.executor.submit(done.set)
+            self.assertTrue(done.wait(10))
+            self.reactor.turn()
+            self.executor.deliver_ready()
+            if d.called:
+                return d
+        self.fail("never fired")
+
+    def wait_for_thread(self) -> None:
+        done = threading.Event()
+        self.executor._queue.put((done.set, (), _Ignored()))  # runs after the jobs before it
+        self.assertTrue(done.wait(10))
+
+    def test_the_serial_moves_once_durable_before_the_reactor_hears(self) -> None:
+        change = Change(1, (Mutation("object", "k", {"v": 1}),))
+        applied = self.store.apply_many([change], copy=False, on_durable=lambda: True)
+        self.wait_for_thread()
+        self.assertEqual(self.store.serial, 1)  # durable: seen at once
+        self.assertNoResult(applied)  # the reactor has not heard yet
+        self.executor.deliver_ready()
+        self.successResultOf(applied)
+        self.assertEqual(self.store.serial, 1)
+
+    def test_a_masters_commit_moves_the_serial_when_the_reactor_hears(self) -> None:
+        committed = self.store.commit_many(
+            [[Mutation("object", "k", {"v": 1})]], on_assigned=lambda changes: lambda: True
+        )
+        self.wait_for_thread()
+        self.assertEqual(self.store.serial, 0)
+        self.executor.deliver_ready()
+        self.assertEqual([c.serial for c in self.successResultOf(committed)], [1])
+        self.assertEqual(self.store.serial, 1)
+
+
+class _Ignored:
+    """Stands for a job's Deferred whose result nobody wants."""
+
+    def callback(self, result: object) -> None:
+        pass
+
+    def errback(self, failure: object) -> None:
+        pass

@@ -119,10 +119,13 @@ class SerialStore:
             return fail(Failure())
         if not normalised:
             return fail(ValueError("cannot apply an empty batch"))
-        return self._submit(normalised, on_durable).addCallback(lambda _: None)
+        return self._submit(normalised, on_durable, publish=True).addCallback(lambda _: None)
 
     def _submit(
-        self, changes: list[Change], on_durable: Optional[Callable[[], Any]] = None
+        self,
+        changes: list[Change],
+        on_durable: Optional[Callable[[], Any]] = None,
+        publish: bool = False,
     ) -> Deferred[list[Change]]:
         self._assigned = changes[-1].serial
         self._in_flight += 1
@@ -140,23 +143,33 @@ class SerialStore:
                 self._assigned = self.serial
             return failure
 
-        return self._executor.submit(self._persist_checked, changes, on_durable).addCallbacks(
-            durable, failed
-        )
+        return self._executor.submit(
+            self._persist_checked, changes, on_durable, publish
+        ).addCallbacks(durable, failed)
 
     def _persist_checked(
-        self, changes: list[Change], on_durable: Optional[Callable[[], Any]] = None
+        self,
+        changes: list[Change],
+        on_durable: Optional[Callable[[], Any]] = None,
+        publish: bool = False,
     ) -> Optional[Quiet]:
         """
         On the executor: refuse a batch that does not follow what is
         durable; once durable, C{on_durable}, after the result is queued for
         the reactor (L{Quiet}): whether it returns True says whether the
         reactor must be woken for the result.
+
+        With C{publish} (a slave's batch) C{serial} moves here, as soon as
+        the batch is durable: the slave's reactor may hear of the commit
+        only at its next event, and whatever reads the serial there first
+        (an admin's describe, an observer's start) sees it durable.
         """
         durable = self._durable_serial()
         if changes[0].serial != durable + 1:
             raise SerialGapError(durable + 1, changes[0].serial)
         self._persist_all(changes)
+        if publish and changes[-1].serial > self.serial:
+            self.serial = changes[-1].serial  # one int, read whole by the reactor
         if on_durable is not None:
             return Quiet(None, on_durable)
         return None
