@@ -25,7 +25,12 @@ STAGES = [
     ("master-MainThread", "admin servant, to the commit", "registry/admin.py", "_object_add_box"),
     ("master-MainThread", "  proxy parse", "registry/admin.py", "_proxy"),
     ("master-MainThread", "  change built (checks, record)", "registry/database.py", "build"),
-    ("master-MainThread", "  staged, serial, commit started", "registry/database.py", "write_locked"),
+    (
+        "master-MainThread",
+        "  staged, serial, commit started",
+        "registry/database.py",
+        "write_locked",
+    ),
     ("master-MainThread", "    pushes readied (all slaves)", "registry/master.py", "prepare"),
     ("master-MainThread", "    handed to the store thread", "store/executor.py", "submit"),
     ("master-MainThread", "commit's result on the reactor", "registry/database.py", "durable"),
@@ -36,7 +41,12 @@ STAGES = [
     ("master-gridreg-store", "commit job", "store/_serial.py", "_persist_checked"),
     ("master-gridreg-store", "  SQLite transaction", "store/sqlite.py", "_persist_all"),
     ("master-gridreg-store", "  pushes sent", "registry/master.py", "send_from_thread"),
-    ("master-gridreg-store", "  result to the reactor (waker)", "twisted/internet/base.py", "callFromThread"),
+    (
+        "master-gridreg-store",
+        "  result to the reactor (waker)",
+        "twisted/internet/base.py",
+        "callFromThread",
+    ),
     ("slave-MainThread", "wake-ups (epoll returns)", "gridreg/lean_reactor.py", "doPoll"),
     ("slave-MainThread", "Python calls, all", "", ""),
     ("slave-MainThread", "push handled", "registry/slave.py", "_push_changes_box"),
@@ -48,7 +58,12 @@ STAGES = [
     ("slave-gridreg-store", "commit job", "store/_serial.py", "_persist_checked"),
     ("slave-gridreg-store", "  SQLite transaction", "store/sqlite.py", "_persist_all"),
     ("slave-gridreg-store", "  ack sent", "protocol/prompt.py", "send_from_thread"),
-    ("slave-gridreg-store", "  result to the reactor (waker)", "twisted/internet/base.py", "callFromThread"),
+    (
+        "slave-gridreg-store",
+        "  result to the reactor (waker)",
+        "twisted/internet/base.py",
+        "callFromThread",
+    ),
 ]
 
 

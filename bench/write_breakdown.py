@@ -165,7 +165,10 @@ def _short(where: str) -> str:
 
 
 #: where a thread waits for work: not counted in its profiled time
-_WAITS = ("<method 'poll' of 'select.epoll' objects>", "<method 'get' of '_queue.SimpleQueue' objects>")
+_WAITS = (
+    "<method 'poll' of 'select.epoll' objects>",
+    "<method 'get' of '_queue.SimpleQueue' objects>",
+)
 
 
 def profile_summary(path: Path, writes: int, top: int = 25) -> dict[str, Any]:
@@ -181,9 +184,9 @@ def profile_summary(path: Path, writes: int, top: int = 25) -> dict[str, Any]:
         functions.append((label, nc / writes, tt / writes * 1e6, ct / writes * 1e6))
         files[_short(where)] += tt / writes * 1e6
     by_own = sorted(functions, key=lambda f: -f[2])[:top]
-    by_total = sorted(
-        (f for f in functions if f[0].startswith("gridreg/")), key=lambda f: -f[3]
-    )[:top]
+    by_total = sorted((f for f in functions if f[0].startswith("gridreg/")), key=lambda f: -f[3])[
+        :top
+    ]
     return {
         "calls_per_write": calls / writes,
         "us_per_write": sum(files.values()),
@@ -215,9 +218,7 @@ async def cprofile_window(
             if len(found) >= 2:
                 break
             await deferToThread(time.sleep, 0.1)
-        profiles[n] = {
-            p.stem.split("-", 1)[1]: profile_summary(p, writes) for p in found
-        }
+        profiles[n] = {p.stem.split("-", 1)[1]: profile_summary(p, writes) for p in found}
         kept = directory / kind
         kept.mkdir(exist_ok=True)
         for path in found:
@@ -371,7 +372,8 @@ def report(kind: str, r: dict[str, Any]) -> None:
         for thread, summary in threads.items():
             out(
                 f"  profiled {n}, thread {thread}: {summary['calls_per_write']:.1f} Python "
-                f"calls per write, {summary['us_per_write']:.0f} us per write profiled (waits apart)"
+                f"calls per write, {summary['us_per_write']:.0f} us per write profiled "
+                "(waits apart)"
             )
             out("    by own time (calls/write, own us/write, total us/write):")
             for label, calls, own, total in summary["by_own_time"]:

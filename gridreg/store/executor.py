@@ -150,7 +150,9 @@ class ThreadExecutor:
             try:
                 woken_anyway = result.then() is True
             except Exception:  # the job is done: the reactor must still hear of it
-                self.log.failure("A store job's next step failed on the {name} thread", name=self._name)
+                self.log.failure(
+                    "A store job's next step failed on the {name} thread", name=self._name
+                )
                 woken_anyway = False
             if not woken_anyway:
                 deliver(_nothing)
