@@ -338,6 +338,31 @@ class MasterPushTests(TestCase):
             slave.acknowledge(push)
         await until(settled(written), "the quorum's write answered")
 
+    async def test_a_write_waiting_for_the_commit_wakes_the_reactor(self) -> None:
+        """
+        Two slaves, but a write arrived while the commit ran: the reactor is
+        woken for the commit, so that the next one starts at once, while
+        the slaves commit this one, not at their first acknowledgement.
+        """
+        await self.master(slaves=2)
+        first = self.write("first")
+        second = self.write("second")  # waits for the first commit to end
+        self.executor.work()
+        self.assertEqual(self.executor.woken_anyway, [False])
+        pushes = [slave.read()[0] for slave in self.slaves]
+        self.executor.deliver()  # the second write stages, its commit starts
+        self.assertEqual(len(self.executor._pending), 1)
+        for slave, push in zip(self.slaves, pushes):
+            slave.acknowledge(push)
+        await until(settled(first), "the first write answered")
+        self.executor.work()
+        self.executor.deliver()
+        for slave in self.slaves:
+            (push,) = await until(slave.read, "the second push")
+            slave.acknowledge(push)
+        await until(settled(second), "the second write answered")
+        self.assertEqual(self.successResultOf(second).serial, 2)
+
     async def test_quorum_counts_thread_sent_pushes(self) -> None:
         """
         With MinAcks 1 and two slaves, both pushes leave from the thread;

@@ -278,8 +278,29 @@ class RegistryDatabase:
         self.store.commit_many(
             [queued.mutations for queued in batch],
             copy=False,
-            on_assigned=self.prepare_replication,
+            on_assigned=self._prepare_replication,
         ).addCallbacks(durable, refused)
+
+    def _prepare_replication(self, changes: Sequence[Change]) -> Optional[Callable[[], bool]]:
+        """
+        L{prepare_replication} for a commit, and what its store's thread
+        calls once it is durable: the pushes' sending, and whether the
+        reactor may hear of the commit without being woken for it (L{Quiet}).
+        Not if writes wait for this commit to end: the next one starts at
+        once, as the slaves commit this one (16 in flight).
+        """
+        prepare = self.prepare_replication
+        send = None if prepare is None else prepare(changes)
+        if send is None:
+            return None
+
+        def on_durable() -> bool:
+            quiet = send()
+            # read on the store's thread: a write staged after this still wakes the
+            # reactor itself (its call is an event), which then hears of the commit
+            return quiet and not self._queue and not self._after_commit
+
+        return on_durable
 
     def _reload(self) -> None:
         """Drop what was staged: load the state again from what the store holds."""
