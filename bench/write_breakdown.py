@@ -12,6 +12,12 @@ For each registry, after a warm-up, two windows of C{--writes} writes each:
     system calls per write, per thread, so the wake-ups (C{epoll_wait},
     C{futex}) and each thread's part of one write can be read off; tracing
     slows everything, only the counts matter;
+  - profiled: C{cProfile} (``--cprofile``) on the reactor and store threads
+    of the master and the first slave (C{bench/_cprofile_site}, started and
+    stopped by C{SIGUSR1} / C{SIGUSR2} around the window): Python function
+    calls per write, and where the time goes, by function and by file (the
+    profiler slows every call: compare the counts, and times only with each
+    other);
   - timeline: C{strace -f -ttt -T -e trace=fdatasync,sendto} on the master
     (``--timeline``): per write, from the return of the master's commit
     (its C{fdatasync}) to its first push's C{sendto}, the hop between the
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import pstats
 import re
 import signal
 import subprocess
@@ -140,6 +147,85 @@ def commit_to_push(path: Path) -> list[float]:
     return gaps
 
 
+PROFILE_SITE = Path(__file__).resolve().parent / "_cprofile_site"
+
+
+def profile_environment(directory: Path) -> None:
+    """Let every Python process started from now on be profiled by signal (C{--cprofile})."""
+    os.environ["GRIDREG_BENCH_CPROFILE"] = str(directory)
+    paths = [str(PROFILE_SITE), os.environ.get("PYTHONPATH", "")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+
+
+def _short(where: str) -> str:
+    for marker in ("/gridreg/", "/twisted/", "/lib/python3"):
+        if marker in where:
+            return where[where.rindex(marker) + 1 :]
+    return where
+
+
+#: where a thread waits for work: not counted in its profiled time
+_WAITS = (
+    "<method 'poll' of 'select.epoll' objects>",
+    "<method 'get' of '_queue.SimpleQueue' objects>",
+)
+
+
+def profile_summary(path: Path, writes: int, top: int = 25) -> dict[str, Any]:
+    """One thread's profile, per write: calls, and the costliest functions and files."""
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    calls = sum(nc for _cc, nc, _tt, _ct, _callers in stats.values())
+    functions = []
+    files: collections.Counter[str] = collections.Counter()
+    for (where, line, name), (_cc, nc, tt, ct, _callers) in stats.items():
+        label = f"{_short(where)}:{line}({name})"
+        if name in _WAITS:
+            continue
+        functions.append((label, nc / writes, tt / writes * 1e6, ct / writes * 1e6))
+        files[_short(where)] += tt / writes * 1e6
+    by_own = sorted(functions, key=lambda f: -f[2])[:top]
+    by_total = sorted((f for f in functions if f[0].startswith("gridreg/")), key=lambda f: -f[3])[
+        :top
+    ]
+    return {
+        "calls_per_write": calls / writes,
+        "us_per_write": sum(files.values()),
+        "by_own_time": by_own,
+        "by_total_time": by_total,
+        "by_file": files.most_common(top),
+    }
+
+
+async def cprofile_window(
+    reactor: Any, pids: dict[str, int], writer: Any, writes: int, directory: Path, kind: str
+) -> dict[str, Any]:
+    """
+    Profile the master and the first slave over C{writes} writes; their
+    files are kept in DIR/KIND/ as master-THREAD.prof and slave-THREAD.prof.
+    """
+    for path in directory.glob("*.prof"):
+        path.unlink()
+    for n in ("master", "slave"):
+        os.kill(pids[n], signal.SIGUSR1)
+    await deferToThread(time.sleep, 0.5)
+    await writer.add_many("profiled", "c", 0, writes, 1)
+    for n in ("master", "slave"):
+        os.kill(pids[n], signal.SIGUSR2)
+    profiles: dict[str, Any] = {}
+    for n in ("master", "slave"):
+        for _ in range(100):
+            found = sorted(directory.glob(f"{pids[n]}-*.prof"))
+            if len(found) >= 2:
+                break
+            await deferToThread(time.sleep, 0.1)
+        profiles[n] = {p.stem.split("-", 1)[1]: profile_summary(p, writes) for p in found}
+        kept = directory / kind
+        kept.mkdir(exist_ok=True)
+        for path in found:
+            path.replace(kept / f"{n}-{path.stem.split('-', 1)[1]}.prof")
+    return profiles
+
+
 def strace_counts(path: Path, writes: int) -> dict[str, dict[str, float]]:
     """Per thread id: system calls per write, by name."""
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -203,6 +289,10 @@ async def measure(reactor: Any, kind: str, root: Path, args: argparse.Namespace)
                 process.send_signal(signal.SIGINT)
                 await deferToThread(process.wait)
                 result[n]["syscalls"] = strace_counts(path, args.writes)
+        if args.cprofile:
+            result["cprofile"] = await cprofile_window(
+                reactor, pids, writer, args.writes, Path(args.cprofile), kind
+            )
         if args.trace_all:
             # every process of one write on one clock, kept for reading
             keep = Path(args.trace_all).resolve()
@@ -278,6 +368,22 @@ def report(kind: str, r: dict[str, Any]) -> None:
                 continue
             listed = ", ".join(f"{name} {n:.2f}" for name, n in calls.items() if n >= 0.02)
             out(f"    syscalls/write, thread {tid}: {total:.2f}: {listed}")
+    for n, threads in r.get("cprofile", {}).items():
+        for thread, summary in threads.items():
+            out(
+                f"  profiled {n}, thread {thread}: {summary['calls_per_write']:.1f} Python "
+                f"calls per write, {summary['us_per_write']:.0f} us per write profiled "
+                "(waits apart)"
+            )
+            out("    by own time (calls/write, own us/write, total us/write):")
+            for label, calls, own, total in summary["by_own_time"]:
+                out(f"      {calls:6.2f} {own:7.1f} {total:7.1f}  {label}")
+            out("    gridreg functions by total time (calls/write, own, total us/write):")
+            for label, calls, own, total in summary["by_total_time"]:
+                out(f"      {calls:6.2f} {own:7.1f} {total:7.1f}  {label}")
+            out("    by file (own us/write):")
+            for label, own in summary["by_file"]:
+                out(f"      {own:7.1f}  {label}")
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
@@ -285,6 +391,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     if args.baseline:
         kinds.insert(kinds.index("gridreg") if "gridreg" in kinds else len(kinds), BASELINE)
     root = Path(tempfile.mkdtemp(prefix="bench-breakdown-"))
+    if args.cprofile:
+        Path(args.cprofile).mkdir(parents=True, exist_ok=True)
+        profile_environment(Path(args.cprofile).resolve())
     results: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     try:
         for number in range(args.rounds):
@@ -310,6 +419,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--timeline", action="store_true", help="time the master's commit-to-push hop"
+    )
+    parser.add_argument(
+        "--cprofile",
+        metavar="DIR",
+        default=None,
+        help="add a window under cProfile (master and first slave), its files in DIR",
     )
     parser.add_argument("--baseline", default=None, help="also run gridreg from this checkout")
     internal_argument(parser)

@@ -233,11 +233,16 @@ class Answering(Prompt):
         self.send_lock = threading.Lock()
 
 
-def from_a_thread(answer: ThreadAnswer) -> None:
-    """Call C{send_from_thread} on a real thread of its own, as the store's thread does."""
-    worker = threading.Thread(target=answer.send_from_thread)
+def from_a_thread(answer: ThreadAnswer) -> bool:
+    """
+    Call C{send_from_thread} on a real thread of its own, as the store's
+    thread does; what it returned (whether it sent the answer).
+    """
+    went: list[bool] = []
+    worker = threading.Thread(target=lambda: went.append(answer.send_from_thread()))
     worker.start()
     worker.join()
+    return went[0]
 
 
 class ThreadAnswerTests(TestCase):
@@ -256,16 +261,16 @@ class ThreadAnswerTests(TestCase):
         protocol, peer = await self.connect()
         answer = ThreadAnswer(protocol, b"7", serial=b"12")
         answer.arm()
-        from_a_thread(answer)
+        self.assertTrue(from_a_thread(answer))  # it went: the store need not wake the reactor
         self.assertEqual(pending(peer), self.amp_answer())
         answer._sendTo(protocol)
-        from_a_thread(answer)
+        self.assertFalse(from_a_thread(answer))
         self.assertEqual(pending(peer), b"")
 
     async def test_an_answer_not_armed_is_left_to_the_reactor(self) -> None:
         protocol, peer = await self.connect()
         answer = ThreadAnswer(protocol, b"7", serial=b"12")
-        from_a_thread(answer)
+        self.assertFalse(from_a_thread(answer))  # the reactor must be woken to send it
         self.assertEqual(pending(peer), b"")
         answer._sendTo(protocol)
         self.assertEqual(pending(peer), self.amp_answer())

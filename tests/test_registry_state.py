@@ -6,6 +6,7 @@ calls are answered from, as committed changes and loads leave them.
 from __future__ import annotations
 
 import base64
+import json
 import gc
 import random
 
@@ -439,3 +440,25 @@ class StoredFormTests(SynchronousTestCase):
         self.assertEqual(
             object_mutation(Identity("o"), None), Mutation(OBJECT, object_key(Identity("o")), None)
         )
+
+
+class ObjectMutationTextTests(SynchronousTestCase):
+    """
+    An object's put carries its value's JSON, which the store saves and the
+    slaves get as it is: it must be exactly what L{encode_value} writes.
+    """
+
+    def test_the_text_is_what_encode_value_writes(self) -> None:
+        proxy = Proxy(
+            Identity('na"me\\é', "cat/égorie"), endpoints=(TcpEndpoint("127.0.0.1", 10000),)
+        )
+        for type_id in ("", "::Demo::Hello", 'q"uote\\back', "été\u2028\x01"):
+            m = object_mutation(proxy.identity, ObjectInfo(proxy, type_id))
+            self.assertIsNotNone(m.text)
+            plain = Mutation(m.kind, m.key, m.value)
+            self.assertEqual(m.text, encode_value(plain))
+            self.assertEqual(json.loads(m.text), m.value)
+
+    def test_a_delete_has_no_text(self) -> None:
+        m = object_mutation(Identity("gone", ""), None)
+        self.assertEqual((m.value, m.text), (None, None))

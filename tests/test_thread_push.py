@@ -23,11 +23,12 @@ from twisted.trial.unittest import TestCase
 
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
 from gridreg.protocol.errors import QuorumError
-from gridreg.protocol.prompt import NOW, ThreadCall
+from gridreg.protocol.prompt import NOW, ThreadCall, encoded_after_ask
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.master import MasterReplication
 from gridreg.registry.state import ObjectInfo, RegistryState
 from gridreg.registry.trace import TraceLevels
+from gridreg.store.executor import Quiet
 from gridreg.store.interfaces import StoreError
 from gridreg.store.memory import MemoryStore
 from tests.test_prompt_write import Answering, Prompt, connected, pending
@@ -45,6 +46,8 @@ class SteppedExecutor:
         self.held = False
         self._pending: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
         self._outcome: list[Any] = []
+        #: per quiet commit: whether its next step said the reactor would wake anyway
+        self.woken_anyway: list[bool] = []
 
     def submit(self, job: Callable[..., Any], *args: Any) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
@@ -62,9 +65,16 @@ class SteppedExecutor:
 
         def run() -> None:
             try:
-                self._outcome.append(job(*args))
+                outcome = job(*args)
             except StoreError as e:
                 self._outcome.append(Failure(e))
+                return
+            if isinstance(outcome, Quiet):
+                # queued for the reactor, then the thread's next step, as the store's thread
+                self._outcome.append(outcome.result)
+                self.woken_anyway.append(outcome.then())
+            else:
+                self._outcome.append(outcome)
 
         worker = threading.Thread(target=run)
         worker.start()
@@ -264,6 +274,9 @@ class MasterPushTests(TestCase):
         self.executor.deliver()
         second = self.write("second")  # the session still waits for push1's answer
         self.executor.work()
+        # one slave: the first commit wakes the reactor (its answer alone would
+        # wait for the commit's part there); the second readied none: woken as ever
+        self.assertEqual(self.executor.woken_anyway, [False])
         self.assertEqual(slave.read(), [])
         self.executor.deliver()
         self.assertEqual(slave.read(), [])
@@ -300,6 +313,56 @@ class MasterPushTests(TestCase):
         slave.acknowledge(push)
         await until(settled(written), "the write answered")
 
+    async def test_the_reactor_is_woken_when_one_answer_decides(self) -> None:
+        """
+        With one slave, or MinAcks 1, a single answer decides the write: the
+        reactor is woken for the commit, as before, so that its part of the
+        commit does not wait for that answer; with two answers to wait for
+        it is not (L{test_one_encoding_for_every_slave}).
+        """
+        await self.master(slaves=1)
+        written = self.write("one")
+        self.executor.work()
+        self.assertEqual(self.executor.woken_anyway, [False])
+        (push,) = self.slaves[0].read()
+        self.executor.deliver()
+        self.slaves[0].acknowledge(push)
+        await until(settled(written), "the write answered")
+        await self.master(slaves=2, min_acks=1)
+        written = self.write("quorum of one")
+        self.executor.work()
+        self.assertEqual(self.executor.woken_anyway, [False])
+        pushes = [slave.read()[0] for slave in self.slaves]
+        self.executor.deliver()
+        for slave, push in zip(self.slaves, pushes):
+            slave.acknowledge(push)
+        await until(settled(written), "the quorum's write answered")
+
+    async def test_a_write_waiting_for_the_commit_wakes_the_reactor(self) -> None:
+        """
+        Two slaves, but a write arrived while the commit ran: the reactor is
+        woken for the commit, so that the next one starts at once, while
+        the slaves commit this one, not at their first acknowledgement.
+        """
+        await self.master(slaves=2)
+        first = self.write("first")
+        second = self.write("second")  # waits for the first commit to end
+        self.executor.work()
+        self.assertEqual(self.executor.woken_anyway, [False])
+        pushes = [slave.read()[0] for slave in self.slaves]
+        self.executor.deliver()  # the second write stages, its commit starts
+        self.assertEqual(len(self.executor._pending), 1)
+        for slave, push in zip(self.slaves, pushes):
+            slave.acknowledge(push)
+        await until(settled(first), "the first write answered")
+        self.executor.work()
+        self.executor.deliver()
+        for slave in self.slaves:
+            (push,) = await until(slave.read, "the second push")
+            slave.acknowledge(push)
+        await until(settled(second), "the second write answered")
+        self.assertEqual(self.successResultOf(second).serial, 2)
+
     async def test_quorum_counts_thread_sent_pushes(self) -> None:
         """
         With MinAcks 1 and two slaves, both pushes leave from the thread;
@@ -315,6 +378,32 @@ class MasterPushTests(TestCase):
         self.slaves[1].acknowledge(pushes[1][0])
         await until(settled(written), "the write answered")
         self.assertEqual(self.successResultOf(written).serial, 1)
+
+    async def test_one_encoding_for_every_slave(self) -> None:
+        """
+        The push is encoded once for both slaves: each gets AMP's exact
+        bytes of its box, the two boxes differ only in their tags, and as
+        both left from the thread the store need not wake the reactor.
+        """
+        await self.master(slaves=2)
+        self.protocols[1]._nextTag()  # the second connection's tags run ahead
+        written = self.write("shared")
+        self.executor.work()
+        self.assertEqual(self.executor.woken_anyway, [True])
+        raw = [pending(slave.peer) for slave in self.slaves]
+        pushes = [boxes(data)[0] for data in raw]
+        for data, push in zip(raw, pushes):
+            self.assertEqual(data, push.serialize())
+        self.assertNotEqual(pushes[0][b"_ask"], pushes[1][b"_ask"])
+        self.assertEqual(
+            {k: v for k, v in pushes[0].items() if k != b"_ask"},
+            {k: v for k, v in pushes[1].items() if k != b"_ask"},
+        )
+        self.assertEqual([c["serial"] for c in eval_changes(pushes[0])], [1])
+        self.executor.deliver()
+        for slave, push in zip(self.slaves, pushes):
+            slave.acknowledge(push)
+        await until(settled(written), "the write answered")
 
     async def test_quorum_not_reached_fails_as_before(self) -> None:
         """Both slaves refuse: the write fails with QuorumError, the pushes counted."""
@@ -338,6 +427,7 @@ class MasterPushTests(TestCase):
         self.slaves[0].peer.close()
         await until(lambda: not self.replication.sessions, "the session lost")
         self.executor.work()
+        self.assertEqual(self.executor.woken_anyway, [False])  # no answer will wake it
         self.executor.deliver()
         await until(settled(written), "the write answered")
         self.assertEqual(self.successResultOf(written).serial, 1)
@@ -378,6 +468,26 @@ class ThreadCallTests(TestCase):
         self.from_a_thread(call)
         (box,) = boxes(pending(peer))
         self.assertEqual(box[b"serial"], b"3")
+
+    async def test_encoded_after_its_tag_it_is_amps_bytes(self) -> None:
+        """
+        Given the bytes after its tag (encoded once for many connections),
+        a call sends exactly the bytes AMP would write for it.
+        """
+        protocol, peer = await self.connect()
+        after_ask = encoded_after_ask(b"Push", changes=b"[1]", serial=b"3")
+        self.assertIsNotNone(after_ask)
+        call = ThreadCall(protocol, after_ask, changes=b"[1]", serial=b"3")
+        call.issue(b"Push").addErrback(lambda f: f.trap(ConnectionAborted))
+        self.from_a_thread(call)
+        expected = amp.AmpBox(
+            _command=b"Push", _ask=call[b"_ask"], changes=b"[1]", serial=b"3"
+        ).serialize()
+        self.assertEqual(pending(peer), expected)
+
+    def test_a_key_before_the_tag_is_not_encoded_apart(self) -> None:
+        """A key that sorts before C{_ask} would move in AMP's order: no shared encoding."""
+        self.assertIsNone(encoded_after_ask(b"Push", Serial=b"3"))
 
     async def test_withdrawn_it_is_never_sent_and_its_answer_forgotten(self) -> None:
         protocol, peer = await self.connect()

@@ -73,6 +73,26 @@ def serialize(box: amp.AmpBox) -> bytes:
     return b"".join(parts)
 
 
+_ASK = b"_ask"
+_ASK_KEY = _length(len(_ASK)) + _ASK
+
+
+def encoded_after_ask(command: bytes, **values: bytes) -> Optional[bytes]:
+    """
+    What L{serialize} writes for a call C{command} with C{values} after its
+    C{_ask} field (the tag, the only field that differs between the
+    connections it goes to): a push encoded once for every slave
+    (L{ThreadCall}'s C{after_ask}). None for a box whose keys do not all
+    sort after C{_ask}, or that AMP would refuse: those are encoded whole.
+    """
+    box = amp.AmpBox(_command=command, **values)
+    if any(type(key) is not bytes or key <= _ASK for key in box):
+        return None
+    if any(type(v) is not bytes or len(v) > amp.MAX_VALUE_LENGTH for v in box.values()):
+        return None
+    return serialize(box)
+
+
 def batch_tls_turns(transport: Any, clock: Any) -> None:
     """
     Ask the write-through TLS transport of L{gridreg.endpoints} (internal
@@ -257,15 +277,20 @@ class ThreadAnswer(amp.AmpBox):
         with lock:
             self._armed = True
 
-    def send_from_thread(self) -> None:
-        """From the worker thread: send the answer now if it is armed and the socket idle."""
+    def send_from_thread(self) -> bool:
+        """
+        From the worker thread: send the answer now if it is armed and the
+        socket idle; whether this thread sent it.
+        """
         protocol: Any = self._protocol
         lock = protocol.send_lock
         if lock is None:
-            return
+            return False
         with lock:
             if not self._taken and self._armed and protocol.thread_send(serialize(self)):
                 self._taken = True
+                return True
+            return False
 
     def _sendTo(self, proto: Any) -> None:
         """AMP's send of the answer: nothing if the thread sent it, else as any box."""
@@ -300,9 +325,17 @@ class ThreadCall(amp.AmpBox):
     sent at most once, the same bytes as AMP's.
     """
 
-    def __init__(self, protocol: PromptWriter, **values: bytes) -> None:
+    def __init__(
+        self, protocol: PromptWriter, after_ask: Optional[bytes] = None, **values: bytes
+    ) -> None:
+        """
+        @param after_ask: L{encoded_after_ask} of this call's command and
+            C{values}, if the caller has it (one push for many slaves): the
+            bytes are then the tag's field and these, not encoded again.
+        """
         super().__init__(**values)
         self._protocol = protocol
+        self._after_ask = after_ask
         #: the box's bytes, once issued
         self._data: Optional[bytes] = None
         #: taken: sent by the thread, released, or withdrawn
@@ -319,7 +352,12 @@ class ThreadCall(amp.AmpBox):
 
     def _sendTo(self, proto: Any) -> None:
         """AMP's send at L{issue}: the bytes wait for the thread or L{release}."""
-        self._data = serialize(self)
+        after_ask = self._after_ask
+        ask = self.get(_ASK)
+        if after_ask is None or type(ask) is not bytes:
+            self._data = serialize(self)
+        else:
+            self._data = _ASK_KEY + _length(len(ask)) + ask + after_ask
 
     def send_from_thread(self) -> bool:
         """From the worker thread: send the call now if the socket is idle; whether it went."""

@@ -130,7 +130,7 @@ class RegistryDatabase:
         #: on a master: readies a batch's pushes before its commit, returning what the
         #: store's thread calls once the batch is durable (see L{MasterReplication.prepare})
         self.prepare_replication: Optional[
-            Callable[[Sequence[Change]], Optional[Callable[[], None]]]
+            Callable[[Sequence[Change]], Optional[Callable[[], bool]]]
         ] = None
         #: forgets the pushes readied for a batch the store refused
         self.abandon_replication: Callable[[], None] = lambda: None
@@ -217,9 +217,12 @@ class RegistryDatabase:
                     f"the change is {size} bytes; a replicated change may have at most "
                     f"{self.max_change_bytes}"
                 )
-            # each put keeps its text: the store saves it and the slaves get it as it is
+            # each put keeps its text: the store saves it and the slaves get it as it is;
+            # one that has its text already was made with it, its value its own
+            # (L{copied}, L{object_mutation}): not copied again
             mutations = [
-                m if text is None else copied(m, text) for m, text in zip(mutations, encoded)
+                m if text is None or m.text is not None else copied(m, text)
+                for m, text in zip(mutations, encoded)
             ]
         except Exception:
             return fail()
@@ -275,8 +278,29 @@ class RegistryDatabase:
         self.store.commit_many(
             [queued.mutations for queued in batch],
             copy=False,
-            on_assigned=self.prepare_replication,
+            on_assigned=self._prepare_replication,
         ).addCallbacks(durable, refused)
+
+    def _prepare_replication(self, changes: Sequence[Change]) -> Optional[Callable[[], bool]]:
+        """
+        L{prepare_replication} for a commit, and what its store's thread
+        calls once it is durable: the pushes' sending, and whether the
+        reactor may hear of the commit without being woken for it (L{Quiet}).
+        Not if writes wait for this commit to end: the next one starts at
+        once, as the slaves commit this one (16 in flight).
+        """
+        prepare = self.prepare_replication
+        send = None if prepare is None else prepare(changes)
+        if send is None:
+            return None
+
+        def on_durable() -> bool:
+            quiet = send()
+            # read on the store's thread: a write staged after this still wakes the
+            # reactor itself (its call is an event), which then hears of the commit
+            return quiet and not self._queue and not self._after_commit
+
+        return on_durable
 
     def _reload(self) -> None:
         """Drop what was staged: load the state again from what the store holds."""

@@ -37,7 +37,7 @@ from gridreg.protocol.commands import (
     ReplicaSetChanged,
 )
 from gridreg.protocol.errors import DuplicateReplicaError, QuorumError, failure_reason
-from gridreg.protocol.prompt import PromptWriter, ThreadCall
+from gridreg.protocol.prompt import PromptWriter, ThreadCall, encoded_after_ask
 from gridreg.registry.snapshot_stream import Run, SnapshotProducer, in_thread
 from gridreg.registry.replica_status import DISCONNECTED, FAILED, LIVE, SYNCING, ReplicaStatus
 from gridreg.registry.trace import TraceLevels
@@ -169,7 +169,9 @@ class SlaveSession:
 
         return maybeDeferred(self.push, changes, texts).addBoth(done)
 
-    def prepare_push(self, changes: Sequence[Change], texts: list[str]) -> Optional[ThreadCall]:
+    def prepare_push(
+        self, changes: Sequence[Change], texts: list[str], shared: Optional["_Readied"] = None
+    ) -> Optional[ThreadCall]:
         """
         On the reactor, before C{changes} commit on the master: if this
         session is idle and live on a plain TCP connection, and the changes
@@ -178,6 +180,8 @@ class SlaveSession:
         bytes held) for the store's thread to send once the commit is
         durable, and hold the session busy for it until it is answered.
         Else None: the push goes as any, once the commit is durable.
+        With C{shared} (the commit's L{_Readied}), the push's bytes but its
+        tag are encoded once for every session.
         """
         protocol: Any = self.protocol
         if (
@@ -192,15 +196,19 @@ class SlaveSession:
             or changes[0].serial != self.serial + 1
         ):
             return None
-        # change_to_json writes ASCII only: as many bytes on the wire as characters
-        text = "[" + ",".join(texts) + "]"
-        if len(text) > _BATCH_BYTES:
+        if shared is not None:
+            payload = shared.payload()
+            database_id = shared.database_id(self.database_id)
+            after_ask = shared.after_ask(database_id)
+        else:
+            # change_to_json writes ASCII only: as many bytes on the wire as characters
+            payload = ("[" + ",".join(texts) + "]").encode("ascii")
+            database_id = self.database_id.encode("utf-8")
+            after_ask = None
+        if len(payload) > _BATCH_BYTES:
             return None  # push() would split it, or chunk it
         call = ThreadCall(
-            protocol,
-            database_id=self.database_id.encode("utf-8"),
-            changes=text.encode("ascii"),
-            transfer=b"",
+            protocol, after_ask, database_id=database_id, changes=payload, transfer=b""
         )
         # its timeout runs from the commit's end (L{prepared}): a slow commit of
         # the master's own is not the slave's silence
@@ -403,21 +411,65 @@ class _Readied:
         #: each change's JSON, for every slave
         self.texts = texts
         self.calls: dict[SlaveSession, ThreadCall] = {}
+        #: every open session has a call here, and the write waits for two
+        #: answers or more (L{send_from_thread} may then be quiet)
+        self.every_session = False
+        self._payload: Optional[bytes] = None
+        #: per database id: its UTF-8, and the push's bytes after the tag
+        self._database_ids: dict[str, bytes] = {}
+        self._after_ask: dict[bytes, Optional[bytes]] = {}
         #: what went wrong on the store's thread, reported on the reactor
         self.thread_failure: Optional[Failure] = None
 
-    def send_from_thread(self) -> None:
+    def payload(self) -> bytes:
+        """The batch as one push carries it, encoded once for every slave."""
+        if self._payload is None:
+            # change_to_json writes ASCII only: as many bytes on the wire as characters
+            self._payload = ("[" + ",".join(self.texts) + "]").encode("ascii")
+        return self._payload
+
+    def database_id(self, text: str) -> bytes:
+        encoded = self._database_ids.get(text)
+        if encoded is None:
+            encoded = self._database_ids[text] = text.encode("utf-8")
+        return encoded
+
+    def after_ask(self, database_id: bytes) -> Optional[bytes]:
+        """The push's bytes after its tag (L{encoded_after_ask}), once per database id."""
+        if database_id not in self._after_ask:
+            self._after_ask[database_id] = encoded_after_ask(
+                PushChanges.commandName,
+                database_id=database_id,
+                changes=self.payload(),
+                transfer=b"",
+            )
+        return self._after_ask[database_id]
+
+    def send_from_thread(self) -> bool:
         """
         On the store's thread, the commit durable: send each push that can
         go now. Never raises: the commit is durable whatever happens here,
         and the reactor sends what did not go.
+
+        True if every open session's push went and the write waits for two
+        answers or more: each slave's answer (or its connection's loss, or
+        the watch's timer) wakes the reactor, which need not be woken for
+        the commit itself (L{Quiet}), and hears of it at the first answer,
+        while the write waits for the next. Else the reactor has pushes to
+        send, or the commit's part on it would be on the write's path: it
+        is woken as before.
         """
+        went = self.every_session
         try:
             for session, call in self.calls.items():
-                if not session.closed:  # dropped meanwhile: the reactor withdraws it
-                    call.send_from_thread()
+                if session.closed:  # dropped meanwhile: the reactor withdraws it
+                    went = False
+                elif not call.send_from_thread():
+                    went = False
         except Exception:  # the commit must not be reported failed: the reactor sends instead
             self.thread_failure = Failure()
+            return False
+        return went
 
 
 def _settle(result: Any, d: Deferred[None]) -> None:
@@ -681,12 +733,14 @@ class MasterReplication:
             return _all_settled(live)
         return self._quorum(batch[-1], pushes)
 
-    def prepare(self, changes: Sequence[Change]) -> Optional[Callable[[], None]]:
+    def prepare(self, changes: Sequence[Change]) -> Optional[Callable[[], bool]]:
         """
         On the reactor, before C{changes} (one group commit) commit: ready
         each idle session's push (L{SlaveSession.prepare_push}) and return
         what the store's thread calls once the commit is durable, which
-        sends them (or None: nothing to send from there). The pushes never
+        sends them (or None: nothing to send from there), and says whether
+        the reactor may hear of the commit without being woken for it
+        (L{_Readied.send_from_thread}). The pushes never
         leave before the master's own commit is durable; L{replicate}
         accounts for them as for any push (MinAcks included), and
         L{abandon} forgets them if the store refuses the commit.
@@ -695,10 +749,19 @@ class MasterReplication:
         if not self.sessions:
             return None
         readied = _Readied(changes, [change_to_json(c) for c in changes])
+        every = True
         for session in list(self.sessions.values()):
-            call = session.prepare_push(changes, readied.texts)
+            call = session.prepare_push(changes, readied.texts, readied)
             if call is not None:
                 readied.calls[session] = call
+            elif not session.closed:
+                every = False  # its push is the reactor's to send
+        # the reactor, not woken for the commit, hears of it at the first
+        # acknowledgement: quiet only if the write waits for another one after
+        # it, so that the commit's part on the reactor overlaps that wait
+        # (with one slave to wait for it would be on the write's path)
+        needed = len(readied.calls) if self.min_acks <= 0 else self.min_acks
+        readied.every_session = every and needed >= 2
         self._readied = readied
         return readied.send_from_thread if readied.calls else None
 

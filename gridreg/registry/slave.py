@@ -567,6 +567,9 @@ class SlaveReplication(Service):
 
             return committed.addCallbacks(applied, self._reload)
 
+        # the last push's commit, durable and acknowledged from the store's
+        # thread, may wait for the reactor's turn (L{Quiet}): its lock goes first
+        self.store.deliver_ready()
         lock = self._lock
         if lock.locked:  # a snapshot streams in, or a push is still committing
             return lock.run(apply)

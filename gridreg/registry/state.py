@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import json
 import random
 from typing import Callable, Iterable, Mapping, Optional
 
@@ -82,12 +83,25 @@ def adapter_mutation(adapter_id: str, info: Optional[AdapterInfo]) -> Mutation:
     )
 
 
+#: a string as JSON, ASCII only, as C{json.dumps} writes it
+_json_string = json.encoder.encode_basestring_ascii
+
+
 def object_mutation(identity: Identity, info: Optional[ObjectInfo]) -> Mutation:
+    """
+    An object's put (or delete), its value's JSON written here as
+    L{encode_value} would write it: the write path keeps the value as it
+    is, without a copy through JSON (the admin's hot write).
+    """
     if info is None:
         return Mutation(OBJECT, object_key(identity), None)
-    return Mutation(
-        OBJECT, object_key(identity), {"proxy": encode_proxy_field(info.proxy), "type": info.type}
-    )
+    proxy = encode_proxy_field(info.proxy)
+    type_id = info.type
+    value = {"proxy": proxy, "type": type_id}
+    if type(type_id) is not str:
+        return Mutation(OBJECT, object_key(identity), value)
+    text = f'{{"proxy":{_json_string(proxy)},"type":{_json_string(type_id)}}}'
+    return Mutation(OBJECT, object_key(identity), value, text=text)
 
 
 class RegistryState:

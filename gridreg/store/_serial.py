@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-from gridreg.store.executor import Executor
+from gridreg.store.executor import Executor, Quiet
 from gridreg.store.interfaces import SerialGapError
 from gridreg.store.records import Change, Mutation, normalise
 
@@ -48,7 +48,7 @@ class SerialStore:
         self,
         batches: Sequence[Sequence[Mutation]],
         copy: bool = True,
-        on_assigned: Optional[Callable[[list[Change]], Optional[Callable[[], None]]]] = None,
+        on_assigned: Optional[Callable[[list[Change]], Optional[Callable[[], Any]]]] = None,
     ) -> Deferred[list[Change]]:
         """
         Commit several writes, each its own change under the next serial, in
@@ -59,9 +59,12 @@ class SerialStore:
         @param on_assigned: called on the caller's thread with the changes,
             their serials given out, before the store's work starts; what it
             returns (if not None) is called where that work runs (the
-            store's thread) once they are durable, before the result goes
-            back: a master's pushes leave from there
-            (L{gridreg.protocol.prompt.ThreadCall}). That must not raise.
+            store's thread) once they are durable and their result is
+            queued for the reactor, which may hear of it first: a master's
+            pushes leave from there (L{gridreg.protocol.prompt.ThreadCall}).
+            That must not raise; if it returns True (every push left, each
+            to be acknowledged) the reactor is not woken for the result
+            (L{Quiet}).
         """
         try:
             self._check_open()
@@ -83,7 +86,7 @@ class SerialStore:
         self,
         changes: Sequence[Change],
         copy: bool = True,
-        on_durable: Optional[Callable[[], None]] = None,
+        on_durable: Optional[Callable[[], Any]] = None,
     ) -> Deferred[None]:
         """
         Store consecutive changes from the master in one transaction.
@@ -93,9 +96,13 @@ class SerialStore:
             itself and will not change (a slave's pushed changes): they are
             already what the store saves.
         @param on_durable: called where the store's work runs (its thread),
-            once the changes are durable, before the result goes back to
-            the caller: a slave's acknowledgement leaves from there
-            (L{gridreg.protocol.prompt.ThreadAnswer}). It must not raise.
+            once the changes are durable: a slave's acknowledgement leaves
+            from there (L{gridreg.protocol.prompt.ThreadAnswer}). It must
+            not raise; it runs once the result is queued for the reactor
+            (which may hear of it first), and the reactor is not
+            woken for it if it returns True (the acknowledgement left: the
+            master's next push wakes the reactor, whose L{deliver_ready}
+            hands the result over first).
         """
         try:
             self._check_open()
@@ -112,10 +119,13 @@ class SerialStore:
             return fail(Failure())
         if not normalised:
             return fail(ValueError("cannot apply an empty batch"))
-        return self._submit(normalised, on_durable).addCallback(lambda _: None)
+        return self._submit(normalised, on_durable, publish=True).addCallback(lambda _: None)
 
     def _submit(
-        self, changes: list[Change], on_durable: Optional[Callable[[], None]] = None
+        self,
+        changes: list[Change],
+        on_durable: Optional[Callable[[], Any]] = None,
+        publish: bool = False,
     ) -> Deferred[list[Change]]:
         self._assigned = changes[-1].serial
         self._in_flight += 1
@@ -133,20 +143,46 @@ class SerialStore:
                 self._assigned = self.serial
             return failure
 
-        return self._executor.submit(self._persist_checked, changes, on_durable).addCallbacks(
-            durable, failed
-        )
+        return self._executor.submit(
+            self._persist_checked, changes, on_durable, publish
+        ).addCallbacks(durable, failed)
 
     def _persist_checked(
-        self, changes: list[Change], on_durable: Optional[Callable[[], None]] = None
-    ) -> None:
-        """On the executor: refuse a batch that does not follow what is durable."""
+        self,
+        changes: list[Change],
+        on_durable: Optional[Callable[[], Any]] = None,
+        publish: bool = False,
+    ) -> Optional[Quiet]:
+        """
+        On the executor: refuse a batch that does not follow what is
+        durable; once durable, C{on_durable}, after the result is queued for
+        the reactor (L{Quiet}): whether it returns True says whether the
+        reactor must be woken for the result.
+
+        With C{publish} (a slave's batch) C{serial} moves here, as soon as
+        the batch is durable: the slave's reactor may hear of the commit
+        only at its next event, and whatever reads the serial there first
+        (an admin's describe, an observer's start) sees it durable.
+        """
         durable = self._durable_serial()
         if changes[0].serial != durable + 1:
             raise SerialGapError(durable + 1, changes[0].serial)
         self._persist_all(changes)
+        if publish and changes[-1].serial > self.serial:
+            self.serial = changes[-1].serial  # one int, read whole by the reactor
         if on_durable is not None:
-            on_durable()
+            return Quiet(None, on_durable)
+        return None
+
+    def deliver_ready(self) -> None:
+        """
+        On the reactor: fire the results of work the store has finished now
+        (L{ThreadExecutor.deliver_ready}), not on the reactor's next turn;
+        nothing where results are handed over at once.
+        """
+        deliver = getattr(self._executor, "deliver_ready", None)
+        if deliver is not None:
+            deliver()
 
     def _durable_serial(self) -> int:
         """The serial of the last durable change, as the executor's thread sees it."""

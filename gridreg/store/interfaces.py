@@ -96,7 +96,7 @@ class IRegistryStore(Interface):
     def commit_many(
         batches: Sequence[Sequence[Mutation]],
         copy: bool = True,
-        on_assigned: Optional[Callable[[list[Change]], Optional[Callable[[], None]]]] = None,
+        on_assigned: Optional[Callable[[list[Change]], Optional[Callable[[], Any]]]] = None,
     ) -> Deferred[list[Change]]:
         """
         L{commit} several writes in one transaction (one fsync), each as its
@@ -106,8 +106,9 @@ class IRegistryStore(Interface):
         copied them through JSON already, see L{records.normalise}).
         C{on_assigned} is called with the changes once their serials are
         given out, before the store's work starts; what it returns is called
-        where the store works (its thread), once they are durable and before
-        the Deferred fires.
+        where the store works (its thread), once they are durable and their
+        result is queued for the reactor (which may fire the Deferred
+        first); if that returns True the reactor is not woken for it.
 
         @return: a Deferred firing with the changes, in serial order, once
             all are durable; if the store refuses a batch, it and every batch
@@ -117,17 +118,25 @@ class IRegistryStore(Interface):
     def apply_many(
         changes: Sequence[Change],
         copy: bool = True,
-        on_durable: Optional[Callable[[], None]] = None,
+        on_durable: Optional[Callable[[], Any]] = None,
     ) -> Deferred[None]:
         """
         L{apply} consecutive changes from the master in one transaction.
         With C{copy} false the values are stored as they are (the caller
         decoded them from JSON and leaves them alone). C{on_durable} is
         called where the store works (its thread), once they are durable
-        and before the Deferred fires.
+        and their result is queued for the reactor (which may fire the
+        Deferred first); if it returns True the reactor is not woken for
+        the result, which it fires on its next turn or at L{deliver_ready}.
 
         @return: a Deferred that fails with L{SerialGapError} unless the
             serials run on from L{serial} without a hole.
+        """
+
+    def deliver_ready() -> None:
+        """
+        On the reactor: fire now the Deferreds of work the store has
+        finished (a quiet result, see C{apply_many}), in order.
         """
 
     def apply(change: Change) -> Deferred[None]:
