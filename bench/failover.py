@@ -335,8 +335,16 @@ async def run_locator_client(
     )
     locator.startService()
     calls: list[Call] = []
+    tracer: SyscallTrace | None = None
     try:
         await locator.find_adapter_by_id(ADAPTER)
+        if args.trace is not None:
+            # the client is this process's reactor thread; its other threads are the bench's
+            pids = {"bench": os.getpid(), "master": grid.pid(MASTER), "slave": grid.pid(SLAVE)}
+            label = f"{(info or {}).get('kind', grid.kind)}-gridreg.client-{signal}"
+            tracer = SyscallTrace.start(
+                args.trace, label, pids, threads={threading.get_native_id(): "client"}
+            )
         begin = time.monotonic()
         signalled: float | None = None
         sampled: bool | None = None
@@ -370,6 +378,8 @@ async def run_locator_client(
             await deferLater(reactor, max(0.0, pause))
         assert signalled is not None
     finally:
+        if tracer is not None:
+            tracer.stop(grid.running[SLAVE].process.lines[-30:])
         if info is not None:
             info["hedges"] = locator.hedges
         await locator.stopService()
@@ -777,8 +787,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="DIR",
-        help="real Ice clients: `perf trace' the benchmark, master, slave and client "
-        "around the signal into DIR (one file per run; slows them all a little)",
+        help="`perf trace' the benchmark, master, slave and client (gridreg.client: "
+        "the benchmark's reactor thread) around the signal into DIR (one file per run; "
+        "slows them all a little)",
     )
     parser.add_argument(
         "--profile-slave",
