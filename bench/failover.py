@@ -28,7 +28,11 @@ Clients:
     (C{request_timeout} 0.5 s, no cache, hedging as by default: a request
     unanswered after max(3 x p90 round trip, 1 ms), at most 50 ms, goes
     to the slave too);
-  - C{gridreg.client-nohedge}: the same with C{hedging=False}.
+  - C{gridreg.client-nohedge}: the same with C{hedging=False};
+  - C{gridreg.client-buffered}: the same with hedging, but its requests
+    wait in Twisted's buffer for the reactor's next writable event, as
+    before the ninth session (a request on an idle plain TCP connection now
+    goes to the socket at once): the client's change beside it, in one run.
 
 A run in which the client never recovers ends after C{--duration-stop}
 (SIGSTOP) or C{--duration-kill} (SIGKILL) seconds; its gap is then "at
@@ -105,9 +109,19 @@ from bench.failover_trace import SlaveProfile, SyscallTrace
 from bench.pipeline import captured_request
 from gridreg.client import LocatorClient
 from gridreg.client.hedging import HedgePolicy
+from gridreg.client.locator import _LocatorConnection
+from gridreg.ice.client import IceClientProtocol
 from tests._processes import ICE_PYTHON, IceServer, LineProcess, ice_env, start_ice_server
 
-CLIENTS = ("ice", "ice-acm", "ice-acm-it", "ice-acm-ct", "gridreg.client", "gridreg.client-nohedge")
+CLIENTS = (
+    "ice",
+    "ice-acm",
+    "ice-acm-it",
+    "ice-acm-ct",
+    "gridreg.client",
+    "gridreg.client-nohedge",
+    "gridreg.client-buffered",
+)
 SIGNALS = ("KILL", "STOP")
 #: gridreg with GridReg.HugePages=1 (gridreg.huge_pages), with --huge-pages
 HUGE_PAGES = "gridreg-2m"
@@ -317,10 +331,12 @@ async def run_locator_client(
     args: argparse.Namespace,
     hedging: bool = True,
     info: dict[str, Any] | None = None,
+    buffered: bool = False,
 ) -> tuple[list[Call], float, float]:
     """
     The same loop with gridreg's LocatorClient in this process; C{info}
-    gets the hedge delay in force at the signal and the hedges sent.
+    gets the hedge delay in force at the signal and the hedges sent. With
+    C{buffered}, its requests go through Twisted's buffer.
     """
     duration = args.duration_stop if signal == "STOP" else args.duration_kill
     locator = LocatorClient(
@@ -333,6 +349,8 @@ async def run_locator_client(
             HedgePolicy(floor=args.hedge_floor / 1000) if args.hedge_floor is not None else None
         ),
     )
+    if buffered:
+        locator._factory.connection = BufferedConnection
     locator.startService()
     calls: list[Call] = []
     tracer: SyscallTrace | None = None
@@ -384,6 +402,12 @@ async def run_locator_client(
             info["hedges"] = locator.hedges
         await locator.stopService()
     return calls, signalled, time.monotonic()
+
+
+class BufferedConnection(_LocatorConnection):
+    """A locator connection whose requests wait for the reactor's writable event."""
+
+    _send = IceClientProtocol._send
 
 
 # -- analysis ------------------------------------------------------------------------
@@ -476,7 +500,13 @@ async def scenario(
             info["watch"] = watch
         if client.startswith("gridreg.client"):
             calls, signalled, end = await run_locator_client(
-                reactor, grid, signal, args, hedging=client == "gridreg.client", info=info
+                reactor,
+                grid,
+                signal,
+                args,
+                hedging=client != "gridreg.client-nohedge",
+                info=info,
+                buffered=client == "gridreg.client-buffered",
             )
         else:
             calls, signalled, end = await run_ice_client(reactor, grid, client, signal, args, info)

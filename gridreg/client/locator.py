@@ -133,8 +133,11 @@ class _LocatorConnection(IceClientProtocol):
 
 
 class _LocatorConnectionFactory(IceClientFactory):
+    #: the connection class (C{bench.failover} swaps in one without direct sends)
+    connection: type[_LocatorConnection] = _LocatorConnection
+
     def buildProtocol(self, addr: object) -> _LocatorConnection:
-        protocol = _LocatorConnection(self.clock, self.max_message_size)
+        protocol = self.connection(self.clock, self.max_message_size)
         protocol.factory = self
         return protocol
 
