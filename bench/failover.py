@@ -349,11 +349,15 @@ async def run_locator_client(
             HedgePolicy(floor=args.hedge_floor / 1000) if args.hedge_floor is not None else None
         ),
     )
-    if buffered:
-        locator._factory.connection = BufferedConnection
+    steps: list[tuple[str, float, int]] = []
+    locator._factory.connection = stepped(
+        BufferedConnection if buffered else _LocatorConnection, steps
+    )
     locator.startService()
     calls: list[Call] = []
     tracer: SyscallTrace | None = None
+    profile: SlaveProfile | None = None
+    signalled: float | None = None
     try:
         await locator.find_adapter_by_id(ADAPTER)
         if args.trace is not None:
@@ -363,8 +367,10 @@ async def run_locator_client(
             tracer = SyscallTrace.start(
                 args.trace, label, pids, threads={threading.get_native_id(): "client"}
             )
+        if args.profile_slave is not None:
+            label = f"{(info or {}).get('kind', grid.kind)}-gridreg.client-{signal}"
+            profile = SlaveProfile.start(args.profile_slave, label, grid.pid(SLAVE))
         begin = time.monotonic()
-        signalled: float | None = None
         sampled: bool | None = None
         deadline = begin + duration
         while time.monotonic() < deadline:
@@ -396,10 +402,14 @@ async def run_locator_client(
             await deferLater(reactor, max(0.0, pause))
         assert signalled is not None
     finally:
+        if profile is not None:
+            profile.stop()
         if tracer is not None:
             tracer.stop(grid.running[SLAVE].process.lines[-30:])
         if info is not None:
             info["hedges"] = locator.hedges
+            if signalled is not None:
+                info["client_steps_ms"] = client_steps(steps, signalled)
         await locator.stopService()
     return calls, signalled, time.monotonic()
 
@@ -408,6 +418,49 @@ class BufferedConnection(_LocatorConnection):
     """A locator connection whose requests wait for the reactor's writable event."""
 
     _send = IceClientProtocol._send
+
+
+def stepped(base: type[_LocatorConnection], steps: list[tuple[str, float, int]]) -> type:
+    """
+    C{base} noting in C{steps} when it sends, receives and is lost (C{time.monotonic},
+    its replica's index): how the client's side of a failover splits.
+    """
+
+    class Stepped(base):  # type: ignore[misc, valid-type]
+        def _send(self, message: bytes) -> None:
+            super()._send(message)
+            steps.append(("sent", time.monotonic(), self.endpoint_index))
+
+        def dataReceived(self, data: bytes) -> None:
+            steps.append(("received", time.monotonic(), self.endpoint_index))
+            super().dataReceived(data)
+
+        def connectionLost(self, reason: Any = None) -> None:
+            steps.append(("lost", time.monotonic(), self.endpoint_index))
+            super().connectionLost(reason)
+
+    return Stepped
+
+
+def client_steps(steps: list[tuple[str, float, int]], signalled: float) -> dict[str, float]:
+    """
+    Ms after the signal: the client sees the master's connection lost, sends
+    its first request to the slave after that, and reads the slave's answer.
+    """
+    found: dict[str, float] = {}
+    after = [s for s in steps if s[1] >= signalled]
+    lost = next((s for s in after if s[0] == "lost" and s[2] == 0), None)
+    if lost is None:
+        return found
+    found["lost"] = (lost[1] - signalled) * 1000
+    sent = next((s for s in after if s[0] == "sent" and s[2] != 0 and s[1] >= lost[1]), None)
+    if sent is None:
+        return found
+    found["retry sent"] = (sent[1] - signalled) * 1000
+    answer = next((s for s in after if s[0] == "received" and s[2] == sent[2] and s[1] > sent[1]), None)
+    if answer is not None:
+        found["answered"] = (answer[1] - signalled) * 1000
+    return found
 
 
 # -- analysis ------------------------------------------------------------------------
@@ -567,6 +620,13 @@ async def scenario(
             f", master's anonymous memory {info['master_anon_mib']:.0f} MiB "
             f"({info['master_huge_mib']:.0f} on huge pages)"
             if "master_anon_mib" in info
+            else ""
+        )
+        + (
+            "; the client: master lost/retry sent/answered "
+            + "/".join(f"{v:.2f}" for v in info["client_steps_ms"].values())
+            + " ms after the signal"
+            if info.get("client_steps_ms")
             else ""
         )
         + (
@@ -826,8 +886,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="DIR",
-        help="real Ice clients: `py-spy record' the slave from the client's start to its "
-        "end into DIR (raw stacks, one file per run)",
+        help="`py-spy record' the slave from the client's start to its end into DIR "
+        "(raw stacks, one file per run)",
     )
     parser.add_argument(
         "--hedge-floor",
