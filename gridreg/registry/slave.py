@@ -48,6 +48,7 @@ from gridreg.protocol.errors import (
     declared_error,
     failure_reason,
 )
+from gridreg.client.late_loss import LOSS_NOTICE_DELAY, LateLossEndpoint, late_loss_protocol
 from gridreg.client.warm import QuietAMP, QuietClientService, warm_loss_path
 from gridreg.ice.server import set_no_delay
 from gridreg.log_files import open_at, read_at, stdio_path
@@ -225,6 +226,15 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
         """This protocol, also when called through a wrapper that proxies it."""
         return self
 
+    def loss_noticed(self, reason: Failure) -> None:
+        """
+        The master's connection is gone: the session says so at once (no
+        write is forwarded to a dead master); the rest of the loss, and the
+        ClientService's retry, come L{LOSS_NOTICE_DELAY} later
+        (L{LateLossEndpoint}), after the clients failing over meanwhile.
+        """
+        self.slave.master_lost(self)
+
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         self.lost = True
@@ -275,6 +285,7 @@ class SlaveReplication(Service):
         properties: Any = None,
         on_snapshot: Optional[Callable[[bool], None]] = None,
         decode_in: Optional[Run] = None,
+        loss_notice_delay: float = LOSS_NOTICE_DELAY,
     ) -> None:
         #: the slave's properties: its Ice.StdOut and Ice.StdErr, which the master may read
         self.properties = properties
@@ -308,7 +319,12 @@ class SlaveReplication(Service):
         self._session = build_slave_session(reactor)
         self._lock = DeferredLock()
         self._client = QuietClientService(
-            MasterEndpoint(locate_master, reactor, request_timeout),
+            # the clients failing over at the master's loss are answered before it is acted on
+            LateLossEndpoint(
+                MasterEndpoint(locate_master, reactor, request_timeout),
+                reactor,
+                loss_notice_delay,
+            ),
             _SlaveFactory(self),
             retryPolicy=backoffPolicy(initialDelay=0.2, maxDelay=5.0, factor=1.5),
             clock=reactor,
@@ -318,7 +334,7 @@ class SlaveReplication(Service):
     def startService(self) -> None:
         super().startService()
         # the master's loss must not pay for first-time interface look-ups
-        warm_loss_path(SlaveProtocol)
+        warm_loss_path(SlaveProtocol, late_loss_protocol)
         self._client.startService()
 
     def stopService(self) -> Deferred[None]:
