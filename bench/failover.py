@@ -457,7 +457,9 @@ def client_steps(steps: list[tuple[str, float, int]], signalled: float) -> dict[
     if sent is None:
         return found
     found["retry sent"] = (sent[1] - signalled) * 1000
-    answer = next((s for s in after if s[0] == "received" and s[2] == sent[2] and s[1] > sent[1]), None)
+    answer = next(
+        (s for s in after if s[0] == "received" and s[2] == sent[2] and s[1] > sent[1]), None
+    )
     if answer is not None:
         found["answered"] = (answer[1] - signalled) * 1000
     return found

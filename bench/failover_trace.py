@@ -202,9 +202,7 @@ def milestones(calls: list[Call]) -> dict[str, Any]:
     found["slave validations"] = [
         t(c) for c in after if c.role == "slave" and c.call == "sendto" and c.value == 14
     ][:4]
-    found["slave connects"] = [t(c) for c in after if c.role == "slave" and c.call == "connect"][
-        :4
-    ]
+    found["slave connects"] = [t(c) for c in after if c.role == "slave" and c.call == "connect"][:4]
     if eof is not None:
         # the retry: the client's first request after it saw the loss, read and answered
         sent = first(

@@ -56,6 +56,7 @@ from gridreg.protocol.registry_file_commands import OpenRegistryFile, ReadRegist
 from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
 from gridreg.registry._slave_session_machine import build_slave_session
 from gridreg.registry.replica_status import ReplicaStatus
+from gridreg.registry.slave_wakeups import LossWakeups
 from gridreg.registry.snapshot_stream import Run, SnapshotLoad, in_thread
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
@@ -317,6 +318,8 @@ class SlaveReplication(Service):
         #: the reaction to the master's loss, due L{LOSS_REACTION_DELAY} after it
         self._loss_reaction: Optional[Any] = None
         self._session = build_slave_session(reactor)
+        #: the reactor thread preempts again while the master's clients fail over to it
+        self.wakeups = LossWakeups(reactor)
         self._lock = DeferredLock()
         self._client = QuietClientService(
             # the clients failing over at the master's loss are answered before it is acted on
@@ -344,6 +347,7 @@ class SlaveReplication(Service):
         if self._loss_reaction is not None and self._loss_reaction.active():
             self._loss_reaction.cancel()
         self._loss_reaction = None
+        self.wakeups.stop()
         connection = self._connection
         if connection is not None and connection.transport is not None:
             # no graceful close: a hung master would never finish it
@@ -479,6 +483,7 @@ class SlaveReplication(Service):
         """
         if self._connection is protocol:
             self._connection = None
+            self.wakeups.master_lost()
             self._session.lost()
             if self._loss_reaction is None:
                 self._loss_reaction = self.reactor.callLater(
