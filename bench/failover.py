@@ -54,9 +54,13 @@ To take a failover apart: with C{--slave-probe} the table also has the
 slave's CPU and run-queue time (all its threads, C{schedstat}) from the
 signal to the probe's reply; C{--trace DIR} records the benchmark's kill,
 the master's, slave's and client's socket calls on one clock (C{perf
-trace}, read with C{python -m bench.failover_trace}); C{--profile-slave
+trace}, read with C{python -m bench.failover_trace}; with C{gridreg.client}
+the client is the benchmark's reactor thread); C{--profile-slave
 DIR} samples the slave with C{py-spy}. Tracing slows every process, so its
-times are for the order of events, not for the gap.
+times are for the order of events, not for the gap. Untraced, each
+C{gridreg.client} SIGKILL run prints the client's own steps (ms after the
+signal, C{time.monotonic} in its connection): the master's connection
+lost, the retry handed to the slave's connection, the slave's answer read.
 
     python -m bench.failover [--clients ice,ice-acm,ice-acm-it,ice-acm-ct,gridreg.client]
                              [--signals KILL,STOP] [--huge-pages] [--collapse]
@@ -408,7 +412,7 @@ async def run_locator_client(
             tracer.stop(grid.running[SLAVE].process.lines[-30:])
         if info is not None:
             info["hedges"] = locator.hedges
-            if signalled is not None:
+            if signalled is not None and signal == "KILL":  # a hung master's is lost by timeout
                 info["client_steps_ms"] = client_steps(steps, signalled)
         await locator.stopService()
     return calls, signalled, time.monotonic()
