@@ -446,6 +446,10 @@ def stepped(base: type[_LocatorConnection], steps: list[tuple[str, float, int]])
     return Stepped
 
 
+#: gridreg.client's steps in a SIGKILL failover, in order
+STEPS = ("lost", "retry sent", "answered")
+
+
 def client_steps(steps: list[tuple[str, float, int]], signalled: float) -> dict[str, float]:
     """
     Ms after the signal: the client sees the master's connection lost, sends
@@ -675,6 +679,14 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     hedges = [r["hedges"] for r in runs if "hedges" in r]
     if hedges:
         median["hedges_total"] = sum(hedges)
+    steps = [r["client_steps_ms"] for r in runs if len(r.get("client_steps_ms", {})) == 3]
+    if steps:
+        median["client_steps_ms_median"] = {
+            name: statistics.median(s[name] for s in steps) for name in STEPS
+        }
+        median["slave_answer_ms_median"] = statistics.median(
+            s["answered"] - s["retry sent"] for s in steps
+        )
     median["runs"] = runs
     return median
 
@@ -764,6 +776,23 @@ def report(
                 eof_rows,
             )
         )
+    step_rows = []
+    for client in clients:
+        for signal in signals:
+            key = f"{client} {signal}"
+            for kind in kinds:
+                found = (results[kind].get(key) or {}).get("client_steps_ms_median")
+                if found:
+                    step_rows.append(
+                        [f"{client} SIG{signal}", kind]
+                        + [fmt(found[name], ".2f") for name in STEPS]
+                        + [fmt(results[kind][key]["slave_answer_ms_median"], ".2f")]
+                    )
+    if step_rows:
+        out("gridreg.client's steps, ms after the signal (medians of the runs): the master's")
+        out("connection lost, the retry handed to the slave's, its answer read; and the slave's")
+        out("answer from the retry (the median of each run's difference):")
+        out(table(["client", "registry", *STEPS, "slave's answer"], step_rows))
     out(f"goal: {GOAL}")
 
 
