@@ -30,12 +30,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted
-from twisted.internet.interfaces import (
-    IProtocol,
-    IProtocolFactory,
-    IReactorTime,
-    IStreamClientEndpoint,
-)
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -54,7 +49,7 @@ class _LateLoss:
     wrapped protocol's (what the transport asks, such as C{logPrefix}).
     """
 
-    def __init__(self, inner: Any, clock: IReactorTime, delay: float) -> None:
+    def __init__(self, inner: Any, clock: Any, delay: float) -> None:
         self._late_inner = inner
         self._late_clock = clock
         self._late_delay = delay
@@ -95,7 +90,7 @@ late_loss_protocol = _LateLoss
 
 @implementer(IProtocolFactory)
 class _LateLossFactory:
-    def __init__(self, factory: IProtocolFactory, clock: IReactorTime, delay: float) -> None:
+    def __init__(self, factory: Any, clock: Any, delay: float) -> None:
         self._factory = factory
         self._clock = clock
         self._delay = delay
@@ -127,14 +122,16 @@ class LateLossEndpoint:
     (only its transport talks to the wrapper).
     """
 
-    def __init__(
-        self, endpoint: IStreamClientEndpoint, clock: IReactorTime, delay: float = LOSS_NOTICE_DELAY
-    ) -> None:
+    def __init__(self, endpoint: Any, clock: Any, delay: float = LOSS_NOTICE_DELAY) -> None:
+        """
+        @param endpoint: the L{IStreamClientEndpoint} that makes the connections.
+        @param clock: an L{IReactorTime}, for the delayed notice.
+        """
         self.endpoint = endpoint
         self.clock = clock
         self.delay = delay
 
-    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Any]:
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
         d = self.endpoint.connect(_LateLossFactory(protocolFactory, self.clock, self.delay))
         return d.addCallback(_unwrapped)
 

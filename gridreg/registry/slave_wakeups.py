@@ -60,12 +60,12 @@ class LossWakeups:
         if self._restore is not None:
             self._restore.reset(self.window)
             return
-        if None in (self._get, self._set, _BATCH, _NORMAL):
+        if self._get is None or self._set is None or _BATCH is None or _NORMAL is None:
             return
         try:
-            if self._get(0) != _BATCH:  # type: ignore[misc]
+            if self._get(0) != _BATCH:
                 return
-            self._set(0, _NORMAL, os.sched_param(0))  # type: ignore[misc]
+            self._set(0, _NORMAL, os.sched_param(0))
         except OSError as e:
             self.log.debug("No change of scheduling policy at the master's loss: {e}", e=e)
             return
@@ -73,8 +73,9 @@ class LossWakeups:
 
     def _back_to_batch(self) -> None:
         self._restore = None
+        assert self._set is not None and _BATCH is not None  # as when the window opened
         try:
-            self._set(0, _BATCH, os.sched_param(0))  # type: ignore[misc]
+            self._set(0, _BATCH, os.sched_param(0))
         except OSError as e:  # the kernel took it before: not expected to refuse now
             self.log.warn("Could not return to SCHED_BATCH after the master's loss: {e}", e=e)
 
