@@ -28,7 +28,11 @@ Clients:
     (C{request_timeout} 0.5 s, no cache, hedging as by default: a request
     unanswered after max(3 x p90 round trip, 1 ms), at most 50 ms, goes
     to the slave too);
-  - C{gridreg.client-nohedge}: the same with C{hedging=False}.
+  - C{gridreg.client-nohedge}: the same with C{hedging=False};
+  - C{gridreg.client-buffered}: the same with hedging, but its requests
+    wait in Twisted's buffer for the reactor's next writable event, as
+    before the ninth session (a request on an idle plain TCP connection now
+    goes to the socket at once): the client's change beside it, in one run.
 
 A run in which the client never recovers ends after C{--duration-stop}
 (SIGSTOP) or C{--duration-kill} (SIGKILL) seconds; its gap is then "at
@@ -50,9 +54,13 @@ To take a failover apart: with C{--slave-probe} the table also has the
 slave's CPU and run-queue time (all its threads, C{schedstat}) from the
 signal to the probe's reply; C{--trace DIR} records the benchmark's kill,
 the master's, slave's and client's socket calls on one clock (C{perf
-trace}, read with C{python -m bench.failover_trace}); C{--profile-slave
+trace}, read with C{python -m bench.failover_trace}; with C{gridreg.client}
+the client is the benchmark's reactor thread); C{--profile-slave
 DIR} samples the slave with C{py-spy}. Tracing slows every process, so its
-times are for the order of events, not for the gap.
+times are for the order of events, not for the gap. Untraced, each
+C{gridreg.client} SIGKILL run prints the client's own steps (ms after the
+signal, C{time.monotonic} in its connection): the master's connection
+lost, the retry handed to the slave's connection, the slave's answer read.
 
     python -m bench.failover [--clients ice,ice-acm,ice-acm-it,ice-acm-ct,gridreg.client]
                              [--signals KILL,STOP] [--huge-pages] [--collapse]
@@ -105,9 +113,19 @@ from bench.failover_trace import SlaveProfile, SyscallTrace
 from bench.pipeline import captured_request
 from gridreg.client import LocatorClient
 from gridreg.client.hedging import HedgePolicy
+from gridreg.client.locator import _LocatorConnection
+from gridreg.ice.client import IceClientProtocol
 from tests._processes import ICE_PYTHON, IceServer, LineProcess, ice_env, start_ice_server
 
-CLIENTS = ("ice", "ice-acm", "ice-acm-it", "ice-acm-ct", "gridreg.client", "gridreg.client-nohedge")
+CLIENTS = (
+    "ice",
+    "ice-acm",
+    "ice-acm-it",
+    "ice-acm-ct",
+    "gridreg.client",
+    "gridreg.client-nohedge",
+    "gridreg.client-buffered",
+)
 SIGNALS = ("KILL", "STOP")
 #: gridreg with GridReg.HugePages=1 (gridreg.huge_pages), with --huge-pages
 HUGE_PAGES = "gridreg-2m"
@@ -317,10 +335,12 @@ async def run_locator_client(
     args: argparse.Namespace,
     hedging: bool = True,
     info: dict[str, Any] | None = None,
+    buffered: bool = False,
 ) -> tuple[list[Call], float, float]:
     """
     The same loop with gridreg's LocatorClient in this process; C{info}
-    gets the hedge delay in force at the signal and the hedges sent.
+    gets the hedge delay in force at the signal and the hedges sent. With
+    C{buffered}, its requests go through Twisted's buffer.
     """
     duration = args.duration_stop if signal == "STOP" else args.duration_kill
     locator = LocatorClient(
@@ -333,12 +353,28 @@ async def run_locator_client(
             HedgePolicy(floor=args.hedge_floor / 1000) if args.hedge_floor is not None else None
         ),
     )
+    steps: list[tuple[str, float, int]] = []
+    locator._factory.connection = stepped(
+        BufferedConnection if buffered else _LocatorConnection, steps
+    )
     locator.startService()
     calls: list[Call] = []
+    tracer: SyscallTrace | None = None
+    profile: SlaveProfile | None = None
+    signalled: float | None = None
     try:
         await locator.find_adapter_by_id(ADAPTER)
+        if args.trace is not None:
+            # the client is this process's reactor thread; its other threads are the bench's
+            pids = {"bench": os.getpid(), "master": grid.pid(MASTER), "slave": grid.pid(SLAVE)}
+            label = f"{(info or {}).get('kind', grid.kind)}-gridreg.client-{signal}"
+            tracer = SyscallTrace.start(
+                args.trace, label, pids, threads={threading.get_native_id(): "client"}
+            )
+        if args.profile_slave is not None:
+            label = f"{(info or {}).get('kind', grid.kind)}-gridreg.client-{signal}"
+            profile = SlaveProfile.start(args.profile_slave, label, grid.pid(SLAVE))
         begin = time.monotonic()
-        signalled: float | None = None
         sampled: bool | None = None
         deadline = begin + duration
         while time.monotonic() < deadline:
@@ -370,10 +406,71 @@ async def run_locator_client(
             await deferLater(reactor, max(0.0, pause))
         assert signalled is not None
     finally:
+        if profile is not None:
+            profile.stop()
+        if tracer is not None:
+            tracer.stop(grid.running[SLAVE].process.lines[-30:])
         if info is not None:
             info["hedges"] = locator.hedges
+            if signalled is not None and signal == "KILL":  # a hung master's is lost by timeout
+                info["client_steps_ms"] = client_steps(steps, signalled)
         await locator.stopService()
     return calls, signalled, time.monotonic()
+
+
+class BufferedConnection(_LocatorConnection):
+    """A locator connection whose requests wait for the reactor's writable event."""
+
+    _send = IceClientProtocol._send
+
+
+def stepped(base: type[_LocatorConnection], steps: list[tuple[str, float, int]]) -> type:
+    """
+    C{base} noting in C{steps} when it sends, receives and is lost (C{time.monotonic},
+    its replica's index): how the client's side of a failover splits.
+    """
+
+    class Stepped(base):  # type: ignore[misc, valid-type]
+        def _send(self, message: bytes) -> None:
+            super()._send(message)
+            steps.append(("sent", time.monotonic(), self.endpoint_index))
+
+        def dataReceived(self, data: bytes) -> None:
+            steps.append(("received", time.monotonic(), self.endpoint_index))
+            super().dataReceived(data)
+
+        def connectionLost(self, reason: Any = None) -> None:
+            steps.append(("lost", time.monotonic(), self.endpoint_index))
+            super().connectionLost(reason)
+
+    return Stepped
+
+
+#: gridreg.client's steps in a SIGKILL failover, in order
+STEPS = ("lost", "retry sent", "answered")
+
+
+def client_steps(steps: list[tuple[str, float, int]], signalled: float) -> dict[str, float]:
+    """
+    Ms after the signal: the client sees the master's connection lost, sends
+    its first request to the slave after that, and reads the slave's answer.
+    """
+    found: dict[str, float] = {}
+    after = [s for s in steps if s[1] >= signalled]
+    lost = next((s for s in after if s[0] == "lost" and s[2] == 0), None)
+    if lost is None:
+        return found
+    found["lost"] = (lost[1] - signalled) * 1000
+    sent = next((s for s in after if s[0] == "sent" and s[2] != 0 and s[1] >= lost[1]), None)
+    if sent is None:
+        return found
+    found["retry sent"] = (sent[1] - signalled) * 1000
+    answer = next(
+        (s for s in after if s[0] == "received" and s[2] == sent[2] and s[1] > sent[1]), None
+    )
+    if answer is not None:
+        found["answered"] = (answer[1] - signalled) * 1000
+    return found
 
 
 # -- analysis ------------------------------------------------------------------------
@@ -466,7 +563,13 @@ async def scenario(
             info["watch"] = watch
         if client.startswith("gridreg.client"):
             calls, signalled, end = await run_locator_client(
-                reactor, grid, signal, args, hedging=client == "gridreg.client", info=info
+                reactor,
+                grid,
+                signal,
+                args,
+                hedging=client != "gridreg.client-nohedge",
+                info=info,
+                buffered=client == "gridreg.client-buffered",
             )
         else:
             calls, signalled, end = await run_ice_client(reactor, grid, client, signal, args, info)
@@ -530,6 +633,13 @@ async def scenario(
             else ""
         )
         + (
+            "; the client: master lost/retry sent/answered "
+            + "/".join(f"{v:.2f}" for v in info["client_steps_ms"].values())
+            + " ms after the signal"
+            if info.get("client_steps_ms")
+            else ""
+        )
+        + (
             f"; round trip p90 {info['round_trip_p90_ms']:.2f} ms, hedge delay "
             f"{info['hedge_delay_ms']:.1f} ms, {info['hedges']} hedges"
             if "hedge_delay_ms" in info
@@ -569,6 +679,14 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     hedges = [r["hedges"] for r in runs if "hedges" in r]
     if hedges:
         median["hedges_total"] = sum(hedges)
+    steps = [r["client_steps_ms"] for r in runs if len(r.get("client_steps_ms", {})) == 3]
+    if steps:
+        median["client_steps_ms_median"] = {
+            name: statistics.median(s[name] for s in steps) for name in STEPS
+        }
+        median["slave_answer_ms_median"] = statistics.median(
+            s["answered"] - s["retry sent"] for s in steps
+        )
     median["runs"] = runs
     return median
 
@@ -658,6 +776,23 @@ def report(
                 eof_rows,
             )
         )
+    step_rows = []
+    for client in clients:
+        for signal in signals:
+            key = f"{client} {signal}"
+            for kind in kinds:
+                found = (results[kind].get(key) or {}).get("client_steps_ms_median")
+                if found:
+                    step_rows.append(
+                        [f"{client} SIG{signal}", kind]
+                        + [fmt(found[name], ".2f") for name in STEPS]
+                        + [fmt(results[kind][key]["slave_answer_ms_median"], ".2f")]
+                    )
+    if step_rows:
+        out("gridreg.client's steps, ms after the signal (medians of the runs): the master's")
+        out("connection lost, the retry handed to the slave's, its answer read; and the slave's")
+        out("answer from the retry (the median of each run's difference):")
+        out(table(["client", "registry", *STEPS, "slave's answer"], step_rows))
     out(f"goal: {GOAL}")
 
 
@@ -777,16 +912,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="DIR",
-        help="real Ice clients: `perf trace' the benchmark, master, slave and client "
-        "around the signal into DIR (one file per run; slows them all a little)",
+        help="`perf trace' the benchmark, master, slave and client (gridreg.client: "
+        "the benchmark's reactor thread) around the signal into DIR (one file per run; "
+        "slows them all a little)",
     )
     parser.add_argument(
         "--profile-slave",
         type=Path,
         default=None,
         metavar="DIR",
-        help="real Ice clients: `py-spy record' the slave from the client's start to its "
-        "end into DIR (raw stacks, one file per run)",
+        help="`py-spy record' the slave from the client's start to its end into DIR "
+        "(raw stacks, one file per run)",
     )
     parser.add_argument(
         "--hedge-floor",

@@ -43,18 +43,29 @@ class SyscallTrace:
         self.path = path
 
     @classmethod
-    def start(cls, directory: Path, label: str, pids: dict[str, int]) -> "SyscallTrace":
+    def start(
+        cls,
+        directory: Path,
+        label: str,
+        pids: dict[str, int],
+        threads: Optional[dict[int, str]] = None,
+    ) -> "SyscallTrace":
+        """
+        Trace the processes of C{pids} (role -> pid); C{threads} (tid -> role)
+        names single threads otherwise counted in their process's role: the
+        benchmark's reactor thread is the client when the client runs in it.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         n = len(list(directory.glob(f"{label}-*.trace")))
         path = directory / f"{label}-{n}.trace"
         roles = []
         for role, pid in pids.items():
             for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
-                roles.append(f"{role} {pid} {tid}\n")
+                roles.append(f"{(threads or {}).get(int(tid), role)} {pid} {tid}\n")
         path.with_suffix(".pids").write_text("".join(roles))
         process = subprocess.Popen(
             ["perf", "trace", "-o", str(path), "-e", CALLS, "-p"]
-            + [",".join(str(p) for p in pids.values())],
+            + [",".join(str(p) for p in dict.fromkeys(pids.values()))],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -191,6 +202,39 @@ def milestones(calls: list[Call]) -> dict[str, Any]:
     found["slave validations"] = [
         t(c) for c in after if c.role == "slave" and c.call == "sendto" and c.value == 14
     ][:4]
+    found["slave connects"] = [t(c) for c in after if c.role == "slave" and c.call == "connect"][:4]
+    if eof is not None:
+        # the retry: the client's first request after it saw the loss, read and answered
+        sent = first(
+            "client: first request after its EOF",
+            lambda c: (
+                c.role == "client"
+                and c.call in ("sendto", "sendmsg", "write", "writev")
+                and (c.value or 0) > 14
+                and c.end > eof.end
+            ),
+        )
+        if sent is not None:
+            read = first(
+                "slave: reads a request",
+                lambda c: (
+                    c.role == "slave"
+                    and c.call in ("recvfrom", "recvmsg", "read")
+                    and (c.value or 0) > 14
+                    and c.end > sent.end
+                ),
+            )
+            if read is not None:
+                first(
+                    "slave: answers it",
+                    lambda c: (
+                        c.role == "slave"
+                        and c.call in ("sendto", "sendmsg", "write", "writev")
+                        and c.fd == read.fd
+                        and (c.value or 0) > 14
+                        and c.end > read.end
+                    ),
+                )
     reply = first(
         "client: first reply after its EOF",
         lambda c: (

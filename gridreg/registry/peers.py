@@ -58,6 +58,7 @@ class Peers:
     def locator_clients(self, own_client: Sequence[Endpoint]) -> list[Any]:
         """One locator client per replica listed in Ice.Default.Locator (but this one)."""
         if self._locators is None:
+            from gridreg.client.late_loss import LOSS_NOTICE_DELAY
             from gridreg.client.locator import LocatorClient
 
             locator = self.config.locator
@@ -71,6 +72,8 @@ class Peers:
                         attrs.evolve(locator, endpoints=(endpoint,)),
                         cache_timeout=0,
                         max_attempts=1,
+                        # its loss, the master's, is when this replica's clients need it most
+                        loss_notice_delay=LOSS_NOTICE_DELAY,
                     )
                     client.startService()
                     self._locators.append(client)

@@ -48,6 +48,7 @@ from gridreg.protocol.errors import (
     declared_error,
     failure_reason,
 )
+from gridreg.client.late_loss import LOSS_NOTICE_DELAY, LateLossEndpoint, late_loss_protocol
 from gridreg.client.warm import QuietAMP, QuietClientService, warm_loss_path
 from gridreg.ice.server import set_no_delay
 from gridreg.log_files import open_at, read_at, stdio_path
@@ -55,6 +56,7 @@ from gridreg.protocol.registry_file_commands import OpenRegistryFile, ReadRegist
 from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
 from gridreg.registry._slave_session_machine import build_slave_session
 from gridreg.registry.replica_status import ReplicaStatus
+from gridreg.registry.slave_wakeups import LossWakeups
 from gridreg.registry.snapshot_stream import Run, SnapshotLoad, in_thread
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
@@ -225,6 +227,15 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
         """This protocol, also when called through a wrapper that proxies it."""
         return self
 
+    def loss_noticed(self, reason: Failure) -> None:
+        """
+        The master's connection is gone: the session says so at once (no
+        write is forwarded to a dead master); the rest of the loss, and the
+        ClientService's retry, come L{LOSS_NOTICE_DELAY} later
+        (L{LateLossEndpoint}), after the clients failing over meanwhile.
+        """
+        self.slave.master_lost(self)
+
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         self.lost = True
@@ -275,6 +286,7 @@ class SlaveReplication(Service):
         properties: Any = None,
         on_snapshot: Optional[Callable[[bool], None]] = None,
         decode_in: Optional[Run] = None,
+        loss_notice_delay: float = LOSS_NOTICE_DELAY,
     ) -> None:
         #: the slave's properties: its Ice.StdOut and Ice.StdErr, which the master may read
         self.properties = properties
@@ -306,9 +318,16 @@ class SlaveReplication(Service):
         #: the reaction to the master's loss, due L{LOSS_REACTION_DELAY} after it
         self._loss_reaction: Optional[Any] = None
         self._session = build_slave_session(reactor)
+        #: the reactor thread preempts again while the master's clients fail over to it
+        self.wakeups = LossWakeups(reactor)
         self._lock = DeferredLock()
         self._client = QuietClientService(
-            MasterEndpoint(locate_master, reactor, request_timeout),
+            # the clients failing over at the master's loss are answered before it is acted on
+            LateLossEndpoint(
+                MasterEndpoint(locate_master, reactor, request_timeout),
+                reactor,
+                loss_notice_delay,
+            ),
             _SlaveFactory(self),
             retryPolicy=backoffPolicy(initialDelay=0.2, maxDelay=5.0, factor=1.5),
             clock=reactor,
@@ -318,7 +337,7 @@ class SlaveReplication(Service):
     def startService(self) -> None:
         super().startService()
         # the master's loss must not pay for first-time interface look-ups
-        warm_loss_path(SlaveProtocol)
+        warm_loss_path(SlaveProtocol, late_loss_protocol)
         self._client.startService()
 
     def stopService(self) -> Deferred[None]:
@@ -328,6 +347,7 @@ class SlaveReplication(Service):
         if self._loss_reaction is not None and self._loss_reaction.active():
             self._loss_reaction.cancel()
         self._loss_reaction = None
+        self.wakeups.stop()
         connection = self._connection
         if connection is not None and connection.transport is not None:
             # no graceful close: a hung master would never finish it
@@ -463,6 +483,7 @@ class SlaveReplication(Service):
         """
         if self._connection is protocol:
             self._connection = None
+            self.wakeups.master_lost()
             self._session.lost()
             if self._loss_reaction is None:
                 self._loss_reaction = self.reactor.callLater(
