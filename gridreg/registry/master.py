@@ -37,7 +37,7 @@ from gridreg.protocol.commands import (
     ReplicaSetChanged,
 )
 from gridreg.protocol.errors import DuplicateReplicaError, QuorumError, failure_reason
-from gridreg.protocol.prompt import PromptWriter, ThreadCall, encoded_after_ask
+from gridreg.protocol.prompt import PromptWriter, ThreadCall, encoded_fields_after_ask
 from gridreg.registry.snapshot_stream import Run, SnapshotProducer, in_thread
 from gridreg.registry.replica_status import DISCONNECTED, FAILED, LIVE, SYNCING, ReplicaStatus
 from gridreg.registry.trace import TraceLevels
@@ -208,7 +208,9 @@ class SlaveSession:
         if len(payload) > _BATCH_BYTES:
             return None  # push() would split it, or chunk it
         call = ThreadCall(
-            protocol, after_ask, database_id=database_id, changes=payload, transfer=b""
+            protocol,
+            after_ask,
+            {b"database_id": database_id, b"changes": payload, b"transfer": b""},
         )
         # its timeout runs from the commit's end (L{prepared}): a slow commit of
         # the master's own is not the slave's silence
@@ -437,11 +439,13 @@ class _Readied:
     def after_ask(self, database_id: bytes) -> Optional[bytes]:
         """The push's bytes after its tag (L{encoded_after_ask}), once per database id."""
         if database_id not in self._after_ask:
-            self._after_ask[database_id] = encoded_after_ask(
-                PushChanges.commandName,
-                database_id=database_id,
-                changes=self.payload(),
-                transfer=b"",
+            self._after_ask[database_id] = encoded_fields_after_ask(
+                {
+                    b"_command": PushChanges.commandName,
+                    b"database_id": database_id,
+                    b"changes": self.payload(),
+                    b"transfer": b"",
+                }
             )
         return self._after_ask[database_id]
 
