@@ -331,9 +331,20 @@ class SerializeTests(TestCase):
         earlier boxes) are AMP's bytes for AMP's boxes of the same values.
         """
         fields = [
-            {b"_ask": b"a1", b"_command": b"AdminObjectAdd", b"proxy": b"o:tcp -p 1", b"type": b"::T"},
+            {
+                b"_ask": b"a1",
+                b"_command": b"AdminObjectAdd",
+                b"proxy": b"o:tcp -p 1",
+                b"type": b"::T",
+            },
             {b"_answer": b"a1", b"serial": b"12"},
-            {b"_ask": b"9", b"_command": b"PushChanges", b"changes": b"[1]", b"database_id": b"d", b"transfer": b""},
+            {
+                b"_ask": b"9",
+                b"_command": b"PushChanges",
+                b"changes": b"[1]",
+                b"database_id": b"d",
+                b"transfer": b"",
+            },
         ]
         for _ in range(2):
             for f in fields:
@@ -345,9 +356,16 @@ class SerializeTests(TestCase):
 
     def test_after_ask_is_the_rest_of_amps_bytes(self) -> None:
         """L{encoded_fields_after_ask} is what AMP writes after the box's C{_ask} field."""
-        rest = {b"_command": b"PushChanges", b"changes": b"[1]", b"database_id": b"d", b"transfer": b""}
+        rest = {
+            b"_command": b"PushChanges",
+            b"changes": b"[1]",
+            b"database_id": b"d",
+            b"transfer": b"",
+        }
         whole = amp.AmpBox({b"_ask": b"3f", **rest}).serialize()
-        self.assertEqual(whole, b"\x00\x04_ask\x00\x023f" + encoded_fields_after_ask(rest))
+        after_ask = encoded_fields_after_ask(rest)
+        assert after_ask is not None
+        self.assertEqual(whole, b"\x00\x04_ask\x00\x023f" + after_ask)
         self.assertIsNone(encoded_fields_after_ask({b"_answer": b"1", b"x": b""}))
         self.assertIsNone(encoded_fields_after_ask({b"_command": b"P", b"x": b"v" * 65536}))
 

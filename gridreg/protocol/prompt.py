@@ -55,7 +55,8 @@ _length = struct.Struct("!H").pack
 _new_box = amp.AmpBox.__new__
 
 #: the encoded length and bytes of the keys seen, which are few (AMP's own and
-#: the commands' arguments); bounded in case a peer sends many
+#: the commands' arguments); bounded in case a peer sends many. Used from the
+#: store's thread too (L{ThreadAnswer}): a dict's get and set are atomic
 _key_fields: dict[bytes, bytes] = {}
 _KEY_FIELDS_KEPT = 256
 
@@ -72,7 +73,7 @@ def new_box(fields: dict[bytes, bytes]) -> amp.AmpBox:
 
 def _amp_serialize(box: dict[bytes, bytes]) -> bytes:
     """AMP's own encoding, which raises on what AMP refuses."""
-    return amp.AmpBox.serialize(box)  # type: ignore[no-any-return]
+    return amp.AmpBox.serialize(box)  # type: ignore[arg-type,no-any-return]
 
 
 def serialize(box: dict[bytes, bytes]) -> bytes:
