@@ -67,6 +67,16 @@ class FastBoxReaderTests(SynchronousTestCase):
             self.assertEqual(self.read(FastReader, pieces), BOXES, size)
             self.assertEqual(self.read(amp.BinaryBoxProtocol, pieces), BOXES, size)
 
+    def test_each_box_is_an_amp_box_of_its_own(self) -> None:
+        """Boxes made without AMP's constructor are still AMP's boxes, one per message."""
+        protocol, _ = reader(FastReader)
+        received: list[Any] = []
+        protocol.boxReceiver.ampBoxReceived = received.append  # type: ignore[attr-defined]
+        protocol.dataReceived(WIRE)
+        self.assertEqual([type(b) for b in received], [amp.AmpBox] * len(BOXES))
+        self.assertEqual(len({id(b) for b in received}), len(BOXES))
+        self.assertEqual([dict(b) for b in received], BOXES)
+
     def test_a_partial_box_waits_for_the_rest(self) -> None:
         protocol, recorder = reader(FastReader)
         protocol.dataReceived(WIRE[:-1])

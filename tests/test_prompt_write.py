@@ -21,7 +21,15 @@ from twisted.protocols import amp
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from gridreg.protocol.prompt import NOW, TURN, PromptWriter, ThreadAnswer, serialize
+from gridreg.protocol.prompt import (
+    NOW,
+    TURN,
+    PromptWriter,
+    ThreadAnswer,
+    encoded_fields_after_ask,
+    new_box,
+    serialize,
+)
 
 
 class Prompt(PromptWriter, amp.AMP):
@@ -315,6 +323,58 @@ class SerializeTests(TestCase):
             amp.AmpBox({b"z": b"", b"a" * 255: b"v" * 65535, b"_answer": b"1f"}),
         ):
             self.assertEqual(serialize(b), b.serialize())
+
+    def test_the_admin_writes_boxes_are_amps(self) -> None:
+        """
+        The boxes of an admin write (the call, its answer, a push) built by
+        L{new_box} and encoded by L{serialize} (their keys' fields kept from
+        earlier boxes) are AMP's bytes for AMP's boxes of the same values.
+        """
+        fields = [
+            {
+                b"_ask": b"a1",
+                b"_command": b"AdminObjectAdd",
+                b"proxy": b"o:tcp -p 1",
+                b"type": b"::T",
+            },
+            {b"_answer": b"a1", b"serial": b"12"},
+            {
+                b"_ask": b"9",
+                b"_command": b"PushChanges",
+                b"changes": b"[1]",
+                b"database_id": b"d",
+                b"transfer": b"",
+            },
+        ]
+        for _ in range(2):
+            for f in fields:
+                made = new_box(f)
+                self.assertIsInstance(made, amp.AmpBox)
+                self.assertEqual(made, amp.AmpBox(f))
+                self.assertEqual(serialize(made), amp.AmpBox(f).serialize())
+                self.assertEqual(serialize(dict(f)), amp.AmpBox(f).serialize())
+
+    def test_after_ask_is_the_rest_of_amps_bytes(self) -> None:
+        """L{encoded_fields_after_ask} is what AMP writes after the box's C{_ask} field."""
+        rest = {
+            b"_command": b"PushChanges",
+            b"changes": b"[1]",
+            b"database_id": b"d",
+            b"transfer": b"",
+        }
+        whole = amp.AmpBox({b"_ask": b"3f", **rest}).serialize()
+        after_ask = encoded_fields_after_ask(rest)
+        assert after_ask is not None
+        self.assertEqual(whole, b"\x00\x04_ask\x00\x023f" + after_ask)
+        self.assertIsNone(encoded_fields_after_ask({b"_answer": b"1", b"x": b""}))
+        self.assertIsNone(encoded_fields_after_ask({b"_command": b"P", b"x": b"v" * 65536}))
+
+    def test_a_known_key_with_a_refused_value_is_refused(self) -> None:
+        serialize(amp.AmpBox({b"serial": b"1"}))
+        with self.assertRaises(amp.TooLong):
+            serialize(amp.AmpBox({b"serial": b"v" * 65536}))
+        with self.assertRaises(TypeError):
+            serialize(amp.AmpBox({b"serial": "1"}))
 
     def test_what_amp_refuses_is_refused(self) -> None:
         with self.assertRaises(amp.TooLong):

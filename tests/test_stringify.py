@@ -269,6 +269,8 @@ class ProxyErrorTests(SynchronousTestCase):
         ("", ProxyParseError, "empty"),
         ("   ", ProxyParseError, "empty"),
         ("\\377", IdentityParseError, "UTF-8"),
+        ("a\udc80b", IdentityParseError, "UTF-8"),
+        ("c/\ud800", IdentityParseError, "UTF-8"),
         ("\\400", IdentityParseError, "\\400"),
         ("\\uD800", IdentityParseError, "\\uD800"),
         ("\\u00zz", IdentityParseError, "\\u"),

@@ -71,6 +71,8 @@ def _unescape(text: str, special: str, error: Callable[[str], Exception]) -> str
     C{\\303\\251} is the UTF-8 encoding of one character; an unknown escape
     keeps its backslash, as Ice does.
     """
+    if "\\" not in text and text.isascii():
+        return text  # nothing to decode (most names): the loop is a few calls a character
     out = bytearray()
     i = 0
     while i < len(text):

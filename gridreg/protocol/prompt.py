@@ -51,24 +51,54 @@ TURN = "turn"
 
 _length = struct.Struct("!H").pack
 
+#: C{AmpBox} without its C{__init__}, which walks the keys to encode str ones
+_new_box = amp.AmpBox.__new__
 
-def serialize(box: amp.AmpBox) -> bytes:
+#: the encoded length and bytes of the keys seen, which are few (AMP's own and
+#: the commands' arguments); bounded in case a peer sends many. Used from the
+#: store's thread too (L{ThreadAnswer}): a dict's get and set are atomic
+_key_fields: dict[bytes, bytes] = {}
+_KEY_FIELDS_KEPT = 256
+
+
+def new_box(fields: dict[bytes, bytes]) -> amp.AmpBox:
+    """
+    C{amp.AmpBox(fields)} for C{fields} with bytes keys, without AMP's pass
+    over the keys (a few Python calls per key, on every box of a write).
+    """
+    box: amp.AmpBox = _new_box(amp.AmpBox)
+    box.update(fields)
+    return box
+
+
+def _amp_serialize(box: dict[bytes, bytes]) -> bytes:
+    """AMP's own encoding, which raises on what AMP refuses."""
+    return amp.AmpBox.serialize(box)  # type: ignore[arg-type,no-any-return]
+
+
+def serialize(box: dict[bytes, bytes]) -> bytes:
     """
     C{box.serialize()}, the same bytes in one pass with fewer calls (three
     boxes a write on a master); a box AMP would refuse (a key or value not
     bytes, or too long) goes to AMP's own, which raises as it does.
     """
-    parts = []
+    parts: list[bytes] = []
+    keys = _key_fields
     for key in sorted(box):
         value = box[key]
-        if (
-            type(key) is not bytes
-            or type(value) is not bytes
-            or len(key) > amp.MAX_KEY_LENGTH
-            or len(value) > amp.MAX_VALUE_LENGTH
-        ):
-            return box.serialize()  # type: ignore[no-any-return]
-        parts.append(_length(len(key)) + key + _length(len(value)) + value)
+        head = keys.get(key)
+        if head is None:
+            if type(key) is not bytes or len(key) > amp.MAX_KEY_LENGTH:
+                return _amp_serialize(box)
+            head = _length(len(key)) + key
+            if len(keys) < _KEY_FIELDS_KEPT:
+                keys[key] = head
+        if type(value) is not bytes:
+            return _amp_serialize(box)
+        size = len(value)
+        if size > amp.MAX_VALUE_LENGTH:
+            return _amp_serialize(box)
+        parts += (head, _length(size), value)
     parts.append(b"\x00\x00")
     return b"".join(parts)
 
@@ -86,10 +116,16 @@ def encoded_after_ask(command: bytes, **values: bytes) -> Optional[bytes]:
     sort after C{_ask}, or that AMP would refuse: those are encoded whole.
     """
     box = amp.AmpBox(_command=command, **values)
-    if any(type(key) is not bytes or key <= _ASK for key in box):
-        return None
-    if any(type(v) is not bytes or len(v) > amp.MAX_VALUE_LENGTH for v in box.values()):
-        return None
+    return encoded_fields_after_ask(box)
+
+
+def encoded_fields_after_ask(box: dict[bytes, bytes]) -> Optional[bytes]:
+    """L{encoded_after_ask} of a call's whole box but its tag (C{_command} included)."""
+    for key, value in box.items():
+        if type(key) is not bytes or key <= _ASK:
+            return None
+        if type(value) is not bytes or len(value) > amp.MAX_VALUE_LENGTH:
+            return None
     return serialize(box)
 
 
@@ -326,14 +362,23 @@ class ThreadCall(amp.AmpBox):
     """
 
     def __init__(
-        self, protocol: PromptWriter, after_ask: Optional[bytes] = None, **values: bytes
+        self,
+        protocol: PromptWriter,
+        after_ask: Optional[bytes] = None,
+        fields: Optional[dict[bytes, bytes]] = None,
+        **values: bytes,
     ) -> None:
         """
         @param after_ask: L{encoded_after_ask} of this call's command and
             C{values}, if the caller has it (one push for many slaves): the
             bytes are then the tag's field and these, not encoded again.
+        @param fields: the values with bytes keys, instead of C{values}
+            (no pass over the keys to encode them).
         """
-        super().__init__(**values)
+        if fields is None:
+            super().__init__(**values)
+        else:
+            dict.__init__(self, fields)
         self._protocol = protocol
         self._after_ask = after_ask
         #: the box's bytes, once issued

@@ -60,6 +60,7 @@ from gridreg.protocol.commands import (
     AdminPing,
 )
 from gridreg.protocol.chunking import TransferReceiver, TransferResponder
+from gridreg.protocol.prompt import new_box
 from gridreg.protocol.errors import (
     ApplicationError,
     NotAuthorizedError,
@@ -185,7 +186,7 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
         return d.addCallbacks(self._serial_box, self._object_add_refused, errbackArgs=(proxy,))
 
     def _serial_box(self, change: Optional[Change]) -> amp.AmpBox:
-        return amp.AmpBox(serial=b"%d" % self._serial(change))
+        return new_box({b"serial": b"%d" % self._serial(change)})
 
     def _object_add_refused(self, failure: Failure, proxy: str) -> Failure:
         """L{object_add}'s refusals (L{_object_refusal}, L{_refusal}), as AMP sends them."""

@@ -37,7 +37,7 @@ from gridreg.protocol.commands import (
     ReplicaSetChanged,
 )
 from gridreg.protocol.errors import DuplicateReplicaError, QuorumError, failure_reason
-from gridreg.protocol.prompt import PromptWriter, ThreadCall, encoded_after_ask
+from gridreg.protocol.prompt import PromptWriter, ThreadCall, encoded_fields_after_ask
 from gridreg.registry.snapshot_stream import Run, SnapshotProducer, in_thread
 from gridreg.registry.replica_status import DISCONNECTED, FAILED, LIVE, SYNCING, ReplicaStatus
 from gridreg.registry.trace import TraceLevels
@@ -208,7 +208,9 @@ class SlaveSession:
         if len(payload) > _BATCH_BYTES:
             return None  # push() would split it, or chunk it
         call = ThreadCall(
-            protocol, after_ask, database_id=database_id, changes=payload, transfer=b""
+            protocol,
+            after_ask,
+            {b"database_id": database_id, b"changes": payload, b"transfer": b""},
         )
         # its timeout runs from the commit's end (L{prepared}): a slow commit of
         # the master's own is not the slave's silence
@@ -437,11 +439,13 @@ class _Readied:
     def after_ask(self, database_id: bytes) -> Optional[bytes]:
         """The push's bytes after its tag (L{encoded_after_ask}), once per database id."""
         if database_id not in self._after_ask:
-            self._after_ask[database_id] = encoded_after_ask(
-                PushChanges.commandName,
-                database_id=database_id,
-                changes=self.payload(),
-                transfer=b"",
+            self._after_ask[database_id] = encoded_fields_after_ask(
+                {
+                    b"_command": PushChanges.commandName,
+                    b"database_id": database_id,
+                    b"changes": self.payload(),
+                    b"transfer": b"",
+                }
             )
         return self._after_ask[database_id]
 
@@ -480,21 +484,35 @@ def _settle(result: Any, d: Deferred[None]) -> None:
         d.callback(None)
 
 
-def _all_settled(pushes: list[Deferred[bool]]) -> Deferred[None]:
-    """Fire once every one of C{pushes} (which never fail) has fired."""
-    if not pushes:
-        return succeed(None)
-    done: Deferred[None] = Deferred()
-    left = [len(pushes)]
+class _Countdown:
+    """
+    Fires C{done} once every push given has been acknowledged or its slave
+    dropped (L{MasterReplication.replicate} with MinAcks 0): one callback
+    pair per push, where an outcome, then a count, were two (about a
+    dozen Python calls a slave, on every write).
+    """
 
-    def one(_: object) -> None:
-        left[0] -= 1
-        if not left[0]:
-            done.callback(None)
+    def __init__(
+        self,
+        unacknowledged: Callable[[SlaveSession, Failure], object],
+        pushes: list[tuple[SlaveSession, Deferred[None]]],
+    ) -> None:
+        self.done: Deferred[None] = Deferred()
+        self._unacknowledged = unacknowledged
+        self._left = len(pushes)
+        if not pushes:
+            self.done.callback(None)
+        for session, sent in pushes:
+            sent.addCallbacks(self._acked, self._failed, errbackArgs=(session,))
 
-    for push in pushes:
-        push.addCallback(one)
-    return done
+    def _acked(self, _: object) -> None:
+        self._left -= 1
+        if not self._left:
+            self.done.callback(None)
+
+    def _failed(self, failure: Failure, session: SlaveSession) -> None:
+        self._unacknowledged(session, failure)
+        self._acked(None)
 
 
 class MasterReplication:
@@ -700,7 +718,6 @@ class MasterReplication:
         """
         batch = [changes] if isinstance(changes, Change) else list(changes)
         pushes: list[Deferred[bool]] = []
-        live: list[Deferred[bool]] = []
         readied = self._readied_for(batch)
         # encoded once, for every slave
         texts = (
@@ -709,28 +726,31 @@ class MasterReplication:
             else ([change_to_json(c) for c in batch] if self.sessions else [])
         )
         calls = readied.calls if readied is not None else {}
+        counted: list[tuple[SlaveSession, Deferred[None]]] = []
         for session in list(self.sessions.values()):
             if session.closed:
                 continue
             call = calls.pop(session, None)
             sent = session.send(batch, texts) if call is None else session.prepared(call)
+            if self.min_acks <= 0 and session.live:
+                # counted after the loop, in one callback each (L{_Countdown})
+                counted.append((session, sent))
+                continue
             d: Deferred[bool] = sent.addCallbacks(
                 lambda _: True, lambda f, s=session: self._unacknowledged(s, f)
             )
             pushes.append(d)
-            if session.live:
-                live.append(d)
         if self.trace.replica > 1:
             self.log.info(
                 "[Replica] replicating serial {serial} to {count} slave(s)",
                 serial=batch[-1].serial,
-                count=len(pushes),
+                count=len(pushes) + len(counted),
             )
         for session, call in calls.items():
             # closed or lost while the commit ran: not sent, not counted, as before
             session.withdraw(call)
         if self.min_acks <= 0:
-            return _all_settled(live)
+            return _Countdown(self._unacknowledged, counted).done
         return self._quorum(batch[-1], pushes)
 
     def prepare(self, changes: Sequence[Change]) -> Optional[Callable[[], bool]]:
