@@ -20,7 +20,10 @@ the other CPU each Python step costs about three times what it costs hot
 same one). So the main loop runs Twisted's C{runUntilCurrent} only when it
 has something to do (a call from a thread, a new or due timed call, a stop
 to finish) and otherwise takes the poll's timeout from the first pending
-call itself; a descriptor that is only readable gets C{_doReadOrWrite}'s
+call itself; the calls from threads queued by the time a poll returns
+run right after it, before its events (a store's commit, durable before
+the message that woke the reactor, has its callbacks run first, not after
+the next event); a descriptor that is only readable gets C{_doReadOrWrite}'s
 read path inline, and a TCP connection whose class keeps Twisted's
 C{doRead} gets that too (C{recv}, then its protocol's C{dataReceived}).
 Any other event goes through C{_doReadOrWrite}. The poller, the timed
@@ -42,7 +45,7 @@ import sys
 from typing import Optional
 
 from twisted.internet import epollreactor, main, tcp
-from twisted.internet.base import _log, _topHandler
+from twisted.internet.base import _log, _threadCallHandler, _topHandler
 from twisted.internet.posixbase import _NO_FILEDESC
 from twisted.python import log
 
@@ -105,6 +108,8 @@ class LeanEPollReactor(epollreactor.EPollReactor):
             if err.errno == errno.EINTR:
                 return
             raise
+        if self.threadCallQueue:
+            self._run_thread_calls()
         selectables = self._selectables
         for fd, event in events:
             selectable = selectables.get(fd)
@@ -137,6 +142,21 @@ class LeanEPollReactor(epollreactor.EPollReactor):
                 log.err()
             if why:
                 self._disconnectSelectable(selectable, why, True)
+
+    def _run_thread_calls(self) -> None:
+        """
+        The calls from threads queued when the poll returned, before its
+        events: a store's commit, durable before the message that woke the
+        reactor came (a slave's next push, a master's acknowledgement), has
+        its callbacks run first, as it happened first. Calls queued meanwhile
+        run at the loop's next turn (L{runUntilCurrent}), before it polls.
+        """
+        calls = self.threadCallQueue
+        total = len(calls)
+        for f, a, kw in calls[:total]:
+            with _threadCallHandler:
+                f(*a, **kw)
+        del calls[:total]
 
     doIteration = doPoll
 

@@ -470,8 +470,14 @@ class SlaveDiskFullTests(TestCase):
         self.addCleanup(disk.unmount)
         writer = await live_grid(self, grid)
         disk.fill()
-        self.assertLess(await timed_add(writer, "faults/full"), SESSION_TIMEOUT + MARGIN)
-        self.assertLess(await timed_add(writer, "faults/full-again"), SESSION_TIMEOUT + MARGIN)
+        # SQLite writes a checkpointed log again from its start, in space the
+        # file already has: the first commits may fit; the next ones need more
+        names: list[str] = []
+        for n in range(20):
+            names.append(f"faults/full-{n}")
+            self.assertLess(await timed_add(writer, names[-1]), SESSION_TIMEOUT + MARGIN)
+            if not await grid.alive(SLAVE):
+                break
 
         async def dead() -> bool:
             return not await grid.alive(SLAVE)
@@ -481,12 +487,12 @@ class SlaveDiskFullTests(TestCase):
             await grid.digest(SLAVE), await grid.digest(MASTER), "the slave lacks the writes"
         )
         disk.release()
-        await grid.knows(SLAVE, "faults/full-again", timeout=30)
+        await grid.knows(SLAVE, names[-1], timeout=30)
         await eventually(lambda: grid.alive(SLAVE), f"{SLAVE} alive again", timeout=30)
         self.assertEqual(await grid.digest(SLAVE), await grid.digest(MASTER))
         await grid.stop(SLAVE)
         await grid.start(SLAVE)
-        await grid.knows(SLAVE, "faults/full")
+        await grid.knows(SLAVE, names[-1])
 
 
 class _Echo(Protocol):

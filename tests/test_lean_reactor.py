@@ -8,6 +8,7 @@ C{GridReg.LeanReactor=0} or a reactor is already installed.
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Callable
 
@@ -245,6 +246,54 @@ class LeanOneInFlightTestsBuilder(_Lean, ReactorBuilder):
         self.assertEqual([text for _, text in answered], ["found A"] * 3 + ["moved A"] * 3)
 
 
+class _Reader:
+    """A readable socket's reader that records its reads in a shared list."""
+
+    def __init__(self, sock: socket.socket, order: list[str]) -> None:
+        self.sock = sock
+        self.order = order
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def logPrefix(self) -> str:
+        return "reader"
+
+    def doRead(self) -> None:
+        self.order.append("read " + self.sock.recv(16).decode())
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+
+class LeanThreadCallsFirstTestsBuilder(_Lean, ReactorBuilder):
+    def test_thread_calls_run_before_the_poll_s_events(self) -> None:
+        """
+        A call a thread queued while the reactor polled (as a store's commit
+        queues its result) runs as soon as the poll returns, before the
+        event that woke it (the next message): its callbacks come first,
+        not one event later. A call queued meanwhile waits for the loop.
+        """
+        reactor = self.buildReactor()
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        order: list[str] = []
+        reader = _Reader(ours, order)
+        reactor.addReader(reader)
+        self.addCleanup(reactor.removeReader, reader)
+
+        def commit() -> None:
+            order.append("commit")
+            reactor.threadCallQueue.append((order.append, ("later",), {}))
+
+        reactor.threadCallQueue.append((commit, (), {}))
+        theirs.sendall(b"push")
+        reactor.doPoll(1.0)
+        self.assertEqual(order, ["commit", "read push"])
+        self.assertEqual(len(reactor.threadCallQueue), 1)
+
+
 class LeanTimeTestsBuilder(_Lean, test_time.TimeTestsBuilder):
     pass
 
@@ -261,6 +310,7 @@ for _builder in (
     LeanIceServerTestsBuilder,
     LeanOneInFlightTestsBuilder,
     LeanTcpEndTestsBuilder,
+    LeanThreadCallsFirstTestsBuilder,
     LeanTimeTestsBuilder,
     LeanThreadTestsBuilder,
     LeanSystemEventTestsBuilder,

@@ -361,6 +361,33 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         self.assertLessEqual(max(sizes), 3 + sqlite_module.PRUNE_EVERY)
         self.assertLess(min(sizes[sqlite_module.PRUNE_EVERY :]), sqlite_module.PRUNE_EVERY)
 
+    def test_serial_survives_reopen_with_meta_written_only_at_pruning(self) -> None:
+        """
+        A commit writes its change and leaves C{meta} alone (one page fewer
+        per commit) except when it prunes the log; every serial, at any
+        retention (0 too: the log is then emptied), is what a reopen finds.
+        """
+        for retention in (0, 3):
+            store = self.open_store(log_retention=retention)
+            self.fast_commits(store)
+            assert isinstance(store, SQLiteStore) and store._db is not None
+            metas = set()
+            for n in range(sqlite_module.PRUNE_EVERY + 3):
+                if n in (1, sqlite_module.PRUNE_EVERY - 2, sqlite_module.PRUNE_EVERY + 2):
+                    store = self.reopen(store)
+                    self.assertEqual(self.successResultOf(store.open()).serial, n)
+                    self.fast_commits(store)
+                    assert isinstance(store, SQLiteStore) and store._db is not None
+                self.successResultOf(store.commit([put(str(n))]))
+                (meta,) = store._db.execute("SELECT serial FROM meta").fetchone()
+                metas.add(meta)
+            self.assertEqual(metas, {0, sqlite_module.PRUNE_EVERY})
+            store = self.reopen(store)
+            self.assertEqual(
+                self.successResultOf(store.open()).serial, sqlite_module.PRUNE_EVERY + 3
+            )
+            self.successResultOf(store.close())
+
     def reopen(self, store: IRegistryStore) -> IRegistryStore:
         assert isinstance(store, SQLiteStore)
         self.successResultOf(store.close())
@@ -397,7 +424,7 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
     def test_failed_apply_is_rolled_back(self) -> None:
         store = self.open_store()
         assert isinstance(store, SQLiteStore)
-        self.fail_next(store, "UPDATE meta")
+        self.fail_next(store, "COMMIT")
         self.failureResultOf(store.apply(Change(1, (put("lost"),))), StoreError)
         self.assertEqual((store.serial, self.records(store)), (0, {}))
         self.assertIsNone(self.successResultOf(store.apply(Change(1, (put("a"),)))))

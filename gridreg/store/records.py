@@ -139,6 +139,11 @@ def empty_records() -> Records:
     return {kind: {} for kind in KINDS}
 
 
+#: C{json.dumps(value, allow_nan=False, separators=(",", ":"))} without
+#: making its encoder on every call (a slave encodes each pushed value)
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
 def encode_value(mutation: Mutation) -> str:
     """
     Serialise a put's value the one way every store does, so that a value a
@@ -149,7 +154,7 @@ def encode_value(mutation: Mutation) -> str:
     if mutation.text is not None:
         return mutation.text
     try:
-        return json.dumps(mutation.value, allow_nan=False, separators=(",", ":"))
+        return _encode(mutation.value)
     except (TypeError, ValueError) as e:
         raise ValueError(
             f"{mutation.kind} {mutation.key!r}: value is not JSON-serialisable: {e}"

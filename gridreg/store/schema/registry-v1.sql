@@ -7,7 +7,8 @@ CREATE TABLE version (
 );
 INSERT INTO version (version) VALUES (1);
 
--- Exactly one row: the lineage UUID and the serial of the last stored change.
+-- Exactly one row: the lineage UUID and the serial of the last stored change,
+-- unless the changes log holds a later one (a commit writes only its change).
 CREATE TABLE meta (
     database_id TEXT NOT NULL,
     serial INTEGER NOT NULL
