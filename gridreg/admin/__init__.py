@@ -26,23 +26,18 @@ def program() -> int:
     gridreg.admin}): L{gridreg.admin.cli.main}, with the garbage collector
     kept off the objects the imports make. A command is short and its
     imports make most of its objects, none of them garbage: the collector
-    traversed them while they were made (about 4 ms here) and again at
-    exit (about 14 ms, a tenth of C{registry list}). So it is off during
-    the imports, which are then frozen out of its reach, as is everything
-    once the command is done (the session is closed by then, and the
-    interpreter flushes stdout whatever the collector does). Not in
+    traversed them while they were made and again at exit (a tenth of
+    C{registry list}). So the imports are L{gridreg.uncollected}, and
+    everything is frozen out of its reach once the command is done (the
+    session is closed by then, and the interpreter flushes stdout whatever
+    the collector does). Not in
     C{main}, which tests call in their own process.
     """
     import gc
 
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        from gridreg.admin.cli import main
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
+    from gridreg.uncollected import import_uncollected
+
+    main = import_uncollected("gridreg.admin.cli").main
     try:
         return main()
     finally:

@@ -9,23 +9,13 @@ from types import ModuleType
 
 def import_launcher() -> ModuleType:
     """
-    L{gridreg.registry.launch}, imported with the garbage collector off,
-    then frozen out of its reach: the imports make most of a replica's
-    objects, none of them garbage, and the collector's passes over them
-    as they were made, and later its full passes over all of them, were
-    time a fresh replica spent before it could answer.
+    L{gridreg.registry.launch}, imported out of the garbage collector's
+    reach (L{gridreg.uncollected}): its passes over what the imports made
+    were time a fresh replica spent before it could answer.
     """
-    import gc
+    from gridreg.uncollected import import_uncollected
 
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        from gridreg.registry import launch
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
-    return launch
+    return import_uncollected("gridreg.registry.launch")
 
 
 def program() -> None:
