@@ -23,7 +23,7 @@ from twisted.trial.unittest import TestCase
 
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
 from gridreg.protocol.errors import QuorumError
-from gridreg.protocol.prompt import NOW, ThreadCall, encoded_after_ask
+from gridreg.protocol.prompt import NOW, ThreadCall, encoded_fields_after_ask
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.master import MasterReplication
 from gridreg.registry.state import ObjectInfo, RegistryState
@@ -475,7 +475,9 @@ class ThreadCallTests(TestCase):
         a call sends exactly the bytes AMP would write for it.
         """
         protocol, peer = await self.connect()
-        after_ask = encoded_after_ask(b"Push", changes=b"[1]", serial=b"3")
+        after_ask = encoded_fields_after_ask(
+            {b"_command": b"Push", b"changes": b"[1]", b"serial": b"3"}
+        )
         self.assertIsNotNone(after_ask)
         call = ThreadCall(protocol, after_ask, changes=b"[1]", serial=b"3")
         call.issue(b"Push").addErrback(lambda f: f.trap(ConnectionAborted))
@@ -487,7 +489,7 @@ class ThreadCallTests(TestCase):
 
     def test_a_key_before_the_tag_is_not_encoded_apart(self) -> None:
         """A key that sorts before C{_ask} would move in AMP's order: no shared encoding."""
-        self.assertIsNone(encoded_after_ask(b"Push", Serial=b"3"))
+        self.assertIsNone(encoded_fields_after_ask({b"_command": b"Push", b"Serial": b"3"}))
 
     async def test_withdrawn_it_is_never_sent_and_its_answer_forgotten(self) -> None:
         protocol, peer = await self.connect()

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import struct
 import threading
+from contextlib import nullcontext
 from typing import Any, Optional
 
 from twisted.protocols import amp
 
 from gridreg.direct_send import PLAIN_TCP, idle_socket, send_direct, send_now
+from gridreg.protocol.boxes import empty_box
 
 #: write each box to the socket at once
 NOW = "now"
@@ -51,8 +53,6 @@ TURN = "turn"
 
 _length = struct.Struct("!H").pack
 
-#: C{AmpBox} without its C{__init__}, which walks the keys to encode str ones
-_new_box = amp.AmpBox.__new__
 
 #: the encoded length and bytes of the keys seen, which are few (AMP's own and
 #: the commands' arguments); bounded in case a peer sends many. Used from the
@@ -66,7 +66,7 @@ def new_box(fields: dict[bytes, bytes]) -> amp.AmpBox:
     C{amp.AmpBox(fields)} for C{fields} with bytes keys, without AMP's pass
     over the keys (a few Python calls per key, on every box of a write).
     """
-    box: amp.AmpBox = _new_box(amp.AmpBox)
+    box = empty_box()
     box.update(fields)
     return box
 
@@ -107,20 +107,14 @@ _ASK = b"_ask"
 _ASK_KEY = _length(len(_ASK)) + _ASK
 
 
-def encoded_after_ask(command: bytes, **values: bytes) -> Optional[bytes]:
-    """
-    What L{serialize} writes for a call C{command} with C{values} after its
-    C{_ask} field (the tag, the only field that differs between the
-    connections it goes to): a push encoded once for every slave
-    (L{ThreadCall}'s C{after_ask}). None for a box whose keys do not all
-    sort after C{_ask}, or that AMP would refuse: those are encoded whole.
-    """
-    box = amp.AmpBox(_command=command, **values)
-    return encoded_fields_after_ask(box)
-
-
 def encoded_fields_after_ask(box: dict[bytes, bytes]) -> Optional[bytes]:
-    """L{encoded_after_ask} of a call's whole box but its tag (C{_command} included)."""
+    """
+    What L{serialize} writes for a call's whole C{box} (C{_command}
+    included) after its C{_ask} field (the tag, the only field that differs
+    between the connections it goes to): a push encoded once for every
+    slave (L{ThreadCall}'s C{after_ask}). None for a box whose keys do not
+    all sort after C{_ask}, or that AMP would refuse: those are encoded whole.
+    """
     for key, value in box.items():
         if type(key) is not bytes or key <= _ASK:
             return None
@@ -369,7 +363,7 @@ class ThreadCall(amp.AmpBox):
         **values: bytes,
     ) -> None:
         """
-        @param after_ask: L{encoded_after_ask} of this call's command and
+        @param after_ask: L{encoded_fields_after_ask} of this call's command and
             C{values}, if the caller has it (one push for many slaves): the
             bytes are then the tag's field and these, not encoded again.
         @param fields: the values with bytes keys, instead of C{values}
@@ -436,11 +430,7 @@ class ThreadCall(amp.AmpBox):
     def withdraw(self) -> None:
         """On the reactor, the work failed: the call is never sent, its answer forgotten."""
         protocol: Any = self._protocol
-        lock = protocol.send_lock
-        if lock is not None:
-            with lock:
-                taken, self._taken = self._taken, True
-        else:
+        with protocol.send_lock or nullcontext():
             taken, self._taken = self._taken, True
         if taken:
             return

@@ -169,9 +169,7 @@ class SlaveSession:
 
         return maybeDeferred(self.push, changes, texts).addBoth(done)
 
-    def prepare_push(
-        self, changes: Sequence[Change], texts: list[str], shared: Optional["_Readied"] = None
-    ) -> Optional[ThreadCall]:
+    def prepare_push(self, changes: Sequence[Change], readied: "_Readied") -> Optional[ThreadCall]:
         """
         On the reactor, before C{changes} commit on the master: if this
         session is idle and live on a plain TCP connection, and the changes
@@ -180,8 +178,8 @@ class SlaveSession:
         bytes held) for the store's thread to send once the commit is
         durable, and hold the session busy for it until it is answered.
         Else None: the push goes as any, once the commit is durable.
-        With C{shared} (the commit's L{_Readied}), the push's bytes but its
-        tag are encoded once for every session.
+        The push's bytes but its tag are encoded once for every session
+        (C{readied}, the commit's L{_Readied}).
         """
         protocol: Any = self.protocol
         if (
@@ -196,20 +194,13 @@ class SlaveSession:
             or changes[0].serial != self.serial + 1
         ):
             return None
-        if shared is not None:
-            payload = shared.payload()
-            database_id = shared.database_id(self.database_id)
-            after_ask = shared.after_ask(database_id)
-        else:
-            # change_to_json writes ASCII only: as many bytes on the wire as characters
-            payload = ("[" + ",".join(texts) + "]").encode("ascii")
-            database_id = self.database_id.encode("utf-8")
-            after_ask = None
+        payload = readied.payload()
         if len(payload) > _BATCH_BYTES:
             return None  # push() would split it, or chunk it
+        database_id = self.database_id.encode("utf-8")
         call = ThreadCall(
             protocol,
-            after_ask,
+            readied.after_ask(database_id),
             {b"database_id": database_id, b"changes": payload, b"transfer": b""},
         )
         # its timeout runs from the commit's end (L{prepared}): a slow commit of
@@ -417,8 +408,7 @@ class _Readied:
         #: answers or more (L{send_from_thread} may then be quiet)
         self.every_session = False
         self._payload: Optional[bytes] = None
-        #: per database id: its UTF-8, and the push's bytes after the tag
-        self._database_ids: dict[str, bytes] = {}
+        #: per database id, the push's bytes after the tag
         self._after_ask: dict[bytes, Optional[bytes]] = {}
         #: what went wrong on the store's thread, reported on the reactor
         self.thread_failure: Optional[Failure] = None
@@ -430,14 +420,8 @@ class _Readied:
             self._payload = ("[" + ",".join(self.texts) + "]").encode("ascii")
         return self._payload
 
-    def database_id(self, text: str) -> bytes:
-        encoded = self._database_ids.get(text)
-        if encoded is None:
-            encoded = self._database_ids[text] = text.encode("utf-8")
-        return encoded
-
     def after_ask(self, database_id: bytes) -> Optional[bytes]:
-        """The push's bytes after its tag (L{encoded_after_ask}), once per database id."""
+        """The push's bytes after its tag (L{encoded_fields_after_ask}), once per database id."""
         if database_id not in self._after_ask:
             self._after_ask[database_id] = encoded_fields_after_ask(
                 {
@@ -771,7 +755,7 @@ class MasterReplication:
         readied = _Readied(changes, [change_to_json(c) for c in changes])
         every = True
         for session in list(self.sessions.values()):
-            call = session.prepare_push(changes, readied.texts, readied)
+            call = session.prepare_push(changes, readied)
             if call is not None:
                 readied.calls[session] = call
             elif not session.closed:
