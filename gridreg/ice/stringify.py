@@ -374,8 +374,12 @@ _MODE_OPTIONS = {
 }
 _MODE_NAMES = {mode: option for option, mode in _MODE_OPTIONS.items()}
 _PROXY_DELIMITERS = WHITESPACE + ":@"
-#: the first of them (one search, not a few calls a character)
-_PROXY_DELIMITER = re.compile("[" + re.escape(_PROXY_DELIMITERS) + "]")
+
+
+@functools.lru_cache(maxsize=None)
+def _delimiter(delimiters: str) -> re.Pattern[str]:
+    """The first of C{delimiters}, found by one search (not a few calls a character)."""
+    return re.compile("[" + re.escape(delimiters) + "]")
 
 
 def _proxy_token(
@@ -396,13 +400,8 @@ def _proxy_token(
         if end < len(text) and text[end] not in delimiters:
             raise error(f"unexpected {text[end:]!r} after quoted {what}")
         return text[i + 1 : end - 1], end, True
-    if delimiters == _PROXY_DELIMITERS:
-        found = _PROXY_DELIMITER.search(text, i)
-        end = len(text) if found is None else found.start()
-        return text[i:end], end, False
-    end = i
-    while end < len(text) and text[end] not in delimiters:
-        end += 1
+    found = _delimiter(delimiters).search(text, i)
+    end = len(text) if found is None else found.start()
     return text[i:end], end, False
 
 
