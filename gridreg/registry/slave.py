@@ -55,13 +55,13 @@ from gridreg.log_files import open_at, read_at, stdio_path
 from gridreg.protocol.registry_file_commands import OpenRegistryFile, ReadRegistryFile
 from gridreg.registry.epochs import NO_EPOCH, Epoch, EpochHistory
 from gridreg.registry._slave_session_machine import build_slave_session
+from gridreg.registry.pushed_changes import decode_changes
 from gridreg.registry.replica_status import ReplicaStatus
 from gridreg.registry.slave_wakeups import LossWakeups
 from gridreg.registry.snapshot_stream import Run, SnapshotLoad, in_thread
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore, SerialGapError
-from gridreg.store.records import change_from_dict
 
 LocateMaster = Callable[[], Deferred[Sequence[IStreamClientEndpoint]]]
 
@@ -554,11 +554,8 @@ class SlaveReplication(Service):
                     f"this replica holds {self.store.database_id}"
                 )
             serial = int(self.store.serial)
-            changes = [
-                change
-                for change in (change_from_dict(c) for c in json.loads(payload))
-                if change.serial > serial
-            ]
+            # each put keeps its value's text from the push: the store saves it as it is
+            changes = [change for change in decode_changes(payload) if change.serial > serial]
             if not changes:
                 return succeed({"serial": serial})
             if changes[0].serial != serial + 1:
