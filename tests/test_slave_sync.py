@@ -510,6 +510,74 @@ class ApplyTests(SlaveTests):
     def payload(self, serial: int) -> str:
         return "[" + change_to_json(change(serial, f"k{serial}")) + "]"
 
+    def replying(self) -> tuple[list[tuple[dict[str, int], bool]], Any]:
+        """A reply that notes each answer and whether the write lock was held then."""
+        seen: list[tuple[dict[str, int], bool]] = []
+
+        def reply(result: dict[str, int]) -> str:
+            seen.append((result, self.slave._lock.locked))
+            return f"box {result['serial']}"
+
+        return seen, reply
+
+    def test_a_reply_is_made_once_the_lock_is_released(self) -> None:
+        """
+        With C{reply}, the answer is C{reply}'s of the result, made after
+        the write lock is released: at one write in flight, in the
+        commit's own callback.
+        """
+        seen, reply = self.replying()
+        commits = self.hold_the_commits()
+        replied = self.slave.apply_changes(self.store.database_id, self.payload(1), reply=reply)
+        self.assertNoResult(replied)
+        self.assertTrue(self.slave._lock.locked)
+        commits.run_next()
+        self.assertEqual(self.successResultOf(replied), "box 1")
+        self.assertEqual(seen, [({"serial": 1}, False)])
+
+    def test_a_reply_behind_a_held_lock(self) -> None:
+        """A push that waits for the lock (a commit still running) replies as well, in order."""
+        seen, reply = self.replying()
+        commits = self.hold_the_commits()
+        first = self.slave.apply_changes(self.store.database_id, self.payload(1), reply=reply)
+        second = self.slave.apply_changes(self.store.database_id, self.payload(2), reply=reply)
+        commits.run_next()
+        self.assertEqual(self.successResultOf(first), "box 1")
+        commits.run_next()
+        self.assertEqual(self.successResultOf(second), "box 2")
+        # the first's release handed the lock to the second push, as before
+        self.assertEqual(seen, [({"serial": 1}, True), ({"serial": 2}, False)])
+
+    def test_a_reply_when_nothing_is_new(self) -> None:
+        seen, reply = self.replying()
+        self.successResultOf(self.slave.apply_changes(self.store.database_id, self.payload(1)))
+        replied = self.slave.apply_changes(self.store.database_id, self.payload(1), reply=reply)
+        self.assertEqual(self.successResultOf(replied), "box 1")
+        self.assertEqual(seen, [({"serial": 1}, False)])
+
+    def test_no_reply_for_a_failed_commit(self) -> None:
+        """The state is reloaded, the lock released, the failure passed on, nothing replied."""
+        seen, reply = self.replying()
+        self.successResultOf(self.slave.apply_changes(self.store.database_id, self.payload(1)))
+        self.patch(self.store, "apply_many", lambda c, **kw: fail(OSError("disk is full")))
+        failure = self.failureResultOf(
+            self.slave.apply_changes(self.store.database_id, self.payload(2), reply=reply),
+            OSError,
+        )
+        self.assertIn("disk is full", failure.getErrorMessage())
+        self.assertEqual((seen, names(self.state)), ([], ["k1"]))
+        self.assertFalse(self.slave._lock.locked)
+        self.flushLoggedErrors()
+
+    def test_no_reply_for_a_refused_push(self) -> None:
+        seen, reply = self.replying()
+        self.failureResultOf(
+            self.slave.apply_changes(self.store.database_id, self.payload(2), reply=reply),
+            SerialGapError,
+        )
+        self.assertEqual(seen, [])
+        self.assertFalse(self.slave._lock.locked)
+
     def test_changes_of_another_database_are_refused(self) -> None:
         failure = self.failureResultOf(
             self.slave.apply_changes("other", self.payload(1)), SyncError

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from json.scanner import make_scanner
-from typing import Any
+from typing import Any, Callable
 
 from gridreg.store.records import Change, Mutation, change_from_dict
 
@@ -39,7 +39,9 @@ def _refuse_constant(name: str) -> Any:
 
 
 #: C{json}'s scanner (C where available): C{scan(text, index)} is C{(value, end)}
-_scan = make_scanner(json.JSONDecoder(parse_constant=_refuse_constant))
+_scan: Callable[[str, int], tuple[Any, int]] = make_scanner(
+    json.JSONDecoder(parse_constant=_refuse_constant)  # type: ignore[arg-type]
+)
 
 #: a change's start, up to its first mutation
 _CHANGE = re.compile(r'\{"serial":(0|[1-9][0-9]*),"mutations":\[')
@@ -48,7 +50,7 @@ _CHANGE = re.compile(r'\{"serial":(0|[1-9][0-9]*),"mutations":\[')
 _MUTATION = re.compile(r'\{"kind":"([a-z]+)","key":"')
 
 #: C{json}'s string scanner: C{scanstring(text, index after the quote)} is C{(string, end)}
-_scanstring = json.decoder.scanstring
+_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 _VALUE = ',"value":'
 

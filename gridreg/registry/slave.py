@@ -167,10 +167,21 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
         ask = box.get(b"_ask")
         # the acknowledgement, which the store's thread may send once durable
         answer = None if ask is None else ThreadAnswer(self, ask)
-        d = self.push_changes(database_id, changes, transfer, answer)
-        return d.addCallbacks(
-            _serial_box, declared_error, callbackArgs=(answer,), errbackArgs=(PushChanges,)
+        if transfer:
+            d = self.push_changes(database_id, changes, transfer, answer)
+            return d.addCallbacks(
+                _serial_box, declared_error, callbackArgs=(answer,), errbackArgs=(PushChanges,)
+            )
+        # every push at one write in flight: its answer box made where the
+        # commit's result is handled, a failure said and declared at once
+        d = self.slave.apply_changes(
+            database_id, changes, answer, reply=lambda result: _serial_box(result, answer)
         )
+        return d.addErrback(self._push_failed)
+
+    def _push_failed(self, failure: Failure) -> Failure:
+        """A push that could not be applied: said (L{SlaveReplication.failed}), then declared."""
+        return declared_error(self.slave.failed(failure), PushChanges)
 
     @BeginSnapshot.responder
     def begin_snapshot(
@@ -529,8 +540,12 @@ class SlaveReplication(Service):
     # -- applying ------------------------------------------------------------------
 
     def apply_changes(
-        self, database_id: str, payload: str, answer: Optional[ThreadAnswer] = None
-    ) -> Deferred[dict[str, int]]:
+        self,
+        database_id: str,
+        payload: str,
+        answer: Optional[ThreadAnswer] = None,
+        reply: Optional[Callable[[dict[str, int]], Any]] = None,
+    ) -> Deferred[Any]:
         """
         Store a batch the master pushed, in one transaction (one fsync), and
         answer once it is durable here: the acknowledgement the master's
@@ -545,9 +560,22 @@ class SlaveReplication(Service):
         grid. If this replica's commit fails, the state is loaded again
         from what its store holds (the master drops the session and this
         replica catches up when it registers again).
-        """
 
-        def apply() -> Deferred[dict[str, int]]:
+        With C{reply}, the result is C{reply} of the answer, made where the
+        commit's result is handled (a push's answer box): at one write in
+        flight the commit's callback releases the lock and replies, in one
+        step of its Deferred rather than three.
+        """
+        lock = self._lock
+
+        def replied(d: Deferred[Any]) -> Deferred[Any]:
+            return d if reply is None else d.addCallback(reply)
+
+        def finish(d: Deferred[Any], held: bool) -> Deferred[Any]:
+            """An outcome other than a commit's, while held: the lock released, then the reply."""
+            return replied(d.addBoth(_released, lock)) if held else d
+
+        def apply(held: bool) -> Deferred[Any]:
             if database_id != self.store.database_id:
                 raise SyncError(
                     f"changes of database {database_id}, "
@@ -557,7 +585,7 @@ class SlaveReplication(Service):
             # each put keeps its value's text from the push: the store saves it as it is
             changes = [change for change in decode_changes(payload) if change.serial > serial]
             if not changes:
-                return succeed({"serial": serial})
+                return finish(succeed({"serial": serial}), held)
             if changes[0].serial != serial + 1:
                 # nothing is in flight while the lock is held: the store would refuse it
                 raise SerialGapError(serial + 1, changes[0].serial)
@@ -573,7 +601,7 @@ class SlaveReplication(Service):
                     self.state.apply(change.mutations)
             except Exception:
                 broken = Failure()
-                return committed.addBoth(lambda _: self._reload(broken))
+                return finish(committed.addBoth(lambda _: self._reload(broken)), held)
             if answer is not None:
                 answer.arm()  # the state has the batch: its acknowledgement may go once durable
 
@@ -583,23 +611,32 @@ class SlaveReplication(Service):
                         self.log.info("[Replica] applied serial {serial}", serial=change.serial)
                 return {"serial": int(self.store.serial)}
 
-            return committed.addCallbacks(applied, self._reload)
+            if not held:
+                return committed.addCallbacks(applied, self._reload)
+
+            def settled(_: None) -> Any:
+                result = applied(None)
+                lock.release()
+                return result if reply is None else reply(result)
+
+            def unsettled(failure: Failure) -> Deferred[Any]:
+                return self._reload(failure).addBoth(_released, lock)
+
+            return committed.addCallbacks(settled, unsettled)
 
         # the last push's commit, durable and acknowledged from the store's
         # thread, may wait for the reactor's turn (L{Quiet}): its lock goes first
         self.store.deliver_ready()
-        lock = self._lock
         if lock.locked:  # a snapshot streams in, or a push is still committing
-            return lock.run(apply)
+            return replied(lock.run(apply, False))
         # held as its job would hold it, without the lock's own Deferreds:
         # every push at one write in flight comes here
         lock.locked = True
         try:
-            result = apply()
+            return apply(True)
         except BaseException:
             lock.release()
             return fail()
-        return result.addBoth(_released, lock)
 
     def _reload(self, failure: Failure) -> Deferred[Any]:
         """The state took a batch the store did not keep: load what the store holds, then fail."""

@@ -119,21 +119,23 @@ class SerialStore:
             return fail(Failure())
         if not normalised:
             return fail(ValueError("cannot apply an empty batch"))
-        return self._submit(normalised, on_durable, publish=True).addCallback(lambda _: None)
+        # fires with None: a slave's every push waits on this Deferred, one step less
+        return self._submit(normalised, on_durable, publish=True)
 
     def _submit(
         self,
         changes: list[Change],
         on_durable: Optional[Callable[[], Any]] = None,
         publish: bool = False,
-    ) -> Deferred[list[Change]]:
+    ) -> Deferred[Any]:
+        """The batch to the executor: fires with it once durable (None for a slave's, published)."""
         self._assigned = changes[-1].serial
         self._in_flight += 1
 
-        def durable(_: None) -> list[Change]:
+        def durable(_: None) -> Optional[list[Change]]:
             self._in_flight -= 1
             self.serial = max(self.serial, changes[-1].serial)
-            return changes
+            return None if publish else changes
 
         def failed(failure: Failure) -> Failure:
             # batches queued behind this one follow its serials: they fail too,
