@@ -23,7 +23,11 @@ to finish) and otherwise takes the poll's timeout from the first pending
 call itself; the calls from threads queued by the time a poll returns
 run right after it, before its events (a store's commit, durable before
 the message that woke the reactor, has its callbacks run first, not after
-the next event); a descriptor that is only readable gets C{_doReadOrWrite}'s
+the next event); work that must wait for the turn's end, but no longer
+(a session's answers of the turn, sent together; a store's jobs of the
+turn, handed to its thread), goes in L{call_at_turn_end}, not in a
+C{callLater(0)} and its pass through the timer heap; a descriptor that is
+only readable gets C{_doReadOrWrite}'s
 read path inline, and a TCP connection whose class keeps Twisted's
 C{doRead} gets that too (C{recv}, then its protocol's C{dataReceived}).
 Any other event goes through C{_doReadOrWrite}. The poller, the timed
@@ -42,7 +46,7 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 from twisted.internet import epollreactor, main, tcp
 from twisted.internet.base import _log, _threadCallHandler, _topHandler
@@ -76,14 +80,47 @@ __all__ = ["LeanEPollReactor", "install", "use_lean_reactor"]
 class LeanEPollReactor(epollreactor.EPollReactor):
     """L{EPollReactor} without the per-event log context and idle timer work."""
 
+    def __init__(self) -> None:
+        #: what runs at the end of this turn (L{call_at_turn_end}), in order
+        self._turn_ends: list[Callable[[], object]] = []
+        super().__init__()
+
+    def call_at_turn_end(self, f: Callable[[], object]) -> bool:
+        """
+        On the reactor thread: call C{f} once this turn's events (or its
+        timed calls and calls from threads) are handled, before the reactor
+        polls again, in the order given; an exception it raises is logged.
+        Returns False, and does nothing, when the reactor's loop is not
+        running: the caller then does the work itself.
+        """
+        if not self._started:
+            return False
+        self._turn_ends.append(f)
+        return True
+
+    def _end_turn(self) -> None:
+        """Run what L{call_at_turn_end} queued, and what those calls queue."""
+        while self._turn_ends:
+            calls = self._turn_ends
+            self._turn_ends = []
+            for f in calls:
+                try:
+                    f()
+                except BaseException:
+                    log.err(None, "Error in a call at the end of a reactor turn")
+
     def mainLoop(self) -> None:
         while self._started:
             # one handler for as many iterations as run without an
             # exception: Twisted enters it once per iteration
             with _topHandler:
                 while self._started:
+                    if self._turn_ends:  # an exception ended the last turn early
+                        self._end_turn()
                     if self.threadCallQueue or self._newTimedCalls or self._justStopped:
                         self.runUntilCurrent()
+                        if self._turn_ends:
+                            self._end_turn()
                         timeout = self.timeout()
                     else:
                         pending = self._pendingTimedCalls
@@ -97,6 +134,8 @@ class LeanEPollReactor(epollreactor.EPollReactor):
                             elif timeout > _LONGEST:
                                 timeout = _LONGEST
                     self.doIteration(timeout if self.running else 0)
+        # queued before the loop stopped: a store's last jobs still reach its thread
+        self._end_turn()
         _log.info("Main loop terminated.")
 
     def doPoll(self, timeout: Optional[float]) -> None:
@@ -142,6 +181,8 @@ class LeanEPollReactor(epollreactor.EPollReactor):
                 log.err()
             if why:
                 self._disconnectSelectable(selectable, why, True)
+        if self._turn_ends:
+            self._end_turn()
 
     def _run_thread_calls(self) -> None:
         """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
+from gridreg.ice import encoding as ice_encoding
 from gridreg.ice.encoding import InputStream, MarshalError, OutputStream, encaps
 from gridreg.ice.types import (
     ENCODING_1_0,
@@ -430,6 +431,53 @@ class EndpointTests(HexTestCase):
     def test_truncated_body(self) -> None:
         """A body shorter than its fields is an error even if the encapsulation is sound."""
         self.assertRaises(MarshalError, inp("0100 0b000000 0101 0168 010000").read_endpoint)
+
+
+class EndpointBytesKeptTests(HexTestCase):
+    """
+    L{OutputStream.write_endpoint} keeps each endpoint's bytes per encoding:
+    what it writes is what the field-by-field marshaling writes.
+    """
+
+    def setUp(self) -> None:
+        self.patch(ice_encoding, "_endpoint_bytes", {})
+
+    def test_kept_bytes_are_the_marshaled_ones(self) -> None:
+        expected = "0100 19000000 0101 093132372e302e302e31 115e0000 60ea0000 00"
+        self.assertHex(write(endpoint=TCP_24081), expected)
+        self.assertHex(write(endpoint=attrs.evolve(TCP_24081)), expected)  # equal, not the same
+        self.assertEqual(len(ice_encoding._endpoint_bytes), 1)
+
+    def test_per_encoding(self) -> None:
+        """A 1.1 endpoint's kept bytes are not written in a 1.0 stream, nor the reverse."""
+        udp = UdpEndpoint("239.1.2.3", 2, False)
+        for _ in range(2):
+            self.assertHex(
+                write(ENCODING_1_1, endpoint=udp),
+                "0300 15000000 0101 093233392e312e322e33 02000000 00",
+            )
+            self.assertHex(
+                write(ENCODING_1_0, endpoint=udp),
+                "0300 19000000 0100 093233392e312e322e33 02000000 01000100 00",
+            )
+
+    def test_an_endpoint_that_does_not_marshal_is_refused_every_time(self) -> None:
+        bad = TcpEndpoint("h", 1 << 40)
+        for _ in range(2):
+            self.assertRaises(MarshalError, OutputStream().write_endpoint, bad)
+        self.assertEqual(ice_encoding._endpoint_bytes, {})
+
+    def test_bounded(self) -> None:
+        self.patch(ice_encoding, "_ENDPOINTS_KEPT", 3)
+        for port in range(10):
+            endpoint = TcpEndpoint("h", port)
+            self.assertEqual(InputStream(write(endpoint=endpoint)).read_endpoint(), endpoint)
+            self.assertLessEqual(len(ice_encoding._endpoint_bytes), 3)
+
+    def test_a_body_that_cannot_be_hashed_is_written_unkept(self) -> None:
+        opaque = OpaqueEndpoint(99, ENCODING_1_0, bytearray(b"\x01\x02\x03"))  # type: ignore[arg-type]
+        self.assertHex(write(endpoint=opaque), "6300 09000000 0100 010203")
+        self.assertEqual(ice_encoding._endpoint_bytes, {})
 
 
 def assert_count_refused(testcase: SynchronousTestCase, stream: InputStream, read: str) -> None:

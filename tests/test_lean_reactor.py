@@ -294,6 +294,88 @@ class LeanThreadCallsFirstTestsBuilder(_Lean, ReactorBuilder):
         self.assertEqual(len(reactor.threadCallQueue), 1)
 
 
+class LeanTurnEndTestsBuilder(_Lean, ReactorBuilder):
+    """
+    C{call_at_turn_end}: what a turn's handlers leave for its end (a
+    session's answers, sent together) runs once the turn's events are
+    handled, before the reactor polls again or runs a timed call.
+    """
+
+    def test_runs_after_every_event_of_the_poll(self) -> None:
+        """Two reads in one poll each leave a call: both run after both reads, in order."""
+        reactor = self.buildReactor()
+        order: list[str] = []
+        for name in ("a", "b"):
+            ours, theirs = socket.socketpair()
+            self.addCleanup(ours.close)
+            self.addCleanup(theirs.close)
+            reader = _Reader(ours, order)
+            read = reader.doRead
+
+            def doRead(read: Callable[[], None] = read, name: str = name) -> None:
+                read()
+                reactor.call_at_turn_end(lambda: order.append("end " + name))
+
+            reader.doRead = doRead  # type: ignore[method-assign]
+            reactor.addReader(reader)
+            self.addCleanup(reactor.removeReader, reader)
+            theirs.sendall(name.encode())
+
+        def stop_once_read() -> None:
+            if len(order) < 4:
+                reactor.callLater(0.01, stop_once_read)
+            else:
+                reactor.stop()
+
+        reactor.callWhenRunning(stop_once_read)
+        self.runReactor(reactor)
+        self.assertEqual(sorted(order[:2]), ["read a", "read b"])
+        self.assertEqual(order[2:], ["end " + order[0][-1], "end " + order[1][-1]])
+
+    def test_before_the_next_timed_call_and_what_it_queues_too(self) -> None:
+        """
+        A call left by a timed call runs before the next turn's timed calls,
+        and so does one it leaves itself.
+        """
+        reactor = self.buildReactor()
+        order: list[str] = []
+
+        def first() -> None:
+            order.append("timed")
+            reactor.callLater(0, lambda: (order.append("next turn"), reactor.stop()))
+            self.assertTrue(reactor.call_at_turn_end(end))
+
+        def end() -> None:
+            order.append("end")
+            reactor.call_at_turn_end(lambda: order.append("end of end"))
+
+        reactor.callWhenRunning(first)
+        self.runReactor(reactor)
+        self.assertEqual(order, ["timed", "end", "end of end", "next turn"])
+
+    def test_an_error_is_logged_and_the_next_call_runs(self) -> None:
+        reactor = self.buildReactor()
+        order: list[str] = []
+
+        def first() -> None:
+            reactor.call_at_turn_end(lambda: 1 // 0)
+            reactor.call_at_turn_end(lambda: (order.append("next"), reactor.stop()))
+
+        reactor.callWhenRunning(first)
+        self.runReactor(reactor)
+        self.assertEqual(order, ["next"])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_declined_when_the_loop_is_not_running(self) -> None:
+        """Not running: nothing is queued, and the caller is told to do the work itself."""
+        reactor = self.buildReactor()
+        called: list[bool] = []
+        self.assertFalse(reactor.call_at_turn_end(lambda: called.append(True)))
+        reactor.callWhenRunning(reactor.stop)
+        self.runReactor(reactor)
+        self.assertEqual(called, [])
+
+
 class LeanTimeTestsBuilder(_Lean, test_time.TimeTestsBuilder):
     pass
 
@@ -311,6 +393,7 @@ for _builder in (
     LeanOneInFlightTestsBuilder,
     LeanTcpEndTestsBuilder,
     LeanThreadCallsFirstTestsBuilder,
+    LeanTurnEndTestsBuilder,
     LeanTimeTestsBuilder,
     LeanThreadTestsBuilder,
     LeanSystemEventTestsBuilder,

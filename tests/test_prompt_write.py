@@ -21,6 +21,7 @@ from twisted.protocols import amp
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
+from gridreg.protocol import prompt
 from gridreg.protocol.prompt import (
     NOW,
     TURN,
@@ -231,6 +232,87 @@ class PromptWriterTests(TestCase):
         protocol.sendBox(box(1))
         await got
         self.assertEqual(received, [box(1)])
+
+
+class TurnEnds:
+    """
+    A clock with the lean reactor's C{call_at_turn_end}, its calls run when
+    the test says; C{callLater} is refused while the hook accepts.
+    """
+
+    def __init__(self, accept: bool = True) -> None:
+        self.accept = accept
+        self.ends: list[Callable[[], object]] = []
+        self.later: list[Any] = []
+
+    def call_at_turn_end(self, f: Callable[[], object]) -> bool:
+        if self.accept:
+            self.ends.append(f)
+        return self.accept
+
+    def callLater(self, delay: float, f: Callable[[], object]) -> Any:
+        assert not self.accept, "callLater while the turn-end hook accepts"
+        call = reactor.callLater(delay, f)
+        self.later.append(call)
+        return call
+
+    def end_turn(self) -> None:
+        ends, self.ends = self.ends, []
+        for f in ends:
+            f()
+
+
+class TurnEndHookTests(TestCase):
+    """L{TURN} with a reactor's turn-end hook: no timer per turn."""
+
+    async def connect(self, clock: TurnEnds) -> tuple[Prompt, socket.socket]:
+        protocol, peer = await connected(self, lambda made: Prompt(TURN, made))
+        protocol.prompt_clock = clock
+        return protocol, peer
+
+    async def test_a_turns_boxes_leave_together_at_the_hooks_call(self) -> None:
+        clock = TurnEnds()
+        protocol, peer = await self.connect(clock)
+        for n in range(3):
+            protocol.sendBox(box(n))
+        self.assertEqual(len(clock.ends), 1)  # one call for the turn, not one per box
+        self.assertEqual(pending(peer), b"")
+        clock.end_turn()
+        self.assertEqual(pending(peer), b"".join(box(n).serialize() for n in range(3)))
+        protocol.sendBox(box(3))  # the next turn has a call of its own
+        self.assertEqual(len(clock.ends), 1)
+        clock.end_turn()
+        self.assertEqual(pending(peer), box(3).serialize())
+
+    async def test_a_lost_connection_s_call_sends_nothing(self) -> None:
+        clock = TurnEnds()
+        protocol, peer = await self.connect(clock)
+        protocol.sendBox(box(1))
+        lost: Deferred[None] = Deferred()
+        lose = protocol.connectionLost
+
+        def connectionLost(reason: Any) -> None:
+            lose(reason)
+            lost.callback(None)
+
+        protocol.connectionLost = connectionLost  # type: ignore[method-assign]
+        protocol.transport.abortConnection()
+        await lost
+        sent: list[Any] = []
+        self.patch(prompt, "send_direct", lambda *a: sent.append(a))
+        self.patch(prompt, "send_now", lambda *a: sent.append(a))
+        clock.end_turn()  # neither sends nor raises
+        self.assertEqual(sent, [])
+
+    async def test_a_declining_hook_leaves_it_to_a_timed_call(self) -> None:
+        """A reactor whose loop does not run (the hook says no): a C{callLater(0)}, as before."""
+        clock = TurnEnds(accept=False)
+        protocol, peer = await self.connect(clock)
+        protocol.sendBox(box(1))
+        protocol.sendBox(box(2))
+        self.assertEqual(len(clock.later), 1)
+        await deferLater(reactor, 0, lambda: None)
+        self.assertEqual(pending(peer), box(1).serialize() + box(2).serialize())
 
 
 class Answering(Prompt):

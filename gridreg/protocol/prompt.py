@@ -19,7 +19,8 @@ L{PromptWriter} sends sooner, in one of two ways:
       unregistering it), which were a third of a slave's system calls per
       write. What C{send} does not take is buffered as before.
     - C{TURN}: the boxes written in one reactor turn are sent together at
-      its end (C{callLater(0)} runs before the reactor polls again). For
+      its end (the lean reactor's C{call_at_turn_end}, else a
+      C{callLater(0)}: both run before the reactor polls again). For
       connections that may answer many calls at once (the admin session,
       where a group commit answers every write it holds in one turn), so
       they still share one system call; over TLS, L{batch_tls_turns} makes
@@ -49,6 +50,9 @@ from gridreg.protocol.boxes import empty_box
 NOW = "now"
 #: write the boxes of one reactor turn at its end
 TURN = "turn"
+
+#: C{_prompt_call} when the reactor's turn-end hook will send the turn's boxes
+_AT_TURN_END = object()
 
 
 _length = struct.Struct("!H").pack
@@ -235,13 +239,26 @@ class PromptWriter:
             if type(this.transport) in PLAIN_TCP:
                 self._turn_boxes = [data]
                 if self._prompt_call is None:
-                    self._prompt_call = self.prompt_clock.callLater(0, self._end_of_turn)
+                    self._at_end_of_turn()
                 return
         this.transport.write(data)
         if self.prompt == NOW:
             send_now(this.transport)
         elif self.prompt == TURN and self._prompt_call is None and self.prompt_clock is not None:
-            self._prompt_call = self.prompt_clock.callLater(0, self._end_of_turn)
+            self._at_end_of_turn()
+
+    def _at_end_of_turn(self) -> None:
+        """
+        Have L{_end_of_turn} run at this turn's end: by the reactor's hook
+        for it (L{gridreg.lean_reactor}), else by a C{callLater(0)}, whose
+        timer's way through the heap was about thirty Python calls per answer.
+        """
+        clock = self.prompt_clock
+        at_turn_end = getattr(clock, "call_at_turn_end", None)
+        if at_turn_end is not None and at_turn_end(self._end_of_turn):
+            self._prompt_call = _AT_TURN_END
+        else:
+            self._prompt_call = clock.callLater(0, self._end_of_turn)
 
     def _flush_turn(self) -> None:
         """
@@ -260,6 +277,8 @@ class PromptWriter:
             transport.write(data)  # a closing connection still sends it before it closes
 
     def _end_of_turn(self) -> None:
+        if self._prompt_call is None:  # lost since (L{connectionLost}): nothing to send
+            return
         self._prompt_call = None
         self._flush_turn()
         send_now(self.transport)  # type: ignore[attr-defined]
@@ -267,7 +286,7 @@ class PromptWriter:
     def connectionLost(self, reason: Any) -> None:
         call, self._prompt_call = self._prompt_call, None
         self._turn_boxes = None  # the socket is gone: nothing can carry them
-        if call is not None and call.active():
+        if call is not None and call is not _AT_TURN_END and call.active():
             call.cancel()
         super().connectionLost(reason)  # type: ignore[misc]
 
