@@ -514,6 +514,38 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         )
         self.assert_open_fails(path, "corrupt object record", "'o'", "not a JSON object")
 
+    def test_one_bad_record_among_many_is_named(self) -> None:
+        """
+        The read that hands the texts over checks them in the same pass: one
+        bad text among good ones still stops the open, naming that record.
+        """
+        path = self.mktemp()
+        good = ", ".join(
+            f"""('object', '["c", "o{i}"]', '{{"proxy":"AAAA","type":"::T"}}')""" for i in range(50)
+        )
+        self.edit_database(
+            path,
+            "INSERT INTO records (kind, key, value) VALUES " + good,
+            """INSERT INTO records (kind, key, value) VALUES ('object', '["c", "o25x"]', '{"a":')""",
+        )
+        self.assert_open_fails(path, "corrupt object record", "o25x")
+
+    def test_texts_that_are_objects_however_spelt_load(self) -> None:
+        """
+        An object's text that does not begin with its brace (white space
+        first) is an object still, and loads; a JSON string, which begins
+        with neither, is refused.
+        """
+        _, objects = self.open_with_objects(
+            """('object', '["c", "o"]', ' {"proxy":"AAAA","type":"::T"}')"""
+        )
+        self.assertEqual(dict(objects), {'["c", "o"]': {"proxy": "AAAA", "type": "::T"}})
+        path = self.mktemp()
+        self.edit_database(
+            path, """INSERT INTO records (kind, key, value) VALUES ('object', 'o', '"{x}"')"""
+        )
+        self.assert_open_fails(path, "corrupt object record", "'o'", "not a JSON object")
+
     def test_object_records_load_as_their_texts(self) -> None:
         """
         Open hands the well-known objects over as their stored texts, which

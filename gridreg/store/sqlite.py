@@ -58,6 +58,14 @@ DB_FILENAME = "registry.sqlite"
 #: between keys and texts in one read (L{SQLiteStore._texts}): never in a valid JSON text
 _SEPARATOR = "\x1f"
 
+#: true of a record's C{value} that is not a JSON object (nor JSON), as decoding would find;
+#: a valid text that begins with a brace is an object, so for those (every record the
+#: store writes) validity alone decides, and SQLite parses the text once, not twice
+_NOT_AN_OBJECT = (
+    "(CASE WHEN value GLOB '{*' THEN NOT json_valid(value)"
+    " ELSE json_type(CASE WHEN json_valid(value) THEN value END) IS NOT 'object' END)"
+)
+
 #: the changes log is pruned to its retention once every this many serials: a
 #: delete in every commit was one more statement and one more page to write
 PRUNE_EVERY = 64
@@ -267,12 +275,10 @@ class SQLiteStore(SerialStore):
         meta = db.execute(_SERIAL_SQL).fetchall()
         if len(meta) != 1:
             raise StoreError(f"{self.filename}: not a gridreg database: bad meta table")
-        if encoded:  # first: SQLite's own work overlaps the caller's best (see read_ahead)
-            self._check_encoded(db)
         records: dict[str, Any] = {}
         for kind in KINDS:
             if encoded and kind in ENCODED_KINDS:
-                texts = self._texts(db, kind)
+                texts = self._texts(db, kind)  # checked as they are read: one pass
                 odd = None
                 if kind == "object" and self.find_odd_keys is not None:
                     odd = self.find_odd_keys(texts)
@@ -294,12 +300,21 @@ class SQLiteStore(SerialStore):
         which then overlapped the registry's imports little (the string is
         a transient of the records' size: 11 MB for 100,000 objects). Row
         by row if a key or text holds the separator.
+
+        The same pass counts the texts that are not JSON objects
+        (L{_check_encoded} then names the first): a pass of its own read
+        every record again, 5-10 ms of the read's 100 at 100,000 objects,
+        which is what a restarted master waits for before its first answer
+        (C{bench/README.rst}, "Issue 9, tenth session: start-up at scale and
+        CPU per locate").
         """
-        count, joined = db.execute(
-            "SELECT count(*), group_concat(key || char(31) || value, char(31))"
-            " FROM records WHERE kind = ?",
+        count, joined, bad = db.execute(
+            "SELECT count(*), group_concat(key || char(31) || value, char(31)),"
+            f" total({_NOT_AN_OBJECT}) FROM records WHERE kind = ?",
             (kind,),
         ).fetchone()
+        if bad:
+            self._check_encoded(db, frozenset({kind}))
         if not count:
             return {}
         parts = joined.split(_SEPARATOR)
@@ -314,7 +329,7 @@ class SQLiteStore(SerialStore):
         marks = ", ".join("?" * len(names))
         bad = db.execute(
             f"SELECT kind, key, value FROM records WHERE kind IN ({marks})"
-            " AND json_type(CASE WHEN json_valid(value) THEN value END) IS NOT 'object' LIMIT 1",
+            f" AND {_NOT_AN_OBJECT} LIMIT 1",
             names,
         ).fetchone()
         if bad is not None:
