@@ -10,9 +10,11 @@ Each round starts one fresh slave of each kind, one after the other, and
 times launch to the first answer for the master's last object (C{ready},
 what L{bench.replication} reports) and reads the slave's CPU time right
 after (C{/proc/PID/stat}). Taking turns spreads a shared machine's noise over
-all kinds; medians of C{--runs}::
+all kinds; medians of C{--runs}. With C{--baseline DIR}, gridreg from the
+checkout DIR (C{gridreg-base}: its own master and slaves, by the lean
+launcher) takes its turn too, in the same run::
 
-    python -m bench.slave_startup [--objects 10000] [--runs 7] [--json FILE]
+    python -m bench.slave_startup [--objects 10000] [--runs 7] [--baseline DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from twisted.internet.defer import Deferred
+
+import tests._processes as processes
 
 from bench._grid import (
     MASTER,
@@ -60,15 +64,35 @@ LAUNCHES = {
     "gridreg": ("gridreg", "twist"),
     LEAN: ("gridreg", "lean"),
 }
+#: gridreg from another checkout (C{--baseline DIR}), by the lean launcher
+BASELINE = "gridreg-base"
 #: the lean launcher's steps, as L{bench._slave_timeline} marks them
 TIMELINE = "timeline"
 
 
-async def filled_master(reactor: Any, grid: Grid, count: int) -> None:
+class _From:
+    """Start gridreg's processes from the checkout C{root} (None: this one) meanwhile."""
+
+    def __init__(self, root: Optional[Path]) -> None:
+        self.root = root
+        self.own = processes.REPO_ROOT
+
+    def __enter__(self) -> None:
+        if self.root is not None:
+            processes.REPO_ROOT = self.root
+
+    def __exit__(self, *exc: object) -> None:
+        processes.REPO_ROOT = self.own
+
+
+async def filled_master(
+    reactor: Any, grid: Grid, count: int, root: Optional[Path] = None
+) -> None:
     """Start C{grid}'s master holding C{count} objects; return once it answers for the last."""
     if grid.kind == "gridreg":
         await build_gridreg_store(grid.data_dir(MASTER), CATEGORY, PREFIX, count)
-        await grid.start(MASTER)
+        with _From(root):
+            await grid.start(MASTER)
     else:
         await grid.start(MASTER)
         writer = await open_writer(reactor, grid)
@@ -82,7 +106,7 @@ async def filled_master(reactor: Any, grid: Grid, count: int) -> None:
 
 
 async def fresh_slave(
-    reactor: Any, grid: Grid, launcher: str, name: str, count: int
+    reactor: Any, grid: Grid, launcher: str, name: str, count: int, root: Optional[Path] = None
 ) -> dict[str, Any]:
     """One slave on an empty database: launch -> ready, and its CPU then."""
     grid.wipe(name)
@@ -94,7 +118,8 @@ async def fresh_slave(
         os.environ["BENCH_TIMELINE"] = str(marks)
     launch = time.monotonic()
     os.environ["BENCH_T0"] = repr(launch)
-    starting = Deferred.fromCoroutine(grid.start(name))  # spawned now, not when awaited
+    with _From(root):
+        starting = Deferred.fromCoroutine(grid.start(name))  # spawned now, not when awaited
     try:
         probe = await probe_object(reactor, grid.client_port(name), target, timeout=300)
     finally:
@@ -155,23 +180,39 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     kinds = [k for k in registries(args.registries) if k in LAUNCHES]
     if "gridreg" in kinds and LEAN not in kinds and not args.twist_only:
         kinds.append(LEAN)
+    baseline = None
+    if args.baseline:
+        baseline = Path(args.baseline).resolve()
+        compile_gridreg_at(baseline)
+        kinds.insert(1 if kinds[:1] == ["icegrid"] else 0, BASELINE)
+    launches = dict(LAUNCHES, **{BASELINE: (BASELINE, "lean")})
     root = Path(tempfile.mkdtemp(prefix="bench-slave-startup-"))
     names = [f"Replica{i + 1}" for i in range(args.runs)]
     grids: dict[str, Grid] = {}
     results: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     try:
         for kind in kinds:
-            base = LAUNCHES[kind][0]
+            base = launches[kind][0]
             if base not in grids:
-                grids[base] = Grid(reactor, base, root / base, [MASTER, *names], "tcp")
-                await filled_master(reactor, grids[base], args.objects)
+                registry = "gridreg" if base == BASELINE else base
+                grids[base] = Grid(reactor, registry, root / base, [MASTER, *names], "tcp")
+                await filled_master(
+                    reactor, grids[base], args.objects, baseline if base == BASELINE else None
+                )
                 out(f"  {base}: master holds {args.objects} objects")
         for number, name in enumerate(names):
             for kind in kinds:  # in turn: the machine's noise spreads over all
-                base, launcher = LAUNCHES[kind]
+                base, launcher = launches[kind]
                 if kind == LEAN and args.timeline:
                     launcher = TIMELINE
-                result = await fresh_slave(reactor, grids[base], launcher, name, args.objects)
+                result = await fresh_slave(
+                    reactor,
+                    grids[base],
+                    launcher,
+                    name,
+                    args.objects,
+                    baseline if kind == BASELINE else None,
+                )
                 results[kind].append(result)
                 out(
                     f"  round {number + 1}: {kind}: ready {result['ready_ms']:.0f} ms, "
@@ -232,8 +273,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="run the lean slaves under bench/_slave_timeline.py and print their steps",
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="DIR",
+        help=f"also run gridreg from the checkout DIR ({BASELINE}, by the lean launcher)",
+    )
     common_arguments(parser)
     return parser.parse_args(argv)
+
+
+def compile_gridreg_at(root: Path) -> None:
+    """Byte-compile the gridreg package of checkout C{root}, as L{compile_gridreg} does ours."""
+    import compileall
+
+    compileall.compile_dir(str(root / "gridreg"), quiet=1)
 
 
 if __name__ == "__main__":

@@ -57,3 +57,16 @@ class TimelineTests(SynchronousTestCase):
             [line.split("|")[1].strip() for line in lines], ["11.0", "31.0", "36.0", "42.0"]
         )
         self.assertEqual(lines[1].split("|")[2].strip(), "+20.0")
+
+    def test_a_baseline_starts_from_its_checkout(self) -> None:
+        """--baseline DIR: gridreg's processes are started from DIR meanwhile, then from ours."""
+        import tests._processes as processes
+        from bench.slave_startup import _From, parse_args
+
+        self.assertEqual(parse_args(["--baseline", "/x"]).baseline, "/x")
+        own = processes.REPO_ROOT
+        with _From(Path("/elsewhere")):
+            self.assertEqual(processes.REPO_ROOT, Path("/elsewhere"))
+        self.assertEqual(processes.REPO_ROOT, own)
+        with _From(None):
+            self.assertEqual(processes.REPO_ROOT, own)
