@@ -208,7 +208,8 @@ class SlaveSession:
         answer: Deferred[None] = Deferred()
         self._awaiting = answer
         self._running = True
-        call.issue(PushChanges.commandName).addBoth(self._answered, answer)
+        # the answer goes straight to _answered, without a Deferred of AMP's
+        call.issue(PushChanges.commandName, self._answered, answer)
         self._prepared = answer.addBoth(self._sent)
         return call
 
