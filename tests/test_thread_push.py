@@ -10,6 +10,7 @@ C{send} returns), so what it reads is what went out on the wire, and when.
 from __future__ import annotations
 
 import socket
+from collections import deque
 import threading
 from typing import Any, Callable
 
@@ -286,6 +287,48 @@ class MasterPushTests(TestCase):
         slave.acknowledge(push2)
         both = settled(first), settled(second)
         await until(lambda: both[0]() and both[1](), "both answered")
+
+    async def test_a_timed_out_push_frees_its_session_first(self) -> None:
+        """
+        A readied push the watch times out leaves its session idle before the
+        write hears of it: the write queued behind it is not left waiting, and
+        both are answered (the slave dropped, MinAcks 0).
+        """
+        await self.master()
+        session = self.replication.sessions["Replica1"]
+        first = self.write("first")
+        self.executor.work()
+        self.executor.deliver()
+        second = self.write("second")  # queued behind the unanswered push
+        self.executor.work()
+        self.executor.deliver()
+        idle_when_told: list[bool] = []
+        first.addBoth(lambda result: (idle_when_told.append(session._jobs == deque()), result)[1])
+        session.time_out_push()
+        await until(lambda: settled(first)() and settled(second)(), "both answered")
+        self.assertEqual(idle_when_told, [True])
+        self.assertTrue(session.closed)
+        self.assertIsNone(session._frees)
+
+    async def test_an_error_answer_frees_its_session(self) -> None:
+        """A readied push answered with an error frees its session as an acknowledgement does."""
+        await self.master()
+        session = self.replication.sessions["Replica1"]
+        slave = self.slaves[0]
+        written = self.write("refused")
+        self.executor.work()
+        (push,) = slave.read()
+        self.executor.deliver()
+        self.assertTrue(session._running)
+        slave.peer.send(
+            amp.AmpBox(
+                _error=push[b"_ask"], _error_code=b"NOPE", _error_description=b"no"
+            ).serialize()
+        )
+        await until(settled(written), "the write answered")
+        self.assertFalse(session._running)
+        self.assertIsNone(session._frees)
+        self.assertTrue(session.closed)  # dropped: it did not acknowledge
 
     async def test_buffered_boxes_go_first(self) -> None:
         """
