@@ -566,9 +566,7 @@ class ThreadCallTests(TestCase):
         call = ThreadCall(protocol, serial=b"3")
         call.issue(b"Push", receiver)
         call.release()
-        error = amp.AmpBox(
-            _error=call[b"_ask"], _error_code=b"NOPE", _error_description=b"refused"
-        )
+        error = amp.AmpBox(_error=call[b"_ask"], _error_code=b"NOPE", _error_description=b"refused")
         protocol.dataReceived(error.serialize())
         [(failure,)] = got
         self.assertIsInstance(failure, Failure)
