@@ -172,6 +172,45 @@ class ResponderTests(SynchronousTestCase):
         node = AdminConnection(self, self.registry, role="node")
         self.failureResultOf(node.call(AdminPing, name="Master"), amp.UnhandledCommand)
 
+    def test_responders_found_once_per_name_and_role(self) -> None:
+        """
+        A command's responder is found once per session and role and kept:
+        every later box of that name gets the same one, which still checks
+        its arguments; what a role may not send is not kept, so the role a
+        later hello gives decides again.
+        """
+        protocol = self.admin.server
+        ping = AdminPing.commandName
+        first = protocol.locateResponder(ping)
+        self.assertIs(protocol.locateResponder(ping), first)
+        self.assertEqual(self.admin.result(AdminPing, name="Master"), {"alive": True})
+        self.assertEqual(self.admin.result(AdminPing, name="Master"), {"alive": True})
+        node = AdminConnection(self, self.registry, role="node")
+        self.assertIsNone(node.server.locateResponder(ping))
+        self.assertIsNone(node.server.locateResponder(ping))
+        node.result(Hello, version=PROTOCOL_VERSION, role="admin", name="alice")
+        self.assertEqual(node.result(AdminPing, name="Master"), {"alive": True})
+        node.result(Hello, version=PROTOCOL_VERSION, role="node", name="alice")
+        self.failureResultOf(node.call(AdminPing, name="Master"), amp.UnhandledCommand)
+
+    def test_kept_responder_still_refuses_bad_arguments(self) -> None:
+        """A kept responder refuses a box whose arguments do not decode, as the first did."""
+        protocol = self.admin.server
+        self.admin.result(AdminPing, name="Master")
+        responder = protocol.locateResponder(AdminPing.commandName)
+        with self.assertRaises(amp.RemoteAmpError) as caught:
+            responder(amp.AmpBox({b"_ask": b"9", b"_command": AdminPing.commandName}))
+        self.assertEqual(caught.exception.errorCode, b"BAD_ARGUMENTS")
+
+    def test_unknown_names_are_not_kept(self) -> None:
+        """Names without a responder (a fuzzer's, say) leave nothing behind."""
+        protocol = self.admin.server
+        kept = len(protocol._responders)
+        for i in range(100):
+            self.assertIsNone(protocol.locateResponder(b"NoSuchCommand%d" % i))
+        self.assertIsNone(protocol.locateResponder(b"\xff"))
+        self.assertEqual(len(protocol._responders), kept)
+
     # -- listing ------------------------------------------------------------
 
     def test_list_pages_through_everything_within_the_byte_budget(self) -> None:

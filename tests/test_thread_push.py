@@ -10,12 +10,13 @@ C{send} returns), so what it reads is what went out on the wire, and when.
 from __future__ import annotations
 
 import socket
+from collections import deque
 import threading
 from typing import Any, Callable
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionAborted
+from twisted.internet.error import ConnectionAborted, ConnectionLost
 from twisted.internet.task import deferLater
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -23,7 +24,7 @@ from twisted.trial.unittest import TestCase
 
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
 from gridreg.protocol.errors import QuorumError
-from gridreg.protocol.prompt import NOW, ThreadCall, encoded_fields_after_ask
+from gridreg.protocol.prompt import NOW, AnswerTo, ThreadCall, encoded_fields_after_ask
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.master import MasterReplication
 from gridreg.registry.state import ObjectInfo, RegistryState
@@ -287,6 +288,48 @@ class MasterPushTests(TestCase):
         both = settled(first), settled(second)
         await until(lambda: both[0]() and both[1](), "both answered")
 
+    async def test_a_timed_out_push_frees_its_session_first(self) -> None:
+        """
+        A readied push the watch times out leaves its session idle before the
+        write hears of it: the write queued behind it is not left waiting, and
+        both are answered (the slave dropped, MinAcks 0).
+        """
+        await self.master()
+        session = self.replication.sessions["Replica1"]
+        first = self.write("first")
+        self.executor.work()
+        self.executor.deliver()
+        second = self.write("second")  # queued behind the unanswered push
+        self.executor.work()
+        self.executor.deliver()
+        idle_when_told: list[bool] = []
+        first.addBoth(lambda result: (idle_when_told.append(session._jobs == deque()), result)[1])
+        session.time_out_push()
+        await until(lambda: settled(first)() and settled(second)(), "both answered")
+        self.assertEqual(idle_when_told, [True])
+        self.assertTrue(session.closed)
+        self.assertIsNone(session._frees)
+
+    async def test_an_error_answer_frees_its_session(self) -> None:
+        """A readied push answered with an error frees its session as an acknowledgement does."""
+        await self.master()
+        session = self.replication.sessions["Replica1"]
+        slave = self.slaves[0]
+        written = self.write("refused")
+        self.executor.work()
+        (push,) = slave.read()
+        self.executor.deliver()
+        self.assertTrue(session._running)
+        slave.peer.send(
+            amp.AmpBox(
+                _error=push[b"_ask"], _error_code=b"NOPE", _error_description=b"no"
+            ).serialize()
+        )
+        await until(settled(written), "the write answered")
+        self.assertFalse(session._running)
+        self.assertIsNone(session._frees)
+        self.assertTrue(session.closed)  # dropped: it did not acknowledge
+
     async def test_buffered_boxes_go_first(self) -> None:
         """
         Boxes the reactor buffered on the connection (the socket did not
@@ -490,6 +533,101 @@ class ThreadCallTests(TestCase):
     def test_a_key_before_the_tag_is_not_encoded_apart(self) -> None:
         """A key that sorts before C{_ask} would move in AMP's order: no shared encoding."""
         self.assertIsNone(encoded_fields_after_ask({b"_command": b"Push", b"Serial": b"3"}))
+
+    def receiving(self) -> tuple[list[tuple[Any, ...]], Callable[..., None]]:
+        """A receiver for L{ThreadCall.issue}, and what it was given."""
+        got: list[tuple[Any, ...]] = []
+        return got, lambda result, *args: got.append((result, *args))
+
+    async def test_issued_to_a_receiver_the_answer_goes_to_it(self) -> None:
+        """
+        Issued with a receiver, the call sends AMP's bytes all the same and
+        its answer box goes to the receiver, with the arguments given; AMP
+        keeps no Deferred for it.
+        """
+        protocol, peer = await self.connect()
+        got, receiver = self.receiving()
+        call = ThreadCall(protocol, serial=b"3")
+        self.assertIsNone(call.issue(b"Push", receiver, "first"))
+        self.assertNotIsInstance(protocol._outstandingRequests[call[b"_ask"]], Deferred)
+        self.assertEqual(pending(peer), b"")
+        self.from_a_thread(call)
+        expected = amp.AmpBox(_command=b"Push", _ask=call[b"_ask"], serial=b"3").serialize()
+        self.assertEqual(pending(peer), expected)
+        call.release()
+        protocol.dataReceived(amp.AmpBox(_answer=call[b"_ask"], ok=b"1").serialize())
+        [(box, extra)] = got
+        self.assertEqual((box[b"ok"], extra), (b"1", "first"))
+        self.assertEqual(protocol._outstandingRequests, {})
+
+    async def test_issued_to_a_receiver_an_error_answer_is_a_failure(self) -> None:
+        protocol, peer = await self.connect()
+        got, receiver = self.receiving()
+        call = ThreadCall(protocol, serial=b"3")
+        call.issue(b"Push", receiver)
+        call.release()
+        error = amp.AmpBox(_error=call[b"_ask"], _error_code=b"NOPE", _error_description=b"refused")
+        protocol.dataReceived(error.serialize())
+        [(failure,)] = got
+        self.assertIsInstance(failure, Failure)
+        failure.trap(amp.RemoteAmpError)
+        self.assertEqual(failure.value.errorCode, b"NOPE")
+        self.assertTrue(protocol.transport.connected)  # handled: the connection stays
+
+    async def test_issued_to_a_receiver_a_lost_connection_is_a_failure(self) -> None:
+        protocol, peer = await self.connect()
+        lost: Deferred[None] = Deferred()
+        got: list[Any] = []
+
+        def receiver(result: Any) -> None:
+            got.append(result)
+            lost.callback(None)
+
+        call = ThreadCall(protocol, serial=b"3")
+        call.issue(b"Push", receiver)
+        protocol.transport.abortConnection()
+        await lost
+        [failure] = got
+        self.assertIsInstance(failure, Failure)
+        failure.trap(ConnectionAborted, ConnectionLost)
+
+    async def test_withdrawn_a_receivers_call_is_never_answered(self) -> None:
+        protocol, peer = await self.connect()
+        got, receiver = self.receiving()
+        call = ThreadCall(protocol, serial=b"3")
+        call.issue(b"Push", receiver)
+        call.withdraw()
+        self.from_a_thread(call)
+        call.release()
+        self.assertEqual(pending(peer), b"")
+        self.assertEqual(protocol._outstandingRequests, {})
+        self.assertEqual(got, [])
+
+    async def test_a_receivers_error_goes_to_amps_unhandled_error(self) -> None:
+        """What the receiver raises is AMP's unhandled error, as a Deferred's would be."""
+        protocol, peer = await self.connect()
+        unhandled: list[Failure] = []
+        protocol.unhandledError = unhandled.append  # type: ignore[method-assign]
+
+        def receiver(result: Any) -> None:
+            raise ValueError("broken receiver")
+
+        call = ThreadCall(protocol, serial=b"3")
+        call.issue(b"Push", receiver)
+        call.release()
+        protocol.dataReceived(amp.AmpBox(_answer=call[b"_ask"], ok=b"1").serialize())
+        [failure] = unhandled
+        failure.trap(ValueError)
+
+    def test_an_error_with_no_one_to_tell_is_logged(self) -> None:
+        """Failed by a lost connection (no C{addErrback} first), a receiver's error is logged."""
+
+        def receiver(result: Any) -> None:
+            raise ValueError("broken receiver")
+
+        AnswerTo(receiver).errback(Failure(ConnectionLost()))
+        [failure] = self.flushLoggedErrors(ValueError)
+        self.assertEqual(str(failure.value), "broken receiver")
 
     async def test_withdrawn_it_is_never_sent_and_its_answer_forgotten(self) -> None:
         protocol, peer = await self.connect()

@@ -91,6 +91,10 @@ class SlaveSession:
         self._awaiting: Optional[Deferred[None]] = None
         #: the outcome of the push readied before its commit (L{prepare_push})
         self._prepared: Optional[Deferred[None]] = None
+        #: that push's outcome while it holds the session busy: once it is
+        #: known (L{_answered}, L{time_out_push}) the session is idle again,
+        #: before the write hears of it (L{_free}), as a first callback did
+        self._frees: Optional[Deferred[None]] = None
 
     def run(self, job: Callable[[], Deferred[Any]]) -> Deferred[Any]:
         """
@@ -154,6 +158,18 @@ class SlaveSession:
         self._run_next()
         return result
 
+    def _free(self, answer: Deferred[None]) -> None:
+        """
+        The outcome of C{answer} is about to be known: if it is the readied
+        push's (L{prepare_push}), the session is idle again and what was
+        queued behind it goes next, before the write hears of it (a
+        callback of its own on each push was about four Python calls).
+        """
+        if answer is self._frees:
+            self._frees = None
+            self._running = False
+            self._run_next()
+
     def _flush(self) -> Deferred[None]:
         self._flush_queued = False
         items, self._outbox = self._outbox, []
@@ -208,8 +224,10 @@ class SlaveSession:
         answer: Deferred[None] = Deferred()
         self._awaiting = answer
         self._running = True
-        call.issue(PushChanges.commandName).addBoth(self._answered, answer)
-        self._prepared = answer.addBoth(self._sent)
+        self._frees = answer
+        # the answer goes straight to _answered, without a Deferred of AMP's
+        call.issue(PushChanges.commandName, self._answered, answer)
+        self._prepared = answer
         return call
 
     def prepared(self, call: ThreadCall) -> Deferred[None]:
@@ -238,6 +256,7 @@ class SlaveSession:
             return
         self.pushed_at = None
         self._awaiting = None
+        self._frees = None
         self._running = False
         self._run_next()
 
@@ -309,6 +328,7 @@ class SlaveSession:
         self.pushed_at = None
         self._awaiting = None
         if isinstance(result, Failure):
+            self._free(answer)
             answer.errback(_declared(result))
             return
         self.serial = int(result[b"serial"])
@@ -319,6 +339,7 @@ class SlaveSession:
                 replica=self.name,
                 serial=self.serial,
             )
+        self._free(answer)
         answer.callback(None)
 
     def push_overdue(self, now: float) -> bool:
@@ -330,6 +351,7 @@ class SlaveSession:
         answer, self._awaiting = self._awaiting, None
         self.pushed_at = None
         if answer is not None and not answer.called:
+            self._free(answer)
             answer.errback(TimeoutError())
 
     def send_snapshot(self, store: IRegistryStore, run: Run) -> Deferred[None]:
