@@ -409,10 +409,7 @@ class SQLiteStore(SerialStore):
             # together around the values' texts: each value is encoded once
             body = change.text
             bodies.append((change.serial, change_to_json(change, texts) if body is None else body))
-        if len(bodies) == 1:  # one write in flight: no list for executemany to walk
-            db.execute("INSERT INTO changes (serial, body) VALUES (?, ?)", bodies[0])
-        else:
-            db.executemany("INSERT INTO changes (serial, body) VALUES (?, ?)", bodies)
+        db.executemany("INSERT INTO changes (serial, body) VALUES (?, ?)", bodies)
         # the log's last change is the serial (see _SERIAL_SQL): meta is
         # written only when the log is pruned, before it could lose it
         if last // PRUNE_EVERY != (changes[0].serial - 1) // PRUNE_EVERY:
