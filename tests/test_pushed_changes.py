@@ -43,6 +43,8 @@ class MasterFormTests(SynchronousTestCase):
         decoded = decode_changes(payload)
         self.assertEqual(decoded, _general(payload))
         self.assertEqual(decoded, changes)
+        # each change keeps its own text: what the master wrote, logged as it is
+        self.assertEqual([c.text for c in decoded], [change_to_json(c) for c in changes])
         return decoded
 
     def test_one_put(self) -> None:
@@ -88,6 +90,7 @@ class MasterFormTests(SynchronousTestCase):
         [change] = decode_changes(payload)
         self.assertEqual(change.mutations[0].value, {"n": 100.0})
         self.assertEqual(change.mutations[0].text, '{"n":1.0E2}')
+        self.assertEqual(change.text, payload[1:-1])
 
 
 class OtherFormTests(SynchronousTestCase):
@@ -97,6 +100,7 @@ class OtherFormTests(SynchronousTestCase):
         decoded = decode_changes(payload)
         self.assertEqual(decoded, _general(payload))
         for change in decoded:
+            self.assertIsNone(change.text)
             for m in change.mutations:
                 self.assertIsNone(m.text)
 

@@ -339,6 +339,41 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         assert isinstance(store, SQLiteStore) and store._db is not None
         store._db.execute("PRAGMA synchronous=OFF")
 
+    def _log_bodies(self, store: SQLiteStore) -> list[tuple[int, str]]:
+        assert store._db is not None
+        return store._db.execute("SELECT serial, body FROM changes ORDER BY serial").fetchall()
+
+    def test_a_pushed_changes_text_is_logged_as_it_is(self) -> None:
+        """
+        A change with its own text (a slave's pushed change) is logged as
+        that text, the master's spelling kept; one without is put together
+        as before. One change and several in one batch alike.
+        """
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        pushed = '{"serial":1,"mutations":[{"kind":"adapter","key":"\\u0061","value":{"n":1.0E2}}]}'
+        value = Mutation("adapter", "a", {"n": 100.0}, text='{"n":1.0E2}')
+        self.successResultOf(store.apply_many([Change(1, [value], text=pushed)], copy=False))
+        plain = Change(2, [Mutation("adapter", "b", {"x": 1})])
+        third = '{"serial":3,"mutations":[{"kind":"adapter","key":"a","value":null}]}'
+        self.successResultOf(
+            store.apply_many(
+                [plain, Change(3, [Mutation("adapter", "a", None)], text=third)], copy=False
+            )
+        )
+        self.assertEqual(
+            self._log_bodies(store), [(1, pushed), (2, change_to_json(plain)), (3, third)]
+        )
+        self.assertEqual(
+            self.changes_since(store, 0),
+            [
+                Change(1, [Mutation("adapter", "a", {"n": 100.0})]),
+                plain,
+                Change(3, [Mutation("adapter", "a", None)]),
+            ],
+        )
+        self.assertEqual(self.records(store), {"b": {"x": 1}})
+
     def test_the_log_is_pruned_in_batches_and_serves_only_its_retention(self) -> None:
         """
         The changes log is pruned every PRUNE_EVERY serials, so it holds at

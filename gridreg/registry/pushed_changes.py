@@ -13,7 +13,9 @@ put keeps that text (L{Mutation.text}), which the store saves and logs as
 it is. Anything else (spaces, escapes in a kind or key, another order of
 fields, an escaped kind) is decoded the general way, and the store encodes it as before; so
 is anything the walk finds wrong, which the general way then refuses with
-its own error.
+its own error. Each change walked keeps its own text too (L{Change.text}),
+which the store logs as it is: it was put together again around the
+values' texts on the store's thread, for each pushed change.
 
 A value's text is what the master stored: it may be spelled otherwise than
 this replica would spell the decoded value (a master of another version),
@@ -61,8 +63,9 @@ class _Irregular(Exception):
 
 def decode_changes(payload: str) -> list[Change]:
     """
-    The changes of a push (a JSON list of changes), each put with its
-    value's text where the push is in the master's form.
+    The changes of a push (a JSON list of changes), each change with its
+    text and each put with its value's text where the push is in the
+    master's form.
 
     @raise ValueError: if C{payload} is not a well-formed list of changes.
     """
@@ -89,6 +92,7 @@ def _walk(payload: str) -> list[Change]:
         head = change_at(payload, pos)
         if head is None:
             raise _Irregular()
+        start_of_change = pos
         pos = head.end()
         mutations = []
         if payload.startswith("]}", pos):  # a change without mutations
@@ -112,7 +116,7 @@ def _walk(payload: str) -> list[Change]:
                     break
                 else:
                     raise _Irregular()
-        changes.append(Change(int(head.group(1)), mutations))
+        changes.append(Change(int(head.group(1)), mutations, text=payload[start_of_change:pos]))
         if pos == last and payload[pos] == "]":
             return changes
         if payload[pos] != ",":

@@ -112,10 +112,15 @@ class Change:
     One committed, atomic batch of mutations: the unit replication ships.
 
     @ivar serial: the database serial this change brought the store to.
+    @ivar text: the change's JSON as the master wrote it (L{change_to_json}
+        of it there), when whoever made the change has it already (a
+        slave's pushed change, L{gridreg.registry.pushed_changes}): the
+        store logs it as it is. Not part of the change's equality.
     """
 
     serial: int = attrs.field(validator=attrs.validators.instance_of(int))
     mutations: tuple[Mutation, ...] = attrs.field(converter=_mutation_tuple)
+    text: Optional[str] = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
 
 @attrs.frozen

@@ -420,8 +420,10 @@ class SQLiteStore(SerialStore):
                         "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
                         (m.kind, m.key, text),
                     )
-            # around the values' texts: each value is encoded once
-            bodies.append((change.serial, change_to_json(change, texts)))
+            # a pushed change's own text (Change.text) as it is; else put
+            # together around the values' texts: each value is encoded once
+            body = change.text
+            bodies.append((change.serial, change_to_json(change, texts) if body is None else body))
         db.executemany("INSERT INTO changes (serial, body) VALUES (?, ?)", bodies)
         # the log's last change is the serial (see _SERIAL_SQL): meta is
         # written only when the log is pruned, before it could lose it
