@@ -24,10 +24,9 @@ call itself; the calls from threads queued by the time a poll returns
 run right after it, before its events (a store's commit, durable before
 the message that woke the reactor, has its callbacks run first, not after
 the next event); work that must wait for the turn's end, but no longer
-(a session's answers of the turn, sent together; a store's jobs of the
-turn, handed to its thread), goes in L{call_at_turn_end}, not in a
-C{callLater(0)} and its pass through the timer heap; a descriptor that is
-only readable gets C{_doReadOrWrite}'s
+(an admin session's answers of the turn, sent together), goes in
+L{call_at_turn_end}, not in a C{callLater(0)} and its pass through the
+timer heap; a descriptor that is only readable gets C{_doReadOrWrite}'s
 read path inline, and a TCP connection whose class keeps Twisted's
 C{doRead} gets that too (C{recv}, then its protocol's C{dataReceived}).
 Any other event goes through C{_doReadOrWrite}. The poller, the timed
@@ -134,7 +133,7 @@ class LeanEPollReactor(epollreactor.EPollReactor):
                             elif timeout > _LONGEST:
                                 timeout = _LONGEST
                     self.doIteration(timeout if self.running else 0)
-        # queued before the loop stopped: a store's last jobs still reach its thread
+        # queued before the loop stopped: a turn's last answers still leave
         self._end_turn()
         _log.info("Main loop terminated.")
 
