@@ -39,24 +39,6 @@ SITE = Path(__file__).resolve().parent / "_lag_trace_site"
 STEPS = ("to_mcommit", "mcommit", "commit_to_push", "push", "applied_to_found")
 
 
-async def _lag_once(writer: Any, observer: Any, identity: str) -> dict[str, Any]:
-    """L{replication.lag_once}, keeping each time as it was read."""
-    polled = await observer.start_poll(identity, timeout=10.0, interval=0.0005)
-    start, ack = await writer.add(identity)
-    poll = await polled
-    if not poll["ok"] or not poll["found"]:
-        raise RuntimeError(f"{identity} never appeared on the slave: {poll}")
-    return {
-        "ack_s": ack - start,
-        "lag_s": poll["found_end"] - start,
-        "visible_at_ack": True,
-        "polls": poll["polls"],
-        "start": start,
-        "found_start": poll["found_start"],
-        "found_end": poll["found_end"],
-    }
-
-
 def _dumping_stop_all(stop_all: Any) -> Any:
     async def stop(self: Grid) -> None:
         for registry in list(self.running.values()):
@@ -166,7 +148,6 @@ def main() -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(SITE), os.environ.get("PYTHONPATH", "")) if p
     )
-    replication.lag_once = _lag_once
     Grid.stop_all = _dumping_stop_all(Grid.stop_all)  # type: ignore[method-assign]
     args = replication.parse_args(
         [

@@ -207,6 +207,10 @@ async def lag_once(writer: Writer, observer: IceObserver, identity: str) -> dict
         "lag_s": poll["found_end"] - start,
         "visible_at_ack": not missed_after_ack,
         "polls": poll["polls"],
+        # the times as read, for bench.lag_tail's steps
+        "start": start,
+        "found_start": poll["found_start"],
+        "found_end": poll["found_end"],
     }
 
 
