@@ -22,13 +22,13 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from gridreg.protocol import prompt
+from gridreg.protocol.boxes import new_box
 from gridreg.protocol.prompt import (
     NOW,
     TURN,
     PromptWriter,
     ThreadAnswer,
     encoded_fields_after_ask,
-    new_box,
     serialize,
 )
 

@@ -46,7 +46,6 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from gridreg.direct_send import PLAIN_TCP, idle_socket, send_direct, send_now
-from gridreg.protocol.boxes import empty_box
 
 #: write each box to the socket at once
 NOW = "now"
@@ -67,16 +66,6 @@ _key_fields: dict[bytes, bytes] = {}
 _KEY_FIELDS_KEPT = 256
 
 
-def new_box(fields: dict[bytes, bytes]) -> amp.AmpBox:
-    """
-    C{amp.AmpBox(fields)} for C{fields} with bytes keys, without AMP's pass
-    over the keys (a few Python calls per key, on every box of a write).
-    """
-    box = empty_box()
-    box.update(fields)
-    return box
-
-
 def _amp_serialize(box: dict[bytes, bytes]) -> bytes:
     """AMP's own encoding, which raises on what AMP refuses."""
     return amp.AmpBox.serialize(box)  # type: ignore[arg-type,no-any-return]
@@ -88,6 +77,12 @@ def serialize(box: dict[bytes, bytes]) -> bytes:
     boxes a write on a master); a box AMP would refuse (a key or value not
     bytes, or too long) goes to AMP's own, which raises as it does.
     """
+    data = _encoded(box)
+    return _amp_serialize(box) if data is None else data
+
+
+def _encoded(box: dict[bytes, bytes]) -> Optional[bytes]:
+    """L{serialize}'s one pass; None for a box AMP would refuse."""
     parts: list[bytes] = []
     keys = _key_fields
     for key in sorted(box):
@@ -95,15 +90,15 @@ def serialize(box: dict[bytes, bytes]) -> bytes:
         head = keys.get(key)
         if head is None:
             if type(key) is not bytes or len(key) > amp.MAX_KEY_LENGTH:
-                return _amp_serialize(box)
+                return None
             head = _length(len(key)) + key
             if len(keys) < _KEY_FIELDS_KEPT:
                 keys[key] = head
         if type(value) is not bytes:
-            return _amp_serialize(box)
+            return None
         size = len(value)
         if size > amp.MAX_VALUE_LENGTH:
-            return _amp_serialize(box)
+            return None
         parts += (head, _length(size), value)
     parts.append(b"\x00\x00")
     return b"".join(parts)
@@ -121,12 +116,10 @@ def encoded_fields_after_ask(box: dict[bytes, bytes]) -> Optional[bytes]:
     slave (L{ThreadCall}'s C{after_ask}). None for a box whose keys do not
     all sort after C{_ask}, or that AMP would refuse: those are encoded whole.
     """
-    for key, value in box.items():
+    for key in box:
         if type(key) is not bytes or key <= _ASK:
             return None
-        if type(value) is not bytes or len(value) > amp.MAX_VALUE_LENGTH:
-            return None
-    return serialize(box)
+    return _encoded(box)
 
 
 def batch_tls_turns(transport: Any, clock: Any) -> None:

@@ -59,8 +59,8 @@ from gridreg.protocol.commands import (
     AdminObjectRemove,
     AdminPing,
 )
+from gridreg.protocol.boxes import new_box
 from gridreg.protocol.chunking import TransferReceiver, TransferResponder
-from gridreg.protocol.prompt import new_box
 from gridreg.protocol.errors import (
     ApplicationError,
     NotAuthorizedError,
