@@ -101,7 +101,9 @@ class _NoGlacier2:
         return ()
 
 
-def _glacier2(reactor: Any, config: RegistryConfig, sessions: IceSessions) -> Any:
+def _glacier2(
+    reactor: Any, config: RegistryConfig, sessions: IceSessions
+) -> "Glacier2Managers | _NoGlacier2":
     """The replica's Glacier2 session managers (L{Glacier2Managers}), when configured."""
     if not (config.session_manager_endpoints or config.admin_session_manager_endpoints):
         return _NoGlacier2()
