@@ -51,18 +51,28 @@ def main(host: str, port: int, modules: list[str]) -> None:
             if not answered.called:
                 answered.callback(None)
 
+        def connectionLost(self, reason: object) -> None:
+            if not answered.called:
+                answered.errback(reason)
+
     def ready(_: object) -> None:
         sys.stdout.write(f"ready {time.process_time() * 1000.0:.1f}\n")
         sys.stdout.flush()
         reactor.stop()
 
+    failures: list[object] = []
+
     def failed(reason: object) -> None:
-        sys.stderr.write(f"floor: {reason}\n")
-        reactor.stop()
+        if not failures:
+            failures.append(reason)
+            sys.stderr.write(f"floor: {reason}\n")
+            reactor.stop()
 
     protocol.ClientCreator(reactor, FirstBytes).connectTCP(host, port).addErrback(failed)
     answered.addCallbacks(ready, failed)
     reactor.run()
+    if failures:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
