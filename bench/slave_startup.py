@@ -271,8 +271,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         for number, name in enumerate(names):
             for kind in kinds:  # in turn: the machine's noise spreads over all
                 base, launcher = launches[kind]
-                if kind == LEAN and args.timeline:
-                    launcher = TIMELINE
+                if kind in (LEAN, BASELINE) and args.timeline:
+                    launcher = TIMELINE  # the baseline's: its own checkout's bench
                 result = await fresh_slave(
                     reactor,
                     grids[base],
@@ -321,13 +321,15 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             "master's first bytes read (floor-app: and twisted.application.internet); "
             "python -c pass: launch to exit"
         )
-    if args.timeline and results.get(LEAN):
+    for kind in (LEAN, BASELINE):
+        if not (args.timeline and results.get(kind)):
+            continue
         out()
         out(
-            f"{LEAN}'s start-up, step by step (bench/_slave_timeline.py; ms since launch, "
+            f"{kind}'s start-up, step by step (bench/_slave_timeline.py; ms since launch, "
             "medians; CPU of every thread, of the main thread; collector's time so far)"
         )
-        out(timeline_table(results[LEAN]))
+        out(timeline_table(results[kind]))
     write_json(
         args.json,
         {
@@ -350,7 +352,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--timeline",
         action="store_true",
-        help="run the lean slaves under bench/_slave_timeline.py and print their steps",
+        help="run the lean slaves (and the baseline's) under bench/_slave_timeline.py "
+        "and print their steps",
     )
     parser.add_argument(
         "--floor",
