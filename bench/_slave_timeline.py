@@ -12,6 +12,9 @@ The steps are marked by wrapping the launcher's and the slave's own
 functions from outside (nothing in gridreg knows of this file); the
 garbage collector's passes are timed through C{gc.callbacks}, by
 generation. The benchmark adds the first answer a client got (its probe).
+With C{BENCH_MODULES} set, the names of the modules the slave holds once
+its state answers from the snapshot are written to that file, one a line
+(what a fresh slave imported before it was ready).
 """
 
 from __future__ import annotations
@@ -145,7 +148,15 @@ def instrument_slave() -> None:
 
     def load(self: Any, records: Any) -> None:
         loads(self, records)
-        mark(next(names, "state loaded from the snapshot: it answers"))
+        step = next(names, None)
+        if step is not None:
+            mark(step)
+            return
+        mark("state loaded from the snapshot: it answers", modules=len(sys.modules))
+        listing = os.environ.get("BENCH_MODULES")
+        if listing and not os.path.exists(listing):
+            with open(listing, "w") as out:
+                out.write("".join(f"{name}\n" for name in sorted(sys.modules)))
 
     state.RegistryState.load = load  # type: ignore[method-assign]
     after(snapshot_stream.SnapshotLoad, "commit", "snapshot committed to the store")

@@ -12,9 +12,18 @@ what L{bench.replication} reports) and reads the slave's CPU time right
 after (C{/proc/PID/stat}). Taking turns spreads a shared machine's noise over
 all kinds; medians of C{--runs}. With C{--baseline DIR}, gridreg from the
 checkout DIR (C{gridreg-base}: its own master and slaves, by the lean
-launcher) takes its turn too, in the same run::
+launcher) takes its turn too, in the same run. With C{--floor}, three
+processes that are no registry take their turns as well, timed the same
+way (launch to the master's first answer): C{floor}, which imports only
+the Twisted modules any Twisted replica needs (an epoll reactor, C{defer},
+C{protocol}, C{twisted.protocols.amp}; L{bench._slave_floor}), connects to
+gridreg's master and exits once the master has answered; C{floor-app},
+the same plus C{twisted.application.internet} (Twisted's services and the
+C{ClientService} a slave's session runs on); and C{python -c pass} (ready
+= its exit)::
 
-    python -m bench.slave_startup [--objects 10000] [--runs 7] [--baseline DIR] [--json FILE]
+    python -m bench.slave_startup [--objects 10000] [--runs 7] [--baseline DIR] [--floor]
+        [--json FILE]
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
 
 import tests._processes as processes
 
@@ -68,6 +79,13 @@ LAUNCHES = {
 BASELINE = "gridreg-base"
 #: the lean launcher's steps, as L{bench._slave_timeline} marks them
 TIMELINE = "timeline"
+#: C{--floor}'s processes: what they import beyond Twisted's floor (None: C{python -c pass})
+FLOORS: dict[str, Optional[list[str]]] = {
+    "floor": [],
+    "floor-app": ["twisted.application.internet"],
+    "python -c pass": None,
+}
+FLOOR_SCRIPT = Path(__file__).resolve().parent / "_slave_floor.py"
 
 
 class _From:
@@ -133,6 +151,55 @@ async def fresh_slave(
     return result
 
 
+class _FloorProcess(ProcessProtocol):
+    """Times one floor process: its C{ready CPU_MS} line's arrival, and its end."""
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.ready: Optional[float] = None
+        self.cpu_ms: Optional[float] = None
+        self.ended: Deferred[float] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        if self.ready is None and self.output.startswith(b"ready ") and b"\n" in self.output:
+            self.ready = time.monotonic()
+            self.cpu_ms = float(self.output.split(b"\n")[0].split()[1])
+
+    def errReceived(self, data: bytes) -> None:
+        out(f"  floor: {data.decode(errors='replace').rstrip()}")
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(time.monotonic())
+
+
+async def floor_process(reactor: Any, modules: Optional[list[str]], port: int) -> dict[str, Any]:
+    """
+    One C{--floor} process (C{modules}: see L{FLOORS}): launch to the master's
+    first answer (C{python -c pass}: to its end), and its CPU then.
+    """
+    import sys
+
+    if modules is None:
+        argv = [sys.executable, "-c", "pass"]
+    else:
+        argv = [sys.executable, str(FLOOR_SCRIPT), "127.0.0.1", str(port), *modules]
+    process = _FloorProcess()
+    launch = time.monotonic()
+    reactor.spawnProcess(process, argv[0], argv, env=dict(os.environ))
+    ended = await process.ended
+    if modules is None:
+        took = (ended - launch) * 1000.0
+        return {"ready_ms": took, "cpu_ms": 0.0, "exit_ms": took}
+    if process.ready is None:
+        raise RuntimeError(f"the floor process never saw the master answer: {process.output!r}")
+    return {
+        "ready_ms": (process.ready - launch) * 1000.0,
+        "cpu_ms": process.cpu_ms,
+        "exit_ms": (ended - launch) * 1000.0,
+    }
+
+
 def read_timeline(path: Path) -> list[dict[str, Any]]:
     """The steps a slave marked, each named once (the first time, but for the state's loads)."""
     steps: list[dict[str, Any]] = []
@@ -186,10 +253,11 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         compile_gridreg_at(baseline)
         kinds.insert(1 if kinds[:1] == ["icegrid"] else 0, BASELINE)
     launches = dict(LAUNCHES, **{BASELINE: (BASELINE, "lean")})
+    floors = list(FLOORS) if args.floor else []
     root = Path(tempfile.mkdtemp(prefix="bench-slave-startup-"))
     names = [f"Replica{i + 1}" for i in range(args.runs)]
     grids: dict[str, Grid] = {}
-    results: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    results: dict[str, list[dict[str, Any]]] = {k: [] for k in [*kinds, *floors]}
     try:
         for kind in kinds:
             base = launches[kind][0]
@@ -203,8 +271,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         for number, name in enumerate(names):
             for kind in kinds:  # in turn: the machine's noise spreads over all
                 base, launcher = launches[kind]
-                if kind == LEAN and args.timeline:
-                    launcher = TIMELINE
+                if kind in (LEAN, BASELINE) and args.timeline:
+                    launcher = TIMELINE  # the baseline's: its own checkout's bench
                 result = await fresh_slave(
                     reactor,
                     grids[base],
@@ -218,6 +286,11 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                     f"  round {number + 1}: {kind}: ready {result['ready_ms']:.0f} ms, "
                     f"CPU {result['cpu_ms']:.0f} ms"
                 )
+            for kind in floors:  # the same master's port: gridreg's, else IceGrid's
+                master = grids.get("gridreg") or next(iter(grids.values()))
+                result = await floor_process(reactor, FLOORS[kind], master.client_port(MASTER))
+                results[kind].append(result)
+                out(f"  round {number + 1}: {kind}: ready {result['ready_ms']:.0f} ms")
     finally:
         for grid in grids.values():
             await grid.stop_all()
@@ -231,7 +304,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         [
             kind,
             f"{m['ready_ms']:.0f}",
-            f"{m['cpu_ms']:.0f}",
+            f"{m['cpu_ms']:.0f}" if FLOORS.get(kind, []) is not None else "",
             f"{m['ready_ms'] / ice['ready_ms']:.2f}x" if ice and kind != "icegrid" else "",
         ]
         for kind, m in medians.items()
@@ -242,13 +315,21 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         "each, in turn (ready = launch -> first answer for the master's last object)"
     )
     out(table(["slave", "ready ms", "CPU ms", "ready / icegrid"], rows))
-    if args.timeline and results.get(LEAN):
+    if floors:
+        out(
+            "floor: Twisted's reactor, defer, protocol and amp imported, connected, the "
+            "master's first bytes read (floor-app: and twisted.application.internet); "
+            "python -c pass: launch to exit"
+        )
+    for kind in (LEAN, BASELINE):
+        if not (args.timeline and results.get(kind)):
+            continue
         out()
         out(
-            f"{LEAN}'s start-up, step by step (bench/_slave_timeline.py; ms since launch, "
+            f"{kind}'s start-up, step by step (bench/_slave_timeline.py; ms since launch, "
             "medians; CPU of every thread, of the main thread; collector's time so far)"
         )
-        out(timeline_table(results[LEAN]))
+        out(timeline_table(results[kind]))
     write_json(
         args.json,
         {
@@ -271,7 +352,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--timeline",
         action="store_true",
-        help="run the lean slaves under bench/_slave_timeline.py and print their steps",
+        help="run the lean slaves (and the baseline's) under bench/_slave_timeline.py "
+        "and print their steps",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the floor: Twisted's own imports, a connection, python -c pass",
     )
     parser.add_argument(
         "--baseline",

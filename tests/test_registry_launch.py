@@ -210,6 +210,25 @@ AT_FIRST_USE = (
 )
 
 
+#: what any replica imports only when configured for it or once it is asked for
+#: it: the Glacier2 session managers, on-demand activation (at the Locator's
+#: first adapter without endpoints)
+WHEN_USED = (
+    "gridreg.registry.glacier2_managers",
+    "gridreg.registry.activation",
+)
+
+#: what a slave never imports before it holds an application or is asked for
+#: one: the master's allocations, and the descriptor model (its attrs classes
+#: were about 5 ms of a fresh slave's start-up)
+SLAVE_WHEN_USED = (
+    "gridreg.registry.allocation",
+    "gridreg.registry.session_servers",
+    "gridreg.registry.descriptors",
+    "gridreg.registry.descriptor_model",
+)
+
+
 class StartupImportsTests(SynchronousTestCase):
     def modules(self, *args: str) -> set[str]:
         """The modules a fresh interpreter holds once it has built a replica from C{args}."""
@@ -246,7 +265,8 @@ class StartupImportsTests(SynchronousTestCase):
         modules = self.modules()
         self.assertIn("gridreg.registry.master_role", modules)
         self.assertNotLoaded(
-            modules, TWIST_ONLY + AT_FIRST_USE + ("gridreg.registry.slave", "gridreg.client")
+            modules,
+            TWIST_ONLY + AT_FIRST_USE + WHEN_USED + ("gridreg.registry.slave", "gridreg.client"),
         )
 
     def test_slave_built_without_twist_or_unused_modules(self) -> None:
@@ -260,7 +280,18 @@ class StartupImportsTests(SynchronousTestCase):
             f"--property=Ice.Default.Locator=DemoIceGrid/Locator:tcp -h {LOOPBACK} -p 9",
         )
         self.assertIn("gridreg.registry.slave_role", modules)
-        self.assertNotLoaded(modules, TWIST_ONLY + AT_FIRST_USE + ("gridreg.registry.master",))
+        self.assertNotLoaded(
+            modules,
+            TWIST_ONLY + AT_FIRST_USE + WHEN_USED + SLAVE_WHEN_USED + ("gridreg.registry.master",),
+        )
+
+    def test_glacier2_managers_imported_when_configured(self) -> None:
+        """A replica with a session manager adapter has its managers built at start."""
+        modules = self.modules(
+            f"--property=IceGrid.Registry.SessionManager.Endpoints=tcp -h {LOOPBACK} -p "
+            f"{free_port()}"
+        )
+        self.assertIn("gridreg.registry.glacier2_managers", modules)
 
 
 class LeanProcessTests(TestCase):

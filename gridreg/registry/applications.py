@@ -13,18 +13,19 @@ loading N applications quadratic).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from gridreg.ice.types import Identity
 from gridreg.registry.application_metadata import ApplicationMetadata
-from gridreg.registry.descriptors import (
-    ApplicationDescriptor,
-    DeployedAdapter,
-    DeployedAllocatable,
-    DerivedApplication,
-    ReplicaGroupDescriptor,
-    derived_from_json,
-)
+
+if TYPE_CHECKING:  # the descriptor model is imported once an application is
+    from gridreg.registry.descriptors import (
+        ApplicationDescriptor,
+        DeployedAdapter,
+        DeployedAllocatable,
+        DerivedApplication,
+        ReplicaGroupDescriptor,
+    )
 
 APPLICATION = "application"
 
@@ -67,6 +68,8 @@ class DeployedIndex:
             self.derived.pop(name, None)
             self.metadata.pop(name, None)
         else:
+            from gridreg.registry.descriptors import derived_from_json
+
             self.derived[name] = derived_from_json(value)
             self.metadata[name] = ApplicationMetadata.from_json(value.get("meta"), name)
 

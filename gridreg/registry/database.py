@@ -23,7 +23,7 @@ next write.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.logger import Logger
@@ -41,14 +41,6 @@ from gridreg.ice.types import Identity, Proxy
 from gridreg.protocol.errors import NotFoundError, NotMasterError, RegistryUserError
 from gridreg.registry.application_metadata import created
 from gridreg.registry.applications import APPLICATION
-from gridreg.registry.descriptors import (
-    DerivedApplication,
-    DescriptorError,
-    application_to_json,
-    check_conflicts,
-    check_update,
-    derived_from_xml,
-)
 from gridreg.registry.state import (
     AdapterInfo,
     ObjectInfo,
@@ -60,6 +52,9 @@ from gridreg.registry.state import (
 from gridreg.registry.trace import TraceLevels
 from gridreg.store.interfaces import IRegistryStore
 from gridreg.store.records import Change, Mutation, copied, encode_value
+
+if TYPE_CHECKING:  # the descriptor model is imported once an application is
+    from gridreg.registry.descriptors import DerivedApplication
 
 
 #: the default bound on one change's values (JSON bytes), far above any descriptor
@@ -103,7 +98,7 @@ class _Queued:
 
 T = TypeVar("T")
 #: a last look at an application update (deployed, new), raising to refuse it
-UpdateCheck = Callable[[DerivedApplication, DerivedApplication], None]
+UpdateCheck = Callable[["DerivedApplication", "DerivedApplication"], None]
 
 
 class RegistryDatabase:
@@ -514,6 +509,8 @@ class RegistryDatabase:
         """
 
         def build() -> list[Mutation]:
+            from gridreg.registry.descriptors import derived_from_xml
+
             derived = derived_from_xml(xml_text)
             name = derived.descriptor.name
             if update and name not in self.state.deployed.derived:
@@ -542,6 +539,8 @@ class RegistryDatabase:
             current = self.state.deployed.derived.get(name)
             if current is None:
                 raise ApplicationNotExistException(name)
+            from gridreg.registry.descriptors import derived_from_xml
+
             derived = derived_from_xml(make_xml(current.descriptor.xml))
             return self._application_mutations(derived, True, user, now_ms, check)
 
@@ -555,6 +554,13 @@ class RegistryDatabase:
         now_ms: int,
         check: Optional[UpdateCheck],
     ) -> list[Mutation]:
+        from gridreg.registry.descriptors import (
+            DescriptorError,
+            application_to_json,
+            check_conflicts,
+            check_update,
+        )
+
         app = derived.descriptor
         deployed = self.state.deployed.derived
         others = [d for name, d in deployed.items() if name != app.name]

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
-from gridreg.registry.descriptors import LoadBalancing
+
+if TYPE_CHECKING:  # the descriptor model is imported once an application is
+    from gridreg.registry.descriptors import LoadBalancing
 
 T = TypeVar("T")
 

@@ -26,12 +26,12 @@ from gridreg.ice.stringify import endpoints_to_string
 from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.errors import NodeError, NodeUnreachableError, NotFoundError, failure_reason
 from gridreg.protocol.node_commands import DeployServers, ReplicasChanged
-from gridreg.registry.descriptors import DeployedServer, server_to_json
 from gridreg.registry.discovery import MASTER
 from gridreg.registry.loadbalancing import LoadSamples
 from gridreg.registry.state import AdapterInfo, decode_proxy_field
 
 if TYPE_CHECKING:
+    from gridreg.registry.descriptors import DeployedServer
     from gridreg.registry.roles import Replica
 
 #: seconds added to a node-side timeout, so the node answers before the replica gives up
@@ -314,6 +314,10 @@ class NodeSessions:
         """What every node should run, by node name."""
         nodes: dict[str, Plan] = {}
         deployed = self.replica.state.deployed
+        if not deployed.derived:
+            return nodes
+        from gridreg.registry.descriptors import server_to_json  # only with applications
+
         for name, app in deployed.derived.items():
             meta = deployed.metadata.get(name)
             live = meta is not None and meta.live_update

@@ -10,7 +10,7 @@ L{RegistryDatabase} and answer once the change is durable.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -31,7 +31,6 @@ from gridreg.registry.state import ObjectInfo, RegistryState, StoredObject
 from gridreg.registry.trace import TraceLevels
 
 if TYPE_CHECKING:
-    from gridreg.registry.activation import Activator
     from gridreg.registry.ice_sessions import IceSessions
     from gridreg.registry.node_relay import NodeRelay
 
@@ -62,6 +61,17 @@ def _object_result(request: Request, info: ObjectInfo | StoredObject) -> bytes:
     return _proxy_result(request, info.proxy)
 
 
+class Activation(Protocol):
+    """
+    What the Locator asks of on-demand activation (L{gridreg.registry.activation.Activator},
+    or the service's stand-in that makes one at first use).
+    """
+
+    def is_managed(self, adapter_id: str) -> bool: ...
+
+    def activate_for(self, adapter_id: str) -> Deferred[str]: ...
+
+
 class LocatorServant(Servant):
     """C{<instance>/Locator}: resolves adapter ids and object identities."""
 
@@ -74,7 +84,7 @@ class LocatorServant(Servant):
         state: RegistryState,
         published: PublishedProxies,
         trace: TraceLevels,
-        activator: Optional["Activator"] = None,
+        activator: Optional[Activation] = None,
     ):
         self.state = state
         self.published = published

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import random
 import sys
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
@@ -30,16 +30,13 @@ from gridreg.ice.stringify import endpoints_to_string
 from gridreg.ice.types import Endpoint, Identity, Proxy
 from gridreg.registry.reactor_probe import ReactorProbe, probe_from
 from gridreg.registry._readiness import RegistryStartError, build_readiness
-from gridreg.registry.activation import Activator
 from gridreg.registry.admin_routers import AdminRouters
-from gridreg.registry.allocation import AllocationManager
 from gridreg.registry.admin_model import AdminModel
 from gridreg.registry.ice_sessions import IceSessions
 from gridreg.registry.config import RegistryConfig
 from gridreg.registry.database import RegistryDatabase
 from gridreg.registry.discovery import MASTER, ReplicaEndpoints, registry_identity
 from gridreg.registry.discovery_service import Discovery
-from gridreg.registry.glacier2_managers import Glacier2Managers, ManagerFactory
 from gridreg.registry.internal import InternalFactory
 from gridreg.registry.listen import listen_ice, published_endpoint
 from gridreg.registry.node_relay import NodeRelay
@@ -56,12 +53,16 @@ from gridreg.registry.servants import (
     QueryServant,
     RegistryServant,
 )
-from gridreg.registry.session_servers import SessionServers
 from gridreg.registry.state import RegistryState
 from gridreg.registry.verifiers import build_verifiers
 from gridreg.store.interfaces import IRegistryStore
 from gridreg.store.records import StoreState
 
+if TYPE_CHECKING:  # imported where they are used: a slave never uses some of them
+    from gridreg.registry.activation import Activator
+    from gridreg.registry.allocation import AllocationManager
+    from gridreg.registry.glacier2_managers import Glacier2Managers, ManagerAdapter
+    from gridreg.registry.session_servers import SessionServers
 
 __all__ = ["RegistryService", "RegistryStartError"]
 
@@ -82,6 +83,61 @@ def _role(service: "RegistryService") -> IReplicaRole:
     from gridreg.registry.slave_role import SlaveRole
 
     return SlaveRole(service)
+
+
+class _NoGlacier2:
+    """
+    The Glacier2 session managers of a replica configured without any (the
+    usual case): nothing to serve, warn of or publish, and
+    L{gridreg.registry.glacier2_managers} left unimported.
+    """
+
+    adapters: Sequence["ManagerAdapter"] = ()
+
+    def warn(self) -> None:
+        pass
+
+    def published(self, kind: str) -> tuple[Endpoint, ...]:
+        return ()
+
+
+def _glacier2(
+    reactor: Any, config: RegistryConfig, sessions: IceSessions
+) -> "Glacier2Managers | _NoGlacier2":
+    """The replica's Glacier2 session managers (L{Glacier2Managers}), when configured."""
+    if not (config.session_manager_endpoints or config.admin_session_manager_endpoints):
+        return _NoGlacier2()
+    from gridreg.registry.glacier2_managers import Glacier2Managers
+
+    return Glacier2Managers(reactor, config, sessions)
+
+
+class _Activation:
+    """
+    On-demand activation for the Locator, its L{Activator} made at the first
+    locate request that may need one (an adapter it has no endpoints for):
+    a replica whose clients find every adapter, as a fresh slave's first
+    clients do, never imports L{gridreg.registry.activation}.
+    """
+
+    def __init__(self, state: RegistryState, nodes: NodeSessions) -> None:
+        self._state = state
+        self._nodes = nodes
+        self._activator: Optional["Activator"] = None
+
+    @property
+    def activator(self) -> "Activator":
+        if self._activator is None:
+            from gridreg.registry.activation import Activator
+
+            self._activator = Activator(self._state, self._nodes)
+        return self._activator
+
+    def is_managed(self, adapter_id: str) -> bool:
+        return self.activator.is_managed(adapter_id)
+
+    def activate_for(self, adapter_id: str) -> Deferred[str]:
+        return self.activator.activate_for(adapter_id)
 
 
 def _exit_failed() -> None:
@@ -143,7 +199,7 @@ class RegistryService(Service):
         self._readiness = build_readiness()
         self.state.on_change(self.client_adapter.invalidate)
         self.nodes = NodeSessions(self)
-        self.activator = Activator(self.state, self.nodes)
+        self.activation = _Activation(self.state, self.nodes)
         # answers IceLocatorDiscovery lookups with the Locator of every active replica
         self.discovery = Discovery(
             reactor,
@@ -153,12 +209,14 @@ class RegistryService(Service):
             config.discovery_trace,
         )
         #: allocation lives on the master only; a slave refuses client sessions
-        self.allocations: Optional[AllocationManager] = (
-            AllocationManager(self.state, reactor) if config.is_master else None
-        )
+        self.allocations: Optional[AllocationManager] = None
         #: who owns each session-activation server: the master's allocations
         self.session_servers: Optional[SessionServers] = None
-        if self.allocations is not None:
+        if config.is_master:
+            from gridreg.registry.allocation import AllocationManager
+            from gridreg.registry.session_servers import SessionServers
+
+            self.allocations = AllocationManager(self.state, reactor)
             self.session_servers = SessionServers(self.allocations, self.nodes, config.trace)
         self.admin_model = AdminModel(self)
         self.ice_sessions = IceSessions(
@@ -172,16 +230,20 @@ class RegistryService(Service):
         self.admin_routers = AdminRouters(self, self.ice_sessions)
         self.admin_routers.install(self.client_adapter)
         #: the Glacier2 session managers, each on its own adapter, when configured
-        self.glacier2 = Glacier2Managers(reactor, config, self.ice_sessions)
+        self.glacier2 = _glacier2(reactor, config, self.ice_sessions)
         for where in self.glacier2.adapters:
             if where.kind == "admin_session_manager":  # its admin sessions' get*Admin proxies
                 self.admin_routers.install(where.adapter, require_session=False)
-        self.glacier2_factories = {
-            where.kind: ManagerFactory(
-                self.client_factory, where.adapter, config.message_size_max, clock=reactor
-            )
-            for where in self.glacier2.adapters
-        }
+        self.glacier2_factories: dict[str, IceServerFactory] = {}
+        if self.glacier2.adapters:
+            from gridreg.registry.glacier2_managers import ManagerFactory
+
+            self.glacier2_factories = {
+                where.kind: ManagerFactory(
+                    self.client_factory, where.adapter, config.message_size_max, clock=reactor
+                )
+                for where in self.glacier2.adapters
+            }
         self._add_servants()
 
     def _admin_responder(self, protocol: Any) -> Any:
@@ -219,7 +281,7 @@ class RegistryService(Service):
         instance = self.config.instance_name
         self.client_adapter.add(
             Identity("Locator", instance),
-            LocatorServant(self.state, self.published, self.config.trace, self.activator),
+            LocatorServant(self.state, self.published, self.config.trace, self.activation),
         )
         self.client_adapter.add(Identity("Query", instance), QueryServant(self.state))
         self.client_adapter.add(

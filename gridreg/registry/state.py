@@ -14,14 +14,13 @@ import base64
 import gc
 import json
 import random
-from typing import Callable, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional
 
 import attrs
 
 from gridreg.ice.encoding import OutputStream
 from gridreg.ice.types import ENCODING_1_1, Endpoint, Identity, Proxy
 from gridreg.registry.applications import APPLICATION, DeployedIndex
-from gridreg.registry.descriptors import ApplicationDescriptor
 from gridreg.registry.loadbalancing import Load, LoadSamples, RoundRobinState, order_replicas
 from gridreg.registry.object_table import (
     ObjectInfo,
@@ -32,6 +31,9 @@ from gridreg.registry.object_table import (
     object_key,
 )
 from gridreg.store.records import Mutation
+
+if TYPE_CHECKING:  # the descriptor model is imported once an application is
+    from gridreg.registry.descriptors import ApplicationDescriptor
 
 __all__ = [
     "AdapterInfo",
