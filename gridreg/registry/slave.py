@@ -137,7 +137,7 @@ def data_straight_to(protocol: Any) -> bool:
     through them. Nothing changes, and False, unless every wrapper is one of
     L{_DATA_WRAPPERS} (a TLS connection's data passes through its TLS layer).
     """
-    outer = getattr(protocol.transport, "protocol", None)
+    outer: Any = getattr(protocol.transport, "protocol", None)
     wrapper = outer
     while wrapper is not protocol:
         inner = _DATA_WRAPPERS.get(type(wrapper))
