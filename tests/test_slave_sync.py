@@ -515,6 +515,40 @@ class ApplyTests(SlaveTests):
     def payload(self, serial: int) -> str:
         return "[" + change_to_json(change(serial, f"k{serial}")) + "]"
 
+    def test_a_push_has_the_last_commits_result_handed_over_first(self) -> None:
+        """
+        A commit durable but not yet handed to the reactor (a quiet result)
+        holds the write lock: the next push has it handed over first, so it
+        is not queued behind it, and the answers keep their order.
+        """
+        waiting: list[tuple[Deferred[None], Deferred[None]]] = []
+        durable = self.store.apply_many
+
+        def quiet(changes: Any, **kwargs: Any) -> Deferred[None]:
+            handed: Deferred[None] = Deferred()
+            waiting.append((durable(changes, **kwargs), handed))
+            return handed
+
+        def deliver_ready() -> None:
+            while waiting:
+                done, handed = waiting.pop(0)
+                done.chainDeferred(handed)
+
+        self.patch(self.store, "apply_many", quiet)
+        self.patch(self.store, "deliver_ready", deliver_ready)
+        seen, reply = self.replying()
+        first = self.slave.apply_changes(self.store.database_id, self.payload(1), reply=reply)
+        self.assertNoResult(first)
+        self.assertTrue(self.slave._lock.locked)
+        second = self.slave.apply_changes(self.store.database_id, self.payload(2), reply=reply)
+        self.assertEqual(self.successResultOf(first), "box 1")
+        self.assertNoResult(second)
+        self.assertEqual(len(waiting), 1)  # the second commit, on the fast path
+        deliver_ready()
+        self.assertEqual(self.successResultOf(second), "box 2")
+        self.assertEqual(seen, [({"serial": 1}, False), ({"serial": 2}, False)])
+        self.assertEqual(names(self.state), ["k1", "k2"])
+
     def replying(self) -> tuple[list[tuple[dict[str, int], bool]], Any]:
         """A reply that notes each answer and whether the write lock was held then."""
         seen: list[tuple[dict[str, int], bool]] = []

@@ -681,9 +681,11 @@ class SlaveReplication(Service):
 
             return committed.addCallbacks(settled, unsettled)
 
-        # the last push's commit, durable and acknowledged from the store's
-        # thread, may wait for the reactor's turn (L{Quiet}): its lock goes first
-        self.store.deliver_ready()
+        if lock.locked:
+            # the last push's commit, durable and acknowledged from the store's
+            # thread, may wait for the reactor's turn (L{Quiet}): its lock goes
+            # first (the lean reactor has handed it over before this event)
+            self.store.deliver_ready()
         if lock.locked:  # a snapshot streams in, or a push is still committing
             return replied(lock.run(apply, False))
         # held as its job would hold it, without the lock's own Deferreds:
