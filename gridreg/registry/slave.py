@@ -670,10 +670,14 @@ class SlaveReplication(Service):
 
             if not held:
                 return committed.addCallbacks(applied, self._reload)
+            trace_applied = self.trace.replica > 2
 
             def settled(_: None) -> Any:
-                result = applied(None)
-                lock.release()
+                result = applied(None) if trace_applied else {"serial": int(self.store.serial)}
+                if lock.waiting:
+                    lock.release()  # the next in line runs
+                else:
+                    lock.locked = False  # released as it was taken, without the lock's call
                 return result if reply is None else reply(result)
 
             def unsettled(failure: Failure) -> Deferred[Any]:
