@@ -640,7 +640,9 @@ class SlaveReplication(Service):
                 )
             serial = int(self.store.serial)
             # each put keeps its value's text from the push: the store saves it as it is
-            changes = [change for change in decode_changes(payload) if change.serial > serial]
+            changes = decode_changes(payload)
+            if changes and changes[0].serial <= serial:  # some held already: those are skipped
+                changes = [change for change in changes if change.serial > serial]
             if not changes:
                 return finish(succeed({"serial": serial}), held)
             if changes[0].serial != serial + 1:
