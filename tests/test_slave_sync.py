@@ -1208,6 +1208,19 @@ class DataStraightToTests(SynchronousTestCase):
         clock.advance(0.005)
         self.assertEqual(notices, ["protocol", "service"])
 
+    def test_under_tls_the_data_it_decrypts_skips_the_wrappers(self) -> None:
+        """The TLS layer is the protocol's transport: what it decrypts goes straight on."""
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+        inner, outer, received, notices, clock = self.chain()
+        late = outer._wrappedProtocol
+        layer = TLSMemoryBIOProtocol(None, late, _connectWrapped=False)
+        inner.transport = layer
+        self.assertTrue(data_straight_to(inner))
+        self.assertEqual(late.dataReceived, inner.dataReceived)
+        layer.wrappedProtocol.dataReceived(b"plain")  # as ProtocolWrapper.dataReceived calls it
+        self.assertEqual(received, [b"plain"])
+
     def test_an_unknown_wrapper_is_left_alone(self) -> None:
         inner, outer, received, notices, clock = self.chain()
         outer._wrappedProtocol = object.__new__(type("Other", (), {}))

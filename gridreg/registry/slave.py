@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Callable, Optional, Sequence
 
 from twisted.application import _client_service
@@ -132,12 +133,19 @@ def data_straight_to(protocol: Any) -> bool:
     """
     Make what is read from C{protocol}'s connection go straight to it, past
     the wrappers that only pass it on (three calls of a slave's 145 per
-    write): their C{dataReceived}, as the transport calls it, is
-    C{protocol}'s. Everything else (the loss first of all) still goes
-    through them. Nothing changes, and False, unless every wrapper is one of
-    L{_DATA_WRAPPERS} (a TLS connection's data passes through its TLS layer).
+    write): the C{dataReceived} of the outermost, as the transport (or the
+    TLS layer, which is the protocol's transport) calls it, is C{protocol}'s.
+    Everything else (the loss first of all) still goes through them.
+    Nothing changes, and False, unless every wrapper is one of
+    L{_DATA_WRAPPERS}.
     """
-    outer: Any = getattr(protocol.transport, "protocol", None)
+    transport = protocol.transport
+    tls = sys.modules.get("twisted.protocols.tls")  # not loaded: no TLS layer
+    outer: Any
+    if tls is not None and isinstance(transport, tls.TLSMemoryBIOProtocol):
+        outer = transport.wrappedProtocol  # which it hands what it decrypts
+    else:
+        outer = getattr(transport, "protocol", None)
     wrapper = outer
     while wrapper is not protocol:
         inner = _DATA_WRAPPERS.get(type(wrapper))
