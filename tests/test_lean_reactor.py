@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet import reactor as installed_reactor
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.test import test_core, test_threads, test_time
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.internet.test.reactormixins import ReactorBuilder
 from twisted.trial.unittest import SynchronousTestCase
@@ -292,6 +293,27 @@ class LeanThreadCallsFirstTestsBuilder(_Lean, ReactorBuilder):
         reactor.doPoll(1.0)
         self.assertEqual(order, ["commit", "read push"])
         self.assertEqual(len(reactor.threadCallQueue), 1)
+
+    def test_a_thread_call_that_raises_is_logged_and_the_next_runs(self) -> None:
+        """As Twisted's handler does: logged as critical, and the calls after it run."""
+        reactor = self.buildReactor()
+        order: list[str] = []
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        def broken() -> None:
+            raise ZeroDivisionError("in a thread's call")
+
+        reactor.threadCallQueue.append((broken, (), {}))
+        reactor.threadCallQueue.append((order.append, ("next",), {}))
+        reactor.doPoll(0)
+        self.assertEqual(order, ["next"])
+        self.assertEqual(reactor.threadCallQueue, [])
+        [event] = [e for e in events if "log_failure" in e]
+        self.assertEqual(event["log_format"], "while calling from thread")
+        self.assertEqual(event["log_level"], LogLevel.critical)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
 
 class LeanTurnEndTestsBuilder(_Lean, ReactorBuilder):

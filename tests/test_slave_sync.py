@@ -12,15 +12,19 @@ import hashlib
 import json
 from typing import Any, Optional
 
+from twisted.application import _client_service
+from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ConnectError
+from twisted.internet.error import ConnectError, ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import Logger, formatEvent
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
+from gridreg.client.late_loss import late_loss_protocol
 from gridreg.protocol.chunking import BeginTransfer, TransferChunk
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
@@ -50,6 +54,7 @@ from gridreg.registry.slave import (
     MasterEndpoint,
     SlaveProtocol,
     SlaveReplication,
+    data_straight_to,
 )
 from gridreg.registry.state import RegistryState
 from gridreg.registry.trace import TraceLevels
@@ -510,6 +515,40 @@ class ApplyTests(SlaveTests):
     def payload(self, serial: int) -> str:
         return "[" + change_to_json(change(serial, f"k{serial}")) + "]"
 
+    def test_a_push_has_the_last_commits_result_handed_over_first(self) -> None:
+        """
+        A commit durable but not yet handed to the reactor (a quiet result)
+        holds the write lock: the next push has it handed over first, so it
+        is not queued behind it, and the answers keep their order.
+        """
+        waiting: list[tuple[Deferred[None], Deferred[None]]] = []
+        durable = self.store.apply_many
+
+        def quiet(changes: Any, **kwargs: Any) -> Deferred[None]:
+            handed: Deferred[None] = Deferred()
+            waiting.append((durable(changes, **kwargs), handed))
+            return handed
+
+        def deliver_ready() -> None:
+            while waiting:
+                done, handed = waiting.pop(0)
+                done.chainDeferred(handed)
+
+        self.patch(self.store, "apply_many", quiet)
+        self.patch(self.store, "deliver_ready", deliver_ready)
+        seen, reply = self.replying()
+        first = self.slave.apply_changes(self.store.database_id, self.payload(1), reply=reply)
+        self.assertNoResult(first)
+        self.assertTrue(self.slave._lock.locked)
+        second = self.slave.apply_changes(self.store.database_id, self.payload(2), reply=reply)
+        self.assertEqual(self.successResultOf(first), "box 1")
+        self.assertNoResult(second)
+        self.assertEqual(len(waiting), 1)  # the second commit, on the fast path
+        deliver_ready()
+        self.assertEqual(self.successResultOf(second), "box 2")
+        self.assertEqual(seen, [({"serial": 1}, False), ({"serial": 2}, False)])
+        self.assertEqual(names(self.state), ["k1", "k2"])
+
     def replying(self) -> tuple[list[tuple[dict[str, int], bool]], Any]:
         """A reply that notes each answer and whether the write lock was held then."""
         seen: list[tuple[dict[str, int], bool]] = []
@@ -847,6 +886,36 @@ class ResponderTests(SlaveTests):
         )
         self.flushLoggedErrors()
 
+    def test_pushes_are_answered_from_the_box_in_order(self) -> None:
+        """Each push is answered once, with its serial, as AMP's responder would."""
+        answers = [
+            self.call(
+                PushChanges,
+                database_id=self.store.database_id,
+                changes="[" + change_to_json(change(serial, f"k{serial}")) + "]",
+                transfer="",
+            )
+            for serial in (1, 2)
+        ]
+        self.assertEqual([self.successResultOf(a) for a in answers], [{"serial": 1}, {"serial": 2}])
+        self.assertEqual(names(self.state), ["k1", "k2"])
+
+    def test_a_push_not_asking_for_its_answer_is_applied_unanswered(self) -> None:
+        """A push without C{_ask} goes through AMP's dispatch: applied, nothing sent back."""
+        received: list[amp.AmpBox] = []
+        self.patch(self.master, "ampBoxReceived", received.append)
+        self.master.callRemoteString(
+            PushChanges.commandName,
+            requiresAnswer=False,
+            database_id=self.store.database_id.encode(),
+            changes=("[" + change_to_json(change(1, "a")) + "]").encode(),
+            transfer=b"",
+        )
+        self.pump.flush()
+        self.assertEqual(names(self.state), ["a"])
+        self.assertEqual(self.store.serial, 1)
+        self.assertEqual(received, [])
+
     def test_changes_of_another_database_are_refused_over_amp(self) -> None:
         payload = "[" + change_to_json(change(1, "a")) + "]"
         answer = self.call(PushChanges, database_id="other", changes=payload, transfer="")
@@ -1098,3 +1167,68 @@ class TraceTests(SlaveTests):
         (event,) = [e for e in self.events if "cannot sync" in formatEvent(e)]
         self.assertEqual(event["log_level"].name, "critical")
         self.assertIn("(asking again in 0.5 s)", formatEvent(event))
+
+
+class DataStraightToTests(SynchronousTestCase):
+    """
+    What a slave's connection reads goes straight to its protocol, past the
+    wrappers that only pass it on; the loss still goes through them.
+    """
+
+    def chain(self) -> tuple[Any, Any, list[bytes], list[str], Clock]:
+        received: list[bytes] = []
+        notices: list[str] = []
+
+        class Receiver:
+            def dataReceived(self, data: bytes) -> None:
+                received.append(data)
+
+            def connectionLost(self, reason: Any) -> None:
+                notices.append("protocol")
+
+        clock = Clock()
+        inner = Receiver()
+        proxy = _client_service._ReconnectingProtocolProxy(  # type: ignore[arg-type]
+            inner, lambda reason: notices.append("service")
+        )
+        outer = endpoints._WrappingProtocol(Deferred(), late_loss_protocol(proxy, clock, 0.005))
+        transport = StringTransport()
+        transport.protocol = outer
+        inner.transport = transport  # type: ignore[attr-defined]
+        return inner, outer, received, notices, clock
+
+    def test_data_skips_the_wrappers_and_the_loss_does_not(self) -> None:
+        inner, outer, received, notices, clock = self.chain()
+        self.assertTrue(data_straight_to(inner))
+        self.assertEqual(outer.dataReceived, inner.dataReceived)
+        outer.dataReceived(b"box")
+        self.assertEqual(received, [b"box"])
+        outer.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(notices, [])  # the late loss's delay, as before
+        clock.advance(0.005)
+        self.assertEqual(notices, ["protocol", "service"])
+
+    def test_under_tls_the_data_it_decrypts_skips_the_wrappers(self) -> None:
+        """The TLS layer is the protocol's transport: what it decrypts goes straight on."""
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+        inner, outer, received, notices, clock = self.chain()
+        late = outer._wrappedProtocol
+        layer = TLSMemoryBIOProtocol(None, late, _connectWrapped=False)
+        inner.transport = layer
+        self.assertTrue(data_straight_to(inner))
+        self.assertEqual(late.dataReceived, inner.dataReceived)
+        layer.wrappedProtocol.dataReceived(b"plain")  # as ProtocolWrapper.dataReceived calls it
+        self.assertEqual(received, [b"plain"])
+
+    def test_an_unknown_wrapper_is_left_alone(self) -> None:
+        inner, outer, received, notices, clock = self.chain()
+        outer._wrappedProtocol = object.__new__(type("Other", (), {}))
+        self.assertFalse(data_straight_to(inner))
+        self.assertNotIn("dataReceived", vars(outer))
+
+    def test_a_protocol_its_transport_calls_itself_is_left_alone(self) -> None:
+        inner, outer, received, notices, clock = self.chain()
+        inner.transport.protocol = inner
+        self.assertTrue(data_straight_to(inner))
+        self.assertNotIn("dataReceived", vars(inner))

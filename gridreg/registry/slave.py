@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Callable, Optional, Sequence
 
+from twisted.application import _client_service
 from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, fail, maybeDeferred, succeed
+from twisted.internet import endpoints
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -112,6 +115,48 @@ class MasterEndpoint:
         return Deferred.fromCoroutine(attempt())
 
 
+#: the wrappers between a slave's connection to its master and its protocol,
+#: each passing data on as it is (the endpoint's, the late loss's, the
+#: ClientService's), by class, with the attribute that holds what each wraps
+_DATA_WRAPPERS: dict[type, str] = {
+    kind: inner
+    for kind, inner in (
+        (getattr(endpoints, "_WrappingProtocol", None), "_wrappedProtocol"),
+        (late_loss_protocol, "_late_inner"),
+        (getattr(_client_service, "_ReconnectingProtocolProxy", None), "_protocol"),
+    )
+    if kind is not None
+}
+
+
+def data_straight_to(protocol: Any) -> bool:
+    """
+    Make what is read from C{protocol}'s connection go straight to it, past
+    the wrappers that only pass it on (three calls of a slave's 145 per
+    write): the C{dataReceived} of the outermost, as the transport (or the
+    TLS layer, which is the protocol's transport) calls it, is C{protocol}'s.
+    Everything else (the loss first of all) still goes through them.
+    Nothing changes, and False, unless every wrapper is one of
+    L{_DATA_WRAPPERS}.
+    """
+    transport = protocol.transport
+    tls = sys.modules.get("twisted.protocols.tls")  # not loaded: no TLS layer
+    outer: Any
+    if tls is not None and isinstance(transport, tls.TLSMemoryBIOProtocol):
+        outer = transport.wrappedProtocol  # which it hands what it decrypts
+    else:
+        outer = getattr(transport, "protocol", None)
+    wrapper = outer
+    while wrapper is not protocol:
+        inner = _DATA_WRAPPERS.get(type(wrapper))
+        if inner is None:
+            return False
+        wrapper = getattr(wrapper, inner, None)
+    if outer is not protocol:
+        outer.dataReceived = protocol.dataReceived
+    return True
+
+
 class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
     """The slave's connection to its master: the master pushes, the slave applies."""
 
@@ -131,6 +176,7 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
         # an acknowledgement must not wait for the master's delayed ACK of the one before
         set_no_delay(self.transport)
         self.lock_sends()  # the store's thread may acknowledge (L{ThreadAnswer})
+        data_straight_to(self)
 
     @PushChanges.responder
     def push_changes(
@@ -138,50 +184,82 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
         database_id: str,
         changes: str,
         transfer: str,
-        answer: Optional[ThreadAnswer] = None,
     ) -> Deferred[dict[str, int]]:
+        """A push as AMP dispatches it: through a transfer, or not asking for its answer."""
+
         def apply() -> Deferred[dict[str, int]]:
             payload = self.transfers.take(transfer).decode("utf-8") if transfer else changes
-            return self.slave.apply_changes(database_id, payload, answer)
+            return self.slave.apply_changes(database_id, payload)
 
         return maybeDeferred(apply).addErrback(self.slave.failed)
 
-    def locateResponder(self, name: bytes) -> Any:
-        if name == PushChanges.commandName:
-            return self._push_changes_box
-        return super().locateResponder(name)
-
-    def _push_changes_box(self, box: amp.AmpBox) -> Any:
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
         """
-        L{push_changes} on the raw box, the hot command of replication,
-        without AMP's per-argument conversions; answers and declared errors
-        are the boxes AMP's own responder would send. A box whose
-        arguments do not decode goes through AMP's responder, which says so.
+        A push that asks for its answer, the hot box of replication, goes
+        to L{_push_received}; every other box (a push without C{_ask} or
+        through a transfer included) goes through AMP's dispatch.
+        """
+        if (
+            box.get(b"_command") == b"PushChanges"
+            and b"_ask" in box
+            and b"_answer" not in box
+            and b"_error" not in box
+        ):
+            self._push_received(box)
+        else:
+            super().ampBoxReceived(box)
+
+    def _push_received(self, box: amp.AmpBox) -> None:
+        """
+        L{push_changes} on the raw box, without AMP's dispatch (its
+        responder's look-up, C{maybeDeferred}, and three more steps on the
+        push's Deferred: the answer's tag, its send, the unhandled error):
+        the answer box, or the error box of a declared error, is the one
+        AMP's C{_commandReceived} would send, sent as it sends it. A box
+        whose arguments do not decode, or whose changes come as a transfer,
+        goes through AMP's dispatch, which decodes it (and says so).
         """
         try:
             database_id = box[b"database_id"].decode("utf-8")
             changes = box[b"changes"].decode("utf-8")
-            transfer = box[b"transfer"].decode("utf-8")
+            transfer = box[b"transfer"]
         except (KeyError, UnicodeDecodeError):
-            return super().locateResponder(PushChanges.commandName)(box)
-        ask = box.get(b"_ask")
-        # the acknowledgement, which the store's thread may send once durable
-        answer = None if ask is None else ThreadAnswer(self, ask)
+            return super().ampBoxReceived(box)
         if transfer:
-            d = self.push_changes(database_id, changes, transfer, answer)
-            return d.addCallbacks(
-                _serial_box, declared_error, callbackArgs=(answer,), errbackArgs=(PushChanges,)
-            )
-        # every push at one write in flight: its answer box made where the
-        # commit's result is handled, a failure said and declared at once
-        d = self.slave.apply_changes(
-            database_id, changes, answer, reply=lambda result: _serial_box(result, answer)
-        )
-        return d.addErrback(self._push_failed)
+            return super().ampBoxReceived(box)
+        ask = box[b"_ask"]
+        # the acknowledgement, which the store's thread may send once durable
+        answer = ThreadAnswer(self, ask)
 
-    def _push_failed(self, failure: Failure) -> Failure:
-        """A push that could not be applied: said (L{SlaveReplication.failed}), then declared."""
-        return declared_error(self.slave.failed(failure), PushChanges)
+        def reply(result: dict[str, int]) -> None:
+            """The commit is durable (the lock released): its answer goes, unless it went."""
+            serial = b"%d" % result["serial"]
+            if answer.get(b"serial") != serial:
+                answer[b"serial"] = serial  # not armed: no commit ran (nothing new), or it differs
+            try:
+                answer._sendTo(self.boxSender)
+            except (amp.ProtocolSwitched, amp.ConnectionLost):
+                pass  # as AMP's _safeEmit: nothing to answer on
+
+        d = self.slave.apply_changes(database_id, changes, answer, reply=reply)
+        d.addErrback(self._push_failed, ask).addErrback(self.unhandledError)
+        return None
+
+    def _push_failed(self, failure: Failure, ask: bytes) -> None:
+        """
+        A push that could not be applied: said (L{SlaveReplication.failed},
+        which makes it a L{SyncError}), then answered with the error box AMP
+        sends for a declared error.
+        """
+        error = declared_error(self.slave.failed(failure), PushChanges).value
+        box = amp.QuitBox() if error.fatal else amp.AmpBox()
+        box[amp.ERROR] = ask
+        box[amp.ERROR_DESCRIPTION] = error.description.encode("utf-8", "replace")
+        box[amp.ERROR_CODE] = error.errorCode
+        try:
+            box._sendTo(self.boxSender)
+        except (amp.ProtocolSwitched, amp.ConnectionLost):
+            pass
 
     @BeginSnapshot.responder
     def begin_snapshot(
@@ -261,19 +339,6 @@ def _released(result: Any, lock: DeferredLock) -> Any:
     """Release C{lock}, passing C{result} on (as C{DeferredLock.run} does)."""
     lock.release()
     return result
-
-
-def _serial_box(answer: dict[str, int], box: Optional[ThreadAnswer] = None) -> amp.AmpBox:
-    """
-    The acknowledgement's box: C{box} (a L{ThreadAnswer}, which the store's
-    thread may have sent already, with this serial) if there is one.
-    """
-    serial = b"%d" % answer["serial"]
-    if box is None:
-        return amp.AmpBox(serial=serial)
-    if box.get(b"serial") != serial:
-        box[b"serial"] = serial  # not armed: no commit ran (nothing new), or it differs
-    return box
 
 
 class SlaveReplication(Service):
@@ -583,7 +648,9 @@ class SlaveReplication(Service):
                 )
             serial = int(self.store.serial)
             # each put keeps its value's text from the push: the store saves it as it is
-            changes = [change for change in decode_changes(payload) if change.serial > serial]
+            changes = decode_changes(payload)
+            if changes and changes[0].serial <= serial:  # some held already: those are skipped
+                changes = [change for change in changes if change.serial > serial]
             if not changes:
                 return finish(succeed({"serial": serial}), held)
             if changes[0].serial != serial + 1:
@@ -613,10 +680,14 @@ class SlaveReplication(Service):
 
             if not held:
                 return committed.addCallbacks(applied, self._reload)
+            trace_applied = self.trace.replica > 2
 
             def settled(_: None) -> Any:
-                result = applied(None)
-                lock.release()
+                result = applied(None) if trace_applied else {"serial": int(self.store.serial)}
+                if lock.waiting:
+                    lock.release()  # the next in line runs
+                else:
+                    lock.locked = False  # released as it was taken, without the lock's call
                 return result if reply is None else reply(result)
 
             def unsettled(failure: Failure) -> Deferred[Any]:
@@ -624,9 +695,11 @@ class SlaveReplication(Service):
 
             return committed.addCallbacks(settled, unsettled)
 
-        # the last push's commit, durable and acknowledged from the store's
-        # thread, may wait for the reactor's turn (L{Quiet}): its lock goes first
-        self.store.deliver_ready()
+        if lock.locked:
+            # the last push's commit, durable and acknowledged from the store's
+            # thread, may wait for the reactor's turn (L{Quiet}): its lock goes
+            # first (the lean reactor has handed it over before this event)
+            self.store.deliver_ready()
         if lock.locked:  # a snapshot streams in, or a push is still committing
             return replied(lock.run(apply, False))
         # held as its job would hold it, without the lock's own Deferreds:
