@@ -26,7 +26,6 @@ from gridreg.ice.exceptions import (
     DeploymentException,
     NodeNotExistException,
     NodeUnreachableException,
-    ObjectExistsException,
     ObjectNotRegisteredException,
     RegistryNotExistException,
     RegistryUnreachableException,
@@ -87,8 +86,9 @@ class AdminModel:
         if proxy is None:
             raise DeploymentException("proxy is null")
         self._managed("adding", proxy.identity)
-        if self._state.find_object(proxy.identity) is not None:
-            raise ObjectExistsException(proxy.identity)
+        # an existing object is refused by the database's write itself
+        # (ObjectExistsException), against the state it validates in: a look
+        # here first was a second one on every admin's add
         return self.registry.database.add_object(proxy, type_id)
 
     def update_object(self, proxy: Optional[Proxy]) -> Deferred[Optional[Change]]:
