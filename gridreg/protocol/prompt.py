@@ -457,7 +457,12 @@ class ThreadCall(amp.AmpBox):
         self[b"_command"] = command
         tag = protocol._nextTag()
         self[_ASK] = tag
-        self._sendTo(protocol.boxSender)
+        after_ask = self._after_ask  # L{_sendTo}'s bytes, without its call
+        self._data = (
+            serialize(self)
+            if after_ask is None or type(tag) is not bytes
+            else _ASK_KEY + _length(len(tag)) + tag + after_ask
+        )
         protocol._outstandingRequests[tag] = AnswerTo(receiver, args)
         return None
 

@@ -210,13 +210,16 @@ class SlaveSession:
             or changes[0].serial != self.serial + 1
         ):
             return None
-        payload = readied.payload()
+        payload = readied.payload
         if len(payload) > _BATCH_BYTES:
             return None  # push() would split it, or chunk it
         database_id = self.database_id.encode("utf-8")
+        after_ask = readied.afters.get(database_id)
+        if after_ask is None:
+            after_ask = readied.after_ask(database_id)
         call = ThreadCall(
             protocol,
-            readied.after_ask(database_id),
+            after_ask,
             {b"database_id": database_id, b"changes": payload, b"transfer": b""},
         )
         # its timeout runs from the commit's end (L{prepared}): a slow commit of
@@ -429,31 +432,27 @@ class _Readied:
         #: every open session has a call here, and the write waits for two
         #: answers or more (L{send_from_thread} may then be quiet)
         self.every_session = False
-        self._payload: Optional[bytes] = None
-        #: per database id, the push's bytes after the tag
-        self._after_ask: dict[bytes, Optional[bytes]] = {}
+        #: the batch as one push carries it, encoded once for every slave
+        #: (change_to_json writes ASCII only: as many bytes on the wire as characters)
+        self.payload = ("[" + ",".join(texts) + "]").encode("ascii")
+        #: per database id, the push's bytes after the tag (L{after_ask}); None
+        #: for what is encoded whole
+        self.afters: dict[bytes, Optional[bytes]] = {}
         #: what went wrong on the store's thread, reported on the reactor
         self.thread_failure: Optional[Failure] = None
 
-    def payload(self) -> bytes:
-        """The batch as one push carries it, encoded once for every slave."""
-        if self._payload is None:
-            # change_to_json writes ASCII only: as many bytes on the wire as characters
-            self._payload = ("[" + ",".join(self.texts) + "]").encode("ascii")
-        return self._payload
-
     def after_ask(self, database_id: bytes) -> Optional[bytes]:
         """The push's bytes after its tag (L{encoded_fields_after_ask}), once per database id."""
-        if database_id not in self._after_ask:
-            self._after_ask[database_id] = encoded_fields_after_ask(
+        if database_id not in self.afters:
+            self.afters[database_id] = encoded_fields_after_ask(
                 {
                     b"_command": PushChanges.commandName,
                     b"database_id": database_id,
-                    b"changes": self.payload(),
+                    b"changes": self.payload,
                     b"transfer": b"",
                 }
             )
-        return self._after_ask[database_id]
+        return self.afters[database_id]
 
     def send_from_thread(self) -> bool:
         """
@@ -771,7 +770,8 @@ class MasterReplication:
         accounts for them as for any push (MinAcks included), and
         L{abandon} forgets them if the store refuses the commit.
         """
-        self.abandon()  # nothing can be readied for a commit that never came back
+        if self._readied is not None:
+            self.abandon()  # nothing can be readied for a commit that never came back
         if not self.sessions:
             return None
         readied = _Readied(changes, [change_to_json(c) for c in changes])
