@@ -184,7 +184,8 @@ class PromptWriter:
             self._send_box(box)
             return
         with lock:
-            self._write_thread_tail()
+            if self._thread_tail:  # what a thread's send left over goes first
+                self._write_thread_tail()
             self._send_box(box)
 
     def thread_send(self, data: bytes) -> bool:
@@ -496,7 +497,8 @@ class ThreadCall(amp.AmpBox):
             with lock:
                 taken, self._taken = self._taken, True
                 if taken:
-                    protocol._write_thread_tail()
+                    if protocol._thread_tail:  # what the thread's send left over
+                        protocol._write_thread_tail()
                     return
         elif self._taken:
             return

@@ -186,7 +186,9 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
         return d.addCallbacks(self._serial_box, self._object_add_refused, errbackArgs=(proxy,))
 
     def _serial_box(self, change: Optional[Change]) -> amp.AmpBox:
-        return new_box({b"serial": b"%d" % self._serial(change)})
+        # L{_serial}, without its call (every admin's add is answered here)
+        serial = change.serial if change is not None else int(self.registry.store.serial)
+        return new_box({b"serial": b"%d" % serial})
 
     def _object_add_refused(self, failure: Failure, proxy: str) -> Failure:
         """L{object_add}'s refusals (L{_object_refusal}, L{_refusal}), as AMP sends them."""

@@ -168,7 +168,8 @@ class SlaveSession:
         if answer is self._frees:
             self._frees = None
             self._running = False
-            self._run_next()
+            if self._jobs:  # nothing queued behind it at one in flight
+                self._run_next()
 
     def _flush(self) -> Deferred[None]:
         self._flush_queued = False
