@@ -85,7 +85,8 @@ class AdminModel:
         self.require_writable()
         if proxy is None:
             raise DeploymentException("proxy is null")
-        self._managed("adding", proxy.identity)
+        if proxy.identity.category == str(self.registry.config.instance_name):
+            self._managed("adding", proxy.identity)  # refused: IceGrid's own category
         # an existing object is refused by the database's write itself
         # (ObjectExistsException), against the state it validates in: a look
         # here first was a second one on every admin's add
