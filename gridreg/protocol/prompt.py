@@ -108,6 +108,13 @@ _ASK = b"_ask"
 _ASK_KEY = _length(len(_ASK)) + _ASK
 
 
+def amp_field(data: bytes) -> bytes:
+    """A key or value as AMP writes it: its two-byte length, then its bytes."""
+    if len(data) > amp.MAX_VALUE_LENGTH:
+        raise ValueError(f"{len(data)} bytes: longer than an AMP value")
+    return _length(len(data)) + data
+
+
 def encoded_fields_after_ask(box: dict[bytes, bytes]) -> Optional[bytes]:
     """
     What L{serialize} writes for a call's whole C{box} (C{_command}
