@@ -179,8 +179,10 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
             return super().locateResponder(AdminObjectAdd.commandName)(box)  # type: ignore[no-any-return]
         # object_add's guards in one errback: a Deferred each was a tenth of the write here
         try:
-            self._require_master()
-            d = self.model.add_object(_proxy(proxy), type_id)
+            # before the proxy is parsed, as object_add checks: a replica that
+            # refuses writes says so first (ReadOnly, answered as NotMasterError)
+            self.model.require_writable()
+            d = self.model.add_object(_proxy(proxy), type_id, writable_checked=True)
         except Exception:
             d = fail()
         return d.addCallbacks(self._serial_box, self._object_add_refused, errbackArgs=(proxy,))

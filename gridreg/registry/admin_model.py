@@ -81,8 +81,15 @@ class AdminModel:
                 f"objects with identity category `{self._instance}' are managed by IceGrid"
             )
 
-    def add_object(self, proxy: Optional[Proxy], type_id: str) -> Deferred[Optional[Change]]:
-        self.require_writable()
+    def add_object(
+        self, proxy: Optional[Proxy], type_id: str, writable_checked: bool = False
+    ) -> Deferred[Optional[Change]]:
+        """
+        @param writable_checked: the caller has just called L{require_writable}
+            (the admin's add, which checks before it parses the proxy).
+        """
+        if not writable_checked:
+            self.require_writable()
         if proxy is None:
             raise DeploymentException("proxy is null")
         if proxy.identity.category == str(self.registry.config.instance_name):
