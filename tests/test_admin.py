@@ -398,6 +398,7 @@ class ResponderTests(SynchronousTestCase):
         self.patch(self.registry.role, "write_refusal", lambda: expected)
         for command, arguments in (
             (AdminObjectAdd, {"proxy": "x@A", "type": ""}),
+            (AdminObjectAdd, {"proxy": "x@", "type": ""}),  # the refusal before the parse
             (AdminObjectRemove, {"identity": "x"}),
             (AdminAdapterRemove, {"adapter_id": "Solo"}),
             (BeginTransfer, {"transfer": "t", "size": 10, "sha256": ""}),

@@ -480,6 +480,87 @@ class EndpointBytesKeptTests(HexTestCase):
         self.assertEqual(ice_encoding._endpoint_bytes, {})
 
 
+class ProxyTailKeptTests(HexTestCase):
+    """
+    L{OutputStream.write_proxy} keeps a proxy's bytes after its identity, by
+    those fields and the encoding: what it writes is what the field-by-field
+    marshaling writes, for every identity that shares them.
+    """
+
+    def setUp(self) -> None:
+        self.patch(ice_encoding, "_proxy_tails", {})
+
+    def field_by_field(self, proxy: Proxy, encoding: Version = ENCODING_1_1) -> bytes:
+        out = OutputStream(encoding)
+        out.write_identity(proxy.identity)
+        out._write_proxy_tail(proxy)
+        return out.getvalue()
+
+    def test_kept_bytes_are_the_marshaled_ones(self) -> None:
+        first = Proxy(Identity("dummy"), endpoints=(TCP_24081,))
+        self.assertHex(write(proxy=first), DUMMY_1_1_HEX)
+        self.assertHex(write(proxy=first), DUMMY_1_1_HEX)
+        self.assertEqual(len(ice_encoding._proxy_tails), 1)
+        other = attrs.evolve(first, identity=Identity("other", "cat"))
+        self.assertEqual(write(proxy=other), self.field_by_field(other))
+        self.assertEqual(len(ice_encoding._proxy_tails), 1)  # the same tail for both
+
+    def test_every_field_and_encoding(self) -> None:
+        """Proxies differing in any one field after the identity get their own bytes."""
+        base = Proxy(Identity("x", "c"), endpoints=(TCP_24081,))
+        variants = [
+            base,
+            EXOTIC,
+            attrs.evolve(base, facet="f"),
+            attrs.evolve(base, mode=ProxyMode.ONEWAY),
+            attrs.evolve(base, secure=True),
+            attrs.evolve(base, protocol=Version(1, 1)),
+            attrs.evolve(base, encoding=ENCODING_1_0),
+            attrs.evolve(base, endpoints=(TCP_24081, UdpEndpoint("239.1.2.3", 2))),
+            attrs.evolve(base, endpoints=(SslEndpoint("127.0.0.1", 24081, 60000),)),
+            Proxy(Identity("x"), adapter_id="A"),
+            Proxy(Identity("x"), adapter_id="B"),
+            Proxy(Identity("x")),
+        ]
+        for _ in range(2):
+            for proxy in variants:
+                for encoding in (ENCODING_1_1, ENCODING_1_0):
+                    self.assertEqual(
+                        write(encoding, proxy=proxy), self.field_by_field(proxy, encoding)
+                    )
+                    stream = InputStream(write(encoding, proxy=proxy), encoding)
+                    self.assertEqual(stream.read_proxy().identity, proxy.identity)  # type: ignore[union-attr]
+
+    def test_a_long_identity(self) -> None:
+        """Sizes of 255 and more take five bytes, as write_string writes them."""
+        proxy = Proxy(Identity("n" * 300, "c" * 255), endpoints=(TCP_24081,))
+        self.assertEqual(write(proxy=proxy), self.field_by_field(proxy))
+        self.assertEqual(InputStream(write(proxy=proxy)).read_proxy(), proxy)
+
+    def test_a_proxy_that_does_not_marshal_is_refused_every_time(self) -> None:
+        bad = Proxy(Identity("x"), mode=7)  # type: ignore[arg-type]
+        for _ in range(2):
+            self.assertRaises(MarshalError, OutputStream().write_proxy, bad)
+        self.assertRaises(
+            MarshalError, OutputStream().write_proxy, Proxy(Identity("\ud800", "\udc00"))
+        )
+        self.assertRaises(MarshalError, OutputStream().write_proxy, Proxy(Identity("\ud800")))
+        self.assertEqual(ice_encoding._proxy_tails, {})
+
+    def test_bounded(self) -> None:
+        self.patch(ice_encoding, "_PROXY_TAILS_KEPT", 3)
+        for port in range(10):
+            proxy = Proxy(Identity("x"), endpoints=(TcpEndpoint("h", port),))
+            self.assertEqual(InputStream(write(proxy=proxy)).read_proxy(), proxy)
+            self.assertLessEqual(len(ice_encoding._proxy_tails), 3)
+
+    def test_a_field_that_cannot_be_hashed_is_written_unkept(self) -> None:
+        opaque = OpaqueEndpoint(99, ENCODING_1_0, bytearray(b"\x01\x02\x03"))  # type: ignore[arg-type]
+        proxy = Proxy(Identity("x"), endpoints=(opaque,))
+        self.assertEqual(write(proxy=proxy), self.field_by_field(proxy))
+        self.assertEqual(ice_encoding._proxy_tails, {})
+
+
 def assert_count_refused(testcase: SynchronousTestCase, stream: InputStream, read: str) -> None:
     """The read fails on the count itself, before reading any element."""
     with testcase.assertRaises(MarshalError) as raised:

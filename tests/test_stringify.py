@@ -195,6 +195,13 @@ class CanonicalPrintTests(SynchronousTestCase):
 class ProxyParseTests(SynchronousTestCase):
     """The values a parsed proxy carries."""
 
+    def test_endpoints_right_after_the_identity(self) -> None:
+        """No space before the first endpoint, or some: the same proxy."""
+        expected = Proxy(Identity("o", "c"), endpoints=(TcpEndpoint("127.0.0.1", 10000),))
+        for text in ("c/o:tcp -h 127.0.0.1 -p 10000", "c/o :tcp -h 127.0.0.1 -p 10000"):
+            self.assertEqual(proxy_from_string(text), expected, text)
+        self.assertEqual(proxy_from_string("c/o@A"), Proxy(Identity("o", "c"), adapter_id="A"))
+
     def test_direct(self) -> None:
         proxy = proxy_from_string("DemoIceGrid/Locator:default -p 12000:default -p 12001")
         self.assertEqual(
@@ -345,6 +352,23 @@ class IdentityTests(SynchronousTestCase):
 
     def test_errors(self) -> None:
         for text in ("a/b/c", "cat/", "", "\\777"):
+            self.assertRaises(IdentityParseError, identity_from_string, text)
+
+    def test_plain_identities_split_as_the_escapes_decode(self) -> None:
+        """
+        Without a backslash (the quick split), what the escapes' decoding
+        gives: one slash splits, two or none after it refuse, non-ASCII too.
+        """
+        cases = {
+            "a/b": Identity("b", "a"),
+            "b": Identity("b"),
+            "/b": Identity("b"),
+            "cat egory/na me": Identity("na me", "cat egory"),
+            "é/ü": Identity("ü", "é"),
+        }
+        for text, identity in cases.items():
+            self.assertEqual(identity_from_string(text), identity, text)
+        for text in ("/", "a//", "//b", "a/b/", "é/"):
             self.assertRaises(IdentityParseError, identity_from_string, text)
 
 

@@ -530,6 +530,32 @@ class ThreadCallTests(TestCase):
         ).serialize()
         self.assertEqual(pending(peer), expected)
 
+    def test_a_pushs_bytes_after_its_tag_are_amps(self) -> None:
+        """
+        A commit's push, put together from the parts every push shares
+        (L{_Readied.after_ask}), is what L{encoded_fields_after_ask} writes
+        for its box; a database id longer than an AMP value is encoded whole.
+        """
+        from gridreg.registry.master import _Readied
+        from gridreg.store.records import Change, Mutation
+
+        for size in (1, 254, 255, 300):
+            change = Change(7, (Mutation("object", "k", {"proxy": "x" * size, "type": ""}),))
+            readied = _Readied([change], [f'{{"serial": 7, "pad": "{"x" * size}"}}'])
+            for database_id in (b"", b"d", b"a-database-id" * 20):
+                self.assertEqual(
+                    readied.after_ask(database_id),
+                    encoded_fields_after_ask(
+                        {
+                            b"_command": b"PushChanges",
+                            b"changes": readied.payload,
+                            b"database_id": database_id,
+                            b"transfer": b"",
+                        }
+                    ),
+                )
+            self.assertIsNone(readied.after_ask(b"d" * (amp.MAX_VALUE_LENGTH + 1)))
+
     def test_a_key_before_the_tag_is_not_encoded_apart(self) -> None:
         """A key that sorts before C{_ask} would move in AMP's order: no shared encoding."""
         self.assertIsNone(encoded_fields_after_ask({b"_command": b"Push", b"Serial": b"3"}))

@@ -150,6 +150,11 @@ def identity_from_string(text: str) -> Identity:
     @raise IdentityParseError: on a second unescaped C{/}, a bad escape or an
         empty name (Ice refuses identities without a name).
     """
+    if "\\" not in text and text.isascii() and text.count("/") < 2:
+        # no escape to decode and at most one slash (most identities): split as is
+        category, _, name = text.rpartition("/")
+        if name:
+            return Identity(name=name, category=category)
 
     def error(reason: str) -> IdentityParseError:
         return IdentityParseError(reason, text)

@@ -445,6 +445,8 @@ def proxy_from_string(
         raise IdentityParseError(f"{e.reason} (identity {token!r})", text) from None
     fields: dict[str, object] = {"identity": identity}
     while True:
+        if i < len(s) and s[i] in ":@":
+            break  # no space to skip (the endpoints right after the identity)
         i = _skip_space(s, i)
         if i == len(s) or s[i] in ":@":
             break

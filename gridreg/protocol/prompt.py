@@ -108,6 +108,13 @@ _ASK = b"_ask"
 _ASK_KEY = _length(len(_ASK)) + _ASK
 
 
+def amp_field(data: bytes) -> bytes:
+    """A key or value as AMP writes it: its two-byte length, then its bytes."""
+    if len(data) > amp.MAX_VALUE_LENGTH:
+        raise ValueError(f"{len(data)} bytes: longer than an AMP value")
+    return _length(len(data)) + data
+
+
 def encoded_fields_after_ask(box: dict[bytes, bytes]) -> Optional[bytes]:
     """
     What L{serialize} writes for a call's whole C{box} (C{_command}
@@ -184,7 +191,8 @@ class PromptWriter:
             self._send_box(box)
             return
         with lock:
-            self._write_thread_tail()
+            if self._thread_tail:  # what a thread's send left over goes first
+                self._write_thread_tail()
             self._send_box(box)
 
     def thread_send(self, data: bytes) -> bool:
@@ -457,7 +465,12 @@ class ThreadCall(amp.AmpBox):
         self[b"_command"] = command
         tag = protocol._nextTag()
         self[_ASK] = tag
-        self._sendTo(protocol.boxSender)
+        after_ask = self._after_ask  # L{_sendTo}'s bytes, without its call
+        self._data = (
+            serialize(self)
+            if after_ask is None or type(tag) is not bytes
+            else _ASK_KEY + _length(len(tag)) + tag + after_ask
+        )
         protocol._outstandingRequests[tag] = AnswerTo(receiver, args)
         return None
 
@@ -491,7 +504,8 @@ class ThreadCall(amp.AmpBox):
             with lock:
                 taken, self._taken = self._taken, True
                 if taken:
-                    protocol._write_thread_tail()
+                    if protocol._thread_tail:  # what the thread's send left over
+                        protocol._write_thread_tail()
                     return
         elif self._taken:
             return

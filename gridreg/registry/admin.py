@@ -179,14 +179,18 @@ class AdminResponder(TransferResponder, NodeAdminResponder):
             return super().locateResponder(AdminObjectAdd.commandName)(box)  # type: ignore[no-any-return]
         # object_add's guards in one errback: a Deferred each was a tenth of the write here
         try:
-            self._require_master()
-            d = self.model.add_object(_proxy(proxy), type_id)
+            # before the proxy is parsed, as object_add checks: a replica that
+            # refuses writes says so first (ReadOnly, answered as NotMasterError)
+            self.model.require_writable()
+            d = self.model.add_object(_proxy(proxy), type_id, writable_checked=True)
         except Exception:
             d = fail()
         return d.addCallbacks(self._serial_box, self._object_add_refused, errbackArgs=(proxy,))
 
     def _serial_box(self, change: Optional[Change]) -> amp.AmpBox:
-        return new_box({b"serial": b"%d" % self._serial(change)})
+        # L{_serial}, without its call (every admin's add is answered here)
+        serial = change.serial if change is not None else int(self.registry.store.serial)
+        return new_box({b"serial": b"%d" % serial})
 
     def _object_add_refused(self, failure: Failure, proxy: str) -> Failure:
         """L{object_add}'s refusals (L{_object_refusal}, L{_refusal}), as AMP sends them."""

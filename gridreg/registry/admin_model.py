@@ -26,7 +26,6 @@ from gridreg.ice.exceptions import (
     DeploymentException,
     NodeNotExistException,
     NodeUnreachableException,
-    ObjectExistsException,
     ObjectNotRegisteredException,
     RegistryNotExistException,
     RegistryUnreachableException,
@@ -82,13 +81,22 @@ class AdminModel:
                 f"objects with identity category `{self._instance}' are managed by IceGrid"
             )
 
-    def add_object(self, proxy: Optional[Proxy], type_id: str) -> Deferred[Optional[Change]]:
-        self.require_writable()
+    def add_object(
+        self, proxy: Optional[Proxy], type_id: str, writable_checked: bool = False
+    ) -> Deferred[Optional[Change]]:
+        """
+        @param writable_checked: the caller has just called L{require_writable}
+            (the admin's add, which checks before it parses the proxy).
+        """
+        if not writable_checked:
+            self.require_writable()
         if proxy is None:
             raise DeploymentException("proxy is null")
-        self._managed("adding", proxy.identity)
-        if self._state.find_object(proxy.identity) is not None:
-            raise ObjectExistsException(proxy.identity)
+        if proxy.identity.category == str(self.registry.config.instance_name):
+            self._managed("adding", proxy.identity)  # refused: IceGrid's own category
+        # an existing object is refused by the database's write itself
+        # (ObjectExistsException), against the state it validates in: a look
+        # here first was a second one on every admin's add
         return self.registry.database.add_object(proxy, type_id)
 
     def update_object(self, proxy: Optional[Proxy]) -> Deferred[Optional[Change]]:

@@ -17,6 +17,7 @@ per push was a C{callLater} and its cancellation on every write, per slave.
 from __future__ import annotations
 
 import json
+import struct
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
@@ -37,7 +38,12 @@ from gridreg.protocol.commands import (
     ReplicaSetChanged,
 )
 from gridreg.protocol.errors import DuplicateReplicaError, QuorumError, failure_reason
-from gridreg.protocol.prompt import PromptWriter, ThreadCall, encoded_fields_after_ask
+from gridreg.protocol.prompt import (
+    PromptWriter,
+    ThreadCall,
+    amp_field,
+    encoded_fields_after_ask,
+)
 from gridreg.registry.snapshot_stream import Run, SnapshotProducer, in_thread
 from gridreg.registry.replica_status import DISCONNECTED, FAILED, LIVE, SYNCING, ReplicaStatus
 from gridreg.registry.trace import TraceLevels
@@ -48,6 +54,15 @@ from gridreg.store.records import Change, change_to_json
 _BATCH_BYTES = 50_000
 #: a batch up to this size travels inside PushChanges, a larger one is chunked
 INLINE_BYTES = 60_000
+
+_length = struct.Struct("!H").pack
+
+#: a push's fields after its tag as AMP writes them, keys sorted (each after
+#: C{_ask}): its command and the key of its changes, then their value; the key
+#: of the database id, then its value; an empty transfer and the box's end
+_PUSH_HEAD = amp_field(b"_command") + amp_field(PushChanges.commandName) + amp_field(b"changes")
+_DATABASE_ID_KEY = amp_field(b"database_id")
+_PUSH_END = amp_field(b"transfer") + amp_field(b"") + b"\x00\x00"
 
 
 class SlaveSession:
@@ -168,7 +183,8 @@ class SlaveSession:
         if answer is self._frees:
             self._frees = None
             self._running = False
-            self._run_next()
+            if self._jobs:  # nothing queued behind it at one in flight
+                self._run_next()
 
     def _flush(self) -> Deferred[None]:
         self._flush_queued = False
@@ -210,13 +226,16 @@ class SlaveSession:
             or changes[0].serial != self.serial + 1
         ):
             return None
-        payload = readied.payload()
+        payload = readied.payload
         if len(payload) > _BATCH_BYTES:
             return None  # push() would split it, or chunk it
         database_id = self.database_id.encode("utf-8")
+        after_ask = readied.afters.get(database_id)
+        if after_ask is None:
+            after_ask = readied.after_ask(database_id)
         call = ThreadCall(
             protocol,
-            readied.after_ask(database_id),
+            after_ask,
             {b"database_id": database_id, b"changes": payload, b"transfer": b""},
         )
         # its timeout runs from the commit's end (L{prepared}): a slow commit of
@@ -429,31 +448,49 @@ class _Readied:
         #: every open session has a call here, and the write waits for two
         #: answers or more (L{send_from_thread} may then be quiet)
         self.every_session = False
-        self._payload: Optional[bytes] = None
-        #: per database id, the push's bytes after the tag
-        self._after_ask: dict[bytes, Optional[bytes]] = {}
+        #: the batch as one push carries it, encoded once for every slave
+        #: (change_to_json writes ASCII only: as many bytes on the wire as characters)
+        self.payload = ("[" + ",".join(texts) + "]").encode("ascii")
+        #: per database id, the push's bytes after the tag (L{after_ask}); None
+        #: for what is encoded whole
+        self.afters: dict[bytes, Optional[bytes]] = {}
         #: what went wrong on the store's thread, reported on the reactor
         self.thread_failure: Optional[Failure] = None
 
-    def payload(self) -> bytes:
-        """The batch as one push carries it, encoded once for every slave."""
-        if self._payload is None:
-            # change_to_json writes ASCII only: as many bytes on the wire as characters
-            self._payload = ("[" + ",".join(self.texts) + "]").encode("ascii")
-        return self._payload
-
     def after_ask(self, database_id: bytes) -> Optional[bytes]:
         """The push's bytes after its tag (L{encoded_fields_after_ask}), once per database id."""
-        if database_id not in self._after_ask:
-            self._after_ask[database_id] = encoded_fields_after_ask(
-                {
-                    b"_command": PushChanges.commandName,
-                    b"database_id": database_id,
-                    b"changes": self.payload(),
-                    b"transfer": b"",
-                }
-            )
-        return self._after_ask[database_id]
+        if database_id not in self.afters:
+            payload = self.payload
+            if (
+                type(database_id) is bytes
+                and len(database_id) <= amp.MAX_VALUE_LENGTH
+                and len(payload) <= amp.MAX_VALUE_LENGTH
+            ):
+                # the bytes encoded_fields_after_ask writes for this box, put
+                # together from the parts every push shares (its pass over the
+                # keys was a dozen calls per commit, before the commit starts)
+                after: Optional[bytes] = b"".join(
+                    (
+                        _PUSH_HEAD,
+                        _length(len(payload)),
+                        payload,
+                        _DATABASE_ID_KEY,
+                        _length(len(database_id)),
+                        database_id,
+                        _PUSH_END,
+                    )
+                )
+            else:
+                after = encoded_fields_after_ask(
+                    {
+                        b"_command": PushChanges.commandName,
+                        b"database_id": database_id,
+                        b"changes": payload,
+                        b"transfer": b"",
+                    }
+                )
+            self.afters[database_id] = after
+        return self.afters[database_id]
 
     def send_from_thread(self) -> bool:
         """
@@ -771,7 +808,8 @@ class MasterReplication:
         accounts for them as for any push (MinAcks included), and
         L{abandon} forgets them if the store refuses the commit.
         """
-        self.abandon()  # nothing can be readied for a commit that never came back
+        if self._readied is not None:
+            self.abandon()  # nothing can be readied for a commit that never came back
         if not self.sessions:
             return None
         readied = _Readied(changes, [change_to_json(c) for c in changes])

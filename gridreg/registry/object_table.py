@@ -258,7 +258,7 @@ class ObjectTable(Mapping[Identity, StoredObject]):
     def put(self, key: str, value: Mapping[str, str]) -> None:
         """Put an object record (its value as a mutation carries it)."""
         key = self._canonical(key)
-        self.remove(key)
+        self._remove_canonical(key)
         type_id = value["type"]
         type_id = self._types.setdefault(type_id, type_id)
         self._entries[key] = StoredObject(value["proxy"], type_id)
@@ -266,7 +266,10 @@ class ObjectTable(Mapping[Identity, StoredObject]):
             self._by_type.setdefault(type_id, {})[key] = None
 
     def remove(self, key: str) -> None:
-        key = self._canonical(key)
+        self._remove_canonical(self._canonical(key))
+
+    def _remove_canonical(self, key: str) -> None:
+        """L{remove} of a key spelt as L{object_key} does (L{put}'s, checked once)."""
         entry = self._entries.pop(key, None)
         if entry is None or self._by_type is None:
             return

@@ -11,6 +11,7 @@ are told after each change, which is how reply caches are invalidated.
 from __future__ import annotations
 
 import base64
+import binascii
 import gc
 import json
 import random
@@ -68,7 +69,11 @@ def encode_proxy_field(proxy: Proxy) -> str:
     """A proxy as stored: its exact 1.1 marshaling, base64, so nothing is lost."""
     out = OutputStream(ENCODING_1_1)
     out.write_proxy(proxy)
-    return base64.b64encode(out.getvalue()).decode("ascii")
+    # base64.b64encode's own call, without the wrapper's
+    return _b64(out.getvalue(), newline=False).decode("ascii")
+
+
+_b64 = binascii.b2a_base64
 
 
 def decode_proxy_field(text: str) -> Proxy:
@@ -102,7 +107,8 @@ def object_mutation(identity: Identity, info: Optional[ObjectInfo]) -> Mutation:
     value = {"proxy": proxy, "type": type_id}
     if type(type_id) is not str:
         return Mutation(OBJECT, object_key(identity), value)
-    text = f'{{"proxy":{_json_string(proxy)},"type":{_json_string(type_id)}}}'
+    # base64 needs no JSON escape: the proxy's text goes between quotes as it is
+    text = f'{{"proxy":"{proxy}","type":{_json_string(type_id)}}}'
     return Mutation(OBJECT, object_key(identity), value, text=text)
 
 
