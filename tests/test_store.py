@@ -464,6 +464,23 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         )
         self.assertEqual(self.records(store), expected)
 
+    def test_a_large_batch_writes_the_records_at_once(self) -> None:
+        """
+        More than PENDING_MAX records pending are written to their table in
+        the commit that makes them so: an open reads back little of the log.
+        """
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        self.successResultOf(store.commit([put("small")]))
+        self.assertEqual(self._table(store, "SELECT count(*) FROM records"), [(0,)])
+        many = [put(f"k{n}") for n in range(sqlite_module.PENDING_MAX)]
+        self.successResultOf(store.commit(many))
+        self.assertEqual(
+            self._table(store, "SELECT count(*) FROM records"), [(sqlite_module.PENDING_MAX + 1,)]
+        )
+        self.assertEqual(self._table(store, "SELECT serial FROM meta"), [(2,)])
+        self.assertEqual(len(self.records(store)), sqlite_module.PENDING_MAX + 1)
+
     def test_a_page_of_records_is_current(self) -> None:
         """
         A page read for a fresh slave's snapshot holds every commit so far:

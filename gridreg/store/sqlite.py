@@ -14,8 +14,9 @@ two registries can never share one data directory.
 
 A commit writes its changes to the log only; the records they change are
 kept in memory (L{SQLiteStore._pending}) and written to the records table
-once every L{PRUNE_EVERY} serials, in the commit that prunes the log, or
-before a page of records is read. Writing each record at once was a second
+once every L{PRUNE_EVERY} serials, in the commit that prunes the log (or
+at once when more than L{PENDING_MAX} are pending), or before a page of
+records is read. Writing each record at once was a second
 B-tree's leaf page (and now and then its split) per commit: about three
 WAL frames per commit against 1.3 now (C{bench/README.rst}, "Issue 9,
 eleventh session: WAL frames per commit"). Opening the file reads the
@@ -81,6 +82,11 @@ _NOT_AN_OBJECT = (
 #: delete in every commit was one more statement and one more page to write,
 #: and so was each record
 PRUNE_EVERY = 64
+
+#: the records are written to their table at once, whatever the serial, once
+#: this many are pending: what an open reads back from the log (and the memory
+#: the pending records take) stays small after a large batch
+PENDING_MAX = 256
 
 #: the last durable serial (C{meta}'s, or the changes log's last if that is
 #: later: a commit adds its change and leaves C{meta} alone), and the serial
@@ -493,6 +499,8 @@ class SQLiteStore(SerialStore):
         if last // PRUNE_EVERY != (changes[0].serial - 1) // PRUNE_EVERY:
             self._fold(db, last)
             db.execute("DELETE FROM changes WHERE serial <= ?", (last - self.log_retention,))
+        elif len(pending) > PENDING_MAX:
+            self._fold(db, last)
 
     def _fold(self, db: sqlite3.Connection, serial: int) -> None:
         """

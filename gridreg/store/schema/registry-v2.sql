@@ -14,7 +14,8 @@ INSERT INTO version (version) VALUES (2);
 -- Exactly one row: the lineage UUID and the serial the records table is at.
 -- The changes log holds every change after it (a commit writes only its change
 -- to the log; the records it changed are written to the records table once
--- every PRUNE_EVERY serials, in the commit that prunes the log): the last
+-- every PRUNE_EVERY serials, in the commit that prunes the log, or sooner when
+-- many are pending, see gridreg/store/sqlite.py): the last
 -- stored change is the log's last, unless the log holds none after it.
 CREATE TABLE meta (
     database_id TEXT NOT NULL,
