@@ -574,7 +574,8 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         """
         A file schema version 1 code wrote opens with everything it holds
         (records, serial, lineage, the log), is upgraded to the current
-        version once, and takes commits as any other.
+        version once (its records were current: meta's serial becomes the
+        last change's), and takes commits as any other.
         """
         path = self.mktemp()
         self.write_version_1(path)
@@ -600,6 +601,8 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
                 self._table(store, "SELECT version FROM version"),
                 [(sqlite_module.SCHEMA_VERSION,)],
             )
+            # the records were current: none of the log is read back at open
+            self.assertEqual(self._table(store, "SELECT serial FROM meta"), [(20,)])
             self.successResultOf(store.commit([put(f"new{opening}")]))
             expected["adapter"][f"new{opening}"] = {}
             self.successResultOf(store.close())

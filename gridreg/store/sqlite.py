@@ -279,13 +279,19 @@ class SQLiteStore(SerialStore):
 
     def _upgrade(self, db: sqlite3.Connection, version: int) -> None:
         """
-        Schema 1 to 2: the same tables, the records current; only the number
-        changes (version 1 code would read a version 2 file's records
-        without the log's changes after C{meta}'s serial, so it must refuse
-        it). One transaction, before anything is read.
+        Schema 1 to 2: the same tables; version 1's records are current, so
+        C{meta}'s serial becomes the last stored (an open then reads none of
+        the log back) and the number changes (version 1 code would read a
+        version 2 file's records without the log's changes after C{meta}'s
+        serial, so it must refuse it). One transaction, before anything is
+        read.
         """
         try:
             db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "UPDATE meta SET serial ="
+                " max(serial, coalesce((SELECT max(serial) FROM changes), 0))"
+            )
             db.execute("UPDATE version SET version = ?", (SCHEMA_VERSION,))
             db.execute("COMMIT")
         except BaseException:
