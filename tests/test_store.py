@@ -493,7 +493,9 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         self.successResultOf(store.commit([Mutation("object", '["c", "o"]', {"type": "::T"})]))
         page = self.successResultOf(store.snapshot_page("adapter", None, 10))
         self.assertEqual(page, [("a", '{"n":2}'), ("c", "{}")])
-        self.assertEqual(self.successResultOf(store.snapshot_page("adapter", "a", 10)), [("c", "{}")])
+        self.assertEqual(
+            self.successResultOf(store.snapshot_page("adapter", "a", 10)), [("c", "{}")]
+        )
         self.assertEqual(self._table(store, "SELECT serial FROM meta"), [(3,)])
         self.assertEqual(
             self.successResultOf(store.snapshot_page("object", None, 10)),
@@ -559,7 +561,9 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
             Change(15, [Mutation("adapter", "old", {})]),
             Change(16, [Mutation("adapter", "a", {"n": 1})]),
             Change(17, [Mutation("object", '["c", "o"]', {"proxy": "AAAA", "type": "::T"})]),
-            Change(18, [Mutation("adapter", "a", {"n": 2}), Mutation("application", "app", {"x": [1]})]),
+            Change(
+                18, [Mutation("adapter", "a", {"n": 2}), Mutation("application", "app", {"x": [1]})]
+            ),
             Change(19, [Mutation("adapter", "tmp", {})]),
             Change(20, [Mutation("adapter", "tmp", None)]),
         ]

@@ -286,6 +286,8 @@ class SQLiteStore(SerialStore):
         serial, so it must refuse it). One transaction, before anything is
         read.
         """
+        if db.execute("SELECT count(*) FROM meta").fetchone()[0] != 1:
+            raise StoreError(f"{self.filename}: not a gridreg database: bad meta table")
         try:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
