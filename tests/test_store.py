@@ -826,6 +826,10 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         assert store._db is not None
         self.assertEqual(store._db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
         self.assertEqual(store._db.execute("PRAGMA synchronous").fetchone()[0], 2)  # FULL
+        self.assertEqual(
+            store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0],
+            sqlite_module.WAL_AUTOCHECKPOINT,
+        )
 
     def open_with_objects(
         self, rows: str, prepare: Callable[[SQLiteStore], None] = lambda store: None

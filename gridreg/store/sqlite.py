@@ -99,8 +99,13 @@ _SERIAL_SQL = (
 #: C{(kind, key)}: the record's text, or None for a delete
 Pending = dict[tuple[str, str], Optional[str]]
 
-#: SQLite's default: the log is copied into the file once it holds this many pages
-WAL_AUTOCHECKPOINT = 1000
+#: the log is copied into the file once it holds this many pages (SQLite's
+#: default is 1,000): at about 1.2 pages per commit that is every ~330 commits,
+#: as the default was at three. A new log (one per open) grows until then, and
+#: while it grows each commit's fdatasync also writes the file's new size: 1.6-2
+#: times the CPU of a commit that overwrites the log in place
+#: (C{bench/README.rst}, "Issue 9, eleventh session: WAL frames per commit")
+WAL_AUTOCHECKPOINT = 400
 
 
 def load_schema(version: int) -> str:
@@ -253,6 +258,7 @@ class SQLiteStore(SerialStore):
             version = self._check_version(db, tables) if tables else None
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
             if version is None:
                 self._create(db)
             elif version != SCHEMA_VERSION:
