@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from zope.interface.verify import verifyObject
 
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.store.interfaces import IRegistryStore, SerialGapError, StoreError
@@ -423,6 +424,193 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
             )
             self.successResultOf(store.close())
 
+    def _table(self, store: SQLiteStore, sql: str) -> list[Any]:
+        assert store._db is not None
+        return store._db.execute(sql).fetchall()
+
+    def test_records_are_written_to_their_table_when_the_log_is_pruned(self) -> None:
+        """
+        A commit writes its change to the log only (one B-tree page, not
+        two); the records table gets the records, each key once, in the
+        commit that prunes the log, with meta's serial. Reads, the log and a
+        reopen see every commit all along.
+        """
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        self.fast_commits(store)
+        self.successResultOf(store.commit([put("gone")]))
+        for n in range(1, sqlite_module.PRUNE_EVERY - 2):
+            self.successResultOf(store.commit([put("a", n=n), put(f"k{n}")]))
+        self.successResultOf(store.commit([delete("gone")]))
+        self.assertEqual(store.serial, sqlite_module.PRUNE_EVERY - 1)
+        self.assertEqual(self._table(store, "SELECT kind, key FROM records"), [])
+        self.assertEqual(self._table(store, "SELECT serial FROM meta"), [(0,)])
+        expected = {"a": {"n": sqlite_module.PRUNE_EVERY - 3}}
+        expected.update({f"k{n}": {} for n in range(1, sqlite_module.PRUNE_EVERY - 2)})
+        self.assertEqual(self.records(store), expected)
+        self.assertEqual(len(self.changes_since(store, 0)), sqlite_module.PRUNE_EVERY - 1)
+        store = self.reopen(store)
+        self.assertEqual(self.successResultOf(store.open()).records["adapter"], expected)
+        self.addCleanup(store.close)
+        assert isinstance(store, SQLiteStore)
+        self.successResultOf(store.commit([put("last")]))
+        expected["last"] = {}
+        self.assertEqual(
+            dict(self._table(store, "SELECT key, json(value) FROM records")),
+            {key: json.dumps(value, separators=(",", ":")) for key, value in expected.items()},
+        )
+        self.assertEqual(
+            self._table(store, "SELECT serial FROM meta"), [(sqlite_module.PRUNE_EVERY,)]
+        )
+        self.assertEqual(self.records(store), expected)
+
+    def test_a_large_batch_writes_the_records_at_once(self) -> None:
+        """
+        More than PENDING_MAX records pending are written to their table in
+        the commit that makes them so: an open reads back little of the log.
+        """
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        self.successResultOf(store.commit([put("small")]))
+        self.assertEqual(self._table(store, "SELECT count(*) FROM records"), [(0,)])
+        many = [put(f"k{n}") for n in range(sqlite_module.PENDING_MAX)]
+        self.successResultOf(store.commit(many))
+        self.assertEqual(
+            self._table(store, "SELECT count(*) FROM records"), [(sqlite_module.PENDING_MAX + 1,)]
+        )
+        self.assertEqual(self._table(store, "SELECT serial FROM meta"), [(2,)])
+        self.assertEqual(len(self.records(store)), sqlite_module.PENDING_MAX + 1)
+
+    def test_a_page_of_records_is_current(self) -> None:
+        """
+        A page read for a fresh slave's snapshot holds every commit so far:
+        the records the log holds of its kind are written to the table first.
+        """
+        store = self.open_store()
+        assert isinstance(store, SQLiteStore)
+        self.successResultOf(store.commit([put("a", n=1), put("b"), put("c")]))
+        self.successResultOf(store.commit([delete("b"), put("a", n=2)]))
+        self.successResultOf(store.commit([Mutation("object", '["c", "o"]', {"type": "::T"})]))
+        page = self.successResultOf(store.snapshot_page("adapter", None, 10))
+        self.assertEqual(page, [("a", '{"n":2}'), ("c", "{}")])
+        self.assertEqual(
+            self.successResultOf(store.snapshot_page("adapter", "a", 10)), [("c", "{}")]
+        )
+        self.assertEqual(self._table(store, "SELECT serial FROM meta"), [(3,)])
+        self.assertEqual(
+            self.successResultOf(store.snapshot_page("object", None, 10)),
+            [('["c", "o"]', '{"type":"::T"}')],
+        )
+        self.successResultOf(store.commit([put("d")]))
+        self.assertEqual(store.serial, 4)
+        store = self.reopen(store)
+        state = self.successResultOf(store.open())
+        self.addCleanup(store.close)
+        self.assertEqual(state.records["adapter"], {"a": {"n": 2}, "c": {}, "d": {}})
+        self.assertEqual([c.serial for c in self.changes_since(store, 0)], [1, 2, 3, 4])
+
+    def test_a_failed_write_of_the_records_is_rolled_back(self) -> None:
+        """
+        The commit that writes the records to their table and prunes the log
+        fails whole: nothing of it stays, the records it would have written
+        are still read from the log, and the next commit writes them.
+        """
+        store = self.open_store(log_retention=2)
+        assert isinstance(store, SQLiteStore)
+        self.fast_commits(store)
+        for n in range(1, sqlite_module.PRUNE_EVERY):
+            self.successResultOf(store.commit([put(f"k{n}")]))
+        failing = self.fail_next(store, "UPDATE meta")
+        self.failureResultOf(store.commit([put("lost")]), StoreError)
+        self.assertTrue(failing.failed)
+        self.assertEqual(self._table(store, "SELECT count(*) FROM records"), [(0,)])
+        expected = {f"k{n}": {} for n in range(1, sqlite_module.PRUNE_EVERY)}
+        self.assertEqual(self.records(store), expected)
+        self.successResultOf(store.commit([put("next")]))
+        expected["next"] = {}
+        self.assertEqual(self._table(store, "SELECT count(*) FROM records"), [(len(expected),)])
+        self.assertEqual(self.records(store), expected)
+        self.assertEqual(
+            [c.serial for c in self.changes_since(store, store.serial - 2)],
+            [store.serial - 1, store.serial],
+        )
+        store = self.reopen(store)
+        self.assertEqual(self.successResultOf(store.open()).records["adapter"], expected)
+        self.addCleanup(store.close)
+
+    def write_version_1(self, path: str) -> None:
+        """
+        A file as schema version 1 code leaves it: the records current (a
+        commit wrote its records and its change), C{meta}'s serial that of
+        the last pruning (16), and the log's changes after it (17-19: a
+        put, an update, a put then a delete) already in the records.
+        """
+        os.makedirs(path)
+        db = sqlite3.connect(os.path.join(path, DB_FILENAME), isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript("BEGIN;\n" + load_schema(1))
+        db.execute("INSERT INTO meta (database_id, serial) VALUES ('lineage-1', 16)")
+        records = [
+            ("adapter", "a", '{"n":2}'),
+            ("adapter", "old", "{}"),
+            ("object", '["c", "o"]', '{"proxy":"AAAA","type":"::T"}'),
+            ("application", "app", '{"x":[1]}'),
+        ]
+        db.executemany("INSERT INTO records (kind, key, value) VALUES (?, ?, ?)", records)
+        log = [
+            Change(15, [Mutation("adapter", "old", {})]),
+            Change(16, [Mutation("adapter", "a", {"n": 1})]),
+            Change(17, [Mutation("object", '["c", "o"]', {"proxy": "AAAA", "type": "::T"})]),
+            Change(
+                18, [Mutation("adapter", "a", {"n": 2}), Mutation("application", "app", {"x": [1]})]
+            ),
+            Change(19, [Mutation("adapter", "tmp", {})]),
+            Change(20, [Mutation("adapter", "tmp", None)]),
+        ]
+        db.executemany(
+            "INSERT INTO changes (serial, body) VALUES (?, ?)",
+            [(c.serial, change_to_json(c)) for c in log],
+        )
+        db.execute("COMMIT")
+        db.close()
+
+    def test_a_version_1_file_is_upgraded_once(self) -> None:
+        """
+        A file schema version 1 code wrote opens with everything it holds
+        (records, serial, lineage, the log), is upgraded to the current
+        version once (its records were current: meta's serial becomes the
+        last change's), and takes commits as any other.
+        """
+        path = self.mktemp()
+        self.write_version_1(path)
+        expected = {
+            "adapter": {"a": {"n": 2}, "old": {}},
+            "object": {'["c", "o"]': {"proxy": "AAAA", "type": "::T"}},
+            "application": {"app": {"x": [1]}},
+            "replica": {},
+            "meta": {},
+        }
+        for opening in range(3):
+            store = SQLiteStore(path)
+            with capturedLogs() as events:
+                state = self.successResultOf(store.open())
+            upgrades = [e for e in events if "Upgraded" in e.get("log_format", "")]
+            self.assertEqual(len(upgrades), 1 if opening == 0 else 0)
+            self.assertEqual((state.database_id, state.serial), ("lineage-1", 20 + opening))
+            self.assertEqual({k: dict(v) for k, v in state.records.items()}, expected)
+            self.assertEqual(
+                [c.serial for c in self.changes_since(store, 14)], list(range(15, 21 + opening))
+            )
+            self.assertEqual(
+                self._table(store, "SELECT version FROM version"),
+                [(sqlite_module.SCHEMA_VERSION,)],
+            )
+            # the records were current: none of the log is read back at open
+            self.assertEqual(self._table(store, "SELECT serial FROM meta"), [(20,)])
+            self.successResultOf(store.commit([put(f"new{opening}")]))
+            expected["adapter"][f"new{opening}"] = {}
+            self.successResultOf(store.close())
+
     def reopen(self, store: IRegistryStore) -> IRegistryStore:
         assert isinstance(store, SQLiteStore)
         self.successResultOf(store.close())
@@ -638,6 +826,10 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         assert store._db is not None
         self.assertEqual(store._db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
         self.assertEqual(store._db.execute("PRAGMA synchronous").fetchone()[0], 2)  # FULL
+        self.assertEqual(
+            store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0],
+            sqlite_module.WAL_AUTOCHECKPOINT,
+        )
 
     def open_with_objects(
         self, rows: str, prepare: Callable[[SQLiteStore], None] = lambda store: None
@@ -693,8 +885,9 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
 
     def test_newer_schema_version(self) -> None:
         path = self.mktemp()
-        self.set_version(path, 2)
-        self.assert_open_fails(path, "schema version 2 is newer")
+        newer = sqlite_module.SCHEMA_VERSION + 1
+        self.set_version(path, newer)
+        self.assert_open_fails(path, f"schema version {newer} is newer")
 
     def test_unknown_schema_version(self) -> None:
         path = self.mktemp()

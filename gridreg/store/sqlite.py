@@ -11,6 +11,16 @@ L{SQLiteStore.read_ahead}, and hand the file over to the executor).  The
 file is in WAL mode with C{synchronous=FULL}, so a commit is on disk before
 its Deferred fires, and it is held with an exclusive lock while open, so
 two registries can never share one data directory.
+
+A commit writes its changes to the log only; the records they change are
+kept in memory (L{SQLiteStore._pending}) and written to the records table
+once every L{PRUNE_EVERY} serials, in the commit that prunes the log (or
+at once when more than L{PENDING_MAX} are pending), or before a page of
+records is read. Writing each record at once was a second
+B-tree's leaf page (and now and then its split) per commit: about three
+WAL frames per commit against 1.3 now (C{bench/README.rst}, "Issue 9,
+eleventh session: WAL frames per commit"). Opening the file reads the
+records, then applies the log's changes after C{meta}'s serial.
 """
 
 from __future__ import annotations
@@ -49,8 +59,9 @@ from gridreg.store.records import (
 
 T = TypeVar("T")
 
-#: The schema version this code reads and writes.
-SCHEMA_VERSION = 1
+#: The schema version this code reads and writes (1 is upgraded on open: see
+#: C{schema/registry-v2.sql}).
+SCHEMA_VERSION = 2
 
 #: The database file's name inside the data directory.
 DB_FILENAME = "registry.sqlite"
@@ -66,19 +77,35 @@ _NOT_AN_OBJECT = (
     " ELSE json_type(CASE WHEN json_valid(value) THEN value END) IS NOT 'object' END)"
 )
 
-#: the changes log is pruned to its retention once every this many serials: a
-#: delete in every commit was one more statement and one more page to write
+#: the changes log is pruned to its retention, and the records its changes
+#: touched are written to the records table, once every this many serials: a
+#: delete in every commit was one more statement and one more page to write,
+#: and so was each record
 PRUNE_EVERY = 64
 
-#: the last durable serial: C{meta}'s, or the changes log's last if that is
-#: later (a commit adds its change and leaves C{meta} alone: one page, one
-#: WAL frame and one statement fewer per commit)
+#: the records are written to their table at once, whatever the serial, once
+#: this many are pending: what an open reads back from the log (and the memory
+#: the pending records take) stays small after a large batch
+PENDING_MAX = 256
+
+#: the last durable serial (C{meta}'s, or the changes log's last if that is
+#: later: a commit adds its change and leaves C{meta} alone), and the serial
+#: the records table is at (C{meta}'s)
 _SERIAL_SQL = (
-    "SELECT database_id, max(serial, coalesce((SELECT max(serial) FROM changes), 0)) FROM meta"
+    "SELECT database_id, max(serial, coalesce((SELECT max(serial) FROM changes), 0)), serial"
+    " FROM meta"
 )
 
-#: SQLite's default: the log is copied into the file once it holds this many pages
-WAL_AUTOCHECKPOINT = 1000
+#: C{(kind, key)}: the record's text, or None for a delete
+Pending = dict[tuple[str, str], Optional[str]]
+
+#: the log is copied into the file once it holds this many pages (SQLite's
+#: default is 1,000): at about 1.2 pages per commit that is every ~330 commits,
+#: as the default was at three. A new log (one per open) grows until then, and
+#: while it grows each commit's fdatasync also writes the file's new size: 1.6-2
+#: times the CPU of a commit that overwrites the log in place
+#: (C{bench/README.rst}, "Issue 9, eleventh session: WAL frames per commit")
+WAL_AUTOCHECKPOINT = 400
 
 
 def load_schema(version: int) -> str:
@@ -121,6 +148,9 @@ class SQLiteStore(SerialStore):
         #: the last durable serial, as the executor's thread sees it
         self._durable = 0
         self._db: sqlite3.Connection | None = None
+        #: the records the log holds past C{meta}'s serial, not yet written to
+        #: the records table (executor's thread); None: to be read from the log
+        self._pending: Optional[Pending] = None
         #: the thread L{read_ahead} started, and what it found
         self._ahead: Optional[_ReadAhead] = None
         #: finds the object keys the state must look at (see
@@ -198,6 +228,7 @@ class SQLiteStore(SerialStore):
             except sqlite3.DatabaseError as e:
                 raise StoreError(f"{self.filename}: not a gridreg database: {e}") from e
         except BaseException:
+            self._pending = None
             db.close()
             raise
         self._db = db
@@ -224,16 +255,19 @@ class SQLiteStore(SerialStore):
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.filename}: not a gridreg database: {e}") from e
         try:
-            if tables:
-                self._check_version(db, tables)
+            version = self._check_version(db, tables) if tables else None
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            if not tables:
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+            if version is None:
                 self._create(db)
+            elif version != SCHEMA_VERSION:
+                self._upgrade(db, version)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.filename}: not a gridreg database: {e}") from e
 
-    def _check_version(self, db: sqlite3.Connection, tables: set[str]) -> None:
+    def _check_version(self, db: sqlite3.Connection, tables: set[str]) -> int:
+        """The file's schema version, if this code reads it."""
         if "version" not in tables:
             raise StoreError(f"{self.filename}: not a gridreg database: no version table")
         rows = db.execute("SELECT version FROM version").fetchall()
@@ -245,8 +279,39 @@ class SQLiteStore(SerialStore):
                 f"{self.filename}: schema version {version} is newer than this gridreg"
                 f" supports ({SCHEMA_VERSION}); run a newer gridreg"
             )
-        if version != SCHEMA_VERSION:
+        if version not in (1, SCHEMA_VERSION):
             raise StoreError(f"{self.filename}: unknown schema version {version}")
+        return version  # type: ignore[no-any-return]
+
+    def _upgrade(self, db: sqlite3.Connection, version: int) -> None:
+        """
+        Schema 1 to 2: the same tables; version 1's records are current, so
+        C{meta}'s serial becomes the last stored (an open then reads none of
+        the log back) and the number changes (version 1 code would read a
+        version 2 file's records without the log's changes after C{meta}'s
+        serial, so it must refuse it). One transaction, before anything is
+        read.
+        """
+        if db.execute("SELECT count(*) FROM meta").fetchone()[0] != 1:
+            raise StoreError(f"{self.filename}: not a gridreg database: bad meta table")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "UPDATE meta SET serial ="
+                " max(serial, coalesce((SELECT max(serial) FROM changes), 0))"
+            )
+            db.execute("UPDATE version SET version = ?", (SCHEMA_VERSION,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.rollback()
+            raise
+        self.log.info(
+            "Upgraded registry database {filename} from schema version {old} to {new}",
+            filename=self.filename,
+            old=version,
+            new=SCHEMA_VERSION,
+        )
 
     def _create(self, db: sqlite3.Connection) -> None:
         """Create schema and lineage in one transaction: all or nothing."""
@@ -275,10 +340,15 @@ class SQLiteStore(SerialStore):
         meta = db.execute(_SERIAL_SQL).fetchall()
         if len(meta) != 1:
             raise StoreError(f"{self.filename}: not a gridreg database: bad meta table")
+        database_id, serial, folded = meta[0]
+        if self._pending is None:
+            self._pending = self._pending_in_log(db, folded)
+        pending = self._pending
         records: dict[str, Any] = {}
         for kind in KINDS:
             if encoded and kind in ENCODED_KINDS:
                 texts = self._texts(db, kind)  # checked as they are read: one pass
+                _apply_pending(texts, kind, pending, str)
                 odd = None
                 if kind == "object" and self.find_odd_keys is not None:
                     odd = self.find_odd_keys(texts)
@@ -286,11 +356,26 @@ class SQLiteStore(SerialStore):
                 continue
             rows = db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,))
             try:
-                records[kind] = {key: json.loads(value) for key, value in rows}
+                values = {key: json.loads(value) for key, value in rows}
             except ValueError as e:
                 raise StoreError(f"{self.filename}: corrupt {kind} record: {e}") from e
-        database_id, serial = meta[0]
+            _apply_pending(values, kind, pending, json.loads)
+            records[kind] = values
         return StoreState(database_id, serial, records)
+
+    def _pending_in_log(self, db: sqlite3.Connection, folded: int) -> Pending:
+        """The records of the log's changes after serial C{folded}, the last of each key."""
+        pending: Pending = {}
+        for (body,) in db.execute(
+            "SELECT body FROM changes WHERE serial > ? ORDER BY serial", (folded,)
+        ):
+            try:
+                change = change_from_json(body)
+                for m in change.mutations:
+                    pending[m.kind, m.key] = None if m.value is None else encode_value(m)
+            except ValueError as e:
+                raise StoreError(f"{self.filename}: corrupt change in the log: {e}") from e
+        return pending
 
     def _texts(self, db: sqlite3.Connection, kind: str) -> dict[str, str]:
         """
@@ -391,37 +476,72 @@ class SQLiteStore(SerialStore):
         return self._durable
 
     def _persist_all(self, changes: list[Change]) -> None:
-        self._in_transaction(self._write_changes, changes)
+        if self._pending is None:  # a failed write's: what the file holds
+            self._pending = self._read_pending()
+        try:
+            self._in_transaction(self._write_changes, changes)
+        except BaseException:
+            self._pending = None  # changed in the transaction rolled back
+            raise
         self._durable = changes[-1].serial
 
+    def _read_pending(self) -> Pending:
+        with self._errors() as db:
+            (folded,) = db.execute("SELECT serial FROM meta").fetchone()
+            return self._pending_in_log(db, folded)
+
     def _write_changes(self, db: sqlite3.Connection, changes: list[Change]) -> None:
-        """A batch's records, log entries and (when pruning) serial, in the open transaction."""
+        """A batch's log entries and (when pruning) records and serial, in the open transaction."""
         last = changes[-1].serial
+        pending = self._pending
+        assert pending is not None
         bodies = []
         # in change order: a key written then deleted in one batch ends deleted
         for change in changes:
             texts: list[Optional[str]] = []
             for m in change.mutations:
-                if m.value is None:
-                    texts.append(None)
-                    db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (m.kind, m.key))
-                else:
-                    text = encode_value(m)
-                    texts.append(text)
-                    db.execute(
-                        "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
-                        (m.kind, m.key, text),
-                    )
+                text = None if m.value is None else encode_value(m)
+                texts.append(text)
+                pending[m.kind, m.key] = text
             # a pushed change's own text (Change.text) as it is; else put
             # together around the values' texts: each value is encoded once
             body = change.text
             bodies.append((change.serial, change_to_json(change, texts) if body is None else body))
         db.executemany("INSERT INTO changes (serial, body) VALUES (?, ?)", bodies)
         # the log's last change is the serial (see _SERIAL_SQL): meta is
-        # written only when the log is pruned, before it could lose it
+        # written only when the records are, before the log could lose them
         if last // PRUNE_EVERY != (changes[0].serial - 1) // PRUNE_EVERY:
-            db.execute("UPDATE meta SET serial = ?", (last,))
+            self._fold(db, last)
             db.execute("DELETE FROM changes WHERE serial <= ?", (last - self.log_retention,))
+        elif len(pending) > PENDING_MAX:
+            self._fold(db, last)
+
+    def _fold(self, db: sqlite3.Connection, serial: int) -> None:
+        """
+        Write the pending records to the records table and C{meta}'s serial
+        (the log's changes up to C{serial} are then in the records), in the
+        open transaction; each key once, however often it changed since.
+        """
+        pending = self._pending
+        assert pending is not None
+        deletes = [kind_key for kind_key, text in pending.items() if text is None]
+        if deletes:
+            db.executemany("DELETE FROM records WHERE kind = ? AND key = ?", deletes)
+        if len(deletes) < len(pending):
+            db.executemany(
+                "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
+                [(kind, key, text) for (kind, key), text in pending.items() if text is not None],
+            )
+        db.execute("UPDATE meta SET serial = ?", (serial,))
+        pending.clear()
+
+    def _fold_now(self) -> None:
+        """Write the pending records in a transaction of their own (before a page is read)."""
+        try:
+            self._in_transaction(self._fold, self._durable)
+        except BaseException:
+            self._pending = None
+            raise
 
     def changes_since(self, serial: int) -> Deferred[list[Change] | None]:
         return self._run(self._changes_since, serial)
@@ -461,6 +581,7 @@ class SQLiteStore(SerialStore):
 
         self._in_transaction(replace)
         self._durable = state.serial
+        self._pending = {}
 
     def snapshot(self) -> Deferred[StoreState]:
         return self._run(self._snapshot)
@@ -481,6 +602,11 @@ class SQLiteStore(SerialStore):
 
     def _snapshot_page(self, kind: str, after: Optional[str], limit: int) -> list[tuple[str, str]]:
         # one kind at a time: a column fewer to make a string of, a fifth of the read
+        if self._pending is None:
+            self._pending = self._read_pending()
+        # the records table first, if the log holds records of the kind it lacks
+        if any(pending_kind == kind for pending_kind, _ in self._pending):
+            self._fold_now()
         with self._errors() as db:
             if after is None:
                 cursor = db.execute(
@@ -516,9 +642,23 @@ class SQLiteStore(SerialStore):
         return d.addBoth(lambda result: self._executor.stop().addCallback(lambda _: result))
 
     def _close(self) -> None:
+        self._pending = None
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _apply_pending(
+    values: dict[str, Any], kind: str, pending: Pending, decode: Callable[[str], Any]
+) -> None:
+    """C{pending}'s records of C{kind} put into (or deleted from) C{values}, each C{decode}d."""
+    for (pending_kind, key), text in pending.items():
+        if pending_kind != kind:
+            continue
+        if text is None:
+            values.pop(key, None)
+        else:
+            values[key] = decode(text)
 
 
 class SQLiteBulkLoad:
@@ -587,6 +727,7 @@ class SQLiteBulkLoad:
             finally:
                 db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         self.store._durable = serial  # on the executor's thread, as its commits set it
+        self.store._pending = {}
         self._database_id, self._serial = database_id, serial
 
     def abort(self) -> None:
