@@ -422,6 +422,41 @@ def build_gridreg_store(data_dir: Path, category: str, prefix: str, count: int) 
     return Deferred.fromCoroutine(build())
 
 
+def build_gridreg_store_from(
+    reactor: Any, root: Path | None, data_dir: Path, category: str, prefix: str, count: int
+) -> Deferred[object]:
+    """
+    L{build_gridreg_store}, by the checkout C{root}'s own code (a process
+    of its own) when given: a store is written in the schema of the
+    gridreg that will open it (a baseline older than this checkout refuses
+    a newer schema).
+    """
+    if root is None:
+        return build_gridreg_store(data_dir, category, prefix, count)
+    from twisted.internet.utils import getProcessOutputAndValue
+
+    script = (
+        "import sys; from twisted.internet import task; from pathlib import Path;"
+        "from bench._grid import build_gridreg_store;"
+        "task.react(lambda r: build_gridreg_store(Path(sys.argv[1]), sys.argv[2],"
+        " sys.argv[3], int(sys.argv[4])))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(root))
+
+    def built(result: tuple[bytes, bytes, int]) -> None:
+        out, err, code = result
+        if code != 0:
+            raise RuntimeError(f"building the store from {root} failed: {err.decode(errors='replace')}")
+
+    return getProcessOutputAndValue(
+        sys.executable,
+        ["-c", script, str(data_dir), category, prefix, str(count)],
+        env=env,
+        path=str(root),
+        reactor=reactor,
+    ).addCallback(built)
+
+
 # -- observing ---------------------------------------------------------------------
 
 

@@ -46,7 +46,7 @@ import tests._processes as processes
 from bench._grid import (
     MASTER,
     Grid,
-    build_gridreg_store,
+    build_gridreg_store_from,
     object_name,
     open_writer,
     parse_identity,
@@ -108,7 +108,7 @@ async def filled_master(
 ) -> None:
     """Start C{grid}'s master holding C{count} objects; return once it answers for the last."""
     if grid.kind == "gridreg":
-        await build_gridreg_store(grid.data_dir(MASTER), CATEGORY, PREFIX, count)
+        await build_gridreg_store_from(reactor, root, grid.data_dir(MASTER), CATEGORY, PREFIX, count)
         with _From(root):
             await grid.start(MASTER)
     else:
