@@ -294,18 +294,16 @@ class SQLiteStore(SerialStore):
         """
         if db.execute("SELECT count(*) FROM meta").fetchone()[0] != 1:
             raise StoreError(f"{self.filename}: not a gridreg database: bad meta table")
-        try:
+
+        def upgrade() -> None:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "UPDATE meta SET serial ="
                 " max(serial, coalesce((SELECT max(serial) FROM changes), 0))"
             )
             db.execute("UPDATE version SET version = ?", (SCHEMA_VERSION,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.rollback()
-            raise
+
+        _all_or_nothing(db, upgrade)
         self.log.info(
             "Upgraded registry database {filename} from schema version {old} to {new}",
             filename=self.filename,
@@ -316,15 +314,13 @@ class SQLiteStore(SerialStore):
     def _create(self, db: sqlite3.Connection) -> None:
         """Create schema and lineage in one transaction: all or nothing."""
         database_id = str(uuid.uuid4())
-        try:
+
+        def create() -> None:
             # executescript() leaves the transaction it began open.
             db.executescript("BEGIN IMMEDIATE;\n" + load_schema(SCHEMA_VERSION))
             db.execute("INSERT INTO meta (database_id, serial) VALUES (?, 0)", (database_id,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.rollback()
-            raise
+
+        _all_or_nothing(db, create)
         self.log.info(
             "Created registry database {filename} (database {database_id})",
             filename=self.filename,
@@ -646,6 +642,22 @@ class SQLiteStore(SerialStore):
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _all_or_nothing(db: sqlite3.Connection, begin_and_write: Callable[[], None]) -> None:
+    """
+    Run C{begin_and_write} (which opens the transaction and writes) and
+    commit, or roll back whatever it began: a file's creation and its
+    upgrade, before the store's own L{SQLiteStore._in_transaction} has a
+    connection to run on.
+    """
+    try:
+        begin_and_write()
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
 
 
 def _apply_pending(
