@@ -20,7 +20,8 @@ C{protocol}, C{twisted.protocols.amp}; L{bench._slave_floor}), connects to
 gridreg's master and exits once the master has answered; C{floor-app},
 the same plus C{twisted.application.internet} (Twisted's services and the
 C{ClientService} a slave's session runs on); and C{python -c pass} (ready
-= its exit)::
+= its exit), beside C{python -S -c pass}, the interpreter without C{site}
+(whose C{.pth} files, a sandbox's among them, any Python program pays)::
 
     python -m bench.slave_startup [--objects 10000] [--runs 7] [--baseline DIR] [--floor]
         [--json FILE]
@@ -35,7 +36,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
@@ -84,7 +85,10 @@ FLOORS: dict[str, Optional[list[str]]] = {
     "floor": [],
     "floor-app": ["twisted.application.internet"],
     "python -c pass": None,
+    "python -S -c pass": None,
 }
+#: the interpreter's own flags for the floors that import nothing
+INTERPRETER_FLAGS: dict[str, list[str]] = {"python -S -c pass": ["-S"]}
 FLOOR_SCRIPT = Path(__file__).resolve().parent / "_slave_floor.py"
 
 
@@ -103,12 +107,12 @@ class _From:
         processes.REPO_ROOT = self.own
 
 
-async def filled_master(
-    reactor: Any, grid: Grid, count: int, root: Optional[Path] = None
-) -> None:
+async def filled_master(reactor: Any, grid: Grid, count: int, root: Optional[Path] = None) -> None:
     """Start C{grid}'s master holding C{count} objects; return once it answers for the last."""
     if grid.kind == "gridreg":
-        await build_gridreg_store_from(reactor, root, grid.data_dir(MASTER), CATEGORY, PREFIX, count)
+        await build_gridreg_store_from(
+            reactor, root, grid.data_dir(MASTER), CATEGORY, PREFIX, count
+        )
         with _From(root):
             await grid.start(MASTER)
     else:
@@ -173,15 +177,17 @@ class _FloorProcess(ProcessProtocol):
         self.ended.callback(time.monotonic())
 
 
-async def floor_process(reactor: Any, modules: Optional[list[str]], port: int) -> dict[str, Any]:
+async def floor_process(
+    reactor: Any, modules: Optional[list[str]], port: int, flags: Sequence[str] = ()
+) -> dict[str, Any]:
     """
     One C{--floor} process (C{modules}: see L{FLOORS}): launch to the master's
-    first answer (C{python -c pass}: to its end), and its CPU then.
+    first answer (C{python [flags] -c pass}: to its end), and its CPU then.
     """
     import sys
 
     if modules is None:
-        argv = [sys.executable, "-c", "pass"]
+        argv = [sys.executable, *flags, "-c", "pass"]
     else:
         argv = [sys.executable, str(FLOOR_SCRIPT), "127.0.0.1", str(port), *modules]
     process = _FloorProcess()
@@ -288,7 +294,12 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 )
             for kind in floors:  # the same master's port: gridreg's, else IceGrid's
                 master = grids.get("gridreg") or next(iter(grids.values()))
-                result = await floor_process(reactor, FLOORS[kind], master.client_port(MASTER))
+                result = await floor_process(
+                    reactor,
+                    FLOORS[kind],
+                    master.client_port(MASTER),
+                    INTERPRETER_FLAGS.get(kind, ()),
+                )
                 results[kind].append(result)
                 out(f"  round {number + 1}: {kind}: ready {result['ready_ms']:.0f} ms")
     finally:
@@ -319,7 +330,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         out(
             "floor: Twisted's reactor, defer, protocol and amp imported, connected, the "
             "master's first bytes read (floor-app: and twisted.application.internet); "
-            "python -c pass: launch to exit"
+            "python -c pass: launch to exit (-S: without site and its .pth files)"
         )
     for kind in (LEAN, BASELINE):
         if not (args.timeline and results.get(kind)):

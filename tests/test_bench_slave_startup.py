@@ -131,7 +131,7 @@ class FloorTests(TestCase):
         from twisted.internet import reactor
         from twisted.internet.protocol import Factory, Protocol
 
-        from bench.slave_startup import FLOORS, floor_process
+        from bench.slave_startup import FLOORS, INTERPRETER_FLAGS, floor_process
 
         class Greet(Protocol):
             def connectionMade(self) -> None:
@@ -144,8 +144,12 @@ class FloorTests(TestCase):
             result = await floor_process(reactor, FLOORS[kind], number)
             self.assertGreater(result["cpu_ms"], 0)
             self.assertGreater(result["exit_ms"], result["ready_ms"])
-        passed = await floor_process(reactor, FLOORS["python -c pass"], number)
-        self.assertEqual(passed["ready_ms"], passed["exit_ms"])
+        for kind in ("python -c pass", "python -S -c pass"):
+            passed = await floor_process(
+                reactor, FLOORS[kind], number, INTERPRETER_FLAGS.get(kind, ())
+            )
+            self.assertEqual(passed["ready_ms"], passed["exit_ms"])
+            self.assertGreater(passed["exit_ms"], 0)
 
     async def test_a_floor_that_never_hears_the_master_fails(self) -> None:
         from twisted.internet import reactor
