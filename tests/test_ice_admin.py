@@ -29,7 +29,6 @@ from gridreg.ice.exceptions import (
     ObjectExistsException,
     ObjectNotExistError,
     ObjectNotRegisteredException,
-    OperationNotExistError,
     PermissionDeniedException,
     RegistryNotExistException,
     ServerNotExistException,
