@@ -151,6 +151,9 @@ class SQLiteStore(SerialStore):
         #: the records the log holds past C{meta}'s serial, not yet written to
         #: the records table (executor's thread); None: to be read from the log
         self._pending: Optional[Pending] = None
+        #: the first serial whose change may be among L{_pending} (None: none
+        #: is pending); a snapshot begun after it needs its records in the table
+        self._pending_from: Optional[int] = None
         #: the thread L{read_ahead} started, and what it found
         self._ahead: Optional[_ReadAhead] = None
         #: finds the object keys the state must look at (see
@@ -361,6 +364,7 @@ class SQLiteStore(SerialStore):
 
     def _pending_in_log(self, db: sqlite3.Connection, folded: int) -> Pending:
         """The records of the log's changes after serial C{folded}, the last of each key."""
+        self._pending_from = folded + 1
         pending: Pending = {}
         for (body,) in db.execute(
             "SELECT body FROM changes WHERE serial > ? ORDER BY serial", (folded,)
@@ -491,6 +495,8 @@ class SQLiteStore(SerialStore):
         last = changes[-1].serial
         pending = self._pending
         assert pending is not None
+        if not pending:
+            self._pending_from = changes[0].serial
         bodies = []
         # in change order: a key written then deleted in one batch ends deleted
         for change in changes:
@@ -530,6 +536,7 @@ class SQLiteStore(SerialStore):
             )
         db.execute("UPDATE meta SET serial = ?", (serial,))
         pending.clear()
+        self._pending_from = None
 
     def _fold_now(self) -> None:
         """Write the pending records in a transaction of their own (before a page is read)."""
@@ -578,6 +585,7 @@ class SQLiteStore(SerialStore):
         self._in_transaction(replace)
         self._durable = state.serial
         self._pending = {}
+        self._pending_from = None
 
     def snapshot(self) -> Deferred[StoreState]:
         return self._run(self._snapshot)
@@ -587,21 +595,28 @@ class SQLiteStore(SerialStore):
             return self._load(db)
 
     def snapshot_page(
-        self, kind: str, after: Optional[str], limit: int
+        self, kind: str, after: Optional[str], limit: int, since: Optional[int] = None
     ) -> Deferred[list[tuple[str, str]]]:
         # on the executor: a page is never read in the middle of a commit
-        return self._executor.submit(self._snapshot_page, kind, after, limit)
+        return self._executor.submit(self._snapshot_page, kind, after, limit, since)
 
     def run_with_file(self, job: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run C{job} where the file is used (the executor), after the work queued before."""
         return self._executor.submit(job, *args)
 
-    def _snapshot_page(self, kind: str, after: Optional[str], limit: int) -> list[tuple[str, str]]:
+    def _snapshot_page(
+        self, kind: str, after: Optional[str], limit: int, since: Optional[int] = None
+    ) -> list[tuple[str, str]]:
         # one kind at a time: a column fewer to make a string of, a fifth of the read
         if self._pending is None:
             self._pending = self._read_pending()
         # the records table first, if the log holds records of the kind it lacks
-        if any(pending_kind == kind for pending_kind, _ in self._pending):
+        # from serial `since` or before; later ones the snapshot's catch-up brings,
+        # so writes while a snapshot is paged cost no transaction (and fsync) per page
+        pending_from = self._pending_from
+        if (
+            since is None or pending_from is None or pending_from <= since
+        ) and any(pending_kind == kind for pending_kind, _ in self._pending):
             self._fold_now()
         with self._errors() as db:
             if after is None:
@@ -740,6 +755,7 @@ class SQLiteBulkLoad:
                 db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         self.store._durable = serial  # on the executor's thread, as its commits set it
         self.store._pending = {}
+        self.store._pending_from = None
         self._database_id, self._serial = database_id, serial
 
     def abort(self) -> None:
