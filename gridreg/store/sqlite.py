@@ -69,12 +69,27 @@ DB_FILENAME = "registry.sqlite"
 #: between keys and texts in one read (L{SQLiteStore._texts}): never in a valid JSON text
 _SEPARATOR = "\x1f"
 
+#: records read per joined string (L{SQLiteStore._texts}): the string, and its
+#: split, are a transient of this many records (about 2 MB of objects), not of
+#: the whole kind (a million objects' were 145 MB above the state at start-up);
+#: 65,536 or more left 8-65 MB of freed heap in the process for good
+#: (C{bench/README.rst}, "Issue 9, twelfth session: a snapshot served while
+#: the master takes writes")
+TEXTS_CHUNK = 16384
+
 #: true of a record's C{value} that is not a JSON object (nor JSON), as decoding would find;
 #: a valid text that begins with a brace is an object, so for those (every record the
 #: store writes) validity alone decides, and SQLite parses the text once, not twice
 _NOT_AN_OBJECT = (
     "(CASE WHEN value GLOB '{*' THEN NOT json_valid(value)"
     " ELSE json_type(CASE WHEN json_valid(value) THEN value END) IS NOT 'object' END)"
+)
+
+#: one chunk of L{SQLiteStore._texts} (its key bounds follow): its count,
+#: joined C{key, text, key, text...} and how many texts are not JSON objects
+_TEXTS_SQL = (
+    "SELECT count(*), group_concat(key || char(31) || value, char(31)),"
+    f" total({_NOT_AN_OBJECT}) FROM records WHERE kind = ?"
 )
 
 #: the changes log is pruned to its retention, and the records its changes
@@ -382,9 +397,12 @@ class SQLiteStore(SerialStore):
         C{{key: stored text}} of C{kind}, read as one string that SQLite
         builds with the GIL released (key, text, key, text...), split in C:
         read a row at a time, Python held the GIL for most of the read,
-        which then overlapped the registry's imports little (the string is
-        a transient of the records' size: 11 MB for 100,000 objects). Row
-        by row if a key or text holds the separator.
+        which then overlapped the registry's imports little. One string per
+        L{TEXTS_CHUNK} records: one for the whole kind was a transient of
+        its size (a million objects' 110 MB string and its split raised the
+        master's peak RSS from 307 to 452 MiB, the heap it freed kept by
+        glibc with larger chunks). Row by row if a key or text holds the
+        separator.
 
         The same pass counts the texts that are not JSON objects
         (L{_check_encoded} then names the first): a pass of its own read
@@ -393,20 +411,34 @@ class SQLiteStore(SerialStore):
         (C{bench/README.rst}, "Issue 9, tenth session: start-up at scale and
         CPU per locate").
         """
-        count, joined, bad = db.execute(
-            "SELECT count(*), group_concat(key || char(31) || value, char(31)),"
-            f" total({_NOT_AN_OBJECT}) FROM records WHERE kind = ?",
-            (kind,),
-        ).fetchone()
-        if bad:
-            self._check_encoded(db, frozenset({kind}))
-        if not count:
-            return {}
-        parts = joined.split(_SEPARATOR)
-        if len(parts) != 2 * count:  # a separator in a key or a text
-            return dict(db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,)))
-        pairs = iter(parts)
-        return dict(zip(pairs, pairs))
+        texts: dict[str, str] = {}
+        after: Optional[str] = None
+        while True:
+            lower = "" if after is None else " AND key > ?"
+            bounds: tuple[str, ...] = (kind,) if after is None else (kind, after)
+            # the chunk's last key: a walk of the key index, the values untouched
+            row = db.execute(
+                f"SELECT key FROM records WHERE kind = ?{lower} ORDER BY key LIMIT 1 OFFSET ?",
+                (*bounds, TEXTS_CHUNK - 1),
+            ).fetchone()
+            last = None if row is None else row[0]
+            upper = "" if last is None else " AND key <= ?"
+            count, joined, bad = db.execute(
+                _TEXTS_SQL + lower + upper, bounds if last is None else (*bounds, last)
+            ).fetchone()
+            if bad:
+                self._check_encoded(db, frozenset({kind}))
+            if count:
+                parts = joined.split(_SEPARATOR)
+                del joined
+                if len(parts) != 2 * count:  # a separator in a key or a text
+                    rows = db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,))
+                    return dict(rows)
+                pairs = iter(parts)
+                texts.update(zip(pairs, pairs))
+            if last is None:
+                return texts
+            after = last
 
     def _check_encoded(self, db: sqlite3.Connection, kinds: frozenset[str] = ENCODED_KINDS) -> None:
         """Refuse a record of C{kinds} that is not a JSON object, as decoding would."""
