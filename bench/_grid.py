@@ -624,10 +624,11 @@ class PacedWrites:
 
     async def _run(self) -> None:
         interval = 1.0 / self.rate
-        slot = time.monotonic()
+        clock = self.reactor
+        slot = clock.seconds()
         index = 0
         while not self._stopping:
-            pause = slot - time.monotonic()
+            pause = slot - clock.seconds()
             if pause > 0:
                 await deferLater(self.reactor, pause)
                 if self._stopping:
@@ -636,7 +637,7 @@ class PacedWrites:
             start, ack = await self.writer.add(identity)
             self.samples.append((identity, start, ack))
             index += 1
-            slot = max(slot + interval, time.monotonic())
+            slot = max(slot + interval, clock.seconds())
 
     async def stop(self) -> list[tuple[str, float, float]]:
         """Start no more writes; fire with every write's sample once the last is acknowledged."""
