@@ -639,7 +639,10 @@ def report_sync(
                     ("writes during sync: ack p99", "sync_ack_p99_s"),
                     ("writes during sync: ack max", "sync_ack_max_s"),
                     ("last write visible after its ack, max", "last_write_visible_max_s"),
-                    ("write acked before ready hidden after ready, max", "hidden_after_ready_max_s"),
+                    (
+                        "write acked before ready hidden after ready, max",
+                        "hidden_after_ready_max_s",
+                    ),
                 )
                 if args.sync_writes > 0
                 else ()

@@ -153,9 +153,7 @@ class SnapshotStreamTests(SynchronousTestCase):
         pieces = self.stream(master, during=write)
         self.assertGreater(len(written), 6)  # a write after every page of 50
         self.assertLessEqual(len(folds), 1)
-        records = self.result(
-            self.install(slave, pieces, master.database_id, self.producer.serial)
-        )
+        records = self.result(self.install(slave, pieces, master.database_id, self.producer.serial))
         for name in written[:-1]:  # the last came after the catch-up was read
             self.assertIn(obj(name).key, records["object"])
         expected = self.result(master.snapshot()).records

@@ -646,9 +646,9 @@ class SQLiteStore(SerialStore):
         # from serial `since` or before; later ones the snapshot's catch-up brings,
         # so writes while a snapshot is paged cost no transaction (and fsync) per page
         pending_from = self._pending_from
-        if (
-            since is None or pending_from is None or pending_from <= since
-        ) and any(pending_kind == kind for pending_kind, _ in self._pending):
+        if (since is None or pending_from is None or pending_from <= since) and any(
+            pending_kind == kind for pending_kind, _ in self._pending
+        ):
             self._fold_now()
         with self._errors() as db:
             if after is None:
