@@ -568,6 +568,85 @@ async def _probe(
     raise RuntimeError(f"{what} not found on port {port} in {timeout} s")
 
 
+async def missing_objects(
+    reactor: Any, port: int, identities: Sequence[str], timeout: float = 30.0
+) -> list[str]:
+    """
+    Ask the locator on C{port} once for each of C{identities} (one
+    connection, one C{findObjectById} at a time): those it does not know.
+
+    @raise RuntimeError: the replica could not be asked.
+    """
+    endpoint = TCP4ClientEndpoint(reactor, LOOPBACK, port, timeout=5)
+    protocol = await connectProtocol(endpoint, IceClientProtocol(reactor))
+    missing = []
+    try:
+        await protocol.when_validated().addTimeout(timeout, reactor)
+        for text in identities:
+            out = OutputStream(ENCODING_1_1)
+            out.write_identity(parse_identity(text))
+            reply = await protocol.invoke(
+                Identity("Locator", INSTANCE),
+                "findObjectById",
+                OperationMode.NONMUTATING,
+                out.getvalue(),
+                timeout=timeout,
+            )
+            found = False
+            if reply.status == ReplyStatus.SUCCESS:
+                assert reply.payload is not None and reply.encoding is not None
+                found = InputStream(reply.payload, reply.encoding).read_proxy() is not None
+            if not found:
+                missing.append(text)
+    finally:
+        _abort(protocol)
+    return missing
+
+
+@attrs.define
+class PacedWrites:
+    """
+    Admin writes at a steady rate, one in flight (a driver takes one command
+    at a time): a write starts at each 1/C{rate} s slot, or at once when
+    the one before overran its slot. L{samples} are (identity, start, ack).
+    """
+
+    reactor: Any
+    writer: Writer
+    rate: float
+    prefix: str
+    samples: list[tuple[str, float, float]] = attrs.Factory(list)
+    _stopping: bool = False
+    _done: Deferred[None] | None = None
+
+    def start(self) -> None:
+        self._done = Deferred.fromCoroutine(self._run())
+
+    async def _run(self) -> None:
+        interval = 1.0 / self.rate
+        clock = self.reactor
+        slot = clock.seconds()
+        index = 0
+        while not self._stopping:
+            pause = slot - clock.seconds()
+            if pause > 0:
+                await deferLater(self.reactor, pause)
+                if self._stopping:
+                    break
+            identity = f"{self.prefix}{index}"
+            start, ack = await self.writer.add(identity)
+            self.samples.append((identity, start, ack))
+            index += 1
+            slot = max(slot + interval, clock.seconds())
+
+    async def stop(self) -> list[tuple[str, float, float]]:
+        """Start no more writes; fire with every write's sample once the last is acknowledged."""
+        self._stopping = True
+        assert self._done is not None
+        await self._done
+        return self.samples
+
+
 def _abort(protocol: IceClientProtocol | None) -> None:
     if protocol is not None and protocol.connected:
         transport: Any = protocol.transport

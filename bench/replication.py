@@ -22,12 +22,20 @@ replicas over mutual TLS):
     gridreg, the master's longest reactor delay while it served the
     snapshot (C{GridReg.Debug.ReactorProbe}, a 5 ms timer that logs how
     late it ran each second), next to the longest in the seconds before.
+    With C{--sync-writes RATE} the master takes admin writes at RATE/s (one
+    in flight, through the same writer as the other parts) for
+    C{--sync-writes-baseline} s with no slave syncing, then on while the
+    fresh slave starts and syncs: their acknowledgement latency in both
+    windows, and whether the slave, once ready, knows the last write
+    acknowledged before then, and soon (polled, bounded by
+    C{--sync-writes-wait}) the last of all and every one.
   - throughput: a master and two slaves; K admin writes with 1 and 16 in
     flight; writes/s and the CPU the master, the slaves and the writer
     (each registry's admin client, in its own process) spent per write.
 
     python -m bench.replication [--parts lag,sync,throughput] [--lag-writes 200]
                                 [--sync-sizes 1,10000,100000] [--sync-repeats 3]
+                                [--sync-writes RATE]
                                 [--writes 2000] [--in-flight 1,16] [--rounds 1]
                                 [--json FILE]
 
@@ -51,6 +59,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.logger import eventFromJSON
 
 from bench._grid import (
@@ -58,9 +67,11 @@ from bench._grid import (
     Grid,
     IceGridWriter,
     IceObserver,
+    PacedWrites,
     Writer,
     build_gridreg_store,
     internal_argument,
+    missing_objects,
     object_name,
     open_writer,
     parse_identity,
@@ -351,10 +362,53 @@ def reactor_delays(lines: list[str], start: float, end: float) -> list[tuple[flo
     return delays
 
 
-async def fresh_slave(reactor: Any, grid: Grid, name: str, count: int) -> dict[str, Any]:
-    """Start a slave on an empty database; time its start-up and its sync."""
+#: where the sync part's live writes (C{--sync-writes}) go
+LIVE_CATEGORY = "live"
+
+
+def latency_summary(samples: list[tuple[str, float, float]], seconds: float) -> dict[str, Any]:
+    acks = [ack - start for _, start, ack in samples]
+    return {
+        "writes": len(acks),
+        "writes_per_s": len(acks) / seconds if seconds > 0 else None,
+        "ack_p50_s": percentile(acks, 0.5),
+        "ack_p99_s": percentile(acks, 0.99),
+        "ack_max_s": max(acks, default=None),
+    }
+
+
+async def fresh_slave(
+    reactor: Any,
+    grid: Grid,
+    name: str,
+    count: int,
+    writer: Writer | None = None,
+    args: argparse.Namespace | None = None,
+) -> dict[str, Any]:
+    """
+    Start a slave on an empty database; time its start-up and its sync.
+    With C{--sync-writes} (and C{writer}), the master takes admin writes at
+    that rate for C{--sync-writes-baseline} seconds with no slave syncing,
+    then on while the slave starts and syncs, until it is ready; the slave
+    must then know the last write acknowledged before it was ready, and
+    soon every write.
+    """
+    rate = args.sync_writes if args is not None and writer is not None else 0.0
     grid.wipe(name)
     target = parse_identity(object_name(SYNC_CATEGORY, SYNC_PREFIX, count - 1))
+    result: dict[str, Any] = {}
+    live: PacedWrites | None = None
+    baseline: list[tuple[str, float, float]] = []
+    if rate > 0:
+        assert writer is not None and args is not None
+        quiet_writes = PacedWrites(reactor, writer, rate, f"{LIVE_CATEGORY}/{name}-quiet-")
+        began = time.monotonic()
+        quiet_writes.start()
+        await deferLater(reactor, args.sync_writes_baseline)
+        baseline = await quiet_writes.stop()
+        result["writes_quiet"] = latency_summary(baseline, time.monotonic() - began)
+        live = PacedWrites(reactor, writer, rate, f"{LIVE_CATEGORY}/{name}-sync-")
+        live.start()
     launch = time.monotonic()
     launch_wall = time.time()
     starting = Deferred.fromCoroutine(grid.start(name))  # spawned now, not when awaited
@@ -363,20 +417,97 @@ async def fresh_slave(reactor: Any, grid: Grid, name: str, count: int) -> dict[s
     finally:
         await starting
     found_wall = time.time() - (time.monotonic() - probe.found)
-    result: dict[str, Any] = {"up_s": probe.connected - launch, "ready_s": probe.found - launch}
+    result.update({"up_s": probe.connected - launch, "ready_s": probe.found - launch})
+    if live is not None:
+        assert args is not None
+        port = grid.client_port(name)
+        # no write starts once the slave is ready; the one in flight is awaited below
+        stopped = Deferred.fromCoroutine(live.stop())
+        # the last write this process saw acknowledged before the slave was ready
+        before_ready = [s for s in live.samples if s[2] < probe.found]
+        if before_ready:
+            last_before = before_ready[-1][0]
+            result["missing_at_ready"] = len(await missing_objects(reactor, port, [last_before]))
+            if result["missing_at_ready"]:
+                # how long the slave answered without it: polled, bounded
+                seen = await probe_object(
+                    reactor, port, parse_identity(last_before), timeout=args.sync_writes_wait
+                )
+                result["hidden_after_ready_s"] = seen.found - probe.found
+        during = await stopped
+        window = max([probe.found, *(s[2] for s in during[-1:])]) - launch
+        result["writes_sync"] = latency_summary(during, window)
+        result["writes_before_ready"] = len(before_ready)
+        if during:
+            identity, _, last_ack = during[-1]
+            seen = await probe_object(
+                reactor, port, parse_identity(identity), timeout=args.sync_writes_wait
+            )
+            result["last_write_visible_after_s"] = seen.found - last_ack
+        result["missing_eventually"] = len(
+            await missing_objects(reactor, port, [s[0] for s in baseline + during])
+        )
     result["master_hwm_kib"] = memory_kib(grid.pid(MASTER))["VmHWM"]
     result["slave_hwm_kib"] = memory_kib(grid.pid(name))["VmHWM"]
     if grid.kind == "gridreg":
         lines = grid.running[MASTER].process.lines
-        during = reactor_delays(lines, launch_wall, found_wall)
+        during_probe = reactor_delays(lines, launch_wall, found_wall)
         before = reactor_delays(lines, launch_wall - 5.0, launch_wall - 1.0)
-        result["master_stall_ms"] = max((d[0] for d in during), default=0.0)
-        result["master_busy_thread_ms"] = max((d[1] for d in during), default=0.0)
-        result["master_busy_process_ms"] = max((d[2] for d in during), default=0.0)
+        result["master_stall_ms"] = max((d[0] for d in during_probe), default=0.0)
+        result["master_busy_thread_ms"] = max((d[1] for d in during_probe), default=0.0)
+        result["master_busy_process_ms"] = max((d[2] for d in during_probe), default=0.0)
         result["master_stall_before_ms"] = max((d[0] for d in before), default=0.0)
+        result["master_busy_before_ms"] = max((d[2] for d in before), default=0.0)
     await grid.stop(name)
     grid.wipe(name)
     return result
+
+
+def live_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A size's live writes over its runs: medians of latencies, worst of correctness."""
+    if not all("writes_sync" in r for r in runs):
+        return {}
+
+    def median(part: str, key: str) -> float | None:
+        values = [r[part][key] for r in runs if r[part][key] is not None]
+        return statistics.median(values) if values else None
+
+    visible = [r["last_write_visible_after_s"] for r in runs if "last_write_visible_after_s" in r]
+    return {
+        "quiet_ack_p50_s": median("writes_quiet", "ack_p50_s"),
+        "quiet_ack_p99_s": median("writes_quiet", "ack_p99_s"),
+        "sync_ack_p50_s": median("writes_sync", "ack_p50_s"),
+        "sync_ack_p99_s": median("writes_sync", "ack_p99_s"),
+        "sync_ack_max_s": max(r["writes_sync"]["ack_max_s"] or 0.0 for r in runs),
+        "sync_writes_per_s": median("writes_sync", "writes_per_s"),
+        "missing_at_ready": sum(r.get("missing_at_ready", 0) for r in runs),
+        "missing_eventually": sum(r["missing_eventually"] for r in runs),
+        "acknowledged": sum(r["writes_quiet"]["writes"] + r["writes_sync"]["writes"] for r in runs),
+        "last_write_visible_max_s": max(visible, default=None),
+        "hidden_after_ready_max_s": max(
+            (r.get("hidden_after_ready_s", 0.0) for r in runs), default=None
+        ),
+        "master_busy_before_ms": max((r.get("master_busy_before_ms", 0.0) for r in runs)),
+    }
+
+
+def live_line(r: dict[str, Any]) -> str:
+    """The sync part's live writes in one run, as one line (empty without them)."""
+    if "writes_sync" not in r:
+        return ""
+    q, w = r["writes_quiet"], r["writes_sync"]
+    visible = r.get("last_write_visible_after_s")
+    return (
+        f"\n    writes: without a slave syncing {q['writes']} "
+        f"({q['writes_per_s']:.0f}/s) ack p50 {ms(q['ack_p50_s'])} p99 {ms(q['ack_p99_s'])} ms; "
+        f"during the sync {w['writes']} ({w['writes_per_s']:.0f}/s) ack p50 "
+        f"{ms(w['ack_p50_s'])} p99 {ms(w['ack_p99_s'])} max {ms(w['ack_max_s'])} ms; "
+        f"last acked before ready missing on the slave at ready: "
+        f"{r.get('missing_at_ready', 'n/a')} (found {ms(r.get('hidden_after_ready_s'))} ms "
+        "after ready); last write visible "
+        f"{ms(visible)} ms after its ack; missing at the end "
+        f"{r['missing_eventually']}/{q['writes'] + w['writes']}"
+    )
 
 
 async def measure_sync(
@@ -405,6 +536,8 @@ async def measure_sync(
                 )
                 out(f"  gridreg: master store with {count} objects written in {seconds:.1f} s")
                 await grid.start(MASTER)
+                if args.sync_writes > 0:
+                    writer = await open_writer(reactor, grid, own_process(args))
             else:
                 if MASTER not in grid.running:
                     await grid.start(MASTER)
@@ -437,13 +570,13 @@ async def measure_sync(
             runs = []
             for _ in range(args.sync_repeats):
                 await quiet(reactor, args)
-                run_result = await fresh_slave(reactor, grid, next(fresh), count)
+                run_result = await fresh_slave(reactor, grid, next(fresh), count, writer, args)
                 stall = (
                     f"; master's longest reactor delay {run_result['master_stall_ms']:.1f} ms "
                     f"({run_result['master_stall_before_ms']:.1f} ms in the seconds before), "
                     f"held up by itself at most {run_result['master_busy_thread_ms']:.1f} ms "
                     f"(reactor thread) / {run_result['master_busy_process_ms']:.1f} ms "
-                    "(process)"
+                    f"(process; {run_result['master_busy_before_ms']:.1f} ms before)"
                     if "master_stall_ms" in run_result
                     else ""
                 )
@@ -452,7 +585,7 @@ async def measure_sync(
                     f"{run_result['up_s'] * 1000:.0f} ms, answers for the last object after "
                     f"{run_result['ready_s'] * 1000:.0f} ms; peak RSS master "
                     f"{run_result['master_hwm_kib'] / 1024:.0f} MiB, slave "
-                    f"{run_result['slave_hwm_kib'] / 1024:.0f} MiB{stall}"
+                    f"{run_result['slave_hwm_kib'] / 1024:.0f} MiB{stall}{live_line(run_result)}"
                 )
                 runs.append(run_result)
             results[str(count)] = {
@@ -467,6 +600,7 @@ async def measure_sync(
                         "master_busy_process_ms",
                     )
                 },
+                **live_summary(runs),
                 "master_hwm_mib": max(r["master_hwm_kib"] for r in runs) / 1024,
                 "slave_hwm_mib": statistics.median(r["slave_hwm_kib"] for r in runs) / 1024,
                 "runs": runs,
@@ -497,6 +631,22 @@ def report_sync(
             ("slave peak RSS MiB", "slave_hwm_mib"),
             ("master reactor delay max", "master_stall_ms"),
             ("master reactor held by itself max", "master_busy_process_ms"),
+            *(
+                (
+                    ("writes without sync: ack p50", "quiet_ack_p50_s"),
+                    ("writes without sync: ack p99", "quiet_ack_p99_s"),
+                    ("writes during sync: ack p50", "sync_ack_p50_s"),
+                    ("writes during sync: ack p99", "sync_ack_p99_s"),
+                    ("writes during sync: ack max", "sync_ack_max_s"),
+                    ("last write visible after its ack, max", "last_write_visible_max_s"),
+                    (
+                        "write acked before ready hidden after ready, max",
+                        "hidden_after_ready_max_s",
+                    ),
+                )
+                if args.sync_writes > 0
+                else ()
+            ),
         ):
             values: dict[str, Any] = {}
             for k in kinds:
@@ -508,7 +658,20 @@ def report_sync(
                     else (entry[key] * scale if entry.get(key) is not None else None)
                 )
             unit = "" if "RSS" in metric else " ms"
-            rows.append((f"{int(size):>7} objects: {metric}{unit}", values, ".0f"))
+            spec = ".1f" if "writes" in metric or "write " in metric else ".0f"
+            rows.append((f"{int(size):>7} objects: {metric}{unit}", values, spec))
+        if args.sync_writes > 0:
+            values = {}
+            for k in kinds:
+                entry = results[k].get(size, {})
+                values[k] = (
+                    entry.get("skipped")
+                    or f"{entry['missing_at_ready']} at ready / {entry['missing_eventually']} "
+                    f"of {entry['acknowledged']}"
+                    if "acknowledged" in entry or "skipped" in entry
+                    else None
+                )
+            rows.append((f"{int(size):>7} objects: acknowledged writes missing", values, ""))
     out(side_by_side(kinds, rows))
     out(
         "('up': the slave's client endpoint first validated an Ice connection; IceGrid opens "
@@ -709,6 +872,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=3,
         help="fresh slaves started per size (the median is reported)",
+    )
+    parser.add_argument(
+        "--sync-writes",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="admin writes per second the master takes (one in flight) for "
+        "--sync-writes-baseline s before each fresh slave starts, then while it syncs "
+        "(default 0: none)",
+    )
+    parser.add_argument(
+        "--sync-writes-baseline",
+        type=float,
+        default=5.0,
+        help="seconds of the same writes with no slave syncing, before each",
+    )
+    parser.add_argument(
+        "--sync-writes-wait",
+        type=float,
+        default=10.0,
+        help="how long the fresh slave may take to show the last write once ready",
     )
     parser.add_argument(
         "--max-add-seconds",

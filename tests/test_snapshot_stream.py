@@ -122,6 +122,87 @@ class SnapshotStreamTests(SynchronousTestCase):
         self.assertEqual(self.result(slave.snapshot()).records, expected)
         self.assertEqual(slave.serial, master.serial)
 
+    def count_folds(self, store: SQLiteStore) -> list[int]:
+        """The serial at each fold of the pending records a page read asks for."""
+        folds: list[int] = []
+        fold_now = store._fold_now
+
+        def counted() -> None:
+            folds.append(store._durable)
+            fold_now()
+
+        store._fold_now = counted  # type: ignore[method-assign]
+        return folds
+
+    def test_writes_between_every_page_are_folded_at_most_once(self) -> None:
+        """
+        A write committed while the pages are read is in the snapshot's
+        catch-up: it costs the page that follows no transaction (and fsync)
+        of its own, and still reaches the slave.
+        """
+        master, slave = self.sqlite(), self.sqlite()
+        self.fill(master, 300)
+        folds = self.count_folds(master)
+        written: list[str] = []
+
+        def write(piece: int) -> None:
+            name = f"during{piece}"
+            self.result(master.commit([obj(name)]))
+            written.append(name)
+
+        pieces = self.stream(master, during=write)
+        self.assertGreater(len(written), 6)  # a write after every page of 50
+        self.assertLessEqual(len(folds), 1)
+        records = self.result(self.install(slave, pieces, master.database_id, self.producer.serial))
+        for name in written[:-1]:  # the last came after the catch-up was read
+            self.assertIn(obj(name).key, records["object"])
+        expected = self.result(master.snapshot()).records
+        self.assertNotIn(obj(written[-1]).key, records["object"])
+        del expected["object"][obj(written[-1]).key]
+        self.assertEqual(records, expected)
+
+    def test_records_pending_before_the_snapshot_are_in_its_pages(self) -> None:
+        """
+        Records committed before the snapshot began, still only in the log,
+        are folded into the table before a page of their kind is read: the
+        catch-up (changes after the first page's serial) does not bring them.
+        """
+        master, slave = self.sqlite(), self.sqlite()
+        self.fill(master, 300)
+        self.result(master.commit([obj("late1"), Mutation("object", obj("o7").key, None)]))
+        self.result(master.commit([obj("late2")]))
+        self.assertTrue(master._pending)
+        folds = self.count_folds(master)
+        pieces = self.stream(master)
+        self.assertEqual(folds, [master.serial])
+        self.assertEqual(self.producer.serial, self.producer.base_serial)  # no catch-up
+        records = self.result(self.install(slave, pieces, master.database_id, master.serial))
+        self.assertIn(obj("late2").key, records["object"])
+        self.assertNotIn(obj("o7").key, records["object"])
+        self.assertEqual(records, self.result(master.snapshot()).records)
+
+    def test_a_fold_while_pages_are_read_keeps_the_file_equal_to_the_state(self) -> None:
+        """
+        After a snapshot whose pages were read between writes (a fold for
+        the records pending before it, the rest left in the log), the file
+        opened again holds exactly the master's state and serial.
+        """
+        master = self.sqlite()
+        self.fill(master, 300)
+        self.result(master.commit([obj("before"), Mutation("object", obj("o3").key, None)]))
+
+        def write(piece: int) -> None:
+            self.result(
+                master.commit([obj(f"w{piece}"), Mutation("object", obj(f"o{piece}").key, None)])
+            )
+
+        self.stream(master, during=write)
+        expected = self.result(master.snapshot())
+        self.result(master.close())
+        again = self.open(SQLiteStore(master.path))
+        self.assertEqual(self.result(again.snapshot()), expected)
+        self.assertEqual(again.serial, expected.serial)
+
     def test_a_log_that_no_longer_reaches_back_fails_the_snapshot(self) -> None:
         master = self.open(SQLiteStore(self.mktemp(), log_retention=1))
         self.fill(master, 100)

@@ -916,6 +916,31 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
             dict(objects), {"odd\x1fkey\x1e": {"type": "::A"}, "plain": {"type": "::B"}}
         )
 
+    def test_object_records_read_a_chunk_at_a_time_all_load(self) -> None:
+        """
+        The joined read takes TEXTS_CHUNK records at a time (its string is a
+        transient of a chunk, not of every object): every record loads,
+        whether the last chunk is full or not, and one bad text in a later
+        chunk still stops the open, naming it.
+        """
+        self.patch(sqlite_module, "TEXTS_CHUNK", 3)
+        for count in (9, 10):
+            rows = ", ".join(
+                f"""('object', '["c", "o{i}"]', '{{"type":"::T{i}"}}')""" for i in range(count)
+            )
+            _, objects = self.open_with_objects(rows + """, ('adapter', 'a', '{"x":1}')""")
+            self.assertEqual(
+                dict(objects), {f'["c", "o{i}"]': {"type": f"::T{i}"} for i in range(count)}
+            )
+        path = self.mktemp()
+        good = ", ".join(f"""('object', '["c", "o{i}"]', '{{"type":"::T"}}')""" for i in range(8))
+        self.edit_database(
+            path,
+            "INSERT INTO records (kind, key, value) VALUES " + good,
+            """INSERT INTO records (kind, key, value) VALUES ('object', '["c", "o7x"]', '[1]')""",
+        )
+        self.assert_open_fails(path, "corrupt object record", "o7x")
+
     def test_odd_keys_found_where_the_records_are_read(self) -> None:
         """The store runs C{find_odd_keys} over the object keys it read, for the state's load."""
 

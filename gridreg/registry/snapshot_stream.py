@@ -90,7 +90,9 @@ class SnapshotProducer:
         return succeed(self._encoder.header())  # a few bytes: not worth a thread's hop
 
     def _read(self) -> Deferred[list[tuple[str, str]]]:
-        return self.store.snapshot_page(self._kinds[0], self._after, self.page_rows)
+        return self.store.snapshot_page(
+            self._kinds[0], self._after, self.page_rows, self.base_serial
+        )
 
     def _page(self) -> Deferred[Optional[bytes]]:
         def encode(page: list[tuple[str, str]]) -> Deferred[Optional[bytes]]:

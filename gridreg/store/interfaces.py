@@ -171,12 +171,14 @@ class IRegistryStore(Interface):
         """
 
     def snapshot_page(
-        kind: str, after: Optional[str], limit: int
+        kind: str, after: Optional[str], limit: int, since: Optional[int] = None
     ) -> Deferred[list[tuple[str, str]]]:
         """
         Up to C{limit} records of C{kind} after key C{after} (from the
         first with None), in key order, as C{(key, JSON text)}: a snapshot
-        read a page at a time, between commits.
+        read a page at a time, between commits. With C{since}, a record
+        may be as it was at any serial from C{since} on (a snapshot that
+        begins there applies every change after it last).
         """
 
     def bulk_load() -> object:

@@ -123,7 +123,7 @@ class MemoryStore(SerialStore):
         return StoreState(self.database_id, self.serial, records)
 
     def snapshot_page(
-        self, kind: str, after: str | None, limit: int
+        self, kind: str, after: str | None, limit: int, since: int | None = None
     ) -> Deferred[list[tuple[str, str]]]:
         return maybeDeferred(self._snapshot_page, kind, after, limit)
 

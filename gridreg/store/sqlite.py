@@ -69,12 +69,27 @@ DB_FILENAME = "registry.sqlite"
 #: between keys and texts in one read (L{SQLiteStore._texts}): never in a valid JSON text
 _SEPARATOR = "\x1f"
 
+#: records read per joined string (L{SQLiteStore._texts}): the string, and its
+#: split, are a transient of this many records (about 2 MB of objects), not of
+#: the whole kind (a million objects' were 145 MB above the state at start-up);
+#: 65,536 or more left 8-65 MB of freed heap in the process for good
+#: (C{bench/README.rst}, "Issue 9, twelfth session: a snapshot served while
+#: the master takes writes")
+TEXTS_CHUNK = 16384
+
 #: true of a record's C{value} that is not a JSON object (nor JSON), as decoding would find;
 #: a valid text that begins with a brace is an object, so for those (every record the
 #: store writes) validity alone decides, and SQLite parses the text once, not twice
 _NOT_AN_OBJECT = (
     "(CASE WHEN value GLOB '{*' THEN NOT json_valid(value)"
     " ELSE json_type(CASE WHEN json_valid(value) THEN value END) IS NOT 'object' END)"
+)
+
+#: one chunk of L{SQLiteStore._texts} (its key bounds follow): its count,
+#: joined C{key, text, key, text...} and how many texts are not JSON objects
+_TEXTS_SQL = (
+    "SELECT count(*), group_concat(key || char(31) || value, char(31)),"
+    f" total({_NOT_AN_OBJECT}) FROM records WHERE kind = ?"
 )
 
 #: the changes log is pruned to its retention, and the records its changes
@@ -151,6 +166,9 @@ class SQLiteStore(SerialStore):
         #: the records the log holds past C{meta}'s serial, not yet written to
         #: the records table (executor's thread); None: to be read from the log
         self._pending: Optional[Pending] = None
+        #: the first serial whose change may be among L{_pending} (None: none
+        #: is pending); a snapshot begun after it needs its records in the table
+        self._pending_from: Optional[int] = None
         #: the thread L{read_ahead} started, and what it found
         self._ahead: Optional[_ReadAhead] = None
         #: finds the object keys the state must look at (see
@@ -361,6 +379,7 @@ class SQLiteStore(SerialStore):
 
     def _pending_in_log(self, db: sqlite3.Connection, folded: int) -> Pending:
         """The records of the log's changes after serial C{folded}, the last of each key."""
+        self._pending_from = folded + 1
         pending: Pending = {}
         for (body,) in db.execute(
             "SELECT body FROM changes WHERE serial > ? ORDER BY serial", (folded,)
@@ -378,9 +397,12 @@ class SQLiteStore(SerialStore):
         C{{key: stored text}} of C{kind}, read as one string that SQLite
         builds with the GIL released (key, text, key, text...), split in C:
         read a row at a time, Python held the GIL for most of the read,
-        which then overlapped the registry's imports little (the string is
-        a transient of the records' size: 11 MB for 100,000 objects). Row
-        by row if a key or text holds the separator.
+        which then overlapped the registry's imports little. One string per
+        L{TEXTS_CHUNK} records: one for the whole kind was a transient of
+        its size (a million objects' 110 MB string and its split raised the
+        master's peak RSS from 307 to 452 MiB, the heap it freed kept by
+        glibc with larger chunks). Row by row if a key or text holds the
+        separator.
 
         The same pass counts the texts that are not JSON objects
         (L{_check_encoded} then names the first): a pass of its own read
@@ -389,20 +411,34 @@ class SQLiteStore(SerialStore):
         (C{bench/README.rst}, "Issue 9, tenth session: start-up at scale and
         CPU per locate").
         """
-        count, joined, bad = db.execute(
-            "SELECT count(*), group_concat(key || char(31) || value, char(31)),"
-            f" total({_NOT_AN_OBJECT}) FROM records WHERE kind = ?",
-            (kind,),
-        ).fetchone()
-        if bad:
-            self._check_encoded(db, frozenset({kind}))
-        if not count:
-            return {}
-        parts = joined.split(_SEPARATOR)
-        if len(parts) != 2 * count:  # a separator in a key or a text
-            return dict(db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,)))
-        pairs = iter(parts)
-        return dict(zip(pairs, pairs))
+        texts: dict[str, str] = {}
+        after: Optional[str] = None
+        while True:
+            lower = "" if after is None else " AND key > ?"
+            bounds: tuple[str, ...] = (kind,) if after is None else (kind, after)
+            # the chunk's last key: a walk of the key index, the values untouched
+            row = db.execute(
+                f"SELECT key FROM records WHERE kind = ?{lower} ORDER BY key LIMIT 1 OFFSET ?",
+                (*bounds, TEXTS_CHUNK - 1),
+            ).fetchone()
+            last = None if row is None else row[0]
+            upper = "" if last is None else " AND key <= ?"
+            count, joined, bad = db.execute(
+                _TEXTS_SQL + lower + upper, bounds if last is None else (*bounds, last)
+            ).fetchone()
+            if bad:
+                self._check_encoded(db, frozenset({kind}))
+            if count:
+                parts = joined.split(_SEPARATOR)
+                del joined
+                if len(parts) != 2 * count:  # a separator in a key or a text
+                    rows = db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,))
+                    return dict(rows)
+                pairs = iter(parts)
+                texts.update(zip(pairs, pairs))
+            if last is None:
+                return texts
+            after = last
 
     def _check_encoded(self, db: sqlite3.Connection, kinds: frozenset[str] = ENCODED_KINDS) -> None:
         """Refuse a record of C{kinds} that is not a JSON object, as decoding would."""
@@ -491,6 +527,8 @@ class SQLiteStore(SerialStore):
         last = changes[-1].serial
         pending = self._pending
         assert pending is not None
+        if not pending:
+            self._pending_from = changes[0].serial
         bodies = []
         # in change order: a key written then deleted in one batch ends deleted
         for change in changes:
@@ -530,6 +568,7 @@ class SQLiteStore(SerialStore):
             )
         db.execute("UPDATE meta SET serial = ?", (serial,))
         pending.clear()
+        self._pending_from = None
 
     def _fold_now(self) -> None:
         """Write the pending records in a transaction of their own (before a page is read)."""
@@ -578,6 +617,7 @@ class SQLiteStore(SerialStore):
         self._in_transaction(replace)
         self._durable = state.serial
         self._pending = {}
+        self._pending_from = None
 
     def snapshot(self) -> Deferred[StoreState]:
         return self._run(self._snapshot)
@@ -587,21 +627,28 @@ class SQLiteStore(SerialStore):
             return self._load(db)
 
     def snapshot_page(
-        self, kind: str, after: Optional[str], limit: int
+        self, kind: str, after: Optional[str], limit: int, since: Optional[int] = None
     ) -> Deferred[list[tuple[str, str]]]:
         # on the executor: a page is never read in the middle of a commit
-        return self._executor.submit(self._snapshot_page, kind, after, limit)
+        return self._executor.submit(self._snapshot_page, kind, after, limit, since)
 
     def run_with_file(self, job: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run C{job} where the file is used (the executor), after the work queued before."""
         return self._executor.submit(job, *args)
 
-    def _snapshot_page(self, kind: str, after: Optional[str], limit: int) -> list[tuple[str, str]]:
+    def _snapshot_page(
+        self, kind: str, after: Optional[str], limit: int, since: Optional[int] = None
+    ) -> list[tuple[str, str]]:
         # one kind at a time: a column fewer to make a string of, a fifth of the read
         if self._pending is None:
             self._pending = self._read_pending()
         # the records table first, if the log holds records of the kind it lacks
-        if any(pending_kind == kind for pending_kind, _ in self._pending):
+        # from serial `since` or before; later ones the snapshot's catch-up brings,
+        # so writes while a snapshot is paged cost no transaction (and fsync) per page
+        pending_from = self._pending_from
+        if (since is None or pending_from is None or pending_from <= since) and any(
+            pending_kind == kind for pending_kind, _ in self._pending
+        ):
             self._fold_now()
         with self._errors() as db:
             if after is None:
@@ -740,6 +787,7 @@ class SQLiteBulkLoad:
                 db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         self.store._durable = serial  # on the executor's thread, as its commits set it
         self.store._pending = {}
+        self.store._pending_from = None
         self._database_id, self._serial = database_id, serial
 
     def abort(self) -> None:
