@@ -55,6 +55,7 @@ _MUTATION = re.compile(r'\{"kind":"([a-z]+)","key":"')
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 _VALUE = ',"value":'
+_VALUE_LENGTH = len(_VALUE)
 
 
 class _Irregular(Exception):
@@ -95,28 +96,30 @@ def _walk(payload: str) -> list[Change]:
         start_of_change = pos
         pos = head.end()
         mutations = []
-        if payload.startswith("]}", pos):  # a change without mutations
+        # the checks in the order most changes meet them: a change of one mutation
+        found = mutation_at(payload, pos)
+        if found is None:
+            if not payload.startswith("]}", pos):  # nor a change without mutations
+                raise _Irregular()
             pos += 2
         else:
             while True:
-                found = mutation_at(payload, pos)
-                if found is None:
-                    raise _Irregular()
                 key, pos = scanstring(payload, found.end())
                 if not payload.startswith(_VALUE, pos):
                     raise _Irregular()
-                start = pos + len(_VALUE)
+                start = pos + _VALUE_LENGTH
                 value, pos = scan(payload, start)
                 text = None if value is None else payload[start:pos]
-                mutations.append(Mutation(found.group(1), key, value, text=text))
-                if payload.startswith("},", pos):
-                    pos += 2
-                elif payload.startswith("}]}", pos):
+                mutations.append(Mutation(found[1], key, value, text=text))
+                if payload.startswith("}]}", pos):
                     pos += 3
                     break
-                else:
+                if not payload.startswith("},", pos):
                     raise _Irregular()
-        changes.append(Change(int(head.group(1)), mutations, text=payload[start_of_change:pos]))
+                found = mutation_at(payload, pos + 2)
+                if found is None:
+                    raise _Irregular()
+        changes.append(Change(int(head[1]), mutations, text=payload[start_of_change:pos]))
         if pos == last and payload[pos] == "]":
             return changes
         if payload[pos] != ",":
