@@ -164,7 +164,9 @@ _meta = st.builds(
 )
 
 #: most writes are well-known objects' (the ones put again move to the end of the listing)
-_mutations = _weighted((8, _objects), (1, _adapters), (1, _applications), (1, _replicas), (1, _meta))
+_mutations = _weighted(
+    (8, _objects), (1, _adapters), (1, _applications), (1, _replicas), (1, _meta)
+)
 
 _operations = _weighted(
     (12, st.tuples(st.just("apply"), st.lists(_mutations, max_size=3))),
@@ -173,7 +175,7 @@ _operations = _weighted(
         1,
         st.tuples(
             st.just("node"),
-        st.sampled_from(["node1", "node2"]),
+            st.sampled_from(["node1", "node2"]),
             st.dictionaries(
                 st.sampled_from(["L1", "App.S.A"]),
                 st.builds(lambda: AdapterInfo("L", _proxy("L", 7), "App.Group")),
@@ -267,13 +269,21 @@ def _run(observed: _Observed, operation: tuple[Any, ...]) -> Optional[str]:
         elif kind == "node":
             state.set_node_adapters(operation[1], operation[2])
         elif kind == "builtin":
-            proxies = {Identity(f"b{i}", "IceGrid"): ObjectInfo(_proxy(f"b{i}", 1)) for i in range(operation[1])}
+            proxies = {
+                Identity(f"b{i}", "IceGrid"): ObjectInfo(_proxy(f"b{i}", 1))
+                for i in range(operation[1])
+            }
             state.set_builtin_objects(proxies)
         else:
             state.load(
                 {
                     APPLICATION: {name: _APPS[name] for name in operation[1]},
-                    OBJECT: {'["cat", "loaded"]': {"proxy": encode_proxy_field(_proxy("l", 1)), "type": _TYPES[0]}},
+                    OBJECT: {
+                        '["cat", "loaded"]': {
+                            "proxy": encode_proxy_field(_proxy("l", 1)),
+                            "type": _TYPES[0],
+                        }
+                    },
                 }
             )
     except (KeyError, DescriptorError) as refused:
@@ -306,7 +316,9 @@ class ShortPathTests(SynchronousTestCase):
         state.on_change(lambda: told.append("every"))
         state.on_change(lambda: told.append("applications"), deployed_only=True)
         state.on_change(lambda: told.append("last"))
-        object_put = Mutation(OBJECT, '["", "o"]', {"proxy": encode_proxy_field(_proxy("o", 1)), "type": ""})
+        object_put = Mutation(
+            OBJECT, '["", "o"]', {"proxy": encode_proxy_field(_proxy("o", 1)), "type": ""}
+        )
         state.apply([object_put])
         self.assertEqual(told, ["every", "last"])
         del told[:]
