@@ -6,13 +6,17 @@ each put's text as the master wrote it, and the general decoding otherwise.
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from gridreg.ice.types import Identity, Proxy, TcpEndpoint
 from gridreg.registry.pushed_changes import decode_changes
 from gridreg.registry.state import ObjectInfo, object_mutation
 from gridreg.store.records import (
+    KINDS,
     Change,
     Mutation,
     change_from_dict,
@@ -140,3 +144,65 @@ class OtherFormTests(SynchronousTestCase):
             with self.assertRaises(ValueError) as walked:
                 decode_changes(payload)
             self.assertEqual(str(walked.exception), str(general.exception), payload)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+_random_mutations = st.builds(
+    Mutation,
+    st.sampled_from(sorted(KINDS)),
+    st.text(max_size=12),
+    st.one_of(st.none(), st.dictionaries(st.text(max_size=6), _json_values, max_size=3)),
+)
+
+
+@st.composite
+def _random_pushes(draw: Any) -> list[Change]:
+    """Consecutive changes of random mutations (none, one or several each)."""
+    first = draw(st.integers(0, 10**6))
+    batches = draw(st.lists(st.lists(_random_mutations, max_size=3), max_size=4))
+    return [Change(first + i, mutations) for i, mutations in enumerate(batches)]
+
+
+class WalkAgainstGeneralTests(SynchronousTestCase):
+    """Over random pushes: the walk decodes what the general way decodes, and refuses alike."""
+
+    @settings(derandomize=True, max_examples=400, database=None, deadline=None)
+    @given(_random_pushes())
+    def test_the_masters_form(self, changes: list[Change]) -> None:
+        payload = _master_push(changes)
+        decoded = decode_changes(payload)
+        self.assertEqual(decoded, changes)
+        self.assertEqual([c.text for c in decoded], [change_to_json(c) for c in changes])
+        for change in decoded:
+            for m in change.mutations:
+                self.assertEqual(m.text, None if m.value is None else encode_value(m))
+
+    @settings(derandomize=True, max_examples=600, database=None, deadline=None)
+    @given(_random_pushes(), st.data())
+    def test_a_damaged_push(self, changes: list[Change], data: Any) -> None:
+        """
+        A character dropped, added or replaced anywhere: the general way's
+        changes, or its error.
+        """
+        payload = _master_push(changes)
+        # mostly where the walk looks: at the brackets, braces, commas and colons
+        marks = [i for i, c in enumerate(payload) if c in "[]{},:"]
+        at = data.draw(st.one_of(st.sampled_from(marks), st.integers(0, len(payload))))
+        how = data.draw(st.sampled_from(["drop", "add", "replace"]))
+        put = "" if how == "drop" else data.draw(st.sampled_from(list('[]{},:"\\ 0a')))
+        damaged = payload[:at] + put + payload[at + (how != "add") :]
+        try:
+            expected = _general(damaged)
+        except ValueError as general:
+            with self.assertRaises(ValueError) as walked:
+                decode_changes(damaged)
+            self.assertEqual(str(walked.exception), str(general))
+            return
+        self.assertEqual(decode_changes(damaged), expected)

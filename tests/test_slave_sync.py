@@ -886,6 +886,23 @@ class ResponderTests(SlaveTests):
         )
         self.flushLoggedErrors()
 
+    def test_a_refusal_that_cannot_be_answered_is_an_unhandled_error(self) -> None:
+        """
+        What escapes a refused push's answer goes to AMP's C{unhandledError},
+        as from an errback after the answer's; nothing is sent back.
+        """
+        unhandled: list[Failure] = []
+        self.patch(self.protocol, "unhandledError", unhandled.append)
+        self.patch(self.slave, "failed", lambda failure: 1 / 0)  # saying why breaks
+        received: list[amp.AmpBox] = []
+        self.patch(self.master, "ampBoxReceived", received.append)
+        payload = "[" + change_to_json(change(1, "a")) + "]"
+        self.call(PushChanges, database_id="other", changes=payload, transfer="")
+        [failure] = unhandled
+        failure.trap(ZeroDivisionError)
+        self.assertEqual(received, [])
+        self.assertEqual(self.store.serial, 0)
+
     def test_pushes_are_answered_from_the_box_in_order(self) -> None:
         """Each push is answered once, with its serial, as AMP's responder would."""
         answers = [

@@ -81,7 +81,8 @@ class NodeSessions:
         self._watch = LoopingCall(self._drop_silent)
         self._watch.clock = replica.reactor
         replica.state.node_load = self.load_of
-        replica.state.on_change(self._state_changed)
+        # told only when the applications may have changed: it follows nothing else
+        replica.state.on_change(self._state_changed, deployed_only=True)
 
     @property
     def timeout(self) -> int:

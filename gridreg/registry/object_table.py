@@ -256,9 +256,19 @@ class ObjectTable(Mapping[Identity, StoredObject]):
         return object_key(identity_from_key(key))
 
     def put(self, key: str, value: Mapping[str, str]) -> None:
-        """Put an object record (its value as a mutation carries it)."""
-        key = self._canonical(key)
-        self._remove_canonical(key)
+        """
+        Put an object record (its value as a mutation carries it). Every
+        replicated add comes here: a plain key is taken as it is, and the old
+        record, if any, is dropped here while nothing is indexed by type, as
+        L{_canonical} and L{_remove_canonical} would (two calls of a slave's
+        push).
+        """
+        if not _PLAIN_KEY.fullmatch(key):
+            key = object_key(identity_from_key(key))
+        if self._by_type is None:
+            self._entries.pop(key, None)  # put again: it moves to the end, as a new one
+        else:
+            self._remove_canonical(key)
         type_id = value["type"]
         type_id = self._types.setdefault(type_id, type_id)
         self._entries[key] = StoredObject(value["proxy"], type_id)

@@ -45,8 +45,8 @@ _scan: Callable[[str, int], tuple[Any, int]] = make_scanner(
     json.JSONDecoder(parse_constant=_refuse_constant)  # type: ignore[arg-type]
 )
 
-#: a change's start, up to its first mutation
-_CHANGE = re.compile(r'\{"serial":(0|[1-9][0-9]*),"mutations":\[')
+#: a change's start, up to its first mutation's key's text if it has one (most have one)
+_CHANGE = re.compile(r'\{"serial":(0|[1-9][0-9]*),"mutations":\[(?:\{"kind":"([a-z]+)","key":")?')
 
 #: a mutation's start, up to its key's text (an object's key is a JSON list: escaped)
 _MUTATION = re.compile(r'\{"kind":"([a-z]+)","key":"')
@@ -55,6 +55,7 @@ _MUTATION = re.compile(r'\{"kind":"([a-z]+)","key":"')
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 _VALUE = ',"value":'
+_VALUE_LENGTH = len(_VALUE)
 
 
 class _Irregular(Exception):
@@ -85,40 +86,44 @@ def _walk(payload: str) -> list[Change]:
     mutation_at = _MUTATION.match
     scan = _scan
     scanstring = _scanstring
-    last = len(payload) - 1
     changes = []
     pos = 1
     while True:
+        # the checks come in the order most changes meet them: one mutation each
         head = change_at(payload, pos)
         if head is None:
             raise _Irregular()
         start_of_change = pos
-        pos = head.end()
+        kind = head[2]
+        key_at = head.end()
         mutations = []
-        if payload.startswith("]}", pos):  # a change without mutations
-            pos += 2
+        if kind is None:
+            if not payload.startswith("]}", key_at):  # nor a change without mutations
+                raise _Irregular()
+            pos = key_at + 2
         else:
             while True:
-                found = mutation_at(payload, pos)
-                if found is None:
-                    raise _Irregular()
-                key, pos = scanstring(payload, found.end())
+                key, pos = scanstring(payload, key_at)
                 if not payload.startswith(_VALUE, pos):
                     raise _Irregular()
-                start = pos + len(_VALUE)
+                start = pos + _VALUE_LENGTH
                 value, pos = scan(payload, start)
                 text = None if value is None else payload[start:pos]
-                mutations.append(Mutation(found.group(1), key, value, text=text))
-                if payload.startswith("},", pos):
-                    pos += 2
-                elif payload.startswith("}]}", pos):
+                mutations.append(Mutation(kind, key, value, text=text))
+                if payload.startswith("}]}", pos):
                     pos += 3
                     break
-                else:
+                if not payload.startswith("},", pos):
                     raise _Irregular()
-        changes.append(Change(int(head.group(1)), mutations, text=payload[start_of_change:pos]))
-        if pos == last and payload[pos] == "]":
+                found = mutation_at(payload, pos + 2)
+                if found is None:
+                    raise _Irregular()
+                kind = found[1]
+                key_at = found.end()
+        changes.append(Change(int(head[1]), mutations, text=payload[start_of_change:pos]))
+        if payload[pos] == ",":
+            pos += 1
+        elif payload[pos:] == "]":  # at the end only: nothing is copied but that
             return changes
-        if payload[pos] != ",":
+        else:
             raise _Irregular()
-        pos += 1

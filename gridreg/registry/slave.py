@@ -242,14 +242,24 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
                 pass  # as AMP's _safeEmit: nothing to answer on
 
         d = self.slave.apply_changes(database_id, changes, answer, reply=reply)
-        d.addErrback(self._push_failed, ask).addErrback(self.unhandledError)
+        d.addErrback(self._push_failed, ask)
         return None
 
     def _push_failed(self, failure: Failure, ask: bytes) -> None:
         """
-        A push that could not be applied: said (L{SlaveReplication.failed},
-        which makes it a L{SyncError}), then answered with the error box AMP
-        sends for a declared error.
+        A push that could not be applied, answered (L{_answer_failure}); what
+        escapes that goes to AMP's C{unhandledError}, as from an errback of
+        its own after this one, without that errback's step on every push.
+        """
+        try:
+            self._answer_failure(failure, ask)
+        except BaseException:  # as the push's Deferred would catch it for the next errback
+            self.unhandledError(Failure())
+
+    def _answer_failure(self, failure: Failure, ask: bytes) -> None:
+        """
+        Said (L{SlaveReplication.failed}, which makes it a L{SyncError}),
+        then answered with the error box AMP sends for a declared error.
         """
         error = declared_error(self.slave.failed(failure), PushChanges).value
         box = amp.QuitBox() if error.fatal else amp.AmpBox()

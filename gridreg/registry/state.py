@@ -136,7 +136,11 @@ class RegistryState:
         #: whether a load ran (a later one also collects what lived before it)
         self._loaded_once = False
         self._round_robin = RoundRobinState()
-        self._listeners: list[Callable[[], None]] = []
+        #: each with whether it follows the deployed applications only (L{on_change})
+        self._listeners: list[tuple[Callable[[], None], bool]] = []
+        #: whether the deployed applications were touched since the listeners
+        #: following them only were last told
+        self._deployed_touched = False
         #: told each change's mutations (see L{on_mutations}); none by default
         self._mutation_listeners: list[Callable[[Optional[list[tuple[Mutation, bool]]]], None]] = []
         self._rng = rng or random.Random()
@@ -150,9 +154,16 @@ class RegistryState:
 
     # -- change ----------------------------------------------------------------
 
-    def on_change(self, listener: Callable[[], None]) -> None:
-        """Call C{listener} after every change to the state."""
-        self._listeners.append(listener)
+    def on_change(self, listener: Callable[[], None], deployed_only: bool = False) -> None:
+        """
+        Call C{listener} after every change to the state; with
+        C{deployed_only}, only after those that may have changed the deployed
+        applications (an application's mutation, a load), in its turn among
+        the others: most changes are well-known objects', which a listener
+        that follows the applications (the node sessions) would only find
+        unchanged, several calls per replicated write.
+        """
+        self._listeners.append((listener, deployed_only))
 
     def on_mutations(
         self, listener: Callable[[Optional[list[tuple[Mutation, bool]]]], None]
@@ -172,8 +183,11 @@ class RegistryState:
             self._mutation_listeners.remove(listener)
 
     def _changed(self) -> None:
-        for listener in self._listeners:
-            listener()
+        for listener, deployed_only in self._listeners:
+            if not deployed_only or self._deployed_touched:
+                listener()
+        # not before: a listener that raises leaves them to be told at the next change
+        self._deployed_touched = False
 
     def _existed(self, mutation: Mutation) -> bool:
         if mutation.kind == ADAPTER:
@@ -217,6 +231,7 @@ class RegistryState:
             for kind, put in apply.items():
                 for key, value in records.get(kind, {}).items():
                     put(key, value)
+            self._deployed_touched = True
             self.deployed.load(records.get(APPLICATION, {}))
             gc.collect(2 if self._loaded_once else 1)
             self._loaded_once = True
@@ -233,8 +248,18 @@ class RegistryState:
             mutation_listener(None)
 
     def apply(self, mutations: Iterable[Mutation]) -> None:
-        """Apply the mutations of one committed change."""
-        self.announce(self.stage(mutations))
+        """
+        Apply the mutations of one committed change and tell the listeners:
+        L{stage} then L{announce}, and without mutation listeners (a slave's
+        every push, unless an admin observes it) without the L{Staged} between
+        them, which only those listeners read.
+        """
+        if self._mutation_listeners:
+            self.announce(self.stage(mutations))
+            return
+        if self._apply_all(mutations):
+            self._rediscover()
+        self._changed()
 
     def stage(self, mutations: Iterable[Mutation]) -> "Staged":
         """
@@ -258,21 +283,29 @@ class RegistryState:
                 listener(staged.applied)
 
     def _apply_all(self, mutations: Iterable[Mutation]) -> bool:
-        """Apply mutations; say whether the replica set changed."""
+        """
+        Apply mutations; say whether the replica set changed. A well-known
+        object's, the bulk of the writes, is looked for first and put here.
+        """
         replicas_changed = False
         for mutation in mutations:
-            if mutation.kind == ADAPTER:
+            kind = mutation.kind
+            if kind == OBJECT:
+                if mutation.value is None:
+                    self.objects.remove(mutation.key)
+                else:
+                    self.objects.put(mutation.key, mutation.value)
+            elif kind == ADAPTER:
                 self._apply_adapter(mutation.key, mutation.value)
-            elif mutation.kind == OBJECT:
-                self._apply_object(mutation.key, mutation.value)
-            elif mutation.kind == APPLICATION:
+            elif kind == APPLICATION:
+                self._deployed_touched = True
                 self.deployed.put(mutation.key, mutation.value)
-            elif mutation.kind == META:
+            elif kind == META:
                 if mutation.value is None:
                     self.meta.pop(mutation.key, None)
                 else:
                     self.meta[mutation.key] = mutation.value
-            elif mutation.kind == REPLICA:
+            elif kind == REPLICA:
                 replicas_changed = True
                 if mutation.value is None:
                     self.replicas.pop(mutation.key, None)
@@ -294,12 +327,6 @@ class RegistryState:
         self.adapters[adapter_id] = info
         if info.replica_group_id:
             self.replica_groups.setdefault(info.replica_group_id, []).append(adapter_id)
-
-    def _apply_object(self, key: str, value: Optional[dict]) -> None:
-        if value is None:
-            self.objects.remove(key)
-        else:
-            self.objects.put(key, value)
 
     def set_builtin_objects(self, objects: Mapping[Identity, ObjectInfo]) -> None:
         """The registry's own well-known objects, derived from the replica set."""
