@@ -817,6 +817,16 @@ class AnnounceTests(MasterTests):
         self.assertEqual(json.loads(kwargs["replicas"]), replicas)
         self.assertNotIn(ReplicaSetChanged, syncing.commands())
 
+    def test_the_replica_set_says_the_masters_serial(self) -> None:
+        """What a newly listed slave must hold before it serves: every write acknowledged without it."""
+        one = self.join("R1")
+        self.commit(3)
+        self.master.announce({"Master": {"internal": "m"}, "R1": {"internal": "R1"}})
+        command, kwargs = one.calls[-1]
+        self.assertIs(command, ReplicaSetChanged)
+        self.assertEqual(kwargs["serial"], self.master.store.serial)
+        self.assertGreaterEqual(kwargs["serial"], 3)
+
     def test_a_slave_that_misses_the_announcement_is_dropped(self) -> None:
         slave = self.join("R1")
         slave.failing[ReplicaSetChanged] = SyncError("gone")

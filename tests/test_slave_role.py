@@ -22,7 +22,7 @@ from gridreg.protocol.errors import NotMasterError, RegistryUserError
 from gridreg.registry import slave_role
 from gridreg.registry.epochs import EpochHistory
 from gridreg.registry.roles import IReplicaRole
-from gridreg.store.records import Mutation
+from gridreg.store.records import Change, Mutation
 from tests.test_replication import HOST, Grid, hello
 
 
@@ -95,22 +95,49 @@ class SlaveRoleTests(OneSlave):
         self.patch(slave_role.SlaveRole, "log", Logger(observer=events.append))
         return self.grid.start("Replica1"), events
 
-    def test_an_empty_slave_serves_clients_once_its_state_holds_the_masters(self) -> None:
+    def test_an_empty_slave_does_not_serve_from_a_snapshot_alone(self) -> None:
         """
-        Before its commit of the snapshot and the master's list: a commit
-        that fails takes it back to refusing.
+        Its state holds the master's snapshot, but the master acknowledges
+        writes without it until it lists it: a client answered from the
+        snapshot would miss them. A commit that fails keeps it closed.
         """
         slave, events = self.empty_slave_alone()
         slave.role._snapshot_loaded(True)
+        self.assertFalse(slave.client_factory.accepting)
+        self.assertFalse(slave.server_factory.accepting)
+        slave.role._snapshot_loaded(False)
+        self.assertFalse(slave.client_factory.accepting, "its store is still empty")
+        self.assertEqual(events, [])
+
+    def commit_on(self, slave: Any, serial: int) -> None:
+        """The slave's store takes change C{serial} (an object put), as a push would."""
+        mutation = Mutation("object", f'["c", "o{serial}"]', {"proxy": "x"})
+        self.settled(slave.store.apply(Change(serial, (mutation,))))
+
+    def test_an_empty_slave_serves_once_it_holds_the_listed_serial(self) -> None:
+        """Listed at the master's serial 2, it waits for 2 to be durable here, then serves."""
+        slave, events = self.empty_slave_alone()
+        slave.role._set_active(["Master", "Replica1"], 2)
+        self.assertFalse(slave.client_factory.accepting, "the master acknowledged 1 and 2 without it")
+        self.commit_on(slave, 1)
+        self.assertFalse(slave.client_factory.accepting)
+        self.commit_on(slave, 2)
         self.assertTrue(slave.client_factory.accepting)
         self.assertTrue(slave.server_factory.accepting)
         self.assertEqual(
-            [formatEvent(e) for e in events],
-            ["Replica Replica1 holds the master's database: serving Ice clients"],
+            [formatEvent(e) for e in events], ["Replica Replica1 is in sync: serving Ice clients"]
         )
-        slave.role._snapshot_loaded(False)
-        self.assertFalse(slave.client_factory.accepting, "its store is still empty")
-        self.assertFalse(slave.server_factory.accepting)
+        slave.role._set_active(["Master", "Replica1"], 2)
+        self.assertEqual(len(events), 1, "said once")
+
+    def test_an_empty_slave_unlisted_before_it_holds_the_serial_stays_closed(self) -> None:
+        slave, events = self.empty_slave_alone()
+        slave.role._set_active(["Master", "Replica1"], 1)
+        slave.role._set_active([])  # the master lost meanwhile
+        self.commit_on(slave, 1)
+        self.assertFalse(slave.client_factory.accepting)
+        slave.role._set_active(["Master", "Replica1"], 1)
+        self.assertTrue(slave.client_factory.accepting, "listed again, it holds the serial")
 
     def test_a_slave_with_data_keeps_serving_when_a_snapshot_fails(self) -> None:
         """Its state went back to its own database, which it served before."""

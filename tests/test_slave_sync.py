@@ -184,6 +184,8 @@ class SlaveTests(SynchronousTestCase):
         self.successResultOf(self.store.open())
         self.state = RegistryState()
         self.active: list[list[str]] = []
+        #: each list the role was told, with the master's serial at it
+        self.listed: list[tuple[list[str], Optional[int]]] = []
         self.checked: list[Any] = []
         self.check_error: Optional[Exception] = None
         self.events: list[dict[str, Any]] = []
@@ -197,7 +199,7 @@ class SlaveTests(SynchronousTestCase):
             self.state,
             lambda: succeed([]),
             lambda: {"internal": "tcp -p 5063"},
-            self.active.append,
+            self.told_active,
             TraceLevels(replica=3),
             request_timeout=1.0,
             check_master=self.check_master,
@@ -218,6 +220,10 @@ class SlaveTests(SynchronousTestCase):
             greet=False,
         )
         return protocol, master, pump
+
+    def told_active(self, names: list[str], serial: Optional[int]) -> None:
+        self.active.append(names)
+        self.listed.append((names, serial))
 
     def register(self) -> tuple[Deferred[None], SlaveProtocol, Any]:
         protocol, _, pump = self.connect()
@@ -475,6 +481,16 @@ class SessionTests(SlaveTests):
         pump.flush()
         self.successResultOf(done)
         self.assertEqual(self.slave.status.state, "live")
+        self.assertEqual(self.listed[-1], (["Replica1"], None), "an older master says no serial")
+
+    def test_replica_set_changed_passes_the_masters_serial_on(self) -> None:
+        d, protocol, pump = self.register()
+        done = pump.server.callRemote(
+            ReplicaSetChanged, replicas=json.dumps({"Master": {}, "Replica1": {}}), serial=7
+        )
+        pump.flush()
+        self.successResultOf(done)
+        self.assertEqual(self.listed[-1], (["Master", "Replica1"], 7))
 
     def test_forwarding_needs_the_master(self) -> None:
         failure = self.failureResultOf(self.slave.forward_registration("A", "", ""), SyncError)
@@ -1077,7 +1093,7 @@ class TuningTests(SlaveTests):
             self.state,
             locate,
             dict,
-            self.active.append,
+            lambda names, serial: self.active.append(names),
             TraceLevels(),
         )
         slave.startService()
@@ -1099,7 +1115,7 @@ class TuningTests(SlaveTests):
             self.state,
             lambda: succeed([]),
             dict,
-            self.active.append,
+            lambda names, serial: self.active.append(names),
             TraceLevels(),
         )
         self.slave = slave

@@ -122,6 +122,19 @@ class StoreConformanceMixin(_MixinBase):
         changes = self.changes_since(store, 1)
         self.assertEqual((len(changes), changes[0].serial), (10000, 2))
 
+    def test_reached_fires_once_the_serial_is_durable(self) -> None:
+        """Waiters for serials at or below the durable one fire, in any order asked; others wait."""
+        store = self.open_store()
+        self.successResultOf(store.reached(0))
+        two, one, three = store.reached(2), store.reached(1), store.reached(3)
+        self.successResultOf(store.apply(Change(1, (put("a"),))))
+        self.successResultOf(one)
+        self.assertNoResult(two)
+        self.successResultOf(store.apply_many([Change(2, (put("b"),)), Change(3, (put("c"),))]))
+        self.successResultOf(two)
+        self.successResultOf(three)
+        self.successResultOf(store.reached(3))
+
     def test_no_log_retention(self) -> None:
         """With a log of 0 changes every slave that is behind needs a snapshot."""
         store = self.open_store(log_retention=0)

@@ -182,10 +182,12 @@ class FetchDatabase(amp.Command):
 class ReplicaSetChanged(amp.Command):
     """
     The master tells a slave which replicas are active now (JSON: name to
-    endpoints), so every replica publishes the same Locator and Query.
+    endpoints), so every replica publishes the same Locator and Query, and
+    its last committed serial: every write it acknowledged without a slave
+    newly listed is at or below it (absent from an older master).
     """
 
-    arguments = [(b"replicas", amp.Unicode())]
+    arguments = [(b"replicas", amp.Unicode()), (b"serial", amp.Integer(optional=True))]
     response: list = []
 
 

@@ -896,8 +896,11 @@ class MasterReplication:
     def announce(self, replicas: dict[str, dict[str, str]]) -> None:
         """Tell every live slave which replicas are active."""
         payload = json.dumps(replicas)
+        serial = int(self.store.serial)
         for session in list(self.sessions.values()):
             if session.live:
-                session.protocol.callRemote(ReplicaSetChanged, replicas=payload).addErrback(
+                session.protocol.callRemote(
+                    ReplicaSetChanged, replicas=payload, serial=serial
+                ).addErrback(
                     lambda f, s=session: self.drop(s, f"replica set not delivered: {self._why(f)}")
                 )

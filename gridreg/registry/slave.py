@@ -298,8 +298,8 @@ class SlaveProtocol(PromptWriter, FastBoxReader, TransferResponder, QuietAMP):
         return maybeDeferred(install).addErrback(self.slave.failed)
 
     @ReplicaSetChanged.responder
-    def replica_set_changed(self, replicas: str) -> dict[str, Any]:
-        self.slave.set_active(json.loads(replicas))
+    def replica_set_changed(self, replicas: str, serial: Optional[int] = None) -> dict[str, Any]:
+        self.slave.set_active(json.loads(replicas), serial)
         return {}
 
     # == log files: the master reads this slave's own (a block of its own) ==========
@@ -364,7 +364,7 @@ class SlaveReplication(Service):
         state: RegistryState,
         locate_master: LocateMaster,
         own_endpoints: Callable[[], dict[str, str]],
-        on_active: Callable[[list[str]], None],
+        on_active: Callable[[list[str], Optional[int]], None],
         trace: TraceLevels,
         request_timeout: float = 5.0,
         check_master: Optional[Callable[[Any], None]] = None,
@@ -585,12 +585,17 @@ class SlaveReplication(Service):
             call.cancel()
         self.log.warn("[Replica] lost the session with the master; looking for it again")
         if replica_set:
-            self.on_active([])
+            self.on_active([], None)
 
-    def set_active(self, replicas: dict[str, Any]) -> None:
+    def set_active(self, replicas: dict[str, Any], serial: Optional[int] = None) -> None:
+        """
+        The master's list of active replicas, and its serial when it sent it
+        (None from an older master): the role serves Ice clients once this
+        replica holds that serial, if it waited for the list.
+        """
         if self.replica_name in replicas:
             self._session.caught_up()
-        self.on_active(sorted(replicas))
+        self.on_active(sorted(replicas), serial)
 
     def held_epoch(self) -> Epoch:
         """The epoch of the last change in this replica's database."""

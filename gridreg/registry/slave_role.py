@@ -35,6 +35,8 @@ class SlaveRole:
 
     def __init__(self, replica: Replica) -> None:
         self.replica = replica
+        #: listed active by the master's last list
+        self._listed = False
         config = replica.config
         self.replication = SlaveReplication(
             replica.reactor,
@@ -107,30 +109,47 @@ class SlaveRole:
 
     # -- the master ------------------------------------------------------------------
 
-    def _set_active(self, names: list[str]) -> None:
+    def _set_active(self, names: list[str], serial: Optional[int] = None) -> None:
+        """
+        The master's list of active replicas. An empty slave serves Ice
+        clients once it is listed and holds the master's C{serial} at the
+        listing: the writes the master acknowledged before it counted this
+        replica are at or below it, so a client answered here sees every
+        acknowledged write (the later ones wait for this replica).
+        """
         replica = self.replica
-        me = replica.config.replica_name
-        if me in names and not replica.client_factory.accepting:
-            self.log.info("Replica {replica} is in sync: serving Ice clients", replica=me)
-            replica.client_factory.accepting = replica.server_factory.accepting = True
+        self._listed = replica.config.replica_name in names
+        if self._listed and not replica.client_factory.accepting:
+            if serial is None:  # an older master does not say
+                self._serve()
+            else:
+                replica.store.reached(serial).addCallback(self._serve_if_listed).addErrback(
+                    lambda f: self.log.failure("Could not start serving Ice clients", f)
+                )
         replica.directory.set_active(names)
+
+    def _serve_if_listed(self, _: object = None) -> None:
+        if self._listed and not self.replica.client_factory.accepting:
+            self._serve()
+
+    def _serve(self) -> None:
+        replica = self.replica
+        self.log.info(
+            "Replica {replica} is in sync: serving Ice clients", replica=replica.config.replica_name
+        )
+        replica.client_factory.accepting = replica.server_factory.accepting = True
 
     def _snapshot_loaded(self, loaded: bool) -> None:
         """
-        The state answers from the master's database, this replica committing
-        it meanwhile: an empty slave serves Ice clients from here (it waited
-        for the commit and then for the master's list, a third of a large
-        sync). A commit that failed takes an empty slave back to refusing.
+        The state answers from the master's snapshot, this replica committing
+        it meanwhile. An empty slave still waits to be listed active before it
+        serves Ice clients (L{_set_active}): until the master counts it, the
+        master acknowledges writes without it, and a client answered from the
+        snapshot would not see them. A commit that failed takes an empty slave
+        back to refusing.
         """
         replica = self.replica
-        me = replica.config.replica_name
-        if loaded and not replica.client_factory.accepting:
-            self.log.info(
-                "Replica {replica} holds the master's database: serving Ice clients",
-                replica=me,
-            )
-            replica.client_factory.accepting = replica.server_factory.accepting = True
-        elif not loaded and replica.store.serial == 0:
+        if not loaded and replica.store.serial == 0:
             replica.client_factory.accepting = replica.server_factory.accepting = False
 
     def _locate_master(self) -> Deferred[Sequence[IStreamClientEndpoint]]:

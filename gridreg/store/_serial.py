@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from gridreg.store.executor import Executor, Quiet
@@ -30,6 +30,8 @@ class SerialStore:
     _assigned: int = 0
     #: batches submitted and not yet durable
     _in_flight: int = 0
+    #: (serial, Deferred) waiting for that serial to be durable (L{reached})
+    _reaching: Optional[list[tuple[int, Deferred[None]]]] = None
 
     def _check_open(self) -> Any:
         raise NotImplementedError()
@@ -40,6 +42,31 @@ class SerialStore:
 
     def _opened(self, serial: int) -> None:
         self.serial = self._assigned = serial
+
+    def reached(self, serial: int) -> Deferred[None]:
+        """
+        Fire once C{serial} is durable here (at once if it is): a slave
+        listed active serves Ice clients once it holds every write the
+        master acknowledged without it.
+        """
+        if self.serial >= serial:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        if self._reaching is None:
+            self._reaching = []
+        self._reaching.append((serial, d))
+        return d
+
+    def _tell_reached(self) -> None:
+        """Fire the L{reached} waiters the store's serial has come to."""
+        waiting, self._reaching = self._reaching or [], None
+        for serial, d in waiting:
+            if self.serial >= serial:
+                d.callback(None)
+            else:
+                if self._reaching is None:
+                    self._reaching = []
+                self._reaching.append((serial, d))
 
     def commit(self, mutations: Sequence[Mutation]) -> Deferred[Change]:
         return self.commit_many([mutations]).addCallback(lambda changes: changes[0])
@@ -135,6 +162,8 @@ class SerialStore:
         def durable(_: None) -> Optional[list[Change]]:
             self._in_flight -= 1
             self.serial = max(self.serial, changes[-1].serial)
+            if self._reaching is not None:
+                self._tell_reached()
             return None if publish else changes
 
         def failed(failure: Failure) -> Failure:

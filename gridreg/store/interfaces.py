@@ -115,6 +115,12 @@ class IRegistryStore(Interface):
             submitted behind it fail.
         """
 
+    def reached(serial: int) -> Deferred[None]:
+        """
+        Fire once C{serial} is durable here (at once if it is): what a slave
+        waits for before it serves Ice clients.
+        """
+
     def apply_many(
         changes: Sequence[Change],
         copy: bool = True,
