@@ -388,6 +388,14 @@ class AnswerTo:
     def callback(self, box: Any) -> None:
         self._deliver(box)
 
+    def answered(self, box: Any, unhandled: Callable[[Failure], object]) -> None:
+        """
+        The answer box, from a protocol that hands it over itself (its
+        C{ampBoxReceived}): AMP's C{addErrback} and C{callback} in one.
+        """
+        self._unhandled = unhandled
+        self._deliver(box)
+
     def errback(self, failure: Any) -> None:
         self._deliver(failure if isinstance(failure, Failure) else Failure(failure))
 
