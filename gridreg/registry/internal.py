@@ -119,6 +119,7 @@ def _error_box(failure: Failure, ask: bytes) -> amp.AmpBox:
     box[amp.ERROR_CODE] = code
     return box
 
+
 #: the admin's add, answered past AMP's dispatch (L{InternalProtocol._admin_add_received})
 _ADMIN_ADD = AdminObjectAdd.commandName
 
@@ -192,7 +193,8 @@ class InternalProtocol(PromptWriter, FastBoxReader, amp.AMP):
         if amp.ANSWER in box:
             # AMP's _answerReceived, its look-up (a tag it does not know
             # raises as there) and hand-over, without two calls of its own
-            question = self._outstandingRequests.pop(box[amp.ANSWER])
+            requests: Any = self._outstandingRequests
+            question = requests.pop(box[amp.ANSWER])
             if type(question) is AnswerTo:
                 question.answered(box, self.unhandledError)
             else:
@@ -230,24 +232,31 @@ class InternalProtocol(PromptWriter, FastBoxReader, amp.AMP):
         if type(answer) is not Deferred:
             answer = maybeDeferred(lambda: answer)  # (not this responder) as AMP takes it
         answer.addCallbacks(
-            self._send_answer, self._send_error, (ask,), None, (ask,)
-        ).addErrback(self.unhandledError)
+            self._send_answer, self._send_error, callbackArgs=(ask,), errbackArgs=(ask,)
+        )
 
     def _send_answer(self, box: amp.AmpBox, ask: bytes) -> None:
-        """AMP's C{formatAnswer} and C{_safeEmit}: the answer box, tagged, sent."""
-        box[amp.ANSWER] = ask
+        """
+        AMP's C{formatAnswer} and C{_safeEmit}: the answer box, tagged,
+        sent; what fails goes to L{unhandledError}, as AMP's last errback
+        gives it (here without a callback entry of its own).
+        """
         try:
+            box[amp.ANSWER] = ask
             box._sendTo(self.boxSender)
         except (amp.ProtocolSwitched, amp.ConnectionLost):
             pass  # as AMP's _safeEmit: nothing to answer on
+        except Exception:
+            self.unhandledError(Failure())
 
     def _send_error(self, failure: Failure, ask: bytes) -> None:
-        """AMP's C{formatError} and C{_safeEmit}: the error box, sent."""
-        box = _error_box(failure, ask)
+        """AMP's C{formatError} and C{_safeEmit}: the error box, sent (as L{_send_answer})."""
         try:
-            box._sendTo(self.boxSender)
+            _error_box(failure, ask)._sendTo(self.boxSender)
         except (amp.ProtocolSwitched, amp.ConnectionLost):
             pass
+        except Exception:
+            self.unhandledError(Failure())
 
     def locateResponder(self, name: bytes) -> Any:
         """
