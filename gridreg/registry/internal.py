@@ -243,7 +243,10 @@ class InternalProtocol(PromptWriter, FastBoxReader, amp.AMP):
         """
         try:
             box[amp.ANSWER] = ask
-            box._sendTo(self.boxSender)
+            if type(box) is amp.AmpBox:
+                self.boxSender.sendBox(box)  # what its _sendTo does, without the call
+            else:
+                box._sendTo(self.boxSender)
         except (amp.ProtocolSwitched, amp.ConnectionLost):
             pass  # as AMP's _safeEmit: nothing to answer on
         except Exception:

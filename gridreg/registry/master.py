@@ -108,7 +108,7 @@ class SlaveSession:
         self._prepared: Optional[Deferred[None]] = None
         #: that push's outcome while it holds the session busy: once it is
         #: known (L{_answered}, L{time_out_push}) the session is idle again,
-        #: before the write hears of it (L{_free}), as a first callback did
+        #: before the write hears of it (L{_settle}), as a first callback did
         self._frees: Optional[Deferred[None]] = None
         #: the write's count of acknowledgements that the push waiting for
         #: its answer is told to directly (L{count_into}, L{_settle})
@@ -175,19 +175,6 @@ class SlaveSession:
         self._running = False
         self._run_next()
         return result
-
-    def _free(self, answer: Deferred[None]) -> None:
-        """
-        The outcome of C{answer} is about to be known: if it is the readied
-        push's (L{prepare_push}), the session is idle again and what was
-        queued behind it goes next, before the write hears of it (a
-        callback of its own on each push was about four Python calls).
-        """
-        if answer is self._frees:
-            self._frees = None
-            self._running = False
-            if self._jobs:  # nothing queued behind it at one in flight
-                self._run_next()
 
     def _flush(self) -> Deferred[None]:
         self._flush_queued = False
@@ -349,7 +336,7 @@ class SlaveSession:
         C{countdown}: told directly if C{sent} is the readied push
         (L{prepare_push}; every write's at one in flight) still waiting for
         its answer (L{_settle}), its Deferred then left unfired, as nothing
-        else waits on it (the session frees itself by L{_free}, not by a
+        else waits on it (the session frees itself in L{_settle}, not by a
         callback, as a push L{send} made does); else by a callback on
         C{sent}. (A callback on each push's Deferred and its run were about
         eight Python calls a slave on every write.)
@@ -362,13 +349,20 @@ class SlaveSession:
     def _settle(self, answer: Deferred[None], failure: Optional[Failure]) -> None:
         """
         The push C{answer} stands for is done: acknowledged, or C{failure}.
-        The session is idle again (L{_free}), then the write hears of it:
-        its count directly (L{count_into}), else C{answer}'s callbacks.
+        If it is the readied push (L{prepare_push}) the session is idle
+        again and what was queued behind it goes next, before the write
+        hears of it (a callback of its own on each push was about four
+        Python calls); then the write hears of it: its count directly
+        (L{count_into}), else C{answer}'s callbacks.
         """
         self.pushed_at = None
         self._awaiting = None
         counted, self._counted = self._counted, None
-        self._free(answer)
+        if answer is self._frees:
+            self._frees = None
+            self._running = False
+            if self._jobs:  # nothing queued behind it at one in flight
+                self._run_next()
         if counted is not None:
             if failure is None:
                 counted.acked()
