@@ -12,8 +12,9 @@ For each registry, after a warm-up, two windows of C{--writes} writes each:
     system calls per write, per thread, so the wake-ups (C{epoll_wait},
     C{futex}) and each thread's part of one write can be read off; tracing
     slows everything, only the counts matter;
-  - profiled: C{cProfile} (``--cprofile``) on the reactor and store threads
-    of the master and the first slave (C{bench/_cprofile_site}, started and
+  - profiled: C{cProfile} (``--cprofile``, gridreg's only: the signal
+    would end IceGrid's) on the reactor and store threads of the master
+    and the first slave (C{bench/_cprofile_site}, started and
     stopped by C{SIGUSR1} / C{SIGUSR2} around the window): Python function
     calls per write, and where the time goes, by function and by file (the
     profiler slows every call: compare the counts, and times only with each
@@ -289,7 +290,7 @@ async def measure(reactor: Any, kind: str, root: Path, args: argparse.Namespace)
                 process.send_signal(signal.SIGINT)
                 await deferToThread(process.wait)
                 result[n]["syscalls"] = strace_counts(path, args.writes)
-        if args.cprofile:
+        if args.cprofile and kind != "icegrid":  # a Python registry's: SIGUSR1 ends IceGrid's
             result["cprofile"] = await cprofile_window(
                 reactor, pids, writer, args.writes, Path(args.cprofile), kind
             )

@@ -120,6 +120,26 @@ class PromptWriterTests(TestCase):
         self.assertEqual(pending(peer), box(1).serialize() + box(2).serialize())
         self.assertEqual(registered, [])
 
+    async def test_turn_buffers_what_the_socket_does_not_take(self) -> None:
+        """
+        A turn's boxes larger than the socket's buffers: what the direct
+        send leaves is buffered and sent by the reactor as the peer reads,
+        with no second send at the turn's end; every byte arrives, in order.
+        """
+        protocol, peer = await self.connect(TURN)
+        protocol.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = [amp.AmpBox({b"_answer": b"%d" % n, b"data": bytes([n]) * 60_000}) for n in range(20)]
+        for b in big:
+            protocol.sendBox(b)
+        await deferLater(reactor, 0, lambda: None)
+        self.assertTrue(protocol.transport.dataBuffer or protocol.transport._tempDataBuffer)
+        expected = b"".join(b.serialize() for b in big)
+        received = b""
+        while len(received) < len(expected):
+            received += pending(peer)
+            await deferLater(reactor, 0.001, lambda: None)
+        self.assertEqual(received, expected)
+
     async def test_turn_boxes_leave_before_a_close_in_the_same_turn(self) -> None:
         """
         A turn that answers and then closes the connection (a refused box):

@@ -406,6 +406,33 @@ class MasterPushTests(TestCase):
         await until(settled(second), "the second write answered")
         self.assertEqual(self.successResultOf(second).serial, 2)
 
+    async def test_each_readied_push_counted_once_directly(self) -> None:
+        """
+        With MinAcks 0 each readied push is counted by the write as it is
+        settled, its Deferred not waited on: the write is answered once
+        after both slaves are accounted for (one acknowledged, the other's
+        push timed out and the slave dropped), and an answer that comes
+        after its push timed out is not counted again.
+        """
+        await self.master(slaves=2)
+        sessions = [self.replication.sessions[f"Replica{n}"] for n in (1, 2)]
+        written = self.write("counted")
+        self.executor.work()
+        pushes = [slave.read()[0] for slave in self.slaves]
+        self.executor.deliver()
+        self.assertEqual([s._counted is not None for s in sessions], [True, True])
+        self.slaves[0].acknowledge(pushes[0])
+        await until(lambda: sessions[0]._counted is None, "the first answer counted")
+        self.assertNoResult(written)
+        late = sessions[1]._awaiting
+        assert late is not None
+        sessions[1].time_out_push()
+        self.assertEqual(self.successResultOf(written).serial, 1)
+        self.assertTrue(sessions[1].closed)
+        self.assertIsNone(sessions[1]._counted)
+        sessions[1]._answered(amp.AmpBox(serial=b"1"), late)  # too late: of no use
+        self.assertEqual(sessions[1].serial, 0)
+
     async def test_quorum_counts_thread_sent_pushes(self) -> None:
         """
         With MinAcks 1 and two slaves, both pushes leave from the thread;

@@ -263,28 +263,33 @@ class PromptWriter:
         else:
             self._prompt_call = clock.callLater(0, self._end_of_turn)
 
-    def _flush_turn(self) -> None:
+    def _flush_turn(self) -> bool:
         """
         Hand the boxes this turn held back to the socket: directly if the
-        transport is idle, else through its buffer, as any write.
+        transport is idle, else through its buffer, as any write. Whether
+        they went directly (the transport had nothing buffered: what the
+        socket did not take, if anything, is all its buffer holds, and the
+        transport waits to write it).
         """
         boxes, self._turn_boxes = self._turn_boxes, None
         if not boxes:
-            return
+            return False
         transport: Any = self.transport  # type: ignore[attr-defined]
         data = boxes[0] if len(boxes) == 1 else b"".join(boxes)
         socket = idle_socket(transport)
         if socket is not None:
             send_direct(socket, data)
-        elif transport is not None:
+            return True
+        if transport is not None:
             transport.write(data)  # a closing connection still sends it before it closes
+        return False
 
     def _end_of_turn(self) -> None:
         if self._prompt_call is None:  # lost since (L{connectionLost}): nothing to send
             return
         self._prompt_call = None
-        self._flush_turn()
-        send_now(self.transport)  # type: ignore[attr-defined]
+        if not self._flush_turn():  # sent directly, there is nothing for send_now to do
+            send_now(self.transport)  # type: ignore[attr-defined]
 
     def connectionLost(self, reason: Any) -> None:
         call, self._prompt_call = self._prompt_call, None
@@ -386,6 +391,14 @@ class AnswerTo:
         return self
 
     def callback(self, box: Any) -> None:
+        self._deliver(box)
+
+    def answered(self, box: Any, unhandled: Callable[[Failure], object]) -> None:
+        """
+        The answer box, from a protocol that hands it over itself (its
+        C{ampBoxReceived}): AMP's C{addErrback} and C{callback} in one.
+        """
+        self._unhandled = unhandled
         self._deliver(box)
 
     def errback(self, failure: Any) -> None:

@@ -13,7 +13,7 @@ import base64
 import json
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -27,6 +27,7 @@ from gridreg.ice.types import ENCODING_1_1
 from gridreg.protocol import commands, node_commands
 from gridreg.protocol.commands import (
     PROTOCOL_VERSION,
+    AdminObjectAdd,
     FetchDatabase,
     ForwardAdapterRegistration,
     Hello,
@@ -35,7 +36,7 @@ from gridreg.protocol.commands import (
     RegisterReplica,
 )
 from gridreg.protocol.boxes import FastBoxReader
-from gridreg.protocol.prompt import NOW, TURN, PromptWriter, batch_tls_turns
+from gridreg.protocol.prompt import NOW, TURN, AnswerTo, PromptWriter, batch_tls_turns
 from gridreg.protocol.chunking import new_transfer_id, send_blob
 from gridreg.protocol.errors import NodeError, NotAuthorizedError, NotMasterError
 from gridreg.protocol.node_commands import NodeKeepAlive, NodeLiveState, RegisterNode
@@ -90,6 +91,37 @@ def _user_exception(failure: Failure) -> Any:
         return {"exception": exc.type_id, "reason": str(exc)}
     return failure
 
+
+#: where AMP logs a command's undeclared error (its module's logger)
+_amp_log = Logger(namespace=amp.__name__)
+
+
+def _error_box(failure: Failure, ask: bytes) -> amp.AmpBox:
+    """
+    The error box AMP's C{_commandReceived} answers C{failure} with (its
+    C{formatError}): a declared error by its code and description, closing
+    the connection if fatal; any other as AMP's unknown error, logged.
+    """
+    if failure.check(amp.RemoteAmpError):
+        error = failure.value
+        code = error.errorCode
+        description = error.description
+        if isinstance(description, str):
+            description = description.encode("utf-8", "replace")
+        box = amp.QuitBox() if error.fatal else amp.AmpBox()
+    else:
+        box = amp.QuitBox()
+        _amp_log.failure("while receiving response to command", failure)
+        code = amp.UNKNOWN_ERROR_CODE
+        description = b"Unknown Error"
+    box[amp.ERROR] = ask
+    box[amp.ERROR_DESCRIPTION] = description
+    box[amp.ERROR_CODE] = code
+    return box
+
+
+#: the admin's add, answered past AMP's dispatch (L{InternalProtocol._admin_add_received})
+_ADMIN_ADD = AdminObjectAdd.commandName
 
 #: how soon each session's boxes reach the socket (L{gridreg.protocol.prompt}):
 #: a slave's session gets one push per group commit, an admin's may get many answers
@@ -150,6 +182,84 @@ class InternalProtocol(PromptWriter, FastBoxReader, amp.AMP):
             self.transport.loseConnection()
             return
         super().unhandledError(failure)
+
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        """
+        Two boxes of every replicated write skip a step of AMP's: an answer
+        to a readied push (L{AnswerTo}, from each slave) goes straight to
+        its receiver, and the admin's add that asks for its answer to
+        L{_admin_add_received}. Every other box goes through AMP's dispatch.
+        """
+        if amp.ANSWER in box:
+            # AMP's _answerReceived, its look-up (a tag it does not know
+            # raises as there) and hand-over, without two calls of its own
+            requests: Any = self._outstandingRequests
+            question = requests.pop(box[amp.ANSWER])
+            if type(question) is AnswerTo:
+                question.answered(box, self.unhandledError)
+            else:
+                question.addErrback(self.unhandledError)
+                question.callback(box)
+        elif (
+            box.get(amp.COMMAND) == _ADMIN_ADD
+            and self.role == "admin"
+            and amp.ASK in box
+            and amp.ERROR not in box
+        ):
+            self._admin_add_received(box)
+        else:
+            super().ampBoxReceived(box)
+
+    def _admin_add_received(self, box: amp.AmpBox) -> None:
+        """
+        AMP's C{_commandReceived} for the admin's add (C{AdminObjectAdd}
+        with C{_ask}), without its dispatch's steps (C{dispatchCommand},
+        C{maybeDeferred}, C{formatAnswer}, C{_safeEmit}: a Deferred's
+        callback each): the responder AMP would find, called as it calls
+        it, its answer or error box (L{_error_box}) sent as AMP sends it,
+        and what fails after that to L{unhandledError}, as there. A session
+        with no such responder leaves the box to AMP, which refuses it.
+        """
+        responder = self.locator.locateResponder(_ADMIN_ADD)
+        if responder is None:
+            super().ampBoxReceived(box)
+            return
+        ask = box[amp.ASK]
+        try:
+            answer = responder(box)
+        except BaseException:  # as maybeDeferred: what the responder raises is its answer
+            answer = fail()
+        if type(answer) is not Deferred:
+            answer = maybeDeferred(lambda: answer)  # (not this responder) as AMP takes it
+        answer.addCallbacks(
+            self._send_answer, self._send_error, callbackArgs=(ask,), errbackArgs=(ask,)
+        )
+
+    def _send_answer(self, box: amp.AmpBox, ask: bytes) -> None:
+        """
+        AMP's C{formatAnswer} and C{_safeEmit}: the answer box, tagged,
+        sent; what fails goes to L{unhandledError}, as AMP's last errback
+        gives it (here without a callback entry of its own).
+        """
+        try:
+            box[amp.ANSWER] = ask
+            if type(box) is amp.AmpBox:
+                self.boxSender.sendBox(box)  # what its _sendTo does, without the call
+            else:
+                box._sendTo(self.boxSender)
+        except (amp.ProtocolSwitched, amp.ConnectionLost):
+            pass  # as AMP's _safeEmit: nothing to answer on
+        except Exception:
+            self.unhandledError(Failure())
+
+    def _send_error(self, failure: Failure, ask: bytes) -> None:
+        """AMP's C{formatError} and C{_safeEmit}: the error box, sent (as L{_send_answer})."""
+        try:
+            _error_box(failure, ask)._sendTo(self.boxSender)
+        except (amp.ProtocolSwitched, amp.ConnectionLost):
+            pass
+        except Exception:
+            self.unhandledError(Failure())
 
     def locateResponder(self, name: bytes) -> Any:
         """

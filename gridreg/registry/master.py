@@ -108,8 +108,11 @@ class SlaveSession:
         self._prepared: Optional[Deferred[None]] = None
         #: that push's outcome while it holds the session busy: once it is
         #: known (L{_answered}, L{time_out_push}) the session is idle again,
-        #: before the write hears of it (L{_free}), as a first callback did
+        #: before the write hears of it (L{_settle}), as a first callback did
         self._frees: Optional[Deferred[None]] = None
+        #: the write's count of acknowledgements that the push waiting for
+        #: its answer is told to directly (L{count_into}, L{_settle})
+        self._counted: Optional[_Countdown] = None
 
     def run(self, job: Callable[[], Deferred[Any]]) -> Deferred[Any]:
         """
@@ -172,19 +175,6 @@ class SlaveSession:
         self._running = False
         self._run_next()
         return result
-
-    def _free(self, answer: Deferred[None]) -> None:
-        """
-        The outcome of C{answer} is about to be known: if it is the readied
-        push's (L{prepare_push}), the session is idle again and what was
-        queued behind it goes next, before the write hears of it (a
-        callback of its own on each push was about four Python calls).
-        """
-        if answer is self._frees:
-            self._frees = None
-            self._running = False
-            if self._jobs:  # nothing queued behind it at one in flight
-                self._run_next()
 
     def _flush(self) -> Deferred[None]:
         self._flush_queued = False
@@ -340,15 +330,55 @@ class SlaveSession:
         d.addBoth(self._answered, answer)
         return answer
 
-    def _answered(self, result: Any, answer: Deferred[None]) -> None:
-        """The slave's answer (or AMP's failure) to the push C{answer} stands for."""
-        if answer.called:  # timed out already: what comes later is of no use
-            return
+    def count_into(self, sent: Deferred[None], countdown: "_Countdown") -> None:
+        """
+        Count the outcome of C{sent} (what L{send} or L{prepared} gave) in
+        C{countdown}: told directly if C{sent} is the readied push
+        (L{prepare_push}; every write's at one in flight) still waiting for
+        its answer (L{_settle}), its Deferred then left unfired, as nothing
+        else waits on it (the session frees itself in L{_settle}, not by a
+        callback, as a push L{send} made does); else by a callback on
+        C{sent}. (A callback on each push's Deferred and its run were about
+        eight Python calls a slave on every write.)
+        """
+        if sent is self._frees and self._counted is None and not sent.called:
+            self._counted = countdown
+        else:
+            sent.addCallbacks(countdown.acked, countdown.failed, errbackArgs=(self,))
+
+    def _settle(self, answer: Deferred[None], failure: Optional[Failure]) -> None:
+        """
+        The push C{answer} stands for is done: acknowledged, or C{failure}.
+        If it is the readied push (L{prepare_push}) the session is idle
+        again and what was queued behind it goes next, before the write
+        hears of it (a callback of its own on each push was about four
+        Python calls); then the write hears of it: its count directly
+        (L{count_into}), else C{answer}'s callbacks.
+        """
         self.pushed_at = None
         self._awaiting = None
+        counted, self._counted = self._counted, None
+        if answer is self._frees:
+            self._frees = None
+            self._running = False
+            if self._jobs:  # nothing queued behind it at one in flight
+                self._run_next()
+        if counted is not None:
+            if failure is None:
+                counted.acked()
+            else:
+                counted.failed(failure, self)
+        elif failure is None:
+            answer.callback(None)
+        else:
+            answer.errback(failure)
+
+    def _answered(self, result: Any, answer: Deferred[None]) -> None:
+        """The slave's answer (or AMP's failure) to the push C{answer} stands for."""
+        if answer is not self._awaiting or answer.called:
+            return  # timed out already: what comes later is of no use
         if isinstance(result, Failure):
-            self._free(answer)
-            answer.errback(_declared(result))
+            self._settle(answer, _declared(result))
             return
         self.serial = int(result[b"serial"])
         self.heard = self.clock.seconds()
@@ -358,8 +388,7 @@ class SlaveSession:
                 replica=self.name,
                 serial=self.serial,
             )
-        self._free(answer)
-        answer.callback(None)
+        self._settle(answer, None)
 
     def push_overdue(self, now: float) -> bool:
         """Whether a push has waited longer than the session timeout for its answer."""
@@ -367,11 +396,12 @@ class SlaveSession:
 
     def time_out_push(self) -> None:
         """Fail the push waiting for its answer with a L{TimeoutError}."""
-        answer, self._awaiting = self._awaiting, None
-        self.pushed_at = None
+        answer = self._awaiting
         if answer is not None and not answer.called:
-            self._free(answer)
-            answer.errback(TimeoutError())
+            self._settle(answer, Failure(TimeoutError()))
+        else:
+            self._awaiting = None
+            self.pushed_at = None
 
     def send_snapshot(self, store: IRegistryStore, run: Run) -> Deferred[None]:
         """
@@ -530,9 +560,9 @@ def _settle(result: Any, d: Deferred[None]) -> None:
 class _Countdown:
     """
     Fires C{done} once every push given has been acknowledged or its slave
-    dropped (L{MasterReplication.replicate} with MinAcks 0): one callback
-    pair per push, where an outcome, then a count, were two (about a
-    dozen Python calls a slave, on every write).
+    dropped (L{MasterReplication.replicate} with MinAcks 0). Each push
+    tells it directly if it can (L{SlaveSession.count_into}: the one
+    waiting for its answer), else by one callback pair on its Deferred.
     """
 
     def __init__(
@@ -546,16 +576,18 @@ class _Countdown:
         if not pushes:
             self.done.callback(None)
         for session, sent in pushes:
-            sent.addCallbacks(self._acked, self._failed, errbackArgs=(session,))
+            session.count_into(sent, self)
 
-    def _acked(self, _: object) -> None:
+    def acked(self, _: object = None) -> None:
+        """One push acknowledged (or its slave dropped)."""
         self._left -= 1
         if not self._left:
             self.done.callback(None)
 
-    def _failed(self, failure: Failure, session: SlaveSession) -> None:
+    def failed(self, failure: Failure, session: SlaveSession) -> None:
+        """One push failed: its slave is dropped, and it counts as done."""
         self._unacknowledged(session, failure)
-        self._acked(None)
+        self.acked()
 
 
 class MasterReplication:
@@ -776,7 +808,7 @@ class MasterReplication:
             call = calls.pop(session, None)
             sent = session.send(batch, texts) if call is None else session.prepared(call)
             if self.min_acks <= 0 and session.live:
-                # counted after the loop, in one callback each (L{_Countdown})
+                # counted after the loop (L{_Countdown}, L{SlaveSession.count_into})
                 counted.append((session, sent))
                 continue
             d: Deferred[bool] = sent.addCallbacks(
