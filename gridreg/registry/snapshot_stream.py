@@ -145,13 +145,14 @@ class SnapshotLoad:
     in-memory state once the stream is decoded, L{commit} makes them
     durable, L{finish} does both; L{abort} leaves the store as it was.
 
-    A chunk is acknowledged once decoded. The store's bulk load (in
-    C{run}, where the store uses its file) takes the blocks once the
-    stream is decoded, while the state answers from them: writing them as
-    they came slowed the decoding down by as much again (the two threads
-    share one interpreter lock), and a fresh slave's state waited for its
-    store. What waits meanwhile is each block's keys and values, texts the
-    state holds anyway: a list entry per record.
+    A chunk is acknowledged once decoded, and its blocks go to the store's
+    bulk load (in C{run}, where the store uses its file) at once, so the
+    inserts run while the master streams the rest: an empty slave serves
+    Ice clients only once its commit is durable and it holds the serial
+    the master lists it at (L{gridreg.registry.slave_role}), so the commit,
+    not the state, is on its way to ready. (Holding the blocks back until
+    the stream was decoded made the state ready sooner and the commit
+    later: 10-13 % slower to ready, at 10,000 and 100,000 objects.)
     """
 
     log = Logger()
@@ -167,8 +168,6 @@ class SnapshotLoad:
         self._decoding = DeferredLock()
         self._failed: Optional[BaseException] = None
         self._info: Optional[SnapshotInfo] = None
-        #: decoded blocks for the store, until the stream is decoded (then None)
-        self._waiting: Optional[list[Block]] = []
         # a failure here is kept in _failed, and the next chunk reports it
         self._store(self._bulk.begin)
 
@@ -233,10 +232,7 @@ class SnapshotLoad:
         return blocks
 
     def _decoded(self, blocks: list[Block]) -> None:
-        if self._waiting is None:
-            self._write(blocks)
-        else:
-            self._waiting.extend(blocks)
+        self._write(blocks)
 
     def _write(self, blocks: list[Block]) -> None:
         """Queue C{blocks} for the store's bulk load, in order."""
@@ -250,12 +246,10 @@ class SnapshotLoad:
         """
         Once every chunk fed is decoded: the snapshot's records, for the
         in-memory state, checked to be the snapshot announced (complete,
-        of C{database_id} at C{serial}); the store's bulk load takes them
-        from here, and makes them durable in L{commit}, once it has checked
-        that every object record is a JSON object. (The state answers from
-        them meanwhile: they are records the master's own state answers
-        from, and a record that was not one would fail the lookups of that
-        object only, until the commit's refusal takes the state back.)
+        of C{database_id} at C{serial}); the store's bulk load, which took
+        each block as it came, makes them durable in L{commit}, once it has
+        checked that every object record is a JSON object (a record that
+        was not one is refused there, and the state taken back).
         """
 
         def take() -> Records:
@@ -268,8 +262,6 @@ class SnapshotLoad:
                     f"{info.serial}, announced as {database_id} at {serial}"
                 )
             self._info = info
-            waiting, self._waiting = self._waiting or [], None
-            self._write(waiting)
             records, self._records = self._records, empty_records()
             assert set(records) == set(KINDS)
             for kind in ENCODED_KINDS:  # the texts, for the state to take over
@@ -302,13 +294,13 @@ class SnapshotLoad:
         """Give up (the connection is gone, or the stream was refused): nothing is installed."""
         if self._failed is None:
             self._failed = SyncError(why)
-        self._records, self._waiting = empty_records(), []
+        self._records = empty_records()
         return self.run(self._bulk.abort)
 
     def _abandon(self, failure: Any) -> Any:
         if self._failed is None:
             self._failed = failure.value
-        self._records, self._waiting = empty_records(), []
+        self._records = empty_records()
         self.run(self._bulk.abort).addErrback(
             lambda f: self.log.failure("Could not roll back a snapshot", f)
         )
