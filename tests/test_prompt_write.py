@@ -57,6 +57,15 @@ def pending(peer: socket.socket) -> bytes:
         return b""
 
 
+async def received_as_long_as(peer: socket.socket, expected: bytes) -> bytes:
+    """What the peer reads, as the reactor turns, until it has as many bytes as C{expected}."""
+    received = b""
+    while len(received) < len(expected):
+        received += pending(peer)
+        await deferLater(reactor, 0.001, lambda: None)
+    return received
+
+
 async def connected(
     case: TestCase, make: Callable[[Deferred[Prompt]], Prompt]
 ) -> tuple[Prompt, socket.socket]:
@@ -134,11 +143,7 @@ class PromptWriterTests(TestCase):
         await deferLater(reactor, 0, lambda: None)
         self.assertTrue(protocol.transport.dataBuffer or protocol.transport._tempDataBuffer)
         expected = b"".join(b.serialize() for b in big)
-        received = b""
-        while len(received) < len(expected):
-            received += pending(peer)
-            await deferLater(reactor, 0.001, lambda: None)
-        self.assertEqual(received, expected)
+        self.assertEqual(await received_as_long_as(peer, expected), expected)
 
     async def test_turn_boxes_leave_before_a_close_in_the_same_turn(self) -> None:
         """
@@ -211,11 +216,7 @@ class PromptWriterTests(TestCase):
             protocol.sendBox(b)
         self.assertTrue(protocol.transport.dataBuffer or protocol.transport._tempDataBuffer)
         expected = b"".join(b.serialize() for b in big)
-        received = b""
-        while len(received) < len(expected):
-            received += pending(peer)
-            await deferLater(reactor, 0.001, lambda: None)
-        self.assertEqual(received, expected)
+        self.assertEqual(await received_as_long_as(peer, expected), expected)
 
     async def test_now_over_tls_goes_through_tls(self) -> None:
         """
@@ -410,11 +411,7 @@ class ThreadAnswerTests(TestCase):
         from_a_thread(answer)
         answer._sendTo(protocol)
         expected = big.serialize() * 8 + self.amp_answer()
-        received = b""
-        while len(received) < len(expected):
-            received += pending(peer)
-            await deferLater(reactor, 0.001, lambda: None)
-        self.assertEqual(received, expected)
+        self.assertEqual(await received_as_long_as(peer, expected), expected)
 
 
 class SerializeTests(TestCase):
