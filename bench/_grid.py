@@ -446,7 +446,8 @@ def build_gridreg_store_from(
     def built(result: tuple[bytes, bytes, int]) -> None:
         out, err, code = result
         if code != 0:
-            raise RuntimeError(f"building the store from {root} failed: {err.decode(errors='replace')}")
+            why = err.decode(errors="replace")
+            raise RuntimeError(f"building the store from {root} failed: {why}")
 
     return getProcessOutputAndValue(
         sys.executable,
@@ -509,10 +510,29 @@ async def probe_object(
 
     @raise RuntimeError: no answer in time.
     """
+    what = f"object {identity.category}/{identity.name}"
+    params = _identity_params(identity)
+    return await _probe(reactor, port, "findObjectById", params, what, timeout, interval)
+
+
+def _identity_params(identity: Identity) -> bytes:
+    """A C{findObjectById}'s parameters: the identity."""
     out = OutputStream(ENCODING_1_1)
     out.write_identity(identity)
-    what = f"object {identity.category}/{identity.name}"
-    return await _probe(reactor, port, "findObjectById", out.getvalue(), what, timeout, interval)
+    return out.getvalue()
+
+
+async def _answers_with_a_proxy(
+    protocol: IceClientProtocol, operation: str, params: bytes, timeout: float
+) -> bool:
+    """Ask the locator on C{protocol}'s connection; whether it answered with a proxy."""
+    reply = await protocol.invoke(
+        Identity("Locator", INSTANCE), operation, OperationMode.NONMUTATING, params, timeout=timeout
+    )
+    if reply.status != ReplyStatus.SUCCESS:
+        return False
+    assert reply.payload is not None and reply.encoding is not None
+    return InputStream(reply.payload, reply.encoding).read_proxy() is not None
 
 
 async def probe_adapter(
@@ -546,19 +566,10 @@ async def _probe(
                     await protocol.when_validated().addTimeout(2, reactor)
                     if connected is None:
                         connected = time.monotonic()
-                reply = await protocol.invoke(
-                    Identity("Locator", INSTANCE),
-                    operation,
-                    OperationMode.NONMUTATING,
-                    params,
-                    timeout=5,
-                )
-                if reply.status == ReplyStatus.SUCCESS:
-                    assert reply.payload is not None and reply.encoding is not None
-                    if InputStream(reply.payload, reply.encoding).read_proxy() is not None:
-                        found = time.monotonic()
-                        assert connected is not None
-                        return ProbeResult(connected, found)
+                if await _answers_with_a_proxy(protocol, operation, params, 5):
+                    found = time.monotonic()
+                    assert connected is not None
+                    return ProbeResult(connected, found)
             except Exception:  # refused, lost, timed out: connect again
                 _abort(protocol)
                 protocol = None
@@ -583,20 +594,8 @@ async def missing_objects(
     try:
         await protocol.when_validated().addTimeout(timeout, reactor)
         for text in identities:
-            out = OutputStream(ENCODING_1_1)
-            out.write_identity(parse_identity(text))
-            reply = await protocol.invoke(
-                Identity("Locator", INSTANCE),
-                "findObjectById",
-                OperationMode.NONMUTATING,
-                out.getvalue(),
-                timeout=timeout,
-            )
-            found = False
-            if reply.status == ReplyStatus.SUCCESS:
-                assert reply.payload is not None and reply.encoding is not None
-                found = InputStream(reply.payload, reply.encoding).read_proxy() is not None
-            if not found:
+            params = _identity_params(parse_identity(text))
+            if not await _answers_with_a_proxy(protocol, "findObjectById", params, timeout):
                 missing.append(text)
     finally:
         _abort(protocol)

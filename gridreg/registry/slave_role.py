@@ -120,24 +120,20 @@ class SlaveRole:
         replica = self.replica
         self._listed = replica.config.replica_name in names
         if self._listed and not replica.client_factory.accepting:
-            if serial is None:  # an older master does not say
-                self._serve()
-            else:
-                replica.store.reached(serial).addCallback(self._serve_if_listed).addErrback(
-                    lambda f: self.log.failure("Could not start serving Ice clients", f)
-                )
+            # an older master does not say its serial: at once, as before
+            replica.store.reached(serial or 0).addCallback(self._serve_if_listed).addErrback(
+                lambda f: self.log.failure("Could not start serving Ice clients", f)
+            )
         replica.directory.set_active(names)
 
-    def _serve_if_listed(self, _: object = None) -> None:
-        if self._listed and not self.replica.client_factory.accepting:
-            self._serve()
-
-    def _serve(self) -> None:
+    def _serve_if_listed(self, _: object) -> None:
         replica = self.replica
-        self.log.info(
-            "Replica {replica} is in sync: serving Ice clients", replica=replica.config.replica_name
-        )
-        replica.client_factory.accepting = replica.server_factory.accepting = True
+        if self._listed and not replica.client_factory.accepting:
+            self.log.info(
+                "Replica {replica} is in sync: serving Ice clients",
+                replica=replica.config.replica_name,
+            )
+            replica.client_factory.accepting = replica.server_factory.accepting = True
 
     def _snapshot_loaded(self, loaded: bool) -> None:
         """

@@ -59,14 +59,11 @@ class SerialStore:
 
     def _tell_reached(self) -> None:
         """Fire the L{reached} waiters the store's serial has come to."""
-        waiting, self._reaching = self._reaching or [], None
+        waiting, durable = self._reaching or [], self.serial
+        self._reaching = [(serial, d) for serial, d in waiting if serial > durable] or None
         for serial, d in waiting:
-            if self.serial >= serial:
+            if serial <= durable:
                 d.callback(None)
-            else:
-                if self._reaching is None:
-                    self._reaching = []
-                self._reaching.append((serial, d))
 
     def commit(self, mutations: Sequence[Mutation]) -> Deferred[Change]:
         return self.commit_many([mutations]).addCallback(lambda changes: changes[0])
