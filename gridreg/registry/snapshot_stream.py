@@ -197,7 +197,7 @@ class SnapshotLoad:
         """Decode C{data} and queue its records for the store; fires once decoded."""
 
         def decode() -> Deferred[None]:
-            return self.decode_in(self._guarded(self._decode), data).addCallback(self._decoded)
+            return self.decode_in(self._guarded(self._decode), data).addCallback(self._write)
 
         return self._decoding.run(decode).addErrback(self._abandon)
 
@@ -230,9 +230,6 @@ class SnapshotLoad:
                         )
                     records[kind][key] = decoded
         return blocks
-
-    def _decoded(self, blocks: list[Block]) -> None:
-        self._write(blocks)
 
     def _write(self, blocks: list[Block]) -> None:
         """Queue C{blocks} for the store's bulk load, in order."""
